@@ -1,0 +1,120 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) dbhygiene.sessions contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The contract between the engine-neutral core and an engine driver.
+
+Private to the collection. Importable without AnsibleModule, so that a module
+(on the target) and an action plugin (on the controller) can share it.
+
+A *session* is a plain dict, the normalized session record of DESIGN.md::
+
+    id                  pid (PostgreSQL) / thread id (MySQL), int
+    key                 reuse-safe identity, str: "<pid>@<backend_start iso>" on
+                        PostgreSQL, "<thread id>@<connect time or first seen>" on MySQL
+    user, database, application        str or None
+    client_addr         str (IP) or None for a local (unix socket) connection
+    state               active | idle | idle_in_transaction |
+                        idle_in_transaction_aborted | other
+    connected_at        ISO 8601 str (UTC) or None
+    state_since         ISO 8601 str (UTC) or None
+    connected_seconds   float or None  (age of the connection)
+    idle_seconds        float or None  (seconds since the last state change,
+                        whatever the state is)
+    query_seconds       float or None  (age of the running statement; None
+                        unless state is active)
+    transaction_seconds float or None  (age of the open transaction; None when
+                        no transaction is open)
+    query               str or None, truncated to QUERY_MAX_CHARS
+    superuser           bool  (the session's user holds superuser-class rights)
+    backend_type        str (PostgreSQL) / None
+    command             str (MySQL COMMAND) / None
+
+Drivers may add further engine extras; the core never relies on them.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+STATES = (
+    "active",
+    "idle",
+    "idle_in_transaction",
+    "idle_in_transaction_aborted",
+    "other",
+)
+
+QUERY_MAX_CHARS = 1024
+
+# Reasons used in `skipped` entries of results.
+REASON_PROTECTED = "protected"
+REASON_STATE_CHANGED = "state_changed"
+REASON_GONE = "gone"
+REASON_STILL_PRESENT = "still_present"  # signalled, but still there after the wait
+REASON_FAILED = "failed"  # the signal itself failed (the message says why)
+
+
+class SessionError(Exception):
+    """A failure a user must act on: connection, privilege, unsupported feature.
+
+    The message says what failed and what to do; it never contains a secret.
+    """
+
+
+class Driver(object):
+    """Base class of an engine driver. One instance = one open connection.
+
+    Subclasses hold all SQL of their engine. Every method that takes a
+    decision is in the core (policy, planner, runner), not here.
+    """
+
+    engine = None  # "postgresql" | "mysql"
+    # Policy condition keys this engine cannot evaluate. The runner fails with a
+    # clear message when a policy uses one of them, instead of ignoring it.
+    unsupported_conditions = frozenset()
+
+    def close(self):
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    @property
+    def own_id(self):
+        """The id (pid / thread id) of our own connection."""
+        raise NotImplementedError
+
+    def server_facts(self):
+        """dict: engine, flavour, version, max_connections, current user, ..."""
+        raise NotImplementedError
+
+    def preflight(self, signal):
+        """Check our login can see every session's details, and, if `signal`,
+        can end other users' sessions. Raise SessionError naming the missing
+        privilege (and the GRANT that fixes it) otherwise."""
+        raise NotImplementedError
+
+    def list_sessions(self):
+        """All client sessions except our own, as normalized records, in one
+        round trip. Background / system / replication threads are excluded."""
+        raise NotImplementedError
+
+    def end_sessions(self, victims, mode):
+        """Guarded end of `victims` (session dicts as planned), mode is
+        "terminate" or "cancel". A session is signalled only if it is still the
+        same session in the same state as planned.
+
+        Returns a list of (session, outcome, detail) in the order given, where
+        outcome is "terminated" | "cancelled" | REASON_STATE_CHANGED |
+        REASON_GONE | REASON_FAILED and detail is a str or None.
+        """
+        raise NotImplementedError
+
+    def query_templates(self):
+        """The statement templates this driver runs (for the `queries` result).
+        Templates only: never values, never secrets."""
+        raise NotImplementedError

@@ -1,0 +1,623 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) dbhygiene.sessions contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Parse, validate and evaluate a session hygiene policy. Pure and engine-neutral.
+
+Private to the collection. Standard library only, no Ansible import: a module
+(on the target) and an action plugin (on the controller) share it.
+
+``parse_policy(raw)`` turns the ``policy`` option (a dict, see DESIGN.md) into a
+:class:`Policy`, or raises :class:`PolicyError` naming the field and the value.
+Everything is checked before any connection is opened.
+
+Input conventions
+-----------------
+* ``None`` anywhere means "not set" (Ansible fills absent suboptions with None).
+* Where a list is expected (``states``, ``users``, ``databases``,
+  ``applications``, ``client_addresses``) a single string is accepted as a
+  one-element list: ``users: bob`` is ``users: [bob]``.
+* An explicitly *empty* list inside a rule or ``except`` is an error: it would
+  match nothing, and silently dropping it would widen the rule (think of a
+  templated list that came out empty). In ``protect`` an empty list is fine.
+* Durations: ``45s``, ``30m``, ``1h30m``, ``2d``, ``1d2h3m4s`` (units d, h, m, s
+  at most once each, in that order) or a whole number of seconds (int or digit
+  string). Surrounding blanks are ignored.
+* Globs are fnmatch-style (``*``, ``?``, ``[seq]``, ``[!seq]``) and
+  case-sensitive; ``[[]`` matches a literal ``[``. Nothing else is special, so
+  quotes, ``%``, ``;`` and the like match literally. A ``None`` session field is
+  matched as the empty string (``*`` matches it, ``app*`` does not).
+* ``client_addresses`` take IP addresses and networks (host bits allowed:
+  ``10.1.2.3/16`` is ``10.1.0.0/16``) or the token ``local``, which matches a
+  local (unix socket) connection, i.e. ``client_addr`` None. IPv4-mapped IPv6
+  client addresses (``::ffff:10.1.2.3``) also match IPv4 networks.
+* ``*_longer_than`` conditions compare strictly (``idle_seconds > value``); a
+  ``None`` measurement never matches. ``running_longer_than`` only matches
+  sessions whose state is ``active``. ``query_matches`` is ``re.search`` on the
+  (truncated) query text; a ``None`` query never matches.
+* A rule matches when ALL its conditions hold, unless the session also matches
+  ALL conditions of the rule's ``except``. ``Policy.match`` returns the first
+  rule (in policy order) that matches.
+* Errors name fields with 0-based rule indexes: ``policy.rules[1].grace``.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import fnmatch
+import ipaddress
+import math
+import re
+
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import STATES
+
+ACTIONS = ("terminate", "cancel", "cancel_then_terminate")
+DEFAULT_ACTION = "terminate"
+DEFAULT_GRACE = 10
+DEFAULT_POLICY_NAME = "unnamed"
+LOCAL = "local"
+
+GLOB_CONDITIONS = ("users", "databases", "applications")
+DURATION_CONDITIONS = (
+    "idle_longer_than",
+    "running_longer_than",
+    "transaction_longer_than",
+    "connected_longer_than",
+)
+CONDITION_KEYS = ("states",) + GLOB_CONDITIONS + ("client_addresses",) + DURATION_CONDITIONS + ("query_matches",)
+EXCEPT_KEY = "except"
+
+POLICY_KEYS = ("name", "action", "grace", "rules", "protect", "limits")
+RULE_KEYS = ("name", "action") + CONDITION_KEYS + (EXCEPT_KEY,)
+PROTECT_KEYS = GLOB_CONDITIONS + ("client_addresses", "superusers")
+LIMIT_KEYS = ("max_terminations", "max_fraction")
+
+# Session field each glob condition looks at.
+_GLOB_FIELDS = (("users", "user"), ("databases", "database"), ("applications", "application"))
+# Session field each duration condition compares.
+_DURATION_FIELDS = (
+    ("idle_longer_than", "idle_seconds"),
+    ("running_longer_than", "query_seconds"),
+    ("transaction_longer_than", "transaction_seconds"),
+    ("connected_longer_than", "connected_seconds"),
+)
+
+_DURATION_HINT = "use 45s, 30m, 1h30m, 2d or a whole number of seconds"
+_DURATION_RE = re.compile(r"^(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?\Z")
+_SECONDS_RE = re.compile(r"^[0-9]+\Z")
+_DURATION_UNITS = (86400, 3600, 60, 1)
+_TRUE_WORDS = ("true", "yes", "on", "1")
+_FALSE_WORDS = ("false", "no", "off", "0")
+
+
+class PolicyError(ValueError):
+    """An invalid policy. ``field`` is where (``policy.rules[0].idle_longer_than``),
+    ``value`` the offending value, str() says both and what is allowed."""
+
+    def __init__(self, field, value, problem):
+        self.field = field
+        self.value = value
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
+
+
+def _show(value):
+    """A value as quoted in messages: on one line, strings quoted and escaped."""
+    return repr(value)
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def parse_duration(value, field):
+    """Seconds (int >= 0) from ``30m``-style text or a whole number of seconds."""
+    if _is_int(value):
+        if value < 0:
+            raise PolicyError(
+                field,
+                value,
+                f"invalid duration {_show(value)} ({_DURATION_HINT}; negative durations are not allowed)",
+            )
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if _SECONDS_RE.match(text):
+            return int(text)
+        found = _DURATION_RE.match(text)
+        if text and found and any(found.groups()):
+            return sum(int(part) * unit for part, unit in zip(found.groups(), _DURATION_UNITS) if part is not None)
+    raise PolicyError(field, value, f"invalid duration {_show(value)} ({_DURATION_HINT})")
+
+
+def _check_keys(raw, allowed, field):
+    if not isinstance(raw, dict):
+        raise PolicyError(field, raw, "expected a mapping with keys {}, got {}".format(", ".join(allowed), _show(raw)))
+    for key in raw:
+        if key not in allowed:
+            raise PolicyError(
+                f"{field}.{key}",
+                key,
+                "unknown key {} (allowed: {})".format(_show(key), ", ".join(allowed)),
+            )
+
+
+def _present(raw, key):
+    return raw.get(key) is not None
+
+
+def _as_list(value, field, allow_empty):
+    """A list from a list, or a single string as a one-element list."""
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        return [value]
+    if not isinstance(value, (list, tuple)):
+        raise PolicyError(field, value, f"expected a list (or a single string), got {_show(value)}")
+    if not value and not allow_empty:
+        raise PolicyError(
+            field,
+            value,
+            "empty list: it would match nothing; remove the condition or list at least one value",
+        )
+    return list(value)
+
+
+def _scalar_text(value, field):
+    """A list element as text. Ints are accepted (a numeric user name in YAML)."""
+    if isinstance(value, str):
+        return value
+    if _is_int(value):
+        return str(value)
+    raise PolicyError(field, value, f"expected a string, got {_show(value)}")
+
+
+def _check_glob(pattern, field):
+    """Reject a '[' that never closes: fnmatch would quietly take it literally."""
+    i, end = 0, len(pattern)
+    while i < end:
+        if pattern[i] == "[":
+            j = i + 1
+            if j < end and pattern[j] == "!":
+                j += 1
+            if j < end and pattern[j] == "]":
+                j += 1
+            while j < end and pattern[j] != "]":
+                j += 1
+            if j >= end:
+                raise PolicyError(
+                    field,
+                    pattern,
+                    f"invalid glob {_show(pattern)} (unbalanced '['; write [[] for a literal '[')",
+                )
+            i = j
+        i += 1
+    return pattern
+
+
+def _parse_globs(value, field, allow_empty):
+    items = _as_list(value, field, allow_empty)
+    globs = []
+    for index, item in enumerate(items):
+        item_field = f"{field}[{index}]"
+        globs.append(_check_glob(_scalar_text(item, item_field), item_field))
+    return tuple(globs)
+
+
+def _parse_addresses(value, field, allow_empty):
+    items = _as_list(value, field, allow_empty)
+    entries = []
+    for index, item in enumerate(items):
+        item_field = f"{field}[{index}]"
+        text = _scalar_text(item, item_field).strip()
+        if text.lower() == LOCAL:
+            entries.append(LOCAL)
+            continue
+        try:
+            entries.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            raise PolicyError(
+                item_field,
+                item,
+                f"invalid IP address or network {_show(item)} (use an IP such as 10.0.0.5, a CIDR such as 10.0.0.0/8, "
+                "or local for unix-socket connections)",
+            )
+    return tuple(entries)
+
+
+def _parse_states(value, field):
+    items = _as_list(value, field, allow_empty=False)
+    states = []
+    for index, item in enumerate(items):
+        if item not in STATES:
+            raise PolicyError(
+                f"{field}[{index}]",
+                item,
+                "invalid state {} (allowed: {})".format(_show(item), ", ".join(STATES)),
+            )
+        states.append(item)
+    return frozenset(states)
+
+
+def _parse_regex(value, field):
+    if not isinstance(value, str):
+        raise PolicyError(field, value, f"expected a regular expression string, got {_show(value)}")
+    try:
+        return re.compile(value)
+    except re.error as exc:
+        raise PolicyError(field, value, f"invalid regular expression {_show(value)} ({exc})")
+
+
+def _parse_action(value, field):
+    if value not in ACTIONS:
+        raise PolicyError(field, value, "invalid action {} (allowed: {})".format(_show(value), ", ".join(ACTIONS)))
+    return value
+
+
+def _parse_bool(value, field):
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE_WORDS + _FALSE_WORDS:
+        return value.strip().lower() in _TRUE_WORDS
+    raise PolicyError(field, value, f"expected a boolean (true or false), got {_show(value)}")
+
+
+def _parse_name(value, field, default):
+    if value is None or value == "":
+        return default
+    if not isinstance(value, str):
+        raise PolicyError(field, value, f"expected a string, got {_show(value)}")
+    return value
+
+
+def _parse_max_terminations(value, field):
+    number = None
+    if _is_int(value):
+        number = value
+    elif isinstance(value, str) and _SECONDS_RE.match(value.strip()):
+        number = int(value.strip())
+    if number is None or number < 0:
+        raise PolicyError(field, value, f"expected a whole number >= 0, got {_show(value)}")
+    return number
+
+
+def _parse_max_fraction(value, field):
+    number = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            number = None
+    if number is None or math.isnan(number) or not 0 < number <= 1:
+        raise PolicyError(
+            field, value, f"expected a fraction above 0 and at most 1 (e.g. 0.5 for half), got {_show(value)}"
+        )
+    return number
+
+
+def _addr_matches(client_addr, entries):
+    """Whether a session's client address is covered by any entry.
+
+    Returns True/False, or None when the address is not an IP (and so cannot
+    be placed in or out of a network)."""
+    if client_addr is None or client_addr == "":
+        return LOCAL in entries
+    networks = [entry for entry in entries if entry != LOCAL]
+    if not networks:
+        return False
+    text = str(client_addr).strip()
+    if "%" in text:  # IPv6 zone id (fe80::1%eth0): not part of the address
+        text = text.split("%", 1)[0]
+    try:
+        address = ipaddress.ip_interface(text).ip
+    except ValueError:
+        return None
+    candidates = [address]
+    mapped = getattr(address, "ipv4_mapped", None)
+    if mapped is not None:
+        candidates.append(mapped)
+    return any(candidate in network for candidate in candidates for network in networks)
+
+
+def _glob_matches(value, globs):
+    text = "" if value is None else str(value)
+    for pattern in globs:
+        if fnmatch.fnmatchcase(text, pattern):
+            return pattern
+    return None
+
+
+class Conditions:
+    """A set of conditions that must ALL hold (a rule body, or its ``except``)."""
+
+    def __init__(self, values):
+        # values: {condition key: parsed value}, only for the conditions set.
+        self.values = values
+
+    @classmethod
+    def parse(cls, raw, field):
+        values = {}
+        if _present(raw, "states"):
+            values["states"] = _parse_states(raw["states"], field + ".states")
+        for key in GLOB_CONDITIONS:
+            if _present(raw, key):
+                values[key] = _parse_globs(raw[key], f"{field}.{key}", allow_empty=False)
+        if _present(raw, "client_addresses"):
+            values["client_addresses"] = _parse_addresses(
+                raw["client_addresses"], field + ".client_addresses", allow_empty=False
+            )
+        for key in DURATION_CONDITIONS:
+            if _present(raw, key):
+                values[key] = parse_duration(raw[key], f"{field}.{key}")
+        if _present(raw, "query_matches"):
+            values["query_matches"] = _parse_regex(raw["query_matches"], field + ".query_matches")
+        return cls(values)
+
+    @property
+    def keys(self):
+        return frozenset(self.values)
+
+    def holds(self, session):
+        values = self.values
+        if "states" in values and session.get("state") not in values["states"]:
+            return False
+        for key, session_field in _GLOB_FIELDS:
+            if key in values and _glob_matches(session.get(session_field), values[key]) is None:
+                return False
+        if "client_addresses" in values and not _addr_matches(session.get("client_addr"), values["client_addresses"]):
+            return False
+        for key, session_field in _DURATION_FIELDS:
+            if key in values:
+                measured = session.get(session_field)
+                if measured is None or not measured > values[key]:
+                    return False
+        if "running_longer_than" in values and session.get("state") != "active":
+            return False
+        if "query_matches" in values:
+            query = session.get("query")
+            if query is None or values["query_matches"].search(query) is None:
+                return False
+        return True
+
+    def to_dict(self):
+        result = {}
+        for key in CONDITION_KEYS:
+            if key not in self.values:
+                continue
+            value = self.values[key]
+            if key == "states":
+                value = [state for state in STATES if state in value]
+            elif key == "client_addresses":
+                value = [str(entry) for entry in value]
+            elif key == "query_matches":
+                value = value.pattern
+            elif isinstance(value, tuple):
+                value = list(value)
+            result[key] = value
+        return result
+
+
+class Rule:
+    """One rule: a name, an effective action, conditions and an optional except."""
+
+    def __init__(self, name, action, conditions, exceptions=None, action_overridden=False):
+        self.name = name
+        self.action = action
+        self.conditions = conditions
+        self.exceptions = exceptions
+        self.action_overridden = action_overridden
+
+    @property
+    def conditions_used(self):
+        used = set(self.conditions.keys)
+        if self.exceptions is not None:
+            used |= self.exceptions.keys
+        return used
+
+    def matches(self, session):
+        if not self.conditions.holds(session):
+            return False
+        return self.exceptions is None or not self.exceptions.holds(session)
+
+    def to_dict(self):
+        result = {"name": self.name, "action": self.action}
+        result.update(self.conditions.to_dict())
+        if self.exceptions is not None:
+            result[EXCEPT_KEY] = self.exceptions.to_dict()
+        return result
+
+
+class Protect:
+    """Sessions never touched, whatever the rules say."""
+
+    def __init__(self, users=(), applications=(), databases=(), client_addresses=(), superusers=True):
+        self.users = tuple(users)
+        self.applications = tuple(applications)
+        self.databases = tuple(databases)
+        self.client_addresses = tuple(client_addresses)
+        self.superusers = superusers
+
+    def protects(self, session):
+        """The reason a session is protected, or None."""
+        if self.superusers and session.get("superuser"):
+            return "superuser"
+        for key, session_field in (("users", "user"), ("applications", "application"), ("databases", "database")):
+            pattern = _glob_matches(session.get(session_field), getattr(self, key))
+            if pattern is not None:
+                return f"protect.{key} matches {_show(pattern)}"
+        if self.client_addresses:
+            client_addr = session.get("client_addr")
+            for entry in self.client_addresses:
+                found = _addr_matches(client_addr, (entry,))
+                if found:
+                    return f"protect.client_addresses matches {_show(str(entry))}"
+                if found is None:
+                    # Fail closed: an address we cannot read might be inside a protected network.
+                    return (
+                        f"client address {_show(str(client_addr))} is not an IP address, "
+                        "protect.client_addresses cannot rule it out"
+                    )
+        return None
+
+    def to_dict(self):
+        return {
+            "users": list(self.users),
+            "applications": list(self.applications),
+            "databases": list(self.databases),
+            "client_addresses": [str(entry) for entry in self.client_addresses],
+            "superusers": self.superusers,
+        }
+
+
+class Limits:
+    """Fail-closed limits; None means unset."""
+
+    def __init__(self, max_terminations=None, max_fraction=None):
+        self.max_terminations = max_terminations
+        self.max_fraction = max_fraction
+
+    def to_dict(self):
+        return {"max_terminations": self.max_terminations, "max_fraction": self.max_fraction}
+
+
+class Policy:
+    """A validated policy. Build it with parse_policy()."""
+
+    def __init__(self, name, action, grace, rules, protect, limits):
+        self.name = name
+        self.action = action
+        self.grace = grace
+        self.rules = rules
+        self.protect = protect
+        self.limits = limits
+
+    def conditions_used(self):
+        """Every condition key any rule (or its except) uses."""
+        used = set()
+        for rule in self.rules:
+            used |= rule.conditions_used
+        return used
+
+    def match(self, session):
+        """The first rule that matches the session, or None."""
+        for rule in self.rules:
+            if rule.matches(session):
+                return rule
+        return None
+
+    def to_dict(self):
+        """The normalized policy as plain JSON-serializable data."""
+        return {
+            "name": self.name,
+            "action": self.action,
+            "grace": self.grace,
+            "rules": [rule.to_dict() for rule in self.rules],
+            "protect": self.protect.to_dict(),
+            "limits": self.limits.to_dict(),
+        }
+
+
+def _parse_rule(raw, index, policy_action):
+    field = f"policy.rules[{index}]"
+    _check_keys(raw, RULE_KEYS, field)
+    name = _parse_name(raw.get("name"), field + ".name", f"rule-{index}")
+    overridden = _present(raw, "action")
+    action = _parse_action(raw["action"], field + ".action") if overridden else policy_action
+    conditions = Conditions.parse(raw, field)
+    if not conditions.values:
+        raise PolicyError(
+            field,
+            name,
+            "rule {} has no condition and would match every session; give it at least one of {}".format(
+                _show(name), ", ".join(CONDITION_KEYS)
+            ),
+        )
+    exceptions = None
+    if raw.get(EXCEPT_KEY) is not None:
+        except_field = f"{field}.{EXCEPT_KEY}"
+        _check_keys(raw[EXCEPT_KEY], CONDITION_KEYS, except_field)
+        exceptions = Conditions.parse(raw[EXCEPT_KEY], except_field)
+        if not exceptions.values:
+            raise PolicyError(
+                except_field,
+                raw[EXCEPT_KEY],
+                "except needs at least one of {} (or leave it out)".format(", ".join(CONDITION_KEYS)),
+            )
+    return Rule(name, action, conditions, exceptions, overridden)
+
+
+def _parse_protect(raw):
+    field = "policy.protect"
+    if raw is None:
+        return Protect()
+    _check_keys(raw, PROTECT_KEYS, field)
+    lists = {}
+    for key in GLOB_CONDITIONS:
+        lists[key] = ()
+        if _present(raw, key):
+            lists[key] = _parse_globs(raw[key], f"{field}.{key}", allow_empty=True)
+    addresses = ()
+    if _present(raw, "client_addresses"):
+        addresses = _parse_addresses(raw["client_addresses"], field + ".client_addresses", allow_empty=True)
+    superusers = True
+    if _present(raw, "superusers"):
+        superusers = _parse_bool(raw["superusers"], field + ".superusers")
+    return Protect(
+        users=lists["users"],
+        applications=lists["applications"],
+        databases=lists["databases"],
+        client_addresses=addresses,
+        superusers=superusers,
+    )
+
+
+def _parse_limits(raw):
+    field = "policy.limits"
+    if raw is None:
+        return Limits()
+    _check_keys(raw, LIMIT_KEYS, field)
+    max_terminations = None
+    max_fraction = None
+    if _present(raw, "max_terminations"):
+        max_terminations = _parse_max_terminations(raw["max_terminations"], field + ".max_terminations")
+    if _present(raw, "max_fraction"):
+        max_fraction = _parse_max_fraction(raw["max_fraction"], field + ".max_fraction")
+    return Limits(max_terminations, max_fraction)
+
+
+def parse_policy(raw):
+    """Validate the ``policy`` option and return a Policy; raise PolicyError otherwise."""
+    if raw is None:
+        raise PolicyError("policy", raw, "a policy is required (a mapping with at least one rule)")
+    _check_keys(raw, POLICY_KEYS, "policy")
+    name = _parse_name(raw.get("name"), "policy.name", DEFAULT_POLICY_NAME)
+    action = _parse_action(raw["action"], "policy.action") if _present(raw, "action") else DEFAULT_ACTION
+    grace = parse_duration(raw["grace"], "policy.grace") if _present(raw, "grace") else DEFAULT_GRACE
+
+    raw_rules = raw.get("rules")
+    if raw_rules is None or (isinstance(raw_rules, (list, tuple)) and not raw_rules):
+        raise PolicyError("policy.rules", raw_rules, "at least one rule is required")
+    if not isinstance(raw_rules, (list, tuple)):
+        raise PolicyError("policy.rules", raw_rules, f"expected a list of rules, got {_show(raw_rules)}")
+    rules = []
+    seen_names = {}
+    for index, raw_rule in enumerate(raw_rules):
+        rule = _parse_rule(raw_rule, index, action)
+        if rule.name in seen_names:
+            raise PolicyError(
+                f"policy.rules[{index}].name",
+                rule.name,
+                f"duplicate rule name {_show(rule.name)} (also policy.rules[{seen_names[rule.name]}]); "
+                "rule names must be unique",
+            )
+        seen_names[rule.name] = index
+        rules.append(rule)
+
+    return Policy(
+        name=name,
+        action=action,
+        grace=grace,
+        rules=rules,
+        protect=_parse_protect(raw.get("protect")),
+        limits=_parse_limits(raw.get("limits")),
+    )

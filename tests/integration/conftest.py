@@ -1,0 +1,166 @@
+# -*- coding: utf-8 -*-
+"""Integration test fixtures: the fleet of real servers and ways to run Ansible on it.
+
+The fleet comes from tools/dbfleet; `make test` starts it once for the run
+(DBFLEET_STATE_DIR names it). Run alone, the fixture starts it itself.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+
+from dbfleet import state as fleet_state  # noqa: E402
+
+COLLECTIONS = os.path.join(ROOT, ".build", "collections")
+FLEET_SIZE = {
+    "postgres": int(os.environ.get("DBFLEET_POSTGRES", "3")),
+    "mariadb": int(os.environ.get("DBFLEET_MARIADB", "3")),
+}
+
+
+def _ensure_fleet():
+    fleet = fleet_state.load()
+    if fleet is None or not all(_running(s) for s in fleet.servers):
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "dbfleet",
+                "up",
+                "--postgres",
+                str(FLEET_SIZE["postgres"]),
+                "--mariadb",
+                str(FLEET_SIZE["mariadb"]),
+            ],
+            check=True,
+            env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, "tools")),
+        )
+        fleet = fleet_state.load()
+    return fleet
+
+
+def _running(server):
+    from dbfleet import mariadb, postgres
+
+    return (postgres if server["engine"] == "postgresql" else mariadb).running_pid(server) is not None
+
+
+@pytest.fixture(scope="session")
+def fleet():
+    """The running fleet (dbfleet.state.Fleet): servers, passwords, pki paths, inventory."""
+    return _ensure_fleet()
+
+
+def ansible_env(extra=None):
+    env = dict(os.environ)
+    env.update(
+        ANSIBLE_COLLECTIONS_PATH=COLLECTIONS,
+        ANSIBLE_CALLBACK_PLUGINS=os.path.join(ROOT, "tests", "integration", "plugins", "callback"),
+        ANSIBLE_CALLBACKS_ENABLED="json_results",
+        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+        ANSIBLE_LOCALHOST_WARNING="false",
+        ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FORCE_COLOR="0",
+        ANSIBLE_RETRY_FILES_ENABLED="false",
+        PYTHONPATH=os.path.join(ROOT, "tools"),
+    )
+    env.update(extra or {})
+    return env
+
+
+class AnsibleRun(object):
+    """The outcome of one ansible / ansible-playbook process."""
+
+    def __init__(self, proc, data):
+        self.rc = proc.returncode
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+        self.results = data.get("results", [])
+        self.stats = data.get("stats", {})
+
+    def result(self, host=None, task=None):
+        """The one result of `task` (name) on `host`; the last one if several match."""
+        found = [r for r in self.results if (host is None or r["host"] == host) and (task is None or r["task"] == task)]
+        assert found, "no result for host=%r task=%r in %s\n%s" % (
+            host,
+            task,
+            [(r["host"], r["task"]) for r in self.results],
+            self.stdout[-4000:],
+        )
+        return found[-1]["result"]
+
+    @property
+    def output(self):
+        return self.stdout + self.stderr
+
+
+def _run(argv, env_extra=None, timeout=600):
+    fd, path = tempfile.mkstemp(prefix="dbhygiene-results-", suffix=".json")
+    os.close(fd)
+    try:
+        proc = subprocess.run(
+            argv,
+            cwd=ROOT,
+            env=ansible_env(dict(env_extra or {}, DBHYGIENE_TEST_RESULTS=path)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        with open(path) as f:
+            content = f.read()
+        return AnsibleRun(proc, json.loads(content) if content else {})
+    finally:
+        os.unlink(path)
+
+
+def _bin(name):
+    return os.path.join(os.path.dirname(sys.executable), name)
+
+
+def run_module(module, args, check=False, diff=False, verbosity=0, env=None):
+    """Run one module on localhost (ad hoc) and return (result dict, AnsibleRun)."""
+    argv = [_bin("ansible"), "localhost", "-i", "localhost,", "-c", "local", "-m", module, "-a", json.dumps(args)]
+    if check:
+        argv.append("--check")
+    if diff:
+        argv.append("--diff")
+    if verbosity:
+        argv.append("-" + "v" * verbosity)
+    run = _run(argv, env)
+    return (run.results[-1]["result"] if run.results else {}), run
+
+
+def run_playbook(
+    playbook,
+    inventory="localhost,",
+    extra_vars=None,
+    check=False,
+    diff=False,
+    limit=None,
+    verbosity=0,
+    env=None,
+    timeout=600,
+):
+    """Run ansible-playbook and return an AnsibleRun (rc, stdout, results, stats)."""
+    argv = [_bin("ansible-playbook"), "-i", inventory, playbook]
+    if extra_vars:
+        argv += ["-e", json.dumps(extra_vars)]
+    if check:
+        argv.append("--check")
+    if diff:
+        argv.append("--diff")
+    if limit:
+        argv += ["--limit", limit]
+    if verbosity:
+        argv.append("-" + "v" * verbosity)
+    return _run(argv, env, timeout)

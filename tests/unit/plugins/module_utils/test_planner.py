@@ -1,0 +1,315 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) dbhygiene.sessions contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+
+import pytest
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._planner import plan
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import (
+    parse_policy,
+)
+
+
+def session(session_id, **overrides):
+    record = {
+        "id": session_id,
+        "key": f"{session_id}@2024-01-01T00:00:00+00:00",
+        "user": "app",
+        "database": "shop",
+        "application": "web",
+        "client_addr": "10.2.3.4",
+        "state": "idle",
+        "connected_seconds": 5000.0,
+        "idle_seconds": 4000.0,
+        "query_seconds": None,
+        "transaction_seconds": None,
+        "query": "SELECT 1",
+        "superuser": False,
+    }
+    record.update(overrides)
+    return record
+
+
+SWEEP = {
+    "name": "nightly-sweep",
+    "rules": [
+        {"name": "ghost-idle", "states": ["idle"], "idle_longer_than": "30m"},
+        {"name": "runaway-query", "states": ["active"], "running_longer_than": "2h", "action": "cancel"},
+    ],
+    "protect": {"users": ["backup_*"]},
+}
+
+
+def ids(entries):
+    return [entry["session"]["id"] for entry in entries]
+
+
+def test_plan_victims_skipped_and_counts():
+    sessions = [
+        session(30, state="active", query_seconds=9000.0),  # runaway-query
+        session(10),  # ghost-idle
+        session(20, idle_seconds=60.0),  # no rule
+        session(40, user="backup_nightly"),  # ghost-idle, protected
+        session(5, state="active", query_seconds=10.0),  # no rule
+    ]
+    result = plan(sessions, parse_policy(SWEEP))
+    assert result.victims == [
+        {"session": sessions[1], "rule": "ghost-idle", "action": "terminate"},
+        {"session": sessions[0], "rule": "runaway-query", "action": "cancel"},
+    ]
+    assert result.skipped == [
+        {
+            "session": sessions[3],
+            "rule": "ghost-idle",
+            "reason": "protected",
+            "detail": "protect.users matches 'backup_*'",
+        }
+    ]
+    assert result.seen == 5
+    assert result.matched == 3
+    assert result.limit_error is None
+    assert result.ok is True
+
+
+def test_order_is_by_id_whatever_the_input_order():
+    sessions = [session(i) for i in (9, 100, 3, 42, 17)]
+    policy = parse_policy(SWEEP)
+    forward = plan(sessions, policy)
+    backward = plan(list(reversed(sessions)), policy)
+    assert ids(forward.victims) == [3, 9, 17, 42, 100]
+    assert ids(backward.victims) == [3, 9, 17, 42, 100]
+
+
+def test_no_sessions():
+    result = plan([], parse_policy(SWEEP))
+    assert (result.victims, result.skipped, result.seen, result.matched, result.limit_error) == ([], [], 0, 0, None)
+
+
+# (id, protect, protected session fields)
+PROTECT_WINS = [
+    ("users", {"users": ["replicator"]}, {"user": "replicator"}, "protect.users matches 'replicator'"),
+    (
+        "applications",
+        {"applications": ["pg_dump*"]},
+        {"application": "pg_dump"},
+        "protect.applications matches 'pg_dump*'",
+    ),
+    ("databases", {"databases": ["billing"]}, {"database": "billing"}, "protect.databases matches 'billing'"),
+    (
+        "client-addresses",
+        {"client_addresses": ["10.1.0.0/16"]},
+        {"client_addr": "10.1.0.9"},
+        "protect.client_addresses matches '10.1.0.0/16'",
+    ),
+    ("local", {"client_addresses": ["local"]}, {"client_addr": None}, "protect.client_addresses matches 'local'"),
+    ("superusers-default", {}, {"superuser": True}, "superuser"),
+    ("superusers-true", {"superusers": True}, {"superuser": True}, "superuser"),
+]
+
+
+@pytest.mark.parametrize(
+    "protect, fields, detail", [case[1:] for case in PROTECT_WINS], ids=[case[0] for case in PROTECT_WINS]
+)
+def test_protect_wins_over_rules(protect, fields, detail):
+    # A rule that matches every idle session, named users included.
+    policy = parse_policy({"rules": [{"name": "all-idle", "states": ["idle"], "users": ["*"]}], "protect": protect})
+    result = plan([session(1), session(2, **fields)], policy)
+    assert ids(result.victims) == [1]
+    assert result.skipped == [
+        {"session": session(2, **fields), "rule": "all-idle", "reason": "protected", "detail": detail}
+    ]
+    assert result.matched == 2
+
+
+def test_superusers_false_leaves_superusers_to_the_rules():
+    policy = parse_policy({"rules": [{"states": ["idle"]}], "protect": {"superusers": False}})
+    result = plan([session(1, superuser=True)], policy)
+    assert ids(result.victims) == [1]
+    assert result.skipped == []
+
+
+def test_protected_session_no_rule_matches_is_not_listed():
+    policy = parse_policy({"rules": [{"states": ["active"]}]})
+    result = plan([session(1, superuser=True)], policy)
+    assert (result.victims, result.skipped, result.matched, result.seen) == ([], [], 0, 1)
+
+
+def test_rule_action_override_reaches_victims():
+    policy = parse_policy(
+        {
+            "action": "cancel_then_terminate",
+            "rules": [
+                {"name": "inherit", "users": ["a"]},
+                {"name": "own-action", "users": ["b"], "action": "cancel"},
+            ],
+        }
+    )
+    result = plan([session(1, user="a"), session(2, user="b")], policy)
+    assert [(v["rule"], v["action"]) for v in result.victims] == [
+        ("inherit", "cancel_then_terminate"),
+        ("own-action", "cancel"),
+    ]
+
+
+# (id, own_id, session ids)
+OWN_IDS = [
+    ("int", 7, [5, 7, 9]),
+    ("text-own-id", "7", [5, 7, 9]),
+    ("text-session-id", 7, [5, "7", 9]),
+    ("only-own", 7, [7]),
+]
+
+
+@pytest.mark.parametrize("own_id, session_ids", [case[1:] for case in OWN_IDS], ids=[case[0] for case in OWN_IDS])
+def test_own_session_is_never_a_victim(own_id, session_ids):
+    # A policy that matches anything, with protect switched off.
+    policy = parse_policy({"rules": [{"users": ["*"]}], "protect": {"superusers": False}})
+    sessions = [session(i) for i in session_ids]
+    result = plan(sessions, policy, own_id=own_id)
+    assert "7" not in [str(i) for i in ids(result.victims)]
+    assert "7" not in [str(i) for i in ids(result.skipped)]
+    assert result.seen == len(session_ids) - 1
+    assert len(result.victims) == len(session_ids) - 1
+
+
+def test_without_own_id_every_session_counts():
+    policy = parse_policy({"rules": [{"users": ["*"]}]})
+    assert plan([session(7), session(8)], policy).seen == 2
+
+
+# (id, limits, victims, non-victims, expected fragment of limit_error or None)
+LIMITS = [
+    ("terminations-at", {"max_terminations": 3}, 3, 10, None),
+    (
+        "terminations-above",
+        {"max_terminations": 3},
+        4,
+        10,
+        "would end 4 of 14 client sessions (28.6%), above limits.max_terminations 3",
+    ),
+    ("terminations-zero-none", {"max_terminations": 0}, 0, 5, None),
+    ("terminations-zero-one", {"max_terminations": 0}, 1, 5, "above limits.max_terminations 0"),
+    ("fraction-at", {"max_fraction": 0.5}, 5, 5, None),
+    (
+        "fraction-above",
+        {"max_fraction": 0.5},
+        6,
+        4,
+        "would end 6 of 10 client sessions (60%), above limits.max_fraction 0.5",
+    ),
+    ("fraction-decimal-at", {"max_fraction": 0.3}, 3, 7, None),
+    ("fraction-decimal-above", {"max_fraction": 0.3}, 4, 6, "above limits.max_fraction 0.3"),
+    # Compared exactly as written: a third is (just) above 0.3333333333333333, although the floats are equal.
+    (
+        "fraction-third-exact",
+        {"max_fraction": "0.3333333333333333"},
+        1,
+        2,
+        "above limits.max_fraction 0.3333333333333333",
+    ),
+    ("fraction-one", {"max_fraction": 1}, 4, 0, None),
+    ("fraction-all-but-just-above", {"max_fraction": 0.99}, 100, 0, "(100%), above limits.max_fraction 0.99"),
+    ("fraction-large-fleet-just-above", {"max_fraction": 0.5}, 501, 499, "(50.1%)"),
+    ("no-sessions", {"max_fraction": 0.1, "max_terminations": 0}, 0, 0, None),
+    (
+        "both",
+        {"max_fraction": 0.5, "max_terminations": 2},
+        3,
+        1,
+        "above limits.max_terminations 2 and above limits.max_fraction 0.5",
+    ),
+    ("no-limits", {}, 50, 0, None),
+]
+
+
+@pytest.mark.parametrize(
+    "limits, victims, others, expected", [case[1:] for case in LIMITS], ids=[case[0] for case in LIMITS]
+)
+def test_limits(limits, victims, others, expected):
+    policy = parse_policy({"name": "nightly-sweep", "rules": [{"states": ["idle"]}], "limits": limits})
+    sessions = [session(i) for i in range(victims)] + [session(1000 + i, state="active") for i in range(others)]
+    result = plan(sessions, policy)
+    # Victims are listed either way: the report shows what would have been ended.
+    assert len(result.victims) == victims
+    if expected is None:
+        assert result.limit_error is None
+        assert result.ok
+    else:
+        assert result.limit_error is not None and expected in result.limit_error
+        assert result.limit_error.startswith("policy 'nightly-sweep' would end ")
+        assert result.limit_error.endswith(
+            "nothing was ended (check the rules, or raise the limit if this many is intended)"
+        )
+        assert not result.ok
+
+
+def test_limit_message_exactly():
+    policy = parse_policy({"name": "nightly-sweep", "rules": [{"states": ["idle"]}], "limits": {"max_fraction": 0.5}})
+    sessions = [session(i) for i in range(12)] + [session(100 + i, state="active") for i in range(8)]
+    assert plan(sessions, policy).limit_error == (
+        "policy 'nightly-sweep' would end 12 of 20 client sessions (60%), above limits.max_fraction 0.5: "
+        "nothing was ended (check the rules, or raise the limit if this many is intended)"
+    )
+
+
+def test_protected_sessions_do_not_count_against_limits():
+    policy = parse_policy(
+        {
+            "rules": [{"states": ["idle"]}],
+            "protect": {"users": ["keep"]},
+            "limits": {"max_fraction": 0.5, "max_terminations": 5},
+        }
+    )
+    sessions = [session(i) for i in range(5)] + [session(100 + i, user="keep") for i in range(5)]
+    result = plan(sessions, policy)
+    assert (len(result.victims), len(result.skipped), result.seen, result.limit_error) == (5, 5, 10, None)
+
+
+def test_own_session_does_not_count_against_limits():
+    policy = parse_policy({"rules": [{"states": ["idle"]}], "limits": {"max_fraction": 0.5}})
+    # Our own idle connection neither counts as seen nor as a victim: 2 of 4 is at the limit.
+    sessions = [session(1), session(2), session(3, state="active"), session(4, state="active"), session(99)]
+    assert plan(sessions, policy, own_id=99).limit_error is None
+    assert plan(sessions, policy).limit_error is not None
+
+
+def test_summary_and_to_dict():
+    sessions = [
+        session(1),
+        session(2),
+        session(3, state="active", query_seconds=9000.0),
+        session(4, user="backup_1"),
+        session(5, idle_seconds=1.0),
+    ]
+    result = plan(sessions, parse_policy(SWEEP))
+    assert result.summary() == {
+        "policy": "nightly-sweep",
+        "seen": 5,
+        "matched": 4,
+        "victims": 3,
+        "protected": 1,
+        "by_rule": {"ghost-idle": {"victims": 2, "protected": 1}, "runaway-query": {"victims": 1, "protected": 0}},
+        "by_action": {"terminate": 2, "cancel": 1},
+        "limit_error": None,
+    }
+    data = result.to_dict()
+    assert json.loads(json.dumps(data)) == data
+    assert [v["session"]["id"] for v in data["victims"]] == [1, 2, 3]
+    assert data["skipped"][0]["detail"] == "protect.users matches 'backup_*'"
+    assert data["summary"] == result.summary()
+
+
+def test_hostile_session_fields_are_just_data():
+    policy = parse_policy({"rules": [{"users": ["O'Brien; DROP ROLE x; --"]}, {"applications": ["%s\n*"]}]})
+    sessions = [
+        session(1, user="O'Brien; DROP ROLE x; --"),
+        session(2, user="O'Brien"),
+        session(3, application="%s\nmore"),
+        session(4, application="%s"),
+    ]
+    assert ids(plan(sessions, policy).victims) == [1, 3]

@@ -1,0 +1,5 @@
+import sys
+
+from dbfleet.cli import main
+
+sys.exit(main())

@@ -1,0 +1,266 @@
+"""Command line: python -m dbfleet {up,down,status,inventory,hold,release}."""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import yaml
+
+from dbfleet import holder, mariadb, pki, postgres, state
+
+ENGINES = {"postgresql": postgres, "mysql": mariadb}
+
+
+def _module(server):
+    return ENGINES[server["engine"]]
+
+
+def _parallel(fn, items):
+    """Run fn over items on threads; re-raise the first failure after all finished."""
+    with ThreadPoolExecutor(max_workers=max(1, len(items))) as pool:
+        futures = [pool.submit(fn, item) for item in items]
+    errors = [f.exception() for f in futures if f.exception()]
+    if errors:
+        raise errors[0]
+    return [f.result() for f in futures]
+
+
+def write_inventory(fleet):
+    pg_hosts, my_hosts = {}, {}
+    for s in fleet.servers:
+        hostvars = {
+            "ansible_host": s["host"],
+            "dbhygiene_login_port": s["port"],
+            "dbfleet_socket_dir": s["socket_dir"],
+        }
+        if s["engine"] == "mysql":
+            hostvars["dbfleet_socket"] = s["socket"]
+            my_hosts[s["name"]] = hostvars
+        else:
+            pg_hosts[s["name"]] = hostvars
+    common = {
+        "dbhygiene_login_user": state.HYGIENE_USER,
+        "dbhygiene_login_password": fleet.passwords[state.HYGIENE_USER],
+        "dbhygiene_ca_cert": fleet.pki["ca_cert"],
+    }
+    inventory = {
+        "all": {
+            "vars": {
+                "ansible_connection": "local",
+                "ansible_python_interpreter": state.python(),
+                "dbfleet_state_dir": fleet.state_dir,
+            },
+            "children": {
+                "databases": {
+                    "children": {
+                        "postgresql": {
+                            "hosts": pg_hosts,
+                            "vars": dict(common, dbhygiene_engine="postgresql", dbhygiene_login_db="postgres"),
+                        },
+                        "mysql": {"hosts": my_hosts, "vars": dict(common, dbhygiene_engine="mysql")},
+                    }
+                }
+            },
+        }
+    }
+    fd = os.open(fleet.inventory, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("# Written by `python -m dbfleet up`; regenerated on every up.\n")
+        yaml.safe_dump(inventory, f, default_flow_style=False, sort_keys=True)
+    return fleet.inventory
+
+
+def cmd_up(args):
+    sdir = state.state_dir(args.state_dir)
+    os.makedirs(sdir, mode=0o755, exist_ok=True)
+    os.chmod(sdir, 0o755)  # the server OS users must traverse it
+    previous = state.load(sdir)
+    if previous and (
+        len(previous.by_engine("postgresql")) > args.postgres or len(previous.by_engine("mysql")) > args.mariadb
+    ):
+        # Shrinking: keep running what is there; up never stops servers.
+        args.postgres = max(args.postgres, len(previous.by_engine("postgresql")))
+        args.mariadb = max(args.mariadb, len(previous.by_engine("mysql")))
+    first = previous.data.get("first", args.first) if previous else args.first
+    servers = [postgres.describe(sdir, i, first) for i in range(1, args.postgres + 1)]
+    servers += [mariadb.describe(sdir, i, first) for i in range(1, args.mariadb + 1)]
+    passwords = state.new_passwords(previous.passwords if previous else None)
+    paths = pki.ensure(os.path.join(sdir, "pki"), [s["host"] for s in servers], [state.HYGIENE_CERT_USER])
+    fleet = state.Fleet({"servers": servers, "passwords": passwords, "pki": paths, "first": first}, sdir)
+    state.save(fleet)
+
+    def bring_up(server):
+        mod = _module(server)
+        mod.prepare(sdir, server, paths)
+        if server["engine"] == "postgresql":
+            mod.start(server)
+        else:
+            mod.start(server, paths)
+        mod.bootstrap(server, passwords)
+        return server["name"]
+
+    # The templates are made once, before the parallel copies.
+    if args.postgres:
+        postgres.prepare(sdir, servers[0], paths)
+    if args.mariadb:
+        mariadb.prepare(sdir, [s for s in servers if s["engine"] == "mysql"][0], paths)
+    _parallel(bring_up, servers)
+    write_inventory(fleet)
+    print("fleet up: %d PostgreSQL, %d MariaDB; inventory: %s" % (args.postgres, args.mariadb, fleet.inventory))
+    return 0
+
+
+def release_holders(sdir):
+    hdir = os.path.join(sdir, "holders")
+    if not os.path.isdir(hdir):
+        return 0
+    count = 0
+    for name in os.listdir(hdir):
+        pid = state.read_pid(os.path.join(hdir, name))
+        if pid and state.pid_alive(pid):
+            os.kill(pid, signal.SIGTERM)
+            count += 1
+        os.unlink(os.path.join(hdir, name))
+    return count
+
+
+def cmd_down(args):
+    sdir = state.state_dir(args.state_dir)
+    fleet = state.load(sdir)
+    release_holders(sdir)
+    if fleet:
+        _parallel(lambda s: _module(s).stop(s), fleet.servers)
+    if not args.keep and os.path.isdir(sdir) and (fleet or not os.listdir(sdir)):
+        shutil.rmtree(sdir)
+    print("fleet down (%s)" % ("kept " + sdir if args.keep else "removed " + sdir))
+    return 0
+
+
+def cmd_status(args):
+    fleet = state.load(args.state_dir)
+    if not fleet:
+        print("no fleet at %s" % state.state_dir(args.state_dir))
+        return 1
+    down = 0
+    for s in fleet.servers:
+        pid = _module(s).running_pid(s)
+        down += 0 if pid else 1
+        print(
+            "%-10s %-10s %s:%d  %s"
+            % (s["name"], s["engine"], s["host"], s["port"], "up pid %d" % pid if pid else "DOWN")
+        )
+    print("inventory: %s" % fleet.inventory)
+    return 1 if down else 0
+
+
+def cmd_inventory(args):
+    fleet = state.load(args.state_dir)
+    if not fleet:
+        print("no fleet at %s" % state.state_dir(args.state_dir), file=sys.stderr)
+        return 1
+    print(fleet.inventory)
+    return 0
+
+
+def cmd_hold(args):
+    fleet = state.load(args.state_dir)
+    if not fleet:
+        print("no fleet at %s; run up first" % state.state_dir(args.state_dir), file=sys.stderr)
+        return 1
+    if args.detach:
+        argv = [
+            state.python(),
+            "-m",
+            "dbfleet",
+            "--state-dir",
+            fleet.state_dir,
+            "hold",
+            "--server",
+            args.server,
+            "--kind",
+            args.kind,
+            "--count",
+            str(args.count),
+            "--user",
+            args.user,
+            "--seconds",
+            str(args.seconds),
+        ]
+        if args.application:
+            argv += ["--application", args.application]
+        env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True, env=env, text=True
+        )
+        line = proc.stdout.readline()
+        if not line:
+            print("hold failed; see the message above", file=sys.stderr)
+            return 1
+        hdir = os.path.join(fleet.state_dir, "holders")
+        os.makedirs(hdir, exist_ok=True)
+        with open(os.path.join(hdir, "%d.pid" % proc.pid), "w") as f:
+            f.write("%d\n" % proc.pid)
+        print(line.strip())
+        return 0
+    held = [
+        holder.open_session(
+            fleet, args.server, args.kind, user=args.user, application=args.application, seconds=args.seconds
+        )
+        for dummy in range(args.count)
+    ]
+    print(json.dumps({"server": args.server, "kind": args.kind, "ids": [h.id for h in held]}), flush=True)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+    deadline = time.time() + args.seconds
+    while not stop and time.time() < deadline:
+        time.sleep(0.5)
+    for h in held:
+        try:
+            h.conn.close()
+        except Exception:
+            pass
+    return 0
+
+
+def cmd_release(args):
+    print("released %d holder process(es)" % release_holders(state.state_dir(args.state_dir)))
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m dbfleet", description=__doc__)
+    parser.add_argument("--state-dir", help="default: $DBFLEET_STATE_DIR or %s" % state.DEFAULT_STATE_DIR)
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start (or complete) the fleet and write its inventory")
+    up.add_argument("--postgres", type=int, default=3)
+    up.add_argument("--mariadb", type=int, default=2)
+    up.add_argument("--first", type=int, default=1, help="last octet of the first address (127.0.1.FIRST)")
+    down = sub.add_parser("down", help="stop the servers this fleet started and remove its state")
+    down.add_argument("--keep", action="store_true", help="keep the data directories")
+    sub.add_parser("status", help="list the servers and whether they run")
+    sub.add_parser("inventory", help="print the inventory path")
+    hold = sub.add_parser("hold", help="open sessions of a kind and hold them")
+    hold.add_argument("--server", required=True)
+    hold.add_argument("--kind", choices=holder.KINDS, default="idle")
+    hold.add_argument("--count", type=int, default=1)
+    hold.add_argument("--user", default="app")
+    hold.add_argument("--application")
+    hold.add_argument("--seconds", type=int, default=3600)
+    hold.add_argument("--detach", action="store_true", help="hold in the background until release/down")
+    sub.add_parser("release", help="end every detached holder")
+    args = parser.parse_args(argv)
+    handler = {
+        "up": cmd_up,
+        "down": cmd_down,
+        "status": cmd_status,
+        "inventory": cmd_inventory,
+        "hold": cmd_hold,
+        "release": cmd_release,
+    }[args.command]
+    return handler(args)

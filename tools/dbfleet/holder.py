@@ -1,0 +1,208 @@
+"""Open database sessions of a given kind and hold them, for tests and the demo.
+
+    s = open_session(fleet, "pg1", "idle_in_transaction", user="app", application="ghost")
+    s.id        # backend pid / thread id, as the server reports it
+    s.alive()   # is the session still connected (asked through the admin login)
+    s.close()
+
+Kinds: idle, idle_in_transaction, idle_in_transaction_aborted (PostgreSQL),
+active (a long sleep statement), active_ignores_cancel (PostgreSQL: a statement
+that swallows cancel requests, ended only by terminate).
+"""
+
+import threading
+import time
+
+import psycopg2
+import pymysql
+
+from dbfleet import mariadb, postgres, state
+
+KINDS = ("idle", "idle_in_transaction", "idle_in_transaction_aborted", "active", "active_ignores_cancel")
+
+_PG_IGNORE_CANCEL = (
+    "DO $$BEGIN LOOP BEGIN PERFORM pg_sleep(%d); EXIT; EXCEPTION WHEN query_canceled THEN NULL; END; END LOOP; END$$"
+)
+
+
+class HeldSession(object):
+    def __init__(self, server, kind, conn, session_id, user, application):
+        self.server = server
+        self.engine = server["engine"]
+        self.kind = kind
+        self.conn = conn
+        self.id = session_id
+        self.user = user
+        self.application = application
+        self.thread = None
+        self.error = None
+
+    def _run_background(self, statement):
+        def target():
+            try:
+                cur = self.conn.cursor()
+                cur.execute(statement)
+                cur.fetchall()
+            except Exception as exc:  # the session being ended is the expected way out
+                self.error = exc
+
+        self.thread = threading.Thread(target=target, daemon=True)
+        self.thread.start()
+
+    def alive(self):
+        """True when the server still lists this session (asked through the admin login)."""
+        if self.engine == "postgresql":
+            conn = postgres.admin_connect(self.server)
+            try:
+                cur = conn.cursor()
+                cur.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (self.id,))
+                return cur.fetchone() is not None
+            finally:
+                conn.close()
+        conn = mariadb.admin_connect(self.server)
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT 1 FROM information_schema.PROCESSLIST WHERE ID = %s", (self.id,))
+            return cur.fetchone() is not None
+        finally:
+            conn.close()
+
+    def state(self):
+        """The raw server-side state: pg_stat_activity.state / PROCESSLIST.COMMAND, None if gone."""
+        if self.engine == "postgresql":
+            conn = postgres.admin_connect(self.server)
+            try:
+                cur = conn.cursor()
+                cur.execute("SELECT state FROM pg_stat_activity WHERE pid = %s", (self.id,))
+                row = cur.fetchone()
+            finally:
+                conn.close()
+        else:
+            conn = mariadb.admin_connect(self.server)
+            try:
+                cur = conn.cursor()
+                cur.execute("SELECT COMMAND FROM information_schema.PROCESSLIST WHERE ID = %s", (self.id,))
+                row = cur.fetchone()
+            finally:
+                conn.close()
+        return row[0] if row else None
+
+    def execute(self, statement):
+        """Run a statement on the held session itself (e.g. to make it 'wake up')."""
+        cur = self.conn.cursor()
+        cur.execute(statement)
+        try:
+            return cur.fetchall()
+        except Exception:
+            return None
+
+    def close(self):
+        """End the session, whatever it is doing, and free the client side."""
+        if self.alive():
+            if self.engine == "postgresql":
+                conn = postgres.admin_connect(self.server)
+                conn.autocommit = True
+                try:
+                    conn.cursor().execute("SELECT pg_terminate_backend(%s)", (self.id,))
+                finally:
+                    conn.close()
+            else:
+                conn = mariadb.admin_connect(self.server, autocommit=True)
+                try:
+                    conn.cursor().execute("KILL CONNECTION %d" % int(self.id))
+                except pymysql.err.OperationalError:
+                    pass
+                finally:
+                    conn.close()
+        if self.thread is not None:
+            self.thread.join(10)
+        try:
+            self.conn.close()
+        except Exception:
+            pass
+
+
+def _wait_state(held, wanted, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if held.state() in wanted:
+            return
+        time.sleep(0.05)
+    raise RuntimeError("session %s on %s never reached %s" % (held.id, held.server["name"], wanted))
+
+
+def open_session(
+    fleet, server_name, kind, user="app", application=None, database=None, seconds=3600, password=None, local=False
+):
+    """Open one session on `server_name` and put it in state `kind`; return a HeldSession.
+
+    `local=True` connects through the unix socket (client address None) instead of TCP.
+    """
+    if kind not in KINDS:
+        raise ValueError("kind must be one of %s, not %r" % (", ".join(KINDS), kind))
+    server = fleet.server(server_name)
+    password = password if password is not None else fleet.password(user)
+    application = application if application is not None else "dbfleet-" + kind
+    if server["engine"] == "postgresql":
+        return _open_pg(server, kind, user, password, application, database or state.APP_DATABASE, seconds, local)
+    return _open_mysql(server, kind, user, password, application, database or state.APP_DATABASE, seconds, local)
+
+
+def _open_pg(server, kind, user, password, application, database, seconds, local):
+    conn = psycopg2.connect(
+        host=server["socket_dir"] if local else server["host"],
+        port=server["port"],
+        user=user,
+        password=password,
+        dbname=database,
+        application_name=application,
+        sslmode="disable",
+    )
+    conn.autocommit = True
+    cur = conn.cursor()
+    cur.execute("SELECT pg_backend_pid()")
+    held = HeldSession(server, kind, conn, cur.fetchone()[0], user, application)
+    if kind == "idle":
+        _wait_state(held, ("idle",))
+    elif kind == "idle_in_transaction":
+        cur.execute("BEGIN")
+        cur.execute("SELECT txid_current()")
+        _wait_state(held, ("idle in transaction",))
+    elif kind == "idle_in_transaction_aborted":
+        cur.execute("BEGIN")
+        try:
+            cur.execute("SELECT 1/0")
+        except psycopg2.Error:
+            pass
+        _wait_state(held, ("idle in transaction (aborted)",))
+    elif kind == "active":
+        held._run_background("SELECT pg_sleep(%d)" % int(seconds))
+        _wait_state(held, ("active",))
+    elif kind == "active_ignores_cancel":
+        held._run_background(_PG_IGNORE_CANCEL % int(seconds))
+        _wait_state(held, ("active",))
+    return held
+
+
+def _open_mysql(server, kind, user, password, application, database, seconds, local):
+    if kind in ("idle_in_transaction_aborted", "active_ignores_cancel"):
+        raise ValueError("kind %r exists only on PostgreSQL" % kind)
+    params = dict(
+        user=user, password=password, database=database, program_name=application, ssl_disabled=True, autocommit=True
+    )
+    if local:
+        params["unix_socket"] = server["socket"]
+    else:
+        params.update(host=server["host"], port=server["port"])
+    conn = pymysql.connect(**params)
+    cur = conn.cursor()
+    cur.execute("SELECT CONNECTION_ID()")
+    held = HeldSession(server, kind, conn, cur.fetchone()[0], user, application)
+    if kind == "idle_in_transaction":
+        cur.execute("CREATE TABLE IF NOT EXISTS dbfleet_held (id INT PRIMARY KEY) ENGINE=InnoDB")
+        cur.execute("START TRANSACTION")
+        cur.execute("INSERT INTO dbfleet_held VALUES (%s) ON DUPLICATE KEY UPDATE id = id", (held.id,))
+    elif kind == "active":
+        held._run_background("SELECT SLEEP(%d)" % int(seconds))
+        _wait_state(held, ("Query",))
+    return held

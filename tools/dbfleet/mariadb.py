@@ -1,0 +1,177 @@
+"""Throwaway MariaDB servers: 127.0.2.N:3306, one data and socket directory each."""
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pymysql
+
+from dbfleet import state
+
+OS_USER = "mysql"
+
+
+def _binary(name):
+    path = shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin:/usr/bin")
+    if not path:
+        raise SystemExit("dbfleet: %s not found (make deps installs mariadb-server)" % name)
+    return path
+
+
+def describe(sdir, index, first):
+    name = "mariadb%d" % index
+    base = os.path.join(sdir, name)
+    return {
+        "name": name,
+        "engine": "mysql",
+        "flavour": "mariadb",
+        "host": "127.0.2.%d" % (first + index - 1),
+        "port": 3306,
+        "base": base,
+        "datadir": os.path.join(base, "data"),
+        "socket_dir": os.path.join(base, "sock"),
+        "socket": os.path.join(base, "sock", "mysqld.sock"),
+        "log": os.path.join(base, "error.log"),
+        "pidfile": os.path.join(base, "sock", "mysqld.pid"),
+    }
+
+
+def _template(sdir, user):
+    tdir = os.path.join(sdir, "templates", "mariadb")
+    if os.path.exists(tdir) and os.path.isdir(os.path.join(tdir, "mysql")) and os.path.exists(tdir + ".done"):
+        return tdir
+    if os.path.exists(tdir):
+        shutil.rmtree(tdir)
+    os.makedirs(tdir, mode=0o750)
+    state.chown_tree(tdir, user)
+    argv = [
+        _binary("mariadb-install-db"),
+        "--no-defaults",
+        "--datadir=" + tdir,
+        "--skip-test-db",
+        "--auth-root-authentication-method=socket",
+        "--skip-name-resolve",
+    ]
+    if state.is_root():
+        argv.append("--user=" + user)
+    state.run_as("root" if state.is_root() else user, argv)
+    open(tdir + ".done", "w").close()
+    return tdir
+
+
+def prepare(sdir, server, pki):
+    user = state.service_user(OS_USER)
+    if os.path.isdir(os.path.join(server["datadir"], "mysql")):
+        return
+    template = _template(sdir, user)
+    os.makedirs(server["base"], mode=0o755, exist_ok=True)
+    os.makedirs(server["socket_dir"], mode=0o755, exist_ok=True)
+    shutil.copytree(template, server["datadir"], symlinks=True)
+    key = os.path.join(server["base"], "server.key")
+    shutil.copyfile(pki["servers"][server["host"]]["key"], key)
+    shutil.copyfile(pki["servers"][server["host"]]["cert"], os.path.join(server["base"], "server.crt"))
+    os.chmod(key, 0o600)
+    state.chown_tree(server["base"], user)
+
+
+def running_pid(server):
+    pid = state.read_pid(server["pidfile"])
+    return pid if pid and state.pid_alive(pid) else None
+
+
+def start(server, pki, timeout=60):
+    if running_pid(server):
+        return False
+    user = state.service_user(OS_USER)
+    argv = [
+        _binary("mariadbd"),
+        "--no-defaults",
+        "--datadir=" + server["datadir"],
+        "--socket=" + server["socket"],
+        "--pid-file=" + server["pidfile"],
+        "--bind-address=" + server["host"],
+        "--port=%d" % server["port"],
+        "--log-error=" + server["log"],
+        "--skip-name-resolve",
+        "--max-connections=300",
+        "--innodb-buffer-pool-size=32M",
+        "--innodb-flush-log-at-trx-commit=0",
+        "--performance-schema=ON",  # connection attributes (program_name) live there
+        "--ssl-ca=" + pki["ca_cert"],
+        "--ssl-cert=" + os.path.join(server["base"], "server.crt"),
+        "--ssl-key=" + os.path.join(server["base"], "server.key"),
+    ]
+    if state.is_root():
+        argv.append("--user=" + user)
+    with open(os.devnull, "rb") as devnull, open(server["log"] + ".stdout", "ab") as out:
+        subprocess.Popen(argv, stdin=devnull, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            admin_connect(server).close()
+            return True
+        except pymysql.err.OperationalError:
+            time.sleep(0.2)
+    with open(server["log"]) as f:
+        tail = f.read()[-3000:]
+    raise RuntimeError("MariaDB %s did not start within %ds:\n%s" % (server["name"], timeout, tail))
+
+
+def admin_connect(server, **kwargs):
+    # OS root logs in as root through the unix_socket plugin: no password to keep.
+    return pymysql.connect(
+        unix_socket=server["socket"], user="root", ssl_disabled=True, program_name="dbfleet", **kwargs
+    )
+
+
+def bootstrap(server, passwords):
+    conn = admin_connect(server, autocommit=True)
+    try:
+        cur = conn.cursor()
+        accounts = [
+            (state.ADMIN_USER, passwords[state.ADMIN_USER], ["ALL PRIVILEGES"], True, ""),
+            (state.HYGIENE_USER, passwords[state.HYGIENE_USER], ["PROCESS", "CONNECTION ADMIN"], False, ""),
+            (
+                state.HYGIENE_CERT_USER,
+                passwords[state.HYGIENE_USER],
+                ["PROCESS", "CONNECTION ADMIN"],
+                False,
+                " REQUIRE X509",
+            ),
+            (state.NOPRIV_USER, passwords[state.NOPRIV_USER], [], False, ""),
+        ] + [(app, passwords["app"], [], False, "") for app in state.APP_USERS]
+        for user, password, privs, grant_option, require in accounts:
+            for host in ("%", "localhost"):
+                cur.execute("CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s", (user, host, password))
+                cur.execute("ALTER USER %s@%s IDENTIFIED BY %s" + require, (user, host, password))
+                if privs:
+                    cur.execute(
+                        "GRANT "
+                        + ", ".join(privs)
+                        + " ON *.* TO %s@%s"
+                        + (" WITH GRANT OPTION" if grant_option else ""),
+                        (user, host),
+                    )
+        cur.execute("CREATE DATABASE IF NOT EXISTS `%s`" % state.APP_DATABASE)
+        for app in state.APP_USERS:
+            for host in ("%", "localhost"):
+                cur.execute("GRANT ALL ON `%s`.* TO %%s@%%s" % state.APP_DATABASE, (app, host))
+    finally:
+        conn.close()
+
+
+def stop(server, timeout=60):
+    pid = running_pid(server)
+    if not pid:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if not state.pid_alive(pid):
+            return True
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(0.5)
+    return True

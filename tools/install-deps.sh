@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# System packages the tests and the demo need, installed only when missing.
+# Needs root (apt-get); prints what it does.
+set -euo pipefail
+need=()
+[ -x /usr/sbin/mariadbd ] || need+=(mariadb-server mariadb-client)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v psql >/dev/null || need+=(postgresql-client)
+command -v rsync >/dev/null || need+=(rsync)
+command -v runuser >/dev/null || need+=(util-linux)
+command -v git >/dev/null || need+=(git)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+  echo "missing system packages: ${need[*]} (run as root, or install them: apt-get install ${need[*]})" >&2
+  exit 1
+fi
+echo "installing system packages: ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# The Debian packages may start a cluster/service; the fleet runs its own servers.
+if command -v pg_lsclusters >/dev/null; then
+  pg_lsclusters -h 2>/dev/null | while read -r ver name _; do pg_ctlcluster "$ver" "$name" stop 2>/dev/null || true; done
+fi
