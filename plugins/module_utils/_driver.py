@@ -72,6 +72,10 @@ class Driver(object):
     # Policy condition keys this engine cannot evaluate. The runner fails with a
     # clear message when a policy uses one of them, instead of ignoring it.
     unsupported_conditions = frozenset()
+    # Seconds by which `state_since` of one unchanged session may differ between
+    # two listings: 0 where the server stores the instant (PostgreSQL
+    # state_change), about 1 where it is derived from an elapsed time (MySQL).
+    state_since_tolerance = 0.0
 
     def close(self):
         raise NotImplementedError

@@ -1,0 +1,186 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) dbhygiene.sessions contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+    # The policy and wait options of every *_sessions module (module_utils/_argspec.py).
+    DOCUMENTATION = r"""
+options:
+  policy:
+    description:
+      - What to end. The same structure for every engine.
+      - A session is a victim when it matches B(any) rule; a rule matches when B(all) its conditions hold,
+        unless the session also matches all conditions of the rule's O(policy.rules[].except).
+      - O(policy.protect) always wins over the rules. Our own connection and non-client backends
+        (background workers, replication, system threads) are never touched.
+      - The whole policy is validated before any connection is opened; an error names the field and the value.
+      - 'Durations: V(45s), V(30m), V(1h30m), V(2d), V(1d2h3m4s), or a whole number of seconds.'
+    type: dict
+    required: true
+    suboptions:
+      name:
+        description: Recorded in the results and the audit trail.
+        type: str
+        default: unnamed
+      action:
+        description:
+          - V(terminate) ends the session (the connection closes).
+          - V(cancel) stops the running statement and keeps the connection. Cancelling a session that
+            runs no statement (idle, idle in transaction) does nothing, so such victims are reported in
+            RV(skipped) with reason C(nothing_to_cancel).
+          - V(cancel_then_terminate) cancels active sessions, waits O(policy.grace), then terminates those
+            still running the same statement. Idle victims are terminated straight away, because a cancel
+            would do nothing for them.
+        type: str
+        choices: [terminate, cancel, cancel_then_terminate]
+        default: terminate
+      grace:
+        description: With V(cancel_then_terminate), how long to wait after the cancel before terminating.
+        type: raw
+        default: 10s
+      rules:
+        description: The rules. At least one; each needs at least one condition.
+        type: list
+        elements: dict
+        required: true
+        suboptions:
+          name:
+            description: Name of the rule, recorded with every session it matched. Default V(rule-N) (0-based index).
+            type: str
+          action:
+            description: Overrides O(policy.action) for the sessions this rule matches.
+            type: str
+            choices: [terminate, cancel, cancel_then_terminate]
+          states:
+            description:
+              - Normalized session states. MySQL/MariaDB C(Sleep) with an open InnoDB transaction is
+                V(idle_in_transaction), without one V(idle); a running command is V(active).
+            type: list
+            elements: str
+            choices: [active, idle, idle_in_transaction, idle_in_transaction_aborted, other]
+          users:
+            description: Glob patterns (C(*), C(?), C([seq])) of the session's user; case-sensitive.
+            type: list
+            elements: str
+          databases:
+            description: Glob patterns of the session's database.
+            type: list
+            elements: str
+          applications:
+            description: Glob patterns of the application name (PostgreSQL C(application_name), MySQL C(program_name) connection attribute).
+            type: list
+            elements: str
+          client_addresses:
+            description:
+              - IP addresses or networks (CIDR) of the client. V(local) matches connections over a unix socket.
+            type: list
+            elements: str
+          idle_longer_than:
+            description: The session has been in its current state longer than this (time since the last state change).
+            type: raw
+          running_longer_than:
+            description: The session is V(active) and its current statement has run longer than this.
+            type: raw
+          transaction_longer_than:
+            description: The session's open transaction is older than this.
+            type: raw
+          connected_longer_than:
+            description: The session has been connected longer than this. Not every engine can tell; the module fails if it cannot.
+            type: raw
+          query_matches:
+            description: A Python regular expression searched in the session's (truncated) query text.
+            type: str
+          except:
+            description:
+              - Conditions with the same keys as a rule. A session matching all of them is not matched by this rule.
+            type: dict
+            suboptions:
+              states:
+                description: See O(policy.rules[].states).
+                type: list
+                elements: str
+                choices: [active, idle, idle_in_transaction, idle_in_transaction_aborted, other]
+              users:
+                description: See O(policy.rules[].users).
+                type: list
+                elements: str
+              databases:
+                description: See O(policy.rules[].databases).
+                type: list
+                elements: str
+              applications:
+                description: See O(policy.rules[].applications).
+                type: list
+                elements: str
+              client_addresses:
+                description: See O(policy.rules[].client_addresses).
+                type: list
+                elements: str
+              idle_longer_than:
+                description: See O(policy.rules[].idle_longer_than).
+                type: raw
+              running_longer_than:
+                description: See O(policy.rules[].running_longer_than).
+                type: raw
+              transaction_longer_than:
+                description: See O(policy.rules[].transaction_longer_than).
+                type: raw
+              connected_longer_than:
+                description: See O(policy.rules[].connected_longer_than).
+                type: raw
+              query_matches:
+                description: See O(policy.rules[].query_matches).
+                type: str
+      protect:
+        description: Sessions never touched, whatever the rules say. A matched but protected session is reported in RV(skipped) with reason C(protected).
+        type: dict
+        suboptions:
+          users:
+            description: Glob patterns of users to protect.
+            type: list
+            elements: str
+          applications:
+            description: Glob patterns of application names to protect.
+            type: list
+            elements: str
+          databases:
+            description: Glob patterns of databases to protect.
+            type: list
+            elements: str
+          client_addresses:
+            description: IP addresses, networks, or V(local) to protect.
+            type: list
+            elements: str
+          superusers:
+            description: Protect sessions of superusers (PostgreSQL C(rolsuper); MySQL/MariaDB C(SUPER)-class rights).
+            type: bool
+            default: true
+      limits:
+        description:
+          - Fail closed. When the plan is above a limit on a host, nothing is ended on that host and the module fails with a
+            message saying which limit, how many and out of how many.
+        type: dict
+        suboptions:
+          max_terminations:
+            description: More victims than this on one host fails.
+            type: int
+          max_fraction:
+            description: Victims above this share (0 < x <= 1) of the host's client sessions fails.
+            type: float
+  wait_timeout:
+    description:
+      - After ending sessions, wait at most this many seconds until they are gone (or, for a cancel, no longer run the
+        same statement). Sessions still there are reported in RV(skipped) with reason C(still_present).
+    type: float
+    default: 10.0
+notes:
+  - Check mode runs no statement that changes anything, and RV(terminated) / RV(cancelled) list exactly the sessions a real run
+    would end at that moment. The privilege preflight runs in check mode too, so a dry run fails where the real run would.
+  - A session is ended only if it is still the same session in the same state as when planned (guarded kill); one that moved
+    on is reported in RV(skipped) with reason C(state_changed), one that left with C(gone).
+"""
