@@ -76,8 +76,23 @@ def write_inventory(fleet):
     return fleet.inventory
 
 
+def _check_traversable(sdir):
+    """The servers run as other OS users: every parent of the state dir must let them through."""
+    if not state.is_root():
+        return
+    path = os.path.dirname(sdir)
+    while path and path != os.path.dirname(path):
+        if os.path.exists(path) and not os.stat(path).st_mode & 0o001:
+            raise SystemExit(
+                "dbfleet: %s is not traversable by other users, so the postgres/mysql OS users cannot reach "
+                "%s; choose another --state-dir (default %s)" % (path, sdir, state.DEFAULT_STATE_DIR)
+            )
+        path = os.path.dirname(path)
+
+
 def cmd_up(args):
     sdir = state.state_dir(args.state_dir)
+    _check_traversable(sdir)
     os.makedirs(sdir, mode=0o755, exist_ok=True)
     os.chmod(sdir, 0o755)  # the server OS users must traverse it
     previous = state.load(sdir)
@@ -195,15 +210,27 @@ def cmd_hold(args):
         if args.application:
             argv += ["--application", args.application]
         env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True, env=env, text=True
-        )
-        line = proc.stdout.readline()
-        if not line:
-            print("hold failed; see the message above", file=sys.stderr)
-            return 1
         hdir = os.path.join(fleet.state_dir, "holders")
         os.makedirs(hdir, exist_ok=True)
+        # The holder outlives us: it must not keep our stdout/stderr open (a caller
+        # reading them to EOF would wait for it), so its messages go to a log file.
+        log_path = os.path.join(hdir, "holder-%d.log" % os.getpid())
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                argv,
+                stdout=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+                stderr=log,
+                start_new_session=True,
+                env=env,
+                text=True,
+            )
+        line = proc.stdout.readline()
+        proc.stdout.close()
+        if not line:
+            with open(log_path) as f:
+                print("hold failed:\n%s" % f.read()[-2000:], file=sys.stderr)
+            return 1
         with open(os.path.join(hdir, "%d.pid" % proc.pid), "w") as f:
             f.write("%d\n" % proc.pid)
         print(line.strip())

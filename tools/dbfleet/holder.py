@@ -6,8 +6,9 @@
     s.close()
 
 Kinds: idle, idle_in_transaction, idle_in_transaction_aborted (PostgreSQL),
-active (a long sleep statement), active_ignores_cancel (PostgreSQL: a statement
-that swallows cancel requests, ended only by terminate).
+active (a long sleep statement), active_ignores_cancel (a statement that swallows
+cancel requests, ended only by terminate: a DO block on PostgreSQL, a stored
+procedure with a CONTINUE handler on MariaDB).
 """
 
 import threading
@@ -22,6 +23,12 @@ KINDS = ("idle", "idle_in_transaction", "idle_in_transaction_aborted", "active",
 
 _PG_IGNORE_CANCEL = (
     "DO $$BEGIN LOOP BEGIN PERFORM pg_sleep(%d); EXIT; EXCEPTION WHEN query_canceled THEN NULL; END; END LOOP; END$$"
+)
+
+_MY_IGNORE_CANCEL = (
+    "CREATE PROCEDURE IF NOT EXISTS dbfleet_ignores_cancel(IN seconds INT) BEGIN "
+    "DECLARE i INT DEFAULT 0; DECLARE CONTINUE HANDLER FOR SQLEXCEPTION BEGIN END; "
+    "WHILE i < seconds DO DO SLEEP(1); SET i = i + 1; END WHILE; END"
 )
 
 
@@ -185,7 +192,7 @@ def _open_pg(server, kind, user, password, application, database, seconds, local
 
 
 def _open_mysql(server, kind, user, password, application, database, seconds, local):
-    if kind in ("idle_in_transaction_aborted", "active_ignores_cancel"):
+    if kind == "idle_in_transaction_aborted":
         raise ValueError("kind %r exists only on PostgreSQL" % kind)
     params = dict(
         user=user, password=password, database=database, program_name=application, ssl_disabled=True, autocommit=True
@@ -204,5 +211,11 @@ def _open_mysql(server, kind, user, password, application, database, seconds, lo
         cur.execute("INSERT INTO dbfleet_held VALUES (%s) ON DUPLICATE KEY UPDATE id = id", (held.id,))
     elif kind == "active":
         held._run_background("SELECT SLEEP(%d)" % int(seconds))
+        _wait_state(held, ("Query",))
+    elif kind == "active_ignores_cancel":
+        # KILL QUERY interrupts the running SLEEP; the CONTINUE handler swallows
+        # the interruption and the loop goes on: only KILL CONNECTION ends it.
+        cur.execute(_MY_IGNORE_CANCEL)
+        held._run_background("CALL dbfleet_ignores_cancel(%d)" % int(seconds))
         _wait_state(held, ("Query",))
     return held

@@ -154,6 +154,12 @@ def bootstrap(server, passwords):
                         + (" WITH GRANT OPTION" if grant_option else ""),
                         (user, host),
                     )
+        # What the MySQL modules read besides PROCESS (documented least privilege): which
+        # accounts hold SUPER (a column grant, no password hashes) and program_name.
+        for user in (state.HYGIENE_USER, state.HYGIENE_CERT_USER):
+            for host in ("%", "localhost"):
+                cur.execute("GRANT SELECT (User, Host, Super_priv) ON mysql.user TO %s@%s", (user, host))
+                cur.execute("GRANT SELECT ON performance_schema.session_connect_attrs TO %s@%s", (user, host))
         cur.execute("CREATE DATABASE IF NOT EXISTS `%s`" % state.APP_DATABASE)
         for app in state.APP_USERS:
             for host in ("%", "localhost"):

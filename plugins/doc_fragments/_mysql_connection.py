@@ -1,0 +1,83 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) dbhygiene.sessions contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+    # The connection options of every MySQL/MariaDB module (module_utils/_mysql.py,
+    # connection_argument_spec()). Names follow community.mysql.
+    DOCUMENTATION = r"""
+options:
+  login_host:
+    description:
+      - Host name or IP address of the MySQL or MariaDB server.
+      - When neither this, O(login_unix_socket) nor the option file sets one, V(localhost) (over TCP) is used.
+      - With O(check_hostname) it must be a name or address in the server's certificate.
+    type: str
+  login_port:
+    description:
+      - TCP port of the server.
+      - When not set, the C(port) of the option file (O(config_file)), else V(3306).
+    type: int
+  login_user:
+    description:
+      - The login. When not set, the C(user) of the option file, else PyMySQL's default (the OS user).
+      - 'Least privilege: C(PROCESS) (to see other users'' threads), C(CONNECTION ADMIN) on MariaDB 10.5.2+ or
+        C(CONNECTION_ADMIN) on MySQL 8 (C(SUPER) on older servers) to end them, plus two read grants that expose no
+        password hash: C(SELECT (User, Host, Super_priv) ON mysql.user) (MySQL 8 also C(SELECT ON mysql.global_grants))
+        to tell superuser sessions apart, and C(SELECT ON performance_schema.session_connect_attrs) to read
+        C(program_name). Missing rights fail the run with the GRANT that fixes them.'
+    type: str
+  login_password:
+    description:
+      - The password of O(login_user). When not set, the C(password) of the option file.
+      - Never logged nor returned.
+    type: str
+  login_unix_socket:
+    description:
+      - Path of the server's unix socket. Takes precedence over O(login_host).
+      - When not set, the C(socket) of the option file.
+    type: str
+  config_file:
+    description:
+      - A MySQL option file whose C([client]) group gives defaults for C(host), C(port), C(user), C(password),
+        C(socket), C(ssl-ca), C(ssl-cert) and C(ssl-key). Module options win over the file.
+      - When not set, C(~/.my.cnf) is read if it exists. A file given here must exist.
+    type: path
+  connect_timeout:
+    description: Seconds to wait for the connection to be established.
+    type: int
+    default: 30
+  ca_cert:
+    description:
+      - The CA certificate (PEM) that signed the server's certificate. Setting it turns TLS on and makes the server's
+        certificate verified; the host name is checked too unless O(check_hostname=false).
+      - Without O(ca_cert), O(client_cert) or O(check_hostname), TLS is off (PyMySQL would otherwise try TLS
+        on every connection without verifying anything).
+    type: path
+    aliases: [ssl_ca]
+  client_cert:
+    description:
+      - Client certificate (PEM) for TLS client authentication (accounts created C(REQUIRE X509)). Turns TLS on.
+    type: path
+    aliases: [ssl_cert]
+  client_key:
+    description: The private key (PEM) of O(client_cert).
+    type: path
+    aliases: [ssl_key]
+  check_hostname:
+    description:
+      - Whether the server's certificate must name O(login_host). Needs O(ca_cert).
+      - When not set, the host name is checked whenever O(ca_cert) is set.
+    type: bool
+requirements:
+  - PyMySQL (on the node that runs the module)
+notes:
+  - Our own connection carries the connection attribute C(program_name=dbhygiene.sessions) and is never touched.
+  - MySQL and MariaDB do not record when a thread connected, so C(connected_at) and C(connected_seconds) are always
+    null and a policy using C(connected_longer_than) fails before connecting.
+"""

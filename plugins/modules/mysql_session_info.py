@@ -1,0 +1,171 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) dbhygiene.sessions contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: mysql_session_info
+short_description: List the client sessions (threads) of a MySQL or MariaDB server
+version_added: 0.1.0
+author: dbhygiene.sessions contributors (@dbhygiene)
+description:
+  - Lists every client thread of a MySQL or MariaDB server as normalized session records, the same shape for every
+    engine of this collection, with a summary and facts about the server. One statement reads
+    C(PROCESSLIST), C(INNODB_TRX) (open transactions) and the connection attributes (C(program_name)).
+  - 'States: C(Query)/C(Execute) are V(active); C(Sleep) is V(idle), or V(idle_in_transaction) when the thread holds an
+    open InnoDB transaction; any other command is V(other).'
+  - Never changes anything. Our own connection, system threads (C(system user), C(event_scheduler)), replication
+    threads (C(Binlog Dump), replica threads) and logins still authenticating are not listed.
+  - The login needs C(PROCESS); without it the module fails and names the grant, instead of returning only its own
+    threads. Without the read grants listed in O(login_user), C(superuser) or C(application) are null (unknown).
+extends_documentation_fragment:
+  - dbhygiene.sessions._mysql_connection
+attributes:
+  check_mode:
+    support: full
+    description: The module never changes anything; check mode returns the same as a normal run.
+  diff_mode:
+    support: none
+    description: Nothing changes, so there is no diff.
+options: {}
+seealso:
+  - module: dbhygiene.sessions.mysql_sessions
+"""
+
+EXAMPLES = r"""
+- name: List the sessions of a server (connection options from module_defaults, group/dbhygiene.sessions.mysql)
+  dbhygiene.sessions.mysql_session_info:
+  register: mysql_threads
+
+- name: Show how many sessions there are per state, and the oldest open transaction
+  ansible.builtin.debug:
+    msg:
+      - "{{ mysql_threads.summary.by_state }}"
+      - "{{ mysql_threads.summary.oldest_transaction }}"
+
+- name: Threads that have sat idle in a transaction for more than five minutes
+  ansible.builtin.debug:
+    msg: "{{ mysql_threads.sessions | selectattr('state', 'eq', 'idle_in_transaction')
+             | selectattr('idle_seconds', 'gt', 300) | map(attribute='id') | list }}"
+
+- name: The same over TLS, the server certificate checked against our CA, connection options in the task
+  dbhygiene.sessions.mysql_session_info:
+    login_host: "{{ mysql_host }}"
+    login_user: hygiene
+    login_password: "{{ mysql_hygiene_password }}"
+    ca_cert: "{{ mysql_ca_cert }}"
+    check_hostname: true
+"""
+
+RETURN = r"""
+sessions:
+  description:
+    - Every client thread but our own, ordered by thread id. The normalized record of the collection, plus MySQL extras.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    id: {description: Thread id (C(PROCESSLIST.ID))., type: int, returned: always, sample: 4711}
+    key:
+      description: Identity C(id:user@host:port), safe against a thread id handed out again after a restart.
+      type: str
+      returned: always
+      sample: "4711:app@10.1.2.3:51234"
+    user: {description: Account user name., type: str, returned: always, sample: app}
+    database: {description: "Default database (C(DB)), or null.", type: str, returned: always, sample: appdb}
+    application:
+      description: The C(program_name) connection attribute; null when the client sent none or the server has
+        C(performance_schema) off.
+      type: str
+      returned: always
+    client_addr: {description: Client IP address; null for a unix-socket connection., type: str, returned: always}
+    state: {description: Normalized state., type: str, returned: always, sample: idle_in_transaction}
+    connected_at: {description: Always null (the server does not record it)., type: str, returned: always}
+    state_since: {description: "Start of the current command or idle period (UTC, ISO 8601).", type: str, returned: always}
+    connected_seconds: {description: Always null (the server does not record it)., type: float, returned: always}
+    idle_seconds:
+      description: Seconds since the last state change (C(TIME_MS) on MariaDB, C(TIME) on MySQL), whatever the state.
+      type: float
+      returned: always
+    query_seconds: {description: Age of the running statement; null unless V(active)., type: float, returned: always}
+    transaction_seconds:
+      description: Age of the open InnoDB transaction (lower bound, whole-second precision); null without one.
+      type: float
+      returned: always
+    query: {description: "Current statement (C(INFO)), truncated to 1024 characters.", type: str, returned: always}
+    superuser:
+      description: The account holds C(SUPER) (MySQL also C(SYSTEM_USER)); null when the login cannot read it.
+      type: bool
+      returned: always
+    backend_type: {description: Always null., type: str, returned: always}
+    command: {description: "C(PROCESSLIST.COMMAND) (C(Sleep), C(Query), ...).", type: str, returned: always}
+    host: {description: "C(PROCESSLIST.HOST) (client host:port, or C(localhost)).", type: str, returned: always}
+    thread_state: {description: C(PROCESSLIST.STATE)., type: str, returned: always}
+    query_id: {description: MariaDB C(QUERY_ID) of the current or last statement; null on MySQL., type: int, returned: always}
+    transaction_started: {description: "C(trx_started) of the open transaction (UTC, ISO 8601) or null.", type: str, returned: always}
+summary:
+  description: Counts of the sessions.
+  returned: success
+  type: dict
+  contains:
+    total: {description: Number of client sessions (ours excluded)., type: int, returned: always, sample: 42}
+    by_state: {description: Sessions per normalized state., type: dict, returned: always, sample: {idle: 40, active: 2}}
+    by_user: {description: Sessions per user., type: dict, returned: always}
+    by_database: {description: Sessions per database., type: dict, returned: always}
+    by_application: {description: Sessions per application name., type: dict, returned: always}
+    oldest_idle:
+      description: The idle session idle the longest (id, user, database, application, state, seconds), or null.
+      type: dict
+      returned: always
+    oldest_transaction:
+      description: The session with the oldest open transaction (same fields), or null.
+      type: dict
+      returned: always
+    connection_use: {description: Share of C(max_connections) in use (ours included)., type: float, returned: always}
+server:
+  description: Facts about the server and our login.
+  returned: success
+  type: dict
+  contains:
+    engine: {description: V(mysql)., type: str, returned: always}
+    flavour: {description: V(mariadb) or V(mysql)., type: str, returned: always}
+    version: {description: Server version., type: str, returned: always, sample: "10.11.6"}
+    version_full: {description: C(VERSION())., type: str, returned: always}
+    hostname: {description: C(@@hostname)., type: str, returned: always}
+    max_connections: {description: C(max_connections)., type: int, returned: always}
+    login_user: {description: The account in use (C(CURRENT_USER()))., type: str, returned: always}
+    own_id: {description: Thread id of our own connection (never listed)., type: int, returned: always}
+    performance_schema: {description: C(performance_schema) is on., type: bool, returned: always}
+    processlist_table: {description: The table threads are read from., type: str, returned: always}
+    can_see_all_sessions: {description: The login holds C(PROCESS)., type: bool, returned: always}
+    can_end_sessions: {description: The login may end other users' threads., type: bool, returned: always}
+    applications_readable: {description: The login can read C(program_name) of other threads., type: bool, returned: always}
+    superusers_readable: {description: The login can read which accounts are superusers., type: bool, returned: always}
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._argspec import info_argument_spec
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import (
+    HAS_PYMYSQL,
+    PYMYSQL_IMPORT_ERROR,
+    connection_argument_spec,
+    open_driver,
+)
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import run_info_module
+
+
+def main():
+    argument_spec = connection_argument_spec()
+    argument_spec.update(info_argument_spec())
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    if not HAS_PYMYSQL:
+        module.fail_json(msg=missing_required_lib("PyMySQL"), exception=PYMYSQL_IMPORT_ERROR)
+    run_info_module(module, open_driver)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+# -*- coding: utf-8 -*-
+"""Fixtures and helpers of the MySQL/MariaDB tests (loaded with `pytest_plugins`).
+
+Every test opens its own sessions under an application name (program_name)
+starting with its own `my_tag`, or with a login of its own, scopes every
+policy to them and closes them at teardown: other tests use the same servers.
+"""
+
+import contextlib
+import time
+import uuid
+
+import pymysql
+import pytest
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql
+from dbfleet import holder, mariadb
+
+SERVER = "mariadb1"
+# Quotes of three kinds, placeholders, a comment, statement separators, a backslash.
+HOSTILE = 'it\'s "odd" `x`; %s %(x)s -- ;KILL 1; \\'
+LEAST_PRIVILEGE_GRANTS = (
+    "GRANT PROCESS, CONNECTION ADMIN ON *.* TO %s@%s",
+    "GRANT SELECT (User, Host, Super_priv) ON mysql.user TO %s@%s",
+    "GRANT SELECT ON performance_schema.session_connect_attrs TO %s@%s",
+)
+
+
+def wait_until(predicate, timeout=5.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def conn_params(fleet, server=SERVER, user="hygiene", password=None, **overrides):
+    """The connection options of the modules (module.params names) for a fleet server."""
+    srv = fleet.server(server)
+    params = {
+        "login_host": srv["host"],
+        "login_port": srv["port"],
+        "login_user": user,
+        "login_password": password if password is not None else fleet.password(user),
+        "login_unix_socket": None,
+        "config_file": None,
+        "connect_timeout": 5,
+        "ca_cert": None,
+        "client_cert": None,
+        "client_key": None,
+        "check_hostname": None,
+    }
+    params.update(overrides)
+    return params
+
+
+def module_conn(fleet, server=SERVER, user="hygiene", password=None, **overrides):
+    """conn_params without the unset options, for module arguments."""
+    return dict((k, v) for k, v in conn_params(fleet, server, user, password, **overrides).items() if v is not None)
+
+
+@contextlib.contextmanager
+def driver(fleet, server=SERVER, **kwargs):
+    d = _mysql.open_driver(conn_params(fleet, server, **kwargs))
+    try:
+        yield d
+    finally:
+        d.close()
+
+
+@contextlib.contextmanager
+def admin(fleet, server=SERVER):
+    conn = mariadb.admin_connect(fleet.server(server), autocommit=True)
+    try:
+        yield conn.cursor()
+    finally:
+        conn.close()
+
+
+def mine(sessions, tag):
+    return [s for s in sessions if (s.get("application") or "").startswith(tag)]
+
+
+@pytest.fixture
+def my_tag():
+    """A unique application-name prefix for the sessions of one test."""
+    return "t-%s" % uuid.uuid4().hex[:8]
+
+
+@pytest.fixture
+def my_held(fleet):
+    """open(kind, **kw) -> HeldSession (dbfleet.holder) on mariadb1, closed at teardown."""
+    opened = []
+
+    def open_(kind, server=SERVER, **kwargs):
+        session = holder.open_session(fleet, server, kind, **kwargs)
+        opened.append(session)
+        return session
+
+    yield open_
+    for session in opened:
+        session.close()
+
+
+@pytest.fixture
+def my_user(fleet):
+    """make(name=None, grants=()) -> (user, password): a login of this test only, dropped at teardown.
+
+    `grants` are GRANT templates with two %s for user and host (see LEAST_PRIVILEGE_GRANTS).
+    """
+    made = []
+
+    def make(name=None, grants=(), server=SERVER):
+        user = name or "t_%s" % uuid.uuid4().hex[:8]
+        password = "pw-%s" % uuid.uuid4().hex[:12]
+        with admin(fleet, server) as cur:
+            for host in ("%", "localhost"):
+                cur.execute("CREATE USER %s@%s IDENTIFIED BY %s", (user, host, password))
+                cur.execute("GRANT ALL ON appdb.* TO %s@%s", (user, host))
+                for grant in grants:
+                    cur.execute(grant, (user, host))
+        made.append((server, user))
+        return user, password
+
+    yield make
+    for server, user in made:
+        with admin(fleet, server) as cur:
+            cur.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = %s", (user,))
+            for (thread_id,) in cur.fetchall():
+                try:
+                    cur.execute("KILL CONNECTION %s", (thread_id,))
+                except pymysql.MySQLError:
+                    pass
+            for host in ("%", "localhost"):
+                cur.execute("DROP USER IF EXISTS %s@%s", (user, host))

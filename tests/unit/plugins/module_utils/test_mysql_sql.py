@@ -1,0 +1,400 @@
+# -*- coding: utf-8 -*-
+"""The MySQL/MariaDB SQL builders and pure helpers, both flavours, without a server."""
+
+import datetime
+import os
+
+import pytest
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql_flavours as fl
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError
+
+MARIADB = fl.detect("10.11.19-MariaDB-0+deb12u1", "Debian 12", 1)
+MARIADB_104 = fl.detect("10.4.30-MariaDB", "MariaDB Server", 1)
+MYSQL_8 = fl.detect("8.0.36", "MySQL Community Server - GPL", 1)
+MYSQL_8_OLD = fl.detect("8.0.21", "MySQL Community Server - GPL", 1)
+MYSQL_8_NO_PS = fl.detect("8.0.36", "MySQL Community Server - GPL", 0)
+ALL_FLAVOURS = [MARIADB, MARIADB_104, MYSQL_8, MYSQL_8_OLD, MYSQL_8_NO_PS]
+
+
+def _placeholders_match(sql, params):
+    return sql.count("%s") == len(params)
+
+
+# ------------------------------------------------------------ detection
+@pytest.mark.parametrize(
+    "version, comment, name, parsed",
+    [
+        ("10.11.19-MariaDB-0+deb12u1", "Debian 12", "mariadb", (10, 11, 19)),
+        ("5.5.5-10.6.12-MariaDB", "mariadb.org binary distribution", "mariadb", (5, 5, 5)),
+        ("8.0.36", "MySQL Community Server - GPL", "mysql", (8, 0, 36)),
+        ("8.4.0-commercial", "MySQL Enterprise Server - Commercial", "mysql", (8, 4, 0)),
+        ("garbage", None, "mysql", (0, 0, 0)),
+    ],
+)
+def test_detect(version, comment, name, parsed):
+    flavour = fl.detect(version, comment, 1)
+    assert flavour.name == name
+    assert flavour.version == parsed
+
+
+# ------------------------------------------------------------ list query
+@pytest.mark.parametrize(
+    "flavour", ALL_FLAVOURS, ids=lambda f: "%s-%s-ps%d" % (f.name, f.version, f.performance_schema)
+)
+def test_list_query_shape(flavour):
+    sql, params = flavour.list_query()
+    assert _placeholders_match(sql, params)
+    assert sql.startswith("SELECT p.ID, p.USER, p.HOST")
+    assert "p.ID <> CONNECTION_ID()" in sql
+    assert "information_schema.INNODB_TRX AS t ON t.trx_mysql_thread_id = p.ID" in sql
+    assert "performance_schema.session_connect_attrs" in sql
+    assert params[0] == 1024 and "program_name" in params
+    for user in fl.SYSTEM_USERS:
+        assert user in params
+    for command in ("Daemon", "Binlog Dump", "Binlog Dump GTID", "Slave_IO", "Slave_SQL"):
+        assert command in params
+    assert sql.count(" AS ") >= 3
+    # exactly the columns normalize_row reads
+    select = sql[len("SELECT ") : sql.index(" FROM ")]
+    assert len([c for c in _split_select(select)]) == len(fl.COLUMNS)
+
+
+def _split_select(select):
+    depth, part, parts = 0, "", []
+    for char in select:
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        if char == "," and depth == 0:
+            parts.append(part)
+            part = ""
+        else:
+            part += char
+    return parts + [part]
+
+
+def test_mariadb_list_query_specifics():
+    sql, dummy = MARIADB.list_query()
+    assert "FROM information_schema.PROCESSLIST AS p" in sql
+    assert "p.TIME_MS" in sql and "p.QUERY_ID" in sql
+    assert "Super_priv = 'Y'" in sql and "mysql.user" in sql
+    assert "global_grants" not in sql
+
+
+def test_mysql8_list_query_specifics():
+    sql, dummy = MYSQL_8.list_query()
+    assert "FROM performance_schema.processlist AS p" in sql
+    assert "p.TIME * 1000" in sql
+    assert "p.QUERY_ID" not in sql
+    assert "mysql.global_grants WHERE PRIV = 'SYSTEM_USER'" in sql
+
+
+@pytest.mark.parametrize("flavour", [MYSQL_8_OLD, MYSQL_8_NO_PS])
+def test_mysql8_falls_back_to_information_schema(flavour):
+    assert "FROM information_schema.PROCESSLIST AS p" in flavour.list_query()[0]
+
+
+@pytest.mark.parametrize("flavour", [MARIADB, MYSQL_8])
+def test_list_query_without_optional_sources(flavour):
+    sql, params = flavour.list_query(with_attrs=False, with_superusers=False)
+    assert _placeholders_match(sql, params)
+    assert "session_connect_attrs" not in sql and "mysql.user" not in sql
+    assert "program_name" not in params
+
+
+@pytest.mark.parametrize("flavour", [MARIADB, MYSQL_8])
+def test_reread_query_takes_ids_as_parameters(flavour):
+    sql, params = flavour.list_query(ids=[7, "8", 9])
+    assert _placeholders_match(sql, params)
+    assert "p.ID IN (%s, %s, %s)" in sql
+    assert params[-3:] == (7, 8, 9)
+    with pytest.raises(ValueError):
+        flavour.list_query(ids=[])
+    with pytest.raises(ValueError):
+        flavour.list_query(ids=["1) OR (1=1"])
+
+
+# ------------------------------------------------------------ kill
+@pytest.mark.parametrize("flavour", [MARIADB, MYSQL_8])
+def test_kill_queries(flavour):
+    assert flavour.kill_query("terminate", 42) == ("KILL CONNECTION %s", (42,))
+    assert flavour.kill_query("cancel", "42") == ("KILL QUERY %s", (42,))
+    with pytest.raises(ValueError):
+        flavour.kill_query("drop", 42)
+    with pytest.raises(ValueError):
+        flavour.kill_query("terminate", "42; DROP DATABASE appdb")
+
+
+def test_templates_have_no_values():
+    for flavour in (MARIADB, MYSQL_8):
+        templates = flavour.templates()
+        assert "KILL CONNECTION %s" in templates and "KILL QUERY %s" in templates
+        assert all("1024" not in t for t in templates)
+
+
+# ------------------------------------------------------------ privileges
+@pytest.mark.parametrize(
+    "flavour, privileges, see, kill",
+    [
+        (MARIADB, {"PROCESS", "CONNECTION ADMIN"}, True, True),
+        (MARIADB, {"PROCESS", "SUPER"}, True, True),
+        (MARIADB, {"CONNECTION ADMIN"}, False, True),
+        (MARIADB, {"ALL"}, True, True),
+        (MARIADB, {"USAGE"}, False, False),
+        (MARIADB_104, {"PROCESS", "CONNECTION ADMIN"}, True, False),
+        (MYSQL_8, {"PROCESS", "CONNECTION_ADMIN"}, True, True),
+        (MYSQL_8, {"PROCESS", "CONNECTION ADMIN"}, True, False),
+        (MYSQL_8, {"PROCESS", "SUPER"}, True, True),
+    ],
+)
+def test_rights(flavour, privileges, see, kill):
+    assert flavour.can_see_all(privileges) is see
+    assert flavour.can_kill(privileges) is kill
+
+
+def test_grant_hints():
+    account = fl.quote_account("hygiene@%")
+    assert MARIADB.kill_grant(account) == "GRANT CONNECTION ADMIN ON *.* TO 'hygiene'@'%'"
+    assert MARIADB_104.kill_grant(account) == "GRANT SUPER ON *.* TO 'hygiene'@'%'"
+    assert MYSQL_8.kill_grant(account) == "GRANT CONNECTION_ADMIN ON *.* TO 'hygiene'@'%'"
+    assert MARIADB.superuser_grants(account) == ["GRANT SELECT (User, Host, Super_priv) ON mysql.user TO 'hygiene'@'%'"]
+    assert "GRANT SELECT ON mysql.global_grants TO 'hygiene'@'%'" in MYSQL_8.superuser_grants(account)
+
+
+def test_global_privileges_parsing_never_keeps_the_rest_of_the_line():
+    lines = [
+        "GRANT PROCESS, CONNECTION ADMIN ON *.* TO `hygiene`@`%` IDENTIFIED BY PASSWORD '*97D6CB2C9084'",
+        "GRANT SELECT ON `performance_schema`.`session_connect_attrs` TO `hygiene`@`%`",
+        "GRANT SELECT (`Super_priv`, `User`, `Host`) ON `mysql`.`user` TO `hygiene`@`%`",
+    ]
+    assert fl.global_privileges(lines) == {"PROCESS", "CONNECTION ADMIN"}
+    assert fl.global_privileges(["GRANT ALL PRIVILEGES ON *.* TO `fleet_admin`@`%` WITH GRANT OPTION"]) == {"ALL"}
+    assert fl.global_privileges(["GRANT USAGE ON *.* TO `nopriv`@`%`"]) == {"USAGE"}
+    assert fl.global_privileges(["GRANT `role1` TO `x`@`%`"]) == set()
+
+
+@pytest.mark.parametrize(
+    "current, quoted",
+    [
+        ("hygiene@%", "'hygiene'@'%'"),
+        ("o'brien@10.0.0.%", "'o''brien'@'10.0.0.%'"),
+        ("we@ird@localhost", "'we@ird'@'localhost'"),
+    ],
+)
+def test_quote_account(current, quoted):
+    assert fl.quote_account(current) == quoted
+
+
+# ------------------------------------------------------------ rows
+@pytest.mark.parametrize(
+    "host, addr",
+    [
+        ("127.0.0.1:51234", "127.0.0.1"),
+        ("10.1.2.3", "10.1.2.3"),
+        ("::1:51234", "::1"),
+        ("[fe80::1]:3306", "fe80::1"),
+        ("localhost", None),
+        ("", None),
+        (None, None),
+        ("app-7.example.com:4000", "app-7.example.com"),
+    ],
+)
+def test_client_address(host, addr):
+    assert fl.client_address(host) == addr
+
+
+NOW = datetime.datetime(2024, 5, 1, 8, 0, 0)
+
+
+def _row(command="Sleep", elapsed_ms=2500, trx=None, superuser=0, info=None, query_id=10, application="web"):
+    return (
+        7,
+        "app",
+        "127.0.0.1:5000",
+        "appdb",
+        command,
+        "",
+        elapsed_ms,
+        info,
+        query_id,
+        trx,
+        3.5 if trx else None,
+        application,
+        superuser,
+        NOW,
+    )
+
+
+@pytest.mark.parametrize(
+    "command, trx, state",
+    [
+        ("Sleep", None, "idle"),
+        ("Sleep", NOW, "idle_in_transaction"),
+        ("Query", None, "active"),
+        ("Query", NOW, "active"),
+        ("Execute", None, "active"),
+        ("Killed", None, "other"),
+        ("Field List", None, "other"),
+    ],
+)
+def test_state_mapping(command, trx, state):
+    assert fl.normalize_row(_row(command=command, trx=trx))["state"] == state
+
+
+def test_normalize_row():
+    record = fl.normalize_row(_row(command="Query", info=b"SELECT 'x' " + b"y" * 2000, trx=NOW))
+    assert record["id"] == 7 and record["key"] == "7:app@127.0.0.1:5000"
+    assert record["client_addr"] == "127.0.0.1"
+    assert record["idle_seconds"] == 2.5 and record["query_seconds"] == 2.5
+    assert record["state_since"] == "2024-05-01T07:59:57.500000+00:00"
+    assert record["transaction_seconds"] == 3.5
+    assert record["transaction_started"] == "2024-05-01T08:00:00+00:00"
+    assert len(record["query"]) == 1024
+    assert record["connected_at"] is None and record["connected_seconds"] is None
+    assert record["superuser"] is False
+    idle = fl.normalize_row(_row(superuser=None, application=None))
+    assert idle["query_seconds"] is None and idle["transaction_seconds"] is None
+    assert idle["superuser"] is None and idle["application"] is None
+    assert fl.normalize_row(_row(superuser=1))["superuser"] is True
+
+
+# ------------------------------------------------------------ guard
+def _rec(**changes):
+    record = fl.normalize_row(_row())
+    record.update(changes)
+    return record
+
+
+def _later(record, seconds):
+    moment = datetime.datetime.fromisoformat(record["state_since"]) + datetime.timedelta(seconds=seconds)
+    return moment.isoformat()
+
+
+@pytest.mark.parametrize(
+    "current, outcome",
+    [
+        (lambda p: dict(p), None),
+        (lambda p: dict(p, idle_seconds=p["idle_seconds"] + 3), None),
+        (lambda p: dict(p, state_since=_later(p, 0.2)), None),
+        (lambda p: None, "gone"),
+        (lambda p: dict(p, host="127.0.0.1:6000"), "gone"),
+        (lambda p: dict(p, user="app2"), "gone"),
+        (lambda p: dict(p, command="Query", state="active"), "state_changed"),
+        (
+            lambda p: dict(p, state="idle_in_transaction", transaction_started="2024-05-01T08:00:00+00:00"),
+            "state_changed",
+        ),
+        (lambda p: dict(p, query_id=11), "state_changed"),
+        (lambda p: dict(p, query_id=None, state_since=_later(p, 2)), "state_changed"),
+        (lambda p: dict(p, state_since=None), "state_changed"),
+    ],
+)
+def test_moved_on(current, outcome):
+    planned = _rec()
+    found = fl.moved_on(planned, current(planned), 0.5)
+    assert (found[0] if found else None) == outcome
+
+
+def test_moved_on_active_ignores_query_id_changes_inside_a_procedure():
+    planned = _rec(command="Query", state="active", query_id=100)
+    assert fl.moved_on(planned, dict(planned, query_id=140), 0.5) is None
+    assert fl.moved_on(planned, dict(planned, state_since=_later(planned, 5)), 0.5)[0] == "state_changed"
+
+
+# ------------------------------------------------------------ connection options
+def _params(**options):
+    params = dict(
+        login_host=None,
+        login_port=None,
+        login_user=None,
+        login_password=None,
+        login_unix_socket=None,
+        config_file=None,
+        connect_timeout=30,
+        ca_cert=None,
+        client_cert=None,
+        client_key=None,
+        check_hostname=None,
+    )
+    params.update(options)
+    return params
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    return tmp_path
+
+
+def test_tls_off_unless_asked(home):
+    kwargs = _mysql.connect_kwargs(_params(login_host="db1", login_user="u", login_password="pw"))
+    assert kwargs["ssl_disabled"] is True
+    assert kwargs["port"] == 3306 and kwargs["host"] == "db1" and kwargs["password"] == "pw"
+    assert kwargs["program_name"] == "dbhygiene.sessions" and kwargs["autocommit"] is True
+    assert "ssl_ca" not in kwargs
+
+
+def test_tls_with_ca(home):
+    ca = home / "ca.crt"
+    ca.write_text("x")
+    kwargs = _mysql.connect_kwargs(_params(ca_cert=str(ca)))
+    assert kwargs["ssl_ca"] == str(ca) and kwargs["ssl_verify_cert"] and kwargs["ssl_verify_identity"]
+    assert "ssl_disabled" not in kwargs
+    kwargs = _mysql.connect_kwargs(_params(ca_cert=str(ca), check_hostname=False))
+    assert kwargs["ssl_verify_cert"] and not kwargs["ssl_verify_identity"]
+
+
+@pytest.mark.parametrize(
+    "options, field",
+    [
+        (dict(login_port=70000), "login_port"),
+        (dict(login_port=0), "login_port"),
+        (dict(connect_timeout=0), "connect_timeout"),
+        (dict(ca_cert="/nonexistent/ca.crt"), "ca_cert"),
+        (dict(check_hostname=True), "check_hostname"),
+        (dict(config_file="/nonexistent/my.cnf"), "config_file"),
+    ],
+)
+def test_bad_connection_options(home, options, field):
+    with pytest.raises(SessionError) as caught:
+        _mysql.connect_kwargs(_params(**options))
+    assert str(caught.value).startswith(field + ":")
+    assert repr(list(options.values())[0]) in str(caught.value)
+
+
+def test_client_key_needs_client_cert(home):
+    key = home / "k.pem"
+    key.write_text("x")
+    with pytest.raises(SessionError, match="^client_key:"):
+        _mysql.connect_kwargs(_params(client_key=str(key)))
+
+
+def test_option_file_defaults_and_precedence(home):
+    (home / ".my.cnf").write_text(
+        '[client]\nuser = fileuser\npassword = "p\'w;%s"\nhost = filehost\nport = 3307\n[mysql]\nuser = other\n'
+    )
+    kwargs = _mysql.connect_kwargs(_params())
+    assert (kwargs["user"], kwargs["password"], kwargs["host"], kwargs["port"]) == (
+        "fileuser",
+        "p'w;%s",
+        "filehost",
+        3307,
+    )
+    kwargs = _mysql.connect_kwargs(_params(login_user="opt", login_port=3308))
+    assert (kwargs["user"], kwargs["port"], kwargs["host"]) == ("opt", 3308, "filehost")
+    other = home / "other.cnf"
+    other.write_text("[client]\nsocket=/run/mysqld.sock\n")
+    kwargs = _mysql.connect_kwargs(_params(config_file=str(other)))
+    assert kwargs["unix_socket"] == "/run/mysqld.sock" and "user" not in kwargs
+
+
+def test_no_option_file_is_fine(home):
+    assert not os.path.exists(str(home / ".my.cnf"))
+    assert "user" not in _mysql.connect_kwargs(_params())
+
+
+def test_unsupported_conditions():
+    assert _mysql.MySQLDriver.unsupported_conditions == frozenset(["connected_longer_than"])
+    assert _mysql.MySQLDriver.engine == "mysql"
