@@ -1,0 +1,208 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) dbhygiene.sessions contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: postgresql_sessions
+short_description: End the PostgreSQL sessions a policy names, safely
+version_added: 0.1.0
+author: dbhygiene.sessions contributors (@dbhygiene)
+description:
+  - Applies a O(policy) to the client sessions of a PostgreSQL server (all databases) and terminates or cancels exactly
+    the sessions it names, with C(pg_terminate_backend) / C(pg_cancel_backend).
+  - 'Safe by construction: our own connection and non-client backends are never touched, superusers are protected unless
+    O(policy.protect.superusers=false), O(policy.limits) fail closed (nothing is ended), and each session is ended only
+    if it is still the same session (pid and C(backend_start)) in the same state (C(state) and C(state_change)) as when
+    planned: one statement per batch re-checks all four in a fresh C(pg_stat_activity) snapshot.'
+  - V(cancel) stops the running statement and keeps the connection; it does nothing to an idle or idle-in-transaction
+    session (there is no statement to stop), so such victims are reported as skipped with reason C(nothing_to_cancel).
+    V(cancel_then_terminate) terminates idle victims straight away for the same reason.
+  - After ending, the module waits (at most O(wait_timeout) seconds) until the sessions are gone, so that a second run
+    right after finds nothing to do.
+  - 'The login needs: superuser, or C(pg_read_all_stats) (to see other users'' sessions) and C(pg_signal_backend) (to
+    signal them). Without them the module fails before planning and names the grant. Only a superuser can end a
+    superuser''s session.'
+extends_documentation_fragment:
+  - dbhygiene.sessions._policy
+  - dbhygiene.sessions._postgresql_connection
+attributes:
+  check_mode:
+    support: full
+    description: Runs no statement that changes anything; RV(terminated) and RV(cancelled) list the sessions a real run would end.
+  diff_mode:
+    support: full
+    description: Before lists the victims, after what a real run leaves of them, one line per session.
+options: {}
+seealso:
+  - module: dbhygiene.sessions.postgresql_session_info
+"""
+
+EXAMPLES = r"""
+- name: Apply the hygiene policy, connection options set once for every PostgreSQL module
+  module_defaults:
+    group/dbhygiene.sessions.postgresql:
+      login_host: "{{ pg_host }}"
+      login_user: hygiene
+      login_password: "{{ pg_hygiene_password }}"
+      ssl_mode: verify-full
+      ca_cert: "{{ pg_ca_cert }}"
+  block:
+    - name: Dry run first (check mode) to see who would be ended
+      dbhygiene.sessions.postgresql_sessions:
+        policy: &nightly_sweep
+          name: nightly-sweep
+          rules:
+            - name: ghost-idle
+              states: [idle]
+              idle_longer_than: 30m
+            - name: stuck-transaction
+              states: [idle_in_transaction, idle_in_transaction_aborted]
+              idle_longer_than: 5m
+            - name: runaway-query
+              states: [active]
+              running_longer_than: 2h
+              action: cancel_then_terminate
+          grace: 10s
+          protect:
+            users: [replicator, "backup_*"]
+            applications: ["pg_dump*", "pg_basebackup"]
+          limits:
+            max_terminations: 100
+            max_fraction: 0.5
+      check_mode: true
+      register: would_end
+
+    - name: Show who would be ended
+      ansible.builtin.debug:
+        msg: "{{ would_end.terminated | map(attribute='id') | list }} by rules {{ would_end.summary.by_rule }}"
+
+    - name: Enforce the same policy
+      dbhygiene.sessions.postgresql_sessions:
+        policy: *nightly_sweep
+        wait_timeout: 30
+
+- name: End logins from outside the allowed networks (local unix-socket logins are not matched)
+  dbhygiene.sessions.postgresql_sessions:
+    login_host: "{{ pg_host }}"
+    login_user: hygiene
+    login_password: "{{ pg_hygiene_password }}"
+    ssl_mode: verify-full
+    ca_cert: "{{ pg_ca_cert }}"
+    policy:
+      name: foreign-origin
+      rules:
+        - name: foreign-origin
+          client_addresses: ["0.0.0.0/0", "::/0"]
+          except:
+            client_addresses: ["10.0.0.0/8", "127.0.0.0/8", "::1"]
+      limits:
+        max_terminations: 20
+
+- name: Cancel reporting queries that run longer than 15 minutes, keep their connections
+  dbhygiene.sessions.postgresql_sessions:
+    login_host: "{{ pg_host }}"
+    login_user: hygiene
+    login_password: "{{ pg_hygiene_password }}"
+    ssl_mode: verify-full
+    ca_cert: "{{ pg_ca_cert }}"
+    policy:
+      name: slow-reports
+      action: cancel
+      rules:
+        - name: slow-report
+          applications: ["report-*"]
+          running_longer_than: 15m
+          query_matches: "(?i)^\\s*select"
+"""
+
+RETURN = r"""
+terminated:
+  description:
+    - Sessions terminated (in check mode, that would be), each the normalized session record of
+      M(dbhygiene.sessions.postgresql_session_info) (RV(dbhygiene.sessions.postgresql_session_info#module:sessions))
+      plus the rule that matched it and the action.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    id: {description: Backend pid., type: int, returned: always, sample: 4711}
+    key: {description: Reuse-safe identity C(pid@backend_start)., type: str, returned: always}
+    user: {description: Login role., type: str, returned: always}
+    database: {description: Database., type: str, returned: always}
+    application: {description: C(application_name)., type: str, returned: always}
+    state: {description: Normalized state when planned., type: str, returned: always}
+    idle_seconds: {description: "Seconds since the last state change, when planned.", type: float, returned: always}
+    rule: {description: The first rule (policy order) that matched., type: str, returned: always, sample: ghost-idle}
+    action: {description: The rule's action., type: str, returned: always, sample: terminate}
+cancelled:
+  description: Sessions whose statement was (in check mode, would be) cancelled; entries as in RV(terminated).
+  returned: always
+  type: list
+  elements: dict
+skipped:
+  description:
+    - Sessions a rule matched but that were not ended, entries as in RV(terminated) plus C(reason) and C(detail).
+    - 'Reasons: C(protected) (O(policy.protect), superuser), C(state_changed) (it moved on since planning), C(gone) (it
+      left, or its pid now belongs to a newer session), C(nothing_to_cancel), C(still_present) (signalled, still there
+      after O(wait_timeout)), C(failed) (the signal was refused; the detail says why and what to grant).'
+  returned: always
+  type: list
+  elements: dict
+matched:
+  description: Number of sessions any rule matched (victims and protected).
+  returned: always
+  type: int
+  sample: 3
+summary:
+  description: Counts, totals, per rule and per action, and C(limit_error) when a limit stopped the run.
+  returned: always
+  type: dict
+  sample: {policy: nightly-sweep, seen: 40, matched: 3, victims: 2, protected: 1, terminated: 2, cancelled: 0}
+policy:
+  description: The policy as validated and normalized (durations in seconds).
+  returned: always
+  type: dict
+queries:
+  description: The statement templates the module runs, with placeholders; never values or secrets.
+  returned: always
+  type: list
+  elements: str
+check_mode:
+  description: Whether this was a dry run.
+  returned: always
+  type: bool
+would_end:
+  description: When a limit stopped the run, the sessions that would have been ended (nothing was).
+  returned: failed
+  type: list
+  elements: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._argspec import sessions_argument_spec
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql import (
+    HAS_PSYCOPG2,
+    PSYCOPG2_IMPORT_ERROR,
+    PostgreSQLDriver,
+    connection_argument_spec,
+    open_driver,
+)
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import run_sessions_module
+
+
+def main():
+    argument_spec = connection_argument_spec()
+    argument_spec.update(sessions_argument_spec())
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    if not HAS_PSYCOPG2:
+        module.fail_json(msg=missing_required_lib("psycopg2"), exception=PSYCOPG2_IMPORT_ERROR)
+    run_sessions_module(module, PostgreSQLDriver, open_driver)
+
+
+if __name__ == "__main__":
+    main()

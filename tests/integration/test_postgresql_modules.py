@@ -1,0 +1,411 @@
+# -*- coding: utf-8 -*-
+"""postgresql_session_info and postgresql_sessions, run by Ansible against real servers.
+
+Each test holds sessions of its own (application names under a unique prefix)
+and scopes every rule to them; after each run the server's real state is
+checked through the admin login (HeldSession.alive / .state).
+"""
+
+import json
+import os
+import tempfile
+import time
+import uuid
+
+import pytest
+import yaml
+from conftest import run_playbook
+
+pytest.register_assert_rewrite("_postgresql_fixtures")
+import _postgresql_fixtures as fx  # noqa: I001 (after register_assert_rewrite)
+
+from ansible_collections.dbhygiene.sessions.plugins.modules import postgresql_session_info, postgresql_sessions
+
+pytest_plugins = ["_postgresql_fixtures"]
+
+SERVER = "pg2"
+SESSIONS = "dbhygiene.sessions.postgresql_sessions"
+INFO = "dbhygiene.sessions.postgresql_session_info"
+
+
+def run_module(module, args, check=False, diff=False, verbosity=0, env=None):
+    """Run one task of `module` and return (its registered result, the AnsibleRun).
+
+    Through a playbook that registers the result and shows it with debug,
+    because callbacks never see a result's own `failed` and `skipped` keys.
+    """
+    playbook = [
+        {
+            "hosts": "localhost",
+            "connection": "local",
+            "gather_facts": False,
+            "tasks": [
+                {"name": "the module", module: args, "register": "outcome", "ignore_errors": True},
+                {"name": "the outcome", "ansible.builtin.debug": {"var": "outcome"}},
+            ],
+        }
+    ]
+    fd, path = tempfile.mkstemp(prefix="dbhygiene-pg-", suffix=".yml")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(playbook, f)
+        run = run_playbook(path, check=check, diff=diff, verbosity=verbosity, env=env)
+    finally:
+        os.unlink(path)
+    return run.result(task="the outcome")["outcome"], run
+
+
+def login(fleet, server=SERVER, **overrides):
+    """Module arguments to connect as the fleet's least-privilege login."""
+    args = fx.conn_params(fleet, server)
+    del args["ssl_mode"]  # the module's default (prefer): TLS when the server offers it
+    args.update(overrides)
+    return args
+
+
+def sessions_run(fleet, policy, check=False, diff=False, verbosity=0, env=None, **overrides):
+    args = login(fleet, **overrides)
+    args["policy"] = policy
+    return run_module(SESSIONS, args, check=check, diff=diff, verbosity=verbosity, env=env)
+
+
+def ids(entries):
+    return sorted(entry["id"] for entry in entries)
+
+
+@pytest.fixture
+def held(pg_held):
+    return lambda kind, **kwargs: pg_held(SERVER, kind, **kwargs)
+
+
+# ---------------------------------------------------------------- the four steps
+def test_check_real_and_idempotence(fleet, held, pg_tag):
+    ghosts = [held("idle", application="%s-ghost-%d" % (pg_tag, n)) for n in range(2)]
+    keeper = held("idle", application=pg_tag + "-keeper")
+    time.sleep(1.2)
+    policy = {
+        "name": "four-steps",
+        "rules": [
+            {"name": "ghost-idle", "states": ["idle"], "idle_longer_than": "1s", "applications": [pg_tag + "-ghost-*"]}
+        ],
+    }
+
+    result, run = sessions_run(fleet, policy, check=True, diff=True)
+    assert not result.get("failed"), run.output
+    assert result["changed"] is True and result["check_mode"] is True
+    assert ids(result["terminated"]) == sorted(g.id for g in ghosts)
+    assert {e["rule"] for e in result["terminated"]} == {"ghost-idle"}
+    assert all(g.alive() for g in ghosts) and keeper.alive()  # check mode ended nothing
+    before, after = result["diff"]["before"], result["diff"]["after"]
+    for ghost in ghosts:
+        assert "%d app@appdb idle" % ghost.id in before and "[ghost-idle -> terminate]" in before
+        assert "%d app@appdb" % ghost.id not in after
+    assert "2 matched" in before
+
+    result, run = sessions_run(fleet, policy)
+    assert not result.get("failed"), run.output
+    assert result["changed"] is True and result["check_mode"] is False
+    assert ids(result["terminated"]) == sorted(g.id for g in ghosts)
+    assert result["skipped"] == [] and result["cancelled"] == []
+    assert not any(g.alive() for g in ghosts)  # gone already: the module waited for them
+    assert keeper.alive()
+
+    result, run = sessions_run(fleet, policy, check=True)
+    assert not result.get("failed") and result["changed"] is False and result["terminated"] == [], run.output
+
+    result, run = sessions_run(fleet, policy)
+    assert not result.get("failed") and result["changed"] is False and result["terminated"] == [], run.output
+    assert keeper.alive()
+
+
+def test_a_mix_ends_only_the_right_sessions(fleet, held, pg_tag):
+    app = pg_tag + "-%s"
+    ghosts = [held("idle", application=app % "ghost") for dummy in range(2)]
+    stuck = held("idle_in_transaction", application=app % "stuck")
+    runaway = held("active", application=app % "runaway", seconds=120)
+    superuser = held("idle", user="fleet_admin", application=app % "su")
+    backup = held("idle", user="backup_agent", application=app % "backup")
+    time.sleep(1.5)
+    young = held("idle", application=app % "young")
+    policy = {
+        "name": "mix",
+        "rules": [
+            {"name": "ghost-idle", "states": ["idle"], "idle_longer_than": "1s", "applications": [pg_tag + "-*"]},
+            {
+                "name": "stuck",
+                "states": ["idle_in_transaction"],
+                "idle_longer_than": 1,
+                "applications": [pg_tag + "-*"],
+            },
+            {
+                "name": "runaway",
+                "states": ["active"],
+                "running_longer_than": "1s",
+                "applications": [pg_tag + "-*"],
+                "action": "cancel",
+            },
+        ],
+        "protect": {"users": ["backup_*"]},
+    }
+    result, run = sessions_run(fleet, policy)
+    assert not result.get("failed"), run.output
+    assert ids(result["terminated"]) == sorted([g.id for g in ghosts] + [stuck.id])
+    assert ids(result["cancelled"]) == [runaway.id]
+    skipped = {e["id"]: (e["reason"], e["detail"]) for e in result["skipped"]}
+    assert skipped == {
+        superuser.id: ("protected", "superuser"),
+        backup.id: ("protected", "protect.users matches 'backup_*'"),
+    }
+    assert result["matched"] == 6
+    everyone = result["terminated"] + result["cancelled"] + result["skipped"]
+    assert not [e for e in everyone if (e["application"] or "").startswith("dbhygiene.sessions")]  # never ourselves
+
+    assert not any(s.alive() for s in ghosts + [stuck])
+    assert runaway.alive() and fx.wait_until(lambda: runaway.state() == "idle")  # query stopped, connection kept
+    assert superuser.alive() and backup.alive() and young.alive()
+
+
+def test_cancel_then_terminate(fleet, held, pg_tag):
+    stubborn = held("active_ignores_cancel", application=pg_tag + "-stubborn", seconds=120)
+    polite = held("active", application=pg_tag + "-polite", seconds=120)
+    idle = held("idle", application=pg_tag + "-idle")
+    time.sleep(1.2)
+    policy = {
+        "name": "escalate",
+        "action": "cancel_then_terminate",
+        "grace": "1s",
+        "rules": [
+            {"name": "runaway", "states": ["active"], "running_longer_than": 1, "applications": [pg_tag + "-*"]},
+            {"name": "ghost", "states": ["idle"], "idle_longer_than": 1, "applications": [pg_tag + "-*"]},
+        ],
+    }
+    result, run = sessions_run(fleet, policy)
+    assert not result.get("failed"), run.output
+    assert result["changed"] is True
+    assert ids(result["terminated"]) == sorted([stubborn.id, idle.id])
+    assert ids(result["cancelled"]) == [polite.id]
+    assert not stubborn.alive() and not idle.alive()
+    assert polite.alive() and fx.wait_until(lambda: polite.state() == "idle")
+
+
+def test_cancel_keeps_the_connection_and_skips_idle_victims(fleet, held, pg_tag):
+    runner = held("active", application=pg_tag + "-runner", seconds=120)
+    idle = held("idle", application=pg_tag + "-idle")
+    time.sleep(1.2)
+    policy = {"name": "cancel", "action": "cancel", "rules": [{"idle_longer_than": 1, "applications": [pg_tag + "-*"]}]}
+    result, run = sessions_run(fleet, policy)
+    assert not result.get("failed"), run.output
+    assert ids(result["cancelled"]) == [runner.id] and result["terminated"] == []
+    assert [(e["id"], e["reason"]) for e in result["skipped"]] == [(idle.id, "nothing_to_cancel")]
+    assert fx.wait_until(lambda: runner.state() == "idle")
+    assert runner.alive() and idle.alive()
+
+
+# ---------------------------------------------------------------- limits
+@pytest.mark.parametrize(
+    "limits, needles",
+    [
+        ({"max_terminations": 2}, ["would end 3 of", "above limits.max_terminations 2"]),
+        ({"max_fraction": 0.001}, ["would end 3 of", "above limits.max_fraction 0.001"]),
+    ],
+    ids=["max_terminations", "max_fraction"],
+)
+@pytest.mark.parametrize("check", [False, True], ids=["real", "check"])
+def test_limits_fail_closed(fleet, held, pg_tag, limits, needles, check):
+    ghosts = [held("idle", application=pg_tag + "-ghost") for dummy in range(3)]
+    time.sleep(1.2)
+    policy = {"name": "limited", "rules": [{"idle_longer_than": 1, "applications": [pg_tag + "-*"]}], "limits": limits}
+    result, run = sessions_run(fleet, policy, check=check)
+    assert result.get("failed") is True
+    for needle in needles:
+        assert needle in result["msg"]
+    assert "nothing was ended" in result["msg"]
+    assert result["terminated"] == [] and ids(result["would_end"]) == sorted(g.id for g in ghosts)
+    assert all(g.alive() for g in ghosts)
+
+
+# ---------------------------------------------------------------- privileges
+@pytest.mark.parametrize("check", [False, True], ids=["real", "check"])
+def test_a_login_without_the_grants_fails_clearly(fleet, held, pg_tag, check):
+    victim = held("idle", application=pg_tag + "-v")
+    policy = {"rules": [{"applications": [pg_tag + "-*"]}]}
+    result, run = sessions_run(fleet, policy, check=check, login_user="nopriv", login_password=fleet.password("nopriv"))
+    assert result.get("failed") is True
+    assert "login nopriv on PostgreSQL at %s:5432" % fleet.server(SERVER)["host"] in result["msg"]
+    assert 'GRANT pg_read_all_stats TO "nopriv"; GRANT pg_signal_backend TO "nopriv"' in result["msg"]
+    assert victim.alive()
+
+    result, run = run_module(INFO, login(fleet, login_user="nopriv", login_password=fleet.password("nopriv")))
+    assert result.get("failed") is True and "lacks pg_read_all_stats" in result["msg"]
+    assert "pg_signal_backend" not in result["msg"]  # the info module never signals
+
+
+def test_session_info_lists_with_the_least_privileged_login(fleet, held, pg_tag):
+    idle = held("idle", application=pg_tag + "-idle")
+    stuck = held("idle_in_transaction", user="app2", application=pg_tag + "-stuck")
+    for check in (False, True):
+        result, run = run_module(INFO, login(fleet), check=check)
+        assert not result.get("failed") and result["changed"] is False, run.output
+        mine = {s["id"]: s for s in result["sessions"] if (s["application"] or "").startswith(pg_tag)}
+        assert {pid: s["state"] for pid, s in mine.items()} == {idle.id: "idle", stuck.id: "idle_in_transaction"}
+        assert mine[stuck.id]["user"] == "app2" and mine[stuck.id]["transaction_seconds"] >= 0
+        assert result["summary"]["total"] == len(result["sessions"]) >= 2
+        assert result["server"]["login_user"] == "hygiene" and result["server"]["login_superuser"] is False
+        assert result["server"]["own_pid"] not in [s["id"] for s in result["sessions"]]
+    assert idle.alive() and stuck.alive()
+
+
+# ---------------------------------------------------------------- TLS
+def test_tls_verify_full(fleet):
+    result, run = run_module(INFO, login(fleet, ssl_mode="verify-full", ca_cert=fleet.pki["ca_cert"]))
+    assert not result.get("failed"), run.output
+    client = fleet.pki["clients"]["hygiene_cert"]
+    cert_login = login(
+        fleet,
+        login_user="hygiene_cert",
+        ssl_mode="verify-full",
+        ca_cert=fleet.pki["ca_cert"],
+        ssl_cert=client["cert"],
+        ssl_key=client["key"],
+    )
+    del cert_login["login_password"]
+    result, run = run_module(INFO, cert_login)
+    assert not result.get("failed"), run.output
+    assert result["server"]["login_user"] == "hygiene_cert"
+
+
+def test_tls_with_a_wrong_ca_fails_clearly(fleet):
+    result, run = run_module(INFO, login(fleet, ssl_mode="verify-full", ca_cert=fleet.pki["wrong_ca_cert"]))
+    assert result.get("failed") is True
+    assert "cannot connect to PostgreSQL at %s:5432" % fleet.server(SERVER)["host"] in result["msg"]
+    assert "certificate verify failed" in result["msg"] and "check ca_cert" in result["msg"]
+
+
+# ---------------------------------------------------------------- bad input, before connecting
+UNREACHABLE = {"login_host": "127.0.1.1", "login_port": 1, "connect_timeout": 2}
+
+
+@pytest.mark.parametrize(
+    "rule, needles",
+    [
+        ({"idle_longer_than": "5 minutes"}, ["policy.rules[0].idle_longer_than", "'5 minutes'"]),
+        ({"idle_longer_than": "30m", "bogus": 1}, ["bogus"]),
+        ({"query_matches": "(unclosed"}, ["policy.rules[0].query_matches", "'(unclosed'"]),
+        ({"client_addresses": ["10.0.0.0/33"]}, ["policy.rules[0].client_addresses[0]", "'10.0.0.0/33'"]),
+        ({"applications": ["app["]}, ["policy.rules[0].applications[0]", "'app['"]),
+        ({"states": ["sleeping"]}, ["sleeping"]),
+    ],
+    ids=["duration", "unknown-key", "regex", "cidr", "glob", "state"],
+)
+def test_bad_input_fails_before_connecting(fleet, rule, needles):
+    result, run = sessions_run(fleet, {"rules": [rule]}, **UNREACHABLE)
+    assert result.get("failed") is True
+    for needle in needles:
+        assert needle in result["msg"], result["msg"]
+    assert "cannot connect" not in result["msg"]
+
+
+def test_the_unreachable_port_is_unreachable(fleet):
+    # The control of the test above: a valid policy does try to connect there, and fails.
+    result, run = sessions_run(fleet, {"rules": [{"idle_longer_than": "30m"}]}, **UNREACHABLE)
+    assert result.get("failed") is True and "cannot connect to PostgreSQL at 127.0.1.1:1" in result["msg"]
+
+
+def test_empty_rules_fail_before_connecting(fleet):
+    result, run = sessions_run(fleet, {"rules": []}, **UNREACHABLE)
+    assert result.get("failed") is True and "policy.rules" in result["msg"] and "cannot connect" not in result["msg"]
+
+
+# ---------------------------------------------------------------- secrets
+def test_passwords_never_show_at_vvv(fleet, held, pg_tag):
+    password = fleet.password("hygiene")
+    held("idle", application=pg_tag + "-v")
+    policy = {"rules": [{"applications": [pg_tag + "-*"], "idle_longer_than": "1h"}]}
+    result, run = sessions_run(fleet, policy, check=True, diff=True, verbosity=3)
+    assert not result.get("failed"), run.output
+    assert password not in run.output and password not in str(result)
+
+    # Through the environment (PGPASSWORD) instead of the option.
+    args = login(fleet)
+    del args["login_password"]
+    result, run = run_module(INFO, args, verbosity=3, env={"PGPASSWORD": password})
+    assert not result.get("failed"), run.output
+    assert password not in run.output and password not in str(result)
+
+    wrong = "Wr0ng-" + uuid.uuid4().hex
+    result, run = run_module(INFO, login(fleet, login_password=wrong), verbosity=3)
+    assert result.get("failed") is True and "password authentication failed" in result["msg"]
+    assert wrong not in run.output and wrong not in str(result)
+
+
+# ---------------------------------------------------------------- hostile strings
+def test_hostile_strings_in_sessions_and_globs(fleet, held, pg_tag, pg_role):
+    hostile_app = pg_tag + "-" + fx.HOSTILE
+    plain = held("idle", application=pg_tag + "-plain")
+    odd = held("idle", application=hostile_app)
+    user = "t_" + uuid.uuid4().hex[:6] + fx.HOSTILE
+    odd_user = held(
+        "idle", user=user, password=pg_role(SERVER, user), application=pg_tag + "-user", database="postgres"
+    )
+    odd_user.execute("SELECT 'it''s; %s %(x)s -- \"q\"' AS x")
+    time.sleep(1.2)
+    policy = {
+        "name": fx.HOSTILE,
+        "rules": [
+            {"name": "app-glob", "applications": [pg_tag + '-it\'s "odd"; %s %(x)s -- ;DROP*'], "idle_longer_than": 1},
+            {"name": "user-glob", "users": ["t_*" + fx.HOSTILE[:12] + "*"], "applications": [pg_tag + "-*"]},
+        ],
+    }
+    result, run = sessions_run(fleet, policy, diff=True)
+    assert not result.get("failed"), run.output
+    assert {e["id"]: e["rule"] for e in result["terminated"]} == {odd.id: "app-glob", odd_user.id: "user-glob"}
+    assert result["policy"]["name"] == fx.HOSTILE
+    entry = [e for e in result["terminated"] if e["id"] == odd_user.id][0]
+    assert entry["user"] == user and "%(x)s" in entry["query"]
+    assert not odd.alive() and not odd_user.alive()
+    assert plain.alive()
+
+
+# ---------------------------------------------------------------- EXAMPLES as written
+def _examples(module):
+    return yaml.safe_load(module.EXAMPLES)
+
+
+def _module_tasks(tasks):
+    """How many tasks (blocks included) call a module of the collection."""
+    count = 0
+    for task in tasks:
+        count += _module_tasks(task.get("block", []))
+        count += any(key.startswith("dbhygiene.sessions.") for key in task)
+    return count
+
+
+def test_examples_run_as_written(fleet, pg_held, tmp_path):
+    server = "pg3"
+    # A bystander: no example may end it (it is neither old nor from outside the allowed networks).
+    bystander = pg_held(server, "idle", application="t-%s-bystander" % uuid.uuid4().hex[:8])
+    tasks = _examples(postgresql_session_info) + _examples(postgresql_sessions)
+    playbook = [
+        {
+            "name": "EXAMPLES of the PostgreSQL modules",
+            "hosts": "localhost",
+            "connection": "local",
+            "gather_facts": False,
+            "vars": {
+                "pg_host": fleet.server(server)["host"],
+                "pg_hygiene_password": fleet.password("hygiene"),
+                "pg_ca_cert": fleet.pki["ca_cert"],
+            },
+            "tasks": tasks,
+        }
+    ]
+    path = os.path.join(str(tmp_path), "examples.yml")
+    with open(path, "w") as f:
+        yaml.safe_dump(playbook, f, sort_keys=False)
+    run = run_playbook(path)
+    assert run.rc == 0, run.output
+    ran = [r for r in run.results if r["action"].startswith("dbhygiene.sessions.")]
+    assert len(ran) == _module_tasks(tasks) >= 4 and all(r["status"] == "ok" for r in ran), [
+        (r["task"], r["status"]) for r in ran
+    ]
+    assert bystander.alive()
