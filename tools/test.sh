@@ -8,9 +8,11 @@ py="$root/.venv/bin/python"
 export PATH="$root/.venv/bin:$PATH"
 export DBFLEET_STATE_DIR="${DBFLEET_STATE_DIR:-/tmp/dbhygiene-fleet-test}"
 export DBFLEET_POSTGRES="${DBFLEET_POSTGRES:-3}" DBFLEET_MARIADB="${DBFLEET_MARIADB:-3}"
+# Last octet of the first server address; another value lets a second fleet run beside this one.
+export DBFLEET_FIRST="${DBFLEET_FIRST:-1}"
 export ANSIBLE_COLLECTIONS_PATH="$root/.build/collections"
 
-"$py" -m dbfleet up --postgres "$DBFLEET_POSTGRES" --mariadb "$DBFLEET_MARIADB" || exit 1
+"$py" -m dbfleet up --postgres "$DBFLEET_POSTGRES" --mariadb "$DBFLEET_MARIADB" --first "$DBFLEET_FIRST" || exit 1
 trap '"$py" -m dbfleet down' EXIT
 
 failed=()

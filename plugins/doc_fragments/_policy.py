@@ -183,4 +183,8 @@ notes:
     would end at that moment. The privilege preflight runs in check mode too, so a dry run fails where the real run would.
   - A session is ended only if it is still the same session in the same state as when planned (guarded kill); one that moved
     on is reported in RV(skipped) with reason C(state_changed), one that left with C(gone).
+  - Ansible reads a non-empty C(skipped) key of a task result as "the task was skipped", so a task that ended sessions but
+    also passed some over (protected, state_changed, ...) is displayed as skipped and not counted as changed in the recap.
+    The registered result is complete (RV(changed), RV(terminated), RV(skipped), ...); test it with C(result.changed) rather
+    than C(result is skipped). The roles (M(dbhygiene.sessions.session_enforce)) report these sessions as C(skipped_sessions).
 """

@@ -96,10 +96,11 @@ class Driver(object):
         """dict: engine, flavour, version, max_connections, current user, ..."""
         raise NotImplementedError
 
-    def preflight(self, signal):
+    def preflight(self, signal, policy=None):
         """Check our login can see every session's details, and, if `signal`,
         can end other users' sessions. Raise SessionError naming the missing
-        privilege (and the GRANT that fixes it) otherwise."""
+        privilege (and the GRANT that fixes it) otherwise. `policy` (parsed)
+        lets a driver skip checks for what the policy does not use."""
         raise NotImplementedError
 
     def list_sessions(self):

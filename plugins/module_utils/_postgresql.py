@@ -539,7 +539,8 @@ class PostgreSQLDriver(Driver):
         facts.update(engine="postgresql", flavour="postgresql", target=self.target)
         return facts
 
-    def preflight(self, signal):
+    def preflight(self, signal, policy=None):
+        # Every right PostgreSQL needs is needed by every policy: `policy` changes nothing here.
         message = preflight_error(self._load_rights(), signal, self.target)
         if message:
             raise SessionError(message)

@@ -367,7 +367,7 @@ def run_sessions_module(module, driver_class, open_driver):
     try:
         driver = open_driver(module.params)
         # Also in check mode: a dry run must fail where the real run would.
-        driver.preflight(signal=True)
+        driver.preflight(signal=True, policy=policy)
         result = apply_policy(
             driver, policy, module.check_mode, diff=module._diff, wait_timeout=module.params["wait_timeout"]
         )

@@ -128,16 +128,31 @@ def _bin(name):
 
 
 def run_module(module, args, check=False, diff=False, verbosity=0, env=None):
-    """Run one module on localhost (ad hoc) and return (result dict, AnsibleRun)."""
-    argv = [_bin("ansible"), "localhost", "-i", "localhost,", "-c", "local", "-m", module, "-a", json.dumps(args)]
-    if check:
-        argv.append("--check")
-    if diff:
-        argv.append("--diff")
-    if verbosity:
-        argv.append("-" + "v" * verbosity)
-    run = _run(argv, env)
-    return (run.results[-1]["result"] if run.results else {}), run
+    """Run one task of `module` on localhost; return (its registered result, the AnsibleRun).
+
+    Through a playbook that registers the result and shows it with debug:
+    callbacks never see a result's own `failed` and `skipped` keys, the
+    registered variable has them all.
+    """
+    playbook = [
+        {
+            "hosts": "localhost",
+            "connection": "local",
+            "gather_facts": False,
+            "tasks": [
+                {"name": "the module", module: args, "register": "outcome", "ignore_errors": True},
+                {"name": "the outcome", "ansible.builtin.debug": {"var": "outcome"}},
+            ],
+        }
+    ]
+    fd, path = tempfile.mkstemp(prefix="dbhygiene-task-", suffix=".yml")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(playbook, f)
+        run = run_playbook(path, check=check, diff=diff, verbosity=verbosity, env=env)
+    finally:
+        os.unlink(path)
+    return run.result(task="the outcome")["outcome"], run
 
 
 def run_playbook(

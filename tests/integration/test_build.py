@@ -1,5 +1,6 @@
 # -*- coding: utf-8 -*-
 """The collection builds, installs and documents itself; the EE definition is accepted."""
+
 import glob
 import os
 import subprocess

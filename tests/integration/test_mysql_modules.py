@@ -8,13 +8,12 @@ real state is checked through the admin login (HeldSession.alive / .state).
 
 import json
 import os
-import tempfile
 import time
 import uuid
 
 import pytest
 import yaml
-from conftest import run_playbook
+from conftest import run_module, run_playbook
 
 pytest.register_assert_rewrite("_mysql_fixtures")
 import _mysql_fixtures as fx  # noqa: I001 (after register_assert_rewrite)
@@ -25,29 +24,6 @@ pytest_plugins = ["_mysql_fixtures"]
 
 SESSIONS = "dbhygiene.sessions.mysql_sessions"
 INFO = "dbhygiene.sessions.mysql_session_info"
-
-
-def run_module(module, args, check=False, diff=False, verbosity=0):
-    """Run one task of `module`; return (its registered result, the AnsibleRun)."""
-    playbook = [
-        {
-            "hosts": "localhost",
-            "connection": "local",
-            "gather_facts": False,
-            "tasks": [
-                {"name": "the module", module: args, "register": "outcome", "ignore_errors": True},
-                {"name": "the outcome", "ansible.builtin.debug": {"var": "outcome"}},
-            ],
-        }
-    ]
-    fd, path = tempfile.mkstemp(prefix="dbhygiene-my-", suffix=".yml")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(playbook, f)
-        run = run_playbook(path, check=check, diff=diff, verbosity=verbosity)
-    finally:
-        os.unlink(path)
-    return run.result(task="the outcome")["outcome"], run
 
 
 def sweep(fleet, policy, **conn):

@@ -6,15 +6,13 @@ and scopes every rule to them; after each run the server's real state is
 checked through the admin login (HeldSession.alive / .state).
 """
 
-import json
 import os
-import tempfile
 import time
 import uuid
 
 import pytest
 import yaml
-from conftest import run_playbook
+from conftest import run_module, run_playbook
 
 pytest.register_assert_rewrite("_postgresql_fixtures")
 import _postgresql_fixtures as fx  # noqa: I001 (after register_assert_rewrite)
@@ -26,33 +24,6 @@ pytest_plugins = ["_postgresql_fixtures"]
 SERVER = "pg2"
 SESSIONS = "dbhygiene.sessions.postgresql_sessions"
 INFO = "dbhygiene.sessions.postgresql_session_info"
-
-
-def run_module(module, args, check=False, diff=False, verbosity=0, env=None):
-    """Run one task of `module` and return (its registered result, the AnsibleRun).
-
-    Through a playbook that registers the result and shows it with debug,
-    because callbacks never see a result's own `failed` and `skipped` keys.
-    """
-    playbook = [
-        {
-            "hosts": "localhost",
-            "connection": "local",
-            "gather_facts": False,
-            "tasks": [
-                {"name": "the module", module: args, "register": "outcome", "ignore_errors": True},
-                {"name": "the outcome", "ansible.builtin.debug": {"var": "outcome"}},
-            ],
-        }
-    ]
-    fd, path = tempfile.mkstemp(prefix="dbhygiene-pg-", suffix=".yml")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(playbook, f)
-        run = run_playbook(path, check=check, diff=diff, verbosity=verbosity, env=env)
-    finally:
-        os.unlink(path)
-    return run.result(task="the outcome")["outcome"], run
 
 
 def login(fleet, server=SERVER, **overrides):
