@@ -185,6 +185,6 @@ notes:
     on is reported in RV(skipped) with reason C(state_changed), one that left with C(gone).
   - Ansible reads a non-empty C(skipped) key of a task result as "the task was skipped", so a task that ended sessions but
     also passed some over (protected, state_changed, ...) is displayed as skipped and not counted as changed in the recap.
-    The registered result is complete (RV(changed), RV(terminated), RV(skipped), ...); test it with C(result.changed) rather
+    The registered result is complete (C(changed), RV(terminated), RV(skipped), ...); test it with C(result.changed) rather
     than C(result is skipped). The roles (M(dbhygiene.sessions.session_enforce)) report these sessions as C(skipped_sessions).
 """

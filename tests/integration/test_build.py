@@ -34,11 +34,14 @@ def test_build_install_and_ansible_doc(tmp_path):
     assert "meta/runtime.yml" in names and "meta/execution-environment.yml" in names
 
     install = tmp_path / "installed"
-    _run([os.path.join(BIN, "ansible-galaxy"), "collection", "install", "-p", str(install), tarballs[0]])
+    # Only the fresh install on the collections path: the working tree must not stand in for it.
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(install))
+    _run([os.path.join(BIN, "ansible-galaxy"), "collection", "install", "--force", "-p", str(install), tarballs[0]],
+         env=env)
+    assert os.path.isfile(install / "ansible_collections" / "dbhygiene" / "sessions" / "MANIFEST.json")
     # What an execution-environment build reads from the installed collection.
     deps = _run([os.path.join(BIN, "ansible-builder"), "introspect", str(install)])
     assert "psycopg2" in deps and "PyMySQL" in deps and "libpq" in deps, deps
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(install))
     listing = _run([os.path.join(BIN, "ansible-doc"), "-t", "module", "-l", "dbhygiene.sessions"], env=env)
     for module in _modules():
         assert "dbhygiene.sessions.%s" % module in listing, listing

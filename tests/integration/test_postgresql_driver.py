@@ -24,6 +24,10 @@ pytest_plugins = ["_postgresql_fixtures"]
 SERVER = "pg1"
 
 
+def _host(fleet):
+    return fleet.server(SERVER)["host"]
+
+
 def driver(fleet, **kwargs):
     return fx.driver(fleet, SERVER, **kwargs)
 
@@ -205,7 +209,7 @@ def test_a_batch_that_errors_is_retried_one_by_one(fleet, held, tag):
         broken = dict(record, id=victim.id + 100000, key="%d@not-a-time" % (victim.id + 100000))
         results = d.end_sessions([broken, record], "terminate")
     assert [outcome for dummy, outcome, dummy_detail in results] == ["failed", "terminated"]
-    assert "not ended: cannot terminate sessions on PostgreSQL at 127.0.1.1:5432" in results[0][2]
+    assert "not ended: cannot terminate sessions on PostgreSQL at %s:5432" % _host(fleet) in results[0][2]
     assert fx.wait_until(lambda: not victim.alive())
 
 
@@ -233,7 +237,7 @@ def test_preflight_names_the_missing_grants(fleet):
         with pytest.raises(SessionError) as info:
             d.preflight(signal=True)
         message = str(info.value)
-        assert "login nopriv on PostgreSQL at 127.0.1.1:5432" in message
+        assert "login nopriv on PostgreSQL at %s:5432" % _host(fleet) in message
         assert 'GRANT pg_read_all_stats TO "nopriv"' in message
         assert 'GRANT pg_signal_backend TO "nopriv"' in message
         with pytest.raises(SessionError, match="pg_read_all_stats") as info:
@@ -290,7 +294,7 @@ def test_tls_with_a_wrong_ca_fails_clearly(fleet):
     with pytest.raises(SessionError) as info:
         pg.open_driver(conn_params(fleet, ssl_mode="verify-full", ca_cert=fleet.pki["wrong_ca_cert"]))
     message = str(info.value)
-    assert "cannot connect to PostgreSQL at 127.0.1.1:5432 as hygiene" in message
+    assert "cannot connect to PostgreSQL at %s:5432 as hygiene" % _host(fleet) in message
     assert "certificate verify failed" in message and "check ca_cert" in message
 
 

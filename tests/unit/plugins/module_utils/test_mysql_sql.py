@@ -57,7 +57,7 @@ def test_list_query_shape(flavour):
     assert sql.count(" AS ") >= 3
     # exactly the columns normalize_row reads
     select = sql[len("SELECT ") : sql.index(" FROM ")]
-    assert len([c for c in _split_select(select)]) == len(fl.COLUMNS)
+    assert len(list(_split_select(select))) == len(fl.COLUMNS)
 
 
 def _split_select(select):
@@ -275,7 +275,7 @@ def _later(record, seconds):
 @pytest.mark.parametrize(
     "current, outcome",
     [
-        (lambda p: dict(p), None),
+        (dict, None),
         (lambda p: dict(p, idle_seconds=p["idle_seconds"] + 3), None),
         (lambda p: dict(p, state_since=_later(p, 0.2)), None),
         (lambda p: None, "gone"),

@@ -22,7 +22,7 @@ def _inventory_hosts(fleet):
 
 
 def test_inventory_lists_every_server_under_databases(fleet):
-    names = sorted(n for n, _ in _inventory_hosts(fleet))
+    names = sorted(name for name, dummy in _inventory_hosts(fleet))
     assert names == sorted(s["name"] for s in fleet.servers)
     assert len(fleet.by_engine("postgresql")) >= 1 and len(fleet.by_engine("mysql")) >= 1
 
@@ -182,4 +182,4 @@ def test_ansible_reaches_every_inventory_host(fleet):
     assert sorted(run.stats) == sorted(s["name"] for s in fleet.servers)
 
 
-_PING_PLAYBOOK = __file__.replace("test_fleet.py", "playbooks/ping.yml")
+_PING_PLAYBOOK = __file__.replace("test_fleet_servers.py", "playbooks/ping.yml")
