@@ -1,0 +1,80 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) dbhygiene.sessions contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin of the audit role: one *_session_info snapshot per host, the
+policy's plan computed from that same snapshot, thresholds. Read only.
+Documentation: plugins/modules/session_audit.py."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _planner, _policy
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _connection, _fleet
+
+ARGUMENT_SPEC = dict(
+    _connection.CONNECTION_OPTIONS,
+    engine={"type": "str", "required": True, "choices": list(_fleet.ENGINES)},
+    policy={"type": "dict"},
+    thresholds={"type": "dict"},
+)
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _requires_connection = True
+    _supports_check_mode = True
+
+    def run(self, tmp=None, task_vars=None):
+        task_vars = task_vars or {}
+        result = super(ActionModule, self).run(tmp, task_vars)
+        del tmp
+        validation, params = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        engine = params["engine"]
+        # Everything that can be wrong with the input fails here, before connecting.
+        try:
+            policy = _policy.parse_policy(params["policy"]) if params.get("policy") else None
+            thresholds = _fleet.parse_thresholds(params.get("thresholds"))
+        except _policy.PolicyError as exc:
+            raise AnsibleActionFail(str(exc))
+        if policy is not None:
+            problem = _connection.check_supported(policy, engine)
+            if problem:
+                raise AnsibleActionFail(problem)
+
+        module_args = _connection.module_args(engine, params)
+        info = self._execute_module(
+            module_name=_connection.module_name(engine, "session_info"),
+            module_args=module_args,
+            task_vars=task_vars,
+        )
+        info.pop("invocation", None)
+        summary = {
+            "engine": engine,
+            "login_host": module_args.get("login_host") or module_args.get("login_unix_socket"),
+        }
+        if info.get("failed"):
+            result.update(info)
+            result["dbhygiene"] = summary
+            return result
+
+        sessions = info.get("sessions") or []
+        server = info.get("server") or {}
+        plan_dict = None
+        if policy is not None:
+            # Same planner as the *_sessions module, on the same snapshot the counts come from.
+            # info already leaves our own connection out of `sessions`.
+            plan_dict = _planner.plan(sessions, policy).to_dict()
+        figures, breaches = _fleet.audit_summary(sessions, server, plan_dict, thresholds)
+        summary.update(figures)
+        summary["breaches"] = breaches
+        result["changed"] = False
+        result["dbhygiene"] = summary
+        if breaches:
+            result["failed"] = True
+            result["msg"] = "{} is over its audit thresholds: {}".format(
+                task_vars.get("inventory_hostname"), "; ".join(breaches)
+            )
+        return result

@@ -1,0 +1,69 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) dbhygiene.sessions contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Documentation of the action plugin of the same name (plugins/action/policy_check.py),
+# which runs on the control node; there is no module code.
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: policy_check
+short_description: Validate the session policy of every host of the play, on the controller
+version_added: 0.1.0
+author: dbhygiene.sessions contributors (@dbhygiene)
+description:
+  - Reads C(dbhygiene_engine), C(dbhygiene_policy) and C(dbhygiene_audit_thresholds) of every host of the play batch and
+    validates each distinct policy with the same code the modules use, so that a bad duration, glob, CIDR or regex fails the
+    play with the field, the value and the hosts named, before any database is contacted.
+  - Also fails when a policy uses a condition the host's engine cannot evaluate.
+  - Meant to run once per play (C(run_once=true)); the roles do that.
+options:
+  hosts:
+    description: Hosts whose variables are checked. Default, the hosts of the current play batch.
+    type: list
+    elements: str
+  policy_required:
+    description: Fail when a host has no C(dbhygiene_policy).
+    type: bool
+    default: true
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+    details: Changes nothing in any mode.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: none
+  platform:
+    description: Target OS/families that can be operated against.
+    support: N/A
+    platforms: posix
+  action:
+    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
+    support: full
+  async:
+    description: Supports being used with the C(async) keyword.
+    support: none
+"""
+
+EXAMPLES = r"""
+- name: Check the session policy of every host, before any database is contacted
+  dbhygiene.sessions.policy_check:
+  run_once: true
+"""
+
+RETURN = r"""
+policies:
+  description: One entry per distinct policy, with its name, engine, rule count and hosts.
+  returned: success
+  type: list
+  elements: dict
+problems:
+  description: What is wrong, one entry per group of hosts sharing the same bad values.
+  returned: failure
+  type: list
+  elements: str
+"""

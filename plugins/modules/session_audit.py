@@ -1,0 +1,124 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) dbhygiene.sessions contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Documentation of the action plugin of the same name (plugins/action/session_audit.py),
+# which runs on the control node; there is no module code.
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: session_audit
+short_description: Read-only session audit of one host (audit role)
+version_added: 0.1.0
+author: dbhygiene.sessions contributors (@dbhygiene)
+description:
+  - The one per-host task of the C(dbhygiene.sessions.audit) role. Takes one snapshot with
+    M(dbhygiene.sessions.postgresql_session_info) or M(dbhygiene.sessions.mysql_session_info) (chosen by O(engine)), and
+    computes from that same snapshot the session counts by state, user, database, application and client, the oldest
+    idle-in-transaction session and open transaction, connection use against C(max_connections), and, with O(policy), what
+    the policy would end (the planner the C(*_sessions) modules use, on the controller).
+  - Never changes anything. A host over one of O(thresholds) fails with a message naming each threshold (for alerting).
+options:
+  login_host:
+    description:
+      - Address of the database server, passed to the engine module. Dropped when O(login_unix_socket) is set.
+    type: str
+  login_port:
+    description: Port of the database server (module default when unset).
+    type: int
+  login_user:
+    description: The login (module default when unset).
+    type: str
+  login_password:
+    description: Password of O(login_user). Never shown in results, reports or the audit trail.
+    type: str
+  login_unix_socket:
+    description: Unix socket (PostgreSQL, its directory) to connect through; wins over O(login_host).
+    type: str
+  login_db:
+    description: PostgreSQL database to connect to. Not passed to MySQL.
+    type: str
+  connect_timeout:
+    description: Connection timeout in seconds.
+    type: raw
+  ssl_mode:
+    description: PostgreSQL C(sslmode). Not passed to MySQL.
+    type: str
+  ca_cert:
+    description: CA certificate to verify the server with.
+    type: str
+  ssl_cert:
+    description: PostgreSQL client certificate. Not passed to MySQL.
+    type: str
+  ssl_key:
+    description: PostgreSQL client key. Not passed to MySQL.
+    type: str
+  client_cert:
+    description: MySQL client certificate. Not passed to PostgreSQL.
+    type: str
+  client_key:
+    description: MySQL client key. Not passed to PostgreSQL.
+    type: str
+  check_hostname:
+    description: MySQL, verify the server certificate's host name. Not passed to PostgreSQL.
+    type: bool
+  engine:
+    description: Engine of the host, it selects the module.
+    type: str
+    required: true
+    choices: [postgresql, mysql]
+  policy:
+    description: The session policy, see M(dbhygiene.sessions.postgresql_sessions). Optional.
+    type: dict
+  thresholds:
+    description:
+      - Thresholds that make the host fail. Keys C(max_sessions), C(max_connection_use) (0-1), C(max_idle_in_transaction),
+        C(max_oldest_idle_in_transaction), C(max_oldest_transaction) (durations), C(max_would_end).
+    type: dict
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+    details: Read only in any mode.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: none
+  platform:
+    description: Target OS/families that can be operated against.
+    support: N/A
+    platforms: posix
+  action:
+    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
+    support: full
+  async:
+    description: Supports being used with the C(async) keyword.
+    support: none
+seealso:
+  - module: dbhygiene.sessions.postgresql_session_info
+  - module: dbhygiene.sessions.mysql_session_info
+"""
+
+EXAMPLES = r"""
+- name: Audit one MariaDB host, alert above 80% of max_connections
+  dbhygiene.sessions.session_audit:
+    engine: mysql
+    login_host: "{{ ansible_host }}"
+    login_user: hygiene
+    login_password: "{{ vault_hygiene_password }}"
+    thresholds:
+      max_connection_use: 0.8
+      max_oldest_transaction: 15m
+  delegate_to: localhost
+  register: audit_result
+"""
+
+RETURN = r"""
+dbhygiene:
+  description: The host's figures (sessions, by_state, by_user, by_database, by_application, oldest_idle_in_transaction,
+    oldest_transaction, max_connections, connection_use, would_end, protected, limit_error, breaches, server).
+  returned: always
+  type: dict
+"""

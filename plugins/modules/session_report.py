@@ -1,0 +1,89 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) dbhygiene.sessions contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Documentation of the action plugin of the same name (plugins/action/session_report.py),
+# which runs on the control node; there is no module code.
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: session_report
+short_description: Write the fleet report of the audit or enforce role
+version_added: 0.1.0
+author: dbhygiene.sessions contributors (@dbhygiene)
+description:
+  - Reads every play host's registered result (O(result_var)) and writes a JSON and a Markdown report into O(report_dir) on
+    the control node, mode 0600, as C(<kind>-<time>.json/.md) and C(<kind>-latest.json/.md).
+  - Per host, what was seen, ended (or, in check mode, would be ended), skipped and why; hosts that failed, were unreachable
+    or never got a result, with the reason; totals.
+  - The totals also go out as C(set_stats) data (C(dbhygiene_enforce) / C(dbhygiene_audit)), which AWX shows as the job's artifacts.
+  - Meant to run once per play on the control node, after the per-host task (C(run_once=true), in an C(always) section so it
+    also runs when hosts failed); the roles do that.
+options:
+  kind:
+    description: Which role's results these are.
+    type: str
+    required: true
+    choices: [audit, enforce]
+  result_var:
+    description: Name of the registered variable holding each host's result.
+    type: str
+    required: true
+  report_dir:
+    description: Directory on the control node for the report files.
+    type: path
+    required: true
+  audit_log:
+    description: The audit trail path, to name in the report.
+    type: path
+  hosts:
+    description: Hosts to report on. Default, all hosts of the play (C(ansible_play_hosts_all)).
+    type: list
+    elements: str
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+    details: The report is written in check mode too; it says it is a dry run.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: none
+  platform:
+    description: Target OS/families that can be operated against.
+    support: N/A
+    platforms: posix
+  action:
+    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
+    support: full
+  async:
+    description: Supports being used with the C(async) keyword.
+    support: none
+"""
+
+EXAMPLES = r"""
+- name: Write the fleet report
+  dbhygiene.sessions.session_report:
+    kind: enforce
+    result_var: enforce_result
+    report_dir: ~/dbhygiene/reports
+  run_once: true
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+report:
+  description: Paths of the report written (C(json), C(markdown)).
+  returned: success
+  type: dict
+totals:
+  description: Fleet totals (hosts, ok, failed, sessions_seen; enforce, terminated, cancelled, ended, skipped; audit, would_end, alerting).
+  returned: success
+  type: dict
+failed_hosts:
+  description: Host name to the reason it failed.
+  returned: success
+  type: dict
+"""

@@ -1,0 +1,101 @@
+# -*- coding: utf-8 -*-
+"""The audit role and playbook on real servers: read only in normal and check
+mode, counts, what the policy would end, thresholds for alerting."""
+
+import time
+
+import pytest
+from _roles_fixtures import (
+    AUDIT,
+    close_all,
+    live_sessions,
+    new_tag,
+    open_sessions,
+    read_json,
+    write_inventory,
+)
+from conftest import run_playbook
+
+HOSTS = ("pg1", "mariadb1")
+
+
+def _group_vars(tmp_path, tag, **extra):
+    group_vars = {
+        "dbhygiene_policy": {
+            "name": "audit-" + tag,
+            "rules": [{"name": "ghost", "states": ["idle"], "applications": [tag + "-ghost"], "idle_longer_than": 1}],
+        },
+        "dbhygiene_report_dir": str(tmp_path / "reports"),
+    }
+    group_vars.update(extra)
+    return group_vars
+
+
+@pytest.fixture
+def sessions(fleet):
+    tag = new_tag("audit")
+    kinds = (("ghost", "idle"), ("web", "idle"), ("web", "idle"), ("stuck", "idle_in_transaction"))
+    held = open_sessions(fleet, [(h, kind, "%s-%s" % (tag, name)) for h in HOSTS for name, kind in kinds])
+    time.sleep(1.5)
+    try:
+        yield tag, held
+    finally:
+        close_all(held)
+
+
+@pytest.mark.parametrize("check", [True, False])
+def test_audit_reports_and_changes_nothing(fleet, tmp_path, sessions, check):
+    tag, held = sessions
+    inventory = write_inventory(fleet, tmp_path, _group_vars(tmp_path, tag), hosts=HOSTS)
+    run = run_playbook(AUDIT, inventory=inventory, check=check)
+    assert run.rc == 0, run.output
+    for host in HOSTS:
+        assert run.stats[host]["changed"] == 0
+        assert set(live_sessions(fleet, host, tag)) == {s.id for s in held if s.server["name"] == host}
+    report = read_json(str(tmp_path / "reports" / "audit-latest.json"))
+    assert report["check_mode"] is check
+    assert report["totals"]["failed"] == 0
+    for host in HOSTS:
+        entry = report["hosts"][host]
+        assert entry["by_application"][tag + "-web"] == 2
+        assert entry["by_application"][tag + "-ghost"] == 1
+        assert entry["sessions"] >= 4
+        assert entry["by_state"]["idle_in_transaction"] >= 1
+        assert entry["oldest_idle_in_transaction"]["seconds"] >= 1
+        assert entry["max_connections"] > 0 and 0 < entry["connection_use"] < 1
+        ghost = [s.id for s in held if s.server["name"] == host and s.application == tag + "-ghost"]
+        assert [item["id"] for item in entry["would_end"]] == ghost
+    markdown = open(str(tmp_path / "reports" / "audit-latest.md")).read()
+    assert "What the policy would end" in markdown and tag + "-ghost" in markdown
+
+
+def test_thresholds_mark_hosts_as_failing(fleet, tmp_path, sessions):
+    tag, held = sessions
+    thresholds = {"max_would_end": 0, "max_sessions": 100000}
+    inventory = write_inventory(
+        fleet, tmp_path, _group_vars(tmp_path, tag, dbhygiene_audit_thresholds=thresholds), hosts=HOSTS + ("pg2",)
+    )
+    run = run_playbook(AUDIT, inventory=inventory)
+    assert run.rc != 0
+    assert run.stats["pg1"]["failures"] == 1 and run.stats["mariadb1"]["failures"] == 1
+    assert run.stats["pg2"]["failures"] == 0  # none of our ghosts there
+    assert "max_would_end: 1 (threshold 0)" in run.output
+    report = read_json(str(tmp_path / "reports" / "audit-latest.json"))
+    assert report["totals"]["alerting"] == 2
+    assert report["hosts"]["pg1"]["breaches"] == ["max_would_end: 1 (threshold 0)"]
+    assert report["hosts"]["pg2"]["status"] == "ok"
+    for host in HOSTS:
+        assert len(live_sessions(fleet, host, tag)) == 4
+
+
+def test_bad_thresholds_fail_before_contact(fleet, tmp_path):
+    inventory = write_inventory(
+        fleet,
+        tmp_path,
+        _group_vars(tmp_path, "x", dbhygiene_audit_thresholds={"max_oldest_transaction": "ten minutes"}),
+        hosts=HOSTS,
+    )
+    run = run_playbook(AUDIT, inventory=inventory)
+    assert run.rc != 0
+    assert "dbhygiene_audit_thresholds.max_oldest_transaction" in run.output and "'ten minutes'" in run.output
+    assert not [r for r in run.results if r["task"].endswith("Take a session snapshot and plan the policy on it")]

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Molecule scenarios of the roles against the running test fleet (make test starts
+# it and exports DBFLEET_STATE_DIR). Each run holds its sessions under a tag of its
+# own, so it can run beside other tests on the same servers.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+export PATH="$root/.venv/bin:$PATH"
+export DBFLEET_STATE_DIR="${DBFLEET_STATE_DIR:-/tmp/dbhygiene-fleet}"
+export ANSIBLE_COLLECTIONS_PATH="$root/.build/collections"
+if [ ! -f "$DBFLEET_STATE_DIR/inventory.yml" ]; then
+  echo "molecule.sh: no fleet at $DBFLEET_STATE_DIR; run make fleet-up (or make test)" >&2
+  exit 1
+fi
+failed=0
+for role in enforce audit; do
+  export DBHYGIENE_MOLECULE_TAG="mol-$role-$(head -c4 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  echo "--- molecule test: roles/$role (sessions tagged $DBHYGIENE_MOLECULE_TAG)"
+  if ! (cd "$root/roles/$role" && molecule test); then
+    echo "--- molecule test: roles/$role FAILED"
+    failed=1
+  fi
+done
+exit $failed
