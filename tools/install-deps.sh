@@ -7,6 +7,7 @@ need=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v psql >/dev/null || need+=(postgresql-client)
 command -v rsync >/dev/null || need+=(rsync)
+command -v shellcheck >/dev/null || need+=(shellcheck)  # ansible-test sanity checks the shell scripts with it
 command -v runuser >/dev/null || need+=(util-linux)
 command -v git >/dev/null || need+=(git)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)

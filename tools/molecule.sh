@@ -13,7 +13,8 @@ if [ ! -f "$DBFLEET_STATE_DIR/inventory.yml" ]; then
 fi
 failed=0
 for role in enforce audit; do
-  export DBHYGIENE_MOLECULE_TAG="mol-$role-$(head -c4 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  DBHYGIENE_MOLECULE_TAG="mol-$role-$(head -c4 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  export DBHYGIENE_MOLECULE_TAG
   echo "--- molecule test: roles/$role (sessions tagged $DBHYGIENE_MOLECULE_TAG)"
   if ! (cd "$root/roles/$role" && molecule test); then
     echo "--- molecule test: roles/$role FAILED"

@@ -6,9 +6,13 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 # Outside the repository: inside it, ansible-test would ask git which files exist
 # and find the ignored copy empty. Only files git tracks or would track are copied.
 dest="${DBHYGIENE_SANITY_DIR:-/tmp/dbhygiene-ansible-test}/ansible_collections/dbhygiene/sessions"
+# A fresh copy every time: rsync --files-from never deletes, and a file renamed or
+# removed since the last run must not be checked. (ansible-test keeps its venvs
+# under ~/.ansible/test, so nothing slow is lost.)
+rm -rf "$dest"
 mkdir -p "$dest"
 (cd "$root" && git ls-files -co --exclude-standard -z) |
-  rsync -a --delete --delete-excluded --from0 --files-from=- "$root/" "$dest/"
+  rsync -a --from0 --files-from=- "$root/" "$dest/"
 # ansible-test --venv downloads a pip bootstrap from a host this machine cannot
 # reach; this stand-in uses the interpreter's own ensurepip instead.
 cache="$HOME/.ansible/test/cache"

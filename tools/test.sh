@@ -3,7 +3,7 @@
 # (also when a suite fails), and exit non-zero if anything failed.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-cd "$root"
+cd "$root" || exit 1
 py="$root/.venv/bin/python"
 export PATH="$root/.venv/bin:$PATH"
 export DBFLEET_STATE_DIR="${DBFLEET_STATE_DIR:-/tmp/dbhygiene-fleet-test}"

@@ -20,6 +20,9 @@ description:
     play with the field, the value and the hosts named, before any database is contacted.
   - Also fails when a policy uses a condition the host's engine cannot evaluate.
   - Meant to run once per play (C(run_once=true)); the roles do that.
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
 options:
   hosts:
     description: Hosts whose variables are checked. Default, the hosts of the current play batch.
@@ -31,21 +34,18 @@ options:
     default: true
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Changes nothing in any mode.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   platform:
-    description: Target OS/families that can be operated against.
     support: N/A
     platforms: posix
   action:
-    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
     support: full
   async:
-    description: Supports being used with the C(async) keyword.
+    support: none
+  bypass_host_loop:
     support: none
 """
 

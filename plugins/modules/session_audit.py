@@ -21,55 +21,11 @@ description:
     idle-in-transaction session and open transaction, connection use against C(max_connections), and, with O(policy), what
     the policy would end (the planner the C(*_sessions) modules use, on the controller).
   - Never changes anything. A host over one of O(thresholds) fails with a message naming each threshold (for alerting).
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
+  - dbhygiene.sessions._role_connection
 options:
-  login_host:
-    description:
-      - Address of the database server, passed to the engine module. Dropped when O(login_unix_socket) is set.
-    type: str
-  login_port:
-    description: Port of the database server (module default when unset).
-    type: int
-  login_user:
-    description: The login (module default when unset).
-    type: str
-  login_password:
-    description: Password of O(login_user). Never shown in results, reports or the audit trail.
-    type: str
-  login_unix_socket:
-    description: Unix socket (PostgreSQL, its directory) to connect through; wins over O(login_host).
-    type: str
-  login_db:
-    description: PostgreSQL database to connect to. Not passed to MySQL.
-    type: str
-  connect_timeout:
-    description: Connection timeout in seconds.
-    type: raw
-  ssl_mode:
-    description: PostgreSQL C(sslmode). Not passed to MySQL.
-    type: str
-  ca_cert:
-    description: CA certificate to verify the server with.
-    type: str
-  ssl_cert:
-    description: PostgreSQL client certificate. Not passed to MySQL.
-    type: str
-  ssl_key:
-    description: PostgreSQL client key. Not passed to MySQL.
-    type: str
-  client_cert:
-    description: MySQL client certificate. Not passed to PostgreSQL.
-    type: str
-  client_key:
-    description: MySQL client key. Not passed to PostgreSQL.
-    type: str
-  check_hostname:
-    description: MySQL, verify the server certificate's host name. Not passed to PostgreSQL.
-    type: bool
-  engine:
-    description: Engine of the host, it selects the module.
-    type: str
-    required: true
-    choices: [postgresql, mysql]
   policy:
     description: The session policy, see M(dbhygiene.sessions.postgresql_sessions). Optional.
     type: dict
@@ -80,21 +36,18 @@ options:
     type: dict
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Read only in any mode.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   platform:
-    description: Target OS/families that can be operated against.
     support: N/A
     platforms: posix
   action:
-    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
     support: full
   async:
-    description: Supports being used with the C(async) keyword.
+    support: none
+  bypass_host_loop:
     support: none
 seealso:
   - module: dbhygiene.sessions.postgresql_session_info

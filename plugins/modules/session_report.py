@@ -22,6 +22,9 @@ description:
   - The totals also go out as C(set_stats) data (C(dbhygiene_enforce) / C(dbhygiene_audit)), which AWX shows as the job's artifacts.
   - Meant to run once per play on the control node, after the per-host task (C(run_once=true), in an C(always) section so it
     also runs when hosts failed); the roles do that.
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
 options:
   kind:
     description: Which role's results these are.
@@ -45,21 +48,18 @@ options:
     elements: str
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: The report is written in check mode too; it says it is a dry run.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   platform:
-    description: Target OS/families that can be operated against.
     support: N/A
     platforms: posix
   action:
-    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
     support: full
   async:
-    description: Supports being used with the C(async) keyword.
+    support: none
+  bypass_host_loop:
     support: none
 """
 

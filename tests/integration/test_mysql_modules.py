@@ -17,6 +17,7 @@ from conftest import run_module, run_playbook
 
 pytest.register_assert_rewrite("_mysql_fixtures")
 import _mysql_fixtures as fx  # noqa: I001 (after register_assert_rewrite)
+from _mysql_fixtures import LEAST_PRIVILEGE_GRANTS
 
 from ansible_collections.dbhygiene.sessions.plugins.modules import mysql_session_info, mysql_sessions  # noqa: E402
 
@@ -168,6 +169,33 @@ def test_a_login_that_can_see_but_not_kill(fleet, my_held, my_tag, my_user):
     assert "GRANT CONNECTION ADMIN ON *.* TO '%s'@'%%'" % user in result["msg"]
     assert password not in json.dumps(result)
     assert victim.alive()
+
+
+def test_read_grants_are_required_only_for_what_the_policy_uses(fleet, my_held, my_user):
+    # A login with PROCESS and CONNECTION ADMIN but neither read grant.
+    login, password = my_user(grants=[LEAST_PRIVILEGE_GRANTS[0]])
+    owner, owner_password = my_user()
+    victim = my_held("idle", user=owner, password=owner_password, application="plain")
+    time.sleep(1.1)
+    scoped = {"rules": [{"users": [owner], "idle_longer_than": 1}]}
+
+    # Default policy: superusers protected, which needs to read who is a superuser.
+    result, dummy = run_module(SESSIONS, sweep(fleet, scoped, user=login, password=password), check=True)
+    assert result.get("failed") is True
+    assert "GRANT SELECT (User, Host, Super_priv) ON mysql.user" in result["msg"], result["msg"]
+    # Matching on applications needs program_name.
+    by_app = {"protect": {"superusers": False}, "rules": [{"applications": ["plain"], "users": [owner]}]}
+    result, dummy = run_module(SESSIONS, sweep(fleet, by_app, user=login, password=password), check=True)
+    assert result.get("failed") is True and "performance_schema.session_connect_attrs" in result["msg"]
+    assert victim.alive()
+
+    # Neither: the same login ends the session.
+    result, dummy = run_module(
+        SESSIONS, sweep(fleet, dict(scoped, protect={"superusers": False}), user=login, password=password)
+    )
+    assert result.get("failed") is not True, result.get("msg")
+    assert [s["id"] for s in result["terminated"]] == [victim.id]
+    assert fx.wait_until(lambda: not victim.alive())
 
 
 def test_session_info_with_the_least_privileged_login(fleet, my_held, my_tag):

@@ -1,0 +1,63 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) dbhygiene.sessions contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+    # The connection options of the roles' per-host action plugins (session_audit, session_enforce),
+    # declared in plugin_utils/_connection.py: each is passed to the engine module that takes it.
+    DOCUMENTATION = r"""
+options:
+  login_host:
+    description:
+      - Address of the database server, passed to the engine module. Dropped when O(login_unix_socket) is set.
+    type: str
+  login_port:
+    description: Port of the database server (module default when unset).
+    type: int
+  login_user:
+    description: The login (module default when unset).
+    type: str
+  login_password:
+    description: Password of O(login_user). Never shown in results, reports or the audit trail.
+    type: str
+  login_unix_socket:
+    description: Unix socket (PostgreSQL, its directory) to connect through; wins over O(login_host).
+    type: str
+  login_db:
+    description: PostgreSQL database to connect to. Not passed to MySQL.
+    type: str
+  connect_timeout:
+    description: Connection timeout in seconds.
+    type: raw
+  ssl_mode:
+    description: PostgreSQL C(sslmode). Not passed to MySQL.
+    type: str
+  ca_cert:
+    description: CA certificate to verify the server with.
+    type: str
+  ssl_cert:
+    description: PostgreSQL client certificate. Not passed to MySQL.
+    type: str
+  ssl_key:
+    description: PostgreSQL client key. Not passed to MySQL.
+    type: str
+  client_cert:
+    description: MySQL client certificate. Not passed to PostgreSQL.
+    type: str
+  client_key:
+    description: MySQL client key. Not passed to PostgreSQL.
+    type: str
+  check_hostname:
+    description: MySQL, verify the server certificate's host name. Not passed to PostgreSQL.
+    type: bool
+  engine:
+    description: Engine of the host, it selects the module.
+    type: str
+    required: true
+    choices: [postgresql, mysql]
+"""
