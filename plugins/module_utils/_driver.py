@@ -46,6 +46,27 @@ STATES = (
 
 QUERY_MAX_CHARS = 1024
 
+# Every field of the normalized session record, in display order (see above).
+SESSION_FIELDS = (
+    "id",
+    "key",
+    "user",
+    "database",
+    "application",
+    "client_addr",
+    "state",
+    "connected_at",
+    "state_since",
+    "connected_seconds",
+    "idle_seconds",
+    "query_seconds",
+    "transaction_seconds",
+    "query",
+    "superuser",
+    "backend_type",
+    "command",
+)
+
 # Reasons used in `skipped` entries of results.
 REASON_PROTECTED = "protected"
 REASON_STATE_CHANGED = "state_changed"

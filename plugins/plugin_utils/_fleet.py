@@ -25,34 +25,13 @@ import os
 import re
 import tempfile
 
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SESSION_FIELDS
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError, parse_duration
 
 ENGINES = ("postgresql", "mysql")
 RUN_ON = ("controller", "host")
 TRAIL_QUERY_CHARS = 200
 REPORT_QUERY_CHARS = 80
-
-# Session fields copied into an audit line and into the report (never `superuser`
-# alone: it is a fact about the login, kept as is).
-SESSION_FIELDS = (
-    "id",
-    "key",
-    "user",
-    "database",
-    "application",
-    "client_addr",
-    "state",
-    "connected_at",
-    "state_since",
-    "connected_seconds",
-    "idle_seconds",
-    "query_seconds",
-    "transaction_seconds",
-    "query",
-    "superuser",
-    "backend_type",
-    "command",
-)
 
 # A statement that sets a credential (ALTER USER ... PASSWORD '...', IDENTIFIED BY
 # '...', SET PASSWORD = PASSWORD('...'), CREATE USER MAPPING ... password '...'):
