@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 import yaml
-from conftest import run_module, run_playbook
+from conftest import run_module, run_playbook, wait_until
 
 pytest.register_assert_rewrite("_postgresql_fixtures")
 import _postgresql_fixtures as fx  # noqa: I001 (after register_assert_rewrite)
@@ -96,16 +96,17 @@ def test_a_mix_ends_only_the_right_sessions(fleet, held, pg_tag):
     runaway = held("active", application=app % "runaway", seconds=120)
     superuser = held("idle", user="fleet_admin", application=app % "su")
     backup = held("idle", user="backup_agent", application=app % "backup")
-    time.sleep(1.5)
+    # The young session must stay under the rules' age while ansible-playbook starts (over 1 s on a busy machine).
+    time.sleep(4.2)
     young = held("idle", application=app % "young")
     policy = {
         "name": "mix",
         "rules": [
-            {"name": "ghost-idle", "states": ["idle"], "idle_longer_than": "1s", "applications": [pg_tag + "-*"]},
+            {"name": "ghost-idle", "states": ["idle"], "idle_longer_than": "4s", "applications": [pg_tag + "-*"]},
             {
                 "name": "stuck",
                 "states": ["idle_in_transaction"],
-                "idle_longer_than": 1,
+                "idle_longer_than": 4,
                 "applications": [pg_tag + "-*"],
             },
             {
@@ -132,7 +133,7 @@ def test_a_mix_ends_only_the_right_sessions(fleet, held, pg_tag):
     assert not [e for e in everyone if (e["application"] or "").startswith("dbhygiene.sessions")]  # never ourselves
 
     assert not any(s.alive() for s in ghosts + [stuck])
-    assert runaway.alive() and fx.wait_until(lambda: runaway.state() == "idle")  # query stopped, connection kept
+    assert runaway.alive() and wait_until(lambda: runaway.state() == "idle")  # query stopped, connection kept
     assert superuser.alive() and backup.alive() and young.alive()
 
 
@@ -156,7 +157,7 @@ def test_cancel_then_terminate(fleet, held, pg_tag):
     assert ids(result["terminated"]) == sorted([stubborn.id, idle.id])
     assert ids(result["cancelled"]) == [polite.id]
     assert not stubborn.alive() and not idle.alive()
-    assert polite.alive() and fx.wait_until(lambda: polite.state() == "idle")
+    assert polite.alive() and wait_until(lambda: polite.state() == "idle")
 
 
 def test_cancel_keeps_the_connection_and_skips_idle_victims(fleet, held, pg_tag):
@@ -168,7 +169,7 @@ def test_cancel_keeps_the_connection_and_skips_idle_victims(fleet, held, pg_tag)
     assert not result.get("failed"), run.output
     assert ids(result["cancelled"]) == [runner.id] and result["terminated"] == []
     assert [(e["id"], e["reason"]) for e in result["skipped"]] == [(idle.id, "nothing_to_cancel")]
-    assert fx.wait_until(lambda: runner.state() == "idle")
+    assert wait_until(lambda: runner.state() == "idle")
     assert runner.alive() and idle.alive()
 
 
