@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 COLLECTIONS = os.path.join(ROOT, ".build", "collections")
 sys.path.insert(0, COLLECTIONS)
 
-from dbfleet import holder, mariadb, postgres  # noqa: E402
+from dbfleet import holder  # noqa: E402
 from dbfleet import state as fleet_state  # noqa: E402
 
 STATE_DIR = "/tmp/dbhygiene-fleet-bench"
@@ -79,22 +79,7 @@ def _release(held):
 
 
 def _count_alive(server, ids):
-    if not ids:
-        return 0
-    if server["engine"] == "postgresql":
-        conn = postgres.admin_connect(server)
-        sql = "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)"
-        args = (list(ids),)
-    else:
-        conn = mariadb.admin_connect(server)
-        sql = "SELECT count(*) FROM information_schema.PROCESSLIST WHERE ID IN (%s)" % ",".join(["%s"] * len(ids))
-        args = tuple(ids)
-    try:
-        cur = conn.cursor()
-        cur.execute(sql, args)
-        return cur.fetchone()[0]
-    finally:
-        conn.close()
+    return len(holder.live(server, ids))
 
 
 def _ms(seconds):

@@ -23,7 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from dbfleet import holder, mariadb, postgres, state  # noqa: E402
+from dbfleet import holder, state  # noqa: E402
 
 
 def _record_path(fleet, tag):
@@ -129,26 +129,6 @@ def cmd_hold(args):
     return 0
 
 
-def _live(server, ids):
-    """{id: raw state} of the given session ids still on the server."""
-    if not ids:
-        return {}
-    if server["engine"] == "postgresql":
-        conn = postgres.admin_connect(server)
-        sql = "SELECT pid, state FROM pg_stat_activity WHERE pid = ANY(%s)"
-        params = (list(ids),)
-    else:
-        conn = mariadb.admin_connect(server)
-        sql = "SELECT ID, COMMAND FROM information_schema.PROCESSLIST WHERE ID IN (%s)" % ",".join(["%s"] * len(ids))
-        params = tuple(ids)
-    try:
-        cur = conn.cursor()
-        cur.execute(sql, params)
-        return dict(cur.fetchall())
-    finally:
-        conn.close()
-
-
 def cmd_check(args):
     fleet = _load_fleet()
     with open(_record_path(fleet, args.tag)) as handle:
@@ -158,7 +138,7 @@ def cmd_check(args):
     for entry in record["sessions"]:
         by_server.setdefault(entry["server"], []).append(entry)
     for server_name, entries in sorted(by_server.items()):
-        live = _live(fleet.server(server_name), [e["id"] for e in entries])
+        live = holder.live(fleet.server(server_name), [e["id"] for e in entries])
         shown = []
         for entry in entries:
             alive = entry["id"] in live

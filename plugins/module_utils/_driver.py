@@ -75,6 +75,14 @@ REASON_STILL_PRESENT = "still_present"  # signalled, but still there after the w
 REASON_FAILED = "failed"  # the signal itself failed (the message says why)
 
 
+def redact(text, secret):
+    """`text` as a str without `secret` in it, whatever a driver put in its message."""
+    text = str(text)
+    if secret:
+        text = text.replace(str(secret), "********")
+    return text
+
+
 class SessionError(Exception):
     """A failure a user must act on: connection, privilege, unsupported feature.
 

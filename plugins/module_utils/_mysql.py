@@ -44,6 +44,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import 
     REASON_GONE,
     Driver,
     SessionError,
+    redact,
 )
 
 try:
@@ -219,11 +220,7 @@ def describe_target(kwargs):
 
 def _scrub(text, kwargs):
     """Remove the password from a message, whatever the driver put in it."""
-    text = str(text).strip()
-    password = kwargs.get("password")
-    if password:
-        text = text.replace(str(password), "********")
-    return text
+    return redact(str(text).strip(), kwargs.get("password"))
 
 
 def _connect_hint(message):

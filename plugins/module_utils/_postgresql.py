@@ -43,6 +43,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import 
     REASON_STATE_CHANGED,
     Driver,
     SessionError,
+    redact,
 )
 
 try:
@@ -143,11 +144,7 @@ def _one_line(text):
 
 def _scrub(text, params):
     """A driver message on one line, without the password whatever the driver put in it."""
-    text = _one_line(text)
-    password = params.get("login_password")
-    if password:
-        text = text.replace(str(password), "********")
-    return text
+    return redact(_one_line(text), params.get("login_password"))
 
 
 def _connect_hint(message):

@@ -7,7 +7,6 @@ policy to them and closes them at teardown: other tests use the same servers.
 """
 
 import contextlib
-import time
 import uuid
 
 import pymysql
@@ -23,15 +22,6 @@ LEAST_PRIVILEGE_GRANTS = (
     "GRANT SELECT (User, Host, Super_priv) ON mysql.user TO %s@%s",
     "GRANT SELECT ON performance_schema.session_connect_attrs TO %s@%s",
 )
-
-
-def wait_until(predicate, timeout=5.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def conn_params(fleet, server=SERVER, user="hygiene", password=None, **overrides):

@@ -7,25 +7,16 @@ closes them at teardown: other tests use the same servers meanwhile.
 """
 
 import contextlib
-import time
 import uuid
 
 import pytest
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _postgresql as pg
+from conftest import wait_until
 from dbfleet import holder, postgres
 from psycopg2 import sql
 
 # Quotes, placeholders of both psycopg2 styles, a comment, a statement separator, a backslash.
 HOSTILE = 'it\'s "odd"; %s %(x)s -- ;DROP TABLE t; \\'
-
-
-def wait_until(predicate, timeout=5.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def conn_params(fleet, server, user="hygiene", **overrides):

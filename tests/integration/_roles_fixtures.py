@@ -9,7 +9,6 @@ test's tag: the servers are shared with other tests running meanwhile.
 
 import json
 import os
-import time
 import uuid
 
 import yaml
@@ -95,15 +94,6 @@ def live_sessions(fleet, server_name, application_prefix):
 
 def is_idle(engine, state):
     return state == ("idle" if engine == "postgresql" else "Sleep")
-
-
-def wait_until(predicate, timeout=10.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
 
 
 def read_json(path):

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 
@@ -50,6 +51,16 @@ def _running(server):
     from dbfleet import mariadb, postgres
 
     return (postgres if server["engine"] == "postgresql" else mariadb).running_pid(server) is not None
+
+
+def wait_until(predicate, timeout=5.0, interval=0.05):
+    """Poll `predicate` until it is true or `timeout` seconds pass; its last value."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
 
 
 @pytest.fixture(scope="session")

@@ -36,8 +36,10 @@ def test_build_install_and_ansible_doc(tmp_path):
     install = tmp_path / "installed"
     # Only the fresh install on the collections path: the working tree must not stand in for it.
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(install))
-    _run([os.path.join(BIN, "ansible-galaxy"), "collection", "install", "--force", "-p", str(install), tarballs[0]],
-         env=env)
+    _run(
+        [os.path.join(BIN, "ansible-galaxy"), "collection", "install", "--force", "-p", str(install), tarballs[0]],
+        env=env,
+    )
     assert os.path.isfile(install / "ansible_collections" / "dbhygiene" / "sessions" / "MANIFEST.json")
     # What an execution-environment build reads from the installed collection.
     deps = _run([os.path.join(BIN, "ansible-builder"), "introspect", str(install)])

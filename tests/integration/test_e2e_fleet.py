@@ -8,6 +8,7 @@ servers' real sessions (admin login), the fleet report and the audit trail.
 
 import os
 import stat
+import time
 
 from _roles_fixtures import (
     ENFORCE,
@@ -20,10 +21,9 @@ from _roles_fixtures import (
     open_sessions,
     read_json,
     read_trail,
-    wait_until,
     write_inventory,
 )
-from conftest import run_playbook
+from conftest import run_playbook, wait_until
 
 
 def _policy(tag):
@@ -71,7 +71,7 @@ def test_enforce_dry_run_real_run_second_run(fleet, tmp_path):
     by_name = {(s.server["name"], s.application[len(tag) + 1 :]): s for s in held}
     password = fleet.password("hygiene")
     try:
-        wait_until(lambda: False, timeout=2.5)  # let the sessions age past the 2s of the rules
+        time.sleep(2.5)  # let the sessions age past the 2s of the rules
 
         # 1. Dry run: ends nothing, reports the victims, marks the trail lines as check mode.
         dry = run_playbook(ENFORCE, inventory=inventory, check=True, diff=True)
@@ -120,7 +120,7 @@ def test_enforce_dry_run_real_run_second_run(fleet, tmp_path):
                 live = live_sessions(fleet, server, tag)
                 return by_name[server, "batch"].id in live and is_idle(engine, live[by_name[server, "batch"].id])
 
-            assert wait_until(settled), live_sessions(fleet, server, tag)
+            assert wait_until(settled, timeout=10.0, interval=0.1), live_sessions(fleet, server, tag)
             live = live_sessions(fleet, server, tag)
             assert by_name[server, "ghost"].id not in live
             assert by_name[server, "stuck"].id not in live

@@ -5,6 +5,7 @@ import time
 
 import pymysql
 import pytest
+from conftest import wait_until
 
 pytest.register_assert_rewrite("_mysql_fixtures")
 import _mysql_fixtures as fx  # noqa: I001 (after register_assert_rewrite)
@@ -75,7 +76,7 @@ def test_terminate_ends_idle_and_idle_in_transaction(fleet, my_held, my_tag):
         victims = fx.mine(d.list_sessions(), my_tag)
         results = d.end_sessions(victims, "terminate")
     assert [outcome for dummy, outcome, dummy2 in results] == ["terminated", "terminated"]
-    assert fx.wait_until(lambda: not idle.alive() and not trx.alive())
+    assert wait_until(lambda: not idle.alive() and not trx.alive())
 
 
 def test_cancel_stops_the_query_and_keeps_the_connection(fleet, my_held, my_tag):
@@ -83,7 +84,7 @@ def test_cancel_stops_the_query_and_keeps_the_connection(fleet, my_held, my_tag)
     with fx.driver(fleet) as d:
         results = d.end_sessions(fx.mine(d.list_sessions(), my_tag), "cancel")
     assert [r[1] for r in results] == ["cancelled"]
-    assert fx.wait_until(lambda: active.state() == "Sleep")
+    assert wait_until(lambda: active.state() == "Sleep")
     assert active.alive()
 
 
@@ -98,7 +99,7 @@ def test_a_procedure_that_ignores_cancel_is_ended_by_terminate(fleet, my_held, m
         # same statement (state_since within tolerance) although QUERY_ID moved inside the procedure
         assert _runner._same_statement(planned[0], again[0], d.state_since_tolerance)
         assert [r[1] for r in d.end_sessions(again, "terminate")] == ["terminated"]
-    assert fx.wait_until(lambda: not stubborn.alive())
+    assert wait_until(lambda: not stubborn.alive())
 
 
 def test_the_race_a_victim_that_woke_up_is_skipped(fleet, my_held, my_tag):
@@ -129,7 +130,7 @@ def test_a_gone_thread_and_a_foreign_identity_are_not_killed(fleet, my_held, my_
     with fx.driver(fleet) as d:
         planned = dict((s["application"], s) for s in fx.mine(d.list_sessions(), my_tag))
         leaving.close()
-        assert fx.wait_until(lambda: not leaving.alive())
+        assert wait_until(lambda: not leaving.alive())
         impostor = dict(planned[my_tag + "-staying"], host="127.0.0.1:1")  # a plan for another connection
         results = d.end_sessions([planned[my_tag + "-leaving"], impostor], "terminate")
     assert [r[1] for r in results] == ["gone", "gone"]
@@ -268,7 +269,7 @@ def test_hostile_user_application_and_query_text(fleet, my_user, my_held, my_tag
     runner = my_held("idle", application=my_tag + "-q")
     hostile_sql = "SELECT SLEEP(30), 'it''s \"odd\" ;%s `x` -- ;KILL 1;'"
     runner._run_background(hostile_sql)
-    assert fx.wait_until(lambda: runner.state() == "Query")
+    assert wait_until(lambda: runner.state() == "Query")
     bystander = my_held("idle", application=my_tag + "-bystander")
     time.sleep(1.1)
     with fx.driver(fleet) as d:
@@ -291,7 +292,7 @@ def test_hostile_user_application_and_query_text(fleet, my_user, my_held, my_tag
         )
         result = _runner.apply_policy(d, policy, check_mode=False, wait_timeout=5)
     assert sorted(s["id"] for s in result["terminated"]) == sorted([held.id, runner.id])
-    assert fx.wait_until(lambda: not held.alive() and not runner.alive())
+    assert wait_until(lambda: not held.alive() and not runner.alive())
     assert bystander.alive()
 
 
@@ -311,9 +312,7 @@ def test_pymysql_is_not_left_open(fleet):
     d.close()
     d.close()  # twice is fine
     with fx.admin(fleet) as cur:
-        assert fx.wait_until(
-            lambda: not cur.execute("SELECT 1 FROM information_schema.PROCESSLIST WHERE ID = %s", (own,))
-        )
+        assert wait_until(lambda: not cur.execute("SELECT 1 FROM information_schema.PROCESSLIST WHERE ID = %s", (own,)))
 
 
 def test_admin_is_reachable(fleet):

@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 import yaml
-from conftest import run_module, run_playbook
+from conftest import run_module, run_playbook, wait_until
 
 pytest.register_assert_rewrite("_mysql_fixtures")
 import _mysql_fixtures as fx  # noqa: I001 (after register_assert_rewrite)
@@ -195,7 +195,7 @@ def test_read_grants_are_required_only_for_what_the_policy_uses(fleet, my_held, 
     )
     assert result.get("failed") is not True, result.get("msg")
     assert [s["id"] for s in result["terminated"]] == [victim.id]
-    assert fx.wait_until(lambda: not victim.alive())
+    assert wait_until(lambda: not victim.alive())
 
 
 def test_session_info_with_the_least_privileged_login(fleet, my_held, my_tag):

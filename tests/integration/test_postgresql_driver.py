@@ -11,6 +11,7 @@ import uuid
 
 import psycopg2
 import pytest
+from conftest import wait_until
 
 pytest.register_assert_rewrite("_postgresql_fixtures")
 import _postgresql_fixtures as fx  # noqa: I001 (after register_assert_rewrite)
@@ -128,7 +129,7 @@ def test_terminate_ends_the_session(fleet, held, tag):
         record = mine(d, tag)[victim.id]
         [(session, outcome, detail)] = d.end_sessions([record], "terminate")
     assert (session, outcome, detail) == (record, "terminated", None)
-    assert fx.wait_until(lambda: not victim.alive())
+    assert wait_until(lambda: not victim.alive())
     assert bystander.alive()
 
 
@@ -137,7 +138,7 @@ def test_cancel_stops_the_query_and_keeps_the_connection(fleet, held, tag):
     with driver(fleet) as d:
         record = mine(d, tag)[victim.id]
         assert d.end_sessions([record], "cancel")[0][1] == "cancelled"
-    assert fx.wait_until(lambda: victim.state() == "idle")
+    assert wait_until(lambda: victim.state() == "idle")
     assert victim.alive()
 
 
@@ -150,7 +151,7 @@ def test_a_session_that_ignores_cancel_is_ended_by_terminate(fleet, held, tag):
         now = mine(d, tag)[victim.id]
         assert now["state"] == "active" and now["state_since"] == planned["state_since"]
         assert d.end_sessions([now], "terminate")[0][1] == "terminated"
-    assert fx.wait_until(lambda: not victim.alive())
+    assert wait_until(lambda: not victim.alive())
 
 
 def test_a_session_that_woke_up_is_skipped_state_changed(fleet, held, tag):
@@ -190,14 +191,14 @@ def test_one_batch_reports_each_session(fleet, held, tag):
         planned = mine(d, tag)
         woke.execute("SELECT 2")
         left.close()
-        assert fx.wait_until(lambda: not left.alive())
+        assert wait_until(lambda: not left.alive())
         results = d.end_sessions([planned[ended.id], planned[woke.id], planned[left.id]], "terminate")
     assert [(s["id"], outcome) for s, outcome, dummy in results] == [
         (ended.id, "terminated"),
         (woke.id, "state_changed"),
         (left.id, "gone"),
     ]
-    assert fx.wait_until(lambda: not ended.alive())
+    assert wait_until(lambda: not ended.alive())
     assert woke.alive()
 
 
@@ -210,7 +211,7 @@ def test_a_batch_that_errors_is_retried_one_by_one(fleet, held, tag):
         results = d.end_sessions([broken, record], "terminate")
     assert [outcome for dummy, outcome, dummy_detail in results] == ["failed", "terminated"]
     assert "not ended: cannot terminate sessions on PostgreSQL at %s:5432" % _host(fleet) in results[0][2]
-    assert fx.wait_until(lambda: not victim.alive())
+    assert wait_until(lambda: not victim.alive())
 
 
 def test_our_own_connection_is_never_signalled(fleet):
@@ -321,7 +322,7 @@ def test_hostile_user_application_and_query_text(fleet, held, tag, make_role):
         assert '"odd"; %s %(x)s -- ;DROP TABLE t;' in record["query"]
         [(dummy, outcome, dummy_detail)] = d.end_sessions([record], "terminate")
     assert outcome == "terminated"
-    assert fx.wait_until(lambda: not victim.alive())
+    assert wait_until(lambda: not victim.alive())
 
 
 # ---------------------------------------------------------------- with the runner

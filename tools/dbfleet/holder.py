@@ -32,6 +32,29 @@ _MY_IGNORE_CANCEL = (
 )
 
 
+def live(server, ids):
+    """{id: raw state} of the given session ids still on `server` (asked through the admin login).
+
+    The raw state is pg_stat_activity.state on PostgreSQL, PROCESSLIST.COMMAND on MariaDB.
+    """
+    ids = list(ids)
+    if not ids:
+        return {}
+    if server["engine"] == "postgresql":
+        conn = postgres.admin_connect(server)
+        sql, params = "SELECT pid, state FROM pg_stat_activity WHERE pid = ANY(%s)", (ids,)
+    else:
+        conn = mariadb.admin_connect(server)
+        sql = "SELECT ID, COMMAND FROM information_schema.PROCESSLIST WHERE ID IN (%s)" % ", ".join(["%s"] * len(ids))
+        params = tuple(ids)
+    try:
+        cur = conn.cursor()
+        cur.execute(sql, params)
+        return dict(cur.fetchall())
+    finally:
+        conn.close()
+
+
 class HeldSession(object):
     def __init__(self, server, kind, conn, session_id, user, application):
         self.server = server
@@ -58,41 +81,11 @@ class HeldSession(object):
 
     def alive(self):
         """True when the server still lists this session (asked through the admin login)."""
-        if self.engine == "postgresql":
-            conn = postgres.admin_connect(self.server)
-            try:
-                cur = conn.cursor()
-                cur.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (self.id,))
-                return cur.fetchone() is not None
-            finally:
-                conn.close()
-        conn = mariadb.admin_connect(self.server)
-        try:
-            cur = conn.cursor()
-            cur.execute("SELECT 1 FROM information_schema.PROCESSLIST WHERE ID = %s", (self.id,))
-            return cur.fetchone() is not None
-        finally:
-            conn.close()
+        return self.id in live(self.server, [self.id])
 
     def state(self):
         """The raw server-side state: pg_stat_activity.state / PROCESSLIST.COMMAND, None if gone."""
-        if self.engine == "postgresql":
-            conn = postgres.admin_connect(self.server)
-            try:
-                cur = conn.cursor()
-                cur.execute("SELECT state FROM pg_stat_activity WHERE pid = %s", (self.id,))
-                row = cur.fetchone()
-            finally:
-                conn.close()
-        else:
-            conn = mariadb.admin_connect(self.server)
-            try:
-                cur = conn.cursor()
-                cur.execute("SELECT COMMAND FROM information_schema.PROCESSLIST WHERE ID = %s", (self.id,))
-                row = cur.fetchone()
-            finally:
-                conn.close()
-        return row[0] if row else None
+        return live(self.server, [self.id]).get(self.id)
 
     def execute(self, statement):
         """Run a statement on the held session itself (e.g. to make it 'wake up')."""
