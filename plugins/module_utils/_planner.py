@@ -64,7 +64,7 @@ class Plan:
     """The outcome of planning one host.
 
     victims      [{"session", "rule", "action"}], ordered by session id
-    skipped      [{"session", "rule", "reason": "protected", "detail"}]: sessions a
+    not_ended    [{"session", "rule", "reason": "protected", "detail"}]: sessions a
                  rule matched but protect saved, ordered by session id
     seen         client sessions considered (our own excluded)
     matched      sessions any rule matched (victims + protected)
@@ -74,7 +74,7 @@ class Plan:
     def __init__(self, policy, victims, skipped, seen, limit_error):
         self.policy = policy
         self.victims = victims
-        self.skipped = skipped
+        self.not_ended = skipped
         self.seen = seen
         self.matched = len(victims) + len(skipped)
         self.limit_error = limit_error
@@ -91,14 +91,14 @@ class Plan:
         for victim in self.victims:
             by_rule[victim["rule"]]["victims"] += 1
             by_action[victim["action"]] = by_action.get(victim["action"], 0) + 1
-        for skip in self.skipped:
+        for skip in self.not_ended:
             by_rule[skip["rule"]]["protected"] += 1
         return {
             "policy": self.policy.name,
             "seen": self.seen,
             "matched": self.matched,
             "victims": len(self.victims),
-            "protected": len(self.skipped),
+            "protected": len(self.not_ended),
             "by_rule": by_rule,
             "by_action": by_action,
             "limit_error": self.limit_error,
@@ -109,7 +109,7 @@ class Plan:
         return {
             "policy": self.policy.name,
             "victims": [dict(victim) for victim in self.victims],
-            "skipped": [dict(skip) for skip in self.skipped],
+            "not_ended": [dict(skip) for skip in self.not_ended],
             "seen": self.seen,
             "matched": self.matched,
             "limit_error": self.limit_error,

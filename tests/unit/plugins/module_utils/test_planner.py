@@ -62,7 +62,7 @@ def test_plan_victims_skipped_and_counts():
         {"session": sessions[1], "rule": "ghost-idle", "action": "terminate"},
         {"session": sessions[0], "rule": "runaway-query", "action": "cancel"},
     ]
-    assert result.skipped == [
+    assert result.not_ended == [
         {
             "session": sessions[3],
             "rule": "ghost-idle",
@@ -87,7 +87,7 @@ def test_order_is_by_id_whatever_the_input_order():
 
 def test_no_sessions():
     result = plan([], parse_policy(SWEEP))
-    assert (result.victims, result.skipped, result.seen, result.matched, result.limit_error) == ([], [], 0, 0, None)
+    assert (result.victims, result.not_ended, result.seen, result.matched, result.limit_error) == ([], [], 0, 0, None)
 
 
 # (id, protect, protected session fields)
@@ -120,7 +120,7 @@ def test_protect_wins_over_rules(protect, fields, detail):
     policy = parse_policy({"rules": [{"name": "all-idle", "states": ["idle"], "users": ["*"]}], "protect": protect})
     result = plan([session(1), session(2, **fields)], policy)
     assert ids(result.victims) == [1]
-    assert result.skipped == [
+    assert result.not_ended == [
         {"session": session(2, **fields), "rule": "all-idle", "reason": "protected", "detail": detail}
     ]
     assert result.matched == 2
@@ -130,13 +130,13 @@ def test_superusers_false_leaves_superusers_to_the_rules():
     policy = parse_policy({"rules": [{"states": ["idle"]}], "protect": {"superusers": False}})
     result = plan([session(1, superuser=True)], policy)
     assert ids(result.victims) == [1]
-    assert result.skipped == []
+    assert result.not_ended == []
 
 
 def test_protected_session_no_rule_matches_is_not_listed():
     policy = parse_policy({"rules": [{"states": ["active"]}]})
     result = plan([session(1, superuser=True)], policy)
-    assert (result.victims, result.skipped, result.matched, result.seen) == ([], [], 0, 1)
+    assert (result.victims, result.not_ended, result.matched, result.seen) == ([], [], 0, 1)
 
 
 def test_rule_action_override_reaches_victims():
@@ -172,7 +172,7 @@ def test_own_session_is_never_a_victim(own_id, session_ids):
     sessions = [session(i) for i in session_ids]
     result = plan(sessions, policy, own_id=own_id)
     assert "7" not in [str(i) for i in ids(result.victims)]
-    assert "7" not in [str(i) for i in ids(result.skipped)]
+    assert "7" not in [str(i) for i in ids(result.not_ended)]
     assert result.seen == len(session_ids) - 1
     assert len(result.victims) == len(session_ids) - 1
 
@@ -267,7 +267,7 @@ def test_protected_sessions_do_not_count_against_limits():
     )
     sessions = [session(i) for i in range(5)] + [session(100 + i, user="keep") for i in range(5)]
     result = plan(sessions, policy)
-    assert (len(result.victims), len(result.skipped), result.seen, result.limit_error) == (5, 5, 10, None)
+    assert (len(result.victims), len(result.not_ended), result.seen, result.limit_error) == (5, 5, 10, None)
 
 
 def test_own_session_does_not_count_against_limits():
@@ -300,7 +300,7 @@ def test_summary_and_to_dict():
     data = result.to_dict()
     assert json.loads(json.dumps(data)) == data
     assert [v["session"]["id"] for v in data["victims"]] == [1, 2, 3]
-    assert data["skipped"][0]["detail"] == "protect.users matches 'backup_*'"
+    assert data["not_ended"][0]["detail"] == "protect.users matches 'backup_*'"
     assert data["summary"] == result.summary()
 
 
