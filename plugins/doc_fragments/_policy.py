@@ -178,6 +178,21 @@ options:
         same statement). Sessions still there are reported in RV(skipped) with reason C(still_present).
     type: float
     default: 10.0
+  host_timeout:
+    description:
+      - The deadline of the whole host, in seconds (more than 0, at most 86400), from before connecting to the result.
+        Every step (taking the sweep lock, listing, each batch of signals, the O(policy.grace) wait, the O(wait_timeout)
+        wait) starts only while time is left, and the waits end at the deadline. When it runs out the host fails with a
+        message naming O(host_timeout); sessions already ended are still listed in RV(terminated) / RV(cancelled).
+      - O(wait_timeout) (finite, 0 to 3600) plus O(policy.grace) (when a rule uses V(cancel_then_terminate)) must be less
+        than O(host_timeout), which also covers connecting, listing and signalling; otherwise the module fails before
+        connecting, naming those options.
+      - A real run holds a lock on the database server for the sweep (PostgreSQL advisory lock, MySQL/MariaDB
+        C(GET_LOCK)), so two sweeps never work on one server at once. A second sweep waits for it at most 60 seconds (less
+        when the deadline leaves less after the waits), then fails the host as busy, ending nothing. Check mode changes
+        nothing and takes no lock.
+    type: float
+    default: 300.0
 notes:
   - Check mode runs no statement that changes anything, and RV(terminated) / RV(cancelled) list exactly the sessions a real run
     would end at that moment. The privilege preflight runs in check mode too, so a dry run fails where the real run would.

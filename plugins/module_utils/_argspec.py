@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) dbhygiene.sessions contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Argument specs shared by every engine's modules: the policy and the wait.
+"""Argument specs shared by every engine's modules: the policy and the waits.
 
 Paired with the doc fragment ``dbhygiene.sessions._policy``. Connection options
 are each engine's own (declared once, in that engine's driver module).
@@ -79,6 +79,7 @@ def sessions_argument_spec():
     return dict(
         policy=policy_spec(),
         wait_timeout=dict(type="float", default=10.0),
+        host_timeout=dict(type="float", default=300.0),
     )
 
 

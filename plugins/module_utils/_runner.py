@@ -8,6 +8,12 @@ driver's guarded kill, orchestrates cancel_then_terminate, waits until the ended
 sessions are gone and builds the result of DESIGN.md. ``run_sessions_module`` and
 ``run_info_module`` are the whole ``main()`` of the engine modules.
 
+Every wait is bounded: the whole host by ``host_timeout`` (a ``Deadline`` checked
+before each step: the lock, the listing, each signal batch, the grace and the
+confirm waits, which are cut at it). A real run holds the server's sweep lock, so
+two sweeps never work one server at once. Once a signal went out, a later failure
+still returns what was ended (``failed`` with both facts in ``msg``).
+
 No AnsibleModule import: the module object is passed in, so an action plugin
 on the controller can use ``apply_policy`` too.
 """
@@ -17,14 +23,33 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
+import math
 import time
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _planner
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import REASON_STILL_PRESENT, SessionError
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import (
+    REASON_FAILED,
+    REASON_STILL_PRESENT,
+    SessionError,
+)
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError, parse_policy
 
 REASON_NOTHING_TO_CANCEL = "nothing_to_cancel"
-POLL_INTERVAL = 0.1
+_NOTHING_DETAIL = "the session runs no statement; cancel would do nothing"
+
+DEFAULT_HOST_TIMEOUT = 300.0
+MAX_WAIT_TIMEOUT = 3600.0
+MAX_HOST_TIMEOUT = 86400.0
+# The sweep lock is waited for at most this long, and never into the time the waits need.
+LOCK_WAIT_MAX = 60.0
+# Victims per driver.end_sessions call: the host deadline is checked between two calls.
+SIGNAL_BATCH = 1000
+# Grace and confirm polling: the first re-list comes after POLL_FIRST seconds, the
+# interval then grows by POLL_GROWTH up to POLL_MAX (a fast server is confirmed in
+# milliseconds, a slow one is not listed more than five times a second).
+POLL_FIRST = 0.005
+POLL_GROWTH = 2.0
+POLL_MAX = 0.2
 
 
 class _Clock(object):
@@ -35,6 +60,42 @@ class _Clock(object):
 
     def sleep(self, seconds):
         time.sleep(seconds)
+
+
+class DeadlineError(SessionError):
+    """host_timeout ran out before (or during) a step of the host's sweep."""
+
+
+class SweepBusyError(SessionError):
+    """Another sweep holds the server's sweep lock: this host was left alone."""
+
+
+class Deadline(object):
+    """The whole host's deadline (module option host_timeout), on an injectable clock.
+
+    Started before connecting; every step of the sweep checks it first and every
+    wait is cut at it. `target` (the server) is named in the messages once known.
+    """
+
+    def __init__(self, seconds, clock=None):
+        self.clock = clock or _Clock()
+        self.seconds = seconds
+        self.target = None
+        self._ends = self.clock.now() + seconds
+
+    def remaining(self):
+        return max(0.0, self._ends - self.clock.now())
+
+    def error(self, when):
+        return DeadlineError(
+            "host_timeout (%gs) ran out %s%s; raise host_timeout, or lower wait_timeout and policy.grace"
+            % (self.seconds, when, " on %s" % self.target if self.target else "")
+        )
+
+    def check(self, step):
+        """Raise DeadlineError unless time is left to start `step`."""
+        if self.remaining() <= 0:
+            raise self.error("before " + step)
 
 
 def check_supported(policy, driver_class):
@@ -50,6 +111,42 @@ def check_supported(policy, driver_class):
                 "it" if len(unsupported) == 1 else "them",
                 driver_class.engine,
             )
+        )
+
+
+def _grace_needed(policy):
+    """Seconds of grace a run of `policy` may wait (0 unless a rule cancels then terminates)."""
+    if any(rule.action == "cancel_then_terminate" for rule in policy.rules):
+        return policy.grace
+    return 0
+
+
+def _seconds(field, value, low, high, low_ok=True):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PolicyError(field, value, "must be a number of seconds, got %r" % (value,))
+    if low_ok and value < low:
+        raise PolicyError(field, value, "must be %g or more seconds, got %r" % (low, value))
+    if not low_ok and value <= low:
+        raise PolicyError(field, value, "must be more than %g seconds, got %r" % (low, value))
+    if not math.isfinite(value) or value > high:
+        raise PolicyError(field, value, "must be a finite number of seconds, at most %g, got %r" % (high, value))
+
+
+def check_timeouts(policy, wait_timeout, host_timeout):
+    """Fail (PolicyError naming the field), before connecting, unless every wait is finite
+    and the waits a run may do fit in the host's deadline."""
+    _seconds("wait_timeout", wait_timeout, 0, MAX_WAIT_TIMEOUT)
+    _seconds("host_timeout", host_timeout, 0, MAX_HOST_TIMEOUT, low_ok=False)
+    grace = _grace_needed(policy)
+    if grace + wait_timeout >= host_timeout:
+        waits = "policy.grace (%gs) + wait_timeout (%gs) = %gs" % (grace, wait_timeout, grace + wait_timeout)
+        if not grace:
+            waits = "wait_timeout (%gs)" % wait_timeout
+        raise PolicyError(
+            "host_timeout",
+            host_timeout,
+            "%s must be less than host_timeout (%gs), which also covers connecting, listing and signalling: "
+            "lower %s or raise host_timeout" % (waits, host_timeout, "them" if grace else "it"),
         )
 
 
@@ -87,6 +184,10 @@ def _by_key(sessions):
     return dict((s.get("key"), s) for s in sessions)
 
 
+def _key(victim):
+    return victim["session"].get("key")
+
+
 def _split(victims):
     """(terminate now, cancel only, cancel then terminate, nothing to cancel)."""
     terminate, cancel, cancel_first, nothing = [], [], [], []
@@ -110,100 +211,170 @@ class _Outcomes(object):
     def __init__(self):
         self.terminated = []
         self.cancelled = []
-        self.skipped = []
+        self.not_ended = []
         self.signalled = False
+        self.failure = None  # what failed after signals went out (the host then fails)
 
-    def record(self, victim, outcome, detail, session=None):
-        session = session or victim["session"]
-        if outcome == "terminated":
-            self.terminated.append(_entry(session, victim["rule"], victim["action"]))
+    def record(self, victim, outcome, detail):
+        session = victim["session"]
+        if outcome in ("terminated", "cancelled"):
+            extra = {"detail": detail} if detail else {}
+            entries = self.terminated if outcome == "terminated" else self.cancelled
+            entries.append(_entry(session, victim["rule"], victim["action"], **extra))
             self.signalled = True
+        else:
+            self.not_ended.append(_entry(session, victim["rule"], victim["action"], reason=outcome, detail=detail))
+
+    def recorded_keys(self):
+        return set(entry.get("key") for entry in self.terminated + self.cancelled + self.not_ended)
+
+
+class _Sweep(object):
+    """One real run on one host: signal, grace, confirm.
+
+    It remembers every signal that went out, so that a failure part-way (a listing,
+    a later batch, the deadline) still reports what was ended.
+    """
+
+    def __init__(self, driver, policy, wait_timeout, deadline):
+        self.driver = driver
+        self.policy = policy
+        self.wait_timeout = wait_timeout
+        self.deadline = deadline
+        self.clock = deadline.clock
+        self.tolerance = getattr(driver, "state_since_tolerance", 0.0)
+        self.out = _Outcomes()
+        # key -> victim whose terminate went out (to confirm gone) / whose cancel went out
+        # (to confirm the statement stopped); dicts keep the order of the plan.
+        self.sent_terminate = {}
+        self.sent_cancel = {}
+
+    def same(self, victim, current):
+        return _same_statement(victim["session"], current.get(_key(victim)), self.tolerance)
+
+    def run(self, plan):
+        try:
+            self._run(plan)
+        except Exception as exc:  # a driver's SessionError, or a bug: either way, keep what went out
+            if not (self.sent_terminate or self.sent_cancel or self.out.signalled):
+                raise  # nothing was ended: the plain failure says it all
+            self._fail(plan, exc if isinstance(exc, SessionError) else "%s: %s" % (type(exc).__name__, exc))
+        return self.out
+
+    def _run(self, plan):
+        terminate, cancel, cancel_first, nothing = _split(plan.victims)
+        for victim in nothing:
+            self.out.record(victim, REASON_NOTHING_TO_CANCEL, _NOTHING_DETAIL)
+        self._signal(terminate, "terminate")
+        self._signal(cancel + cancel_first, "cancel")
+        escalate = [v for v in self.sent_cancel.values() if v["action"] == "cancel_then_terminate"]
+        if escalate:
+            # Give the cancelled statements `grace` to stop; terminate those still on the same statement.
+
+            def running(cur):
+                return [v for v in escalate if self.same(v, cur)]
+
+            current, cut = self._wait("the grace wait", self.policy.grace, running)
+            if cut:
+                raise self.deadline.error("during the grace wait (policy.grace %gs)" % self.policy.grace)
+            stubborn = [v for v in escalate if self.same(v, current)]
+            self._signal([dict(v, session=current[_key(v)]) for v in stubborn], "terminate")
+        if self.sent_terminate or self.sent_cancel:
+            current, cut = self._wait("the confirm wait", self.wait_timeout, self._pending)
+            if cut:
+                error = self.deadline.error("during the confirm wait (wait_timeout %gs)" % self.wait_timeout)
+                self._confirm(current, str(error))
+                raise error
+            self._confirm(current)
+
+    def _signal(self, victims, mode):
+        for start in range(0, len(victims), SIGNAL_BATCH):
+            batch = victims[start : start + SIGNAL_BATCH]
+            self.deadline.check("signalling (%s) %d sessions" % (mode, len(batch)))
+            try:
+                results = self.driver.end_sessions([v["session"] for v in batch], mode)
+            except SessionError as exc:
+                self._take_partial(batch, getattr(exc, "outcomes", None) or [], exc)
+                raise
+            for victim, (_session, outcome, detail) in zip(batch, results):
+                self._take(victim, outcome, detail)
+
+    def _take(self, victim, outcome, detail):
+        # An escalated victim leaves the cancels, whatever its terminate brought.
+        self.sent_cancel.pop(_key(victim), None)
+        if outcome == "terminated":
+            self.sent_terminate[_key(victim)] = victim
         elif outcome == "cancelled":
-            self.cancelled.append(_entry(session, victim["rule"], victim["action"]))
-            self.signalled = True
+            self.sent_cancel[_key(victim)] = victim
         else:
-            self.skipped.append(_entry(session, victim["rule"], victim["action"], reason=outcome, detail=detail))
+            self.out.record(victim, outcome, detail)
 
+    def _take_partial(self, batch, known, exc):
+        """A driver failed part-way through `batch`: keep the outcomes it already had."""
+        unknown = dict((_key(v), v) for v in batch)
+        for session, outcome, detail in known:
+            victim = unknown.pop(session.get("key"), None)
+            if victim is not None:
+                self._take(victim, outcome, detail)
+        for key, victim in unknown.items():
+            if key not in self.sent_cancel:  # an escalation: its cancel did go out
+                self.out.record(victim, REASON_FAILED, "outcome unknown: the signal failed part-way: %s" % exc)
 
-def _signal(driver, victims, mode):
-    """driver.end_sessions over victims; yields (victim, outcome, detail) in order."""
-    if not victims:
-        return []
-    results = driver.end_sessions([v["session"] for v in victims], mode)
-    return [(victim, outcome, detail) for victim, (dummy, outcome, detail) in zip(victims, results)]
-
-
-def _wait(driver, clock, timeout, pending):
-    """Poll until `pending(sessions_by_key)` is empty or `timeout` passes; return the last listing."""
-    deadline = clock.now() + timeout
-    while True:
-        current = _by_key(driver.list_sessions())
-        if not pending(current) or clock.now() >= deadline:
-            return current
-        clock.sleep(POLL_INTERVAL)
-
-
-def _execute(driver, policy, plan, wait_timeout, clock):
-    tolerance = getattr(driver, "state_since_tolerance", 0.0)
-
-    def same(victim, cur):
-        return _same_statement(victim["session"], cur.get(victim["session"]["key"]), tolerance)
-
-    out = _Outcomes()
-    terminate, cancel, cancel_first, nothing = _split(plan.victims)
-    for victim in nothing:
-        out.record(victim, REASON_NOTHING_TO_CANCEL, "the session runs no statement; cancel would do nothing")
-
-    sent_terminate = []  # victims whose terminate signal went out, to confirm gone
-    sent_cancel = []  # (victim) cancels that went out, to confirm the statement stopped
-    for victim, outcome, detail in _signal(driver, terminate, "terminate"):
-        if outcome == "terminated":
-            sent_terminate.append(victim)
-        else:
-            out.record(victim, outcome, detail)
-    for victim, outcome, detail in _signal(driver, cancel + cancel_first, "cancel"):
-        if outcome == "cancelled":
-            sent_cancel.append(victim)
-        else:
-            out.record(victim, outcome, detail)
-
-    escalate = [v for v in sent_cancel if v["action"] == "cancel_then_terminate"]
-    if escalate:
-        # Give the cancelled statements `grace` to stop; terminate those still on the same statement.
-        current = _wait(
-            driver,
-            clock,
-            policy.grace,
-            lambda cur: [v for v in escalate if same(v, cur)],
-        )
-        stubborn = [v for v in escalate if same(v, current)]
-        fresh = [dict(v, session=current[v["session"]["key"]]) for v in stubborn]
-        sent_cancel = [v for v in sent_cancel if v not in stubborn]
-        for victim, outcome, detail in _signal(driver, fresh, "terminate"):
-            if outcome == "terminated":
-                sent_terminate.append(victim)
-            else:
-                out.record(victim, outcome, detail)
-
-    def pending(cur):
-        gone = [v for v in sent_terminate if v["session"]["key"] in cur]
-        running = [v for v in sent_cancel if same(v, cur)]
+    def _pending(self, current):
+        gone = [v for v in self.sent_terminate.values() if _key(v) in current]
+        running = [v for v in self.sent_cancel.values() if self.same(v, current)]
         return gone + running
 
-    current = _wait(driver, clock, wait_timeout, pending) if (sent_terminate or sent_cancel) else {}
-    for victim in sent_terminate:
-        if victim["session"]["key"] in current:
-            out.record(victim, REASON_STILL_PRESENT, "terminated, but still present after %ss" % wait_timeout)
-            out.signalled = True
-        else:
-            out.record(victim, "terminated", None)
-    for victim in sent_cancel:
-        if same(victim, current):
-            out.record(victim, REASON_STILL_PRESENT, "cancelled, but still running after %ss" % wait_timeout)
-            out.signalled = True
-        else:
-            out.record(victim, "cancelled", None)
-    return out
+    def _wait(self, step, timeout, pending):
+        """Re-list until `pending(listing by key)` is empty or `timeout` passes.
+
+        Returns (the last listing, cut): cut is True when the host deadline, not
+        `timeout`, ended a wait that still had sessions pending.
+        """
+        self.deadline.check(step)
+        limit = min(timeout, self.deadline.remaining())
+        ends = self.clock.now() + limit
+        interval = POLL_FIRST
+        while True:
+            current = _by_key(self.driver.list_sessions())
+            if not pending(current):
+                return current, False
+            left = ends - self.clock.now()
+            if left <= 0:
+                return current, limit < timeout
+            self.clock.sleep(min(interval, left))
+            interval = min(interval * POLL_GROWTH, POLL_MAX)
+
+    def _confirm(self, current, unconfirmed=None):
+        """Record every signalled victim from the last listing (`current`, None when there
+        is none). Without `unconfirmed` (why the wait could not finish), those still
+        there are still_present; with it, they stay ended, marked unconfirmed."""
+        waited = self.wait_timeout
+        for victim in self.sent_terminate.values():
+            if current is not None and _key(victim) not in current:
+                self.out.record(victim, "terminated", None)
+            elif unconfirmed is None:
+                self.out.record(victim, REASON_STILL_PRESENT, "terminated, but still present after %ss" % waited)
+                self.out.signalled = True
+            else:
+                self.out.record(victim, "terminated", "signalled, not confirmed gone: %s" % unconfirmed)
+        for victim in self.sent_cancel.values():
+            if current is not None and not self.same(victim, current):
+                self.out.record(victim, "cancelled", None)
+            elif unconfirmed is None:
+                self.out.record(victim, REASON_STILL_PRESENT, "cancelled, but still running after %ss" % waited)
+                self.out.signalled = True
+            else:
+                self.out.record(victim, "cancelled", "signalled, not confirmed stopped: %s" % unconfirmed)
+        self.sent_terminate, self.sent_cancel = {}, {}
+
+    def _fail(self, plan, exc):
+        self._confirm(None, "the sweep failed before it could confirm (%s)" % exc)
+        recorded = self.out.recorded_keys()
+        for victim in plan.victims:
+            if _key(victim) not in recorded:
+                self.out.record(victim, REASON_FAILED, "not attempted: the sweep failed before (%s)" % exc)
+        self.out.failure = str(exc)
 
 
 def _predict(plan):
@@ -211,7 +382,7 @@ def _predict(plan):
     out = _Outcomes()
     terminate, cancel, cancel_first, nothing = _split(plan.victims)
     for victim in nothing:
-        out.record(victim, REASON_NOTHING_TO_CANCEL, "the session runs no statement; cancel would do nothing")
+        out.record(victim, REASON_NOTHING_TO_CANCEL, _NOTHING_DETAIL)
     for victim in terminate:
         out.record(victim, "terminated", None)
     for victim in cancel + cancel_first:
@@ -251,36 +422,112 @@ def _diff(policy, plan, out):
 def _summary(plan, out):
     summary = plan.summary()
     reasons = {}
-    for entry in out.skipped:
+    for entry in out.not_ended:
         reasons[entry["reason"]] = reasons.get(entry["reason"], 0) + 1
-    summary.update(terminated=len(out.terminated), cancelled=len(out.cancelled), skipped=reasons)
+    summary.update(terminated=len(out.terminated), cancelled=len(out.cancelled), not_ended=reasons)
     return summary
 
 
-def apply_policy(driver, policy, check_mode, diff=False, wait_timeout=10.0, clock=None):
+def _target(driver):
+    return getattr(driver, "target", None) or "this server"
+
+
+def _failure_message(out, target):
+    ended = out.terminated + out.cancelled
+    unconfirmed = len([e for e in ended if e.get("detail")])
+    return (
+        "%d sessions were ended on %s (terminated %d, cancelled %d%s), then the sweep failed: %s; "
+        "the ended sessions are listed in terminated / cancelled"
+        % (
+            len(ended),
+            target,
+            len(out.terminated),
+            len(out.cancelled),
+            "; %d of them not confirmed" % unconfirmed if unconfirmed else "",
+            out.failure,
+        )
+    )
+
+
+def _take_sweep_lock(driver, policy, wait_timeout, deadline, target):
+    """Hold the server's sweep lock, waiting at most LOCK_WAIT_MAX and never into the time the
+    waits need; SweepBusyError when another sweep keeps it. False when the driver has none."""
+    # Until both drivers implement acquire_sweep_lock (the BRIEF contract), a driver
+    # without it sweeps unlocked, as before.
+    acquire = getattr(driver, "acquire_sweep_lock", None)
+    if acquire is None:
+        return False
+    deadline.check("taking the sweep lock")
+    timeout = max(0.0, min(LOCK_WAIT_MAX, deadline.remaining() - wait_timeout - _grace_needed(policy)))
+    if not acquire(timeout):
+        raise SweepBusyError(
+            "host busy: another sweep holds the lock on %s (waited %gs); nothing was ended here, "
+            "run again when that sweep has finished" % (target, timeout)
+        )
+    return True
+
+
+def _release_sweep_lock(driver):
+    release = getattr(driver, "release_sweep_lock", None)
+    if release is None:
+        return
+    try:
+        release()
+    except SessionError:
+        # Closing the connection releases the lock too; a sweep's result must not be lost to this.
+        pass
+
+
+def apply_policy(
+    driver,
+    policy,
+    check_mode,
+    diff=False,
+    wait_timeout=10.0,
+    clock=None,
+    host_timeout=DEFAULT_HOST_TIMEOUT,
+    deadline=None,
+):
     """Plan and apply `policy` on the driver's host; return the module result (a dict).
 
-    Limits exceeded: the result has failed=True and msg, and nothing is ended.
+    `deadline` (a Deadline, started before connecting) or else `host_timeout` from
+    now bounds the whole run. A real run holds the server's sweep lock (check mode,
+    which changes nothing, does not). Limits exceeded: the result has failed=True and
+    msg, and nothing is ended. A failure after signals went out: failed=True, msg
+    with both facts, and terminated / cancelled still list what was ended. Any other
+    failure raises SessionError (nothing was ended).
     """
-    clock = clock or _Clock()
-    plan = _planner.plan(driver.list_sessions(), policy, own_id=driver.own_id)
-    protected = [_entry(s["session"], s["rule"], None, reason=s["reason"], detail=s["detail"]) for s in plan.skipped]
-    if not plan.ok:
-        out = _Outcomes()
-        result = {
-            "changed": False,
-            "failed": True,
-            "msg": plan.limit_error,
-            "would_end": [_entry(v["session"], v["rule"], v["action"]) for v in plan.victims],
-        }
-    else:
-        out = _predict(plan) if check_mode else _execute(driver, policy, plan, wait_timeout, clock)
-        changed = bool(out.terminated or out.cancelled) if check_mode else out.signalled
-        result = {"changed": changed}
+    deadline = deadline or Deadline(host_timeout, clock)
+    target = _target(driver)
+    deadline.target = target
+    locked = False if check_mode else _take_sweep_lock(driver, policy, wait_timeout, deadline, target)
+    try:
+        deadline.check("listing sessions")
+        plan = _planner.plan(driver.list_sessions(), policy, own_id=driver.own_id)
+        protected = [
+            _entry(s["session"], s["rule"], None, reason=s["reason"], detail=s["detail"]) for s in plan.not_ended
+        ]
+        if not plan.ok:
+            out = _Outcomes()
+            result = {
+                "changed": False,
+                "failed": True,
+                "msg": plan.limit_error,
+                "would_end": [_entry(v["session"], v["rule"], v["action"]) for v in plan.victims],
+            }
+        else:
+            out = _predict(plan) if check_mode else _Sweep(driver, policy, wait_timeout, deadline).run(plan)
+            changed = bool(out.terminated or out.cancelled) if check_mode else out.signalled
+            result = {"changed": changed}
+            if out.failure:
+                result.update(failed=True, msg=_failure_message(out, target))
+    finally:
+        if locked:
+            _release_sweep_lock(driver)
     result.update(
         terminated=out.terminated,
         cancelled=out.cancelled,
-        skipped=protected + out.skipped,
+        not_ended=protected + out.not_ended,
         matched=plan.matched,
         summary=_summary(plan, out),
         policy=policy.to_dict(),
@@ -354,28 +601,32 @@ def run_info_module(module, open_driver):
 
 def run_sessions_module(module, driver_class, open_driver):
     """The whole main() of a *_sessions module."""
+    params = module.params
     try:
-        policy = parse_policy(module.params["policy"])
+        policy = parse_policy(params["policy"])
         check_supported(policy, driver_class)
+        check_timeouts(policy, params["wait_timeout"], params["host_timeout"])
     except PolicyError as exc:
         module.fail_json(msg=str(exc), field=exc.field)
     except SessionError as exc:
         module.fail_json(msg=str(exc))
-    if module.params["wait_timeout"] < 0:
-        module.fail_json(msg="wait_timeout: must be 0 or more seconds, got %r" % module.params["wait_timeout"])
+    deadline = Deadline(params["host_timeout"])  # the whole host, connecting included
     driver = None
     try:
-        driver = open_driver(module.params)
+        driver = open_driver(params)
         # Also in check mode: a dry run must fail where the real run would.
         driver.preflight(signal=True, policy=policy)
         result = apply_policy(
-            driver, policy, module.check_mode, diff=module._diff, wait_timeout=module.params["wait_timeout"]
+            driver, policy, module.check_mode, diff=module._diff, wait_timeout=params["wait_timeout"], deadline=deadline
         )
+    except SweepBusyError as exc:
+        module.fail_json(msg=str(exc), busy=True)
     except SessionError as exc:
         module.fail_json(msg=str(exc))
     finally:
         if driver is not None:
             driver.close()
     if result.get("failed"):
+        # Limits, or a failure after signals went out: the result still says what was ended.
         module.fail_json(**result)
     module.exit_json(**result)
