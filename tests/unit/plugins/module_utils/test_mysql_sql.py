@@ -401,3 +401,199 @@ def test_no_option_file_is_fine(home):
 def test_unsupported_conditions():
     assert _mysql.MySQLDriver.unsupported_conditions == frozenset(["connected_longer_than"])
     assert _mysql.MySQLDriver.engine == "mysql"
+
+
+# ------------------------------------------------------------ the guarded kill (SQL)
+def _victim(**changes):
+    victim = fl.normalize_row(_row(), 1714550000)
+    victim.update(changes)
+    return victim
+
+
+def test_mariadb_guard_block_checks_and_kills_each_victim_in_one_statement():
+    victims = [_victim(id=7, query_id=10), _victim(id=8, query_id=11, host="127.0.0.1:5001")]
+    sql, params = MARIADB.guard_block(victims, "terminate")
+    assert _placeholders_match(sql, params)
+    assert sql.startswith("BEGIN NOT ATOMIC") and sql.endswith("SELECT r; END")
+    assert "DECLARE CONTINUE HANDLER FOR SQLEXCEPTION GET DIAGNOSTICS CONDITION 1 e = MYSQL_ERRNO" in sql
+    # per victim: one re-read of that very thread, then its KILL, in this order
+    assert sql.count("FROM information_schema.PROCESSLIST WHERE ID = %s AND USER = %s AND HOST = %s") == 2
+    assert sql.count("KILL CONNECTION %s;") == 2
+    first_read, first_kill = sql.index("PROCESSLIST WHERE ID"), sql.index("KILL CONNECTION")
+    second_read = sql.index("PROCESSLIST WHERE ID", first_read + 1)
+    assert first_read < first_kill < second_read
+    # idle victims: same COMMAND and QUERY_ID (no statement since planning), values as parameters
+    assert params[:6] == ("Sleep", 10, 7, "app", "127.0.0.1:5000", 7)
+    assert params[6:] == ("Sleep", 11, 8, "app", "127.0.0.1:5001", 8)
+    assert "127.0.0.1" not in sql and "app" not in sql.replace("GET DIAGNOSTICS", "")
+
+
+def test_mariadb_guard_block_cancels_by_query_id():
+    active = _victim(command="Query", state="active", query_id=99)
+    sql, params = MARIADB.guard_block([active], "cancel")
+    assert "KILL QUERY ID q;" in sql and "KILL CONNECTION" not in sql
+    assert _placeholders_match(sql, params)
+    # an active victim: same statement id, or (a procedure moves QUERY_ID) a start not later than planned
+    assert "QUERY_ID = %s OR TIMESTAMPADD(MICROSECOND, -ROUND(TIME_MS * 1000), SYSDATE(6))" in sql
+    assert params[:3] == ("Query", 99, "2024-05-01 07:59:58.000000")  # state_since + 0.5 s tolerance
+
+
+def test_mariadb_guard_block_refuses_nonsense():
+    with pytest.raises(ValueError):
+        MARIADB.guard_block([_victim()], "drop")
+    with pytest.raises(ValueError):
+        MARIADB.guard_block([], "terminate")
+    with pytest.raises(ValueError):
+        MARIADB.guard_block([_victim(id="7; KILL 1")], "terminate")
+    # no state_since to compare and no statement id: never killed
+    sql, params = MARIADB.guard_block([_victim(state="active", query_id=None, state_since=None)], "terminate")
+    assert "MAX(FALSE)" in sql
+
+
+def test_only_mariadb_guards_server_side():
+    assert MARIADB.server_side_guard and MARIADB_104.server_side_guard
+    assert not any(f.server_side_guard for f in (MYSQL_8, MYSQL_8_OLD, MYSQL_8_NO_PS))
+    assert not hasattr(MYSQL_8, "guard_block")
+
+
+@pytest.mark.parametrize(
+    "text, count, parsed",
+    [
+        (
+            "k:0|g|m:Query:12|k:1094|x:1142|",
+            5,
+            [("k", ["0"]), ("g", []), ("m", ["Query", "12"]), ("k", ["1094"]), ("x", ["1142"])],
+        ),
+        ("k:0|", 1, [("k", ["0"])]),
+    ],
+)
+def test_parse_guard_outcomes(text, count, parsed):
+    assert fl.parse_guard_outcomes(text, count) == parsed
+
+
+def test_parse_guard_outcomes_refuses_a_wrong_count():
+    with pytest.raises(ValueError):
+        fl.parse_guard_outcomes("k:0|", 2)
+    with pytest.raises(ValueError):
+        fl.parse_guard_outcomes(None, 1)
+
+
+def test_mariadb_templates_show_the_guard_without_values():
+    templates = MARIADB.templates()
+    assert any(t.startswith("BEGIN NOT ATOMIC") for t in templates)
+    assert any("KILL QUERY ID" in t for t in templates)
+
+
+# ------------------------------------------------------------ attributes, start, timeouts, lock
+def test_attrs_query_is_linear_and_parameterised():
+    sql, params = fl.Flavour.attrs_query()
+    assert sql.startswith("SELECT PROCESSLIST_ID, ATTR_VALUE FROM performance_schema.session_connect_attrs")
+    assert "JOIN" not in sql and params == ("program_name",)
+    sql, params = fl.Flavour.attrs_query([3, "4"])
+    assert "PROCESSLIST_ID IN (%s, %s)" in sql and params == ("program_name", 3, 4)
+    with pytest.raises(ValueError):
+        fl.Flavour.attrs_query([])
+
+
+def test_server_started_queries():
+    sql, params = MARIADB.server_started_query()
+    assert "UNIX_TIMESTAMP() - VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS" in sql and params == ("UPTIME",)
+    sql, params = MYSQL_8.server_started_query()
+    assert "performance_schema.global_status" in sql and params == ("Uptime",)
+    assert MYSQL_8_NO_PS.server_started_query() is None
+
+
+def test_session_keys_carry_the_server_start():
+    assert fl.session_key(4, "app", "localhost", 1714550000) == "4:app@localhost/1714550000"
+    assert fl.key_server_started("4:app@localhost/1714550000") == 1714550000
+    assert fl.key_server_started("4:app@localhost") is None
+    assert fl.key_server_started("4:a/b@localhost") is None
+    assert fl.key_server_started(None) is None
+
+
+def test_statement_timeouts():
+    assert MARIADB.statement_timeout_query(30) == ("SET SESSION max_statement_time = %s", (30,))
+    assert MYSQL_8.statement_timeout_query(30) == ("SET SESSION max_execution_time = %s", (30000,))
+
+
+def test_sweep_lock_queries():
+    sql, params = MARIADB.lock_query(5, 30)
+    assert sql == "SET STATEMENT max_statement_time = %s FOR SELECT GET_LOCK(%s, %s)"
+    assert params == (36, "dbhygiene.sessions.sweep", 5.0)
+    sql, params = MYSQL_8.lock_query(2.5, 30)
+    assert sql == "SELECT /*+ MAX_EXECUTION_TIME(33000) */ GET_LOCK(%s, %s)"
+    assert params == ("dbhygiene.sessions.sweep", 3)
+    assert MARIADB.unlock_query() == ("SELECT RELEASE_LOCK(%s)", ("dbhygiene.sessions.sweep",))
+
+
+# ------------------------------------------------------------ options: timeouts, passwords, hostile input
+def test_timeouts_bound_the_handshake_and_every_query(home):
+    kwargs = _mysql.connect_kwargs(_params(connect_timeout=3))
+    assert kwargs["connect_timeout"] == 3 and kwargs["read_timeout"] == 3 and kwargs["write_timeout"] == 3
+    assert _mysql.query_timeout_of(_params()) == 30
+    assert _mysql.query_timeout_of(_params(query_timeout=5)) == 5
+    assert "query_timeout" in _mysql.connection_argument_spec()
+
+
+@pytest.mark.parametrize("password", ["pass\u20acword", "p\u00e4ssw\u00f6rd"])
+def test_passwords_go_as_utf8(home, password):
+    assert _mysql.connect_kwargs(_params(login_password=password))["password"] == password.encode("utf-8")
+
+
+@pytest.mark.parametrize(
+    "options, field",
+    [
+        (dict(login_host="db\x001"), "login_host"),
+        (dict(login_user="u\x00"), "login_user"),
+        (dict(login_unix_socket="/s\udcff"), "login_unix_socket"),
+        (dict(ca_cert="/x\x00"), "ca_cert"),
+        (dict(config_file="/x\x00.cnf"), "config_file"),
+        (dict(login_port="x"), "login_port"),
+        (dict(login_port=True), "login_port"),
+        (dict(login_port=3306.5), "login_port"),
+        (dict(connect_timeout=-1), "connect_timeout"),
+        (dict(connect_timeout=10**9), "connect_timeout"),
+        (dict(query_timeout=0), "query_timeout"),
+        (dict(query_timeout="soon"), "query_timeout"),
+    ],
+)
+def test_hostile_options_name_the_field(home, options, field):
+    with pytest.raises(SessionError) as caught:
+        _mysql.connect_kwargs(_params(**options))
+        _mysql.query_timeout_of(_params(**options))
+    assert str(caught.value).startswith(field + ":")
+
+
+@pytest.mark.parametrize("password", ["pw\x00secret", "secret\udcff"])
+def test_a_bad_password_is_never_shown(home, password):
+    with pytest.raises(SessionError) as caught:
+        _mysql.connect_kwargs(_params(login_password=password))
+    message = str(caught.value)
+    assert message.startswith("login_password:") and "secret" not in message and "not shown" in message
+
+
+def test_long_values_are_cut_in_messages(home):
+    with pytest.raises(SessionError) as caught:
+        _mysql.connect_kwargs(_params(ca_cert="/x" * 50000))
+    message = str(caught.value)
+    assert len(message) < 300 and "100000 characters" in message
+
+
+def test_codec_errors_never_quote_the_value():
+    exc = UnicodeEncodeError("latin-1", "pass\u20acword", 4, 5, "ordinal not in range(256)")
+    message = _mysql._describe_failure(exc, {"password": "pass\u20acword".encode("utf-8")})
+    assert "\u20ac" not in message and "pass" not in message and "UnicodeEncodeError" in message
+
+
+def test_an_empty_config_file_reads_no_option_file(home):
+    (home / ".my.cnf").write_text("[client]\nuser = fileuser\nport = 3307\n")
+    assert _mysql.connect_kwargs(_params())["user"] == "fileuser"
+    kwargs = _mysql.connect_kwargs(_params(config_file=""))
+    assert "user" not in kwargs and kwargs["port"] == 3306
+
+
+def test_an_option_file_with_a_nul_names_the_file_not_the_value(home):
+    (home / ".my.cnf").write_text("[client]\npassword = se\x00cret\n")
+    with pytest.raises(SessionError) as caught:
+        _mysql.connect_kwargs(_params())
+    assert str(caught.value).startswith("config_file:") and "cret" not in str(caught.value)
