@@ -123,6 +123,12 @@ def shown(value, limit=SHOWN_CHARS):
     return text
 
 
+def cut(text, limit=SHOWN_CHARS):
+    """`text` cut to about `limit` characters for a message."""
+    text = str(text)
+    return text if len(text) <= limit else "%s... (%d characters)" % (text[:limit], len(text))
+
+
 def _bad(field, value, problem):
     """Bad input, reported before any connection: names the option and the value (cut)."""
     return SessionError("%s: %s %s" % (field, problem, shown(value)))
@@ -315,8 +321,8 @@ def query_timeout_of(params):
 def describe_target(kwargs):
     """Where we connect, for messages: host:port or the socket. Never a secret."""
     if kwargs.get("unix_socket"):
-        return "%s (unix socket)" % kwargs["unix_socket"]
-    return "%s:%s" % (kwargs.get("host") or "localhost", kwargs.get("port", DEFAULT_PORT))
+        return "%s (unix socket)" % cut(kwargs["unix_socket"])
+    return "%s:%s" % (cut(kwargs.get("host") or "localhost"), kwargs.get("port", DEFAULT_PORT))
 
 
 def _scrub(text, kwargs):
@@ -374,7 +380,7 @@ def open_driver(params):
         hint = _connect_hint(message)
         raise SessionError(
             "cannot connect to MySQL/MariaDB at %s as %s: %s%s"
-            % (target, shown(user)[1:-1], message, "; " + hint if hint else "")
+            % (target, cut(user), message, "; " + hint if hint else "")
         )
     try:
         return MySQLDriver(conn, target, query_timeout)
