@@ -409,6 +409,7 @@ class MySQLDriver(Driver):
         self.query_timeout = query_timeout
         self._set_io_timeout(query_timeout)
         self._lock_held = False
+        self._threads_seen = 1  # client threads of the last full listing (sizes the guard blocks)
         # program_name per session key: a connection's attributes are fixed at login.
         self._applications = {}
         # Read program_name with every listing unless the policy needs no applications.
@@ -622,6 +623,8 @@ class MySQLDriver(Driver):
                 "cannot list the threads on %s as %s: %s" % (self.target, self.current_user, self._why(exc))
             )
         sessions = [flavours.normalize_row(row, self.server_started) for row in rows]
+        if ids is None:
+            self._threads_seen = len(sessions) + 1
         if applications and self.list_applications:
             self._add_applications(sessions)
         return sessions
@@ -688,8 +691,9 @@ class MySQLDriver(Driver):
                 pass  # only for the record: never a reason not to end a victim
         try:
             if self.flavour.server_side_guard:
-                for first in range(0, len(todo), flavours.GUARD_BATCH):
-                    batch = todo[first : first + flavours.GUARD_BATCH]
+                size = flavours.guard_batch_size(self._threads_seen)
+                for first in range(0, len(todo), size):
+                    batch = todo[first : first + size]
                     for index, outcome in zip(batch, self._guarded_batch([victims[i] for i in batch], mode)):
                         results[index] = outcome
             else:

@@ -86,6 +86,16 @@ SWEEP_LOCK = "dbhygiene.sessions.sweep"
 # Victims per guard block: one statement of about 700 bytes each (far below
 # max_allowed_packet), and one round trip per batch.
 GUARD_BATCH = 500
+# Each victim's re-read scans the whole thread list (information_schema.PROCESSLIST
+# has no index): a block does about victims x threads row reads. Keep a block near
+# this many, so that it stays far below query_timeout even on a busy server.
+GUARD_BLOCK_ROWS = 100000
+
+
+def guard_batch_size(threads):
+    """Victims per guard block when the server has about `threads` client threads."""
+    return max(1, min(GUARD_BATCH, GUARD_BLOCK_ROWS // max(1, int(threads))))
+
 
 _GLOBAL_GRANT_RE = re.compile(r"^GRANT (.+?) ON \*\.\* TO ", re.IGNORECASE)
 _VERSION_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)")

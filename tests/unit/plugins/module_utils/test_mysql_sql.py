@@ -597,3 +597,8 @@ def test_an_option_file_with_a_nul_names_the_file_not_the_value(home):
     with pytest.raises(SessionError) as caught:
         _mysql.connect_kwargs(_params())
     assert str(caught.value).startswith("config_file:") and "cret" not in str(caught.value)
+
+
+@pytest.mark.parametrize("threads, size", [(0, 500), (1, 500), (100, 500), (1000, 100), (5000, 20), (10**7, 1)])
+def test_guard_blocks_shrink_with_the_thread_list(threads, size):
+    assert fl.guard_batch_size(threads) == size
