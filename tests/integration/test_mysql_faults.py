@@ -186,9 +186,11 @@ def test_the_flipping_race_kills_no_session_in_a_statement_or_a_transaction(flee
     print("flipping race (MariaDB, server-side guard): %r" % figures)
     wrong = figures["wrong_in_statement"] + figures["wrong_in_transaction"]
     assert figures["kills"] >= 300, figures
-    # What remains is the microseconds inside the server between the re-read and the
-    # KILL of one victim, and a statement already sent but not yet read by the server.
-    assert wrong * 200 <= figures["kills"], figures
+    # What remains: the microseconds inside the server between the re-read and the KILL
+    # of one victim, and a session that sent BEGIN but touched no InnoDB table yet (no
+    # server table shows that transaction). Measured 0-1 in about 400 (the former
+    # re-read-then-KILL-each: 49-67 in about 410); the bound leaves room for a loaded machine.
+    assert wrong * 100 <= figures["kills"], figures
 
 
 # ------------------------------------------------------------ MySQL's path: re-read before each KILL
