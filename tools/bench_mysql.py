@@ -271,7 +271,7 @@ def main():
                 ratio = statistics.median(ours["gone"]) / statistics.median(values["gone"])
                 line += "  all gone %s (ours/this %.2f)" % (_ms(statistics.median(values["gone"])), ratio)
                 print(line)
-            print("  statements of the driver per sweep (connect included): %s" % sorted(set(statements)))
+            print("  statements of the driver per sweep (after connecting): %s" % sorted(set(statements)))
     finally:
         cur.execute("SET GLOBAL max_connections = %s", (before,))
         admin.close()
