@@ -425,7 +425,7 @@ class MySQLDriver(Driver):
         ) = self._fetch_one(flavours.Flavour.facts_query())
         self.version_text = version_text
         self.flavour = flavours.detect(version_text, version_comment, performance_schema)
-        self._execute(self.flavour.statement_timeout_query(query_timeout))
+        self._fetch_all(self.flavour.statement_timeout_query(query_timeout))
         started_query = self.flavour.server_started_query()
         self.server_started = int(self._fetch_one(started_query)[0]) if started_query else None
         self.account = flavours.quote_account(self.current_user)
