@@ -24,8 +24,9 @@ How the safety invariants of DESIGN.md are kept here:
   (id, user, client host:port, server start) in the same state (COMMAND, no new
   statement: QUERY_ID; an active one's statement start not later than planned).
   MariaDB: the re-read and the KILL of each victim are two instructions of one
-  server-side compound statement (``BEGIN NOT ATOMIC``), 500 victims per round
-  trip; what remains is the microseconds between them inside the server.
+  server-side compound statement (``BEGIN NOT ATOMIC``), up to 500 victims per
+  round trip (fewer on a server with many threads: each re-read scans the thread
+  list); what remains is the microseconds between them inside the server.
   Cancels use ``KILL QUERY ID`` with the statement id just re-read. MySQL has
   no compound statements outside stored programs: each victim is re-read right
   before its own KILL, a window of one round trip.
