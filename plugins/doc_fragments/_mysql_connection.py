@@ -47,9 +47,23 @@ options:
       - A MySQL option file whose C([client]) group gives defaults for C(host), C(port), C(user), C(password),
         C(socket), C(ssl-ca), C(ssl-cert) and C(ssl-key). Module options win over the file.
       - When not set, C(~/.my.cnf) is read if it exists. A file given here must exist.
+      - Set it to an empty string (V('')) to read no option file at all, as community.mysql does.
     type: path
   connect_timeout:
-    description: Seconds to wait for the connection to be established.
+    description:
+      - Seconds to wait for the TCP connection, and for each answer of the server during the login (handshake).
+        A server that accepts the connection but never answers (frozen, overloaded) fails the host after about this
+        long, never hangs.
+      - Between 1 and 86400.
+    type: int
+    default: 30
+  query_timeout:
+    description:
+      - Seconds every later statement may take. Client side, each read and write on the connection waits at most this
+        long (a frozen server fails the host instead of hanging it); server side, the session's C(max_statement_time)
+        (MariaDB) or C(max_execution_time) (MySQL) stops a statement that runs longer.
+      - Waiting for the sweep lock may take longer, by the time the lock wait is allowed.
+      - Between 1 and 86400.
     type: int
     default: 30
   ca_cert:
@@ -78,6 +92,14 @@ requirements:
   - PyMySQL (on the node that runs the module)
 notes:
   - Our own connection carries the connection attribute C(program_name=dbhygiene.sessions) and is never touched.
+  - 'The guarded kill, per victim: MariaDB re-reads each victim and KILLs it only if it is the same thread (id, user,
+    client host:port, server start) in the planned state (same COMMAND and QUERY_ID: no statement since planning),
+    both inside one server-side compound statement (C(BEGIN NOT ATOMIC)), up to 500 victims per round trip; cancels use
+    C(KILL QUERY ID) of the statement just re-read. MySQL re-reads each victim right before its own KILL (one round
+    trip apart).'
+  - Passwords are sent as UTF-8 (PyMySQL alone would send Latin-1), so any password the server accepts works.
+  - A session's C(key) holds the server's start time, so sessions of a server that restarted since planning are
+    reported C(gone) and never ended.
   - MySQL and MariaDB do not record when a thread connected, so C(connected_at) and C(connected_seconds) are always
     null and a policy using C(connected_longer_than) fails before connecting.
 """

@@ -20,12 +20,21 @@ How the safety invariants of DESIGN.md are kept here:
   column-level grant that exposes no password hash. A login that cannot read
   them, or the connection attributes (program_name), fails the preflight of
   ``*_sessions`` with the GRANT that fixes it, instead of guessing.
-* Guarded kill: right before KILL, one statement re-reads every victim; a thread
-  is killed only if it is the same thread (id, user, client host:port) in the
-  same state (COMMAND, transaction start, no new statement: MariaDB QUERY_ID of
-  an idle thread; its state change time not later than planned). MySQL has no
-  conditional KILL, so a window of one round trip remains between the re-read
-  and the KILL; it is as short as it can be made.
+* Guarded kill, per victim: a thread is killed only if it is the same thread
+  (id, user, client host:port, server start) in the same state (COMMAND, no new
+  statement: QUERY_ID; an active one's statement start not later than planned).
+  MariaDB: the re-read and the KILL of each victim are two instructions of one
+  server-side compound statement (``BEGIN NOT ATOMIC``), up to 500 victims per
+  round trip (fewer on a server with many threads: each re-read scans the thread
+  list); what remains is the microseconds between them inside the server.
+  Cancels use ``KILL QUERY ID`` with the statement id just re-read. MySQL has
+  no compound statements outside stored programs: each victim is re-read right
+  before its own KILL, a window of one round trip.
+* Every wait is bounded: connect_timeout covers the TCP connect and each read of
+  the handshake (PyMySQL's own connect_timeout covers only the TCP connect, so a
+  server frozen after accepting would hang the login); query_timeout bounds every
+  later read and write client-side and every statement server-side
+  (max_statement_time on MariaDB, max_execution_time on MySQL).
 * The connection runs in autocommit (no snapshot held) with time_zone '+00:00'
   (every DATETIME read is UTC).
 """
@@ -35,6 +44,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import configparser
+import math
 import os
 import traceback
 
@@ -42,6 +52,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql_f
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import (
     REASON_FAILED,
     REASON_GONE,
+    REASON_STATE_CHANGED,
     Driver,
     SessionError,
     redact,
@@ -59,6 +70,11 @@ except ImportError:
 DEFAULT_PORT = 3306
 DEFAULT_CONFIG_FILE = "~/.my.cnf"
 DEFAULT_CONNECT_TIMEOUT = 30
+DEFAULT_QUERY_TIMEOUT = 30
+MAX_TIMEOUT = 86400
+MAX_LOCK_TIMEOUT = 3600
+# Longest part of a value quoted in a message.
+SHOWN_CHARS = 80
 
 OUTCOMES = {"terminate": "terminated", "cancel": "cancelled"}
 
@@ -66,6 +82,10 @@ OUTCOMES = {"terminate": "terminated", "cancel": "cancelled"}
 ER_DBACCESS_DENIED = 1044
 ER_UNKNOWN_THREAD = 1094
 ER_KILL_DENIED = 1095
+ER_NO_SUCH_QUERY = 1957
+ER_STATEMENT_TIMEOUT = 1969
+ER_QUERY_TIMEOUT = 3024  # MySQL max_execution_time
+CR_SERVER_LOST = 2013
 ER_TABLEACCESS_DENIED = 1142
 ER_COLUMNACCESS_DENIED = 1143
 ER_SPECIFIC_ACCESS_DENIED = 1227
@@ -88,6 +108,7 @@ def connection_argument_spec():
         login_unix_socket=dict(type="str"),
         config_file=dict(type="path"),
         connect_timeout=dict(type="int", default=DEFAULT_CONNECT_TIMEOUT),
+        query_timeout=dict(type="int", default=DEFAULT_QUERY_TIMEOUT),
         ca_cert=dict(type="path", aliases=["ssl_ca"]),
         client_cert=dict(type="path", aliases=["ssl_cert"]),
         client_key=dict(type="path", aliases=["ssl_key"], no_log=False),
@@ -95,9 +116,71 @@ def connection_argument_spec():
     )
 
 
+def shown(value, limit=SHOWN_CHARS):
+    """repr(value), cut to about `limit` characters for a message."""
+    text = repr(value)
+    if len(text) > limit:
+        text = "%s... (%d characters)" % (text[:limit], len(str(value)) if isinstance(value, str) else len(text))
+    return text
+
+
+def cut(text, limit=SHOWN_CHARS):
+    """`text` cut to about `limit` characters for a message."""
+    text = str(text)
+    return text if len(text) <= limit else "%s... (%d characters)" % (text[:limit], len(text))
+
+
 def _bad(field, value, problem):
-    """Bad input, reported before any connection: names the option and the value."""
-    return SessionError("%s: %s %r" % (field, problem, value))
+    """Bad input, reported before any connection: names the option and the value (cut)."""
+    return SessionError("%s: %s %s" % (field, problem, shown(value)))
+
+
+# String options whose value may be echoed in a message (the password never is).
+_STRING_OPTIONS = (
+    "login_host",
+    "login_user",
+    "login_password",
+    "login_unix_socket",
+    "config_file",
+    "ca_cert",
+    "client_cert",
+    "client_key",
+)
+
+
+def _check_text(field, value):
+    """A str option that can go to the server or the file system: no NUL, encodable as UTF-8."""
+    if value is None:
+        return
+    secret = field == "login_password"
+    if not isinstance(value, str):
+        raise SessionError(
+            "%s: must be a string, got %s" % (field, "a " + type(value).__name__ if secret else shown(value))
+        )
+    problem = None
+    if "\x00" in value:
+        problem = "must not contain a NUL character"
+    else:
+        try:
+            value.encode("utf-8")
+        except UnicodeError:
+            problem = "must be valid text (it holds a character that cannot be encoded as UTF-8)"
+    if problem:
+        if secret:
+            raise SessionError("%s: %s (the value is not shown)" % (field, problem))
+        raise _bad(field, value, problem + ", got")
+
+
+def _check_number(field, value, low, high):
+    """An int option within [low, high]; bool and non-integers refused."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)
+        else:
+            raise _bad(field, value, "must be a whole number, got")
+    if not low <= value <= high:
+        raise _bad(field, value, "must be between %d and %d, got" % (low, high))
+    return value
 
 
 def read_config_file(path, explicit):
@@ -140,8 +223,22 @@ def connect_kwargs(params):
     Raises SessionError naming the option and value for bad input, before any
     connection is attempted.
     """
+    for field in _STRING_OPTIONS:
+        _check_text(field, params.get(field))
     explicit_file = params.get("config_file")
-    cfg = read_config_file(explicit_file or DEFAULT_CONFIG_FILE, explicit=bool(explicit_file))
+    if explicit_file == "":
+        cfg = {}  # config_file: '' reads no option file at all (as community.mysql)
+    else:
+        cfg = read_config_file(explicit_file or DEFAULT_CONFIG_FILE, explicit=bool(explicit_file))
+    for key in ("host", "user", "password", "socket", "ssl-ca", "ssl-cert", "ssl-key"):
+        if cfg.get(key) is not None:
+            try:
+                _check_text("config_file", cfg[key])
+            except SessionError:
+                raise SessionError(
+                    "config_file: the %s in the [client] group of %r holds a NUL or a character that cannot "
+                    "be encoded as UTF-8" % (key, explicit_file or DEFAULT_CONFIG_FILE)
+                )
 
     def pick(option, key):
         value = params.get(option)
@@ -157,17 +254,18 @@ def connect_kwargs(params):
             raise _bad(
                 "config_file", explicit_file or DEFAULT_CONFIG_FILE, "the port in the [client] group is not a number in"
             )
-    port = DEFAULT_PORT if port is None else port
-    if not 0 < port < 65536:
-        raise _bad("login_port", port, "must be between 1 and 65535, got")
+    port = _check_number("login_port", DEFAULT_PORT if port is None else port, 1, 65535)
     timeout = params.get("connect_timeout")
-    timeout = DEFAULT_CONNECT_TIMEOUT if timeout is None else timeout
-    if timeout <= 0:
-        raise _bad("connect_timeout", timeout, "must be a positive number of seconds, got")
+    timeout = _check_number("connect_timeout", DEFAULT_CONNECT_TIMEOUT if timeout is None else timeout, 1, MAX_TIMEOUT)
+    query_timeout_of(params)
 
     kwargs = {
         "port": port,
         "connect_timeout": timeout,
+        # PyMySQL's connect_timeout covers the TCP connect only: the handshake
+        # reads and writes are bounded by these, set to query_timeout once logged in.
+        "read_timeout": timeout,
+        "write_timeout": timeout,
         "autocommit": True,
         "charset": "utf8mb4",
         "program_name": flavours.PROGRAM_NAME,
@@ -182,6 +280,10 @@ def connect_kwargs(params):
         value = pick(option, key)
         if value is not None and value != "":
             kwargs[keyword] = value
+    if "password" in kwargs:
+        # PyMySQL encodes a str password as Latin-1 (pass€word cannot be sent,
+        # pässwörd is sent wrong); the server compares UTF-8 bytes.
+        kwargs["password"] = kwargs["password"].encode("utf-8")
 
     ca_cert = pick("ca_cert", "ssl-ca")
     client_cert = pick("client_cert", "ssl-cert")
@@ -211,16 +313,36 @@ def connect_kwargs(params):
     return kwargs
 
 
+def query_timeout_of(params):
+    """The query_timeout option (seconds), checked."""
+    value = params.get("query_timeout")
+    return _check_number("query_timeout", DEFAULT_QUERY_TIMEOUT if value is None else value, 1, MAX_TIMEOUT)
+
+
 def describe_target(kwargs):
     """Where we connect, for messages: host:port or the socket. Never a secret."""
     if kwargs.get("unix_socket"):
-        return "%s (unix socket)" % kwargs["unix_socket"]
-    return "%s:%s" % (kwargs.get("host") or "localhost", kwargs.get("port", DEFAULT_PORT))
+        return "%s (unix socket)" % cut(kwargs["unix_socket"])
+    return "%s:%s" % (cut(kwargs.get("host") or "localhost"), kwargs.get("port", DEFAULT_PORT))
 
 
 def _scrub(text, kwargs):
-    """Remove the password from a message, whatever the driver put in it."""
-    return redact(str(text).strip(), kwargs.get("password"))
+    """Remove the password from a message, whatever the driver put in it; cut it short."""
+    password = kwargs.get("password")
+    if isinstance(password, bytes):
+        password = password.decode("utf-8")
+    text = redact(str(text).strip(), password)
+    if len(text) > 500:
+        text = text[:500] + "..."
+    return text
+
+
+def _describe_failure(exc, kwargs):
+    """The message of a connect or query failure, without a secret nor a codec's quote of it."""
+    if isinstance(exc, UnicodeError):
+        # a codec error quotes the character it failed on: never show it
+        return "a value could not be encoded (%s)" % exc.__class__.__name__
+    return _scrub(exc, kwargs)
 
 
 def _connect_hint(message):
@@ -233,7 +355,9 @@ def _connect_hint(message):
         return "check login_user and login_password (or the client certificate for REQUIRE X509 accounts)"
     if "ssl" in lowered or "certificate" in lowered or "tls" in lowered:
         return "check ca_cert, client_cert, client_key and check_hostname"
-    if "can't connect" in lowered or "timed out" in lowered or "refused" in lowered:
+    if "timed out" in lowered:
+        return "the server accepted no login within connect_timeout; check that it is not frozen or overloaded"
+    if "can't connect" in lowered or "refused" in lowered:
         return "check login_host, login_port / login_unix_socket and that the server accepts connections from here"
     return None
 
@@ -245,6 +369,7 @@ def open_driver(params):
     connecting, and when the connection fails.
     """
     kwargs = connect_kwargs(params)
+    query_timeout = query_timeout_of(params)
     if not HAS_PYMYSQL:
         raise SessionError("the MySQL modules need the Python library PyMySQL on the node that runs them")
     target = describe_target(kwargs)
@@ -252,13 +377,14 @@ def open_driver(params):
     try:
         conn = pymysql.connect(**kwargs)
     except Exception as exc:  # PyMySQL raises OperationalError, but also ssl / OS errors as they are
-        message = _scrub(exc, kwargs)
+        message = _describe_failure(exc, kwargs)
         hint = _connect_hint(message)
         raise SessionError(
-            "cannot connect to MySQL/MariaDB at %s as %s: %s%s" % (target, user, message, "; " + hint if hint else "")
+            "cannot connect to MySQL/MariaDB at %s as %s: %s%s"
+            % (target, cut(user), message, "; " + hint if hint else "")
         )
     try:
-        return MySQLDriver(conn, target)
+        return MySQLDriver(conn, target, query_timeout)
     except Exception:
         conn.close()
         raise
@@ -278,9 +404,17 @@ class MySQLDriver(Driver):
     # connect time; connection attributes carry none). No guessing.
     unsupported_conditions = frozenset(["connected_longer_than"])
 
-    def __init__(self, conn, target):
+    def __init__(self, conn, target, query_timeout=DEFAULT_QUERY_TIMEOUT):
         self._conn = conn
         self.target = target
+        self.query_timeout = query_timeout
+        self._set_io_timeout(query_timeout)
+        self._lock_held = False
+        self._threads_seen = 1  # client threads of the last full listing (sizes the guard blocks)
+        # program_name per session key: a connection's attributes are fixed at login.
+        self._applications = {}
+        # Read program_name with every listing unless the policy needs no applications.
+        self.list_applications = True
         (
             version_text,
             version_comment,
@@ -292,6 +426,9 @@ class MySQLDriver(Driver):
         ) = self._fetch_one(flavours.Flavour.facts_query())
         self.version_text = version_text
         self.flavour = flavours.detect(version_text, version_comment, performance_schema)
+        self._fetch_all(self.flavour.statement_timeout_query(query_timeout))
+        started_query = self.flavour.server_started_query()
+        self.server_started = int(self._fetch_one(started_query)[0]) if started_query else None
         self.account = flavours.quote_account(self.current_user)
         self.privileges = flavours.global_privileges(row[0] for row in self._fetch_all(self.flavour.grants_query()))
         # Whether the server records connection attributes at all, and whether we may read them.
@@ -304,7 +441,14 @@ class MySQLDriver(Driver):
         return self.flavour.state_since_tolerance
 
     # ------------------------------------------------------------ plumbing
+    def _set_io_timeout(self, seconds):
+        # PyMySQL reads these before every socket read / write; there is no public setter.
+        self._conn._read_timeout = seconds
+        self._conn._write_timeout = seconds
+
     def close(self):
+        # Closing the connection also releases the sweep lock (GET_LOCK is per connection).
+        self._lock_held = False
         if self._conn is not None:
             try:
                 self._conn.close()
@@ -313,6 +457,8 @@ class MySQLDriver(Driver):
             self._conn = None
 
     def _execute(self, query):
+        if self._conn is None:
+            raise pymysql.err.InterfaceError(0, "the connection is closed")
         sql, params = query
         cursor = self._conn.cursor()
         try:
@@ -321,17 +467,33 @@ class MySQLDriver(Driver):
         finally:
             cursor.close()
 
+    def _why(self, exc):
+        """What a failed statement means, for a message (never a secret, never 100 KB)."""
+        code = _error_code(exc)
+        text = str(exc)
+        if len(text) > 500:
+            text = text[:500] + "..."
+        if code == CR_SERVER_LOST and "timed out" in text:
+            return "no answer within query_timeout (%ss): the server may be frozen or overloaded" % self.query_timeout
+        if code in (ER_STATEMENT_TIMEOUT, ER_QUERY_TIMEOUT):
+            return "the statement ran longer than query_timeout (%ss) and was stopped by the server" % (
+                self.query_timeout
+            )
+        if isinstance(exc, pymysql.err.InterfaceError):
+            return "the connection is closed (it failed or timed out before)"
+        return text
+
     def _fetch_all(self, query):
         try:
             return self._execute(query)
         except pymysql.MySQLError as exc:
-            raise SessionError("query failed on %s as %s: %s" % (self.target, self.current_user, exc))
+            raise SessionError("query failed on %s as %s: %s" % (self.target, self.current_user, self._why(exc)))
 
     def _fetch_one(self, query):
         try:
             return self._execute(query)[0]
         except pymysql.MySQLError as exc:
-            raise SessionError("query failed on %s: %s" % (self.target, exc))
+            raise SessionError("query failed on %s: %s" % (self.target, self._why(exc)))
 
     def _probe(self, query):
         try:
@@ -340,7 +502,7 @@ class MySQLDriver(Driver):
         except pymysql.MySQLError as exc:
             if _error_code(exc) in _ACCESS_DENIED:
                 return False
-            raise SessionError("query failed on %s as %s: %s" % (self.target, self.current_user, exc))
+            raise SessionError("query failed on %s as %s: %s" % (self.target, self.current_user, self._why(exc)))
 
     # ------------------------------------------------------------ contract
     @property
@@ -357,6 +519,7 @@ class MySQLDriver(Driver):
             "max_connections": int(self.max_connections) if self.max_connections is not None else None,
             "login_user": self.current_user,
             "own_id": self._own_id,
+            "server_started": self.server_started,
             "performance_schema": self.flavour.performance_schema,
             "processlist_table": self.flavour.processlist_table,
             "can_see_all_sessions": self.flavour.can_see_all(self.privileges),
@@ -413,66 +576,210 @@ class MySQLDriver(Driver):
         problems = self.preflight_problems(signal, needs_superusers, needs_applications)
         if problems:
             raise SessionError("; ".join(problems))
+        if policy is not None:
+            # Listings read program_name only for a policy that matches on it; the
+            # victims get theirs anyway (end_sessions), for the results and the trail.
+            self.list_applications = needs_applications
 
-    def _list(self, ids=None):
-        query = self.flavour.list_query(
-            with_attrs=self.attrs_readable, with_superusers=self.superusers_readable, ids=ids
-        )
+    # ------------------------------------------------------------ sweep lock
+    def acquire_sweep_lock(self, timeout):
+        """Take GET_LOCK('dbhygiene.sessions.sweep'), waiting at most `timeout` seconds.
+
+        True when held (by this connection: closing it releases the lock), False when
+        another sweep still holds it after `timeout`.
+        """
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout):
+            raise SessionError("sweep lock timeout: must be a finite number of seconds, got %s" % shown(timeout))
+        if not 0 <= timeout <= MAX_LOCK_TIMEOUT:
+            raise SessionError(
+                "sweep lock timeout: must be between 0 and %d seconds, got %s" % (MAX_LOCK_TIMEOUT, shown(timeout))
+            )
+        if self._lock_held:
+            return True
+        self._set_io_timeout(self.query_timeout + int(math.ceil(timeout)) + 1)
+        try:
+            (got,) = self._fetch_one(self.flavour.lock_query(timeout, self.query_timeout))
+        finally:
+            if self._conn is not None:
+                self._set_io_timeout(self.query_timeout)
+        if got is None:
+            raise SessionError("cannot take the sweep lock %r on %s" % (flavours.SWEEP_LOCK, self.target))
+        self._lock_held = bool(int(got))
+        return self._lock_held
+
+    def release_sweep_lock(self):
+        """Release the sweep lock if this driver holds it (no error when it does not)."""
+        if not self._lock_held:
+            return
+        self._lock_held = False
+        self._fetch_one(self.flavour.unlock_query())
+
+    # ------------------------------------------------------------ listing
+    def _list(self, ids=None, applications=True):
+        query = self.flavour.list_query(with_superusers=self.superusers_readable, ids=ids)
         try:
             rows = self._execute(query)
         except pymysql.MySQLError as exc:
-            raise SessionError("cannot list the threads on %s as %s: %s" % (self.target, self.current_user, exc))
-        return [flavours.normalize_row(row) for row in rows]
+            raise SessionError(
+                "cannot list the threads on %s as %s: %s" % (self.target, self.current_user, self._why(exc))
+            )
+        sessions = [flavours.normalize_row(row, self.server_started) for row in rows]
+        if ids is None:
+            self._threads_seen = len(sessions) + 1
+        if applications and self.list_applications:
+            self._add_applications(sessions)
+        return sessions
+
+    def _add_applications(self, sessions):
+        """Set `application` of each session: from the cache, else one read of the attributes.
+
+        Only found values are cached (a thread's attributes may not be recorded yet in
+        the instant after its login), so a thread without program_name is asked again.
+        """
+        if not self.attrs_readable:
+            return
+        unknown = [s for s in sessions if s["key"] not in self._applications]
+        if unknown:
+            ids = [s["id"] for s in unknown] if len(unknown) <= 1000 else None
+            try:
+                rows = self._execute(flavours.Flavour.attrs_query(ids))
+            except pymysql.MySQLError as exc:
+                raise SessionError(
+                    "cannot read the connection attributes on %s as %s: %s"
+                    % (self.target, self.current_user, self._why(exc))
+                )
+            found = dict((int(thread_id), value) for thread_id, value in rows)
+            for session in unknown:
+                value = found.get(session["id"])
+                if isinstance(value, bytes):
+                    value = value.decode("utf-8", "replace")
+                if value is not None:
+                    self._applications[session["key"]] = value
+        for session in sessions:
+            session["application"] = self._applications.get(session["key"])
 
     def list_sessions(self):
         return self._list()
 
     def end_sessions(self, victims, mode):
+        """The guarded kill of DESIGN.md, per victim (see the module docstring).
+
+        On a failure part-way (connection lost, timeout), raises SessionError with
+        `outcomes`: the (session, outcome, detail) known so far, in order.
+        """
         if mode not in OUTCOMES:
             raise ValueError("mode must be terminate or cancel, not %r" % (mode,))
         if not victims:
             return []
-        # One round trip re-reads every victim, right before the KILLs.
-        current = dict((s["id"], s) for s in self._list(ids=[v["id"] for v in victims]))
-        results = []
-        for victim in victims:
+        results = [None] * len(victims)
+        todo = []
+        for index, victim in enumerate(victims):
+            planned_start = flavours.key_server_started(victim.get("key"))
             if str(victim.get("id")) == str(self._own_id):
-                results.append((victim, REASON_FAILED, "refusing to end our own connection"))
-                continue
-            moved = flavours.moved_on(victim, current.get(victim["id"]), self.flavour.state_since_tolerance)
-            if moved is not None:
-                results.append((victim, moved[0], moved[1]))
-                continue
-            results.append(self._kill(victim, mode))
+                results[index] = (victim, REASON_FAILED, "refusing to end our own connection")
+            elif planned_start is not None and planned_start != self.server_started:
+                results[index] = (
+                    victim,
+                    REASON_GONE,
+                    "the server restarted since planning: thread id %s is another connection" % victim.get("id"),
+                )
+            else:
+                todo.append(index)
+        if todo and not self.list_applications:
+            try:
+                self._add_applications([victims[index] for index in todo if victims[index].get("key")])
+            except SessionError:
+                pass  # only for the record: never a reason not to end a victim
+        try:
+            if self.flavour.server_side_guard:
+                size = flavours.guard_batch_size(self._threads_seen)
+                for first in range(0, len(todo), size):
+                    batch = todo[first : first + size]
+                    for index, outcome in zip(batch, self._guarded_batch([victims[i] for i in batch], mode)):
+                        results[index] = outcome
+            else:
+                for index in todo:
+                    results[index] = self._reread_and_kill(victims[index], mode)
+        except SessionError as exc:
+            exc.outcomes = [outcome for outcome in results if outcome is not None]
+            raise
         return results
 
-    def _kill(self, victim, mode):
+    def _guarded_batch(self, batch, mode):
+        """One guard block (MariaDB) for up to GUARD_BATCH victims; their outcomes in order."""
+        try:
+            rows = self._execute(self.flavour.guard_block(batch, mode))
+        except pymysql.MySQLError as exc:
+            raise SessionError(
+                "the guarded %s of %d threads on %s failed (whether their KILLs went out is not known): %s"
+                % (mode, len(batch), self.target, self._why(exc))
+            )
+        outcomes = flavours.parse_guard_outcomes(rows[0][0] if rows else None, len(batch))
+        return [self._outcome(victim, mode, code, fields) for victim, (code, fields) in zip(batch, outcomes)]
+
+    def _outcome(self, victim, mode, code, fields):
+        thread_id = victim.get("id")
+        if code == flavours.GUARD_GONE:
+            return victim, REASON_GONE, "thread %s is no longer connected" % thread_id
+        if code == flavours.GUARD_MOVED:
+            command, query_id = (fields + ["", ""])[:2]
+            if command == victim.get("command"):
+                detail = "it ran a new statement since planning (statement %s, planned %s)" % (
+                    query_id,
+                    victim.get("query_id"),
+                )
+            else:
+                detail = "was %s (%s), now %s" % (victim.get("state"), victim.get("command"), command)
+            return victim, REASON_STATE_CHANGED, detail
+        errno = int(fields[0]) if fields and fields[0].isdigit() else -1
+        if code == flavours.GUARD_ENDED and errno == 0:
+            return victim, OUTCOMES[mode], None
+        if code == flavours.GUARD_ENDED:
+            return self._kill_failure(victim, mode, errno, "error %s" % errno)
+        return victim, REASON_FAILED, "cannot re-read thread %s on %s: error %s" % (thread_id, self.target, errno)
+
+    def _kill_failure(self, victim, mode, code, text):
+        if code == ER_UNKNOWN_THREAD:
+            return victim, REASON_GONE, "thread %s left before the KILL" % victim["id"]
+        if code == ER_NO_SUCH_QUERY:
+            return victim, REASON_STATE_CHANGED, "its statement ended before the KILL"
+        if code in (ER_KILL_DENIED, ER_SPECIFIC_ACCESS_DENIED):
+            return (
+                victim,
+                REASON_FAILED,
+                "cannot %s thread %s (%s) on %s: login %s lacks %s; %s"
+                % (
+                    mode,
+                    victim["id"],
+                    victim.get("user"),
+                    self.target,
+                    self.account,
+                    " or ".join(self.flavour.kill_privileges),
+                    self.flavour.kill_grant(self.account),
+                ),
+            )
+        return victim, REASON_FAILED, "cannot %s thread %s on %s: %s" % (mode, victim["id"], self.target, text)
+
+    def _reread_and_kill(self, victim, mode):
+        """MySQL: re-read this one victim, then KILL it at once if it has not moved on."""
+        current = self._list(ids=[victim["id"]], applications=False)
+        moved = flavours.moved_on(victim, current[0] if current else None, self.flavour.state_since_tolerance)
+        if moved is not None:
+            return victim, moved[0], moved[1]
         # One KILL per thread (not a multi-statement batch): a batch stops at the
-        # first error (a thread that left meanwhile), leaving the rest unknown,
-        # and needs CLIENT.MULTI_STATEMENTS on the connection. A KILL is a
-        # sub-millisecond round trip on the same connection.
+        # first error (a thread that left meanwhile), leaving the rest unknown.
         try:
             self._execute(self.flavour.kill_query(mode, victim["id"]))
         except pymysql.MySQLError as exc:
             code = _error_code(exc)
-            if code == ER_UNKNOWN_THREAD:
-                return victim, REASON_GONE, "thread %s left before the KILL" % victim["id"]
-            if code in (ER_KILL_DENIED, ER_SPECIFIC_ACCESS_DENIED):
-                return (
-                    victim,
-                    REASON_FAILED,
-                    "cannot %s thread %s (%s) on %s: login %s lacks %s; %s"
-                    % (
-                        mode,
-                        victim["id"],
-                        victim.get("user"),
-                        self.target,
-                        self.account,
-                        " or ".join(self.flavour.kill_privileges),
-                        self.flavour.kill_grant(self.account),
-                    ),
+            if code in (ER_UNKNOWN_THREAD, ER_NO_SUCH_QUERY, ER_KILL_DENIED, ER_SPECIFIC_ACCESS_DENIED):
+                return self._kill_failure(victim, mode, code, str(exc))
+            if code is None or code >= 2000:  # client side: the connection failed
+                raise SessionError(
+                    "the %s of thread %s on %s failed (whether it went out is not known): %s"
+                    % (mode, victim["id"], self.target, self._why(exc))
                 )
-            return victim, REASON_FAILED, "cannot %s thread %s on %s: %s" % (mode, victim["id"], self.target, exc)
+            return self._kill_failure(victim, mode, code, self._why(exc))
         return victim, OUTCOMES[mode], None
 
     def query_templates(self):

@@ -21,6 +21,10 @@ thread list                   information_schema.PROCESSLIST     performance_sch
                                                                   is ON), else information_schema
 elapsed time                  TIME_MS (milliseconds)              TIME (whole seconds)
 "no new statement" witness    QUERY_ID of an idle thread          TIME only
+guarded kill                  one BEGIN NOT ATOMIC block per      re-read of the thread, then KILL,
+                              batch: check + KILL per victim,     per victim (two round trips)
+                              server-side; cancel by QUERY ID
+server start (session key)    I_S.GLOBAL_STATUS Uptime            performance_schema.global_status
 superuser-class account       SUPER (ALL implies it)              SUPER or SYSTEM_USER
                               from mysql.user.Super_priv          mysql.user + mysql.global_grants
 right to kill others          CONNECTION ADMIN (10.5.2+) / SUPER  CONNECTION_ADMIN or SUPER
@@ -33,6 +37,7 @@ __metaclass__ = type
 
 import datetime
 import ipaddress
+import math
 import re
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import (
@@ -71,12 +76,26 @@ COLUMNS = (
     "query_id",
     "trx_started",
     "trx_seconds",
-    "application",
     "superuser",
     "now_utc",
 )
 
 KILL_TEMPLATES = {"terminate": "KILL CONNECTION %s", "cancel": "KILL QUERY %s"}
+
+SWEEP_LOCK = "dbhygiene.sessions.sweep"
+# Victims per guard block: one statement of about 700 bytes each (far below
+# max_allowed_packet), and one round trip per batch.
+GUARD_BATCH = 500
+# Each victim's re-read scans the whole thread list (information_schema.PROCESSLIST
+# has no index): a block does about victims x threads row reads. Keep a block near
+# this many, so that it stays far below query_timeout even on a busy server.
+GUARD_BLOCK_ROWS = 100000
+
+
+def guard_batch_size(threads):
+    """Victims per guard block when the server has about `threads` client threads."""
+    return max(1, min(GUARD_BATCH, GUARD_BLOCK_ROWS // max(1, int(threads))))
+
 
 _GLOBAL_GRANT_RE = re.compile(r"^GRANT (.+?) ON \*\.\* TO ", re.IGNORECASE)
 _VERSION_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)")
@@ -147,13 +166,26 @@ def client_address(host):
     return host
 
 
-def session_key(thread_id, user, host):
-    """Reuse-safe-ish identity: thread id + account + client host:port.
+def session_key(thread_id, user, host, server_started=None):
+    """Reuse-safe identity: thread id + account + client host:port + server start.
 
-    MariaDB and MySQL never reuse a thread id while the server runs; the user
-    and the client's host:port guard against a restart handing the id out again.
+    MariaDB and MySQL never reuse a thread id while the server runs, but a
+    restart hands the ids out again from 1: the server's start time (epoch
+    seconds, exact: ``UNIX_TIMESTAMP() - Uptime`` in one statement) tells the
+    threads of two server lives apart.
     """
-    return "%s:%s@%s" % (thread_id, user, host)
+    key = "%s:%s@%s" % (thread_id, user, host)
+    if server_started is not None:
+        key += "/%d" % int(server_started)
+    return key
+
+
+def key_server_started(key):
+    """The server start (int epoch seconds) a session key was made under, or None."""
+    head, sep, tail = (key or "").rpartition("/")
+    if not sep or not tail.isdigit():
+        return None
+    return int(tail)
 
 
 def _iso(moment):
@@ -168,10 +200,12 @@ def _float(value):
     return None if value is None else round(float(value), 3)
 
 
-def normalize_row(row):
+def normalize_row(row, server_started=None, application=None):
     """A list-query row (COLUMNS order) as the normalized session record.
 
     The connection runs with time_zone '+00:00', so every DATETIME is UTC.
+    `server_started` (epoch seconds) goes into the key (see session_key);
+    `application` is the thread's program_name, read apart (attrs_query).
     """
     values = dict(zip(COLUMNS, row))
     command = values["command"]
@@ -196,10 +230,10 @@ def normalize_row(row):
     thread_id = int(values["id"])
     return {
         "id": thread_id,
-        "key": session_key(thread_id, values["user"], values["host"]),
+        "key": session_key(thread_id, values["user"], values["host"], server_started),
         "user": values["user"],
         "database": values["db"],
-        "application": values["application"],
+        "application": application,
         "client_addr": client_address(values["host"]),
         "state": state,
         "connected_at": None,  # neither flavour records the connect time of a thread
@@ -238,6 +272,10 @@ def moved_on(planned, current, tolerance):
     """
     if current is None:
         return REASON_GONE, "thread %s is no longer connected" % planned.get("id")
+    if key_server_started(planned.get("key")) != key_server_started(current.get("key")):
+        return REASON_GONE, "the server restarted since planning: thread id %s is another connection" % planned.get(
+            "id"
+        )
     if current.get("user") != planned.get("user") or current.get("host") != planned.get("host"):
         return REASON_GONE, "thread id %s now belongs to another connection (%s@%s)" % (
             planned.get("id"),
@@ -317,10 +355,14 @@ class Flavour(object):
             "AS s ON s.user_name = p.USER"
         )
 
-    def list_query(self, with_attrs=True, with_superusers=True, ids=None, query_max=QUERY_MAX_CHARS):
+    def list_query(self, with_superusers=True, ids=None, query_max=QUERY_MAX_CHARS):
         """Client threads (ours and system threads excluded) in one statement.
 
-        `ids`: only these thread ids (the kill guard's re-read).
+        `ids`: only these thread ids (the kill guard's re-read). The connection
+        attributes (program_name) are not joined here: joining
+        performance_schema.session_connect_attrs to the thread list is
+        quadratic in the number of threads (203 ms at 1,000); attrs_query reads
+        them apart, in one linear scan.
         """
         params = [int(query_max)]
         select = [
@@ -337,17 +379,10 @@ class Flavour(object):
             # trx_started has whole seconds: report the lower bound of the age, so a
             # transaction_longer_than rule never fires early.
             "GREATEST(0, TIMESTAMPDIFF(MICROSECOND, t.trx_started, NOW(6)) / 1000000 - 1)",
-            "a.ATTR_VALUE" if with_attrs else "NULL",
             "s.is_super" if with_superusers else "NULL",
             "UTC_TIMESTAMP(6)",
         ]
         joins = ["LEFT JOIN information_schema.INNODB_TRX AS t ON t.trx_mysql_thread_id = p.ID"]
-        if with_attrs:
-            joins.append(
-                "LEFT JOIN performance_schema.session_connect_attrs AS a "
-                "ON a.PROCESSLIST_ID = p.ID AND a.ATTR_NAME = %s"
-            )
-            params.append("program_name")
         if with_superusers:
             joins.append(self.superuser_join())
         where = [
@@ -371,7 +406,54 @@ class Flavour(object):
         )
         return sql, tuple(params)
 
+    @staticmethod
+    def attrs_query(ids=None):
+        """(thread id, program_name) of the threads that set one; `ids`: only these.
+
+        A connection's attributes are fixed at login, so the driver reads them
+        once per session and only for threads it has not seen yet.
+        """
+        sql = "SELECT PROCESSLIST_ID, ATTR_VALUE FROM performance_schema.session_connect_attrs WHERE ATTR_NAME = %s"
+        params = ["program_name"]
+        if ids is not None:
+            ids = [int(thread_id) for thread_id in ids]
+            if not ids:
+                raise ValueError("ids must not be empty")
+            sql += " AND PROCESSLIST_ID IN (%s)" % ", ".join(["%s"] * len(ids))
+            params.extend(ids)
+        return sql, tuple(params)
+
+    # ------------------------------------------------------------- session set-up
+    def server_started_query(self):
+        """The server's start, exact epoch seconds: Uptime is counted from the same
+        statement start as UNIX_TIMESTAMP(), so the difference never jitters."""
+        return (
+            "SELECT UNIX_TIMESTAMP() - VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = %s",
+            ("UPTIME",),
+        )
+
+    def statement_timeout_query(self, seconds):
+        """Bound every later statement of our session server-side (None: the engine has no such limit)."""
+        return ("SET SESSION max_statement_time = %s", (int(seconds),))
+
+    # ------------------------------------------------------------- sweep lock
+    def lock_query(self, timeout, query_timeout):
+        """GET_LOCK waiting at most `timeout` s; the statement limit of our session
+        is lifted to `timeout + query_timeout` for this one statement."""
+        return (
+            "SET STATEMENT max_statement_time = %s FOR SELECT GET_LOCK(%s, %s)",
+            (int(query_timeout) + int(timeout) + 1, SWEEP_LOCK, float(timeout)),
+        )
+
+    @staticmethod
+    def unlock_query():
+        return ("SELECT RELEASE_LOCK(%s)", (SWEEP_LOCK,))
+
     # ------------------------------------------------------------- killing
+    # The guard runs server-side (guard_block) where the flavour has compound
+    # statements; else the driver re-reads each victim right before its KILL.
+    server_side_guard = False
+
     @staticmethod
     def kill_query(mode, thread_id):
         if mode not in KILL_TEMPLATES:
@@ -401,12 +483,110 @@ class Flavour(object):
         ]
 
 
+def _db_datetime(iso_text, plus_seconds=0.0):
+    """'YYYY-MM-DD HH:MM:SS.ffffff' (UTC, our session's time zone) from an ISO state_since."""
+    moment = _instant(iso_text)
+    if moment is None:
+        return None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+    return (moment + datetime.timedelta(seconds=plus_seconds)).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+# The outcome of one victim in a guard block, as the block reports it.
+GUARD_ENDED = "k"  # k:<errno of the KILL, 0 when it went through>
+GUARD_GONE = "g"  # no thread with that id, user and client host:port
+GUARD_MOVED = "m"  # m:<COMMAND now>:<QUERY_ID now>
+GUARD_ERROR = "x"  # x:<errno of the re-read>
+
+
+def parse_guard_outcomes(text, count):
+    """[(code, fields)] from a guard block's result string; exactly `count` of them."""
+    tokens = (text or "").split("|")
+    if tokens and tokens[-1] == "":
+        tokens.pop()
+    if len(tokens) != count:
+        raise ValueError("the guard block reported %d outcomes for %d victims" % (len(tokens), count))
+    return [(token[:1], token[2:].split(":") if len(token) > 2 else []) for token in tokens]
+
+
 class MariaDB(Flavour):
     name = "mariadb"
     label = "MariaDB"
     elapsed_ms_expr = "p.TIME_MS"
     query_id_expr = "p.QUERY_ID"
     state_since_tolerance = 0.5
+    server_side_guard = True
+
+    def _still_planned(self, victim, tolerance):
+        """(SQL condition on one PROCESSLIST row, params): the thread is in the planned state.
+
+        Idle (with or without a transaction): same COMMAND and same QUERY_ID, so
+        no statement ran since planning (and so its transaction is the same one).
+        Active: same COMMAND and the same statement: same QUERY_ID, or (a stored
+        procedure moves QUERY_ID per inner statement) a start not later than
+        planned. SYSDATE(6) is the real time, not the block's start.
+        """
+        since = _db_datetime(victim.get("state_since"), tolerance)
+        started_by = "TIMESTAMPADD(MICROSECOND, -ROUND(TIME_MS * 1000), SYSDATE(6)) <= CAST(%s AS DATETIME(6))"
+        query_id = victim.get("query_id")
+        if victim.get("state") != "active" and query_id is not None:
+            return "COMMAND = %s AND QUERY_ID = %s", (victim.get("command"), int(query_id))
+        if since is None:
+            return "FALSE", ()
+        if query_id is None:
+            return "COMMAND = %s AND " + started_by, (victim.get("command"), since)
+        return "COMMAND = %s AND (QUERY_ID = %s OR " + started_by + ")", (victim.get("command"), int(query_id), since)
+
+    def guard_block(self, victims, mode, tolerance=None):
+        """One compound statement that, per victim, re-reads the thread and KILLs it
+        only if it is still the planned session in the planned state.
+
+        Returns (sql, params); the statement's one result row holds the outcomes
+        (parse_guard_outcomes), one per victim in order. The re-read and the KILL
+        of a victim are two instructions of one server-side program: no round trip
+        between them. A KILL that fails (the thread left in between: 1094; the
+        statement ended: 1957; no right: 1095) is caught and reported, and the
+        block goes on with the next victim. Cancels use KILL QUERY ID with the
+        statement id the re-read just saw: it can only hit that very statement.
+        """
+        if mode not in KILL_TEMPLATES:
+            raise ValueError("mode must be terminate or cancel, not %r" % (mode,))
+        if not victims:
+            raise ValueError("victims must not be empty")
+        tolerance = self.state_since_tolerance if tolerance is None else tolerance
+        kill = "KILL CONNECTION %s;" if mode == "terminate" else "KILL QUERY ID q;"
+        parts = [
+            "BEGIN NOT ATOMIC",
+            "DECLARE e INT DEFAULT 0; DECLARE n INT; DECLARE ok INT; DECLARE q BIGINT; DECLARE c VARCHAR(64);",
+            "DECLARE r TEXT DEFAULT '';",
+            "DECLARE CONTINUE HANDLER FOR SQLEXCEPTION GET DIAGNOSTICS CONDITION 1 e = MYSQL_ERRNO;",
+        ]
+        params = []
+        for victim in victims:
+            condition, condition_params = self._still_planned(victim, tolerance)
+            parts.append(
+                "SET e = 0; SELECT COUNT(*), MAX(COMMAND), MAX(QUERY_ID), MAX(%s) INTO n, c, q, ok "
+                "FROM information_schema.PROCESSLIST WHERE ID = %%s AND USER = %%s AND HOST = %%s; "
+                "IF e <> 0 THEN SET r = CONCAT(r, 'x:', e, '|'); "
+                "ELSEIF n = 0 THEN SET r = CONCAT(r, 'g|'); "
+                "ELSEIF ok = 1 THEN %s SET r = CONCAT(r, 'k:', e, '|'); "
+                "ELSE SET r = CONCAT(r, 'm:', IFNULL(c, ''), ':', IFNULL(q, ''), '|'); END IF;" % (condition, kill)
+            )
+            params.extend(condition_params)
+            params.extend([int(victim["id"]), victim.get("user"), victim.get("host")])
+            if mode == "terminate":
+                params.append(int(victim["id"]))
+        parts.append("SELECT r; END")
+        return " ".join(parts), tuple(params)
+
+    def templates(self):
+        return Flavour.templates(self) + [
+            self.guard_block(
+                [{"id": 0, "user": "", "host": "", "command": "Sleep", "state": "idle", "query_id": 0}], "terminate"
+            )[0].replace("KILL CONNECTION %s;", "KILL CONNECTION %s; ... (one such step per victim)"),
+            "KILL QUERY ID q (q: the statement id the guard just re-read)",
+        ]
 
     @property
     def kill_privileges(self):
@@ -423,6 +603,25 @@ class MySQL(Flavour):
     superuser_privileges = ("SUPER", "SYSTEM_USER")
     # TIME has whole seconds only.
     state_since_tolerance = 1.5
+
+    def server_started_query(self):
+        if not self.performance_schema:
+            return None  # no global_status to read Uptime in the same statement: keys without the start
+        return (
+            "SELECT UNIX_TIMESTAMP() - VARIABLE_VALUE FROM performance_schema.global_status WHERE VARIABLE_NAME = %s",
+            ("Uptime",),
+        )
+
+    def statement_timeout_query(self, seconds):
+        # max_execution_time (ms) bounds read-only SELECTs, which is all we run but KILL.
+        return ("SET SESSION max_execution_time = %s", (int(seconds) * 1000,))
+
+    def lock_query(self, timeout, query_timeout):
+        return (
+            "SELECT /*+ MAX_EXECUTION_TIME(%d) */ GET_LOCK(%%s, %%s)"
+            % ((int(query_timeout) + int(timeout) + 1) * 1000),
+            (SWEEP_LOCK, int(math.ceil(timeout))),
+        )
 
     @property
     def processlist_table(self):

@@ -275,7 +275,7 @@ def test_hostile_user_application_and_query_text(fleet, my_user, my_held, my_tag
     with fx.driver(fleet) as d:
         found = _one(d, held)
         assert found["user"] == user and found["application"] == app
-        assert found["key"] == "%s:%s@%s" % (held.id, user, found["host"])
+        assert found["key"] == "%s:%s@%s/%d" % (held.id, user, found["host"], d.server_started)
         assert _one(d, runner)["query"] == hostile_sql
         policy = parse_policy(
             {

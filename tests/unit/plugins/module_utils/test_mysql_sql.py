@@ -48,8 +48,9 @@ def test_list_query_shape(flavour):
     assert sql.startswith("SELECT p.ID, p.USER, p.HOST")
     assert "p.ID <> CONNECTION_ID()" in sql
     assert "information_schema.INNODB_TRX AS t ON t.trx_mysql_thread_id = p.ID" in sql
-    assert "performance_schema.session_connect_attrs" in sql
-    assert params[0] == 1024 and "program_name" in params
+    # program_name is read apart (attrs_query): joining session_connect_attrs is quadratic
+    assert "session_connect_attrs" not in sql
+    assert params[0] == 1024 and "program_name" not in params
     for user in fl.SYSTEM_USERS:
         assert user in params
     for command in ("Daemon", "Binlog Dump", "Binlog Dump GTID", "Slave_IO", "Slave_SQL"):
@@ -98,7 +99,7 @@ def test_mysql8_falls_back_to_information_schema(flavour):
 
 @pytest.mark.parametrize("flavour", [MARIADB, MYSQL_8])
 def test_list_query_without_optional_sources(flavour):
-    sql, params = flavour.list_query(with_attrs=False, with_superusers=False)
+    sql, params = flavour.list_query(with_superusers=False)
     assert _placeholders_match(sql, params)
     assert "session_connect_attrs" not in sql and "mysql.user" not in sql
     assert "program_name" not in params
@@ -208,7 +209,7 @@ def test_client_address(host, addr):
 NOW = datetime.datetime(2024, 5, 1, 8, 0, 0)
 
 
-def _row(command="Sleep", elapsed_ms=2500, trx=None, superuser=0, info=None, query_id=10, application="web"):
+def _row(command="Sleep", elapsed_ms=2500, trx=None, superuser=0, info=None, query_id=10):
     return (
         7,
         "app",
@@ -221,7 +222,6 @@ def _row(command="Sleep", elapsed_ms=2500, trx=None, superuser=0, info=None, que
         query_id,
         trx,
         3.5 if trx else None,
-        application,
         superuser,
         NOW,
     )
@@ -244,8 +244,9 @@ def test_state_mapping(command, trx, state):
 
 
 def test_normalize_row():
-    record = fl.normalize_row(_row(command="Query", info=b"SELECT 'x' " + b"y" * 2000, trx=NOW))
-    assert record["id"] == 7 and record["key"] == "7:app@127.0.0.1:5000"
+    record = fl.normalize_row(_row(command="Query", info=b"SELECT 'x' " + b"y" * 2000, trx=NOW), 1714550000, "web")
+    assert record["id"] == 7 and record["key"] == "7:app@127.0.0.1:5000/1714550000"
+    assert record["application"] == "web"
     assert record["client_addr"] == "127.0.0.1"
     assert record["idle_seconds"] == 2.5 and record["query_seconds"] == 2.5
     assert record["state_since"] == "2024-05-01T07:59:57.500000+00:00"
@@ -254,7 +255,8 @@ def test_normalize_row():
     assert len(record["query"]) == 1024
     assert record["connected_at"] is None and record["connected_seconds"] is None
     assert record["superuser"] is False
-    idle = fl.normalize_row(_row(superuser=None, application=None))
+    assert fl.normalize_row(_row())["key"] == "7:app@127.0.0.1:5000"  # no server start known (MySQL without P_S)
+    idle = fl.normalize_row(_row(superuser=None))
     assert idle["query_seconds"] is None and idle["transaction_seconds"] is None
     assert idle["superuser"] is None and idle["application"] is None
     assert fl.normalize_row(_row(superuser=1))["superuser"] is True
@@ -262,7 +264,7 @@ def test_normalize_row():
 
 # ------------------------------------------------------------ guard
 def _rec(**changes):
-    record = fl.normalize_row(_row())
+    record = fl.normalize_row(_row(), 1714550000)
     record.update(changes)
     return record
 
@@ -281,6 +283,7 @@ def _later(record, seconds):
         (lambda p: None, "gone"),
         (lambda p: dict(p, host="127.0.0.1:6000"), "gone"),
         (lambda p: dict(p, user="app2"), "gone"),
+        (lambda p: dict(p, key=p["key"].replace("/1714550000", "/1714559999")), "gone"),  # server restarted
         (lambda p: dict(p, command="Query", state="active"), "state_changed"),
         (
             lambda p: dict(p, state="idle_in_transaction", transaction_started="2024-05-01T08:00:00+00:00"),
@@ -331,7 +334,7 @@ def home(tmp_path, monkeypatch):
 def test_tls_off_unless_asked(home):
     kwargs = _mysql.connect_kwargs(_params(login_host="db1", login_user="u", login_password="pw"))
     assert kwargs["ssl_disabled"] is True
-    assert kwargs["port"] == 3306 and kwargs["host"] == "db1" and kwargs["password"] == "pw"
+    assert kwargs["port"] == 3306 and kwargs["host"] == "db1" and kwargs["password"] == b"pw"
     assert kwargs["program_name"] == "dbhygiene.sessions" and kwargs["autocommit"] is True
     assert "ssl_ca" not in kwargs
 
@@ -378,7 +381,7 @@ def test_option_file_defaults_and_precedence(home):
     kwargs = _mysql.connect_kwargs(_params())
     assert (kwargs["user"], kwargs["password"], kwargs["host"], kwargs["port"]) == (
         "fileuser",
-        "p'w;%s",
+        b"p'w;%s",
         "filehost",
         3307,
     )
@@ -398,3 +401,204 @@ def test_no_option_file_is_fine(home):
 def test_unsupported_conditions():
     assert _mysql.MySQLDriver.unsupported_conditions == frozenset(["connected_longer_than"])
     assert _mysql.MySQLDriver.engine == "mysql"
+
+
+# ------------------------------------------------------------ the guarded kill (SQL)
+def _victim(**changes):
+    victim = fl.normalize_row(_row(), 1714550000)
+    victim.update(changes)
+    return victim
+
+
+def test_mariadb_guard_block_checks_and_kills_each_victim_in_one_statement():
+    victims = [_victim(id=7, query_id=10), _victim(id=8, query_id=11, host="127.0.0.1:5001")]
+    sql, params = MARIADB.guard_block(victims, "terminate")
+    assert _placeholders_match(sql, params)
+    assert sql.startswith("BEGIN NOT ATOMIC") and sql.endswith("SELECT r; END")
+    assert "DECLARE CONTINUE HANDLER FOR SQLEXCEPTION GET DIAGNOSTICS CONDITION 1 e = MYSQL_ERRNO" in sql
+    # per victim: one re-read of that very thread, then its KILL, in this order
+    assert sql.count("FROM information_schema.PROCESSLIST WHERE ID = %s AND USER = %s AND HOST = %s") == 2
+    assert sql.count("KILL CONNECTION %s;") == 2
+    first_read, first_kill = sql.index("PROCESSLIST WHERE ID"), sql.index("KILL CONNECTION")
+    second_read = sql.index("PROCESSLIST WHERE ID", first_read + 1)
+    assert first_read < first_kill < second_read
+    # idle victims: same COMMAND and QUERY_ID (no statement since planning), values as parameters
+    assert params[:6] == ("Sleep", 10, 7, "app", "127.0.0.1:5000", 7)
+    assert params[6:] == ("Sleep", 11, 8, "app", "127.0.0.1:5001", 8)
+    assert "127.0.0.1" not in sql and "app" not in sql.replace("GET DIAGNOSTICS", "")
+
+
+def test_mariadb_guard_block_cancels_by_query_id():
+    active = _victim(command="Query", state="active", query_id=99)
+    sql, params = MARIADB.guard_block([active], "cancel")
+    assert "KILL QUERY ID q;" in sql and "KILL CONNECTION" not in sql
+    assert _placeholders_match(sql, params)
+    # an active victim: same statement id, or (a procedure moves QUERY_ID) a start not later than planned
+    assert "QUERY_ID = %s OR TIMESTAMPADD(MICROSECOND, -ROUND(TIME_MS * 1000), SYSDATE(6))" in sql
+    assert params[:3] == ("Query", 99, "2024-05-01 07:59:58.000000")  # state_since + 0.5 s tolerance
+
+
+def test_mariadb_guard_block_refuses_nonsense():
+    with pytest.raises(ValueError):
+        MARIADB.guard_block([_victim()], "drop")
+    with pytest.raises(ValueError):
+        MARIADB.guard_block([], "terminate")
+    with pytest.raises(ValueError):
+        MARIADB.guard_block([_victim(id="7; KILL 1")], "terminate")
+    # no state_since to compare and no statement id: never killed
+    sql, params = MARIADB.guard_block([_victim(state="active", query_id=None, state_since=None)], "terminate")
+    assert "MAX(FALSE)" in sql
+
+
+def test_only_mariadb_guards_server_side():
+    assert MARIADB.server_side_guard and MARIADB_104.server_side_guard
+    assert not any(f.server_side_guard for f in (MYSQL_8, MYSQL_8_OLD, MYSQL_8_NO_PS))
+    assert not hasattr(MYSQL_8, "guard_block")
+
+
+@pytest.mark.parametrize(
+    "text, count, parsed",
+    [
+        (
+            "k:0|g|m:Query:12|k:1094|x:1142|",
+            5,
+            [("k", ["0"]), ("g", []), ("m", ["Query", "12"]), ("k", ["1094"]), ("x", ["1142"])],
+        ),
+        ("k:0|", 1, [("k", ["0"])]),
+    ],
+)
+def test_parse_guard_outcomes(text, count, parsed):
+    assert fl.parse_guard_outcomes(text, count) == parsed
+
+
+def test_parse_guard_outcomes_refuses_a_wrong_count():
+    with pytest.raises(ValueError):
+        fl.parse_guard_outcomes("k:0|", 2)
+    with pytest.raises(ValueError):
+        fl.parse_guard_outcomes(None, 1)
+
+
+def test_mariadb_templates_show_the_guard_without_values():
+    templates = MARIADB.templates()
+    assert any(t.startswith("BEGIN NOT ATOMIC") for t in templates)
+    assert any("KILL QUERY ID" in t for t in templates)
+
+
+# ------------------------------------------------------------ attributes, start, timeouts, lock
+def test_attrs_query_is_linear_and_parameterised():
+    sql, params = fl.Flavour.attrs_query()
+    assert sql.startswith("SELECT PROCESSLIST_ID, ATTR_VALUE FROM performance_schema.session_connect_attrs")
+    assert "JOIN" not in sql and params == ("program_name",)
+    sql, params = fl.Flavour.attrs_query([3, "4"])
+    assert "PROCESSLIST_ID IN (%s, %s)" in sql and params == ("program_name", 3, 4)
+    with pytest.raises(ValueError):
+        fl.Flavour.attrs_query([])
+
+
+def test_server_started_queries():
+    sql, params = MARIADB.server_started_query()
+    assert "UNIX_TIMESTAMP() - VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS" in sql and params == ("UPTIME",)
+    sql, params = MYSQL_8.server_started_query()
+    assert "performance_schema.global_status" in sql and params == ("Uptime",)
+    assert MYSQL_8_NO_PS.server_started_query() is None
+
+
+def test_session_keys_carry_the_server_start():
+    assert fl.session_key(4, "app", "localhost", 1714550000) == "4:app@localhost/1714550000"
+    assert fl.key_server_started("4:app@localhost/1714550000") == 1714550000
+    assert fl.key_server_started("4:app@localhost") is None
+    assert fl.key_server_started("4:a/b@localhost") is None
+    assert fl.key_server_started(None) is None
+
+
+def test_statement_timeouts():
+    assert MARIADB.statement_timeout_query(30) == ("SET SESSION max_statement_time = %s", (30,))
+    assert MYSQL_8.statement_timeout_query(30) == ("SET SESSION max_execution_time = %s", (30000,))
+
+
+def test_sweep_lock_queries():
+    sql, params = MARIADB.lock_query(5, 30)
+    assert sql == "SET STATEMENT max_statement_time = %s FOR SELECT GET_LOCK(%s, %s)"
+    assert params == (36, "dbhygiene.sessions.sweep", 5.0)
+    sql, params = MYSQL_8.lock_query(2.5, 30)
+    assert sql == "SELECT /*+ MAX_EXECUTION_TIME(33000) */ GET_LOCK(%s, %s)"
+    assert params == ("dbhygiene.sessions.sweep", 3)
+    assert MARIADB.unlock_query() == ("SELECT RELEASE_LOCK(%s)", ("dbhygiene.sessions.sweep",))
+
+
+# ------------------------------------------------------------ options: timeouts, passwords, hostile input
+def test_timeouts_bound_the_handshake_and_every_query(home):
+    kwargs = _mysql.connect_kwargs(_params(connect_timeout=3))
+    assert kwargs["connect_timeout"] == 3 and kwargs["read_timeout"] == 3 and kwargs["write_timeout"] == 3
+    assert _mysql.query_timeout_of(_params()) == 30
+    assert _mysql.query_timeout_of(_params(query_timeout=5)) == 5
+    assert "query_timeout" in _mysql.connection_argument_spec()
+
+
+@pytest.mark.parametrize("password", ["pass\u20acword", "p\u00e4ssw\u00f6rd"])
+def test_passwords_go_as_utf8(home, password):
+    assert _mysql.connect_kwargs(_params(login_password=password))["password"] == password.encode("utf-8")
+
+
+@pytest.mark.parametrize(
+    "options, field",
+    [
+        (dict(login_host="db\x001"), "login_host"),
+        (dict(login_user="u\x00"), "login_user"),
+        (dict(login_unix_socket="/s\udcff"), "login_unix_socket"),
+        (dict(ca_cert="/x\x00"), "ca_cert"),
+        (dict(config_file="/x\x00.cnf"), "config_file"),
+        (dict(login_port="x"), "login_port"),
+        (dict(login_port=True), "login_port"),
+        (dict(login_port=3306.5), "login_port"),
+        (dict(connect_timeout=-1), "connect_timeout"),
+        (dict(connect_timeout=10**9), "connect_timeout"),
+        (dict(query_timeout=0), "query_timeout"),
+        (dict(query_timeout="soon"), "query_timeout"),
+    ],
+)
+def test_hostile_options_name_the_field(home, options, field):
+    with pytest.raises(SessionError) as caught:
+        _mysql.connect_kwargs(_params(**options))
+        _mysql.query_timeout_of(_params(**options))
+    assert str(caught.value).startswith(field + ":")
+
+
+@pytest.mark.parametrize("password", ["pw\x00secret", "secret\udcff"])
+def test_a_bad_password_is_never_shown(home, password):
+    with pytest.raises(SessionError) as caught:
+        _mysql.connect_kwargs(_params(login_password=password))
+    message = str(caught.value)
+    assert message.startswith("login_password:") and "secret" not in message and "not shown" in message
+
+
+def test_long_values_are_cut_in_messages(home):
+    with pytest.raises(SessionError) as caught:
+        _mysql.connect_kwargs(_params(ca_cert="/x" * 50000))
+    message = str(caught.value)
+    assert len(message) < 300 and "100000 characters" in message
+
+
+def test_codec_errors_never_quote_the_value():
+    exc = UnicodeEncodeError("latin-1", "pass\u20acword", 4, 5, "ordinal not in range(256)")
+    message = _mysql._describe_failure(exc, {"password": "pass\u20acword".encode("utf-8")})
+    assert "\u20ac" not in message and "pass" not in message and "UnicodeEncodeError" in message
+
+
+def test_an_empty_config_file_reads_no_option_file(home):
+    (home / ".my.cnf").write_text("[client]\nuser = fileuser\nport = 3307\n")
+    assert _mysql.connect_kwargs(_params())["user"] == "fileuser"
+    kwargs = _mysql.connect_kwargs(_params(config_file=""))
+    assert "user" not in kwargs and kwargs["port"] == 3306
+
+
+def test_an_option_file_with_a_nul_names_the_file_not_the_value(home):
+    (home / ".my.cnf").write_text("[client]\npassword = se\x00cret\n")
+    with pytest.raises(SessionError) as caught:
+        _mysql.connect_kwargs(_params())
+    assert str(caught.value).startswith("config_file:") and "cret" not in str(caught.value)
+
+
+@pytest.mark.parametrize("threads, size", [(0, 500), (1, 500), (100, 500), (1000, 100), (5000, 20), (10**7, 1)])
+def test_guard_blocks_shrink_with_the_thread_list(threads, size):
+    assert fl.guard_batch_size(threads) == size

@@ -1,0 +1,281 @@
+"""MariaDB driver benchmark: listing, and the guarded kill against a bare KILL batch and pt-kill.
+
+Prints figures (medians of --repeat runs); asserts nothing. Runs on a fleet
+server of DBFLEET_STATE_DIR (a test fleet, `python -m dbfleet up`), raises its
+max_connections for the run and puts it back.
+
+    DBFLEET_STATE_DIR=/tmp/fleet-h2 .venv/bin/python tools/bench_mysql.py --sessions 100 1000
+
+For each number of idle sessions N:
+- listing: the driver's list_sessions() (threads, then program_name apart:
+  cold = first listing of a driver, warm = the attributes already known), and
+  the former single statement that joined session_connect_attrs;
+- ending N idle victims (user app2, idle): the driver (list + guarded
+  end_sessions: one server-side guard block per 500 victims), a bare KILL batch
+  (SELECT the ids, then every KILL in one multi-statement round trip), one KILL
+  per round trip, and pt-kill (Debian's percona-toolkit, when installed: from
+  its start until every victim is gone, which includes perl's start and its
+  first poll).
+"""
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+sys.path.insert(0, os.path.join(ROOT, ".build", "collections"))
+
+import pymysql  # noqa: E402
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql  # noqa: E402
+from dbfleet import mariadb  # noqa: E402
+from dbfleet import state as fleet_state  # noqa: E402
+
+USER = "app2"
+APP = "bench-idle"
+
+
+def _params(fleet, server):
+    srv = fleet.server(server)
+    return {
+        "login_host": srv["host"],
+        "login_port": srv["port"],
+        "login_user": "hygiene",
+        "login_password": fleet.password("hygiene"),
+        "config_file": "",
+        "connect_timeout": 10,
+        "query_timeout": 60,
+    }
+
+
+def _hold(fleet, server, count):
+    """`count` idle sessions of USER, opened by 4 threads; returns the connections."""
+    srv = fleet.server(server)
+    held, lock = [], threading.Lock()
+
+    def worker(n):
+        mine = []
+        for _dummy in range(n):
+            mine.append(
+                pymysql.connect(
+                    host=srv["host"],
+                    port=srv["port"],
+                    user=USER,
+                    password=fleet.password(USER),
+                    program_name=APP,
+                    ssl_disabled=True,
+                )
+            )
+        with lock:
+            held.extend(mine)
+
+    threads = [threading.Thread(target=worker, args=(count // 4 + (1 if i < count % 4 else 0),)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return held
+
+
+def _release(held):
+    for conn in held:
+        try:
+            conn.close()
+        except Exception:
+            pass
+
+
+def _left(fleet, server):
+    with mariadb.admin_connect(fleet.server(server)) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = %s", (USER,))
+        return cur.fetchone()[0]
+
+
+def _wait_gone(fleet, server, limit=60):
+    deadline = time.perf_counter() + limit
+    while _left(fleet, server) and time.perf_counter() < deadline:
+        time.sleep(0.005)
+
+
+def _ms(seconds):
+    return "%8.1f ms" % (seconds * 1000)
+
+
+def bench_listing(fleet, server, repeat):
+    figures = {"list_sessions cold": [], "list_sessions warm": [], "former joined statement": []}
+    for _dummy in range(repeat):
+        d = _mysql.open_driver(_params(fleet, server))
+        try:
+            start = time.perf_counter()
+            d.list_sessions()
+            figures["list_sessions cold"].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            d.list_sessions()
+            figures["list_sessions warm"].append(time.perf_counter() - start)
+            sql, params = d.flavour.list_query(with_superusers=d.superusers_readable)
+            sql = sql.replace(
+                "LEFT JOIN information_schema.INNODB_TRX AS t ON t.trx_mysql_thread_id = p.ID",
+                "LEFT JOIN information_schema.INNODB_TRX AS t ON t.trx_mysql_thread_id = p.ID "
+                "LEFT JOIN performance_schema.session_connect_attrs AS a "
+                "ON a.PROCESSLIST_ID = p.ID AND a.ATTR_NAME = 'program_name'",
+            ).replace("UTC_TIMESTAMP(6)", "UTC_TIMESTAMP(6), a.ATTR_VALUE")
+            start = time.perf_counter()
+            d._execute((sql, params))
+            figures["former joined statement"].append(time.perf_counter() - start)
+        finally:
+            d.close()
+    return figures
+
+
+def _ours(fleet, server):
+    d = _mysql.open_driver(_params(fleet, server))
+    statements = []
+    inner = d._execute
+    d._execute = lambda query: statements.append(query[0][:20]) or inner(query)
+    try:
+        start = time.perf_counter()
+        victims = [s for s in d.list_sessions() if s["user"] == USER and s["state"] == "idle"]
+        results = d.end_sessions(victims, "terminate")
+        ended = time.perf_counter() - start
+        _wait_gone(fleet, server)
+        gone = time.perf_counter() - start
+    finally:
+        d.close()
+    assert all(r[1] == "terminated" for r in results), set(r[1] for r in results)
+    return ended, gone, len(statements)
+
+
+def _bare(fleet, server, batch):
+    srv = fleet.server(server)
+    conn = pymysql.connect(
+        host=srv["host"],
+        port=srv["port"],
+        user="hygiene",
+        password=fleet.password("hygiene"),
+        ssl_disabled=True,
+        client_flag=pymysql.constants.CLIENT.MULTI_STATEMENTS,
+    )
+    try:
+        cur = conn.cursor()
+        start = time.perf_counter()
+        cur.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = %s AND COMMAND = 'Sleep'", (USER,))
+        ids = [row[0] for row in cur.fetchall()]
+        if batch:
+            cur.execute(" ".join("KILL CONNECTION %d;" % i for i in ids))
+            while cur.nextset():
+                pass
+        else:
+            for thread_id in ids:
+                cur.execute("KILL CONNECTION %s", (thread_id,))
+        ended = time.perf_counter() - start
+        _wait_gone(fleet, server)
+        gone = time.perf_counter() - start
+    finally:
+        conn.close()
+    return ended, gone
+
+
+def _pt_kill(fleet, server):
+    srv = fleet.server(server)
+    argv = [
+        shutil.which("pt-kill"),
+        "--host", srv["host"],
+        "--port", str(srv["port"]),
+        "--user", "hygiene",
+        "--password", fleet.password("hygiene"),
+        "--match-command", "Sleep",
+        "--match-user", USER,
+        "--victims", "all",
+        "--kill",
+        "--interval", "0.1",
+        "--run-time", "60",
+    ]  # fmt: skip
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_gone(fleet, server)
+        gone = time.perf_counter() - start
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    return None, gone
+
+
+def bench_kill(fleet, server, sessions, repeat):
+    methods = [
+        ("dbhygiene driver (list + guarded end)", lambda: _ours(fleet, server)),
+        ("bare KILL batch (one round trip)", lambda: _bare(fleet, server, True)),
+        ("bare KILL, one round trip each", lambda: _bare(fleet, server, False)),
+    ]
+    if shutil.which("pt-kill"):
+        methods.append(("pt-kill (from its start)", lambda: _pt_kill(fleet, server)))
+    figures = dict((name, {"ended": [], "gone": []}) for name, dummy in methods)
+    statements = []
+    for _dummy in range(repeat):
+        for name, run in methods:  # alternating, so drift hits every method alike
+            held = _hold(fleet, server, sessions)
+            try:
+                time.sleep(0.2)
+                result = run()
+                if len(result) == 3:
+                    statements.append(result[2])
+                if result[0] is not None:
+                    figures[name]["ended"].append(result[0])
+                figures[name]["gone"].append(result[1])
+            finally:
+                _release(held)
+                _wait_gone(fleet, server)
+    return figures, statements
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--server", default="mariadb2")
+    args = parser.parse_args()
+    fleet = fleet_state.load(os.environ.get("DBFLEET_STATE_DIR"))
+    admin = mariadb.admin_connect(fleet.server(args.server), autocommit=True)
+    cur = admin.cursor()
+    cur.execute("SELECT @@max_connections")
+    (before,) = cur.fetchone()
+    cur.execute("SET GLOBAL max_connections = %s", (max(args.sessions) + 100,))
+    try:
+        cur.execute("SELECT VERSION()")
+        print("MariaDB %s on %s, medians of %d runs" % (cur.fetchone()[0], args.server, args.repeat))
+        for sessions in args.sessions:
+            print("\n== %d idle sessions" % sessions)
+            held = _hold(fleet, args.server, sessions)
+            try:
+                listing = bench_listing(fleet, args.server, args.repeat)
+            finally:
+                _release(held)
+                _wait_gone(fleet, args.server)
+            for name, values in listing.items():
+                print("  listing  %-34s %s" % (name, _ms(statistics.median(values))))
+            figures, statements = bench_kill(fleet, args.server, sessions, args.repeat)
+            ours = figures["dbhygiene driver (list + guarded end)"]
+            for name, values in figures.items():
+                line = "  ending   %-40s" % name
+                if values["ended"]:
+                    ratio = statistics.median(ours["ended"]) / statistics.median(values["ended"])
+                    line += " KILLs sent %s (ours/this %.2f)" % (_ms(statistics.median(values["ended"])), ratio)
+                else:
+                    line += " " * 45
+                ratio = statistics.median(ours["gone"]) / statistics.median(values["gone"])
+                line += "  all gone %s (ours/this %.2f)" % (_ms(statistics.median(values["gone"])), ratio)
+                print(line)
+            print("  statements of the driver per sweep (after connecting): %s" % sorted(set(statements)))
+    finally:
+        cur.execute("SET GLOBAL max_connections = %s", (before,))
+        admin.close()
+
+
+if __name__ == "__main__":
+    main()
