@@ -264,7 +264,7 @@ def apply_policy(driver, policy, check_mode, diff=False, wait_timeout=10.0, cloc
     """
     clock = clock or _Clock()
     plan = _planner.plan(driver.list_sessions(), policy, own_id=driver.own_id)
-    protected = [_entry(s["session"], s["rule"], None, reason=s["reason"], detail=s["detail"]) for s in plan.skipped]
+    protected = [_entry(s["session"], s["rule"], None, reason=s["reason"], detail=s["detail"]) for s in plan.not_ended]
     if not plan.ok:
         out = _Outcomes()
         result = {
