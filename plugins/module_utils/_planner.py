@@ -225,10 +225,21 @@ def _read_all(fd, deadline):
             chunks.append(chunk)
 
 
+_REGEX_ADVICE = (
+    "the pattern backtracks catastrophically (nested quantifiers such as (a+)+, overlapping alternatives); "
+    "make it more specific"
+)
+_GLOB_ADVICE = "globs with several * backtrack before Python 3.9; use fewer * or a newer Python"
+
+
 def _slow_field(policy, rule_index):
+    """(field, value, what was being matched, advice) for a matching that overran."""
     if rule_index < 0:
-        return "policy.protect", None
-    return policy.rules[rule_index].slow_field()
+        return "policy.protect", None, "the protect globs", _GLOB_ADVICE
+    field, value = policy.rules[rule_index].slow_field()
+    if field.endswith(".query_matches"):
+        return field, value, _show(value), _REGEX_ADVICE
+    return field, value, f"the globs of rule {_show(value)}", _GLOB_ADVICE
 
 
 def _decide_bounded(policy, sessions, deadline):
@@ -245,7 +256,7 @@ def _decide_bounded(policy, sessions, deadline):
     except OSError as exc:
         os.close(read_end)
         os.close(write_end)
-        field, value = _slow_field(policy, 0)
+        field, value = _slow_field(policy, 0)[:2]
         raise MatchTimeout(field, value, f"cannot start the bounded matcher for this policy ({exc})")
     if pid == 0:
         _matcher_child(policy, sessions, deadline, shared, read_end, write_end)
@@ -262,16 +273,15 @@ def _decide_bounded(policy, sessions, deadline):
     position, rule_index = _PROGRESS.unpack_from(shared, 0)
     shared.close()
     if data is None:
-        field, value = _slow_field(policy, rule_index)
+        field, value, what, advice = _slow_field(policy, rule_index)
         where = ""
         if 0 <= position < len(sessions):
             where = f" (stuck on session {_show(sessions[position].get('id'))}, {position + 1} of {len(sessions)})"
         raise MatchTimeout(
             field,
             value,
-            f"matching {_show(value)} against this host's sessions did not finish within {deadline:g} seconds"
-            f"{where}: the pattern backtracks catastrophically (nested quantifiers such as (a+)+, overlapping "
-            "alternatives); make it more specific. Nothing was ended",
+            f"matching {what} against this host's sessions did not finish within {deadline:g} seconds{where}: "
+            f"{advice}. Nothing was ended",
         )
     try:
         payload = json.loads(data.decode("utf-8"))

@@ -480,10 +480,20 @@ def test_match_timeout_is_both_a_policy_and_a_session_error():
 
 def test_a_protect_glob_is_named_when_it_is_what_overran():
     policy = parse_policy({"rules": [{"states": ["idle"]}], "protect": {"users": ["backup_*"]}})
-    assert _planner._slow_field(policy, -1) == ("policy.protect", None)
-    assert _planner._slow_field(policy, 0) == ("policy.rules[0]", "rule-0")
+    assert _planner._slow_field(policy, -1)[:3] == ("policy.protect", None, "the protect globs")
+    assert _planner._slow_field(policy, 0)[:3] == ("policy.rules[0]", "rule-0", "the globs of rule 'rule-0'")
     except_only = parse_policy({"rules": [{"states": ["idle"], "except": {"query_matches": "x+"}}]})
-    assert _planner._slow_field(except_only, 0) == ("policy.rules[0].except.query_matches", "x+")
+    assert _planner._slow_field(except_only, 0)[:3] == ("policy.rules[0].except.query_matches", "x+", "'x+'")
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 9), reason="fnmatch backtracks only before Python 3.9")
+def test_multi_star_globs_are_bounded_before_python_3_9():
+    policy = parse_policy({"rules": [{"states": ["idle"]}], "protect": {"applications": ["*a" * 12 + "b"]}})
+    assert policy.needs_bounded_matching
+    with pytest.raises(MatchTimeout) as caught:
+        plan([session(1, application="a" * 60)], policy, match_deadline=0.5)
+    assert caught.value.field == "policy.protect"
+    assert "fewer *" in str(caught.value)
 
 
 def test_limit_message_cuts_a_long_policy_name():
