@@ -49,7 +49,7 @@ def sessions(count):
 
 def timed(function, repeat):
     figures = []
-    for _ in range(repeat):
+    for _run in range(repeat):
         start = time.perf_counter()
         function()
         figures.append(time.perf_counter() - start)

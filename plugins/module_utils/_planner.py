@@ -287,7 +287,7 @@ def _decide_bounded(policy, sessions, deadline):
         payload = json.loads(data.decode("utf-8"))
         if "error" in payload:
             raise RuntimeError(f"matching the policy failed: {payload['error']}")
-        return [(found, reason) for found, reason in payload["decisions"]]
+        return [tuple(decision) for decision in payload["decisions"]]
     except (ValueError, KeyError, TypeError) as exc:
         raise RuntimeError(f"the bounded matcher died without an answer ({type(exc).__name__})")
 

@@ -954,7 +954,7 @@ def test_a_cut_value_still_shows_its_start_and_length():
 
 def test_deeply_nested_value_in_a_message_does_not_recurse():
     nested = []
-    for _ in range(100000):
+    for _level in range(100000):
         nested = [nested]
     with pytest.raises(PolicyError) as caught:
         parse_policy(with_top(name=nested))
