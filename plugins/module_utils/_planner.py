@@ -267,9 +267,9 @@ def _decide_bounded(policy, sessions, deadline):
         os.close(read_end)
         try:
             os.kill(pid, signal.SIGKILL)  # not yet reaped: the pid is still our child's
-        except OSError:
+            os.waitpid(pid, 0)
+        except OSError:  # ChildProcessError where SIGCHLD is ignored (reaped already)
             pass
-        os.waitpid(pid, 0)
     position, rule_index = _PROGRESS.unpack_from(shared, 0)
     shared.close()
     if data is None:
