@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 MAX_MESSAGE = 500
 
 FUZZ = settings(
-    max_examples=300,
+    max_examples=200,
     deadline=timedelta(seconds=5),
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -242,7 +242,7 @@ def test_any_string_parses_or_fails_naming_a_field(text):
 @given(policies)
 def test_a_policy_as_json_or_yaml_text_is_the_policy_itself(raw):
     as_mapping = parse_or_error(raw)
-    for text in (json.dumps(raw), yaml.safe_dump(raw)):
+    for text in (json.dumps(raw), yaml.safe_dump(raw, sort_keys=False)):
         as_text = parse_or_error(text)
         if isinstance(as_mapping, Policy):
             assert as_text.to_dict() == as_mapping.to_dict()
@@ -251,7 +251,7 @@ def test_a_policy_as_json_or_yaml_text_is_the_policy_itself(raw):
             assert as_text.field == as_mapping.field
 
 
-@settings(FUZZ, max_examples=150)
+@settings(FUZZ, max_examples=100)
 @given(policies, sessions)
 def test_planning_a_valid_policy_never_raises(raw, records):
     policy = parse_or_error(raw)
