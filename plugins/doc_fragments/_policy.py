@@ -113,7 +113,7 @@ options:
                 runs in one child process with a hard deadline of 10 seconds; past it, the child is killed and the host
                 fails with a message naming this field, and nothing is ended there. The child also ends itself shortly
                 after the deadline, even if the module or C(ansible-playbook) was killed first. Cost, measured on 5,000
-                sessions: about 12 to 22 milliseconds per host more than matching in-process (C(tools/bench_matching.py)).
+                sessions, about 12 to 22 milliseconds per host more than matching in-process (C(tools/bench_matching.py)).
               - Before Python 3.9, globs with several C(*) are matched the same way (C(fnmatch) backtracked there).
             type: str
           except:
