@@ -9,17 +9,55 @@ Private to the collection. Standard library only, no Ansible import.
 The plan never ends anything itself. When ``plan.limit_error`` is set the
 caller must end nothing (limits fail closed) and report the message; the
 victims are still listed so the report shows what would have been ended.
+
+Bounded matching
+----------------
+A regular expression search can take exponential time (``(a+)+$`` on
+``'aaaa...!'``), and Python's ``re`` cannot be interrupted: a thread cannot be
+stopped and a signal handler only runs after the search returns. So when the
+policy ``needs_bounded_matching`` (it has a ``query_matches``, or, before
+Python 3.9, a glob with several ``*``), the matching of the whole planning
+pass runs in one forked child with a hard deadline (``MATCH_DEADLINE``): the
+parent SIGKILLs it when the deadline passes and raises :class:`MatchTimeout`
+naming the rule's field. The child also arms ``alarm()`` with the default
+SIGALRM action, so it dies by itself even when its parent was killed first.
+Everything else (a policy of states, durations, globs, CIDRs) is linear and
+matched in-process. Standard library only; POSIX (Linux, macOS, the BSDs).
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
+import math
+import mmap
+import os
+import selectors
+import signal
+import struct
+import time
+import warnings
 from fractions import Fraction
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import (
     REASON_PROTECTED,
+    SessionError,
 )
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError, _show
+
+# Seconds the matching of one planning pass may take when it must be bounded. Normal
+# patterns take milliseconds for 5,000 sessions; a pattern that needs more is refused.
+MATCH_DEADLINE = 10.0
+# Progress shared with the child: (session position, rule index; -1 = protect).
+_PROGRESS = struct.Struct("<qq")
+
+
+class MatchTimeout(PolicyError, SessionError):
+    """The policy could not be matched against this host's sessions within the deadline.
+
+    A PolicyError (``field`` names the rule's ``query_matches``) and a SessionError
+    (it is found on a host, after connecting: the host fails, nothing is ended)."""
 
 
 def _order(session):
@@ -55,7 +93,7 @@ def _limit_error(policy_name, limits, victims, seen):
     share = _percent(victims, seen) if seen else "n/a"
     above = " and ".join(problems)
     return (
-        f"policy {policy_name!r} would end {victims} of {seen} client sessions ({share}), {above}: "
+        f"policy {_show(policy_name)} would end {victims} of {seen} client sessions ({share}), {above}: "
         "nothing was ended (check the rules, or raise the limit if this many is intended)"
     )
 
@@ -71,12 +109,12 @@ class Plan:
     limit_error  None, or why nothing may be ended (victims stay listed)
     """
 
-    def __init__(self, policy, victims, skipped, seen, limit_error):
+    def __init__(self, policy, victims, not_ended, seen, limit_error):
         self.policy = policy
         self.victims = victims
-        self.not_ended = skipped
+        self.not_ended = not_ended
         self.seen = seen
-        self.matched = len(victims) + len(skipped)
+        self.matched = len(victims) + len(not_ended)
         self.limit_error = limit_error
 
     @property
@@ -91,8 +129,8 @@ class Plan:
         for victim in self.victims:
             by_rule[victim["rule"]]["victims"] += 1
             by_action[victim["action"]] = by_action.get(victim["action"], 0) + 1
-        for skip in self.not_ended:
-            by_rule[skip["rule"]]["protected"] += 1
+        for entry in self.not_ended:
+            by_rule[entry["rule"]]["protected"] += 1
         return {
             "policy": self.policy.name,
             "seen": self.seen,
@@ -109,7 +147,7 @@ class Plan:
         return {
             "policy": self.policy.name,
             "victims": [dict(victim) for victim in self.victims],
-            "not_ended": [dict(skip) for skip in self.not_ended],
+            "not_ended": [dict(entry) for entry in self.not_ended],
             "seen": self.seen,
             "matched": self.matched,
             "limit_error": self.limit_error,
@@ -117,27 +155,167 @@ class Plan:
         }
 
 
-def plan(sessions, policy, own_id=None):
+def _decide(policy, sessions, progress=None):
+    """[(index of the first matching rule or None, protect's reason or None)] per session.
+
+    ``progress(position, rule_index)`` is told before each rule (-1: protect) is tried."""
+    decisions = []
+    for position, session in enumerate(sessions):
+        found = None
+        for index, rule in enumerate(policy.rules):
+            if progress is not None:
+                progress(position, index)
+            if rule.matches(session):
+                found = index
+                break
+        reason = None
+        if found is not None:
+            if progress is not None:
+                progress(position, -1)
+            reason = policy.protect.protects(session)
+        decisions.append((found, reason))
+    return decisions
+
+
+def _matcher_child(policy, sessions, deadline, shared, read_end, write_end):
+    """The forked child: match, write the decisions as JSON, _exit. Never returns."""
+    status = 70
+    try:
+        os.close(read_end)
+        # Die at once on a signal (the C regex loop never runs a Python handler) and by
+        # ourselves shortly after the deadline, even if the parent is gone by then.
+        for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGALRM):
+            try:
+                signal.signal(number, signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass
+        signal.alarm(int(math.ceil(deadline)) + 1)
+
+        def progress(position, index):
+            _PROGRESS.pack_into(shared, 0, position, index)
+
+        try:
+            payload = {"decisions": _decide(policy, sessions, progress)}
+        except Exception as exc:  # pylint: disable=broad-exception-caught  # reported by the parent
+            payload = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        data = memoryview(json.dumps(payload).encode("utf-8"))
+        while data:
+            data = data[os.write(write_end, data) :]
+        status = 0
+    finally:
+        # No cleanup of the parent's objects (driver connections, buffered output) here.
+        os._exit(status)  # pylint: disable=protected-access
+
+
+def _read_all(fd, deadline):
+    """Everything the child writes, or None when the deadline passes first."""
+    chunks = []
+    end = time.monotonic() + deadline
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while True:
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                return None
+            if not selector.select(remaining):
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+
+_REGEX_ADVICE = (
+    "the pattern backtracks catastrophically (nested quantifiers such as (a+)+, overlapping alternatives); "
+    "make it more specific"
+)
+_GLOB_ADVICE = "globs with several * backtrack before Python 3.9; use fewer * or a newer Python"
+
+
+def _slow_field(policy, rule_index):
+    """(field, value, what was being matched, advice) for a matching that overran."""
+    if rule_index < 0:
+        return "policy.protect", None, "the protect globs", _GLOB_ADVICE
+    field, value = policy.rules[rule_index].slow_field()
+    if field.endswith(".query_matches"):
+        return field, value, _show(value), _REGEX_ADVICE
+    return field, value, f"the globs of rule {_show(value)}", _GLOB_ADVICE
+
+
+def _decide_bounded(policy, sessions, deadline):
+    """_decide in a forked child, killed when ``deadline`` seconds pass."""
+    shared = mmap.mmap(-1, _PROGRESS.size)
+    _PROGRESS.pack_into(shared, 0, -1, 0)
+    read_end, write_end = os.pipe()
+    try:
+        with warnings.catch_warnings():
+            # Python 3.12 warns about forking a threaded process: the child only matches
+            # and writes to a pipe, it takes none of the locks other threads may hold.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+    except OSError as exc:
+        os.close(read_end)
+        os.close(write_end)
+        field, value = _slow_field(policy, 0)[:2]
+        raise MatchTimeout(field, value, f"cannot start the bounded matcher for this policy ({exc})")
+    if pid == 0:
+        _matcher_child(policy, sessions, deadline, shared, read_end, write_end)
+    os.close(write_end)
+    try:
+        data = _read_all(read_end, deadline)
+    finally:
+        os.close(read_end)
+        try:
+            os.kill(pid, signal.SIGKILL)  # not yet reaped: the pid is still our child's
+            os.waitpid(pid, 0)
+        except OSError:  # ChildProcessError where SIGCHLD is ignored (reaped already)
+            pass
+    position, rule_index = _PROGRESS.unpack_from(shared, 0)
+    shared.close()
+    if data is None:
+        field, value, what, advice = _slow_field(policy, rule_index)
+        where = ""
+        if 0 <= position < len(sessions):
+            where = f" (stuck on session {_show(sessions[position].get('id'))}, {position + 1} of {len(sessions)})"
+        raise MatchTimeout(
+            field,
+            value,
+            f"matching {what} against this host's sessions did not finish within {deadline:g} seconds{where}: "
+            f"{advice}. Nothing was ended",
+        )
+    try:
+        payload = json.loads(data.decode("utf-8"))
+        if "error" in payload:
+            raise RuntimeError(f"matching the policy failed: {payload['error']}")
+        return [tuple(decision) for decision in payload["decisions"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RuntimeError(f"the bounded matcher died without an answer ({type(exc).__name__})")
+
+
+def plan(sessions, policy, own_id=None, match_deadline=MATCH_DEADLINE):
     """Plan which of ``sessions`` (normalized records) ``policy`` would end.
 
     A session is a victim when a rule matches it and protect does not save it;
     the first matching rule (policy order) decides the rule name and action.
     The session whose id is ``own_id`` is never considered, whatever the policy.
+    When the policy ``needs_bounded_matching``, matching runs in a child process
+    and raises MatchTimeout after ``match_deadline`` seconds.
     """
+    considered = [session for session in sorted(sessions, key=_order) if not _is_own(session, own_id)]
+    if considered and policy.needs_bounded_matching:
+        decisions = _decide_bounded(policy, considered, match_deadline)
+    else:
+        decisions = _decide(policy, considered)
     victims = []
-    skipped = []
-    seen = 0
-    for session in sorted(sessions, key=_order):
-        if _is_own(session, own_id):
+    not_ended = []
+    for session, (found, reason) in zip(considered, decisions):
+        if found is None:
             continue
-        seen += 1
-        rule = policy.match(session)
-        if rule is None:
-            continue
-        reason = policy.protect.protects(session)
+        rule = policy.rules[found]
         if reason is not None:
-            skipped.append({"session": session, "rule": rule.name, "reason": REASON_PROTECTED, "detail": reason})
+            not_ended.append({"session": session, "rule": rule.name, "reason": REASON_PROTECTED, "detail": reason})
         else:
             victims.append({"session": session, "rule": rule.name, "action": rule.action})
+    seen = len(considered)
     limit_error = _limit_error(policy.name, policy.limits, len(victims), seen)
-    return Plan(policy, victims, skipped, seen, limit_error)
+    return Plan(policy, victims, not_ended, seen, limit_error)

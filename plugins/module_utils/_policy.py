@@ -6,9 +6,10 @@
 Private to the collection. Standard library only, no Ansible import: a module
 (on the target) and an action plugin (on the controller) share it.
 
-``parse_policy(raw)`` turns the ``policy`` option (a dict, see DESIGN.md) into a
-:class:`Policy`, or raises :class:`PolicyError` naming the field and the value.
-Everything is checked before any connection is opened.
+``parse_policy(raw)`` turns the ``policy`` option (a dict, or a string holding
+the JSON or YAML of that dict, see DESIGN.md) into a :class:`Policy`, or raises
+:class:`PolicyError` naming the field and the value. Everything is checked
+before any connection is opened.
 
 Input conventions
 -----------------
@@ -19,9 +20,16 @@ Input conventions
 * An explicitly *empty* list inside a rule or ``except`` is an error: it would
   match nothing, and silently dropping it would widen the rule (think of a
   templated list that came out empty). In ``protect`` an empty list is fine.
+* A string policy is parsed once: JSON first, then YAML with the safe loader
+  (PyYAML, imported only then; without it only JSON is accepted and the
+  message says so). It must hold a mapping; at most ``MAX_POLICY_TEXT``
+  characters.
 * Durations: ``45s``, ``30m``, ``1h30m``, ``2d``, ``1d2h3m4s`` (units d, h, m, s
-  at most once each, in that order) or a whole number of seconds (int or digit
-  string). Surrounding blanks are ignored.
+  at most once each, in that order) or a whole number of seconds (an int, a
+  float without fraction such as ``30.0``, or a digit string). Surrounding
+  blanks are ignored. Refused: booleans, negatives, fractions of a second,
+  ``nan`` / ``inf``, and anything above ``MAX_DURATION`` (366 days; ``grace``:
+  ``MAX_GRACE``, 1 hour).
 * Globs are fnmatch-style (``*``, ``?``, ``[seq]``, ``[!seq]``) and
   case-sensitive; ``[[]`` matches a literal ``[``. Nothing else is special, so
   quotes, ``%``, ``;`` and the like match literally. A ``None`` session field is
@@ -33,11 +41,18 @@ Input conventions
 * ``*_longer_than`` conditions compare strictly (``idle_seconds > value``); a
   ``None`` measurement never matches. ``running_longer_than`` only matches
   sessions whose state is ``active``. ``query_matches`` is ``re.search`` on the
-  (truncated) query text; a ``None`` query never matches.
+  (truncated) query text; a ``None`` query never matches. A pattern is at most
+  ``MAX_PATTERN_LENGTH`` characters, and any compile failure (including
+  OverflowError, RecursionError) is a PolicyError. A regex search can take
+  exponential time (``(a+)+$``), so the planner runs the matching of a policy
+  with ``needs_bounded_matching`` in a child process with a hard deadline
+  (``_planner.py``); ``Policy.match`` itself is not bounded.
 * A rule matches when ALL its conditions hold, unless the session also matches
   ALL conditions of the rule's ``except``. ``Policy.match`` returns the first
   rule (in policy order) that matches.
 * Errors name fields with 0-based rule indexes: ``policy.rules[1].grace``.
+  Values are quoted cut short (``_show``): a message stays a few hundred
+  characters whatever the size of the value.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -46,8 +61,11 @@ __metaclass__ = type
 
 import fnmatch
 import ipaddress
+import json
 import math
 import re
+import reprlib
+import sys
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import STATES
 
@@ -82,6 +100,18 @@ _DURATION_FIELDS = (
     ("connected_longer_than", "connected_seconds"),
 )
 
+# Upper bounds: a condition older than a year is a typo, and grace is a wait of the
+# module itself (bounded again by the run's own deadlines).
+MAX_DURATION = 366 * 86400
+MAX_GRACE = 3600
+MAX_PATTERN_LENGTH = 1000
+MAX_NAME_LENGTH = 200
+MAX_POLICY_TEXT = 1000000
+# Longest duration text worth reading ("1d23h59m59s" is 11): longer is refused
+# before int() sees it (Python 3.11+ refuses int() of 4,300+ digits with a ValueError).
+_DURATION_TEXT_MAX = 40
+# How much of a value a message quotes.
+_SHOW_CHARS = 80
 _DURATION_HINT = "use 45s, 30m, 1h30m, 2d or a whole number of seconds"
 _DURATION_RE = re.compile(r"^(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?\Z")
 _SECONDS_RE = re.compile(r"^[0-9]+\Z")
@@ -101,33 +131,105 @@ class PolicyError(ValueError):
         super().__init__(f"{field}: {problem}")
 
 
-def _show(value):
-    """A value as quoted in messages: on one line, strings quoted and escaped."""
-    return repr(value)
+def _make_repr():
+    shown = reprlib.Repr()
+    shown.maxlevel = 3
+    shown.maxstring = _SHOW_CHARS
+    shown.maxother = _SHOW_CHARS
+    shown.maxlong = _SHOW_CHARS
+    shown.maxdict = shown.maxlist = shown.maxtuple = shown.maxset = shown.maxfrozenset = 6
+    return shown
+
+
+_REPR = _make_repr()
+
+
+def _show(value, chars=_SHOW_CHARS):
+    """A value as quoted in messages: on one line, strings quoted and escaped, cut
+    short (a 100 KB value shows its first characters and its length)."""
+    if isinstance(value, str):
+        text = str.__repr__(value[:chars])
+        if len(text) > 2 * chars:  # escapes (\x00, \U0010ffff) widen it
+            text = text[: 2 * chars] + "..."
+        if len(value) > chars:
+            text += f"... ({len(value)} characters)"
+        return text
+    try:
+        text = _REPR.repr(value)
+    except Exception:  # pylint: disable=broad-exception-caught  # a message must not fail on a value's repr
+        text = f"<{type(value).__name__}>"
+    if len(text) > 2 * chars:
+        text = text[: 2 * chars] + "..."
+    return text
+
+
+def _cut(text):
+    """Free text (an exception's message) on one line, cut short."""
+    text = " ".join(str(text).split())
+    if len(text) > 2 * _SHOW_CHARS:
+        text = text[: 2 * _SHOW_CHARS] + "..."
+    return text
+
+
+def _key_name(key):
+    """A mapping key as written in a field name: plain when short text, else quoted and cut."""
+    if isinstance(key, str) and 0 < len(key) <= 40 and key.isprintable() and " " not in key:
+        return key
+    return _show(key, 30)
 
 
 def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def parse_duration(value, field):
-    """Seconds (int >= 0) from ``30m``-style text or a whole number of seconds."""
+def _human_duration(seconds):
+    parts = []
+    for unit, name in zip(_DURATION_UNITS, "dhms"):
+        if seconds >= unit or (unit == 1 and not parts):
+            parts.append(f"{seconds // unit}{name}")
+            seconds %= unit
+    return "".join(parts)
+
+
+def _duration_seconds(value):
+    """Seconds from a duration value, or (None, why not) when it is not one."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None, "a duration must be a finite number of seconds"
+        if value != int(value):
+            return None, "fractions of a second are not allowed"
+        value = int(value)
     if _is_int(value):
         if value < 0:
-            raise PolicyError(
-                field,
-                value,
-                f"invalid duration {_show(value)} ({_DURATION_HINT}; negative durations are not allowed)",
-            )
-        return value
+            return None, "negative durations are not allowed"
+        return value, None
     if isinstance(value, str):
         text = value.strip()
+        if len(text) > _DURATION_TEXT_MAX:
+            return None, f"longer than {_DURATION_TEXT_MAX} characters"
         if _SECONDS_RE.match(text):
-            return int(text)
+            return int(text), None
         found = _DURATION_RE.match(text)
         if text and found and any(found.groups()):
-            return sum(int(part) * unit for part, unit in zip(found.groups(), _DURATION_UNITS) if part is not None)
-    raise PolicyError(field, value, f"invalid duration {_show(value)} ({_DURATION_HINT})")
+            parts = zip(found.groups(), _DURATION_UNITS)
+            return sum(int(part) * unit for part, unit in parts if part is not None), None
+    return None, None
+
+
+def parse_duration(value, field, maximum=MAX_DURATION):
+    """Seconds (int, 0 to ``maximum``) from ``30m``-style text or a whole number of seconds."""
+    seconds, why = _duration_seconds(value)
+    if seconds is None:
+        hint = f"{_DURATION_HINT}; {why}" if why else _DURATION_HINT
+        raise PolicyError(field, value, f"invalid duration {_show(value)} ({hint})")
+    if seconds > maximum:
+        raise PolicyError(
+            field,
+            value,
+            f"duration {_show(value)} is above the maximum for this field, "
+            f"{_human_duration(maximum)} ({maximum} seconds)",
+        )
+    return seconds
 
 
 def _check_keys(raw, allowed, field):
@@ -136,7 +238,7 @@ def _check_keys(raw, allowed, field):
     for key in raw:
         if key not in allowed:
             raise PolicyError(
-                f"{field}.{key}",
+                f"{field}.{_key_name(key)}",
                 key,
                 "unknown key {} (allowed: {})".format(_show(key), ", ".join(allowed)),
             )
@@ -240,10 +342,20 @@ def _parse_states(value, field):
 def _parse_regex(value, field):
     if not isinstance(value, str):
         raise PolicyError(field, value, f"expected a regular expression string, got {_show(value)}")
+    if len(value) > MAX_PATTERN_LENGTH:
+        raise PolicyError(
+            field,
+            value,
+            f"regular expression {_show(value)} is longer than {MAX_PATTERN_LENGTH} characters",
+        )
     try:
         return re.compile(value)
     except re.error as exc:
-        raise PolicyError(field, value, f"invalid regular expression {_show(value)} ({exc})")
+        raise PolicyError(field, value, f"invalid regular expression {_show(value)} ({_cut(str(exc))})")
+    # Not only re.error: 'a{99999999999}' raises OverflowError, 500 nested groups RecursionError.
+    except Exception as exc:  # pylint: disable=broad-exception-caught
+        problem = _cut(f"{type(exc).__name__}: {exc}")
+        raise PolicyError(field, value, f"regular expression {_show(value)} cannot be compiled ({problem})")
 
 
 def _parse_action(value, field):
@@ -265,6 +377,8 @@ def _parse_name(value, field, default):
         return default
     if not isinstance(value, str):
         raise PolicyError(field, value, f"expected a string, got {_show(value)}")
+    if len(value) > MAX_NAME_LENGTH:
+        raise PolicyError(field, value, f"name {_show(value)} is longer than {MAX_NAME_LENGTH} characters")
     return value
 
 
@@ -272,7 +386,7 @@ def _parse_max_terminations(value, field):
     number = None
     if _is_int(value):
         number = value
-    elif isinstance(value, str) and _SECONDS_RE.match(value.strip()):
+    elif isinstance(value, str) and len(value) <= _DURATION_TEXT_MAX and _SECONDS_RE.match(value.strip()):
         number = int(value.strip())
     if number is None or number < 0:
         raise PolicyError(field, value, f"expected a whole number >= 0, got {_show(value)}")
@@ -282,8 +396,11 @@ def _parse_max_terminations(value, field):
 def _parse_max_fraction(value, field):
     number = None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        number = float(value)
-    elif isinstance(value, str):
+        try:
+            number = float(value)
+        except OverflowError:  # an int of 400 digits
+            number = None
+    elif isinstance(value, str) and len(value) <= _DURATION_TEXT_MAX:
         try:
             number = float(value.strip())
         except ValueError:
@@ -319,6 +436,12 @@ def _addr_matches(client_addr, entries):
     return any(candidate in network for candidate in candidates for network in networks)
 
 
+def _glob_can_backtrack(pattern):
+    # fnmatch before Python 3.9 (bpo-40480) turns each * into .*: with several of them a
+    # non-matching name backtracks polynomially (8 stars, 40 characters: 0.6 s).
+    return sys.version_info < (3, 9) and pattern.count("*") > 1
+
+
 def _glob_matches(value, globs):
     text = "" if value is None else str(value)
     for pattern in globs:
@@ -330,9 +453,10 @@ def _glob_matches(value, globs):
 class Conditions:
     """A set of conditions that must ALL hold (a rule body, or its ``except``)."""
 
-    def __init__(self, values):
+    def __init__(self, values, field=None):
         # values: {condition key: parsed value}, only for the conditions set.
         self.values = values
+        self.field = field  # policy.rules[0] or policy.rules[0].except
 
     @classmethod
     def parse(cls, raw, field):
@@ -351,7 +475,14 @@ class Conditions:
                 values[key] = parse_duration(raw[key], f"{field}.{key}")
         if _present(raw, "query_matches"):
             values["query_matches"] = _parse_regex(raw["query_matches"], field + ".query_matches")
-        return cls(values)
+        return cls(values, field)
+
+    @property
+    def unbounded(self):
+        """Whether matching these conditions can take more than linear time."""
+        if "query_matches" in self.values:
+            return True
+        return any(_glob_can_backtrack(glob) for key in GLOB_CONDITIONS for glob in self.values.get(key, ()))
 
     @property
     def keys(self):
@@ -400,7 +531,8 @@ class Conditions:
 class Rule:
     """One rule: a name, an effective action, conditions and an optional except."""
 
-    def __init__(self, name, action, conditions, exceptions=None, action_overridden=False):
+    def __init__(self, name, action, conditions, exceptions=None, action_overridden=False, field=None):
+        self.field = field  # policy.rules[N]
         self.name = name
         self.action = action
         self.conditions = conditions
@@ -413,6 +545,17 @@ class Rule:
         if self.exceptions is not None:
             used |= self.exceptions.keys
         return used
+
+    @property
+    def unbounded(self):
+        return self.conditions.unbounded or (self.exceptions is not None and self.exceptions.unbounded)
+
+    def slow_field(self):
+        """The field to name when matching this rule took too long: its query_matches, if any."""
+        for part in (self.conditions, self.exceptions):
+            if part is not None and "query_matches" in part.values:
+                return f"{part.field}.query_matches", part.values["query_matches"].pattern
+        return self.field, self.name
 
     def matches(self, session):
         if not self.conditions.holds(session):
@@ -436,6 +579,10 @@ class Protect:
         self.databases = tuple(databases)
         self.client_addresses = tuple(client_addresses)
         self.superusers = superusers
+
+    @property
+    def unbounded(self):
+        return any(_glob_can_backtrack(glob) for glob in self.users + self.applications + self.databases)
 
     def protects(self, session):
         """The reason a session is protected, or None."""
@@ -491,6 +638,12 @@ class Policy:
         self.protect = protect
         self.limits = limits
 
+    @property
+    def needs_bounded_matching(self):
+        """Whether matching may take more than linear time (a regex, or globs on old Pythons):
+        the planner then matches in a child process with a deadline."""
+        return self.protect.unbounded or any(rule.unbounded for rule in self.rules)
+
     def conditions_used(self):
         """Every condition key any rule (or its except) uses."""
         used = set()
@@ -543,7 +696,7 @@ def _parse_rule(raw, index, policy_action):
                 raw[EXCEPT_KEY],
                 "except needs at least one of {} (or leave it out)".format(", ".join(CONDITION_KEYS)),
             )
-    return Rule(name, action, conditions, exceptions, overridden)
+    return Rule(name, action, conditions, exceptions, overridden, field)
 
 
 def _parse_protect(raw):
@@ -585,14 +738,55 @@ def _parse_limits(raw):
     return Limits(max_terminations, max_fraction)
 
 
+def _import_yaml():
+    try:
+        import yaml  # pylint: disable=import-outside-toplevel  # only for a policy given as YAML text
+    except ImportError:
+        return None
+    return yaml
+
+
+def _load_policy_text(text):
+    """The mapping a policy string holds: JSON, else YAML (safe loader). Parsed once."""
+    if not text.strip():
+        raise PolicyError("policy", text, "empty string: give the policy as a mapping, or as its JSON or YAML")
+    if len(text) > MAX_POLICY_TEXT:
+        raise PolicyError(
+            "policy", text, f"a policy string of {len(text)} characters is longer than {MAX_POLICY_TEXT} characters"
+        )
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        json_problem = _cut(f"{type(exc).__name__}: {exc}") if isinstance(exc, RecursionError) else _cut(exc)
+    yaml = _import_yaml()
+    if yaml is None:
+        raise PolicyError(
+            "policy",
+            text,
+            f"the string {_show(text)} is not valid JSON ({json_problem}), and YAML cannot be read here: "
+            f"PyYAML is missing from {sys.executable} (pip install PyYAML, or give the policy as JSON or a mapping)",
+        )
+    try:
+        return yaml.safe_load(text)
+    # yaml.YAMLError, and RecursionError for deep nesting.
+    except Exception as exc:  # pylint: disable=broad-exception-caught
+        problem = _cut(f"{type(exc).__name__}: {exc}")
+        raise PolicyError("policy", text, f"the string {_show(text)} is neither JSON nor YAML of a mapping ({problem})")
+
+
 def parse_policy(raw):
-    """Validate the ``policy`` option and return a Policy; raise PolicyError otherwise."""
+    """Validate the ``policy`` option (a mapping, or a string holding its JSON or YAML)
+    and return a Policy; raise PolicyError otherwise."""
     if raw is None:
         raise PolicyError("policy", raw, "a policy is required (a mapping with at least one rule)")
+    if isinstance(raw, str):
+        text, raw = raw, _load_policy_text(raw)
+        if raw is None:
+            raise PolicyError("policy", text, "the string holds no policy (null); expected a mapping with rules")
     _check_keys(raw, POLICY_KEYS, "policy")
     name = _parse_name(raw.get("name"), "policy.name", DEFAULT_POLICY_NAME)
     action = _parse_action(raw["action"], "policy.action") if _present(raw, "action") else DEFAULT_ACTION
-    grace = parse_duration(raw["grace"], "policy.grace") if _present(raw, "grace") else DEFAULT_GRACE
+    grace = parse_duration(raw["grace"], "policy.grace", MAX_GRACE) if _present(raw, "grace") else DEFAULT_GRACE
 
     raw_rules = raw.get("rules")
     if raw_rules is None or (isinstance(raw_rules, (list, tuple)) and not raw_rules):

@@ -305,7 +305,7 @@ def audit_summary(sessions, server, plan_dict, thresholds):
             brief(dict(victim["session"], rule=victim["rule"], action=victim["action"]))
             for victim in plan_dict.get("victims", [])
         ]
-        summary["protected"] = len(plan_dict.get("skipped", []))
+        summary["protected"] = len(plan_dict.get("not_ended", []))
         summary["limit_error"] = plan_dict.get("limit_error")
     breaches = []
     idle_in_trx = sum(count for state, count in summary["by_state"].items() if state.startswith("idle_in_transaction"))

@@ -7,12 +7,21 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
+import os
+import subprocess
+import sys
+import time
 
 import pytest
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._planner import plan
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _planner
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._planner import MatchTimeout, plan
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import (
+    PolicyError,
     parse_policy,
 )
+
+COLLECTIONS = os.path.abspath(os.path.join(os.path.dirname(_planner.__file__), "..", "..", "..", "..", ".."))
 
 
 def session(session_id, **overrides):
@@ -49,7 +58,7 @@ def ids(entries):
     return [entry["session"]["id"] for entry in entries]
 
 
-def test_plan_victims_skipped_and_counts():
+def test_plan_victims_not_ended_and_counts():
     sessions = [
         session(30, state="active", query_seconds=9000.0),  # runaway-query
         session(10),  # ghost-idle
@@ -313,3 +322,180 @@ def test_hostile_session_fields_are_just_data():
         session(4, application="%s"),
     ]
     assert ids(plan(sessions, policy).victims) == [1, 3]
+
+
+# --------------------------------------------------------------------------- bounded matching (issue 8)
+
+EVIL = {"name": "evil", "rules": [{"name": "plain", "states": ["idle"]}, {"name": "scan", "query_matches": "(a+)+$"}]}
+EVIL_QUERY = "SELECT '" + "a" * 40 + "!'"
+
+# Runs a planning pass in a fresh interpreter, so that a hang fails the test (timeout)
+# instead of hanging the suite. Prints the matcher child's pid first, then the outcome.
+HOSTILE_SCRIPT = r"""
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _planner
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import parse_policy, PolicyError
+real_fork = os.fork
+def fork():
+    pid = real_fork()
+    if pid:
+        print("child", pid, flush=True)
+    return pid
+os.fork = fork
+policy = parse_policy(json.loads(sys.argv[2]))
+sessions = [{"id": 7, "state": "active", "query": sys.argv[3]}, {"id": 8, "state": "idle", "query": "SELECT 1"}]
+try:
+    _planner.plan(sessions, policy, match_deadline=float(sys.argv[4]))
+except PolicyError as exc:
+    print("error", json.dumps({"field": exc.field, "message": str(exc), "type": type(exc).__name__}), flush=True)
+else:
+    print("planned", flush=True)
+"""
+
+
+def run_hostile(deadline):
+    return subprocess.Popen(
+        [sys.executable, "-c", HOSTILE_SCRIPT, COLLECTIONS, json.dumps(EVIL), EVIL_QUERY, str(deadline)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def gone(pid):
+    """True when the process no longer runs (gone, or a zombie nobody reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def test_catastrophic_pattern_fails_the_host_naming_the_field_and_leaves_no_process():
+    # Before: re.search('(a+)+$', "SELECT 'aaaa...(40)...!'") never returned.
+    process = run_hostile(deadline=0.5)
+    try:
+        out = process.communicate(timeout=60)[0]
+    finally:
+        process.kill()
+    lines = out.splitlines()
+    child = int(lines[0].split()[1])
+    kind, payload = lines[1].split(" ", 1)
+    assert kind == "error"
+    error = json.loads(payload)
+    assert error["type"] == "MatchTimeout"
+    assert error["field"] == "policy.rules[1].query_matches"
+    assert error["message"].startswith(
+        "policy.rules[1].query_matches: matching '(a+)+$' against this host's sessions "
+        "did not finish within 0.5 seconds (stuck on session 7, 1 of 2)"
+    )
+    assert "Nothing was ended" in error["message"]
+    assert gone(child)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc to see the orphan")
+def test_matcher_child_dies_by_itself_when_its_parent_is_killed():
+    # Before: the module process kept a CPU busy after ansible-playbook was killed.
+    process = run_hostile(deadline=1)
+    child = int(process.stdout.readline().split()[1])
+    process.kill()  # SIGKILL: the parent cannot clean up
+    process.wait(timeout=30)
+    deadline = time.monotonic() + 30  # the child's alarm() fires one second after its deadline
+    while not gone(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert gone(child)
+
+
+def test_the_bounded_matcher_is_used_only_when_needed(monkeypatch):
+    forks = []
+    real_fork = os.fork
+
+    def counting_fork():
+        forks.append(1)
+        return real_fork()
+
+    monkeypatch.setattr(_planner.os, "fork", counting_fork)
+    sessions = [session(1, query="SELECT 2"), session(2, state="active", query_seconds=9000.0)]
+    plain = plan(sessions, parse_policy(SWEEP))
+    assert forks == []
+    assert not parse_policy(SWEEP).needs_bounded_matching
+    with_regex = dict(SWEEP, rules=SWEEP["rules"] + [{"name": "twos", "query_matches": "2$"}])
+    assert parse_policy(with_regex).needs_bounded_matching
+    bounded = plan(sessions, parse_policy(with_regex))
+    assert forks == [1]
+    assert ids(plain.victims) == [1, 2]
+    assert [(v["session"]["id"], v["rule"]) for v in bounded.victims] == [(1, "ghost-idle"), (2, "runaway-query")]
+    assert plan([], parse_policy(with_regex)).seen == 0
+    assert forks == [1]  # no sessions, nothing to match
+
+
+def test_bounded_matching_gives_the_in_process_answer():
+    policy = parse_policy(
+        {
+            "rules": [
+                {"name": "selects", "query_matches": "^SELECT", "except": {"query_matches": "pg_sleep"}},
+                {"name": "idle", "states": ["idle"], "idle_longer_than": 100},
+            ],
+            "protect": {"users": ["backup_*"], "client_addresses": ["10.9.0.0/16"]},
+        }
+    )
+    sessions = [
+        session(n, query=query, user=user, client_addr=addr, idle_seconds=idle)
+        for n, (query, user, addr, idle) in enumerate(
+            [
+                ("SELECT 1", "app", "10.2.3.4", 1.0),
+                ("SELECT pg_sleep(5)", "app", "10.2.3.4", 1.0),
+                ("UPDATE t", "app", "10.2.3.4", 500.0),
+                ("SELECT 2", "backup_7", "10.2.3.4", 1.0),
+                (None, "app", "10.9.1.1", 500.0),
+                ("UPDATE t", "app", "not-an-ip", 500.0),
+            ]
+        )
+    ]
+    ordered = sorted(sessions, key=_planner._order)
+    assert _planner._decide_bounded(policy, ordered, 10) == _planner._decide(policy, ordered)
+    result = plan(sessions, policy)
+    assert [(v["session"]["id"], v["rule"]) for v in result.victims] == [(0, "selects"), (2, "idle")]
+    assert [(e["session"]["id"], e["detail"]) for e in result.not_ended] == [
+        (3, "protect.users matches 'backup_*'"),
+        (4, "protect.client_addresses matches '10.9.0.0/16'"),
+        (5, "client address 'not-an-ip' is not an IP address, protect.client_addresses cannot rule it out"),
+    ]
+
+
+def test_a_failure_inside_the_matcher_child_is_reported():
+    policy = parse_policy({"rules": [{"query_matches": "x", "idle_longer_than": 5}]})
+    with pytest.raises(RuntimeError) as caught:
+        plan([session(1, query="x", idle_seconds="soon")], policy)  # a str where a number belongs
+    assert "matching the policy failed: TypeError" in str(caught.value)
+
+
+def test_match_timeout_is_both_a_policy_and_a_session_error():
+    # The runner fails the host on a SessionError; callers that name fields read PolicyError.field.
+    assert issubclass(MatchTimeout, PolicyError)
+    assert issubclass(MatchTimeout, SessionError)
+
+
+def test_a_protect_glob_is_named_when_it_is_what_overran():
+    policy = parse_policy({"rules": [{"states": ["idle"]}], "protect": {"users": ["backup_*"]}})
+    assert _planner._slow_field(policy, -1)[:3] == ("policy.protect", None, "the protect globs")
+    assert _planner._slow_field(policy, 0)[:3] == ("policy.rules[0]", "rule-0", "the globs of rule 'rule-0'")
+    except_only = parse_policy({"rules": [{"states": ["idle"], "except": {"query_matches": "x+"}}]})
+    assert _planner._slow_field(except_only, 0)[:3] == ("policy.rules[0].except.query_matches", "x+", "'x+'")
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 9), reason="fnmatch backtracks only before Python 3.9")
+def test_multi_star_globs_are_bounded_before_python_3_9():
+    policy = parse_policy({"rules": [{"states": ["idle"]}], "protect": {"applications": ["*a" * 12 + "b"]}})
+    assert policy.needs_bounded_matching
+    with pytest.raises(MatchTimeout) as caught:
+        plan([session(1, application="a" * 60)], policy, match_deadline=0.5)
+    assert caught.value.field == "policy.protect"
+    assert "fewer *" in str(caught.value)
+
+
+def test_limit_message_cuts_a_long_policy_name():
+    policy = parse_policy({"name": "n" * 200, "rules": [{"states": ["idle"]}], "limits": {"max_terminations": 0}})
+    result = plan([session(1)], policy)
+    assert len(result.limit_error) < 300
+    assert "(200 characters)" in result.limit_error

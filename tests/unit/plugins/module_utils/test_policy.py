@@ -8,14 +8,26 @@ __metaclass__ = type
 
 import copy
 import json
+import os
+import subprocess
+import sys
 
 import pytest
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _policy
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._argspec import policy_spec
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import (
     CONDITION_KEYS,
+    MAX_DURATION,
+    MAX_GRACE,
+    MAX_PATTERN_LENGTH,
+    MAX_POLICY_TEXT,
     PolicyError,
     parse_duration,
     parse_policy,
 )
+
+COLLECTIONS = os.path.abspath(os.path.join(os.path.dirname(_policy.__file__), "..", "..", "..", "..", ".."))
 
 
 def session(**overrides):
@@ -801,3 +813,264 @@ LENIENT = [
 @pytest.mark.parametrize("changes, getter, expected", [case[1:] for case in LENIENT], ids=[case[0] for case in LENIENT])
 def test_lenient_inputs(changes, getter, expected):
     assert getter(parse_policy(with_top(**changes))) == expected
+
+
+# --------------------------------------------------------------------------- hostile input (issue 8)
+
+DURATIONS_REFUSED = [
+    (float("nan"), "finite"),
+    (float("inf"), "finite"),
+    (float("-inf"), "finite"),
+    (1.5, "fractions of a second"),
+    (-1.0, "negative"),
+    (-1, "negative"),
+    (True, "use 45s"),
+    ("nan", "use 45s"),
+    ("inf", "use 45s"),
+    ("9" * 5000, "longer than 40 characters"),  # int() of 4,300+ digits is a ValueError on 3.11+
+]
+
+
+@pytest.mark.parametrize("value, why", DURATIONS_REFUSED, ids=lambda v: repr(v)[:20])
+def test_durations_refuse_non_finite_fractional_boolean_negative(value, why):
+    with pytest.raises(PolicyError) as caught:
+        parse_duration(value, "policy.rules[0].idle_longer_than")
+    assert caught.value.field == "policy.rules[0].idle_longer_than"
+    assert str(caught.value).startswith("policy.rules[0].idle_longer_than: invalid duration ")
+    assert why in str(caught.value)
+    assert len(str(caught.value)) < 300
+
+
+def test_whole_float_durations_are_seconds():
+    # 30.0 is what a template computing seconds gives.
+    assert parse_duration(30.0, "f") == 30
+    assert parse_duration(0.0, "f") == 0
+
+
+def test_condition_durations_have_an_upper_bound_of_366_days():
+    assert MAX_DURATION == 366 * 86400
+    assert parse_duration("366d", "f") == MAX_DURATION
+    for value in ("367d", MAX_DURATION + 1, "99999999999d"):
+        with pytest.raises(PolicyError) as caught:
+            parse_duration(value, "policy.rules[0].idle_longer_than")
+        assert "above the maximum for this field, 366d (31622400 seconds)" in str(caught.value)
+
+
+def test_grace_beyond_an_hour_fails_naming_field_and_value():
+    # Used to be accepted: cancel_then_terminate then slept for 3,000 years.
+    assert MAX_GRACE == 3600
+    assert parse_policy(with_top(grace="1h", action="cancel_then_terminate")).grace == 3600
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(with_top(grace="99999999999d", action="cancel_then_terminate"))
+    assert caught.value.field == "policy.grace"
+    assert str(caught.value) == (
+        "policy.grace: duration '99999999999d' is above the maximum for this field, 1h (3600 seconds)"
+    )
+    with pytest.raises(PolicyError):
+        parse_policy(with_top(grace=3601))
+
+
+@pytest.mark.parametrize(
+    "pattern, fragment",
+    [
+        ("a{99999999999}", "OverflowError"),
+        ("(" * 499 + ")" * 499, "regular expression"),  # RecursionError at most stack depths
+        ("(" * 3000 + "a" + ")" * 3000, "longer than 1000 characters"),
+        ("x" * (MAX_PATTERN_LENGTH + 1), "longer than 1000 characters"),
+        ("(?P<n>a)(?P<n>b)", "invalid regular expression"),
+        ("[", "invalid regular expression"),
+    ],
+    ids=["overflow", "recursion", "3000-groups", "too-long", "re-error", "unterminated"],
+)
+def test_any_regex_compile_failure_is_a_policy_error(pattern, fragment):
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(with_rule(query_matches=pattern))
+    assert caught.value.field == "policy.rules[0].query_matches"
+    assert fragment in str(caught.value)
+    assert len(str(caught.value)) < 400
+
+
+@pytest.mark.parametrize(
+    "exception", [RecursionError("maximum recursion depth exceeded"), MemoryError(), IndexError("x")]
+)
+def test_a_compile_that_raises_anything_is_a_policy_error(monkeypatch, exception):
+    def failing_compile(pattern):
+        raise exception
+
+    monkeypatch.setattr(_policy.re, "compile", failing_compile)
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(with_rule(query_matches="a+"))
+    assert caught.value.field == "policy.rules[0].query_matches"
+    assert f"cannot be compiled ({type(exception).__name__}" in str(caught.value)
+
+
+def test_longest_pattern_is_accepted():
+    assert parse_policy(with_rule(query_matches="x" * MAX_PATTERN_LENGTH)).rules[0].conditions_used
+
+
+HUGE = "x" * 100000
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        with_rule(users=[HUGE + "["]),
+        with_rule(states=[HUGE]),
+        with_rule(action=HUGE),
+        with_rule(client_addresses=[HUGE]),
+        with_rule(idle_longer_than=HUGE),
+        with_rule(query_matches=HUGE),
+        with_rule(name=HUGE),
+        with_top(name=HUGE),
+        with_top(limits={"max_fraction": HUGE}),
+        with_top(limits={"max_terminations": HUGE}),
+        with_top(protect={"superusers": HUGE}),
+        with_top(rules=HUGE),
+        with_top(**{HUGE: 1}),
+        with_rule(**{HUGE: 1}),
+        with_top(limits={"max_terminations": [HUGE] * 1000}),
+        with_top(limits={"max_fraction": 10**400}),
+        HUGE,
+    ],
+    ids=lambda raw: "case",
+)
+def test_messages_quote_long_values_cut_short(raw):
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(copy.deepcopy(raw))
+    message = str(caught.value)
+    assert len(message) < 400, message[:500]
+    assert len(caught.value.field) < 100
+    assert message.startswith(caught.value.field + ": ")
+    if "xxxx" in message:
+        assert "(100001 characters)" in message or "(100000 characters)" in message or "..." in message
+
+
+def test_a_cut_value_still_shows_its_start_and_length():
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(with_rule(states=["sleeping" + "z" * 500]))
+    assert "'sleepingzzz" in str(caught.value)
+    assert "... (508 characters)" in str(caught.value)
+
+
+def test_deeply_nested_value_in_a_message_does_not_recurse():
+    nested = []
+    for _level in range(100000):
+        nested = [nested]
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(with_top(name=nested))
+    assert len(str(caught.value)) < 300
+
+
+# --------------------------------------------------------------------------- the policy as a string (issue 13)
+
+POLICY_JSON = json.dumps(FULL_POLICY)
+POLICY_YAML = """
+name: nightly-sweep
+action: cancel_then_terminate
+grace: 1m
+rules:
+  - name: ghost-idle
+    states: [idle]
+    idle_longer_than: 30m
+  - name: stuck-transaction
+    states: idle_in_transaction
+    transaction_longer_than: 300
+  - name: runaway-query
+    states: [active]
+    running_longer_than: 2h
+    action: cancel
+    query_matches: ^SELECT
+  - name: foreign-origin
+    client_addresses: ["0.0.0.0/0", "::/0"]
+    except: {client_addresses: [10.1.2.3/8, LOCAL], users: app}
+  - users: [old_*]
+    connected_longer_than: 1d
+    databases: legacy
+    applications: ["cron*"]
+protect:
+  users: [replicator, backup_*]
+  applications: pg_dump*
+  client_addresses: [10.1.0.0/16, local]
+  superusers: no
+limits: {max_terminations: "100", max_fraction: "0.5"}
+"""
+
+
+@pytest.mark.parametrize("text", [POLICY_JSON, POLICY_YAML, "  " + POLICY_JSON + "\n"], ids=["json", "yaml", "blanks"])
+def test_policy_as_a_string_is_the_same_policy(text):
+    assert parse_policy(text).to_dict() == parse_policy(copy.deepcopy(FULL_POLICY)).to_dict()
+
+
+def test_policy_string_is_validated_like_the_mapping():
+    with pytest.raises(PolicyError) as caught:
+        parse_policy('{"rules": [{"idle_longer_than": "5x"}]}')
+    assert str(caught.value) == (
+        "policy.rules[0].idle_longer_than: invalid duration '5x' (use 45s, 30m, 1h30m, 2d or a whole number of seconds)"
+    )
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("", "empty string"),
+        ("   \n", "empty string"),
+        ("null", "holds no policy"),
+        ("~", "holds no policy"),
+        ("[1, 2]", "expected a mapping"),
+        ("42", "expected a mapping"),
+        ('"{\\"rules\\": []}"', "expected a mapping"),  # parsed once: a JSON string in a string stays a string
+        ("rules: [\n", "neither JSON nor YAML"),
+        ("{rules: [}", "neither JSON nor YAML"),
+        ("a: b: c", "neither JSON nor YAML"),
+        ("[" * 100000, "neither JSON nor YAML"),  # RecursionError in both parsers
+        ("x" * (MAX_POLICY_TEXT + 1), "longer than 1000000 characters"),
+        ("!!python/object/apply:os.system ['true']", "neither JSON nor YAML"),  # the safe loader
+    ],
+    ids=lambda v: repr(v)[:20],
+)
+def test_bad_policy_string_fails_naming_the_field_policy(text, fragment):
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(text)
+    assert caught.value.field == "policy"
+    assert str(caught.value).startswith("policy: ")
+    assert fragment in str(caught.value)
+    assert "\n" not in str(caught.value)
+    assert len(str(caught.value)) < 500
+
+
+def test_without_pyyaml_json_still_works_and_yaml_says_why(monkeypatch):
+    monkeypatch.setattr(_policy, "_import_yaml", lambda: None)
+    assert parse_policy(POLICY_JSON).name == "nightly-sweep"
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(POLICY_YAML)
+    assert caught.value.field == "policy"
+    assert "is not valid JSON" in str(caught.value)
+    assert "PyYAML is missing" in str(caught.value)
+    assert "pip install PyYAML" in str(caught.value)
+
+
+def test_pyyaml_is_imported_lazily():
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "from ansible_collections.dbhygiene.sessions.plugins.module_utils import _policy;"
+        "assert 'yaml' not in sys.modules;"
+        '_policy.parse_policy(\'{"rules": [{"states": "idle"}]}\');'
+        "assert 'yaml' not in sys.modules;"
+        "_policy.parse_policy('rules: [{states: idle}]');"
+        "assert 'yaml' in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", script, COLLECTIONS], check=True, timeout=60)
+
+
+@pytest.mark.parametrize("value", [POLICY_JSON, POLICY_YAML, copy.deepcopy(FULL_POLICY)], ids=["json", "yaml", "dict"])
+def test_the_policy_option_takes_a_mapping_json_or_yaml(value):
+    # AnsibleModule with `type: dict` converted JSON strings and refused YAML ones.
+    validated = ArgumentSpecValidator({"policy": policy_spec()}).validate({"policy": value})
+    assert validated.error_messages == []
+    policy = parse_policy(validated.validated_parameters["policy"])
+    assert policy.to_dict() == parse_policy(copy.deepcopy(FULL_POLICY)).to_dict()
+
+
+def test_the_policy_option_is_required():
+    validated = ArgumentSpecValidator({"policy": policy_spec()}).validate({})
+    assert "missing required arguments: policy" in " ".join(validated.error_messages)
