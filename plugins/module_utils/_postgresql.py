@@ -175,7 +175,7 @@ def shorten(value, limit=MESSAGE_VALUE_MAX):
     """repr() of a user's value for a message, cut to `limit` characters."""
     text = repr(value)
     if len(text) > limit:
-        return "%s... (%d characters)" % (text[:limit], len(text))
+        return "%s... (%d characters)" % (text[:limit], len(value) if isinstance(value, str) else len(text))
     return text
 
 

@@ -23,6 +23,7 @@ import os
 import random
 import re
 import signal
+import subprocess
 import threading
 import time
 
@@ -177,3 +178,208 @@ def test_the_flipping_race_kills_no_session_in_a_statement_or_a_transaction(flee
     print("\nflipping race: %d wrong kills in %d kills (%.1f s)" % (wrong, kills, elapsed))
     assert kills >= 100, "the race ended too few sessions to say anything (%d)" % kills
     assert wrong == 0, "%d of %d kills hit a session in a statement or a transaction" % (wrong, kills)
+
+
+# ---------------------------------------------------------------- the guard reads afresh
+def _busy_sessions(fleet, tag, count, stop):
+    """`count` sessions changing state every few ms (SELECT 1 in a loop) until `stop` is set."""
+    srv = fleet.server(SERVER)
+    pids, threads = [], []
+    for n in range(count):
+        conn = psycopg2.connect(
+            host=srv["host"],
+            port=srv["port"],
+            user="app",
+            password=fleet.password("app"),
+            dbname="appdb",
+            application_name="%s-busy-%d" % (tag, n),
+            sslmode="disable",
+        )
+        conn.autocommit = True
+        cur = conn.cursor()
+        cur.execute("SELECT pg_backend_pid()")
+        pids.append(cur.fetchone()[0])
+
+        def loop(conn=conn, cur=cur):
+            try:
+                while not stop.is_set():
+                    cur.execute("SELECT 1")
+                    time.sleep(0.003)
+            finally:
+                conn.close()
+
+        threads.append(threading.Thread(target=loop, daemon=True))
+    for thread in threads:
+        thread.start()
+    return pids, threads
+
+
+def _state_change_span(driver, sql, params):
+    """Seconds between the oldest and the newest state_change the end statement read."""
+    rows = driver._query((sql, params), "read the guard rows")[1]
+    changes = [row[5] for row in rows]
+    assert all(change is not None for change in changes), rows
+    return (max(changes) - min(changes)).total_seconds()
+
+
+def test_the_guard_reads_each_victim_afresh(fleet, pg_tag):
+    """The driver's own end statement, its rows slowed down to 150 ms each: each row
+    must see its backend as it is then, not as it was when the statement began."""
+    stop = threading.Event()
+    pids, threads = _busy_sessions(fleet, pg_tag, 5, stop)
+    try:
+        with fx.driver(fleet, SERVER) as d:
+            listed = {s["id"]: s for s in d.list_sessions() if s["id"] in pids}
+        # Planned as idle since 2000: every guard fails (state_changed), nothing is signalled.
+        guards = [(pid, listed[pid]["connected_at"], "idle", "2000-01-01T00:00:00+00:00") for pid in pids]
+        sql, params = pg.end_query(guards, "cancel")
+        assert pg._VICTIMS_SQL in sql
+        slowed = sql.replace(
+            pg._VICTIMS_SQL,
+            "(SELECT w.*, pg_sleep(0.15) AS slow FROM %s) AS v" % pg._VICTIMS_SQL.replace(" AS v(", " AS w("),
+        )
+        # The same statement without the per-row clear: one snapshot for the whole statement.
+        unfresh = slowed.replace("pg_stat_clear_snapshot() AS cleared, ", "")
+        assert unfresh != slowed
+        with fx.driver(fleet, SERVER) as d:
+            fresh_span = _state_change_span(d, slowed, params)
+            unfresh_span = _state_change_span(d, unfresh, params)
+            outcomes = d._query((sql, params), "end")[1]
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(5)
+    print("\nstate_change span over 5 rows 150 ms apart: %.3f s fresh, %.3f s read once" % (fresh_span, unfresh_span))
+    assert [row[1] for row in outcomes] == ["state_changed"] * len(pids)
+    assert fresh_span > 0.3  # about 0.6 s: four gaps of 150 ms
+    assert unfresh_span < 0.3  # the control: the same rows read once see a few ms apart
+
+
+# ---------------------------------------------------------------- a frozen server
+def _server_pids(server):
+    """The postmaster of `server` and every process it forked."""
+    main = postgres.running_pid(server)
+    assert main, "%s is not running" % server["name"]
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == main:
+                children.append(int(entry))
+    return [main] + children
+
+
+THAW_AFTER_SECONDS = 60  # the watchdog's bound, should this test process die while the server is frozen
+
+
+@contextlib.contextmanager
+def frozen(fleet, name=FROZEN):
+    """The whole server stopped with SIGSTOP (postmaster first: it forks no one new), always resumed:
+    in a finally, and by a watchdog process should this one be killed before its finally runs."""
+    server = fleet.server(name)
+    stopped = []
+    watchdog = None
+    try:
+        for _pass in range(2):  # the second pass: anything forked meanwhile
+            for pid in _server_pids(server):
+                if pid not in stopped:
+                    try:
+                        os.kill(pid, signal.SIGSTOP)
+                    except ProcessLookupError:  # a backend that was just ending
+                        continue
+                    stopped.append(pid)
+        watchdog = subprocess.Popen(
+            ["sh", "-c", "sleep %d; kill -CONT %s" % (THAW_AFTER_SECONDS, " ".join(str(pid) for pid in stopped))],
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        yield server
+    finally:
+        for pid in stopped:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        if watchdog is not None:
+            os.killpg(watchdog.pid, signal.SIGTERM)
+            watchdog.wait()
+
+
+def _fails_within(bound, call):
+    started = time.monotonic()
+    with pytest.raises(SessionError) as info:
+        call()
+    elapsed = time.monotonic() - started
+    print("\nfailed after %.2f s (bound %s s): %s" % (elapsed, bound, info.value))
+    assert elapsed < bound + 5, "the call took %.1f s against a bound of %s s" % (elapsed, bound)
+    return info.value
+
+
+def test_connect_to_a_frozen_server_fails_within_connect_timeout(fleet):
+    params = fx.conn_params(fleet, FROZEN, connect_timeout=2)
+    with frozen(fleet):
+        error = _fails_within(2, lambda: pg.open_driver(params))
+    assert "no answer within 2 s (connect_timeout)" in str(error)
+    assert fleet.server(FROZEN)["host"] in str(error)
+
+
+def test_list_on_a_frozen_server_fails_within_query_timeout(fleet):
+    d = pg.open_driver(fx.conn_params(fleet, FROZEN, query_timeout=2))
+    try:
+        with frozen(fleet):
+            error = _fails_within(3, d.list_sessions)
+        assert "cannot list sessions" in str(error) and "no answer within 2 s (query_timeout)" in str(error)
+        with pytest.raises(SessionError, match="is closed"):
+            d.list_sessions()  # never a second statement on a connection we gave up on
+    finally:
+        d.close()
+
+
+def test_end_on_a_frozen_server_fails_within_query_timeout_and_keeps_what_it_knows(fleet, pg_held, pg_tag):
+    first = pg_held(FROZEN, "idle", application=pg_tag + "-first")
+    second = pg_held(FROZEN, "idle", application=pg_tag + "-second")
+    d = pg.open_driver(fx.conn_params(fleet, FROZEN, query_timeout=2))
+    try:
+        planned = {s["id"]: s for s in d.list_sessions() if (s["application"] or "").startswith(pg_tag)}
+        [(dummy, outcome, dummy_detail)] = d.end_sessions([planned[first.id]], "terminate")
+        assert outcome == "terminated"
+        with frozen(fleet):
+            error = _fails_within(3, lambda: d.end_sessions([planned[second.id]], "terminate"))
+        assert "no answer within 2 s (query_timeout)" in str(error)
+        assert "1 session(s) of the batch in flight may or may not have been signalled" in str(error)
+        assert error.outcomes == []
+    finally:
+        d.close()
+
+
+def test_a_frozen_server_is_one_host_not_the_driver(fleet):
+    """After the freeze the server answers again and a new driver works."""
+    with frozen(fleet):
+        pass
+    with fx.driver(fleet, FROZEN) as d:
+        assert d.server_facts()["own_pid"] == d.own_id
+
+
+# ---------------------------------------------------------------- one sweep per server
+def test_the_sweep_lock_is_held_by_one_driver_at_a_time(fleet):
+    first = pg.open_driver(fx.conn_params(fleet, SERVER))
+    second = pg.open_driver(fx.conn_params(fleet, SERVER))
+    try:
+        assert first.acquire_sweep_lock(0) is True
+        assert first.acquire_sweep_lock(0) is True  # ours already
+        assert second.acquire_sweep_lock(0.6) is False
+        first.release_sweep_lock()
+        assert second.acquire_sweep_lock(2) is True
+        assert first.acquire_sweep_lock(0) is False
+        second.close()  # closing releases it
+        assert wait_until(lambda: first.acquire_sweep_lock(0))
+        first.release_sweep_lock()
+        first.release_sweep_lock()  # releasing twice is harmless
+    finally:
+        first.close()
+        second.close()
