@@ -910,10 +910,19 @@ class PostgreSQLDriver(Driver):
             try:
                 outcomes = self._end_batch([guard for _index, guard in batch], mode)
             except _ConnectionLost as exc:
+                # Outcomes of this batch already known (its sessions retried one by one) count too.
+                partial = getattr(exc, "partial", [])
+                for (index, _guard), outcome in zip(batch, partial):
+                    results[index] = (victims[index],) + outcome
                 known = [result for result in results if result is not None]
+                untried = len(checkable) - start - len(batch)
+                if getattr(exc, "one_by_one", False):
+                    in_flight, untried = 1, untried + len(batch) - len(partial) - 1
+                else:
+                    in_flight = len(batch)
                 error = SessionError(
-                    "%s; %d session(s) of the batch in flight may or may not have been signalled, "
-                    "%d were not tried" % (exc, len(batch), len(checkable) - start - len(batch))
+                    "%s; %d session(s) of the statement in flight may or may not have been signalled, "
+                    "%d were not tried" % (exc, in_flight, untried)
                 )
                 error.outcomes = known
                 raise error
@@ -934,7 +943,11 @@ class PostgreSQLDriver(Driver):
             # session again on its own, the guard sorts out who is still there.
             outcomes = []
             for guard in guards:
-                outcomes.extend(self._end_batch([guard], mode))
+                try:
+                    outcomes.extend(self._end_batch([guard], mode))
+                except _ConnectionLost as exc:
+                    exc.partial, exc.one_by_one = outcomes, True
+                    raise
             return outcomes
         return [self._explain(guard, row, mode) for guard, row in zip(guards, rows)]
 
