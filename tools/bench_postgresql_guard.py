@@ -1,7 +1,7 @@
 """Benchmark: the cost of the PostgreSQL guarded end against the unguarded one-liner.
 Prints figures; asserts nothing.
 
-    DBFLEET_STATE_DIR=/tmp/fleet-h1 .venv/bin/python tools/bench_postgresql_guard.py [--server pg2] [--sessions 150]
+    DBFLEET_STATE_DIR=/tmp/fleet-<name> .venv/bin/python tools/bench_postgresql_guard.py [--server pg2] [--sessions 150]
 
 It uses a running fleet (DBFLEET_STATE_DIR), opens --sessions idle sessions on one
 server and signals them with pg_cancel_backend, which an idle session ignores
@@ -62,7 +62,7 @@ def _chunks(guards, total, size):
 
 def _timed(run, repeat):
     times = []
-    for _ in range(repeat):
+    while len(times) < repeat:
         started = time.perf_counter()
         run()
         times.append(time.perf_counter() - started)
@@ -76,7 +76,7 @@ def _unfresh(query):
 def _measure(d, run_statement, one_liner, statements, guards, total, rounds, repeat):
     """Seconds: one-liner, batch fresh per row, batch one snapshot, one statement per victim."""
     return (
-        _timed(lambda: [d._query(one_liner, "bench") for _ in range(rounds)], repeat),
+        _timed(lambda: [d._query(one_liner, "bench") for dummy in range(rounds)], repeat),
         _timed(lambda: [run_statement(q) for q in statements], repeat),
         _timed(lambda: [run_statement(_unfresh(q)) for q in statements], repeat),
         _timed(lambda: [run_statement(pg.end_query([guards[n % len(guards)]], "cancel")) for n in range(total)], 1),

@@ -75,8 +75,9 @@ options:
         O(login_host). Use one of those two to be safe from a server in the middle.
       - When unset, V(verify-full) if O(ca_cert) or O(ssl_cert) is set (TLS is never silently downgraded), else libpq's
         default V(prefer) (TLS when the server offers it, without checking its certificate).
-      - V(disable), V(allow) or V(prefer) together with O(ca_cert) or O(ssl_cert) is refused before connecting: those
+      - V(disable), V(allow) or V(prefer) together with O(ca_cert) or O(ssl_cert) is refused before connecting, as those
         modes may connect without verified TLS.
+      - Over a unix socket (O(login_unix_socket)) libpq uses no TLS, whatever this says.
       - Falls back to E(PGSSLMODE).
     type: str
     choices: [disable, allow, prefer, require, verify-ca, verify-full]
