@@ -309,13 +309,18 @@ def connect_kwargs(params, application_name):
     return kwargs
 
 
+def _cut(text, limit=MESSAGE_VALUE_MAX):
+    text = str(text)
+    return text if len(text) <= limit else "%s... (%d characters)" % (text[:limit], len(text))
+
+
 def describe_target(params):
     """Where we connect, for messages: host:port or the socket directory. Never a secret."""
     port = params.get("login_port") or DEFAULT_PORT
     if params.get("login_unix_socket"):
-        return "%s (unix socket, port %s)" % (params["login_unix_socket"], port)
+        return "%s (unix socket, port %s)" % (_cut(params["login_unix_socket"]), port)
     if params.get("login_host"):
-        return "%s:%s" % (params["login_host"], port)
+        return "%s:%s" % (_cut(params["login_host"]), port)
     return "the default PostgreSQL server (libpq defaults, port %s)" % port
 
 
@@ -396,7 +401,7 @@ def open_driver(params):
         raise SessionError("the PostgreSQL modules need the Python library psycopg2 on the node that runs them")
     application_name = _application_name()
     target = describe_target(params)
-    user = params.get("login_user") or "(libpq default user)"
+    user = _cut(params.get("login_user") or "(libpq default user)")
     connect_timeout, query_timeout = timeouts(params)
     conn = None
     try:

@@ -177,6 +177,11 @@ def test_long_values_are_cut_in_messages():
     assert pg.shorten("x" * 10) == "'xxxxxxxxxx'"
 
 
+def test_long_hosts_are_cut_in_the_target():
+    described = pg.describe_target(params(login_host="h" * 5000))
+    assert described == "h" * 200 + "... (5000 characters):5432"
+
+
 def test_good_options_pass():
     pg.validate_connection_params(params())
     pg.validate_connection_params(params(ssl_mode="verify-full", ca_cert="/ca.crt", login_port=1, connect_timeout=3600))
