@@ -14,8 +14,8 @@
 - The sweep lock: two drivers on one server.
 
 Figures are printed (run with -s to see them); the asserts are about outcomes,
-never about how long something took, except that a call to a frozen server
-returns at all (a bound ten times looser than the option).
+never about how fast something was, except that a call to a frozen server
+returns within its bound (the option, plus five seconds of slack).
 """
 
 import contextlib
