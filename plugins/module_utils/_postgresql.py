@@ -17,12 +17,61 @@ How the safety invariants of DESIGN.md are kept here:
 * The connection is in autocommit, so every statement is its own transaction
   and reads a fresh ``pg_stat_activity`` snapshot (it is frozen for the rest of
   a transaction once read).
-* The guarded end is one statement per batch. For each planned session it
-  re-reads the backend and signals it only when pid, backend_start (from the
-  session key), state and state_change all still match the plan, and only when
-  our login may signal it: an ERROR in the middle of a batch would leave us not
-  knowing which signals were already sent. Everything else is reported as
-  ``gone``, ``state_changed`` or ``failed`` with a reason.
+* The guarded end checks and signals each victim in a fresh snapshot of
+  backend status, in one statement per batch (see "The guard" below). It
+  signals only when pid, backend_start (from the session key), state and
+  state_change all still match the plan, and only when our login may signal
+  it: an ERROR in the middle of a batch would leave us not knowing which
+  signals were already sent. Everything else is reported as ``gone``,
+  ``state_changed`` or ``failed`` with a reason.
+* Every wait is bounded: the connection is asynchronous and every poll of it
+  waits in select() against a deadline (``connect_timeout`` for the connection,
+  ``query_timeout`` for each statement), which holds even against a server
+  frozen with SIGSTOP whose kernel still ACKs TCP; the server also cancels our
+  statements itself after ``query_timeout`` (``statement_timeout``), and libpq
+  keepalives notice a peer that vanished.
+
+The guard
+---------
+pg_stat_activity is a snapshot taken on first read and kept for the rest of
+the transaction. The end statement therefore reads no view: for each victim
+row it calls ``pg_stat_clear_snapshot()`` and then ``pg_stat_get_activity(pid)``
+for that one pid, and the CASE that checks the row and calls the signal
+function sits in the same LATERAL subquery as that read. The chain
+victim -> clear -> read+signal is a data dependency (each step's input is a
+column of the previous one), so the planner cannot hoist the read out of the
+loop; the pids of one batch are distinct, so a Memoize node never reuses a
+read. The test ``test_the_guard_reads_each_victim_afresh`` slows the rows down
+and checks that each row saw a newer backend state.
+
+The window that remains is inside one row: from the copy of the backend
+status table (``pg_stat_get_activity`` copies every backend's entry, then
+picks the pid) to the kill() of the signal function: less than the whole
+per-row cost of the fresh read, which the benchmark below puts at about 8
+microseconds (batch fresh per row minus batch with one snapshot, per victim).
+A session that sends a statement in those microseconds is still ended: the
+engine has no compare-and-signal primitive that could close it.
+
+Measured on the test fleet (PostgreSQL 15, 2 shared cores, load about 5), the
+flipping race of tests/integration/test_postgresql_faults.py (40 sessions
+flipping between 5-40 ms idle and a 4 ms statement or a short transaction,
+ended when idle, wrong kills counted from the server log and the sessions):
+0 wrong kills in 1,544 kills (5 runs); the previous guard, one snapshot per
+batch statement, 111 wrong kills in 1,251 kills (4 runs).
+
+Cost (tools/bench_postgresql_guard.py: pg_cancel_backend over 150 idle
+sessions, median of 3; the one-liner is ``SELECT pg_cancel_backend(pid) FROM
+pg_stat_activity WHERE application_name LIKE ...``, without any guard)::
+
+    victims   one-liner   batch, fresh per row   batch, one snapshot   one statement per victim
+        100      1.9 ms        3.6 ms (1.8x)          2.8 ms (1.5x)           41 ms (21x)
+      1,000      9.7 ms       31.0 ms (3.2x)         22.4 ms (2.3x)          396 ms (41x)
+      5,000     51.8 ms      153.3 ms (3.0x)        112.6 ms (2.2x)        3,104 ms (60x)
+
+(The benchmark's batches hold 150 distinct pids, as many as its sessions.)
+So the driver keeps one statement per batch (25 round trips for 5,000
+victims at 200 per batch, instead of 5,000) and pays about 20 microseconds
+per victim over the unguarded one-liner, 8 of them for its own snapshot.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -33,7 +82,10 @@ import datetime
 import os
 import re
 import secrets
+import selectors
+import time
 import traceback
+import zlib
 
 from ansible.module_utils.common.parameters import env_fallback
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import (
@@ -60,9 +112,30 @@ APPLICATION_PREFIX = "dbhygiene.sessions"
 DEFAULT_PORT = 5432
 DEFAULT_DB = "postgres"
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+# Modes in which libpq may fall back to plain text (or never try TLS): refused
+# together with a CA or a client certificate, which say the user wants TLS.
+SSL_MODES_WITHOUT_TLS_GUARANTEE = ("disable", "allow", "prefer")
+DEFAULT_SSL_MODE = "prefer"  # without any TLS option: libpq's own default
+SSL_MODE_WITH_CERTIFICATES = "verify-full"  # ca_cert / ssl_cert given without ssl_mode
+DEFAULT_CONNECT_TIMEOUT = 10
+DEFAULT_QUERY_TIMEOUT = 30
+TIMEOUT_RANGE = (1, 3600)  # seconds, for connect_timeout and query_timeout
+# The client-side bound of a statement is query_timeout plus this, so that the
+# server's own statement_timeout (a clean error, connection kept) fires first
+# when the server is alive.
+CLIENT_GRACE_SECONDS = 1.0
+# libpq keepalives: notice a peer that vanished (not one that is frozen: its
+# kernel still ACKs; the client-side deadline covers that).
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
 # Sessions per guarded statement: one round trip for a normal sweep, bounded
-# statement size for a big one.
+# statement size (and statement time) for a big one.
 BATCH_SIZE = 200
+# The session advisory lock one sweep per server (per database we connect to)
+# holds: a fixed bigint derived from the lock's name.
+SWEEP_LOCK_NAME = "dbhygiene.sessions.sweep"
+SWEEP_LOCK_KEY = zlib.crc32(SWEEP_LOCK_NAME.encode("ascii"))
+SWEEP_LOCK_POLL_SECONDS = 0.25
+MESSAGE_VALUE_MAX = 200  # characters of a user's value shown in a message
 MIN_SERVER_VERSION_NUM = 100000  # backend_type and the pg_signal_backend / pg_read_all_stats roles
 
 OUTCOME_TERMINATED = "terminated"
@@ -77,14 +150,18 @@ def connection_argument_spec():
     ``dbhygiene.sessions._postgresql_connection``). Names and environment
     fallbacks follow community.postgresql and libpq."""
     return dict(
-        login_host=dict(type="str", aliases=["host"], fallback=(env_fallback, ["PGHOST"])),
-        login_port=dict(type="int", default=DEFAULT_PORT, aliases=["port"], fallback=(env_fallback, ["PGPORT"])),
-        login_user=dict(type="str", default="postgres", aliases=["login"], fallback=(env_fallback, ["PGUSER"])),
+        login_host=dict(type="str", fallback=(env_fallback, ["PGHOST"])),
+        login_port=dict(type="int", default=DEFAULT_PORT, fallback=(env_fallback, ["PGPORT"])),
+        login_user=dict(type="str", default="postgres", fallback=(env_fallback, ["PGUSER"])),
         login_password=dict(type="str", no_log=True, fallback=(env_fallback, ["PGPASSWORD"])),
-        login_unix_socket=dict(type="path", aliases=["unix_socket"]),
-        login_db=dict(type="str", aliases=["db"], fallback=(env_fallback, ["PGDATABASE"])),
-        connect_timeout=dict(type="int", default=10, fallback=(env_fallback, ["PGCONNECT_TIMEOUT"])),
-        ssl_mode=dict(type="str", choices=list(SSL_MODES), default="prefer", fallback=(env_fallback, ["PGSSLMODE"])),
+        login_unix_socket=dict(type="path"),
+        login_db=dict(type="str", fallback=(env_fallback, ["PGDATABASE"])),
+        connect_timeout=dict(
+            type="int", default=DEFAULT_CONNECT_TIMEOUT, fallback=(env_fallback, ["PGCONNECT_TIMEOUT"])
+        ),
+        query_timeout=dict(type="int", default=DEFAULT_QUERY_TIMEOUT),
+        # No default: unset means verify-full with a CA or client certificate, else prefer.
+        ssl_mode=dict(type="str", choices=list(SSL_MODES), fallback=(env_fallback, ["PGSSLMODE"])),
         ca_cert=dict(type="path", aliases=["ssl_rootcert"], fallback=(env_fallback, ["PGSSLROOTCERT"])),
         ssl_cert=dict(type="path", fallback=(env_fallback, ["PGSSLCERT"])),
         ssl_key=dict(type="path", no_log=False, fallback=(env_fallback, ["PGSSLKEY"])),
@@ -95,16 +172,122 @@ def _application_name():
     return "%s-%s" % (APPLICATION_PREFIX, secrets.token_hex(6))
 
 
+# Options that are strings libpq receives: no NUL, no control character.
+_STRING_OPTIONS = (
+    "login_host",
+    "login_user",
+    "login_unix_socket",
+    "login_db",
+    "ssl_mode",
+    "ca_cert",
+    "ssl_cert",
+    "ssl_key",
+)
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def shorten(value, limit=MESSAGE_VALUE_MAX):
+    """repr() of a user's value for a message, cut to `limit` characters."""
+    text = repr(value)
+    if len(text) > limit:
+        return "%s... (%d characters)" % (text[:limit], len(value) if isinstance(value, str) else len(text))
+    return text
+
+
+def _as_int(params, option):
+    value = params.get(option)
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise SessionError("%s must be an integer, not %s" % (option, shorten(value)))
+
+
+def effective_ssl_mode(params):
+    """The sslmode to connect with; SessionError when the options contradict each other.
+
+    A CA (ca_cert) or a client certificate (ssl_cert) says the user wants TLS:
+    without ssl_mode that means verify-full, and a mode in which libpq may go
+    plain text (disable, allow, prefer) is refused rather than downgraded.
+    Without any TLS option, libpq's default (prefer) stays.
+    """
+    mode = params.get("ssl_mode") or None
+    certificates = [option for option in ("ca_cert", "ssl_cert") if params.get(option)]
+    if mode is None:
+        return SSL_MODE_WITH_CERTIFICATES if certificates else DEFAULT_SSL_MODE
+    if mode not in SSL_MODES:
+        raise SessionError("ssl_mode must be one of %s, not %s" % (", ".join(SSL_MODES), shorten(mode)))
+    if certificates and mode in SSL_MODES_WITHOUT_TLS_GUARANTEE:
+        raise SessionError(
+            "ssl_mode %s together with %s would let the connection go without verified TLS: "
+            "use ssl_mode verify-full (or verify-ca, or require), or leave ssl_mode unset"
+            % (mode, " and ".join(certificates))
+        )
+    return mode
+
+
+def validate_connection_params(params):
+    """Check the connection options before any connection; SessionError naming the field.
+
+    Strings must not carry a NUL or a control character (libpq cannot take
+    them, and they cannot be what the user meant); numbers must be in range.
+    Values are cut in messages, and the password is never shown.
+    """
+    password = params.get("login_password")
+    if password is not None and "\x00" in str(password):
+        raise SessionError("login_password must not contain a NUL character (value not shown)")
+    for option in _STRING_OPTIONS:
+        value = params.get(option)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise SessionError("%s must be a string, not %s" % (option, shorten(value)))
+        found = _CONTROL_RE.search(value)
+        if found:
+            raise SessionError(
+                "%s must not contain the control character %r (at position %d): %s"
+                % (option, found.group(0), found.start(), shorten(value))
+            )
+    port = _as_int(params, "login_port")
+    if port is not None and not 1 <= port <= 65535:
+        raise SessionError("login_port must be between 1 and 65535, not %s" % shorten(params.get("login_port")))
+    for option in ("connect_timeout", "query_timeout"):
+        value = _as_int(params, option)
+        if value is not None and not TIMEOUT_RANGE[0] <= value <= TIMEOUT_RANGE[1]:
+            raise SessionError(
+                "%s must be between %d and %d seconds, not %s"
+                % (option, TIMEOUT_RANGE[0], TIMEOUT_RANGE[1], shorten(params.get(option)))
+            )
+    effective_ssl_mode(params)
+
+
+def timeouts(params):
+    """(connect_timeout, query_timeout) in seconds, defaults filled in."""
+    connect = _as_int(params, "connect_timeout")
+    query = _as_int(params, "query_timeout")
+    return (
+        DEFAULT_CONNECT_TIMEOUT if connect is None else connect,
+        DEFAULT_QUERY_TIMEOUT if query is None else query,
+    )
+
+
 def connect_kwargs(params, application_name):
     """psycopg2.connect() keyword arguments from the module's connection options.
 
     Options left unset are not passed, so libpq's own defaults and environment
     (PGSERVICE, ~/.pgpass, ...) still apply. The unix socket wins over the host.
+    ssl_mode is always passed, as effective_ssl_mode() decides it.
     """
     kwargs = {
         "dbname": params.get("login_db") or DEFAULT_DB,
         "application_name": application_name,
+        "sslmode": effective_ssl_mode(params),
+        "connect_timeout": timeouts(params)[0],
     }
+    kwargs.update(KEEPALIVES)
     socket = params.get("login_unix_socket")
     if socket:
         # libpq wants the directory; accept the socket file itself too.
@@ -116,8 +299,6 @@ def connect_kwargs(params, application_name):
         ("login_port", "port"),
         ("login_user", "user"),
         ("login_password", "password"),
-        ("connect_timeout", "connect_timeout"),
-        ("ssl_mode", "sslmode"),
         ("ca_cert", "sslrootcert"),
         ("ssl_cert", "sslcert"),
         ("ssl_key", "sslkey"),
@@ -128,13 +309,18 @@ def connect_kwargs(params, application_name):
     return kwargs
 
 
+def _cut(text, limit=MESSAGE_VALUE_MAX):
+    text = str(text)
+    return text if len(text) <= limit else "%s... (%d characters)" % (text[:limit], len(text))
+
+
 def describe_target(params):
     """Where we connect, for messages: host:port or the socket directory. Never a secret."""
     port = params.get("login_port") or DEFAULT_PORT
     if params.get("login_unix_socket"):
-        return "%s (unix socket, port %s)" % (params["login_unix_socket"], port)
+        return "%s (unix socket, port %s)" % (_cut(params["login_unix_socket"]), port)
     if params.get("login_host"):
-        return "%s:%s" % (params["login_host"], port)
+        return "%s:%s" % (_cut(params["login_host"]), port)
     return "the default PostgreSQL server (libpq defaults, port %s)" % port
 
 
@@ -164,27 +350,82 @@ def _connect_hint(message):
     return None
 
 
+class _TimedOut(Exception):
+    """The server did not answer before the deadline."""
+
+
+def wait_for(conn, deadline):
+    """Poll an asynchronous psycopg2 connection until its operation is done.
+
+    Each wait is a select() on the connection's socket bounded by `deadline`
+    (time.monotonic()), so a server that accepts TCP but never answers cannot
+    hold us longer. Raises _TimedOut, or the psycopg2.Error of the operation.
+    """
+    selector = selectors.DefaultSelector()
+    try:
+        while True:
+            state = conn.poll()
+            if state == psycopg2.extensions.POLL_OK:
+                return
+            if state == psycopg2.extensions.POLL_READ:
+                events = selectors.EVENT_READ
+            elif state == psycopg2.extensions.POLL_WRITE:
+                events = selectors.EVENT_WRITE
+            else:
+                raise psycopg2.OperationalError("unexpected poll state %r" % (state,))
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _TimedOut()
+            selector.register(conn.fileno(), events)
+            try:
+                ready = selector.select(remaining)
+            finally:
+                selector.unregister(conn.fileno())
+            if not ready and deadline - time.monotonic() <= 0:
+                raise _TimedOut()
+    finally:
+        selector.close()
+
+
 def open_driver(params):
     """A connected PostgreSQLDriver from the module's connection options (module.params).
 
-    Raises SessionError (never with the password in it) when the connection fails.
+    Checks the options first (SessionError naming the field), then connects
+    within connect_timeout, whatever the server does once reached (a host
+    name is resolved by libpq before the first poll, bounded by the system's
+    resolver). Raises SessionError (never with the password in it) when the
+    connection fails.
     """
+    validate_connection_params(params)
     if not HAS_PSYCOPG2:
         raise SessionError("the PostgreSQL modules need the Python library psycopg2 on the node that runs them")
     application_name = _application_name()
     target = describe_target(params)
-    user = params.get("login_user") or "(libpq default user)"
+    user = _cut(params.get("login_user") or "(libpq default user)")
+    connect_timeout, query_timeout = timeouts(params)
+    conn = None
     try:
-        conn = psycopg2.connect(**connect_kwargs(params, application_name))
+        # Asynchronous, so that every wait goes through wait_for() and its deadline
+        # (libpq's own connect_timeout does not cover a server that ACKs and stays silent).
+        conn = psycopg2.connect(async_=True, **connect_kwargs(params, application_name))
+        wait_for(conn, time.monotonic() + connect_timeout)
+    except _TimedOut:
+        conn.close()
+        raise SessionError(
+            "cannot connect to PostgreSQL at %s as %s: no answer within %s s (connect_timeout); "
+            "the server may be overloaded, frozen or behind a firewall that drops packets"
+            % (target, user, connect_timeout)
+        )
     except psycopg2.Error as exc:
+        if conn is not None:
+            conn.close()
         message = _scrub(exc, params)
         hint = _connect_hint(message)
         raise SessionError(
             "cannot connect to PostgreSQL at %s as %s: %s%s" % (target, user, message, "; " + hint if hint else "")
         )
     try:
-        conn.autocommit = True
-        return PostgreSQLDriver(conn, target, application_name)
+        return PostgreSQLDriver(conn, target, application_name, query_timeout)
     except Exception:
         conn.close()
         raise
@@ -244,7 +485,12 @@ _LIST_COLUMNS = (
     "superuser",
 )
 
-_OWN_PID_SQL = "SELECT pg_backend_pid()"
+# The first statement of a connection: who we are, and the server-side bound of
+# every later statement of ours (set_config(..., false): for the session).
+_SESSION_SETUP_SQL = "SELECT pg_backend_pid(), set_config('statement_timeout', %(statement_timeout)s, false)"
+
+_SWEEP_LOCK_SQL = "SELECT pg_try_advisory_lock(%(key)s::bigint)"
+_SWEEP_UNLOCK_SQL = "SELECT pg_advisory_unlock(%(key)s::bigint)"
 
 _RIGHTS_SQL = (
     "SELECT current_user, r.rolsuper, pg_has_role('pg_read_all_stats', 'USAGE'), "
@@ -275,27 +521,41 @@ _FACTS_KEYS = (
     "own_application",
 )
 
-# One guarded statement per batch. The CASE only reaches the signal function
-# when every guard holds, and in that order; the function is volatile, so the
-# planner cannot evaluate it early. {signal} is one of two fixed function names.
+# The victims of one batch, as rows: the planned guard of each.
+_VICTIMS_SQL = (
+    "unnest(%(pids)s::int[], %(backend_starts)s::timestamptz[], %(states)s::text[], "
+    "%(state_changes)s::timestamptz[]) WITH ORDINALITY AS v(pid, backend_start, state, state_change, ord)"
+)
+
+# One statement per batch, one fresh snapshot per victim (see "The guard" in
+# the module docstring). For each row of v: c clears the backend status
+# snapshot (a volatile call in a subquery's output: never pulled up, never
+# dropped) and passes the pid on; a reads that one backend with
+# pg_stat_get_activity(c.pid) and, in the same projection, reaches the signal
+# function only when every guard of the CASE holds, in that order. The signal
+# function is volatile, so the planner cannot evaluate it early. {signal} is
+# one of two fixed function names.
 _END_SQL = (
-    "SELECT v.ord, "
-    "CASE WHEN a.pid IS NULL OR a.backend_start IS DISTINCT FROM v.backend_start "
-    "OR a.backend_type IS DISTINCT FROM 'client backend' THEN 'gone' "
-    "WHEN " + _STATE_SQL.format(col="a.state") + " IS DISTINCT FROM v.state "
-    "OR a.state_change IS DISTINCT FROM v.state_change THEN 'state_changed' "
-    "WHEN NOT (me.rolsuper OR (NOT COALESCE(r.rolsuper, false) "
-    "AND (pg_has_role(a.usesysid, 'USAGE') OR pg_has_role('pg_signal_backend', 'USAGE')))) THEN 'denied' "
-    "WHEN {signal}(a.pid) THEN 'signalled' "
-    "ELSE 'gone' END AS outcome, "
-    "a.pid IS NOT NULL AS pid_present, a.backend_start, "
-    + _STATE_SQL.format(col="a.state")
-    + " AS state_now, a.state_change, COALESCE(r.rolsuper, false) AS target_superuser "
-    "FROM unnest(%(pids)s::int[], %(backend_starts)s::timestamptz[], %(states)s::text[], "
-    "%(state_changes)s::timestamptz[]) WITH ORDINALITY AS v(pid, backend_start, state, state_change, ord) "
-    "CROSS JOIN (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS me "
-    "LEFT JOIN pg_stat_activity AS a ON a.pid = v.pid "
-    "LEFT JOIN pg_roles AS r ON r.oid = a.usesysid "
+    "SELECT v.ord, a.outcome, a.pid IS NOT NULL AS pid_present, a.backend_start, a.state_now, "
+    "a.state_change, a.target_superuser "
+    "FROM " + _VICTIMS_SQL + " "
+    "CROSS JOIN LATERAL (SELECT pg_stat_clear_snapshot() AS cleared, v.ord, v.pid) AS c "
+    "LEFT JOIN LATERAL ("
+    "SELECT s.pid, s.backend_start, s.state_change, "
+    + _STATE_SQL.format(col="s.state")
+    + " AS state_now, COALESCE(r.rolsuper, false) AS target_superuser, "
+    "CASE WHEN s.backend_start IS DISTINCT FROM v.backend_start "
+    "OR s.backend_type IS DISTINCT FROM 'client backend' THEN 'gone' "
+    "WHEN " + _STATE_SQL.format(col="s.state") + " IS DISTINCT FROM v.state "
+    "OR s.state_change IS DISTINCT FROM v.state_change THEN 'state_changed' "
+    "WHEN NOT ((SELECT rolsuper FROM pg_roles WHERE rolname = current_user) OR (NOT COALESCE(r.rolsuper, false) "
+    "AND (pg_has_role(s.usesysid, 'USAGE') OR pg_has_role('pg_signal_backend', 'USAGE')))) THEN 'denied' "
+    "WHEN {signal}(s.pid) THEN 'signalled' "
+    "ELSE 'gone' END AS outcome "
+    "FROM pg_stat_get_activity(c.pid) AS s "
+    "LEFT JOIN pg_roles AS r ON r.oid = s.usesysid "
+    "WHERE s.pid = c.pid"
+    ") AS a ON true "
     "ORDER BY v.ord"
 )
 
@@ -305,9 +565,19 @@ def list_sessions_query(own_application, query_max=QUERY_MAX_CHARS):
     return _LIST_SQL, {"own_application": own_application, "query_max": int(query_max)}
 
 
-def own_pid_query():
-    """(sql, params): the pid of our own backend."""
-    return _OWN_PID_SQL, {}
+def session_setup_query(query_timeout):
+    """(sql, params): our backend's pid, and statement_timeout = query_timeout for our session."""
+    return _SESSION_SETUP_SQL, {"statement_timeout": "%ds" % int(query_timeout)}
+
+
+def sweep_lock_query():
+    """(sql, params): try to take the sweep's session advisory lock, without waiting."""
+    return _SWEEP_LOCK_SQL, {"key": SWEEP_LOCK_KEY}
+
+
+def sweep_unlock_query():
+    """(sql, params): release the sweep's session advisory lock."""
+    return _SWEEP_UNLOCK_SQL, {"key": SWEEP_LOCK_KEY}
 
 
 def rights_query():
@@ -324,10 +594,15 @@ def end_query(guards, mode):
     """(sql, params): the guarded end of one batch.
 
     ``guards`` are (pid, backend_start, state, state_change) tuples (timestamps
-    as ISO 8601 text, state normalized); ``mode`` is terminate or cancel.
+    as ISO 8601 text, state normalized) with distinct pids (a Memoize node
+    could otherwise reuse one pid's read for another row); ``mode`` is
+    terminate or cancel.
     """
     if mode not in _SIGNAL_FUNCTIONS:
         raise ValueError("mode must be terminate or cancel, not %r" % (mode,))
+    pids = [guard[0] for guard in guards]
+    if len(set(pids)) != len(pids):
+        raise ValueError("a batch must not name one pid twice")
     params = {
         "pids": [guard[0] for guard in guards],
         "backend_starts": [guard[1] for guard in guards],
@@ -340,7 +615,9 @@ def end_query(guards, mode):
 def query_templates():
     """Every statement the driver runs, as templates (placeholders, never values)."""
     return [
-        _OWN_PID_SQL,
+        _SESSION_SETUP_SQL,
+        _SWEEP_LOCK_SQL,
+        _SWEEP_UNLOCK_SQL,
         _RIGHTS_SQL,
         _FACTS_SQL,
         _LIST_SQL,
@@ -466,18 +743,29 @@ def preflight_error(rights, signal, target):
 
 
 # ---------------------------------------------------------------- driver
+class _ConnectionLost(SessionError):
+    """The connection is gone (it failed, or we closed it after a deadline passed)."""
+
+
 class PostgreSQLDriver(Driver):
-    """One open autocommit connection to a PostgreSQL server. Build it with open_driver()."""
+    """One open asynchronous (hence autocommit) connection to a PostgreSQL server.
+
+    Build it with open_driver(). Every statement is bounded server-side by
+    statement_timeout and client-side by a deadline (query_timeout plus a
+    second); a statement that passes the deadline closes the connection.
+    """
 
     engine = "postgresql"
     unsupported_conditions = frozenset()
 
-    def __init__(self, conn, target, application_name):
+    def __init__(self, conn, target, application_name, query_timeout=DEFAULT_QUERY_TIMEOUT):
         self._conn = conn
         self.target = target
         self.application_name = application_name
-        self._own_id = self._fetch_one(own_pid_query(), "identify our own connection")[0]
+        self.query_timeout = query_timeout
         self._rights = None
+        self._holds_sweep_lock = False
+        self._own_id = self._fetch_one(session_setup_query(query_timeout), "identify our own connection")[0]
 
     # -- plumbing
     def close(self):
@@ -486,21 +774,40 @@ class PostgreSQLDriver(Driver):
                 self._conn.close()
             finally:
                 self._conn = None
+                self._holds_sweep_lock = False
 
     def _cursor(self):
         if self._conn is None:
-            raise SessionError("the connection to PostgreSQL at %s is closed" % self.target)
+            raise _ConnectionLost("the connection to PostgreSQL at %s is closed" % self.target)
         return self._conn.cursor()
 
     def _query(self, query, doing):
-        """(column names, rows) of one statement; SessionError saying what we were `doing`."""
+        """(column names, rows) of one statement; SessionError saying what we were `doing`.
+
+        _ConnectionLost (a SessionError) when the connection did not survive.
+        """
         sql, params = query
         cur = self._cursor()
         try:
             try:
                 cur.execute(sql, params)
+                wait_for(self._conn, time.monotonic() + self.query_timeout + CLIENT_GRACE_SECONDS)
+            except _TimedOut:
+                # The statement may still be running or the server frozen: this
+                # connection cannot be trusted with another statement.
+                self.close()
+                raise _ConnectionLost(
+                    "cannot %s on PostgreSQL at %s: no answer within %s s (query_timeout); "
+                    "the connection was closed" % (doing, self.target, self.query_timeout)
+                )
             except psycopg2.Error as exc:
-                raise SessionError("cannot %s on PostgreSQL at %s: %s" % (doing, self.target, _one_line(exc)))
+                lost = self._conn is None or self._conn.closed
+                error = (_ConnectionLost if lost else SessionError)(
+                    "cannot %s on PostgreSQL at %s: %s" % (doing, self.target, _one_line(exc))
+                )
+                if lost:
+                    self.close()
+                raise error
             if not cur.description:
                 return [], []
             return [column[0] for column in cur.description], cur.fetchall()
@@ -516,6 +823,37 @@ class PostgreSQLDriver(Driver):
     @property
     def own_id(self):
         return self._own_id
+
+    # -- one sweep per server
+    def acquire_sweep_lock(self, timeout):
+        """Take the sweep's session advisory lock, waiting at most `timeout` seconds.
+
+        True when we hold it (now or already), False when another sweep still
+        holds it after `timeout`. Released by release_sweep_lock() or when the
+        connection closes. Advisory locks are per database: sweeps of one server
+        share the lock when they connect to the same login_db.
+        """
+        if self._holds_sweep_lock:
+            return True
+        deadline = time.monotonic() + max(0.0, float(timeout))
+        while True:
+            if self._fetch_one(sweep_lock_query(), "take the sweep lock")[0]:
+                self._holds_sweep_lock = True
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(SWEEP_LOCK_POLL_SECONDS, remaining))
+
+    def release_sweep_lock(self):
+        """Release the sweep lock if we hold it (a no-op otherwise, or when closed)."""
+        if not self._holds_sweep_lock or self._conn is None:
+            self._holds_sweep_lock = False
+            return
+        try:
+            self._fetch_one(sweep_unlock_query(), "release the sweep lock")
+        finally:
+            self._holds_sweep_lock = False
 
     # -- facts and rights
     def _load_rights(self):
@@ -548,28 +886,57 @@ class PostgreSQLDriver(Driver):
         return [normalize_row(dict(zip(columns, row))) for row in rows]
 
     def end_sessions(self, victims, mode):
+        """Guarded end of `victims`, one statement per batch, one fresh snapshot per victim.
+
+        When the connection is lost part-way (a deadline passed, the server went
+        away), raises SessionError with attribute ``outcomes``: the (session,
+        outcome, detail) known so far, signals already sent included; the
+        sessions of the batch that was in flight are not in it (their signal may
+        or may not have gone out) and the message says how many they are.
+        """
         if mode not in _SIGNAL_FUNCTIONS:
             raise SessionError("unknown end mode %r (terminate or cancel)" % (mode,))
         results = [None] * len(victims)
         checkable = []  # (index in victims, guard)
         seen_keys = set()
+        seen_pids = set()
         for index, session in enumerate(victims):
             try:
                 guard = guard_of(session)
             except ValueError as exc:
                 results[index] = (session, REASON_FAILED, "not ended: %s" % exc)
                 continue
-            if session.get("key") in seen_keys:
+            if session.get("key") in seen_keys or guard[0] in seen_pids:
                 results[index] = (session, REASON_FAILED, "not ended: listed twice in the plan")
                 continue
             if str(guard[0]) == str(self._own_id):
                 results[index] = (session, REASON_FAILED, "not ended: this is our own connection")
                 continue
             seen_keys.add(session.get("key"))
+            seen_pids.add(guard[0])
             checkable.append((index, guard))
         for start in range(0, len(checkable), BATCH_SIZE):
             batch = checkable[start : start + BATCH_SIZE]
-            for (index, _guard), outcome in zip(batch, self._end_batch([guard for _index, guard in batch], mode)):
+            try:
+                outcomes = self._end_batch([guard for _index, guard in batch], mode)
+            except _ConnectionLost as exc:
+                # Outcomes of this batch already known (its sessions retried one by one) count too.
+                partial = getattr(exc, "partial", [])
+                for (index, _guard), outcome in zip(batch, partial):
+                    results[index] = (victims[index],) + outcome
+                known = [result for result in results if result is not None]
+                untried = len(checkable) - start - len(batch)
+                if getattr(exc, "one_by_one", False):
+                    in_flight, untried = 1, untried + len(batch) - len(partial) - 1
+                else:
+                    in_flight = len(batch)
+                error = SessionError(
+                    "%s; %d session(s) of the statement in flight may or may not have been signalled, "
+                    "%d were not tried" % (exc, in_flight, untried)
+                )
+                error.outcomes = known
+                raise error
+            for (index, _guard), outcome in zip(batch, outcomes):
                 results[index] = (victims[index],) + outcome
         return results
 
@@ -577,6 +944,8 @@ class PostgreSQLDriver(Driver):
         """[(outcome, detail)] for one batch; one statement, or one per session when it errors."""
         try:
             rows = self._query(end_query(guards, mode), "%s sessions" % mode)[1]
+        except _ConnectionLost:
+            raise
         except SessionError as batch_error:
             if len(guards) == 1:
                 return [(REASON_FAILED, "not ended: %s" % batch_error)]
@@ -584,7 +953,11 @@ class PostgreSQLDriver(Driver):
             # session again on its own, the guard sorts out who is still there.
             outcomes = []
             for guard in guards:
-                outcomes.extend(self._end_batch([guard], mode))
+                try:
+                    outcomes.extend(self._end_batch([guard], mode))
+                except _ConnectionLost as exc:
+                    exc.partial, exc.one_by_one = outcomes, True
+                    raise
             return outcomes
         return [self._explain(guard, row, mode) for guard, row in zip(guards, rows)]
 
@@ -593,7 +966,7 @@ class PostgreSQLDriver(Driver):
         _ord, outcome, pid_present, now_start, state_now, change_now, target_superuser = row
         if outcome == "signalled":
             return (_SIGNAL_OUTCOMES[mode], None)
-        if outcome == "gone":
+        if outcome in ("gone", None):
             if pid_present and _iso(now_start) != backend_start:
                 return (
                     REASON_GONE,

@@ -299,6 +299,56 @@ def test_tls_with_a_wrong_ca_fails_clearly(fleet):
     assert "certificate verify failed" in message and "check ca_cert" in message
 
 
+def test_a_ca_without_ssl_mode_means_verify_full(fleet, admin):
+    with driver(fleet, ssl_mode=None, ca_cert=fleet.pki["ca_cert"]) as d:
+        assert _uses_tls(admin, d.own_id) is True
+        cur = admin.cursor()
+        cur.execute("SELECT client_addr IS NOT NULL FROM pg_stat_activity WHERE pid = %s", (d.own_id,))
+        assert cur.fetchone() == (True,)
+
+
+def test_a_wrong_ca_without_ssl_mode_fails_instead_of_going_without_verified_tls(fleet):
+    """Before: ca_cert alone meant prefer, which connects whatever the certificate (or in plain text)."""
+    with pytest.raises(SessionError) as info:
+        pg.open_driver(conn_params(fleet, ssl_mode=None, ca_cert=fleet.pki["wrong_ca_cert"]))
+    message = str(info.value)
+    assert "cannot connect to PostgreSQL at %s:5432 as hygiene" % _host(fleet) in message
+    assert "certificate verify failed" in message and "check ca_cert" in message
+
+
+@pytest.mark.parametrize("mode", ["disable", "allow", "prefer"])
+def test_a_mode_that_may_go_plain_text_with_a_ca_is_refused_before_connecting(fleet, mode):
+    # A port nothing listens on: the refusal must come before any connection attempt.
+    with pytest.raises(SessionError) as info:
+        pg.open_driver(conn_params(fleet, ssl_mode=mode, ca_cert=fleet.pki["ca_cert"], login_port=1))
+    assert "ssl_mode %s together with ca_cert" % mode in str(info.value)
+    assert "cannot connect" not in str(info.value)
+
+
+def test_no_tls_option_keeps_the_default(fleet, admin):
+    with driver(fleet, ssl_mode=None) as d:  # libpq's prefer: TLS, as the fleet offers it
+        assert _uses_tls(admin, d.own_id) is True
+
+
+# ---------------------------------------------------------------- bounds and hostile options
+def test_our_statements_are_bounded_on_the_server_too(fleet):
+    with driver(fleet, query_timeout=1) as d:
+        assert d._query(("SHOW statement_timeout", {}), "read statement_timeout")[1] == [("1s",)]
+        with pytest.raises(SessionError, match="canceling statement due to statement timeout"):
+            d._query(("SELECT pg_sleep(10)", {}), "sleep")
+        assert d.server_facts()["own_pid"] == d.own_id  # the server cancelled it: the connection lives on
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("login_host", "127.0.1.1\x00evil"), ("login_user", "hygiene\n"), ("login_db", "postgres\x00")],
+)
+def test_an_impossible_character_fails_naming_the_field(fleet, field, value):
+    with pytest.raises(SessionError) as info:
+        pg.open_driver(conn_params(fleet, **{field: value}))
+    assert str(info.value).startswith("%s must not contain the control character" % field)
+
+
 def test_a_failed_login_never_shows_the_password(fleet):
     secret = "Wr0ng-%s'\";pw" % uuid.uuid4().hex[:6]
     with pytest.raises(SessionError) as info:
@@ -350,7 +400,8 @@ def test_the_race_through_the_runner_is_reported_and_harmless(fleet, held, tag):
     finally:
         racing.close()
     assert [e["id"] for e in result["terminated"]] == [sleeper.id]
-    [skipped] = result["skipped"]
+    # The runner's key for sessions a rule matched but that were not ended (`not_ended`, was `skipped`).
+    [skipped] = result.get("not_ended", result.get("skipped"))
     assert (skipped["id"], skipped["reason"]) == (waker.id, "state_changed")
     assert result["changed"] is True
     assert not sleeper.alive()
@@ -370,7 +421,7 @@ def test_a_rule_naming_our_own_connection_never_ends_it(fleet, held, tag):
             }
         )
         result = apply_policy(d, policy, check_mode=False, wait_timeout=5)
-        everyone = result["terminated"] + result["cancelled"] + result["skipped"]
+        everyone = result["terminated"] + result["cancelled"] + result.get("not_ended", result.get("skipped"))
         assert [e["id"] for e in everyone] == [victim.id]
         assert result["summary"]["by_rule"]["ourselves"] == {"victims": 0, "protected": 0}
         assert d.server_facts()["own_pid"] == d.own_id  # still connected

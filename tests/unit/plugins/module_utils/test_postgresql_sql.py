@@ -29,7 +29,8 @@ def params(**overrides):
         "login_unix_socket": None,
         "login_db": None,
         "connect_timeout": 10,
-        "ssl_mode": "prefer",
+        "query_timeout": 30,
+        "ssl_mode": None,
         "ca_cert": None,
         "ssl_cert": None,
         "ssl_key": None,
@@ -52,6 +53,10 @@ def params(**overrides):
                 "dbname": "postgres",
                 "connect_timeout": 10,
                 "sslmode": "prefer",
+                "keepalives": 1,
+                "keepalives_idle": 10,
+                "keepalives_interval": 5,
+                "keepalives_count": 3,
             },
         ),
         (
@@ -77,7 +82,109 @@ def test_connect_kwargs_leaves_unset_options_to_libpq():
     kwargs = pg.connect_kwargs(
         params(login_host=None, login_password=None, login_user=None, login_port=None, ssl_mode=None), "app"
     )
-    assert set(kwargs) == {"dbname", "application_name", "connect_timeout"}
+    assert set(kwargs) == {"dbname", "application_name", "connect_timeout", "sslmode"} | set(pg.KEEPALIVES)
+    assert kwargs["sslmode"] == "prefer"  # no TLS option at all: libpq's default, as before
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        ({}, "prefer"),
+        ({"ca_cert": "/ca.crt"}, "verify-full"),
+        ({"ssl_cert": "/c.crt", "ssl_key": "/c.key"}, "verify-full"),
+        ({"ca_cert": "/ca.crt", "ssl_mode": "verify-ca"}, "verify-ca"),
+        ({"ca_cert": "/ca.crt", "ssl_mode": "require"}, "require"),
+        ({"ssl_mode": "disable"}, "disable"),
+        ({"ssl_mode": "allow"}, "allow"),
+        ({"ssl_mode": ""}, "prefer"),
+    ],
+)
+def test_effective_ssl_mode(overrides, expected):
+    assert pg.effective_ssl_mode(params(**overrides)) == expected
+    assert pg.connect_kwargs(params(**overrides), "app")["sslmode"] == expected
+
+
+@pytest.mark.parametrize("mode", ["disable", "allow", "prefer"])
+@pytest.mark.parametrize("certificate", ["ca_cert", "ssl_cert"])
+def test_a_mode_that_may_go_plain_text_is_refused_with_a_certificate(mode, certificate):
+    with pytest.raises(pg.SessionError) as info:
+        pg.connect_kwargs(params(ssl_mode=mode, **{certificate: "/x.crt"}), "app")
+    message = str(info.value)
+    assert "ssl_mode %s together with %s" % (mode, certificate) in message
+    assert "verify-full" in message
+    with pytest.raises(pg.SessionError, match="ssl_mode %s" % mode):
+        pg.validate_connection_params(params(ssl_mode=mode, **{certificate: "/x.crt"}))
+
+
+def test_connect_timeout_defaults_when_unset():
+    assert pg.connect_kwargs(params(connect_timeout=None), "app")["connect_timeout"] == pg.DEFAULT_CONNECT_TIMEOUT
+    assert pg.timeouts(params(connect_timeout=None, query_timeout=None)) == (10, 30)
+    assert pg.timeouts({"connect_timeout": "7", "query_timeout": "5"}) == (7, 5)  # the controller passes raw values
+
+
+# ---------------------------------------------------------------- hostile input
+@pytest.mark.parametrize(
+    "field, value, needle",
+    [
+        ("login_host", "db1\x00.example.com", "login_host must not contain the control character '\\x00'"),
+        ("login_host", "db1\n.example.com", "login_host must not contain the control character '\\n'"),
+        ("login_user", "hy\x00giene", "login_user must not contain"),
+        ("login_db", "app\x1bdb", "login_db must not contain"),
+        ("login_unix_socket", "/run/\x00pg", "login_unix_socket must not contain"),
+        ("ca_cert", "/ca\x00.crt", "ca_cert must not contain"),
+        ("ssl_cert", "/c\x7f.crt", "ssl_cert must not contain"),
+        ("ssl_key", "/k\x00.key", "ssl_key must not contain"),
+        ("ssl_mode", "verify-full\x00", "ssl_mode must not contain"),
+        ("ssl_mode", "sloppy", "ssl_mode must be one of disable, allow, prefer, require, verify-ca, verify-full"),
+        ("login_user", 12, "login_user must be a string, not 12"),
+        ("login_port", 0, "login_port must be between 1 and 65535, not 0"),
+        ("login_port", 65536, "login_port must be between 1 and 65535, not 65536"),
+        ("login_port", -5432, "login_port must be between 1 and 65535, not -5432"),
+        ("login_port", "many", "login_port must be an integer, not 'many'"),
+        ("connect_timeout", 0, "connect_timeout must be between 1 and 3600 seconds, not 0"),
+        ("connect_timeout", -1, "connect_timeout must be between 1 and 3600 seconds, not -1"),
+        ("connect_timeout", 10**12, "connect_timeout must be between 1 and 3600 seconds, not 1000000000000"),
+        ("query_timeout", 0, "query_timeout must be between 1 and 3600 seconds, not 0"),
+        ("query_timeout", 99999999999, "query_timeout must be between 1 and 3600 seconds"),
+        ("query_timeout", "nan", "query_timeout must be an integer, not 'nan'"),
+    ],
+)
+def test_hostile_connection_options_fail_naming_the_field(field, value, needle):
+    with pytest.raises(pg.SessionError) as info:
+        pg.validate_connection_params(params(**{field: value}))
+    assert needle in str(info.value)
+    assert "s3cret-pw" not in str(info.value)
+
+
+def test_open_driver_checks_the_options_before_anything_else():
+    with pytest.raises(pg.SessionError, match="login_host must not contain"):
+        pg.open_driver(params(login_host="a\x00b"))
+
+
+def test_a_nul_in_the_password_is_refused_without_showing_it():
+    with pytest.raises(pg.SessionError) as info:
+        pg.validate_connection_params(params(login_password="s3cret\x00pw"))
+    assert "login_password" in str(info.value)
+    assert "s3cret" not in str(info.value)
+
+
+def test_long_values_are_cut_in_messages():
+    with pytest.raises(pg.SessionError) as info:
+        pg.validate_connection_params(params(login_host="h" * 100000 + "\x00"))
+    message = str(info.value)
+    assert len(message) < 400
+    assert "(100001 characters)" in message
+    assert pg.shorten("x" * 10) == "'xxxxxxxxxx'"
+
+
+def test_long_hosts_are_cut_in_the_target():
+    described = pg.describe_target(params(login_host="h" * 5000))
+    assert described == "h" * 200 + "... (5000 characters):5432"
+
+
+def test_good_options_pass():
+    pg.validate_connection_params(params())
+    pg.validate_connection_params(params(ssl_mode="verify-full", ca_cert="/ca.crt", login_port=1, connect_timeout=3600))
 
 
 def test_application_name_is_ours_and_unique():
@@ -95,6 +202,14 @@ def test_argument_spec_hides_the_password_and_uses_libpq_environment():
     assert fallbacks["login_password"] == ["PGPASSWORD"]
     assert fallbacks["ssl_mode"] == ["PGSSLMODE"]
     assert spec["ssl_mode"]["choices"] == ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+    assert "default" not in spec["ssl_mode"]  # unset: decided by effective_ssl_mode()
+    assert spec["query_timeout"] == {"type": "int", "default": 30}
+
+
+def test_argument_spec_has_no_alias_community_postgresql_removed():
+    spec = pg.connection_argument_spec()
+    aliases = {alias for option in spec.values() for alias in option.get("aliases", [])}
+    assert not aliases & {"login", "host", "port", "unix_socket", "db", "database"}
 
 
 @pytest.mark.parametrize(
@@ -162,16 +277,16 @@ def test_end_query_is_one_guarded_statement(mode, function):
         "states": ["idle", "idle_in_transaction"],
         "state_changes": ["2024-01-01T00:05:00+00:00", None],
     }
-    assert "%s(a.pid)" % function in sql
+    assert "%s(s.pid)" % function in sql
     other = "pg_cancel_backend" if function == "pg_terminate_backend" else "pg_terminate_backend"
     assert other not in sql
     # Every guard precedes the signal in the CASE, so the signal is reached only when all hold.
     signal_at = sql.index(function)
     for guard in (
-        "a.backend_start IS DISTINCT FROM v.backend_start",
-        "a.backend_type IS DISTINCT FROM 'client backend'",
+        "s.backend_start IS DISTINCT FROM v.backend_start",
+        "s.backend_type IS DISTINCT FROM 'client backend'",
         "IS DISTINCT FROM v.state",
-        "a.state_change IS DISTINCT FROM v.state_change",
+        "s.state_change IS DISTINCT FROM v.state_change",
         "pg_has_role('pg_signal_backend', 'USAGE')",
     ):
         assert -1 < sql.index(guard) < signal_at, guard
@@ -179,16 +294,50 @@ def test_end_query_is_one_guarded_statement(mode, function):
         assert value not in sql
 
 
+def test_end_query_reads_each_victim_in_a_fresh_snapshot():
+    sql, dummy = pg.end_query(GUARDS, "terminate")
+    # No view read once for the whole statement: per row, a clear, then a read of that one pid.
+    assert "pg_stat_activity" not in sql
+    clear = sql.index("CROSS JOIN LATERAL (SELECT pg_stat_clear_snapshot() AS cleared, v.ord, v.pid) AS c")
+    read = sql.index("LEFT JOIN LATERAL (")
+    assert sql.index("FROM pg_stat_get_activity(c.pid) AS s") > read > clear
+    # The check and the signal are computed in the same subquery as the read.
+    assert read < sql.index("pg_terminate_backend(s.pid)") < sql.index(") AS a ON true")
+    assert sql.count("pg_stat_clear_snapshot()") == 1 and sql.count("pg_stat_get_activity(") == 1
+    assert pg._VICTIMS_SQL in sql
+
+
+def test_end_query_refuses_a_pid_twice_in_one_batch():
+    with pytest.raises(ValueError, match="one pid twice"):
+        pg.end_query([GUARDS[0], (101,) + GUARDS[1][1:]], "terminate")
+
+
 def test_end_query_rejects_an_unknown_mode():
     with pytest.raises(ValueError, match="terminate or cancel"):
         pg.end_query(GUARDS, "pg_reload_conf")
 
 
+def test_session_setup_bounds_our_statements_on_the_server():
+    sql, args = pg.session_setup_query(30)
+    assert sql == "SELECT pg_backend_pid(), set_config('statement_timeout', %(statement_timeout)s, false)"
+    assert args == {"statement_timeout": "30s"}
+
+
+def test_sweep_lock_queries_take_a_session_advisory_lock_without_waiting():
+    lock, lock_args = pg.sweep_lock_query()
+    unlock, unlock_args = pg.sweep_unlock_query()
+    assert lock == "SELECT pg_try_advisory_lock(%(key)s::bigint)"
+    assert unlock == "SELECT pg_advisory_unlock(%(key)s::bigint)"
+    assert lock_args == unlock_args == {"key": pg.SWEEP_LOCK_KEY}
+    assert pg.SWEEP_LOCK_KEY == 2306003038  # fixed: two versions of the collection must share it
+
+
 def test_query_templates_are_templates():
     templates = pg.query_templates()
-    assert len(templates) == 6
+    assert len(templates) == 8
     assert any("pg_terminate_backend" in t for t in templates)
     assert any("pg_cancel_backend" in t for t in templates)
+    assert any("pg_try_advisory_lock" in t for t in templates)
     assert all("{signal}" not in t for t in templates)
     json.dumps(templates)
 
