@@ -451,15 +451,10 @@ def _failure_message(out, target):
 
 def _take_sweep_lock(driver, policy, wait_timeout, deadline, target):
     """Hold the server's sweep lock, waiting at most LOCK_WAIT_MAX and never into the time the
-    waits need; SweepBusyError when another sweep keeps it. False when the driver has none."""
-    # Until both drivers implement acquire_sweep_lock (the BRIEF contract), a driver
-    # without it sweeps unlocked, as before.
-    acquire = getattr(driver, "acquire_sweep_lock", None)
-    if acquire is None:
-        return False
+    waits need; SweepBusyError when another sweep keeps it."""
     deadline.check("taking the sweep lock")
     timeout = max(0.0, min(LOCK_WAIT_MAX, deadline.remaining() - wait_timeout - _grace_needed(policy)))
-    if not acquire(timeout):
+    if not driver.acquire_sweep_lock(timeout):
         raise SweepBusyError(
             "host busy: another sweep holds the lock on %s (waited %gs); nothing was ended here, "
             "run again when that sweep has finished" % (target, timeout)
@@ -468,11 +463,8 @@ def _take_sweep_lock(driver, policy, wait_timeout, deadline, target):
 
 
 def _release_sweep_lock(driver):
-    release = getattr(driver, "release_sweep_lock", None)
-    if release is None:
-        return
     try:
-        release()
+        driver.release_sweep_lock()
     except SessionError:
         # Closing the connection releases the lock too; a sweep's result must not be lost to this.
         pass
