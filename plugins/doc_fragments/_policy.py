@@ -32,7 +32,7 @@ options:
           - V(terminate) ends the session (the connection closes).
           - V(cancel) stops the running statement and keeps the connection. Cancelling a session that
             runs no statement (idle, idle in transaction) does nothing, so such victims are reported in
-            RV(skipped) with reason C(nothing_to_cancel).
+            RV(not_ended) with reason C(nothing_to_cancel).
           - V(cancel_then_terminate) cancels active sessions, waits O(policy.grace), then terminates those
             still running the same statement. Idle victims are terminated straight away, because a cancel
             would do nothing for them.
@@ -137,7 +137,7 @@ options:
                 description: See O(policy.rules[].query_matches).
                 type: str
       protect:
-        description: Sessions never touched, whatever the rules say. A matched but protected session is reported in RV(skipped) with reason C(protected).
+        description: Sessions never touched, whatever the rules say. A matched but protected session is reported in RV(not_ended) with reason C(protected).
         type: dict
         suboptions:
           users:
@@ -175,16 +175,14 @@ options:
   wait_timeout:
     description:
       - After ending sessions, wait at most this many seconds until they are gone (or, for a cancel, no longer run the
-        same statement). Sessions still there are reported in RV(skipped) with reason C(still_present).
+        same statement). Sessions still there are reported in RV(not_ended) with reason C(still_present).
     type: float
     default: 10.0
 notes:
   - Check mode runs no statement that changes anything, and RV(terminated) / RV(cancelled) list exactly the sessions a real run
     would end at that moment. The privilege preflight runs in check mode too, so a dry run fails where the real run would.
   - A session is ended only if it is still the same session in the same state as when planned (guarded kill); one that moved
-    on is reported in RV(skipped) with reason C(state_changed), one that left with C(gone).
-  - Ansible reads a non-empty C(skipped) key of a task result as "the task was skipped", so a task that ended sessions but
-    also passed some over (protected, state_changed, ...) is displayed as skipped and not counted as changed in the recap.
-    The registered result is complete (C(changed), RV(terminated), RV(skipped), ...); test it with C(result.changed) rather
-    than C(result is skipped). The roles (M(dbhygiene.sessions.session_enforce)) report these sessions as C(skipped_sessions).
+    on is reported in RV(not_ended) with reason C(state_changed), one that left with C(gone).
+  - The sessions a rule matched but that were not ended are RV(not_ended), each with its C(reason); no result has a key
+    named C(skipped) (Ansible reserves it), so a task that ended sessions shows as changed.
 """
