@@ -15,19 +15,17 @@ runs_as() {  # runs_as EXE: EXE is a Python X.Y that can make virtualenvs
 }
 
 find_python() {
-  local var="DBHYGIENE_PYTHON${want//./_}" exe version
+  local var="DBHYGIENE_PYTHON${want//./_}" exe
   if [ -n "${!var:-}" ]; then
     runs_as "${!var}" && { echo "${!var}"; return; }
     echo "$var=${!var} is not a Python $want with venv and ensurepip" >&2
     return 1
   fi
-  if command -v pyenv >/dev/null; then
-    # Newest patch release first: 3.12.10 before 3.12.9.
-    for version in $(pyenv versions --bare --skip-aliases 2>/dev/null | grep -E "^${want//./\\.}\.[0-9]+$" | sort -t. -k3,3nr); do
-      exe="$(pyenv root)/versions/$version/bin/python$want"
-      runs_as "$exe" && { echo "$exe"; return; }
-    done
-  fi
+  # pyenv's versions, also when pyenv itself is not on PATH; newest patch release first.
+  local pyenv_root="${PYENV_ROOT:-$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")}"
+  for exe in $(printf '%s\n' "$pyenv_root/versions/$want".*/bin/"python$want" | sort -V -r); do
+    runs_as "$exe" && { echo "$exe"; return; }
+  done
   # A real pythonX.Y on PATH (pyenv's shims only run inside their version, so skip them).
   local IFS=:
   for d in $PATH; do
@@ -39,7 +37,7 @@ find_python() {
 
 if ! python=$(find_python); then
   cat >&2 <<EOF
-no Python $want found for $(basename "$dir") (needed: the test matrix runs ansible-core on Python $want).
+no Python $want found: $(basename "$dir") is where make test runs ansible-core on Python $want.
 Get one, then run make again:
   - with pyenv: pyenv install $want   (https://github.com/pyenv/pyenv#installation)
   - or from the distribution where it has it: apt-get install python$want python$want-venv
