@@ -33,7 +33,9 @@ done
 mkdir -p "$root/.build"
 "$py" -m dbfleet up --postgres "$DBFLEET_POSTGRES" --mariadb "$DBFLEET_MARIADB" --first "$DBFLEET_FIRST" || exit 1
 background=
-trap '[ -n "$background" ] && kill "$background" 2>/dev/null; "$py" -m dbfleet down' EXIT
+# The background steps have a process group of their own (set -m below): an interrupted run
+# ends them, pytest and ansible-playbook included, before the fleet goes down.
+trap '[ -n "$background" ] && kill -- -"$background" 2>/dev/null; "$py" -m dbfleet down' EXIT
 
 failed=()
 passed=()
@@ -59,6 +61,7 @@ status_oldest="$root/.build/test-2.16.status"
 rm -f "$junit" "$junit_oldest" "$status_oldest"
 
 # The oldest core, in the background; its output goes to a log printed at the end.
+set -m
 (
   step "pytest-2.16" env PATH="$oldest/bin:$PATH" "$oldest/bin/python" -m pytest -q -p no:cacheprovider \
     --junitxml="$junit_oldest" tests/unit tests/integration/test_docs.py \
@@ -69,8 +72,9 @@ rm -f "$junit" "$junit_oldest" "$status_oldest"
     echo "passed ${passed[*]}"
     echo "failed ${failed[*]}"
   } >"$status_oldest"
-) >"$log_oldest" 2>&1 &
+) </dev/null >"$log_oldest" 2>&1 &
 background=$!
+set +m
 echo "ansible-core 2.16 (Python 3.11) runs in the background: $log_oldest"
 
 step sanity bash tools/sanity.sh
