@@ -1,7 +1,11 @@
 # dbhygiene.sessions — developer entry points. `make help` lists them.
 SHELL := /bin/bash
 ROOT := $(abspath .)
+# Both ends of the supported range (DESIGN.md "Supported platforms"): .venv has the newest
+# ansible-core (Python 3.12) and every tool; .venv-2.16 the oldest, 2.16 (Python 3.11), for
+# the unit, module and role tests and its own ansible-test sanity.
 VENV := $(ROOT)/.venv
+VENV_OLDEST := $(ROOT)/.venv-2.16
 PY := $(VENV)/bin/python
 FLEET := $(PY) -m dbfleet
 # The test fleet and the demo fleet live apart, so `make test` never stops the demo.
@@ -9,39 +13,47 @@ TEST_STATE ?= /tmp/dbhygiene-fleet-test
 DEMO_STATE ?= /tmp/dbhygiene-fleet-demo
 export ANSIBLE_COLLECTIONS_PATH := $(ROOT)/.build/collections
 
-.PHONY: help deps venv collection test sanity units integration lint fleet-up fleet-down fleet-status demo demo-down build
+.PHONY: help deps venv venv-2.16 collection test sanity sanity-2.16 units units-2.16 integration lint fleet-up fleet-down fleet-status demo demo-down build
 
 help:
 	@echo "make demo        start a small fleet, plant ghost sessions, audit (dry run), enforce, audit again"
 	@echo "make demo-down   stop the demo fleet"
-	@echo "make test        everything CI runs: sanity, unit, integration (real servers), molecule, lint"
+	@echo "make test        everything CI runs, on ansible-core 2.21 and 2.16: sanity, unit, integration (real servers), molecule, lint"
 	@echo "make fleet-up    start the test fleet by hand (3 PostgreSQL, 3 MariaDB); make fleet-down stops it"
 	@echo "make build       build the collection tarball into .build/dist"
 
 deps:
 	@bash tools/install-deps.sh
 
-$(VENV)/.installed: requirements.txt requirements-test.txt constraints.txt
-	@test -x $(PY) || python3 -m venv $(VENV)
-	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-test.txt -c constraints.txt
-	@echo "$(ROOT)/tools" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/dbhygiene-tools.pth"
-	@touch $@
+$(VENV)/.installed: requirements.txt requirements-test.txt constraints.txt tools/venv.sh
+	@bash tools/venv.sh $(VENV) 3.12 requirements-test.txt constraints.txt
+
+$(VENV_OLDEST)/.installed: requirements.txt requirements-test-2.16.txt constraints-2.16.txt tools/venv.sh
+	@bash tools/venv.sh $(VENV_OLDEST) 3.11 requirements-test-2.16.txt constraints-2.16.txt
 
 venv: $(VENV)/.installed
+
+venv-2.16: $(VENV_OLDEST)/.installed
 
 # The collection as Ansible looks for it: .build/collections/ansible_collections/dbhygiene/sessions
 collection:
 	@mkdir -p .build/collections/ansible_collections/dbhygiene
 	@ln -sfn $(ROOT) .build/collections/ansible_collections/dbhygiene/sessions
 
-test: deps venv collection
+test: deps venv venv-2.16 collection
 	@DBFLEET_STATE_DIR=$(TEST_STATE) bash tools/test.sh
 
 sanity: venv
 	bash tools/sanity.sh
 
+sanity-2.16: venv-2.16
+	DBHYGIENE_VENV=$(VENV_OLDEST) DBHYGIENE_SANITY_PYTHONS=all bash tools/sanity.sh
+
 units: venv collection
 	$(PY) -m pytest -q tests/unit
+
+units-2.16: venv-2.16 collection
+	$(VENV_OLDEST)/bin/python -m pytest -q tests/unit
 
 integration: deps venv collection
 	DBFLEET_STATE_DIR=$(TEST_STATE) $(PY) -m pytest -q tests/integration

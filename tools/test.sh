@@ -1,10 +1,22 @@
 #!/usr/bin/env bash
-# `make test`: start the test fleet once, run every suite against it, stop it
-# (also when a suite fails), and exit non-zero if anything failed.
+# `make test`: start the test fleet once, run every suite against it on both ends of the
+# supported range, stop the fleet (also when a suite fails), and exit non-zero if anything
+# failed. The last line is "tests: N passed, N failed" over both cores' pytest runs (a step
+# that failed outside pytest, e.g. sanity, counts as one failure).
+#
+# The newest core (.venv: ansible-core 2.21, Python 3.12) runs everything: sanity, the
+# changelog lint, all unit and integration tests, molecule, ansible-lint. The oldest
+# (.venv-2.16: ansible-core 2.16, Python 3.11) runs the unit tests, the module and role
+# integration tests, the ansible-doc rendering, and its own ansible-test sanity (which
+# compiles and imports the modules for every target Python from 3.8 on). Its steps run in
+# the background beside the newest core's, on the same fleet: every test scopes its policy
+# to application names and logins of its own, so two pytest processes never touch each
+# other's sessions.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root" || exit 1
 py="$root/.venv/bin/python"
+oldest="$root/.venv-2.16"
 export PATH="$root/.venv/bin:$PATH"
 export DBFLEET_STATE_DIR="${DBFLEET_STATE_DIR:-/tmp/dbhygiene-fleet-test}"
 export DBFLEET_POSTGRES="${DBFLEET_POSTGRES:-3}" DBFLEET_MARIADB="${DBFLEET_MARIADB:-3}"
@@ -12,8 +24,18 @@ export DBFLEET_POSTGRES="${DBFLEET_POSTGRES:-3}" DBFLEET_MARIADB="${DBFLEET_MARI
 export DBFLEET_FIRST="${DBFLEET_FIRST:-1}"
 export ANSIBLE_COLLECTIONS_PATH="$root/.build/collections"
 
+for venv in "$root/.venv" "$oldest"; do
+  if [ ! -x "$venv/bin/ansible" ]; then
+    echo "no $venv: run make venv venv-2.16 (make test does)" >&2
+    exit 1
+  fi
+done
+mkdir -p "$root/.build"
 "$py" -m dbfleet up --postgres "$DBFLEET_POSTGRES" --mariadb "$DBFLEET_MARIADB" --first "$DBFLEET_FIRST" || exit 1
-trap '"$py" -m dbfleet down' EXIT
+background=
+# The background steps have a process group of their own (set -m below): an interrupted run
+# ends them, pytest and ansible-playbook included, before the fleet goes down.
+trap '[ -n "$background" ] && kill -- -"$background" 2>/dev/null; "$py" -m dbfleet down' EXIT
 
 failed=()
 passed=()
@@ -33,6 +55,28 @@ step() {
 }
 
 junit="$root/.build/junit.xml"
+junit_oldest="$root/.build/junit-2.16.xml"
+log_oldest="$root/.build/test-2.16.log"
+status_oldest="$root/.build/test-2.16.status"
+rm -f "$junit" "$junit_oldest" "$status_oldest"
+
+# The oldest core, in the background; its output goes to a log printed at the end.
+set -m
+(
+  step "pytest-2.16" env PATH="$oldest/bin:$PATH" "$oldest/bin/python" -m pytest -q -p no:cacheprovider \
+    --junitxml="$junit_oldest" tests/unit tests/integration/test_docs.py \
+    tests/integration/test_postgresql_modules.py tests/integration/test_mysql_modules.py \
+    tests/integration/test_roles_*.py
+  step "sanity-2.16" env DBHYGIENE_VENV="$oldest" DBHYGIENE_SANITY_PYTHONS=all bash tools/sanity.sh
+  {
+    echo "passed ${passed[*]}"
+    echo "failed ${failed[*]}"
+  } >"$status_oldest"
+) </dev/null >"$log_oldest" 2>&1 &
+background=$!
+set +m
+echo "ansible-core 2.16 (Python 3.11) runs in the background: $log_oldest"
+
 step sanity bash tools/sanity.sh
 step changelog antsibull-changelog lint
 step pytest "$py" -m pytest -q -p no:cacheprovider --junitxml="$junit" tests/unit tests/integration
@@ -41,20 +85,46 @@ if [ -x tools/molecule.sh ]; then
 fi
 step ansible-lint ansible-lint --profile production
 
+start=$SECONDS
+wait "$background"
+background=
+echo
+echo "=== ansible-core 2.16 (waited $((SECONDS - start))s for it):"
+cat "$log_oldest"
+if [ -f "$status_oldest" ]; then
+  read -r -a more <<<"$(sed -n 's/^passed //p' "$status_oldest")"
+  passed+=("${more[@]}")
+  read -r -a more <<<"$(sed -n 's/^failed //p' "$status_oldest")"
+  failed+=("${more[@]}")
+else
+  failed+=("2.16")
+fi
+
 echo
 echo "steps passed: ${passed[*]:-none}"
 echo "steps failed: ${failed[*]:-none}"
-# One closing line with the test counts (pytest's own summary is above).
-"$py" - "$junit" "${#failed[@]}" <<'PY'
+# One closing line with the test counts of both cores (pytest's own summaries are above);
+# each failed step that is not a pytest run counts as one failure.
+other_failures=0
+for name in "${failed[@]}"; do
+  case "$name" in pytest | pytest-2.16) ;; *) other_failures=$((other_failures + 1)) ;; esac
+done
+"$py" - "$other_failures" "$junit" "$junit_oldest" <<'PY'
 import sys
 import xml.etree.ElementTree as ET
 
-try:
-    root = ET.parse(sys.argv[1]).getroot()
-    suite = root if root.tag == "testsuite" else root.find("testsuite")
-    tests, failures, errors, skipped = (int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped"))
-    print("tests: %d passed, %d failed, %d skipped" % (tests - failures - errors - skipped, failures + errors, skipped))
-except (OSError, ET.ParseError, AttributeError):
-    print("tests: 0 passed, 1 failed")
+passed, failed, skipped = 0, int(sys.argv[1]), 0
+for path in sys.argv[2:]:
+    try:
+        root = ET.parse(path).getroot()
+        suite = root if root.tag == "testsuite" else root.find("testsuite")
+        tests, failures, errors, skips = (int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped"))
+    except (OSError, ET.ParseError, AttributeError):
+        failed += 1  # that pytest run left no report: it did not run to the end
+        continue
+    passed += tests - failures - errors - skips
+    failed += failures + errors
+    skipped += skips
+print("tests: %d passed, %d failed, %d skipped" % (passed, failed, skipped))
 PY
 [ ${#failed[@]} -eq 0 ]

@@ -219,4 +219,6 @@ notes:
     would end at that moment. The privilege preflight runs in check mode too, so a dry run fails where the real run would.
   - A session is ended only if it is still the same session in the same state as when planned (guarded kill); one that moved
     on is reported in RV(not_ended) with reason C(state_changed), one that left with C(gone).
+  - The sessions a rule matched but that were not ended are RV(not_ended), each with its C(reason); no result has a key
+    named C(skipped) (Ansible reserves it), so a task that ended sessions shows as changed.
 """

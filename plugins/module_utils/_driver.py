@@ -67,7 +67,7 @@ SESSION_FIELDS = (
     "command",
 )
 
-# Reasons used in `skipped` entries of results.
+# Reasons used in `not_ended` entries of results.
 REASON_PROTECTED = "protected"
 REASON_STATE_CHANGED = "state_changed"
 REASON_GONE = "gone"

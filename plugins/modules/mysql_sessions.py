@@ -20,9 +20,9 @@ description:
     accounts holding C(SUPER) (MySQL also C(SYSTEM_USER)) are protected unless O(policy.protect.superusers=false),
     O(policy.limits) fail closed (nothing is ended), and each thread is re-read right before its C(KILL): it is killed
     only if it is still the same thread (id, user, client host:port) in the same state (command, transaction, no new
-    statement since planning). A thread that moved on is reported as skipped with reason C(state_changed).'
+    statement since planning). A thread that moved on is reported in RV(not_ended) with reason C(state_changed).'
   - V(cancel) stops the running statement and keeps the connection; it does nothing to an idle or idle-in-transaction
-    session, so such victims are reported as skipped with reason C(nothing_to_cancel). V(cancel_then_terminate)
+    session, so such victims are reported in RV(not_ended) with reason C(nothing_to_cancel). V(cancel_then_terminate)
     terminates idle victims straight away for the same reason, and terminates active ones still running the same
     statement after O(policy.grace) (for example a stored procedure whose handler swallows the interruption).
   - After ending, the module waits (at most O(wait_timeout) seconds) until the sessions are gone, so that a second run
@@ -138,7 +138,7 @@ cancelled:
   returned: always
   type: list
   elements: dict
-skipped:
+not_ended:
   description:
     - Sessions a rule matched but that were not ended, entries as in RV(terminated) plus C(reason) and C(detail).
     - 'Reasons: C(protected) (O(policy.protect), superuser), C(state_changed) (it moved on since planning), C(gone) (it

@@ -20,8 +20,8 @@ description:
     if it is still the same session (pid and C(backend_start)) in the same state (C(state) and C(state_change)) as when
     planned: one statement per batch re-checks all four in a fresh C(pg_stat_activity) snapshot.'
   - V(cancel) stops the running statement and keeps the connection; it does nothing to an idle or idle-in-transaction
-    session (there is no statement to stop), so such victims are reported as skipped with reason C(nothing_to_cancel).
-    V(cancel_then_terminate) terminates idle victims straight away for the same reason.
+    session (there is no statement to stop), so such victims are reported in RV(not_ended) with reason
+    C(nothing_to_cancel). V(cancel_then_terminate) terminates idle victims straight away for the same reason.
   - After ending, the module waits (at most O(wait_timeout) seconds) until the sessions are gone, so that a second run
     right after finds nothing to do.
   - 'The login needs: superuser, or C(pg_read_all_stats) (to see other users'' sessions) and C(pg_signal_backend) (to
@@ -144,7 +144,7 @@ cancelled:
   returned: always
   type: list
   elements: dict
-skipped:
+not_ended:
   description:
     - Sessions a rule matched but that were not ended, entries as in RV(terminated) plus C(reason) and C(detail).
     - 'Reasons: C(protected) (O(policy.protect), superuser), C(state_changed) (it moved on since planning), C(gone) (it

@@ -108,6 +108,13 @@ class AnsibleRun(object):
         )
         return found[-1]["result"]
 
+    def task_status(self, task, host=None):
+        """How the stdout callback showed `task`: ok, changed, failed, skipped or unreachable."""
+        found = [r for r in self.results if (host is None or r["host"] == host) and r["task"] == task]
+        assert found, "no result for task %r in %s" % (task, [(r["host"], r["task"]) for r in self.results])
+        status = found[-1]["status"]
+        return "changed" if status == "ok" and found[-1]["result"].get("changed") else status
+
     @property
     def output(self):
         return self.stdout + self.stderr
@@ -142,8 +149,9 @@ def run_module(module, args, check=False, diff=False, verbosity=0, env=None):
     """Run one task of `module` on localhost; return (its registered result, the AnsibleRun).
 
     Through a playbook that registers the result and shows it with debug:
-    callbacks never see a result's own `failed` and `skipped` keys, the
-    registered variable has them all.
+    callbacks see a result cleaned of some keys (`failed`, ...), the
+    registered variable has them all. The module task's own callback record
+    is `run.task_status("the module")`.
     """
     playbook = [
         {

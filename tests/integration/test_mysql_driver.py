@@ -164,7 +164,7 @@ def test_the_race_through_the_runner_is_reported_and_harmless(fleet, my_held, my
     with fx.driver(fleet) as d:
         result = _runner.apply_policy(WakeBeforeEnd(d), policy, check_mode=False, wait_timeout=2)
     assert result["changed"] is False and result["terminated"] == []
-    assert [(s["id"], s["reason"]) for s in result["skipped"]] == [(idle.id, "state_changed")]
+    assert [(s["id"], s["reason"]) for s in result["not_ended"]] == [(idle.id, "state_changed")]
     assert idle.alive()
 
 

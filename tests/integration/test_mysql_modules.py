@@ -57,7 +57,7 @@ def test_check_real_and_idempotence(fleet, my_held, my_tag):
     assert result["changed"] is False and result["terminated"] == []
 
     result, dummy = run_module(SESSIONS, args)
-    assert result["changed"] is False and result["terminated"] == [] and result["skipped"] == []
+    assert result["changed"] is False and result["terminated"] == [] and result["not_ended"] == []
     assert keeper.alive()
 
 
@@ -93,11 +93,35 @@ def test_a_mix_ends_only_the_right_sessions(fleet, my_held, my_tag, my_user):
         stuck.id: "stuck",
         runaway.id: "runaway",
     }
-    reasons = dict((e["id"], e["detail"]) for e in result["skipped"])
+    reasons = dict((e["id"], e["detail"]) for e in result["not_ended"])
     assert reasons == {admin_idle.id: "superuser", protected.id: "protect.users matches 'app2'"}
     assert not ghost.alive() and not stuck.alive() and not runaway.alive()
     assert admin_idle.alive() and protected.alive() and young.alive()
     assert str(ghost.id) in result["diff"]["before"] and str(ghost.id) not in result["diff"]["after"]
+
+
+def test_a_task_that_ended_sessions_shows_as_changed(fleet, my_held, my_tag):
+    # A session the policy matched but did not end (here a protected one) must not turn the task
+    # into "skipping": the list is `not_ended`, and no result key is named `skipped` (issue 13).
+    ghost = my_held("idle", application=my_tag + "-ghost")
+    kept = my_held("idle", application=my_tag + "-kept", user="app2")
+    time.sleep(1.1)
+    policy = {
+        "name": "shown-as-changed",
+        "rules": [{"name": "ghost-idle", "idle_longer_than": 1, "applications": [my_tag + "-*"]}],
+        "protect": {"users": ["app2"]},
+    }
+    for check in (True, False):
+        result, run = run_module(SESSIONS, sweep(fleet, policy), check=check)
+        assert not result.get("failed"), run.output
+        assert ids(result["terminated"]) == [ghost.id]
+        assert [(e["id"], e["reason"]) for e in result["not_ended"]] == [(kept.id, "protected")]
+        assert "skipped" not in result and "skipped" not in result["summary"] and "not_ended" in result["summary"]
+        assert run.task_status("the module") == "changed", run.output
+        assert run.stats["localhost"]["changed"] == 1 and run.stats["localhost"]["skipped"] == 0, run.stats
+        assert "does not support Ansible version" not in run.output
+        assert "converted to bool" not in run.output
+    assert not ghost.alive() and kept.alive()
 
 
 def test_cancel_keeps_the_connection_and_skips_idle_victims(fleet, my_held, my_tag):
@@ -108,7 +132,7 @@ def test_cancel_keeps_the_connection_and_skips_idle_victims(fleet, my_held, my_t
     result, dummy = run_module(SESSIONS, sweep(fleet, policy))
     assert result["changed"] is True
     assert ids(result["cancelled"]) == [runaway.id]
-    assert [(e["id"], e["reason"]) for e in result["skipped"]] == [(idle.id, "nothing_to_cancel")]
+    assert [(e["id"], e["reason"]) for e in result["not_ended"]] == [(idle.id, "nothing_to_cancel")]
     assert runaway.alive() and runaway.state() == "Sleep" and idle.alive()
 
 
@@ -430,6 +454,6 @@ def test_the_same_policy_ends_the_equivalent_sessions_on_both_engines(fleet, my_
         result = run.result(task="results")["msg"][task]
         h = held[server]
         assert {e["id"]: e["rule"] for e in result["terminated"]} == {h["ghost"].id: "ghost", h["stuck"].id: "stuck"}
-        assert [(e["id"], e["reason"]) for e in result["skipped"]] == [(h["kept"].id, "protected")]
+        assert [(e["id"], e["reason"]) for e in result["not_ended"]] == [(h["kept"].id, "protected")]
         assert not h["ghost"].alive() and not h["stuck"].alive()
         assert h["fresh"].alive() and h["kept"].alive()

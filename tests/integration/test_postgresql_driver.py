@@ -400,8 +400,7 @@ def test_the_race_through_the_runner_is_reported_and_harmless(fleet, held, tag):
     finally:
         racing.close()
     assert [e["id"] for e in result["terminated"]] == [sleeper.id]
-    # The runner's key for sessions a rule matched but that were not ended (`not_ended`, was `skipped`).
-    [skipped] = result.get("not_ended", result.get("skipped"))
+    [skipped] = result["not_ended"]
     assert (skipped["id"], skipped["reason"]) == (waker.id, "state_changed")
     assert result["changed"] is True
     assert not sleeper.alive()
@@ -421,7 +420,7 @@ def test_a_rule_naming_our_own_connection_never_ends_it(fleet, held, tag):
             }
         )
         result = apply_policy(d, policy, check_mode=False, wait_timeout=5)
-        everyone = result["terminated"] + result["cancelled"] + result.get("not_ended", result.get("skipped"))
+        everyone = result["terminated"] + result["cancelled"] + result["not_ended"]
         assert [e["id"] for e in everyone] == [victim.id]
         assert result["summary"]["by_rule"]["ourselves"] == {"victims": 0, "protected": 0}
         assert d.server_facts()["own_pid"] == d.own_id  # still connected

@@ -77,7 +77,7 @@ def test_check_real_and_idempotence(fleet, held, pg_tag):
     assert not result.get("failed"), run.output
     assert result["changed"] is True and result["check_mode"] is False
     assert ids(result["terminated"]) == sorted(g.id for g in ghosts)
-    assert result["skipped"] == [] and result["cancelled"] == []
+    assert result["not_ended"] == [] and result["cancelled"] == []
     assert not any(g.alive() for g in ghosts)  # gone already: the module waited for them
     assert keeper.alive()
 
@@ -123,18 +123,42 @@ def test_a_mix_ends_only_the_right_sessions(fleet, held, pg_tag):
     assert not result.get("failed"), run.output
     assert ids(result["terminated"]) == sorted([g.id for g in ghosts] + [stuck.id])
     assert ids(result["cancelled"]) == [runaway.id]
-    skipped = {e["id"]: (e["reason"], e["detail"]) for e in result["skipped"]}
-    assert skipped == {
+    not_ended = {e["id"]: (e["reason"], e["detail"]) for e in result["not_ended"]}
+    assert not_ended == {
         superuser.id: ("protected", "superuser"),
         backup.id: ("protected", "protect.users matches 'backup_*'"),
     }
     assert result["matched"] == 6
-    everyone = result["terminated"] + result["cancelled"] + result["skipped"]
+    everyone = result["terminated"] + result["cancelled"] + result["not_ended"]
     assert not [e for e in everyone if (e["application"] or "").startswith("dbhygiene.sessions")]  # never ourselves
 
     assert not any(s.alive() for s in ghosts + [stuck])
     assert runaway.alive() and wait_until(lambda: runaway.state() == "idle")  # query stopped, connection kept
     assert superuser.alive() and backup.alive() and young.alive()
+
+
+def test_a_task_that_ended_sessions_shows_as_changed(fleet, held, pg_tag):
+    # A session the policy matched but did not end (here a protected one) must not turn the task
+    # into "skipping": the list is `not_ended`, and no result key is named `skipped` (issue 13).
+    ghost = held("idle", application=pg_tag + "-ghost")
+    kept = held("idle", user="backup_agent", application=pg_tag + "-kept")
+    time.sleep(1.2)
+    policy = {
+        "name": "shown-as-changed",
+        "rules": [{"name": "ghost-idle", "states": ["idle"], "idle_longer_than": 1, "applications": [pg_tag + "-*"]}],
+        "protect": {"users": ["backup_*"]},
+    }
+    for check in (True, False):
+        result, run = sessions_run(fleet, policy, check=check)
+        assert not result.get("failed"), run.output
+        assert ids(result["terminated"]) == [ghost.id]
+        assert [(e["id"], e["reason"]) for e in result["not_ended"]] == [(kept.id, "protected")]
+        assert "skipped" not in result and "skipped" not in result["summary"] and "not_ended" in result["summary"]
+        assert run.task_status("the module") == "changed", run.output
+        assert run.stats["localhost"]["changed"] == 1 and run.stats["localhost"]["skipped"] == 0, run.stats
+        assert "does not support Ansible version" not in run.output
+        assert "converted to bool" not in run.output
+    assert not ghost.alive() and kept.alive()
 
 
 def test_cancel_then_terminate(fleet, held, pg_tag):
@@ -168,7 +192,7 @@ def test_cancel_keeps_the_connection_and_skips_idle_victims(fleet, held, pg_tag)
     result, run = sessions_run(fleet, policy)
     assert not result.get("failed"), run.output
     assert ids(result["cancelled"]) == [runner.id] and result["terminated"] == []
-    assert [(e["id"], e["reason"]) for e in result["skipped"]] == [(idle.id, "nothing_to_cancel")]
+    assert [(e["id"], e["reason"]) for e in result["not_ended"]] == [(idle.id, "nothing_to_cancel")]
     assert wait_until(lambda: runner.state() == "idle")
     assert runner.alive() and idle.alive()
 
