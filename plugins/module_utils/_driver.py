@@ -152,3 +152,13 @@ class Driver(object):
         """The statement templates this driver runs (for the `queries` result).
         Templates only: never values, never secrets."""
         raise NotImplementedError
+
+    def acquire_sweep_lock(self, timeout):
+        """Take the server-side lock that only one sweep per server holds, waiting at
+        most `timeout` seconds. True when held, False when another sweep still holds
+        it. Released by release_sweep_lock() or when the connection closes."""
+        raise NotImplementedError
+
+    def release_sweep_lock(self):
+        """Give up the sweep lock taken by acquire_sweep_lock() (no error if not held)."""
+        raise NotImplementedError

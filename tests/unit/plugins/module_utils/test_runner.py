@@ -646,14 +646,6 @@ def test_check_mode_takes_no_lock():
     assert "failed" not in module.result
 
 
-def test_a_driver_without_the_lock_sweeps_unlocked():
-    clock = FakeClock()
-    driver = FakeDriver([session(95)], clock)
-    driver.acquire_sweep_lock = None  # what getattr sees on a driver that predates the lock
-    driver.release_sweep_lock = None
-    assert ids(run(driver, policy_of(), clock)["terminated"]) == [95]
-
-
 # ---------------------------------------------------------------- failures after signals
 def test_a_listing_failure_in_the_confirm_wait_keeps_what_was_ended():
     clock = FakeClock()
