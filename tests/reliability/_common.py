@@ -23,12 +23,22 @@ from dbfleet import mariadb, postgres  # noqa: E402
 from dbfleet import state as fleet_state  # noqa: E402
 
 ENFORCE = os.path.join(ROOT, "playbooks", "enforce.yml")
-CALLBACKS = os.path.join(ROOT, "tests", "integration", "plugins", "callback")
+CALLBACKS = os.path.join(HERE, "plugins", "callback")
 BIN = os.path.dirname(sys.executable)
 
 
 def new_tag(prefix):
     return "%s-%s" % (prefix, uuid.uuid4().hex[:6])
+
+
+def wait_until(predicate, timeout=5.0, interval=0.05):
+    """Poll `predicate` until it is true or `timeout` seconds pass; its last value."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
 
 
 def figure(text):
@@ -137,7 +147,7 @@ def ansible_env(results_path, extra=None):
     env.update(
         ANSIBLE_COLLECTIONS_PATH=COLLECTIONS,
         ANSIBLE_CALLBACK_PLUGINS=CALLBACKS,
-        ANSIBLE_CALLBACKS_ENABLED="json_results",
+        ANSIBLE_CALLBACKS_ENABLED="reliability_results",
         ANSIBLE_PYTHON_INTERPRETER=sys.executable,
         ANSIBLE_LOCALHOST_WARNING="false",
         ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
@@ -168,6 +178,7 @@ class Play(object):
         self.out = tempfile.TemporaryFile()
         self.err = tempfile.TemporaryFile()
         self.started = time.monotonic()
+        self.started_at = time.time()
         self.proc = subprocess.Popen(
             argv,
             cwd=ROOT,
@@ -218,8 +229,15 @@ class Play(object):
         return self.stdout + self.stderr
 
     def host_results(self, task_suffix="End the sessions the policy targets"):
-        """{host: result} of the per-host enforce task."""
-        return dict((r["host"], r["result"]) for r in self.results if r["task"].endswith(task_suffix))
+        """{host: result} of the per-host enforce task; `failed` and `seconds` (since the play began) added."""
+        found = {}
+        for record in self.results:
+            if record["task"].endswith(task_suffix):
+                result = dict(record["result"])
+                result["failed"] = record["status"] in ("failed", "unreachable")
+                result["seconds"] = record["time"] - self.started_at
+                found[record["host"]] = result
+        return found
 
 
 def run_play(inventory, timeout=600, **kwargs):
