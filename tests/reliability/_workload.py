@@ -147,7 +147,19 @@ class Worker(threading.Thread):
         while not self.workload.stopping.is_set():
             try:
                 self.session = Session(self.server, self.password, self.application)
-            except Exception:
+            except Exception as exc:
+                if "administrator command" in str(exc) or "killed" in str(exc).lower():
+                    # Ended by a sweep during its first statement (SELECT pg_backend_pid()).
+                    self.workload.record(
+                        {
+                            "application": self.application,
+                            "id": None,
+                            "flipping": self.flipping,
+                            "doing": "statement",
+                            "detail": "during the first statement: %s" % str(exc).strip()[:160],
+                            "time": time.time(),
+                        }
+                    )
                 time.sleep(0.05)  # e.g. the server is at max_connections for a moment
                 continue
             self.workload.connected({"id": self.session.id, "application": self.application, "flipping": self.flipping})

@@ -4,21 +4,26 @@ frozen during a run, one stopped mid-run (pg2 and mariadb2 each time; pg1 and
 mariadb1 stay healthy).
 
 Asserted (what holds today): the play ends (a frozen server is thawed after
-RELIABILITY_FREEZE_CAP s if the play still waits for it), the healthy hosts'
-results are all there and right, and no traceback reaches the output. When the
-drivers have `query_timeout`, the play must also end before the thaw (a hang is
-a failure, whatever the speed). Printed: how long each play took, the bound,
-and what the trail and the report hold for the sessions a stopped host ended.
+RELIABILITY_FREEZE_CAP s if the play still waits for it: 40 s, or the drivers'
+query_timeout + 18 s when they have one), the healthy hosts' results are all
+there and right, and no traceback reaches the output. When the drivers have
+`query_timeout`, the play must also end before the thaw (a hang is a failure,
+whatever the speed). Printed: how long each play and host took, the bound, and
+what the result and the trail hold for the sessions a stopped host had ended.
 """
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
 from _common import (
     ENFORCE,
+    ROOT,
     Play,
+    driver_module,
     figure,
     new_tag,
     read_trail,
@@ -31,7 +36,6 @@ from dbfleet import holder, mariadb, postgres
 
 HEALTHY = ("pg1", "mariadb1")
 FAULTY = ("pg2", "mariadb2")
-FREEZE_CAP = float(os.environ.get("RELIABILITY_FREEZE_CAP", "40"))
 CONNECT_TIMEOUT = 3
 GRACE = 15
 IDLE_GHOSTS = 3
@@ -85,11 +89,6 @@ def stop_hard(server):
 
 
 def restart(fleet):
-    import subprocess
-    import sys
-
-    from _common import ROOT
-
     counts = (str(len(fleet.by_engine("postgresql"))), str(len(fleet.by_engine("mysql"))))
     subprocess.run(
         [sys.executable, "-m", "dbfleet", "--state-dir", fleet.state_dir, "up", "--postgres", counts[0]]
@@ -208,8 +207,6 @@ def _bound():
     timeouts = []
     for engine in ("postgresql", "mysql"):
         if supports(engine, "query_timeout"):
-            from _common import driver_module
-
             spec = driver_module(engine).connection_argument_spec()["query_timeout"]
             timeouts.append("%s query_timeout %s s" % (engine, spec.get("default")))
         else:
@@ -219,6 +216,21 @@ def _bound():
 
 def _bounded():
     return supports("postgresql", "query_timeout") and supports("mysql", "query_timeout")
+
+
+def _freeze_cap():
+    """How long a server stays frozen at most: 40 s, or well past the drivers' own bound when they have one."""
+    if "RELIABILITY_FREEZE_CAP" in os.environ:
+        return float(os.environ["RELIABILITY_FREEZE_CAP"])
+    cap = 40.0
+    for engine in ("postgresql", "mysql"):
+        if supports(engine, "query_timeout"):
+            default = driver_module(engine).connection_argument_spec()["query_timeout"].get("default") or 30
+            cap = max(cap, CONNECT_TIMEOUT + float(default) + 15)
+    return cap
+
+
+FREEZE_CAP = _freeze_cap()
 
 
 def _faulty_outcome(play):

@@ -84,7 +84,11 @@ class Workload(object):
             self.out,
         ]
         env = dict(os.environ, DBFLEET_STATE_DIR=fleet.state_dir, PYTHONPATH=os.path.join(ROOT, "tools"))
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env, text=True)
+        # libpq prints each unsolicited FATAL of an idle session on stderr: keep it in a file.
+        self.stderr = open(self.out + ".stderr", "w")
+        self.proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=self.stderr, stdin=subprocess.DEVNULL, env=env, text=True
+        )
         assert self.proc.stdout.readline().strip() == "ready", "the workload did not start"
         time.sleep(1.5)  # every session connected and flipping
 
@@ -96,6 +100,7 @@ class Workload(object):
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self.stderr.close()
         with open(self.out) as handle:
             return json.load(handle)
 
