@@ -190,7 +190,7 @@ EVIDENCE = {"postgresql": PostgresEvidence, "mysql": MariaDBEvidence}
 
 # ----------------------------------------------------------------- figures
 def _tally(kills):
-    counts = {"idle": 0, "statement": 0, "transaction": 0}
+    counts = {"idle": 0, "statement": 0, "transaction": 0, "connect": 0}
     for kill in kills:
         counts[kill["where"]] += 1
     return counts
@@ -204,7 +204,7 @@ def report(engine, how, kills, record, extra):
     flip_kills = len([k for k in kills if "-flip-" in k["application"]])
     figure(
         "race %s via %s: %d wrong kills / %d kills (server log: %d in a statement, %d in a transaction; "
-        "%d of the kills were flippers); flippers' own view: %d wrong / %d deaths; %s"
+        "%d of the kills were flippers); flippers' own view: %d wrong / %d deaths (%d while connecting); %s"
         % (
             engine,
             how,
@@ -215,6 +215,7 @@ def report(engine, how, kills, record, extra):
             flip_kills,
             flipper_wrong,
             len(record["deaths"]),
+            flipper_view["connect"],
             extra,
         )
     )
