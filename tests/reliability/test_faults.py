@@ -66,10 +66,14 @@ def _server_pids(server):
 
 def freeze(server):
     """SIGSTOP the server: the kernel still completes TCP handshakes, nothing answers."""
-    pids = _server_pids(server)
-    for pid in pids:  # the postmaster first: no new backend is forked meanwhile
-        os.kill(pid, signal.SIGSTOP)
-    return pids
+    stopped = []
+    for pid in _server_pids(server):  # the postmaster first: no new backend is forked meanwhile
+        try:
+            os.kill(pid, signal.SIGSTOP)
+        except ProcessLookupError:  # a backend that ended since it was listed
+            continue
+        stopped.append(pid)
+    return stopped
 
 
 def thaw(pids):
@@ -100,10 +104,10 @@ def restart(fleet):
 
 
 class Watchdog(object):
-    """Thaw the frozen servers after FREEZE_CAP s, so a hanging play ends; note whether it had to."""
+    """Thaw each frozen server FREEZE_CAP s after it was frozen, so a hanging play ends; note whether it had to."""
 
     def __init__(self):
-        self.frozen = []
+        self.frozen = []  # (when frozen, pids)
         self.thawed_by_cap = False
         self.lock = threading.Lock()
         self.done = threading.Event()
@@ -112,27 +116,24 @@ class Watchdog(object):
 
     def add(self, pids):
         with self.lock:
-            self.frozen.append(pids)
-            self.first = getattr(self, "first", time.monotonic())
+            self.frozen.append((time.monotonic(), pids))
 
     def _run(self):
         while not self.done.wait(0.2):
             with self.lock:
-                if self.frozen and time.monotonic() - self.first > FREEZE_CAP:
+                due = [entry for entry in self.frozen if time.monotonic() - entry[0] > FREEZE_CAP]
+                for entry in due:
+                    thaw(entry[1])
+                    self.frozen.remove(entry)
                     self.thawed_by_cap = True
-                    break
-        self.release()
-
-    def release(self):
-        with self.lock:
-            for pids in self.frozen:
-                thaw(pids)
-            self.frozen = []
 
     def stop(self):
         self.done.set()
         self.thread.join(5)
-        self.release()
+        with self.lock:
+            for _when, pids in self.frozen:
+                thaw(pids)
+            self.frozen = []
 
 
 # ------------------------------------------------------------------ scenario
@@ -283,10 +284,12 @@ def test_servers_frozen_during_the_run(fleet, tmp_path):
         pending = list(FAULTY)
         # Freeze each faulty server as soon as its idle ghosts were ended: the run is
         # then cancelling the stubborn session and waiting out its grace.
-        while pending and play.running():
+        frozen_at = {}
+        while pending and play.running() and time.monotonic() - play.started < 120:
             for host in list(pending):
                 if _idle_ghosts_gone(fleet, held, host):
                     watchdog.add(freeze(fleet.server(host)))
+                    frozen_at[host] = time.monotonic() - play.started
                     pending.remove(host)
             time.sleep(0.01)
         play.wait(300)
@@ -294,9 +297,10 @@ def test_servers_frozen_during_the_run(fleet, tmp_path):
         watchdog.stop()
         _close(held)
     figure(
-        "fault: pg2 and mariadb2 frozen during the run (after the first kills, in the grace wait): the play ended "
-        "after %.0f s%s (bound: %s; grace %d s); %s"
+        "fault: pg2 and mariadb2 frozen during the run (after the first kills, in the grace wait, at %s): the play "
+        "ended after %.0f s%s (bound: %s; grace %d s); %s"
         % (
+            ", ".join("%s %.1f s" % item for item in sorted(frozen_at.items())) or "never",
             play.seconds,
             ", only once the servers were thawed (%.0f s cap)" % FREEZE_CAP if watchdog.thawed_by_cap else "",
             _bound(),
@@ -318,7 +322,7 @@ def test_servers_stopped_mid_run(fleet, tmp_path):
     try:
         play = Play(inventory, playbook=ENFORCE)
         pending = list(FAULTY)
-        while pending and play.running():
+        while pending and play.running() and time.monotonic() - play.started < 120:
             for host in list(pending):
                 if _idle_ghosts_gone(fleet, held, host):
                     stop_hard(fleet.server(host))
