@@ -33,7 +33,19 @@ rm -f "$junit"
 export RELIABILITY_FIGURES="$figures"
 
 "$py" -m dbfleet up --postgres 2 --mariadb 2 --first "$DBFLEET_FIRST" || exit 1
-trap '"$py" -m dbfleet down >/dev/null' EXIT
+cleanup() {
+  # A fault test stopped by the timeout may leave a server frozen (SIGSTOP): thaw the fleet's
+  # servers (by their pid files) so that `down` can stop them.
+  local pidfile pid
+  for pidfile in "$DBFLEET_STATE_DIR"/*/data/postmaster.pid "$DBFLEET_STATE_DIR"/*/sock/mysqld.pid; do
+    [ -f "$pidfile" ] || continue
+    pid=$(head -n 1 "$pidfile")
+    # shellcheck disable=SC2046 # the children's pids, one word each
+    kill -CONT "$pid" $(pgrep -P "$pid") 2>/dev/null
+  done
+  "$py" -m dbfleet down >/dev/null
+}
+trap cleanup EXIT
 
 start=$SECONDS
 timeout -k 30 "${RELIABILITY_TIMEOUT:-900}" "$py" -m pytest -q -s -p no:cacheprovider \
