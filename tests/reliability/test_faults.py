@@ -8,7 +8,7 @@ RELIABILITY_FREEZE_CAP s if the play still waits for it: 40 s, or the drivers'
 query_timeout + 18 s when they have one), the healthy hosts' results are all
 there and right, and no traceback reaches the output. When the drivers have
 `query_timeout`, the play must also end before the thaw (a hang is a failure,
-whatever the speed). Printed: how long each play and host took, the bound, and
+whatever the speed) and no faulty host may fail with an unhandled exception. Printed: how long each play and host took, the bound, and
 what the result and the trail hold for the sessions a stopped host had ended.
 """
 
@@ -234,6 +234,20 @@ def _freeze_cap():
 FREEZE_CAP = _freeze_cap()
 
 
+def _unhandled(result):
+    """The host's result shows an exception that escaped the collection's code (not a handled failure)."""
+    exception = str(result.get("exception") or "")
+    return "Traceback" in exception or str(result.get("msg") or "").startswith("Task failed")
+
+
+def _check_faulty(play):
+    """Once the drivers are fault-hardened (they have query_timeout), a faulty host fails cleanly."""
+    if not _bounded():
+        return
+    for host, result in play.host_results().items():
+        assert not _unhandled(result), "%s: unhandled exception: %s" % (host, result.get("msg"))
+
+
 def _faulty_outcome(play):
     results = play.host_results()
     shown = []
@@ -242,7 +256,15 @@ def _faulty_outcome(play):
         if result is None:
             shown.append("%s: no result" % host)
         elif result.get("failed"):
-            shown.append("%s failed after %.0f s: %s" % (host, result["seconds"], str(result.get("msg"))[:160]))
+            shown.append(
+                "%s failed after %.0f s%s: %s"
+                % (
+                    host,
+                    result["seconds"],
+                    " (an unhandled exception)" if _unhandled(result) else "",
+                    str(result.get("msg"))[:160],
+                )
+            )
         else:
             shown.append(
                 "%s ok after %.0f s (%d terminated)" % (host, result["seconds"], len(result.get("terminated") or []))
@@ -270,6 +292,7 @@ def test_servers_frozen_before_the_run(fleet, tmp_path):
         )
     )
     _check_healthy(play)
+    _check_faulty(play)
     for host in FAULTY:
         assert host in play.host_results(), "no result for the frozen host %s" % host
     if _bounded():
@@ -310,6 +333,7 @@ def test_servers_frozen_during_the_run(fleet, tmp_path):
     )
     assert not pending, "the run never ended the idle ghosts of %s" % pending
     _check_healthy(play)
+    _check_faulty(play)
     for host in FAULTY:
         assert host in play.host_results(), "no result for the frozen host %s" % host
     if _bounded():
@@ -350,6 +374,7 @@ def test_servers_stopped_mid_run(fleet, tmp_path):
     assert not pending, "the run never ended the idle ghosts of %s" % pending
     assert not garbled
     _check_healthy(play)
+    _check_faulty(play)
     for host in FAULTY:
         assert host in results, "no result for the stopped host %s" % host
         assert results[host].get("failed"), "the stopped host %s did not fail: %r" % (host, results[host])
