@@ -163,6 +163,7 @@ class Worker(threading.Thread):
                 time.sleep(0.05)  # e.g. the server is at max_connections for a moment
                 continue
             self.workload.connected({"id": self.session.id, "application": self.application, "flipping": self.flipping})
+            doing = "idle"
             try:
                 while not self.workload.stopping.is_set():
                     doing = "idle"

@@ -8,8 +8,9 @@ RELIABILITY_FREEZE_CAP s if the play still waits for it: 40 s, or the drivers'
 query_timeout + 18 s when they have one), the healthy hosts' results are all
 there and right, and no traceback reaches the output. When the drivers have
 `query_timeout`, the play must also end before the thaw (a hang is a failure,
-whatever the speed) and no faulty host may fail with an unhandled exception. Printed: how long each play and host took, the bound, and
-what the result and the trail hold for the sessions a stopped host had ended.
+whatever the speed) and no faulty host may fail with an unhandled exception.
+Printed: how long each play and host took, the bound, and what the result and
+the trail hold for the sessions a stopped host had ended.
 """
 
 import os

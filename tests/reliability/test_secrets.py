@@ -20,8 +20,11 @@ from dbfleet import holder
 HOSTS = ("pg1", "mariadb1")
 
 
+def token():
+    return secrets.token_hex(5)
+
+
 def hostile_passwords():
-    token = lambda: secrets.token_hex(5)  # noqa: E731
     return [
         "q'uo\"te%s$HOME\\back\\\\slash-" + token(),
         "pass\u20acword-" + token(),
