@@ -13,12 +13,13 @@ TEST_STATE ?= /tmp/dbhygiene-fleet-test
 DEMO_STATE ?= /tmp/dbhygiene-fleet-demo
 export ANSIBLE_COLLECTIONS_PATH := $(ROOT)/.build/collections
 
-.PHONY: help deps venv venv-2.16 collection test sanity sanity-2.16 units units-2.16 integration lint fleet-up fleet-down fleet-status demo demo-down build
+.PHONY: help deps venv venv-2.16 collection test reliability sanity sanity-2.16 units units-2.16 integration lint fleet-up fleet-down fleet-status demo demo-down build
 
 help:
 	@echo "make demo        start a small fleet, plant ghost sessions, audit (dry run), enforce, audit again"
 	@echo "make demo-down   stop the demo fleet"
 	@echo "make test        everything CI runs, on ansible-core 2.21 and 2.16: sanity, unit, integration (real servers), molecule, lint"
+	@echo "make reliability the reliability suite (races, load, faults, secrets) on a fleet of its own; prints figures"
 	@echo "make fleet-up    start the test fleet by hand (3 PostgreSQL, 3 MariaDB); make fleet-down stops it"
 	@echo "make build       build the collection tarball into .build/dist"
 
@@ -42,6 +43,10 @@ collection:
 
 test: deps venv venv-2.16 collection
 	@DBFLEET_STATE_DIR=$(TEST_STATE) bash tools/test.sh
+
+# Races, pgbench load, concurrent sweeps, frozen / stopped servers, secrets at -vvv (issue 8).
+reliability: deps venv collection
+	@bash tools/reliability.sh
 
 sanity: venv
 	bash tools/sanity.sh
