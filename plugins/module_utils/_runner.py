@@ -253,7 +253,7 @@ def _summary(plan, out):
     reasons = {}
     for entry in out.skipped:
         reasons[entry["reason"]] = reasons.get(entry["reason"], 0) + 1
-    summary.update(terminated=len(out.terminated), cancelled=len(out.cancelled), skipped=reasons)
+    summary.update(terminated=len(out.terminated), cancelled=len(out.cancelled), not_ended=reasons)
     return summary
 
 
@@ -280,7 +280,7 @@ def apply_policy(driver, policy, check_mode, diff=False, wait_timeout=10.0, cloc
     result.update(
         terminated=out.terminated,
         cancelled=out.cancelled,
-        skipped=protected + out.skipped,
+        not_ended=protected + out.skipped,
         matched=plan.matched,
         summary=_summary(plan, out),
         policy=policy.to_dict(),
