@@ -16,7 +16,7 @@ version_added: 0.1.0
 author: dbhygiene.sessions contributors (@dbhygiene)
 description:
   - Reads every play host's registered result (O(result_var)) and writes a JSON and a Markdown report into O(report_dir) on
-    the control node, mode 0600, as C(<kind>-<time>-<run>.json/.md) (the time to the microsecond and a tag of the run:
+    the control node, mode 0600, as C(<kind>-<time>-<run>.json/.md) (the time to the microsecond and a tag of the run,
     concurrent runs never replace each other's) and C(<kind>-latest.json/.md). Then the oldest time-stamped reports of the
     same kind beyond O(keep) are removed.
   - Per host, what was seen, ended (or, in check mode, would be ended), not ended and why; hosts that failed, were
