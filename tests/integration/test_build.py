@@ -88,7 +88,7 @@ def test_execution_environment_pins_its_base_and_installs_the_collection(tmp_pat
     with open(os.path.join(ROOT, "meta", "execution-environment.yml")) as f:
         definition = yaml.safe_load(f)
     image = definition["images"]["base_image"]["name"]
-    name, _, tag = image.rpartition(":")
+    name, _colon, tag = image.rpartition(":")
     assert name and re.match(r"^\d+(\.\d+)+$", tag), "base image not pinned by version: %s" % image
 
     context = tmp_path / "context"

@@ -266,7 +266,7 @@ def test_concurrent_runs_keep_every_report_and_report_keep_prunes(fleet, tmp_pat
     """Three enforce runs at once each keep their own report; dbhygiene_report_keep then prunes the oldest."""
     report_dir = str(tmp_path / "reports")
     inventory = write_inventory(fleet, tmp_path, _group_vars(tmp_path, _ghost_policy(new_tag("roles"))), hosts=HOSTS)
-    runs = [_start_enforce(inventory, check=True) for _ in range(3)]
+    runs = [_start_enforce(inventory, check=True) for _run in range(3)]
     assert [run.wait(timeout=300) for run in runs] == [0, 0, 0]
     first = stamped_reports(report_dir, "enforce")
     assert len(first) == 3 and len(stamped_reports(report_dir, "enforce", ".md")) == 3

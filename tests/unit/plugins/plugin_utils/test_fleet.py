@@ -367,12 +367,12 @@ def _write_same_report(report_dir, queue):
 def test_concurrent_runs_never_replace_each_others_reports(tmp_path):
     report_dir = str(tmp_path / "reports")
     queue = multiprocessing.Queue()
-    writers = [multiprocessing.Process(target=_write_same_report, args=(report_dir, queue)) for _ in range(6)]
+    writers = [multiprocessing.Process(target=_write_same_report, args=(report_dir, queue)) for _writer in range(6)]
     for writer in writers:
         writer.start()
     for writer in writers:
         writer.join()
-    written = sorted(queue.get() for _ in writers)
+    written = sorted(queue.get() for _writer in writers)
     assert len(set(written)) == 6
     stamped = sorted(n for n in os.listdir(report_dir) if "latest" not in n and not n.startswith("."))
     assert len(stamped) == 12  # .json + .md of each run
@@ -381,8 +381,8 @@ def test_concurrent_runs_never_replace_each_others_reports(tmp_path):
 
 def test_the_same_run_tag_twice_gets_a_new_name(tmp_path):
     report = _fleet.build_report("audit", ["a"], ["a"], {"a": {}}, False, {"run": "fixed"})
-    first, _ = _fleet.write_report(report, str(tmp_path))
-    second, _ = _fleet.write_report(report, str(tmp_path))
+    first, _markdown = _fleet.write_report(report, str(tmp_path))
+    second, _markdown = _fleet.write_report(report, str(tmp_path))
     assert first["json"] != second["json"] and os.path.exists(first["json"]) and os.path.exists(second["json"])
 
 
