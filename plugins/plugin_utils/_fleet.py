@@ -93,14 +93,19 @@ _REASON_PATTERNS = (
         "unreachable",
         re.compile(
             r"cannot connect|could not connect|can't connect|connection refused|no route to host"
-            r"|name or service not known|could not translate host name|unreachable",
+            r"|name or service not known|could not translate host name|unreachable"
+            r"|server closed the connection|connection (?:to the server )?(?:was )?(?:lost|closed)"
+            r"|terminating connection due to administrator command|lost connection",
             re.IGNORECASE,
         ),
     ),
     ("busy", re.compile(r"\bbusy\b|sweep lock|another sweep", re.IGNORECASE)),
     ("limit", re.compile(r"limits\.max_(terminations|fraction)", re.IGNORECASE)),
     ("privilege", re.compile(r"\bGRANT\b|privilege|permission denied|\blacks\b|must be superuser", re.IGNORECASE)),
-    ("timeout", re.compile(r"deadline|host_timeout|timed out|timeout", re.IGNORECASE)),
+    (
+        "timeout",
+        re.compile(r"deadline|timed out|time limit|\bran out\b|timeout (?:expired|exceeded|reached)", re.IGNORECASE),
+    ),
     ("policy", re.compile(r"\bpolicy\b|cannot evaluate", re.IGNORECASE)),
 )
 
@@ -448,6 +453,8 @@ def failure_reason(result):
         return "no_result"
     if result.get("unreachable"):
         return "unreachable"
+    if result.get("busy"):
+        return "busy"
     data = result.get("dbhygiene")
     if isinstance(data, dict) and data.get("failure") in FAILURE_REASONS:
         return data["failure"]
@@ -705,7 +712,7 @@ def render_markdown(report):
             line = f"- **{host}** ({code}: {words}): {_cell(reason)}"
             ended = len(entry.get("terminated") or []) + len(entry.get("cancelled") or [])
             if ended and kind == "enforce":
-                what = "would have been ended" if dry else "were ended"
+                what = "would have been ended" if dry else ("was ended" if ended == 1 else "were ended")
                 line += f" — {ended} session{'s' if ended != 1 else ''} {what} before the failure (listed above"
                 line += ", and in the audit trail)" if report.get("audit_log") else ")"
             lines.append(line)

@@ -25,7 +25,8 @@ from _roles_fixtures import (
     stamped_reports,
     write_inventory,
 )
-from conftest import ansible_env, run_playbook
+from conftest import ansible_env, run_playbook, wait_until
+from dbfleet import postgres
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 HOSTS = ("pg1", "mariadb1")
@@ -304,3 +305,57 @@ def test_the_trail_survives_a_rotation_between_two_runs(fleet, tmp_path):
         assert stat.S_IMODE(os.stat(trail).st_mode) == 0o600
     finally:
         close_all(held)
+
+
+def test_sessions_ended_before_a_host_fails_are_still_recorded(fleet, tmp_path):
+    """Issue 8, lost audit: the server stops in the grace of cancel_then_terminate, after the
+    cancel went out. The host fails, and the cancel is still in the result, the trail and the
+    report, which also says why the host failed. Needs the runner that keeps what was ended
+    when a later step fails (h7) and a driver that fails rather than hangs (h1)."""
+    tag = new_tag("roles")
+    server = fleet.server("pg3")
+    policy = {
+        "name": "roles-" + tag,
+        "action": "cancel_then_terminate",
+        "grace": "8s",
+        "rules": [
+            {"name": "runaway", "states": ["active"], "applications": [tag + "-batch"], "running_longer_than": 1}
+        ],
+    }
+    inventory = write_inventory(fleet, tmp_path, _group_vars(tmp_path, policy), hosts=("pg3",))
+    held = open_sessions(fleet, [("pg3", "active", tag + "-batch")])
+    runner = None
+    try:
+        time.sleep(1.5)
+        runner = subprocess.Popen(
+            [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory, ENFORCE],
+            cwd=ROOT,
+            env=ansible_env({}),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        # The cancel went out when the statement stops running; then the grace wait begins.
+        cancelled = wait_until(
+            lambda: live_sessions(fleet, "pg3", tag).get(held[0].id) != "active", timeout=60.0, interval=0.05
+        )
+        assert cancelled, "the cancel never came"
+        postgres.stop(server)  # the server goes away in the middle of the sweep
+        assert runner.wait(timeout=120) != 0
+        report = read_json(str(tmp_path / "reports" / "enforce-latest.json"))
+        entry = report["hosts"]["pg3"]
+        assert entry["status"] == "failed", entry
+        assert [item["id"] for item in entry.get("cancelled") or []] == [held[0].id], entry
+        assert report["totals"]["cancelled"] == 1
+        assert report["failed_host_reasons"]["pg3"] == "unreachable", report["failed_hosts"]
+        lines = read_trail(str(tmp_path / "audit.jsonl"))
+        assert [(line["id"], line["outcome"]) for line in lines if line["outcome"] != "not_ended"] == [
+            (held[0].id, "cancelled")
+        ]
+        markdown = open(str(tmp_path / "reports" / "enforce-latest.md")).read()
+        assert "1 session was ended before the failure" in markdown
+    finally:
+        if runner is not None and runner.poll() is None:
+            runner.kill()
+            runner.wait()
+        close_all(held)
+        postgres.start(server)

@@ -281,6 +281,23 @@ def test_a_failed_result_that_ended_sessions_still_gets_its_trail_lines():
         ({"failed": True, "msg": "db1: the host deadline (host_timeout 300 s) ran out while waiting"}, "timeout"),
         ({"failed": True, "msg": "policy 'p' uses waiting_longer_than which mysql cannot evaluate"}, "policy"),
         ({"failed": True, "msg": "something odd"}, "error"),
+        ({"failed": True, "msg": "another sweep is at it", "busy": True}, "busy"),
+        (
+            {
+                "failed": True,
+                "msg": "host_timeout (5s) ran out during the grace wait (policy.grace 4s) on 127.0.1.1:5432; raise it",
+            },
+            "timeout",
+        ),
+        (
+            {
+                "failed": True,
+                "msg": "1 sessions were ended on db1 (terminated 1, cancelled 0), then the sweep failed: cannot list "
+                "sessions on PostgreSQL at db1: server closed the connection unexpectedly",
+            },
+            "unreachable",
+        ),
+        ({"failed": True, "msg": "Unsupported parameters (x module): host_timeout, query_timeout"}, "error"),
         # What the plugins know better than any message: their own code wins.
         (
             {"failed": True, "msg": "db1 is over its audit thresholds", "dbhygiene": {"failure": "threshold"}},
