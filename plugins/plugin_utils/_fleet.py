@@ -94,7 +94,7 @@ _REASON_PATTERNS = (
         re.compile(
             r"cannot connect|could not connect|can't connect|connection refused|no route to host"
             r"|name or service not known|could not translate host name|unreachable"
-            r"|server closed the connection|connection (?:to the server )?(?:was )?(?:lost|closed)"
+            r"|closed the connection|connection (?:to the server )?(?:has been |was )?(?:lost|closed)"
             r"|terminating connection due to administrator command|lost connection",
             re.IGNORECASE,
         ),

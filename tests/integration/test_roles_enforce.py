@@ -7,8 +7,10 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 import time
 
+import psycopg2
 import pytest
 import yaml
 from _roles_fixtures import (
@@ -27,6 +29,7 @@ from _roles_fixtures import (
 )
 from conftest import ansible_env, run_playbook, wait_until
 from dbfleet import postgres
+from dbfleet.state import APP_DATABASE
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 HOSTS = ("pg1", "mariadb1")
@@ -307,25 +310,71 @@ def test_the_trail_survives_a_rotation_between_two_runs(fleet, tmp_path):
         close_all(held)
 
 
+def _counting_cancels(fleet, server, application, sequence):
+    """A session on `server` whose statement ignores cancels and counts them in `sequence`
+    (a sequence is not transactional: the count shows while the statement runs).
+    Returns (its connection, an admin connection, its pid, a function giving the count)."""
+    admin = postgres.admin_connect(server, dbname=APP_DATABASE)
+    admin.autocommit = True
+    admin.cursor().execute("CREATE SEQUENCE %s" % sequence)
+    admin.cursor().execute("GRANT USAGE, SELECT ON SEQUENCE %s TO app" % sequence)
+    conn = psycopg2.connect(
+        host=server["host"],
+        port=server["port"],
+        user="app",
+        password=fleet.password("app"),
+        dbname=APP_DATABASE,
+        application_name=application,
+        sslmode="disable",
+    )
+    conn.autocommit = True
+    cur = conn.cursor()
+    cur.execute("SELECT pg_backend_pid()")
+    pid = cur.fetchone()[0]
+    statement = (
+        "DO $$BEGIN LOOP BEGIN PERFORM pg_sleep(600); EXIT; "
+        "EXCEPTION WHEN query_canceled THEN PERFORM nextval('%s'); END; END LOOP; END$$" % sequence
+    )
+
+    def run():
+        try:
+            conn.cursor().execute(statement)
+        except psycopg2.Error:  # the session is ended, or the server goes away: the expected way out
+            pass
+
+    threading.Thread(target=run, daemon=True).start()
+
+    def cancels():
+        count = admin.cursor()
+        count.execute("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM %s" % sequence)
+        return count.fetchone()[0]
+
+    return conn, admin, pid, cancels
+
+
 def test_sessions_ended_before_a_host_fails_are_still_recorded(fleet, tmp_path):
     """Issue 8, lost audit: the server stops in the grace of cancel_then_terminate, after the
-    cancel went out. The host fails, and the cancel is still in the result, the trail and the
-    report, which also says why the host failed. Needs the runner that keeps what was ended
-    when a later step fails (h7) and a driver that fails rather than hangs (h1)."""
+    cancel went out (the statement ignores it, so the sweep waits the grace out). The host
+    fails, and the cancel is still in the result, the trail and the report, which also says why
+    the host failed. Needs the runner that keeps what was ended when a later step fails (h7)."""
     tag = new_tag("roles")
     server = fleet.server("pg3")
+    sequence = "cancels_" + tag.replace("-", "_")
     policy = {
         "name": "roles-" + tag,
         "action": "cancel_then_terminate",
-        "grace": "8s",
+        "grace": "20s",
         "rules": [
             {"name": "runaway", "states": ["active"], "applications": [tag + "-batch"], "running_longer_than": 1}
         ],
     }
-    inventory = write_inventory(fleet, tmp_path, _group_vars(tmp_path, policy), hosts=("pg3",))
-    held = open_sessions(fleet, [("pg3", "active", tag + "-batch")])
+    inventory = write_inventory(
+        fleet, tmp_path, _group_vars(tmp_path, policy, dbhygiene_host_timeout=60), hosts=("pg3",)
+    )
+    conn, admin, pid, cancels = _counting_cancels(fleet, server, tag + "-batch", sequence)
     runner = None
     try:
+        assert wait_until(lambda: live_sessions(fleet, "pg3", tag).get(pid) == "active", timeout=10)
         time.sleep(1.5)
         runner = subprocess.Popen(
             [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory, ENFORCE],
@@ -334,22 +383,19 @@ def test_sessions_ended_before_a_host_fails_are_still_recorded(fleet, tmp_path):
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        # The cancel went out when the statement stops running; then the grace wait begins.
-        cancelled = wait_until(
-            lambda: live_sessions(fleet, "pg3", tag).get(held[0].id) != "active", timeout=60.0, interval=0.05
-        )
-        assert cancelled, "the cancel never came"
+        # The cancel arrives (the statement counts it and goes on): the sweep is in its grace wait.
+        assert wait_until(lambda: cancels() >= 1, timeout=60, interval=0.02), "the cancel never came"
         postgres.stop(server)  # the server goes away in the middle of the sweep
         assert runner.wait(timeout=120) != 0
         report = read_json(str(tmp_path / "reports" / "enforce-latest.json"))
         entry = report["hosts"]["pg3"]
         assert entry["status"] == "failed", entry
-        assert [item["id"] for item in entry.get("cancelled") or []] == [held[0].id], entry
+        assert [item["id"] for item in entry.get("cancelled") or []] == [pid], entry
         assert report["totals"]["cancelled"] == 1
         assert report["failed_host_reasons"]["pg3"] == "unreachable", report["failed_hosts"]
         lines = read_trail(str(tmp_path / "audit.jsonl"))
         assert [(line["id"], line["outcome"]) for line in lines if line["outcome"] != "not_ended"] == [
-            (held[0].id, "cancelled")
+            (pid, "cancelled")
         ]
         markdown = open(str(tmp_path / "reports" / "enforce-latest.md")).read()
         assert "1 session was ended before the failure" in markdown
@@ -357,5 +403,15 @@ def test_sessions_ended_before_a_host_fails_are_still_recorded(fleet, tmp_path):
         if runner is not None and runner.poll() is None:
             runner.kill()
             runner.wait()
-        close_all(held)
+        for connection in (conn, admin):
+            try:
+                connection.close()
+            except psycopg2.Error:
+                pass
         postgres.start(server)
+        cleanup = postgres.admin_connect(server, dbname=APP_DATABASE)
+        cleanup.autocommit = True
+        try:
+            cleanup.cursor().execute("DROP SEQUENCE IF EXISTS %s" % sequence)
+        finally:
+            cleanup.close()

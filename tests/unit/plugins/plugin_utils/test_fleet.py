@@ -297,6 +297,13 @@ def test_a_failed_result_that_ended_sessions_still_gets_its_trail_lines():
             },
             "unreachable",
         ),
+        (
+            {
+                "failed": True,
+                "msg": "then the sweep failed: x on 127.0.1.53:5432: SSL connection has been closed unexpectedly",
+            },
+            "unreachable",
+        ),
         ({"failed": True, "msg": "Unsupported parameters (x module): host_timeout, query_timeout"}, "error"),
         # What the plugins know better than any message: their own code wins.
         (
