@@ -368,9 +368,7 @@ def test_sessions_ended_before_a_host_fails_are_still_recorded(fleet, tmp_path):
             {"name": "runaway", "states": ["active"], "applications": [tag + "-batch"], "running_longer_than": 1}
         ],
     }
-    inventory = write_inventory(
-        fleet, tmp_path, _group_vars(tmp_path, policy, dbhygiene_host_timeout=60), hosts=("pg3",)
-    )
+    inventory = write_inventory(fleet, tmp_path, _group_vars(tmp_path, policy), hosts=("pg3",))
     conn, admin, pid, cancels = _counting_cancels(fleet, server, tag + "-batch", sequence)
     runner = None
     try:
