@@ -95,6 +95,7 @@ def test_enforce_dry_run_real_run_second_run(fleet, tmp_path):
         assert ended_keys(dry_report, "id") == expected
         assert "pgdown" in dry_report["failed_hosts"]
         assert "127.0.1.250" in dry_report["failed_hosts"]["pgdown"]
+        assert dry_report["failed_host_reasons"] == {"pgdown": "unreachable"}
         assert dry_report["totals"]["failed"] == 1 and dry_report["totals"]["ok"] == 6
         for server in SERVERS:
             protected = dry_report["hosts"][server]["not_ended_by_reason"].get("protected")
@@ -155,5 +156,8 @@ def test_enforce_dry_run_real_run_second_run(fleet, tmp_path):
         assert not [text for text in texts if password in text]
         markdown = open(str(report_dir / "enforce-latest.md")).read()
         assert "pgdown" in markdown and "Hosts that failed" in markdown
+        assert "**pgdown** (unreachable: the database server could not be reached)" in markdown
+        # One time-stamped report per run, none replaced by another.
+        assert len([n for n in os.listdir(str(report_dir)) if n.endswith(".json") and "latest" not in n]) == 3
     finally:
         close_all(held)
