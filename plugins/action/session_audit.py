@@ -17,7 +17,8 @@ from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _connect
 ARGUMENT_SPEC = dict(
     _connection.CONNECTION_OPTIONS,
     engine={"type": "str", "required": True, "choices": list(_fleet.ENGINES)},
-    policy={"type": "dict"},
+    # A mapping, or a string holding its JSON or YAML (an AWX survey answer).
+    policy={"type": "raw"},
     thresholds={"type": "dict"},
 )
 
@@ -38,11 +39,11 @@ class ActionModule(ActionBase):
             policy = _policy.parse_policy(params["policy"]) if params.get("policy") else None
             thresholds = _fleet.parse_thresholds(params.get("thresholds"))
         except _policy.PolicyError as exc:
-            raise AnsibleActionFail(str(exc))
+            raise AnsibleActionFail(str(exc), result={"dbhygiene": {"engine": engine, "failure": "policy"}})
         if policy is not None:
             problem = _connection.check_supported(policy, engine)
             if problem:
-                raise AnsibleActionFail(problem)
+                raise AnsibleActionFail(problem, result={"dbhygiene": {"engine": engine, "failure": "policy"}})
 
         module_args = _connection.module_args(engine, params)
         info = self._execute_module(
@@ -57,6 +58,7 @@ class ActionModule(ActionBase):
         }
         if info.get("failed"):
             result.update(info)
+            summary["failure"] = _fleet.failure_reason(info)
             result["dbhygiene"] = summary
             return result
 
@@ -73,6 +75,7 @@ class ActionModule(ActionBase):
         result["changed"] = False
         result["dbhygiene"] = summary
         if breaches:
+            summary["failure"] = "threshold"
             result["failed"] = True
             result["msg"] = "{} is over its audit thresholds: {}".format(
                 task_vars.get("inventory_hostname"), "; ".join(breaches)

@@ -18,6 +18,7 @@ ARGUMENT_SPEC = {
     "report_dir": {"type": "path", "required": True},
     "audit_log": {"type": "path"},
     "hosts": {"type": "list", "elements": "str"},
+    "keep": {"type": "int", "default": _fleet.DEFAULT_REPORT_KEEP},
 }
 
 
@@ -37,6 +38,10 @@ class ActionModule(ActionBase):
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
         validation, params = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        if params["keep"] < 0:
+            raise AnsibleActionFail(
+                f"dbhygiene_report_keep: expected a whole number >= 0 (0 keeps every report), got {params['keep']!r}"
+            )
         hostvars = task_vars["hostvars"]
         hosts_all = params.get("hosts") or list(task_vars.get("ansible_play_hosts_all") or [])
         hosts_active = list(task_vars.get("ansible_play_hosts") or [])
@@ -53,21 +58,28 @@ class ActionModule(ActionBase):
             "policy": ", ".join(sorted(policies)) or None,
             "job_id": _fleet.job_id(task_vars),
             "audit_log": _fleet.controller_path(params["audit_log"]) if params.get("audit_log") else None,
+            "run": _fleet.run_tag(),
         }
+        warnings = _fleet.awx_default_path_warnings(
+            task_vars, report_dir=params["report_dir"], audit_log=params.get("audit_log")
+        )
         report = _fleet.build_report(params["kind"], hosts_all, hosts_active, results, self._task.check_mode, context)
         report_dir = _fleet.controller_path(params["report_dir"])
         try:
-            paths, markdown = _fleet.write_report(report, report_dir)
+            paths, markdown = _fleet.write_report(report, report_dir, keep=params["keep"])
         except OSError as exc:
             raise AnsibleActionFail(
                 f"cannot write the fleet report into {report_dir}: {exc}; "
                 "set dbhygiene_report_dir to a writable directory on the control node"
             )
         totals = report["totals"]
+        if warnings:
+            result["warnings"] = warnings
         result["changed"] = False
         result["report"] = paths
         result["totals"] = totals
         result["failed_hosts"] = report["failed_hosts"]
+        result["failed_host_reasons"] = report["failed_host_reasons"]
         result["msg"] = f"{params['kind']} report: {paths['markdown']} ({totals['ok']} ok, {totals['failed']} failed)"
         # What set_stats would do: AWX shows these as the job's artifacts.
         result["ansible_stats"] = {

@@ -34,6 +34,14 @@ options:
   connect_timeout:
     description: Connection timeout in seconds.
     type: raw
+  query_timeout:
+    description: Seconds any one statement may take (module default when unset).
+    type: raw
+  config_file:
+    description:
+      - MySQL option file to read C([client]) defaults from; V('') turns reading one off (no C(~/.my.cnf)). Not passed to
+        PostgreSQL.
+    type: str
   ssl_mode:
     description: PostgreSQL C(sslmode). Not passed to MySQL.
     type: str

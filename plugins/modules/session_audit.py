@@ -27,8 +27,10 @@ extends_documentation_fragment:
   - dbhygiene.sessions._role_connection
 options:
   policy:
-    description: The session policy, see M(dbhygiene.sessions.postgresql_sessions). Optional.
-    type: dict
+    description:
+      - The session policy, see M(dbhygiene.sessions.postgresql_sessions). Optional.
+      - A mapping, or a string holding the JSON or YAML of the mapping (an AWX survey answer).
+    type: raw
   thresholds:
     description:
       - Thresholds that make the host fail. Keys C(max_sessions), C(max_connection_use) (0-1), C(max_idle_in_transaction),

@@ -20,7 +20,11 @@ description:
     node by default), and appends one JSON line per ended session to O(audit_log) on the control node.
   - In check mode the module ends nothing and the lines say C(check_mode=true) with outcome C(would_terminate) or C(would_cancel).
   - Targeted sessions that were not ended (C(state_changed), C(gone), C(failed), C(still_present), C(nothing_to_cancel)) get a
-    line with outcome C(skipped) and the reason; protected sessions get none.
+    line with outcome C(not_ended) and the reason; protected sessions get none.
+  - When the host fails after sessions were ended (a later step failed), the sessions ended still get their lines, the
+    result still lists them and the host fails with both facts in its message.
+  - The trail is opened by its path for every append, so a rotation that renames it (C(logrotate) without C(copytruncate))
+    loses no line.
   - The file is created with mode 0600 and appended to under an exclusive lock, one write per host, so hosts finishing at once
     never interleave. A line never holds a secret; credential literals in captured statements are masked.
 extends_documentation_fragment:
@@ -29,12 +33,18 @@ extends_documentation_fragment:
   - dbhygiene.sessions._role_connection
 options:
   policy:
-    description: The session policy, see M(dbhygiene.sessions.postgresql_sessions).
-    type: dict
+    description:
+      - The session policy, see M(dbhygiene.sessions.postgresql_sessions).
+      - A mapping, or a string holding the JSON or YAML of the mapping (an AWX survey answer). Validated here, before any
+        connection.
+    type: raw
     required: true
   wait_timeout:
     description: Seconds to wait for ended sessions to disappear (module default when unset).
     type: float
+  host_timeout:
+    description: The whole host's deadline in seconds (module default when unset).
+    type: raw
   audit_log:
     description: Audit trail file on the control node. Unset, no trail is written.
     type: path
@@ -87,15 +97,17 @@ cancelled:
   returned: success
   type: list
   elements: dict
-skipped_sessions:
-  description:
-    - The module's C(skipped) list (sessions a rule matched that were not ended), each with C(reason).
-    - Renamed because a non-empty C(skipped) in a task result makes Ansible report the task as skipped.
+not_ended:
+  description: The module's C(not_ended) list (sessions a rule matched that were not ended), each with C(reason) and C(detail).
   returned: success
   type: list
   elements: dict
 dbhygiene:
-  description: What the fleet report needs of this host (engine, policy, seen, ended and skipped sessions in brief, audit lines written).
+  description:
+    - What the fleet report needs of this host (engine, policy, seen, ended and not ended sessions in brief, audit lines
+      written).
+    - When the host failed, C(failure) is the reason code (C(unreachable), C(login), C(privilege), C(limit), C(policy),
+      C(busy), C(timeout), C(error)).
   returned: always
   type: dict
 """

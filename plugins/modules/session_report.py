@@ -16,9 +16,15 @@ version_added: 0.1.0
 author: dbhygiene.sessions contributors (@dbhygiene)
 description:
   - Reads every play host's registered result (O(result_var)) and writes a JSON and a Markdown report into O(report_dir) on
-    the control node, mode 0600, as C(<kind>-<time>.json/.md) and C(<kind>-latest.json/.md).
-  - Per host, what was seen, ended (or, in check mode, would be ended), skipped and why; hosts that failed, were unreachable
-    or never got a result, with the reason; totals.
+    the control node, mode 0600, as C(<kind>-<time>-<run>.json/.md) (the time to the microsecond and a tag of the run,
+    concurrent runs never replace each other's) and C(<kind>-latest.json/.md). Then the oldest time-stamped reports of the
+    same kind beyond O(keep) are removed.
+  - Per host, what was seen, ended (or, in check mode, would be ended), not ended and why; hosts that failed, were
+    unreachable or never got a result, with the message and a reason code (C(unreachable), C(login), C(privilege),
+    C(limit), C(threshold), C(policy), C(busy), C(timeout), C(no_result), C(error)), in words in the Markdown; totals.
+  - A host that failed after sessions were ended shows both, the sessions ended and why it failed.
+  - In an AWX job (C(awx_job_id) set) that writes the report or the trail to the roles' default path, inside the job's
+    throw-away container, a warning says so and names the variable to set.
   - The totals also go out as C(set_stats) data (C(dbhygiene_enforce) / C(dbhygiene_audit)), which AWX shows as the job's artifacts.
   - Meant to run once per play on the control node, after the per-host task (C(run_once=true), in an C(always) section so it
     also runs when hosts failed); the roles do that.
@@ -46,6 +52,10 @@ options:
     description: Hosts to report on. Default, all hosts of the play (C(ansible_play_hosts_all)).
     type: list
     elements: str
+  keep:
+    description: How many time-stamped reports of O(kind) to keep in O(report_dir); V(0) keeps every one.
+    type: int
+    default: 30
 attributes:
   check_mode:
     support: full
@@ -79,11 +89,17 @@ report:
   returned: success
   type: dict
 totals:
-  description: Fleet totals (hosts, ok, failed, sessions_seen; enforce, terminated, cancelled, ended, skipped; audit, would_end, alerting).
+  description:
+    - Fleet totals (hosts, ok, failed, failed_by_reason, sessions_seen; enforce, terminated, cancelled, ended, not_ended;
+      audit, would_end, alerting).
   returned: success
   type: dict
 failed_hosts:
-  description: Host name to the reason it failed.
+  description: Host name to the message of its failure.
+  returned: success
+  type: dict
+failed_host_reasons:
+  description: Host name to the reason code of its failure.
   returned: success
   type: dict
 """

@@ -25,6 +25,8 @@ CONNECTION_OPTIONS = {
     "login_unix_socket": {"type": "str"},
     "login_db": {"type": "str"},
     "connect_timeout": {"type": "raw"},
+    "query_timeout": {"type": "raw"},
+    "config_file": {"type": "str"},
     "ssl_mode": {"type": "str"},
     "ca_cert": {"type": "str"},
     "ssl_cert": {"type": "str"},
@@ -45,6 +47,7 @@ ENGINE_OPTIONS = {
         "login_unix_socket",
         "login_db",
         "connect_timeout",
+        "query_timeout",
         "ssl_mode",
         "ca_cert",
         "ssl_cert",
@@ -57,12 +60,17 @@ ENGINE_OPTIONS = {
         "login_password",
         "login_unix_socket",
         "connect_timeout",
+        "query_timeout",
+        "config_file",
         "ca_cert",
         "client_cert",
         "client_key",
         "check_hostname",
     ),
 }
+
+# Options whose empty value means something: config_file '' turns reading ~/.my.cnf off.
+KEEP_EMPTY = frozenset(["config_file"])
 
 # module_utils holding each engine's driver (the class with `engine` set).
 _DRIVER_MODULES = {
@@ -80,11 +88,13 @@ def module_args(engine, params):
     """The engine module's connection arguments from the plugin params (None dropped).
 
     A unix socket wins over the host address: the role fills login_host from
-    ansible_host by default, so both are often set."""
+    ansible_host by default, so both are often set. An empty value is dropped
+    (an AWX credential injects '' for a file it does not have), except where
+    '' has a meaning of its own (KEEP_EMPTY)."""
     args = {}
     for name in ENGINE_OPTIONS[engine]:
         value = params.get(name)
-        if value is not None and value != "":
+        if value is not None and (value != "" or name in KEEP_EMPTY):
             args[name] = value
     if args.get("login_unix_socket"):
         args.pop("login_host", None)

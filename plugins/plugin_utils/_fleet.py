@@ -9,9 +9,15 @@ so it is unit tested as plain Python.
 
 Audit trail: JSON lines, one per session ended (or, in check mode, that would
 be ended) and one per targeted session that was not ended (``outcome:
-skipped`` with the reason). The file is created with mode 0600 and appended to
+not_ended`` with the reason). The file is created with mode 0600 and appended to
 under an exclusive ``flock`` with one ``write`` per host, so many hosts ending
-at once never interleave their lines.
+at once never interleave their lines. It is opened by its path for every append,
+so a rotation that renames it (logrotate without ``copytruncate``) loses nothing:
+the next append creates a new file under the same name.
+
+Fleet reports: ``<kind>-<time>-<run>.json/.md`` (unique per run, never replaced
+by a concurrent run) and ``<kind>-latest.json/.md``; the oldest time-stamped
+reports of a kind beyond ``keep`` are pruned.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -19,11 +25,13 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
+import errno
 import fcntl
 import json
 import os
 import re
 import tempfile
+import uuid
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SESSION_FIELDS
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError, parse_duration
@@ -50,6 +58,56 @@ THRESHOLD_KEYS = (
     "max_would_end",
 )
 _THRESHOLD_DURATIONS = ("max_oldest_idle_in_transaction", "max_oldest_transaction")
+
+# The roles' defaults for the report directory and the trail: inside an AWX job they are
+# in the job's throw-away execution environment container.
+DEFAULT_REPORT_DIR = "~/dbhygiene/reports"
+DEFAULT_AUDIT_LOG = "~/dbhygiene/audit.jsonl"
+DEFAULT_REPORT_KEEP = 30
+
+# Why a host failed, as a code (the JSON report) and in words (the Markdown report).
+FAILURE_REASONS = {
+    "unreachable": "the database server could not be reached",
+    "login": "the server refused the login",
+    "privilege": "the login lacks a privilege it needs",
+    "limit": "a policy limit refused the plan, nothing was ended",
+    "threshold": "over an audit threshold",
+    "policy": "the policy cannot be applied to this host",
+    "busy": "another sweep held the server's sweep lock",
+    "timeout": "the host's deadline ran out",
+    "no_result": "the host never got a result",
+    "error": "another error",
+}
+# Checked in this order against a failed result's message: a connection refused for a
+# bad password is a login failure, not an unreachable server.
+_REASON_PATTERNS = (
+    (
+        "login",
+        re.compile(
+            r"password authentication failed|authentication failed|access denied|no pg_hba\.conf entry"
+            r"|no password supplied|role \S+ does not exist|account is locked",
+            re.IGNORECASE,
+        ),
+    ),
+    (
+        "unreachable",
+        re.compile(
+            r"cannot connect|could not connect|can't connect|connection refused|no route to host"
+            r"|name or service not known|could not translate host name|unreachable"
+            r"|closed the connection|connection (?:to the server )?(?:has been |was )?(?:lost|closed)"
+            r"|terminating connection due to administrator command|lost connection",
+            re.IGNORECASE,
+        ),
+    ),
+    ("busy", re.compile(r"\bbusy\b|sweep lock|another sweep", re.IGNORECASE)),
+    ("limit", re.compile(r"limits\.max_(terminations|fraction)", re.IGNORECASE)),
+    ("privilege", re.compile(r"\bGRANT\b|privilege|permission denied|\blacks\b|must be superuser", re.IGNORECASE)),
+    (
+        "timeout",
+        re.compile(r"deadline|timed out|time limit|\bran out\b|timeout (?:expired|exceeded|reached)", re.IGNORECASE),
+    ),
+    ("policy", re.compile(r"\bpolicy\b|cannot evaluate", re.IGNORECASE)),
+)
 
 
 def utc_now():
@@ -100,7 +158,9 @@ def trail_records(host, engine, result, check_mode, context):
 
     Ended (or would-be-ended) sessions, plus targeted sessions that were not
     ended for another reason than `protected` (state_changed, gone, failed,
-    still_present): those are decisions an auditor wants to see too.
+    still_present): those are decisions an auditor wants to see too. A failed
+    result that still carries `terminated` / `cancelled` (a later step of the
+    host failed after signals went out) gets its lines all the same.
     """
     policy = result.get("policy")
     policy_name = policy.get("name") if isinstance(policy, dict) else policy
@@ -129,9 +189,9 @@ def trail_records(host, engine, result, check_mode, context):
     for bucket in ("cancelled", "terminated"):
         for entry in result.get(bucket) or []:
             record(entry, outcome_for(bucket, check_mode))
-    for entry in result.get("skipped") or []:
+    for entry in result.get("not_ended") or []:
         if entry.get("reason") != "protected":
-            record(entry, "skipped")
+            record(entry, "not_ended")
     return records
 
 
@@ -146,26 +206,50 @@ def append_lines(path, records):
         return 0
     _private_dir(os.path.dirname(path))
     data = "".join(json.dumps(record, default=str) + "\n" for record in records).encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    fd = _open_locked(path)
     try:
-        stat = os.fstat(fd)
-        if stat.st_mode & 0o077 and stat.st_uid == os.geteuid():
-            os.fchmod(fd, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
     finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
     return len(records)
 
 
-def write_private(path, text):
-    """Write `text` to `path` atomically with mode 0600."""
+def _open_locked(path):
+    """The trail opened by its path for appending, under an exclusive lock.
+
+    Opened anew for every append, so a file that logrotate renamed is never
+    written to again; should the rename fall between our open and our lock, the
+    file is opened again under the path (the lines belong in the new file)."""
+    for _attempt in range(10):
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            stat = os.fstat(fd)
+            if stat.st_mode & 0o077 and stat.st_uid == os.geteuid():
+                os.fchmod(fd, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                current = os.stat(path)
+            except OSError:
+                current = None
+            if current is not None and (current.st_dev, current.st_ino) == (stat.st_dev, stat.st_ino):
+                return fd
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    raise OSError(errno.EAGAIN, "the file keeps being replaced while it is opened", path)
+
+
+def write_private(path, text, replace=True):
+    """Write `text` to `path` atomically with mode 0600.
+
+    replace=False: never over an existing file; returns False (nothing written)
+    when `path` exists. Otherwise returns True."""
     directory = os.path.dirname(path) or "."
     _private_dir(directory)
     fd, tmp = tempfile.mkstemp(prefix=".dbhygiene-", dir=directory)
@@ -173,7 +257,24 @@ def write_private(path, text):
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+            return True
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError:
+            # A file system without hard links: create it exclusively instead.
+            try:
+                out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                return False
+            with os.fdopen(out, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        finally:
+            os.unlink(tmp)
+        return True
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -330,9 +431,9 @@ def audit_summary(sessions, server, plan_dict, thresholds):
 def enforce_summary(result):
     """The enforce role's per-host figures from a *_sessions result."""
     summary = result.get("summary") or {}
-    skipped = result.get("skipped") or []
+    not_ended = result.get("not_ended") or []
     by_reason = {}
-    for entry in skipped:
+    for entry in not_ended:
         by_reason[entry.get("reason")] = by_reason.get(entry.get("reason"), 0) + 1
     policy = result.get("policy")
     return {
@@ -341,9 +442,53 @@ def enforce_summary(result):
         "matched": result.get("matched") if not isinstance(result.get("matched"), list) else len(result["matched"]),
         "terminated": [brief(entry) for entry in result.get("terminated") or []],
         "cancelled": [brief(entry) for entry in result.get("cancelled") or []],
-        "skipped": [brief(entry) for entry in skipped if entry.get("reason") != "protected"],
-        "skipped_by_reason": by_reason,
+        "not_ended": [brief(entry) for entry in not_ended if entry.get("reason") != "protected"],
+        "not_ended_by_reason": by_reason,
     }
+
+
+def failure_reason(result):
+    """Why a host failed, as a code of FAILURE_REASONS, from its registered result (None: no result)."""
+    if not isinstance(result, dict):
+        return "no_result"
+    if result.get("unreachable"):
+        return "unreachable"
+    if result.get("busy"):
+        return "busy"
+    data = result.get("dbhygiene")
+    if isinstance(data, dict) and data.get("failure") in FAILURE_REASONS:
+        return data["failure"]
+    message = str(result.get("msg") or "")
+    for code, pattern in _REASON_PATTERNS:
+        if pattern.search(message):
+            return code
+    return "error"
+
+
+def awx_default_path_warnings(task_vars, report_dir=None, audit_log=None):
+    """Warnings for an AWX job that keeps its report or trail at the default path.
+
+    An AWX job runs in a throw-away execution environment container: whatever is
+    written under the default paths there is gone when the job ends."""
+    job = job_id(task_vars)
+    if job is None:
+        return []
+    defaults = []
+    if report_dir is not None and _is_default(report_dir, DEFAULT_REPORT_DIR):
+        defaults.append(("the fleet report", "dbhygiene_report_dir", report_dir))
+    if audit_log is not None and _is_default(audit_log, DEFAULT_AUDIT_LOG):
+        defaults.append(("the audit trail", "dbhygiene_audit_log", audit_log))
+    return [
+        f"this is AWX job {job}: {what} goes to the default {path}, inside the job's execution environment "
+        f"container, and is lost when the job ends; set {variable} to a path on a volume that outlives the job "
+        "(a persistent mount exposed to the container, e.g. AWX's 'Paths to expose to isolated jobs')"
+        for what, variable, path in defaults
+    ]
+
+
+def _is_default(value, default):
+    text = str(value)
+    return text == default or controller_path(text) == controller_path(default)
 
 
 # ---------------------------------------------------------------- the fleet report
@@ -351,12 +496,13 @@ def build_report(kind, hosts_all, hosts_active, results, check_mode, context):
     """The fleet report (a dict) from each host's registered result.
 
     results: {host: registered result or None}. A host with no result never
-    reached the task (it failed or was unreachable before it).
+    reached the task (it failed or was unreachable before it). Every host that
+    is not ok has a `reason` (the message) and a `reason_code` (FAILURE_REASONS).
     """
     report_hosts = {}
-    totals = {"hosts": len(hosts_all), "ok": 0, "failed": 0, "sessions_seen": 0}
+    totals = {"hosts": len(hosts_all), "ok": 0, "failed": 0, "sessions_seen": 0, "failed_by_reason": {}}
     if kind == "enforce":
-        totals.update(terminated=0, cancelled=0, ended=0, skipped=0)
+        totals.update(terminated=0, cancelled=0, ended=0, not_ended=0)
     else:
         totals.update(would_end=0, alerting=0)
     for host in hosts_all:
@@ -378,18 +524,22 @@ def build_report(kind, hosts_all, hosts_active, results, check_mode, context):
         elif result.get("failed"):
             entry["status"] = "failed"
             entry["reason"] = str(result.get("msg") or "failed")
-        elif result.get("skipped"):
-            entry["status"] = "skipped"
-            entry["reason"] = str(result.get("skip_reason") or "skipped")
+        elif result.get("skipped") is True:
+            # Ansible's own flag: the task did not run for this host (a `when`).
+            entry["status"] = "not_run"
+            entry["reason"] = str(result.get("skip_reason") or "the task did not run for this host")
         if entry["status"] == "ok":
             totals["ok"] += 1
         else:
             totals["failed"] += 1
+            code = "no_result" if entry["status"] == "not_run" else failure_reason(result)
+            entry["reason_code"] = code
+            totals["failed_by_reason"][code] = totals["failed_by_reason"].get(code, 0) + 1
         totals["sessions_seen"] += int(entry.get("seen") or entry.get("sessions") or 0)
         if kind == "enforce":
             totals["terminated"] += len(entry.get("terminated") or [])
             totals["cancelled"] += len(entry.get("cancelled") or [])
-            totals["skipped"] += len(entry.get("skipped") or [])
+            totals["not_ended"] += len(entry.get("not_ended") or [])
         else:
             totals["would_end"] += len(entry.get("would_end") or [])
             if entry.get("breaches"):
@@ -406,6 +556,8 @@ def build_report(kind, hosts_all, hosts_active, results, check_mode, context):
         "audit_log": context.get("audit_log"),
         "totals": totals,
         "failed_hosts": {h: e.get("reason") for h, e in report_hosts.items() if e["status"] != "ok"},
+        "failed_host_reasons": {h: e.get("reason_code") for h, e in report_hosts.items() if e["status"] != "ok"},
+        "run": context.get("run"),
         "hosts": report_hosts,
     }
 
@@ -470,12 +622,12 @@ def render_markdown(report):
         lines.append(
             f"**{totals['hosts']} hosts: {totals['ok']} ok, {totals['failed']} failed. "
             f"{totals['sessions_seen']} sessions seen, {totals['ended']} {ended} "
-            f"({totals['terminated']} terminate, {totals['cancelled']} cancel), {totals['skipped']} skipped.**"
+            f"({totals['terminated']} terminate, {totals['cancelled']} cancel), {totals['not_ended']} not ended.**"
         )
-        lines += ["", "| host | engine | status | seen | " + ended + " | skipped | note |"]
+        lines += ["", "| host | engine | status | seen | " + ended + " | not ended | note |"]
         lines.append("| --- | --- | --- | --- | --- | --- | --- |")
         for host, entry in report["hosts"].items():
-            reasons = ", ".join(f"{k}: {v}" for k, v in sorted((entry.get("skipped_by_reason") or {}).items()))
+            reasons = ", ".join(f"{k}: {v}" for k, v in sorted((entry.get("not_ended_by_reason") or {}).items()))
             lines.append(
                 "| "
                 + " | ".join(
@@ -486,7 +638,7 @@ def render_markdown(report):
                         entry["status"],
                         entry.get("seen"),
                         len(entry.get("terminated") or []) + len(entry.get("cancelled") or []),
-                        len(entry.get("skipped") or []),
+                        len(entry.get("not_ended") or []),
                         "see below" if entry["status"] != "ok" else reasons,
                     )
                 )
@@ -497,8 +649,8 @@ def render_markdown(report):
             for bucket, outcome in (("terminated", "terminate"), ("cancelled", "cancel")):
                 for item in entry.get(bucket) or []:
                     rows.append((host, ("would " if dry else "") + outcome, item))
-            for item in entry.get("skipped") or []:
-                rows.append((host, "skipped: " + str(item.get("reason")), item))
+            for item in entry.get("not_ended") or []:
+                rows.append((host, "not ended: " + str(item.get("reason")), item))
         if rows:
             lines += ["", "## Sessions " + ("that would be ended" if dry else "ended"), ""]
             _session_table(rows, lines)
@@ -554,20 +706,80 @@ def render_markdown(report):
     if report["failed_hosts"]:
         lines += ["", "## Hosts that failed", ""]
         for host, reason in report["failed_hosts"].items():
-            lines.append(f"- **{host}**: {_cell(reason)}")
+            entry = report["hosts"].get(host) or {}
+            code = entry.get("reason_code") or "error"
+            words = FAILURE_REASONS.get(code, code)
+            line = f"- **{host}** ({code}: {words}): {_cell(reason)}"
+            ended = len(entry.get("terminated") or []) + len(entry.get("cancelled") or [])
+            if ended and kind == "enforce":
+                what = "would have been ended" if dry else ("was ended" if ended == 1 else "were ended")
+                line += f" — {ended} session{'s' if ended != 1 else ''} {what} before the failure (listed above"
+                line += ", and in the audit trail)" if report.get("audit_log") else ")"
+            lines.append(line)
     lines.append("")
     return "\n".join(lines)
 
 
-def write_report(report, report_dir):
-    """Write <kind>-<time>.json/.md and <kind>-latest.json/.md; return the paths."""
-    stamp = report["time"].replace("-", "").replace(":", "")[:15] + "Z"
-    base = os.path.join(report_dir, f"{report['kind']}-{stamp}")
+_STAMPED_RE = re.compile(
+    r"^(?P<kind>[a-z]+)-(?P<stamp>\d{8}T\d{6}(?:\.\d+)?Z)(?:-(?P<run>[A-Za-z0-9_.]+))?\.(?:json|md)$"
+)
+
+
+def run_tag():
+    """A short tag that tells this run's reports from any concurrent run's."""
+    return uuid.uuid4().hex[:8]
+
+
+def _stamp(report):
+    """20261201T161300.123456Z of the report's time (sorts as the time does)."""
+    return report["time"].replace("-", "").replace(":", "")
+
+
+def write_report(report, report_dir, keep=DEFAULT_REPORT_KEEP):
+    """Write <kind>-<time>-<run>.json/.md and <kind>-latest.json/.md; return the paths.
+
+    The time-stamped pair is unique to this run (its run tag, and never written
+    over an existing file), so concurrent runs never replace each other's. Then
+    the oldest time-stamped reports of the same kind beyond `keep` are removed
+    (0 keeps every one)."""
+    run = report.get("run") or run_tag()
     text_json = json.dumps(report, indent=2, sort_keys=True, default=str) + "\n"
     text_md = render_markdown(report)
-    paths = {"json": base + ".json", "markdown": base + ".md"}
-    write_private(paths["json"], text_json)
+    for attempt in range(100):
+        suffix = run if attempt == 0 else f"{run}.{attempt}"
+        base = os.path.join(report_dir, f"{report['kind']}-{_stamp(report)}-{suffix}")
+        paths = {"json": base + ".json", "markdown": base + ".md"}
+        if write_private(paths["json"], text_json, replace=False):
+            break
+    else:  # pragma: no cover - 100 reports of the same run in the same microsecond
+        raise OSError(errno.EEXIST, "no free report name", base)
     write_private(paths["markdown"], text_md)
     write_private(os.path.join(report_dir, f"{report['kind']}-latest.json"), text_json)
     write_private(os.path.join(report_dir, f"{report['kind']}-latest.md"), text_md)
+    prune_reports(report_dir, report["kind"], keep)
     return paths, text_md
+
+
+def prune_reports(report_dir, kind, keep):
+    """Remove the oldest time-stamped reports of `kind` beyond the newest `keep`; return the removed names.
+
+    Only files named as write_report names them are considered (never the
+    -latest ones, never anything else in the directory). A report counts once
+    for its .json and .md."""
+    if not keep:
+        return []
+    reports = {}
+    for name in os.listdir(report_dir):
+        match = _STAMPED_RE.match(name)
+        if match and match.group("kind") == kind:
+            reports.setdefault(name.rsplit(".", 1)[0], []).append(name)
+    oldest_first = sorted(reports, key=lambda base: (_STAMPED_RE.match(reports[base][0]).group("stamp"), base))
+    removed = []
+    for base in oldest_first[: max(0, len(oldest_first) - keep)]:
+        for name in reports[base]:
+            try:
+                os.unlink(os.path.join(report_dir, name))
+            except FileNotFoundError:  # a concurrent run pruned it first
+                pass
+        removed.append(base)
+    return removed

@@ -116,3 +116,23 @@ def ended_keys(report, field="key"):
             for item in entry.get(bucket) or []:
                 found.add((host, item[field], bucket))
     return found
+
+
+def edit_inventory(path, change):
+    """Load the inventory at `path`, let change(groups) edit its `databases` children, write it back."""
+    with open(path) as handle:
+        inventory = yaml.safe_load(handle)
+    change(inventory["all"]["children"]["databases"]["children"])
+    with open(path, "w") as handle:
+        yaml.safe_dump(inventory, handle, default_flow_style=False)
+
+
+def stamped_reports(report_dir, kind, suffix=".json"):
+    """The time-stamped report files of `kind` (not the -latest ones), sorted."""
+    if not os.path.isdir(report_dir):
+        return []
+    return sorted(
+        name
+        for name in os.listdir(report_dir)
+        if name.startswith(kind + "-") and name.endswith(suffix) and "-latest" not in name
+    )

@@ -2,7 +2,10 @@
 """The collection builds, installs and documents itself; the EE definition is accepted."""
 
 import glob
+import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -32,6 +35,7 @@ def test_build_install_and_ansible_doc(tmp_path):
     assert "galaxy.yml" not in names and "MANIFEST.json" in names
     assert not [n for n in names if n.startswith((".venv", ".build", "tools/", "tests/output", ".git/"))]
     assert "meta/runtime.yml" in names and "meta/execution-environment.yml" in names
+    assert "LICENSE" in names and "extensions/awx/credential_types.yml" in names
 
     install = tmp_path / "installed"
     # Only the fresh install on the collections path: the working tree must not stand in for it.
@@ -50,6 +54,11 @@ def test_build_install_and_ansible_doc(tmp_path):
     for module in _modules():
         text = _run([os.path.join(BIN, "ansible-doc"), "dbhygiene.sessions.%s" % module], env=env)
         assert "EXAMPLES" in text and "RETURN VALUES" in text, module
+        doc = json.loads(_run([os.path.join(BIN, "ansible-doc"), "--json", "dbhygiene.sessions.%s" % module], env=env))
+        assert doc["dbhygiene.sessions.%s" % module]["doc"].get("version_added"), module
+    for role in ("audit", "enforce"):
+        text = _run([os.path.join(BIN, "ansible-doc"), "-t", "role", "dbhygiene.sessions.%s" % role], env=env)
+        assert "dbhygiene_report_keep" in text and "dbhygiene_config_file" in text, role
 
 
 def test_every_engine_module_is_in_its_action_group():
@@ -62,13 +71,84 @@ def test_every_engine_module_is_in_its_action_group():
     assert {"metadata": {"extend_group": ["postgresql", "mysql"]}} in groups["all"]
 
 
-def test_execution_environment_definition_is_accepted(tmp_path):
+def _ee_layout(tmp_path):
+    """The EE definition and its files in a copy of the collection's layout, with a fresh tarball
+    in .build/dist where the definition looks for it (the work tree's own .build is left alone)."""
+    root = tmp_path / "collection"
+    (root / "meta").mkdir(parents=True)
+    for name in ("execution-environment.yml", "requirements.txt", "bindep.txt", "galaxy-requirements.yml"):
+        shutil.copy(os.path.join(ROOT, "meta", name), str(root / "meta" / name))
+    dist = root / ".build" / "dist"
+    _run([os.path.join(BIN, "ansible-galaxy"), "collection", "build", "--output-path", str(dist), "--force"])
+    return root
+
+
+def test_execution_environment_pins_its_base_and_installs_the_collection(tmp_path):
+    root = _ee_layout(tmp_path)
+    with open(os.path.join(ROOT, "meta", "execution-environment.yml")) as f:
+        definition = yaml.safe_load(f)
+    image = definition["images"]["base_image"]["name"]
+    name, _colon, tag = image.rpartition(":")
+    assert name and re.match(r"^\d+(\.\d+)+$", tag), "base image not pinned by version: %s" % image
+
     context = tmp_path / "context"
-    _run([os.path.join(BIN, "ansible-builder"), "create", "-f", "meta/execution-environment.yml", "-c", str(context)])
+    _run(
+        [
+            os.path.join(BIN, "ansible-builder"),
+            "create",
+            "-f",
+            str(root / "meta" / "execution-environment.yml"),
+            "-c",
+            str(context),
+            "--output-filename",
+            "Containerfile",
+        ]
+    )
+    containerfile = (context / "Containerfile").read_text()
+    assert 'EE_BASE_IMAGE="%s"' % image in containerfile
     build = context / "_build"
-    with open(build / "requirements.txt") as f:
-        python_deps = f.read()
-    with open(build / "bindep.txt") as f:
-        system_deps = f.read()
+    python_deps = (build / "requirements.txt").read_text()
+    system_deps = (build / "bindep.txt").read_text()
     assert "psycopg2" in python_deps and "PyMySQL" in python_deps
     assert "libpq" in system_deps
+
+    # The collection itself is in the context, as the tarball just built ...
+    tarballs = os.listdir(str(build / "collections"))
+    with open(os.path.join(ROOT, "galaxy.yml")) as f:
+        version = yaml.safe_load(f)["version"]
+    assert tarballs == ["dbhygiene-sessions-%s.tar.gz" % version]
+    with tarfile.open(str(build / "collections" / tarballs[0])) as tar:
+        manifest = json.load(tar.extractfile("MANIFEST.json"))
+    assert manifest["collection_info"]["name"] == "sessions" and manifest["collection_info"]["version"] == version
+    # ... the galaxy stage copies it where the galaxy requirements name it, and installs it.
+    with open(str(build / "requirements.yml")) as f:
+        wanted = yaml.safe_load(f)["collections"]
+    assert wanted == [{"name": "/tmp/dbhygiene-collections/dbhygiene-sessions.tar.gz", "type": "file"}]
+    galaxy_stage = containerfile.split("FROM base AS galaxy", 1)[1].split("FROM base AS builder", 1)[0]
+    assert "COPY _build/collections/ /tmp/dbhygiene-collections/" in galaxy_stage
+    assert "dbhygiene-sessions-*.tar.gz /tmp/dbhygiene-collections/dbhygiene-sessions.tar.gz" in galaxy_stage
+    assert "ansible-galaxy collection install" in galaxy_stage and "-r requirements.yml" in galaxy_stage
+
+    # What that stage runs, here: the requirements install the collection from the tarball.
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    shutil.copy(str(build / "collections" / tarballs[0]), str(stage / "dbhygiene-sessions.tar.gz"))
+    requirements = tmp_path / "requirements.yml"
+    requirements.write_text(
+        yaml.safe_dump({"collections": [dict(wanted[0], name=str(stage / "dbhygiene-sessions.tar.gz"))]})
+    )
+    installed = tmp_path / "installed"
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(installed))
+    _run(
+        [
+            os.path.join(BIN, "ansible-galaxy"),
+            "collection",
+            "install",
+            "-r",
+            str(requirements),
+            "--collections-path",
+            str(installed),
+        ],
+        env=env,
+    )
+    assert (installed / "ansible_collections" / "dbhygiene" / "sessions" / "roles" / "enforce").is_dir()

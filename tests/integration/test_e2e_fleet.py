@@ -95,9 +95,10 @@ def test_enforce_dry_run_real_run_second_run(fleet, tmp_path):
         assert ended_keys(dry_report, "id") == expected
         assert "pgdown" in dry_report["failed_hosts"]
         assert "127.0.1.250" in dry_report["failed_hosts"]["pgdown"]
+        assert dry_report["failed_host_reasons"] == {"pgdown": "unreachable"}
         assert dry_report["totals"]["failed"] == 1 and dry_report["totals"]["ok"] == 6
         for server in SERVERS:
-            protected = dry_report["hosts"][server]["skipped_by_reason"].get("protected")
+            protected = dry_report["hosts"][server]["not_ended_by_reason"].get("protected")
             assert protected == 1, dry_report["hosts"][server]
         dry_lines = read_trail(trail)
         assert len(dry_lines) == 18
@@ -111,7 +112,7 @@ def test_enforce_dry_run_real_run_second_run(fleet, tmp_path):
         real_report = read_json(str(report_dir / "enforce-latest.json"))
         assert real_report["check_mode"] is False
         assert ended_keys(real_report) == dry_ended
-        assert real_report["totals"]["ended"] == 18 and real_report["totals"]["skipped"] == 0
+        assert real_report["totals"]["ended"] == 18 and real_report["totals"]["not_ended"] == 0
         assert "pgdown" in real_report["failed_hosts"]
         for server in SERVERS:
             engine = fleet.server(server)["engine"]
@@ -155,5 +156,8 @@ def test_enforce_dry_run_real_run_second_run(fleet, tmp_path):
         assert not [text for text in texts if password in text]
         markdown = open(str(report_dir / "enforce-latest.md")).read()
         assert "pgdown" in markdown and "Hosts that failed" in markdown
+        assert "**pgdown** (unreachable: the database server could not be reached)" in markdown
+        # One time-stamped report per run, none replaced by another.
+        assert len([n for n in os.listdir(str(report_dir)) if n.endswith(".json") and "latest" not in n]) == 3
     finally:
         close_all(held)

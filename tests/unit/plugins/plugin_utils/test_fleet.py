@@ -59,18 +59,18 @@ def test_trail_records_outcomes_and_check_mode():
         "policy": {"name": "sweep"},
         "terminated": [dict(_session(1), rule="ghost", action="terminate")],
         "cancelled": [dict(_session(2, state="active"), rule="runaway", action="cancel")],
-        "skipped": [
+        "not_ended": [
             dict(_session(3), rule="ghost", action=None, reason="protected", detail="protect.users"),
             dict(_session(4), rule="ghost", action="terminate", reason="state_changed", detail="woke up"),
         ],
     }
     context = {"login_host": "10.1.1.1", "job_id": 42}
     real = _fleet.trail_records("db1", "postgresql", result, False, context)
-    assert [(r["id"], r["outcome"]) for r in real] == [(2, "cancelled"), (1, "terminated"), (4, "skipped")]
+    assert [(r["id"], r["outcome"]) for r in real] == [(2, "cancelled"), (1, "terminated"), (4, "not_ended")]
     assert all(r["check_mode"] is False and r["job_id"] == 42 and r["policy"] == "sweep" for r in real)
     assert real[2]["reason"] == "state_changed"
     dry = _fleet.trail_records("db1", "postgresql", result, True, context)
-    assert [r["outcome"] for r in dry] == ["would_cancel", "would_terminate", "skipped"]
+    assert [r["outcome"] for r in dry] == ["would_cancel", "would_terminate", "not_ended"]
     assert all(r["check_mode"] is True for r in dry)
     assert {"time", "host", "engine", "rule", "action", "user", "database", "application", "client_addr"} <= set(
         real[0]
@@ -132,7 +132,7 @@ def test_audit_summary_counts_and_breaches():
     plan = {
         "policy": "p",
         "victims": [{"session": sessions[1], "rule": "stuck", "action": "terminate"}],
-        "skipped": [],
+        "not_ended": [{"session": sessions[0], "rule": "stuck", "reason": "protected", "detail": "protect.users"}],
         "limit_error": None,
     }
     thresholds = _fleet.parse_thresholds(
@@ -145,6 +145,7 @@ def test_audit_summary_counts_and_breaches():
     assert summary["oldest_transaction"]["id"] == 2 and summary["oldest_transaction"]["seconds"] == 500.0
     assert summary["connection_use"] == 0.4  # 3 sessions + our own of 10
     assert [entry["id"] for entry in summary["would_end"]] == [2]
+    assert summary["protected"] == 1
     assert len(breaches) == 2
     assert breaches[0].startswith("max_oldest_transaction: 500.0s")
     assert breaches[1].startswith("max_would_end: 1")
@@ -168,7 +169,10 @@ def test_build_report_names_failed_and_missing_hosts():
     assert report["hosts"]["c"]["status"] == "unreachable"
     assert "before the task ran" in report["failed_hosts"]["d"]
     markdown = _fleet.render_markdown(report)
-    assert "## Hosts that failed" in markdown and "**b**: cannot connect" in markdown
+    assert (
+        "## Hosts that failed" in markdown
+        and "**b** (unreachable: the database server could not be reached): cannot connect" in markdown
+    )
 
 
 def test_write_report_files_are_private(tmp_path):
@@ -178,3 +182,257 @@ def test_write_report_files_are_private(tmp_path):
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert "check mode" in markdown
     assert json.load(open(paths["json"]))["totals"]["hosts"] == 1
+
+
+# ---------------------------------------------------------------- not_ended, failures, trail on failure
+def test_no_result_key_is_named_skipped():
+    result = {
+        "policy": {"name": "p"},
+        "summary": {"seen": 3},
+        "terminated": [],
+        "cancelled": [],
+        "not_ended": [dict(_session(4), rule="r", action="terminate", reason="gone", detail="")],
+    }
+    summary = _fleet.enforce_summary(result)
+    assert summary["not_ended"][0]["reason"] == "gone" and summary["not_ended_by_reason"] == {"gone": 1}
+    report = _fleet.build_report("enforce", ["a"], ["a"], {"a": {"dbhygiene": summary}}, False, {})
+    assert report["totals"]["not_ended"] == 1
+
+    def keys(value):
+        if isinstance(value, dict):
+            return set(value) | set().union(*(keys(v) for v in value.values()))
+        if isinstance(value, list):
+            return set().union(*(keys(v) for v in value)) if value else set()
+        return set()
+
+    assert not [key for key in keys(report) | keys(summary) if "skipped" in key]
+    assert "skipped" not in _fleet.render_markdown(report)
+
+
+def test_a_failed_result_that_ended_sessions_still_gets_its_trail_lines():
+    """The runner failed after signals went out: what was ended is recorded all the same."""
+    result = {
+        "failed": True,
+        "msg": "terminated 2 sessions on db1, then: cannot list sessions on db1: server closed the connection",
+        "policy": {"name": "sweep"},
+        "terminated": [dict(_session(1), rule="ghost", action="terminate"), dict(_session(2), rule="ghost")],
+        "cancelled": [],
+        "not_ended": [],
+    }
+    lines = _fleet.trail_records("db1", "postgresql", result, False, {"job_id": None})
+    assert [(line["id"], line["outcome"]) for line in lines] == [(1, "terminated"), (2, "terminated")]
+    summary = _fleet.enforce_summary(result)
+    report = _fleet.build_report(
+        "enforce", ["db1"], ["db1"], {"db1": dict(result, dbhygiene=summary)}, False, {"audit_log": "/x/trail"}
+    )
+    entry = report["hosts"]["db1"]
+    assert entry["status"] == "failed" and len(entry["terminated"]) == 2
+    assert report["totals"]["terminated"] == 2 and report["totals"]["failed"] == 1
+    assert "cannot list sessions" in report["failed_hosts"]["db1"]
+    markdown = _fleet.render_markdown(report)
+    failed_line = [line for line in markdown.splitlines() if line.startswith("- **db1**")][0]
+    assert "cannot list sessions" in failed_line and "2 sessions were ended before the failure" in failed_line
+    # The ended sessions are in the session table too.
+    assert markdown.count("| db1 | 1 |") == 1 and markdown.count("| db1 | 2 |") == 1
+
+
+@pytest.mark.parametrize(
+    "result, code",
+    [
+        (None, "no_result"),
+        ({"unreachable": True, "msg": "ssh: connect to host db1 port 22: Connection timed out"}, "unreachable"),
+        (
+            {"failed": True, "msg": "cannot connect to PostgreSQL at 10.0.0.9:5432 as hygiene: connection refused"},
+            "unreachable",
+        ),
+        (
+            {
+                "failed": True,
+                "msg": "cannot connect to PostgreSQL at db1:5432 as hygiene: timeout expired; check login_host",
+            },
+            "unreachable",
+        ),
+        (
+            {
+                "failed": True,
+                "msg": 'cannot connect to PostgreSQL at db1 as x: FATAL: password authentication failed for user "x"',
+            },
+            "login",
+        ),
+        (
+            {
+                "failed": True,
+                "msg": "cannot connect to MySQL/MariaDB at db2:3306 as x: (1045, \"Access denied for user 'x'@'h'\")",
+            },
+            "login",
+        ),
+        (
+            {"failed": True, "msg": "hygiene on db1 cannot signal: GRANT pg_signal_backend TO hygiene"},
+            "privilege",
+        ),
+        (
+            {
+                "failed": True,
+                "msg": "policy 'p' would end 2 of 3 client sessions (66.7%), above limits.max_terminations 1",
+            },
+            "limit",
+        ),
+        ({"failed": True, "msg": "db1 is busy: another sweep holds the sweep lock"}, "busy"),
+        ({"failed": True, "msg": "db1: the host deadline (host_timeout 300 s) ran out while waiting"}, "timeout"),
+        ({"failed": True, "msg": "policy 'p' uses waiting_longer_than which mysql cannot evaluate"}, "policy"),
+        ({"failed": True, "msg": "something odd"}, "error"),
+        ({"failed": True, "msg": "another sweep is at it", "busy": True}, "busy"),
+        (
+            {
+                "failed": True,
+                "msg": "host_timeout (5s) ran out during the grace wait (policy.grace 4s) on 127.0.1.1:5432; raise it",
+            },
+            "timeout",
+        ),
+        (
+            {
+                "failed": True,
+                "msg": "1 sessions were ended on db1 (terminated 1, cancelled 0), then the sweep failed: cannot list "
+                "sessions on PostgreSQL at db1: server closed the connection unexpectedly",
+            },
+            "unreachable",
+        ),
+        (
+            {
+                "failed": True,
+                "msg": "then the sweep failed: x on 127.0.1.53:5432: SSL connection has been closed unexpectedly",
+            },
+            "unreachable",
+        ),
+        ({"failed": True, "msg": "Unsupported parameters (x module): host_timeout, query_timeout"}, "error"),
+        # What the plugins know better than any message: their own code wins.
+        (
+            {"failed": True, "msg": "db1 is over its audit thresholds", "dbhygiene": {"failure": "threshold"}},
+            "threshold",
+        ),
+    ],
+)
+def test_failure_reason_codes(result, code):
+    assert _fleet.failure_reason(result) == code
+    assert code in _fleet.FAILURE_REASONS
+
+
+def test_report_gives_each_failed_host_a_code_and_words():
+    results = {
+        "a": {"dbhygiene": {"seen": 1}},
+        "b": {"failed": True, "msg": "cannot connect to PostgreSQL at b:5432 as u: connection refused"},
+        "c": {"failed": True, "msg": "over", "dbhygiene": {"failure": "threshold"}},
+        "d": None,
+    }
+    report = _fleet.build_report("audit", ["a", "b", "c", "d"], ["a", "b", "c"], results, False, {})
+    assert report["failed_host_reasons"] == {"b": "unreachable", "c": "threshold", "d": "no_result"}
+    assert report["hosts"]["b"]["reason_code"] == "unreachable"
+    assert report["totals"]["failed_by_reason"] == {"unreachable": 1, "threshold": 1, "no_result": 1}
+    markdown = _fleet.render_markdown(report)
+    assert "- **b** (unreachable: the database server could not be reached): cannot connect" in markdown
+    assert "- **c** (threshold: over an audit threshold)" in markdown
+
+
+def test_awx_default_paths_warn_and_name_the_variables():
+    assert _fleet.awx_default_path_warnings({}, "~/dbhygiene/reports", "~/dbhygiene/audit.jsonl") == []
+    job = {"awx_job_id": 77}
+    warnings = _fleet.awx_default_path_warnings(
+        job, _fleet.controller_path("~/dbhygiene/reports"), "~/dbhygiene/audit.jsonl"
+    )
+    assert len(warnings) == 2
+    assert "AWX job 77" in warnings[0] and "dbhygiene_report_dir" in warnings[0]
+    assert "dbhygiene_audit_log" in warnings[1] and "lost when the job ends" in warnings[1]
+    assert _fleet.awx_default_path_warnings(job, "/srv/dbhygiene/reports", "/srv/dbhygiene/audit.jsonl") == []
+    assert _fleet.awx_default_path_warnings({"tower_job_id": 5}, "/srv/r", None) == []
+
+
+# ---------------------------------------------------------------- trail rotation
+def test_trail_survives_a_rename_between_two_runs(tmp_path):
+    """logrotate without copytruncate renames the file; the next run's lines go to a new one."""
+    path = str(tmp_path / "audit.jsonl")
+    _fleet.append_lines(path, [{"run": 1, "n": 0}, {"run": 1, "n": 1}])
+    os.rename(path, path + ".1")
+    _fleet.append_lines(path, [{"run": 2, "n": 0}])
+    with open(path + ".1") as handle:
+        assert [json.loads(line)["run"] for line in handle] == [1, 1]
+    with open(path) as handle:
+        assert [json.loads(line)["run"] for line in handle] == [2]
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_trail_renamed_between_open_and_lock_is_reopened(tmp_path, monkeypatch):
+    path = str(tmp_path / "audit.jsonl")
+    _fleet.append_lines(path, [{"run": 1}])
+    real_flock = _fleet.fcntl.flock
+    calls = []
+
+    def rotating_flock(fd, operation):
+        if operation == _fleet.fcntl.LOCK_EX and not calls:
+            calls.append(fd)
+            os.rename(path, path + ".1")  # logrotate strikes right after our open
+        return real_flock(fd, operation)
+
+    monkeypatch.setattr(_fleet.fcntl, "flock", rotating_flock)
+    _fleet.append_lines(path, [{"run": 2}])
+    with open(path + ".1") as handle:
+        assert [json.loads(line)["run"] for line in handle] == [1]
+    with open(path) as handle:
+        assert [json.loads(line)["run"] for line in handle] == [2]
+
+
+# ---------------------------------------------------------------- report names and pruning
+def _write_same_report(report_dir, queue):
+    report = _fleet.build_report("enforce", ["a"], ["a"], {"a": {"dbhygiene": {"seen": 1}}}, False, {})
+    report["time"] = "2026-12-01T16:00:00.000000Z"  # the same instant for every writer
+    paths, _markdown = _fleet.write_report(report, report_dir, keep=0)
+    queue.put(paths["json"])
+
+
+def test_concurrent_runs_never_replace_each_others_reports(tmp_path):
+    report_dir = str(tmp_path / "reports")
+    queue = multiprocessing.Queue()
+    writers = [multiprocessing.Process(target=_write_same_report, args=(report_dir, queue)) for _writer in range(6)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    written = sorted(queue.get() for _writer in writers)
+    assert len(set(written)) == 6
+    stamped = sorted(n for n in os.listdir(report_dir) if "latest" not in n and not n.startswith("."))
+    assert len(stamped) == 12  # .json + .md of each run
+    assert sorted(os.path.join(report_dir, n) for n in stamped if n.endswith(".json")) == written
+
+
+def test_the_same_run_tag_twice_gets_a_new_name(tmp_path):
+    report = _fleet.build_report("audit", ["a"], ["a"], {"a": {}}, False, {"run": "fixed"})
+    first, _markdown = _fleet.write_report(report, str(tmp_path))
+    second, _markdown = _fleet.write_report(report, str(tmp_path))
+    assert first["json"] != second["json"] and os.path.exists(first["json"]) and os.path.exists(second["json"])
+
+
+def test_report_keep_prunes_the_oldest_of_the_same_kind_only(tmp_path):
+    report_dir = str(tmp_path)
+    for name in ("notes.txt", "audit-20200101T000000.000000Z-x.json", "enforce-20190101T000000Z.json"):
+        with open(os.path.join(report_dir, name), "w") as handle:
+            handle.write("{}")
+    written = []
+    for minute in range(5):
+        report = _fleet.build_report("enforce", ["a"], ["a"], {"a": {}}, False, {})
+        report["time"] = "2026-12-01T16:%02d:00.000000Z" % minute
+        written.append(_fleet.write_report(report, report_dir, keep=3)[0])
+    names = set(os.listdir(report_dir))
+    for paths in written[:2]:
+        assert os.path.basename(paths["json"]) not in names and os.path.basename(paths["markdown"]) not in names
+    for paths in written[2:]:
+        assert os.path.basename(paths["json"]) in names and os.path.basename(paths["markdown"]) in names
+    # The older-format report of the same kind is pruned too; nothing else is touched.
+    assert "enforce-20190101T000000Z.json" not in names
+    assert {"notes.txt", "audit-20200101T000000.000000Z-x.json", "enforce-latest.json", "enforce-latest.md"} <= names
+
+
+def test_report_keep_zero_keeps_everything(tmp_path):
+    for minute in range(4):
+        report = _fleet.build_report("audit", ["a"], ["a"], {"a": {}}, False, {})
+        report["time"] = "2026-12-01T16:%02d:00.000000Z" % minute
+        _fleet.write_report(report, str(tmp_path), keep=0)
+    assert len([n for n in os.listdir(str(tmp_path)) if n.endswith(".json") and "latest" not in n]) == 4
