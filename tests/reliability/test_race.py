@@ -65,6 +65,8 @@ def allowed_wrong(engine, kills):
     if fixed is not None:
         return int(fixed)
     return int(ALLOWED_WRONG_RATE[engine] * kills)
+
+
 STEADY = int(os.environ.get("RELIABILITY_RACE_STEADY", "25"))
 FLIPPERS = int(os.environ.get("RELIABILITY_RACE_FLIPPERS", "25"))
 STATEMENT_SECONDS = 0.01
