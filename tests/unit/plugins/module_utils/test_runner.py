@@ -420,7 +420,7 @@ def test_check_mode_predicts_exactly_what_the_real_run_ends(policy):
     assert dry["check_mode"] is True and real["check_mode"] is False
     for key in ("terminated", "cancelled", "not_ended"):
         assert dry[key] == real[key], key
-    assert dry["changed"] == real["changed"] is True
+    assert dry["changed"] is True and real["changed"] is True
     assert dry["summary"] == real["summary"]
 
 
@@ -495,7 +495,7 @@ def test_a_huge_grace_fails_before_connecting():
     )
     opened = []
     with pytest.raises(FakeModule.Exit):
-        _runner.run_sessions_module(module, FakeDriver, lambda params: opened.append(params))
+        _runner.run_sessions_module(module, FakeDriver, opened.append)
     assert opened == []
     assert module.result["failed"] is True
     # The policy core refuses it first: grace has an upper bound of its own.
@@ -507,7 +507,7 @@ def test_wait_timeout_nan_fails_before_connecting():
     module = FakeModule({"rules": [{"name": "r", "states": ["idle"]}]}, wait_timeout=float("nan"))
     opened = []
     with pytest.raises(FakeModule.Exit):
-        _runner.run_sessions_module(module, FakeDriver, lambda params: opened.append(params))
+        _runner.run_sessions_module(module, FakeDriver, opened.append)
     assert opened == []
     assert module.result["field"] == "wait_timeout"
     assert "got nan" in module.result["msg"]
