@@ -683,6 +683,9 @@ class MySQLDriver(Driver):
                     REASON_GONE,
                     "the server restarted since planning: thread id %s is another connection" % victim.get("id"),
                 )
+            elif flavours.idle_unproven(victim) and mode == "terminate":
+                # No proof it is outside a transaction (flavours.IDLE_PROOF_SECONDS).
+                results[index] = (victim, REASON_STATE_CHANGED, flavours.idle_unproven(victim))
             else:
                 todo.append(index)
         if todo and not self.list_applications:

@@ -92,6 +92,30 @@ GUARD_BATCH = 500
 GUARD_BLOCK_ROWS = 100000
 
 
+# InnoDB's transaction list (information_schema.INNODB_TRX) is a cache, refreshed
+# only by a reader that comes after 100 ms without one. A Sleep thread the plan saw
+# idle for less than that may hold a transaction the cache did not show yet; one
+# planned idle for longer cannot, as long as the cache was refreshed in that time
+# (its transaction, if any, began before its last statement), and the guard's
+# unchanged QUERY_ID carries that proof to the KILL. So an idle victim is ended
+# only when it was planned idle for at least this long; any real policy's
+# idle_longer_than is far above it.
+IDLE_PROOF_SECONDS = 0.15
+_IDLE_PROOF_DETAIL = (
+    "planned idle for only %s ms: InnoDB's transaction list is a cache refreshed at most every 100 ms, "
+    "so it cannot prove a thread idle for less than %d ms is outside a transaction; not ended"
+)
+
+
+def idle_unproven(planned):
+    """Why an idle victim cannot be ended (see IDLE_PROOF_SECONDS), or None."""
+    idle = planned.get("idle_seconds")
+    if planned.get("state") == "idle" and (idle is None or idle < IDLE_PROOF_SECONDS):
+        shown = "?" if idle is None else "%d" % round(idle * 1000)
+        return _IDLE_PROOF_DETAIL % (shown, round(IDLE_PROOF_SECONDS * 1000))
+    return None
+
+
 def guard_batch_size(threads):
     """Victims per guard block when the server has about `threads` client threads."""
     return max(1, min(GUARD_BATCH, GUARD_BLOCK_ROWS // max(1, int(threads))))

@@ -7,11 +7,13 @@ policy to them and closes them at teardown: other tests use the same servers.
 """
 
 import contextlib
+import time
 import uuid
 
 import pymysql
 import pytest
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql_flavours import IDLE_PROOF_SECONDS
 from dbfleet import holder, mariadb
 
 SERVER = "mariadb1"
@@ -85,6 +87,10 @@ def my_held(fleet):
     def open_(kind, server=SERVER, **kwargs):
         session = holder.open_session(fleet, server, kind, **kwargs)
         opened.append(session)
+        if kind == "idle":
+            # The driver ends an idle thread only once it was planned idle for
+            # IDLE_PROOF_SECONDS (InnoDB's transaction cache): be older than that.
+            time.sleep(IDLE_PROOF_SECONDS + 0.05)
         return session
 
     yield open_

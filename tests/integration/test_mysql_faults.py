@@ -76,7 +76,9 @@ class Flipper(object):
     def _run(self):
         conn = self._connect()
         while not self.stop.is_set():
-            time.sleep(self.rng.uniform(0.01, 0.05))
+            # Mostly a few ms idle (too young to end: the driver needs IDLE_PROOF_SECONDS of
+            # planned idleness), now and then long enough to be a victim.
+            time.sleep(self.rng.uniform(0.01, 0.05) if self.rng.random() < 0.6 else self.rng.uniform(0.16, 0.4))
             if self._killed_while_idle(conn):
                 self.idle_kills += 1
                 conn = self._reconnect(conn)
@@ -91,7 +93,8 @@ class Flipper(object):
                     cur.execute("BEGIN")
                     in_transaction = True
                     cur.execute("UPDATE flip SET n = n + 1 WHERE id = %s", (self.slot,))
-                    time.sleep(0.01)
+                    # Mostly short, now and then idle in the transaction longer than the proof.
+                    time.sleep(0.01 if self.rng.random() < 0.8 else 0.2)
                     if self._killed_while_idle(conn):
                         raise pymysql.err.OperationalError(2013, "killed inside the transaction")
                     cur.execute("COMMIT")

@@ -37,7 +37,11 @@ from dbfleet import state  # noqa: E402
 
 STATEMENT_SECONDS = 0.01
 IDLE_RANGE = (0.002, 0.02)  # the idle stretch of a flipper between two statements
+# One idle stretch in five is longer than the MySQL driver's idle proof (150 ms, InnoDB's
+# transaction cache), so that flippers are victims on MariaDB too, not only young and spared.
+LONG_IDLE_SHARE, LONG_IDLE_RANGE = 0.2, (0.16, 0.3)
 IN_TRANSACTION_SECONDS = 0.005  # a flipper's transaction sits idle in transaction this long
+LONG_IN_TRANSACTION_SECONDS = 0.2  # ... and one in five this long
 
 
 class Died(Exception):
@@ -167,7 +171,10 @@ class Worker(threading.Thread):
             try:
                 while not self.workload.stopping.is_set():
                     doing = "idle"
-                    self.session.idle(rng.uniform(*IDLE_RANGE) if self.flipping else 0.2)
+                    long_idle = rng.random() < LONG_IDLE_SHARE
+                    self.session.idle(
+                        rng.uniform(*(LONG_IDLE_RANGE if long_idle else IDLE_RANGE)) if self.flipping else 0.2
+                    )
                     if not self.flipping:
                         continue
                     if rng.random() < 0.5:
@@ -179,7 +186,8 @@ class Worker(threading.Thread):
                         opening, closing = transaction(self.session.engine, self.session.id)
                         for sql in opening:
                             self.session.run(sql)
-                        self.session.idle(IN_TRANSACTION_SECONDS)
+                        long_idle = rng.random() < LONG_IDLE_SHARE
+                        self.session.idle(LONG_IN_TRANSACTION_SECONDS if long_idle else IN_TRANSACTION_SECONDS)
                         self.session.run(closing)
                         self.workload.count("transactions")
             except Died as exc:

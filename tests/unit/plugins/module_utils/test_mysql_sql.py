@@ -428,6 +428,25 @@ def test_mariadb_guard_block_checks_and_kills_each_victim_in_one_statement():
     assert "127.0.0.1" not in sql and "app" not in sql.replace("GET DIAGNOSTICS", "")
 
 
+@pytest.mark.parametrize(
+    "planned, unproven",
+    [
+        ({"state": "idle", "idle_seconds": 0.04}, True),
+        ({"state": "idle", "idle_seconds": None}, True),
+        ({"state": "idle", "idle_seconds": 0.0}, True),  # MySQL TIME 0: anything below a second
+        ({"state": "idle", "idle_seconds": 0.15}, False),
+        ({"state": "idle", "idle_seconds": 30.0}, False),
+        ({"state": "idle_in_transaction", "idle_seconds": 0.01}, False),
+        ({"state": "active", "idle_seconds": 0.01}, False),
+    ],
+)
+def test_an_idle_victim_is_ended_only_when_innodb_could_show_its_transaction(planned, unproven):
+    detail = fl.idle_unproven(planned)
+    assert (detail is not None) is unproven
+    if unproven:
+        assert "100 ms" in detail and "not ended" in detail
+
+
 def test_mariadb_guard_block_cancels_by_query_id():
     active = _victim(command="Query", state="active", query_id=99)
     sql, params = MARIADB.guard_block([active], "cancel")
