@@ -45,6 +45,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import 
     REASON_GONE,
     REASON_STATE_CHANGED,
 )
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import UTC, iso_utc, parse_instant
 
 PROGRAM_NAME = "dbhygiene.sessions"
 
@@ -188,14 +189,6 @@ def key_server_started(key):
     return int(tail)
 
 
-def _iso(moment):
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
-    return moment.isoformat()
-
-
 def _float(value):
     return None if value is None else round(float(value), 3)
 
@@ -220,7 +213,7 @@ def normalize_row(row, server_started=None, application=None):
     now = values["now_utc"]
     state_since = None
     if now is not None and elapsed is not None:
-        state_since = _iso(now - datetime.timedelta(seconds=elapsed))
+        state_since = iso_utc(now - datetime.timedelta(seconds=elapsed))
     query = values["info"]
     if isinstance(query, bytes):
         query = query.decode("utf-8", "replace")
@@ -250,15 +243,8 @@ def normalize_row(row, server_started=None, application=None):
         "host": values["host"],
         "thread_state": values["thread_state"],
         "query_id": None if values["query_id"] is None else int(values["query_id"]),
-        "transaction_started": _iso(values["trx_started"]),
+        "transaction_started": iso_utc(values["trx_started"]),
     }
-
-
-def _instant(text):
-    try:
-        return datetime.datetime.fromisoformat(text)
-    except (TypeError, ValueError):
-        return None
 
 
 def moved_on(planned, current, tolerance):
@@ -297,7 +283,7 @@ def moved_on(planned, current, tolerance):
         and current.get("query_id") != planned.get("query_id")
     ):
         return REASON_STATE_CHANGED, "it ran a new statement since planning"
-    then, now = _instant(planned.get("state_since")), _instant(current.get("state_since"))
+    then, now = parse_instant(planned.get("state_since")), parse_instant(current.get("state_since"))
     if then is None or now is None:
         return REASON_STATE_CHANGED, "its state change time cannot be compared"
     if (now - then).total_seconds() > tolerance:
@@ -485,11 +471,11 @@ class Flavour(object):
 
 def _db_datetime(iso_text, plus_seconds=0.0):
     """'YYYY-MM-DD HH:MM:SS.ffffff' (UTC, our session's time zone) from an ISO state_since."""
-    moment = _instant(iso_text)
+    moment = parse_instant(iso_text)
     if moment is None:
         return None
     if moment.tzinfo is not None:
-        moment = moment.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
     return (moment + datetime.timedelta(seconds=plus_seconds)).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 

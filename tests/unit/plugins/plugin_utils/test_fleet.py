@@ -8,7 +8,7 @@ import stat
 
 import pytest
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _fleet
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _fleet, _trail
 
 
 def _session(session_id, **fields):
@@ -363,16 +363,16 @@ def test_trail_survives_a_rename_between_two_runs(tmp_path):
 def test_trail_renamed_between_open_and_lock_is_reopened(tmp_path, monkeypatch):
     path = str(tmp_path / "audit.jsonl")
     _fleet.append_lines(path, [{"run": 1}])
-    real_flock = _fleet.fcntl.flock
+    real_flock = _trail.fcntl.flock
     calls = []
 
     def rotating_flock(fd, operation):
-        if operation == _fleet.fcntl.LOCK_EX and not calls:
+        if operation == _trail.fcntl.LOCK_EX and not calls:
             calls.append(fd)
             os.rename(path, path + ".1")  # logrotate strikes right after our open
         return real_flock(fd, operation)
 
-    monkeypatch.setattr(_fleet.fcntl, "flock", rotating_flock)
+    monkeypatch.setattr(_trail.fcntl, "flock", rotating_flock)
     _fleet.append_lines(path, [{"run": 2}])
     with open(path + ".1") as handle:
         assert [json.loads(line)["run"] for line in handle] == [1]

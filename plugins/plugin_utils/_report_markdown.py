@@ -1,0 +1,172 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) dbhygiene.sessions contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The fleet report (``_report_model.build_report``) as Markdown.
+
+Private to the collection; no Ansible import. Every table is made by
+``table()`` from its column headings and its rows of values.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_model import FAILURE_REASONS
+
+
+def _cell(value):
+    text = "" if value is None else str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _age(seconds):
+    if seconds is None:
+        return ""
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
+
+
+def _session_table(rows, lines):
+    lines.append("| host | id | user | database | application | client | state | idle | rule | outcome |")
+    lines.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for host, outcome, entry in rows:
+        lines.append(
+            "| "
+            + " | ".join(
+                _cell(value)
+                for value in (
+                    host,
+                    entry.get("id"),
+                    entry.get("user"),
+                    entry.get("database"),
+                    entry.get("application"),
+                    entry.get("client_addr") or "local",
+                    entry.get("state"),
+                    _age(entry.get("idle_seconds")),
+                    entry.get("rule"),
+                    outcome,
+                )
+            )
+            + " |"
+        )
+
+
+def render_markdown(report):
+    kind = report["kind"]
+    totals = report["totals"]
+    dry = report["check_mode"]
+    title = "Session audit" if kind == "audit" else "Session enforcement"
+    lines = [f"# {title}{' (check mode: nothing was changed)' if dry else ''}", ""]
+    lines.append(f"- time: {report['time']}")
+    if report.get("policy"):
+        lines.append(f"- policy: {report['policy']}")
+    if report.get("job_id") is not None:
+        lines.append(f"- AWX job: {report['job_id']}")
+    if report.get("audit_log"):
+        lines.append(f"- audit trail: {report['audit_log']}")
+    lines.append("")
+    if kind == "enforce":
+        ended = "would end" if dry else "ended"
+        lines.append(
+            f"**{totals['hosts']} hosts: {totals['ok']} ok, {totals['failed']} failed. "
+            f"{totals['sessions_seen']} sessions seen, {totals['ended']} {ended} "
+            f"({totals['terminated']} terminate, {totals['cancelled']} cancel), {totals['not_ended']} not ended.**"
+        )
+        lines += ["", "| host | engine | status | seen | " + ended + " | not ended | note |"]
+        lines.append("| --- | --- | --- | --- | --- | --- | --- |")
+        for host, entry in report["hosts"].items():
+            reasons = ", ".join(f"{k}: {v}" for k, v in sorted((entry.get("not_ended_by_reason") or {}).items()))
+            lines.append(
+                "| "
+                + " | ".join(
+                    _cell(v)
+                    for v in (
+                        host,
+                        entry.get("engine"),
+                        entry["status"],
+                        entry.get("seen"),
+                        len(entry.get("terminated") or []) + len(entry.get("cancelled") or []),
+                        len(entry.get("not_ended") or []),
+                        "see below" if entry["status"] != "ok" else reasons,
+                    )
+                )
+                + " |"
+            )
+        rows = []
+        for host, entry in report["hosts"].items():
+            for bucket, outcome in (("terminated", "terminate"), ("cancelled", "cancel")):
+                for item in entry.get(bucket) or []:
+                    rows.append((host, ("would " if dry else "") + outcome, item))
+            for item in entry.get("not_ended") or []:
+                rows.append((host, "not ended: " + str(item.get("reason")), item))
+        if rows:
+            lines += ["", "## Sessions " + ("that would be ended" if dry else "ended"), ""]
+            _session_table(rows, lines)
+    else:
+        lines.append(
+            f"**{totals['hosts']} hosts: {totals['ok']} ok, {totals['failed']} failed, "
+            f"{totals['alerting']} over a threshold. {totals['sessions_seen']} sessions, "
+            f"{totals['would_end']} the policy would end.**"
+        )
+        lines += [
+            "",
+            "| host | engine | status | sessions | use | by state | oldest idle in trx | oldest trx | would end"
+            " | note |",
+        ]
+        lines.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        for host, entry in report["hosts"].items():
+            use = ""
+            if entry.get("connection_use") is not None:
+                use = f"{entry['connection_use'] * 100:.1f}% of {entry.get('max_connections')}"
+            states = ", ".join(f"{k} {v}" for k, v in (entry.get("by_state") or {}).items())
+            note = "; ".join(entry.get("breaches") or []) or entry.get("limit_error") or ""
+            if entry["status"] != "ok" and not entry.get("breaches"):
+                note = "see below"
+            oldest_trx = (entry.get("oldest_idle_in_transaction") or {}).get("seconds")
+            oldest = (entry.get("oldest_transaction") or {}).get("seconds")
+            lines.append(
+                "| "
+                + " | ".join(
+                    _cell(v)
+                    for v in (
+                        host,
+                        entry.get("engine"),
+                        entry["status"],
+                        entry.get("sessions"),
+                        use,
+                        states,
+                        _age(oldest_trx),
+                        _age(oldest),
+                        len(entry.get("would_end") or []) if "would_end" in entry else "",
+                        note,
+                    )
+                )
+                + " |"
+            )
+        rows = [
+            (host, "would " + str(item.get("action")), item)
+            for host, entry in report["hosts"].items()
+            for item in entry.get("would_end") or []
+        ]
+        if rows:
+            lines += ["", "## What the policy would end", ""]
+            _session_table(rows, lines)
+    if report["failed_hosts"]:
+        lines += ["", "## Hosts that failed", ""]
+        for host, reason in report["failed_hosts"].items():
+            entry = report["hosts"].get(host) or {}
+            code = entry.get("reason_code") or "error"
+            words = FAILURE_REASONS.get(code, code)
+            line = f"- **{host}** ({code}: {words}): {_cell(reason)}"
+            ended = len(entry.get("terminated") or []) + len(entry.get("cancelled") or [])
+            if ended and kind == "enforce":
+                what = "would have been ended" if dry else ("was ended" if ended == 1 else "were ended")
+                line += f" — {ended} session{'s' if ended != 1 else ''} {what} before the failure (listed above"
+                line += ", and in the audit trail)" if report.get("audit_log") else ")"
+            lines.append(line)
+    lines.append("")
+    return "\n".join(lines)
