@@ -19,6 +19,13 @@ def _cell(value):
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def table(headings, rows):
+    """The lines of a Markdown table: the headings, the rule, one line per row of values (escaped)."""
+    lines = ["| " + " | ".join(headings) + " |", "| " + " | ".join("---" for _ in headings) + " |"]
+    lines.extend("| " + " | ".join(_cell(value) for value in row) + " |" for row in rows)
+    return lines
+
+
 def _age(seconds):
     if seconds is None:
         return ""
@@ -30,143 +37,163 @@ def _age(seconds):
     return f"{seconds}s"
 
 
-def _session_table(rows, lines):
-    lines.append("| host | id | user | database | application | client | state | idle | rule | outcome |")
-    lines.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for host, outcome, entry in rows:
-        lines.append(
-            "| "
-            + " | ".join(
-                _cell(value)
-                for value in (
-                    host,
-                    entry.get("id"),
-                    entry.get("user"),
-                    entry.get("database"),
-                    entry.get("application"),
-                    entry.get("client_addr") or "local",
-                    entry.get("state"),
-                    _age(entry.get("idle_seconds")),
-                    entry.get("rule"),
-                    outcome,
-                )
+def _ended(entry):
+    return len(entry.get("terminated") or []) + len(entry.get("cancelled") or [])
+
+
+_SESSION_HEADINGS = ("host", "id", "user", "database", "application", "client", "state", "idle", "rule", "outcome")
+
+
+def _session_table(rows):
+    """The table of sessions: rows are (host, outcome, entry)."""
+    return table(
+        _SESSION_HEADINGS,
+        (
+            (
+                host,
+                entry.get("id"),
+                entry.get("user"),
+                entry.get("database"),
+                entry.get("application"),
+                entry.get("client_addr") or "local",
+                entry.get("state"),
+                _age(entry.get("idle_seconds")),
+                entry.get("rule"),
+                outcome,
             )
-            + " |"
-        )
+            for host, outcome, entry in rows
+        ),
+    )
 
 
-def render_markdown(report):
-    kind = report["kind"]
-    totals = report["totals"]
+def _header(report):
     dry = report["check_mode"]
-    title = "Session audit" if kind == "audit" else "Session enforcement"
-    lines = [f"# {title}{' (check mode: nothing was changed)' if dry else ''}", ""]
-    lines.append(f"- time: {report['time']}")
+    title = "Session audit" if report["kind"] == "audit" else "Session enforcement"
+    lines = [f"# {title}{' (check mode: nothing was changed)' if dry else ''}", "", f"- time: {report['time']}"]
     if report.get("policy"):
         lines.append(f"- policy: {report['policy']}")
     if report.get("job_id") is not None:
         lines.append(f"- AWX job: {report['job_id']}")
     if report.get("audit_log"):
         lines.append(f"- audit trail: {report['audit_log']}")
-    lines.append("")
-    if kind == "enforce":
-        ended = "would end" if dry else "ended"
-        lines.append(
-            f"**{totals['hosts']} hosts: {totals['ok']} ok, {totals['failed']} failed. "
-            f"{totals['sessions_seen']} sessions seen, {totals['ended']} {ended} "
-            f"({totals['terminated']} terminate, {totals['cancelled']} cancel), {totals['not_ended']} not ended.**"
-        )
-        lines += ["", "| host | engine | status | seen | " + ended + " | not ended | note |"]
-        lines.append("| --- | --- | --- | --- | --- | --- | --- |")
-        for host, entry in report["hosts"].items():
-            reasons = ", ".join(f"{k}: {v}" for k, v in sorted((entry.get("not_ended_by_reason") or {}).items()))
-            lines.append(
-                "| "
-                + " | ".join(
-                    _cell(v)
-                    for v in (
-                        host,
-                        entry.get("engine"),
-                        entry["status"],
-                        entry.get("seen"),
-                        len(entry.get("terminated") or []) + len(entry.get("cancelled") or []),
-                        len(entry.get("not_ended") or []),
-                        "see below" if entry["status"] != "ok" else reasons,
-                    )
-                )
-                + " |"
+    return lines + [""]
+
+
+def _enforce_body(report):
+    totals = report["totals"]
+    dry = report["check_mode"]
+    ended = "would end" if dry else "ended"
+    lines = [
+        f"**{totals['hosts']} hosts: {totals['ok']} ok, {totals['failed']} failed. "
+        f"{totals['sessions_seen']} sessions seen, {totals['ended']} {ended} "
+        f"({totals['terminated']} terminate, {totals['cancelled']} cancel), {totals['not_ended']} not ended.**",
+        "",
+    ]
+    hosts = []
+    for host, entry in report["hosts"].items():
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted((entry.get("not_ended_by_reason") or {}).items()))
+        hosts.append(
+            (
+                host,
+                entry.get("engine"),
+                entry["status"],
+                entry.get("seen"),
+                _ended(entry),
+                len(entry.get("not_ended") or []),
+                "see below" if entry["status"] != "ok" else reasons,
             )
-        rows = []
-        for host, entry in report["hosts"].items():
-            for bucket, outcome in (("terminated", "terminate"), ("cancelled", "cancel")):
-                for item in entry.get(bucket) or []:
-                    rows.append((host, ("would " if dry else "") + outcome, item))
-            for item in entry.get("not_ended") or []:
-                rows.append((host, "not ended: " + str(item.get("reason")), item))
-        if rows:
-            lines += ["", "## Sessions " + ("that would be ended" if dry else "ended"), ""]
-            _session_table(rows, lines)
-    else:
-        lines.append(
-            f"**{totals['hosts']} hosts: {totals['ok']} ok, {totals['failed']} failed, "
-            f"{totals['alerting']} over a threshold. {totals['sessions_seen']} sessions, "
-            f"{totals['would_end']} the policy would end.**"
         )
-        lines += [
-            "",
-            "| host | engine | status | sessions | use | by state | oldest idle in trx | oldest trx | would end"
-            " | note |",
-        ]
-        lines.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-        for host, entry in report["hosts"].items():
-            use = ""
-            if entry.get("connection_use") is not None:
-                use = f"{entry['connection_use'] * 100:.1f}% of {entry.get('max_connections')}"
-            states = ", ".join(f"{k} {v}" for k, v in (entry.get("by_state") or {}).items())
-            note = "; ".join(entry.get("breaches") or []) or entry.get("limit_error") or ""
-            if entry["status"] != "ok" and not entry.get("breaches"):
-                note = "see below"
-            oldest_trx = (entry.get("oldest_idle_in_transaction") or {}).get("seconds")
-            oldest = (entry.get("oldest_transaction") or {}).get("seconds")
-            lines.append(
-                "| "
-                + " | ".join(
-                    _cell(v)
-                    for v in (
-                        host,
-                        entry.get("engine"),
-                        entry["status"],
-                        entry.get("sessions"),
-                        use,
-                        states,
-                        _age(oldest_trx),
-                        _age(oldest),
-                        len(entry.get("would_end") or []) if "would_end" in entry else "",
-                        note,
-                    )
-                )
-                + " |"
+    lines += table(("host", "engine", "status", "seen", ended, "not ended", "note"), hosts)
+    rows = []
+    for host, entry in report["hosts"].items():
+        for bucket, outcome in (("terminated", "terminate"), ("cancelled", "cancel")):
+            for item in entry.get(bucket) or []:
+                rows.append((host, ("would " if dry else "") + outcome, item))
+        for item in entry.get("not_ended") or []:
+            rows.append((host, "not ended: " + str(item.get("reason")), item))
+    if rows:
+        lines += ["", "## Sessions " + ("that would be ended" if dry else "ended"), ""]
+        lines += _session_table(rows)
+    return lines
+
+
+def _audit_body(report):
+    totals = report["totals"]
+    lines = [
+        f"**{totals['hosts']} hosts: {totals['ok']} ok, {totals['failed']} failed, "
+        f"{totals['alerting']} over a threshold. {totals['sessions_seen']} sessions, "
+        f"{totals['would_end']} the policy would end.**",
+        "",
+    ]
+    hosts = []
+    for host, entry in report["hosts"].items():
+        use = ""
+        if entry.get("connection_use") is not None:
+            use = f"{entry['connection_use'] * 100:.1f}% of {entry.get('max_connections')}"
+        states = ", ".join(f"{k} {v}" for k, v in (entry.get("by_state") or {}).items())
+        note = "; ".join(entry.get("breaches") or []) or entry.get("limit_error") or ""
+        if entry["status"] != "ok" and not entry.get("breaches"):
+            note = "see below"
+        hosts.append(
+            (
+                host,
+                entry.get("engine"),
+                entry["status"],
+                entry.get("sessions"),
+                use,
+                states,
+                _age((entry.get("oldest_idle_in_transaction") or {}).get("seconds")),
+                _age((entry.get("oldest_transaction") or {}).get("seconds")),
+                len(entry.get("would_end") or []) if "would_end" in entry else "",
+                note,
             )
-        rows = [
-            (host, "would " + str(item.get("action")), item)
-            for host, entry in report["hosts"].items()
-            for item in entry.get("would_end") or []
-        ]
-        if rows:
-            lines += ["", "## What the policy would end", ""]
-            _session_table(rows, lines)
+        )
+    headings = (
+        "host",
+        "engine",
+        "status",
+        "sessions",
+        "use",
+        "by state",
+        "oldest idle in trx",
+        "oldest trx",
+        "would end",
+        "note",
+    )
+    lines += table(headings, hosts)
+    rows = [
+        (host, "would " + str(item.get("action")), item)
+        for host, entry in report["hosts"].items()
+        for item in entry.get("would_end") or []
+    ]
+    if rows:
+        lines += ["", "## What the policy would end", ""]
+        lines += _session_table(rows)
+    return lines
+
+
+def _failed_hosts(report):
+    dry = report["check_mode"]
+    lines = ["", "## Hosts that failed", ""]
+    for host, reason in report["failed_hosts"].items():
+        entry = report["hosts"].get(host) or {}
+        code = entry.get("reason_code") or "error"
+        words = FAILURE_REASONS.get(code, code)
+        line = f"- **{host}** ({code}: {words}): {_cell(reason)}"
+        ended = _ended(entry)
+        if ended and report["kind"] == "enforce":
+            what = "would have been ended" if dry else ("was ended" if ended == 1 else "were ended")
+            line += f" — {ended} session{'s' if ended != 1 else ''} {what} before the failure (listed above"
+            line += ", and in the audit trail)" if report.get("audit_log") else ")"
+        lines.append(line)
+    return lines
+
+
+def render_markdown(report):
+    """The report as Markdown: the header, the body of its kind, the hosts that failed."""
+    lines = _header(report)
+    lines += _enforce_body(report) if report["kind"] == "enforce" else _audit_body(report)
     if report["failed_hosts"]:
-        lines += ["", "## Hosts that failed", ""]
-        for host, reason in report["failed_hosts"].items():
-            entry = report["hosts"].get(host) or {}
-            code = entry.get("reason_code") or "error"
-            words = FAILURE_REASONS.get(code, code)
-            line = f"- **{host}** ({code}: {words}): {_cell(reason)}"
-            ended = len(entry.get("terminated") or []) + len(entry.get("cancelled") or [])
-            if ended and kind == "enforce":
-                what = "would have been ended" if dry else ("was ended" if ended == 1 else "were ended")
-                line += f" — {ended} session{'s' if ended != 1 else ''} {what} before the failure (listed above"
-                line += ", and in the audit trail)" if report.get("audit_log") else ")"
-            lines.append(line)
+        lines += _failed_hosts(report)
     lines.append("")
     return "\n".join(lines)

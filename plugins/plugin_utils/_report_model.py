@@ -13,7 +13,10 @@ __metaclass__ = type
 
 import re
 
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SESSION_FIELDS
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError, parse_duration
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import _count as runner_count
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import _oldest as runner_oldest
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import iso_utc_z, utc_now
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._trail import redact_query
 
@@ -100,60 +103,41 @@ def parse_thresholds(raw):
     return parsed
 
 
+def _label(value, field):
+    """A missing value as the reports show it."""
+    if value is None:
+        return "(local)" if field == "client_addr" else "(none)"
+    return value
+
+
 def _count(sessions, field):
-    counts = {}
-    for session in sessions:
-        name = session.get(field)
-        name = "(local)" if name is None and field == "client_addr" else ("(none)" if name is None else str(name))
-        counts[name] = counts.get(name, 0) + 1
+    """Sessions per value of `field`, most first (the runner's count, missing values labelled)."""
+    counts = runner_count([{field: _label(session.get(field), field)} for session in sessions], field)
     return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 def _oldest(sessions, states, field):
-    best = None
-    for session in sessions:
-        if states is not None and session.get("state") not in states:
-            continue
-        value = session.get(field)
-        if value is None:
-            continue
-        if best is None or value > best.get(field):
-            best = session
-    if best is None:
+    """The session in `states` (None: any) with the most `field` seconds (the runner's pick), or None."""
+    candidates = [session for session in sessions if states is None or session.get("state") in states]
+    oldest = runner_oldest(candidates, field)
+    if oldest is None:
         return None
-    return {
-        "seconds": round(best.get(field), 1),
-        "id": best.get("id"),
-        "user": best.get("user"),
-        "database": best.get("database"),
-        "application": best.get("application"),
-        "client_addr": best.get("client_addr"),
-        "state": best.get("state"),
-    }
+    session = next(session for session in candidates if session.get(field) == oldest["seconds"])
+    return dict(oldest, seconds=round(oldest["seconds"], 1), client_addr=session.get("client_addr"))
+
+
+# A result entry as the reports show it: the session's identity and ages, and
+# the decision (rule, action, reason); the statement apart (shortened, redacted).
+_BRIEF_FIELDS = tuple(
+    name
+    for name in SESSION_FIELDS
+    if name not in ("connected_at", "state_since", "connected_seconds", "query", "superuser", "backend_type", "command")
+) + ("rule", "action", "reason", "detail")
 
 
 def brief(entry):
     """A result entry (session + rule/action/reason) as shown in reports."""
-    shown = {
-        name: entry.get(name)
-        for name in (
-            "id",
-            "key",
-            "user",
-            "database",
-            "application",
-            "client_addr",
-            "state",
-            "idle_seconds",
-            "query_seconds",
-            "transaction_seconds",
-            "rule",
-            "action",
-            "reason",
-            "detail",
-        )
-        if entry.get(name) is not None
-    }
+    shown = {name: entry.get(name) for name in _BRIEF_FIELDS if entry.get(name) is not None}
     if entry.get("query") is not None:
         shown["query"] = redact_query(entry.get("query"), REPORT_QUERY_CHARS)
     return shown
