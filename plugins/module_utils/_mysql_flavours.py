@@ -142,7 +142,8 @@ def split_account(current_user):
 def quote_account(current_user):
     """An account as written in a GRANT hint: 'user'@'host' (quotes doubled)."""
     user, host = split_account(current_user)
-    return "'%s'@'%s'" % (user.replace("'", "''"), host.replace("'", "''"))
+    user, host = (part.replace("'", "''") for part in (user, host))
+    return f"'{user}'@'{host}'"
 
 
 def client_address(host):
@@ -175,9 +176,9 @@ def session_key(thread_id, user, host, server_started=None):
     seconds, exact: ``UNIX_TIMESTAMP() - Uptime`` in one statement) tells the
     threads of two server lives apart.
     """
-    key = "%s:%s@%s" % (thread_id, user, host)
+    key = f"{thread_id}:{user}@{host}"
     if server_started is not None:
-        key += "/%d" % int(server_started)
+        key += f"/{int(server_started)}"
     return key
 
 
@@ -257,23 +258,20 @@ def moved_on(planned, current, tolerance):
     state_since did not move later than `tolerance` seconds).
     """
     if current is None:
-        return REASON_GONE, "thread %s is no longer connected" % planned.get("id")
+        return REASON_GONE, f"thread {planned.get('id')} is no longer connected"
     if key_server_started(planned.get("key")) != key_server_started(current.get("key")):
-        return REASON_GONE, "the server restarted since planning: thread id %s is another connection" % planned.get(
-            "id"
-        )
+        return REASON_GONE, f"the server restarted since planning: thread id {planned.get('id')} is another connection"
     if current.get("user") != planned.get("user") or current.get("host") != planned.get("host"):
-        return REASON_GONE, "thread id %s now belongs to another connection (%s@%s)" % (
-            planned.get("id"),
-            current.get("user"),
-            current.get("host"),
+        return (
+            REASON_GONE,
+            f"thread id {planned.get('id')} now belongs to another connection "
+            f"({current.get('user')}@{current.get('host')})",
         )
     if current.get("command") != planned.get("command") or current.get("state") != planned.get("state"):
-        return REASON_STATE_CHANGED, "was %s (%s), now %s (%s)" % (
-            planned.get("state"),
-            planned.get("command"),
-            current.get("state"),
-            current.get("command"),
+        return (
+            REASON_STATE_CHANGED,
+            f"was {planned.get('state')} ({planned.get('command')}), now {current.get('state')} "
+            f"({current.get('command')})",
         )
     if current.get("transaction_started") != planned.get("transaction_started"):
         return REASON_STATE_CHANGED, "its transaction changed since planning"
@@ -373,8 +371,8 @@ class Flavour(object):
             joins.append(self.superuser_join())
         where = [
             "p.ID <> CONNECTION_ID()",
-            "p.USER NOT IN (%s)" % ", ".join(["%s"] * len(SYSTEM_USERS)),
-            "p.COMMAND NOT IN (%s)" % ", ".join(["%s"] * len(SYSTEM_COMMANDS)),
+            f"p.USER NOT IN ({', '.join(['%s'] * len(SYSTEM_USERS))})",
+            f"p.COMMAND NOT IN ({', '.join(['%s'] * len(SYSTEM_COMMANDS))})",
         ]
         params.extend(SYSTEM_USERS)
         params.extend(SYSTEM_COMMANDS)
@@ -382,13 +380,11 @@ class Flavour(object):
             ids = [int(thread_id) for thread_id in ids]
             if not ids:
                 raise ValueError("ids must not be empty")
-            where.append("p.ID IN (%s)" % ", ".join(["%s"] * len(ids)))
+            where.append(f"p.ID IN ({', '.join(['%s'] * len(ids))})")
             params.extend(ids)
-        sql = "SELECT %s FROM %s AS p %s WHERE %s ORDER BY p.ID" % (
-            ", ".join(select),
-            self.processlist_table,
-            " ".join(joins),
-            " AND ".join(where),
+        sql = (
+            f"SELECT {', '.join(select)} FROM {self.processlist_table} AS p {' '.join(joins)} WHERE "
+            f"{' AND '.join(where)} ORDER BY p.ID"
         )
         return sql, tuple(params)
 
@@ -405,7 +401,7 @@ class Flavour(object):
             ids = [int(thread_id) for thread_id in ids]
             if not ids:
                 raise ValueError("ids must not be empty")
-            sql += " AND PROCESSLIST_ID IN (%s)" % ", ".join(["%s"] * len(ids))
+            sql += f" AND PROCESSLIST_ID IN ({', '.join(['%s'] * len(ids))})"
             params.extend(ids)
         return sql, tuple(params)
 
@@ -443,7 +439,7 @@ class Flavour(object):
     @staticmethod
     def kill_query(mode, thread_id):
         if mode not in KILL_TEMPLATES:
-            raise ValueError("mode must be terminate or cancel, not %r" % (mode,))
+            raise ValueError(f"mode must be terminate or cancel, not {mode!r}")
         return KILL_TEMPLATES[mode], (int(thread_id),)
 
     # ------------------------------------------------------------- privileges
@@ -454,10 +450,10 @@ class Flavour(object):
         return "ALL" in privileges or any(p in privileges for p in self.kill_privileges)
 
     def kill_grant(self, account):
-        return "GRANT %s ON *.* TO %s" % (self.kill_privileges[0], account)
+        return f"GRANT {self.kill_privileges[0]} ON *.* TO {account}"
 
     def superuser_grants(self, account):
-        return ["GRANT SELECT (User, Host, Super_priv) ON mysql.user TO %s" % account]
+        return [f"GRANT SELECT (User, Host, Super_priv) ON mysql.user TO {account}"]
 
     def templates(self):
         """Statement templates for the `queries` result (no values, no secrets)."""
@@ -492,7 +488,7 @@ def parse_guard_outcomes(text, count):
     if tokens and tokens[-1] == "":
         tokens.pop()
     if len(tokens) != count:
-        raise ValueError("the guard block reported %d outcomes for %d victims" % (len(tokens), count))
+        raise ValueError(f"the guard block reported {len(tokens)} outcomes for {count} victims")
     return [(token[:1], token[2:].split(":") if len(token) > 2 else []) for token in tokens]
 
 
@@ -537,7 +533,7 @@ class MariaDB(Flavour):
         statement id the re-read just saw: it can only hit that very statement.
         """
         if mode not in KILL_TEMPLATES:
-            raise ValueError("mode must be terminate or cancel, not %r" % (mode,))
+            raise ValueError(f"mode must be terminate or cancel, not {mode!r}")
         if not victims:
             raise ValueError("victims must not be empty")
         tolerance = self.state_since_tolerance if tolerance is None else tolerance
@@ -552,12 +548,12 @@ class MariaDB(Flavour):
         for victim in victims:
             condition, condition_params = self._still_planned(victim, tolerance)
             parts.append(
-                "SET e = 0; SELECT COUNT(*), MAX(COMMAND), MAX(QUERY_ID), MAX(%s) INTO n, c, q, ok "
-                "FROM information_schema.PROCESSLIST WHERE ID = %%s AND USER = %%s AND HOST = %%s; "
+                f"SET e = 0; SELECT COUNT(*), MAX(COMMAND), MAX(QUERY_ID), MAX({condition}) INTO n, c, q, ok "
+                "FROM information_schema.PROCESSLIST WHERE ID = %s AND USER = %s AND HOST = %s; "
                 "IF e <> 0 THEN SET r = CONCAT(r, 'x:', e, '|'); "
                 "ELSEIF n = 0 THEN SET r = CONCAT(r, 'g|'); "
-                "ELSEIF ok = 1 THEN %s SET r = CONCAT(r, 'k:', e, '|'); "
-                "ELSE SET r = CONCAT(r, 'm:', IFNULL(c, ''), ':', IFNULL(q, ''), '|'); END IF;" % (condition, kill)
+                f"ELSEIF ok = 1 THEN {kill} SET r = CONCAT(r, 'k:', e, '|'); "
+                "ELSE SET r = CONCAT(r, 'm:', IFNULL(c, ''), ':', IFNULL(q, ''), '|'); END IF;"
             )
             params.extend(condition_params)
             params.extend([int(victim["id"]), victim.get("user"), victim.get("host")])
@@ -604,8 +600,7 @@ class MySQL(Flavour):
 
     def lock_query(self, timeout, query_timeout):
         return (
-            "SELECT /*+ MAX_EXECUTION_TIME(%d) */ GET_LOCK(%%s, %%s)"
-            % ((int(query_timeout) + int(timeout) + 1) * 1000),
+            f"SELECT /*+ MAX_EXECUTION_TIME({(int(query_timeout) + int(timeout) + 1) * 1000}) */ GET_LOCK(%s, %s)",
             (SWEEP_LOCK, int(math.ceil(timeout))),
         )
 
@@ -630,13 +625,13 @@ class MySQL(Flavour):
 
     def superuser_grants(self, account):
         return [
-            "GRANT SELECT (User, Host, Super_priv) ON mysql.user TO %s" % account,
-            "GRANT SELECT ON mysql.global_grants TO %s" % account,
+            f"GRANT SELECT (User, Host, Super_priv) ON mysql.user TO {account}",
+            f"GRANT SELECT ON mysql.global_grants TO {account}",
         ]
 
 
 def detect(version_text, version_comment, performance_schema):
     """The flavour object for a server, from VERSION() and @@version_comment."""
-    text = "%s %s" % (version_text or "", version_comment or "")
+    text = f"{version_text or ''} {version_comment or ''}"
     flavour = MariaDB if "mariadb" in text.lower() else MySQL
     return flavour(parse_version(version_text), performance_schema)

@@ -148,7 +148,7 @@ def connection_argument_spec():
 
 
 def _application_name():
-    return "%s-%s" % (APPLICATION_PREFIX, secrets.token_hex(6))
+    return f"{APPLICATION_PREFIX}-{secrets.token_hex(6)}"
 
 
 # Options that are strings libpq receives: no NUL, no control character.
@@ -169,7 +169,7 @@ def shorten(value, limit=MESSAGE_VALUE_MAX):
     """repr() of a user's value for a message, cut to `limit` characters."""
     text = repr(value)
     if len(text) > limit:
-        return "%s... (%d characters)" % (text[:limit], len(value) if isinstance(value, str) else len(text))
+        return f"{text[:limit]}... ({len(value) if isinstance(value, str) else len(text)} characters)"
     return text
 
 
@@ -182,7 +182,7 @@ def _as_int(params, option):
     try:
         return int(str(value).strip())
     except ValueError:
-        raise SessionError("%s must be an integer, not %s" % (option, shorten(value)))
+        raise SessionError(f"{option} must be an integer, not {shorten(value)}")
 
 
 def effective_ssl_mode(params):
@@ -198,12 +198,12 @@ def effective_ssl_mode(params):
     if mode is None:
         return SSL_MODE_WITH_CERTIFICATES if certificates else DEFAULT_SSL_MODE
     if mode not in SSL_MODES:
-        raise SessionError("ssl_mode must be one of %s, not %s" % (", ".join(SSL_MODES), shorten(mode)))
+        raise SessionError(f"ssl_mode must be one of {', '.join(SSL_MODES)}, not {shorten(mode)}")
     if certificates and mode in SSL_MODES_WITHOUT_TLS_GUARANTEE:
         raise SessionError(
-            "ssl_mode %s together with %s would let the connection go without verified TLS: "
+            f"ssl_mode {mode} together with {' and '.join(certificates)} would let the connection go without "
+            "verified TLS: "
             "use ssl_mode verify-full (or verify-ca, or require), or leave ssl_mode unset"
-            % (mode, " and ".join(certificates))
         )
     return mode
 
@@ -223,22 +223,22 @@ def validate_connection_params(params):
         if value is None:
             continue
         if not isinstance(value, str):
-            raise SessionError("%s must be a string, not %s" % (option, shorten(value)))
+            raise SessionError(f"{option} must be a string, not {shorten(value)}")
         found = _CONTROL_RE.search(value)
         if found:
             raise SessionError(
-                "%s must not contain the control character %r (at position %d): %s"
-                % (option, found.group(0), found.start(), shorten(value))
+                f"{option} must not contain the control character {found.group(0)!r} "
+                f"(at position {found.start()}): {shorten(value)}"
             )
     port = _as_int(params, "login_port")
     if port is not None and not 1 <= port <= 65535:
-        raise SessionError("login_port must be between 1 and 65535, not %s" % shorten(params.get("login_port")))
+        raise SessionError(f"login_port must be between 1 and 65535, not {shorten(params.get('login_port'))}")
     for option in ("connect_timeout", "query_timeout"):
         value = _as_int(params, option)
         if value is not None and not TIMEOUT_RANGE[0] <= value <= TIMEOUT_RANGE[1]:
             raise SessionError(
-                "%s must be between %d and %d seconds, not %s"
-                % (option, TIMEOUT_RANGE[0], TIMEOUT_RANGE[1], shorten(params.get(option)))
+                f"{option} must be between {TIMEOUT_RANGE[0]} and {TIMEOUT_RANGE[1]} seconds, "
+                f"not {shorten(params.get(option))}"
             )
     effective_ssl_mode(params)
 
@@ -290,17 +290,17 @@ def connect_kwargs(params, application_name):
 
 def _cut(text, limit=MESSAGE_VALUE_MAX):
     text = str(text)
-    return text if len(text) <= limit else "%s... (%d characters)" % (text[:limit], len(text))
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def describe_target(params):
     """Where we connect, for messages: host:port or the socket directory. Never a secret."""
     port = params.get("login_port") or DEFAULT_PORT
     if params.get("login_unix_socket"):
-        return "%s (unix socket, port %s)" % (_cut(params["login_unix_socket"]), port)
+        return f"{_cut(params['login_unix_socket'])} (unix socket, port {port})"
     if params.get("login_host"):
-        return "%s:%s" % (_cut(params["login_host"]), port)
-    return "the default PostgreSQL server (libpq defaults, port %s)" % port
+        return f"{_cut(params['login_host'])}:{port}"
+    return f"the default PostgreSQL server (libpq defaults, port {port})"
 
 
 def _one_line(text):
@@ -351,7 +351,7 @@ def wait_for(conn, deadline):
             elif state == psycopg2.extensions.POLL_WRITE:
                 events = selectors.EVENT_WRITE
             else:
-                raise psycopg2.OperationalError("unexpected poll state %r" % (state,))
+                raise psycopg2.OperationalError(f"unexpected poll state {state!r}")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise _TimedOut()
@@ -391,9 +391,9 @@ def open_driver(params):
     except _TimedOut:
         conn.close()
         raise SessionError(
-            "cannot connect to PostgreSQL at %s as %s: no answer within %s s (connect_timeout); "
+            f"cannot connect to PostgreSQL at {target} as {user}: no answer within {connect_timeout} s "
+            "(connect_timeout); "
             "the server may be overloaded, frozen or behind a firewall that drops packets"
-            % (target, user, connect_timeout)
         )
     except psycopg2.Error as exc:
         if conn is not None:
@@ -401,7 +401,7 @@ def open_driver(params):
         message = _scrub(exc, params)
         hint = _connect_hint(message)
         raise SessionError(
-            "cannot connect to PostgreSQL at %s as %s: %s%s" % (target, user, message, "; " + hint if hint else "")
+            f"cannot connect to PostgreSQL at {target} as {user}: {message}{('; ' + hint if hint else '')}"
         )
     try:
         return PostgreSQLDriver(conn, target, application_name, query_timeout)
@@ -411,8 +411,8 @@ def open_driver(params):
 
 
 def _grant_hint(login, role):
-    quoted = '"%s"' % str(login).replace('"', '""')
-    return "GRANT %s TO %s" % (role, quoted)
+    escaped = str(login).replace('"', '""')
+    return f'GRANT {role} TO "{escaped}"'
 
 
 def preflight_error(rights, signal, target):
@@ -422,9 +422,9 @@ def preflight_error(rights, signal, target):
     signal_backend, version_num. ``signal``: the run will cancel or terminate.
     """
     if rights["version_num"] < MIN_SERVER_VERSION_NUM:
-        return "PostgreSQL at %s is version %s; dbhygiene.sessions needs PostgreSQL 10 or later" % (
-            target,
-            rights["version_num"],
+        return (
+            f"PostgreSQL at {target} is version {rights['version_num']}; dbhygiene.sessions needs PostgreSQL "
+            "10 or later"
         )
     if rights["superuser"]:
         return None
@@ -442,13 +442,10 @@ def preflight_error(rights, signal, target):
     if not missing:
         return None
     login = rights["login"]
-    return "login %s on PostgreSQL at %s %s: it lacks %s; as a superuser, run: %s" % (
-        login,
-        target,
-        " and ".join(what for _role, what in missing),
-        " and ".join(role for role, _what in missing),
-        "; ".join(_grant_hint(login, role) for role, _what in missing),
-    )
+    cannot = " and ".join(what for _role, what in missing)
+    roles = " and ".join(role for role, _what in missing)
+    grants = "; ".join(_grant_hint(login, role) for role, _what in missing)
+    return f"login {login} on PostgreSQL at {target} {cannot}: it lacks {roles}; as a superuser, run: {grants}"
 
 
 # ---------------------------------------------------------------- driver
@@ -487,7 +484,7 @@ class PostgreSQLDriver(Driver):
 
     def _cursor(self):
         if self._conn is None:
-            raise _ConnectionLost("the connection to PostgreSQL at %s is closed" % self.target)
+            raise _ConnectionLost(f"the connection to PostgreSQL at {self.target} is closed")
         return self._conn.cursor()
 
     def _query(self, query, doing):
@@ -506,13 +503,14 @@ class PostgreSQLDriver(Driver):
                 # connection cannot be trusted with another statement.
                 self.close()
                 raise _ConnectionLost(
-                    "cannot %s on PostgreSQL at %s: no answer within %s s (query_timeout); "
-                    "the connection was closed" % (doing, self.target, self.query_timeout)
+                    f"cannot {doing} on PostgreSQL at {self.target}: no answer within {self.query_timeout} s "
+                    "(query_timeout); "
+                    "the connection was closed"
                 )
             except psycopg2.Error as exc:
                 lost = self._conn is None or self._conn.closed
                 error = (_ConnectionLost if lost else SessionError)(
-                    "cannot %s on PostgreSQL at %s: %s" % (doing, self.target, _one_line(exc))
+                    f"cannot {doing} on PostgreSQL at {self.target}: {_one_line(exc)}"
                 )
                 if lost:
                     self.close()
@@ -526,7 +524,7 @@ class PostgreSQLDriver(Driver):
     def _fetch_one(self, query, doing):
         rows = self._query(query, doing)[1]
         if not rows:
-            raise SessionError("cannot %s on PostgreSQL at %s: the server returned nothing" % (doing, self.target))
+            raise SessionError(f"cannot {doing} on PostgreSQL at {self.target}: the server returned nothing")
         return rows[0]
 
     @property
@@ -604,7 +602,7 @@ class PostgreSQLDriver(Driver):
         or may not have gone out) and the message says how many they are.
         """
         if mode not in SIGNAL_FUNCTIONS:
-            raise SessionError("unknown end mode %r (terminate or cancel)" % (mode,))
+            raise SessionError(f"unknown end mode {mode!r} (terminate or cancel)")
         results = [None] * len(victims)
         checkable = []  # (index in victims, guard)
         seen_keys = set()
@@ -613,7 +611,7 @@ class PostgreSQLDriver(Driver):
             try:
                 guard = guard_of(session)
             except ValueError as exc:
-                results[index] = (session, REASON_FAILED, "not ended: %s" % exc)
+                results[index] = (session, REASON_FAILED, f"not ended: {exc}")
                 continue
             if session.get("key") in seen_keys or guard[0] in seen_pids:
                 results[index] = (session, REASON_FAILED, "not ended: listed twice in the plan")
@@ -640,8 +638,8 @@ class PostgreSQLDriver(Driver):
                 else:
                     in_flight = len(batch)
                 error = SessionError(
-                    "%s; %d session(s) of the statement in flight may or may not have been signalled, "
-                    "%d were not tried" % (exc, in_flight, untried)
+                    f"{exc}; {in_flight} session(s) of the statement in flight may or may not have been signalled, "
+                    f"{untried} were not tried"
                 )
                 error.outcomes = known
                 raise error
@@ -652,12 +650,12 @@ class PostgreSQLDriver(Driver):
     def _end_batch(self, guards, mode):
         """[(outcome, detail)] for one batch; one statement, or one per session when it errors."""
         try:
-            rows = self._query(end_query(guards, mode), "%s sessions" % mode)[1]
+            rows = self._query(end_query(guards, mode), f"{mode} sessions")[1]
         except _ConnectionLost:
             raise
         except SessionError as batch_error:
             if len(guards) == 1:
-                return [(REASON_FAILED, "not ended: %s" % batch_error)]
+                return [(REASON_FAILED, f"not ended: {batch_error}")]
             # Some signals of the failed statement may have gone out: ask each
             # session again on its own, the guard sorts out who is still there.
             outcomes = []
@@ -679,26 +677,26 @@ class PostgreSQLDriver(Driver):
             if pid_present and iso_utc(now_start) != backend_start:
                 return (
                     REASON_GONE,
-                    "pid %s now belongs to another session (started %s, planned %s)"
-                    % (pid, iso_utc(now_start), backend_start),
+                    f"pid {pid} now belongs to another session (started {iso_utc(now_start)}, planned {backend_start})",
                 )
             return (REASON_GONE, "the session ended before it was signalled")
         if outcome == "state_changed":
             return (
                 REASON_STATE_CHANGED,
-                "was %s since %s when planned, now %s since %s" % (state, state_change, state_now, iso_utc(change_now)),
+                f"was {state} since {state_change} when planned, now {state_now} since {iso_utc(change_now)}",
             )
         login = self._load_rights()["login"]
         if target_superuser:
             return (
                 REASON_FAILED,
-                "cannot %s pid %s on %s: it is a superuser's session and login %s is not a superuser "
-                "(keep protect.superusers true, or run as a superuser)" % (mode, pid, self.target, login),
+                f"cannot {mode} pid {pid} on {self.target}: it is a superuser's session and login {login} is "
+                "not a superuser "
+                "(keep protect.superusers true, or run as a superuser)",
             )
         return (
             REASON_FAILED,
-            "cannot %s pid %s on %s: login %s lacks pg_signal_backend; %s"
-            % (mode, pid, self.target, login, _grant_hint(login, "pg_signal_backend")),
+            f"cannot {mode} pid {pid} on {self.target}: login {login} lacks pg_signal_backend; "
+            f"{_grant_hint(login, 'pg_signal_backend')}",
         )
 
     def query_templates(self):

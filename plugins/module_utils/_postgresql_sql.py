@@ -202,7 +202,7 @@ def list_sessions_query(own_application, query_max=QUERY_MAX_CHARS):
 
 def session_setup_query(query_timeout):
     """(sql, params): our backend's pid, and statement_timeout = query_timeout for our session."""
-    return _SESSION_SETUP_SQL, {"statement_timeout": "%ds" % int(query_timeout)}
+    return _SESSION_SETUP_SQL, {"statement_timeout": f"{int(query_timeout)}s"}
 
 
 def sweep_lock_query():
@@ -234,7 +234,7 @@ def end_query(guards, mode):
     terminate or cancel.
     """
     if mode not in SIGNAL_FUNCTIONS:
-        raise ValueError("mode must be terminate or cancel, not %r" % (mode,))
+        raise ValueError(f"mode must be terminate or cancel, not {mode!r}")
     pids = [guard[0] for guard in guards]
     if len(set(pids)) != len(pids):
         raise ValueError("a batch must not name one pid twice")
@@ -269,7 +269,7 @@ def _seconds(value):
 
 
 def session_key(pid, backend_start_iso):
-    return "%s@%s" % (pid, backend_start_iso)
+    return f"{pid}@{backend_start_iso}"
 
 
 _KEY_RE = re.compile(r"^([0-9]+)@(.+)\Z")
@@ -279,7 +279,7 @@ def parse_key(key):
     """(pid, backend_start ISO text) from a session key; ValueError when it is not one of ours."""
     found = _KEY_RE.match(str(key or ""))
     if not found:
-        raise ValueError("not a PostgreSQL session key (pid@backend_start): %r" % (key,))
+        raise ValueError(f"not a PostgreSQL session key (pid@backend_start): {key!r}")
     return int(found.group(1)), found.group(2)
 
 
@@ -323,5 +323,5 @@ def guard_of(session):
     """
     pid, backend_start = parse_key(session.get("key"))
     if str(session.get("id")) != str(pid):
-        raise ValueError("session id %r does not match its key %r" % (session.get("id"), session.get("key")))
+        raise ValueError(f"session id {session.get('id')!r} does not match its key {session.get('key')!r}")
     return (pid, backend_start, session.get("state"), session.get("state_since"))

@@ -87,7 +87,7 @@ def parse_thresholds(raw):
     for key, value in raw.items():
         field = f"dbhygiene_audit_thresholds.{key}"
         if key not in THRESHOLD_KEYS:
-            raise PolicyError(field, key, "unknown key {!r} (allowed: {})".format(key, ", ".join(THRESHOLD_KEYS)))
+            raise PolicyError(field, key, f"unknown key {key!r} (allowed: {', '.join(THRESHOLD_KEYS)})")
         if value is None:
             continue
         if key in _THRESHOLD_DURATIONS:
