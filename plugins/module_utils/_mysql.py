@@ -50,6 +50,7 @@ import traceback
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql_flavours as flavours
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import (
+    OUTCOMES,
     REASON_FAILED,
     REASON_GONE,
     REASON_STATE_CHANGED,
@@ -57,6 +58,8 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import 
     SessionError,
     redact,
 )
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import cut as driver_cut
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import shown as driver_shown
 
 try:
     import pymysql
@@ -76,7 +79,6 @@ MAX_LOCK_TIMEOUT = 3600
 # Longest part of a value quoted in a message.
 SHOWN_CHARS = 80
 
-OUTCOMES = {"terminate": "terminated", "cancel": "cancelled"}
 
 # Server error codes the driver reacts to.
 ER_DBACCESS_DENIED = 1044
@@ -118,16 +120,12 @@ def connection_argument_spec():
 
 def shown(value, limit=SHOWN_CHARS):
     """repr(value), cut to about `limit` characters for a message."""
-    text = repr(value)
-    if len(text) > limit:
-        text = f"{text[:limit]}... ({len(str(value)) if isinstance(value, str) else len(text)} characters)"
-    return text
+    return driver_shown(value, limit)
 
 
 def cut(text, limit=SHOWN_CHARS):
     """`text` cut to about `limit` characters for a message."""
-    text = str(text)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+    return driver_cut(text, limit)
 
 
 def _bad(field, value, problem):

@@ -48,12 +48,15 @@ import traceback
 
 from ansible.module_utils.common.parameters import env_fallback
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import (
+    OUTCOMES,
     REASON_FAILED,
     REASON_GONE,
     REASON_STATE_CHANGED,
     Driver,
     SessionError,
+    cut,
     redact,
+    shown,
 )
 
 # The statements and records, re-exported: callers use them as _postgresql.<name>.
@@ -112,15 +115,8 @@ KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, 
 # Sessions per guarded statement: one round trip for a normal sweep, bounded
 # statement size (and statement time) for a big one.
 BATCH_SIZE = 200
-# The session advisory lock one sweep per server (per database we connect to)
-# holds: a fixed bigint derived from the lock's name.
 SWEEP_LOCK_POLL_SECONDS = 0.25
-MESSAGE_VALUE_MAX = 200  # characters of a user's value shown in a message
 MIN_SERVER_VERSION_NUM = 100000  # backend_type and the pg_signal_backend / pg_read_all_stats roles
-
-OUTCOME_TERMINATED = "terminated"
-OUTCOME_CANCELLED = "cancelled"
-_SIGNAL_OUTCOMES = {"terminate": OUTCOME_TERMINATED, "cancel": OUTCOME_CANCELLED}
 
 
 # ---------------------------------------------------------------- options
@@ -165,14 +161,6 @@ _STRING_OPTIONS = (
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def shorten(value, limit=MESSAGE_VALUE_MAX):
-    """repr() of a user's value for a message, cut to `limit` characters."""
-    text = repr(value)
-    if len(text) > limit:
-        return f"{text[:limit]}... ({len(value) if isinstance(value, str) else len(text)} characters)"
-    return text
-
-
 def _as_int(params, option):
     value = params.get(option)
     if value is None or isinstance(value, bool):
@@ -182,7 +170,7 @@ def _as_int(params, option):
     try:
         return int(str(value).strip())
     except ValueError:
-        raise SessionError(f"{option} must be an integer, not {shorten(value)}")
+        raise SessionError(f"{option} must be an integer, not {shown(value)}")
 
 
 def effective_ssl_mode(params):
@@ -198,7 +186,7 @@ def effective_ssl_mode(params):
     if mode is None:
         return SSL_MODE_WITH_CERTIFICATES if certificates else DEFAULT_SSL_MODE
     if mode not in SSL_MODES:
-        raise SessionError(f"ssl_mode must be one of {', '.join(SSL_MODES)}, not {shorten(mode)}")
+        raise SessionError(f"ssl_mode must be one of {', '.join(SSL_MODES)}, not {shown(mode)}")
     if certificates and mode in SSL_MODES_WITHOUT_TLS_GUARANTEE:
         raise SessionError(
             f"ssl_mode {mode} together with {' and '.join(certificates)} would let the connection go without "
@@ -223,22 +211,22 @@ def validate_connection_params(params):
         if value is None:
             continue
         if not isinstance(value, str):
-            raise SessionError(f"{option} must be a string, not {shorten(value)}")
+            raise SessionError(f"{option} must be a string, not {shown(value)}")
         found = _CONTROL_RE.search(value)
         if found:
             raise SessionError(
                 f"{option} must not contain the control character {found.group(0)!r} "
-                f"(at position {found.start()}): {shorten(value)}"
+                f"(at position {found.start()}): {shown(value)}"
             )
     port = _as_int(params, "login_port")
     if port is not None and not 1 <= port <= 65535:
-        raise SessionError(f"login_port must be between 1 and 65535, not {shorten(params.get('login_port'))}")
+        raise SessionError(f"login_port must be between 1 and 65535, not {shown(params.get('login_port'))}")
     for option in ("connect_timeout", "query_timeout"):
         value = _as_int(params, option)
         if value is not None and not TIMEOUT_RANGE[0] <= value <= TIMEOUT_RANGE[1]:
             raise SessionError(
                 f"{option} must be between {TIMEOUT_RANGE[0]} and {TIMEOUT_RANGE[1]} seconds, "
-                f"not {shorten(params.get(option))}"
+                f"not {shown(params.get(option))}"
             )
     effective_ssl_mode(params)
 
@@ -288,18 +276,13 @@ def connect_kwargs(params, application_name):
     return kwargs
 
 
-def _cut(text, limit=MESSAGE_VALUE_MAX):
-    text = str(text)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
-
-
 def describe_target(params):
     """Where we connect, for messages: host:port or the socket directory. Never a secret."""
     port = params.get("login_port") or DEFAULT_PORT
     if params.get("login_unix_socket"):
-        return f"{_cut(params['login_unix_socket'])} (unix socket, port {port})"
+        return f"{cut(params['login_unix_socket'])} (unix socket, port {port})"
     if params.get("login_host"):
-        return f"{_cut(params['login_host'])}:{port}"
+        return f"{cut(params['login_host'])}:{port}"
     return f"the default PostgreSQL server (libpq defaults, port {port})"
 
 
@@ -380,7 +363,7 @@ def open_driver(params):
         raise SessionError("the PostgreSQL modules need the Python library psycopg2 on the node that runs them")
     application_name = _application_name()
     target = describe_target(params)
-    user = _cut(params.get("login_user") or "(libpq default user)")
+    user = cut(params.get("login_user") or "(libpq default user)")
     connect_timeout, query_timeout = timeouts(params)
     conn = None
     try:
@@ -672,7 +655,7 @@ class PostgreSQLDriver(Driver):
         pid, backend_start, state, state_change = guard
         _ord, outcome, pid_present, now_start, state_now, change_now, target_superuser = row
         if outcome == "signalled":
-            return (_SIGNAL_OUTCOMES[mode], None)
+            return (OUTCOMES[mode], None)
         if outcome in ("gone", None):
             if pid_present and iso_utc(now_start) != backend_start:
                 return (

@@ -61,6 +61,8 @@ import zlib
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import QUERY_MAX_CHARS
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import iso_utc
 
+# The session advisory lock one sweep per server (per database we connect to)
+# holds: a fixed bigint derived from the lock's name.
 SWEEP_LOCK_NAME = "dbhygiene.sessions.sweep"
 SWEEP_LOCK_KEY = zlib.crc32(SWEEP_LOCK_NAME.encode("ascii"))
 SIGNAL_FUNCTIONS = {"terminate": "pg_terminate_backend", "cancel": "pg_cancel_backend"}

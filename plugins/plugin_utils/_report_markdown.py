@@ -79,97 +79,101 @@ def _header(report):
     return lines + [""]
 
 
+def _body(report, headline, headings, host_row, sessions, section):
+    """The headline, the table of hosts (one host_row(entry) each), then the sessions' table under `section`."""
+    lines = [headline, ""]
+    lines += table(headings, ((host,) + host_row(entry) for host, entry in report["hosts"].items()))
+    if sessions:
+        lines += ["", section, ""]
+        lines += _session_table(sessions)
+    return lines
+
+
+def _enforce_host(entry):
+    reasons = ", ".join(f"{k}: {v}" for k, v in sorted((entry.get("not_ended_by_reason") or {}).items()))
+    return (
+        entry.get("engine"),
+        entry["status"],
+        entry.get("seen"),
+        _ended(entry),
+        len(entry.get("not_ended") or []),
+        "see below" if entry["status"] != "ok" else reasons,
+    )
+
+
 def _enforce_body(report):
     totals = report["totals"]
     dry = report["check_mode"]
     ended = "would end" if dry else "ended"
-    lines = [
-        f"**{totals['hosts']} hosts: {totals['ok']} ok, {totals['failed']} failed. "
-        f"{totals['sessions_seen']} sessions seen, {totals['ended']} {ended} "
-        f"({totals['terminated']} terminate, {totals['cancelled']} cancel), {totals['not_ended']} not ended.**",
-        "",
-    ]
-    hosts = []
-    for host, entry in report["hosts"].items():
-        reasons = ", ".join(f"{k}: {v}" for k, v in sorted((entry.get("not_ended_by_reason") or {}).items()))
-        hosts.append(
-            (
-                host,
-                entry.get("engine"),
-                entry["status"],
-                entry.get("seen"),
-                _ended(entry),
-                len(entry.get("not_ended") or []),
-                "see below" if entry["status"] != "ok" else reasons,
-            )
-        )
-    lines += table(("host", "engine", "status", "seen", ended, "not ended", "note"), hosts)
-    rows = []
+    sessions = []
     for host, entry in report["hosts"].items():
         for bucket, outcome in (("terminated", "terminate"), ("cancelled", "cancel")):
             for item in entry.get(bucket) or []:
-                rows.append((host, ("would " if dry else "") + outcome, item))
+                sessions.append((host, ("would " if dry else "") + outcome, item))
         for item in entry.get("not_ended") or []:
-            rows.append((host, "not ended: " + str(item.get("reason")), item))
-    if rows:
-        lines += ["", "## Sessions " + ("that would be ended" if dry else "ended"), ""]
-        lines += _session_table(rows)
-    return lines
+            sessions.append((host, "not ended: " + str(item.get("reason")), item))
+    return _body(
+        report,
+        f"**{totals['hosts']} hosts: {totals['ok']} ok, {totals['failed']} failed. "
+        f"{totals['sessions_seen']} sessions seen, {totals['ended']} {ended} "
+        f"({totals['terminated']} terminate, {totals['cancelled']} cancel), {totals['not_ended']} not ended.**",
+        ("host", "engine", "status", "seen", ended, "not ended", "note"),
+        _enforce_host,
+        sessions,
+        "## Sessions " + ("that would be ended" if dry else "ended"),
+    )
+
+
+def _audit_host(entry):
+    use = ""
+    if entry.get("connection_use") is not None:
+        use = f"{entry['connection_use'] * 100:.1f}% of {entry.get('max_connections')}"
+    note = "; ".join(entry.get("breaches") or []) or entry.get("limit_error") or ""
+    if entry["status"] != "ok" and not entry.get("breaches"):
+        note = "see below"
+    return (
+        entry.get("engine"),
+        entry["status"],
+        entry.get("sessions"),
+        use,
+        ", ".join(f"{k} {v}" for k, v in (entry.get("by_state") or {}).items()),
+        _age((entry.get("oldest_idle_in_transaction") or {}).get("seconds")),
+        _age((entry.get("oldest_transaction") or {}).get("seconds")),
+        len(entry.get("would_end") or []) if "would_end" in entry else "",
+        note,
+    )
+
+
+_AUDIT_HEADINGS = (
+    "host",
+    "engine",
+    "status",
+    "sessions",
+    "use",
+    "by state",
+    "oldest idle in trx",
+    "oldest trx",
+    "would end",
+    "note",
+)
 
 
 def _audit_body(report):
     totals = report["totals"]
-    lines = [
+    return _body(
+        report,
         f"**{totals['hosts']} hosts: {totals['ok']} ok, {totals['failed']} failed, "
         f"{totals['alerting']} over a threshold. {totals['sessions_seen']} sessions, "
         f"{totals['would_end']} the policy would end.**",
-        "",
-    ]
-    hosts = []
-    for host, entry in report["hosts"].items():
-        use = ""
-        if entry.get("connection_use") is not None:
-            use = f"{entry['connection_use'] * 100:.1f}% of {entry.get('max_connections')}"
-        states = ", ".join(f"{k} {v}" for k, v in (entry.get("by_state") or {}).items())
-        note = "; ".join(entry.get("breaches") or []) or entry.get("limit_error") or ""
-        if entry["status"] != "ok" and not entry.get("breaches"):
-            note = "see below"
-        hosts.append(
-            (
-                host,
-                entry.get("engine"),
-                entry["status"],
-                entry.get("sessions"),
-                use,
-                states,
-                _age((entry.get("oldest_idle_in_transaction") or {}).get("seconds")),
-                _age((entry.get("oldest_transaction") or {}).get("seconds")),
-                len(entry.get("would_end") or []) if "would_end" in entry else "",
-                note,
-            )
-        )
-    headings = (
-        "host",
-        "engine",
-        "status",
-        "sessions",
-        "use",
-        "by state",
-        "oldest idle in trx",
-        "oldest trx",
-        "would end",
-        "note",
+        _AUDIT_HEADINGS,
+        _audit_host,
+        [
+            (host, "would " + str(item.get("action")), item)
+            for host, entry in report["hosts"].items()
+            for item in entry.get("would_end") or []
+        ],
+        "## What the policy would end",
     )
-    lines += table(headings, hosts)
-    rows = [
-        (host, "would " + str(item.get("action")), item)
-        for host, entry in report["hosts"].items()
-        for item in entry.get("would_end") or []
-    ]
-    if rows:
-        lines += ["", "## What the policy would end", ""]
-        lines += _session_table(rows)
-    return lines
 
 
 def _failed_hosts(report):

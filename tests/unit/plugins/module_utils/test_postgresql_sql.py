@@ -174,7 +174,7 @@ def test_long_values_are_cut_in_messages():
     message = str(info.value)
     assert len(message) < 400
     assert "(100001 characters)" in message
-    assert pg.shorten("x" * 10) == "'xxxxxxxxxx'"
+    assert pg.shown("x" * 10) == "'xxxxxxxxxx'"
 
 
 def test_long_hosts_are_cut_in_the_target():
