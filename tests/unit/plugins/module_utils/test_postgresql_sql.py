@@ -13,6 +13,7 @@ __metaclass__ = type
 
 import datetime
 import json
+import os
 
 import pytest
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _postgresql as pg
@@ -489,3 +490,29 @@ def test_preflight_error(overrides, signal, needles, absent):
         assert needle in message
     for word in absent:
         assert word not in message
+
+
+def test_the_statements_are_pure_and_the_driver_re_exports_them():
+    """_postgresql_sql imports without psycopg2; _postgresql's names for its builders are the same objects."""
+    import subprocess
+    import sys
+
+    collections = os.path.abspath(os.path.join(os.path.dirname(pg.__file__), "..", "..", "..", "..", ".."))
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); sys.modules['psycopg2'] = None; "
+        "from ansible_collections.dbhygiene.sessions.plugins.module_utils import _postgresql_sql as s; "
+        "print(s.list_sessions_query('me')[1]['own_application'])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, collections],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "me"
+    from ansible_collections.dbhygiene.sessions.plugins.module_utils import _postgresql_sql as sql
+
+    for name in ("end_query", "list_sessions_query", "normalize_row", "guard_of", "query_templates", "SWEEP_LOCK_KEY"):
+        assert getattr(pg, name) is getattr(sql, name)
