@@ -59,29 +59,28 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import 
     shown,
 )
 
-# The statements and records, re-exported: callers use them as _postgresql.<name>.
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql_sql import (  # noqa: F401
-    _END_SQL,
+# The statements and records the driver runs (callers may use them as _postgresql.<name> too).
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql_sql import (
     _FACTS_KEYS,
-    _LIST_COLUMNS,
-    _VICTIMS_SQL,
     SIGNAL_FUNCTIONS,
-    SWEEP_LOCK_KEY,
-    SWEEP_LOCK_NAME,
     end_query,
     facts_query,
     guard_of,
     list_sessions_query,
     normalize_row,
-    parse_key,
     query_templates,
     rights_query,
-    session_key,
     session_setup_query,
     sweep_lock_query,
     sweep_unlock_query,
 )
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import iso_utc
+
+# isort: split
+# Re-exported for tests/integration/test_postgresql_faults.py, which slows the guard's rows down.
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql_sql import (  # noqa: F401  # pylint: disable=unused-import
+    _VICTIMS_SQL,
+)
 
 try:
     import psycopg2

@@ -20,13 +20,13 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 # Re-exported: the action plugins' names for these.
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import iso_utc_z as iso  # noqa: F401
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import utc_now  # noqa: F401
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._files import (  # noqa: F401
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import iso_utc_z as iso
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import utc_now
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._files import (
     controller_path,
     write_private,
 )
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._outputs import (  # noqa: F401
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._outputs import (
     DEFAULT_AUDIT_LOG,
     DEFAULT_REPORT_DIR,
     DEFAULT_REPORT_KEEP,
@@ -35,8 +35,8 @@ from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._outputs import
     run_tag,
     write_report,
 )
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_markdown import render_markdown  # noqa: F401
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_model import (  # noqa: F401
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_markdown import render_markdown
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_model import (
     FAILURE_REASONS,
     REPORT_QUERY_CHARS,
     THRESHOLD_KEYS,
@@ -47,7 +47,7 @@ from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_model i
     failure_reason,
     parse_thresholds,
 )
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._trail import (  # noqa: F401
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._trail import (
     TRAIL_QUERY_CHARS,
     append_lines,
     job_id,
@@ -56,6 +56,39 @@ from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._trail import (
     session_fields,
     trail_records,
 )
+
+__all__ = [
+    "DEFAULT_AUDIT_LOG",
+    "DEFAULT_REPORT_DIR",
+    "DEFAULT_REPORT_KEEP",
+    "ENGINES",
+    "FAILURE_REASONS",
+    "REPORT_QUERY_CHARS",
+    "RUN_ON",
+    "THRESHOLD_KEYS",
+    "TRAIL_QUERY_CHARS",
+    "append_lines",
+    "audit_summary",
+    "awx_default_path_warnings",
+    "brief",
+    "build_report",
+    "controller_path",
+    "enforce_summary",
+    "failure_reason",
+    "iso",
+    "job_id",
+    "outcome_for",
+    "parse_thresholds",
+    "prune_reports",
+    "redact_query",
+    "render_markdown",
+    "run_tag",
+    "session_fields",
+    "trail_records",
+    "utc_now",
+    "write_private",
+    "write_report",
+]
 
 ENGINES = ("postgresql", "mysql")
 RUN_ON = ("controller", "host")

@@ -21,7 +21,7 @@ def _cell(value):
 
 def table(headings, rows):
     """The lines of a Markdown table: the headings, the rule, one line per row of values (escaped)."""
-    lines = ["| " + " | ".join(headings) + " |", "| " + " | ".join("---" for _ in headings) + " |"]
+    lines = ["| " + " | ".join(headings) + " |", "| " + " | ".join(["---"] * len(headings)) + " |"]
     lines.extend("| " + " | ".join(_cell(value) for value in row) + " |" for row in rows)
     return lines
 

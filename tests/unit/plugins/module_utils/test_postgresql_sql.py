@@ -17,6 +17,7 @@ import os
 
 import pytest
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _postgresql as pg
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _postgresql_sql as pg_sql
 
 HOSTILE = 'it\'s "quoted"; %s %(x)s -- DROP TABLE x; \\'
 
@@ -305,7 +306,7 @@ def test_end_query_reads_each_victim_in_a_fresh_snapshot():
     # The check and the signal are computed in the same subquery as the read.
     assert read < sql.index("pg_terminate_backend(s.pid)") < sql.index(") AS a ON true")
     assert sql.count("pg_stat_clear_snapshot()") == 1 and sql.count("pg_stat_get_activity(") == 1
-    assert pg._VICTIMS_SQL in sql
+    assert pg_sql._VICTIMS_SQL in sql
 
 
 def test_end_query_refuses_a_pid_twice_in_one_batch():
@@ -329,8 +330,8 @@ def test_sweep_lock_queries_take_a_session_advisory_lock_without_waiting():
     unlock, unlock_args = pg.sweep_unlock_query()
     assert lock == "SELECT pg_try_advisory_lock(%(key)s::bigint)"
     assert unlock == "SELECT pg_advisory_unlock(%(key)s::bigint)"
-    assert lock_args == unlock_args == {"key": pg.SWEEP_LOCK_KEY}
-    assert pg.SWEEP_LOCK_KEY == 2306003038  # fixed: two versions of the collection must share it
+    assert lock_args == unlock_args == {"key": pg_sql.SWEEP_LOCK_KEY}
+    assert pg_sql.SWEEP_LOCK_KEY == 2306003038  # fixed: two versions of the collection must share it
 
 
 def test_query_templates_are_templates():
@@ -424,7 +425,7 @@ def test_the_guard_of_a_normalized_record_is_its_identity_and_planned_state():
 )
 def test_parse_key_rejects_what_is_not_a_key(key):
     with pytest.raises(ValueError):
-        pg.parse_key(key)
+        pg_sql.parse_key(key)
 
 
 def test_guard_refuses_a_record_whose_id_and_key_disagree():
@@ -512,7 +513,5 @@ def test_the_statements_are_pure_and_the_driver_re_exports_them():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "me"
-    from ansible_collections.dbhygiene.sessions.plugins.module_utils import _postgresql_sql as sql
-
-    for name in ("end_query", "list_sessions_query", "normalize_row", "guard_of", "query_templates", "SWEEP_LOCK_KEY"):
-        assert getattr(pg, name) is getattr(sql, name)
+    for name in ("end_query", "list_sessions_query", "normalize_row", "guard_of", "query_templates", "_VICTIMS_SQL"):
+        assert getattr(pg, name) is getattr(pg_sql, name)
