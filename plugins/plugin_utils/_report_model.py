@@ -4,7 +4,7 @@
 """The fleet report's model: thresholds, per-host summaries, why a host failed, the report.
 
 Private to the collection; no Ansible import. Pure: dicts in, dicts out (the
-Markdown is ``_report_markdown``'s, the files ``_outputs``').
+Markdown is made in ``_report_markdown``, the files are written in ``_outputs``).
 """
 
 from __future__ import absolute_import, division, print_function
