@@ -74,6 +74,26 @@ REASON_GONE = "gone"
 REASON_STILL_PRESENT = "still_present"  # signalled, but still there after the wait
 REASON_FAILED = "failed"  # the signal itself failed (the message says why)
 
+# The outcome of a session that end_sessions(victims, mode) ended, per mode.
+OUTCOMES = {"terminate": "terminated", "cancel": "cancelled"}
+
+
+MESSAGE_VALUE_MAX = 200  # characters of a user's value shown in a message, by default
+
+
+def shown(value, limit=MESSAGE_VALUE_MAX):
+    """repr() of a user's value for a message, cut to about `limit` characters (the full length said)."""
+    text = repr(value)
+    if len(text) > limit:
+        return f"{text[:limit]}... ({len(value) if isinstance(value, str) else len(text)} characters)"
+    return text
+
+
+def cut(text, limit=MESSAGE_VALUE_MAX):
+    """`text` for a message, cut to about `limit` characters (the full length said)."""
+    text = str(text)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
 
 def redact(text, secret):
     """`text` as a str without `secret` in it, whatever a driver put in its message."""

@@ -50,6 +50,7 @@ import traceback
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql_flavours as flavours
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import (
+    OUTCOMES,
     REASON_FAILED,
     REASON_GONE,
     REASON_STATE_CHANGED,
@@ -57,6 +58,8 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import 
     SessionError,
     redact,
 )
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import cut as driver_cut
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import shown as driver_shown
 
 try:
     import pymysql
@@ -76,7 +79,6 @@ MAX_LOCK_TIMEOUT = 3600
 # Longest part of a value quoted in a message.
 SHOWN_CHARS = 80
 
-OUTCOMES = {"terminate": "terminated", "cancel": "cancelled"}
 
 # Server error codes the driver reacts to.
 ER_DBACCESS_DENIED = 1044
@@ -118,21 +120,17 @@ def connection_argument_spec():
 
 def shown(value, limit=SHOWN_CHARS):
     """repr(value), cut to about `limit` characters for a message."""
-    text = repr(value)
-    if len(text) > limit:
-        text = "%s... (%d characters)" % (text[:limit], len(str(value)) if isinstance(value, str) else len(text))
-    return text
+    return driver_shown(value, limit)
 
 
 def cut(text, limit=SHOWN_CHARS):
     """`text` cut to about `limit` characters for a message."""
-    text = str(text)
-    return text if len(text) <= limit else "%s... (%d characters)" % (text[:limit], len(text))
+    return driver_cut(text, limit)
 
 
 def _bad(field, value, problem):
     """Bad input, reported before any connection: names the option and the value (cut)."""
-    return SessionError("%s: %s %s" % (field, problem, shown(value)))
+    return SessionError(f"{field}: {problem} {shown(value)}")
 
 
 # String options whose value may be echoed in a message (the password never is).
@@ -155,7 +153,7 @@ def _check_text(field, value):
     secret = field == "login_password"
     if not isinstance(value, str):
         raise SessionError(
-            "%s: must be a string, got %s" % (field, "a " + type(value).__name__ if secret else shown(value))
+            f"{field}: must be a string, got {('a ' + type(value).__name__ if secret else shown(value))}"
         )
     problem = None
     if "\x00" in value:
@@ -167,7 +165,7 @@ def _check_text(field, value):
             problem = "must be valid text (it holds a character that cannot be encoded as UTF-8)"
     if problem:
         if secret:
-            raise SessionError("%s: %s (the value is not shown)" % (field, problem))
+            raise SessionError(f"{field}: {problem} (the value is not shown)")
         raise _bad(field, value, problem + ", got")
 
 
@@ -179,7 +177,7 @@ def _check_number(field, value, low, high):
         else:
             raise _bad(field, value, "must be a whole number, got")
     if not low <= value <= high:
-        raise _bad(field, value, "must be between %d and %d, got" % (low, high))
+        raise _bad(field, value, f"must be between {low} and {high}, got")
     return value
 
 
@@ -201,8 +199,7 @@ def read_config_file(path, explicit):
             parser.read_file(handle)
     except (OSError, configparser.Error) as exc:
         raise SessionError(
-            "config_file: cannot read %r (%s); fix the file or point config_file elsewhere"
-            % (path, exc.__class__.__name__)
+            f"config_file: cannot read {path!r} ({exc.__class__.__name__}); fix the file or point config_file elsewhere"
         )
     values = {}
     if parser.has_section("client"):
@@ -236,8 +233,9 @@ def connect_kwargs(params):
                 _check_text("config_file", cfg[key])
             except SessionError:
                 raise SessionError(
-                    "config_file: the %s in the [client] group of %r holds a NUL or a character that cannot "
-                    "be encoded as UTF-8" % (key, explicit_file or DEFAULT_CONFIG_FILE)
+                    f"config_file: the {key} in the [client] group of {explicit_file or DEFAULT_CONFIG_FILE!r} "
+                    "holds a NUL or a character that cannot "
+                    "be encoded as UTF-8"
                 )
 
     def pick(option, key):
@@ -322,8 +320,8 @@ def query_timeout_of(params):
 def describe_target(kwargs):
     """Where we connect, for messages: host:port or the socket. Never a secret."""
     if kwargs.get("unix_socket"):
-        return "%s (unix socket)" % cut(kwargs["unix_socket"])
-    return "%s:%s" % (cut(kwargs.get("host") or "localhost"), kwargs.get("port", DEFAULT_PORT))
+        return f"{cut(kwargs['unix_socket'])} (unix socket)"
+    return f"{cut(kwargs.get('host') or 'localhost')}:{kwargs.get('port', DEFAULT_PORT)}"
 
 
 def _scrub(text, kwargs):
@@ -341,7 +339,7 @@ def _describe_failure(exc, kwargs):
     """The message of a connect or query failure, without a secret nor a codec's quote of it."""
     if isinstance(exc, UnicodeError):
         # a codec error quotes the character it failed on: never show it
-        return "a value could not be encoded (%s)" % exc.__class__.__name__
+        return f"a value could not be encoded ({exc.__class__.__name__})"
     return _scrub(exc, kwargs)
 
 
@@ -380,8 +378,7 @@ def open_driver(params):
         message = _describe_failure(exc, kwargs)
         hint = _connect_hint(message)
         raise SessionError(
-            "cannot connect to MySQL/MariaDB at %s as %s: %s%s"
-            % (target, cut(user), message, "; " + hint if hint else "")
+            f"cannot connect to MySQL/MariaDB at {target} as {cut(user)}: {message}{('; ' + hint if hint else '')}"
         )
     try:
         return MySQLDriver(conn, target, query_timeout)
@@ -474,11 +471,9 @@ class MySQLDriver(Driver):
         if len(text) > 500:
             text = text[:500] + "..."
         if code == CR_SERVER_LOST and "timed out" in text:
-            return "no answer within query_timeout (%ss): the server may be frozen or overloaded" % self.query_timeout
+            return f"no answer within query_timeout ({self.query_timeout}s): the server may be frozen or overloaded"
         if code in (ER_STATEMENT_TIMEOUT, ER_QUERY_TIMEOUT):
-            return "the statement ran longer than query_timeout (%ss) and was stopped by the server" % (
-                self.query_timeout
-            )
+            return f"the statement ran longer than query_timeout ({self.query_timeout}s) and was stopped by the server"
         if isinstance(exc, pymysql.err.InterfaceError):
             return "the connection is closed (it failed or timed out before)"
         return text
@@ -487,13 +482,13 @@ class MySQLDriver(Driver):
         try:
             return self._execute(query)
         except pymysql.MySQLError as exc:
-            raise SessionError("query failed on %s as %s: %s" % (self.target, self.current_user, self._why(exc)))
+            raise SessionError(f"query failed on {self.target} as {self.current_user}: {self._why(exc)}")
 
     def _fetch_one(self, query):
         try:
             return self._execute(query)[0]
         except pymysql.MySQLError as exc:
-            raise SessionError("query failed on %s: %s" % (self.target, self._why(exc)))
+            raise SessionError(f"query failed on {self.target}: {self._why(exc)}")
 
     def _probe(self, query):
         try:
@@ -502,7 +497,7 @@ class MySQLDriver(Driver):
         except pymysql.MySQLError as exc:
             if _error_code(exc) in _ACCESS_DENIED:
                 return False
-            raise SessionError("query failed on %s as %s: %s" % (self.target, self.current_user, self._why(exc)))
+            raise SessionError(f"query failed on {self.target} as {self.current_user}: {self._why(exc)}")
 
     # ------------------------------------------------------------ contract
     @property
@@ -530,35 +525,32 @@ class MySQLDriver(Driver):
 
     def preflight_problems(self, signal, needs_superusers=True, needs_applications=True):
         """Messages for every missing right (empty when none). Never a secret."""
-        who = "login %s on %s" % (self.account, self.target)
+        who = f"login {self.account} on {self.target}"
         problems = []
         if not self.flavour.can_see_all(self.privileges):
             problems.append(
-                "%s lacks PROCESS: it sees only its own threads, so no other session can be listed; "
-                "GRANT PROCESS ON *.* TO %s" % (who, self.account)
+                f"{who} lacks PROCESS: it sees only its own threads, so no other session can be listed; "
+                f"GRANT PROCESS ON *.* TO {self.account}"
             )
         if not signal:
             return problems
         if not self.flavour.can_kill(self.privileges):
             problems.append(
-                "%s lacks %s: it cannot end other users' threads; %s"
-                % (who, " or ".join(self.flavour.kill_privileges), self.flavour.kill_grant(self.account))
+                f"{who} lacks {' or '.join(self.flavour.kill_privileges)}: it cannot end other users' threads; "
+                f"{self.flavour.kill_grant(self.account)}"
             )
         if needs_superusers and not self.superusers_readable:
             problems.append(
-                "%s cannot read which accounts hold %s, so it cannot protect their sessions "
-                "(protect.superusers); %s (no password hashes are exposed)"
-                % (
-                    who,
-                    " / ".join(self.flavour.superuser_privileges),
-                    "; ".join(self.flavour.superuser_grants(self.account)),
-                )
+                f"{who} cannot read which accounts hold {' / '.join(self.flavour.superuser_privileges)}, so it "
+                "cannot protect their sessions "
+                f"(protect.superusers); {'; '.join(self.flavour.superuser_grants(self.account))} (no password "
+                "hashes are exposed)"
             )
         if needs_applications and self.attrs_recorded and not self.attrs_readable:
             problems.append(
-                "%s cannot read connection attributes, so applications (program_name) would look empty to "
+                f"{who} cannot read connection attributes, so applications (program_name) would look empty to "
                 "applications rules and protect.applications; "
-                "GRANT SELECT ON performance_schema.session_connect_attrs TO %s" % (who, self.account)
+                f"GRANT SELECT ON performance_schema.session_connect_attrs TO {self.account}"
             )
         return problems
 
@@ -589,10 +581,10 @@ class MySQLDriver(Driver):
         another sweep still holds it after `timeout`.
         """
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout):
-            raise SessionError("sweep lock timeout: must be a finite number of seconds, got %s" % shown(timeout))
+            raise SessionError(f"sweep lock timeout: must be a finite number of seconds, got {shown(timeout)}")
         if not 0 <= timeout <= MAX_LOCK_TIMEOUT:
             raise SessionError(
-                "sweep lock timeout: must be between 0 and %d seconds, got %s" % (MAX_LOCK_TIMEOUT, shown(timeout))
+                f"sweep lock timeout: must be between 0 and {MAX_LOCK_TIMEOUT} seconds, got {shown(timeout)}"
             )
         if self._lock_held:
             return True
@@ -603,7 +595,7 @@ class MySQLDriver(Driver):
             if self._conn is not None:
                 self._set_io_timeout(self.query_timeout)
         if got is None:
-            raise SessionError("cannot take the sweep lock %r on %s" % (flavours.SWEEP_LOCK, self.target))
+            raise SessionError(f"cannot take the sweep lock {flavours.SWEEP_LOCK!r} on {self.target}")
         self._lock_held = bool(int(got))
         return self._lock_held
 
@@ -620,9 +612,7 @@ class MySQLDriver(Driver):
         try:
             rows = self._execute(query)
         except pymysql.MySQLError as exc:
-            raise SessionError(
-                "cannot list the threads on %s as %s: %s" % (self.target, self.current_user, self._why(exc))
-            )
+            raise SessionError(f"cannot list the threads on {self.target} as {self.current_user}: {self._why(exc)}")
         sessions = [flavours.normalize_row(row, self.server_started) for row in rows]
         if ids is None:
             self._threads_seen = len(sessions) + 1
@@ -645,8 +635,7 @@ class MySQLDriver(Driver):
                 rows = self._execute(flavours.Flavour.attrs_query(ids))
             except pymysql.MySQLError as exc:
                 raise SessionError(
-                    "cannot read the connection attributes on %s as %s: %s"
-                    % (self.target, self.current_user, self._why(exc))
+                    f"cannot read the connection attributes on {self.target} as {self.current_user}: {self._why(exc)}"
                 )
             found = dict((int(thread_id), value) for thread_id, value in rows)
             for session in unknown:
@@ -668,7 +657,7 @@ class MySQLDriver(Driver):
         `outcomes`: the (session, outcome, detail) known so far, in order.
         """
         if mode not in OUTCOMES:
-            raise ValueError("mode must be terminate or cancel, not %r" % (mode,))
+            raise ValueError(f"mode must be terminate or cancel, not {mode!r}")
         if not victims:
             return []
         results = [None] * len(victims)
@@ -681,7 +670,7 @@ class MySQLDriver(Driver):
                 results[index] = (
                     victim,
                     REASON_GONE,
-                    "the server restarted since planning: thread id %s is another connection" % victim.get("id"),
+                    f"the server restarted since planning: thread id {victim.get('id')} is another connection",
                 )
             elif flavours.idle_unproven(victim) and mode == "terminate":
                 # No proof it is outside a transaction (flavours.IDLE_PROOF_SECONDS).
@@ -714,8 +703,8 @@ class MySQLDriver(Driver):
             rows = self._execute(self.flavour.guard_block(batch, mode))
         except pymysql.MySQLError as exc:
             raise SessionError(
-                "the guarded %s of %d threads on %s failed (whether their KILLs went out is not known): %s"
-                % (mode, len(batch), self.target, self._why(exc))
+                f"the guarded {mode} of {len(batch)} threads on {self.target} failed "
+                f"(whether their KILLs went out is not known): {self._why(exc)}"
             )
         outcomes = flavours.parse_guard_outcomes(rows[0][0] if rows else None, len(batch))
         return [self._outcome(victim, mode, code, fields) for victim, (code, fields) in zip(batch, outcomes)]
@@ -723,45 +712,37 @@ class MySQLDriver(Driver):
     def _outcome(self, victim, mode, code, fields):
         thread_id = victim.get("id")
         if code == flavours.GUARD_GONE:
-            return victim, REASON_GONE, "thread %s is no longer connected" % thread_id
+            return victim, REASON_GONE, f"thread {thread_id} is no longer connected"
         if code == flavours.GUARD_MOVED:
             command, query_id = (fields + ["", ""])[:2]
             if command == victim.get("command"):
-                detail = "it ran a new statement since planning (statement %s, planned %s)" % (
-                    query_id,
-                    victim.get("query_id"),
+                detail = (
+                    f"it ran a new statement since planning (statement {query_id}, planned {victim.get('query_id')})"
                 )
             else:
-                detail = "was %s (%s), now %s" % (victim.get("state"), victim.get("command"), command)
+                detail = f"was {victim.get('state')} ({victim.get('command')}), now {command}"
             return victim, REASON_STATE_CHANGED, detail
         errno = int(fields[0]) if fields and fields[0].isdigit() else -1
         if code == flavours.GUARD_ENDED and errno == 0:
             return victim, OUTCOMES[mode], None
         if code == flavours.GUARD_ENDED:
-            return self._kill_failure(victim, mode, errno, "error %s" % errno)
-        return victim, REASON_FAILED, "cannot re-read thread %s on %s: error %s" % (thread_id, self.target, errno)
+            return self._kill_failure(victim, mode, errno, f"error {errno}")
+        return victim, REASON_FAILED, f"cannot re-read thread {thread_id} on {self.target}: error {errno}"
 
     def _kill_failure(self, victim, mode, code, text):
         if code == ER_UNKNOWN_THREAD:
-            return victim, REASON_GONE, "thread %s left before the KILL" % victim["id"]
+            return victim, REASON_GONE, f"thread {victim['id']} left before the KILL"
         if code == ER_NO_SUCH_QUERY:
             return victim, REASON_STATE_CHANGED, "its statement ended before the KILL"
         if code in (ER_KILL_DENIED, ER_SPECIFIC_ACCESS_DENIED):
+            privileges = " or ".join(self.flavour.kill_privileges)
             return (
                 victim,
                 REASON_FAILED,
-                "cannot %s thread %s (%s) on %s: login %s lacks %s; %s"
-                % (
-                    mode,
-                    victim["id"],
-                    victim.get("user"),
-                    self.target,
-                    self.account,
-                    " or ".join(self.flavour.kill_privileges),
-                    self.flavour.kill_grant(self.account),
-                ),
+                f"cannot {mode} thread {victim['id']} ({victim.get('user')}) on {self.target}: login "
+                f"{self.account} lacks {privileges}; {self.flavour.kill_grant(self.account)}",
             )
-        return victim, REASON_FAILED, "cannot %s thread %s on %s: %s" % (mode, victim["id"], self.target, text)
+        return victim, REASON_FAILED, f"cannot {mode} thread {victim['id']} on {self.target}: {text}"
 
     def _reread_and_kill(self, victim, mode):
         """MySQL: re-read this one victim, then KILL it at once if it has not moved on."""
@@ -779,8 +760,8 @@ class MySQLDriver(Driver):
                 return self._kill_failure(victim, mode, code, str(exc))
             if code is None or code >= 2000:  # client side: the connection failed
                 raise SessionError(
-                    "the %s of thread %s on %s failed (whether it went out is not known): %s"
-                    % (mode, victim["id"], self.target, self._why(exc))
+                    f"the {mode} of thread {victim['id']} on {self.target} failed (whether it went out is not "
+                    f"known): {self._why(exc)}"
                 )
             return self._kill_failure(victim, mode, code, self._why(exc))
         return victim, OUTCOMES[mode], None

@@ -45,6 +45,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import 
     REASON_GONE,
     REASON_STATE_CHANGED,
 )
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import UTC, iso_utc, parse_instant
 
 PROGRAM_NAME = "dbhygiene.sessions"
 
@@ -165,7 +166,8 @@ def split_account(current_user):
 def quote_account(current_user):
     """An account as written in a GRANT hint: 'user'@'host' (quotes doubled)."""
     user, host = split_account(current_user)
-    return "'%s'@'%s'" % (user.replace("'", "''"), host.replace("'", "''"))
+    user, host = (part.replace("'", "''") for part in (user, host))
+    return f"'{user}'@'{host}'"
 
 
 def client_address(host):
@@ -198,9 +200,9 @@ def session_key(thread_id, user, host, server_started=None):
     seconds, exact: ``UNIX_TIMESTAMP() - Uptime`` in one statement) tells the
     threads of two server lives apart.
     """
-    key = "%s:%s@%s" % (thread_id, user, host)
+    key = f"{thread_id}:{user}@{host}"
     if server_started is not None:
-        key += "/%d" % int(server_started)
+        key += f"/{int(server_started)}"
     return key
 
 
@@ -210,14 +212,6 @@ def key_server_started(key):
     if not sep or not tail.isdigit():
         return None
     return int(tail)
-
-
-def _iso(moment):
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
-    return moment.isoformat()
 
 
 def _float(value):
@@ -244,7 +238,7 @@ def normalize_row(row, server_started=None, application=None):
     now = values["now_utc"]
     state_since = None
     if now is not None and elapsed is not None:
-        state_since = _iso(now - datetime.timedelta(seconds=elapsed))
+        state_since = iso_utc(now - datetime.timedelta(seconds=elapsed))
     query = values["info"]
     if isinstance(query, bytes):
         query = query.decode("utf-8", "replace")
@@ -274,15 +268,8 @@ def normalize_row(row, server_started=None, application=None):
         "host": values["host"],
         "thread_state": values["thread_state"],
         "query_id": None if values["query_id"] is None else int(values["query_id"]),
-        "transaction_started": _iso(values["trx_started"]),
+        "transaction_started": iso_utc(values["trx_started"]),
     }
-
-
-def _instant(text):
-    try:
-        return datetime.datetime.fromisoformat(text)
-    except (TypeError, ValueError):
-        return None
 
 
 def moved_on(planned, current, tolerance):
@@ -295,23 +282,20 @@ def moved_on(planned, current, tolerance):
     state_since did not move later than `tolerance` seconds).
     """
     if current is None:
-        return REASON_GONE, "thread %s is no longer connected" % planned.get("id")
+        return REASON_GONE, f"thread {planned.get('id')} is no longer connected"
     if key_server_started(planned.get("key")) != key_server_started(current.get("key")):
-        return REASON_GONE, "the server restarted since planning: thread id %s is another connection" % planned.get(
-            "id"
-        )
+        return REASON_GONE, f"the server restarted since planning: thread id {planned.get('id')} is another connection"
     if current.get("user") != planned.get("user") or current.get("host") != planned.get("host"):
-        return REASON_GONE, "thread id %s now belongs to another connection (%s@%s)" % (
-            planned.get("id"),
-            current.get("user"),
-            current.get("host"),
+        return (
+            REASON_GONE,
+            f"thread id {planned.get('id')} now belongs to another connection "
+            f"({current.get('user')}@{current.get('host')})",
         )
     if current.get("command") != planned.get("command") or current.get("state") != planned.get("state"):
-        return REASON_STATE_CHANGED, "was %s (%s), now %s (%s)" % (
-            planned.get("state"),
-            planned.get("command"),
-            current.get("state"),
-            current.get("command"),
+        return (
+            REASON_STATE_CHANGED,
+            f"was {planned.get('state')} ({planned.get('command')}), now {current.get('state')} "
+            f"({current.get('command')})",
         )
     if current.get("transaction_started") != planned.get("transaction_started"):
         return REASON_STATE_CHANGED, "its transaction changed since planning"
@@ -321,7 +305,7 @@ def moved_on(planned, current, tolerance):
         and current.get("query_id") != planned.get("query_id")
     ):
         return REASON_STATE_CHANGED, "it ran a new statement since planning"
-    then, now = _instant(planned.get("state_since")), _instant(current.get("state_since"))
+    then, now = parse_instant(planned.get("state_since")), parse_instant(current.get("state_since"))
     if then is None or now is None:
         return REASON_STATE_CHANGED, "its state change time cannot be compared"
     if (now - then).total_seconds() > tolerance:
@@ -411,8 +395,8 @@ class Flavour(object):
             joins.append(self.superuser_join())
         where = [
             "p.ID <> CONNECTION_ID()",
-            "p.USER NOT IN (%s)" % ", ".join(["%s"] * len(SYSTEM_USERS)),
-            "p.COMMAND NOT IN (%s)" % ", ".join(["%s"] * len(SYSTEM_COMMANDS)),
+            f"p.USER NOT IN ({', '.join(['%s'] * len(SYSTEM_USERS))})",
+            f"p.COMMAND NOT IN ({', '.join(['%s'] * len(SYSTEM_COMMANDS))})",
         ]
         params.extend(SYSTEM_USERS)
         params.extend(SYSTEM_COMMANDS)
@@ -420,13 +404,11 @@ class Flavour(object):
             ids = [int(thread_id) for thread_id in ids]
             if not ids:
                 raise ValueError("ids must not be empty")
-            where.append("p.ID IN (%s)" % ", ".join(["%s"] * len(ids)))
+            where.append(f"p.ID IN ({', '.join(['%s'] * len(ids))})")
             params.extend(ids)
-        sql = "SELECT %s FROM %s AS p %s WHERE %s ORDER BY p.ID" % (
-            ", ".join(select),
-            self.processlist_table,
-            " ".join(joins),
-            " AND ".join(where),
+        sql = (
+            f"SELECT {', '.join(select)} FROM {self.processlist_table} AS p {' '.join(joins)} WHERE "
+            f"{' AND '.join(where)} ORDER BY p.ID"
         )
         return sql, tuple(params)
 
@@ -443,7 +425,7 @@ class Flavour(object):
             ids = [int(thread_id) for thread_id in ids]
             if not ids:
                 raise ValueError("ids must not be empty")
-            sql += " AND PROCESSLIST_ID IN (%s)" % ", ".join(["%s"] * len(ids))
+            sql += f" AND PROCESSLIST_ID IN ({', '.join(['%s'] * len(ids))})"
             params.extend(ids)
         return sql, tuple(params)
 
@@ -481,7 +463,7 @@ class Flavour(object):
     @staticmethod
     def kill_query(mode, thread_id):
         if mode not in KILL_TEMPLATES:
-            raise ValueError("mode must be terminate or cancel, not %r" % (mode,))
+            raise ValueError(f"mode must be terminate or cancel, not {mode!r}")
         return KILL_TEMPLATES[mode], (int(thread_id),)
 
     # ------------------------------------------------------------- privileges
@@ -492,10 +474,10 @@ class Flavour(object):
         return "ALL" in privileges or any(p in privileges for p in self.kill_privileges)
 
     def kill_grant(self, account):
-        return "GRANT %s ON *.* TO %s" % (self.kill_privileges[0], account)
+        return f"GRANT {self.kill_privileges[0]} ON *.* TO {account}"
 
     def superuser_grants(self, account):
-        return ["GRANT SELECT (User, Host, Super_priv) ON mysql.user TO %s" % account]
+        return [f"GRANT SELECT (User, Host, Super_priv) ON mysql.user TO {account}"]
 
     def templates(self):
         """Statement templates for the `queries` result (no values, no secrets)."""
@@ -509,11 +491,11 @@ class Flavour(object):
 
 def _db_datetime(iso_text, plus_seconds=0.0):
     """'YYYY-MM-DD HH:MM:SS.ffffff' (UTC, our session's time zone) from an ISO state_since."""
-    moment = _instant(iso_text)
+    moment = parse_instant(iso_text)
     if moment is None:
         return None
     if moment.tzinfo is not None:
-        moment = moment.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
     return (moment + datetime.timedelta(seconds=plus_seconds)).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
@@ -530,7 +512,7 @@ def parse_guard_outcomes(text, count):
     if tokens and tokens[-1] == "":
         tokens.pop()
     if len(tokens) != count:
-        raise ValueError("the guard block reported %d outcomes for %d victims" % (len(tokens), count))
+        raise ValueError(f"the guard block reported {len(tokens)} outcomes for {count} victims")
     return [(token[:1], token[2:].split(":") if len(token) > 2 else []) for token in tokens]
 
 
@@ -575,7 +557,7 @@ class MariaDB(Flavour):
         statement id the re-read just saw: it can only hit that very statement.
         """
         if mode not in KILL_TEMPLATES:
-            raise ValueError("mode must be terminate or cancel, not %r" % (mode,))
+            raise ValueError(f"mode must be terminate or cancel, not {mode!r}")
         if not victims:
             raise ValueError("victims must not be empty")
         tolerance = self.state_since_tolerance if tolerance is None else tolerance
@@ -590,12 +572,12 @@ class MariaDB(Flavour):
         for victim in victims:
             condition, condition_params = self._still_planned(victim, tolerance)
             parts.append(
-                "SET e = 0; SELECT COUNT(*), MAX(COMMAND), MAX(QUERY_ID), MAX(%s) INTO n, c, q, ok "
-                "FROM information_schema.PROCESSLIST WHERE ID = %%s AND USER = %%s AND HOST = %%s; "
+                f"SET e = 0; SELECT COUNT(*), MAX(COMMAND), MAX(QUERY_ID), MAX({condition}) INTO n, c, q, ok "
+                "FROM information_schema.PROCESSLIST WHERE ID = %s AND USER = %s AND HOST = %s; "
                 "IF e <> 0 THEN SET r = CONCAT(r, 'x:', e, '|'); "
                 "ELSEIF n = 0 THEN SET r = CONCAT(r, 'g|'); "
-                "ELSEIF ok = 1 THEN %s SET r = CONCAT(r, 'k:', e, '|'); "
-                "ELSE SET r = CONCAT(r, 'm:', IFNULL(c, ''), ':', IFNULL(q, ''), '|'); END IF;" % (condition, kill)
+                f"ELSEIF ok = 1 THEN {kill} SET r = CONCAT(r, 'k:', e, '|'); "
+                "ELSE SET r = CONCAT(r, 'm:', IFNULL(c, ''), ':', IFNULL(q, ''), '|'); END IF;"
             )
             params.extend(condition_params)
             params.extend([int(victim["id"]), victim.get("user"), victim.get("host")])
@@ -642,8 +624,7 @@ class MySQL(Flavour):
 
     def lock_query(self, timeout, query_timeout):
         return (
-            "SELECT /*+ MAX_EXECUTION_TIME(%d) */ GET_LOCK(%%s, %%s)"
-            % ((int(query_timeout) + int(timeout) + 1) * 1000),
+            f"SELECT /*+ MAX_EXECUTION_TIME({(int(query_timeout) + int(timeout) + 1) * 1000}) */ GET_LOCK(%s, %s)",
             (SWEEP_LOCK, int(math.ceil(timeout))),
         )
 
@@ -668,13 +649,13 @@ class MySQL(Flavour):
 
     def superuser_grants(self, account):
         return [
-            "GRANT SELECT (User, Host, Super_priv) ON mysql.user TO %s" % account,
-            "GRANT SELECT ON mysql.global_grants TO %s" % account,
+            f"GRANT SELECT (User, Host, Super_priv) ON mysql.user TO {account}",
+            f"GRANT SELECT ON mysql.global_grants TO {account}",
         ]
 
 
 def detect(version_text, version_comment, performance_schema):
     """The flavour object for a server, from VERSION() and @@version_comment."""
-    text = "%s %s" % (version_text or "", version_comment or "")
+    text = f"{version_text or ''} {version_comment or ''}"
     flavour = MariaDB if "mariadb" in text.lower() else MySQL
     return flavour(parse_version(version_text), performance_schema)

@@ -3,8 +3,10 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The PostgreSQL driver: connection options, connect, list sessions, guarded end.
 
-Private to the collection. All SQL of PostgreSQL lives here; every query
-builder returns ``(sql, params)`` and is unit tested without a database.
+Private to the collection. Its statements, and the reading of their rows into
+session records, are in ``_postgresql_sql`` (pure: every query builder returns
+``(sql, params)`` and is unit tested without a database); this file connects,
+validates the options and drives the statements.
 Importable without psycopg2 (``HAS_PSYCOPG2`` says whether it is there), so
 that the modules can report a missing library cleanly.
 
@@ -18,7 +20,8 @@ How the safety invariants of DESIGN.md are kept here:
   and reads a fresh ``pg_stat_activity`` snapshot (it is frozen for the rest of
   a transaction once read).
 * The guarded end checks and signals each victim in a fresh snapshot of
-  backend status, in one statement per batch (see "The guard" below). It
+  backend status, in one statement per batch (see "The guard" in
+  ``_postgresql_sql``). It
   signals only when pid, backend_start (from the session key), state and
   state_change all still match the plan, and only when our login may signal
   it: an ERROR in the middle of a batch would leave us not knowing which
@@ -30,72 +33,53 @@ How the safety invariants of DESIGN.md are kept here:
   frozen with SIGSTOP whose kernel still ACKs TCP; the server also cancels our
   statements itself after ``query_timeout`` (``statement_timeout``), and libpq
   keepalives notice a peer that vanished.
-
-The guard
----------
-pg_stat_activity is a snapshot taken on first read and kept for the rest of
-the transaction. The end statement therefore reads no view: for each victim
-row it calls ``pg_stat_clear_snapshot()`` and then ``pg_stat_get_activity(pid)``
-for that one pid, and the CASE that checks the row and calls the signal
-function sits in the same LATERAL subquery as that read. The chain
-victim -> clear -> read+signal is a data dependency (each step's input is a
-column of the previous one), so the planner cannot hoist the read out of the
-loop; the pids of one batch are distinct, so a Memoize node never reuses a
-read. The test ``test_the_guard_reads_each_victim_afresh`` slows the rows down
-and checks that each row saw a newer backend state.
-
-The window that remains is inside one row: from the copy of the backend
-status table (``pg_stat_get_activity`` copies every backend's entry, then
-picks the pid) to the kill() of the signal function: less than the whole
-per-row cost of the fresh read, which the benchmark below puts at about 8
-microseconds (batch fresh per row minus batch with one snapshot, per victim).
-A session that sends a statement in those microseconds is still ended: the
-engine has no compare-and-signal primitive that could close it.
-
-Measured on the test fleet (PostgreSQL 15, 2 shared cores, load about 5), the
-flipping race of tests/integration/test_postgresql_faults.py (40 sessions
-flipping between 5-40 ms idle and a 4 ms statement or a short transaction,
-ended when idle, wrong kills counted from the server log and the sessions):
-0 wrong kills in 1,544 kills (5 runs); the previous guard, one snapshot per
-batch statement, 111 wrong kills in 1,251 kills (4 runs).
-
-Cost (tools/bench_postgresql_guard.py: pg_cancel_backend over 150 idle
-sessions, median of 3; the one-liner is ``SELECT pg_cancel_backend(pid) FROM
-pg_stat_activity WHERE application_name LIKE ...``, without any guard)::
-
-    victims   one-liner   batch, fresh per row   batch, one snapshot   one statement per victim
-        100      1.9 ms        3.6 ms (1.8x)          2.8 ms (1.5x)           41 ms (21x)
-      1,000      9.7 ms       31.0 ms (3.2x)         22.4 ms (2.3x)          396 ms (41x)
-      5,000     51.8 ms      153.3 ms (3.0x)        112.6 ms (2.2x)        3,104 ms (60x)
-
-(The benchmark's batches hold 150 distinct pids, as many as its sessions.)
-So the driver keeps one statement per batch (25 round trips for 5,000
-victims at 200 per batch, instead of 5,000) and pays about 20 microseconds
-per victim over the unguarded one-liner, 8 of them for its own snapshot.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import datetime
 import os
 import re
 import secrets
 import selectors
 import time
 import traceback
-import zlib
 
 from ansible.module_utils.common.parameters import env_fallback
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import (
-    QUERY_MAX_CHARS,
+    OUTCOMES,
     REASON_FAILED,
     REASON_GONE,
     REASON_STATE_CHANGED,
     Driver,
     SessionError,
+    cut,
     redact,
+    shown,
+)
+
+# The statements and records the driver runs (callers may use them as _postgresql.<name> too).
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql_sql import (
+    _FACTS_KEYS,
+    SIGNAL_FUNCTIONS,
+    end_query,
+    facts_query,
+    guard_of,
+    list_sessions_query,
+    normalize_row,
+    query_templates,
+    rights_query,
+    session_setup_query,
+    sweep_lock_query,
+    sweep_unlock_query,
+)
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import iso_utc
+
+# isort: split
+# Re-exported for tests/integration/test_postgresql_faults.py, which slows the guard's rows down.
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql_sql import (  # noqa: F401  # pylint: disable=unused-import
+    _VICTIMS_SQL,
 )
 
 try:
@@ -130,18 +114,8 @@ KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, 
 # Sessions per guarded statement: one round trip for a normal sweep, bounded
 # statement size (and statement time) for a big one.
 BATCH_SIZE = 200
-# The session advisory lock one sweep per server (per database we connect to)
-# holds: a fixed bigint derived from the lock's name.
-SWEEP_LOCK_NAME = "dbhygiene.sessions.sweep"
-SWEEP_LOCK_KEY = zlib.crc32(SWEEP_LOCK_NAME.encode("ascii"))
 SWEEP_LOCK_POLL_SECONDS = 0.25
-MESSAGE_VALUE_MAX = 200  # characters of a user's value shown in a message
 MIN_SERVER_VERSION_NUM = 100000  # backend_type and the pg_signal_backend / pg_read_all_stats roles
-
-OUTCOME_TERMINATED = "terminated"
-OUTCOME_CANCELLED = "cancelled"
-_SIGNAL_FUNCTIONS = {"terminate": "pg_terminate_backend", "cancel": "pg_cancel_backend"}
-_SIGNAL_OUTCOMES = {"terminate": OUTCOME_TERMINATED, "cancel": OUTCOME_CANCELLED}
 
 
 # ---------------------------------------------------------------- options
@@ -169,7 +143,7 @@ def connection_argument_spec():
 
 
 def _application_name():
-    return "%s-%s" % (APPLICATION_PREFIX, secrets.token_hex(6))
+    return f"{APPLICATION_PREFIX}-{secrets.token_hex(6)}"
 
 
 # Options that are strings libpq receives: no NUL, no control character.
@@ -186,14 +160,6 @@ _STRING_OPTIONS = (
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def shorten(value, limit=MESSAGE_VALUE_MAX):
-    """repr() of a user's value for a message, cut to `limit` characters."""
-    text = repr(value)
-    if len(text) > limit:
-        return "%s... (%d characters)" % (text[:limit], len(value) if isinstance(value, str) else len(text))
-    return text
-
-
 def _as_int(params, option):
     value = params.get(option)
     if value is None or isinstance(value, bool):
@@ -203,7 +169,7 @@ def _as_int(params, option):
     try:
         return int(str(value).strip())
     except ValueError:
-        raise SessionError("%s must be an integer, not %s" % (option, shorten(value)))
+        raise SessionError(f"{option} must be an integer, not {shown(value)}")
 
 
 def effective_ssl_mode(params):
@@ -219,12 +185,12 @@ def effective_ssl_mode(params):
     if mode is None:
         return SSL_MODE_WITH_CERTIFICATES if certificates else DEFAULT_SSL_MODE
     if mode not in SSL_MODES:
-        raise SessionError("ssl_mode must be one of %s, not %s" % (", ".join(SSL_MODES), shorten(mode)))
+        raise SessionError(f"ssl_mode must be one of {', '.join(SSL_MODES)}, not {shown(mode)}")
     if certificates and mode in SSL_MODES_WITHOUT_TLS_GUARANTEE:
         raise SessionError(
-            "ssl_mode %s together with %s would let the connection go without verified TLS: "
+            f"ssl_mode {mode} together with {' and '.join(certificates)} would let the connection go without "
+            "verified TLS: "
             "use ssl_mode verify-full (or verify-ca, or require), or leave ssl_mode unset"
-            % (mode, " and ".join(certificates))
         )
     return mode
 
@@ -244,22 +210,22 @@ def validate_connection_params(params):
         if value is None:
             continue
         if not isinstance(value, str):
-            raise SessionError("%s must be a string, not %s" % (option, shorten(value)))
+            raise SessionError(f"{option} must be a string, not {shown(value)}")
         found = _CONTROL_RE.search(value)
         if found:
             raise SessionError(
-                "%s must not contain the control character %r (at position %d): %s"
-                % (option, found.group(0), found.start(), shorten(value))
+                f"{option} must not contain the control character {found.group(0)!r} "
+                f"(at position {found.start()}): {shown(value)}"
             )
     port = _as_int(params, "login_port")
     if port is not None and not 1 <= port <= 65535:
-        raise SessionError("login_port must be between 1 and 65535, not %s" % shorten(params.get("login_port")))
+        raise SessionError(f"login_port must be between 1 and 65535, not {shown(params.get('login_port'))}")
     for option in ("connect_timeout", "query_timeout"):
         value = _as_int(params, option)
         if value is not None and not TIMEOUT_RANGE[0] <= value <= TIMEOUT_RANGE[1]:
             raise SessionError(
-                "%s must be between %d and %d seconds, not %s"
-                % (option, TIMEOUT_RANGE[0], TIMEOUT_RANGE[1], shorten(params.get(option)))
+                f"{option} must be between {TIMEOUT_RANGE[0]} and {TIMEOUT_RANGE[1]} seconds, "
+                f"not {shown(params.get(option))}"
             )
     effective_ssl_mode(params)
 
@@ -309,19 +275,14 @@ def connect_kwargs(params, application_name):
     return kwargs
 
 
-def _cut(text, limit=MESSAGE_VALUE_MAX):
-    text = str(text)
-    return text if len(text) <= limit else "%s... (%d characters)" % (text[:limit], len(text))
-
-
 def describe_target(params):
     """Where we connect, for messages: host:port or the socket directory. Never a secret."""
     port = params.get("login_port") or DEFAULT_PORT
     if params.get("login_unix_socket"):
-        return "%s (unix socket, port %s)" % (_cut(params["login_unix_socket"]), port)
+        return f"{cut(params['login_unix_socket'])} (unix socket, port {port})"
     if params.get("login_host"):
-        return "%s:%s" % (_cut(params["login_host"]), port)
-    return "the default PostgreSQL server (libpq defaults, port %s)" % port
+        return f"{cut(params['login_host'])}:{port}"
+    return f"the default PostgreSQL server (libpq defaults, port {port})"
 
 
 def _one_line(text):
@@ -372,7 +333,7 @@ def wait_for(conn, deadline):
             elif state == psycopg2.extensions.POLL_WRITE:
                 events = selectors.EVENT_WRITE
             else:
-                raise psycopg2.OperationalError("unexpected poll state %r" % (state,))
+                raise psycopg2.OperationalError(f"unexpected poll state {state!r}")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise _TimedOut()
@@ -401,7 +362,7 @@ def open_driver(params):
         raise SessionError("the PostgreSQL modules need the Python library psycopg2 on the node that runs them")
     application_name = _application_name()
     target = describe_target(params)
-    user = _cut(params.get("login_user") or "(libpq default user)")
+    user = cut(params.get("login_user") or "(libpq default user)")
     connect_timeout, query_timeout = timeouts(params)
     conn = None
     try:
@@ -412,9 +373,9 @@ def open_driver(params):
     except _TimedOut:
         conn.close()
         raise SessionError(
-            "cannot connect to PostgreSQL at %s as %s: no answer within %s s (connect_timeout); "
+            f"cannot connect to PostgreSQL at {target} as {user}: no answer within {connect_timeout} s "
+            "(connect_timeout); "
             "the server may be overloaded, frozen or behind a firewall that drops packets"
-            % (target, user, connect_timeout)
         )
     except psycopg2.Error as exc:
         if conn is not None:
@@ -422,7 +383,7 @@ def open_driver(params):
         message = _scrub(exc, params)
         hint = _connect_hint(message)
         raise SessionError(
-            "cannot connect to PostgreSQL at %s as %s: %s%s" % (target, user, message, "; " + hint if hint else "")
+            f"cannot connect to PostgreSQL at {target} as {user}: {message}{('; ' + hint if hint else '')}"
         )
     try:
         return PostgreSQLDriver(conn, target, application_name, query_timeout)
@@ -431,279 +392,9 @@ def open_driver(params):
         raise
 
 
-# ---------------------------------------------------------------- SQL
-# pg_stat_activity.state -> the normalized states of DESIGN.md.
-_STATE_SQL = (
-    "CASE {col} WHEN 'active' THEN 'active' WHEN 'idle' THEN 'idle' "
-    "WHEN 'idle in transaction' THEN 'idle_in_transaction' "
-    "WHEN 'idle in transaction (aborted)' THEN 'idle_in_transaction_aborted' "
-    "ELSE 'other' END"
-)
-
-_LIST_SQL = (
-    "SELECT a.pid, a.backend_start, a.usename, a.datname, a.application_name, "
-    "host(a.client_addr) AS client_addr, a.client_port, a.client_hostname, "
-    + _STATE_SQL.format(col="a.state")
-    + " AS state, a.state AS raw_state, a.state_change, a.query_start, a.xact_start, "
-    "EXTRACT(EPOCH FROM (n.now - a.backend_start))::float8 AS connected_seconds, "
-    "EXTRACT(EPOCH FROM (n.now - a.state_change))::float8 AS idle_seconds, "
-    "CASE WHEN a.state = 'active' THEN EXTRACT(EPOCH FROM (n.now - a.query_start))::float8 END "
-    "AS query_seconds, "
-    "EXTRACT(EPOCH FROM (n.now - a.xact_start))::float8 AS transaction_seconds, "
-    "left(a.query, %(query_max)s) AS query, a.backend_type, a.wait_event_type, a.wait_event, "
-    "COALESCE(r.rolsuper, false) AS superuser "
-    "FROM pg_stat_activity AS a "
-    "CROSS JOIN (SELECT clock_timestamp() AS now) AS n "
-    "LEFT JOIN pg_roles AS r ON r.oid = a.usesysid "
-    "WHERE a.backend_type = 'client backend' AND a.pid <> pg_backend_pid() "
-    "AND a.application_name IS DISTINCT FROM %(own_application)s "
-    "ORDER BY a.pid"
-)
-
-_LIST_COLUMNS = (
-    "pid",
-    "backend_start",
-    "usename",
-    "datname",
-    "application_name",
-    "client_addr",
-    "client_port",
-    "client_hostname",
-    "state",
-    "raw_state",
-    "state_change",
-    "query_start",
-    "xact_start",
-    "connected_seconds",
-    "idle_seconds",
-    "query_seconds",
-    "transaction_seconds",
-    "query",
-    "backend_type",
-    "wait_event_type",
-    "wait_event",
-    "superuser",
-)
-
-# The first statement of a connection: who we are, and the server-side bound of
-# every later statement of ours (set_config(..., false): for the session).
-_SESSION_SETUP_SQL = "SELECT pg_backend_pid(), set_config('statement_timeout', %(statement_timeout)s, false)"
-
-_SWEEP_LOCK_SQL = "SELECT pg_try_advisory_lock(%(key)s::bigint)"
-_SWEEP_UNLOCK_SQL = "SELECT pg_advisory_unlock(%(key)s::bigint)"
-
-_RIGHTS_SQL = (
-    "SELECT current_user, r.rolsuper, pg_has_role('pg_read_all_stats', 'USAGE'), "
-    "pg_has_role('pg_signal_backend', 'USAGE'), current_setting('server_version_num')::int "
-    "FROM pg_roles AS r WHERE r.rolname = current_user"
-)
-
-_FACTS_SQL = (
-    "SELECT current_setting('server_version'), current_setting('server_version_num')::int, version(), "
-    "current_setting('max_connections')::int, current_user, current_database(), "
-    "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user), pg_is_in_recovery(), "
-    "pg_has_role('pg_read_all_stats', 'USAGE'), pg_has_role('pg_signal_backend', 'USAGE'), "
-    "pg_backend_pid(), current_setting('application_name')"
-)
-
-_FACTS_KEYS = (
-    "version",
-    "version_num",
-    "version_full",
-    "max_connections",
-    "login_user",
-    "login_db",
-    "login_superuser",
-    "in_recovery",
-    "can_read_all_stats",
-    "can_signal",
-    "own_pid",
-    "own_application",
-)
-
-# The victims of one batch, as rows: the planned guard of each.
-_VICTIMS_SQL = (
-    "unnest(%(pids)s::int[], %(backend_starts)s::timestamptz[], %(states)s::text[], "
-    "%(state_changes)s::timestamptz[]) WITH ORDINALITY AS v(pid, backend_start, state, state_change, ord)"
-)
-
-# One statement per batch, one fresh snapshot per victim (see "The guard" in
-# the module docstring). For each row of v: c clears the backend status
-# snapshot (a volatile call in a subquery's output: never pulled up, never
-# dropped) and passes the pid on; a reads that one backend with
-# pg_stat_get_activity(c.pid) and, in the same projection, reaches the signal
-# function only when every guard of the CASE holds, in that order. The signal
-# function is volatile, so the planner cannot evaluate it early. {signal} is
-# one of two fixed function names.
-_END_SQL = (
-    "SELECT v.ord, a.outcome, a.pid IS NOT NULL AS pid_present, a.backend_start, a.state_now, "
-    "a.state_change, a.target_superuser "
-    "FROM " + _VICTIMS_SQL + " "
-    "CROSS JOIN LATERAL (SELECT pg_stat_clear_snapshot() AS cleared, v.ord, v.pid) AS c "
-    "LEFT JOIN LATERAL ("
-    "SELECT s.pid, s.backend_start, s.state_change, "
-    + _STATE_SQL.format(col="s.state")
-    + " AS state_now, COALESCE(r.rolsuper, false) AS target_superuser, "
-    "CASE WHEN s.backend_start IS DISTINCT FROM v.backend_start "
-    "OR s.backend_type IS DISTINCT FROM 'client backend' THEN 'gone' "
-    "WHEN " + _STATE_SQL.format(col="s.state") + " IS DISTINCT FROM v.state "
-    "OR s.state_change IS DISTINCT FROM v.state_change THEN 'state_changed' "
-    "WHEN NOT ((SELECT rolsuper FROM pg_roles WHERE rolname = current_user) OR (NOT COALESCE(r.rolsuper, false) "
-    "AND (pg_has_role(s.usesysid, 'USAGE') OR pg_has_role('pg_signal_backend', 'USAGE')))) THEN 'denied' "
-    "WHEN {signal}(s.pid) THEN 'signalled' "
-    "ELSE 'gone' END AS outcome "
-    "FROM pg_stat_get_activity(c.pid) AS s "
-    "LEFT JOIN pg_roles AS r ON r.oid = s.usesysid "
-    "WHERE s.pid = c.pid"
-    ") AS a ON true "
-    "ORDER BY v.ord"
-)
-
-
-def list_sessions_query(own_application, query_max=QUERY_MAX_CHARS):
-    """(sql, params) listing every client session but ours, in one statement."""
-    return _LIST_SQL, {"own_application": own_application, "query_max": int(query_max)}
-
-
-def session_setup_query(query_timeout):
-    """(sql, params): our backend's pid, and statement_timeout = query_timeout for our session."""
-    return _SESSION_SETUP_SQL, {"statement_timeout": "%ds" % int(query_timeout)}
-
-
-def sweep_lock_query():
-    """(sql, params): try to take the sweep's session advisory lock, without waiting."""
-    return _SWEEP_LOCK_SQL, {"key": SWEEP_LOCK_KEY}
-
-
-def sweep_unlock_query():
-    """(sql, params): release the sweep's session advisory lock."""
-    return _SWEEP_UNLOCK_SQL, {"key": SWEEP_LOCK_KEY}
-
-
-def rights_query():
-    """(sql, params): our login, whether it is superuser, can read all stats, can signal; server version."""
-    return _RIGHTS_SQL, {}
-
-
-def facts_query():
-    """(sql, params) for server_facts()."""
-    return _FACTS_SQL, {}
-
-
-def end_query(guards, mode):
-    """(sql, params): the guarded end of one batch.
-
-    ``guards`` are (pid, backend_start, state, state_change) tuples (timestamps
-    as ISO 8601 text, state normalized) with distinct pids (a Memoize node
-    could otherwise reuse one pid's read for another row); ``mode`` is
-    terminate or cancel.
-    """
-    if mode not in _SIGNAL_FUNCTIONS:
-        raise ValueError("mode must be terminate or cancel, not %r" % (mode,))
-    pids = [guard[0] for guard in guards]
-    if len(set(pids)) != len(pids):
-        raise ValueError("a batch must not name one pid twice")
-    params = {
-        "pids": [guard[0] for guard in guards],
-        "backend_starts": [guard[1] for guard in guards],
-        "states": [guard[2] for guard in guards],
-        "state_changes": [guard[3] for guard in guards],
-    }
-    return _END_SQL.format(signal=_SIGNAL_FUNCTIONS[mode]), params
-
-
-def query_templates():
-    """Every statement the driver runs, as templates (placeholders, never values)."""
-    return [
-        _SESSION_SETUP_SQL,
-        _SWEEP_LOCK_SQL,
-        _SWEEP_UNLOCK_SQL,
-        _RIGHTS_SQL,
-        _FACTS_SQL,
-        _LIST_SQL,
-        _END_SQL.format(signal=_SIGNAL_FUNCTIONS["terminate"]),
-        _END_SQL.format(signal=_SIGNAL_FUNCTIONS["cancel"]),
-    ]
-
-
-# ---------------------------------------------------------------- records
-def _iso(value):
-    """A timestamptz (datetime) as ISO 8601 in UTC, microseconds kept when non-zero."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=datetime.timezone.utc)
-    return value.astimezone(datetime.timezone.utc).isoformat()
-
-
-def _seconds(value):
-    """Seconds rounded to the millisecond; never negative (the clock read and the
-    activity snapshot are a few microseconds apart)."""
-    return None if value is None else max(0.0, round(float(value), 3))
-
-
-def session_key(pid, backend_start_iso):
-    return "%s@%s" % (pid, backend_start_iso)
-
-
-_KEY_RE = re.compile(r"^([0-9]+)@(.+)\Z")
-
-
-def parse_key(key):
-    """(pid, backend_start ISO text) from a session key; ValueError when it is not one of ours."""
-    found = _KEY_RE.match(str(key or ""))
-    if not found:
-        raise ValueError("not a PostgreSQL session key (pid@backend_start): %r" % (key,))
-    return int(found.group(1)), found.group(2)
-
-
-def normalize_row(row):
-    """A pg_stat_activity row (dict of _LIST_COLUMNS) as the normalized session record."""
-    connected_at = _iso(row["backend_start"])
-    return {
-        "id": row["pid"],
-        "key": session_key(row["pid"], connected_at),
-        "user": row["usename"],
-        "database": row["datname"],
-        "application": row["application_name"],
-        "client_addr": row["client_addr"],
-        "state": row["state"],
-        "connected_at": connected_at,
-        "state_since": _iso(row["state_change"]),
-        "connected_seconds": _seconds(row["connected_seconds"]),
-        "idle_seconds": _seconds(row["idle_seconds"]),
-        "query_seconds": _seconds(row["query_seconds"]),
-        "transaction_seconds": _seconds(row["transaction_seconds"]),
-        "query": row["query"],
-        "superuser": bool(row["superuser"]),
-        "backend_type": row["backend_type"],
-        "command": None,
-        # PostgreSQL extras
-        "raw_state": row["raw_state"],
-        "client_port": row["client_port"],
-        "client_hostname": row["client_hostname"],
-        "query_start": _iso(row["query_start"]),
-        "transaction_start": _iso(row["xact_start"]),
-        "wait_event_type": row["wait_event_type"],
-        "wait_event": row["wait_event"],
-    }
-
-
-def guard_of(session):
-    """(pid, backend_start, state, state_change) to re-check before signalling.
-
-    The identity comes from the key (reuse-safe by design), the state from the
-    record as planned. ValueError when the record cannot be checked.
-    """
-    pid, backend_start = parse_key(session.get("key"))
-    if str(session.get("id")) != str(pid):
-        raise ValueError("session id %r does not match its key %r" % (session.get("id"), session.get("key")))
-    return (pid, backend_start, session.get("state"), session.get("state_since"))
-
-
 def _grant_hint(login, role):
-    quoted = '"%s"' % str(login).replace('"', '""')
-    return "GRANT %s TO %s" % (role, quoted)
+    escaped = str(login).replace('"', '""')
+    return f'GRANT {role} TO "{escaped}"'
 
 
 def preflight_error(rights, signal, target):
@@ -713,9 +404,9 @@ def preflight_error(rights, signal, target):
     signal_backend, version_num. ``signal``: the run will cancel or terminate.
     """
     if rights["version_num"] < MIN_SERVER_VERSION_NUM:
-        return "PostgreSQL at %s is version %s; dbhygiene.sessions needs PostgreSQL 10 or later" % (
-            target,
-            rights["version_num"],
+        return (
+            f"PostgreSQL at {target} is version {rights['version_num']}; dbhygiene.sessions needs PostgreSQL "
+            "10 or later"
         )
     if rights["superuser"]:
         return None
@@ -733,13 +424,10 @@ def preflight_error(rights, signal, target):
     if not missing:
         return None
     login = rights["login"]
-    return "login %s on PostgreSQL at %s %s: it lacks %s; as a superuser, run: %s" % (
-        login,
-        target,
-        " and ".join(what for _role, what in missing),
-        " and ".join(role for role, _what in missing),
-        "; ".join(_grant_hint(login, role) for role, _what in missing),
-    )
+    cannot = " and ".join(what for _role, what in missing)
+    roles = " and ".join(role for role, _what in missing)
+    grants = "; ".join(_grant_hint(login, role) for role, _what in missing)
+    return f"login {login} on PostgreSQL at {target} {cannot}: it lacks {roles}; as a superuser, run: {grants}"
 
 
 # ---------------------------------------------------------------- driver
@@ -778,7 +466,7 @@ class PostgreSQLDriver(Driver):
 
     def _cursor(self):
         if self._conn is None:
-            raise _ConnectionLost("the connection to PostgreSQL at %s is closed" % self.target)
+            raise _ConnectionLost(f"the connection to PostgreSQL at {self.target} is closed")
         return self._conn.cursor()
 
     def _query(self, query, doing):
@@ -797,13 +485,14 @@ class PostgreSQLDriver(Driver):
                 # connection cannot be trusted with another statement.
                 self.close()
                 raise _ConnectionLost(
-                    "cannot %s on PostgreSQL at %s: no answer within %s s (query_timeout); "
-                    "the connection was closed" % (doing, self.target, self.query_timeout)
+                    f"cannot {doing} on PostgreSQL at {self.target}: no answer within {self.query_timeout} s "
+                    "(query_timeout); "
+                    "the connection was closed"
                 )
             except psycopg2.Error as exc:
                 lost = self._conn is None or self._conn.closed
                 error = (_ConnectionLost if lost else SessionError)(
-                    "cannot %s on PostgreSQL at %s: %s" % (doing, self.target, _one_line(exc))
+                    f"cannot {doing} on PostgreSQL at {self.target}: {_one_line(exc)}"
                 )
                 if lost:
                     self.close()
@@ -817,7 +506,7 @@ class PostgreSQLDriver(Driver):
     def _fetch_one(self, query, doing):
         rows = self._query(query, doing)[1]
         if not rows:
-            raise SessionError("cannot %s on PostgreSQL at %s: the server returned nothing" % (doing, self.target))
+            raise SessionError(f"cannot {doing} on PostgreSQL at {self.target}: the server returned nothing")
         return rows[0]
 
     @property
@@ -894,8 +583,8 @@ class PostgreSQLDriver(Driver):
         sessions of the batch that was in flight are not in it (their signal may
         or may not have gone out) and the message says how many they are.
         """
-        if mode not in _SIGNAL_FUNCTIONS:
-            raise SessionError("unknown end mode %r (terminate or cancel)" % (mode,))
+        if mode not in SIGNAL_FUNCTIONS:
+            raise SessionError(f"unknown end mode {mode!r} (terminate or cancel)")
         results = [None] * len(victims)
         checkable = []  # (index in victims, guard)
         seen_keys = set()
@@ -904,7 +593,7 @@ class PostgreSQLDriver(Driver):
             try:
                 guard = guard_of(session)
             except ValueError as exc:
-                results[index] = (session, REASON_FAILED, "not ended: %s" % exc)
+                results[index] = (session, REASON_FAILED, f"not ended: {exc}")
                 continue
             if session.get("key") in seen_keys or guard[0] in seen_pids:
                 results[index] = (session, REASON_FAILED, "not ended: listed twice in the plan")
@@ -931,8 +620,8 @@ class PostgreSQLDriver(Driver):
                 else:
                     in_flight = len(batch)
                 error = SessionError(
-                    "%s; %d session(s) of the statement in flight may or may not have been signalled, "
-                    "%d were not tried" % (exc, in_flight, untried)
+                    f"{exc}; {in_flight} session(s) of the statement in flight may or may not have been signalled, "
+                    f"{untried} were not tried"
                 )
                 error.outcomes = known
                 raise error
@@ -943,12 +632,12 @@ class PostgreSQLDriver(Driver):
     def _end_batch(self, guards, mode):
         """[(outcome, detail)] for one batch; one statement, or one per session when it errors."""
         try:
-            rows = self._query(end_query(guards, mode), "%s sessions" % mode)[1]
+            rows = self._query(end_query(guards, mode), f"{mode} sessions")[1]
         except _ConnectionLost:
             raise
         except SessionError as batch_error:
             if len(guards) == 1:
-                return [(REASON_FAILED, "not ended: %s" % batch_error)]
+                return [(REASON_FAILED, f"not ended: {batch_error}")]
             # Some signals of the failed statement may have gone out: ask each
             # session again on its own, the guard sorts out who is still there.
             outcomes = []
@@ -965,31 +654,31 @@ class PostgreSQLDriver(Driver):
         pid, backend_start, state, state_change = guard
         _ord, outcome, pid_present, now_start, state_now, change_now, target_superuser = row
         if outcome == "signalled":
-            return (_SIGNAL_OUTCOMES[mode], None)
+            return (OUTCOMES[mode], None)
         if outcome in ("gone", None):
-            if pid_present and _iso(now_start) != backend_start:
+            if pid_present and iso_utc(now_start) != backend_start:
                 return (
                     REASON_GONE,
-                    "pid %s now belongs to another session (started %s, planned %s)"
-                    % (pid, _iso(now_start), backend_start),
+                    f"pid {pid} now belongs to another session (started {iso_utc(now_start)}, planned {backend_start})",
                 )
             return (REASON_GONE, "the session ended before it was signalled")
         if outcome == "state_changed":
             return (
                 REASON_STATE_CHANGED,
-                "was %s since %s when planned, now %s since %s" % (state, state_change, state_now, _iso(change_now)),
+                f"was {state} since {state_change} when planned, now {state_now} since {iso_utc(change_now)}",
             )
         login = self._load_rights()["login"]
         if target_superuser:
             return (
                 REASON_FAILED,
-                "cannot %s pid %s on %s: it is a superuser's session and login %s is not a superuser "
-                "(keep protect.superusers true, or run as a superuser)" % (mode, pid, self.target, login),
+                f"cannot {mode} pid {pid} on {self.target}: it is a superuser's session and login {login} is "
+                "not a superuser "
+                "(keep protect.superusers true, or run as a superuser)",
             )
         return (
             REASON_FAILED,
-            "cannot %s pid %s on %s: login %s lacks pg_signal_backend; %s"
-            % (mode, pid, self.target, login, _grant_hint(login, "pg_signal_backend")),
+            f"cannot {mode} pid {pid} on {self.target}: login {login} lacks pg_signal_backend; "
+            f"{_grant_hint(login, 'pg_signal_backend')}",
         )
 
     def query_templates(self):

@@ -13,9 +13,11 @@ __metaclass__ = type
 
 import datetime
 import json
+import os
 
 import pytest
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _postgresql as pg
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _postgresql_sql as pg_sql
 
 HOSTILE = 'it\'s "quoted"; %s %(x)s -- DROP TABLE x; \\'
 
@@ -174,7 +176,7 @@ def test_long_values_are_cut_in_messages():
     message = str(info.value)
     assert len(message) < 400
     assert "(100001 characters)" in message
-    assert pg.shorten("x" * 10) == "'xxxxxxxxxx'"
+    assert pg.shown("x" * 10) == "'xxxxxxxxxx'"
 
 
 def test_long_hosts_are_cut_in_the_target():
@@ -304,7 +306,7 @@ def test_end_query_reads_each_victim_in_a_fresh_snapshot():
     # The check and the signal are computed in the same subquery as the read.
     assert read < sql.index("pg_terminate_backend(s.pid)") < sql.index(") AS a ON true")
     assert sql.count("pg_stat_clear_snapshot()") == 1 and sql.count("pg_stat_get_activity(") == 1
-    assert pg._VICTIMS_SQL in sql
+    assert pg_sql._VICTIMS_SQL in sql
 
 
 def test_end_query_refuses_a_pid_twice_in_one_batch():
@@ -328,8 +330,8 @@ def test_sweep_lock_queries_take_a_session_advisory_lock_without_waiting():
     unlock, unlock_args = pg.sweep_unlock_query()
     assert lock == "SELECT pg_try_advisory_lock(%(key)s::bigint)"
     assert unlock == "SELECT pg_advisory_unlock(%(key)s::bigint)"
-    assert lock_args == unlock_args == {"key": pg.SWEEP_LOCK_KEY}
-    assert pg.SWEEP_LOCK_KEY == 2306003038  # fixed: two versions of the collection must share it
+    assert lock_args == unlock_args == {"key": pg_sql.SWEEP_LOCK_KEY}
+    assert pg_sql.SWEEP_LOCK_KEY == 2306003038  # fixed: two versions of the collection must share it
 
 
 def test_query_templates_are_templates():
@@ -423,7 +425,7 @@ def test_the_guard_of_a_normalized_record_is_its_identity_and_planned_state():
 )
 def test_parse_key_rejects_what_is_not_a_key(key):
     with pytest.raises(ValueError):
-        pg.parse_key(key)
+        pg_sql.parse_key(key)
 
 
 def test_guard_refuses_a_record_whose_id_and_key_disagree():
@@ -489,3 +491,27 @@ def test_preflight_error(overrides, signal, needles, absent):
         assert needle in message
     for word in absent:
         assert word not in message
+
+
+def test_the_statements_are_pure_and_the_driver_re_exports_them():
+    """_postgresql_sql imports without psycopg2; _postgresql's names for its builders are the same objects."""
+    import subprocess
+    import sys
+
+    collections = os.path.abspath(os.path.join(os.path.dirname(pg.__file__), "..", "..", "..", "..", ".."))
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); sys.modules['psycopg2'] = None; "
+        "from ansible_collections.dbhygiene.sessions.plugins.module_utils import _postgresql_sql as s; "
+        "print(s.list_sessions_query('me')[1]['own_application'])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, collections],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "me"
+    for name in ("end_query", "list_sessions_query", "normalize_row", "guard_of", "query_templates", "_VICTIMS_SQL"):
+        assert getattr(pg, name) is getattr(pg_sql, name)

@@ -8,7 +8,7 @@ import stat
 
 import pytest
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _fleet
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _fleet, _trail
 
 
 def _session(session_id, **fields):
@@ -363,16 +363,16 @@ def test_trail_survives_a_rename_between_two_runs(tmp_path):
 def test_trail_renamed_between_open_and_lock_is_reopened(tmp_path, monkeypatch):
     path = str(tmp_path / "audit.jsonl")
     _fleet.append_lines(path, [{"run": 1}])
-    real_flock = _fleet.fcntl.flock
+    real_flock = _trail.fcntl.flock
     calls = []
 
     def rotating_flock(fd, operation):
-        if operation == _fleet.fcntl.LOCK_EX and not calls:
+        if operation == _trail.fcntl.LOCK_EX and not calls:
             calls.append(fd)
             os.rename(path, path + ".1")  # logrotate strikes right after our open
         return real_flock(fd, operation)
 
-    monkeypatch.setattr(_fleet.fcntl, "flock", rotating_flock)
+    monkeypatch.setattr(_trail.fcntl, "flock", rotating_flock)
     _fleet.append_lines(path, [{"run": 2}])
     with open(path + ".1") as handle:
         assert [json.loads(line)["run"] for line in handle] == [1]
@@ -436,3 +436,27 @@ def test_report_keep_zero_keeps_everything(tmp_path):
         report["time"] = "2026-12-01T16:%02d:00.000000Z" % minute
         _fleet.write_report(report, str(tmp_path), keep=0)
     assert len([n for n in os.listdir(str(tmp_path)) if n.endswith(".json") and "latest" not in n]) == 4
+
+
+def test_table_escapes_every_cell_and_rules_every_column():
+    from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_markdown import table
+
+    assert table(("host", "note"), [("db|1", "two\nlines"), (None, 3)]) == [
+        "| host | note |",
+        "| --- | --- |",
+        "| db\\|1 | two lines |",
+        "|  | 3 |",
+    ]
+
+
+def test_fleet_keeps_every_name_the_action_plugins_use():
+    import re
+
+    plugins = os.path.join(os.path.dirname(_fleet.__file__), "..", "action")
+    used = set()
+    for name in os.listdir(plugins):
+        if name.endswith(".py"):
+            with open(os.path.join(plugins, name), encoding="utf-8") as handle:
+                used.update(re.findall(r"_fleet\.([A-Za-z_]+)", handle.read()))
+    assert used, "no action plugin uses _fleet"
+    assert [name for name in sorted(used) if not hasattr(_fleet, name)] == []

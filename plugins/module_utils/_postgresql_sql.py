@@ -1,0 +1,329 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) dbhygiene.sessions contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The statements of the PostgreSQL driver, and their rows as session records.
+
+Private to the collection; pure (no psycopg2, no connection): every query
+builder returns ``(sql, params)`` with the values as driver parameters, and is
+unit tested without a database. ``_postgresql`` connects and runs them (the
+MySQL side is the same split: ``_mysql`` and ``_mysql_flavours``).
+
+The guard
+---------
+pg_stat_activity is a snapshot taken on first read and kept for the rest of
+the transaction. The end statement therefore reads no view: for each victim
+row it calls ``pg_stat_clear_snapshot()`` and then ``pg_stat_get_activity(pid)``
+for that one pid, and the CASE that checks the row and calls the signal
+function sits in the same LATERAL subquery as that read. The chain
+victim -> clear -> read+signal is a data dependency (each step's input is a
+column of the previous one), so the planner cannot hoist the read out of the
+loop; the pids of one batch are distinct, so a Memoize node never reuses a
+read. The test ``test_the_guard_reads_each_victim_afresh`` slows the rows down
+and checks that each row saw a newer backend state.
+
+The window that remains is inside one row: from the copy of the backend
+status table (``pg_stat_get_activity`` copies every backend's entry, then
+picks the pid) to the kill() of the signal function: less than the whole
+per-row cost of the fresh read, which the benchmark below puts at about 8
+microseconds (batch fresh per row minus batch with one snapshot, per victim).
+A session that sends a statement in those microseconds is still ended: the
+engine has no compare-and-signal primitive that could close it.
+
+Measured on the test fleet (PostgreSQL 15, 2 shared cores, load about 5), the
+flipping race of tests/integration/test_postgresql_faults.py (40 sessions
+flipping between 5-40 ms idle and a 4 ms statement or a short transaction,
+ended when idle, wrong kills counted from the server log and the sessions):
+0 wrong kills in 1,544 kills (5 runs); the previous guard, one snapshot per
+batch statement, 111 wrong kills in 1,251 kills (4 runs).
+
+Cost (tools/bench_postgresql_guard.py: pg_cancel_backend over 150 idle
+sessions, median of 3; the one-liner is ``SELECT pg_cancel_backend(pid) FROM
+pg_stat_activity WHERE application_name LIKE ...``, without any guard)::
+
+    victims   one-liner   batch, fresh per row   batch, one snapshot   one statement per victim
+        100      1.9 ms        3.6 ms (1.8x)          2.8 ms (1.5x)           41 ms (21x)
+      1,000      9.7 ms       31.0 ms (3.2x)         22.4 ms (2.3x)          396 ms (41x)
+      5,000     51.8 ms      153.3 ms (3.0x)        112.6 ms (2.2x)        3,104 ms (60x)
+
+(The benchmark's batches hold 150 distinct pids, as many as its sessions.)
+So the driver keeps one statement per batch (25 round trips for 5,000
+victims at 200 per batch, instead of 5,000) and pays about 20 microseconds
+per victim over the unguarded one-liner, 8 of them for its own snapshot.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+import zlib
+
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import QUERY_MAX_CHARS
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import iso_utc
+
+# The session advisory lock one sweep per server (per database we connect to)
+# holds: a fixed bigint derived from the lock's name.
+SWEEP_LOCK_NAME = "dbhygiene.sessions.sweep"
+SWEEP_LOCK_KEY = zlib.crc32(SWEEP_LOCK_NAME.encode("ascii"))
+SIGNAL_FUNCTIONS = {"terminate": "pg_terminate_backend", "cancel": "pg_cancel_backend"}
+
+
+# ---------------------------------------------------------------- SQL
+# pg_stat_activity.state -> the normalized states of DESIGN.md.
+_STATE_SQL = (
+    "CASE {col} WHEN 'active' THEN 'active' WHEN 'idle' THEN 'idle' "
+    "WHEN 'idle in transaction' THEN 'idle_in_transaction' "
+    "WHEN 'idle in transaction (aborted)' THEN 'idle_in_transaction_aborted' "
+    "ELSE 'other' END"
+)
+
+_LIST_SQL = (
+    "SELECT a.pid, a.backend_start, a.usename, a.datname, a.application_name, "
+    "host(a.client_addr) AS client_addr, a.client_port, a.client_hostname, "
+    + _STATE_SQL.format(col="a.state")
+    + " AS state, a.state AS raw_state, a.state_change, a.query_start, a.xact_start, "
+    "EXTRACT(EPOCH FROM (n.now - a.backend_start))::float8 AS connected_seconds, "
+    "EXTRACT(EPOCH FROM (n.now - a.state_change))::float8 AS idle_seconds, "
+    "CASE WHEN a.state = 'active' THEN EXTRACT(EPOCH FROM (n.now - a.query_start))::float8 END "
+    "AS query_seconds, "
+    "EXTRACT(EPOCH FROM (n.now - a.xact_start))::float8 AS transaction_seconds, "
+    "left(a.query, %(query_max)s) AS query, a.backend_type, a.wait_event_type, a.wait_event, "
+    "COALESCE(r.rolsuper, false) AS superuser "
+    "FROM pg_stat_activity AS a "
+    "CROSS JOIN (SELECT clock_timestamp() AS now) AS n "
+    "LEFT JOIN pg_roles AS r ON r.oid = a.usesysid "
+    "WHERE a.backend_type = 'client backend' AND a.pid <> pg_backend_pid() "
+    "AND a.application_name IS DISTINCT FROM %(own_application)s "
+    "ORDER BY a.pid"
+)
+
+_LIST_COLUMNS = (
+    "pid",
+    "backend_start",
+    "usename",
+    "datname",
+    "application_name",
+    "client_addr",
+    "client_port",
+    "client_hostname",
+    "state",
+    "raw_state",
+    "state_change",
+    "query_start",
+    "xact_start",
+    "connected_seconds",
+    "idle_seconds",
+    "query_seconds",
+    "transaction_seconds",
+    "query",
+    "backend_type",
+    "wait_event_type",
+    "wait_event",
+    "superuser",
+)
+
+# The first statement of a connection: who we are, and the server-side bound of
+# every later statement of ours (set_config(..., false): for the session).
+_SESSION_SETUP_SQL = "SELECT pg_backend_pid(), set_config('statement_timeout', %(statement_timeout)s, false)"
+
+_SWEEP_LOCK_SQL = "SELECT pg_try_advisory_lock(%(key)s::bigint)"
+_SWEEP_UNLOCK_SQL = "SELECT pg_advisory_unlock(%(key)s::bigint)"
+
+_RIGHTS_SQL = (
+    "SELECT current_user, r.rolsuper, pg_has_role('pg_read_all_stats', 'USAGE'), "
+    "pg_has_role('pg_signal_backend', 'USAGE'), current_setting('server_version_num')::int "
+    "FROM pg_roles AS r WHERE r.rolname = current_user"
+)
+
+_FACTS_SQL = (
+    "SELECT current_setting('server_version'), current_setting('server_version_num')::int, version(), "
+    "current_setting('max_connections')::int, current_user, current_database(), "
+    "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user), pg_is_in_recovery(), "
+    "pg_has_role('pg_read_all_stats', 'USAGE'), pg_has_role('pg_signal_backend', 'USAGE'), "
+    "pg_backend_pid(), current_setting('application_name')"
+)
+
+_FACTS_KEYS = (
+    "version",
+    "version_num",
+    "version_full",
+    "max_connections",
+    "login_user",
+    "login_db",
+    "login_superuser",
+    "in_recovery",
+    "can_read_all_stats",
+    "can_signal",
+    "own_pid",
+    "own_application",
+)
+
+# The victims of one batch, as rows: the planned guard of each.
+_VICTIMS_SQL = (
+    "unnest(%(pids)s::int[], %(backend_starts)s::timestamptz[], %(states)s::text[], "
+    "%(state_changes)s::timestamptz[]) WITH ORDINALITY AS v(pid, backend_start, state, state_change, ord)"
+)
+
+# One statement per batch, one fresh snapshot per victim (see "The guard" in
+# the module docstring). For each row of v: c clears the backend status
+# snapshot (a volatile call in a subquery's output: never pulled up, never
+# dropped) and passes the pid on; a reads that one backend with
+# pg_stat_get_activity(c.pid) and, in the same projection, reaches the signal
+# function only when every guard of the CASE holds, in that order. The signal
+# function is volatile, so the planner cannot evaluate it early. {signal} is
+# one of two fixed function names.
+_END_SQL = (
+    "SELECT v.ord, a.outcome, a.pid IS NOT NULL AS pid_present, a.backend_start, a.state_now, "
+    "a.state_change, a.target_superuser "
+    "FROM " + _VICTIMS_SQL + " "
+    "CROSS JOIN LATERAL (SELECT pg_stat_clear_snapshot() AS cleared, v.ord, v.pid) AS c "
+    "LEFT JOIN LATERAL ("
+    "SELECT s.pid, s.backend_start, s.state_change, "
+    + _STATE_SQL.format(col="s.state")
+    + " AS state_now, COALESCE(r.rolsuper, false) AS target_superuser, "
+    "CASE WHEN s.backend_start IS DISTINCT FROM v.backend_start "
+    "OR s.backend_type IS DISTINCT FROM 'client backend' THEN 'gone' "
+    "WHEN " + _STATE_SQL.format(col="s.state") + " IS DISTINCT FROM v.state "
+    "OR s.state_change IS DISTINCT FROM v.state_change THEN 'state_changed' "
+    "WHEN NOT ((SELECT rolsuper FROM pg_roles WHERE rolname = current_user) OR (NOT COALESCE(r.rolsuper, false) "
+    "AND (pg_has_role(s.usesysid, 'USAGE') OR pg_has_role('pg_signal_backend', 'USAGE')))) THEN 'denied' "
+    "WHEN {signal}(s.pid) THEN 'signalled' "
+    "ELSE 'gone' END AS outcome "
+    "FROM pg_stat_get_activity(c.pid) AS s "
+    "LEFT JOIN pg_roles AS r ON r.oid = s.usesysid "
+    "WHERE s.pid = c.pid"
+    ") AS a ON true "
+    "ORDER BY v.ord"
+)
+
+
+def list_sessions_query(own_application, query_max=QUERY_MAX_CHARS):
+    """(sql, params) listing every client session but ours, in one statement."""
+    return _LIST_SQL, {"own_application": own_application, "query_max": int(query_max)}
+
+
+def session_setup_query(query_timeout):
+    """(sql, params): our backend's pid, and statement_timeout = query_timeout for our session."""
+    return _SESSION_SETUP_SQL, {"statement_timeout": f"{int(query_timeout)}s"}
+
+
+def sweep_lock_query():
+    """(sql, params): try to take the sweep's session advisory lock, without waiting."""
+    return _SWEEP_LOCK_SQL, {"key": SWEEP_LOCK_KEY}
+
+
+def sweep_unlock_query():
+    """(sql, params): release the sweep's session advisory lock."""
+    return _SWEEP_UNLOCK_SQL, {"key": SWEEP_LOCK_KEY}
+
+
+def rights_query():
+    """(sql, params): our login, whether it is superuser, can read all stats, can signal; server version."""
+    return _RIGHTS_SQL, {}
+
+
+def facts_query():
+    """(sql, params) for server_facts()."""
+    return _FACTS_SQL, {}
+
+
+def end_query(guards, mode):
+    """(sql, params): the guarded end of one batch.
+
+    ``guards`` are (pid, backend_start, state, state_change) tuples (timestamps
+    as ISO 8601 text, state normalized) with distinct pids (a Memoize node
+    could otherwise reuse one pid's read for another row); ``mode`` is
+    terminate or cancel.
+    """
+    if mode not in SIGNAL_FUNCTIONS:
+        raise ValueError(f"mode must be terminate or cancel, not {mode!r}")
+    pids = [guard[0] for guard in guards]
+    if len(set(pids)) != len(pids):
+        raise ValueError("a batch must not name one pid twice")
+    params = {
+        "pids": [guard[0] for guard in guards],
+        "backend_starts": [guard[1] for guard in guards],
+        "states": [guard[2] for guard in guards],
+        "state_changes": [guard[3] for guard in guards],
+    }
+    return _END_SQL.format(signal=SIGNAL_FUNCTIONS[mode]), params
+
+
+def query_templates():
+    """Every statement the driver runs, as templates (placeholders, never values)."""
+    return [
+        _SESSION_SETUP_SQL,
+        _SWEEP_LOCK_SQL,
+        _SWEEP_UNLOCK_SQL,
+        _RIGHTS_SQL,
+        _FACTS_SQL,
+        _LIST_SQL,
+        _END_SQL.format(signal=SIGNAL_FUNCTIONS["terminate"]),
+        _END_SQL.format(signal=SIGNAL_FUNCTIONS["cancel"]),
+    ]
+
+
+# ---------------------------------------------------------------- records
+def _seconds(value):
+    """Seconds rounded to the millisecond; never negative (the clock read and the
+    activity snapshot are a few microseconds apart)."""
+    return None if value is None else max(0.0, round(float(value), 3))
+
+
+def session_key(pid, backend_start_iso):
+    return f"{pid}@{backend_start_iso}"
+
+
+_KEY_RE = re.compile(r"^([0-9]+)@(.+)\Z")
+
+
+def parse_key(key):
+    """(pid, backend_start ISO text) from a session key; ValueError when it is not one of ours."""
+    found = _KEY_RE.match(str(key or ""))
+    if not found:
+        raise ValueError(f"not a PostgreSQL session key (pid@backend_start): {key!r}")
+    return int(found.group(1)), found.group(2)
+
+
+def normalize_row(row):
+    """A pg_stat_activity row (dict of _LIST_COLUMNS) as the normalized session record."""
+    connected_at = iso_utc(row["backend_start"])
+    return {
+        "id": row["pid"],
+        "key": session_key(row["pid"], connected_at),
+        "user": row["usename"],
+        "database": row["datname"],
+        "application": row["application_name"],
+        "client_addr": row["client_addr"],
+        "state": row["state"],
+        "connected_at": connected_at,
+        "state_since": iso_utc(row["state_change"]),
+        "connected_seconds": _seconds(row["connected_seconds"]),
+        "idle_seconds": _seconds(row["idle_seconds"]),
+        "query_seconds": _seconds(row["query_seconds"]),
+        "transaction_seconds": _seconds(row["transaction_seconds"]),
+        "query": row["query"],
+        "superuser": bool(row["superuser"]),
+        "backend_type": row["backend_type"],
+        "command": None,
+        # PostgreSQL extras
+        "raw_state": row["raw_state"],
+        "client_port": row["client_port"],
+        "client_hostname": row["client_hostname"],
+        "query_start": iso_utc(row["query_start"]),
+        "transaction_start": iso_utc(row["xact_start"]),
+        "wait_event_type": row["wait_event_type"],
+        "wait_event": row["wait_event"],
+    }
+
+
+def guard_of(session):
+    """(pid, backend_start, state, state_change) to re-check before signalling.
+
+    The identity comes from the key (reuse-safe by design), the state from the
+    record as planned. ValueError when the record cannot be checked.
+    """
+    pid, backend_start = parse_key(session.get("key"))
+    if str(session.get("id")) != str(pid):
+        raise ValueError(f"session id {session.get('id')!r} does not match its key {session.get('key')!r}")
+    return (pid, backend_start, session.get("state"), session.get("state_since"))

@@ -1,0 +1,121 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) dbhygiene.sessions contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Where the roles' outputs go: the default paths, the AWX warning about them, the report files.
+
+Private to the collection; no Ansible import. Fleet reports are written as
+``<kind>-<time>-<run>.json/.md`` (unique per run, never replaced by a
+concurrent run) and ``<kind>-latest.json/.md``; the oldest time-stamped reports
+of a kind beyond ``keep`` are pruned.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import errno
+import json
+import os
+import re
+import uuid
+
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._files import controller_path, write_private
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_markdown import render_markdown
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._trail import job_id
+
+# The roles' defaults for the report directory and the trail: inside an AWX job they are
+# in the job's throw-away execution environment container.
+DEFAULT_REPORT_DIR = "~/dbhygiene/reports"
+DEFAULT_AUDIT_LOG = "~/dbhygiene/audit.jsonl"
+DEFAULT_REPORT_KEEP = 30
+
+
+def awx_default_path_warnings(task_vars, report_dir=None, audit_log=None):
+    """Warnings for an AWX job that keeps its report or trail at the default path.
+
+    An AWX job runs in a throw-away execution environment container: whatever is
+    written under the default paths there is gone when the job ends."""
+    job = job_id(task_vars)
+    if job is None:
+        return []
+    defaults = []
+    if report_dir is not None and _is_default(report_dir, DEFAULT_REPORT_DIR):
+        defaults.append(("the fleet report", "dbhygiene_report_dir", report_dir))
+    if audit_log is not None and _is_default(audit_log, DEFAULT_AUDIT_LOG):
+        defaults.append(("the audit trail", "dbhygiene_audit_log", audit_log))
+    return [
+        f"this is AWX job {job}: {what} goes to the default {path}, inside the job's execution environment "
+        f"container, and is lost when the job ends; set {variable} to a path on a volume that outlives the job "
+        "(a persistent mount exposed to the container, e.g. AWX's 'Paths to expose to isolated jobs')"
+        for what, variable, path in defaults
+    ]
+
+
+def _is_default(value, default):
+    text = str(value)
+    return text == default or controller_path(text) == controller_path(default)
+
+
+_STAMPED_RE = re.compile(
+    r"^(?P<kind>[a-z]+)-(?P<stamp>\d{8}T\d{6}(?:\.\d+)?Z)(?:-(?P<run>[A-Za-z0-9_.]+))?\.(?:json|md)$"
+)
+
+
+def run_tag():
+    """A short tag that tells this run's reports from any concurrent run's."""
+    return uuid.uuid4().hex[:8]
+
+
+def _stamp(report):
+    """20261201T161300.123456Z of the report's time (sorts as the time does)."""
+    return report["time"].replace("-", "").replace(":", "")
+
+
+def write_report(report, report_dir, keep=DEFAULT_REPORT_KEEP):
+    """Write <kind>-<time>-<run>.json/.md and <kind>-latest.json/.md; return the paths.
+
+    The time-stamped pair is unique to this run (its run tag, and never written
+    over an existing file), so concurrent runs never replace each other's. Then
+    the oldest time-stamped reports of the same kind beyond `keep` are removed
+    (0 keeps every one)."""
+    run = report.get("run") or run_tag()
+    text_json = json.dumps(report, indent=2, sort_keys=True, default=str) + "\n"
+    text_md = render_markdown(report)
+    for attempt in range(100):
+        suffix = run if attempt == 0 else f"{run}.{attempt}"
+        base = os.path.join(report_dir, f"{report['kind']}-{_stamp(report)}-{suffix}")
+        paths = {"json": base + ".json", "markdown": base + ".md"}
+        if write_private(paths["json"], text_json, replace=False):
+            break
+    else:  # pragma: no cover - 100 reports of the same run in the same microsecond
+        raise OSError(errno.EEXIST, "no free report name", base)
+    write_private(paths["markdown"], text_md)
+    write_private(os.path.join(report_dir, f"{report['kind']}-latest.json"), text_json)
+    write_private(os.path.join(report_dir, f"{report['kind']}-latest.md"), text_md)
+    prune_reports(report_dir, report["kind"], keep)
+    return paths, text_md
+
+
+def prune_reports(report_dir, kind, keep):
+    """Remove the oldest time-stamped reports of `kind` beyond the newest `keep`; return the removed names.
+
+    Only files named as write_report names them are considered (never the
+    -latest ones, never anything else in the directory). A report counts once
+    for its .json and .md."""
+    if not keep:
+        return []
+    reports = {}
+    for name in os.listdir(report_dir):
+        match = _STAMPED_RE.match(name)
+        if match and match.group("kind") == kind:
+            reports.setdefault(name.rsplit(".", 1)[0], []).append(name)
+    oldest_first = sorted(reports, key=lambda base: (_STAMPED_RE.match(reports[base][0]).group("stamp"), base))
+    removed = []
+    for base in oldest_first[: max(0, len(oldest_first) - keep)]:
+        for name in reports[base]:
+            try:
+                os.unlink(os.path.join(report_dir, name))
+            except FileNotFoundError:  # a concurrent run pruned it first
+                pass
+        removed.append(base)
+    return removed

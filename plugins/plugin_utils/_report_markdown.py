@@ -1,0 +1,203 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) dbhygiene.sessions contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The fleet report (``_report_model.build_report``) as Markdown.
+
+Private to the collection; no Ansible import. Every table is made by
+``table()`` from its column headings and its rows of values.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_model import FAILURE_REASONS
+
+
+def _cell(value):
+    text = "" if value is None else str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def table(headings, rows):
+    """The lines of a Markdown table: the headings, the rule, one line per row of values (escaped)."""
+    lines = ["| " + " | ".join(headings) + " |", "| " + " | ".join(["---"] * len(headings)) + " |"]
+    lines.extend("| " + " | ".join(_cell(value) for value in row) + " |" for row in rows)
+    return lines
+
+
+def _age(seconds):
+    if seconds is None:
+        return ""
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
+
+
+def _ended(entry):
+    return len(entry.get("terminated") or []) + len(entry.get("cancelled") or [])
+
+
+_SESSION_HEADINGS = ("host", "id", "user", "database", "application", "client", "state", "idle", "rule", "outcome")
+
+
+def _session_table(rows):
+    """The table of sessions: rows are (host, outcome, entry)."""
+    return table(
+        _SESSION_HEADINGS,
+        (
+            (
+                host,
+                entry.get("id"),
+                entry.get("user"),
+                entry.get("database"),
+                entry.get("application"),
+                entry.get("client_addr") or "local",
+                entry.get("state"),
+                _age(entry.get("idle_seconds")),
+                entry.get("rule"),
+                outcome,
+            )
+            for host, outcome, entry in rows
+        ),
+    )
+
+
+def _header(report):
+    dry = report["check_mode"]
+    title = "Session audit" if report["kind"] == "audit" else "Session enforcement"
+    lines = [f"# {title}{' (check mode: nothing was changed)' if dry else ''}", "", f"- time: {report['time']}"]
+    if report.get("policy"):
+        lines.append(f"- policy: {report['policy']}")
+    if report.get("job_id") is not None:
+        lines.append(f"- AWX job: {report['job_id']}")
+    if report.get("audit_log"):
+        lines.append(f"- audit trail: {report['audit_log']}")
+    return lines + [""]
+
+
+def _body(report, headline, headings, host_row, sessions, section):
+    """The headline, the table of hosts (one host_row(entry) each), then the sessions' table under `section`."""
+    lines = [headline, ""]
+    lines += table(headings, ((host,) + host_row(entry) for host, entry in report["hosts"].items()))
+    if sessions:
+        lines += ["", section, ""]
+        lines += _session_table(sessions)
+    return lines
+
+
+def _enforce_host(entry):
+    reasons = ", ".join(f"{k}: {v}" for k, v in sorted((entry.get("not_ended_by_reason") or {}).items()))
+    return (
+        entry.get("engine"),
+        entry["status"],
+        entry.get("seen"),
+        _ended(entry),
+        len(entry.get("not_ended") or []),
+        "see below" if entry["status"] != "ok" else reasons,
+    )
+
+
+def _enforce_body(report):
+    totals = report["totals"]
+    dry = report["check_mode"]
+    ended = "would end" if dry else "ended"
+    sessions = []
+    for host, entry in report["hosts"].items():
+        for bucket, outcome in (("terminated", "terminate"), ("cancelled", "cancel")):
+            for item in entry.get(bucket) or []:
+                sessions.append((host, ("would " if dry else "") + outcome, item))
+        for item in entry.get("not_ended") or []:
+            sessions.append((host, "not ended: " + str(item.get("reason")), item))
+    return _body(
+        report,
+        f"**{totals['hosts']} hosts: {totals['ok']} ok, {totals['failed']} failed. "
+        f"{totals['sessions_seen']} sessions seen, {totals['ended']} {ended} "
+        f"({totals['terminated']} terminate, {totals['cancelled']} cancel), {totals['not_ended']} not ended.**",
+        ("host", "engine", "status", "seen", ended, "not ended", "note"),
+        _enforce_host,
+        sessions,
+        "## Sessions " + ("that would be ended" if dry else "ended"),
+    )
+
+
+def _audit_host(entry):
+    use = ""
+    if entry.get("connection_use") is not None:
+        use = f"{entry['connection_use'] * 100:.1f}% of {entry.get('max_connections')}"
+    note = "; ".join(entry.get("breaches") or []) or entry.get("limit_error") or ""
+    if entry["status"] != "ok" and not entry.get("breaches"):
+        note = "see below"
+    return (
+        entry.get("engine"),
+        entry["status"],
+        entry.get("sessions"),
+        use,
+        ", ".join(f"{k} {v}" for k, v in (entry.get("by_state") or {}).items()),
+        _age((entry.get("oldest_idle_in_transaction") or {}).get("seconds")),
+        _age((entry.get("oldest_transaction") or {}).get("seconds")),
+        len(entry.get("would_end") or []) if "would_end" in entry else "",
+        note,
+    )
+
+
+_AUDIT_HEADINGS = (
+    "host",
+    "engine",
+    "status",
+    "sessions",
+    "use",
+    "by state",
+    "oldest idle in trx",
+    "oldest trx",
+    "would end",
+    "note",
+)
+
+
+def _audit_body(report):
+    totals = report["totals"]
+    return _body(
+        report,
+        f"**{totals['hosts']} hosts: {totals['ok']} ok, {totals['failed']} failed, "
+        f"{totals['alerting']} over a threshold. {totals['sessions_seen']} sessions, "
+        f"{totals['would_end']} the policy would end.**",
+        _AUDIT_HEADINGS,
+        _audit_host,
+        [
+            (host, "would " + str(item.get("action")), item)
+            for host, entry in report["hosts"].items()
+            for item in entry.get("would_end") or []
+        ],
+        "## What the policy would end",
+    )
+
+
+def _failed_hosts(report):
+    dry = report["check_mode"]
+    lines = ["", "## Hosts that failed", ""]
+    for host, reason in report["failed_hosts"].items():
+        entry = report["hosts"].get(host) or {}
+        code = entry.get("reason_code") or "error"
+        words = FAILURE_REASONS.get(code, code)
+        line = f"- **{host}** ({code}: {words}): {_cell(reason)}"
+        ended = _ended(entry)
+        if ended and report["kind"] == "enforce":
+            what = "would have been ended" if dry else ("was ended" if ended == 1 else "were ended")
+            line += f" — {ended} session{'s' if ended != 1 else ''} {what} before the failure (listed above"
+            line += ", and in the audit trail)" if report.get("audit_log") else ")"
+        lines.append(line)
+    return lines
+
+
+def render_markdown(report):
+    """The report as Markdown: the header, the body of its kind, the hosts that failed."""
+    lines = _header(report)
+    lines += _enforce_body(report) if report["kind"] == "enforce" else _audit_body(report)
+    if report["failed_hosts"]:
+        lines += _failed_hosts(report)
+    lines.append("")
+    return "\n".join(lines)

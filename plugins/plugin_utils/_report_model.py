@@ -1,0 +1,306 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) dbhygiene.sessions contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The fleet report's model: thresholds, per-host summaries, why a host failed, the report.
+
+Private to the collection; no Ansible import. Pure: dicts in, dicts out (the
+Markdown is made in ``_report_markdown``, the files are written in ``_outputs``).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SESSION_FIELDS
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError, parse_duration
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import _count as runner_count
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import _oldest as runner_oldest
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import iso_utc_z, utc_now
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._trail import redact_query
+
+REPORT_QUERY_CHARS = 80
+
+THRESHOLD_KEYS = (
+    "max_sessions",
+    "max_connection_use",
+    "max_idle_in_transaction",
+    "max_oldest_idle_in_transaction",
+    "max_oldest_transaction",
+    "max_would_end",
+)
+_THRESHOLD_DURATIONS = ("max_oldest_idle_in_transaction", "max_oldest_transaction")
+
+# Why a host failed, as a code (the JSON report) and in words (the Markdown report).
+FAILURE_REASONS = {
+    "unreachable": "the database server could not be reached",
+    "login": "the server refused the login",
+    "privilege": "the login lacks a privilege it needs",
+    "limit": "a policy limit refused the plan, nothing was ended",
+    "threshold": "over an audit threshold",
+    "policy": "the policy cannot be applied to this host",
+    "busy": "another sweep held the server's sweep lock",
+    "timeout": "the host's deadline ran out",
+    "no_result": "the host never got a result",
+    "error": "another error",
+}
+# Checked in this order against a failed result's message: a connection refused for a
+# bad password is a login failure, not an unreachable server.
+_REASON_PATTERNS = (
+    (
+        "login",
+        re.compile(
+            r"password authentication failed|authentication failed|access denied|no pg_hba\.conf entry"
+            r"|no password supplied|role \S+ does not exist|account is locked",
+            re.IGNORECASE,
+        ),
+    ),
+    (
+        "unreachable",
+        re.compile(
+            r"cannot connect|could not connect|can't connect|connection refused|no route to host"
+            r"|name or service not known|could not translate host name|unreachable"
+            r"|closed the connection|connection (?:to the server )?(?:has been |was )?(?:lost|closed)"
+            r"|terminating connection due to administrator command|lost connection",
+            re.IGNORECASE,
+        ),
+    ),
+    ("busy", re.compile(r"\bbusy\b|sweep lock|another sweep", re.IGNORECASE)),
+    ("limit", re.compile(r"limits\.max_(terminations|fraction)", re.IGNORECASE)),
+    ("privilege", re.compile(r"\bGRANT\b|privilege|permission denied|\blacks\b|must be superuser", re.IGNORECASE)),
+    (
+        "timeout",
+        re.compile(r"deadline|timed out|time limit|\bran out\b|timeout (?:expired|exceeded|reached)", re.IGNORECASE),
+    ),
+    ("policy", re.compile(r"\bpolicy\b|cannot evaluate", re.IGNORECASE)),
+)
+
+
+def parse_thresholds(raw):
+    """Validate `dbhygiene_audit_thresholds`; returns {key: number} (durations in seconds)."""
+    if raw is None or raw == {}:
+        return {}
+    if not isinstance(raw, dict):
+        raise PolicyError("dbhygiene_audit_thresholds", raw, f"expected a mapping, got {raw!r}")
+    parsed = {}
+    for key, value in raw.items():
+        field = f"dbhygiene_audit_thresholds.{key}"
+        if key not in THRESHOLD_KEYS:
+            raise PolicyError(field, key, f"unknown key {key!r} (allowed: {', '.join(THRESHOLD_KEYS)})")
+        if value is None:
+            continue
+        if key in _THRESHOLD_DURATIONS:
+            parsed[key] = parse_duration(value, field)
+        elif key == "max_connection_use":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+                raise PolicyError(field, value, f"expected a fraction above 0 and at most 1 (0.8 = 80%), got {value!r}")
+            parsed[key] = float(value)
+        else:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise PolicyError(field, value, f"expected a whole number >= 0, got {value!r}")
+            parsed[key] = value
+    return parsed
+
+
+def _label(value, field):
+    """A missing value as the reports show it."""
+    if value is None:
+        return "(local)" if field == "client_addr" else "(none)"
+    return value
+
+
+def _count(sessions, field):
+    """Sessions per value of `field`, most first (the runner's count, missing values labelled)."""
+    counts = runner_count([{field: _label(session.get(field), field)} for session in sessions], field)
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
+def _oldest(sessions, states, field):
+    """The session in `states` (None: any) with the most `field` seconds (the runner's pick), or None."""
+    candidates = [session for session in sessions if states is None or session.get("state") in states]
+    oldest = runner_oldest(candidates, field)
+    if oldest is None:
+        return None
+    session = next(session for session in candidates if session.get(field) == oldest["seconds"])
+    return dict(oldest, seconds=round(oldest["seconds"], 1), client_addr=session.get("client_addr"))
+
+
+# A result entry as the reports show it: the session's identity and ages, and
+# the decision (rule, action, reason); the statement apart (shortened, redacted).
+_BRIEF_FIELDS = tuple(
+    name
+    for name in SESSION_FIELDS
+    if name not in ("connected_at", "state_since", "connected_seconds", "query", "superuser", "backend_type", "command")
+) + ("rule", "action", "reason", "detail")
+
+
+def brief(entry):
+    """A result entry (session + rule/action/reason) as shown in reports."""
+    shown = {name: entry.get(name) for name in _BRIEF_FIELDS if entry.get(name) is not None}
+    if entry.get("query") is not None:
+        shown["query"] = redact_query(entry.get("query"), REPORT_QUERY_CHARS)
+    return shown
+
+
+def audit_summary(sessions, server, plan_dict, thresholds):
+    """The audit role's per-host figures from one snapshot of sessions.
+
+    plan_dict: the planner's ``Plan.to_dict()`` or None (no policy).
+    Returns (summary, breaches): breaches is a list of messages, empty when healthy.
+    """
+    max_connections = (server or {}).get("max_connections")
+    connections = len(sessions)
+    use = None
+    if isinstance(max_connections, int) and max_connections > 0:
+        # Our own connection counts against max_connections too.
+        use = round(float(connections + 1) / max_connections, 4)
+    summary = {
+        "sessions": connections,
+        "by_state": _count(sessions, "state"),
+        "by_user": _count(sessions, "user"),
+        "by_database": _count(sessions, "database"),
+        "by_application": _count(sessions, "application"),
+        "by_client_addr": _count(sessions, "client_addr"),
+        "oldest_idle": _oldest(sessions, ("idle",), "idle_seconds"),
+        "oldest_idle_in_transaction": _oldest(
+            sessions, ("idle_in_transaction", "idle_in_transaction_aborted"), "idle_seconds"
+        ),
+        "oldest_transaction": _oldest(sessions, None, "transaction_seconds"),
+        "max_connections": max_connections,
+        "connection_use": use,
+        "server": server or {},
+    }
+    if plan_dict is not None:
+        summary["policy"] = plan_dict.get("policy")
+        summary["would_end"] = [
+            brief(dict(victim["session"], rule=victim["rule"], action=victim["action"]))
+            for victim in plan_dict.get("victims", [])
+        ]
+        summary["protected"] = len(plan_dict.get("not_ended", []))
+        summary["limit_error"] = plan_dict.get("limit_error")
+    breaches = []
+    idle_in_trx = sum(count for state, count in summary["by_state"].items() if state.startswith("idle_in_transaction"))
+
+    def over(key, value, shown):
+        if key in thresholds and value is not None and value > thresholds[key]:
+            breaches.append(f"{key}: {shown} (threshold {thresholds[key]})")
+
+    over("max_sessions", connections, connections)
+    over("max_connection_use", use, f"{connections + 1}/{max_connections}")
+    over("max_idle_in_transaction", idle_in_trx, idle_in_trx)
+    oldest = summary["oldest_idle_in_transaction"]
+    over("max_oldest_idle_in_transaction", oldest and oldest["seconds"], oldest and f"{oldest['seconds']}s")
+    oldest = summary["oldest_transaction"]
+    over("max_oldest_transaction", oldest and oldest["seconds"], oldest and f"{oldest['seconds']}s")
+    if plan_dict is not None:
+        would = len(summary["would_end"])
+        over("max_would_end", would, would)
+    return summary, breaches
+
+
+def enforce_summary(result):
+    """The enforce role's per-host figures from a *_sessions result."""
+    summary = result.get("summary") or {}
+    not_ended = result.get("not_ended") or []
+    by_reason = {}
+    for entry in not_ended:
+        by_reason[entry.get("reason")] = by_reason.get(entry.get("reason"), 0) + 1
+    policy = result.get("policy")
+    return {
+        "policy": policy.get("name") if isinstance(policy, dict) else policy,
+        "seen": summary.get("seen"),
+        "matched": result.get("matched") if not isinstance(result.get("matched"), list) else len(result["matched"]),
+        "terminated": [brief(entry) for entry in result.get("terminated") or []],
+        "cancelled": [brief(entry) for entry in result.get("cancelled") or []],
+        "not_ended": [brief(entry) for entry in not_ended if entry.get("reason") != "protected"],
+        "not_ended_by_reason": by_reason,
+    }
+
+
+def failure_reason(result):
+    """Why a host failed, as a code of FAILURE_REASONS, from its registered result (None: no result)."""
+    if not isinstance(result, dict):
+        return "no_result"
+    if result.get("unreachable"):
+        return "unreachable"
+    if result.get("busy"):
+        return "busy"
+    data = result.get("dbhygiene")
+    if isinstance(data, dict) and data.get("failure") in FAILURE_REASONS:
+        return data["failure"]
+    message = str(result.get("msg") or "")
+    for code, pattern in _REASON_PATTERNS:
+        if pattern.search(message):
+            return code
+    return "error"
+
+
+def build_report(kind, hosts_all, hosts_active, results, check_mode, context):
+    """The fleet report (a dict) from each host's registered result.
+
+    results: {host: registered result or None}. A host with no result never
+    reached the task (it failed or was unreachable before it). Every host that
+    is not ok has a `reason` (the message) and a `reason_code` (FAILURE_REASONS).
+    """
+    report_hosts = {}
+    totals = {"hosts": len(hosts_all), "ok": 0, "failed": 0, "sessions_seen": 0, "failed_by_reason": {}}
+    if kind == "enforce":
+        totals.update(terminated=0, cancelled=0, ended=0, not_ended=0)
+    else:
+        totals.update(would_end=0, alerting=0)
+    for host in hosts_all:
+        result = results.get(host)
+        entry = {"status": "ok"}
+        data = (result or {}).get("dbhygiene") if isinstance(result, dict) else None
+        if data:
+            entry.update(data)
+        if result is None:
+            entry["status"] = "failed"
+            entry["reason"] = (
+                "no result: the host failed or was unreachable before the task ran (see the play output)"
+                if host not in hosts_active
+                else "no result: the task was skipped for this host"
+            )
+        elif result.get("unreachable"):
+            entry["status"] = "unreachable"
+            entry["reason"] = str(result.get("msg") or "unreachable")
+        elif result.get("failed"):
+            entry["status"] = "failed"
+            entry["reason"] = str(result.get("msg") or "failed")
+        elif result.get("skipped") is True:
+            # Ansible's own flag: the task did not run for this host (a `when`).
+            entry["status"] = "not_run"
+            entry["reason"] = str(result.get("skip_reason") or "the task did not run for this host")
+        if entry["status"] == "ok":
+            totals["ok"] += 1
+        else:
+            totals["failed"] += 1
+            code = "no_result" if entry["status"] == "not_run" else failure_reason(result)
+            entry["reason_code"] = code
+            totals["failed_by_reason"][code] = totals["failed_by_reason"].get(code, 0) + 1
+        totals["sessions_seen"] += int(entry.get("seen") or entry.get("sessions") or 0)
+        if kind == "enforce":
+            totals["terminated"] += len(entry.get("terminated") or [])
+            totals["cancelled"] += len(entry.get("cancelled") or [])
+            totals["not_ended"] += len(entry.get("not_ended") or [])
+        else:
+            totals["would_end"] += len(entry.get("would_end") or [])
+            if entry.get("breaches"):
+                totals["alerting"] += 1
+        report_hosts[host] = entry
+    if kind == "enforce":
+        totals["ended"] = totals["terminated"] + totals["cancelled"]
+    return {
+        "kind": kind,
+        "time": iso_utc_z(utc_now()),
+        "check_mode": bool(check_mode),
+        "policy": context.get("policy"),
+        "job_id": context.get("job_id"),
+        "audit_log": context.get("audit_log"),
+        "totals": totals,
+        "failed_hosts": {h: e.get("reason") for h, e in report_hosts.items() if e["status"] != "ok"},
+        "failed_host_reasons": {h: e.get("reason_code") for h, e in report_hosts.items() if e["status"] != "ok"},
+        "run": context.get("run"),
+        "hosts": report_hosts,
+    }

@@ -1,0 +1,160 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) dbhygiene.sessions contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The audit trail: JSON lines, one per session ended (or, in check mode, that would be ended).
+
+Private to the collection; no Ansible import. One line also for each targeted
+session that was not ended (``outcome: not_ended`` with the reason). The file
+is created with mode 0600 and appended to under an exclusive ``flock`` with one
+``write`` per host, so many hosts ending at once never interleave their lines.
+It is opened by its path for every append, so a rotation that renames it
+(logrotate without ``copytruncate``) loses nothing: the next append creates a
+new file under the same name. Statements are recorded with their credential
+literals masked (``redact_query``).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import errno
+import fcntl
+import json
+import os
+import re
+
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SESSION_FIELDS
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import iso_utc_z, utc_now
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._files import private_dir
+
+TRAIL_QUERY_CHARS = 200
+
+# A statement that sets a credential (ALTER USER ... PASSWORD '...', IDENTIFIED BY
+# '...', SET PASSWORD = PASSWORD('...'), CREATE USER MAPPING ... password '...'):
+# every literal in it is masked, whatever the exact syntax.
+_CREDENTIAL_WORDS_RE = re.compile(r"password|identified|secret|passwd", re.IGNORECASE)
+_LITERAL_RE = re.compile(
+    r"""'(?:[^'\\]|\\.|'')*'?|"(?:[^"\\]|\\.|"")*"?|\$([A-Za-z_0-9]*)\$.*?(?:\$\1\$|\Z)""", re.DOTALL
+)
+
+
+def redact_query(query, limit=TRAIL_QUERY_CHARS):
+    """A statement as recorded: credential literals masked, then truncated."""
+    if query is None:
+        return None
+    text = str(query)
+    if _CREDENTIAL_WORDS_RE.search(text):
+        text = _LITERAL_RE.sub("'********'", text)
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text
+
+
+def session_fields(session, query_chars=TRAIL_QUERY_CHARS):
+    fields = {name: session.get(name) for name in SESSION_FIELDS if name in session}
+    if "query" in fields:
+        fields["query"] = redact_query(fields["query"], query_chars)
+    return fields
+
+
+def job_id(task_vars):
+    """The AWX / Tower job id when the run is an AWX job, else None."""
+    for name in ("awx_job_id", "tower_job_id"):
+        value = task_vars.get(name)
+        if value not in (None, ""):
+            return value
+    return None
+
+
+def outcome_for(bucket, check_mode):
+    """The audit outcome of an entry in `terminated` / `cancelled`."""
+    if bucket == "terminated":
+        return "would_terminate" if check_mode else "terminated"
+    return "would_cancel" if check_mode else "cancelled"
+
+
+def trail_records(host, engine, result, check_mode, context):
+    """Audit lines for one host's *_sessions result (a dict).
+
+    Ended (or would-be-ended) sessions, plus targeted sessions that were not
+    ended for another reason than `protected` (state_changed, gone, failed,
+    still_present): those are decisions an auditor wants to see too. A failed
+    result that still carries `terminated` / `cancelled` (a later step of the
+    host failed after signals went out) gets its lines all the same.
+    """
+    policy = result.get("policy")
+    policy_name = policy.get("name") if isinstance(policy, dict) else policy
+    now = iso_utc_z(utc_now())
+    records = []
+
+    def record(entry, outcome):
+        line = {
+            "time": now,
+            "host": host,
+            "login_host": context.get("login_host"),
+            "engine": engine,
+            "policy": policy_name,
+            "rule": entry.get("rule"),
+            "action": entry.get("action"),
+            "check_mode": bool(check_mode),
+            "outcome": outcome,
+        }
+        if entry.get("reason") is not None:
+            line["reason"] = entry.get("reason")
+            line["detail"] = entry.get("detail")
+        line.update(session_fields(entry))
+        line["job_id"] = context.get("job_id")
+        records.append(line)
+
+    for bucket in ("cancelled", "terminated"):
+        for entry in result.get(bucket) or []:
+            record(entry, outcome_for(bucket, check_mode))
+    for entry in result.get("not_ended") or []:
+        if entry.get("reason") != "protected":
+            record(entry, "not_ended")
+    return records
+
+
+def append_lines(path, records):
+    """Append JSON lines to `path` (mode 0600), atomically with respect to other writers."""
+    if not records:
+        return 0
+    private_dir(os.path.dirname(path))
+    data = "".join(json.dumps(record, default=str) + "\n" for record in records).encode("utf-8")
+    fd = _open_locked(path)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+    return len(records)
+
+
+def _open_locked(path):
+    """The trail opened by its path for appending, under an exclusive lock.
+
+    Opened anew for every append, so a file that logrotate renamed is never
+    written to again; should the rename fall between our open and our lock, the
+    file is opened again under the path (the lines belong in the new file)."""
+    for _attempt in range(10):
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            stat = os.fstat(fd)
+            if stat.st_mode & 0o077 and stat.st_uid == os.geteuid():
+                os.fchmod(fd, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                current = os.stat(path)
+            except OSError:
+                current = None
+            if current is not None and (current.st_dev, current.st_ino) == (stat.st_dev, stat.st_ino):
+                return fd
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    raise OSError(errno.EAGAIN, "the file keeps being replaced while it is opened", path)
