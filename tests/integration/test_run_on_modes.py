@@ -23,7 +23,7 @@ from _roles_fixtures import (
     read_trail,
     write_inventory,
 )
-from conftest import ROOT, run_playbook
+from conftest import ROOT, run_module, run_playbook
 
 HOSTS = ("pg1", "mariadb1")
 MODES = ("controller", "host")
@@ -296,3 +296,64 @@ def test_controller_mode_without_the_driver_names_the_interpreter_and_pip(fleet,
     # The MariaDB host, whose driver is there, is enforced all the same.
     done = _result(run, "mariadb1", ENFORCE_TASK)
     assert not done.get("failed")
+
+
+def test_role_arguments_are_validated_once_for_the_play_before_any_host(fleet, tmp_path):
+    tag = new_tag("modes")
+    group_vars = _group_vars(str(tmp_path), tag, "controller")
+    group_vars["dbhygiene_run_on"] = "elsewhere"
+    inventory = write_inventory(fleet, tmp_path, group_vars, hosts=HOSTS)
+    run = run_playbook(ENFORCE, inventory=inventory)
+    assert run.rc != 0
+    assert "dbhygiene_run_on" in run.output and "elsewhere" in run.output
+    assert "hosts pg1, mariadb1" in run.output or "hosts mariadb1, pg1" in run.output
+    assert "no host was contacted" in run.output
+    assert not [r for r in run.results if r["task"].endswith(ENFORCE_TASK)]
+
+
+@pytest.mark.parametrize("playbook", [ENFORCE, AUDIT])
+def test_one_task_per_host(fleet, tmp_path, playbook):
+    """Ansible's per-host role validation is not run: the run-once check did it."""
+    inventory = write_inventory(
+        fleet, tmp_path, _group_vars(str(tmp_path), new_tag("modes"), "controller"), hosts=HOSTS
+    )
+    run = run_playbook(playbook, inventory=inventory, check=True)
+    assert run.rc == 0, run.output
+    for host in HOSTS:
+        per_host = [r["task"] for r in run.results if r["host"] == host]
+        # the run-once check and report are recorded under the first host only
+        assert len([t for t in per_host if "Validating arguments" in t]) == 0, per_host
+        assert len([t for t in per_host if t.endswith((ENFORCE_TASK, AUDIT_TASK))]) == 1, per_host
+
+
+def test_info_module_plans_the_policy_on_its_own_listing(fleet):
+    tag = new_tag("modes")
+    held = open_sessions(fleet, [("pg1", "idle", tag + "-ghost"), ("mariadb1", "idle", tag + "-ghost")])
+    try:
+        time.sleep(1.5)
+        for server_name, module in (("pg1", "postgresql_session_info"), ("mariadb1", "mysql_session_info")):
+            server = fleet.server(server_name)
+            args = {
+                "login_host": server["host"],
+                "login_port": server["port"],
+                "login_user": "hygiene",
+                "login_password": fleet.password("hygiene"),
+                # Everything idle, our own session included: the plan still leaves ours out.
+                "policy": {"name": "all-idle", "rules": [{"name": "any", "states": ["idle", "active"]}]},
+            }
+            if server["engine"] == "postgresql":
+                args["ssl_mode"] = "disable"
+            result, _run = run_module("dbhygiene.sessions." + module, args)
+            assert not result.get("failed"), result
+            plan = result["plan"]
+            victims = [v for v in plan["victims"] if v["session"]["application"] == tag + "-ghost"]
+            assert len(victims) == 1 and victims[0]["rule"] == "any"
+            assert plan["summary"]["victims"] == len(plan["victims"])
+            listed = set(s["id"] for s in result["sessions"])
+            assert set(v["session"]["id"] for v in plan["victims"]) <= listed
+            bad = dict(args, policy={"rules": [{"name": "r", "idle_longer_than": "soon"}]})
+            result, _run = run_module("dbhygiene.sessions." + module, bad)
+            assert result["failed"] and "idle_longer_than" in result["msg"] and "soon" in result["msg"]
+            assert "plan" not in run_module("dbhygiene.sessions." + module, dict(args, policy=None))[0]
+    finally:
+        close_all(held)
