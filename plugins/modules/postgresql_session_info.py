@@ -31,7 +31,8 @@ attributes:
 options:
   policy:
     description:
-      - A session policy, the same structure (or the same JSON / YAML string) as O(dbhygiene.sessions.postgresql_sessions:policy).
+      - A session policy, the same structure (or the same JSON / YAML string) as
+        O(dbhygiene.sessions.postgresql_sessions#module:policy).
       - When given, the module also returns RV(plan), the policy's plan of this same listing (our own session left
         out), exactly as M(dbhygiene.sessions.postgresql_sessions) would plan it at that moment. Nothing is ended.
       - Validated before any connection is opened; an error names the field and the value.
