@@ -3,11 +3,24 @@ takes, and how that compares with pt-kill on MariaDB. Prints figures; asserts
 nothing (speed goals live here, never in timed tests).
 
     .venv/bin/python tools/bench.py [--sessions 50] [--postgres 2] [--mariadb 2] [--keep]
+    .venv/bin/python tools/bench.py fleet [--hosts 1,50,200] [--forks 5,20] [--repeat 3] [--state-dir DIR]
 
 It starts its own fleet (/tmp/dbhygiene-fleet-bench, addresses 127.0.1.120 and
 up), so it never disturbs the test or demo fleets, and stops it at the end
-unless --keep. pt-kill comes from Debian's percona-toolkit; the comparison is
+unless --keep (`fleet --state-dir DIR` uses a running fleet instead and leaves
+it as it is). pt-kill comes from Debian's percona-toolkit; the comparison is
 skipped when it is not installed.
+
+`fleet`: the enforce playbook over 1 / 50 / 200 inventory hosts (the fleet's
+servers repeated under many inventory names), in both dbhygiene_run_on modes,
+against one trivial module task per host (ansible.builtin.ping) and one
+action-only task per host (ansible.builtin.debug), at each number of forks. The
+runs of one round alternate (the order rotates from round to round); it prints
+the median wall time, CPU time (user + system of ansible-playbook and all its
+workers), peak RSS (the largest process, from wait4's rusage), the wall time per
+host, the medians of the paired ratios (each enforce run over the ping / debug
+run of the same round), and the per-task profile of the enforce playbook
+(profile_tasks style: the time from each task's start to the next one's).
 """
 
 import argparse
@@ -19,6 +32,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
@@ -244,7 +259,214 @@ def bench_fleet_run(fleet, sessions):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+FLEET_VARIANTS = ("enforce controller", "enforce host", "ping", "debug")
+
+# A per-task profile in the manner of ansible.posix's profile_tasks (not installed here):
+# the seconds from each task's start to the next task's start (or to the end of the play).
+_PROFILE_CALLBACK = """
+import json, os, time
+from ansible.plugins.callback import CallbackBase
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "aggregate"
+    CALLBACK_NAME = "bench_profile"
+    CALLBACK_NEEDS_ENABLED = True
+
+    def __init__(self, *args, **kwargs):
+        super(CallbackModule, self).__init__(*args, **kwargs)
+        self._tasks = []
+
+    def _mark(self, name):
+        now = time.perf_counter()
+        if self._tasks and self._tasks[-1][2] is None:
+            self._tasks[-1][2] = now
+        if name is not None:
+            self._tasks.append([name, now, None])
+
+    def v2_playbook_on_task_start(self, task, is_conditional):
+        self._mark(task.get_name())
+
+    def v2_playbook_on_stats(self, stats):
+        self._mark(None)
+        with open(os.environ["BENCH_PROFILE_OUT"], "w") as handle:
+            json.dump([(name, end - start) for name, start, end in self._tasks], handle)
+"""
+
+
+def _fleet_inventory(fleet, hosts, path):
+    """An inventory of `hosts` names spread over the fleet's servers (same address, many names)."""
+    with open(fleet.inventory) as handle:
+        inventory = yaml.safe_load(handle)
+    groups = inventory["all"]["children"]["databases"]["children"]
+    servers = [(group, name, hv) for group, g in sorted(groups.items()) for name, hv in sorted(g["hosts"].items())]
+    for group in groups.values():
+        group["hosts"] = {}
+    for index in range(hosts):
+        group, name, hostvars = servers[index % len(servers)]
+        groups[group]["hosts"]["h%04d-%s" % (index, name)] = dict(hostvars)
+    with open(path, "w") as handle:
+        yaml.safe_dump(inventory, handle, default_flow_style=False)
+
+
+def _trivial_playbook(workdir, module, args):
+    path = os.path.join(workdir, module.split(".")[-1] + ".yml")
+    play = [
+        {
+            "name": "one %s task per host" % module,
+            "hosts": "databases",
+            "gather_facts": False,
+            "tasks": [{"name": module, module: args}],
+        }
+    ]
+    with open(path, "w") as handle:
+        json.dump(play, handle)
+    return path
+
+
+def _timed(argv, env):
+    """(wall seconds, CPU seconds of the process tree, peak RSS in MiB, rc, output tail)."""
+    out = tempfile.TemporaryFile()
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    out.seek(0)
+    tail = out.read()[-1500:].decode("utf-8", "replace")
+    out.close()
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0, proc.returncode, tail
+
+
+def bench_fleet_scale(fleet, host_counts, forks_list, repeat):
+    workdir = tempfile.mkdtemp(prefix="dbhygiene-bench-fleet-")
+    callbacks = os.path.join(workdir, "callbacks")
+    os.makedirs(callbacks)
+    with open(os.path.join(callbacks, "bench_profile.py"), "w") as handle:
+        handle.write(_PROFILE_CALLBACK)
+    enforce = os.path.join(ROOT, "playbooks", "enforce.yml")
+    ping = _trivial_playbook(workdir, "ansible.builtin.ping", {})
+    debug = _trivial_playbook(workdir, "ansible.builtin.debug", {"msg": "hello"})
+    # A policy that matches nothing on a real fleet: the whole sweep runs, no session is ended.
+    extra = {
+        "dbhygiene_policy": {"name": "bench", "rules": [{"applications": ["bench-nothing-%d" % os.getpid()]}]},
+        "dbhygiene_report_dir": os.path.join(workdir, "reports"),
+        "dbhygiene_audit_log": os.path.join(workdir, "audit.jsonl"),
+    }
+    figures = {}
+    try:
+        for hosts in host_counts:
+            inventory = os.path.join(workdir, "inventory-%d.yml" % hosts)
+            _fleet_inventory(fleet, hosts, inventory)
+            for forks in forks_list:
+                runs = dict((variant, []) for variant in FLEET_VARIANTS)
+                profiles = []
+                for round_number in range(repeat):
+                    order = FLEET_VARIANTS[round_number % 4 :] + FLEET_VARIANTS[: round_number % 4]
+                    for variant in order:
+                        argv = [os.path.join(BIN, "ansible-playbook"), "-i", inventory, "-f", str(forks)]
+                        profile_out = os.path.join(workdir, "profile.json")
+                        env = dict(
+                            os.environ,
+                            ANSIBLE_COLLECTIONS_PATH=COLLECTIONS,
+                            ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+                            ANSIBLE_LOCALHOST_WARNING="false",
+                            ANSIBLE_CALLBACK_PLUGINS=callbacks,
+                            ANSIBLE_CALLBACKS_ENABLED="bench_profile",
+                            BENCH_PROFILE_OUT=profile_out,
+                        )
+                        if variant.startswith("enforce"):
+                            run_on = variant.split()[1]
+                            argv += [enforce, "-e", json.dumps(dict(extra, dbhygiene_run_on=run_on))]
+                        else:
+                            argv.append(ping if variant == "ping" else debug)
+                        wall, cpu, rss, rc, tail = _timed(argv, env)
+                        if rc != 0:
+                            print("  %s, %d hosts, forks %d: rc %d\n%s" % (variant, hosts, forks, rc, tail))
+                        runs[variant].append((wall, cpu, rss))
+                        if variant == "enforce controller" and os.path.exists(profile_out):
+                            with open(profile_out) as handle:
+                                profiles.append(json.load(handle))
+                figures[(hosts, forks)] = (runs, profiles)
+                _print_fleet_figures(hosts, forks, runs, profiles)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return figures
+
+
+def _median_ratio(runs, variant, base, index):
+    return statistics.median(a[index] / b[index] for a, b in zip(runs[variant], runs[base]))
+
+
+def _print_fleet_figures(hosts, forks, runs, profiles):
+    print("%d hosts, forks %d (%d rounds):" % (hosts, forks, len(runs["ping"])))
+    print("  %-20s %9s %9s %10s %12s" % ("", "wall s", "CPU s", "peak MiB", "wall/host s"))
+    for variant in FLEET_VARIANTS:
+        wall = statistics.median(r[0] for r in runs[variant])
+        cpu = statistics.median(r[1] for r in runs[variant])
+        rss = max(r[2] for r in runs[variant])
+        print("  %-20s %9.2f %9.2f %10.1f %12.4f" % (variant, wall, cpu, rss, wall / hosts))
+    for variant in ("enforce controller", "enforce host"):
+        print(
+            "  %-20s wall %.2f x ping, %.2f x debug; CPU %.2f x ping, %.2f x debug"
+            % (
+                variant,
+                _median_ratio(runs, variant, "ping", 0),
+                _median_ratio(runs, variant, "debug", 0),
+                _median_ratio(runs, variant, "ping", 1),
+                _median_ratio(runs, variant, "debug", 1),
+            )
+        )
+    if profiles:
+        print("  per-task profile of enforce controller (median s):")
+        for position, (name, _seconds) in enumerate(profiles[0]):
+            seconds = statistics.median(p[position][1] for p in profiles if len(p) > position)
+            print("    %8.2f  %s" % (seconds, name))
+    print()
+    sys.stdout.flush()
+
+
+def main_fleet(argv):
+    parser = argparse.ArgumentParser(
+        prog="bench.py fleet", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--hosts", default="1,50,200", help="inventory sizes (default 1,50,200)")
+    parser.add_argument("--forks", default="5,20", help="forks (default 5,20)")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds per configuration (default 3)")
+    parser.add_argument("--state-dir", help="use this running fleet (left as it is) instead of starting one")
+    parser.add_argument("--postgres", type=int, default=2)
+    parser.add_argument("--mariadb", type=int, default=2)
+    parser.add_argument("--keep", action="store_true", help="leave the bench fleet running")
+    args = parser.parse_args(argv)
+    if args.state_dir:
+        fleet = fleet_state.load(args.state_dir)
+    else:
+        _fleet("up", "--postgres", str(args.postgres), "--mariadb", str(args.mariadb), "--first", "120")
+        fleet = fleet_state.load(STATE_DIR)
+    try:
+        print(
+            "dbhygiene.sessions fleet benchmark: %d servers, ansible-core %s, Python %s, %d CPUs"
+            % (len(fleet.servers), _ansible_version(), sys.version.split()[0], os.cpu_count() or 0)
+        )
+        print()
+        bench_fleet_scale(
+            fleet, [int(n) for n in args.hosts.split(",")], [int(n) for n in args.forks.split(",")], args.repeat
+        )
+    finally:
+        if not args.state_dir and not args.keep:
+            _fleet("down")
+    return 0
+
+
+def _ansible_version():
+    from ansible.release import __version__
+
+    return __version__
+
+
 def main():
+    if sys.argv[1:2] == ["fleet"]:
+        return main_fleet(sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, default=50, help="ghost sessions per server (default 50)")
     parser.add_argument("--postgres", type=int, default=2)

@@ -1,16 +1,22 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) dbhygiene.sessions contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Validate the policy of every host of the play on the controller, once, before
-any database is contacted. Documentation: plugins/modules/policy_check.py."""
+"""Validate, once for the whole play and before any database is contacted, every
+host's variables: against the role's own meta/argument_specs.yml (what Ansible's
+per-host role validation would do, in one task instead of one per host) and the
+policy. Documentation: plugins/modules/policy_check.py."""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
 import json
+import os
 
+import yaml
 from ansible.errors import AnsibleActionFail
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.common.parameters import remove_values
 from ansible.plugins.action import ActionBase
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _policy
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _connection, _fleet
@@ -18,7 +24,11 @@ from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _connect
 ARGUMENT_SPEC = {
     "hosts": {"type": "list", "elements": "str"},
     "policy_required": {"type": "bool", "default": True},
+    # The role whose meta/argument_specs.yml every host's variables are validated against.
+    "role": {"type": "str", "choices": ["enforce", "audit"]},
 }
+
+ROLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "roles")
 
 _UNSET = object()
 
@@ -31,6 +41,22 @@ def _names(hosts, limit=5):
 def _plain(value):
     """Templated data as plain JSON types (stable to compare, no tagged strings)."""
     return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def role_options(role):
+    """The options of the role's `main` entry point, read from its meta/argument_specs.yml
+    (the one source: ansible-doc shows it, and this check validates against it)."""
+    with open(os.path.join(ROLES_DIR, role, "meta", "argument_specs.yml")) as handle:
+        specs = yaml.safe_load(handle)
+    return specs["argument_specs"]["main"].get("options") or {}
+
+
+def argument_problems(options, values):
+    """Error messages of validating `values` (the variables a host has) against `options`,
+    with no_log values masked, as Ansible's role validation would give them."""
+    validated = ArgumentSpecValidator(options).validate(dict(values))
+    secrets = set(str(values[n]) for n, o in options.items() if o.get("no_log") and values.get(n) not in (None, ""))
+    return [remove_values(message, secrets) for message in validated.error_messages]
 
 
 class _Resolved(object):
@@ -82,10 +108,19 @@ class ActionModule(ActionBase):
         hostvars = task_vars["hostvars"]
 
         problems = []
-        # Group hosts sharing the same value so a group_vars mistake is reported once.
+        options = role_options(params["role"]) if params.get("role") else {}
+        # Group hosts sharing the same value (or the same argument errors) so a
+        # group_vars mistake is reported once.
         groups = {}
+        invalid = {}
         for host in hosts:
             context = self._host_context(hostvars, host)
+            if options:
+                values = dict((name, self._host_value(context, name)) for name in options if name in context)
+                errors = argument_problems(options, values)
+                if errors:
+                    invalid.setdefault("; ".join(errors), []).append(host)
+                    continue
             engine = self._host_value(context, "dbhygiene_engine")
             policy = self._host_value(context, "dbhygiene_policy")
             thresholds = self._host_value(context, "dbhygiene_audit_thresholds")
@@ -93,6 +128,10 @@ class ActionModule(ActionBase):
                 [engine is _UNSET or engine, policy is _UNSET or policy, thresholds is _UNSET or thresholds]
             )
             groups.setdefault(key, (engine, policy, thresholds, []))[3].append(host)
+
+        for errors, members in invalid.items():
+            where = "hosts " + _names(members) if len(members) > 1 else "host " + members[0]
+            problems.append(f"{where}: the {params['role']} role's arguments: {errors}")
 
         checked = []
         for engine, policy, thresholds, members in groups.values():
@@ -123,7 +162,8 @@ class ActionModule(ActionBase):
 
         if problems:
             raise AnsibleActionFail(
-                "invalid session policy, no host was contacted: " + " | ".join(problems),
+                "invalid %s, no host was contacted: " % ("role variables" if invalid else "session policy")
+                + " | ".join(problems),
                 result={"problems": problems},
             )
         result["changed"] = False

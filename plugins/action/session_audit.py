@@ -1,8 +1,10 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) dbhygiene.sessions contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Action plugin of the audit role: one *_session_info snapshot per host, the
-policy's plan computed from that same snapshot, thresholds. Read only.
+"""Action plugin of the audit role: one *_session_info snapshot per host with the
+policy's plan of that same snapshot (made by the info run, our own session left
+out), thresholds. Read only. In this worker (run_on controller, the default) or
+with the engine's *_session_info module on the host (run_on host).
 Documentation: plugins/modules/session_audit.py."""
 
 from __future__ import absolute_import, division, print_function
@@ -11,8 +13,8 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _planner, _policy
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _connection, _fleet
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _policy
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _connection, _fleet, _inprocess
 
 ARGUMENT_SPEC = dict(
     _connection.CONNECTION_OPTIONS,
@@ -20,6 +22,7 @@ ARGUMENT_SPEC = dict(
     # A mapping, or a string holding its JSON or YAML (an AWX survey answer).
     policy={"type": "raw"},
     thresholds={"type": "dict"},
+    run_on={"type": "str", "default": "controller", "choices": list(_connection.RUN_ON)},
 )
 
 
@@ -46,11 +49,17 @@ class ActionModule(ActionBase):
                 raise AnsibleActionFail(problem, result={"dbhygiene": {"engine": engine, "failure": "policy"}})
 
         module_args = _connection.module_args(engine, params)
-        info = self._execute_module(
-            module_name=_connection.module_name(engine, "session_info"),
-            module_args=module_args,
-            task_vars=task_vars,
-        )
+        if policy is not None:
+            # The info run plans it on its own listing: one snapshot, one plan.
+            module_args["policy"] = policy.to_dict()
+        if params["run_on"] == "controller":
+            info = _inprocess.run(engine, "session_info", module_args)
+        else:
+            info = self._execute_module(
+                module_name=_connection.module_name(engine, "session_info"),
+                module_args=module_args,
+                task_vars=task_vars,
+            )
         info.pop("invocation", None)
         summary = {
             "engine": engine,
@@ -64,11 +73,7 @@ class ActionModule(ActionBase):
 
         sessions = info.get("sessions") or []
         server = info.get("server") or {}
-        plan_dict = None
-        if policy is not None:
-            # Same planner as the *_sessions module, on the same snapshot the counts come from.
-            # info already leaves our own connection out of `sessions`.
-            plan_dict = _planner.plan(sessions, policy).to_dict()
+        plan_dict = info.get("plan") if policy is not None else None
         figures, breaches = _fleet.audit_summary(sessions, server, plan_dict, thresholds)
         summary.update(figures)
         summary["breaches"] = breaches

@@ -1,9 +1,10 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) dbhygiene.sessions contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Action plugin of the enforce role: run the engine's *_sessions module for one
-host and write the audit trail on the control node. Documentation:
-plugins/modules/session_enforce.py."""
+"""Action plugin of the enforce role: apply the policy on one host, in this
+worker (run_on controller, the default) or with the engine's *_sessions module on
+the host (run_on host), and write the audit trail on the control node.
+Documentation: plugins/modules/session_enforce.py."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -12,7 +13,7 @@ __metaclass__ = type
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _policy
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _connection, _fleet
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _connection, _fleet, _inprocess
 
 ARGUMENT_SPEC = dict(
     _connection.CONNECTION_OPTIONS,
@@ -22,6 +23,7 @@ ARGUMENT_SPEC = dict(
     wait_timeout={"type": "float"},
     host_timeout={"type": "raw"},
     audit_log={"type": "path"},
+    run_on={"type": "str", "default": "controller", "choices": list(_connection.RUN_ON)},
 )
 
 
@@ -49,11 +51,14 @@ class ActionModule(ActionBase):
         }
         check_mode = bool(self._task.check_mode)
 
-        module_result = self._execute_module(
-            module_name=_connection.module_name(engine, "sessions"),
-            module_args=module_args,
-            task_vars=task_vars,
-        )
+        if params["run_on"] == "controller":
+            module_result = _inprocess.run(engine, "sessions", module_args, check_mode, self._task.diff)
+        else:
+            module_result = self._execute_module(
+                module_name=_connection.module_name(engine, "sessions"),
+                module_args=module_args,
+                task_vars=task_vars,
+            )
         module_result.pop("invocation", None)
         result.update(module_result)
         # Ansible reserves `skipped` (a truthy one shows the task as skipped): never pass one on.

@@ -36,5 +36,6 @@ def sessions_argument_spec():
 
 
 def info_argument_spec():
-    """Options of every `*_session_info` module besides the connection."""
-    return dict()
+    """Options of every `*_session_info` module besides the connection: an optional policy
+    (its plan of the same listing is returned too)."""
+    return dict(policy=dict(type="raw"))

@@ -555,8 +555,12 @@ def _count(sessions, field):
     return counts
 
 
-def session_info(driver):
-    """The *_session_info result: sessions, a summary, server facts. Changes nothing."""
+def session_info(driver, policy=None):
+    """The *_session_info result: sessions, a summary, server facts. Changes nothing.
+
+    With a `policy` (parsed), also `plan`: the planner's plan of that same listing
+    (victims, not_ended, summary; our own session left out), so a caller that
+    reports on the policy never plans a second time."""
     sessions = driver.list_sessions()
     server = driver.server_facts()
     idle = [s for s in sessions if s.get("state") == "idle"]
@@ -573,16 +577,30 @@ def session_info(driver):
     if max_connections:
         # Our own connection counts against max_connections too.
         summary["connection_use"] = round((len(sessions) + 1) / float(max_connections), 4)
-    return {"changed": False, "sessions": sessions, "summary": summary, "server": server}
+    result = {"changed": False, "sessions": sessions, "summary": summary, "server": server}
+    if policy is not None:
+        result["plan"] = _planner.plan(sessions, policy, own_id=driver.own_id).to_dict()
+    return result
 
 
-def run_info_module(module, open_driver):
-    """The whole main() of a *_session_info module."""
+def run_info_module(module, open_driver, driver_class=None):
+    """The whole main() of a *_session_info module (option `policy` optional)."""
+    policy = None
+    raw = module.params.get("policy")
+    try:
+        if raw is not None and raw != "":
+            policy = parse_policy(raw)
+            if driver_class is not None:
+                check_supported(policy, driver_class)
+    except PolicyError as exc:
+        module.fail_json(msg=str(exc), field=exc.field)
+    except SessionError as exc:
+        module.fail_json(msg=str(exc))
     driver = None
     try:
         driver = open_driver(module.params)
         driver.preflight(signal=False)
-        result = session_info(driver)
+        result = session_info(driver, policy)
     except SessionError as exc:
         module.fail_json(msg=str(exc))
     finally:

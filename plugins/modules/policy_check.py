@@ -32,6 +32,13 @@ options:
     description: Fail when a host has no C(dbhygiene_policy).
     type: bool
     default: true
+  role:
+    description:
+      - Also validate every host's variables against the C(main) entry point of this role's C(meta/argument_specs.yml), as
+        Ansible's own role validation would, but in this one task for the whole play instead of one task per host (the
+        playbooks import the role with C(rolespec_validate=false)).
+    type: str
+    choices: [enforce, audit]
 attributes:
   check_mode:
     support: full

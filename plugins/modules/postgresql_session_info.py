@@ -28,7 +28,15 @@ attributes:
   diff_mode:
     support: none
     description: Nothing changes, so there is no difference to show.
-options: {}
+options:
+  policy:
+    description:
+      - A session policy, the same structure (or the same JSON / YAML string) as
+        O(dbhygiene.sessions.postgresql_sessions#module:policy).
+      - When given, the module also returns RV(plan), the policy's plan of this same listing (our own session left
+        out), exactly as M(dbhygiene.sessions.postgresql_sessions) would plan it at that moment. Nothing is ended.
+      - Validated before any connection is opened; an error names the field and the value.
+    type: raw
 seealso:
   - module: dbhygiene.sessions.postgresql_sessions
 """
@@ -112,6 +120,12 @@ summary:
       type: dict
       returned: always
     connection_use: {description: Share of C(max_connections) in use (ours included)., type: float, returned: always}
+plan:
+  description:
+    - The plan of O(policy) on this listing (keys C(victims), C(not_ended), C(summary), C(policy), C(seen), C(matched),
+      C(limit_error)); entries are session records plus C(rule) and C(action) (and C(reason), C(detail) in C(not_ended)).
+  returned: when O(policy) is given
+  type: dict
 server:
   description: Facts about the server and our login.
   returned: success
@@ -134,6 +148,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._argspec import
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql import (
     HAS_PSYCOPG2,
     PSYCOPG2_IMPORT_ERROR,
+    PostgreSQLDriver,
     connection_argument_spec,
     open_driver,
 )
@@ -146,7 +161,7 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     if not HAS_PSYCOPG2:
         module.fail_json(msg=missing_required_lib("psycopg2"), exception=PSYCOPG2_IMPORT_ERROR)
-    run_info_module(module, open_driver)
+    run_info_module(module, open_driver, PostgreSQLDriver)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,8 @@ version_added: 0.1.0
 author: dbhygiene.sessions contributors (@dbhygiene)
 description:
   - The one per-host task of the C(dbhygiene.sessions.enforce) role. Runs M(dbhygiene.sessions.postgresql_sessions) or
-    M(dbhygiene.sessions.mysql_sessions), chosen by O(engine), on the task's connection (the role delegates it to the control
-    node by default), and appends one JSON line per ended session to O(audit_log) on the control node.
+    M(dbhygiene.sessions.mysql_sessions), chosen by O(engine), inside the controller's worker for the host (O(run_on=controller),
+    the default) or on the task's connection (O(run_on=host)), and appends one JSON line per ended session to O(audit_log) on the control node.
   - In check mode the module ends nothing and the lines say C(check_mode=true) with outcome C(would_terminate) or C(would_cancel).
   - Targeted sessions that were not ended (C(state_changed), C(gone), C(failed), C(still_present), C(nothing_to_cancel)) get a
     line with outcome C(not_ended) and the reason; protected sessions get none.
@@ -48,6 +48,17 @@ options:
   audit_log:
     description: Audit trail file on the control node. Unset, no trail is written.
     type: path
+  run_on:
+    description:
+      - V(controller) (default) does the work inside this worker of the controller's own Ansible process, with the engine
+        module's own code and argument spec, but no module process and no connection to the host. The driver
+        (C(psycopg2) / C(PyMySQL)) must be importable by the Python that runs C(ansible-playbook); otherwise the host fails
+        naming that interpreter and the pip command.
+      - V(host) runs the engine module over the task's connection (on the database host).
+      - The results, the audit trail and the reports are the same either way.
+    type: str
+    choices: [controller, host]
+    default: controller
 attributes:
   check_mode:
     support: full

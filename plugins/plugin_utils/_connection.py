@@ -16,6 +16,10 @@ import inspect
 
 COLLECTION = "dbhygiene.sessions"
 
+# Where the work of a host runs (DESIGN.md "Where the work runs"): in the controller's
+# own worker for the host, or in the engine module on the database host.
+RUN_ON = ("controller", "host")
+
 # Options of the action plugins, as passed to the engine modules (same names).
 CONNECTION_OPTIONS = {
     "login_host": {"type": "str"},
