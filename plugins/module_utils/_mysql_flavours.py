@@ -523,6 +523,12 @@ class MariaDB(Flavour):
     query_id_expr = "p.QUERY_ID"
     state_since_tolerance = 0.5
     server_side_guard = True
+    # The guard takes an active thread whose QUERY_ID moved (a stored procedure moves it per
+    # inner statement) for the planned one only if its command started no later than the
+    # planned start plus this: TIME_MS is exact to the millisecond, so this only absorbs the
+    # listing's own spread. A wider margin would let a new statement that began soon after the
+    # planned one ended be cancelled in its place.
+    guard_start_tolerance = 0.05
 
     def _still_planned(self, victim, tolerance):
         """(SQL condition on one PROCESSLIST row, params): the thread is in the planned state.
@@ -560,7 +566,7 @@ class MariaDB(Flavour):
             raise ValueError(f"mode must be terminate or cancel, not {mode!r}")
         if not victims:
             raise ValueError("victims must not be empty")
-        tolerance = self.state_since_tolerance if tolerance is None else tolerance
+        tolerance = self.guard_start_tolerance if tolerance is None else tolerance
         kill = "KILL CONNECTION %s;" if mode == "terminate" else "KILL QUERY ID q;"
         parts = [
             "BEGIN NOT ATOMIC",

@@ -454,7 +454,7 @@ def test_mariadb_guard_block_cancels_by_query_id():
     assert _placeholders_match(sql, params)
     # an active victim: same statement id, or (a procedure moves QUERY_ID) a start not later than planned
     assert "QUERY_ID = %s OR TIMESTAMPADD(MICROSECOND, -ROUND(TIME_MS * 1000), SYSDATE(6))" in sql
-    assert params[:3] == ("Query", 99, "2024-05-01 07:59:58.000000")  # state_since + 0.5 s tolerance
+    assert params[:3] == ("Query", 99, "2024-05-01 07:59:57.550000")  # state_since + the 50 ms guard tolerance
 
 
 def test_mariadb_guard_block_refuses_nonsense():
