@@ -46,6 +46,7 @@ __metaclass__ = type
 import configparser
 import math
 import os
+import time
 import traceback
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql_flavours as flavours
@@ -408,6 +409,7 @@ class MySQLDriver(Driver):
         self._set_io_timeout(query_timeout)
         self._lock_held = False
         self._threads_seen = 1  # client threads of the last full listing (sizes the guard blocks)
+        self._trx_read_at = None  # when our last listing read INNODB_TRX (time.monotonic)
         # program_name per session key: a connection's attributes are fixed at login.
         self._applications = {}
         # Read program_name with every listing unless the policy needs no applications.
@@ -609,10 +611,19 @@ class MySQLDriver(Driver):
     # ------------------------------------------------------------ listing
     def _list(self, ids=None, applications=True):
         query = self.flavour.list_query(with_superusers=self.superusers_readable, ids=ids)
+        # InnoDB refreshes INFORMATION_SCHEMA.INNODB_TRX only for a reader that comes after
+        # flavours.TRX_CACHE_QUIET_SECONDS without one: our own listings (a plan right after the
+        # last sweep's confirm wait) must not keep it stale, or a transaction opened meanwhile
+        # would look idle to the plan. (A victim's re-read right before its KILL, `ids`, needs
+        # no fresh transaction list: its unchanged QUERY_ID is the proof.)
+        if ids is None and self._trx_read_at is not None:
+            time.sleep(max(0.0, self._trx_read_at + flavours.TRX_CACHE_QUIET_SECONDS - time.monotonic()))
         try:
             rows = self._execute(query)
         except pymysql.MySQLError as exc:
             raise SessionError(f"cannot list the threads on {self.target} as {self.current_user}: {self._why(exc)}")
+        finally:
+            self._trx_read_at = time.monotonic()
         sessions = [flavours.normalize_row(row, self.server_started) for row in rows]
         if ids is None:
             self._threads_seen = len(sessions) + 1

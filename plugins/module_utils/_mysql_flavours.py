@@ -102,6 +102,9 @@ GUARD_BLOCK_ROWS = 100000
 # only when it was planned idle for at least this long; any real policy's
 # idle_longer_than is far above it.
 IDLE_PROOF_SECONDS = 0.15
+# ... and a reader refreshes the cache only after this long without any reader, so the
+# driver leaves at least this much between two of its own listings.
+TRX_CACHE_QUIET_SECONDS = 0.11
 _IDLE_PROOF_DETAIL = (
     "planned idle for only %s ms: InnoDB's transaction list is a cache refreshed at most every 100 ms, "
     "so it cannot prove a thread idle for less than %d ms is outside a transaction; not ended"
