@@ -4,7 +4,8 @@ Prints figures (medians of --repeat runs); asserts nothing. Runs on a fleet
 server of DBFLEET_STATE_DIR (a test fleet, `python -m dbfleet up`), raises its
 max_connections for the run and puts it back.
 
-    make fleet-up && DBFLEET_STATE_DIR=/tmp/dbhygiene-fleet-test .venv/bin/python tools/bench_mysql.py --sessions 100 1000
+    make fleet-up
+    DBFLEET_STATE_DIR=/tmp/dbhygiene-fleet-test .venv/bin/python tools/bench_mysql.py --sessions 100 1000
 
 For each number of idle sessions N:
 - listing: the driver's list_sessions() (threads, then program_name apart:

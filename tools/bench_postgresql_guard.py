@@ -1,7 +1,8 @@
 """Benchmark: the cost of the PostgreSQL guarded end against the unguarded one-liner.
 Prints figures; asserts nothing.
 
-    make fleet-up && DBFLEET_STATE_DIR=/tmp/dbhygiene-fleet-test .venv/bin/python tools/bench_postgresql_guard.py [--server pg2] [--sessions 150]
+    make fleet-up
+    DBFLEET_STATE_DIR=/tmp/dbhygiene-fleet-test .venv/bin/python tools/bench_postgresql_guard.py
 
 It uses a running fleet (DBFLEET_STATE_DIR), opens --sessions idle sessions on one
 server and signals them with pg_cancel_backend, which an idle session ignores

@@ -10,14 +10,14 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 
-from dbfleet import state as fleet_state  # noqa: E402
+from dbfleet import testing as fleet_testing  # noqa: E402
+from dbfleet.testing import wait_until  # noqa: E402,F401 (the tests import it from here)
 
 COLLECTIONS = os.path.join(ROOT, ".build", "collections")
 FLEET_SIZE = {
@@ -26,47 +26,10 @@ FLEET_SIZE = {
 }
 
 
-def _ensure_fleet():
-    fleet = fleet_state.load()
-    if fleet is None or not all(_running(s) for s in fleet.servers):
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "dbfleet",
-                "up",
-                "--postgres",
-                str(FLEET_SIZE["postgres"]),
-                "--mariadb",
-                str(FLEET_SIZE["mariadb"]),
-            ],
-            check=True,
-            env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, "tools")),
-        )
-        fleet = fleet_state.load()
-    return fleet
-
-
-def _running(server):
-    from dbfleet import mariadb, postgres
-
-    return (postgres if server["engine"] == "postgresql" else mariadb).running_pid(server) is not None
-
-
-def wait_until(predicate, timeout=5.0, interval=0.05):
-    """Poll `predicate` until it is true or `timeout` seconds pass; its last value."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
-
-
 @pytest.fixture(scope="session")
 def fleet():
     """The running fleet (dbfleet.state.Fleet): servers, passwords, pki paths, inventory."""
-    return _ensure_fleet()
+    return fleet_testing.ensure(FLEET_SIZE["postgres"], FLEET_SIZE["mariadb"])
 
 
 def ansible_env(extra=None):

@@ -21,6 +21,7 @@ if COLLECTIONS not in sys.path:
 
 from dbfleet import mariadb, postgres  # noqa: E402
 from dbfleet import state as fleet_state  # noqa: E402
+from dbfleet.testing import wait_until  # noqa: E402,F401 (the tests import it from here)
 
 ENFORCE = os.path.join(ROOT, "playbooks", "enforce.yml")
 CALLBACKS = os.path.join(HERE, "plugins", "callback")
@@ -29,16 +30,6 @@ BIN = os.path.dirname(sys.executable)
 
 def new_tag(prefix):
     return "%s-%s" % (prefix, uuid.uuid4().hex[:6])
-
-
-def wait_until(predicate, timeout=5.0, interval=0.05):
-    """Poll `predicate` until it is true or `timeout` seconds pass; its last value."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
 
 
 def figure(text):
