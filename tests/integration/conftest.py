@@ -17,7 +17,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 
 from dbfleet import testing as fleet_testing  # noqa: E402
-from dbfleet.testing import wait_until  # noqa: E402,F401 (the tests import it from here)
+
+# The tests import wait_until from here.
+from dbfleet.testing import wait_until  # noqa: E402,F401 pylint: disable=unused-import
 
 COLLECTIONS = os.path.join(ROOT, ".build", "collections")
 FLEET_SIZE = {

@@ -21,7 +21,9 @@ if COLLECTIONS not in sys.path:
 
 from dbfleet import mariadb, postgres  # noqa: E402
 from dbfleet import state as fleet_state  # noqa: E402
-from dbfleet.testing import wait_until  # noqa: E402,F401 (the tests import it from here)
+
+# The tests import wait_until from here.
+from dbfleet.testing import wait_until  # noqa: E402,F401 pylint: disable=unused-import
 
 ENFORCE = os.path.join(ROOT, "playbooks", "enforce.yml")
 CALLBACKS = os.path.join(HERE, "plugins", "callback")
