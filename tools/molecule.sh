@@ -12,7 +12,14 @@ if [ ! -f "$DBFLEET_STATE_DIR/inventory.yml" ]; then
   exit 1
 fi
 failed=0
-for role in enforce audit; do
+# Every role with a molecule scenario; `tools/molecule.sh drain` runs one role's alone.
+roles=("$@")
+if [ ${#roles[@]} -eq 0 ]; then
+  for dir in "$root"/roles/*/molecule/default; do
+    roles+=("$(basename "$(dirname "$(dirname "$dir")")")")
+  done
+fi
+for role in "${roles[@]}"; do
   DBHYGIENE_MOLECULE_TAG="mol-$role-$(head -c4 /dev/urandom | od -An -tx1 | tr -d ' \n')"
   export DBHYGIENE_MOLECULE_TAG
   echo "--- molecule test: roles/$role (sessions tagged $DBHYGIENE_MOLECULE_TAG)"
