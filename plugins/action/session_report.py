@@ -9,7 +9,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible.errors import AnsibleActionFail
+from ansible.errors import AnsibleActionFail, AnsibleError
+from ansible.inventory.manager import InventoryManager
 from ansible.plugins.action import ActionBase
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _fleet, _sweeps
 
@@ -76,6 +77,7 @@ class ActionModule(ActionBase):
                 report = _fleet.build_report(params["kind"], hosts_all, hosts_active, results, check_mode, context)
                 paths, markdown = _fleet.write_report(report, report_dir, keep=params["keep"])
             else:
+                context["expected_hosts"] = self._inventory_hosts(task_vars)
                 report, paths, markdown = _sweeps.write_sweep_report(
                     params["kind"],
                     report_dir,
@@ -114,3 +116,26 @@ class ActionModule(ActionBase):
             "aggregate": False,
         }
         return result
+
+    def _inventory_hosts(self, task_vars):
+        """The hosts of the play's pattern in the whole inventory, --limit aside; None when not known.
+
+        What the inventory_hostnames lookup does: `groups` holds every host of the
+        inventory, whatever --limit says. Under --limit partitions of one inventory,
+        every run of a sweep so knows the hosts of the others; an AWX slice's
+        inventory holds its own slice only."""
+        play = self._task
+        while play is not None and getattr(play, "_play", None) is None:
+            play = getattr(play, "_parent", None)
+        pattern = getattr(getattr(play, "_play", None), "hosts", None)
+        if not pattern or "{{" in str(pattern) or not isinstance(task_vars.get("groups"), dict):
+            return None
+        try:
+            manager = InventoryManager(self._loader, parse=False)
+            for group, hosts in task_vars["groups"].items():
+                manager.add_group(group)
+                for host in hosts:
+                    manager.add_host(host, group=group)
+            return sorted(host.name for host in manager.get_hosts(pattern=pattern))
+        except (AnsibleError, AttributeError, TypeError, ValueError):
+            return None

@@ -165,9 +165,13 @@ def merge_hosts(host_files):
 
 
 def sweep_summary(sweep, runs, slices, hosts):
-    """The report's `sweep` part: the runs it covers, and how many are still to come when the slice count is known."""
+    """The report's `sweep` part: the runs it covers; how many are still to come when the slice count is known;
+    the hosts still to report when the runs knew the sweep's hosts (--limit partitions of one inventory)."""
     runs = sorted(runs, key=lambda run: (str(run.get("time")), str(run.get("run"))))
     missing = None if slices is None else max(0, slices - len(runs))
+    expected = set()
+    for run in runs:
+        expected.update(run.get("expected_hosts") or [])
     return {
         "id": sweep["id"],
         "source": sweep["source"],
@@ -179,6 +183,7 @@ def sweep_summary(sweep, runs, slices, hosts):
         "runs_missing": missing,
         "complete": None if slices is None else missing == 0,
         "hosts": len(hosts),
+        "hosts_missing": sorted(expected - set(hosts)),
     }
 
 
@@ -190,6 +195,8 @@ def sweep_markdown(summary):
         state = "complete" if summary["complete"] else f"{summary['runs_missing']} still to report"
         line += f" of {summary['slices']} ({state})"
     line += f", {summary['hosts']} host{'s' if summary['hosts'] != 1 else ''}."
+    if summary["hosts_missing"]:
+        line += f" Still to report: {', '.join(summary['hosts_missing'])}."
     rows = ((run["run"], run["time"], run["job_id"], ", ".join(run.get("hosts") or [])) for run in summary["runs"])
     return ["## Sweep", "", line, ""] + table(("run", "time", "AWX job", "hosts"), rows) + [""]
 
@@ -213,7 +220,13 @@ def write_sweep_report(kind, report_dir, sweep, run, check_mode, hosts_all, host
                 "result": reportable(results.get(host)),
             }
             write_private(os.path.join(directory, "hosts", _safe(host) + ".json"), json.dumps(item, default=str))
-        run_item = {"run": run, "time": now, "job_id": context.get("job_id"), "hosts": list(hosts_all)}
+        run_item = {
+            "run": run,
+            "time": now,
+            "job_id": context.get("job_id"),
+            "hosts": list(hosts_all),
+            "expected_hosts": context.get("expected_hosts"),
+        }
         write_private(os.path.join(directory, "runs", _safe(run) + ".json"), json.dumps(run_item, default=str))
 
         hosts, active, merged, policies = merge_hosts(_read_all(os.path.join(directory, "hosts")))

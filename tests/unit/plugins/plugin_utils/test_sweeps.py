@@ -110,7 +110,11 @@ def _write_run(report_dir, hosts, run, results, sweep_id="s1", now="2026-12-01T1
         hosts,
         options.pop("active", hosts),
         results,
-        {"job_id": options.pop("job_id", None), "audit_log": "/trail.jsonl"},
+        {
+            "job_id": options.pop("job_id", None),
+            "audit_log": "/trail.jsonl",
+            "expected_hosts": options.pop("expected", None),
+        },
         slices=options.pop("slices", None),
         keep=options.pop("keep", 30),
         now=now,
@@ -144,6 +148,7 @@ def test_the_report_of_a_sweep_covers_every_host_of_every_run(tmp_path):
         "runs_missing": 1,
         "complete": False,
         "hosts": 4,
+        "hosts_missing": [],
     }
     assert "## Sweep" in markdown and "2 runs of 3 (1 still to report), 4 hosts." in markdown
     # One report of the sweep (the first run's is replaced), plus the -latest pair and the sweep's directory.
@@ -169,6 +174,14 @@ def test_a_host_run_again_in_the_sweep_shows_its_latest_result(tmp_path):
     report = _write_run(report_dir, ["db1"], "r2", {"db1": _result("db1", 4, [2])}, now="2026-12-01T16:05:00Z")[0]
     assert report["hosts"]["db1"]["status"] == "ok" and report["totals"]["terminated"] == 1
     assert report["totals"]["hosts"] == 2 and len(report["sweep"]["runs"]) == 2
+
+
+def test_the_hosts_the_runs_expect_and_no_run_reported_are_missing(tmp_path):
+    every = ["db1", "db2", "db3"]
+    report, _paths, markdown = _write_run(str(tmp_path), ["db2"], "r1", {"db2": _result("db2", 1)}, expected=every)
+    assert report["sweep"]["hosts_missing"] == ["db1", "db3"] and "Still to report: db1, db3." in markdown
+    report = _write_run(str(tmp_path), ["db1", "db3"], "r2", {"db1": None, "db3": None}, expected=None)[0]
+    assert report["sweep"]["hosts_missing"] == [] and report["totals"]["hosts"] == 3
 
 
 def test_merge_keeps_the_latest_file_of_a_host():
