@@ -25,8 +25,13 @@ import json
 import os
 import re
 
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import iso_utc_z, utc_now
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._files import locked_directory, write_private
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._outputs import sweep_directory, write_report
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._outputs import (
+    DEFAULT_REPORT_KEEP,
+    sweep_directory,
+    write_report,
+)
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_markdown import render_markdown, table
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_model import build_report
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._trail import job_id
@@ -201,15 +206,29 @@ def sweep_markdown(summary):
     return ["## Sweep", "", line, ""] + table(("run", "time", "AWX job", "hosts"), rows) + [""]
 
 
-def write_sweep_report(kind, report_dir, sweep, run, check_mode, hosts_all, hosts_active, results, context, **options):
+def write_sweep_report(
+    kind,
+    report_dir,
+    sweep,
+    run,
+    check_mode,
+    hosts_all,
+    hosts_active,
+    results,
+    context,
+    slices=None,
+    keep=DEFAULT_REPORT_KEEP,
+    now=None,
+):
     """Record this run's hosts in the sweep's directory, rewrite the sweep's report; return (report, paths, markdown).
 
     report_dir: absolute. results: {host: registered result or None}. context:
-    as build_report takes it (audit_log; job_id of this run). options: slices
-    (int or None), keep, now (the instant of the run's files, ISO text)."""
+    audit_log, job_id (this run's AWX job), expected_hosts (the hosts of the
+    whole sweep as this run knows them, or None). slices: how many runs make the
+    sweep (None: not known). now: the instant of this run's files (ISO text)."""
+    now = now or iso_utc_z(utc_now())
     tag = sweep_tag(sweep, check_mode)
     directory = sweep_directory(report_dir, kind, tag)
-    now = options["now"]
     with locked_directory(directory):
         for host in hosts_all:
             item = {
@@ -239,7 +258,7 @@ def write_sweep_report(kind, report_dir, sweep, run, check_mode, hosts_all, host
             "run": tag,
         }
         report = build_report(kind, hosts, active, merged, check_mode, merged_context)
-        report["sweep"] = sweep_summary(sweep, runs, options.get("slices"), hosts)
+        report["sweep"] = sweep_summary(sweep, runs, slices, hosts)
         markdown = render_markdown(report).rstrip("\n") + "\n\n" + "\n".join(sweep_markdown(report["sweep"]))
-        paths, markdown = write_report(report, report_dir, keep=options["keep"], markdown=markdown)
+        paths, markdown = write_report(report, report_dir, keep=keep, markdown=markdown)
     return report, paths, markdown
