@@ -2,7 +2,7 @@
 takes, and how that compares with pt-kill on MariaDB. Prints figures; asserts
 nothing (speed goals live here, never in timed tests).
 
-    .venv/bin/python tools/bench.py [--sessions 50] [--postgres 2] [--mariadb 2] [--keep]
+    .venv/bin/python tools/bench.py [--sessions 50 [500 ...]] [--postgres 2] [--mariadb 2] [--keep | --state-dir DIR]
     .venv/bin/python tools/bench.py fleet [--hosts 1,50,200] [--forks 5,20] [--repeat 3] [--state-dir DIR]
 
 It starts its own fleet (/tmp/dbhygiene-fleet-bench, addresses 127.0.1.120 and
@@ -10,6 +10,14 @@ up), so it never disturbs the test or demo fleets, and stops it at the end
 unless --keep (`fleet --state-dir DIR` uses a running fleet instead and leaves
 it as it is). pt-kill comes from Debian's percona-toolkit; the comparison is
 skipped when it is not installed.
+
+The driver table has a row per engine and number of sessions, with the
+statements (round trips) of a sweep: counted by tools/bench_statements.py on the
+driver's connection (every execute(), from the statements it runs on connecting,
+the preflight, the sweep lock, the listing and the guarded end to the last
+confirm poll: what one host costs the server in a real run), and those of the
+check-mode sweep (apply_policy in check mode, on the open connection). The
+pt-kill comparison and the fleet run use the first number of sessions.
 
 `fleet`: the enforce playbook over 1 / 50 / 200 inventory hosts (the fleet's
 servers repeated under many inventory names), in both dbhygiene_run_on modes,
@@ -40,6 +48,7 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 COLLECTIONS = os.path.join(ROOT, ".build", "collections")
 sys.path.insert(0, COLLECTIONS)
 
+from bench_statements import counting  # noqa: E402
 from dbfleet import holder  # noqa: E402
 from dbfleet import state as fleet_state  # noqa: E402
 
@@ -112,25 +121,32 @@ def bench_driver(fleet, server_name, sessions):
     held = _hold(fleet, server_name, sessions, app)
     try:
         time.sleep(1.1)
-        start = time.perf_counter()
-        driver = module.open_driver(_params(fleet, server_name))
-        connect = time.perf_counter() - start
-        try:
-            driver.preflight(signal=True)
-            timings = []
-            for _attempt in range(20):
+        with counting() as counter:
+            start = time.perf_counter()
+            driver = module.open_driver(_params(fleet, server_name))
+            connect = time.perf_counter() - start
+            try:
+                driver.preflight(signal=True)
+                setup_statements = counter.mark()  # connecting and the preflight: once per host
+                timings = []
+                for _attempt in range(20):
+                    start = time.perf_counter()
+                    listed = driver.list_sessions()
+                    timings.append(time.perf_counter() - start)
+                policy = parse_policy({"name": "bench", "rules": [{"applications": [app], "idle_longer_than": 1}]})
+                before = counter.mark()
                 start = time.perf_counter()
-                listed = driver.list_sessions()
-                timings.append(time.perf_counter() - start)
-            policy = parse_policy({"name": "bench", "rules": [{"applications": [app], "idle_longer_than": 1}]})
-            start = time.perf_counter()
-            check = apply_policy(driver, policy, check_mode=True)
-            plan_time = time.perf_counter() - start
-            start = time.perf_counter()
-            result = apply_policy(driver, policy, check_mode=False, wait_timeout=10)
-            end_time = time.perf_counter() - start
-        finally:
-            driver.close()
+                check = apply_policy(driver, policy, check_mode=True)
+                plan_time = time.perf_counter() - start
+                check_statements = counter.mark() - before
+                before = counter.mark()
+                start = time.perf_counter()
+                result = apply_policy(driver, policy, check_mode=False, wait_timeout=10)
+                end_time = time.perf_counter() - start
+                real_kinds = counter.by_kind(before)
+                real_statements = counter.mark() - before
+            finally:
+                driver.close()
         alive = _count_alive(server, [h.id for h in held])
     finally:
         _release(held)
@@ -145,6 +161,10 @@ def bench_driver(fleet, server_name, sessions):
         "end_and_confirm": end_time,
         "terminated": len(result["terminated"]),
         "still_alive": alive,
+        "sweep_statements": setup_statements + real_statements,
+        "sweep_kinds": real_kinds,
+        "setup_statements": setup_statements,
+        "check_statements": check_statements,
     }
 
 
@@ -468,52 +488,88 @@ def main():
     if sys.argv[1:2] == ["fleet"]:
         return main_fleet(sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sessions", type=int, default=50, help="ghost sessions per server (default 50)")
+    parser.add_argument(
+        "--sessions", type=int, nargs="+", default=[50], help="ghost sessions per server, one or more (default 50)"
+    )
     parser.add_argument("--postgres", type=int, default=2)
     parser.add_argument("--mariadb", type=int, default=2)
     parser.add_argument("--keep", action="store_true", help="leave the bench fleet running")
+    parser.add_argument("--state-dir", help="use this running fleet (left as it is) instead of starting one")
     args = parser.parse_args()
 
-    _fleet("up", "--postgres", str(args.postgres), "--mariadb", str(args.mariadb), "--first", "120")
-    fleet = fleet_state.load(STATE_DIR)
+    if args.state_dir:
+        fleet = fleet_state.load(args.state_dir)
+        args.keep = True
+    else:
+        _fleet("up", "--postgres", str(args.postgres), "--mariadb", str(args.mariadb), "--first", "120")
+        fleet = fleet_state.load(STATE_DIR)
     try:
         print(
-            "dbhygiene.sessions benchmark: %d ghost sessions per server, %d PostgreSQL + %d MariaDB"
-            % (args.sessions, args.postgres, args.mariadb)
+            "dbhygiene.sessions benchmark: %s ghost sessions per server, %d PostgreSQL + %d MariaDB"
+            % (
+                " / ".join(str(n) for n in args.sessions),
+                len(fleet.by_engine("postgresql")),
+                len(fleet.by_engine("mysql")),
+            )
         )
         print()
         print("Driver, one server (median of 20 listings; check mode and a real guarded terminate):")
         print(
-            "  %-10s %-10s %9s %9s %7s %11s %16s %11s %6s"
-            % ("server", "engine", "connect", "list", "listed", "check mode", "end+confirm", "terminated", "left")
+            "  %-10s %-10s %8s %9s %9s %7s %11s %16s %11s %6s %12s %6s"
+            % (
+                "server",
+                "engine",
+                "sessions",
+                "connect",
+                "list",
+                "listed",
+                "check mode",
+                "end+confirm",
+                "terminated",
+                "left",
+                "stmts/sweep",
+                "check",
+            )
         )
+        kinds = []
         for engine in ("postgresql", "mysql"):
             servers = fleet.by_engine(engine)
             if not servers:
                 continue
-            r = bench_driver(fleet, servers[0]["name"], args.sessions)
-            print(
-                "  %-10s %-10s %9s %9s %7d %11s %16s %11d %6d"
-                % (
-                    r["server"],
-                    r["engine"],
-                    _ms(r["connect"]),
-                    _ms(r["list_median"]),
-                    r["listed"],
-                    _ms(r["check_mode"]),
-                    _ms(r["end_and_confirm"]),
-                    r["terminated"],
-                    r["still_alive"],
+            for sessions in args.sessions:
+                r = bench_driver(fleet, servers[0]["name"], sessions)
+                print(
+                    "  %-10s %-10s %8d %9s %9s %7d %11s %16s %11d %6d %12d %6d"
+                    % (
+                        r["server"],
+                        r["engine"],
+                        sessions,
+                        _ms(r["connect"]),
+                        _ms(r["list_median"]),
+                        r["listed"],
+                        _ms(r["check_mode"]),
+                        _ms(r["end_and_confirm"]),
+                        r["terminated"],
+                        r["still_alive"],
+                        r["sweep_statements"],
+                        r["check_statements"],
+                    )
                 )
-            )
+                kinds.append((r["engine"], sessions, r["setup_statements"], r["sweep_kinds"]))
+        print("  stmts/sweep: every statement (round trip) of a real run on one host, connecting included;")
+        print("  check: the check-mode apply_policy on an open connection. The real sweeps' statements:")
+        for engine, sessions, setup, by_kind in kinds:
+            shown = ", ".join("%s %d" % item for item in sorted(by_kind.items()))
+            print("    %-10s %6d sessions: connect+preflight %d, then %s" % (engine, sessions, setup, shown))
         print()
+        first = args.sessions[0]  # the size of the pt-kill comparison and of the fleet run
         mysql_servers = fleet.by_engine("mysql")
         if mysql_servers:
-            figures = bench_pt_kill(fleet, mysql_servers[0]["name"], args.sessions)
+            figures = bench_pt_kill(fleet, mysql_servers[0]["name"], first)
             if figures is None:
                 print("pt-kill comparison: skipped (apt-get install percona-toolkit)")
             else:
-                print("MariaDB, %d idle sessions of one user, time until all are gone:" % args.sessions)
+                print("MariaDB, %d idle sessions of one user, time until all are gone:" % first)
                 print(
                     "  pt-kill (poll every 0.1 s)              %8.2f s  (left: %d)"
                     % (figures["pt-kill"], figures["pt-kill left"])
@@ -523,7 +579,7 @@ def main():
                     % (figures["mysql_sessions (ansible ad hoc)"], figures["mysql_sessions left"])
                 )
         print()
-        figures = bench_fleet_run(fleet, args.sessions)
+        figures = bench_fleet_run(fleet, first)
         if figures is None:
             print("fleet run: skipped (no playbooks/enforce.yml)")
         else:

@@ -17,6 +17,10 @@ For each number of idle sessions N:
   per round trip, and pt-kill (Debian's percona-toolkit, when installed: from
   its start until every victim is gone, which includes perl's start and its
   first poll).
+- statements (round trips) of the driver at each N, counted on its connection by
+  tools/bench_statements.py (every execute(), connecting included): those of the
+  timed list + guarded end, and those of one whole real sweep (untimed:
+  _runner.apply_policy with its sweep lock, listing, guarded end and confirm polls).
 """
 
 import argparse
@@ -34,6 +38,7 @@ sys.path.insert(0, os.path.join(ROOT, ".build", "collections"))
 
 import pymysql  # noqa: E402
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql  # noqa: E402
+from bench_statements import counting  # noqa: E402
 from dbfleet import mariadb  # noqa: E402
 from dbfleet import state as fleet_state  # noqa: E402
 
@@ -135,21 +140,43 @@ def bench_listing(fleet, server, repeat):
 
 
 def _ours(fleet, server):
-    d = _mysql.open_driver(_params(fleet, server))
-    statements = []
-    inner = d._execute
-    d._execute = lambda query: statements.append(query[0][:20]) or inner(query)
+    with counting() as counter:  # the driver's connection counts; _wait_gone's, opened later, does not
+        d = _mysql.open_driver(_params(fleet, server))
     try:
         start = time.perf_counter()
         victims = [s for s in d.list_sessions() if s["user"] == USER and s["state"] == "idle"]
         results = d.end_sessions(victims, "terminate")
         ended = time.perf_counter() - start
+        statements = counter.count
         _wait_gone(fleet, server)
         gone = time.perf_counter() - start
     finally:
         d.close()
     assert all(r[1] == "terminated" for r in results), set(r[1] for r in results)
-    return ended, gone, len(statements)
+    return ended, gone, statements
+
+
+def sweep_statements(fleet, server, sessions):
+    """(count, {kind: count}) of the statements of one whole real sweep of `sessions` idle victims; untimed."""
+    from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import parse_policy
+    from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import apply_policy
+
+    policy = parse_policy({"name": "bench", "rules": [{"users": [USER], "states": ["idle"]}]})
+    held = _hold(fleet, server, sessions)
+    try:
+        time.sleep(0.2)
+        with counting() as counter:
+            d = _mysql.open_driver(_params(fleet, server))
+        try:
+            d.preflight(signal=True)
+            result = apply_policy(d, policy, check_mode=False, wait_timeout=30)
+        finally:
+            d.close()
+        assert len(result["terminated"]) == sessions, (len(result["terminated"]), result.get("msg"))
+    finally:
+        _release(held)
+        _wait_gone(fleet, server)
+    return counter.count, counter.by_kind()
 
 
 def _bare(fleet, server, batch):
@@ -272,7 +299,16 @@ def main():
                 ratio = statistics.median(ours["gone"]) / statistics.median(values["gone"])
                 line += "  all gone %s (ours/this %.2f)" % (_ms(statistics.median(values["gone"])), ratio)
                 print(line)
-            print("  statements of the driver per sweep (after connecting): %s" % sorted(set(statements)))
+            count, kinds = sweep_statements(fleet, args.server, sessions)
+            print(
+                "  statements (round trips) of the driver, connecting included: list + guarded end %s; "
+                "a whole real sweep (apply_policy) %d: %s"
+                % (
+                    "/".join(str(n) for n in sorted(set(statements))),
+                    count,
+                    ", ".join("%s %d" % item for item in sorted(kinds.items())),
+                )
+            )
     finally:
         cur.execute("SET GLOBAL max_connections = %s", (before,))
         admin.close()

@@ -2,7 +2,7 @@
 Prints figures; asserts nothing.
 
     make fleet-up
-    DBFLEET_STATE_DIR=/tmp/dbhygiene-fleet-test .venv/bin/python tools/bench_postgresql_guard.py
+    DBFLEET_STATE_DIR=/tmp/dbhygiene-fleet-test .venv/bin/python tools/bench_postgresql_guard.py [--victims 100 ...]
 
 It uses a running fleet (DBFLEET_STATE_DIR), opens --sessions idle sessions on one
 server and signals them with pg_cancel_backend, which an idle session ignores
@@ -17,6 +17,9 @@ batches of distinct pids. Compared, for 100 / 1,000 / 5,000 victims:
 - batch, one snapshot: the same statement without the per-row
   pg_stat_clear_snapshot() (the guard read once per batch, as before issue 8);
 - per victim: the driver's end statement with one victim, one round trip each.
+
+With each time, the statements (round trips) one run of it sends, counted on the
+driver's connection by tools/bench_statements.py (every execute()).
 """
 
 import argparse
@@ -30,6 +33,7 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, os.path.join(ROOT, ".build", "collections"))
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _postgresql as pg  # noqa: E402
+from bench_statements import counting  # noqa: E402
 from dbfleet import holder  # noqa: E402
 from dbfleet import state as fleet_state  # noqa: E402
 
@@ -74,14 +78,20 @@ def _unfresh(query):
     return query[0].replace("pg_stat_clear_snapshot() AS cleared, ", ""), query[1]
 
 
-def _measure(d, run_statement, one_liner, statements, guards, total, rounds, repeat):
-    """Seconds: one-liner, batch fresh per row, batch one snapshot, one statement per victim."""
-    return (
-        _timed(lambda: [d._query(one_liner, "bench") for dummy in range(rounds)], repeat),
-        _timed(lambda: [run_statement(q) for q in statements], repeat),
-        _timed(lambda: [run_statement(_unfresh(q)) for q in statements], repeat),
-        _timed(lambda: [run_statement(pg.end_query([guards[n % len(guards)]], "cancel")) for n in range(total)], 1),
+def _measure(d, counter, run_statement, one_liner, statements, guards, total, rounds, repeat):
+    """(seconds, statements per run) of: one-liner, batch fresh per row, batch one snapshot, one per victim."""
+    runs = (
+        (lambda: [d._query(one_liner, "bench") for dummy in range(rounds)], repeat),
+        (lambda: [run_statement(q) for q in statements], repeat),
+        (lambda: [run_statement(_unfresh(q)) for q in statements], repeat),
+        (lambda: [run_statement(pg.end_query([guards[n % len(guards)]], "cancel")) for n in range(total)], 1),
     )
+    figures = []
+    for run, times in runs:
+        before = counter.mark()
+        seconds = _timed(run, times)
+        figures.append((seconds, (counter.mark() - before) // times))
+    return figures
 
 
 def main():
@@ -89,6 +99,7 @@ def main():
     parser.add_argument("--server", default="pg2")
     parser.add_argument("--sessions", type=int, default=150)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--victims", type=int, nargs="+", default=[100, 1000, 5000])
     args = parser.parse_args()
     fleet = fleet_state.load()
     if fleet is None:
@@ -98,7 +109,9 @@ def main():
         for n in range(args.sessions)
     ]
     try:
-        with pg.open_driver(_params(fleet, args.server)) as d:
+        with counting() as counter:
+            driver = pg.open_driver(_params(fleet, args.server))
+        with driver as d:
             sessions = [s for s in d.list_sessions() if (s["application"] or "").startswith(APPLICATION)]
             guards = [pg.guard_of(s) for s in sessions]
             assert len(guards) == args.sessions, len(guards)
@@ -116,25 +129,31 @@ def main():
                 % (d.target, args.sessions, args.repeat, os.getloadavg()[0])
             )
             print("%8s  %11s  %17s  %17s  %17s" % ("victims", "one-liner", "batch fresh", "batch 1 snap", "per victim"))
-            for total in (100, 1000, 5000):
+            counts = []
+            for total in args.victims:
                 batches = _chunks(guards, total, pg.BATCH_SIZE)
                 statements = [pg.end_query(batch, "cancel") for batch in batches]
                 rounds = -(-total // args.sessions)
-                figures = _measure(d, run_statement, one_liner, statements, guards, total, rounds, args.repeat)
+                figures = _measure(d, counter, run_statement, one_liner, statements, guards, total, rounds, args.repeat)
+                base = figures[0][0]
                 print(
                     "%8d  %8.1f ms  %7.1f ms (%.1fx)  %7.1f ms (%.1fx)  %7.1f ms (%.0fx)"
                     % (
                         total,
-                        figures[0] * 1000,
-                        figures[1] * 1000,
-                        figures[1] / figures[0],
-                        figures[2] * 1000,
-                        figures[2] / figures[0],
-                        figures[3] * 1000,
-                        figures[3] / figures[0],
+                        base * 1000,
+                        figures[1][0] * 1000,
+                        figures[1][0] / base,
+                        figures[2][0] * 1000,
+                        figures[2][0] / base,
+                        figures[3][0] * 1000,
+                        figures[3][0] / base,
                     )
                 )
-            print("round trips for 5000 victims: batch %d, per victim 5000" % len(_chunks(guards, 5000, pg.BATCH_SIZE)))
+                counts.append((total, [count for _seconds, count in figures]))
+            print("statements (round trips) per run, counted on the driver's connection:")
+            print("%8s  %11s  %17s  %17s  %17s" % ("victims", "one-liner", "batch fresh", "batch 1 snap", "per victim"))
+            for total, (one, fresh, snap, each) in counts:
+                print("%8d  %11d  %17d  %17d  %17d" % (total, one, fresh, snap, each))
     finally:
         for session in held:
             session.close()

@@ -2,15 +2,17 @@
 # Copyright (c) dbhygiene.sessions contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Write the fleet report (JSON + Markdown) from every host's registered result
-and publish the totals with set_stats. Documentation: plugins/modules/session_report.py."""
+and publish the totals with set_stats; for a run of a sliced sweep, the report of
+the whole sweep (plugin_utils/_sweeps.py). Documentation: plugins/modules/session_report.py."""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible.errors import AnsibleActionFail
+from ansible.errors import AnsibleActionFail, AnsibleError
+from ansible.inventory.manager import InventoryManager
 from ansible.plugins.action import ActionBase
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _fleet
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _fleet, _sweeps
 
 ARGUMENT_SPEC = {
     "kind": {"type": "str", "required": True, "choices": ["audit", "enforce"]},
@@ -42,6 +44,11 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail(
                 f"dbhygiene_report_keep: expected a whole number >= 0 (0 keeps every report), got {params['keep']!r}"
             )
+        try:
+            sweep, sweep_warnings = _sweeps.sweep_of(task_vars)
+            slices = _sweeps.sweep_slices(task_vars)
+        except _sweeps.SweepError as exc:
+            raise AnsibleActionFail(str(exc))
         hostvars = task_vars["hostvars"]
         hosts_all = params.get("hosts") or list(task_vars.get("ansible_play_hosts_all") or [])
         hosts_active = list(task_vars.get("ansible_play_hosts") or [])
@@ -60,13 +67,31 @@ class ActionModule(ActionBase):
             "audit_log": _fleet.controller_path(params["audit_log"]) if params.get("audit_log") else None,
             "run": _fleet.run_tag(),
         }
-        warnings = _fleet.awx_default_path_warnings(
+        warnings = sweep_warnings + _fleet.awx_default_path_warnings(
             task_vars, report_dir=params["report_dir"], audit_log=params.get("audit_log")
         )
-        report = _fleet.build_report(params["kind"], hosts_all, hosts_active, results, self._task.check_mode, context)
+        check_mode = bool(self._task.check_mode)
         report_dir = _fleet.controller_path(params["report_dir"])
         try:
-            paths, markdown = _fleet.write_report(report, report_dir, keep=params["keep"])
+            if sweep is None:
+                report = _fleet.build_report(params["kind"], hosts_all, hosts_active, results, check_mode, context)
+                paths, markdown = _fleet.write_report(report, report_dir, keep=params["keep"])
+            else:
+                context["expected_hosts"] = self._inventory_hosts(task_vars)
+                report, paths, markdown = _sweeps.write_sweep_report(
+                    params["kind"],
+                    report_dir,
+                    sweep,
+                    context["run"],
+                    check_mode,
+                    hosts_all,
+                    hosts_active,
+                    results,
+                    context,
+                    slices=slices,
+                    keep=params["keep"],
+                    now=_fleet.iso(_fleet.utc_now()),
+                )
         except OSError as exc:
             raise AnsibleActionFail(
                 f"cannot write the fleet report into {report_dir}: {exc}; "
@@ -81,6 +106,9 @@ class ActionModule(ActionBase):
         result["failed_hosts"] = report["failed_hosts"]
         result["failed_host_reasons"] = report["failed_host_reasons"]
         result["msg"] = f"{params['kind']} report: {paths['markdown']} ({totals['ok']} ok, {totals['failed']} failed)"
+        if sweep is not None:
+            result["sweep"] = report["sweep"]
+            result["msg"] += f"; sweep {sweep['id']}: {len(report['sweep']['runs'])} run(s) so far"
         # What set_stats would do: AWX shows these as the job's artifacts.
         result["ansible_stats"] = {
             "data": {f"dbhygiene_{params['kind']}": totals},
@@ -88,3 +116,26 @@ class ActionModule(ActionBase):
             "aggregate": False,
         }
         return result
+
+    def _inventory_hosts(self, task_vars):
+        """The hosts of the play's pattern in the whole inventory, --limit aside; None when not known.
+
+        What the inventory_hostnames lookup does: `groups` holds every host of the
+        inventory, whatever --limit says. Under --limit partitions of one inventory,
+        every run of a sweep so knows the hosts of the others; an AWX slice's
+        inventory holds its own slice only."""
+        play = self._task
+        while play is not None and getattr(play, "_play", None) is None:
+            play = getattr(play, "_parent", None)
+        pattern = getattr(getattr(play, "_play", None), "hosts", None)
+        if not pattern or "{{" in str(pattern) or not isinstance(task_vars.get("groups"), dict):
+            return None
+        try:
+            manager = InventoryManager(self._loader, parse=False)
+            for group, hosts in task_vars["groups"].items():
+                manager.add_group(group)
+                for host in hosts:
+                    manager.add_host(host, group=group)
+            return sorted(host.name for host in manager.get_hosts(pattern=pattern))
+        except (AnsibleError, AttributeError, TypeError, ValueError):
+            return None

@@ -25,6 +25,18 @@ description:
   - A host that failed after sessions were ended shows both, the sessions ended and why it failed.
   - In an AWX job (C(awx_job_id) set) that writes the report or the trail to the roles' default path, inside the job's
     throw-away container, a warning says so and names the variable to set.
+  - 'A run that is part of a sliced sweep (a sweep split into concurrent runs over parts of the inventory) writes the report
+    of the whole sweep instead: each run records its hosts'' results in the sweep''s directory under O(report_dir)
+    (C(<kind>-sweep.<id>.d/), one private file per host) and, under a lock of that directory, rewrites the sweep''s report
+    C(<kind>-<time>-sweep.<id>.json/.md) (and C(<kind>-latest.json/.md)) from every host of every run so far, with a
+    C(sweep) part naming the runs; whichever run ends last leaves the complete report. A dry run (check mode) and a real
+    run are two sweeps (C(sweep_check.<id>)).'
+  - 'The sweep is AWX''s workflow job when the job was launched by one (C(awx_workflow_job_id): the slices of a sliced job
+    template), else none when the run is an AWX job of its own (C(awx_job_id)), else the play''s C(dbhygiene_sweep_id),
+    else none: a run of no sweep writes its own report. C(dbhygiene_sweep_slices), when set, is how many runs make the
+    sweep; the report then says how many are still to report.'
+  - Pruning (O(keep)) counts a sweep's report once and removes the sweep's directory with it, never while a run of that
+    sweep holds its lock.
   - The totals also go out as C(set_stats) data (C(dbhygiene_enforce) / C(dbhygiene_audit)), which AWX shows as the job's artifacts.
   - Meant to run once per play on the control node, after the per-host task (C(run_once=true), in an C(always) section so it
     also runs when hosts failed); the roles do that.
@@ -101,5 +113,11 @@ failed_hosts:
 failed_host_reasons:
   description: Host name to the reason code of its failure.
   returned: success
+  type: dict
+sweep:
+  description:
+    - The sweep the report covers (C(id), C(source) the variable it came from, C(slices), C(runs) each with C(run), C(time),
+      C(job_id), C(hosts), C(runs_missing), C(complete), C(hosts) the number of hosts), as in the report's C(sweep) part.
+  returned: when the run is part of a sliced sweep
   type: dict
 """

@@ -10,6 +10,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
+import errno
+import fcntl
 import os
 import tempfile
 
@@ -58,3 +61,49 @@ def write_private(path, text, replace=True):
 def controller_path(path):
     """A controller path as given by a user: ~ expanded, made absolute."""
     return os.path.abspath(os.path.expanduser(str(path)))
+
+
+@contextlib.contextmanager
+def locked_directory(path, blocking=True):
+    """Hold an exclusive ``flock`` on the directory `path`; yields True, or False when not held.
+
+    blocking=True: the directory is created (0700) if need be and the lock waited
+    for. blocking=False: never waits and never creates; yields False when another
+    process holds the lock or the directory is not there. A directory removed
+    (or replaced) between our open and our lock is opened again under its path,
+    so the lock held is always on the directory the path names."""
+    fd = None
+    for _attempt in range(10):
+        if blocking:
+            private_dir(path)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:
+            if not blocking:
+                break
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            fd = None
+            break
+        opened = os.fstat(fd)
+        try:
+            current = os.stat(path)
+        except OSError:
+            current = None
+        if current is not None and (current.st_dev, current.st_ino) == (opened.st_dev, opened.st_ino):
+            break
+        os.close(fd)
+        fd = None
+        if not blocking:
+            break
+    else:
+        raise OSError(errno.EAGAIN, "the directory keeps being removed while it is locked", path)
+    try:
+        yield fd is not None
+    finally:
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)

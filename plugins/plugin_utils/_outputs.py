@@ -6,7 +6,11 @@
 Private to the collection; no Ansible import. Fleet reports are written as
 ``<kind>-<time>-<run>.json/.md`` (unique per run, never replaced by a
 concurrent run) and ``<kind>-latest.json/.md``; the oldest time-stamped reports
-of a kind beyond ``keep`` are pruned.
+of a kind beyond ``keep`` are pruned. The report of a sliced sweep
+(``_sweeps.py``) is ``<kind>-<time>-sweep.<id>.json/.md``, "run" being the
+sweep's tag: each run of the sweep replaces it with one of a newer time, and
+pruning it also removes the sweep's directory of per-host results,
+``<kind>-sweep.<id>.d``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -17,9 +21,14 @@ import errno
 import json
 import os
 import re
+import shutil
 import uuid
 
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._files import controller_path, write_private
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._files import (
+    controller_path,
+    locked_directory,
+    write_private,
+)
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_markdown import render_markdown
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._trail import job_id
 
@@ -71,16 +80,28 @@ def _stamp(report):
     return report["time"].replace("-", "").replace(":", "")
 
 
-def write_report(report, report_dir, keep=DEFAULT_REPORT_KEEP):
+# The run tags of sliced sweeps' reports (_sweeps.sweep_tag): real runs and dry runs apart.
+SWEEP_TAG_PREFIXES = ("sweep.", "sweep_check.")
+
+
+def sweep_directory(report_dir, kind, tag):
+    """The directory of a sweep's per-host results (_sweeps.py)."""
+    return os.path.join(report_dir, f"{kind}-{tag}.d")
+
+
+def write_report(report, report_dir, keep=DEFAULT_REPORT_KEEP, markdown=None):
     """Write <kind>-<time>-<run>.json/.md and <kind>-latest.json/.md; return the paths.
 
     The time-stamped pair is unique to this run (its run tag, and never written
-    over an existing file), so concurrent runs never replace each other's. Then
-    the oldest time-stamped reports of the same kind beyond `keep` are removed
-    (0 keeps every one)."""
+    over an existing file), so concurrent runs never replace each other's. A
+    sweep's report (its run a sweep tag; written under the sweep's lock)
+    replaces the sweep's earlier one. Then the oldest time-stamped reports of
+    the same kind beyond `keep` are removed (0 keeps every one). `markdown`:
+    the Markdown text, when not render_markdown(report)."""
     run = report.get("run") or run_tag()
     text_json = json.dumps(report, indent=2, sort_keys=True, default=str) + "\n"
-    text_md = render_markdown(report)
+    text_md = render_markdown(report) if markdown is None else markdown
+    earlier = _stamped_reports(report_dir, report["kind"]).get(run, []) if run.startswith(SWEEP_TAG_PREFIXES) else []
     for attempt in range(100):
         suffix = run if attempt == 0 else f"{run}.{attempt}"
         base = os.path.join(report_dir, f"{report['kind']}-{_stamp(report)}-{suffix}")
@@ -90,10 +111,35 @@ def write_report(report, report_dir, keep=DEFAULT_REPORT_KEEP):
     else:  # pragma: no cover - 100 reports of the same run in the same microsecond
         raise OSError(errno.EEXIST, "no free report name", base)
     write_private(paths["markdown"], text_md)
+    for old_base in earlier:
+        _remove_report(report_dir, old_base)
     write_private(os.path.join(report_dir, f"{report['kind']}-latest.json"), text_json)
     write_private(os.path.join(report_dir, f"{report['kind']}-latest.md"), text_md)
     prune_reports(report_dir, report["kind"], keep)
     return paths, text_md
+
+
+def _stamped_reports(report_dir, kind):
+    """{run: [base, ...]} of the time-stamped reports of `kind` in `report_dir`."""
+    runs = {}
+    if not os.path.isdir(report_dir):
+        return runs
+    for name in os.listdir(report_dir):
+        match = _STAMPED_RE.match(name)
+        if match and match.group("kind") == kind:
+            base = name.rsplit(".", 1)[0]
+            bases = runs.setdefault(match.group("run") or "", [])
+            if base not in bases:
+                bases.append(base)
+    return runs
+
+
+def _remove_report(report_dir, base):
+    for extension in (".json", ".md"):
+        try:
+            os.unlink(os.path.join(report_dir, base + extension))
+        except FileNotFoundError:  # a concurrent run pruned it first
+            pass
 
 
 def prune_reports(report_dir, kind, keep):
@@ -101,21 +147,27 @@ def prune_reports(report_dir, kind, keep):
 
     Only files named as write_report names them are considered (never the
     -latest ones, never anything else in the directory). A report counts once
-    for its .json and .md."""
+    for its .json and .md. A sweep's report goes with the sweep's directory of
+    per-host results, and neither goes while a run of that sweep holds its lock."""
     if not keep:
         return []
     reports = {}
-    for name in os.listdir(report_dir):
-        match = _STAMPED_RE.match(name)
-        if match and match.group("kind") == kind:
-            reports.setdefault(name.rsplit(".", 1)[0], []).append(name)
-    oldest_first = sorted(reports, key=lambda base: (_STAMPED_RE.match(reports[base][0]).group("stamp"), base))
+    for run, bases in _stamped_reports(report_dir, kind).items():
+        for base in bases:
+            reports[base] = run
+    oldest_first = sorted(reports, key=lambda base: (_STAMPED_RE.match(base + ".json").group("stamp"), base))
     removed = []
     for base in oldest_first[: max(0, len(oldest_first) - keep)]:
-        for name in reports[base]:
-            try:
-                os.unlink(os.path.join(report_dir, name))
-            except FileNotFoundError:  # a concurrent run pruned it first
-                pass
+        run = reports[base]
+        if run.startswith(SWEEP_TAG_PREFIXES):
+            directory = sweep_directory(report_dir, kind, run)
+            with locked_directory(directory, blocking=False) as held:
+                if not held and os.path.isdir(directory):
+                    continue  # a run of that sweep is writing it now
+                if held:
+                    shutil.rmtree(directory, ignore_errors=True)
+                _remove_report(report_dir, base)
+        else:
+            _remove_report(report_dir, base)
         removed.append(base)
     return removed
