@@ -21,29 +21,29 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import importlib
 import json
 import sys
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.parameters import remove_values
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _argspec, _mysql, _postgresql, _runner
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _argspec, _engines, _runner
+
+_MODULE_UTILS = "ansible_collections.dbhygiene.sessions.plugins.module_utils"
 
 
 class _Engine(object):
-    def __init__(self, driver_module, driver_class, available, library, package):
-        self.driver_module = driver_module
-        self.driver_class = driver_class
-        self.available = available
-        self.library = library
-        self.package = package
+    """An engine of the registry with its driver imported."""
+
+    def __init__(self, entry):
+        self.driver_module = importlib.import_module(f"{_MODULE_UTILS}.{entry.driver_module}")
+        self.driver_class = getattr(self.driver_module, entry.driver_class)
+        self.available = bool(getattr(self.driver_module, entry.driver_available))
+        self.library = entry.library
+        self.package = entry.package
 
 
-ENGINES = {
-    "postgresql": _Engine(
-        _postgresql, _postgresql.PostgreSQLDriver, _postgresql.HAS_PSYCOPG2, "psycopg2", "psycopg2-binary"
-    ),
-    "mysql": _Engine(_mysql, _mysql.MySQLDriver, _mysql.HAS_PYMYSQL, "PyMySQL", "PyMySQL"),
-}
+ENGINES = dict((name, _Engine(entry)) for name, entry in _engines.ENGINES.items())
 
 
 class _Exit(Exception):
@@ -78,10 +78,10 @@ def missing_driver(engine):
     return {
         "failed": True,
         "msg": (
-            "dbhygiene_run_on is controller, but the Python library %s (the %s driver) cannot be imported by the "
-            "controller's Python %s, which runs ansible-playbook; install it there with: %s -m pip install %s "
+            f"dbhygiene_run_on is controller, but the Python library {spec.library} (the {engine} driver) cannot be "
+            f"imported by the controller's Python {sys.executable}, which runs ansible-playbook; install it there "
+            f"with: {sys.executable} -m pip install {spec.package} "
             "(or set dbhygiene_run_on: host to run the module on the database host)"
-            % (spec.library, engine, sys.executable, sys.executable, spec.package)
         ),
     }
 
@@ -126,9 +126,9 @@ def run(engine, kind, module_args, check_mode=False, diff=False):
         except _Exit as done:
             result = done.result
         except Exception as exc:  # a bug: fail this host alone, as a crashed module would
-            result = {"failed": True, "msg": "the %s %s run failed: %s: %s" % (engine, kind, type(exc).__name__, exc)}
+            result = {"failed": True, "msg": f"the {engine} {kind} run failed: {type(exc).__name__}: {exc}"}
         else:  # pragma: no cover - the run_* functions always exit
-            result = {"failed": True, "msg": "the %s %s run ended without a result" % (engine, kind)}
+            result = {"failed": True, "msg": f"the {engine} {kind} run ended without a result"}
     # As the module's JSON would come back: plain JSON types, no_log values masked.
     result = remove_values(result, _no_log_values(spec, params))
     return json.loads(json.dumps(result, default=str))
