@@ -95,8 +95,9 @@ def test_each_engine_fragment_documents_exactly_the_registrys_options(engine):
 
 def test_the_role_fragment_documents_exactly_the_action_plugins_options():
     documented = _fragment_options(_role_connection)
-    engine = documented.pop("engine")
+    engine, run_on = documented.pop("engine"), documented.pop("run_on")
     assert engine["choices"] == list(_engines.ENGINE_NAMES)
+    assert run_on["choices"] == list(_connection.RUN_ON)
     assert sorted(documented) == sorted(_connection.CONNECTION_OPTIONS)
     for name, spec in _connection.CONNECTION_OPTIONS.items():
         assert documented[name]["type"] == spec["type"], name
