@@ -187,7 +187,7 @@ class ActionModule(_action.ActionMixin, ActionBase):
             where = "hosts " + _names(members) if len(members) > 1 else "host " + members[0]
             if engine not in _fleet.ENGINES:
                 shown = "undefined" if engine is _UNSET else repr(engine)
-                problems.append(f"{where}: dbhygiene_engine is {shown}; set it to postgresql or mysql")
+                problems.append(f"{where}: dbhygiene_engine is {shown}; set it to {' or '.join(_fleet.ENGINES)}")
                 continue
             if policy is _UNSET or policy is None:
                 if params["policy_required"]:

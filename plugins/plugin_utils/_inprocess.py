@@ -86,9 +86,25 @@ def missing_driver(engine):
     }
 
 
+def _run_sessions(module, engine):
+    _runner.run_sessions_module(module, engine.driver_class, engine.driver_module.open_driver)
+
+
+def _run_info(module, engine):
+    _runner.run_info_module(module, engine.driver_module.open_driver, engine.driver_class)
+
+
+# The module purposes (the registry's) that run in process: their options besides the
+# connection, and their main() body. A new purpose (drain, timeouts) adds its pair here.
+KINDS = {
+    "sessions": (_argspec.sessions_argument_spec, _run_sessions),
+    "session_info": (_argspec.info_argument_spec, _run_info),
+}
+
+
 def _argument_spec(engine, kind):
     spec = ENGINES[engine].driver_module.connection_argument_spec()
-    spec.update(_argspec.sessions_argument_spec() if kind == "sessions" else _argspec.info_argument_spec())
+    spec.update(KINDS[kind][0]())
     return spec
 
 
@@ -102,8 +118,10 @@ def _no_log_values(spec, params):
 
 
 def run(engine, kind, module_args, check_mode=False, diff=False):
-    """The result the `<engine>_<kind>` module would return for `module_args` (kind:
-    "sessions" or "session_info"), computed in this process."""
+    """The result the `<engine>_<kind>` module would return for `module_args` (kind: one
+    of KINDS), computed in this process."""
+    if kind not in KINDS:  # a bug of the calling plugin: fail this host alone
+        return {"failed": True, "msg": f"the {engine} {kind} module cannot run on the controller (run_on: host can)"}
     missing = missing_driver(engine)
     if missing:
         return missing
@@ -117,12 +135,8 @@ def run(engine, kind, module_args, check_mode=False, diff=False):
         result = {"failed": True, "msg": "; ".join(validated.error_messages)}
     else:
         module = _InProcessModule(params, bool(check_mode), bool(diff))
-        engine_spec = ENGINES[engine]
         try:
-            if kind == "sessions":
-                _runner.run_sessions_module(module, engine_spec.driver_class, engine_spec.driver_module.open_driver)
-            else:
-                _runner.run_info_module(module, engine_spec.driver_module.open_driver, engine_spec.driver_class)
+            KINDS[kind][1](module, ENGINES[engine])
         except _Exit as done:
             result = done.result
         except Exception as exc:  # a bug: fail this host alone, as a crashed module would

@@ -91,3 +91,8 @@ def test_another_hosts_variables_keep_the_play_layer_and_take_its_own_layer():
 def test_policy_check_takes_the_collections_roles_with_an_argument_spec():
     assert {"audit", "enforce"} <= set(policy_check.ActionModule.ARGUMENT_SPEC["role"]["choices"])
     assert policy_check.role_defaults("enforce")["dbhygiene_run_on"] == "controller"
+
+
+def test_a_purpose_without_an_in_process_run_fails_the_host_alone():
+    result = _inprocess.run("postgresql", "no_such_purpose", {})
+    assert result["failed"] is True and "run_on: host" in result["msg"]
