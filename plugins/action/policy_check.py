@@ -131,18 +131,17 @@ class ActionModule(_action.ActionMixin, ActionBase):
     FAILURE = AnsibleActionFail
     _requires_connection = False
 
-    def _host_context(self, task_vars, host, defaults):
+    def _host_context(self, task_vars, current_layer, host, defaults):
         """A mapping of `host`'s variables as this task would see them on that host.
 
         hostvars alone misses play vars, role params and role vars (which take
         precedence over inventory): they come from this task's own variables
-        (`host_variables`), templated in `host`'s context."""
-        current = task_vars.get("inventory_hostname")
-        if host == current:
+        (`host_variables`), templated in `host`'s context. `current_layer`: the
+        current host's own variables (``hostvars.raw_get``)."""
+        if host == task_vars.get("inventory_hostname"):
             variables = task_vars
         else:
-            hostvars = task_vars["hostvars"]
-            variables = host_variables(task_vars, hostvars.raw_get(current), hostvars.raw_get(host), defaults)
+            variables = host_variables(task_vars, current_layer, task_vars["hostvars"].raw_get(host), defaults)
         return _Resolved(variables, self._templar.copy_with_new_env(available_variables=variables))
 
     def _host_value(self, context, name):
@@ -158,12 +157,13 @@ class ActionModule(_action.ActionMixin, ActionBase):
         problems = []
         options = role_options(params["role"]) if params.get("role") else {}
         defaults = role_defaults(params["role"]) if params.get("role") else {}
+        current_layer = task_vars["hostvars"].raw_get(task_vars.get("inventory_hostname"))
         # Group hosts sharing the same value (or the same argument errors) so a
         # group_vars mistake is reported once.
         groups = {}
         invalid = {}
         for host in hosts:
-            context = self._host_context(task_vars, host, defaults)
+            context = self._host_context(task_vars, current_layer, host, defaults)
             if options:
                 values = dict((name, self._host_value(context, name)) for name in options if name in context)
                 errors = argument_problems(options, values)
