@@ -19,16 +19,21 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.parameters import remove_values
 from ansible.plugins.action import ActionBase
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _policy
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _connection, _fleet
-
-ARGUMENT_SPEC = {
-    "hosts": {"type": "list", "elements": "str"},
-    "policy_required": {"type": "bool", "default": True},
-    # The role whose meta/argument_specs.yml every host's variables are validated against.
-    "role": {"type": "str", "choices": ["enforce", "audit"]},
-}
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _action, _connection, _fleet
 
 ROLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "roles")
+
+
+def _roles_with_specs():
+    """The collection's roles that have a meta/argument_specs.yml (audit, enforce, ...)."""
+    if not os.path.isdir(ROLES_DIR):  # pragma: no cover - the collection ships its roles
+        return []
+    return sorted(
+        name
+        for name in os.listdir(ROLES_DIR)
+        if os.path.isfile(os.path.join(ROLES_DIR, name, "meta", "argument_specs.yml"))
+    )
+
 
 _UNSET = object()
 
@@ -49,6 +54,49 @@ def role_options(role):
     with open(os.path.join(ROLES_DIR, role, "meta", "argument_specs.yml")) as handle:
         specs = yaml.safe_load(handle)
     return specs["argument_specs"]["main"].get("options") or {}
+
+
+def role_defaults(role):
+    """The role's defaults/main.yml (empty when it has none)."""
+    path = os.path.join(ROLES_DIR, role, "defaults", "main.yml")
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as handle:
+        return yaml.safe_load(handle) or {}
+
+
+def _from_own_layer(name, task_vars, layer):
+    """Whether the task's value of `name` is the one of the host's own layer."""
+    if name not in layer or name not in task_vars:
+        return False
+    mine, seen = layer[name], task_vars[name]
+    return mine is seen or mine == seen
+
+
+def host_variables(task_vars, current_layer, host_layer, defaults):
+    """The variables another host has for this task, from public data only.
+
+    `task_vars`: this task's variables on the current host (every layer resolved);
+    `current_layer` / `host_layer`: the host's own variables (inventory, facts, set_fact,
+    extra vars: ``hostvars.raw_get``) of the current host and of the other host;
+    `defaults`: the role's defaults.
+
+    Play, role and task variables are the same on every host and rank above the
+    inventory. So a name the current host takes from its own layer, the other host
+    takes from its own (or, lacking it, from the role's defaults); every other name
+    keeps the task's value.
+    """
+    variables = dict(task_vars)
+    for name, value in host_layer.items():
+        if name not in task_vars or _from_own_layer(name, task_vars, current_layer):
+            variables[name] = value
+    for name in current_layer:
+        if name not in host_layer and _from_own_layer(name, task_vars, current_layer):
+            if name in defaults:
+                variables[name] = defaults[name]
+            else:
+                variables.pop(name, None)
+    return variables
 
 
 def argument_problems(options, values):
@@ -73,26 +121,28 @@ class _Resolved(object):
         return self._templar.template(self._variables[name])
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
+class ActionModule(_action.ActionMixin, ActionBase):
+    ARGUMENT_SPEC = {
+        "hosts": {"type": "list", "elements": "str"},
+        "policy_required": {"type": "bool", "default": True},
+        # The role whose meta/argument_specs.yml every host's variables are validated against.
+        "role": {"type": "str", "choices": _roles_with_specs()},
+    }
+    FAILURE = AnsibleActionFail
     _requires_connection = False
-    _supports_check_mode = True
 
-    def _host_context(self, hostvars, host):
+    def _host_context(self, task_vars, current_layer, host, defaults):
         """A mapping of `host`'s variables as this task would see them on that host.
 
         hostvars alone misses play vars, role params and role vars (which take
-        precedence over inventory), so the variables are resolved the way the
-        task executor does for each host; should that interface ever change, fall
-        back to hostvars rather than fail."""
-        try:
-            manager = hostvars._variable_manager
-            inventory_host = hostvars._inventory.get_host(host)
-            variables = manager.get_vars(play=self._task.get_play(), host=inventory_host, task=self._task)
-            templar = self._templar.copy_with_new_env(available_variables=variables)
-            return _Resolved(variables, templar)
-        except Exception:  # pragma: no cover - depends on ansible-core internals
-            return hostvars[host]
+        precedence over inventory): they come from this task's own variables
+        (`host_variables`), templated in `host`'s context. `current_layer`: the
+        current host's own variables (``hostvars.raw_get``)."""
+        if host == task_vars.get("inventory_hostname"):
+            variables = task_vars
+        else:
+            variables = host_variables(task_vars, current_layer, task_vars["hostvars"].raw_get(host), defaults)
+        return _Resolved(variables, self._templar.copy_with_new_env(available_variables=variables))
 
     def _host_value(self, context, name):
         if name not in context:
@@ -100,21 +150,20 @@ class ActionModule(ActionBase):
         return _plain(context[name])
 
     def run(self, tmp=None, task_vars=None):
-        task_vars = task_vars or {}
-        result = super(ActionModule, self).run(tmp, task_vars)
+        result, params, task_vars = self.begin(tmp, task_vars)
         del tmp
-        validation, params = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         hosts = params.get("hosts") or task_vars.get("ansible_play_batch") or []
-        hostvars = task_vars["hostvars"]
 
         problems = []
         options = role_options(params["role"]) if params.get("role") else {}
+        defaults = role_defaults(params["role"]) if params.get("role") else {}
+        current_layer = task_vars["hostvars"].raw_get(task_vars.get("inventory_hostname"))
         # Group hosts sharing the same value (or the same argument errors) so a
         # group_vars mistake is reported once.
         groups = {}
         invalid = {}
         for host in hosts:
-            context = self._host_context(hostvars, host)
+            context = self._host_context(task_vars, current_layer, host, defaults)
             if options:
                 values = dict((name, self._host_value(context, name)) for name in options if name in context)
                 errors = argument_problems(options, values)
@@ -138,7 +187,7 @@ class ActionModule(ActionBase):
             where = "hosts " + _names(members) if len(members) > 1 else "host " + members[0]
             if engine not in _fleet.ENGINES:
                 shown = "undefined" if engine is _UNSET else repr(engine)
-                problems.append(f"{where}: dbhygiene_engine is {shown}; set it to postgresql or mysql")
+                problems.append(f"{where}: dbhygiene_engine is {shown}; set it to {' or '.join(_fleet.ENGINES)}")
                 continue
             if policy is _UNSET or policy is None:
                 if params["policy_required"]:
@@ -161,18 +210,13 @@ class ActionModule(ActionBase):
             checked.append({"policy": parsed.name, "engine": engine, "hosts": members, "rules": len(parsed.rules)})
 
         if problems:
-            raise AnsibleActionFail(
-                "invalid %s, no host was contacted: " % ("role variables" if invalid else "session policy")
-                + " | ".join(problems),
-                result={"problems": problems},
-            )
+            what = "role variables" if invalid else "session policy"
+            raise self.failure(f"invalid {what}, no host was contacted: " + " | ".join(problems), problems=problems)
         result["changed"] = False
         result["policies"] = checked
         result["msg"] = (
             "; ".join(
-                "policy {!r} ({} rules) valid for {} {}".format(
-                    c["policy"], c["rules"], c["engine"], _names(c["hosts"])
-                )
+                f"policy {c['policy']!r} ({c['rules']} rules) valid for {c['engine']} {_names(c['hosts'])}"
                 for c in checked
             )
             or "no policy to check"

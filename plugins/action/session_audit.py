@@ -14,57 +14,36 @@ __metaclass__ = type
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _policy
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _connection, _fleet, _inprocess
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _action, _connection, _fleet
 
-ARGUMENT_SPEC = dict(
-    _connection.CONNECTION_OPTIONS,
-    engine={"type": "str", "required": True, "choices": list(_fleet.ENGINES)},
+ARGUMENT_SPEC = _action.host_argument_spec(
     # A mapping, or a string holding its JSON or YAML (an AWX survey answer).
     policy={"type": "raw"},
     thresholds={"type": "dict"},
-    run_on={"type": "str", "default": "controller", "choices": list(_connection.RUN_ON)},
 )
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
+class ActionModule(_action.ActionMixin, ActionBase):
+    FAILURE = AnsibleActionFail
     _requires_connection = True
-    _supports_check_mode = True
 
     def run(self, tmp=None, task_vars=None):
-        task_vars = task_vars or {}
-        result = super(ActionModule, self).run(tmp, task_vars)
+        result, params, task_vars = self.begin(tmp, task_vars, ARGUMENT_SPEC)
         del tmp
-        validation, params = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         engine = params["engine"]
         # Everything that can be wrong with the input fails here, before connecting.
+        policy = self.engine_policy(params["policy"], engine) if params.get("policy") else None
         try:
-            policy = _policy.parse_policy(params["policy"]) if params.get("policy") else None
             thresholds = _fleet.parse_thresholds(params.get("thresholds"))
         except _policy.PolicyError as exc:
-            raise AnsibleActionFail(str(exc), result={"dbhygiene": {"engine": engine, "failure": "policy"}})
-        if policy is not None:
-            problem = _connection.check_supported(policy, engine)
-            if problem:
-                raise AnsibleActionFail(problem, result={"dbhygiene": {"engine": engine, "failure": "policy"}})
+            raise self.failure(str(exc), dbhygiene={"engine": engine, "failure": "policy"})
 
         module_args = _connection.module_args(engine, params)
         if policy is not None:
             # The info run plans it on its own listing: one snapshot, one plan.
             module_args["policy"] = policy.to_dict()
-        if params["run_on"] == "controller":
-            info = _inprocess.run(engine, "session_info", module_args)
-        else:
-            info = self._execute_module(
-                module_name=_connection.module_name(engine, "session_info"),
-                module_args=module_args,
-                task_vars=task_vars,
-            )
-        info.pop("invocation", None)
-        summary = {
-            "engine": engine,
-            "login_host": module_args.get("login_host") or module_args.get("login_unix_socket"),
-        }
+        info = self.run_engine_module(engine, "session_info", module_args, params["run_on"], task_vars)
+        summary = {"engine": engine, "login_host": _action.target(module_args)}
         if info.get("failed"):
             result.update(info)
             summary["failure"] = _fleet.failure_reason(info)

@@ -12,32 +12,24 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _policy
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _connection, _fleet, _inprocess
-
-ARGUMENT_SPEC = dict(
-    _connection.CONNECTION_OPTIONS,
-    engine={"type": "str", "required": True, "choices": list(_fleet.ENGINES)},
-    # A mapping, or a string holding its JSON or YAML (an AWX survey answer).
-    policy={"type": "raw", "required": True},
-    wait_timeout={"type": "float"},
-    host_timeout={"type": "raw"},
-    audit_log={"type": "path"},
-    run_on={"type": "str", "default": "controller", "choices": list(_connection.RUN_ON)},
-)
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _action, _connection, _fleet
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
+class ActionModule(_action.ActionMixin, ActionBase):
+    ARGUMENT_SPEC = _action.host_argument_spec(
+        # A mapping, or a string holding its JSON or YAML (an AWX survey answer).
+        policy={"type": "raw", "required": True},
+        wait_timeout={"type": "float"},
+        host_timeout={"type": "raw"},
+        audit_log={"type": "path"},
+    )
+    FAILURE = AnsibleActionFail
     _requires_connection = True
-    _supports_check_mode = True
     _supports_diff = True
 
     def run(self, tmp=None, task_vars=None):
-        task_vars = task_vars or {}
-        result = super(ActionModule, self).run(tmp, task_vars)
+        result, params, task_vars = self.begin(tmp, task_vars)
         del tmp
-        validation, params = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         engine = params["engine"]
         host = task_vars.get("inventory_hostname")
         module_args = _connection.module_args(engine, params)
@@ -45,21 +37,12 @@ class ActionModule(ActionBase):
         for name in ("wait_timeout", "host_timeout"):
             if params.get(name) is not None:
                 module_args[name] = params[name]
-        context = {
-            "login_host": module_args.get("login_host") or module_args.get("login_unix_socket"),
-            "job_id": _fleet.job_id(task_vars),
-        }
+        context = {"login_host": _action.target(module_args), "job_id": _fleet.job_id(task_vars)}
         check_mode = bool(self._task.check_mode)
 
-        if params["run_on"] == "controller":
-            module_result = _inprocess.run(engine, "sessions", module_args, check_mode, self._task.diff)
-        else:
-            module_result = self._execute_module(
-                module_name=_connection.module_name(engine, "sessions"),
-                module_args=module_args,
-                task_vars=task_vars,
-            )
-        module_result.pop("invocation", None)
+        module_result = self.run_engine_module(
+            engine, "sessions", module_args, params["run_on"], task_vars, check_mode, self._task.diff
+        )
         result.update(module_result)
         # Ansible reserves `skipped` (a truthy one shows the task as skipped): never pass one on.
         result.pop("skipped", None)
@@ -92,13 +75,7 @@ class ActionModule(ActionBase):
 
     def _policy_argument(self, raw, engine):
         """The policy as the module takes it; a bad one fails here, before any connection."""
-        try:
-            policy = _policy.parse_policy(raw)
-        except _policy.PolicyError as exc:
-            raise AnsibleActionFail(str(exc), result={"dbhygiene": {"engine": engine, "failure": "policy"}})
-        problem = _connection.check_supported(policy, engine)
-        if problem:
-            raise AnsibleActionFail(problem, result={"dbhygiene": {"engine": engine, "failure": "policy"}})
+        policy = self.engine_policy(raw, engine)
         # A mapping goes on as given; a string (JSON or YAML) as the mapping it holds.
         return raw if isinstance(raw, dict) else policy.to_dict()
 

@@ -12,7 +12,7 @@ __metaclass__ = type
 from ansible.errors import AnsibleActionFail, AnsibleError
 from ansible.inventory.manager import InventoryManager
 from ansible.plugins.action import ActionBase
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _fleet, _sweeps
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _action, _fleet, _sweeps
 
 ARGUMENT_SPEC = {
     "kind": {"type": "str", "required": True, "choices": ["audit", "enforce"]},
@@ -30,16 +30,13 @@ def _plain_result(value):
     return dict(value)
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
+class ActionModule(_action.ActionMixin, ActionBase):
+    FAILURE = AnsibleActionFail
     _requires_connection = False
-    _supports_check_mode = True
 
     def run(self, tmp=None, task_vars=None):
-        task_vars = task_vars or {}
-        result = super(ActionModule, self).run(tmp, task_vars)
+        result, params, task_vars = self.begin(tmp, task_vars, ARGUMENT_SPEC)
         del tmp
-        validation, params = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         if params["keep"] < 0:
             raise AnsibleActionFail(
                 f"dbhygiene_report_keep: expected a whole number >= 0 (0 keeps every report), got {params['keep']!r}"

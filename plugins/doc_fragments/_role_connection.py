@@ -8,8 +8,9 @@ __metaclass__ = type
 
 
 class ModuleDocFragment(object):
-    # The connection options of the roles' per-host action plugins (session_audit, session_enforce),
-    # declared in plugin_utils/_connection.py: each is passed to the engine module that takes it.
+    # The options every per-host action plugin of the roles has (plugin_utils/_action.py,
+    # host_argument_spec()): the connection options of every engine (module_utils/_engines.py),
+    # each passed to the engine module that takes it, the engine and where the work runs.
     DOCUMENTATION = r"""
 options:
   login_host:
@@ -68,4 +69,15 @@ options:
     type: str
     required: true
     choices: [postgresql, mysql]
+  run_on:
+    description:
+      - V(controller) (default) does the work inside this worker of the controller's own Ansible process, with the engine
+        module's own code and argument spec, but no module process and no connection to the host. The driver
+        (C(psycopg2) / C(PyMySQL)) must be importable by the Python that runs C(ansible-playbook); otherwise the host fails
+        naming that interpreter and the pip command.
+      - V(host) runs the engine module over the task's connection (on the database host).
+      - The results, the audit trail and the reports are the same either way.
+    type: str
+    choices: [controller, host]
+    default: controller
 """

@@ -49,6 +49,7 @@ import os
 import time
 import traceback
 
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _engines
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql_flavours as flavours
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import (
     OUTCOMES,
@@ -98,25 +99,12 @@ _ACCESS_DENIED = (ER_DBACCESS_DENIED, ER_TABLEACCESS_DENIED, ER_COLUMNACCESS_DEN
 # ---------------------------------------------------------------- options
 def connection_argument_spec():
     """The connection options of every MySQL/MariaDB module (doc fragment
-    ``dbhygiene.sessions._mysql_connection``). Names follow community.mysql.
+    ``dbhygiene.sessions._mysql_connection``), from the engine registry.
 
     No environment fallbacks, as in community.mysql: the option file
     (config_file, ~/.my.cnf by default) is the usual place for defaults.
     """
-    return dict(
-        login_host=dict(type="str"),
-        login_port=dict(type="int"),
-        login_user=dict(type="str"),
-        login_password=dict(type="str", no_log=True),
-        login_unix_socket=dict(type="str"),
-        config_file=dict(type="path"),
-        connect_timeout=dict(type="int", default=DEFAULT_CONNECT_TIMEOUT),
-        query_timeout=dict(type="int", default=DEFAULT_QUERY_TIMEOUT),
-        ca_cert=dict(type="path", aliases=["ssl_ca"]),
-        client_cert=dict(type="path", aliases=["ssl_cert"]),
-        client_key=dict(type="path", aliases=["ssl_key"], no_log=False),
-        check_hostname=dict(type="bool"),
-    )
+    return _engines.ENGINES["mysql"].connection_spec()
 
 
 def shown(value, limit=SHOWN_CHARS):
@@ -398,9 +386,8 @@ class MySQLDriver(Driver):
     """One open PyMySQL connection to a MySQL or MariaDB server."""
 
     engine = "mysql"
-    # Neither flavour records when a thread connected (PROCESSLIST has no
-    # connect time; connection attributes carry none). No guessing.
-    unsupported_conditions = frozenset(["connected_longer_than"])
+    # connected_longer_than: neither flavour records when a thread connected.
+    unsupported_conditions = _engines.ENGINES["mysql"].unsupported_conditions
 
     def __init__(self, conn, target, query_timeout=DEFAULT_QUERY_TIMEOUT):
         self._conn = conn

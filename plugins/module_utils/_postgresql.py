@@ -47,6 +47,7 @@ import time
 import traceback
 
 from ansible.module_utils.common.parameters import env_fallback
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _engines
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import (
     OUTCOMES,
     REASON_FAILED,
@@ -121,25 +122,8 @@ MIN_SERVER_VERSION_NUM = 100000  # backend_type and the pg_signal_backend / pg_r
 # ---------------------------------------------------------------- options
 def connection_argument_spec():
     """The connection options of every PostgreSQL module (doc fragment
-    ``dbhygiene.sessions._postgresql_connection``). Names and environment
-    fallbacks follow community.postgresql and libpq."""
-    return dict(
-        login_host=dict(type="str", fallback=(env_fallback, ["PGHOST"])),
-        login_port=dict(type="int", default=DEFAULT_PORT, fallback=(env_fallback, ["PGPORT"])),
-        login_user=dict(type="str", default="postgres", fallback=(env_fallback, ["PGUSER"])),
-        login_password=dict(type="str", no_log=True, fallback=(env_fallback, ["PGPASSWORD"])),
-        login_unix_socket=dict(type="path"),
-        login_db=dict(type="str", fallback=(env_fallback, ["PGDATABASE"])),
-        connect_timeout=dict(
-            type="int", default=DEFAULT_CONNECT_TIMEOUT, fallback=(env_fallback, ["PGCONNECT_TIMEOUT"])
-        ),
-        query_timeout=dict(type="int", default=DEFAULT_QUERY_TIMEOUT),
-        # No default: unset means verify-full with a CA or client certificate, else prefer.
-        ssl_mode=dict(type="str", choices=list(SSL_MODES), fallback=(env_fallback, ["PGSSLMODE"])),
-        ca_cert=dict(type="path", aliases=["ssl_rootcert"], fallback=(env_fallback, ["PGSSLROOTCERT"])),
-        ssl_cert=dict(type="path", fallback=(env_fallback, ["PGSSLCERT"])),
-        ssl_key=dict(type="path", no_log=False, fallback=(env_fallback, ["PGSSLKEY"])),
-    )
+    ``dbhygiene.sessions._postgresql_connection``), from the engine registry."""
+    return _engines.ENGINES["postgresql"].connection_spec(env_fallback)
 
 
 def _application_name():
@@ -444,7 +428,7 @@ class PostgreSQLDriver(Driver):
     """
 
     engine = "postgresql"
-    unsupported_conditions = frozenset()
+    unsupported_conditions = _engines.ENGINES["postgresql"].unsupported_conditions
 
     def __init__(self, conn, target, application_name, query_timeout=DEFAULT_QUERY_TIMEOUT):
         self._conn = conn

@@ -22,7 +22,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import datetime
 import math
 import time
 
@@ -33,6 +32,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import 
     SessionError,
 )
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError, parse_policy
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import parse_instant
 
 REASON_NOTHING_TO_CANCEL = "nothing_to_cancel"
 _NOTHING_DETAIL = "the session runs no statement; cancel would do nothing"
@@ -88,8 +88,8 @@ class Deadline(object):
 
     def error(self, when):
         return DeadlineError(
-            "host_timeout (%gs) ran out %s%s; raise host_timeout, or lower wait_timeout and policy.grace"
-            % (self.seconds, when, " on %s" % self.target if self.target else "")
+            f"host_timeout ({self.seconds:g}s) ran out {when}{f' on {self.target}' if self.target else ''}; "
+            "raise host_timeout, or lower wait_timeout and policy.grace"
         )
 
     def check(self, step):
@@ -102,15 +102,11 @@ def check_supported(policy, driver_class):
     """Fail, before connecting, when the policy uses a condition the engine cannot evaluate."""
     unsupported = sorted(policy.conditions_used() & set(driver_class.unsupported_conditions))
     if unsupported:
+        pronoun = "it" if len(unsupported) == 1 else "them"
+        engine = driver_class.engine
         raise SessionError(
-            "policy %r uses %s, which %s cannot evaluate; remove %s from the rules for %s hosts"
-            % (
-                policy.name,
-                ", ".join(unsupported),
-                driver_class.engine,
-                "it" if len(unsupported) == 1 else "them",
-                driver_class.engine,
-            )
+            f"policy {policy.name!r} uses {', '.join(unsupported)}, which {engine} cannot evaluate; "
+            f"remove {pronoun} from the rules for {engine} hosts"
         )
 
 
@@ -123,13 +119,13 @@ def _grace_needed(policy):
 
 def _seconds(field, value, low, high, low_ok=True):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise PolicyError(field, value, "must be a number of seconds, got %r" % (value,))
+        raise PolicyError(field, value, f"must be a number of seconds, got {value!r}")
     if low_ok and value < low:
-        raise PolicyError(field, value, "must be %g or more seconds, got %r" % (low, value))
+        raise PolicyError(field, value, f"must be {low:g} or more seconds, got {value!r}")
     if not low_ok and value <= low:
-        raise PolicyError(field, value, "must be more than %g seconds, got %r" % (low, value))
+        raise PolicyError(field, value, f"must be more than {low:g} seconds, got {value!r}")
     if not math.isfinite(value) or value > high:
-        raise PolicyError(field, value, "must be a finite number of seconds, at most %g, got %r" % (high, value))
+        raise PolicyError(field, value, f"must be a finite number of seconds, at most {high:g}, got {value!r}")
 
 
 def check_timeouts(policy, wait_timeout, host_timeout):
@@ -139,14 +135,14 @@ def check_timeouts(policy, wait_timeout, host_timeout):
     _seconds("host_timeout", host_timeout, 0, MAX_HOST_TIMEOUT, low_ok=False)
     grace = _grace_needed(policy)
     if grace + wait_timeout >= host_timeout:
-        waits = "policy.grace (%gs) + wait_timeout (%gs) = %gs" % (grace, wait_timeout, grace + wait_timeout)
+        waits = f"policy.grace ({grace:g}s) + wait_timeout ({wait_timeout:g}s) = {grace + wait_timeout:g}s"
         if not grace:
-            waits = "wait_timeout (%gs)" % wait_timeout
+            waits = f"wait_timeout ({wait_timeout:g}s)"
         raise PolicyError(
             "host_timeout",
             host_timeout,
-            "%s must be less than host_timeout (%gs), which also covers connecting, listing and signalling: "
-            "lower %s or raise host_timeout" % (waits, host_timeout, "them" if grace else "it"),
+            f"{waits} must be less than host_timeout ({host_timeout:g}s), which also covers connecting, listing and "
+            f"signalling: lower {'them' if grace else 'it'} or raise host_timeout",
         )
 
 
@@ -155,13 +151,6 @@ def _entry(session, rule, action, **extra):
     entry.update(rule=rule, action=action)
     entry.update(extra)
     return entry
-
-
-def _instant(text):
-    try:
-        return datetime.datetime.fromisoformat(text)
-    except (TypeError, ValueError):
-        return None
 
 
 def _same_statement(before, now, tolerance=0.0):
@@ -174,7 +163,7 @@ def _same_statement(before, now, tolerance=0.0):
         return False
     if now.get("state_since") == before.get("state_since"):
         return True
-    then, later = _instant(before.get("state_since")), _instant(now.get("state_since"))
+    then, later = parse_instant(before.get("state_since")), parse_instant(now.get("state_since"))
     if then is None or later is None or not tolerance:
         return False
     return abs((later - then).total_seconds()) <= tolerance
@@ -258,7 +247,7 @@ class _Sweep(object):
         except Exception as exc:  # a driver's SessionError, or a bug: either way, keep what went out
             if not (self.sent_terminate or self.sent_cancel or self.out.signalled):
                 raise  # nothing was ended: the plain failure says it all
-            self._fail(plan, exc if isinstance(exc, SessionError) else "%s: %s" % (type(exc).__name__, exc))
+            self._fail(plan, exc if isinstance(exc, SessionError) else f"{type(exc).__name__}: {exc}")
         return self.out
 
     def _run(self, plan):
@@ -276,13 +265,13 @@ class _Sweep(object):
 
             current, cut = self._wait("the grace wait", self.policy.grace, running)
             if cut:
-                raise self.deadline.error("during the grace wait (policy.grace %gs)" % self.policy.grace)
+                raise self.deadline.error(f"during the grace wait (policy.grace {self.policy.grace:g}s)")
             stubborn = [v for v in escalate if self.same(v, current)]
             self._signal([dict(v, session=current[_key(v)]) for v in stubborn], "terminate")
         if self.sent_terminate or self.sent_cancel:
             current, cut = self._wait("the confirm wait", self.wait_timeout, self._pending)
             if cut:
-                error = self.deadline.error("during the confirm wait (wait_timeout %gs)" % self.wait_timeout)
+                error = self.deadline.error(f"during the confirm wait (wait_timeout {self.wait_timeout:g}s)")
                 self._confirm(current, str(error))
                 raise error
             self._confirm(current)
@@ -290,7 +279,7 @@ class _Sweep(object):
     def _signal(self, victims, mode):
         for start in range(0, len(victims), SIGNAL_BATCH):
             batch = victims[start : start + SIGNAL_BATCH]
-            self.deadline.check("signalling (%s) %d sessions" % (mode, len(batch)))
+            self.deadline.check(f"signalling ({mode}) {len(batch)} sessions")
             try:
                 results = self.driver.end_sessions([v["session"] for v in batch], mode)
             except SessionError as exc:
@@ -318,7 +307,7 @@ class _Sweep(object):
                 self._take(victim, outcome, detail)
         for key, victim in unknown.items():
             if key not in self.sent_cancel:  # an escalation: its cancel did go out
-                self.out.record(victim, REASON_FAILED, "outcome unknown: the signal failed part-way: %s" % exc)
+                self.out.record(victim, REASON_FAILED, f"outcome unknown: the signal failed part-way: {exc}")
 
     def _pending(self, current):
         gone = [v for v in self.sent_terminate.values() if _key(v) in current]
@@ -354,26 +343,26 @@ class _Sweep(object):
             if current is not None and _key(victim) not in current:
                 self.out.record(victim, "terminated", None)
             elif unconfirmed is None:
-                self.out.record(victim, REASON_STILL_PRESENT, "terminated, but still present after %ss" % waited)
+                self.out.record(victim, REASON_STILL_PRESENT, f"terminated, but still present after {waited}s")
                 self.out.signalled = True
             else:
-                self.out.record(victim, "terminated", "signalled, not confirmed gone: %s" % unconfirmed)
+                self.out.record(victim, "terminated", f"signalled, not confirmed gone: {unconfirmed}")
         for victim in self.sent_cancel.values():
             if current is not None and not self.same(victim, current):
                 self.out.record(victim, "cancelled", None)
             elif unconfirmed is None:
-                self.out.record(victim, REASON_STILL_PRESENT, "cancelled, but still running after %ss" % waited)
+                self.out.record(victim, REASON_STILL_PRESENT, f"cancelled, but still running after {waited}s")
                 self.out.signalled = True
             else:
-                self.out.record(victim, "cancelled", "signalled, not confirmed stopped: %s" % unconfirmed)
+                self.out.record(victim, "cancelled", f"signalled, not confirmed stopped: {unconfirmed}")
         self.sent_terminate, self.sent_cancel = {}, {}
 
     def _fail(self, plan, exc):
-        self._confirm(None, "the sweep failed before it could confirm (%s)" % exc)
+        self._confirm(None, f"the sweep failed before it could confirm ({exc})")
         recorded = self.out.recorded_keys()
         for victim in plan.victims:
             if _key(victim) not in recorded:
-                self.out.record(victim, REASON_FAILED, "not attempted: the sweep failed before (%s)" % exc)
+                self.out.record(victim, REASON_FAILED, f"not attempted: the sweep failed before ({exc})")
         self.out.failure = str(exc)
 
 
@@ -392,24 +381,19 @@ def _predict(plan):
 
 def _describe(entry):
     age = entry.get("idle_seconds")
-    return "%s %s@%s %s%s app=%r from %s [%s -> %s]" % (
-        entry.get("id"),
-        entry.get("user"),
-        entry.get("database"),
-        entry.get("state"),
-        " for %ds" % age if age is not None else "",
-        entry.get("application"),
-        entry.get("client_addr") or "local",
-        entry.get("rule"),
-        entry.get("action"),
+    since = f" for {int(age)}s" if age is not None else ""
+    return (
+        f"{entry.get('id')} {entry.get('user')}@{entry.get('database')} {entry.get('state')}{since} "
+        f"app={entry.get('application')!r} from {entry.get('client_addr') or 'local'} "
+        f"[{entry.get('rule')} -> {entry.get('action')}]"
     )
 
 
 def _diff(policy, plan, out):
     victims = [_entry(v["session"], v["rule"], v["action"]) for v in plan.victims]
     ended = set(e.get("key") for e in out.terminated)
-    header = "# policy %s: %d client sessions seen, %d matched\n" % (policy.name, plan.seen, plan.matched)
-    before = "".join("%s\n" % _describe(v) for v in victims)
+    header = f"# policy {policy.name}: {plan.seen:d} client sessions seen, {plan.matched:d} matched\n"
+    before = "".join(f"{_describe(v)}\n" for v in victims)
     after_lines = []
     for victim in victims:
         if victim.get("key") in ended:
@@ -435,17 +419,11 @@ def _target(driver):
 def _failure_message(out, target):
     ended = out.terminated + out.cancelled
     unconfirmed = len([e for e in ended if e.get("detail")])
+    not_confirmed = f"; {unconfirmed} of them not confirmed" if unconfirmed else ""
     return (
-        "%d sessions were ended on %s (terminated %d, cancelled %d%s), then the sweep failed: %s; "
+        f"{len(ended)} sessions were ended on {target} (terminated {len(out.terminated)}, "
+        f"cancelled {len(out.cancelled)}{not_confirmed}), then the sweep failed: {out.failure}; "
         "the ended sessions are listed in terminated / cancelled"
-        % (
-            len(ended),
-            target,
-            len(out.terminated),
-            len(out.cancelled),
-            "; %d of them not confirmed" % unconfirmed if unconfirmed else "",
-            out.failure,
-        )
     )
 
 
@@ -456,8 +434,8 @@ def _take_sweep_lock(driver, policy, wait_timeout, deadline, target):
     timeout = max(0.0, min(LOCK_WAIT_MAX, deadline.remaining() - wait_timeout - _grace_needed(policy)))
     if not driver.acquire_sweep_lock(timeout):
         raise SweepBusyError(
-            "host busy: another sweep holds the lock on %s (waited %gs); nothing was ended here, "
-            "run again when that sweep has finished" % (target, timeout)
+            f"host busy: another sweep holds the lock on {target} (waited {timeout:g}s); nothing was ended here, "
+            "run again when that sweep has finished"
         )
     return True
 

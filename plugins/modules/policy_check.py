@@ -37,8 +37,10 @@ options:
       - Also validate every host's variables against the C(main) entry point of this role's C(meta/argument_specs.yml), as
         Ansible's own role validation would, but in this one task for the whole play instead of one task per host (the
         playbooks import the role with C(rolespec_validate=false)).
+      - One of the collection's roles with an argument spec (V(audit), V(enforce), and the change-window roles V(drain)
+        and V(timeouts) where the collection has them). Its C(defaults/main.yml) is taken into account for hosts that do
+        not set a variable.
     type: str
-    choices: [enforce, audit]
 attributes:
   check_mode:
     support: full

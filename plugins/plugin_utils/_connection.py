@@ -11,81 +11,33 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import importlib
-import inspect
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _engines
 
-COLLECTION = "dbhygiene.sessions"
+COLLECTION = _engines.COLLECTION
+
+# The engines, as the roles' `dbhygiene_engine` names them.
+ENGINES = _engines.ENGINE_NAMES
 
 # Where the work of a host runs (DESIGN.md "Where the work runs"): in the controller's
 # own worker for the host, or in the engine module on the database host.
 RUN_ON = ("controller", "host")
 
-# Options of the action plugins, as passed to the engine modules (same names).
-CONNECTION_OPTIONS = {
-    "login_host": {"type": "str"},
-    "login_port": {"type": "int"},
-    "login_user": {"type": "str"},
-    "login_password": {"type": "str", "no_log": True},
-    "login_unix_socket": {"type": "str"},
-    "login_db": {"type": "str"},
-    "connect_timeout": {"type": "raw"},
-    "query_timeout": {"type": "raw"},
-    "config_file": {"type": "str"},
-    "ssl_mode": {"type": "str"},
-    "ca_cert": {"type": "str"},
-    "ssl_cert": {"type": "str"},
-    "ssl_key": {"type": "str", "no_log": False},
-    "client_cert": {"type": "str"},
-    "client_key": {"type": "str", "no_log": False},
-    "check_hostname": {"type": "bool"},
-}
+# Options of the action plugins, as passed to the engine modules (same names): every
+# engine's connection options (the engine registry), as the roles' variables type them.
+CONNECTION_OPTIONS = dict((name, option.action_spec()) for name, option in _engines.role_options().items())
 
 # The options each engine's modules take; the others are ignored for that engine
 # (group_vars at the `databases` level may well set both kinds).
-ENGINE_OPTIONS = {
-    "postgresql": (
-        "login_host",
-        "login_port",
-        "login_user",
-        "login_password",
-        "login_unix_socket",
-        "login_db",
-        "connect_timeout",
-        "query_timeout",
-        "ssl_mode",
-        "ca_cert",
-        "ssl_cert",
-        "ssl_key",
-    ),
-    "mysql": (
-        "login_host",
-        "login_port",
-        "login_user",
-        "login_password",
-        "login_unix_socket",
-        "connect_timeout",
-        "query_timeout",
-        "config_file",
-        "ca_cert",
-        "client_cert",
-        "client_key",
-        "check_hostname",
-    ),
-}
+ENGINE_OPTIONS = dict((name, entry.option_names()) for name, entry in _engines.ENGINES.items())
 
 # Options whose empty value means something: config_file '' turns reading ~/.my.cnf off.
-KEEP_EMPTY = frozenset(["config_file"])
-
-# module_utils holding each engine's driver (the class with `engine` set).
-_DRIVER_MODULES = {
-    "postgresql": "ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql",
-    "mysql": "ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql",
-}
+KEEP_EMPTY = frozenset(name for entry in _engines.ENGINES.values() for name in entry.keep_empty)
 
 
 def module_name(engine, kind):
-    """kind: "sessions" or "session_info"."""
-    return f"{COLLECTION}.{engine}_{kind}"
+    """kind: the module's purpose, one of the registry's PURPOSES ("sessions",
+    "session_info", "drain", "timeouts")."""
+    return _engines.module_name(engine, kind)
 
 
 def module_args(engine, params):
@@ -95,10 +47,11 @@ def module_args(engine, params):
     ansible_host by default, so both are often set. An empty value is dropped
     (an AWX credential injects '' for a file it does not have), except where
     '' has a meaning of its own (KEEP_EMPTY)."""
+    keep_empty = _engines.ENGINES[engine].keep_empty
     args = {}
     for name in ENGINE_OPTIONS[engine]:
         value = params.get(name)
-        if value is not None and (value != "" or name in KEEP_EMPTY):
+        if value is not None and (value != "" or name in keep_empty):
             args[name] = value
     if args.get("login_unix_socket"):
         args.pop("login_host", None)
@@ -106,15 +59,9 @@ def module_args(engine, params):
 
 
 def unsupported_conditions(engine):
-    """Policy conditions the engine's driver cannot evaluate (empty if unknown)."""
-    try:
-        module = importlib.import_module(_DRIVER_MODULES[engine])
-    except ImportError:
-        return frozenset()
-    for _name, value in inspect.getmembers(module, inspect.isclass):
-        if getattr(value, "engine", None) == engine and hasattr(value, "unsupported_conditions"):
-            return frozenset(value.unsupported_conditions)
-    return frozenset()
+    """Policy conditions the engine cannot evaluate (empty if unknown)."""
+    entry = _engines.ENGINES.get(engine)
+    return entry.unsupported_conditions if entry is not None else frozenset()
 
 
 def check_supported(policy, engine):
@@ -122,6 +69,8 @@ def check_supported(policy, engine):
     missing = sorted(policy.conditions_used() & unsupported_conditions(engine))
     if not missing:
         return None
-    return "policy {!r} uses {} which {} cannot evaluate; remove {} or scope the rule to the other engine".format(
-        policy.name, ", ".join(missing), engine, "it" if len(missing) == 1 else "them"
+    pronoun = "it" if len(missing) == 1 else "them"
+    return (
+        f"policy {policy.name!r} uses {', '.join(missing)} which {engine} cannot evaluate; "
+        f"remove {pronoun} or scope the rule to the other engine"
     )

@@ -12,7 +12,9 @@ import in any, so they are unit tested as plain Python):
 * ``_report_model``: thresholds, per-host summaries, failure reason codes, the fleet report;
 * ``_report_markdown``: the fleet report as Markdown;
 * ``_outputs``: default paths, the AWX warning about them, the report files;
-* ``_files``: private (0600), atomic files on the controller.
+* ``_files``: private (0600), atomic files on the controller;
+* ``_connection``: the engine names and ``run_on`` choices (from the engine registry,
+  ``module_utils/_engines.py``).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -22,6 +24,7 @@ __metaclass__ = type
 # Re-exported: the action plugins' names for these.
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import iso_utc_z as iso
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import utc_now
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._connection import ENGINES, RUN_ON
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._files import (
     controller_path,
     write_private,
@@ -89,6 +92,3 @@ __all__ = [
     "write_private",
     "write_report",
 ]
-
-ENGINES = ("postgresql", "mysql")
-RUN_ON = ("controller", "host")

@@ -21,29 +21,29 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import importlib
 import json
 import sys
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.parameters import remove_values
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _argspec, _mysql, _postgresql, _runner
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _argspec, _engines, _runner
+
+_MODULE_UTILS = "ansible_collections.dbhygiene.sessions.plugins.module_utils"
 
 
 class _Engine(object):
-    def __init__(self, driver_module, driver_class, available, library, package):
-        self.driver_module = driver_module
-        self.driver_class = driver_class
-        self.available = available
-        self.library = library
-        self.package = package
+    """An engine of the registry with its driver imported."""
+
+    def __init__(self, entry):
+        self.driver_module = importlib.import_module(f"{_MODULE_UTILS}.{entry.driver_module}")
+        self.driver_class = getattr(self.driver_module, entry.driver_class)
+        self.available = bool(getattr(self.driver_module, entry.driver_available))
+        self.library = entry.library
+        self.package = entry.package
 
 
-ENGINES = {
-    "postgresql": _Engine(
-        _postgresql, _postgresql.PostgreSQLDriver, _postgresql.HAS_PSYCOPG2, "psycopg2", "psycopg2-binary"
-    ),
-    "mysql": _Engine(_mysql, _mysql.MySQLDriver, _mysql.HAS_PYMYSQL, "PyMySQL", "PyMySQL"),
-}
+ENGINES = dict((name, _Engine(entry)) for name, entry in _engines.ENGINES.items())
 
 
 class _Exit(Exception):
@@ -78,17 +78,33 @@ def missing_driver(engine):
     return {
         "failed": True,
         "msg": (
-            "dbhygiene_run_on is controller, but the Python library %s (the %s driver) cannot be imported by the "
-            "controller's Python %s, which runs ansible-playbook; install it there with: %s -m pip install %s "
+            f"dbhygiene_run_on is controller, but the Python library {spec.library} (the {engine} driver) cannot be "
+            f"imported by the controller's Python {sys.executable}, which runs ansible-playbook; install it there "
+            f"with: {sys.executable} -m pip install {spec.package} "
             "(or set dbhygiene_run_on: host to run the module on the database host)"
-            % (spec.library, engine, sys.executable, sys.executable, spec.package)
         ),
     }
 
 
+def _run_sessions(module, engine):
+    _runner.run_sessions_module(module, engine.driver_class, engine.driver_module.open_driver)
+
+
+def _run_info(module, engine):
+    _runner.run_info_module(module, engine.driver_module.open_driver, engine.driver_class)
+
+
+# The module purposes (the registry's) that run in process: their options besides the
+# connection, and their main() body. A new purpose (drain, timeouts) adds its pair here.
+KINDS = {
+    "sessions": (_argspec.sessions_argument_spec, _run_sessions),
+    "session_info": (_argspec.info_argument_spec, _run_info),
+}
+
+
 def _argument_spec(engine, kind):
     spec = ENGINES[engine].driver_module.connection_argument_spec()
-    spec.update(_argspec.sessions_argument_spec() if kind == "sessions" else _argspec.info_argument_spec())
+    spec.update(KINDS[kind][0]())
     return spec
 
 
@@ -102,8 +118,10 @@ def _no_log_values(spec, params):
 
 
 def run(engine, kind, module_args, check_mode=False, diff=False):
-    """The result the `<engine>_<kind>` module would return for `module_args` (kind:
-    "sessions" or "session_info"), computed in this process."""
+    """The result the `<engine>_<kind>` module would return for `module_args` (kind: one
+    of KINDS), computed in this process."""
+    if kind not in KINDS:  # a bug of the calling plugin: fail this host alone
+        return {"failed": True, "msg": f"the {engine} {kind} module cannot run on the controller (run_on: host can)"}
     missing = missing_driver(engine)
     if missing:
         return missing
@@ -117,18 +135,14 @@ def run(engine, kind, module_args, check_mode=False, diff=False):
         result = {"failed": True, "msg": "; ".join(validated.error_messages)}
     else:
         module = _InProcessModule(params, bool(check_mode), bool(diff))
-        engine_spec = ENGINES[engine]
         try:
-            if kind == "sessions":
-                _runner.run_sessions_module(module, engine_spec.driver_class, engine_spec.driver_module.open_driver)
-            else:
-                _runner.run_info_module(module, engine_spec.driver_module.open_driver, engine_spec.driver_class)
+            KINDS[kind][1](module, ENGINES[engine])
         except _Exit as done:
             result = done.result
         except Exception as exc:  # a bug: fail this host alone, as a crashed module would
-            result = {"failed": True, "msg": "the %s %s run failed: %s: %s" % (engine, kind, type(exc).__name__, exc)}
+            result = {"failed": True, "msg": f"the {engine} {kind} run failed: {type(exc).__name__}: {exc}"}
         else:  # pragma: no cover - the run_* functions always exit
-            result = {"failed": True, "msg": "the %s %s run ended without a result" % (engine, kind)}
+            result = {"failed": True, "msg": f"the {engine} {kind} run ended without a result"}
     # As the module's JSON would come back: plain JSON types, no_log values masked.
     result = remove_values(result, _no_log_values(spec, params))
     return json.loads(json.dumps(result, default=str))

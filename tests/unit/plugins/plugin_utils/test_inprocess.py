@@ -59,3 +59,40 @@ def test_role_arguments_are_checked_against_the_roles_own_specs(role):
     bad = dict(good, dbhygiene_run_on="elsewhere", dbhygiene_login_port="x", dbhygiene_login_password="pw-xyz")
     problems = " ".join(policy_check.argument_problems(options, bad))
     assert "dbhygiene_run_on" in problems and "elsewhere" in problems and "dbhygiene_login_port" in problems
+
+
+def test_another_hosts_variables_keep_the_play_layer_and_take_its_own_layer():
+    """policy_check sees each host's variables as the task would there, from public data:
+    the play/role/extra layer from the current host's task variables, the inventory from
+    the host's own layer, the role default where the host has no value of its own."""
+    current = {"inventory_hostname": "pg1", "dbhygiene_engine": "postgresql", "dbhygiene_login_host": "10.0.0.1"}
+    other = {"inventory_hostname": "my1", "dbhygiene_engine": "mysql", "dbhygiene_config_file": ""}
+    task_vars = dict(current, dbhygiene_policy={"rules": []}, dbhygiene_run_on="controller")
+    # A play var over the inventory: the current host's inventory value is hidden, so the play's holds for all.
+    current["dbhygiene_run_on"] = "host"
+    other["dbhygiene_run_on"] = "host"
+    defaults = {"dbhygiene_login_host": "{{ ansible_host | default(inventory_hostname) }}"}
+    variables = policy_check.host_variables(task_vars, current, other, defaults)
+    assert variables["inventory_hostname"] == "my1"
+    assert variables["dbhygiene_engine"] == "mysql"
+    assert variables["dbhygiene_config_file"] == ""
+    assert variables["dbhygiene_policy"] == {"rules": []}  # play level
+    assert variables["dbhygiene_run_on"] == "controller"  # the play var wins over both inventories
+    assert variables["dbhygiene_login_host"] == defaults["dbhygiene_login_host"]  # not set for my1: the default
+    assert (
+        policy_check.host_variables(task_vars, current, dict(other, dbhygiene_login_host="x"), {})[
+            "dbhygiene_login_host"
+        ]
+        == "x"
+    )
+    assert "dbhygiene_login_host" not in policy_check.host_variables(task_vars, current, other, {})
+
+
+def test_policy_check_takes_the_collections_roles_with_an_argument_spec():
+    assert {"audit", "enforce"} <= set(policy_check.ActionModule.ARGUMENT_SPEC["role"]["choices"])
+    assert policy_check.role_defaults("enforce")["dbhygiene_run_on"] == "controller"
+
+
+def test_a_purpose_without_an_in_process_run_fails_the_host_alone():
+    result = _inprocess.run("postgresql", "no_such_purpose", {})
+    assert result["failed"] is True and "run_on: host" in result["msg"]

@@ -1,0 +1,94 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) dbhygiene.sessions contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one base of the collection's action plugins: their opening (task variables,
+ActionBase's own run, the argument spec), and for the per-host plugins of the roles
+the engine and connection options, the policy check before any connection and the
+run of the engine module (in this worker or on the host).
+
+A mixin, put before ``ActionBase``::
+
+    class ActionModule(_action.ActionMixin, ActionBase):
+        ARGUMENT_SPEC = _action.host_argument_spec(policy={"type": "raw"})
+        FAILURE = AnsibleActionFail
+
+        def run(self, tmp=None, task_vars=None):
+            result, params, task_vars = self.begin(tmp, task_vars)
+
+No Ansible import (the plugin_utils rule): the plugin passes its exception class
+(``FAILURE``) and its ActionBase supplies the rest. Private to the collection.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _policy
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _connection, _inprocess
+
+
+def host_argument_spec(**options):
+    """The spec of a per-host action plugin of a role: every engine's connection options,
+    `engine`, `run_on`, and the plugin's own `options`."""
+    spec = dict(_connection.CONNECTION_OPTIONS)
+    spec["engine"] = {"type": "str", "required": True, "choices": list(_connection.ENGINES)}
+    spec["run_on"] = {"type": "str", "default": "controller", "choices": list(_connection.RUN_ON)}
+    spec.update(options)
+    return spec
+
+
+def target(module_args):
+    """Where the module connects, as the fleet report shows it."""
+    return module_args.get("login_host") or module_args.get("login_unix_socket")
+
+
+class ActionMixin(object):
+    """What every action plugin of the collection does the same way (see the module doc)."""
+
+    TRANSFERS_FILES = False
+    _supports_check_mode = True
+    # The plugin's argument spec and the exception that fails its task (AnsibleActionFail).
+    ARGUMENT_SPEC = {}
+    FAILURE = None
+
+    def begin(self, tmp, task_vars, argument_spec=None):
+        """ActionBase's run, then the arguments validated against `argument_spec` (default,
+        the class's ARGUMENT_SPEC): (result, params, task_vars)."""
+        task_vars = task_vars or {}
+        result = super(ActionMixin, self).run(tmp, task_vars)  # pylint: disable=no-member
+        _validation, params = self.validate_argument_spec(  # pylint: disable=no-member
+            argument_spec=self.ARGUMENT_SPEC if argument_spec is None else argument_spec
+        )
+        return result, params, task_vars
+
+    def failure(self, msg, **result):
+        """The exception that fails the task with `msg` (and `result`'s keys in its result):
+        ``raise self.failure(...)``."""
+        return self.FAILURE(msg, result=result)  # pylint: disable=not-callable
+
+    def engine_policy(self, raw, engine):
+        """The parsed policy; a bad one, or one the engine cannot evaluate, fails the task here,
+        before any connection (result ``dbhygiene.failure: policy``)."""
+        refused = {"dbhygiene": {"engine": engine, "failure": "policy"}}
+        try:
+            policy = _policy.parse_policy(raw)
+        except _policy.PolicyError as exc:
+            raise self.failure(str(exc), **refused)
+        problem = _connection.check_supported(policy, engine)
+        if problem:
+            raise self.failure(problem, **refused)
+        return policy
+
+    def run_engine_module(self, engine, kind, module_args, run_on, task_vars, check_mode=False, diff=False):
+        """The result of the engine's module for `kind` (a registry purpose): in this worker
+        (run_on controller) or on the host; without the `invocation` key."""
+        if run_on == "controller":
+            module_result = _inprocess.run(engine, kind, module_args, check_mode, diff)
+        else:
+            module_result = self._execute_module(  # pylint: disable=no-member
+                module_name=_connection.module_name(engine, kind),
+                module_args=module_args,
+                task_vars=task_vars,
+            )
+        module_result.pop("invocation", None)
+        return module_result
