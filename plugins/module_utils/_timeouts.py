@@ -515,7 +515,7 @@ def _read_text(path):
     try:
         with open(path) as handle:
             return handle.read()
-    except (IOError, OSError):
+    except OSError:
         return None
 
 
