@@ -134,6 +134,27 @@ def parse_timeouts(raw):
     return settings
 
 
+class ApplyError(SessionError):
+    """A change failed after others were made: `done` lists the statements that ran."""
+
+    def __init__(self, message, done):
+        SessionError.__init__(self, message)
+        self.done = done
+
+
+def _apply(execute, queries):
+    done = []
+    for query in queries:
+        try:
+            execute(query, f"run {shown_query(query)}")
+        except SessionError as exc:
+            if not done:
+                raise
+            raise ApplyError(f"{exc}; changed before it: {'; '.join(done)}", done)
+        done.append(shown_query(query))
+    return done
+
+
 def _cannot(setting, engine, why):
     return PolicyError(setting.path, setting.seconds, f"{engine} cannot set this: {why}")
 
@@ -416,8 +437,48 @@ class PostgreSQLTimeouts(object):
         return items, queries
 
     def apply(self, queries):
-        for query in queries:
-            self._rows(query, f"run {shown_query(query)}")
+        _apply(self.driver.execute, queries)
+
+
+def mysql_variable(flavour, setting):
+    """The server variable of a server-level setting on `flavour` (mysql / mariadb), or PolicyError."""
+    table = MYSQL_VARIABLES if flavour == "mysql" else MARIADB_VARIABLES
+    variable = table.get(setting.field)
+    if variable is None:
+        raise _cannot(
+            setting, "MySQL", "MySQL has no idle-in-transaction timeout (MariaDB has idle_transaction_timeout)"
+        )
+    return variable
+
+
+def mysql_wanted(variable, seconds):
+    """Seconds in the variable's own unit: max_execution_time ms, max_statement_time a float."""
+    if variable == "max_execution_time":
+        return seconds * 1000
+    if variable == "max_statement_time":
+        return float(seconds)
+    return int(seconds)
+
+
+def check_flavour(settings, flavour):
+    """PolicyError for a setting this flavour cannot take (known once connected)."""
+    for setting in settings:
+        if setting.level == "roles" and flavour == "mysql":
+            raise _cannot(setting, "MySQL", "MySQL has no per-user statement limit (MariaDB has MAX_STATEMENT_TIME)")
+        if setting.level == "server":
+            variable = mysql_variable(flavour, setting)
+            if variable == "max_execution_time" and setting.seconds * 1000 > MYSQL_MAX_EXECUTION_MS:
+                raise _cannot(setting, "MySQL", f"max_execution_time is at most {MYSQL_MAX_EXECUTION_MS} ms")
+
+
+def mysql_persisted_query(variables):
+    """(sql, params), MySQL 8: the values SET PERSIST wrote (mysqld-auto.cnf)."""
+    marks = ", ".join(["%s"] * len(variables))
+    return (
+        f"SELECT VARIABLE_NAME, VARIABLE_VALUE FROM performance_schema.persisted_variables "
+        f"WHERE VARIABLE_NAME IN ({marks})",
+        tuple(variables),
+    )
 
 
 class MySQLTimeouts(object):
@@ -428,48 +489,41 @@ class MySQLTimeouts(object):
     def __init__(self, driver, persist_file=None):
         self.driver = driver
         self.flavour = driver.flavour.name
-        self.persist_file = persist_file
-        self.persisted = self.flavour == "mysql"
+        self.persist_file = persist_file if self.flavour != "mysql" else None
+        self.persisted = True
         self.persist_change = None  # (before text or None, after text) when the file changes
 
     def _rows(self, query, doing):
         return self.driver.execute(query, doing)
 
-    def _variable(self, setting):
-        table = MYSQL_VARIABLES if self.flavour == "mysql" else MARIADB_VARIABLES
-        variable = table.get(setting.field)
-        if variable is None:
-            raise _cannot(
-                setting, "MySQL", "MySQL has no idle-in-transaction timeout (MariaDB has idle_transaction_timeout)"
-            )
-        return variable
-
-    def _wanted(self, variable, seconds):
-        if variable == "max_execution_time":
-            return seconds * 1000
-        if variable == "max_statement_time":
-            return float(seconds)
-        return int(seconds)
-
     def plan(self, settings):
+        check_flavour(settings, self.flavour)
         server = [s for s in settings if s.level == "server"]
         users = [s for s in settings if s.level == "roles"]
-        if users and self.flavour == "mysql":
-            raise _cannot(users[0], "MySQL", "MySQL has no per-user statement limit (MariaDB has MAX_STATEMENT_TIME)")
-        variables = sorted(set(self._variable(s) for s in server))
-        values = {}
+        variables = sorted(set(mysql_variable(self.flavour, s) for s in server))
+        values, persisted = {}, {}
         if variables:
             values = dict(self._rows(mysql_variables_query(variables), "read the global timeouts"))
+            if self.flavour == "mysql":
+                rows = self._rows(mysql_persisted_query(variables), "read the persisted variables")
+                persisted = dict((name.lower(), value) for name, value in rows)
         items, queries = [], []
         for setting in server:
-            variable = self._variable(setting)
+            variable = mysql_variable(self.flavour, setting)
             if variable not in values:
                 raise _cannot(
                     setting, self.driver.flavour.label, f"this server has no {variable} (MariaDB 10.3 or later has it)"
                 )
             now = _number(values[variable], variable)
-            wanted = self._wanted(variable, setting.seconds)
-            item = _item(setting, variable, None, now, wanted, mysql_value_text(now), mysql_value_text(wanted))
+            wanted = mysql_wanted(variable, setting.seconds)
+            shown = mysql_value_text(now)
+            item = _item(setting, variable, None, now, wanted, shown, mysql_value_text(wanted))
+            if self.flavour == "mysql":
+                kept = persisted.get(variable)
+                if kept is None or _number(kept, variable) != wanted:
+                    # The running value may be right and still be lost at the next restart.
+                    item["changed"] = True
+                    item["current_text"] = f"{shown} (persisted: {'none' if kept is None else kept})"
             items.append(item)
             if item["changed"]:
                 queries.append(mysql_set_global_query(self.flavour, variable, wanted))
@@ -489,19 +543,24 @@ class MySQLTimeouts(object):
                 items.append(item)
                 if item["changed"]:
                     queries.append(mariadb_user_statement_query(user, host, setting.seconds))
-        if self.persist_file and self.flavour != "mysql" and server:
-            wanted_file = persist_text(dict((i["variable"], i["wanted"]) for i in items if i["level"] == "server"))
-            before = _read_text(self.persist_file)
-            if before != wanted_file:
-                self.persist_change = (before, wanted_file)
-            self.persisted = True
+        if server and self.flavour != "mysql":
+            # MariaDB has no SET PERSIST: the option file is what keeps the values over a restart.
+            self.persisted = bool(self.persist_file)
+            if self.persist_file:
+                wanted_file = persist_text(dict((i["variable"], i["wanted"]) for i in items if i["level"] == "server"))
+                before = _read_text(self.persist_file)
+                if before != wanted_file:
+                    self.persist_change = (before, wanted_file)
         return items, queries
 
     def apply(self, queries):
-        for query in queries:
-            self._rows(query, f"run {shown_query(query)}")
+        done = _apply(self.driver.execute, queries)
         if self.persist_change:
-            write_file(self.persist_file, self.persist_change[1])
+            try:
+                write_file(self.persist_file, self.persist_change[1])
+            except OSError as exc:
+                what = f"; changed before it: {'; '.join(done)}" if done else ""
+                raise ApplyError(f"cannot write persist_file {self.persist_file}: {exc}{what}", done)
 
 
 def _number(text, variable):
@@ -581,6 +640,70 @@ def reconcile(engine_timeouts, settings, check_mode, diff=False):
     return result
 
 
+def trail_records(host, engine, result, check_mode, context, now):
+    """Audit lines (dicts) of one host's *_timeouts result: one per setting changed
+    (check mode: that would change), with the value before and after."""
+    records = []
+    if result.get("failed"):
+        # A change failed after others ran: those others are recorded, as statements.
+        for statement in result.get("queries") or []:
+            records.append(
+                {
+                    "time": now,
+                    "host": host,
+                    "login_host": context.get("login_host"),
+                    "engine": engine,
+                    "policy": "timeouts",
+                    "rule": None,
+                    "action": "set_timeout",
+                    "check_mode": bool(check_mode),
+                    "outcome": "set",
+                    "statement": statement,
+                    "job_id": context.get("job_id"),
+                }
+            )
+        return records
+    for item in result.get("settings") or []:
+        if not item.get("changed"):
+            continue
+        records.append(
+            {
+                "time": now,
+                "host": host,
+                "login_host": context.get("login_host"),
+                "engine": engine,
+                "policy": "timeouts",
+                "rule": item.get("given_as"),
+                "action": "set_timeout",
+                "check_mode": bool(check_mode),
+                "outcome": "would_set" if check_mode else "set",
+                "level": item.get("level"),
+                "target": item.get("target"),
+                "variable": item.get("variable"),
+                "before": item.get("current_text"),
+                "after": item.get("wanted_text"),
+                "job_id": context.get("job_id"),
+            }
+        )
+    if result.get("persist_file_changed"):
+        records.append(
+            {
+                "time": now,
+                "host": host,
+                "login_host": context.get("login_host"),
+                "engine": engine,
+                "policy": "timeouts",
+                "rule": "persist_file",
+                "action": "write_file",
+                "check_mode": bool(check_mode),
+                "outcome": "would_set" if check_mode else "set",
+                "target": result.get("persist_file"),
+                "job_id": context.get("job_id"),
+            }
+        )
+    return records
+
+
 def argument_spec():
     """Options of every `*_timeouts` module besides the connection."""
     return dict(timeouts=dict(type="dict", required=True))
@@ -610,14 +733,16 @@ def run_timeouts_module(module, engine, open_driver):
         result = reconcile(timeouts, settings, module.check_mode, diff=module._diff)
     except PolicyError as exc:
         module.fail_json(msg=f"{exc} (on {driver.target}; nothing was changed)", field=exc.field)
+    except ApplyError as exc:
+        module.fail_json(msg=str(exc), changed=True, queries=exc.done)
     except (SessionError, OSError) as exc:
         module.fail_json(msg=str(exc))
     finally:
         if driver is not None:
             driver.close()
-    if engine == "mysql" and not result["persisted"] and result["changed"]:
+    if not result["persisted"] and result["changed"]:
         result["warnings"] = [
             "MariaDB has no SET PERSIST: the server-level timeouts set with SET GLOBAL last until the server "
-            "restarts; give persist_file (an option file the server reads, on the database host) to keep them"
+            "restarts; give persist_file (role: dbhygiene_timeouts_persist_file), an option file the server reads on the database host, to keep them"
         ]
     module.exit_json(**result)
