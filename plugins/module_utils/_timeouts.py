@@ -58,6 +58,7 @@ NO_ZERO = frozenset(["wait_timeout"])
 
 _PG_UNITS_MS = {"us": 0.001, "ms": 1, "s": 1000, "min": 60000, "h": 3600000, "d": 86400000}
 _PG_SHOWN_UNITS = (("d", 86400000), ("h", 3600000), ("min", 60000), ("s", 1000))
+_PLACEHOLDER_RE = re.compile(r"(%%|%s)")
 _PG_VALUE_RE = re.compile(r"^\s*(-?[0-9]+(?:\.[0-9]*)?)\s*(us|ms|s|min|h|d)?\s*$")
 
 PERSIST_HEADER = (
@@ -276,7 +277,9 @@ def pg_set_query(level, target, variable, ms):
     if level == "server":
         return f"ALTER SYSTEM SET {variable} = %s", (value,)
     keyword = {"roles": "ROLE", "databases": "DATABASE"}[level]
-    return f"ALTER {keyword} {quote_ident(target)} SET {variable} = %s", (value,)
+    # The statement goes with parameters: a % in the name is the driver's, doubled.
+    name = quote_ident(target).replace("%", "%%")
+    return f"ALTER {keyword} {name} SET {variable} = %s", (value,)
 
 
 def pg_reload_query():
@@ -346,13 +349,18 @@ def shown_query(query):
             return mysql_value_text(value)
         return "'" + str(value).replace("'", "''") + "'"
 
-    parts = sql.split("%s")
-    if len(parts) - 1 != len(params):
+    values = list(params)
+    if sum(1 for token in _PLACEHOLDER_RE.findall(sql) if token == "%s") != len(values):
         return sql
-    text = parts[0]
-    for value, rest in zip(params, parts[1:]):
-        text += literal(value) + rest
-    return text
+    pieces = []
+    for token in _PLACEHOLDER_RE.split(sql):
+        if token == "%%":
+            pieces.append("%")
+        elif token == "%s":
+            pieces.append(literal(values.pop(0)))
+        else:
+            pieces.append(token)
+    return "".join(pieces)
 
 
 # ------------------------------------------------------------------ plans
@@ -697,7 +705,11 @@ def trail_records(host, engine, result, check_mode, context, now):
                 "action": "write_file",
                 "check_mode": bool(check_mode),
                 "outcome": "would_set" if check_mode else "set",
+                "level": "server",
                 "target": result.get("persist_file"),
+                "variable": None,
+                "before": None,
+                "after": None,
                 "job_id": context.get("job_id"),
             }
         )
