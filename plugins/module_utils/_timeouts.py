@@ -755,6 +755,7 @@ def run_timeouts_module(module, engine, open_driver):
     if not result["persisted"] and result["changed"]:
         result["warnings"] = [
             "MariaDB has no SET PERSIST: the server-level timeouts set with SET GLOBAL last until the server "
-            "restarts; give persist_file (role: dbhygiene_timeouts_persist_file), an option file the server reads on the database host, to keep them"
+            "restarts; give persist_file (role: dbhygiene_timeouts_persist_file), an option file the server "
+            "reads on the database host, to keep them"
         ]
     module.exit_json(**result)

@@ -106,7 +106,7 @@ settings:
     wanted: {description: "The value wanted, in the server's unit (0 is no limit).", type: raw, returned: always}
     current_text: {description: The current value as text., type: str, returned: always}
     wanted_text: {description: The wanted value as text., type: str, returned: always}
-    changed: {description: The value was (check mode, would be) changed., type: bool, returned: always}
+    changed: {description: "The value was (check mode: would be) changed.", type: bool, returned: always}
     given_as: {description: Where the option gave it., type: str, returned: always, sample: timeouts.server.idle_session}
 queries:
   description: The statements run (check mode, that would run), values filled in; none holds a secret.

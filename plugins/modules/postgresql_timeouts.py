@@ -99,7 +99,7 @@ settings:
     wanted: {description: Milliseconds wanted (0 is no limit)., type: int, returned: always, sample: 7200000}
     current_text: {description: The current value as PostgreSQL shows it., type: str, returned: always, sample: "0"}
     wanted_text: {description: The wanted value as PostgreSQL shows it., type: str, returned: always, sample: 2h}
-    changed: {description: The value was (check mode, would be) changed., type: bool, returned: always}
+    changed: {description: "The value was (check mode: would be) changed.", type: bool, returned: always}
     given_as: {description: Where the option gave it., type: str, returned: always, sample: timeouts.roles.app.statement}
 queries:
   description: The statements run (check mode, that would run), values filled in; none holds a secret.
@@ -108,7 +108,7 @@ queries:
   elements: str
   sample: ["ALTER ROLE \"app\" SET statement_timeout = '2h'"]
 persisted:
-  description: Always true: every level PostgreSQL has survives a restart.
+  description: Always true (every level PostgreSQL has survives a restart).
   returned: success
   type: bool
 check_mode:

@@ -143,7 +143,7 @@ def test_postgresql_role_and_database_levels_in_four_steps(fleet, pg_role, pg_da
         "roles": {role: {"idle_in_transaction": "5m", "statement": "2h"}},
         "databases": {pg_database: {"idle_session": "1h30m", "statement": 0}},
     }
-    (check, check_run), (real, real_run), (again_check, _), (again, again_run) = four_steps(
+    (check, check_run), (real, real_run), (again_check, _again_check_run), (again, again_run) = four_steps(
         PG_MODULE, pg_args(fleet, timeouts)
     )
 
@@ -194,8 +194,9 @@ def test_postgresql_new_sessions_get_the_values(fleet, pg_role, pg_database):
 
 def test_postgresql_server_level_is_alter_system_and_reloaded(fleet, pg_server_restored):
     timeouts = {"server": {"idle_session": "12h", "statement": "6h"}}
-    (check, _), (real, run), (again_check, _), (again, _) = four_steps(PG_MODULE, pg_args(fleet, timeouts))
-    assert check["changed"] is True and real["changed"] is True, run.output
+    steps = four_steps(PG_MODULE, pg_args(fleet, timeouts))
+    check, real, again_check, again = [result for result, _run in steps]
+    assert check["changed"] is True and real["changed"] is True, steps[1][1].output
     assert real["queries"] == [
         "ALTER SYSTEM SET idle_session_timeout = '12h'",
         "ALTER SYSTEM SET statement_timeout = '6h'",
@@ -285,7 +286,7 @@ def test_mariadb_server_and_user_levels_in_four_steps(fleet, my_user, my_server_
     assert f"role {user}@localhost: max_statement_time = 0" in check["diff"][0]["before"]
     assert check["diff"][1]["after_header"] == persist
 
-    (real, real_run), (again_check, _), (again, again_run) = four_steps(MY_MODULE, args)[1:]
+    (real, real_run), (again_check, _again_check_run), (again, again_run) = four_steps(MY_MODULE, args)[1:]
     assert real["changed"] is True and real["persisted"] is True, real_run.output
     assert my_globals(fleet) == dict(before, idle_transaction_timeout=600, max_statement_time=3600.0)
     assert account_limits(fleet, user) == {"%": 120.0, "localhost": 120.0}
