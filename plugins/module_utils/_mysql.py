@@ -488,6 +488,14 @@ class MySQLDriver(Driver):
                 return False
             raise SessionError(f"query failed on {self.target} as {self.current_user}: {self._why(exc)}")
 
+    def execute(self, query, doing):
+        """Rows of one (sql, params) statement built outside the driver (the timeouts core);
+        SessionError saying what we were `doing`."""
+        try:
+            return self._execute(query)
+        except pymysql.MySQLError as exc:
+            raise SessionError(f"cannot {doing} on {self.target} as {self.current_user}: {self._why(exc)}")
+
     # ------------------------------------------------------------ contract
     @property
     def own_id(self):

@@ -493,6 +493,11 @@ class PostgreSQLDriver(Driver):
             raise SessionError(f"cannot {doing} on PostgreSQL at {self.target}: the server returned nothing")
         return rows[0]
 
+    def execute(self, query, doing):
+        """Rows of one (sql, params) statement built outside the driver (the timeouts core);
+        SessionError saying what we were `doing`."""
+        return self._query(query, doing)[1]
+
     @property
     def own_id(self):
         return self._own_id

@@ -1,0 +1,761 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) dbhygiene.sessions contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Prevention: the engines' own session timeouts, reconciled from one structure.
+
+``parse_timeouts`` validates the ``timeouts`` option (DESIGN.md "Change windows",
+prevention) before any connection; ``PostgreSQLTimeouts`` / ``MySQLTimeouts`` read
+the current values through an engine driver (its public ``execute``), plan every
+setting in the engine's own unit, refuse what the engine cannot set before any
+change, and apply the rest; ``run_timeouts_module`` is the whole ``main()`` of the
+``*_timeouts`` modules (and of the role's in-process run).
+
+The statement builders return ``(sql, params)``: values are driver parameters;
+the only identifiers (role and database names, PostgreSQL) are quoted by
+``quote_ident``; variable names come from the tables below, never from input.
+
+No AnsibleModule import, no database driver import.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import re
+import tempfile
+
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError, parse_duration
+
+FIELDS = ("idle_session", "idle_in_transaction", "statement")
+LEVELS = ("server", "roles", "databases")
+# Singular level names as results and the trail show them.
+LEVEL_NAMES = {"server": "server", "roles": "role", "databases": "database"}
+OPTION = "timeouts"
+
+# PostgreSQL: integer milliseconds (INT_MAX at most), 0 = no limit.
+PG_VARIABLES = {
+    "idle_session": "idle_session_timeout",
+    "idle_in_transaction": "idle_in_transaction_session_timeout",
+    "statement": "statement_timeout",
+}
+PG_MAX_MS = 2147483647
+PG_MAX_NAME = 63
+# MariaDB: seconds (max_statement_time a float), 31536000 at most.
+MARIADB_VARIABLES = {
+    "idle_session": "wait_timeout",
+    "idle_in_transaction": "idle_transaction_timeout",
+    "statement": "max_statement_time",
+}
+# MySQL 8: wait_timeout in seconds; max_execution_time in milliseconds (SELECT only);
+# no idle-in-transaction limit.
+MYSQL_VARIABLES = {"idle_session": "wait_timeout", "statement": "max_execution_time"}
+MYSQL_MAX_SECONDS = 31536000
+MYSQL_MAX_EXECUTION_MS = 4294967295
+# Variables that cannot be 0 ("no limit"): the server's range starts at 1.
+NO_ZERO = frozenset(["wait_timeout"])
+
+_PG_UNITS_MS = {"us": 0.001, "ms": 1, "s": 1000, "min": 60000, "h": 3600000, "d": 86400000}
+_PG_SHOWN_UNITS = (("d", 86400000), ("h", 3600000), ("min", 60000), ("s", 1000))
+_PLACEHOLDER_RE = re.compile(r"(%%|%s)")
+_PG_VALUE_RE = re.compile(r"^\s*(-?[0-9]+(?:\.[0-9]*)?)\s*(us|ms|s|min|h|d)?\s*$")
+
+PERSIST_HEADER = (
+    "# Written by dbhygiene.sessions (role timeouts / mysql_timeouts persist_file): the server-level\n"
+    "# timeouts, read at server start. Edits here are replaced on the next run.\n"
+)
+
+
+# ------------------------------------------------------------------ the option
+class Setting(object):
+    """One wanted value: level (server / roles / databases), target name (None for the
+    server), field (idle_session ...) and seconds (0 = no limit)."""
+
+    def __init__(self, level, target, field, seconds):
+        self.level = level
+        self.target = target
+        self.field = field
+        self.seconds = seconds
+
+    @property
+    def path(self):
+        """Where it was given, for messages: timeouts.roles.app.statement."""
+        if self.target is None:
+            return f"{OPTION}.{self.level}.{self.field}"
+        return f"{OPTION}.{self.level}.{self.target}.{self.field}"
+
+    def __repr__(self):
+        return f"Setting({self.path}={self.seconds})"
+
+
+def _mapping(raw, field, allowed=None):
+    if not isinstance(raw, dict):
+        what = f"a mapping with keys {', '.join(allowed)}" if allowed else "a mapping of names"
+        raise PolicyError(field, raw, f"expected {what}, got {raw!r}")
+    if allowed:
+        for key in raw:
+            if key not in allowed:
+                raise PolicyError(f"{field}.{key}", key, f"unknown key {key!r} (allowed: {', '.join(allowed)})")
+    return raw
+
+
+def _fields(raw, level, target, field):
+    settings = []
+    for name, value in _mapping(raw, field, FIELDS).items():
+        if value is None:
+            continue  # not managed at this level
+        where = f"{field}.{name}"
+        settings.append(Setting(level, target, name, parse_duration(value, where)))
+    return settings
+
+
+def parse_timeouts(raw):
+    """The wanted settings (list of Setting) of the ``timeouts`` option, or PolicyError.
+
+    ``{server: {idle_session: 30m, ...}, roles: {app: {...}}, databases: {billing: {...}}}``;
+    durations as in the policy (0 / ``0s``: no limit); a field left out or null is not managed.
+    """
+    _mapping(raw, OPTION, LEVELS)
+    settings = []
+    for level in LEVELS:
+        value = raw.get(level)
+        if value is None:
+            continue
+        field = f"{OPTION}.{level}"
+        if level == "server":
+            settings.extend(_fields(value, level, None, field))
+            continue
+        for name, fields in _mapping(value, field).items():
+            if not isinstance(name, str) or not name.strip():
+                raise PolicyError(field, name, f"a {LEVEL_NAMES[level]} name must be a non-empty string, got {name!r}")
+            settings.extend(_fields(fields, level, name, f"{field}.{name}"))
+    if not settings:
+        raise PolicyError(OPTION, raw, "nothing to set: give at least one duration under server, roles or databases")
+    return settings
+
+
+class ApplyError(SessionError):
+    """A change failed after others were made: `done` lists the statements that ran."""
+
+    def __init__(self, message, done):
+        SessionError.__init__(self, message)
+        self.done = done
+
+
+def _apply(execute, queries):
+    done = []
+    for query in queries:
+        try:
+            execute(query, f"run {shown_query(query)}")
+        except SessionError as exc:
+            if not done:
+                raise
+            raise ApplyError(f"{exc}; changed before it: {'; '.join(done)}", done)
+        done.append(shown_query(query))
+    return done
+
+
+def _cannot(setting, engine, why):
+    return PolicyError(setting.path, setting.seconds, f"{engine} cannot set this: {why}")
+
+
+def check_postgresql(settings):
+    """PolicyError for a setting PostgreSQL can never take (before connecting)."""
+    for setting in settings:
+        if setting.seconds * 1000 > PG_MAX_MS:
+            raise _cannot(setting, "PostgreSQL", f"{PG_VARIABLES[setting.field]} is at most {PG_MAX_MS // 1000}s")
+        if setting.target is not None and len(setting.target.encode("utf-8")) > PG_MAX_NAME:
+            raise PolicyError(setting.path, setting.target, f"a PostgreSQL name is at most {PG_MAX_NAME} bytes")
+
+
+def check_mysql(settings):
+    """PolicyError for a setting neither MySQL nor MariaDB can take (before connecting)."""
+    for setting in settings:
+        if setting.level == "databases":
+            raise _cannot(
+                setting,
+                "MySQL/MariaDB",
+                "there are no per-database timeouts; set it under server (or, for statement, per user under roles)",
+            )
+        if setting.level == "roles" and setting.field != "statement":
+            raise _cannot(
+                setting,
+                "MySQL/MariaDB",
+                f"there is no per-user {setting.field} timeout ({MARIADB_VARIABLES[setting.field]} is global or per "
+                "session only); set it under server",
+            )
+        if setting.seconds > MYSQL_MAX_SECONDS:
+            raise _cannot(setting, "MySQL/MariaDB", f"the limit is at most {MYSQL_MAX_SECONDS}s (365 days)")
+        if setting.level == "server" and setting.field == "idle_session" and setting.seconds == 0:
+            raise _cannot(
+                setting,
+                "MySQL/MariaDB",
+                f"wait_timeout has no 'no limit' value (1 to {MYSQL_MAX_SECONDS} seconds); give a duration instead",
+            )
+
+
+# ------------------------------------------------------------------ PostgreSQL values
+def quote_ident(name):
+    """A PostgreSQL identifier, double-quoted with its double quotes doubled."""
+    text = str(name)
+    if "\x00" in text:
+        raise PolicyError(OPTION, name, "a name cannot contain a NUL character")
+    return '"' + text.replace('"', '""') + '"'
+
+
+def pg_ms(text):
+    """Milliseconds (int) of a PostgreSQL time setting as written (``5min``, ``300``, ``1.5s``), or None."""
+    if text is None:
+        return None
+    match = _PG_VALUE_RE.match(str(text).strip("'"))
+    if not match:
+        return None
+    number, unit = match.groups()
+    return int(round(float(number) * _PG_UNITS_MS[unit or "ms"]))
+
+
+def pg_text(ms):
+    """A millisecond value as PostgreSQL shows it: the largest unit that divides it (``30min``)."""
+    if not ms:
+        return "0"
+    for unit, size in _PG_SHOWN_UNITS:
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
+def pg_setconfig(setconfig, variable):
+    """The value of `variable` in a pg_db_role_setting.setconfig array (``name=value``), or None."""
+    for item in setconfig or []:
+        name, _sep, value = str(item).partition("=")
+        if name == variable:
+            return value
+    return None
+
+
+# ------------------------------------------------------------------ PostgreSQL statements
+def pg_known_query(variables):
+    """(sql, params): which of `variables` this server has, with their built-in default."""
+    return "SELECT name, boot_val FROM pg_settings WHERE name = ANY(%s)", (list(variables),)
+
+
+def pg_file_query(variables):
+    """(sql, params): the server-level values written in the configuration files
+    (postgresql.conf, then postgresql.auto.conf: the last line of a name wins)."""
+    return (
+        "SELECT name, setting FROM pg_file_settings WHERE name = ANY(%s) AND error IS NULL ORDER BY seqno",
+        (list(variables),),
+    )
+
+
+def pg_roles_query(names):
+    """(sql, params): each role named, with its own settings (all databases)."""
+    return (
+        "SELECT r.rolname, s.setconfig FROM pg_roles r "
+        "LEFT JOIN pg_db_role_setting s ON s.setrole = r.oid AND s.setdatabase = 0 "
+        "WHERE r.rolname = ANY(%s)",
+        (list(names),),
+    )
+
+
+def pg_databases_query(names):
+    """(sql, params): each database named, with its own settings (all roles)."""
+    return (
+        "SELECT d.datname, s.setconfig FROM pg_database d "
+        "LEFT JOIN pg_db_role_setting s ON s.setdatabase = d.oid AND s.setrole = 0 "
+        "WHERE d.datname = ANY(%s)",
+        (list(names),),
+    )
+
+
+def pg_set_query(level, target, variable, ms):
+    """(sql, params): set `variable` to `ms` at `level` (server: ALTER SYSTEM)."""
+    if variable not in PG_VARIABLES.values():
+        raise ValueError(f"not a timeout variable: {variable!r}")
+    value = pg_text(ms)
+    if level == "server":
+        return f"ALTER SYSTEM SET {variable} = %s", (value,)
+    keyword = {"roles": "ROLE", "databases": "DATABASE"}[level]
+    # The statement goes with parameters: a % in the name is the driver's, doubled.
+    name = quote_ident(target).replace("%", "%%")
+    return f"ALTER {keyword} {name} SET {variable} = %s", (value,)
+
+
+def pg_reload_query():
+    return "SELECT pg_reload_conf()", ()
+
+
+# ------------------------------------------------------------------ MySQL / MariaDB statements
+def mysql_variables_query(variables):
+    """(sql, params): the global values of `variables` (those the server has)."""
+    marks = ", ".join(["%s"] * len(variables))
+    return f"SHOW GLOBAL VARIABLES WHERE Variable_name IN ({marks})", tuple(variables)
+
+
+def mysql_set_global_query(flavour, variable, value):
+    """(sql, params): MariaDB SET GLOBAL (lasts until restart); MySQL 8 SET PERSIST (survives it)."""
+    if variable not in set(MARIADB_VARIABLES.values()) | set(MYSQL_VARIABLES.values()):
+        raise ValueError(f"not a timeout variable: {variable!r}")
+    scope = "PERSIST" if flavour == "mysql" else "GLOBAL"
+    return f"SET {scope} {variable} = %s", (value,)
+
+
+def split_user(name):
+    """(user, host or None) of a roles key: ``app`` (every account named app) or ``app@10.%``."""
+    user, sep, host = str(name).rpartition("@")
+    if not sep or not user:
+        return str(name), None
+    return user, host
+
+
+def mariadb_users_query(name):
+    """(sql, params): the accounts a roles key names, with their MAX_STATEMENT_TIME."""
+    user, host = split_user(name)
+    if host is None:
+        return "SELECT User, Host, max_statement_time FROM mysql.user WHERE User = %s ORDER BY Host", (user,)
+    return (
+        "SELECT User, Host, max_statement_time FROM mysql.user WHERE User = %s AND Host = %s ORDER BY Host",
+        (user, host),
+    )
+
+
+def mariadb_user_statement_query(user, host, seconds):
+    """(sql, params): an account's MAX_STATEMENT_TIME resource limit (0: none of its own)."""
+    return "ALTER USER %s@%s WITH MAX_STATEMENT_TIME %s", (user, host, float(seconds))
+
+
+def persist_text(values):
+    """The option file that keeps the server-level values over a restart: {variable: value}."""
+    lines = [PERSIST_HEADER, "[mysqld]\n"]
+    for variable in sorted(values):
+        lines.append(f"{variable} = {mysql_value_text(values[variable])}\n")
+    return "".join(lines)
+
+
+def mysql_value_text(value):
+    """A value as the server takes it in a statement or an option file (7200.0 as 7200)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def shown_query(query):
+    """A statement with its parameters filled in, for results and diffs (no value here is a secret)."""
+    sql, params = query
+
+    def literal(value):
+        if isinstance(value, (int, float)):
+            return mysql_value_text(value)
+        return "'" + str(value).replace("'", "''") + "'"
+
+    values = list(params)
+    if sum(1 for token in _PLACEHOLDER_RE.findall(sql) if token == "%s") != len(values):
+        return sql
+    pieces = []
+    for token in _PLACEHOLDER_RE.split(sql):
+        if token == "%%":
+            pieces.append("%")
+        elif token == "%s":
+            pieces.append(literal(values.pop(0)))
+        else:
+            pieces.append(token)
+    return "".join(pieces)
+
+
+# ------------------------------------------------------------------ plans
+def _item(setting, variable, target, current, wanted, shown_current, shown_wanted):
+    return {
+        "level": LEVEL_NAMES[setting.level],
+        "target": target,
+        "field": setting.field,
+        "variable": variable,
+        "current": current,
+        "wanted": wanted,
+        "current_text": shown_current,
+        "wanted_text": shown_wanted,
+        "changed": current != wanted,
+        "given_as": setting.path,
+    }
+
+
+class PostgreSQLTimeouts(object):
+    """Plan and apply the settings on one PostgreSQL server (values in milliseconds)."""
+
+    engine = "postgresql"
+
+    def __init__(self, driver):
+        self.driver = driver
+        self.persisted = True  # ALTER SYSTEM / ALTER ROLE / ALTER DATABASE are all durable
+
+    def _rows(self, query, doing):
+        return self.driver.execute(query, doing)
+
+    def plan(self, settings):
+        """(items, change queries); PolicyError / SessionError before any change."""
+        variables = sorted(set(PG_VARIABLES[s.field] for s in settings))
+        known = dict(self._rows(pg_known_query(variables), "read which timeouts the server has"))
+        for setting in settings:
+            variable = PG_VARIABLES[setting.field]
+            if variable not in known:
+                raise _cannot(
+                    setting, "PostgreSQL", f"this server has no {variable} (idle_session needs PostgreSQL 14 or later)"
+                )
+        current = {}
+        if any(s.level == "server" for s in settings):
+            files = dict((name, pg_ms(known[name])) for name in variables)
+            for name, text in self._rows(pg_file_query(variables), "read the server's configuration files"):
+                files[name] = pg_ms(text)
+            current["server"] = {None: files}
+        for level, query in (("roles", pg_roles_query), ("databases", pg_databases_query)):
+            names = sorted(set(s.target for s in settings if s.level == level))
+            if not names:
+                continue
+            rows = self._rows(query(names), f"read the settings of the {level} named")
+            found = dict((row[0], row[1]) for row in rows)
+            for setting in settings:
+                if setting.level == level and setting.target not in found:
+                    raise PolicyError(
+                        setting.path,
+                        setting.target,
+                        f"no {LEVEL_NAMES[level]} {setting.target!r} on PostgreSQL at {self.driver.target}",
+                    )
+            current[level] = dict(
+                (name, dict((v, pg_ms(pg_setconfig(config, v))) for v in variables)) for name, config in found.items()
+            )
+        items, queries = [], []
+        for setting in settings:
+            variable = PG_VARIABLES[setting.field]
+            now = current[setting.level][setting.target][variable]
+            wanted = setting.seconds * 1000
+            item = _item(
+                setting,
+                variable,
+                setting.target,
+                now,
+                wanted,
+                None if now is None else pg_text(now),
+                pg_text(wanted),
+            )
+            items.append(item)
+            if item["changed"]:
+                queries.append(pg_set_query(setting.level, setting.target, variable, wanted))
+        if any(q[0].startswith("ALTER SYSTEM") for q in queries):
+            queries.append(pg_reload_query())
+        return items, queries
+
+    def apply(self, queries):
+        _apply(self.driver.execute, queries)
+
+
+def mysql_variable(flavour, setting):
+    """The server variable of a server-level setting on `flavour` (mysql / mariadb), or PolicyError."""
+    table = MYSQL_VARIABLES if flavour == "mysql" else MARIADB_VARIABLES
+    variable = table.get(setting.field)
+    if variable is None:
+        raise _cannot(
+            setting, "MySQL", "MySQL has no idle-in-transaction timeout (MariaDB has idle_transaction_timeout)"
+        )
+    return variable
+
+
+def mysql_wanted(variable, seconds):
+    """Seconds in the variable's own unit: max_execution_time ms, max_statement_time a float."""
+    if variable == "max_execution_time":
+        return seconds * 1000
+    if variable == "max_statement_time":
+        return float(seconds)
+    return int(seconds)
+
+
+def check_flavour(settings, flavour):
+    """PolicyError for a setting this flavour cannot take (known once connected)."""
+    for setting in settings:
+        if setting.level == "roles" and flavour == "mysql":
+            raise _cannot(setting, "MySQL", "MySQL has no per-user statement limit (MariaDB has MAX_STATEMENT_TIME)")
+        if setting.level == "server":
+            variable = mysql_variable(flavour, setting)
+            if variable == "max_execution_time" and setting.seconds * 1000 > MYSQL_MAX_EXECUTION_MS:
+                raise _cannot(setting, "MySQL", f"max_execution_time is at most {MYSQL_MAX_EXECUTION_MS} ms")
+
+
+def mysql_persisted_query(variables):
+    """(sql, params), MySQL 8: the values SET PERSIST wrote (mysqld-auto.cnf)."""
+    marks = ", ".join(["%s"] * len(variables))
+    return (
+        f"SELECT VARIABLE_NAME, VARIABLE_VALUE FROM performance_schema.persisted_variables "
+        f"WHERE VARIABLE_NAME IN ({marks})",
+        tuple(variables),
+    )
+
+
+class MySQLTimeouts(object):
+    """Plan and apply the settings on one MySQL / MariaDB server (engine units)."""
+
+    engine = "mysql"
+
+    def __init__(self, driver, persist_file=None):
+        self.driver = driver
+        self.flavour = driver.flavour.name
+        self.persist_file = persist_file if self.flavour != "mysql" else None
+        self.persisted = True
+        self.persist_change = None  # (before text or None, after text) when the file changes
+
+    def _rows(self, query, doing):
+        return self.driver.execute(query, doing)
+
+    def plan(self, settings):
+        check_flavour(settings, self.flavour)
+        server = [s for s in settings if s.level == "server"]
+        users = [s for s in settings if s.level == "roles"]
+        variables = sorted(set(mysql_variable(self.flavour, s) for s in server))
+        values, persisted = {}, {}
+        if variables:
+            values = dict(self._rows(mysql_variables_query(variables), "read the global timeouts"))
+            if self.flavour == "mysql":
+                rows = self._rows(mysql_persisted_query(variables), "read the persisted variables")
+                persisted = dict((name.lower(), value) for name, value in rows)
+        items, queries = [], []
+        for setting in server:
+            variable = mysql_variable(self.flavour, setting)
+            if variable not in values:
+                raise _cannot(
+                    setting, self.driver.flavour.label, f"this server has no {variable} (MariaDB 10.3 or later has it)"
+                )
+            now = _number(values[variable], variable)
+            wanted = mysql_wanted(variable, setting.seconds)
+            shown = mysql_value_text(now)
+            item = _item(setting, variable, None, now, wanted, shown, mysql_value_text(wanted))
+            if self.flavour == "mysql":
+                kept = persisted.get(variable)
+                if kept is None or _number(kept, variable) != wanted:
+                    # The running value may be right and still be lost at the next restart.
+                    item["changed"] = True
+                    item["current_text"] = f"{shown} (persisted: {'none' if kept is None else kept})"
+            items.append(item)
+            if item["changed"]:
+                queries.append(mysql_set_global_query(self.flavour, variable, wanted))
+        for setting in users:
+            rows = self._rows(mariadb_users_query(setting.target), f"read the accounts named {setting.target}")
+            if not rows:
+                raise PolicyError(
+                    setting.path, setting.target, f"no account {setting.target!r} on MariaDB at {self.driver.target}"
+                )
+            for user, host, now in rows:
+                now = float(now or 0)
+                wanted = float(setting.seconds)
+                target = f"{user}@{host}"
+                item = _item(
+                    setting, "max_statement_time", target, now, wanted, mysql_value_text(now), mysql_value_text(wanted)
+                )
+                items.append(item)
+                if item["changed"]:
+                    queries.append(mariadb_user_statement_query(user, host, setting.seconds))
+        if server and self.flavour != "mysql":
+            # MariaDB has no SET PERSIST: the option file is what keeps the values over a restart.
+            self.persisted = bool(self.persist_file)
+            if self.persist_file:
+                wanted_file = persist_text(dict((i["variable"], i["wanted"]) for i in items if i["level"] == "server"))
+                before = _read_text(self.persist_file)
+                if before != wanted_file:
+                    self.persist_change = (before, wanted_file)
+        return items, queries
+
+    def apply(self, queries):
+        done = _apply(self.driver.execute, queries)
+        if self.persist_change:
+            try:
+                write_file(self.persist_file, self.persist_change[1])
+            except OSError as exc:
+                what = f"; changed before it: {'; '.join(done)}" if done else ""
+                raise ApplyError(f"cannot write persist_file {self.persist_file}: {exc}{what}", done)
+
+
+def _number(text, variable):
+    value = float(text)
+    if variable == "max_statement_time":
+        return value
+    return int(value)
+
+
+def _read_text(path):
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def write_file(path, text):
+    """Replace `path` atomically (mode 0644: the server reads it), its directory must exist."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix=".dbhygiene-timeouts-")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.chmod(temporary, 0o644)
+        os.rename(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+# ------------------------------------------------------------------ results
+def _line(item, value):
+    where = item["level"] if item["target"] is None else f"{item['level']} {item['target']}"
+    return f"{where}: {item['variable']} = {value}\n"
+
+
+def diff_of(items, target, persist_change=None, persist_file=None):
+    """Ansible's diff: every managed value, current and wanted."""
+    before = "".join(_line(i, i["current_text"] if i["current_text"] is not None else "(not set)") for i in items)
+    after = "".join(_line(i, i["wanted_text"]) for i in items)
+    diffs = [
+        {"before_header": f"{target} (current)", "after_header": f"{target} (wanted)", "before": before, "after": after}
+    ]
+    if persist_change:
+        diffs.append(
+            {
+                "before_header": persist_file,
+                "after_header": persist_file,
+                "before": persist_change[0] or "",
+                "after": persist_change[1],
+            }
+        )
+    return diffs
+
+
+def reconcile(engine_timeouts, settings, check_mode, diff=False):
+    """Plan, then (unless check mode) apply: the module's result."""
+    items, queries = engine_timeouts.plan(settings)
+    persist_change = getattr(engine_timeouts, "persist_change", None)
+    if not check_mode:
+        engine_timeouts.apply(queries)
+    result = {
+        "changed": bool(queries or persist_change),
+        "settings": items,
+        "queries": [shown_query(q) for q in queries],
+        "persisted": engine_timeouts.persisted,
+        "check_mode": bool(check_mode),
+    }
+    persist_file = getattr(engine_timeouts, "persist_file", None)
+    if persist_file:
+        result["persist_file"] = persist_file
+        result["persist_file_changed"] = bool(persist_change)
+    if diff:
+        result["diff"] = diff_of(items, engine_timeouts.driver.target, persist_change, persist_file)
+    return result
+
+
+def trail_records(host, engine, result, check_mode, context, now):
+    """Audit lines (dicts) of one host's *_timeouts result: one per setting changed
+    (check mode: that would change), with the value before and after."""
+    records = []
+    if result.get("failed"):
+        # A change failed after others ran: those others are recorded, as statements.
+        for statement in result.get("queries") or []:
+            records.append(
+                {
+                    "time": now,
+                    "host": host,
+                    "login_host": context.get("login_host"),
+                    "engine": engine,
+                    "policy": "timeouts",
+                    "rule": None,
+                    "action": "set_timeout",
+                    "check_mode": bool(check_mode),
+                    "outcome": "set",
+                    "statement": statement,
+                    "job_id": context.get("job_id"),
+                }
+            )
+        return records
+    for item in result.get("settings") or []:
+        if not item.get("changed"):
+            continue
+        records.append(
+            {
+                "time": now,
+                "host": host,
+                "login_host": context.get("login_host"),
+                "engine": engine,
+                "policy": "timeouts",
+                "rule": item.get("given_as"),
+                "action": "set_timeout",
+                "check_mode": bool(check_mode),
+                "outcome": "would_set" if check_mode else "set",
+                "level": item.get("level"),
+                "target": item.get("target"),
+                "variable": item.get("variable"),
+                "before": item.get("current_text"),
+                "after": item.get("wanted_text"),
+                "job_id": context.get("job_id"),
+            }
+        )
+    if result.get("persist_file_changed"):
+        records.append(
+            {
+                "time": now,
+                "host": host,
+                "login_host": context.get("login_host"),
+                "engine": engine,
+                "policy": "timeouts",
+                "rule": "persist_file",
+                "action": "write_file",
+                "check_mode": bool(check_mode),
+                "outcome": "would_set" if check_mode else "set",
+                "level": "server",
+                "target": result.get("persist_file"),
+                "variable": None,
+                "before": None,
+                "after": None,
+                "job_id": context.get("job_id"),
+            }
+        )
+    return records
+
+
+def argument_spec():
+    """Options of every `*_timeouts` module besides the connection."""
+    return dict(timeouts=dict(type="dict", required=True))
+
+
+def mysql_argument_spec():
+    spec = argument_spec()
+    spec["persist_file"] = dict(type="path")
+    return spec
+
+
+def run_timeouts_module(module, engine, open_driver):
+    """The whole main() of a *_timeouts module (engine: postgresql or mysql)."""
+    params = module.params
+    try:
+        settings = parse_timeouts(params["timeouts"])
+        (check_postgresql if engine == "postgresql" else check_mysql)(settings)
+    except PolicyError as exc:
+        module.fail_json(msg=str(exc), field=exc.field)
+    driver = None
+    try:
+        driver = open_driver(params)
+        if engine == "postgresql":
+            timeouts = PostgreSQLTimeouts(driver)
+        else:
+            timeouts = MySQLTimeouts(driver, params.get("persist_file"))
+        result = reconcile(timeouts, settings, module.check_mode, diff=module._diff)
+    except PolicyError as exc:
+        module.fail_json(msg=f"{exc} (on {driver.target}; nothing was changed)", field=exc.field)
+    except ApplyError as exc:
+        module.fail_json(msg=str(exc), changed=True, queries=exc.done)
+    except (SessionError, OSError) as exc:
+        module.fail_json(msg=str(exc))
+    finally:
+        if driver is not None:
+            driver.close()
+    if not result["persisted"] and result["changed"]:
+        result["warnings"] = [
+            "MariaDB has no SET PERSIST: the server-level timeouts set with SET GLOBAL last until the server "
+            "restarts; give persist_file (role: dbhygiene_timeouts_persist_file), an option file the server "
+            "reads on the database host, to keep them"
+        ]
+    module.exit_json(**result)

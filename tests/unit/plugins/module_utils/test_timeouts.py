@@ -1,0 +1,389 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) dbhygiene.sessions contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The timeouts core's pure parts: the option, what each engine can set, values in the
+engines' units, the statement builders (MySQL 8 included: no MySQL server here), the
+diff and the trail records. What the statements do on a server:
+tests/integration/test_timeouts.py."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import pytest
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _timeouts as t
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError
+
+HOSTILE = 'it\'s "quoted"; %s %(x)s -- DROP ROLE x; \\'
+
+
+def settings(raw):
+    return [(s.level, s.target, s.field, s.seconds) for s in t.parse_timeouts(raw)]
+
+
+# ------------------------------------------------------------------ the option
+def test_every_level_and_the_duration_syntax_of_the_policy():
+    raw = {
+        "server": {"idle_session": "1h30m", "idle_in_transaction": "5m", "statement": 0},
+        "roles": {"app": {"statement": "0s"}, "batch": {"idle_in_transaction": 90}},
+        "databases": {"billing": {"idle_session": "2d"}},
+    }
+    assert settings(raw) == [
+        ("server", None, "idle_session", 5400),
+        ("server", None, "idle_in_transaction", 300),
+        ("server", None, "statement", 0),
+        ("roles", "app", "statement", 0),
+        ("roles", "batch", "idle_in_transaction", 90),
+        ("databases", "billing", "idle_session", 172800),
+    ]
+
+
+def test_a_field_left_null_is_not_managed():
+    assert settings({"server": {"statement": None, "idle_session": "10m"}, "roles": None}) == [
+        ("server", None, "idle_session", 600)
+    ]
+
+
+def test_paths_name_where_a_setting_was_given():
+    paths = [s.path for s in t.parse_timeouts({"server": {"statement": 1}, "roles": {"app": {"statement": 1}}})]
+    assert paths == ["timeouts.server.statement", "timeouts.roles.app.statement"]
+
+
+@pytest.mark.parametrize(
+    "raw, field, words",
+    [
+        ("30m", "timeouts", "expected a mapping"),
+        ({"servers": {}}, "timeouts.servers", "unknown key"),
+        ({"server": {"idle": "5m"}}, "timeouts.server.idle", "unknown key"),
+        ({"server": {"statement": "5 minutes"}}, "timeouts.server.statement", "invalid duration"),
+        ({"server": {"statement": -1}}, "timeouts.server.statement", "negative"),
+        ({"server": {"statement": 1.5}}, "timeouts.server.statement", "fractions"),
+        ({"server": {"statement": True}}, "timeouts.server.statement", "invalid duration"),
+        ({"server": {"statement": "400d"}}, "timeouts.server.statement", "above the maximum"),
+        ({"roles": ["app"]}, "timeouts.roles", "expected a mapping"),
+        ({"roles": {"app": "5m"}}, "timeouts.roles.app", "expected a mapping"),
+        ({"roles": {"": {"statement": 1}}}, "timeouts.roles", "non-empty"),
+        ({"databases": {"billing": {"wait": 1}}}, "timeouts.databases.billing.wait", "unknown key"),
+        ({}, "timeouts", "nothing to set"),
+        ({"server": {"statement": None}}, "timeouts", "nothing to set"),
+    ],
+)
+def test_bad_input_names_the_field_and_the_value(raw, field, words):
+    with pytest.raises(PolicyError) as caught:
+        t.parse_timeouts(raw)
+    assert caught.value.field == field
+    assert words in str(caught.value)
+    assert str(caught.value).startswith(field + ":")
+
+
+# ------------------------------------------------------------------ what each engine can set
+def test_postgresql_takes_every_level_within_int_max_milliseconds():
+    t.check_postgresql(
+        t.parse_timeouts(
+            {"server": {"statement": "24d"}, "roles": {"a": {"idle_session": 0}}, "databases": {"d": {"statement": 1}}}
+        )
+    )
+    with pytest.raises(PolicyError) as caught:
+        t.check_postgresql(t.parse_timeouts({"roles": {"app": {"statement": "25d"}}}))
+    assert caught.value.field == "timeouts.roles.app.statement" and "2147483s" in str(caught.value)
+    with pytest.raises(PolicyError) as caught:
+        t.check_postgresql(t.parse_timeouts({"databases": {"x" * 64: {"statement": 1}}}))
+    assert "63 bytes" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "raw, field, words",
+    [
+        ({"databases": {"billing": {"statement": "1h"}}}, "timeouts.databases.billing.statement", "no per-database"),
+        ({"roles": {"app": {"idle_session": "1h"}}}, "timeouts.roles.app.idle_session", "no per-user idle_session"),
+        (
+            {"roles": {"app": {"idle_in_transaction": "1h"}}},
+            "timeouts.roles.app.idle_in_transaction",
+            "no per-user idle_in_transaction",
+        ),
+        ({"server": {"idle_session": 0}}, "timeouts.server.idle_session", "wait_timeout has no 'no limit'"),
+        ({"server": {"statement": "366d"}}, "timeouts.server.statement", "at most 31536000s"),
+    ],
+)
+def test_mysql_refuses_what_neither_flavour_has_before_connecting(raw, field, words):
+    with pytest.raises(PolicyError) as caught:
+        t.check_mysql(t.parse_timeouts(raw))
+    assert caught.value.field == field and words in str(caught.value)
+
+
+def test_mysql_takes_server_levels_and_a_per_user_statement_limit():
+    t.check_mysql(
+        t.parse_timeouts(
+            {"server": {"idle_session": "8h", "idle_in_transaction": 0}, "roles": {"app": {"statement": 0}}}
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    "flavour, raw, words",
+    [
+        ("mysql", {"server": {"idle_in_transaction": "5m"}}, "MySQL has no idle-in-transaction timeout"),
+        ("mysql", {"roles": {"app": {"statement": "5m"}}}, "no per-user statement limit"),
+        ("mysql", {"server": {"statement": "50d"}}, "max_execution_time is at most"),
+    ],
+)
+def test_what_mysql_8_has_not_fails_once_the_flavour_is_known(flavour, raw, words):
+    with pytest.raises(PolicyError) as caught:
+        t.check_flavour(t.parse_timeouts(raw), flavour)
+    assert words in str(caught.value)
+
+
+def test_mariadb_has_what_mysql_8_has_not():
+    t.check_flavour(
+        t.parse_timeouts(
+            {"server": {"idle_in_transaction": "5m", "statement": "50d"}, "roles": {"a": {"statement": 1}}}
+        ),
+        "mariadb",
+    )
+
+
+def test_variables_and_units_of_each_flavour():
+    by_field = dict((s.field, s) for s in t.parse_timeouts({"server": {"idle_session": 1, "statement": 2}}))
+    assert t.mysql_variable("mariadb", by_field["statement"]) == "max_statement_time"
+    assert t.mysql_variable("mysql", by_field["statement"]) == "max_execution_time"
+    assert t.mysql_variable("mysql", by_field["idle_session"]) == "wait_timeout"
+    assert t.mysql_wanted("max_execution_time", 2) == 2000
+    assert t.mysql_wanted("max_statement_time", 2) == 2.0 and isinstance(t.mysql_wanted("max_statement_time", 2), float)
+    assert t.mysql_wanted("wait_timeout", 2) == 2 and isinstance(t.mysql_wanted("wait_timeout", 2), int)
+
+
+# ------------------------------------------------------------------ PostgreSQL values
+@pytest.mark.parametrize(
+    "text, ms",
+    [
+        ("0", 0),
+        ("300", 300),
+        ("300ms", 300),
+        ("5s", 5000),
+        ("1.5s", 1500),
+        ("5min", 300000),
+        ("2h", 7200000),
+        ("1d", 86400000),
+        ("1500us", 2),
+        ("'30s'", 30000),
+        (" 10 s ", 10000),
+        ("five", None),
+        (None, None),
+    ],
+)
+def test_postgresql_values_in_milliseconds(text, ms):
+    assert t.pg_ms(text) == ms
+
+
+@pytest.mark.parametrize(
+    "ms, text",
+    [(0, "0"), (500, "500ms"), (5000, "5s"), (90000, "90s"), (300000, "5min"), (7200000, "2h"), (172800000, "2d")],
+)
+def test_postgresql_values_as_postgresql_shows_them(ms, text):
+    assert t.pg_text(ms) == text
+    assert t.pg_ms(text) == ms
+
+
+def test_a_setting_read_from_pg_db_role_setting():
+    config = ["search_path=a, b", "statement_timeout=5min", "idle_in_transaction_session_timeout=0"]
+    assert t.pg_setconfig(config, "statement_timeout") == "5min"
+    assert t.pg_setconfig(config, "idle_in_transaction_session_timeout") == "0"
+    assert t.pg_setconfig(config, "idle_session_timeout") is None
+    assert t.pg_setconfig(None, "statement_timeout") is None
+
+
+# ------------------------------------------------------------------ PostgreSQL statements
+def test_postgresql_statements_per_level():
+    assert t.pg_set_query("server", None, "statement_timeout", 7200000) == (
+        "ALTER SYSTEM SET statement_timeout = %s",
+        ("2h",),
+    )
+    assert t.pg_set_query("roles", "app", "idle_in_transaction_session_timeout", 300000) == (
+        'ALTER ROLE "app" SET idle_in_transaction_session_timeout = %s',
+        ("5min",),
+    )
+    assert t.pg_set_query("databases", "Billing", "idle_session_timeout", 0) == (
+        'ALTER DATABASE "Billing" SET idle_session_timeout = %s',
+        ("0",),
+    )
+    assert t.pg_reload_query() == ("SELECT pg_reload_conf()", ())
+
+
+def test_postgresql_names_are_quoted_and_their_percent_signs_doubled():
+    sql, params = t.pg_set_query("roles", HOSTILE, "statement_timeout", 1000)
+    assert sql == 'ALTER ROLE "it\'s ""quoted""; %%s %%(x)s -- DROP ROLE x; \\" SET statement_timeout = %s'
+    assert params == ("1s",)
+    assert (
+        sql % ("'1s'",) == 'ALTER ROLE "it\'s ""quoted""; %s %(x)s -- DROP ROLE x; \\" SET statement_timeout = \'1s\''
+    )
+    assert t.shown_query((sql, params)).startswith('ALTER ROLE "it\'s ""quoted""; %s %(x)s')
+    with pytest.raises(PolicyError):
+        t.quote_ident("a\x00b")
+
+
+def test_only_timeout_variables_are_ever_set():
+    with pytest.raises(ValueError):
+        t.pg_set_query("server", None, "archive_command", 1000)
+    with pytest.raises(ValueError):
+        t.mysql_set_global_query("mariadb", "general_log_file", 1)
+
+
+def test_postgresql_reads_take_the_names_as_parameters():
+    assert t.pg_known_query(["statement_timeout"]) == (
+        "SELECT name, boot_val FROM pg_settings WHERE name = ANY(%s)",
+        (["statement_timeout"],),
+    )
+    sql, params = t.pg_file_query(["statement_timeout"])
+    assert "pg_file_settings" in sql and "ORDER BY seqno" in sql and params == (["statement_timeout"],)
+    sql, params = t.pg_roles_query([HOSTILE])
+    assert HOSTILE not in sql and params == ([HOSTILE],) and "setdatabase = 0" in sql
+    sql, params = t.pg_databases_query([HOSTILE])
+    assert HOSTILE not in sql and params == ([HOSTILE],) and "setrole = 0" in sql
+
+
+# ------------------------------------------------------------------ MySQL / MariaDB statements
+def test_server_level_mariadb_set_global_and_mysql_set_persist():
+    assert t.mysql_set_global_query("mariadb", "idle_transaction_timeout", 300) == (
+        "SET GLOBAL idle_transaction_timeout = %s",
+        (300,),
+    )
+    assert t.mysql_set_global_query("mariadb", "max_statement_time", 7200.0) == (
+        "SET GLOBAL max_statement_time = %s",
+        (7200.0,),
+    )
+    assert t.mysql_set_global_query("mysql", "wait_timeout", 28800) == ("SET PERSIST wait_timeout = %s", (28800,))
+    assert t.mysql_set_global_query("mysql", "max_execution_time", 60000) == (
+        "SET PERSIST max_execution_time = %s",
+        (60000,),
+    )
+
+
+def test_mysql_reads():
+    assert t.mysql_variables_query(["max_statement_time", "wait_timeout"]) == (
+        "SHOW GLOBAL VARIABLES WHERE Variable_name IN (%s, %s)",
+        ("max_statement_time", "wait_timeout"),
+    )
+    sql, params = t.mysql_persisted_query(["wait_timeout"])
+    assert "performance_schema.persisted_variables" in sql and params == ("wait_timeout",)
+
+
+@pytest.mark.parametrize(
+    "name, user, host",
+    [("app", "app", None), ("app@10.%", "app", "10.%"), ("a@b@localhost", "a@b", "localhost"), ("@x", "@x", None)],
+)
+def test_a_user_name_or_one_account(name, user, host):
+    assert t.split_user(name) == (user, host)
+
+
+def test_mariadb_account_statements_pass_the_account_as_parameters():
+    assert t.mariadb_users_query("app") == (
+        "SELECT User, Host, max_statement_time FROM mysql.user WHERE User = %s ORDER BY Host",
+        ("app",),
+    )
+    assert t.mariadb_users_query(HOSTILE + "@%")[1] == (HOSTILE, "%")
+    query = t.mariadb_user_statement_query(HOSTILE, "%", 600)
+    assert query == ("ALTER USER %s@%s WITH MAX_STATEMENT_TIME %s", (HOSTILE, "%", 600.0))
+    assert (
+        t.shown_query(query)
+        == "ALTER USER 'it''s \"quoted\"; %s %(x)s -- DROP ROLE x; \\'@'%' WITH MAX_STATEMENT_TIME 600"
+    )
+
+
+def test_the_option_file_that_keeps_mariadb_values():
+    text = t.persist_text({"wait_timeout": 28800, "max_statement_time": 0.5, "idle_transaction_timeout": 600})
+    assert text.startswith("# Written by dbhygiene.sessions")
+    assert (
+        text.split("[mysqld]\n")[1]
+        == "idle_transaction_timeout = 600\nmax_statement_time = 0.5\nwait_timeout = 28800\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "value, text", [(0, "0"), (600, "600"), (7200.0, "7200"), (0.5, "0.5"), (31536000.0, "31536000")]
+)
+def test_mysql_values_as_text(value, text):
+    assert t.mysql_value_text(value) == text
+
+
+def test_a_file_is_replaced_whole(tmp_path):
+    path = str(tmp_path / "timeouts.cnf")
+    t.write_file(path, "one\n")
+    t.write_file(path, "two\n")
+    with open(path) as handle:
+        assert handle.read() == "two\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["timeouts.cnf"]
+    assert oct((tmp_path / "timeouts.cnf").stat().st_mode & 0o777) == "0o644"
+
+
+# ------------------------------------------------------------------ diff and trail
+def _items():
+    [server, role] = t.parse_timeouts({"server": {"statement": "1h"}, "roles": {"app": {"statement": 0}}})
+    return [
+        t._item(server, "statement_timeout", None, 0, 3600000, "0", "1h"),
+        t._item(role, "statement_timeout", "app", None, 0, None, "0"),
+    ]
+
+
+def test_changed_compares_engine_values_not_their_text():
+    [server, role] = _items()
+    assert server["changed"] and role["changed"]
+    [setting] = t.parse_timeouts({"server": {"statement": "30m"}})
+    assert not t._item(setting, "statement_timeout", None, 1800000, 1800000, "30min", "30min")["changed"]
+
+
+def test_the_diff_shows_current_and_wanted():
+    [diff] = t.diff_of(_items(), "db1:5432")
+    assert diff["before"] == "server: statement_timeout = 0\nrole app: statement_timeout = (not set)\n"
+    assert diff["after"] == "server: statement_timeout = 1h\nrole app: statement_timeout = 0\n"
+    assert diff["before_header"] == "db1:5432 (current)"
+    diffs = t.diff_of(_items(), "db1:3306", (None, "[mysqld]\n"), "/etc/x.cnf")
+    assert diffs[1] == {
+        "before_header": "/etc/x.cnf",
+        "after_header": "/etc/x.cnf",
+        "before": "",
+        "after": "[mysqld]\n",
+    }
+
+
+def test_one_trail_line_per_setting_changed():
+    items = _items()
+    items[1]["changed"] = False
+    result = {"settings": items, "persist_file": "/etc/x.cnf", "persist_file_changed": True}
+    lines = t.trail_records("db1", "mysql", result, True, {"login_host": "10.0.0.1", "job_id": 7}, "T")
+    assert [(r["rule"], r["outcome"], r.get("before"), r.get("after")) for r in lines] == [
+        ("timeouts.server.statement", "would_set", "0", "1h"),
+        ("persist_file", "would_set", None, None),
+    ]
+    assert all(r["check_mode"] is True and r["host"] == "db1" and r["job_id"] == 7 and r["time"] == "T" for r in lines)
+    real = t.trail_records("db1", "postgresql", {"settings": items}, False, {}, "T")
+    assert [r["outcome"] for r in real] == ["set"]
+
+
+def test_a_partial_failure_records_the_statements_that_ran():
+    result = {"failed": True, "msg": "x", "queries": ["SET GLOBAL wait_timeout = 60"]}
+    [line] = t.trail_records("db1", "mysql", result, False, {}, "T")
+    assert line["statement"] == "SET GLOBAL wait_timeout = 60" and line["outcome"] == "set"
+
+
+def test_a_change_that_fails_after_others_says_which_ran():
+    ran = []
+
+    def execute(query, doing):
+        if len(ran) == 1:
+            raise t.SessionError(f"cannot {doing} on db1: permission denied")
+        ran.append(query)
+
+    queries = [("SET GLOBAL wait_timeout = %s", (60,)), ("SET GLOBAL max_statement_time = %s", (5.0,))]
+    with pytest.raises(t.ApplyError) as caught:
+        t._apply(execute, queries)
+    assert caught.value.done == ["SET GLOBAL wait_timeout = 60"]
+    assert "cannot run SET GLOBAL max_statement_time = 5 on db1" in str(caught.value)
+    assert str(caught.value).endswith("changed before it: SET GLOBAL wait_timeout = 60")
+
+    def down(query, doing):
+        raise t.SessionError(f"cannot {doing}: the server is down")
+
+    # Nothing ran: the error as it is, nothing to add.
+    with pytest.raises(t.SessionError) as first:
+        t._apply(down, queries)
+    assert not isinstance(first.value, t.ApplyError)
