@@ -10,10 +10,10 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _fleet
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _change_window, _fleet
 
 ARGUMENT_SPEC = {
-    "kind": {"type": "str", "required": True, "choices": ["audit", "enforce"]},
+    "kind": {"type": "str", "required": True, "choices": ["audit", "enforce", "drain"]},
     "result_var": {"type": "str", "required": True},
     "report_dir": {"type": "path", "required": True},
     "audit_log": {"type": "path"},
@@ -63,7 +63,8 @@ class ActionModule(ActionBase):
         warnings = _fleet.awx_default_path_warnings(
             task_vars, report_dir=params["report_dir"], audit_log=params.get("audit_log")
         )
-        report = _fleet.build_report(params["kind"], hosts_all, hosts_active, results, self._task.check_mode, context)
+        build = _change_window.build_report if params["kind"] == "drain" else _fleet.build_report
+        report = build(params["kind"], hosts_all, hosts_active, results, self._task.check_mode, context)
         report_dir = _fleet.controller_path(params["report_dir"])
         try:
             paths, markdown = _fleet.write_report(report, report_dir, keep=params["keep"])

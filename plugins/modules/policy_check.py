@@ -37,8 +37,9 @@ options:
       - Also validate every host's variables against the C(main) entry point of this role's C(meta/argument_specs.yml), as
         Ansible's own role validation would, but in this one task for the whole play instead of one task per host (the
         playbooks import the role with C(rolespec_validate=false)).
+      - V(drain) also checks the change window's databases, allowed users and grace (C(dbhygiene_drain_*)).
     type: str
-    choices: [enforce, audit]
+    choices: [enforce, audit, drain]
 attributes:
   check_mode:
     support: full

@@ -26,7 +26,15 @@ import sys
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.parameters import remove_values
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _argspec, _mysql, _postgresql, _runner
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import (
+    _argspec,
+    _drain,
+    _mysql,
+    _mysql_drain,
+    _postgresql,
+    _postgresql_drain,
+    _runner,
+)
 
 
 class _Engine(object):
@@ -44,6 +52,9 @@ ENGINES = {
     ),
     "mysql": _Engine(_mysql, _mysql.MySQLDriver, _mysql.HAS_PYMYSQL, "PyMySQL", "PyMySQL"),
 }
+
+# Each engine's rights of a change window, for the `<engine>_drain` modules (kind "drain").
+DRAIN_RIGHTS = {"postgresql": _postgresql_drain.PostgreSQLRights, "mysql": _mysql_drain.MySQLRights}
 
 
 class _Exit(Exception):
@@ -88,7 +99,10 @@ def missing_driver(engine):
 
 def _argument_spec(engine, kind):
     spec = ENGINES[engine].driver_module.connection_argument_spec()
-    spec.update(_argspec.sessions_argument_spec() if kind == "sessions" else _argspec.info_argument_spec())
+    if kind == "drain":
+        spec.update(_drain.drain_argument_spec())
+    else:
+        spec.update(_argspec.sessions_argument_spec() if kind == "sessions" else _argspec.info_argument_spec())
     return spec
 
 
@@ -103,7 +117,7 @@ def _no_log_values(spec, params):
 
 def run(engine, kind, module_args, check_mode=False, diff=False):
     """The result the `<engine>_<kind>` module would return for `module_args` (kind:
-    "sessions" or "session_info"), computed in this process."""
+    "sessions", "session_info" or "drain"), computed in this process."""
     missing = missing_driver(engine)
     if missing:
         return missing
@@ -121,6 +135,10 @@ def run(engine, kind, module_args, check_mode=False, diff=False):
         try:
             if kind == "sessions":
                 _runner.run_sessions_module(module, engine_spec.driver_class, engine_spec.driver_module.open_driver)
+            elif kind == "drain":
+                _drain.run_drain_module(
+                    module, engine_spec.driver_class, engine_spec.driver_module.open_driver, DRAIN_RIGHTS[engine]
+                )
             else:
                 _runner.run_info_module(module, engine_spec.driver_module.open_driver, engine_spec.driver_class)
         except _Exit as done:
