@@ -2,6 +2,7 @@
 # Molecule scenarios of the roles against the running test fleet (make test starts
 # it and exports DBFLEET_STATE_DIR). Each run holds its sessions under a tag of its
 # own, so it can run beside other tests on the same servers.
+# Usage: tools/molecule.sh [role ...] (default: every role's scenario).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 export PATH="$root/.venv/bin:$PATH"
@@ -12,7 +13,9 @@ if [ ! -f "$DBFLEET_STATE_DIR/inventory.yml" ]; then
   exit 1
 fi
 failed=0
-for role in enforce audit; do
+roles=("$@")
+[ ${#roles[@]} -gt 0 ] || roles=(enforce audit drain)
+for role in "${roles[@]}"; do
   DBHYGIENE_MOLECULE_TAG="mol-$role-$(head -c4 /dev/urandom | od -An -tx1 | tr -d ' \n')"
   export DBHYGIENE_MOLECULE_TAG
   echo "--- molecule test: roles/$role (sessions tagged $DBHYGIENE_MOLECULE_TAG)"

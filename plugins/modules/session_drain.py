@@ -25,6 +25,8 @@ description:
     the drain targeted but did not end gets a line with outcome C(not_ended) and the reason.
   - The lines have the enforce role's format, with C(policy=drain), C(rule) the requested state (C(drained) or C(open))
     and C(action) what was done.
+  - The login needs the rights of the engine's drain module (PostgreSQL a superuser; MySQL / MariaDB C(CREATE USER)):
+    see M(dbhygiene.sessions.postgresql_drain) and M(dbhygiene.sessions.mysql_drain).
   - O(databases), O(allow_users) and O(grace) are checked here, before any connection; an invalid one fails the host
     naming the option and the value.
 extends_documentation_fragment:
@@ -96,8 +98,8 @@ EXAMPLES = r"""
   dbhygiene.sessions.session_drain:
     engine: postgresql
     login_host: "{{ ansible_host }}"
-    login_user: hygiene
-    login_password: "{{ vault_hygiene_password }}"
+    login_user: "{{ db_admin_user }}"
+    login_password: "{{ vault_db_admin_password }}"
     databases: [billing]
     allow_users: [migrator]
     grace: 5s
@@ -108,8 +110,8 @@ EXAMPLES = r"""
   dbhygiene.sessions.session_drain:
     engine: postgresql
     login_host: "{{ ansible_host }}"
-    login_user: hygiene
-    login_password: "{{ vault_hygiene_password }}"
+    login_user: "{{ db_admin_user }}"
+    login_password: "{{ vault_db_admin_password }}"
     databases: [billing]
     state: open
     audit_log: ~/dbhygiene/audit.jsonl

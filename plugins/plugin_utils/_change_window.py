@@ -127,7 +127,8 @@ def drain_summary(result):
         "cancelled": [brief(entry) for entry in result.get("cancelled") or []],
         "not_ended": [brief(entry) for entry in not_ended if entry.get("reason") != "protected"],
         # What stays closed on the host after the run: the server's own record, every database of it.
-        "still_closed": [str(name) for name in result.get("closed") or []],
+        # None: the host failed before it could say (the report shows "unknown").
+        "still_closed": [str(name) for name in result.get("closed") or []] if "closed" in result else None,
     }
 
 
@@ -191,7 +192,7 @@ def render_markdown(report):
                 ", ".join(entry.get("databases") or []),
                 len(entry.get("changes") or []),
                 len(entry.get("terminated") or []) + len(entry.get("cancelled") or []),
-                ", ".join(entry.get("still_closed") or []) or "nothing",
+                "unknown" if entry.get("still_closed") is None else ", ".join(entry["still_closed"]) or "nothing",
             )
         )
     lines += md.table(("host", "engine", "status", "state", "databases", changed, ended, "still closed"), rows)
