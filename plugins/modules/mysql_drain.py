@@ -115,7 +115,7 @@ changes:
     database: {description: 'The first of RV(changes[].databases).', type: str, returned: always, sample: billing}
     databases: {description: The drained databases this account is (was) locked for., type: list, elements: str, returned: always}
     account: {description: "The account, C('user'@'host').", type: str, returned: always, sample: "'app'@'%'"}
-    right: {description: The right changed, always C(ACCOUNT LOCK) here., type: str, returned: always, sample: ACCOUNT LOCK}
+    right: {description: 'The right changed: always C(ACCOUNT LOCK) here.', type: str, returned: always, sample: ACCOUNT LOCK}
     change: {description: C(locked) (V(drained)) or C(unlocked) (V(open))., type: str, returned: always, sample: locked}
     grantor: {description: Always null here (kept for the same shape as on PostgreSQL)., type: str, returned: always}
     with_grant_option: {description: Always null here., type: bool, returned: always}
@@ -166,7 +166,7 @@ record:
     drained_at: {description: When it was first drained (ISO 8601 UTC)., type: str, returned: always}
     drained_by: {description: The login that drained it first., type: str, returned: always}
     complete: {description: False while an account of it is still C(pending) (a drain that died half-way)., type: bool, returned: always}
-    changes: {description: The accounts locked for it, entries as in RV(changes) plus C(status) (C(pending) or C(locked))., type: list, elements: dict, returned: always}
+    changes: {description: 'The accounts locked for it: entries as in RV(changes) plus C(status) (C(pending) or C(locked)).', type: list, elements: dict, returned: always}
 terminated:
   description:
     - Sessions on O(databases) terminated (check mode, that would be), normalized session records as in

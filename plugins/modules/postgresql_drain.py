@@ -114,7 +114,7 @@ changes:
     database: {description: The database whose right changed., type: str, returned: always, sample: billing}
     databases: {description: 'The drained databases this change is for (here: RV(changes[].database) alone).', type: list, elements: str, returned: always}
     account: {description: The role that lost or got the right; C(PUBLIC) for every role., type: str, returned: always, sample: PUBLIC}
-    right: {description: The right changed, always C(CONNECT) here., type: str, returned: always, sample: CONNECT}
+    right: {description: 'The right changed: always C(CONNECT) here.', type: str, returned: always, sample: CONNECT}
     change:
       description:
         - C(revoked) or C(granted).
@@ -154,7 +154,7 @@ record:
     drained_at: {description: When it was first drained (ISO 8601 UTC)., type: str, returned: always}
     drained_by: {description: The login that drained it first., type: str, returned: always}
     complete: {description: Always true on PostgreSQL (the rights change and the record are one transaction)., type: bool, returned: always}
-    changes: {description: The changes V(open) undoes, entries as in RV(changes) (as the drain made them)., type: list, elements: dict, returned: always}
+    changes: {description: 'The changes V(open) undoes: entries as in RV(changes), as the drain made them.', type: list, elements: dict, returned: always}
     acl_before: {description: C(datacl) as text before the first drain (null for the default rights)., type: str, returned: always}
     acl_after: {description: C(datacl) as text as the drain left it., type: str, returned: always}
 terminated:
