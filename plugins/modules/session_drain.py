@@ -23,10 +23,10 @@ description:
     C(locked), C(unlocked)), or a session ended (C(cancelled), C(terminated)); in check mode nothing is changed and the
     lines say C(check_mode=true) with the outcome C(would_revoke), C(would_lock), C(would_terminate), and so on. A session
     the drain targeted but did not end gets a line with outcome C(not_ended) and the reason.
-  - The lines have the enforce role's format, with C(policy=drain), C(rule) the requested state (C(drained) or C(open))
-    and C(action) what was done.
-  - The login needs the rights of the engine's drain module (PostgreSQL a superuser; MySQL / MariaDB C(CREATE USER)):
-    see M(dbhygiene.sessions.postgresql_drain) and M(dbhygiene.sessions.mysql_drain).
+  - The lines have the enforce role's format, with C(policy=drain), C(rule=drain), C(action) what was done (C(revoke),
+    C(grant), C(lock), C(unlock), or the session's action) and C(drain_state) the state asked for (C(drained) or C(open)).
+  - The login needs the rights of the engine's drain module (PostgreSQL a superuser; MySQL / MariaDB C(CREATE USER)), see
+    M(dbhygiene.sessions.postgresql_drain) and M(dbhygiene.sessions.mysql_drain).
   - O(databases), O(allow_users) and O(grace) are checked here, before any connection; an invalid one fails the host
     naming the option and the value.
 extends_documentation_fragment:
