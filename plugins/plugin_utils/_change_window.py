@@ -178,7 +178,7 @@ def render_markdown(report):
         f"**{totals['hosts']} hosts: {totals['ok']} ok, {totals['failed']} failed. "
         f"{totals['changes']} rights {changed}, {totals['ended']} sessions {ended} "
         f"({totals['terminated']} terminate, {totals['cancelled']} cancel), {totals['not_ended']} not ended; "
-        f"{totals['hosts_still_closed']} hosts still closed.**",
+        f"{totals['hosts_still_closed']} hosts {'would be' if dry else 'still'} closed.**",
         "",
     ]
     rows = []
@@ -195,7 +195,8 @@ def render_markdown(report):
                 "unknown" if entry.get("still_closed") is None else ", ".join(entry["still_closed"]) or "nothing",
             )
         )
-    lines += md.table(("host", "engine", "status", "state", "databases", changed, ended, "still closed"), rows)
+    closed = "would be closed" if dry else "still closed"
+    lines += md.table(("host", "engine", "status", "state", "databases", changed, ended, closed), rows)
     change_rows = [
         (host, ("would be " if dry else "") + str(item.get("change")), _what(item), item.get("reason") or "")
         for host, entry in report["hosts"].items()
