@@ -132,6 +132,12 @@ def drain_summary(result):
     }
 
 
+def ended_sessions(entry):
+    """How many sessions a host's summary says were (or would be) ended, each counted once."""
+    ended = (entry.get("terminated") or []) + (entry.get("cancelled") or [])
+    return len({(item.get("key"), item.get("id")) for item in ended})
+
+
 def build_report(kind, hosts_all, hosts_active, results, check_mode, context):
     """The drain fleet report: the hosts' statuses and failures as the other roles' reports
     give them, and the change window's totals."""
@@ -148,7 +154,8 @@ def build_report(kind, hosts_all, hosts_active, results, check_mode, context):
         closed = len(entry.get("still_closed") or [])
         totals["still_closed"] += closed
         totals["hosts_still_closed"] += 1 if closed else 0
-    totals["ended"] = totals["terminated"] + totals["cancelled"]
+    # A session cancelled first and terminated after the grace is one session ended.
+    totals["ended"] = sum(ended_sessions(entry) for entry in report["hosts"].values())
     report["policy"] = None
     return report
 
@@ -191,7 +198,7 @@ def render_markdown(report):
                 entry.get("state"),
                 ", ".join(entry.get("databases") or []),
                 len(entry.get("changes") or []),
-                len(entry.get("terminated") or []) + len(entry.get("cancelled") or []),
+                ended_sessions(entry),
                 "unknown" if entry.get("still_closed") is None else ", ".join(entry["still_closed"]) or "nothing",
             )
         )

@@ -28,11 +28,19 @@ HOSTS = ("pg1", "mariadb1")
 
 
 def _section():
+    """The README's section of the example, up to the next heading of its level (outside code blocks)."""
     with open(os.path.join(ROOT, "README.md")) as handle:
-        text = handle.read()
-    start = text.index(SECTION)
-    end = text.find("\n## ", start + len(SECTION))
-    return text[start : end if end != -1 else len(text)]
+        lines = handle.read().splitlines(True)
+    start = lines.index(SECTION + "\n")
+    fenced = False
+    for end in range(start + 1, len(lines)):
+        if lines[end].startswith("```"):
+            fenced = not fenced
+        elif not fenced and lines[end].startswith("## "):
+            break
+    else:
+        end = len(lines)
+    return "".join(lines[start:end])
 
 
 def _blocks(text, language):

@@ -41,8 +41,9 @@ DRAINED = {
     "state": "drained",
     "databases": ["billing"],
     "changes": [_change("revoked"), _change("granted", account="migrator")],
-    "terminated": [_session(11)],
-    "cancelled": [_session(12, state="active")],
+    "terminated": [_session(11), _session(12)],
+    # 12 was cancelled first, then terminated after the grace: one session ended.
+    "cancelled": [_session(12, state="active"), _session(15, state="active")],
     "not_ended": [_session(13, user="migrator", reason="protected"), _session(14, reason="gone", detail="left")],
     "closed": ["billing"],
 }
@@ -102,6 +103,8 @@ def test_trail_has_a_line_per_change_and_per_session_ended():
         ("revoke", "revoked"),
         ("grant", "granted"),
         ("cancel_then_terminate", "cancelled"),
+        ("cancel_then_terminate", "cancelled"),
+        ("cancel_then_terminate", "terminated"),
         ("cancel_then_terminate", "terminated"),
         ("cancel_then_terminate", "not_ended"),
     ]
@@ -110,7 +113,7 @@ def test_trail_has_a_line_per_change_and_per_session_ended():
         assert line["host"] == "pg1" and line["login_host"] == "10.1.0.7" and line["job_id"] == 77
         assert line["check_mode"] is False and line["time"].endswith("Z")
     assert lines[1]["account"] == "migrator" and lines[1]["database"] == "billing" and lines[1]["right"] == "CONNECT"
-    assert lines[4]["reason"] == "gone" and lines[4]["id"] == 14  # the protected session has no line
+    assert lines[6]["reason"] == "gone" and lines[6]["id"] == 14  # the protected session has no line
 
 
 def test_check_mode_lines_say_would():
@@ -119,6 +122,8 @@ def test_check_mode_lines_say_would():
         "would_revoke",
         "would_grant",
         "would_cancel",
+        "would_cancel",
+        "would_terminate",
         "would_terminate",
         "not_ended",
     ]
@@ -152,7 +157,8 @@ def test_the_report_says_what_was_closed_ended_and_is_still_closed():
     report = _report({"pg1": DRAINED, "pg2": dict(DRAINED, changes=[], terminated=[], cancelled=[]), "pg3": failed})
     totals = report["totals"]
     assert totals["hosts"] == 3 and totals["ok"] == 2 and totals["failed"] == 1
-    assert totals["changes"] == 2 and totals["terminated"] == 1 and totals["cancelled"] == 1 and totals["ended"] == 2
+    assert totals["changes"] == 2 and totals["terminated"] == 2 and totals["cancelled"] == 2
+    assert totals["ended"] == 3  # 11, 12 (cancelled, then terminated) and 15
     assert totals["not_ended"] == 2  # gone, on pg1 and pg2; the protected ones are not counted
     assert totals["hosts_still_closed"] == 2 and totals["still_closed"] == 2
     assert "would_end" not in totals and "alerting" not in totals
@@ -162,10 +168,10 @@ def test_the_report_says_what_was_closed_ended_and_is_still_closed():
     markdown = _change_window.render_markdown(report)
     assert markdown.startswith("# Change window\n")
     assert (
-        "**3 hosts: 2 ok, 1 failed. 2 rights changed, 2 sessions ended (1 terminate, 1 cancel), 2 not ended; "
+        "**3 hosts: 2 ok, 1 failed. 2 rights changed, 3 sessions ended (2 terminate, 2 cancel), 2 not ended; "
         in markdown
     )
-    assert "| pg1 | postgresql | ok | drained | billing | 2 | 2 | billing |" in markdown
+    assert "| pg1 | postgresql | ok | drained | billing | 2 | 3 | billing |" in markdown
     assert "| pg1 | revoked | CONNECT PUBLIC on billing | holds CONNECT on billing |" in markdown
     assert "| pg3 | postgresql | failed |  |  | 0 | 0 | unknown |" in markdown
     assert "## Sessions ended" in markdown and "not ended: gone" in markdown
