@@ -189,6 +189,7 @@ def test_check_drain_open(fleet, window):
 
     # drained
     result, run = drain(fleet, window)
+    assert set(yaml.safe_load(postgresql_drain.RETURN)) <= set(result)  # every documented key is there
     assert result["changed"] is True and run.task_status("the module") == "changed"
     assert {(c["account"], c["change"]) for c in result["changes"]} == {
         ("PUBLIC", "revoked"),
