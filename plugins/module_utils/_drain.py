@@ -313,6 +313,10 @@ def run_drain_module(module, driver_class, open_driver, rights_class):
         driver = open_driver(module.params)
         # Also in check mode: a dry run must fail where the real run would.
         driver.preflight(signal=request.state == "drained", policy=request.policy)
+        if getattr(driver, "list_applications", None) is False:
+            # MySQL lists program_name only for a policy that matches on it; the drain's results
+            # and trail name every session's application (read when the login may).
+            driver.list_applications = True
         rights = rights_class(driver)
         rights.preflight()
         result = run_drain(driver, rights, request, module.check_mode, diff=module._diff, deadline=deadline)

@@ -161,6 +161,7 @@ def test_check_drain_open(fleet, window):
     assert "global privileges" in reasons[account(window.wide)]
     assert sorted(e["id"] for e in result["terminated"]) == sorted([idle.id, busy.id, stubborn.id])
     assert [e["id"] for e in result["not_ended"] if e["user"] == window.migrator] == [allowed.id]
+    assert all(e["application"] == "dbfleet-idle" for e in result["not_ended"] if e["id"] == allowed.id)
     assert f"account {account(window.app)}: unlocked" in result["diff"]["before"]
     assert f"account {account(window.app)}: locked" in result["diff"]["after"]
     assert window.privileges() == before and window.record() == []
