@@ -244,7 +244,11 @@ def run_drain(driver, rights, request, check_mode, diff=False, deadline=None):
         if request.state == "drained":
             outcome = rights.drain(request, check_mode)
             restored = []
-            sessions = end_sessions(driver, request, check_mode, deadline)
+            try:
+                sessions = end_sessions(driver, request, check_mode, deadline)
+            except SessionError as exc:
+                # The rights are changed and recorded already: say so, with what changed.
+                sessions = dict(sessions, failed=True, msg=str(exc))
         else:
             outcome = rights.open(request, check_mode)
             restored = outcome.restored
@@ -308,7 +312,11 @@ def run_drain_module(module, driver_class, open_driver, rights_class):
     try:
         driver = open_driver(module.params)
         # Also in check mode: a dry run must fail where the real run would.
-        driver.preflight(signal=True, policy=request.policy)
+        driver.preflight(signal=request.state == "drained", policy=request.policy)
+        if getattr(driver, "list_applications", None) is False:
+            # MySQL lists program_name only for a policy that matches on it; the drain's results
+            # and trail name every session's application (read when the login may).
+            driver.list_applications = True
         rights = rights_class(driver)
         rights.preflight()
         result = run_drain(driver, rights, request, module.check_mode, diff=module._diff, deadline=deadline)

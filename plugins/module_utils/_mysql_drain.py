@@ -506,9 +506,15 @@ class MySQLRights(object):
                 for db, reason in zip(a["databases"], a["reasons"]):
                     query = record_account_query(db, a["user"], a["host"], PENDING, a["lock_key"], reason)
                     self._run(query, "record the drain")
-            for a in lock:
-                self._run(lock_query(a["user"], a["host"]), f"lock account {account_name(a['user'], a['host'])}")
-                self._run(mark_locked_query(a["user"], a["host"]), "record the drain")
+            for done, a in enumerate(lock):
+                try:
+                    self._run(lock_query(a["user"], a["host"]), f"lock account {account_name(a['user'], a['host'])}")
+                    self._run(mark_locked_query(a["user"], a["host"]), "record the drain")
+                except SessionError as exc:
+                    raise SessionError(
+                        f"{exc}; {done} of {len(lock)} accounts were locked before, and the record on the server "
+                        "has every account this drain meant to lock: state=open undoes exactly what was done"
+                    )
         extra = {
             "accounts_locked": [change["account"] for change in changes],
             "accounts_unlocked": [],

@@ -28,7 +28,8 @@ description:
     C(RELOAD), C(REPLICATION CLIENT), ...) do not. Also every account with a session whose current database is one of
     O(databases).'
   - 'An account already locked before the drain (by someone else) is not locked again, not recorded as ours and never
-    unlocked by V(open); RV(accounts_already_locked) lists it.'
+    unlocked by V(open); RV(accounts_already_locked) lists it. The account the module logs in with is never locked (V(open)
+    needs it).'
   - 'The record: tables C(dbhygiene.drain_databases) and C(dbhygiene.drain_accounts) (database C(dbhygiene), made on the
     first real drain) on the server. Account statements commit implicitly, so the drain writes the record first, each
     account marked C(pending), then locks the accounts, then marks them C(locked). V(open) unlocks every recorded account
@@ -176,7 +177,10 @@ terminated:
   type: list
   elements: dict
 cancelled:
-  description: Sessions whose statement was cancelled and which stopped it within O(grace); entries as in RV(terminated).
+  description:
+    - Sessions whose running statement was cancelled first (the polite step); entries as in RV(terminated).
+    - A drain leaves no session on O(databases) but the kept ones, so each of them was then terminated too (after its
+      statement stopped, or after O(grace) when it did not) and is in RV(terminated) as well.
   returned: always
   type: list
   elements: dict
@@ -188,7 +192,9 @@ not_ended:
   type: list
   elements: dict
 summary:
-  description: Counts of the session part (as in M(dbhygiene.sessions.mysql_sessions)); empty for V(open).
+  description:
+    - Counts of the session part (as in M(dbhygiene.sessions.mysql_sessions)), C(terminated) and C(cancelled) counting
+      the entries of RV(terminated) and RV(cancelled); empty for V(open).
   returned: always
   type: dict
 queries:

@@ -36,8 +36,16 @@ description:
     rights before the first drain) and adds only what it changes on top (a grant made during the window).'
   - 'The login must be a superuser: only a superuser can revoke as every grantor and write C(pg_database.datacl); the
     module fails before changing anything otherwise, also in check mode.'
-  - Sessions on the databases that belong to other databases' users are ended too; a session of a role in
-    O(allow_users) or of a superuser is kept and listed in RV(not_ended) with reason C(protected).
+  - Every client session on O(databases) is ended, whoever's it is; a session of a role in O(allow_users) or of a
+    superuser is kept and listed in RV(not_ended) with reason C(protected). Our own connection is never listed.
+  - 'An interrupted run: the rights and the record are committed together, before any session is ended; a run that died
+    after them left the database drained and recorded (run V(drained) again to end the sessions, or V(open)); one that
+    died before left nothing changed.'
+  - 'Errors: a database that does not exist, or a role of O(allow_users) that does not exist, fails the run before any
+    change (also in check mode). A role that got C(CONNECT) with a delegated grant option and re-granted it to a role in
+    O(allow_users) cannot lose it without that grant (C(REVOKE) would need C(CASCADE)): the server''s error fails the run
+    and the transaction changes nothing.'
+
 extends_documentation_fragment:
   - dbhygiene.sessions._drain
   - dbhygiene.sessions._postgresql_connection
@@ -154,6 +162,13 @@ record:
     drained_at: {description: When it was first drained (ISO 8601 UTC)., type: str, returned: always}
     drained_by: {description: The login that drained it first., type: str, returned: always}
     complete: {description: Always true on PostgreSQL (the rights change and the record are one transaction)., type: bool, returned: always}
+    exact:
+      description:
+        - Whether V(open) may put C(datacl) back byte for byte (to RV(record[].acl_before)).
+        - False once a later V(drained) had to revoke more (someone granted C(CONNECT) during the window); that grant must
+          come back on V(open), so the changes are then undone one by one.
+      type: bool
+      returned: always
     changes: {description: 'The changes V(open) undoes: entries as in RV(changes), as the drain made them.', type: list, elements: dict, returned: always}
     acl_before: {description: C(datacl) as text before the first drain (null for the default rights)., type: str, returned: always}
     acl_after: {description: C(datacl) as text as the drain left it., type: str, returned: always}
@@ -166,7 +181,10 @@ terminated:
   type: list
   elements: dict
 cancelled:
-  description: Sessions whose statement was cancelled and which stopped it within O(grace); entries as in RV(terminated).
+  description:
+    - Sessions whose running statement was cancelled first (the polite step); entries as in RV(terminated).
+    - A drain leaves no session on O(databases) but the kept ones, so each of them was then terminated too (after its
+      statement stopped, or after O(grace) when it did not) and is in RV(terminated) as well.
   returned: always
   type: list
   elements: dict
@@ -178,7 +196,9 @@ not_ended:
   type: list
   elements: dict
 summary:
-  description: Counts of the session part (as in M(dbhygiene.sessions.postgresql_sessions)); empty for V(open).
+  description:
+    - Counts of the session part (as in M(dbhygiene.sessions.postgresql_sessions)), C(terminated) and C(cancelled)
+      counting the entries of RV(terminated) and RV(cancelled); empty for V(open).
   returned: always
   type: dict
 queries:

@@ -161,6 +161,7 @@ def test_check_drain_open(fleet, window):
     assert "global privileges" in reasons[account(window.wide)]
     assert sorted(e["id"] for e in result["terminated"]) == sorted([idle.id, busy.id, stubborn.id])
     assert [e["id"] for e in result["not_ended"] if e["user"] == window.migrator] == [allowed.id]
+    assert all(e["application"] == "dbfleet-idle" for e in result["not_ended"] if e["id"] == allowed.id)
     assert f"account {account(window.app)}: unlocked" in result["diff"]["before"]
     assert f"account {account(window.app)}: locked" in result["diff"]["after"]
     assert window.privileges() == before and window.record() == []
@@ -168,10 +169,13 @@ def test_check_drain_open(fleet, window):
 
     # drained
     result, run = drain(fleet, window)
+    assert set(yaml.safe_load(mysql_drain.RETURN)) <= set(result)  # every documented key is there
     assert result["changed"] is True and run.task_status("the module") == "changed"
     assert sorted(result["accounts_locked"]) == to_lock
     assert sorted(e["id"] for e in result["terminated"]) == sorted([idle.id, busy.id, stubborn.id])
-    assert busy.id in [e["id"] for e in result["cancelled"]]
+    # the long query was cancelled (then its connection killed); the procedure whose handler swallows
+    # KILL QUERY was killed after grace
+    assert [e["id"] for e in result["cancelled"]] == [busy.id]
     assert window.billing in result["closed"]
     [entry] = [r for r in result["record"] if r["database"] == window.billing]
     assert entry["complete"] is True and sorted(c["account"] for c in entry["changes"]) == to_lock
@@ -244,8 +248,9 @@ def test_a_drain_that_died_half_way(fleet, window):
     )
     driver = _mysql.open_driver(fx.conn_params(fleet, SERVER, user=ADMIN))
     try:
-        with pytest.raises(SessionError):
+        with pytest.raises(SessionError) as died:
             myd.MySQLRights(_DiesAfterFirstLock(driver)).drain(request, check_mode=False)
+        assert "state=open undoes exactly what was done" in str(died.value)
     finally:
         driver.close()
     statuses = admin_sql(

@@ -130,3 +130,32 @@ def test_argument_spec_matches_the_doc_fragment():
     for name, option in spec.items():
         assert documented[name]["type"] == option["type"], name
         assert documented[name].get("default") == option.get("default") or name == "grace", name
+
+
+def _returned(module):
+    import yaml
+
+    return set(yaml.safe_load(module.RETURN))
+
+
+def test_every_result_key_is_documented_in_both_modules():
+    """RETURN is the drain role's contract: the keys run_drain returns, no more, no less."""
+    from ansible_collections.dbhygiene.sessions.plugins.modules import mysql_drain, postgresql_drain
+
+    common = {
+        "state",
+        "databases",
+        "changes",
+        "restored",
+        "closed",
+        "record",
+        "terminated",
+        "cancelled",
+        "not_ended",
+        "summary",
+        "queries",
+        "check_mode",
+    }
+    assert _returned(postgresql_drain) == common
+    assert _returned(mysql_drain) == common | {"accounts_locked", "accounts_unlocked", "accounts_already_locked"}
+    assert "skipped" not in _returned(mysql_drain)
