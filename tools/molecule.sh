@@ -2,6 +2,7 @@
 # Molecule scenarios of the roles against the running test fleet (make test starts
 # it and exports DBFLEET_STATE_DIR). Each run holds its sessions under a tag of its
 # own, so it can run beside other tests on the same servers.
+# Usage: tools/molecule.sh [role ...] (default: every role's scenario).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 export PATH="$root/.venv/bin:$PATH"

@@ -19,7 +19,7 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.parameters import remove_values
 from ansible.plugins.action import ActionBase
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _policy
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _action, _connection, _fleet
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _action, _change_window, _connection, _fleet
 
 ROLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "roles")
 
@@ -167,6 +167,8 @@ class ActionModule(_action.ActionMixin, ActionBase):
             if options:
                 values = dict((name, self._host_value(context, name)) for name in options if name in context)
                 errors = argument_problems(options, values)
+                if not errors and params["role"] == "drain":
+                    errors = _change_window.variable_problems(values)
                 if errors:
                     invalid.setdefault("; ".join(errors), []).append(host)
                     continue

@@ -12,10 +12,10 @@ __metaclass__ = type
 from ansible.errors import AnsibleActionFail, AnsibleError
 from ansible.inventory.manager import InventoryManager
 from ansible.plugins.action import ActionBase
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _action, _fleet, _sweeps
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _action, _change_window, _fleet, _sweeps
 
 ARGUMENT_SPEC = {
-    "kind": {"type": "str", "required": True, "choices": ["audit", "enforce"]},
+    "kind": {"type": "str", "required": True, "choices": ["audit", "enforce", "drain"]},
     "result_var": {"type": "str", "required": True},
     "report_dir": {"type": "path", "required": True},
     "audit_log": {"type": "path"},
@@ -68,10 +68,14 @@ class ActionModule(_action.ActionMixin, ActionBase):
             task_vars, report_dir=params["report_dir"], audit_log=params.get("audit_log")
         )
         check_mode = bool(self._task.check_mode)
+        if params["kind"] == "drain":
+            # A change window is one run over its hosts: its report is that run's.
+            sweep = None
+        build = _change_window.build_report if params["kind"] == "drain" else _fleet.build_report
         report_dir = _fleet.controller_path(params["report_dir"])
         try:
             if sweep is None:
-                report = _fleet.build_report(params["kind"], hosts_all, hosts_active, results, check_mode, context)
+                report = build(params["kind"], hosts_all, hosts_active, results, check_mode, context)
                 paths, markdown = _fleet.write_report(report, report_dir, keep=params["keep"])
             else:
                 context["expected_hosts"] = self._inventory_hosts(task_vars)

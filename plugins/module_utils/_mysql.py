@@ -772,5 +772,12 @@ class MySQLDriver(Driver):
             return self._kill_failure(victim, mode, code, self._why(exc))
         return victim, OUTCOMES[mode], None
 
+    def execute(self, query, doing):
+        """The rows of one `(sql, params)` of a caller; SessionError saying what we were `doing`."""
+        try:
+            return self._execute(query)
+        except pymysql.MySQLError as exc:
+            raise SessionError(f"cannot {doing} on {self.target} as {self.current_user}: {self._why(exc)}")
+
     def query_templates(self):
         return self.flavour.templates()

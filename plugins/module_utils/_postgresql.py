@@ -670,5 +670,10 @@ class PostgreSQLDriver(Driver):
             f"{_grant_hint(login, 'pg_signal_backend')}",
         )
 
+    def execute(self, query, doing):
+        """(column names, rows) of one `(sql, params)` of a caller (a multi-statement one is one
+        transaction); SessionError saying what we were `doing` when it fails."""
+        return self._query(query, doing)
+
     def query_templates(self):
         return query_templates()

@@ -40,6 +40,7 @@ options:
       - One of the collection's roles with an argument spec (V(audit), V(enforce), and the change-window roles V(drain)
         and V(timeouts) where the collection has them). Its C(defaults/main.yml) is taken into account for hosts that do
         not set a variable.
+      - V(drain) also checks the change window's databases, allowed users and grace (C(dbhygiene_drain_*)).
     type: str
 attributes:
   check_mode:

@@ -48,7 +48,7 @@ options:
     description: Which role's results these are.
     type: str
     required: true
-    choices: [audit, enforce]
+    choices: [audit, enforce, drain]
   result_var:
     description: Name of the registered variable holding each host's result.
     type: str

@@ -27,7 +27,14 @@ import sys
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.parameters import remove_values
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _argspec, _engines, _runner
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import (
+    _argspec,
+    _drain,
+    _engines,
+    _mysql_drain,
+    _postgresql_drain,
+    _runner,
+)
 
 _MODULE_UTILS = "ansible_collections.dbhygiene.sessions.plugins.module_utils"
 
@@ -35,7 +42,8 @@ _MODULE_UTILS = "ansible_collections.dbhygiene.sessions.plugins.module_utils"
 class _Engine(object):
     """An engine of the registry with its driver imported."""
 
-    def __init__(self, entry):
+    def __init__(self, name, entry):
+        self.name = name
         self.driver_module = importlib.import_module(f"{_MODULE_UTILS}.{entry.driver_module}")
         self.driver_class = getattr(self.driver_module, entry.driver_class)
         self.available = bool(getattr(self.driver_module, entry.driver_available))
@@ -43,7 +51,10 @@ class _Engine(object):
         self.package = entry.package
 
 
-ENGINES = dict((name, _Engine(entry)) for name, entry in _engines.ENGINES.items())
+ENGINES = dict((name, _Engine(name, entry)) for name, entry in _engines.ENGINES.items())
+
+# Each engine's rights of a change window, for the `<engine>_drain` modules (kind "drain").
+DRAIN_RIGHTS = {"postgresql": _postgresql_drain.PostgreSQLRights, "mysql": _mysql_drain.MySQLRights}
 
 
 class _Exit(Exception):
@@ -96,9 +107,14 @@ def _run_info(module, engine):
 
 # The module purposes (the registry's) that run in process: their options besides the
 # connection, and their main() body. A new purpose (drain, timeouts) adds its pair here.
+def _run_drain(module, engine):
+    _drain.run_drain_module(module, engine.driver_class, engine.driver_module.open_driver, DRAIN_RIGHTS[engine.name])
+
+
 KINDS = {
     "sessions": (_argspec.sessions_argument_spec, _run_sessions),
     "session_info": (_argspec.info_argument_spec, _run_info),
+    "drain": (_drain.drain_argument_spec, _run_drain),
 }
 
 

@@ -195,6 +195,10 @@ def _failed_hosts(report):
 
 def render_markdown(report):
     """The report as Markdown: the header, the body of its kind, the hosts that failed."""
+    if report["kind"] == "drain":
+        from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._change_window import render_markdown as drain
+
+        return drain(report)
     lines = _header(report)
     lines += _enforce_body(report) if report["kind"] == "enforce" else _audit_body(report)
     if report["failed_hosts"]:

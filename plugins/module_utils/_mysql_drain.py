@@ -1,0 +1,571 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) dbhygiene.sessions contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The drain of MySQL / MariaDB databases: account locks, recorded on the server.
+
+Private to the collection; no PyMySQL import. The statement builders return
+``(sql, params)`` and, with the planning function, are unit tested without a
+server (tests/unit/plugins/module_utils/test_mysql_drain.py); ``MySQLRights``
+runs them through the driver (``MySQLDriver.execute``).
+
+Account statements commit implicitly, so the record cannot share a transaction
+with the locks. The order makes every interruption openable exactly:
+
+1. the databases are recorded as drained (``drain_databases``);
+2. each account to lock is recorded ``pending``, with the value the server had
+   for its lock (MariaDB: the ``account_locked`` key of ``mysql.global_priv``,
+   absent until an account was ever locked);
+3. the accounts are locked (``ALTER USER ... ACCOUNT LOCK``);
+4. they are marked ``locked``.
+
+``open`` unlocks every recorded account that is locked and no other drained
+database still needs (a ``pending`` one only if it is locked: the drain died
+between 2 and 4), then deletes the rows. MariaDB's ``ACCOUNT UNLOCK`` leaves
+``"account_locked":false`` in the account's JSON where there was no such key
+before; ``open`` takes that key out again, so ``mysql.global_priv`` is byte
+for byte what it was. MySQL 8 keeps a Y/N column: its unlock is exact as it is.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain import RightsOutcome
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError, shown
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import iso_utc
+
+RIGHT = "ACCOUNT LOCK"
+PENDING = "pending"
+LOCKED = "locked"
+MARIADB = "mariadb"
+# What MariaDB's ACCOUNT UNLOCK leaves at the end of an account's JSON.
+UNLOCK_SUFFIX = ',"account_locked":false}'
+
+# Global privileges that reach the objects of every database (a global grant of one of them
+# is a privilege on each drained database); administrative ones (PROCESS, RELOAD, ...) do not.
+GLOBAL_DATA_PRIVILEGES = (
+    "Select_priv",
+    "Insert_priv",
+    "Update_priv",
+    "Delete_priv",
+    "Create_priv",
+    "Drop_priv",
+    "References_priv",
+    "Index_priv",
+    "Alter_priv",
+    "Create_tmp_table_priv",
+    "Lock_tables_priv",
+    "Execute_priv",
+    "Create_view_priv",
+    "Show_view_priv",
+    "Create_routine_priv",
+    "Alter_routine_priv",
+    "Event_priv",
+    "Trigger_priv",
+)
+_GLOBAL = " OR ".join(f"u.{column} = 'Y'" for column in GLOBAL_DATA_PRIVILEGES)
+
+# ---------------------------------------------------------------- reading
+# user, host, superuser, lock value (MariaDB: the JSON key's value or NULL when absent;
+# MySQL: 'true' / 'false' from the Y/N column), global data privileges
+_ACCOUNTS_SQL = {
+    "mariadb": (
+        "SELECT u.User, u.Host, u.Super_priv = 'Y', JSON_VALUE(g.Priv, '$.account_locked'), "
+        f"({_GLOBAL}) FROM mysql.user u JOIN mysql.global_priv g ON g.User = u.User AND g.Host = u.Host "
+        "WHERE u.is_role <> 'Y'"
+    ),
+    "mysql": (
+        "SELECT u.User, u.Host, u.Super_priv = 'Y' OR EXISTS (SELECT 1 FROM mysql.global_grants gg "
+        "WHERE gg.USER = u.User AND gg.HOST = u.Host AND gg.PRIV = 'SYSTEM_USER'), "
+        f"IF(u.account_locked = 'Y', 'true', 'false'), ({_GLOBAL}) FROM mysql.user u"
+    ),
+}
+
+# Who holds a privilege on one database (mysql.db patterns as the server matches them).
+_HOLDERS_SQL = (
+    "SELECT User, Host, 'schema' FROM mysql.db WHERE %(db)s LIKE Db "
+    "UNION ALL SELECT User, Host, 'table' FROM mysql.tables_priv WHERE Db = %(db)s "
+    "UNION ALL SELECT User, Host, 'column' FROM mysql.columns_priv WHERE Db = %(db)s "
+    "UNION ALL SELECT User, Host, 'routine' FROM mysql.procs_priv WHERE Db = %(db)s"
+)
+
+# grantee user, grantee host, role user, role host
+_ROLE_EDGES_SQL = {
+    "mariadb": "SELECT User, Host, Role, '' FROM mysql.roles_mapping",
+    "mysql": "SELECT TO_USER, TO_HOST, FROM_USER, FROM_HOST FROM mysql.role_edges",
+}
+
+_SESSION_USERS_SQL = (
+    "SELECT DISTINCT USER FROM information_schema.PROCESSLIST WHERE DB = %(db)s AND ID <> CONNECTION_ID()"
+)
+
+_RECORD_EXISTS_SQL = (
+    "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'dbhygiene' "
+    "AND TABLE_NAME IN ('drain_databases', 'drain_accounts')"
+)
+_RECORD_DATABASES_SQL = "SELECT db, drained_at, drained_by FROM dbhygiene.drain_databases ORDER BY db"
+_RECORD_ACCOUNTS_SQL = (
+    "SELECT db, user, host, status, lock_key, reason FROM dbhygiene.drain_accounts ORDER BY db, user, host"
+)
+
+_ENSURE_SQL = (
+    "CREATE DATABASE IF NOT EXISTS dbhygiene",
+    "CREATE TABLE IF NOT EXISTS dbhygiene.drain_databases (db VARCHAR(64) NOT NULL PRIMARY KEY, "
+    "drained_at DATETIME(6) NOT NULL, drained_by VARCHAR(400) NOT NULL) "
+    "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+    "CREATE TABLE IF NOT EXISTS dbhygiene.drain_accounts (db VARCHAR(64) NOT NULL, user VARCHAR(128) NOT NULL, "
+    "host VARCHAR(255) NOT NULL, status VARCHAR(16) NOT NULL, lock_key VARCHAR(16) NULL, "
+    "reason VARCHAR(1000) NOT NULL, PRIMARY KEY (db, user, host)) "
+    "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+)
+
+# ---------------------------------------------------------------- changing
+_RECORD_DATABASE_SQL = (
+    "INSERT IGNORE INTO dbhygiene.drain_databases (db, drained_at, drained_by) "
+    "VALUES (%(db)s, UTC_TIMESTAMP(6), CURRENT_USER())"
+)
+_RECORD_ACCOUNT_SQL = (
+    "INSERT IGNORE INTO dbhygiene.drain_accounts (db, user, host, status, lock_key, reason) "
+    "VALUES (%(db)s, %(user)s, %(host)s, %(status)s, %(lock_key)s, %(reason)s)"
+)
+_LOCK_SQL = "ALTER USER %(user)s@%(host)s ACCOUNT LOCK"
+_UNLOCK_SQL = "ALTER USER %(user)s@%(host)s ACCOUNT UNLOCK"
+_MARK_LOCKED_SQL = (
+    "UPDATE dbhygiene.drain_accounts SET status = 'locked' WHERE user = %(user)s AND host = %(host)s "
+    "AND status = 'pending'"
+)
+# MariaDB: take out the key ACCOUNT UNLOCK left where there was none (no FLUSH needed: an
+# absent key and false mean the same to the server, which has the account unlocked already).
+_STRIP_SQL = (
+    "UPDATE mysql.global_priv SET Priv = CONCAT(LEFT(Priv, CHAR_LENGTH(Priv) - CHAR_LENGTH(%(suffix)s)), '}') "
+    "WHERE User = %(user)s AND Host = %(host)s AND RIGHT(Priv, CHAR_LENGTH(%(suffix)s)) = %(suffix)s"
+)
+_FORGET_ACCOUNTS_SQL = "DELETE FROM dbhygiene.drain_accounts WHERE db = %(db)s"
+_FORGET_DATABASE_SQL = "DELETE FROM dbhygiene.drain_databases WHERE db = %(db)s"
+
+
+def _flavour(name):
+    if name not in _ACCOUNTS_SQL:
+        raise ValueError(f"unknown flavour {name!r}")
+    return name
+
+
+def accounts_query(flavour):
+    """(sql, params): every account (roles left out): user, host, superuser, lock value, global data privileges."""
+    return _ACCOUNTS_SQL[_flavour(flavour)], {}
+
+
+def holders_query(database):
+    """(sql, params): (user, host, level) of every privilege on `database` below the global level."""
+    return _HOLDERS_SQL, {"db": database}
+
+
+def role_edges_query(flavour):
+    """(sql, params): (grantee user, grantee host, role user, role host) of every role grant."""
+    return _ROLE_EDGES_SQL[_flavour(flavour)], {}
+
+
+def session_users_query(database):
+    """(sql, params): the user names with a session whose current database is `database` (ours left out)."""
+    return _SESSION_USERS_SQL, {"db": database}
+
+
+def record_exists_query():
+    """(sql, params): how many of the record's two tables exist (check mode never makes them)."""
+    return _RECORD_EXISTS_SQL, {}
+
+
+def record_queries():
+    """[(sql, params)]: the drained databases, then the recorded accounts."""
+    return [(_RECORD_DATABASES_SQL, {}), (_RECORD_ACCOUNTS_SQL, {})]
+
+
+def ensure_record_queries():
+    """[(sql, params)]: make the record's database and tables if they are not there."""
+    return [(statement, {}) for statement in _ENSURE_SQL]
+
+
+def record_database_query(database):
+    """(sql, params): record `database` as drained (a later drain keeps the first row)."""
+    return _RECORD_DATABASE_SQL, {"db": database}
+
+
+def record_account_query(database, user, host, status, lock_key, reason):
+    """(sql, params): record an account locked for `database` (kept when already there)."""
+    return _RECORD_ACCOUNT_SQL, {
+        "db": database,
+        "user": user,
+        "host": host,
+        "status": status,
+        "lock_key": lock_key,
+        "reason": reason[:1000],
+    }
+
+
+def lock_query(user, host):
+    """(sql, params): lock an account."""
+    return _LOCK_SQL, {"user": user, "host": host}
+
+
+def unlock_query(user, host):
+    """(sql, params): unlock an account."""
+    return _UNLOCK_SQL, {"user": user, "host": host}
+
+
+def mark_locked_query(user, host):
+    """(sql, params): the account's pending rows are locked now."""
+    return _MARK_LOCKED_SQL, {"user": user, "host": host}
+
+
+def strip_unlock_key_query(user, host):
+    """(sql, params): MariaDB: the account's JSON as before its first lock (no account_locked key)."""
+    return _STRIP_SQL, {"user": user, "host": host, "suffix": UNLOCK_SUFFIX}
+
+
+def forget_queries(database):
+    """[(sql, params)]: delete the record of `database`."""
+    return [(_FORGET_ACCOUNTS_SQL, {"db": database}), (_FORGET_DATABASE_SQL, {"db": database})]
+
+
+def query_templates(flavour):
+    """The drain's statements, as templates (placeholders, never values)."""
+    return (
+        [
+            _ACCOUNTS_SQL[_flavour(flavour)],
+            _HOLDERS_SQL,
+            _ROLE_EDGES_SQL[flavour],
+            _SESSION_USERS_SQL,
+            _RECORD_EXISTS_SQL,
+            _RECORD_DATABASES_SQL,
+            _RECORD_ACCOUNTS_SQL,
+        ]
+        + list(_ENSURE_SQL)
+        + [
+            _RECORD_DATABASE_SQL,
+            _RECORD_ACCOUNT_SQL,
+            _LOCK_SQL,
+            _MARK_LOCKED_SQL,
+            _UNLOCK_SQL,
+        ]
+        + ([_STRIP_SQL] if flavour == MARIADB else [])
+        + [_FORGET_ACCOUNTS_SQL, _FORGET_DATABASE_SQL]
+    )
+
+
+# ---------------------------------------------------------------- planning (pure)
+def account_name(user, host):
+    """'user'@'host' as in a GRANT (quotes doubled)."""
+    return "'{}'@'{}'".format(user.replace("'", "''"), host.replace("'", "''"))
+
+
+def _text(value):
+    if isinstance(value, (bytes, bytearray)):
+        return value.decode("utf-8", "replace")
+    return value
+
+
+def account_rows(rows):
+    """{(user, host): {"superuser", "locked", "lock_key", "global"}} from accounts_query()."""
+    accounts = {}
+    for user, host, superuser, lock_value, global_data in rows:
+        lock_value = _text(lock_value)
+        accounts[(_text(user), _text(host))] = {
+            "superuser": bool(superuser),
+            "locked": lock_value in ("true", "1"),  # MariaDB's JSON_VALUE gives 1 / 0 for a JSON boolean
+            "lock_key": lock_value,
+            "global": bool(global_data),
+        }
+    return accounts
+
+
+def _expand_roles(holders, edges):
+    """{(user, host): reason} of `holders` plus every account granted (directly or through roles) a role
+    among them."""
+    found = dict(holders)
+    changed = True
+    while changed:
+        changed = False
+        for user, host, role_user, role_host in edges:
+            via = found.get((role_user, role_host))
+            if via is not None and (user, host) not in found:
+                found[(user, host)] = f"{via} through role {role_user}"
+                changed = True
+    return found
+
+
+def plan_locks(databases, accounts, holders, edges, session_users, allowed, own, recorded):
+    """What a drain of `databases` locks.
+
+    `accounts`: account_rows(); `holders`: {db: [(user, host, level)]}; `edges`: role grants;
+    `session_users`: {db: set of user names}; `allowed`: user names; `own`: (user, host) of our
+    login; `recorded`: {(user, host): set of dbs} of the record (locks that are ours).
+
+    Returns (lock, extend, already): `lock` [{"user", "host", "databases", "reasons", "lock_key"}]
+    to lock now; `extend` [(db, user, host, reason)] accounts locked by a drain already that this
+    drain needs too (recorded for it, so that opening the other database keeps them locked);
+    `already` the names of accounts locked before and not by a drain (left alone).
+    """
+    needed = {}  # (user, host) -> {db: reason}
+    for db in databases:
+        direct = {}
+        for user, host, level in holders.get(db, []):
+            direct.setdefault((_text(user), _text(host)), f"holds privileges on {db} ({level})")
+        concerned = _expand_roles(direct, edges)
+        for key, info in accounts.items():
+            if info["global"]:
+                concerned.setdefault(key, f"holds global privileges (every database, {db} included)")
+            if key[0] in session_users.get(db, ()):
+                concerned.setdefault(key, f"has a session on {db}")
+        for key, reason in concerned.items():
+            info = accounts.get(key)
+            if info is None or info["superuser"] or key[0] in allowed or key == own:
+                continue  # a role, a superuser, an allowed login, ourselves
+            needed.setdefault(key, {})[db] = reason
+    lock, extend, already = [], [], []
+    for key in sorted(needed):
+        user, host = key
+        info, dbs = accounts[key], needed[key]
+        if not info["locked"]:
+            lock.append(
+                {
+                    "user": user,
+                    "host": host,
+                    "databases": [db for db in databases if db in dbs],
+                    "reasons": [dbs[db] for db in databases if db in dbs],
+                    "lock_key": info["lock_key"],
+                }
+            )
+        elif key in recorded:
+            extend.extend((db, user, host, dbs[db]) for db in databases if db in dbs and db not in recorded[key])
+        else:
+            already.append(account_name(user, host))
+    return lock, extend, already
+
+
+def change_entry(user, host, databases, change, reason):
+    return {
+        "database": databases[0] if databases else None,
+        "databases": list(databases),
+        "account": account_name(user, host),
+        "right": RIGHT,
+        "change": change,
+        "grantor": None,
+        "with_grant_option": None,
+        "reason": reason,
+    }
+
+
+def plan_unlocks(databases, record_accounts, accounts):
+    """What an open of `databases` does with the recorded accounts.
+
+    `record_accounts`: [(db, user, host, status, lock_key, reason)]. Returns (unlock, kept, gone):
+    `unlock` [{"user", "host", "databases", "lock_key", "reason"}] to unlock (recorded for these
+    databases only, and locked now); `kept` accounts another drained database still needs;
+    `gone` recorded as locked but found unlocked or dropped (someone else changed them).
+    """
+    mine, others = {}, set()
+    for db, user, host, status, lock_key, reason in record_accounts:
+        key = (_text(user), _text(host))
+        if db in databases:
+            entry = mine.setdefault(key, {"databases": [], "lock_key": _text(lock_key), "reason": reason, "status": []})
+            entry["databases"].append(db)
+            entry["status"].append(status)
+        else:
+            others.add(key)
+    unlock, kept, gone = [], [], []
+    for key in sorted(mine):
+        entry = mine[key]
+        info = accounts.get(key)
+        if key in others:
+            kept.append(account_name(*key))
+        elif info is not None and info["locked"]:
+            unlock.append(
+                {
+                    "user": key[0],
+                    "host": key[1],
+                    "databases": entry["databases"],
+                    "lock_key": entry["lock_key"],
+                    "reason": entry["reason"],
+                }
+            )
+        elif LOCKED in entry["status"] or info is None:
+            gone.append(account_name(*key))
+    return unlock, kept, gone
+
+
+def record_entries(database_rows, account_rows_):
+    """The record as result entries (see RETURN `record`)."""
+    entries = []
+    for db, drained_at, drained_by in database_rows:
+        changes = []
+        for row_db, user, host, status, _lock_key, reason in account_rows_:
+            if row_db == db:
+                entry = change_entry(_text(user), _text(host), [db], "locked", reason)
+                entry["status"] = status
+                changes.append(entry)
+        entries.append(
+            {
+                "database": db,
+                "drained_at": iso_utc(drained_at) if drained_at is not None else None,
+                "drained_by": _text(drained_by),
+                "complete": all(change["status"] == LOCKED for change in changes),
+                "changes": changes,
+            }
+        )
+    return entries
+
+
+def _lines(accounts, keys, override=None):
+    lines = []
+    for key in sorted(keys):
+        locked = accounts[key]["locked"] if key in accounts else None
+        if override is not None and key in override:
+            locked = override[key]
+        state = "gone" if locked is None else ("locked" if locked else "unlocked")
+        lines.append(f"account {account_name(*key)}: {state}\n")
+    return lines
+
+
+# ---------------------------------------------------------------- on a server
+class MySQLRights(object):
+    """Reads, changes and records the account locks of one server, through its driver."""
+
+    def __init__(self, driver):
+        self.driver = driver
+        self.target = driver.target
+        self.flavour = driver.flavour.name
+
+    def _run(self, query, doing):
+        return self.driver.execute(query, doing)
+
+    def preflight(self):
+        """The rights are checked by the statements themselves (their errors name what is missing)."""
+
+    def _accounts(self):
+        return account_rows(self._run(accounts_query(self.flavour), "read the accounts"))
+
+    def _record_rows(self):
+        if int(self._run(record_exists_query(), "look for the drain record")[0][0]) < 2:
+            return [], []
+        databases, accounts = (self._run(query, "read the drain record") for query in record_queries())
+        return [(_text(r[0]),) + tuple(r[1:]) for r in databases], [
+            (_text(r[0]), _text(r[1]), _text(r[2]), _text(r[3]), _text(r[4]), _text(r[5])) for r in accounts
+        ]
+
+    def record(self):
+        return record_entries(*self._record_rows())
+
+    def _check_allowed(self, allow_users, accounts):
+        names = set(user for user, _host in accounts)
+        unknown = [name for name in allow_users if name not in names]
+        if unknown:
+            raise SessionError(
+                f"allow_users: no account of user {', '.join(shown(u) for u in unknown)} on {self.target}; "
+                "nothing was changed"
+            )
+
+    def _check_databases(self, databases):
+        rows = self._run(("SHOW DATABASES", {}), "list the databases")
+        names = set(_text(row[0]) for row in rows)
+        missing = [db for db in databases if db not in names]
+        if missing:
+            raise SessionError(f"databases: {', '.join(shown(m) for m in missing)} not found on {self.target}")
+
+    def drain(self, request, check_mode):
+        """RightsOutcome of draining `request.databases` (check mode: what a real run would lock)."""
+        self._check_databases(request.databases)
+        accounts = self._accounts()
+        self._check_allowed(request.allow_users, accounts)
+        holders = dict((db, self._run(holders_query(db), f"read the privileges on {db}")) for db in request.databases)
+        edges = [tuple(_text(v) for v in row) for row in self._run(role_edges_query(self.flavour), "read the roles")]
+        sessions = dict(
+            (db, set(_text(r[0]) for r in self._run(session_users_query(db), f"read the sessions on {db}")))
+            for db in request.databases
+        )
+        recorded_dbs, recorded_accounts = self._record_rows()
+        ours = {}
+        for db, user, host, _status, _key, _reason in recorded_accounts:
+            ours.setdefault((user, host), set()).add(db)
+        own = _own_account(self.driver)
+        lock, extend, already = plan_locks(
+            request.databases, accounts, holders, edges, sessions, set(request.allow_users), own, ours
+        )
+        changes = [change_entry(a["user"], a["host"], a["databases"], "locked", "; ".join(a["reasons"])) for a in lock]
+        keys = set((a["user"], a["host"]) for a in lock) | set((u, h) for _db, u, h, _r in extend)
+        before = _lines(accounts, keys)
+        after = _lines(accounts, keys, override=dict(((a["user"], a["host"]), True) for a in lock))
+        recorded = set(row[0] for row in recorded_dbs)
+        if not check_mode and (lock or extend or set(request.databases) - recorded):
+            for query in ensure_record_queries():
+                self._run(query, "create the drain record")
+            for db in request.databases:
+                self._run(record_database_query(db), "record the drain")
+            for db, user, host, reason in extend:
+                self._run(record_account_query(db, user, host, LOCKED, None, reason), "record the drain")
+            for a in lock:
+                for db, reason in zip(a["databases"], a["reasons"]):
+                    query = record_account_query(db, a["user"], a["host"], PENDING, a["lock_key"], reason)
+                    self._run(query, "record the drain")
+            for done, a in enumerate(lock):
+                try:
+                    self._run(lock_query(a["user"], a["host"]), f"lock account {account_name(a['user'], a['host'])}")
+                    self._run(mark_locked_query(a["user"], a["host"]), "record the drain")
+                except SessionError as exc:
+                    raise SessionError(
+                        f"{exc}; {done} of {len(lock)} accounts were locked before, and the record on the server "
+                        "has every account this drain meant to lock: state=open undoes exactly what was done"
+                    )
+        extra = {
+            "accounts_locked": [change["account"] for change in changes],
+            "accounts_unlocked": [],
+            "accounts_already_locked": already,
+        }
+        return RightsOutcome(changes, before, after, extra=extra)
+
+    def open(self, request, check_mode):
+        """RightsOutcome of opening `request.databases`: the recorded locks undone, the record deleted."""
+        recorded_dbs, recorded_accounts = self._record_rows()
+        wanted = [row[0] for row in recorded_dbs if row[0] in request.databases]
+        accounts = self._accounts()
+        unlock, kept, gone = plan_unlocks(wanted, recorded_accounts, accounts)
+        changes = [
+            change_entry(a["user"], a["host"], a["databases"], "unlocked", f"open: undo of the drain ({a['reason']})")
+            for a in unlock
+        ]
+        keys = set((a["user"], a["host"]) for a in unlock)
+        before = _lines(accounts, keys)
+        after = _lines(accounts, keys, override=dict((key, False) for key in keys))
+        if not check_mode:
+            for a in unlock:
+                self._run(unlock_query(a["user"], a["host"]), f"unlock account {account_name(a['user'], a['host'])}")
+                if self.flavour == MARIADB and a["lock_key"] is None:
+                    self._run(strip_unlock_key_query(a["user"], a["host"]), "restore the account's record")
+            for db in wanted:
+                for query in forget_queries(db):
+                    self._run(query, "delete the drain record")
+        restored = []
+        for db in wanted:
+            unlocked = [c["account"] for c in changes if db in c["databases"]]
+            mine_gone = [
+                name for name in gone if any(r[0] == db and account_name(r[1], r[2]) == name for r in recorded_accounts)
+            ]
+            detail = f"{len(unlocked)} accounts unlocked"
+            if mine_gone:
+                detail += f"; found unlocked or dropped by someone else during the window: {', '.join(mine_gone)}"
+            if kept:
+                detail += f"; still locked for another drained database: {', '.join(kept)}"
+            restored.append({"database": db, "exact": not mine_gone, "detail": detail})
+        extra = {
+            "accounts_locked": [],
+            "accounts_unlocked": [change["account"] for change in changes],
+            "accounts_already_locked": [],
+        }
+        return RightsOutcome(changes, before, after, restored=restored, extra=extra)
+
+    def query_templates(self):
+        return query_templates(self.flavour)
+
+
+def _own_account(driver):
+    user, _sep, host = (driver.current_user or "").rpartition("@")
+    return (user, host)

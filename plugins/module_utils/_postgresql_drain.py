@@ -1,0 +1,444 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) dbhygiene.sessions contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The drain of PostgreSQL databases: the CONNECT privilege, recorded on the server.
+
+Private to the collection; no psycopg2 import. The statement builders return
+``(sql, params)`` and, with the planning functions, are unit tested without a
+server (tests/unit/plugins/module_utils/test_postgresql_drain.py);
+``PostgreSQLRights`` runs them through the driver (``PostgreSQLDriver.execute``).
+
+Why the CONNECT privilege, and how the restore stays exact: see the module's
+documentation (plugins/modules/postgresql_drain.py). In short:
+
+* drain: in ONE transaction (a multi-statement query is one implicit
+  transaction in PostgreSQL), the record row is written with ``datacl`` as it
+  was, CONNECT is revoked from PUBLIC and every holder (each revoke as the role
+  that granted it, the dependent grants first) and granted to the allowed
+  roles that hold none, and the row gets ``datacl`` as the drain left it and
+  the list of changes. A crash leaves all of it or none of it.
+* open: when ``datacl`` is still what the drain left and the record is
+  ``exact`` (no later drain had to change more), ``pg_database.datacl`` is
+  written back as it was, byte for byte, in the statement that deletes the
+  record; otherwise the recorded changes are undone one by one, last first.
+
+Identifiers cannot be parameters: they are quoted here (``quote_ident``) and a
+``%`` in them doubled, because every statement is sent with parameters.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain import RightsOutcome
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError, shown
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import iso_utc
+
+RECORD_SCHEMA = "dbhygiene"
+RECORD_TABLE = "dbhygiene.drain"
+PUBLIC = "PUBLIC"
+RIGHT = "CONNECT"
+
+
+def quote_ident(name):
+    """`name` as a quoted SQL identifier, safe inside a statement sent with parameters."""
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise ValueError(f"not an identifier: {name!r}")
+    return '"' + name.replace('"', '""').replace("%", "%%") + '"'
+
+
+def _grantee(name):
+    return PUBLIC if name == PUBLIC else quote_ident(name)
+
+
+# ---------------------------------------------------------------- reading
+_SUPERUSER_SQL = "SELECT rolsuper, current_user::text FROM pg_catalog.pg_roles WHERE rolname = current_user"
+
+_ROLES_SQL = "SELECT rolname::text, rolsuper FROM pg_catalog.pg_roles WHERE rolname = ANY(%(names)s::text[])"
+
+# Every CONNECT item of each database, in datacl order (the default rights when datacl is NULL).
+_DATABASES_SQL = """SELECT d.datname::text, d.datacl::text, pg_catalog.pg_get_userbyid(d.datdba)::text,
+  coalesce((SELECT pg_catalog.json_agg(pg_catalog.json_build_array(
+      CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(a.grantee)::text END,
+      pg_catalog.pg_get_userbyid(a.grantor)::text, a.is_grantable, coalesce(r.rolsuper, false)) ORDER BY a.n)
+    FROM pg_catalog.aclexplode(coalesce(d.datacl, pg_catalog.acldefault('d', d.datdba)))
+      WITH ORDINALITY AS a(grantor, grantee, privilege_type, is_grantable, n)
+    LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+    WHERE a.privilege_type = 'CONNECT'), '[]')::text
+FROM pg_catalog.pg_database d WHERE d.datname = ANY(%(names)s::text[]) ORDER BY d.datname"""
+
+_RECORD_EXISTS_SQL = "SELECT pg_catalog.to_regclass(%(table)s) IS NOT NULL"
+
+_RECORD_SQL = (
+    "SELECT database, drained_at, drained_by, acl_before, acl_after, exact, changes::text "
+    "FROM dbhygiene.drain ORDER BY database"
+)
+
+_ENSURE_RECORD_SQL = """CREATE SCHEMA IF NOT EXISTS dbhygiene;
+CREATE TABLE IF NOT EXISTS dbhygiene.drain (
+  database text PRIMARY KEY,
+  drained_at timestamptz NOT NULL DEFAULT now(),
+  drained_by text NOT NULL DEFAULT current_user,
+  acl_before text,
+  acl_after text,
+  exact boolean NOT NULL DEFAULT true,
+  changes jsonb NOT NULL DEFAULT '[]');
+SELECT %(table)s::text"""
+
+# ---------------------------------------------------------------- changing
+# The first drain keeps datacl as it was; a later one keeps the first row.
+_RECORD_BEGIN_SQL = (
+    "INSERT INTO dbhygiene.drain (database, acl_before) "
+    "SELECT datname::text, datacl::text FROM pg_catalog.pg_database WHERE datname = %(db{n})s "
+    "ON CONFLICT (database) DO NOTHING"
+)
+# A later drain that changes more (someone granted CONNECT during the window) makes the
+# byte-for-byte restore wrong: it would drop that grant. Such a record is undone change by change.
+_RECORD_END_SQL = (
+    "UPDATE dbhygiene.drain SET acl_after = (SELECT datacl::text FROM pg_catalog.pg_database "
+    "WHERE datname = %(db{n})s), changes = changes || %(changes{n})s::jsonb, "
+    "exact = exact AND (acl_after IS NULL OR %(changes{n})s::jsonb = '[]'::jsonb) "
+    "WHERE database = %(db{n})s"
+)
+_REVOKE_SQL = "REVOKE CONNECT ON DATABASE {db} FROM {grantee}"
+_GRANT_SQL = "GRANT CONNECT ON DATABASE {db} TO {grantee}{option}"
+_AS_SQL = "SET ROLE {role}"
+_RESET_SQL = "RESET ROLE"
+# The exact restore, only while datacl is still what the drain left; the record goes with it.
+_RESTORE_SQL = """WITH restored AS (
+  UPDATE pg_catalog.pg_database SET datacl = %(before)s::aclitem[]
+  WHERE datname = %(db)s AND datacl::text IS NOT DISTINCT FROM %(after)s RETURNING datname),
+forgotten AS (DELETE FROM dbhygiene.drain WHERE database IN (SELECT datname::text FROM restored) RETURNING database)
+SELECT count(*) FROM forgotten"""
+_FORGET_SQL = "DELETE FROM dbhygiene.drain WHERE database = %(db{n})s"
+
+
+def superuser_query():
+    """(sql, params): whether our login is a superuser, and its name."""
+    return _SUPERUSER_SQL, {}
+
+
+def roles_query(names):
+    """(sql, params): (name, superuser) of the roles among `names` that exist."""
+    return _ROLES_SQL, {"names": list(names)}
+
+
+def databases_query(names):
+    """(sql, params): per database: name, datacl text (None = default), owner, CONNECT items (JSON text,
+    [grantee, grantor, grantable, grantee is superuser] in datacl order)."""
+    return _DATABASES_SQL, {"names": list(names)}
+
+
+def record_exists_query():
+    """(sql, params): whether the record table exists (check mode never creates it)."""
+    return _RECORD_EXISTS_SQL, {"table": RECORD_TABLE}
+
+
+def ensure_record_query():
+    """(sql, params): make the record's schema and table if they are not there."""
+    return _ENSURE_RECORD_SQL, {"table": RECORD_TABLE}
+
+
+def record_query():
+    """(sql, params): every row of the record."""
+    return _RECORD_SQL, {}
+
+
+def _statement(change, undo=False):
+    """The SQL of one change (as the role that granted it), or of its undoing."""
+    database = quote_ident(change["database"])
+    grantee = _grantee(change["account"])
+    revoke = (change["change"] == "revoked") != undo
+    if revoke:
+        sql = _REVOKE_SQL.format(db=database, grantee=grantee)
+    else:
+        option = " WITH GRANT OPTION" if change.get("with_grant_option") else ""
+        sql = _GRANT_SQL.format(db=database, grantee=grantee, option=option)
+    return f"{_AS_SQL.format(role=quote_ident(change['grantor']))};\n{sql};\n{_RESET_SQL}"
+
+
+def drain_query(plans):
+    """(sql, params): ONE transaction that records and applies the plans of every database.
+
+    `plans`: [(database, [change, ...])] (plan_drain). A database without changes is
+    recorded too (it is drained: `open` must find it).
+    """
+    parts, params = [], {}
+    for n, (database, changes) in enumerate(plans):
+        params[f"db{n}"] = database
+        params[f"changes{n}"] = json.dumps(changes, sort_keys=True)
+        parts.append(_RECORD_BEGIN_SQL.format(n=n))
+        parts.extend(_statement(change) for change in changes)
+        parts.append(_RECORD_END_SQL.format(n=n))
+    if not parts:
+        raise ValueError("nothing to drain")
+    parts.append("SELECT count(*) FROM dbhygiene.drain")
+    return ";\n".join(parts), params
+
+
+def restore_query(database, before, after):
+    """(sql, params): write datacl back byte for byte (and forget the record) if it is still `after`;
+    returns 1 when done, 0 when datacl changed meanwhile."""
+    return _RESTORE_SQL, {"db": database, "before": before, "after": after}
+
+
+def undo_query(plans):
+    """(sql, params): ONE transaction that undoes the recorded changes (last first) and forgets the record.
+
+    `plans`: [(database, [recorded change, ...])] in the order they were made.
+    """
+    parts, params = [], {}
+    for n, (database, changes) in enumerate(plans):
+        params[f"db{n}"] = database
+        parts.extend(_statement(change, undo=True) for change in reversed(changes))
+        parts.append(_FORGET_SQL.format(n=n))
+    if not parts:
+        raise ValueError("nothing to open")
+    parts.append("SELECT count(*) FROM dbhygiene.drain")
+    return ";\n".join(parts), params
+
+
+def query_templates():
+    """The drain's statements, as templates (placeholders, never values)."""
+    return [
+        _SUPERUSER_SQL,
+        _ROLES_SQL,
+        _DATABASES_SQL,
+        _RECORD_EXISTS_SQL,
+        _ENSURE_RECORD_SQL,
+        _RECORD_SQL,
+        _RECORD_BEGIN_SQL.format(n=""),
+        _AS_SQL,
+        _REVOKE_SQL,
+        _GRANT_SQL.format(db="{db}", grantee="{grantee}", option="[ WITH GRANT OPTION]"),
+        _RESET_SQL,
+        _RECORD_END_SQL.format(n=""),
+        _RESTORE_SQL,
+        _FORGET_SQL.format(n=""),
+    ]
+
+
+# ---------------------------------------------------------------- planning (pure)
+def database_rows(rows):
+    """{name: {"acl": text|None, "owner": str, "items": [{grantee, grantor, grantable, superuser}]}}."""
+    found = {}
+    for name, acl, owner, items in rows:
+        found[name] = {
+            "acl": acl,
+            "owner": owner,
+            "items": [
+                {"grantee": g, "grantor": r, "grantable": bool(o), "superuser": bool(s)}
+                for g, r, o, s in json.loads(items or "[]")
+            ],
+        }
+    return found
+
+
+def _change(database, account, change, grantor, grantable, reason):
+    return {
+        "database": database,
+        "databases": [database],
+        "account": account,
+        "right": RIGHT,
+        "change": change,
+        "grantor": grantor,
+        "with_grant_option": bool(grantable),
+        "reason": reason,
+    }
+
+
+def _depth(item, items, owner):
+    """How far from the owner the grant chain of `item` is (the owner's grants are 0)."""
+    depth, grantor, seen = 0, item["grantor"], set()
+    while grantor != owner and grantor not in seen:
+        seen.add(grantor)
+        depth += 1
+        parents = [i for i in items if i["grantee"] == grantor]
+        if not parents:
+            break
+        grantor = parents[0]["grantor"]
+    return depth
+
+
+def plan_drain(database, info, allowed):
+    """The changes that leave CONNECT on `database` to superusers and `allowed` (role names) only.
+
+    `info`: database_rows()[database]. Superusers' items are left alone (they connect anyway);
+    revokes come deepest grant first (a grant made with a delegated grant option before the
+    delegation), so no revoke needs CASCADE; then a grant to each allowed role that holds no
+    item of its own (CONNECT through PUBLIC or a group would be gone).
+    """
+    items, owner = info["items"], info["owner"]
+    revoke = [i for i in items if not i["superuser"] and i["grantee"] not in allowed]
+    revoke.sort(key=lambda i: -_depth(i, items, owner))
+    changes = [
+        _change(
+            database,
+            i["grantee"],
+            "revoked",
+            i["grantor"],
+            i["grantable"],
+            f"{'every role' if i['grantee'] == PUBLIC else 'role ' + i['grantee']} held CONNECT on {database}",
+        )
+        for i in revoke
+    ]
+    holders = set(i["grantee"] for i in items if i not in revoke)
+    for role in allowed:
+        if role not in holders:
+            changes.append(
+                _change(database, role, "granted", owner, False, f"allow_users: {role} keeps CONNECT on {database}")
+            )
+    return changes
+
+
+def undone(change):
+    """The change entry of undoing `change` (for the result of open)."""
+    entry = dict(change)
+    entry["change"] = "granted" if change["change"] == "revoked" else "revoked"
+    entry["reason"] = f"open: undo of the drain ({change['reason']})"
+    return entry
+
+
+def holders_line(database, items):
+    """One diff line: who holds CONNECT on `database`."""
+    names = [f"{i['grantee']}{'*' if i['grantable'] else ''} (by {i['grantor']})" for i in items]
+    return f"{database}: CONNECT {', '.join(names) if names else 'superusers only'}\n"
+
+
+def apply_changes(items, changes):
+    """The CONNECT items after `changes` (for check mode's diff)."""
+    after = [dict(i) for i in items]
+    for change in changes:
+        key = (change["account"], change["grantor"])
+        after = [i for i in after if (i["grantee"], i["grantor"]) != key]
+        if change["change"] == "granted":
+            after.append(
+                {
+                    "grantee": change["account"],
+                    "grantor": change["grantor"],
+                    "grantable": change["with_grant_option"],
+                    "superuser": False,
+                }
+            )
+    return after
+
+
+def record_entries(rows):
+    """The record's rows as result entries (see RETURN `record`)."""
+    entries = []
+    for database, drained_at, drained_by, before, after, exact, changes in rows:
+        entries.append(
+            {
+                "database": database,
+                "drained_at": iso_utc(drained_at) if drained_at is not None else None,
+                "drained_by": drained_by,
+                "complete": True,
+                "exact": bool(exact),
+                "acl_before": before,
+                "acl_after": after,
+                "changes": json.loads(changes or "[]"),
+            }
+        )
+    return entries
+
+
+# ---------------------------------------------------------------- on a server
+class PostgreSQLRights(object):
+    """Reads, changes and records the CONNECT rights of one server, through its driver."""
+
+    def __init__(self, driver):
+        self.driver = driver
+        self.target = driver.target
+
+    def _run(self, query, doing):
+        return self.driver.execute(query, doing)[1]
+
+    def preflight(self):
+        superuser, login = self._run(superuser_query(), "read the rights of our login")[0]
+        if not superuser:
+            raise SessionError(
+                f"login {login} on PostgreSQL at {self.target} is not a superuser: draining needs one, to revoke "
+                "CONNECT as every grantor and to put pg_database.datacl back exactly; "
+                f'as a superuser, run: ALTER ROLE "{login}" SUPERUSER, or drain with a superuser login'
+            )
+
+    def read_databases(self, names, must_exist):
+        found = database_rows(self._run(databases_query(names), "read the databases' rights"))
+        missing = [name for name in names if name not in found]
+        if missing and must_exist:
+            raise SessionError(
+                f"databases: {', '.join(shown(m) for m in missing)} not found on PostgreSQL at {self.target}"
+            )
+        return found
+
+    def check_allowed(self, allow_users):
+        """The allowed roles that are not superusers (superusers need nothing); fails on unknown roles."""
+        roles = dict(self._run(roles_query(allow_users), "read the allowed roles")) if allow_users else {}
+        unknown = [name for name in allow_users if name not in roles]
+        if unknown:
+            raise SessionError(
+                f"allow_users: no role {', '.join(shown(u) for u in unknown)} on PostgreSQL at {self.target}; "
+                "nothing was changed"
+            )
+        return [name for name in allow_users if not roles[name]]
+
+    def record(self):
+        if not self._run(record_exists_query(), "look for the drain record")[0][0]:
+            return []
+        return record_entries(self._run(record_query(), "read the drain record"))
+
+    def drain(self, request, check_mode):
+        """RightsOutcome of draining `request.databases` (check mode: what a real run would change)."""
+        allowed = self.check_allowed(request.allow_users)
+        found = self.read_databases(request.databases, must_exist=True)
+        plans = [(db, plan_drain(db, found[db], allowed)) for db in request.databases]
+        recorded = set(entry["database"] for entry in self.record())
+        before = [holders_line(db, found[db]["items"]) for db in request.databases]
+        after = [holders_line(db, apply_changes(found[db]["items"], changes)) for db, changes in plans]
+        todo = [(db, changes) for db, changes in plans if changes or db not in recorded]
+        if todo and not check_mode:
+            self._run(ensure_record_query(), "create the drain record")
+            self._run(drain_query(todo), "drain (revoke CONNECT and record it)")
+        return RightsOutcome([change for _db, changes in plans for change in changes], before, after)
+
+    def open(self, request, check_mode):
+        """RightsOutcome of opening `request.databases`: the recorded changes undone, the record deleted."""
+        record = dict((entry["database"], entry) for entry in self.record())
+        wanted = [db for db in request.databases if db in record]
+        found = self.read_databases(wanted, must_exist=False) if wanted else {}
+        changes, restored, undo, before, after = [], [], [], [], []
+        for db in wanted:
+            entry = record[db]
+            steps = [undone(change) for change in reversed(entry["changes"])]
+            if db not in found:
+                restored.append({"database": db, "exact": False, "detail": "the database no longer exists"})
+                undo.append((db, []))
+                continue
+            items = found[db]["items"]
+            before.append(holders_line(db, items))
+            after.append(holders_line(db, apply_changes(items, steps)))
+            exact = entry["exact"] and found[db]["acl"] == entry["acl_after"]
+            done = False
+            if exact and not check_mode:
+                query = restore_query(db, entry["acl_before"], entry["acl_after"])
+                done = bool(self._run(query, "restore the database's rights")[0][0])
+            if exact and (done or check_mode):
+                restored.append({"database": db, "exact": True, "detail": "datacl restored as before the drain"})
+            else:
+                undo.append((db, entry["changes"]))
+                restored.append(
+                    {
+                        "database": db,
+                        "exact": False,
+                        "detail": "the rights changed during the window: only the recorded changes were undone",
+                    }
+                )
+            changes.extend(steps)
+        if undo and not check_mode:
+            self._run(undo_query(undo), "open (undo the recorded changes)")
+        return RightsOutcome(changes, before, after, restored=restored)
+
+    def query_templates(self):
+        return query_templates()

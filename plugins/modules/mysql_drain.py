@@ -1,0 +1,233 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) dbhygiene.sessions contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: mysql_drain
+short_description: Drain MySQL / MariaDB databases before a change by locking their accounts, unlock them after
+version_added: 0.1.0
+author: dbhygiene.sessions contributors (@dbhygiene)
+description:
+  - 'O(state=drained): the accounts that could use O(databases) are locked (C(ALTER USER ... ACCOUNT LOCK)), so they
+    cannot log in, and their sessions on O(databases) are ended: cancelled first (C(KILL QUERY)), terminated
+    (C(KILL CONNECTION)) after O(grace) when still on the same statement, idle ones at once; with the guarded kill of
+    M(dbhygiene.sessions.mysql_sessions). MySQL and MariaDB have no per-database login right, so this is broader than
+    the databases: a locked account cannot log in to any database, and the result says which accounts were locked
+    (RV(accounts_locked)).'
+  - 'Which accounts: every account other than those of O(allow_users) and superusers (C(SUPER); MySQL also
+    C(SYSTEM_USER)) that holds a privilege on one of O(databases) at schema level (C(mysql.db), its wildcard patterns
+    included, for example C(bill%)), table, column or routine level (C(tables_priv), C(columns_priv), C(procs_priv)),
+    through a role it was granted (MariaDB C(roles_mapping)), or globally: a global privilege that reaches the objects of
+    every database (C(SELECT), C(INSERT), C(UPDATE), C(DELETE), C(CREATE), C(DROP), C(ALTER), C(INDEX), C(EXECUTE), ...,
+    C(ALL)) counts as a privilege on each of O(databases); global administrative privileges alone (C(PROCESS),
+    C(RELOAD), C(REPLICATION CLIENT), ...) do not. Also every account with a session whose current database is one of
+    O(databases).'
+  - 'An account already locked before the drain (by someone else) is not locked again, not recorded as ours and never
+    unlocked by V(open); RV(accounts_already_locked) lists it. The account the module logs in with is never locked (V(open)
+    needs it).'
+  - 'The record: tables C(dbhygiene.drain_databases) and C(dbhygiene.drain_accounts) (database C(dbhygiene), made on the
+    first real drain) on the server. Account statements commit implicitly, so the drain writes the record first, each
+    account marked C(pending), then locks the accounts, then marks them C(locked). V(open) unlocks every recorded account
+    that is locked (a C(pending) one only when it is locked: the drain died between its record and its lock) and no
+    longer needed by another drained database, then deletes the record; a drain that died half-way is opened exactly.
+    V(drained) on a database already drained keeps the record and adds only the accounts it locks on top.'
+  - 'The login needs C(CREATE USER) (to lock and unlock), read access to the privilege tables of C(mysql), C(CREATE),
+    C(INSERT), C(UPDATE), C(DELETE), C(SELECT) on C(dbhygiene), and what M(dbhygiene.sessions.mysql_sessions) needs to end
+    sessions; an admin login has them all.'
+  - The session part uses the session's current database (the C(DB) column of the process list); a session that uses
+    C(billing.t) from another current database is not ended (its account is locked if it holds privileges on billing).
+extends_documentation_fragment:
+  - dbhygiene.sessions._drain
+  - dbhygiene.sessions._mysql_connection
+attributes:
+  check_mode:
+    support: full
+    description:
+      - Locks no account, writes no record, ends no session; RV(changes), RV(accounts_locked), RV(terminated) and
+        RV(cancelled) list what a real run would do at that moment.
+  diff_mode:
+    support: full
+    description: Before and after, one line per account concerned (locked or not) and one line per session ended.
+options: {}
+notes:
+  - 'Every change is returned in RV(changes) in the form the drain role writes to the audit trail (one line each).'
+seealso:
+  - module: dbhygiene.sessions.postgresql_drain
+  - module: dbhygiene.sessions.mysql_sessions
+"""
+
+EXAMPLES = r"""
+- name: Drain billing for its migration (the migration's accounts stay unlocked and keep their sessions)
+  module_defaults:
+    group/dbhygiene.sessions.mysql:
+      login_host: "{{ mysql_host }}"
+      login_user: "{{ mysql_admin_user }}"
+      login_password: "{{ mysql_admin_password }}"
+      ca_cert: "{{ mysql_ca_cert }}"
+  block:
+    - name: See which accounts the drain would lock and which sessions it would end (check mode)
+      dbhygiene.sessions.mysql_drain:
+        databases: [billing]
+        allow_users: [migrator]
+      check_mode: true
+      register: would_drain
+
+    - name: Show the accounts that would be locked
+      ansible.builtin.debug:
+        msg: "{{ would_drain.accounts_locked }} would be locked"
+
+    - name: Drain billing, politely first (KILL QUERY, KILL CONNECTION after 10 seconds)
+      dbhygiene.sessions.mysql_drain:
+        databases: [billing]
+        allow_users: [migrator]
+        grace: 10s
+
+    - name: Open billing again (unlock what the drain locked, nothing else)
+      dbhygiene.sessions.mysql_drain:
+        databases: [billing]
+        state: open
+"""
+
+RETURN = r"""
+state:
+  description: The O(state) this run brought about (or would, in check mode).
+  returned: always
+  type: str
+  sample: drained
+databases:
+  description: O(databases), as validated (duplicates dropped).
+  returned: always
+  type: list
+  elements: str
+  sample: [billing]
+changes:
+  description:
+    - Every account this run locked or unlocked (in check mode, would), in order; one audit trail line each. Empty when
+      nothing changed (a second V(drained), an V(open) with nothing recorded).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    database: {description: 'The first of RV(changes[].databases).', type: str, returned: always, sample: billing}
+    databases: {description: The drained databases this account is (was) locked for., type: list, elements: str, returned: always}
+    account: {description: "The account, C('user'@'host').", type: str, returned: always, sample: "'app'@'%'"}
+    right: {description: 'The right changed: always C(ACCOUNT LOCK) here.', type: str, returned: always, sample: ACCOUNT LOCK}
+    change: {description: C(locked) (V(drained)) or C(unlocked) (V(open))., type: str, returned: always, sample: locked}
+    grantor: {description: Always null here (kept for the same shape as on PostgreSQL)., type: str, returned: always}
+    with_grant_option: {description: Always null here., type: bool, returned: always}
+    reason:
+      description: Why this account, for the trail.
+      type: str
+      returned: always
+      sample: holds privileges on billing (schema)
+accounts_locked:
+  description: The accounts this run locked (check mode, would lock), C('user'@'host').
+  returned: always
+  type: list
+  elements: str
+  sample: ["'app'@'%'"]
+accounts_unlocked:
+  description: The accounts this run unlocked (V(open); check mode, would unlock).
+  returned: always
+  type: list
+  elements: str
+accounts_already_locked:
+  description: Accounts concerned that were locked before and not by a drain; left alone (never unlocked by V(open)).
+  returned: always
+  type: list
+  elements: str
+restored:
+  description:
+    - V(open) only (empty otherwise), one entry per database opened; C(exact) true when every recorded account was
+      found as the drain left it.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{database: billing, exact: true, detail: 1 account unlocked}]
+closed:
+  description:
+    - The databases of this server that are drained after this run, read from the record on the server (all of them,
+      not only O(databases)); in check mode, as they would be.
+  returned: always
+  type: list
+  elements: str
+  sample: [billing]
+record:
+  description: The record on the server after this run (in check mode, as it is), one entry per drained database.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    database: {description: The drained database., type: str, returned: always}
+    drained_at: {description: When it was first drained (ISO 8601 UTC)., type: str, returned: always}
+    drained_by: {description: The login that drained it first., type: str, returned: always}
+    complete: {description: False while an account of it is still C(pending) (a drain that died half-way)., type: bool, returned: always}
+    changes: {description: 'The accounts locked for it: entries as in RV(changes) plus C(status) (C(pending) or C(locked)).', type: list, elements: dict, returned: always}
+terminated:
+  description:
+    - Sessions on O(databases) terminated (check mode, that would be), normalized session records as in
+      RV(dbhygiene.sessions.mysql_sessions#module:terminated), with C(rule) V(drain) and C(action)
+      V(cancel_then_terminate). Empty for V(open).
+  returned: always
+  type: list
+  elements: dict
+cancelled:
+  description:
+    - Sessions whose running statement was cancelled first (the polite step); entries as in RV(terminated).
+    - A drain leaves no session on O(databases) but the kept ones, so each of them was then terminated too (after its
+      statement stopped, or after O(grace) when it did not) and is in RV(terminated) as well.
+  returned: always
+  type: list
+  elements: dict
+not_ended:
+  description:
+    - Sessions on O(databases) that were not ended, entries as in RV(terminated) plus C(reason) and C(detail), reasons
+      as in M(dbhygiene.sessions.mysql_sessions) (C(protected) for O(allow_users) and superusers).
+  returned: always
+  type: list
+  elements: dict
+summary:
+  description:
+    - Counts of the session part (as in M(dbhygiene.sessions.mysql_sessions)), C(terminated) and C(cancelled) counting
+      the entries of RV(terminated) and RV(cancelled); empty for V(open).
+  returned: always
+  type: dict
+queries:
+  description: The statement templates the module runs, with placeholders; never values or secrets.
+  returned: always
+  type: list
+  elements: str
+check_mode:
+  description: Whether this was a dry run.
+  returned: always
+  type: bool
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain import drain_argument_spec, run_drain_module
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import (
+    HAS_PYMYSQL,
+    PYMYSQL_IMPORT_ERROR,
+    MySQLDriver,
+    connection_argument_spec,
+    open_driver,
+)
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql_drain import MySQLRights
+
+
+def main():
+    argument_spec = connection_argument_spec()
+    argument_spec.update(drain_argument_spec())
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    if not HAS_PYMYSQL:
+        module.fail_json(msg=missing_required_lib("PyMySQL"), exception=PYMYSQL_IMPORT_ERROR)
+    run_drain_module(module, MySQLDriver, open_driver, MySQLRights)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) dbhygiene.sessions contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: postgresql_drain
+short_description: Drain PostgreSQL databases before a change, open them again exactly as they were
+version_added: 0.1.0
+author: dbhygiene.sessions contributors (@dbhygiene)
+description:
+  - 'O(state=drained): no login but superusers and O(allow_users) can connect to O(databases) any more, and every
+    session on them but ours, O(allow_users)'' and superusers'' is ended: cancelled first, terminated after O(grace)
+    when it still runs the same statement, idle ones terminated at once; with the guarded kill of
+    M(dbhygiene.sessions.postgresql_sessions) (pid, C(backend_start), state and C(state_change) re-checked in a fresh
+    snapshot).'
+  - 'Mechanism: the C(CONNECT) privilege. It is the only one of the three PostgreSQL has that keeps some logins in:
+    C(datallowconn=false) refuses superusers and O(allow_users) too, and C(CONNECTION LIMIT) counts every non-superuser
+    alike. The drain revokes C(CONNECT) from C(PUBLIC) and from every role that holds it on the database (each as the
+    role that granted it, so that grants made by a delegate go too), and grants it to the O(allow_users) that do not hold
+    it themselves. Roles that get C(CONNECT) only through membership of a role it was revoked from lose it with it.'
+  - 'Exactness of the restore: the rights change and the record of the change (the database''s C(datacl) before and
+    after, and each privilege revoked or granted) are one transaction, so a run that dies leaves either both or
+    neither. V(open) puts C(pg_database.datacl) back byte for byte (the same entries in the same order, or C(NULL) for
+    the default rights) when nobody changed the database''s rights during the window (its C(datacl) is still what the
+    drain left); otherwise it undoes only the recorded changes with C(GRANT) / C(REVOKE), which keeps what others changed
+    meanwhile, and says so in RV(restored). Grants and revokes do not keep the order of the entries, and a revoke from
+    C(PUBLIC) turns a C(NULL) C(datacl) into explicit entries, hence the byte-for-byte restore.'
+  - 'The record: table C(dbhygiene.drain) (schema and table made on the first real drain) in the database the module
+    connects to (O(login_db), default C(postgres)). Another controller, or the same one after a crash, opens what was
+    drained by connecting to the same O(login_db). V(drained) on a database already drained keeps the first record (the
+    rights before the first drain) and adds only what it changes on top (a grant made during the window).'
+  - 'The login must be a superuser: only a superuser can revoke as every grantor and write C(pg_database.datacl); the
+    module fails before changing anything otherwise, also in check mode.'
+  - Every client session on O(databases) is ended, whoever's it is; a session of a role in O(allow_users) or of a
+    superuser is kept and listed in RV(not_ended) with reason C(protected). Our own connection is never listed.
+  - 'An interrupted run: the rights and the record are committed together, before any session is ended; a run that died
+    after them left the database drained and recorded (run V(drained) again to end the sessions, or V(open)); one that
+    died before left nothing changed.'
+  - 'Errors: a database that does not exist, or a role of O(allow_users) that does not exist, fails the run before any
+    change (also in check mode). A role that got C(CONNECT) with a delegated grant option and re-granted it to a role in
+    O(allow_users) cannot lose it without that grant (C(REVOKE) would need C(CASCADE)): the server''s error fails the run
+    and the transaction changes nothing.'
+
+extends_documentation_fragment:
+  - dbhygiene.sessions._drain
+  - dbhygiene.sessions._postgresql_connection
+attributes:
+  check_mode:
+    support: full
+    description:
+      - Changes no right, writes no record, ends no session; RV(changes), RV(terminated) and RV(cancelled) list what a
+        real run would do at that moment.
+  diff_mode:
+    support: full
+    description: Before and after, one line per database with its C(CONNECT) holders and one line per session ended.
+options: {}
+notes:
+  - 'Every change is returned in RV(changes) in the form the drain role writes to the audit trail (one line each).'
+seealso:
+  - module: dbhygiene.sessions.mysql_drain
+  - module: dbhygiene.sessions.postgresql_sessions
+"""
+
+EXAMPLES = r"""
+- name: Drain billing for its migration (the migration login keeps its rights and its sessions)
+  module_defaults:
+    group/dbhygiene.sessions.postgresql:
+      login_host: "{{ pg_host }}"
+      login_user: "{{ pg_admin_user }}"
+      login_password: "{{ pg_admin_password }}"
+      ssl_mode: verify-full
+      ca_cert: "{{ pg_ca_cert }}"
+  block:
+    - name: See what the drain would change and end (check mode)
+      dbhygiene.sessions.postgresql_drain:
+        databases: [billing]
+        allow_users: [migrator]
+      check_mode: true
+      register: would_drain
+
+    - name: Show the rights that would change
+      ansible.builtin.debug:
+        msg: "{{ would_drain.changes | map(attribute='account') | list }} would lose CONNECT"
+
+    - name: Drain billing, politely first (cancel, terminate after 10 seconds)
+      dbhygiene.sessions.postgresql_drain:
+        databases: [billing]
+        allow_users: [migrator]
+        grace: 10s
+
+    - name: Open billing again, exactly as it was
+      dbhygiene.sessions.postgresql_drain:
+        databases: [billing]
+        state: open
+"""
+
+RETURN = r"""
+state:
+  description: The O(state) this run brought about (or would, in check mode).
+  returned: always
+  type: str
+  sample: drained
+databases:
+  description: O(databases), as validated (duplicates dropped).
+  returned: always
+  type: list
+  elements: str
+  sample: [billing]
+changes:
+  description:
+    - Every right this run changed (in check mode, would change), in order; one audit trail line each. Empty when
+      nothing changed (a second V(drained), an V(open) with nothing recorded).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    database: {description: The database whose right changed., type: str, returned: always, sample: billing}
+    databases: {description: 'The drained databases this change is for (here: RV(changes[].database) alone).', type: list, elements: str, returned: always}
+    account: {description: The role that lost or got the right; C(PUBLIC) for every role., type: str, returned: always, sample: PUBLIC}
+    right: {description: 'The right changed: always C(CONNECT) here.', type: str, returned: always, sample: CONNECT}
+    change:
+      description:
+        - C(revoked) or C(granted).
+        - V(drained) revokes from the holders and grants to O(allow_users); V(open) grants back what was revoked and
+          revokes what was granted.
+      type: str
+      returned: always
+      sample: revoked
+    grantor: {description: The role the privilege is (was) granted by., type: str, returned: always, sample: postgres}
+    with_grant_option: {description: The privilege carried the grant option., type: bool, returned: always}
+    reason: {description: Why (for the trail)., type: str, returned: always, sample: holds CONNECT on billing}
+restored:
+  description:
+    - V(open) only (empty otherwise), one entry per database opened.
+    - C(exact) true when C(pg_database.datacl) was put back byte for byte; false when the rights were changed by someone
+      else during the window and only the recorded changes were undone (C(detail) says so).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{database: billing, exact: true, detail: datacl restored as before the drain}]
+closed:
+  description:
+    - The databases of this server that are drained after this run, read from the record on the server (all of them,
+      not only O(databases)); in check mode, as they would be.
+  returned: always
+  type: list
+  elements: str
+  sample: [billing]
+record:
+  description:
+    - The record on the server after this run (in check mode, as it is), one entry per drained database.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    database: {description: The drained database., type: str, returned: always}
+    drained_at: {description: When it was first drained (ISO 8601 UTC)., type: str, returned: always}
+    drained_by: {description: The login that drained it first., type: str, returned: always}
+    complete: {description: Always true on PostgreSQL (the rights change and the record are one transaction)., type: bool, returned: always}
+    exact:
+      description:
+        - Whether V(open) may put C(datacl) back byte for byte (to RV(record[].acl_before)).
+        - False once a later V(drained) had to revoke more (someone granted C(CONNECT) during the window); that grant must
+          come back on V(open), so the changes are then undone one by one.
+      type: bool
+      returned: always
+    changes: {description: 'The changes V(open) undoes: entries as in RV(changes), as the drain made them.', type: list, elements: dict, returned: always}
+    acl_before: {description: C(datacl) as text before the first drain (null for the default rights)., type: str, returned: always}
+    acl_after: {description: C(datacl) as text as the drain left it., type: str, returned: always}
+terminated:
+  description:
+    - Sessions on O(databases) terminated (check mode, that would be), normalized session records as in
+      RV(dbhygiene.sessions.postgresql_sessions#module:terminated), with C(rule) V(drain) and C(action)
+      V(cancel_then_terminate). Empty for V(open).
+  returned: always
+  type: list
+  elements: dict
+cancelled:
+  description:
+    - Sessions whose running statement was cancelled first (the polite step); entries as in RV(terminated).
+    - A drain leaves no session on O(databases) but the kept ones, so each of them was then terminated too (after its
+      statement stopped, or after O(grace) when it did not) and is in RV(terminated) as well.
+  returned: always
+  type: list
+  elements: dict
+not_ended:
+  description:
+    - Sessions on O(databases) that were not ended, entries as in RV(terminated) plus C(reason) and C(detail), reasons
+      as in M(dbhygiene.sessions.postgresql_sessions) (C(protected) for O(allow_users) and superusers).
+  returned: always
+  type: list
+  elements: dict
+summary:
+  description:
+    - Counts of the session part (as in M(dbhygiene.sessions.postgresql_sessions)), C(terminated) and C(cancelled)
+      counting the entries of RV(terminated) and RV(cancelled); empty for V(open).
+  returned: always
+  type: dict
+queries:
+  description: The statement templates the module runs, with placeholders; never values or secrets.
+  returned: always
+  type: list
+  elements: str
+check_mode:
+  description: Whether this was a dry run.
+  returned: always
+  type: bool
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain import drain_argument_spec, run_drain_module
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql import (
+    HAS_PSYCOPG2,
+    PSYCOPG2_IMPORT_ERROR,
+    PostgreSQLDriver,
+    connection_argument_spec,
+    open_driver,
+)
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql_drain import PostgreSQLRights
+
+
+def main():
+    argument_spec = connection_argument_spec()
+    argument_spec.update(drain_argument_spec())
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    if not HAS_PSYCOPG2:
+        module.fail_json(msg=missing_required_lib("psycopg2"), exception=PSYCOPG2_IMPORT_ERROR)
+    run_drain_module(module, PostgreSQLDriver, open_driver, PostgreSQLRights)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,228 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) dbhygiene.sessions contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The drain role's controller side: its variables' check, its audit-trail lines, its
+per-host summary and its fleet report (model and Markdown).
+
+Private to the collection; no Ansible import. The pieces of the other roles are
+reused: the trail's record format and appends (``_trail``), the report's host
+statuses and failure reasons (``_report_model.build_report``), its tables and the
+"Hosts that failed" section (``_report_markdown``).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _drain
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import iso_utc_z, utc_now
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _report_model, _trail
+
+STATES = _drain.STATES
+# The name the trail and the report give the change window's decisions (the `policy` of a line).
+POLICY = "drain"
+# The drain modules' options and the role variables that give them.
+ROLE_VARIABLES = {
+    "databases": "dbhygiene_drain_databases",
+    "state": "dbhygiene_drain_state",
+    "allow_users": "dbhygiene_drain_allow_users",
+    "grace": "dbhygiene_drain_grace",
+    "wait_timeout": "dbhygiene_wait_timeout",
+    "host_timeout": "dbhygiene_host_timeout",
+}
+
+# A change of connection rights (the module's `change`) -> the trail's action and its dry-run outcome.
+_CHANGE_ACTIONS = {
+    "revoked": ("revoke", "would_revoke"),
+    "granted": ("grant", "would_grant"),
+    "locked": ("lock", "would_lock"),
+    "unlocked": ("unlock", "would_unlock"),
+}
+
+
+def request_error(params):
+    """The PolicyError (naming the option and the value) of the drain options in `params`
+    (the module's names: databases, state, allow_users, grace, wait_timeout, host_timeout,
+    None or missing for the module's default), checked as the drain modules check them
+    (``_drain.parse_request``), before any connection; None when they are valid."""
+    options = _drain.drain_argument_spec()
+    request = {}
+    for name, option in options.items():
+        value = params.get(name)
+        request[name] = option.get("default") if value is None else value
+    try:
+        _drain.parse_request(request)
+    except PolicyError as exc:
+        return exc
+    return None
+
+
+def variable_problems(values):
+    """Error messages for the drain role's variables among `values` ({name: value} as the
+    host has them, after the argument spec's types), each naming the variable."""
+    error = request_error({option: values.get(name) for option, name in ROLE_VARIABLES.items()})
+    if error is None:
+        return []
+    field = str(error.field)
+    option = field.split("[", 1)[0]
+    if option in ROLE_VARIABLES:
+        field = ROLE_VARIABLES[option] + field[len(option) :]
+    return [f"{field}: {error.problem}"]
+
+
+def changes_of(result):
+    """The connection rights a drain / open result changed (or would change): the module's
+    `changes`, each with `change` (revoked, granted, locked, unlocked), `account`, `database`."""
+    return [dict(change) for change in result.get("changes") or [] if isinstance(change, dict)]
+
+
+def _line(host, engine, check_mode, context, action, outcome):
+    return {
+        "time": iso_utc_z(utc_now()),
+        "host": host,
+        "login_host": context.get("login_host"),
+        "engine": engine,
+        "policy": POLICY,
+        "rule": POLICY,
+        "action": action,
+        "check_mode": bool(check_mode),
+        "outcome": outcome,
+    }
+
+
+def trail_records(host, engine, result, check_mode, context):
+    """Audit lines for one host's drain / open result: one per right changed and one per
+    session ended (or, in check mode, that would be), in the enforce trail's format, each
+    with `drain_state` (the state asked for: drained or open)."""
+    drain_state = result.get("state") or context.get("state")
+    records = []
+    for change in changes_of(result):
+        done = str(change.get("change"))
+        action, would = _CHANGE_ACTIONS.get(done, (done, "would_" + done))
+        line = _line(host, engine, check_mode, context, action, would if check_mode else done)
+        for name in sorted(change):
+            line.setdefault(name, change[name])
+        line["job_id"] = context.get("job_id")
+        records.append(line)
+    sessions = {"policy": POLICY}
+    for bucket in ("cancelled", "terminated", "not_ended"):
+        sessions[bucket] = [dict(entry, rule=entry.get("rule") or POLICY) for entry in result.get(bucket) or []]
+    records.extend(_trail.trail_records(host, engine, sessions, check_mode, context))
+    for line in records:
+        line["drain_state"] = drain_state
+    return records
+
+
+def drain_summary(result):
+    """The drain role's per-host figures from a *_drain result."""
+    brief = _report_model.brief
+    not_ended = result.get("not_ended") or []
+    return {
+        "state": result.get("state"),
+        "databases": result.get("databases"),
+        "changes": changes_of(result),
+        "restored": [dict(entry) for entry in result.get("restored") or [] if isinstance(entry, dict)],
+        "terminated": [brief(entry) for entry in result.get("terminated") or []],
+        "cancelled": [brief(entry) for entry in result.get("cancelled") or []],
+        "not_ended": [brief(entry) for entry in not_ended if entry.get("reason") != "protected"],
+        # What stays closed on the host after the run: the server's own record, every database of it.
+        # None: the host failed before it could say (the report shows "unknown").
+        "still_closed": [str(name) for name in result.get("closed") or []] if "closed" in result else None,
+    }
+
+
+def ended_sessions(entry):
+    """How many sessions a host's summary says were (or would be) ended, each counted once."""
+    ended = (entry.get("terminated") or []) + (entry.get("cancelled") or [])
+    return len({(item.get("key"), item.get("id")) for item in ended})
+
+
+def build_report(kind, hosts_all, hosts_active, results, check_mode, context):
+    """The drain fleet report: the hosts' statuses and failures as the other roles' reports
+    give them, and the change window's totals."""
+    report = _report_model.build_report(kind, hosts_all, hosts_active, results, check_mode, context)
+    totals = report["totals"]
+    for name in ("would_end", "alerting", "sessions_seen"):
+        totals.pop(name, None)
+    totals.update(changes=0, terminated=0, cancelled=0, ended=0, not_ended=0, still_closed=0, hosts_still_closed=0)
+    for entry in report["hosts"].values():
+        totals["changes"] += len(entry.get("changes") or [])
+        totals["terminated"] += len(entry.get("terminated") or [])
+        totals["cancelled"] += len(entry.get("cancelled") or [])
+        totals["not_ended"] += len(entry.get("not_ended") or [])
+        closed = len(entry.get("still_closed") or [])
+        totals["still_closed"] += closed
+        totals["hosts_still_closed"] += 1 if closed else 0
+    # A session cancelled first and terminated after the grace is one session ended.
+    totals["ended"] = sum(ended_sessions(entry) for entry in report["hosts"].values())
+    report["policy"] = None
+    return report
+
+
+def _what(change):
+    """A change in words: the right, the account, the database."""
+    right = f"{change['right']} " if change.get("right") else ""
+    where = f" on {change['database']}" if change.get("database") else ""
+    return f"{right}{change.get('account') or ''}{where}"
+
+
+def render_markdown(report):
+    """The drain report as Markdown: what each host closed, ended and still has closed."""
+    from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _report_markdown as md
+
+    dry = report["check_mode"]
+    totals = report["totals"]
+    lines = [f"# Change window{' (check mode: nothing was changed)' if dry else ''}", "", f"- time: {report['time']}"]
+    if report.get("job_id") is not None:
+        lines.append(f"- AWX job: {report['job_id']}")
+    if report.get("audit_log"):
+        lines.append(f"- audit trail: {report['audit_log']}")
+    changed = "would change" if dry else "changed"
+    ended = "would end" if dry else "ended"
+    lines += [
+        "",
+        f"**{totals['hosts']} hosts: {totals['ok']} ok, {totals['failed']} failed. "
+        f"{totals['changes']} rights {changed}, {totals['ended']} sessions {ended} "
+        f"({totals['terminated']} terminate, {totals['cancelled']} cancel), {totals['not_ended']} not ended; "
+        f"{totals['hosts_still_closed']} hosts {'would be' if dry else 'still'} closed.**",
+        "",
+    ]
+    rows = []
+    for host, entry in report["hosts"].items():
+        rows.append(
+            (
+                host,
+                entry.get("engine"),
+                entry["status"],
+                entry.get("state"),
+                ", ".join(entry.get("databases") or []),
+                len(entry.get("changes") or []),
+                ended_sessions(entry),
+                "unknown" if entry.get("still_closed") is None else ", ".join(entry["still_closed"]) or "nothing",
+            )
+        )
+    closed = "would be closed" if dry else "still closed"
+    lines += md.table(("host", "engine", "status", "state", "databases", changed, ended, closed), rows)
+    change_rows = [
+        (host, ("would be " if dry else "") + str(item.get("change")), _what(item), item.get("reason") or "")
+        for host, entry in report["hosts"].items()
+        for item in entry.get("changes") or []
+    ]
+    if change_rows:
+        lines += ["", "## Rights " + ("that would change" if dry else "changed"), ""]
+        lines += md.table(("host", "change", "what", "detail"), change_rows)
+    sessions = []
+    for host, entry in report["hosts"].items():
+        for bucket, outcome in (("terminated", "terminate"), ("cancelled", "cancel")):
+            for item in entry.get(bucket) or []:
+                sessions.append((host, ("would " if dry else "") + outcome, item))
+        for item in entry.get("not_ended") or []:
+            sessions.append((host, "not ended: " + str(item.get("reason")), item))
+    if sessions:
+        lines += ["", "## Sessions " + ("that would be ended" if dry else "ended"), ""]
+        lines += md._session_table(sessions)  # pylint: disable=protected-access
+    if report["failed_hosts"]:
+        lines += md._failed_hosts(report)  # pylint: disable=protected-access
+    lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,308 @@
+# -*- coding: utf-8 -*-
+"""mysql_drain, run by Ansible against a real MariaDB server.
+
+Every test makes databases and accounts of its own (names under a unique tag); after
+each run the server's real state is read through the admin login: mysql.global_priv
+and mysql.db byte for byte, the record tables, who can log in, which sessions are left.
+"""
+
+import os
+import uuid
+
+import pymysql
+import pytest
+import yaml
+from conftest import run_module, run_playbook, wait_until
+
+pytest.register_assert_rewrite("_mysql_fixtures")
+import _mysql_fixtures as fx  # noqa: I001 (after register_assert_rewrite)
+
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql_drain as myd
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain import parse_request
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError
+from ansible_collections.dbhygiene.sessions.plugins.modules import mysql_drain
+
+SERVER = "mariadb1"
+DRAIN = "dbhygiene.sessions.mysql_drain"
+ADMIN = "fleet_admin"
+
+
+def admin_sql(fleet, statement, params=None):
+    with fx.admin(fleet, SERVER) as cur:
+        cur.execute(statement, params)
+        return cur.fetchall()
+
+
+class Window(object):
+    """Two databases and the accounts that reach them in every way the drain knows."""
+
+    def __init__(self, fleet):
+        self.fleet = fleet
+        tag = uuid.uuid4().hex[:8]
+        self.billing, self.other = f"billing_{tag}", f"other_{tag}"
+        self.app = f"app_{tag}"  # schema-level on billing, and on other
+        self.reporter = f"rep_{tag}"  # table-level on billing only
+        self.wide = f"wide_{tag}"  # global SELECT: reaches every database
+        self.locked = f"lck_{tag}"  # locked before the drain, by someone else
+        self.migrator = f"mig_{tag}"  # allowed
+        self.users = [self.app, self.reporter, self.wide, self.locked, self.migrator]
+        self.password = uuid.uuid4().hex
+        self.held = []
+        with fx.admin(fleet, SERVER) as cur:
+            for db in (self.billing, self.other):
+                cur.execute(f"CREATE DATABASE `{db}`")
+            cur.execute(f"CREATE TABLE `{self.billing}`.t (id INT)")
+            for user in self.users:
+                cur.execute("CREATE USER %s@'%%' IDENTIFIED BY %s", (user, self.password))
+            for user in (self.app, self.migrator, self.locked):
+                cur.execute(f"GRANT ALL ON `{self.billing}`.* TO %s@'%%'", (user,))
+            cur.execute(f"GRANT ALL ON `{self.other}`.* TO %s@'%%'", (self.app,))
+            cur.execute(f"GRANT SELECT ON `{self.billing}`.t TO %s@'%%'", (self.reporter,))
+            cur.execute("GRANT SELECT ON *.* TO %s@'%%'", (self.wide,))
+            cur.execute("ALTER USER %s@'%%' ACCOUNT LOCK", (self.locked,))
+
+    def privileges(self):
+        """The bytes the drain may touch and open must restore: mysql.global_priv and mysql.db."""
+        return (
+            admin_sql(self.fleet, "SELECT User, Host, Priv FROM mysql.global_priv ORDER BY User, Host"),
+            admin_sql(self.fleet, "SELECT * FROM mysql.db ORDER BY User, Host, Db"),
+        )
+
+    def record(self):
+        if admin_sql(self.fleet, "SHOW DATABASES LIKE 'dbhygiene'") == ():
+            return []
+        return [
+            row[0]
+            for row in admin_sql(
+                self.fleet,
+                "SELECT db FROM dbhygiene.drain_databases WHERE db IN (%s, %s) ORDER BY db",
+                (self.billing, self.other),
+            )
+        ]
+
+    def can_login(self, user, db):
+        srv = self.fleet.server(SERVER)
+        try:
+            conn = pymysql.connect(
+                host=srv["host"], port=srv["port"], user=user, password=self.password, database=db, ssl_disabled=True
+            )
+        except pymysql.err.OperationalError as exc:
+            assert exc.args[0] == 4151, exc  # ER_ACCOUNT_HAS_BEEN_LOCKED
+            return False
+        conn.close()
+        return True
+
+    def hold(self, kind, user=None, db=None):
+        from dbfleet import holder
+
+        session = holder.open_session(
+            self.fleet, SERVER, kind, user=user or self.app, password=self.password, database=db or self.billing
+        )
+        self.held.append(session)
+        return session
+
+    def close(self):
+        for session in self.held:
+            session.close()
+        with fx.admin(self.fleet, SERVER) as cur:
+            for user in self.users:
+                cur.execute("DROP USER IF EXISTS %s@'%%'", (user,))
+            for db in (self.billing, self.other):
+                cur.execute(f"DROP DATABASE IF EXISTS `{db}`")
+            cur.execute("SHOW DATABASES LIKE 'dbhygiene'")
+            if cur.fetchall():
+                for db in (self.billing, self.other):
+                    cur.execute("DELETE FROM dbhygiene.drain_accounts WHERE db = %s", (db,))
+                    cur.execute("DELETE FROM dbhygiene.drain_databases WHERE db = %s", (db,))
+
+
+@pytest.fixture
+def window(fleet):
+    made = Window(fleet)
+    yield made
+    made.close()
+
+
+def login(fleet):
+    return fx.module_conn(fleet, SERVER, user=ADMIN)
+
+
+def drain(fleet, window, state="drained", check=False, diff=False, **options):
+    args = login(fleet)
+    args.update(databases=[window.billing], state=state, allow_users=[window.migrator], grace="2s")
+    args.update(options)
+    result, run = run_module(DRAIN, args, check=check, diff=diff)
+    assert not result.get("failed"), run.output
+    return result, run
+
+
+def account(user):
+    return f"'{user}'@'%'"
+
+
+def test_check_drain_open(fleet, window):
+    before = window.privileges()
+    idle = window.hold("idle")
+    busy = window.hold("active")
+    stubborn = window.hold("active_ignores_cancel")
+    allowed = window.hold("idle", user=window.migrator)
+    elsewhere = window.hold("idle", db=window.other)
+    to_lock = sorted(account(u) for u in (window.app, window.reporter, window.wide))
+
+    # check mode: reports, changes nothing
+    result, run = drain(fleet, window, check=True, diff=True)
+    assert result["changed"] is True and result["check_mode"] is True
+    assert sorted(result["accounts_locked"]) == to_lock
+    assert [c["change"] for c in result["changes"]] == ["locked"] * 3
+    assert result["accounts_already_locked"] == [account(window.locked)]
+    reasons = dict((c["account"], c["reason"]) for c in result["changes"])
+    assert "(schema)" in reasons[account(window.app)] and "(table)" in reasons[account(window.reporter)]
+    assert "global privileges" in reasons[account(window.wide)]
+    assert sorted(e["id"] for e in result["terminated"]) == sorted([idle.id, busy.id, stubborn.id])
+    assert [e["id"] for e in result["not_ended"] if e["user"] == window.migrator] == [allowed.id]
+    assert all(e["application"] == "dbfleet-idle" for e in result["not_ended"] if e["id"] == allowed.id)
+    assert f"account {account(window.app)}: unlocked" in result["diff"]["before"]
+    assert f"account {account(window.app)}: locked" in result["diff"]["after"]
+    assert window.privileges() == before and window.record() == []
+    assert all(s.alive() for s in (idle, busy, stubborn, allowed, elsewhere))
+
+    # drained
+    result, run = drain(fleet, window)
+    assert set(yaml.safe_load(mysql_drain.RETURN)) <= set(result)  # every documented key is there
+    assert result["changed"] is True and run.task_status("the module") == "changed"
+    assert sorted(result["accounts_locked"]) == to_lock
+    assert sorted(e["id"] for e in result["terminated"]) == sorted([idle.id, busy.id, stubborn.id])
+    # the long query was cancelled (then its connection killed); the procedure whose handler swallows
+    # KILL QUERY was killed after grace
+    assert [e["id"] for e in result["cancelled"]] == [busy.id]
+    assert window.billing in result["closed"]
+    [entry] = [r for r in result["record"] if r["database"] == window.billing]
+    assert entry["complete"] is True and sorted(c["account"] for c in entry["changes"]) == to_lock
+    wait_until(lambda: not any(s.alive() for s in (idle, busy, stubborn)))
+    assert allowed.alive()
+    assert not window.can_login(window.app, window.billing)
+    assert not window.can_login(window.app, window.other)  # an account lock is broader than the database
+    assert window.can_login(window.migrator, window.billing)
+    assert window.record() == [window.billing]
+
+    # drained again: nothing to do, the record kept
+    result, run = drain(fleet, window)
+    assert result["changed"] is False and result["changes"] == [] and result["accounts_locked"] == []
+
+    # open: check mode first, then real, then again
+    result, run = drain(fleet, window, state="open", check=True)
+    assert result["changed"] is True and sorted(result["accounts_unlocked"]) == to_lock
+    assert not window.can_login(window.app, window.billing)
+    result, run = drain(fleet, window, state="open")
+    assert result["changed"] is True and sorted(result["accounts_unlocked"]) == to_lock
+    assert result["restored"][0]["exact"] is True
+    assert window.privileges() == before  # byte for byte, the locked-before account still locked
+    assert window.record() == [] and window.billing not in result["closed"]
+    assert window.can_login(window.app, window.billing)
+    assert not window.can_login(window.locked, window.billing)
+    result, run = drain(fleet, window, state="open")
+    assert result["changed"] is False and result["changes"] == []
+    assert window.privileges() == before
+
+
+def test_two_drained_databases_share_an_account(fleet, window):
+    before = window.privileges()
+    drain(fleet, window)  # billing: app locked
+    result, _run = drain(fleet, window, databases=[window.other])  # other: app is ours already
+    assert account(window.app) not in result["accounts_locked"]
+    result, _run = drain(fleet, window, state="open")  # billing open, other still drained
+    assert account(window.app) not in result["accounts_unlocked"]
+    assert not window.can_login(window.app, window.other)
+    result, _run = drain(fleet, window, state="open", databases=[window.other])
+    assert account(window.app) in result["accounts_unlocked"]
+    assert window.privileges() == before
+
+
+class _DiesAfterFirstLock(object):
+    """A real driver that fails (as a lost connection would) right after its first ACCOUNT LOCK went
+    through, before the drain marks it locked: the drain dies half-way, at its worst moment."""
+
+    def __init__(self, driver):
+        self._driver = driver
+
+    def __getattr__(self, name):
+        return getattr(self._driver, name)
+
+    def execute(self, query, doing):
+        if query[0].startswith("UPDATE dbhygiene.drain_accounts SET status"):
+            raise SessionError("the connection was lost (simulated)")
+        return self._driver.execute(query, doing)
+
+
+def test_a_drain_that_died_half_way(fleet, window):
+    before = window.privileges()
+    request = parse_request(
+        {
+            "databases": [window.billing],
+            "allow_users": [window.migrator],
+            "grace": 1,
+            "wait_timeout": 5,
+            "host_timeout": 60,
+        }
+    )
+    driver = _mysql.open_driver(fx.conn_params(fleet, SERVER, user=ADMIN))
+    try:
+        with pytest.raises(SessionError) as died:
+            myd.MySQLRights(_DiesAfterFirstLock(driver)).drain(request, check_mode=False)
+        assert "state=open undoes exactly what was done" in str(died.value)
+    finally:
+        driver.close()
+    statuses = admin_sql(
+        fleet, "SELECT user, status FROM dbhygiene.drain_accounts WHERE db = %s ORDER BY user", (window.billing,)
+    )
+    assert sorted(s for _u, s in statuses) == ["pending"] * 3  # the first one locked, not marked
+    assert window.privileges() != before
+    locked = [u for u in (window.app, window.reporter, window.wide) if not window.can_login(u, None)]
+    assert len(locked) == 1
+    result, run = drain(fleet, window, state="open")
+    assert result["changed"] is True and len(result["accounts_unlocked"]) == 1
+    assert result["record"] == [] or window.billing not in [r["database"] for r in result["record"]]
+    assert window.privileges() == before and window.record() == []
+
+
+def test_unknown_database_or_allowed_user_changes_nothing(fleet, window):
+    before = window.privileges()
+    args = login(fleet)
+    result, run = run_module(DRAIN, dict(args, databases=[window.billing, "no_such_db_x"]))
+    assert result.get("failed") and "no_such_db_x" in result["msg"], run.output
+    result, run = run_module(DRAIN, dict(args, databases=[window.billing], allow_users=["no_such_user_x"]))
+    assert result.get("failed") and "no_such_user_x" in result["msg"], run.output
+    assert window.privileges() == before and window.record() == []
+
+
+def test_examples_run_as_written(fleet, tmp_path):
+    made = Window(fleet)
+    try:
+        before = made.privileges()
+        text = mysql_drain.EXAMPLES.replace("billing", made.billing).replace("migrator", made.migrator)
+        playbook = [
+            {
+                "name": "EXAMPLES of mysql_drain",
+                "hosts": "localhost",
+                "connection": "local",
+                "gather_facts": False,
+                "vars": {
+                    "mysql_host": fleet.server(SERVER)["host"],
+                    "mysql_admin_user": ADMIN,
+                    "mysql_admin_password": fleet.password(ADMIN),
+                    "mysql_ca_cert": fleet.pki["ca_cert"],
+                },
+                "tasks": yaml.safe_load(text),
+            }
+        ]
+        path = os.path.join(str(tmp_path), "examples.yml")
+        with open(path, "w") as f:
+            yaml.safe_dump(playbook, f, sort_keys=False)
+        run = run_playbook(path)
+        assert run.rc == 0, run.output
+        ran = [r for r in run.results if r["action"].startswith("dbhygiene.sessions.")]
+        assert len(ran) == 3, [(r["task"], r["status"]) for r in ran]
+        assert made.privileges() == before and made.record() == []
+    finally:
+        made.close()

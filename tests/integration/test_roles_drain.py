@@ -1,0 +1,449 @@
+# -*- coding: utf-8 -*-
+"""The drain role and playbook on real servers (a PostgreSQL and a MariaDB server):
+check mode changes nothing; drained refuses the logins and ends the sessions, open
+restores the catalog exactly; the fleet report and the trail lines; a bad variable fails
+before any connection; a down host fails alone; dbhygiene_run_on controller and host give
+the same result; the EXAMPLES of session_drain run as written."""
+
+import json
+import os
+import sys
+import uuid
+
+import pytest
+import yaml
+from _change_window_fixtures import Window, admin_password
+from _roles_fixtures import DOWN_HOST, ROOT, close_all, read_json, read_trail, write_inventory
+from ansible_collections.dbhygiene.sessions.plugins.modules import session_drain
+from conftest import run_playbook
+from dbfleet import holder
+
+DRAIN = os.path.join(ROOT, "playbooks", "drain.yml")
+HOSTS = ("pg1", "mariadb1")
+MODES = ("controller", "host")
+DRAIN_TASK = "Drain or open the databases of the change window"
+# Trail and result fields that name these very sessions or this run, not the decision.
+VOLATILE = {
+    "time",
+    "job_id",
+    "id",
+    "key",
+    "connected_at",
+    "state_since",
+    "idle_seconds",
+    "query_seconds",
+    "transaction_seconds",
+    "connected_seconds",
+    "client_port",
+    "detail",
+    "drained_at",
+    "acl_before",
+    "acl_after",
+    "duration",
+    "audit_lines",
+    "login_host",
+}
+
+
+def _names(tag):
+    return {
+        "billing": tag + "_billing",
+        "ledger": tag + "_ledger",
+        "app": tag + "_app",
+        "migrator": tag + "_migrator",
+        "clerk": tag + "_clerk",
+    }
+
+
+def _windows(fleet, tag):
+    names = _names(tag)
+    grants = {
+        names["app"]: [names["billing"]],
+        names["migrator"]: [names["billing"]],
+        names["clerk"]: [names["ledger"]],
+    }
+    return {
+        host: Window(
+            fleet,
+            host,
+            (names["billing"], names["ledger"]),
+            (names["app"], names["migrator"], names["clerk"]),
+            grants,
+        )
+        for host in HOSTS
+    }
+
+
+def _group_vars(fleet, directory, tag, **extra):
+    names = _names(tag)
+    group_vars = {
+        # Revoking CONNECT as every grantor takes a PostgreSQL superuser; ACCOUNT LOCK, CREATE USER on MariaDB.
+        "dbhygiene_login_user": "fleet_admin",
+        "dbhygiene_login_password": admin_password(fleet),
+        "dbhygiene_drain_databases": [names["billing"]],
+        "dbhygiene_drain_allow_users": [names["migrator"]],
+        "dbhygiene_drain_grace": "2s",
+        "dbhygiene_report_dir": os.path.join(directory, "reports"),
+        "dbhygiene_audit_log": os.path.join(directory, "audit.jsonl"),
+    }
+    group_vars.update(extra)
+    return group_vars
+
+
+def _inventory(fleet, directory, group_vars, hosts=HOSTS, down_host=False):
+    path = write_inventory(fleet, directory, group_vars, hosts=hosts, down_host=down_host)
+    # The role's login is the admin one: the inventory's hygiene login (host vars) must not win.
+    with open(path) as handle:
+        inventory = yaml.safe_load(handle)
+    for group in inventory["all"]["children"]["databases"]["children"].values():
+        for name in ("dbhygiene_login_user", "dbhygiene_login_password"):
+            group["vars"].pop(name, None)
+    with open(path, "w") as handle:
+        yaml.safe_dump(inventory, handle, default_flow_style=False)
+    return path
+
+
+def _results(run, task=DRAIN_TASK):
+    found = {}
+    for record in run.results:
+        if record["task"].endswith(task):
+            found[record["host"]] = record["result"]
+    return found
+
+
+def _stable(value, tag):
+    if isinstance(value, dict):
+        return {k: _stable(v, tag) for k, v in value.items() if k not in VOLATILE}
+    if isinstance(value, list):
+        return [_stable(v, tag) for v in value]
+    if isinstance(value, str):
+        return value.replace(tag, "TAG")
+    return value
+
+
+def _outcome(result, tag):
+    """What a host's drain result says, without the identity of these sessions."""
+    ended = sorted(
+        [e.get("user"), e.get("database"), bucket]
+        for bucket in ("terminated", "cancelled")
+        for e in result.get(bucket) or []
+    )
+    return _stable(
+        {
+            "changed": result.get("changed"),
+            "failed": bool(result.get("failed")),
+            "state": result.get("state"),
+            "changes": sorted(
+                json.dumps({k: v for k, v in c.items() if k not in VOLATILE}, sort_keys=True)
+                for c in result.get("changes") or []
+            ),
+            "ended": ended,
+            "not_ended": sorted([e.get("user"), e.get("reason")] for e in result.get("not_ended") or []),
+            "closed": result.get("closed"),
+            "dbhygiene": result.get("dbhygiene"),
+        },
+        tag,
+    )
+
+
+def _hold(fleet, tag):
+    """On each host: the app's idle session and running statement on billing, the
+    migrator's session on billing, the clerk's on ledger."""
+    names = _names(tag)
+    plan = [
+        ("app-idle", "idle", names["app"], names["billing"]),
+        ("app-busy", "active", names["app"], names["billing"]),
+        ("migrator", "idle", names["migrator"], names["billing"]),
+        ("clerk", "idle", names["clerk"], names["ledger"]),
+    ]
+    held = {}
+    try:
+        for host in HOSTS:
+            for label, kind, user, database in plan:
+                held[(host, label)] = holder.open_session(
+                    fleet,
+                    host,
+                    kind,
+                    user=user,
+                    password="Window-pw-1",
+                    database=database,
+                    application="%s-%s" % (tag, label),
+                )
+    except Exception:
+        close_all(held.values())
+        raise
+    return held
+
+
+def _scenario(fleet, tmp_path, mode):
+    """Check, drained, drained again, open, open again: what each step said and what the servers had."""
+    tag = "dr" + uuid.uuid4().hex[:6]
+    names = _names(tag)
+    windows = _windows(fleet, tag)
+    for window in windows.values():
+        window.create()
+    held = {}
+    try:
+        directory = str(tmp_path / mode)
+        os.makedirs(directory, exist_ok=True)
+        inventory = _inventory(fleet, directory, _group_vars(fleet, directory, tag, dbhygiene_run_on=mode))
+        held = _hold(fleet, tag)
+        before = {host: window.catalog() for host, window in windows.items()}
+        steps = {}
+        trail_counts = {}
+        for step, check, state in (
+            ("check", True, "drained"),
+            ("drained", False, "drained"),
+            ("again", False, "drained"),
+            ("open", False, "open"),
+            ("reopen", False, "open"),
+        ):
+            run = run_playbook(
+                DRAIN, inventory=inventory, check=check, diff=check, extra_vars={"dbhygiene_drain_state": state}
+            )
+            assert run.rc == 0, run.output[-6000:]
+            report = read_json(os.path.join(directory, "reports", "drain-latest.json"))
+            markdown = open(os.path.join(directory, "reports", "drain-latest.md")).read()
+            steps[step] = {
+                "results": _results(run),
+                "report": report,
+                "markdown": markdown,
+                "catalog": {host: window.catalog() for host, window in windows.items()},
+                "connect": {
+                    host: {
+                        who: window.can_connect(names[who], names[db])
+                        for who, db in (("app", "billing"), ("migrator", "billing"), ("clerk", "ledger"))
+                    }
+                    for host, window in windows.items()
+                },
+                "alive": {key: session.alive() for key, session in held.items()},
+            }
+            trail_counts[step] = len(read_trail(os.path.join(directory, "audit.jsonl")))
+        trail = read_trail(os.path.join(directory, "audit.jsonl"))
+        return {
+            "tag": tag,
+            "ids": {key: session.id for key, session in held.items()},
+            "names": names,
+            "before": before,
+            "steps": steps,
+            "trail": trail,
+            "trail_counts": trail_counts,
+            "outcomes": {
+                step: {host: _outcome(result, tag) for host, result in data["results"].items()}
+                for step, data in steps.items()
+            },
+        }
+    finally:
+        close_all(held.values())
+        for window in windows.values():
+            window.drop()
+
+
+@pytest.fixture(scope="module")
+def both_modes(fleet, tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("drain")
+    return {mode: _scenario(fleet, tmp_path, mode) for mode in MODES}
+
+
+def test_check_mode_changes_nothing_and_says_what_would(both_modes):
+    for mode, scenario in both_modes.items():
+        step = scenario["steps"]["check"]
+        assert step["catalog"] == scenario["before"], mode
+        assert all(step["alive"].values()), (mode, step["alive"])
+        assert all(all(row.values()) for row in step["connect"].values()), (mode, step["connect"])
+        for host in HOSTS:
+            result = step["results"][host]
+            assert result["changed"] is True, (mode, host, result)
+            assert result["changes"], (mode, host)
+            ended = {e["id"] for bucket in ("terminated", "cancelled") for e in result[bucket]}
+            assert ended == {scenario["ids"][(host, "app-idle")], scenario["ids"][(host, "app-busy")]}, (mode, host)
+        assert step["report"]["check_mode"] is True
+        assert "check mode: nothing was changed" in step["markdown"]
+        lines = scenario["trail"][: scenario["trail_counts"]["check"]]
+        assert lines and all(line["check_mode"] is True for line in lines), lines
+        assert all(line["outcome"].startswith("would_") for line in lines if line["outcome"] != "not_ended")
+
+
+def test_drained_refuses_logins_and_ends_the_sessions_but_the_allowed(both_modes):
+    for mode, scenario in both_modes.items():
+        step = scenario["steps"]["drained"]
+        for host in HOSTS:
+            assert step["connect"][host] == {"app": False, "migrator": True, "clerk": True}, (mode, host)
+            assert not step["alive"][(host, "app-idle")], (mode, host)
+            assert step["alive"][(host, "migrator")] and step["alive"][(host, "clerk")], (mode, host)
+            result = step["results"][host]
+            assert result["changed"] is True and result["closed"] == [scenario["names"]["billing"]]
+            assert ("%s_migrator" % scenario["tag"], "protected") in [
+                (e["user"], e["reason"]) for e in result["not_ended"]
+            ], result["not_ended"]
+        assert step["catalog"] != scenario["before"], mode
+
+
+def test_drained_twice_changes_nothing_more_and_open_restores_the_catalog_exactly(both_modes):
+    for mode, scenario in both_modes.items():
+        again = scenario["steps"]["again"]
+        for host in HOSTS:
+            assert again["results"][host]["changed"] is False, (mode, host, again["results"][host])
+            assert again["results"][host]["changes"] == []
+            assert again["results"][host]["closed"] == [scenario["names"]["billing"]]
+        opened = scenario["steps"]["open"]
+        assert opened["catalog"] == scenario["before"], mode
+        for host in HOSTS:
+            assert opened["connect"][host] == {"app": True, "migrator": True, "clerk": True}, (mode, host)
+            result = opened["results"][host]
+            assert result["changed"] is True and result["closed"] == []
+            assert {c["change"] for c in result["changes"]} <= {"granted", "revoked", "unlocked"}, result["changes"]
+        reopen = scenario["steps"]["reopen"]
+        assert reopen["catalog"] == scenario["before"], mode
+        for host in HOSTS:
+            assert reopen["results"][host]["changed"] is False and reopen["results"][host]["changes"] == []
+
+
+def test_the_report_shows_what_was_closed_ended_and_is_still_closed(both_modes):
+    scenario = both_modes["controller"]
+    billing = scenario["names"]["billing"]
+    drained = scenario["steps"]["drained"]["report"]
+    assert drained["kind"] == "drain" and drained["check_mode"] is False
+    assert drained["totals"]["ok"] == len(HOSTS) and drained["totals"]["failed"] == 0
+    assert drained["totals"]["hosts_still_closed"] == len(HOSTS)
+    for host in HOSTS:
+        entry = drained["hosts"][host]
+        result = scenario["steps"]["drained"]["results"][host]
+        assert entry["status"] == "ok" and entry["state"] == "drained"
+        assert entry["still_closed"] == [billing]
+        assert len(entry["changes"]) == len(result["changes"])
+        assert {e["id"] for e in entry["terminated"] + entry["cancelled"]} == {
+            e["id"] for e in result["terminated"] + result["cancelled"]
+        }
+    markdown = scenario["steps"]["drained"]["markdown"]
+    assert "## Rights changed" in markdown and "## Sessions ended" in markdown
+    assert "| pg1 | postgresql | ok | drained | %s |" % billing in markdown
+    assert "%d hosts still closed" % len(HOSTS) in markdown
+    opened = scenario["steps"]["open"]["report"]
+    assert opened["totals"]["hosts_still_closed"] == 0
+    assert all(entry["still_closed"] == [] for entry in opened["hosts"].values())
+    assert "| nothing |" in scenario["steps"]["open"]["markdown"]
+
+
+def test_every_change_is_a_trail_line(both_modes):
+    for mode, scenario in both_modes.items():
+        counts = scenario["trail_counts"]
+        trail = scenario["trail"]
+        steps = (("check", 0), ("drained", counts["check"]), ("again", counts["drained"]), ("open", counts["again"]))
+        for step, start in steps:
+            end = counts[step]
+            lines = trail[start:end]
+            results = scenario["steps"][step]["results"]
+            expected_changes = sum(len(results[h]["changes"]) for h in HOSTS)
+            expected_ended = sum(len(results[h]["terminated"]) + len(results[h]["cancelled"]) for h in HOSTS)
+            change_lines = [line for line in lines if line["action"] in ("revoke", "grant", "lock", "unlock")]
+            ended_lines = [
+                line
+                for line in lines
+                if line["outcome"] in ("terminated", "cancelled", "would_terminate", "would_cancel")
+            ]
+            assert len(change_lines) == expected_changes, (mode, step, lines)
+            assert len(ended_lines) == expected_ended, (mode, step, lines)
+            for line in lines:
+                assert line["policy"] == "drain" and line["host"] in HOSTS
+                assert line["check_mode"] is (step == "check")
+                assert line["drain_state"] == ("open" if step == "open" else "drained")
+                for key in ("time", "engine", "rule", "action", "outcome", "job_id"):
+                    assert key in line, (key, line)
+        drained = trail[counts["check"] : counts["drained"]]
+        assert {line["outcome"] for line in drained if line["engine"] == "postgresql" and "account" in line} <= {
+            "revoked",
+            "granted",
+        }
+        assert {line["outcome"] for line in drained if line["engine"] == "mysql" and "account" in line} == {"locked"}
+        assert counts["again"] == counts["drained"], "a second drain changed nothing, so it wrote no line"
+
+
+def test_run_on_controller_and_host_give_the_same_result(both_modes):
+    controller, host = both_modes["controller"], both_modes["host"]
+    for step in controller["outcomes"]:
+        for name in HOSTS:
+            mine, theirs = controller["outcomes"][step][name], host["outcomes"][step][name]
+            for key in sorted(set(mine) | set(theirs)):
+                assert mine.get(key) == theirs.get(key), (step, name, key, mine.get(key), theirs.get(key))
+
+    def trail(scenario):
+        return sorted(json.dumps(_stable(line, scenario["tag"]), sort_keys=True) for line in scenario["trail"])
+
+    assert trail(controller) == trail(host)
+
+
+def test_a_bad_variable_fails_before_any_host_is_contacted(fleet, tmp_path):
+    for name, value, shown in (
+        ("dbhygiene_drain_databases", [], "at least one database is required"),
+        ("dbhygiene_drain_grace", "soon", "'soon'"),
+        ("dbhygiene_drain_state", "closed", "closed"),
+    ):
+        directory = tmp_path / name
+        directory.mkdir()
+        group_vars = _group_vars(fleet, str(directory), "never")
+        group_vars[name] = value
+        inventory = _inventory(fleet, str(directory), group_vars, down_host=True)
+        run = run_playbook(DRAIN, inventory=inventory)
+        assert run.rc != 0
+        output = " ".join(run.output.split())
+        assert "no host was contacted" in output and name in output and shown in output, output[-3000:]
+        assert not _results(run), "the per-host task ran"
+        assert DOWN_HOST["ansible_host"] not in run.output
+        assert not os.path.exists(str(directory / "reports"))
+
+
+def test_a_down_host_fails_alone_and_the_report_names_it(fleet, tmp_path):
+    tag = "dr" + uuid.uuid4().hex[:6]
+    windows = _windows(fleet, tag)
+    window = windows["pg1"].create()
+    try:
+        before = window.catalog()
+        inventory = _inventory(
+            fleet, str(tmp_path), _group_vars(fleet, str(tmp_path), tag), hosts=("pg1",), down_host=True
+        )
+        run = run_playbook(DRAIN, inventory=inventory, check=True)
+        assert run.rc != 0
+        report = read_json(str(tmp_path / "reports" / "drain-latest.json"))
+        assert report["failed_host_reasons"] == {"pgdown": "unreachable"}, report["failed_hosts"]
+        assert report["hosts"]["pg1"]["status"] == "ok" and report["hosts"]["pg1"]["changes"]
+        assert report["hosts"]["pgdown"]["still_closed"] is None
+        markdown = open(str(tmp_path / "reports" / "drain-latest.md")).read()
+        assert "**pgdown** (unreachable" in markdown and "| pgdown | postgresql | failed |" in markdown
+        assert window.catalog() == before  # check mode
+    finally:
+        window.drop()
+
+
+def test_the_session_drain_examples_run_as_written(fleet, tmp_path):
+    window = Window(fleet, "pg2", ("billing",), ("migrator",), {}).create()
+    try:
+        before = window.catalog()
+        inventory = {
+            "all": {
+                "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
+                "hosts": {
+                    "pg2": {
+                        "ansible_host": fleet.server("pg2")["host"],
+                        "db_admin_user": "fleet_admin",
+                        "vault_db_admin_password": admin_password(fleet),
+                    }
+                },
+            }
+        }
+        playbook = [{"hosts": "pg2", "gather_facts": False, "tasks": yaml.safe_load(session_drain.EXAMPLES)}]
+        (tmp_path / "inventory.yml").write_text(yaml.safe_dump(inventory))
+        (tmp_path / "examples.yml").write_text(yaml.safe_dump(playbook, sort_keys=False))
+        home = tmp_path / "home"
+        home.mkdir()
+        run = run_playbook(
+            str(tmp_path / "examples.yml"), inventory=str(tmp_path / "inventory.yml"), env={"HOME": str(home)}
+        )
+        assert run.rc == 0, run.output[-4000:]
+        ran = [r for r in run.results if r["action"].endswith("session_drain")]
+        assert [r["result"].get("state") for r in ran] == ["drained", "open"], [r["result"] for r in ran]
+        assert ran[0]["result"]["changed"] is True
+        assert window.catalog() == before
+        assert read_trail(str(home / "dbhygiene" / "audit.jsonl"))
+    finally:
+        window.drop()

@@ -1,0 +1,152 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) dbhygiene.sessions contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The MySQL / MariaDB drain's pure parts: statement builders, which accounts are locked and
+which are unlocked. No database here: tests/integration/test_mysql_drain.py runs them on MariaDB."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import pytest
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql_drain as myd
+
+
+def acct(superuser=False, locked=False, lock_key=None, global_data=False):
+    return {"superuser": superuser, "locked": locked, "lock_key": lock_key, "global": global_data}
+
+
+ACCOUNTS = {
+    ("app", "%"): acct(),
+    ("app", "localhost"): acct(lock_key="0"),
+    ("rep", "%"): acct(),
+    ("wide", "%"): acct(global_data=True),
+    ("root", "localhost"): acct(superuser=True, global_data=True),
+    ("mig", "%"): acct(),
+    ("old", "%"): acct(locked=True, lock_key="1"),
+    ("viarole", "%"): acct(),
+    ("sess", "%"): acct(),
+    ("me", "%"): acct(global_data=True),
+    ("bystander", "%"): acct(),
+}
+HOLDERS = {
+    "billing": [
+        ("app", "%", "schema"),
+        ("app", "localhost", "schema"),
+        ("rep", "%", "table"),
+        ("mig", "%", "schema"),
+        ("old", "%", "schema"),
+        ("reporting_role", "", "schema"),
+    ],
+    "other": [("app", "%", "schema")],
+}
+EDGES = [("viarole", "%", "reporting_role", "")]
+SESSIONS = {"billing": {"sess"}}
+
+
+def plan(databases=("billing",), recorded=None, allowed=("mig",)):
+    return myd.plan_locks(
+        list(databases), ACCOUNTS, HOLDERS, EDGES, SESSIONS, set(allowed), ("me", "%"), recorded or {}
+    )
+
+
+def test_who_is_locked_and_why():
+    lock, extend, already = plan()
+    by_name = dict((myd.account_name(a["user"], a["host"]), a) for a in lock)
+    assert sorted(by_name) == sorted(
+        ["'app'@'%'", "'app'@'localhost'", "'rep'@'%'", "'wide'@'%'", "'viarole'@'%'", "'sess'@'%'"]
+    )
+    assert by_name["'app'@'%'"]["reasons"] == ["holds privileges on billing (schema)"]
+    assert by_name["'rep'@'%'"]["reasons"] == ["holds privileges on billing (table)"]
+    assert "global privileges" in by_name["'wide'@'%'"]["reasons"][0]
+    assert "through role reporting_role" in by_name["'viarole'@'%'"]["reasons"][0]
+    assert by_name["'sess'@'%'"]["reasons"] == ["has a session on billing"]
+    assert by_name["'app'@'localhost'"]["lock_key"] == "0"
+    assert already == ["'old'@'%'"] and extend == []
+    # never: a superuser, an allowed login, ourselves, an account without privileges there
+    assert not set(by_name) & {"'root'@'localhost'", "'mig'@'%'", "'me'@'%'", "'bystander'@'%'"}
+
+
+def test_two_databases_one_lock_each_account():
+    lock, _extend, _already = plan(databases=("billing", "other"))
+    [app] = [a for a in lock if (a["user"], a["host"]) == ("app", "%")]
+    assert app["databases"] == ["billing", "other"] and len(app["reasons"]) == 2
+
+
+def test_an_account_locked_by_a_drain_already_is_extended_not_relocked():
+    accounts = dict(ACCOUNTS)
+    accounts[("app", "%")] = acct(locked=True, lock_key="1")
+    lock, extend, already = myd.plan_locks(
+        ["other"], accounts, HOLDERS, EDGES, {}, set(), ("me", "%"), {("app", "%"): {"billing"}}
+    )
+    assert extend == [("other", "app", "%", "holds privileges on other (schema)")]
+    assert "'app'@'%'" not in already and not [a for a in lock if a["user"] == "app" and a["host"] == "%"]
+
+
+def test_plan_unlocks():
+    record = [
+        ("billing", "app", "%", "locked", None, "r1"),
+        ("billing", "rep", "%", "pending", None, "r2"),  # died before its lock: unlocked, nothing to do
+        ("billing", "wide", "%", "pending", "0", "r3"),  # died after its lock, before the mark
+        ("billing", "shared", "%", "locked", None, "r4"),
+        ("other", "shared", "%", "locked", None, "r4"),  # still needed by other
+        ("billing", "freed", "%", "locked", None, "r5"),  # someone unlocked it during the window
+    ]
+    accounts = {
+        ("app", "%"): acct(locked=True),
+        ("rep", "%"): acct(),
+        ("wide", "%"): acct(locked=True),
+        ("shared", "%"): acct(locked=True),
+        ("freed", "%"): acct(),
+    }
+    unlock, kept, gone = myd.plan_unlocks(["billing"], record, accounts)
+    assert [(a["user"], a["lock_key"]) for a in unlock] == [("app", None), ("wide", "0")]
+    assert kept == ["'shared'@'%'"] and gone == ["'freed'@'%'"]
+
+
+def test_account_rows_and_name():
+    rows = [(b"app", b"%", 0, None, 1), ("old", "%", 0, "1", 0), ("m8", "%", 0, "true", 0), ("x", "%", 1, "0", 0)]
+    accounts = myd.account_rows(rows)
+    assert accounts[("app", "%")] == acct(global_data=True)
+    assert accounts[("old", "%")]["locked"] and accounts[("m8", "%")]["locked"]
+    assert not accounts[("x", "%")]["locked"] and accounts[("x", "%")]["superuser"]
+    assert myd.account_name("o'k", "%") == "'o''k'@'%'"
+
+
+@pytest.mark.parametrize("flavour", ["mariadb", "mysql"])
+def test_builders(flavour):
+    sql, params = myd.accounts_query(flavour)
+    assert "Select_priv = 'Y'" in sql and params == {}
+    assert ("global_priv" in sql) == (flavour == "mariadb") and ("SYSTEM_USER" in sql) == (flavour == "mysql")
+    assert "roles_mapping" in myd.role_edges_query(flavour)[0] or flavour == "mysql"
+    templates = myd.query_templates(flavour)
+    assert (myd.strip_unlock_key_query("u", "h")[0] in templates) == (flavour == "mariadb")
+    with pytest.raises(ValueError):
+        myd.accounts_query("oracle")
+
+
+def test_statement_builders_pass_values_as_parameters():
+    hostile = "x'; DROP USER root; --"
+    assert myd.lock_query(hostile, "%") == ("ALTER USER %(user)s@%(host)s ACCOUNT LOCK", {"user": hostile, "host": "%"})
+    assert myd.unlock_query("u", "h")[0].endswith("ACCOUNT UNLOCK")
+    sql, params = myd.holders_query(hostile)
+    assert "%(db)s LIKE Db" in sql and params == {"db": hostile} and hostile not in sql
+    sql, params = myd.record_account_query("db", "u", "h", "pending", None, "r" * 2000)
+    assert len(params["reason"]) == 1000 and params["lock_key"] is None and "INSERT IGNORE" in sql
+    sql, params = myd.strip_unlock_key_query("u", "h")
+    assert params["suffix"] == ',"account_locked":false}' and "RIGHT(Priv" in sql
+    assert [q[1] for q in myd.forget_queries("db")] == [{"db": "db"}, {"db": "db"}]
+    assert myd.mark_locked_query("u", "h")[0].endswith("AND status = 'pending'")
+
+
+def test_record_entries():
+    import datetime
+
+    at = datetime.datetime(2026, 1, 2, 3, 4, 5)
+    entries = myd.record_entries(
+        [("billing", at, "admin@%")],
+        [("billing", "app", "%", "locked", None, "r"), ("billing", "rep", "%", "pending", None, "r")],
+    )
+    [entry] = entries
+    assert entry["complete"] is False and [c["status"] for c in entry["changes"]] == ["locked", "pending"]
+    assert entry["changes"][0]["account"] == "'app'@'%'" and entry["changes"][0]["right"] == "ACCOUNT LOCK"
