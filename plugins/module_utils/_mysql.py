@@ -489,8 +489,8 @@ class MySQLDriver(Driver):
             raise SessionError(f"query failed on {self.target} as {self.current_user}: {self._why(exc)}")
 
     def execute(self, query, doing):
-        """Rows of one (sql, params) statement built outside the driver (the timeouts core);
-        SessionError saying what we were `doing`."""
+        """Rows of one (sql, params) statement built outside the driver (the drain and timeouts
+        cores); SessionError saying what we were `doing`."""
         try:
             return self._execute(query)
         except pymysql.MySQLError as exc:
@@ -771,13 +771,6 @@ class MySQLDriver(Driver):
                 )
             return self._kill_failure(victim, mode, code, self._why(exc))
         return victim, OUTCOMES[mode], None
-
-    def execute(self, query, doing):
-        """The rows of one `(sql, params)` of a caller; SessionError saying what we were `doing`."""
-        try:
-            return self._execute(query)
-        except pymysql.MySQLError as exc:
-            raise SessionError(f"cannot {doing} on {self.target} as {self.current_user}: {self._why(exc)}")
 
     def query_templates(self):
         return self.flavour.templates()

@@ -494,8 +494,8 @@ class PostgreSQLDriver(Driver):
         return rows[0]
 
     def execute(self, query, doing):
-        """Rows of one (sql, params) statement built outside the driver (the timeouts core);
-        SessionError saying what we were `doing`."""
+        """Rows of one (sql, params) built outside the driver (the drain and timeouts cores; a
+        multi-statement one is one transaction); SessionError saying what we were `doing`."""
         return self._query(query, doing)[1]
 
     @property
@@ -669,11 +669,6 @@ class PostgreSQLDriver(Driver):
             f"cannot {mode} pid {pid} on {self.target}: login {login} lacks pg_signal_backend; "
             f"{_grant_hint(login, 'pg_signal_backend')}",
         )
-
-    def execute(self, query, doing):
-        """(column names, rows) of one `(sql, params)` of a caller (a multi-statement one is one
-        transaction); SessionError saying what we were `doing` when it fails."""
-        return self._query(query, doing)
 
     def query_templates(self):
         return query_templates()

@@ -353,7 +353,7 @@ class PostgreSQLRights(object):
         self.target = driver.target
 
     def _run(self, query, doing):
-        return self.driver.execute(query, doing)[1]
+        return self.driver.execute(query, doing)
 
     def preflight(self):
         superuser, login = self._run(superuser_query(), "read the rights of our login")[0]
