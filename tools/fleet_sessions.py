@@ -3,11 +3,12 @@
 For the molecule scenarios and `make demo` (the tests use dbfleet.holder directly):
 
     fleet_sessions.py hold    --tag T --session ghost:idle --session web:idle [--servers pg1,mariadb1]
-    fleet_sessions.py check   --tag T --gone ghost --alive web
+    fleet_sessions.py check   --tag T --gone ghost --alive web [--idle waiter]
     fleet_sessions.py release --tag T
 
 Each session's application name is `<tag>-<name>`, so a policy scoped to the tag
-touches nothing else on the (shared) servers. `hold` starts one background
+touches nothing else on the (shared) servers; the row_lock_* kinds of a tag lock the
+row named after the tag (one lock chain per tag and server). `hold` starts one background
 process that keeps every session open and records it in the fleet's holders/
 directory, so `dbfleet down` and `dbfleet release` end it too. `check` asks the
 servers themselves (admin login), never Ansible.
@@ -68,7 +69,12 @@ def cmd_serve(args):
                     (
                         name,
                         holder.open_session(
-                            fleet, server, kind, application="%s-%s" % (args.tag, name), seconds=args.seconds
+                            fleet,
+                            server,
+                            kind,
+                            application="%s-%s" % (args.tag, name),
+                            seconds=args.seconds,
+                            lock_key=args.tag,
                         ),
                     )
                 )
@@ -142,7 +148,16 @@ def cmd_check(args):
         shown = []
         for entry in entries:
             alive = entry["id"] in live
-            shown.append("%s %s" % (entry["name"], "alive" if alive else "gone"))
+            idle = live.get(entry["id"]) in ("idle", "Sleep")
+            status = "alive" if alive else "gone"
+            if alive and entry["name"] in args.idle:
+                status += ", idle" if idle else ", " + str(live[entry["id"]])
+            shown.append("%s %s" % (entry["name"], status))
+            if entry["name"] in args.idle and not (alive and idle):
+                problems.append(
+                    "%s: session %s (%s) is %s, not idle"
+                    % (server_name, entry["id"], entry["application"], live.get(entry["id"], "gone"))
+                )
             if entry["name"] in args.gone and alive:
                 problems.append("%s: session %s (%s) is still there" % (server_name, entry["id"], entry["application"]))
             if entry["name"] in args.alive and not alive:
@@ -187,6 +202,7 @@ def main(argv=None):
     check.add_argument("--tag", required=True)
     check.add_argument("--gone", action="append", default=[])
     check.add_argument("--alive", action="append", default=[])
+    check.add_argument("--idle", action="append", default=[], help="alive and idle (its statement completed)")
     release = sub.add_parser("release")
     release.add_argument("--tag", required=True)
     args = parser.parse_args(argv)
