@@ -495,7 +495,9 @@ def apply_policy(
     locked = False if check_mode else _take_sweep_lock(driver, policy, wait_timeout, deadline, target)
     try:
         deadline.check("listing sessions")
-        plan = _planner.plan(driver.list_sessions(), policy, own_id=driver.own_id)
+        sessions = driver.list_sessions()
+        _planner.annotate_locks(sessions)  # blocking / blocking_seconds, for the lock conditions
+        plan = _planner.plan(sessions, policy, own_id=driver.own_id)
         protected = [
             _entry(s["session"], s["rule"], None, reason=s["reason"], detail=s["detail"]) for s in plan.not_ended
         ]
@@ -556,12 +558,14 @@ def _count(sessions, field):
 
 
 def session_info(driver, policy=None):
-    """The *_session_info result: sessions, a summary, server facts. Changes nothing.
+    """The *_session_info result: sessions, a summary, server facts, the lock chains
+    (`locks`, _planner.annotate_locks). Changes nothing.
 
     With a `policy` (parsed), also `plan`: the planner's plan of that same listing
     (victims, not_ended, summary; our own session left out), so a caller that
     reports on the policy never plans a second time."""
     sessions = driver.list_sessions()
+    locks = _planner.annotate_locks(sessions)
     server = driver.server_facts()
     idle = [s for s in sessions if s.get("state") == "idle"]
     summary = {
@@ -577,7 +581,7 @@ def session_info(driver, policy=None):
     if max_connections:
         # Our own connection counts against max_connections too.
         summary["connection_use"] = round((len(sessions) + 1) / float(max_connections), 4)
-    result = {"changed": False, "sessions": sessions, "summary": summary, "server": server}
+    result = {"changed": False, "sessions": sessions, "summary": summary, "server": server, "locks": locks}
     if policy is not None:
         result["plan"] = _planner.plan(sessions, policy, own_id=driver.own_id).to_dict()
     return result
