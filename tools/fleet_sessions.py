@@ -3,6 +3,7 @@
 For the molecule scenarios and `make demo` (the tests use dbfleet.holder directly):
 
     fleet_sessions.py hold    --tag T --session ghost:idle --session web:idle [--servers pg1,mariadb1]
+                              [--session blocker:row_lock_holder@pg1 --session web:row_lock_waiter@pg1]
     fleet_sessions.py check   --tag T --gone ghost --alive web [--idle waiter]
     fleet_sessions.py release --tag T
 
@@ -39,12 +40,14 @@ def _load_fleet():
 
 
 def _specs(values):
+    """[(name, kind, servers or None)] from NAME:KIND[@SERVER,SERVER] (a session on those servers only)."""
     specs = []
     for value in values:
         name, _sep, kind = value.partition(":")
+        kind, _sep, only = kind.partition("@")
         if kind not in holder.KINDS:
             raise SystemExit("--session %s: kind must be one of %s" % (value, ", ".join(holder.KINDS)))
-        specs.append((name, kind))
+        specs.append((name, kind, only.split(",") if only else None))
     return specs
 
 
@@ -62,8 +65,8 @@ def cmd_serve(args):
     try:
         for server in _servers(fleet, args.servers):
             engine = fleet.server(server)["engine"]
-            for name, kind in _specs(args.session):
-                if engine == "mysql" and kind == "idle_in_transaction_aborted":
+            for name, kind, only in _specs(args.session):
+                if (engine == "mysql" and kind == "idle_in_transaction_aborted") or (only and server not in only):
                     continue
                 held.append(
                     (
@@ -195,7 +198,7 @@ def main(argv=None):
     for name in ("hold", "serve"):
         cmd = sub.add_parser(name)
         cmd.add_argument("--tag", required=True)
-        cmd.add_argument("--session", action="append", required=True, help="NAME:KIND")
+        cmd.add_argument("--session", action="append", required=True, help="NAME:KIND[@SERVER,...]")
         cmd.add_argument("--servers", help="comma-separated server names (default: all)")
         cmd.add_argument("--seconds", type=int, default=900)
     check = sub.add_parser("check")

@@ -13,6 +13,9 @@ row_lock_holder (a transaction left open that has updated the row `lock_key` of 
 table dbfleet_locks) and row_lock_waiter (an UPDATE of that same row, waiting for the
 holder; it completes, and the session goes idle, once the holder is gone). Open the
 holder first; each waiter after the first waits behind the ones before it too.
+ddl_waiter: an ALTER TABLE of dbfleet_locks (a no-op change of a column default)
+waiting behind the holder's open transaction (PostgreSQL: for the table lock;
+MariaDB: for the metadata lock).
 """
 
 import threading
@@ -31,7 +34,9 @@ KINDS = (
     "active_ignores_cancel",
     "row_lock_holder",
     "row_lock_waiter",
+    "ddl_waiter",
 )
+_DDL = "ALTER TABLE %s ALTER COLUMN n SET DEFAULT 0"
 LOCK_TABLE = "dbfleet_locks"
 
 _PG_IGNORE_CANCEL = (
@@ -165,6 +170,23 @@ def _wait_lock(held, timeout=10):
     raise RuntimeError("session %s on %s never waited for a lock" % (held.id, held.server["name"]))
 
 
+def _wait_mdl(held, timeout=10):
+    """MariaDB: until the held session waits for a metadata lock (PROCESSLIST.STATE)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        conn = mariadb.admin_connect(held.server)
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT STATE FROM information_schema.PROCESSLIST WHERE ID = %s", (held.id,))
+            row = cur.fetchone()
+        finally:
+            conn.close()
+        if row and "metadata lock" in (row[0] or ""):
+            return
+        time.sleep(0.05)
+    raise RuntimeError("session %s on %s never waited for a metadata lock" % (held.id, held.server["name"]))
+
+
 def _lock_row(cur, engine, lock_key):
     """Make sure the row `lock_key` of the lock table exists (autocommit)."""
     if engine == "postgresql":
@@ -268,6 +290,9 @@ def _open_pg(server, kind, user, password, application, database, seconds, local
             cur.mogrify("UPDATE %s SET n = n + 1 WHERE name = %%s RETURNING n" % LOCK_TABLE, (lock_key,)).decode()
         )
         _wait_lock(held)
+    elif kind == "ddl_waiter":
+        held._run_background(_DDL % LOCK_TABLE + "; SELECT 1")
+        _wait_lock(held)
     return held
 
 
@@ -307,4 +332,8 @@ def _open_mysql(server, kind, user, password, application, database, seconds, lo
         cur.execute("SET SESSION innodb_lock_wait_timeout = %s", (max(1, min(int(seconds), 1073741824)),))
         held._run_background("UPDATE %s SET n = n + 1 WHERE name = %s" % (LOCK_TABLE, conn.escape(lock_key)))
         _wait_lock(held)
+    elif kind == "ddl_waiter":
+        cur.execute("SET SESSION lock_wait_timeout = %s", (max(1, min(int(seconds), 31536000)),))
+        held._run_background(_DDL % LOCK_TABLE)
+        _wait_mdl(held)
     return held
