@@ -101,6 +101,12 @@ REASON_GONE = "gone"
 REASON_STILL_PRESENT = "still_present"  # signalled, but still there after the wait
 REASON_FAILED = "failed"  # the signal itself failed (the message says why)
 
+# A key the runner sets on the copy of a victim it hands to end_sessions() when the
+# victim's rule matched it by waiting_longer_than: a driver that can tell should then
+# also require that it still waits on a lock (one that got its lock moved on:
+# state_changed). A driver that cannot tell ignores it. Never in results.
+GUARD_STILL_WAITING = "guard_still_waiting"
+
 # The outcome of a session that end_sessions(victims, mode) ended, per mode.
 OUTCOMES = {"terminate": "terminated", "cancel": "cancelled"}
 
@@ -187,7 +193,8 @@ class Driver(object):
     def end_sessions(self, victims, mode):
         """Guarded end of `victims` (session dicts as planned), mode is
         "terminate" or "cancel". A session is signalled only if it is still the
-        same session in the same state as planned.
+        same session in the same state as planned (and, for a victim marked
+        GUARD_STILL_WAITING, still waiting on a lock, where the engine can tell).
 
         Returns a list of (session, outcome, detail) in the order given, where
         outcome is "terminated" | "cancelled" | REASON_STATE_CHANGED |

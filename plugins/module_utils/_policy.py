@@ -616,6 +616,12 @@ class Rule:
     def unbounded(self):
         return self.conditions.unbounded or (self.exceptions is not None and self.exceptions.unbounded)
 
+    @property
+    def requires_lock_wait(self):
+        """Whether every session this rule matches waits on a lock (waiting_longer_than):
+        the guarded kill then also checks it still waits."""
+        return "waiting_longer_than" in self.conditions.values
+
     def slow_field(self):
         """The field to name when matching this rule took too long: its query_matches, if any."""
         for part in (self.conditions, self.exceptions):

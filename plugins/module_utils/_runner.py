@@ -28,6 +28,7 @@ import time
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _planner
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import (
+    GUARD_STILL_WAITING,
     REASON_FAILED,
     REASON_STILL_PRESENT,
     SessionError,
@@ -248,6 +249,7 @@ class _Sweep(object):
         # (to confirm the statement stopped); dicts keep the order of the plan.
         self.sent_terminate = {}
         self.sent_cancel = {}
+        self.lock_wait_rules = set(rule.name for rule in policy.rules if rule.requires_lock_wait)
 
     def same(self, victim, current):
         return _same_statement(victim["session"], current.get(_key(victim)), self.tolerance)
@@ -292,12 +294,19 @@ class _Sweep(object):
             batch = victims[start : start + SIGNAL_BATCH]
             self.deadline.check("signalling (%s) %d sessions" % (mode, len(batch)))
             try:
-                results = self.driver.end_sessions([v["session"] for v in batch], mode)
+                results = self.driver.end_sessions([self._guarded(v) for v in batch], mode)
             except SessionError as exc:
                 self._take_partial(batch, getattr(exc, "outcomes", None) or [], exc)
                 raise
             for victim, (_session, outcome, detail) in zip(batch, results):
                 self._take(victim, outcome, detail)
+
+    def _guarded(self, victim):
+        """The session handed to the driver: a waiter planned by waiting_longer_than is marked,
+        so the guarded kill also checks it still waits on a lock."""
+        if victim["rule"] in self.lock_wait_rules:
+            return dict(victim["session"], **{GUARD_STILL_WAITING: True})
+        return victim["session"]
 
     def _take(self, victim, outcome, detail):
         # An escalated victim leaves the cancels, whatever its terminate brought.

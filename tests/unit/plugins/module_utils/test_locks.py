@@ -10,7 +10,8 @@ __metaclass__ = type
 import copy
 
 import pytest
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _planner
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _planner, _runner
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import GUARD_STILL_WAITING, OUTCOMES, Driver
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._planner import annotate_locks
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import parse_policy
 
@@ -19,7 +20,7 @@ def rec(session_id, blocked_by=(), waited=None, **extra):
     """A session record with the drivers' raw lock fields."""
     record = {
         "id": session_id,
-        "key": f"{session_id}@2024-01-01T00:00:00+00:00",
+        "key": f"{session_id}@x",
         "user": f"u{session_id}",
         "database": "shop",
         "application": f"app{session_id}",
@@ -258,3 +259,95 @@ def test_protect_wins_over_the_lock_rules():
 def test_blocking_at_least_counts_the_chain(count, expected):
     sessions = [rec(1), rec(2, [1], 1.0), rec(3, [2], 1.0)]
     assert [v[0] for v in victims(plan_of(sessions, {"rules": [{"blocking_at_least": count}]}))] == expected
+
+
+# --------------------------------------------------------------------------- through the runner
+
+
+class LockDriver(Driver):
+    """A server in memory whose sessions carry the raw lock fields; it records what the
+    runner hands to end_sessions (the guarded kill itself is tested on real servers)."""
+
+    engine = "fake"
+    target = "fake-db"
+
+    def __init__(self, sessions):
+        self.sessions = {s["key"]: dict(s) for s in sessions}
+        self.handed = []
+
+    def close(self):
+        pass
+
+    @property
+    def own_id(self):
+        return 0
+
+    def server_facts(self):
+        return {"engine": "fake", "max_connections": 100}
+
+    def preflight(self, signal, policy=None):
+        return None
+
+    def list_sessions(self):
+        return [dict(s) for s in self.sessions.values()]
+
+    def end_sessions(self, victims, mode):
+        self.handed.extend(dict(v) for v in victims)
+        results = []
+        for victim in victims:
+            if mode == "terminate":
+                self.sessions.pop(victim["key"], None)
+            else:
+                self.sessions[victim["key"]].update(state="idle", blocked_by=[], lock_wait_seconds=None)
+            results.append((victim, OUTCOMES[mode], None))
+        return results
+
+    def query_templates(self):
+        return []
+
+    def acquire_sweep_lock(self, timeout):
+        return True
+
+    def release_sweep_lock(self):
+        pass
+
+
+def chain_driver():
+    return LockDriver(
+        [rec(1, state_since="t1"), rec(2, [1], 40.0, state_since="t2"), rec(3, [2], 35.0, state_since="t3")]
+    )
+
+
+@pytest.mark.parametrize("check_mode", [True, False])
+def test_apply_policy_ends_only_the_root_of_a_chain(check_mode):
+    driver = chain_driver()
+    policy = parse_policy({"rules": [{"name": "root", "blocking_longer_than": "30s"}]})
+    result = _runner.apply_policy(driver, policy, check_mode, wait_timeout=1.0)
+    assert [(e["id"], e["blocking"], e["blocking_seconds"]) for e in result["terminated"]] == [(1, 2, 40.0)]
+    assert result["changed"] is True
+    assert sorted(driver.sessions) == (["1@x", "2@x", "3@x"] if check_mode else ["2@x", "3@x"])
+
+
+def test_a_waiter_planned_by_waiting_longer_than_is_handed_marked():
+    driver = chain_driver()
+    policy = parse_policy(
+        {
+            "rules": [
+                {"name": "stuck", "waiting_longer_than": "36s", "action": "cancel"},
+                {"name": "long", "states": ["active"], "action": "cancel"},
+            ]
+        }
+    )
+    result = _runner.apply_policy(driver, policy, False, wait_timeout=1.0)
+    assert [(e["id"], e["rule"]) for e in result["cancelled"]] == [(2, "stuck"), (3, "long")]
+    marks = {s["id"]: s.get(GUARD_STILL_WAITING) for s in driver.handed}
+    assert marks == {2: True, 3: None}
+    # The mark never reaches a result.
+    assert all(GUARD_STILL_WAITING not in entry for entry in result["cancelled"])
+
+
+def test_session_info_returns_the_lock_summary():
+    result = _runner.session_info(chain_driver())
+    assert result["locks"]["chains"][0]["root"] == 1
+    assert result["locks"]["chains"][0]["waiters"] == [2, 3]
+    assert [(s["id"], s["blocking"]) for s in result["sessions"]] == [(1, 2), (2, 1), (3, 0)]
