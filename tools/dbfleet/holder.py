@@ -13,9 +13,10 @@ row_lock_holder (a transaction left open that has updated the row `lock_key` of 
 table dbfleet_locks) and row_lock_waiter (an UPDATE of that same row, waiting for the
 holder; it completes, and the session goes idle, once the holder is gone). Open the
 holder first; each waiter after the first waits behind the ones before it too.
-ddl_waiter: an ALTER TABLE of dbfleet_locks (a no-op change of a column default)
-waiting behind the holder's open transaction (PostgreSQL: for the table lock;
-MariaDB: for the metadata lock).
+long_read: a long statement reading the table dbfleet_report (it holds the table's
+shared lock while it runs); ddl_waiter: an ALTER TABLE of dbfleet_report (a no-op
+change of a column default) waiting behind it (PostgreSQL: for the table lock;
+MariaDB: for the metadata lock). Open the long_read first.
 """
 
 import threading
@@ -34,9 +35,11 @@ KINDS = (
     "active_ignores_cancel",
     "row_lock_holder",
     "row_lock_waiter",
+    "long_read",
     "ddl_waiter",
 )
-_DDL = "ALTER TABLE %s ALTER COLUMN n SET DEFAULT 0"
+REPORT_TABLE = "dbfleet_report"
+_DDL = "ALTER TABLE %s ALTER COLUMN n SET DEFAULT 0" % REPORT_TABLE
 LOCK_TABLE = "dbfleet_locks"
 
 _PG_IGNORE_CANCEL = (
@@ -207,6 +210,21 @@ def _lock_row(cur, engine, lock_key):
         cur.execute("INSERT IGNORE INTO %s (name) VALUES (%%s)" % LOCK_TABLE, (lock_key,))
 
 
+def _report_table(cur, engine):
+    """Make sure the table of long_read / ddl_waiter exists with its one row (autocommit)."""
+    if engine == "postgresql":
+        try:
+            cur.execute("CREATE TABLE IF NOT EXISTS %s (id int PRIMARY KEY, n int NOT NULL DEFAULT 0)" % REPORT_TABLE)
+        except psycopg2.IntegrityError:  # another session created it meanwhile
+            pass
+        cur.execute("INSERT INTO %s (id) VALUES (1) ON CONFLICT DO NOTHING" % REPORT_TABLE)
+    else:
+        cur.execute(
+            "CREATE TABLE IF NOT EXISTS %s (id INT PRIMARY KEY, n INT NOT NULL DEFAULT 0) ENGINE=InnoDB" % REPORT_TABLE
+        )
+        cur.execute("INSERT IGNORE INTO %s (id) VALUES (1)" % REPORT_TABLE)
+
+
 def _wait_state(held, wanted, timeout=10):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -290,8 +308,12 @@ def _open_pg(server, kind, user, password, application, database, seconds, local
             cur.mogrify("UPDATE %s SET n = n + 1 WHERE name = %%s RETURNING n" % LOCK_TABLE, (lock_key,)).decode()
         )
         _wait_lock(held)
+    elif kind == "long_read":
+        _report_table(cur, "postgresql")
+        held._run_background("SELECT pg_sleep(%d) FROM %s LIMIT 1" % (int(seconds), REPORT_TABLE))
+        _wait_state(held, ("active",))
     elif kind == "ddl_waiter":
-        held._run_background(_DDL % LOCK_TABLE + "; SELECT 1")
+        held._run_background(_DDL + "; SELECT 1")
         _wait_lock(held)
     return held
 
@@ -332,8 +354,12 @@ def _open_mysql(server, kind, user, password, application, database, seconds, lo
         cur.execute("SET SESSION innodb_lock_wait_timeout = %s", (max(1, min(int(seconds), 1073741824)),))
         held._run_background("UPDATE %s SET n = n + 1 WHERE name = %s" % (LOCK_TABLE, conn.escape(lock_key)))
         _wait_lock(held)
+    elif kind == "long_read":
+        _report_table(cur, "mysql")
+        held._run_background("SELECT SLEEP(%d) FROM %s LIMIT 1" % (int(seconds), REPORT_TABLE))
+        _wait_state(held, ("Query",))
     elif kind == "ddl_waiter":
         cur.execute("SET SESSION lock_wait_timeout = %s", (max(1, min(int(seconds), 31536000)),))
-        held._run_background(_DDL % LOCK_TABLE)
+        held._run_background(_DDL)
         _wait_mdl(held)
     return held
