@@ -66,8 +66,7 @@ medians of the paired differences over 61 rotating rounds, on the shared
     pg_blocking_pids() on every row           +2.4 to +2.5 ms   +2.2 to +3.5 ms
 
 The wait graph itself (_planner.annotate_locks) takes 0.25 ms on those 1,000
-records, 1.6 to 3.6 ms with the 50 waiters (a row queue: each waiter waits on
-every one ahead of it).
+records, 1.6 to 3.6 ms with the 50 waiters in one row queue.
 """
 
 from __future__ import absolute_import, division, print_function
