@@ -124,6 +124,11 @@ options:
                 and keep its connection.
               - PostgreSQL 14 and later measure the wait from C(pg_locks.waitstart); on 10 to 13 the wait is taken from
                 the waiter's C(state_change) (when its current statement started), so it can be longer than the wait.
+              - Guarded like every kill, and more. On PostgreSQL a session planned by a rule with this condition is
+                signalled only while it still waits on a lock; one that got its lock meanwhile (and so moved on) is
+                reported in RV(not_ended) with reason C(state_changed). A parallel query whose worker waits counts for
+                its leader (PostgreSQL 13 and later); the leader itself waits on its workers, not on a lock, so this
+                guard reports it C(state_changed) rather than signalling it.
             type: raw
           blocking_longer_than:
             description:

@@ -49,6 +49,24 @@ pg_stat_activity WHERE application_name LIKE ...``, without any guard)::
 So the driver keeps one statement per batch (25 round trips for 5,000
 victims at 200 per batch, instead of 5,000) and pays about 20 microseconds
 per victim over the unguarded one-liner, 8 of them for its own snapshot.
+
+Locks
+-----
+The listing also says who waits on whom (``blocked_by``, ``lock_wait_seconds``,
+``lock_kind``), in the same statement and snapshot: pg_stat_activity is read
+once (CTE ``act``), ``pg_blocking_pids()`` is called only for the backends
+waiting on a heavyweight lock, and pg_locks is read once, only when one waits.
+Cost (tools/bench_postgresql_locks.py, PostgreSQL 15, 1,000 idle sessions,
+medians of the paired differences over 61 rotating rounds, on the shared
+2-core machine at load 6 to 26, so within a millisecond or two)::
+
+    listing                                 no lock waits   50 waiting on one row
+    before (no lock columns)                      0                0
+    this listing                              +0.05 to +0.9 ms   +2.4 to +3.3 ms
+    pg_blocking_pids() on every row           +2.4 to +2.5 ms   +2.2 to +3.5 ms
+
+The wait graph itself (_planner.annotate_locks) takes 0.25 ms on those 1,000
+records, 1.6 to 3.6 ms with the 50 waiters in one row queue.
 """
 
 from __future__ import absolute_import, division, print_function
