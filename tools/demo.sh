@@ -16,8 +16,8 @@ export ANSIBLE_NOCOLOR=1 ANSIBLE_LOCALHOST_WARNING=false ANSIBLE_INVENTORY_UNPAR
 work="$DBFLEET_STATE_DIR/demo"
 tag=demo
 first="${DEMO_FIRST:-101}"
-# The lock chain is planted where the engine's driver reports lock waits.
-lock_servers=pg1
+# One lock chain on each engine.
+lock_servers=pg1,mariadb1
 
 bold=""
 plain=""
