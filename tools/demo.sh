@@ -96,7 +96,7 @@ step "2/7 Plant sessions on every server: ghosts next to legitimate work"
   sed 's/^/    /'
 echo "    legitimate: $tag-webapp (an idle connection pool), $tag-etl-nightly (a long batch): protected"
 echo "    ghosts:     $tag-legacy-cron (idle), $tag-report-export (transaction left open), $tag-adhoc-query (runaway)"
-echo "    lock chain: on $lock_servers, $tag-desktop-client updated a row and left its transaction open;"
+echo "    lock chain: on ${lock_servers/,/ and }, $tag-desktop-client updated a row and left its transaction open;"
 echo "                two $tag-webapp UPDATEs of that row wait behind it (protected: they are the victims, not the cause)"
 echo "    (letting them age past the policy's 5 seconds)"
 sleep 6
