@@ -129,6 +129,8 @@ def _audit_host(entry):
     if entry.get("connection_use") is not None:
         use = f"{entry['connection_use'] * 100:.1f}% of {entry.get('max_connections')}"
     note = "; ".join(entry.get("breaches") or []) or entry.get("limit_error") or ""
+    if entry.get("lock_note"):
+        note = f"{note}; {entry['lock_note']}" if note else entry["lock_note"]
     if entry["status"] != "ok" and not entry.get("breaches"):
         note = "see below"
     return (

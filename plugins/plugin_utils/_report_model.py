@@ -196,6 +196,12 @@ def lock_figures(sessions, locks):
     }
 
 
+_LOCK_VISIBILITY = (
+    ("row_lock_waits_visible", "row-lock waits"),
+    ("metadata_locks_visible", "metadata-lock waits"),
+)
+
+
 def audit_summary(sessions, server, plan_dict, thresholds, locks=None):
     """The audit role's per-host figures from one snapshot of sessions.
 
@@ -226,6 +232,11 @@ def audit_summary(sessions, server, plan_dict, thresholds, locks=None):
         "server": server or {},
     }
     summary.update(lock_figures(sessions, locks))
+    # What the engine's driver says its login cannot see (MySQL / MariaDB server facts).
+    hidden = [words for fact, words in _LOCK_VISIBILITY if (server or {}).get(fact) is False]
+    summary["lock_waits_hidden"] = hidden
+    if "max_lock_wait" in thresholds and hidden:
+        summary["lock_note"] = f"max_lock_wait cannot see {' or '.join(hidden)} here"
     if plan_dict is not None:
         summary["policy"] = plan_dict.get("policy")
         summary["would_end"] = [

@@ -633,3 +633,19 @@ def test_brief_leaves_out_the_lock_fields_of_a_session_without_locks():
     waiter = _fleet.brief(dict(_lock_sessions()[1], rule="waiters"))
     if "blocking" in _fleet.brief({"blocking": 3}):  # once the record has the lock fields (DESIGN.md "Locks")
         assert root["blocking"] == 3 and waiter["blocked_by"] == [10]
+
+
+def test_max_lock_wait_says_which_lock_waits_the_login_cannot_see():
+    thresholds = _fleet.parse_thresholds({"max_lock_wait": "30s"})
+    server = {"row_lock_waits_visible": True, "metadata_locks_visible": False}
+    summary, breaches = _fleet.audit_summary([_session(1)], server, None, thresholds, _locks())
+    assert breaches == [] and summary["lock_waits_hidden"] == ["metadata-lock waits"]
+    assert summary["lock_note"] == "max_lock_wait cannot see metadata-lock waits here"
+    report = _fleet.build_report("audit", ["db1"], ["db1"], {"db1": {"dbhygiene": summary}}, False, {})
+    assert "| max_lock_wait cannot see metadata-lock waits here |" in _fleet.render_markdown(report)
+    # Without the threshold, or where everything is visible (PostgreSQL has no such facts): no note.
+    quiet, _breaches = _fleet.audit_summary([_session(1)], server, None, {}, _locks())
+    assert "lock_note" not in quiet and quiet["lock_waits_hidden"] == ["metadata-lock waits"]
+    for facts in ({}, {"row_lock_waits_visible": True, "metadata_locks_visible": True}):
+        seen, _breaches = _fleet.audit_summary([_session(1)], facts, None, thresholds, _locks())
+        assert "lock_note" not in seen and seen["lock_waits_hidden"] == []
