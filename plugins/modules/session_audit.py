@@ -91,7 +91,7 @@ dbhygiene:
       oldest_transaction, max_connections, connection_use, would_end, protected, limit_error, breaches, server).
     - 'Locks: C(lock_waiting) (sessions waiting for a lock), C(longest_lock_wait) (the session that has waited longest: id,
       user, database, application, state, blocked_by, seconds; null when none waits), C(lock_chains) (one per root blocker,
-      the longest wait first: root, visible, user, database, application, state, blocking, blocking_seconds, waiters) and
+      most waiters first: root, visible, user, database, application, state, blocking, blocking_seconds, waiters) and
       C(lock_cycles) (lists of session ids waiting for each other); C(lock_waits_hidden), the kinds of lock wait the login
       cannot see on this server (MySQL / MariaDB: C(row-lock waits) without the grants, C(metadata-lock waits) with the
       performance_schema instrument off), and with C(max_lock_wait) in O(thresholds) a C(lock_note) saying so.'
