@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # `make demo`: the product in two minutes, on a small fleet of real servers.
 # Starts 2 PostgreSQL + 1 MariaDB (127.0.1.101-102, 127.0.2.101; apart from the
-# test fleet), plants ghost sessions next to legitimate work, audits in check
-# mode, enforces, audits again. `make demo-down` stops the fleet.
+# test fleet; DEMO_FIRST=N starts them at .N instead of .101), plants ghost sessions
+# next to legitimate work and a lock chain (a transaction left open that the web
+# app's updates queue behind), audits in check mode, enforces, audits again.
+# `make demo-down` stops the fleet.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -13,6 +15,9 @@ export ANSIBLE_COLLECTIONS_PATH="$root/.build/collections"
 export ANSIBLE_NOCOLOR=1 ANSIBLE_LOCALHOST_WARNING=false ANSIBLE_INVENTORY_UNPARSED_WARNING=false
 work="$DBFLEET_STATE_DIR/demo"
 tag=demo
+first="${DEMO_FIRST:-101}"
+# One lock chain on each engine.
+lock_servers=pg1,mariadb1
 
 bold=""
 plain=""
@@ -35,10 +40,10 @@ playbook() {
   fi
 }
 
-step "1/7 Start a small fleet of real servers: 2 PostgreSQL, 1 MariaDB ($DBFLEET_STATE_DIR)"
+step "1/7 Start a small fleet of real servers: 2 PostgreSQL, 1 MariaDB (127.0.1.$first-$((first + 1)), 127.0.2.$first; $DBFLEET_STATE_DIR)"
 uplog=$(mktemp)
 # (through a log file: the servers it starts must not inherit our stdout, or `make demo | less` never ends)
-"$py" -m dbfleet up --postgres 2 --mariadb 1 --first 101 >"$uplog" 2>&1 ||
+"$py" -m dbfleet up --postgres 2 --mariadb 1 --first "$first" >"$uplog" 2>&1 ||
   { cat "$uplog"; exit 1; }
 sed 's/^/    /' "$uplog"
 rm -f "$uplog"
@@ -56,6 +61,8 @@ cat >"$work/group_vars/databases.yml" <<EOF
 dbhygiene_policy:
   name: demo-sweep
   rules:
+    - name: blocking-others         # a transaction others have queued behind for 3s: end it first
+      blocking_longer_than: 3s
     - name: ghost-idle              # connections left behind by dead apps and scripts
       states: [idle]
       idle_longer_than: 5s
@@ -83,10 +90,14 @@ step "2/7 Plant sessions on every server: ghosts next to legitimate work"
 "$py" tools/fleet_sessions.py release --tag "$tag"
 "$py" tools/fleet_sessions.py hold --tag "$tag" \
   --session webapp:idle --session webapp:idle --session etl-nightly:active \
-  --session legacy-cron:idle --session report-export:idle_in_transaction --session adhoc-query:active |
+  --session legacy-cron:idle --session report-export:idle_in_transaction --session adhoc-query:active \
+  --session "desktop-client:row_lock_holder@$lock_servers" \
+  --session "webapp:row_lock_waiter@$lock_servers" --session "webapp:row_lock_waiter@$lock_servers" |
   sed 's/^/    /'
 echo "    legitimate: $tag-webapp (an idle connection pool), $tag-etl-nightly (a long batch): protected"
 echo "    ghosts:     $tag-legacy-cron (idle), $tag-report-export (transaction left open), $tag-adhoc-query (runaway)"
+echo "    lock chain: on ${lock_servers/,/ and }, $tag-desktop-client updated a row and left its transaction open;"
+echo "                two $tag-webapp UPDATEs of that row wait behind it (protected: they are the victims, not the cause)"
 echo "    (letting them age past the policy's 5 seconds)"
 sleep 6
 
@@ -102,25 +113,28 @@ echo
 cat "$work/reports/enforce-latest.md"
 
 step "5/7 The audit trail: one JSON line per session ended ($work/audit.jsonl)"
-"$py" - "$work/audit.jsonl" <<'PY'
+"$py" - "$work/audit.jsonl" "$work/reports/enforce-latest.json" <<'PY'
 import json
 import sys
 
 lines = [json.loads(line) for line in open(sys.argv[1])]
 real = [line for line in lines if not line["check_mode"]]
-for line in real[-9:]:
+ended = json.load(open(sys.argv[2]))["totals"]["ended"]  # this run's lines
+for line in real[-ended:]:
     print("    %(time).19s %(host)-9s %(outcome)-10s %(rule)-18s pid %(id)-6s %(user)s/%(application)s" % line)
 print("\n    one line in full:")
 print("    " + json.dumps(real[-1], indent=1).replace("\n", "\n    "))
 PY
 
-step "6/7 Audit again: nothing left to end, the legitimate work untouched"
+step "6/7 Audit again: nothing left to end, no lock chain, the legitimate work untouched"
 playbook dbhygiene.sessions.audit -i "$work/inventory.yml"
 echo
 sed -n '/^\*\*/,/^$/p;/^| host/,/^$/p' "$work/reports/audit-latest.md"
 echo "    What the servers themselves say (admin login):"
-"$py" tools/fleet_sessions.py check --tag "$tag" \
-  --alive webapp --alive etl-nightly --alive adhoc-query --gone legacy-cron --gone report-export | sed 's/^/      /'
+"$py" tools/fleet_sessions.py check --tag "$tag" --alive webapp --alive etl-nightly --alive adhoc-query \
+  --gone legacy-cron --gone report-export --gone desktop-client --idle webapp | sed 's/^/      /'
+echo "    (the root blocker $tag-desktop-client is gone; the $tag-webapp UPDATEs that waited behind it completed:"
+echo "     their sessions are alive and idle again)"
 
 step "7/7 Where things are"
 echo "    reports:     $work/reports/ (audit-latest.md/.json, enforce-latest.md/.json)"

@@ -3,11 +3,13 @@
 For the molecule scenarios and `make demo` (the tests use dbfleet.holder directly):
 
     fleet_sessions.py hold    --tag T --session ghost:idle --session web:idle [--servers pg1,mariadb1]
-    fleet_sessions.py check   --tag T --gone ghost --alive web
+                              [--session blocker:row_lock_holder@pg1 --session web:row_lock_waiter@pg1]
+    fleet_sessions.py check   --tag T --gone ghost --alive web [--idle waiter]
     fleet_sessions.py release --tag T
 
 Each session's application name is `<tag>-<name>`, so a policy scoped to the tag
-touches nothing else on the (shared) servers. `hold` starts one background
+touches nothing else on the (shared) servers; the row_lock_* kinds of a tag lock the
+row named after the tag (one lock chain per tag and server). `hold` starts one background
 process that keeps every session open and records it in the fleet's holders/
 directory, so `dbfleet down` and `dbfleet release` end it too. `check` asks the
 servers themselves (admin login), never Ansible.
@@ -38,12 +40,14 @@ def _load_fleet():
 
 
 def _specs(values):
+    """[(name, kind, servers or None)] from NAME:KIND[@SERVER,SERVER] (a session on those servers only)."""
     specs = []
     for value in values:
         name, _sep, kind = value.partition(":")
+        kind, _sep, only = kind.partition("@")
         if kind not in holder.KINDS:
             raise SystemExit("--session %s: kind must be one of %s" % (value, ", ".join(holder.KINDS)))
-        specs.append((name, kind))
+        specs.append((name, kind, only.split(",") if only else None))
     return specs
 
 
@@ -61,14 +65,19 @@ def cmd_serve(args):
     try:
         for server in _servers(fleet, args.servers):
             engine = fleet.server(server)["engine"]
-            for name, kind in _specs(args.session):
-                if engine == "mysql" and kind == "idle_in_transaction_aborted":
+            for name, kind, only in _specs(args.session):
+                if (engine == "mysql" and kind == "idle_in_transaction_aborted") or (only and server not in only):
                     continue
                 held.append(
                     (
                         name,
                         holder.open_session(
-                            fleet, server, kind, application="%s-%s" % (args.tag, name), seconds=args.seconds
+                            fleet,
+                            server,
+                            kind,
+                            application="%s-%s" % (args.tag, name),
+                            seconds=args.seconds,
+                            lock_key=args.tag,
                         ),
                     )
                 )
@@ -142,7 +151,16 @@ def cmd_check(args):
         shown = []
         for entry in entries:
             alive = entry["id"] in live
-            shown.append("%s %s" % (entry["name"], "alive" if alive else "gone"))
+            idle = live.get(entry["id"]) in ("idle", "Sleep")
+            status = "alive" if alive else "gone"
+            if alive and entry["name"] in args.idle:
+                status += ", idle" if idle else ", " + str(live[entry["id"]])
+            shown.append("%s %s" % (entry["name"], status))
+            if entry["name"] in args.idle and not (alive and idle):
+                problems.append(
+                    "%s: session %s (%s) is %s, not idle"
+                    % (server_name, entry["id"], entry["application"], live.get(entry["id"], "gone"))
+                )
             if entry["name"] in args.gone and alive:
                 problems.append("%s: session %s (%s) is still there" % (server_name, entry["id"], entry["application"]))
             if entry["name"] in args.alive and not alive:
@@ -180,13 +198,14 @@ def main(argv=None):
     for name in ("hold", "serve"):
         cmd = sub.add_parser(name)
         cmd.add_argument("--tag", required=True)
-        cmd.add_argument("--session", action="append", required=True, help="NAME:KIND")
+        cmd.add_argument("--session", action="append", required=True, help="NAME:KIND[@SERVER,...]")
         cmd.add_argument("--servers", help="comma-separated server names (default: all)")
         cmd.add_argument("--seconds", type=int, default=900)
     check = sub.add_parser("check")
     check.add_argument("--tag", required=True)
     check.add_argument("--gone", action="append", default=[])
     check.add_argument("--alive", action="append", default=[])
+    check.add_argument("--idle", action="append", default=[], help="alive and idle (its statement completed)")
     release = sub.add_parser("release")
     release.add_argument("--tag", required=True)
     args = parser.parse_args(argv)

@@ -116,6 +116,33 @@ options:
                 sessions, about 12 to 22 milliseconds per host more than matching in-process (C(tools/bench_matching.py)).
               - Before Python 3.9, globs with several C(*) are matched the same way (C(fnmatch) backtracked there).
             type: str
+          waiting_longer_than:
+            description:
+              - The session has waited for a lock (held by another session) longer than this, for its current wait.
+              - A session that does not wait never matches. Pair it with O(policy.rules[].action=cancel) to stop a
+                statement stuck in a lock queue (a DDL behind a long transaction blocks every query queued after it)
+                and keep its connection.
+              - PostgreSQL 14 and later measure the wait from C(pg_locks.waitstart); on 10 to 13 the wait is taken from
+                the waiter's C(state_change) (when its current statement started), so it can be longer than the wait.
+              - Guarded like every kill, and more. On PostgreSQL a session planned by a rule with this condition is
+                signalled only while it still waits on a lock; one that got its lock meanwhile (and so moved on) is
+                reported in RV(not_ended) with reason C(state_changed). A parallel query whose worker waits counts for
+                its leader (PostgreSQL 13 and later); the leader itself waits on its workers, not on a lock, so this
+                guard reports it C(state_changed) rather than signalling it.
+            type: raw
+          blocking_longer_than:
+            description:
+              - The session is a B(root blocker) (it waits on no lock itself, and other sessions wait on a lock it
+                holds, directly or down a chain) and one of the sessions waiting behind it has waited longer than this.
+              - The sessions waiting behind it are never matched by this condition. Sessions in a wait cycle (a
+                deadlock in progress) are never root blockers; the engine resolves a deadlock itself.
+            type: raw
+          blocking_at_least:
+            description:
+              - The session is a root blocker (see O(policy.rules[].blocking_longer_than)) with at least this many
+                sessions waiting behind it, counted transitively (a chain A <- B <- C counts 2 for A).
+              - A whole number from 1 to 1000000.
+            type: int
           except:
             description:
               - Conditions with the same keys as a rule. A session matching all of them is not matched by this rule.
@@ -157,6 +184,15 @@ options:
               query_matches:
                 description: See O(policy.rules[].query_matches).
                 type: str
+              waiting_longer_than:
+                description: See O(policy.rules[].waiting_longer_than).
+                type: raw
+              blocking_longer_than:
+                description: See O(policy.rules[].blocking_longer_than).
+                type: raw
+              blocking_at_least:
+                description: See O(policy.rules[].blocking_at_least).
+                type: int
       protect:
         description: Sessions never touched, whatever the rules say. A matched but protected session is reported in RV(not_ended) with reason C(protected).
         type: dict

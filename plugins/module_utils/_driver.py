@@ -29,6 +29,28 @@ A *session* is a plain dict, the normalized session record of DESIGN.md::
     backend_type        str (PostgreSQL) / None
     command             str (MySQL COMMAND) / None
 
+Lock fields (DESIGN.md "Locks"). Set by the driver, from the same listing:
+
+    blocked_by          list of int: ids of the sessions this one waits on
+                        directly for a lock, [] when not waiting. Ids not in the
+                        listing are kept (a holder the login cannot see, a
+                        non-client backend); PostgreSQL parallel workers are
+                        replaced by their leader; our own id is never a waiter
+    lock_wait_seconds   float or None: how long it has waited (rounded like the
+                        other *_seconds), None when not waiting
+    lock_kind           str or None (engine extra): what it waits for, e.g.
+                        relation, transactionid, tuple (PostgreSQL locktype),
+                        row, metadata (MySQL); None when not waiting
+
+Set by _planner.annotate_locks on every record of one listing (the wait graph):
+
+    blocking            int: distinct sessions waiting behind this one,
+                        transitively; 0 when none
+    blocking_seconds    float or None: the longest lock_wait_seconds among them
+
+A record without lock fields (a driver that cannot tell) is treated as not
+waiting: blocked_by [], lock_wait_seconds None.
+
 Drivers may add further engine extras; the core never relies on them.
 """
 
@@ -65,6 +87,11 @@ SESSION_FIELDS = (
     "superuser",
     "backend_type",
     "command",
+    "blocked_by",
+    "lock_wait_seconds",
+    "lock_kind",
+    "blocking",
+    "blocking_seconds",
 )
 
 # Reasons used in `not_ended` entries of results.
@@ -73,6 +100,12 @@ REASON_STATE_CHANGED = "state_changed"
 REASON_GONE = "gone"
 REASON_STILL_PRESENT = "still_present"  # signalled, but still there after the wait
 REASON_FAILED = "failed"  # the signal itself failed (the message says why)
+
+# A key the runner sets on the copy of a victim it hands to end_sessions() when the
+# victim's rule matched it by waiting_longer_than: a driver that can tell should then
+# also require that it still waits on a lock (one that got its lock moved on:
+# state_changed). A driver that cannot tell ignores it. Never in results.
+GUARD_STILL_WAITING = "guard_still_waiting"
 
 # The outcome of a session that end_sessions(victims, mode) ended, per mode.
 OUTCOMES = {"terminate": "terminated", "cancel": "cancelled"}
@@ -160,7 +193,8 @@ class Driver(object):
     def end_sessions(self, victims, mode):
         """Guarded end of `victims` (session dicts as planned), mode is
         "terminate" or "cancel". A session is signalled only if it is still the
-        same session in the same state as planned.
+        same session in the same state as planned (and, for a victim marked
+        GUARD_STILL_WAITING, still waiting on a lock, where the engine can tell).
 
         Returns a list of (session, outcome, detail) in the order given, where
         outcome is "terminated" | "cancelled" | REASON_STATE_CHANGED |

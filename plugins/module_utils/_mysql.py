@@ -37,6 +37,15 @@ How the safety invariants of DESIGN.md are kept here:
   (max_statement_time on MariaDB, max_execution_time on MySQL).
 * The connection runs in autocommit (no snapshot held) with time_zone '+00:00'
   (every DATETIME read is UTC).
+
+Lock waits (DESIGN.md "Locks") come with the listing, in the same statement:
+InnoDB lock waits (MariaDB INNODB_LOCK_WAITS + INNODB_TRX under PROCESS; MySQL
+performance_schema.data_lock_waits) and metadata-lock waits
+(performance_schema.metadata_locks, where its instrument
+wait/lock/metadata/sql/mdl is on). Where a source cannot be read, the records
+say less (server_facts: row_lock_waits_visible, metadata_locks_visible) and the
+preflight of a policy with lock conditions names the GRANT that fixes it; an
+instrument that is off is no privilege problem and fails nothing.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -80,6 +89,8 @@ MAX_TIMEOUT = 86400
 MAX_LOCK_TIMEOUT = 3600
 # Longest part of a value quoted in a message.
 SHOWN_CHARS = 80
+# Policy conditions that read the lock waits (DESIGN.md "Locks").
+LOCK_CONDITIONS = frozenset(["waiting_longer_than", "blocking_longer_than", "blocking_at_least"])
 
 
 # Server error codes the driver reacts to.
@@ -256,7 +267,8 @@ def connect_kwargs(params):
         "autocommit": True,
         "charset": "utf8mb4",
         "program_name": flavours.PROGRAM_NAME,
-        "init_command": "SET SESSION time_zone = '+00:00'",
+        # group_concat_max_len: the lock waits come as GROUP_CONCAT lists (MySQL's default is 1 KB).
+        "init_command": "SET SESSION time_zone = '+00:00', group_concat_max_len = 4194304",
     }
     for option, key, keyword in (
         ("login_host", "host", "host"),
@@ -421,6 +433,19 @@ class MySQLDriver(Driver):
         self.attrs_recorded = self.flavour.performance_schema
         self.attrs_readable = self.attrs_recorded and self._probe(flavours.Flavour.attrs_probe())
         self.superusers_readable = self._probe(self.flavour.superuser_probe())
+        # Lock waits: who waits on whom for an InnoDB lock (MariaDB: PROCESS, as the
+        # listing; MySQL: performance_schema), and the metadata-lock waits, where the
+        # server records them (its instrument is on: our own probe holds locks then).
+        row_probe = self.flavour.row_lock_waits_probe()
+        if row_probe is None:
+            self.row_lock_waits_readable = self.flavour.can_see_all(self.privileges)
+        else:
+            self.row_lock_waits_readable = self.flavour.performance_schema and self._probe(row_probe)
+        self.metadata_locks_readable = self.metadata_locks_visible = False
+        if self.flavour.performance_schema:
+            held = self._probe_value(self.flavour.metadata_locks_probe())
+            self.metadata_locks_readable = held is not None
+            self.metadata_locks_visible = bool(held)
 
     @property
     def state_since_tolerance(self):
@@ -496,6 +521,16 @@ class MySQLDriver(Driver):
         except pymysql.MySQLError as exc:
             raise SessionError(f"cannot {doing} on {self.target} as {self.current_user}: {self._why(exc)}")
 
+    def _probe_value(self, query):
+        """The first column of the first row of `query`, or None when the login may not read it."""
+        try:
+            rows = self._execute(query)
+        except pymysql.MySQLError as exc:
+            if _error_code(exc) in _ACCESS_DENIED:
+                return None
+            raise SessionError(f"query failed on {self.target} as {self.current_user}: {self._why(exc)}")
+        return rows[0][0] if rows else 0
+
     # ------------------------------------------------------------ contract
     @property
     def own_id(self):
@@ -518,9 +553,14 @@ class MySQLDriver(Driver):
             "can_end_sessions": self.flavour.can_kill(self.privileges),
             "applications_readable": self.attrs_readable,
             "superusers_readable": self.superusers_readable,
+            # Lock waits the records show (blocked_by, lock_wait_seconds): InnoDB's
+            # waiters always, on whom only where readable; metadata-lock waits only where
+            # performance_schema records them (instrument wait/lock/metadata/sql/mdl).
+            "row_lock_waits_visible": self.row_lock_waits_readable,
+            "metadata_locks_visible": self.metadata_locks_visible,
         }
 
-    def preflight_problems(self, signal, needs_superusers=True, needs_applications=True):
+    def preflight_problems(self, signal, needs_superusers=True, needs_applications=True, needs_locks=True):
         """Messages for every missing right (empty when none). Never a secret."""
         who = f"login {self.account} on {self.target}"
         problems = []
@@ -549,6 +589,28 @@ class MySQLDriver(Driver):
                 "applications rules and protect.applications; "
                 f"GRANT SELECT ON performance_schema.session_connect_attrs TO {self.account}"
             )
+        if needs_locks:
+            problems.extend(self._lock_problems(who))
+        return problems
+
+    def _lock_problems(self, who):
+        """What keeps the lock conditions from seeing the lock waits the server records."""
+        problems = []
+        if self.flavour.row_lock_waits_probe() is not None and self.flavour.performance_schema:
+            if not self.row_lock_waits_readable:
+                problems.append(
+                    f"{who} cannot read who waits on whom for InnoDB locks, so lock conditions would see waiters "
+                    "but not their blockers; "
+                    f"GRANT SELECT ON performance_schema.data_lock_waits TO {self.account}; "
+                    f"GRANT SELECT ON performance_schema.threads TO {self.account}"
+                )
+        if self.flavour.performance_schema and not self.metadata_locks_readable:
+            problems.append(
+                f"{who} cannot read metadata locks, so lock conditions would miss sessions waiting on a table "
+                "lock (an ALTER TABLE behind an open transaction) and their blockers; "
+                f"GRANT SELECT ON performance_schema.metadata_locks TO {self.account}; "
+                f"GRANT SELECT ON performance_schema.threads TO {self.account}"
+            )
         return problems
 
     def preflight(self, signal, policy=None):
@@ -558,11 +620,12 @@ class MySQLDriver(Driver):
         (reading superusers when protect.superusers is false; reading connection
         attributes when no rule or protect uses applications).
         """
-        needs_superusers = needs_applications = True
+        needs_superusers = needs_applications = needs_locks = True
         if policy is not None:
             needs_superusers = bool(policy.protect.superusers)
             needs_applications = "applications" in policy.conditions_used() or bool(policy.protect.applications)
-        problems = self.preflight_problems(signal, needs_superusers, needs_applications)
+            needs_locks = bool(LOCK_CONDITIONS & set(policy.conditions_used()))
+        problems = self.preflight_problems(signal, needs_superusers, needs_applications, needs_locks)
         if problems:
             raise SessionError("; ".join(problems))
         if policy is not None:
@@ -605,7 +668,12 @@ class MySQLDriver(Driver):
 
     # ------------------------------------------------------------ listing
     def _list(self, ids=None, applications=True):
-        query = self.flavour.list_query(with_superusers=self.superusers_readable, ids=ids)
+        query = self.flavour.list_query(
+            with_superusers=self.superusers_readable,
+            ids=ids,
+            row_locks=self.row_lock_waits_readable,
+            metadata_locks=self.metadata_locks_visible,
+        )
         # InnoDB refreshes INFORMATION_SCHEMA.INNODB_TRX only for a reader that comes after
         # flavours.TRX_CACHE_QUIET_SECONDS without one: our own listings (a plan right after the
         # last sweep's confirm wait) must not keep it stale, or a transaction opened meanwhile
@@ -773,4 +841,4 @@ class MySQLDriver(Driver):
         return victim, OUTCOMES[mode], None
 
     def query_templates(self):
-        return self.flavour.templates()
+        return self.flavour.templates(self.row_lock_waits_readable, self.metadata_locks_visible)

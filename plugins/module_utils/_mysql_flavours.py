@@ -28,6 +28,10 @@ server start (session key)    I_S.GLOBAL_STATUS Uptime            performance_sc
 superuser-class account       SUPER (ALL implies it)              SUPER or SYSTEM_USER
                               from mysql.user.Super_priv          mysql.user + mysql.global_grants
 right to kill others          CONNECTION ADMIN (10.5.2+) / SUPER  CONNECTION_ADMIN or SUPER
+row-lock waits (who on whom)  information_schema.INNODB_LOCK_      performance_schema.data_lock_waits
+                              WAITS + INNODB_TRX (PROCESS)        + threads (SELECT on both)
+metadata-lock waits           performance_schema.metadata_locks + threads, both flavours, where the
+                              wait/lock/metadata/sql/mdl instrument is on (MariaDB: off by default)
 ============================  =================================  ==================================
 """
 
@@ -79,6 +83,13 @@ COLUMNS = (
     "trx_seconds",
     "superuser",
     "now_utc",
+    # lock waits (NULL where the listing does not read them: a re-read by id, a source not visible)
+    "row_waiting",
+    "row_wait_seconds",
+    "row_blockers",
+    "mdl_pending",
+    "mdl_user_lock",
+    "mdl_holders",
 )
 
 KILL_TEMPLATES = {"terminate": "KILL CONNECTION %s", "cancel": "KILL QUERY %s"}
@@ -123,6 +134,139 @@ def idle_unproven(planned):
 def guard_batch_size(threads):
     """Victims per guard block when the server has about `threads` client threads."""
     return max(1, min(GUARD_BATCH, GUARD_BLOCK_ROWS // max(1, int(threads))))
+
+
+# ---------------------------------------------------------------- lock waits
+# What a waiting record's lock_kind says it waits for.
+LOCK_KIND_ROW = "row"  # an InnoDB lock (a row, or InnoDB's own table lock)
+LOCK_KIND_METADATA = "metadata"  # a metadata lock (a table, schema, routine, the backup lock, ...)
+LOCK_KIND_USER = "user_lock"  # GET_LOCK()
+MDL_USER_LOCK = "USER LEVEL LOCK"  # performance_schema.metadata_locks.OBJECT_TYPE of GET_LOCK()
+
+_IX, _S, _SH, _SR = "INTENTION_EXCLUSIVE", "SHARED", "SHARED_HIGH_PRIO", "SHARED_READ"
+_SW, _SWLP, _SU, _SRO = "SHARED_WRITE", "SHARED_WRITE_LOW_PRIO", "SHARED_UPGRADABLE", "SHARED_READ_ONLY"
+_SNW, _SNRW, _X = "SHARED_NO_WRITE", "SHARED_NO_READ_WRITE", "EXCLUSIVE"
+_B = "BACKUP_"
+_B_START, _B_FLUSH, _B_WAIT_FLUSH = _B + "START", _B + "FLUSH", _B + "WAIT_FLUSH"
+_B_WAIT_DDL, _B_WAIT_COMMIT, _B_FTWRL1 = _B + "WAIT_DDL", _B + "WAIT_COMMIT", _B + "FTWRL1"
+_B_FTWRL2, _B_DML, _B_TRANS_DML, _B_SYS_DML = _B + "FTWRL2", _B + "DML", _B + "TRANS_DML", _B + "SYS_DML"
+_B_DDL, _B_BLOCK_DDL, _B_ALTER_COPY, _B_COMMIT = _B + "DDL", _B + "BLOCK_DDL", _B + "ALTER_COPY", _B + "COMMIT"
+_B_FTWRL = (_B_FTWRL1, _B_FTWRL2)
+
+# Which lock types a metadata-lock request of each type (LOCK_TYPE of
+# performance_schema.metadata_locks) cannot be granted beside, from the
+# compatibility matrices of sql/mdl.cc (MariaDB 10.11, MySQL 8.0). Per-object
+# namespaces (tables, routines, user locks, ...) never use INTENTION_EXCLUSIVE
+# and scoped ones (schema, global, commit) use only INTENTION_EXCLUSIVE,
+# SHARED and EXCLUSIVE, so one table serves both; MariaDB's backup namespace has
+# types of its own. A type not in it (a future one) makes no edge: the waiter
+# still shows as waiting, on no one, rather than on the wrong session.
+# Granted locks of these types block a request of the key's type:
+MDL_GRANTED_CONFLICTS = {
+    _IX: (_S, _X),
+    _S: (_IX, _X),
+    _SH: (_X,),
+    _SR: (_SNRW, _X),
+    _SW: (_SRO, _SNW, _SNRW, _X),
+    _SWLP: (_SRO, _SNW, _SNRW, _X),
+    _SU: (_SU, _SNW, _SNRW, _X),
+    _SRO: (_SW, _SWLP, _SNRW, _X),
+    _SNW: (_SW, _SWLP, _SU, _SNW, _SNRW, _X),
+    _SNRW: (_SR, _SW, _SWLP, _SU, _SRO, _SNW, _SNRW, _X),
+    _X: (_IX, _S, _SH, _SR, _SW, _SWLP, _SU, _SRO, _SNW, _SNRW, _X),
+    _B_START: (_B_START, _B_FLUSH, _B_WAIT_FLUSH, _B_WAIT_DDL, _B_WAIT_COMMIT, _B_BLOCK_DDL),
+    _B_FLUSH: (_B_START,),
+    _B_WAIT_FLUSH: (_B_START, _B_DML),
+    _B_WAIT_DDL: (_B_START, _B_DML, _B_DDL),
+    _B_WAIT_COMMIT: (_B_START, _B_DML, _B_SYS_DML, _B_DDL, _B_COMMIT),
+    _B_FTWRL1: (_B_DML, _B_TRANS_DML, _B_SYS_DML, _B_DDL, _B_ALTER_COPY),
+    _B_FTWRL2: (_B_DML, _B_TRANS_DML, _B_SYS_DML, _B_DDL, _B_ALTER_COPY, _B_COMMIT),
+    _B_DML: (_B_FLUSH, _B_WAIT_FLUSH, _B_WAIT_DDL, _B_WAIT_COMMIT) + _B_FTWRL,
+    _B_TRANS_DML: _B_FTWRL,
+    _B_SYS_DML: (_B_WAIT_COMMIT,) + _B_FTWRL,
+    _B_DDL: (_B_WAIT_DDL, _B_WAIT_COMMIT) + _B_FTWRL + (_B_BLOCK_DDL,),
+    _B_BLOCK_DDL: (_B_START, _B_FLUSH, _B_WAIT_FLUSH, _B_WAIT_DDL, _B_WAIT_COMMIT, _B_BLOCK_DDL, _B_DDL),
+    _B_ALTER_COPY: _B_FTWRL,
+    _B_COMMIT: (_B_WAIT_COMMIT, _B_FTWRL2),
+}
+# ... and pending (queued) requests of these types go first (lock priority), so a
+# request of the key's type waits behind them too (a SELECT queued behind an ALTER
+# TABLE that waits itself). Always a subset of the granted conflicts.
+MDL_PENDING_CONFLICTS = {
+    _IX: (_S, _X),
+    _S: (_X,),
+    _SR: (_SNRW, _X),
+    _SW: (_SNW, _SNRW, _X),
+    _SWLP: (_SRO, _SNW, _SNRW, _X),
+    _SU: (_X,),
+    _SRO: (_SW, _SNRW, _X),
+    _SNW: (_X,),
+    _SNRW: (_X,),
+    _B_START: (_B_FLUSH, _B_WAIT_FLUSH, _B_WAIT_DDL, _B_WAIT_COMMIT, _B_BLOCK_DDL),
+    _B_DML: (_B_FLUSH, _B_WAIT_FLUSH, _B_WAIT_DDL, _B_WAIT_COMMIT) + _B_FTWRL,
+    _B_TRANS_DML: _B_FTWRL,
+    _B_SYS_DML: (_B_WAIT_COMMIT,) + _B_FTWRL,
+    _B_DDL: (_B_WAIT_DDL, _B_WAIT_COMMIT) + _B_FTWRL + (_B_BLOCK_DDL,),
+    _B_BLOCK_DDL: (_B_START,),
+    _B_ALTER_COPY: _B_FTWRL,
+    _B_COMMIT: (_B_WAIT_COMMIT, _B_FTWRL2),
+}
+
+
+def _ids(text):
+    """Thread ids from a GROUP_CONCAT of ids ('12,7'), sorted; [] for NULL."""
+    if isinstance(text, bytes):
+        text = text.decode("ascii", "replace")
+    found = set()
+    for part in (text or "").split(","):
+        part = part.strip()
+        if part.isdigit():
+            found.add(int(part))
+    return sorted(found)
+
+
+def mdl_blockers(holders):
+    """The thread ids a metadata-lock request waits on, from the list query's mdl_holders.
+
+    `holders`: 'requested status held thread_id' items joined by commas, one per
+    lock another thread has or has asked for on the object the request waits
+    for. A granted lock blocks the request when the two types conflict; a pending
+    one when it has priority over it (MDL_GRANTED_CONFLICTS, MDL_PENDING_CONFLICTS).
+    """
+    if isinstance(holders, bytes):
+        holders = holders.decode("utf-8", "replace")
+    found = set()
+    for item in (holders or "").split(","):
+        fields = item.split()
+        if len(fields) != 4 or not fields[3].isdigit():
+            continue
+        requested, status, held, thread_id = fields
+        table = MDL_GRANTED_CONFLICTS if status == "GRANTED" else MDL_PENDING_CONFLICTS if status == "PENDING" else {}
+        if held in table.get(requested, ()):
+            found.add(int(thread_id))
+    return sorted(found)
+
+
+def lock_fields(values, elapsed):
+    """(blocked_by, lock_wait_seconds, lock_kind) of one list-query row (a dict of COLUMNS).
+
+    A metadata-lock wait is read live from performance_schema and wins over an
+    InnoDB wait from INNODB_TRX, a cache up to 100 ms old. The wait of a
+    metadata lock is the age of the waiting statement (no server table has when
+    the wait began; a DDL asks for its lock first thing); the wait of an InnoDB
+    lock is the lower bound of trx_wait_started (whole seconds), as
+    transaction_seconds, so that waiting_longer_than never fires early.
+    """
+    if values.get("mdl_pending"):
+        kind = LOCK_KIND_USER if values.get("mdl_user_lock") else LOCK_KIND_METADATA
+        return mdl_blockers(values.get("mdl_holders")), elapsed, kind
+    if values.get("row_waiting"):
+        seconds = values.get("row_wait_seconds")
+        seconds = elapsed if seconds is None else _float(seconds)
+        if seconds is not None and elapsed is not None:
+            seconds = min(seconds, elapsed)  # the wait began within the current statement
+        return _ids(values.get("row_blockers")), seconds, LOCK_KIND_ROW
+    return [], None, None
 
 
 _GLOBAL_GRANT_RE = re.compile(r"^GRANT (.+?) ON \*\.\* TO ", re.IGNORECASE)
@@ -249,6 +393,7 @@ def normalize_row(row, server_started=None, application=None):
         query = query[:QUERY_MAX_CHARS]
     superuser = values["superuser"]
     thread_id = int(values["id"])
+    blocked_by, lock_wait_seconds, lock_kind = lock_fields(values, elapsed)
     return {
         "id": thread_id,
         "key": session_key(thread_id, values["user"], values["host"], server_started),
@@ -267,6 +412,9 @@ def normalize_row(row, server_started=None, application=None):
         "superuser": None if superuser is None else bool(int(superuser)),
         "backend_type": None,
         "command": command,
+        "blocked_by": [blocker for blocker in blocked_by if blocker != thread_id],
+        "lock_wait_seconds": lock_wait_seconds,
+        "lock_kind": lock_kind,
         # MySQL extras (the kill guard reads them back)
         "host": values["host"],
         "thread_state": values["thread_state"],
@@ -366,16 +514,91 @@ class Flavour(object):
             "AS s ON s.user_name = p.USER"
         )
 
-    def list_query(self, with_superusers=True, ids=None, query_max=QUERY_MAX_CHARS):
+    # Who waits on whom for an InnoDB lock: a derived table of (waiter, blocker ids),
+    # joined to the listing; None where the flavour has no such table.
+    def row_lock_waits_join(self):
+        """(LEFT JOIN text, params) of the InnoDB lock waits, giving rw.blockers."""
+        return (
+            "LEFT JOIN (SELECT w.requesting_trx_id AS trx_id, GROUP_CONCAT(DISTINCT b.trx_mysql_thread_id) AS blockers "
+            "FROM information_schema.INNODB_LOCK_WAITS AS w "
+            "JOIN information_schema.INNODB_TRX AS b ON b.trx_id = w.blocking_trx_id "
+            "GROUP BY w.requesting_trx_id) AS rw ON rw.trx_id = t.trx_id",
+            (),
+        )
+
+    @staticmethod
+    def row_lock_waits_probe():
+        """A statement that fails (1142) when the login cannot read the InnoDB lock waits (None: PROCESS is enough)."""
+        return None
+
+    @staticmethod
+    def metadata_locks_join():
+        """(LEFT JOIN text, params) of the pending metadata locks, giving m.pending, m.user_lock, m.holders.
+
+        Per waiting thread: the types it asks for, whether that is a GET_LOCK,
+        and every lock another thread holds or asks for on the same object
+        ('requested status held thread_id'); mdl_blockers() keeps the conflicting
+        ones (the compatibility matrices are data, tested as a table). Our own
+        sweep lock is no lock wait: a second sweep queues on it by design.
+        """
+        return (
+            "LEFT JOIN (SELECT wt.PROCESSLIST_ID AS waiter_id, GROUP_CONCAT(DISTINCT w.LOCK_TYPE) AS pending, "
+            "MAX(w.OBJECT_TYPE = %s) AS user_lock, "
+            "GROUP_CONCAT(DISTINCT CONCAT(w.LOCK_TYPE, ' ', h.LOCK_STATUS, ' ', h.LOCK_TYPE, ' ', ht.PROCESSLIST_ID)) "
+            "AS holders "
+            "FROM performance_schema.metadata_locks AS w "
+            "JOIN performance_schema.threads AS wt ON wt.THREAD_ID = w.OWNER_THREAD_ID "
+            "LEFT JOIN performance_schema.metadata_locks AS h ON h.OWNER_THREAD_ID <> w.OWNER_THREAD_ID "
+            "AND h.OBJECT_TYPE = w.OBJECT_TYPE AND h.OBJECT_SCHEMA <=> w.OBJECT_SCHEMA "
+            "AND h.OBJECT_NAME <=> w.OBJECT_NAME AND h.LOCK_STATUS IN ('GRANTED', 'PENDING') "
+            "LEFT JOIN performance_schema.threads AS ht ON ht.THREAD_ID = h.OWNER_THREAD_ID "
+            "WHERE w.LOCK_STATUS = 'PENDING' AND NOT (w.OBJECT_TYPE = %s AND w.OBJECT_NAME <=> %s) "
+            "GROUP BY wt.PROCESSLIST_ID) AS m ON m.waiter_id = p.ID",
+            (MDL_USER_LOCK, MDL_USER_LOCK, SWEEP_LOCK),
+        )
+
+    @staticmethod
+    def metadata_locks_probe():
+        """How many metadata locks our own connection holds right now: this very
+        statement holds two (on the tables it reads) where the instrument is on,
+        none where it is off. Fails (1142) when the login cannot read them."""
+        return (
+            "SELECT COUNT(*) FROM performance_schema.metadata_locks AS m "
+            "JOIN performance_schema.threads AS t ON t.THREAD_ID = m.OWNER_THREAD_ID "
+            "WHERE t.PROCESSLIST_ID = CONNECTION_ID()",
+            (),
+        )
+
+    def list_query(
+        self, with_superusers=True, ids=None, query_max=QUERY_MAX_CHARS, row_locks=True, metadata_locks=True
+    ):
         """Client threads (ours and system threads excluded) in one statement.
 
-        `ids`: only these thread ids (the kill guard's re-read). The connection
-        attributes (program_name) are not joined here: joining
-        performance_schema.session_connect_attrs to the thread list is
-        quadratic in the number of threads (203 ms at 1,000); attrs_query reads
-        them apart, in one linear scan.
+        `ids`: only these thread ids (the kill guard's re-read, which needs no
+        lock waits). The connection attributes (program_name) are not joined
+        here: joining performance_schema.session_connect_attrs to the thread
+        list is quadratic in the number of threads (203 ms at 1,000);
+        attrs_query reads them apart, in one linear scan.
+
+        Lock waits come in the same statement: whether a thread waits for an
+        InnoDB lock and since when (INNODB_TRX, joined anyway), on whom
+        (`row_locks`: row_lock_waits_join) and its metadata-lock waits
+        (`metadata_locks`: metadata_locks_join). Both are derived tables, each
+        read once per statement, so the listing stays linear in the threads.
         """
         params = [int(query_max)]
+        lock_joins, lock_params = [], []
+        row_blockers = mdl = None
+        if ids is None and row_locks and self.row_lock_waits_join() is not None:
+            join, join_params = self.row_lock_waits_join()
+            lock_joins.append(join)
+            lock_params.extend(join_params)
+            row_blockers = "rw.blockers"
+        if ids is None and metadata_locks:
+            join, join_params = self.metadata_locks_join()
+            lock_joins.append(join)
+            lock_params.extend(join_params)
+            mdl = ("m.pending", "m.user_lock", "m.holders")
         select = [
             "p.ID",
             "p.USER",
@@ -392,10 +615,16 @@ class Flavour(object):
             "GREATEST(0, TIMESTAMPDIFF(MICROSECOND, t.trx_started, NOW(6)) / 1000000 - 1)",
             "s.is_super" if with_superusers else "NULL",
             "UTC_TIMESTAMP(6)",
-        ]
+            "t.trx_state = 'LOCK WAIT'",
+            # trx_wait_started has whole seconds: the lower bound, as for trx_started.
+            "GREATEST(0, TIMESTAMPDIFF(MICROSECOND, t.trx_wait_started, NOW(6)) / 1000000 - 1)",
+            row_blockers or "NULL",
+        ] + list(mdl or ("NULL", "NULL", "NULL"))
         joins = ["LEFT JOIN information_schema.INNODB_TRX AS t ON t.trx_mysql_thread_id = p.ID"]
         if with_superusers:
             joins.append(self.superuser_join())
+        joins.extend(lock_joins)
+        params.extend(lock_params)
         where = [
             "p.ID <> CONNECTION_ID()",
             f"p.USER NOT IN ({', '.join(['%s'] * len(SYSTEM_USERS))})",
@@ -482,10 +711,10 @@ class Flavour(object):
     def superuser_grants(self, account):
         return [f"GRANT SELECT (User, Host, Super_priv) ON mysql.user TO {account}"]
 
-    def templates(self):
+    def templates(self, row_locks=True, metadata_locks=True):
         """Statement templates for the `queries` result (no values, no secrets)."""
         return [
-            self.list_query()[0],
+            self.list_query(row_locks=row_locks, metadata_locks=metadata_locks)[0],
             self.list_query(ids=[0])[0].replace("p.ID IN (%s)", "p.ID IN (%s, ...)"),
             KILL_TEMPLATES["terminate"],
             KILL_TEMPLATES["cancel"],
@@ -595,8 +824,8 @@ class MariaDB(Flavour):
         parts.append("SELECT r; END")
         return " ".join(parts), tuple(params)
 
-    def templates(self):
-        return Flavour.templates(self) + [
+    def templates(self, row_locks=True, metadata_locks=True):
+        return Flavour.templates(self, row_locks, metadata_locks) + [
             self.guard_block(
                 [{"id": 0, "user": "", "host": "", "command": "Sleep", "state": "idle", "query_id": 0}], "terminate"
             )[0].replace("KILL CONNECTION %s;", "KILL CONNECTION %s; ... (one such step per victim)"),
@@ -647,6 +876,28 @@ class MySQL(Flavour):
 
     def superuser_probe(self):
         return ("SELECT u.User, u.Super_priv, g.PRIV FROM mysql.user AS u, mysql.global_grants AS g LIMIT 0", ())
+
+    def row_lock_waits_join(self):
+        # 8.0 dropped INNODB_LOCK_WAITS; performance_schema has the waits (by
+        # performance_schema thread id: threads maps them to processlist ids).
+        if not self.performance_schema:
+            return None
+        return (
+            "LEFT JOIN (SELECT rt.PROCESSLIST_ID AS waiter_id, GROUP_CONCAT(DISTINCT bt.PROCESSLIST_ID) AS blockers "
+            "FROM performance_schema.data_lock_waits AS w "
+            "JOIN performance_schema.threads AS rt ON rt.THREAD_ID = w.REQUESTING_THREAD_ID "
+            "JOIN performance_schema.threads AS bt ON bt.THREAD_ID = w.BLOCKING_THREAD_ID "
+            "GROUP BY rt.PROCESSLIST_ID) AS rw ON rw.waiter_id = p.ID",
+            (),
+        )
+
+    @staticmethod
+    def row_lock_waits_probe():
+        return (
+            "SELECT w.REQUESTING_THREAD_ID, t.PROCESSLIST_ID FROM performance_schema.data_lock_waits AS w, "
+            "performance_schema.threads AS t LIMIT 0",
+            (),
+        )
 
     def superuser_join(self):
         return (

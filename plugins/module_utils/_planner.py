@@ -23,6 +23,13 @@ naming the rule's field. The child also arms ``alarm()`` with the default
 SIGALRM action, so it dies by itself even when its parent was killed first.
 Everything else (a policy of states, durations, globs, CIDRs) is linear and
 matched in-process. Standard library only; POSIX (Linux, macOS, the BSDs).
+
+The wait graph
+--------------
+``annotate_locks(sessions)`` is called once per listing, before planning: from
+the drivers' ``blocked_by`` / ``lock_wait_seconds`` it sets ``blocking`` and
+``blocking_seconds`` on every record and returns the host's lock summary (root
+blockers with their waiters, and wait cycles). See DESIGN.md "Locks".
 """
 
 from __future__ import absolute_import, division, print_function
@@ -290,6 +297,141 @@ def _decide_bounded(policy, sessions, deadline):
         return [tuple(decision) for decision in payload["decisions"]]
     except (ValueError, KeyError, TypeError) as exc:
         raise RuntimeError(f"the bounded matcher died without an answer ({type(exc).__name__})")
+
+
+def _holders(session):
+    """The ids `session` waits on (a record without lock fields waits on nothing)."""
+    blocked_by = session.get("blocked_by") or ()
+    own = session.get("id")
+    holders = []
+    for holder in blocked_by:
+        if holder != own and holder not in holders:  # a self-wait is no wait on another session
+            holders.append(holder)
+    return holders
+
+
+def _sort_ids(ids):
+    return sorted(ids, key=lambda value: _order({"id": value}))
+
+
+def _wait_cycles(waits_on):
+    """Strongly connected components with a cycle (iterative Tarjan): [[ids sorted]], sorted."""
+    index_of, low, on_stack, stack, cycles = {}, {}, set(), [], []
+    counter = 0
+    for start in waits_on:
+        if start in index_of:
+            continue
+        work = [(start, iter(waits_on.get(start, ())))]
+        index_of[start] = low[start] = counter
+        counter += 1
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, edges = work[-1]
+            advanced = False
+            for target in edges:
+                if target not in index_of:
+                    index_of[target] = low[target] = counter
+                    counter += 1
+                    stack.append(target)
+                    on_stack.add(target)
+                    work.append((target, iter(waits_on.get(target, ()))))
+                    advanced = True
+                    break
+                if target in on_stack:
+                    low[node] = min(low[node], index_of[target])
+            if advanced:
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index_of[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    cycles.append(_sort_ids(component))
+    return sorted(cycles, key=lambda ids: _order({"id": ids[0]}))
+
+
+def annotate_locks(sessions):
+    """The wait graph of one listing: set ``blocking`` and ``blocking_seconds`` on every
+    record (in place) and return the host's lock summary.
+
+    ``blocking`` counts the distinct sessions waiting behind a record, directly or
+    down a chain; ``blocking_seconds`` is the longest ``lock_wait_seconds`` among
+    them (None when none). A *root blocker* waits on nothing and has ``blocking``
+    above 0; a holder that is not in the listing (invisible to our login, a
+    non-client backend) is a root too, with ``visible`` False. Sessions in a wait
+    cycle (a deadlock the engine has not resolved yet) wait themselves, so they are
+    never roots; the cycles are listed apart. Returns::
+
+        {"waiting": <sessions waiting>, "longest_wait_seconds": <float or None>,
+         "chains": [{"root", "visible", "user", "database", "application", "state",
+                     "blocking", "blocking_seconds", "waiters": [ids sorted]}, ...],
+         "cycles": [[ids sorted], ...]}
+
+    with the chains by ``blocking`` descending (then root id).
+    """
+    by_id = {}
+    for session in sessions:
+        by_id.setdefault(session.get("id"), session)
+    waits_on = {}  # id -> the ids it waits on
+    waiters_of = {}  # id -> the ids waiting on it directly
+    for session in sessions:
+        holders = _holders(session)
+        if holders:
+            waits_on[session.get("id")] = holders
+            for holder in holders:
+                waiters_of.setdefault(holder, []).append(session.get("id"))
+
+    def waited(waiter_id):
+        return by_id[waiter_id].get("lock_wait_seconds")
+
+    behind = {}  # id -> set of every id waiting behind it, transitively
+    for holder in waiters_of:
+        seen = set()
+        todo = list(waiters_of[holder])
+        while todo:
+            waiter = todo.pop()
+            if waiter in seen:
+                continue
+            seen.add(waiter)
+            todo.extend(waiters_of.get(waiter, ()))
+        seen.discard(holder)  # in a cycle a session reaches itself
+        behind[holder] = seen
+
+    def longest(ids):
+        waits = [waited(waiter) for waiter in ids if waited(waiter) is not None]
+        return max(waits) if waits else None
+
+    for session in sessions:
+        ids = behind.get(session.get("id"), ())
+        session["blocking"] = len(ids)
+        session["blocking_seconds"] = longest(ids)
+
+    chains = []
+    for holder, ids in behind.items():
+        if not ids or holder in waits_on:
+            continue
+        root = by_id.get(holder)
+        chain = {"root": holder, "visible": root is not None}
+        for name in ("user", "database", "application", "state"):
+            chain[name] = root.get(name) if root is not None else None
+        chain.update(blocking=len(ids), blocking_seconds=longest(ids), waiters=_sort_ids(ids))
+        chains.append(chain)
+    chains.sort(key=lambda chain: (-chain["blocking"], _order({"id": chain["root"]})))
+    return {
+        "waiting": len(waits_on),
+        "longest_wait_seconds": longest(waits_on),
+        "chains": chains,
+        "cycles": _wait_cycles(waits_on),
+    }
 
 
 def plan(sessions, policy, own_id=None, match_deadline=MATCH_DEADLINE):

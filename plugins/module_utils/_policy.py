@@ -47,6 +47,15 @@ Input conventions
   exponential time (``(a+)+$``), so the planner runs the matching of a policy
   with ``needs_bounded_matching`` in a child process with a hard deadline
   (``_planner.py``); ``Policy.match`` itself is not bounded.
+* Lock conditions: ``waiting_longer_than`` compares ``lock_wait_seconds``
+  strictly (a session not waiting never matches). ``blocking_longer_than`` and
+  ``blocking_at_least`` only match a *root blocker*: a session that waits on
+  nothing (``blocked_by`` empty or absent) and has sessions waiting behind it;
+  then ``blocking_seconds > value`` / ``blocking >= value``. ``blocking_at_least``
+  is a whole number from 1 to ``MAX_BLOCKING_AT_LEAST``. A session in a wait
+  cycle waits itself, so it is never a root blocker (the engine resolves a
+  deadlock). The lock fields are set by the driver and ``_planner.annotate_locks``;
+  a record without them is treated as not waiting and blocking nobody.
 * A rule matches when ALL its conditions hold, unless the session also matches
   ALL conditions of the rule's ``except``. ``Policy.match`` returns the first
   rule (in policy order) that matches.
@@ -82,7 +91,15 @@ DURATION_CONDITIONS = (
     "transaction_longer_than",
     "connected_longer_than",
 )
-CONDITION_KEYS = ("states",) + GLOB_CONDITIONS + ("client_addresses",) + DURATION_CONDITIONS + ("query_matches",)
+# Lock-aware conditions (DESIGN.md "Locks"): they read the lock fields of a record
+# (`lock_wait_seconds` from the driver, `blocking` / `blocking_seconds` from
+# _planner.annotate_locks). A record without them is not waiting and blocks nobody.
+LOCK_DURATION_CONDITIONS = ("waiting_longer_than", "blocking_longer_than")
+LOCK_COUNT_CONDITIONS = ("blocking_at_least",)
+LOCK_CONDITIONS = LOCK_DURATION_CONDITIONS + LOCK_COUNT_CONDITIONS
+CONDITION_KEYS = (
+    ("states",) + GLOB_CONDITIONS + ("client_addresses",) + DURATION_CONDITIONS + ("query_matches",) + LOCK_CONDITIONS
+)
 EXCEPT_KEY = "except"
 
 POLICY_KEYS = ("name", "action", "grace", "rules", "protect", "limits")
@@ -105,6 +122,9 @@ _DURATION_FIELDS = (
 MAX_DURATION = 366 * 86400
 MAX_GRACE = 3600
 MAX_PATTERN_LENGTH = 1000
+# blocking_at_least: more waiters than this behind one session is a typo (no server
+# has that many connections).
+MAX_BLOCKING_AT_LEAST = 1000000
 MAX_NAME_LENGTH = 200
 MAX_POLICY_TEXT = 1000000
 # Longest duration text worth reading ("1d23h59m59s" is 11): longer is refused
@@ -393,6 +413,32 @@ def _parse_max_terminations(value, field):
     return number
 
 
+def _parse_blocking_at_least(value, field):
+    """A whole number of waiting sessions, 1 to MAX_BLOCKING_AT_LEAST (30.0 from a template is 30)."""
+    number = None
+    if _is_int(value):
+        number = value
+    elif isinstance(value, float) and math.isfinite(value) and value == int(value):
+        number = int(value)
+    elif isinstance(value, str) and len(value) <= _DURATION_TEXT_MAX and _SECONDS_RE.match(value.strip()):
+        number = int(value.strip())
+    if number is None or not 1 <= number <= MAX_BLOCKING_AT_LEAST:
+        raise PolicyError(
+            field,
+            value,
+            f"expected a whole number of waiting sessions from 1 to {MAX_BLOCKING_AT_LEAST}, got {_show(value)}",
+        )
+    return number
+
+
+def _is_root_blocker(session):
+    """Waits on nothing and has sessions waiting behind it (see _planner.annotate_locks)."""
+    if session.get("blocked_by"):
+        return False
+    blocking = session.get("blocking")
+    return _is_int(blocking) and blocking > 0
+
+
 def _parse_max_fraction(value, field):
     number = None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -475,6 +521,13 @@ class Conditions:
                 values[key] = parse_duration(raw[key], f"{field}.{key}")
         if _present(raw, "query_matches"):
             values["query_matches"] = _parse_regex(raw["query_matches"], field + ".query_matches")
+        for key in LOCK_DURATION_CONDITIONS:
+            if _present(raw, key):
+                values[key] = parse_duration(raw[key], f"{field}.{key}")
+        if _present(raw, "blocking_at_least"):
+            values["blocking_at_least"] = _parse_blocking_at_least(
+                raw["blocking_at_least"], field + ".blocking_at_least"
+            )
         return cls(values, field)
 
     @property
@@ -507,6 +560,19 @@ class Conditions:
         if "query_matches" in values:
             query = session.get("query")
             if query is None or values["query_matches"].search(query) is None:
+                return False
+        if "waiting_longer_than" in values:
+            waited = session.get("lock_wait_seconds")
+            if waited is None or not waited > values["waiting_longer_than"]:
+                return False
+        if "blocking_longer_than" in values or "blocking_at_least" in values:
+            if not _is_root_blocker(session):
+                return False
+            if "blocking_longer_than" in values:
+                longest = session.get("blocking_seconds")
+                if longest is None or not longest > values["blocking_longer_than"]:
+                    return False
+            if "blocking_at_least" in values and not session["blocking"] >= values["blocking_at_least"]:
                 return False
         return True
 
@@ -549,6 +615,12 @@ class Rule:
     @property
     def unbounded(self):
         return self.conditions.unbounded or (self.exceptions is not None and self.exceptions.unbounded)
+
+    @property
+    def requires_lock_wait(self):
+        """Whether every session this rule matches waits on a lock (waiting_longer_than):
+        the guarded kill then also checks it still waits."""
+        return "waiting_longer_than" in self.conditions.values
 
     def slow_field(self):
         """The field to name when matching this rule took too long: its query_matches, if any."""

@@ -437,7 +437,8 @@ class PostgreSQLDriver(Driver):
         self.query_timeout = query_timeout
         self._rights = None
         self._holds_sweep_lock = False
-        self._own_id = self._fetch_one(session_setup_query(query_timeout), "identify our own connection")[0]
+        setup = self._fetch_one(session_setup_query(query_timeout), "identify our own connection")
+        self._own_id, self.version_num = setup[0], setup[2]
 
     # -- plumbing
     def close(self):
@@ -560,7 +561,8 @@ class PostgreSQLDriver(Driver):
 
     # -- sessions
     def list_sessions(self):
-        columns, rows = self._query(list_sessions_query(self.application_name), "list sessions")
+        query = list_sessions_query(self.application_name, version_num=self.version_num)
+        columns, rows = self._query(query, "list sessions")
         return [normalize_row(dict(zip(columns, row))) for row in rows]
 
     def end_sessions(self, victims, mode):
@@ -640,7 +642,7 @@ class PostgreSQLDriver(Driver):
         return [self._explain(guard, row, mode) for guard, row in zip(guards, rows)]
 
     def _explain(self, guard, row, mode):
-        pid, backend_start, state, state_change = guard
+        pid, backend_start, state, state_change = guard[:4]
         _ord, outcome, pid_present, now_start, state_now, change_now, target_superuser = row
         if outcome == "signalled":
             return (OUTCOMES[mode], None)
@@ -651,6 +653,11 @@ class PostgreSQLDriver(Driver):
                     f"pid {pid} now belongs to another session (started {iso_utc(now_start)}, planned {backend_start})",
                 )
             return (REASON_GONE, "the session ended before it was signalled")
+        if outcome == "lock_released":
+            return (
+                REASON_STATE_CHANGED,
+                f"waited on a lock when planned (since {state_change}, {state}); it no longer waits: it got its lock",
+            )
         if outcome == "state_changed":
             return (
                 REASON_STATE_CHANGED,

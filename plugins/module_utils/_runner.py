@@ -27,6 +27,7 @@ import time
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _planner
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import (
+    GUARD_STILL_WAITING,
     REASON_FAILED,
     REASON_STILL_PRESENT,
     SessionError,
@@ -237,6 +238,7 @@ class _Sweep(object):
         # (to confirm the statement stopped); dicts keep the order of the plan.
         self.sent_terminate = {}
         self.sent_cancel = {}
+        self.lock_wait_rules = set(rule.name for rule in policy.rules if rule.requires_lock_wait)
 
     def same(self, victim, current):
         return _same_statement(victim["session"], current.get(_key(victim)), self.tolerance)
@@ -281,12 +283,19 @@ class _Sweep(object):
             batch = victims[start : start + SIGNAL_BATCH]
             self.deadline.check(f"signalling ({mode}) {len(batch)} sessions")
             try:
-                results = self.driver.end_sessions([v["session"] for v in batch], mode)
+                results = self.driver.end_sessions([self._guarded(v) for v in batch], mode)
             except SessionError as exc:
                 self._take_partial(batch, getattr(exc, "outcomes", None) or [], exc)
                 raise
             for victim, (_session, outcome, detail) in zip(batch, results):
                 self._take(victim, outcome, detail)
+
+    def _guarded(self, victim):
+        """The session handed to the driver: a waiter planned by waiting_longer_than is marked,
+        so the guarded kill also checks it still waits on a lock."""
+        if victim["rule"] in self.lock_wait_rules:
+            return dict(victim["session"], **{GUARD_STILL_WAITING: True})
+        return victim["session"]
 
     def _take(self, victim, outcome, detail):
         # An escalated victim leaves the cancels, whatever its terminate brought.
@@ -473,7 +482,9 @@ def apply_policy(
     locked = False if check_mode else _take_sweep_lock(driver, policy, wait_timeout, deadline, target)
     try:
         deadline.check("listing sessions")
-        plan = _planner.plan(driver.list_sessions(), policy, own_id=driver.own_id)
+        sessions = driver.list_sessions()
+        _planner.annotate_locks(sessions)  # blocking / blocking_seconds, for the lock conditions
+        plan = _planner.plan(sessions, policy, own_id=driver.own_id)
         protected = [
             _entry(s["session"], s["rule"], None, reason=s["reason"], detail=s["detail"]) for s in plan.not_ended
         ]
@@ -534,12 +545,14 @@ def _count(sessions, field):
 
 
 def session_info(driver, policy=None):
-    """The *_session_info result: sessions, a summary, server facts. Changes nothing.
+    """The *_session_info result: sessions, a summary, server facts, the lock chains
+    (`locks`, _planner.annotate_locks). Changes nothing.
 
     With a `policy` (parsed), also `plan`: the planner's plan of that same listing
     (victims, not_ended, summary; our own session left out), so a caller that
     reports on the policy never plans a second time."""
     sessions = driver.list_sessions()
+    locks = _planner.annotate_locks(sessions)
     server = driver.server_facts()
     idle = [s for s in sessions if s.get("state") == "idle"]
     summary = {
@@ -555,7 +568,7 @@ def session_info(driver, policy=None):
     if max_connections:
         # Our own connection counts against max_connections too.
         summary["connection_use"] = round((len(sessions) + 1) / float(max_connections), 4)
-    result = {"changed": False, "sessions": sessions, "summary": summary, "server": server}
+    result = {"changed": False, "sessions": sessions, "summary": summary, "server": server, "locks": locks}
     if policy is not None:
         result["plan"] = _planner.plan(sessions, policy, own_id=driver.own_id).to_dict()
     return result

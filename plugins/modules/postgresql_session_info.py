@@ -61,6 +61,13 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "{{ pg_sessions.sessions | selectattr('state', 'eq', 'idle_in_transaction')
              | selectattr('idle_seconds', 'gt', 300) | map(attribute='id') | list }}"
+
+- name: The lock chains, root blockers first, and who has waited on a lock for more than 30 seconds
+  ansible.builtin.debug:
+    msg:
+      - "{{ pg_sessions.locks.chains | map(attribute='root') | list }}"
+      - "{{ pg_sessions.sessions | selectattr('blocked_by') | selectattr('lock_wait_seconds', 'gt', 30)
+            | map(attribute='id') | list }}"
 """
 
 RETURN = r"""
@@ -101,6 +108,76 @@ sessions:
     transaction_start: {description: "Start of the open transaction (UTC, ISO 8601) or null.", type: str, returned: always}
     wait_event_type: {description: C(wait_event_type)., type: str, returned: always}
     wait_event: {description: C(wait_event)., type: str, returned: always}
+    blocked_by:
+      description:
+        - Pids of the sessions this one waits on for a lock (C(pg_blocking_pids())), sorted; empty when it does not wait.
+        - A pid not in RV(sessions) is kept (a session our login cannot see, or a non-client backend). A parallel
+          worker that holds the lock is named by its leader; a waiting parallel worker counts for its leader (13+).
+      type: list
+      elements: int
+      returned: always
+      sample: [4702]
+    lock_wait_seconds:
+      description:
+        - How long it has waited for its lock; null when it does not wait.
+        - From C(pg_locks.waitstart) on PostgreSQL 14 and later; on 10 to 13 from the waiter's C(state_change) (when its
+          current statement began), so it may be longer than the wait.
+      type: float
+      returned: always
+      sample: 42.118
+    lock_kind:
+      description: What it waits for, C(pg_locks.locktype) (V(relation), V(transactionid), V(tuple), V(advisory), ...); null when it does not wait.
+      type: str
+      returned: always
+      sample: transactionid
+    blocking:
+      description: How many sessions wait behind this one, directly or down a chain (A <- B <- C counts 2 for A); 0 when none.
+      type: int
+      returned: always
+      sample: 2
+    blocking_seconds:
+      description: The longest RV(sessions[].lock_wait_seconds) among the sessions waiting behind it; null when none.
+      type: float
+      returned: always
+      sample: 42.118
+locks:
+  description:
+    - The lock chains of the server, from the same listing as RV(sessions).
+    - A B(root blocker) waits on nothing and holds a lock others wait for, directly or down a chain. Sessions in a wait
+      cycle (a deadlock PostgreSQL has not resolved yet) are never roots; they are listed in RV(locks.cycles).
+  returned: success
+  type: dict
+  contains:
+    waiting: {description: Number of sessions waiting for a lock., type: int, returned: always, sample: 3}
+    longest_wait_seconds:
+      description: The longest lock wait of any session; null when none waits.
+      type: float
+      returned: always
+      sample: 42.118
+    chains:
+      description: One entry per root blocker, the most waiters first.
+      type: list
+      elements: dict
+      returned: always
+      contains:
+        root: {description: Pid of the root blocker., type: int, returned: always, sample: 4702}
+        visible:
+          description: The root is in RV(sessions); false for a holder our login cannot see or a non-client backend.
+          type: bool
+          returned: always
+        user: {description: Its user; null when not visible., type: str, returned: always}
+        database: {description: Its database; null when not visible., type: str, returned: always}
+        application: {description: Its application name; null when not visible., type: str, returned: always}
+        state: {description: Its normalized state; null when not visible., type: str, returned: always, sample: idle_in_transaction}
+        blocking: {description: Sessions waiting behind it., type: int, returned: always, sample: 2}
+        blocking_seconds: {description: The longest wait among them., type: float, returned: always, sample: 42.118}
+        waiters: {description: Their pids, sorted., type: list, elements: int, returned: always, sample: [4711, 4712]}
+    cycles:
+      description: Wait cycles, each the sorted pids of its sessions.
+      type: list
+      elements: list
+      returned: always
+      sample: []
 summary:
   description: Counts of the sessions.
   returned: success

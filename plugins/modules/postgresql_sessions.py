@@ -22,6 +22,11 @@ description:
   - V(cancel) stops the running statement and keeps the connection; it does nothing to an idle or idle-in-transaction
     session (there is no statement to stop), so such victims are reported in RV(not_ended) with reason
     C(nothing_to_cancel). V(cancel_then_terminate) terminates idle victims straight away for the same reason.
+  - 'Lock-aware: O(policy.rules[].blocking_longer_than) and O(policy.rules[].blocking_at_least) end the B(root blocker)
+    of a lock queue (a session that waits on nothing and holds a lock others wait for, directly or down a chain), never
+    the sessions waiting behind it; O(policy.rules[].waiting_longer_than) matches the waiters (with V(cancel), it stops
+    a statement stuck in a lock queue and keeps its connection). Who waits on whom is read with the sessions, in the
+    same statement (C(pg_blocking_pids()), C(pg_locks)); no further privilege is needed.'
   - After ending, the module waits (at most O(wait_timeout) seconds) until the sessions are gone, so that a second run
     right after finds nothing to do.
   - 'The login needs: superuser, or C(pg_read_all_stats) (to see other users'' sessions) and C(pg_signal_backend) (to
@@ -118,6 +123,26 @@ EXAMPLES = r"""
           applications: ["report-*"]
           running_longer_than: 15m
           query_matches: "(?i)^\\s*select"
+
+- name: End a transaction left open that has blocked others for 30s, cancel a DDL that has waited 10s
+  dbhygiene.sessions.postgresql_sessions:
+    login_host: "{{ pg_host }}"
+    login_user: hygiene
+    login_password: "{{ pg_hygiene_password }}"
+    ssl_mode: verify-full
+    ca_cert: "{{ pg_ca_cert }}"
+    policy:
+      name: lock-queues
+      rules:
+        - name: root-blocker
+          states: [idle_in_transaction, idle_in_transaction_aborted]
+          blocking_longer_than: 30s
+        - name: stuck-ddl
+          waiting_longer_than: 10s
+          query_matches: "(?i)^\\s*(alter|create index|drop|truncate|vacuum full|cluster|reindex)\\s"
+          action: cancel
+      limits:
+        max_terminations: 5
 """
 
 RETURN = r"""
@@ -137,6 +162,10 @@ terminated:
     application: {description: C(application_name)., type: str, returned: always}
     state: {description: Normalized state when planned., type: str, returned: always}
     idle_seconds: {description: "Seconds since the last state change, when planned.", type: float, returned: always}
+    blocked_by: {description: "Pids it waited on for a lock, when planned; empty when it did not wait.", type: list, elements: int, returned: always}
+    lock_wait_seconds: {description: "How long it had waited for its lock, when planned; null when it did not wait.", type: float, returned: always}
+    blocking: {description: "How many sessions waited behind it (transitively), when planned.", type: int, returned: always, sample: 2}
+    blocking_seconds: {description: "The longest wait among them, when planned; null when none.", type: float, returned: always}
     rule: {description: The first rule (policy order) that matched., type: str, returned: always, sample: ghost-idle}
     action: {description: The rule's action., type: str, returned: always, sample: terminate}
 cancelled:

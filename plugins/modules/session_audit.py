@@ -18,8 +18,9 @@ description:
   - The one per-host task of the C(dbhygiene.sessions.audit) role. Takes one snapshot with
     M(dbhygiene.sessions.postgresql_session_info) or M(dbhygiene.sessions.mysql_session_info) (chosen by O(engine)), and
     computes from that same snapshot the session counts by state, user, database, application and client, the oldest
-    idle-in-transaction session and open transaction, connection use against C(max_connections), and, with O(policy), what
-    the policy would end (the planner the C(*_sessions) modules use, on the controller).
+    idle-in-transaction session and open transaction, connection use against C(max_connections), the lock chains (each
+    root blocker with how many sessions wait behind it and their longest wait; cycles flagged) and the longest lock wait,
+    and, with O(policy), what the policy would end (the planner the C(*_sessions) modules use, on the controller).
   - Never changes anything. A host over one of O(thresholds) fails with a message naming each threshold (for alerting).
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
@@ -34,7 +35,8 @@ options:
   thresholds:
     description:
       - Thresholds that make the host fail. Keys C(max_sessions), C(max_connection_use) (0-1), C(max_idle_in_transaction),
-        C(max_oldest_idle_in_transaction), C(max_oldest_transaction) (durations), C(max_would_end).
+        C(max_oldest_idle_in_transaction), C(max_oldest_transaction), C(max_lock_wait) (durations), C(max_would_end).
+      - C(max_lock_wait) fails the host when a session has waited for a lock longer than this.
     type: dict
   run_on:
     description:
@@ -77,14 +79,22 @@ EXAMPLES = r"""
     thresholds:
       max_connection_use: 0.8
       max_oldest_transaction: 15m
+      max_lock_wait: 30s
   delegate_to: localhost
   register: audit_result
 """
 
 RETURN = r"""
 dbhygiene:
-  description: The host's figures (sessions, by_state, by_user, by_database, by_application, oldest_idle_in_transaction,
-    oldest_transaction, max_connections, connection_use, would_end, protected, limit_error, breaches, server).
+  description:
+    - The host's figures (sessions, by_state, by_user, by_database, by_application, oldest_idle_in_transaction,
+      oldest_transaction, max_connections, connection_use, would_end, protected, limit_error, breaches, server).
+    - 'Locks: C(lock_waiting) (sessions waiting for a lock), C(longest_lock_wait) (the session that has waited longest: id,
+      user, database, application, state, blocked_by, seconds; null when none waits), C(lock_chains) (one per root blocker,
+      most waiters first: root, visible, user, database, application, state, blocking, blocking_seconds, waiters) and
+      C(lock_cycles) (lists of session ids waiting for each other); C(lock_waits_hidden), the kinds of lock wait the login
+      cannot see on this server (MySQL / MariaDB: C(row-lock waits) without the grants, C(metadata-lock waits) with the
+      performance_schema instrument off), and with C(max_lock_wait) in O(thresholds) a C(lock_note) saying so.'
   returned: always
   type: dict
 """

@@ -129,6 +129,8 @@ def _audit_host(entry):
     if entry.get("connection_use") is not None:
         use = f"{entry['connection_use'] * 100:.1f}% of {entry.get('max_connections')}"
     note = "; ".join(entry.get("breaches") or []) or entry.get("limit_error") or ""
+    if entry.get("lock_note"):
+        note = f"{note}; {entry['lock_note']}" if note else entry["lock_note"]
     if entry["status"] != "ok" and not entry.get("breaches"):
         note = "see below"
     return (
@@ -139,6 +141,7 @@ def _audit_host(entry):
         ", ".join(f"{k} {v}" for k, v in (entry.get("by_state") or {}).items()),
         _age((entry.get("oldest_idle_in_transaction") or {}).get("seconds")),
         _age((entry.get("oldest_transaction") or {}).get("seconds")),
+        _age((entry.get("longest_lock_wait") or {}).get("seconds")),
         len(entry.get("would_end") or []) if "would_end" in entry else "",
         note,
     )
@@ -153,18 +156,72 @@ _AUDIT_HEADINGS = (
     "by state",
     "oldest idle in trx",
     "oldest trx",
+    "longest lock wait",
     "would end",
     "note",
 )
 
 
+_WAITERS_SHOWN = 10
+
+
+def _waiters(ids):
+    shown = ", ".join(str(value) for value in ids[:_WAITERS_SHOWN])
+    return shown + (f" and {len(ids) - _WAITERS_SHOWN} more" if len(ids) > _WAITERS_SHOWN else "")
+
+
+def _lock_chains(report):
+    """The fleet's lock chains (root blockers, longest wait first) and its lock cycles."""
+    chains = report.get("lock_chains") or []
+    cycles = report.get("lock_cycles") or []
+    if not chains and not cycles:
+        return []
+    lines = ["", "## Lock chains", ""]
+    if chains:
+        lines += [
+            "Root blockers: each holds a lock the sessions behind it wait for, directly or down a chain, "
+            "and waits for nothing itself.",
+            "",
+        ]
+        lines += table(
+            ("host", "root", "user", "database", "application", "state", "waiting behind", "longest wait", "waiters"),
+            (
+                (
+                    chain["host"],
+                    chain.get("root"),
+                    chain.get("user"),
+                    chain.get("database"),
+                    chain.get("application"),
+                    chain.get("state") if chain.get("visible") else "(not visible to the login)",
+                    chain.get("blocking"),
+                    _age(chain.get("blocking_seconds")),
+                    _waiters(chain.get("waiters") or []),
+                )
+                for chain in chains
+            ),
+        )
+    if cycles:
+        lines += [""] + [
+            f"- **{cycle['host']}**: sessions {_waiters(cycle['sessions'])} wait for each other "
+            "(a deadlock in progress: the server ends one of them; no root blocker, nothing for blocking_* rules)"
+            for cycle in cycles
+        ]
+    return lines
+
+
 def _audit_body(report):
     totals = report["totals"]
-    return _body(
+    chains = ""
+    if totals.get("lock_chains"):
+        chains = (
+            f" {totals['lock_chains']} lock chain{'s' if totals['lock_chains'] != 1 else ''}, "
+            f"{totals.get('lock_waiting', 0)} sessions waiting for a lock."
+        )
+    lines = _body(
         report,
         f"**{totals['hosts']} hosts: {totals['ok']} ok, {totals['failed']} failed, "
         f"{totals['alerting']} over a threshold. {totals['sessions_seen']} sessions, "
-        f"{totals['would_end']} the policy would end.**",
+        f"{totals['would_end']} the policy would end.{chains}**",
         _AUDIT_HEADINGS,
         _audit_host,
         [
@@ -174,6 +231,7 @@ def _audit_body(report):
         ],
         "## What the policy would end",
     )
+    return lines + _lock_chains(report)
 
 
 def _failed_hosts(report):

@@ -29,8 +29,9 @@ THRESHOLD_KEYS = (
     "max_oldest_idle_in_transaction",
     "max_oldest_transaction",
     "max_would_end",
+    "max_lock_wait",
 )
-_THRESHOLD_DURATIONS = ("max_oldest_idle_in_transaction", "max_oldest_transaction")
+_THRESHOLD_DURATIONS = ("max_oldest_idle_in_transaction", "max_oldest_transaction", "max_lock_wait")
 
 # Why a host failed, as a code (the JSON report) and in words (the Markdown report).
 FAILURE_REASONS = {
@@ -135,18 +136,77 @@ _BRIEF_FIELDS = tuple(
 ) + ("rule", "action", "reason", "detail")
 
 
+# Lock fields of a session that waits for nothing and blocks no one: left out of the reports.
+_NO_LOCK = {"blocked_by": [], "blocking": 0}
+
+
 def brief(entry):
     """A result entry (session + rule/action/reason) as shown in reports."""
-    shown = {name: entry.get(name) for name in _BRIEF_FIELDS if entry.get(name) is not None}
+    shown = {
+        name: entry.get(name)
+        for name in _BRIEF_FIELDS
+        if entry.get(name) is not None and not (name in _NO_LOCK and entry.get(name) == _NO_LOCK[name])
+    }
     if entry.get("query") is not None:
         shown["query"] = redact_query(entry.get("query"), REPORT_QUERY_CHARS)
     return shown
 
 
-def audit_summary(sessions, server, plan_dict, thresholds):
+def _seconds(value):
+    return None if value is None else round(float(value), 1)
+
+
+def lock_figures(sessions, locks):
+    """The audit's lock figures of one host from its ``*_session_info`` ``locks`` summary.
+
+    locks: ``_planner.annotate_locks``' summary (waiting, longest_wait_seconds, chains,
+    cycles), or None when the result has none (then every figure is empty).
+    Returns {lock_waiting, longest_lock_wait, lock_chains, lock_cycles}:
+    longest_lock_wait is, like the oldest_* figures, the waiting session that has waited
+    longest (id, user, database, application, state, blocked_by, seconds) or None.
+    """
+    locks = locks if isinstance(locks, dict) else {}
+    longest = _seconds(locks.get("longest_wait_seconds"))
+    longest_wait = None
+    if longest is not None:
+        waiters = [s for s in sessions if s.get("lock_wait_seconds") is not None]
+        waiter = max(waiters, key=lambda s: s["lock_wait_seconds"]) if waiters else {}
+        longest_wait = {name: waiter.get(name) for name in ("id", "user", "database", "application", "state")}
+        longest_wait.update(blocked_by=list(waiter.get("blocked_by") or []), seconds=longest)
+    chains = []
+    for chain in locks.get("chains") or []:
+        chains.append(
+            {
+                "root": chain.get("root"),
+                "visible": bool(chain.get("visible")),
+                "user": chain.get("user"),
+                "database": chain.get("database"),
+                "application": chain.get("application"),
+                "state": chain.get("state"),
+                "blocking": int(chain.get("blocking") or 0),
+                "blocking_seconds": _seconds(chain.get("blocking_seconds")),
+                "waiters": list(chain.get("waiters") or []),
+            }
+        )
+    return {
+        "lock_waiting": int(locks.get("waiting") or 0),
+        "longest_lock_wait": longest_wait,
+        "lock_chains": chains,
+        "lock_cycles": [list(cycle) for cycle in locks.get("cycles") or []],
+    }
+
+
+_LOCK_VISIBILITY = (
+    ("row_lock_waits_visible", "row-lock waits"),
+    ("metadata_locks_visible", "metadata-lock waits"),
+)
+
+
+def audit_summary(sessions, server, plan_dict, thresholds, locks=None):
     """The audit role's per-host figures from one snapshot of sessions.
 
     plan_dict: the planner's ``Plan.to_dict()`` or None (no policy).
+    locks: the ``locks`` summary of the same ``*_session_info`` result, or None.
     Returns (summary, breaches): breaches is a list of messages, empty when healthy.
     """
     max_connections = (server or {}).get("max_connections")
@@ -171,6 +231,12 @@ def audit_summary(sessions, server, plan_dict, thresholds):
         "connection_use": use,
         "server": server or {},
     }
+    summary.update(lock_figures(sessions, locks))
+    # What the engine's driver says its login cannot see (MySQL / MariaDB server facts).
+    hidden = [words for fact, words in _LOCK_VISIBILITY if (server or {}).get(fact) is False]
+    summary["lock_waits_hidden"] = hidden
+    if "max_lock_wait" in thresholds and hidden:
+        summary["lock_note"] = f"max_lock_wait cannot see {' or '.join(hidden)} here"
     if plan_dict is not None:
         summary["policy"] = plan_dict.get("policy")
         summary["would_end"] = [
@@ -193,10 +259,18 @@ def audit_summary(sessions, server, plan_dict, thresholds):
     over("max_oldest_idle_in_transaction", oldest and oldest["seconds"], oldest and f"{oldest['seconds']}s")
     oldest = summary["oldest_transaction"]
     over("max_oldest_transaction", oldest and oldest["seconds"], oldest and f"{oldest['seconds']}s")
+    longest = summary["longest_lock_wait"]
+    over("max_lock_wait", longest and longest["seconds"], longest and f"{longest['seconds']}s")
+    if breaches and breaches[-1].startswith("max_lock_wait:"):
+        breaches[-1] += f": session {longest['id']} waits on {_ids(longest['blocked_by'])}"
     if plan_dict is not None:
         would = len(summary["would_end"])
         over("max_would_end", would, would)
     return summary, breaches
+
+
+def _ids(ids):
+    return ", ".join(str(value) for value in ids) or "(unknown)"
 
 
 def enforce_summary(result):
@@ -248,7 +322,9 @@ def build_report(kind, hosts_all, hosts_active, results, check_mode, context):
     if kind == "enforce":
         totals.update(terminated=0, cancelled=0, ended=0, not_ended=0)
     else:
-        totals.update(would_end=0, alerting=0)
+        totals.update(would_end=0, alerting=0, lock_waiting=0, lock_chains=0)
+    lock_chains = []
+    lock_cycles = []
     for host in hosts_all:
         result = results.get(host)
         entry = {"status": "ok"}
@@ -288,10 +364,15 @@ def build_report(kind, hosts_all, hosts_active, results, check_mode, context):
             totals["would_end"] += len(entry.get("would_end") or [])
             if entry.get("breaches"):
                 totals["alerting"] += 1
+            totals["lock_waiting"] += int(entry.get("lock_waiting") or 0)
+            lock_chains.extend(dict(chain, host=host) for chain in entry.get("lock_chains") or [])
+            lock_cycles.extend({"host": host, "sessions": list(cycle)} for cycle in entry.get("lock_cycles") or [])
         report_hosts[host] = entry
     if kind == "enforce":
         totals["ended"] = totals["terminated"] + totals["cancelled"]
-    return {
+    else:
+        totals["lock_chains"] = len(lock_chains)
+    report = {
         "kind": kind,
         "time": iso_utc_z(utc_now()),
         "check_mode": bool(check_mode),
@@ -304,3 +385,13 @@ def build_report(kind, hosts_all, hosts_active, results, check_mode, context):
         "run": context.get("run"),
         "hosts": report_hosts,
     }
+    if kind != "enforce":
+        # The fleet's lock chains, the longest wait first: where someone waits right now.
+        report["lock_chains"] = sorted(lock_chains, key=_chain_order)
+        report["lock_cycles"] = lock_cycles
+    return report
+
+
+def _chain_order(chain):
+    waited = chain.get("blocking_seconds")
+    return (waited is None, -(waited or 0), -chain.get("blocking", 0), chain["host"], str(chain.get("root")))

@@ -7,6 +7,7 @@ policy to them and closes them at teardown: other tests use the same servers.
 """
 
 import contextlib
+import threading
 import time
 import uuid
 
@@ -23,6 +24,8 @@ LEAST_PRIVILEGE_GRANTS = (
     "GRANT PROCESS, CONNECTION ADMIN ON *.* TO %s@%s",
     "GRANT SELECT (User, Host, Super_priv) ON mysql.user TO %s@%s",
     "GRANT SELECT ON performance_schema.session_connect_attrs TO %s@%s",
+    "GRANT SELECT ON performance_schema.metadata_locks TO %s@%s",
+    "GRANT SELECT ON performance_schema.threads TO %s@%s",
 )
 
 
@@ -129,3 +132,113 @@ def my_user(fleet):
                     pass
             for host in ("%", "localhost"):
                 cur.execute("DROP USER IF EXISTS %s@%s", (user, host))
+
+
+class LockSession(object):
+    """One connection of a lock test (login app, program_name = its application) that can
+    hold a transaction and run a statement in the background (one that waits for a lock)."""
+
+    def __init__(self, fleet, server, application, user="app"):
+        self.server = fleet.server(server)
+        self.application = application
+        self.conn = pymysql.connect(
+            host=self.server["host"],
+            port=self.server["port"],
+            user=user,
+            password=fleet.password(user),
+            database="appdb",
+            autocommit=True,
+            program_name=application,
+            ssl_disabled=True,
+        )
+        self.id = self.conn.thread_id()
+        self.thread = None
+        self.error = None
+
+    def execute(self, statement, params=None):
+        cur = self.conn.cursor()
+        try:
+            cur.execute(statement, params)
+            return cur.fetchall()
+        finally:
+            cur.close()
+
+    def start(self, statement):
+        """Run `statement` in a thread of its own; `done()` says whether it returned (`error`: how)."""
+
+        def target():
+            try:
+                self.execute(statement)
+            except Exception as exc:  # a cancel, a kill: what the test looks at
+                self.error = exc
+
+        self.error = None
+        self.thread = threading.Thread(target=target, daemon=True)
+        self.thread.start()
+
+    def done(self, timeout=0):
+        if self.thread is None:
+            return True
+        self.thread.join(timeout)
+        return not self.thread.is_alive()
+
+    def alive(self):
+        return self.id in holder.live(self.server, [self.id])
+
+    def close(self):
+        if self.alive():
+            conn = mariadb.admin_connect(self.server, autocommit=True)
+            try:
+                conn.cursor().execute("KILL CONNECTION %s", (self.id,))
+            except pymysql.MySQLError:
+                pass
+            finally:
+                conn.close()
+        self.done(10)
+        try:
+            self.conn.close()
+        except Exception:
+            pass
+
+
+class LockScene(object):
+    """A table of one test (two rows, id 1 and 2) and the sessions that lock it."""
+
+    def __init__(self, fleet, tag, server=SERVER):
+        self.fleet = fleet
+        self.tag = tag
+        self.server = server
+        self.table = "lk_" + tag.replace("-", "_")
+        self.sessions = []
+        with admin(fleet, server) as cur:
+            cur.execute(f"CREATE TABLE appdb.{self.table} (id INT PRIMARY KEY, v INT) ENGINE=InnoDB")
+            cur.execute(f"INSERT INTO appdb.{self.table} VALUES (1, 0), (2, 0)")
+
+    def open(self, name, **kwargs):
+        """A LockSession whose application is `<tag>-<name>`."""
+        session = LockSession(self.fleet, self.server, f"{self.tag}-{name}", **kwargs)
+        self.sessions.append(session)
+        return session
+
+    def hold_row(self, session, row=1):
+        """`session` opens a transaction that has updated `row` and stays idle in it."""
+        session.execute("BEGIN")
+        session.execute(f"UPDATE {self.table} SET v = v + 1 WHERE id = %s", (row,))
+
+    def update_row(self, row=1):
+        return f"UPDATE {self.table} SET v = v + 1 WHERE id = {int(row)}"
+
+    def close(self):
+        for session in self.sessions:
+            session.close()
+        with admin(self.fleet, self.server) as cur:
+            cur.execute("SET SESSION lock_wait_timeout = 10")
+            cur.execute(f"DROP TABLE IF EXISTS appdb.{self.table}")
+
+
+@pytest.fixture
+def my_locks(fleet, my_tag):
+    """A LockScene on mariadb1: a table of this test and the sessions that lock it, all gone at teardown."""
+    scene = LockScene(fleet, my_tag)
+    yield scene
+    scene.close()

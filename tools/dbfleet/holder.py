@@ -8,7 +8,15 @@
 Kinds: idle, idle_in_transaction, idle_in_transaction_aborted (PostgreSQL),
 active (a long sleep statement), active_ignores_cancel (a statement that swallows
 cancel requests, ended only by terminate: a DO block on PostgreSQL, a stored
-procedure with a CONTINUE handler on MariaDB).
+procedure with a CONTINUE handler on MariaDB), and a lock chain:
+row_lock_holder (a transaction left open that has updated the row `lock_key` of the
+table dbfleet_locks) and row_lock_waiter (an UPDATE of that same row, waiting for the
+holder; it completes, and the session goes idle, once the holder is gone). Open the
+holder first; each waiter after the first waits behind the ones before it too.
+long_read: a long statement reading the table dbfleet_report (it holds the table's
+shared lock while it runs); ddl_waiter: an ALTER TABLE of dbfleet_report (a no-op
+change of a column default) waiting behind it (PostgreSQL: for the table lock;
+MariaDB: for the metadata lock). Open the long_read first.
 """
 
 import threading
@@ -19,7 +27,20 @@ import pymysql
 
 from dbfleet import mariadb, postgres, state
 
-KINDS = ("idle", "idle_in_transaction", "idle_in_transaction_aborted", "active", "active_ignores_cancel")
+KINDS = (
+    "idle",
+    "idle_in_transaction",
+    "idle_in_transaction_aborted",
+    "active",
+    "active_ignores_cancel",
+    "row_lock_holder",
+    "row_lock_waiter",
+    "long_read",
+    "ddl_waiter",
+)
+REPORT_TABLE = "dbfleet_report"
+_DDL = "ALTER TABLE %s ALTER COLUMN n SET DEFAULT 0" % REPORT_TABLE
+LOCK_TABLE = "dbfleet_locks"
 
 _PG_IGNORE_CANCEL = (
     "DO $$BEGIN LOOP BEGIN PERFORM pg_sleep(%d); EXIT; EXCEPTION WHEN query_canceled THEN NULL; END; END LOOP; END$$"
@@ -122,6 +143,88 @@ class HeldSession(object):
             pass
 
 
+def waiting_for_lock(held):
+    """True when the held session waits for a lock (asked through the admin login)."""
+    if held.engine == "postgresql":
+        conn = postgres.admin_connect(held.server)
+        sql = "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND wait_event_type = 'Lock'"
+    else:
+        conn = mariadb.admin_connect(held.server)
+        sql = "SELECT 1 FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id = %s AND trx_state = 'LOCK WAIT'"
+    try:
+        cur = conn.cursor()
+        cur.execute(sql, (held.id,))
+        return bool(cur.fetchall())
+    finally:
+        conn.close()
+
+
+def _wait_lock(held, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if waiting_for_lock(held):
+            return
+        if held.thread is not None and not held.thread.is_alive():
+            raise RuntimeError(
+                "session %s on %s never waited for the lock: %s" % (held.id, held.server["name"], held.error)
+            )
+        # InnoDB refreshes INNODB_TRX only when nobody read it in the last 100 ms: never poll faster.
+        time.sleep(0.05 if held.engine == "postgresql" else 0.15)
+    raise RuntimeError("session %s on %s never waited for a lock" % (held.id, held.server["name"]))
+
+
+def _wait_mdl(held, timeout=10):
+    """MariaDB: until the held session waits for a metadata lock (PROCESSLIST.STATE)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        conn = mariadb.admin_connect(held.server)
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT STATE FROM information_schema.PROCESSLIST WHERE ID = %s", (held.id,))
+            row = cur.fetchone()
+        finally:
+            conn.close()
+        if row and "metadata lock" in (row[0] or ""):
+            return
+        time.sleep(0.05)
+    raise RuntimeError("session %s on %s never waited for a metadata lock" % (held.id, held.server["name"]))
+
+
+def _lock_row(cur, engine, lock_key):
+    """Make sure the row `lock_key` of the lock table exists (autocommit)."""
+    if engine == "postgresql":
+        for _attempt in range(5):
+            try:
+                cur.execute(
+                    "CREATE TABLE IF NOT EXISTS %s (name text PRIMARY KEY, n int NOT NULL DEFAULT 0)" % LOCK_TABLE
+                )
+                break
+            except psycopg2.IntegrityError:  # two sessions creating it at once
+                time.sleep(0.1)
+        cur.execute("INSERT INTO %s (name) VALUES (%%s) ON CONFLICT DO NOTHING" % LOCK_TABLE, (lock_key,))
+    else:
+        cur.execute(
+            "CREATE TABLE IF NOT EXISTS %s (name VARCHAR(190) PRIMARY KEY, n INT NOT NULL DEFAULT 0) ENGINE=InnoDB"
+            % LOCK_TABLE
+        )
+        cur.execute("INSERT IGNORE INTO %s (name) VALUES (%%s)" % LOCK_TABLE, (lock_key,))
+
+
+def _report_table(cur, engine):
+    """Make sure the table of long_read / ddl_waiter exists with its one row (autocommit)."""
+    if engine == "postgresql":
+        try:
+            cur.execute("CREATE TABLE IF NOT EXISTS %s (id int PRIMARY KEY, n int NOT NULL DEFAULT 0)" % REPORT_TABLE)
+        except psycopg2.IntegrityError:  # another session created it meanwhile
+            pass
+        cur.execute("INSERT INTO %s (id) VALUES (1) ON CONFLICT DO NOTHING" % REPORT_TABLE)
+    else:
+        cur.execute(
+            "CREATE TABLE IF NOT EXISTS %s (id INT PRIMARY KEY, n INT NOT NULL DEFAULT 0) ENGINE=InnoDB" % REPORT_TABLE
+        )
+        cur.execute("INSERT IGNORE INTO %s (id) VALUES (1)" % REPORT_TABLE)
+
+
 def _wait_state(held, wanted, timeout=10):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -132,11 +235,21 @@ def _wait_state(held, wanted, timeout=10):
 
 
 def open_session(
-    fleet, server_name, kind, user="app", application=None, database=None, seconds=3600, password=None, local=False
+    fleet,
+    server_name,
+    kind,
+    user="app",
+    application=None,
+    database=None,
+    seconds=3600,
+    password=None,
+    local=False,
+    lock_key="dbfleet",
 ):
     """Open one session on `server_name` and put it in state `kind`; return a HeldSession.
 
     `local=True` connects through the unix socket (client address None) instead of TCP.
+    `lock_key`: the row the row_lock_* kinds lock (one chain per key).
     """
     if kind not in KINDS:
         raise ValueError("kind must be one of %s, not %r" % (", ".join(KINDS), kind))
@@ -144,11 +257,15 @@ def open_session(
     password = password if password is not None else fleet.password(user)
     application = application if application is not None else "dbfleet-" + kind
     if server["engine"] == "postgresql":
-        return _open_pg(server, kind, user, password, application, database or state.APP_DATABASE, seconds, local)
-    return _open_mysql(server, kind, user, password, application, database or state.APP_DATABASE, seconds, local)
+        return _open_pg(
+            server, kind, user, password, application, database or state.APP_DATABASE, seconds, local, lock_key
+        )
+    return _open_mysql(
+        server, kind, user, password, application, database or state.APP_DATABASE, seconds, local, lock_key
+    )
 
 
-def _open_pg(server, kind, user, password, application, database, seconds, local):
+def _open_pg(server, kind, user, password, application, database, seconds, local, lock_key):
     conn = psycopg2.connect(
         host=server["socket_dir"] if local else server["host"],
         port=server["port"],
@@ -181,10 +298,27 @@ def _open_pg(server, kind, user, password, application, database, seconds, local
     elif kind == "active_ignores_cancel":
         held._run_background(_PG_IGNORE_CANCEL % int(seconds))
         _wait_state(held, ("active",))
+    elif kind == "row_lock_holder":
+        _lock_row(cur, "postgresql", lock_key)
+        cur.execute("BEGIN")
+        cur.execute("UPDATE %s SET n = n + 1 WHERE name = %%s" % LOCK_TABLE, (lock_key,))
+        _wait_state(held, ("idle in transaction",))
+    elif kind == "row_lock_waiter":
+        held._run_background(
+            cur.mogrify("UPDATE %s SET n = n + 1 WHERE name = %%s RETURNING n" % LOCK_TABLE, (lock_key,)).decode()
+        )
+        _wait_lock(held)
+    elif kind == "long_read":
+        _report_table(cur, "postgresql")
+        held._run_background("SELECT pg_sleep(%d) FROM %s LIMIT 1" % (int(seconds), REPORT_TABLE))
+        _wait_state(held, ("active",))
+    elif kind == "ddl_waiter":
+        held._run_background(_DDL + "; SELECT 1")
+        _wait_lock(held)
     return held
 
 
-def _open_mysql(server, kind, user, password, application, database, seconds, local):
+def _open_mysql(server, kind, user, password, application, database, seconds, local, lock_key):
     if kind == "idle_in_transaction_aborted":
         raise ValueError("kind %r exists only on PostgreSQL" % kind)
     params = dict(
@@ -211,4 +345,21 @@ def _open_mysql(server, kind, user, password, application, database, seconds, lo
         cur.execute(_MY_IGNORE_CANCEL)
         held._run_background("CALL dbfleet_ignores_cancel(%d)" % int(seconds))
         _wait_state(held, ("Query",))
+    elif kind == "row_lock_holder":
+        _lock_row(cur, "mysql", lock_key)
+        cur.execute("START TRANSACTION")
+        cur.execute("UPDATE %s SET n = n + 1 WHERE name = %%s" % LOCK_TABLE, (lock_key,))
+    elif kind == "row_lock_waiter":
+        # Wait as long as the session is held, not innodb_lock_wait_timeout's 50 s.
+        cur.execute("SET SESSION innodb_lock_wait_timeout = %s", (max(1, min(int(seconds), 1073741824)),))
+        held._run_background("UPDATE %s SET n = n + 1 WHERE name = %s" % (LOCK_TABLE, conn.escape(lock_key)))
+        _wait_lock(held)
+    elif kind == "long_read":
+        _report_table(cur, "mysql")
+        held._run_background("SELECT SLEEP(%d) FROM %s LIMIT 1" % (int(seconds), REPORT_TABLE))
+        _wait_state(held, ("Query",))
+    elif kind == "ddl_waiter":
+        cur.execute("SET SESSION lock_wait_timeout = %s", (max(1, min(int(seconds), 31536000)),))
+        held._run_background(_DDL)
+        _wait_mdl(held)
     return held

@@ -99,6 +99,8 @@ def start(server, pki, timeout=60):
         "--innodb-buffer-pool-size=32M",
         "--innodb-flush-log-at-trx-commit=0",
         "--performance-schema=ON",  # connection attributes (program_name) live there
+        # metadata-lock waits (an ALTER TABLE behind an open transaction): off by default in MariaDB
+        "--performance-schema-instrument=wait/lock/metadata/sql/mdl=ON",
         "--ssl-ca=" + pki["ca_cert"],
         "--ssl-cert=" + os.path.join(server["base"], "server.crt"),
         "--ssl-key=" + os.path.join(server["base"], "server.key"),
@@ -155,11 +157,13 @@ def bootstrap(server, passwords):
                         (user, host),
                     )
         # What the MySQL modules read besides PROCESS (documented least privilege): which
-        # accounts hold SUPER (a column grant, no password hashes) and program_name.
+        # accounts hold SUPER (a column grant, no password hashes), program_name and the
+        # metadata-lock waits.
         for user in (state.HYGIENE_USER, state.HYGIENE_CERT_USER):
             for host in ("%", "localhost"):
                 cur.execute("GRANT SELECT (User, Host, Super_priv) ON mysql.user TO %s@%s", (user, host))
-                cur.execute("GRANT SELECT ON performance_schema.session_connect_attrs TO %s@%s", (user, host))
+                for table in ("session_connect_attrs", "metadata_locks", "threads"):
+                    cur.execute("GRANT SELECT ON performance_schema.%s TO %%s@%%s" % table, (user, host))
         cur.execute("CREATE DATABASE IF NOT EXISTS `%s`" % state.APP_DATABASE)
         for app in state.APP_USERS:
             for host in ("%", "localhost"):

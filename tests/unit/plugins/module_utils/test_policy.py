@@ -938,7 +938,8 @@ def test_messages_quote_long_values_cut_short(raw):
     with pytest.raises(PolicyError) as caught:
         parse_policy(copy.deepcopy(raw))
     message = str(caught.value)
-    assert len(message) < 400, message[:500]
+    # A few hundred characters: the value cut short, the allowed keys listed whole.
+    assert len(message) < 500, message[:600]
     assert len(caught.value.field) < 100
     assert message.startswith(caught.value.field + ": ")
     if "xxxx" in message:
@@ -1074,3 +1075,143 @@ def test_the_policy_option_takes_a_mapping_json_or_yaml(value):
 def test_the_policy_option_is_required():
     validated = ArgumentSpecValidator({"policy": policy_spec()}).validate({})
     assert "missing required arguments: policy" in " ".join(validated.error_messages)
+
+
+# --------------------------------------------------------------------------- lock conditions
+
+# A waiter (B waits on A for 42 s), a root blocker (A: 3 behind it, longest 42 s), a
+# session in the middle of a chain (waits itself, so never a root) and one that knows
+# nothing of locks (a driver without lock fields).
+WAITER = {"blocked_by": [7], "lock_wait_seconds": 42.0, "blocking": 0, "blocking_seconds": None}
+ROOT = {"blocked_by": [], "lock_wait_seconds": None, "blocking": 3, "blocking_seconds": 42.0}
+MIDDLE = {"blocked_by": [7], "lock_wait_seconds": 42.0, "blocking": 2, "blocking_seconds": 30.0}
+FREE = {"blocked_by": [], "lock_wait_seconds": None, "blocking": 0, "blocking_seconds": None}
+UNAWARE = {}
+
+LOCK_MATCHES = [
+    ("waiting-longer", {"waiting_longer_than": "30s"}, WAITER, True),
+    ("waiting-strict", {"waiting_longer_than": 42}, WAITER, False),
+    ("waiting-not-waiting", {"waiting_longer_than": 0}, ROOT, False),
+    ("waiting-unaware-record", {"waiting_longer_than": 0}, UNAWARE, False),
+    ("waiting-middle-of-chain", {"waiting_longer_than": "10s"}, MIDDLE, True),
+    ("blocking-longer-root", {"blocking_longer_than": "30s"}, ROOT, True),
+    ("blocking-longer-strict", {"blocking_longer_than": 42}, ROOT, False),
+    ("blocking-longer-never-the-waiter", {"blocking_longer_than": 0}, WAITER, False),
+    ("blocking-longer-never-the-middle", {"blocking_longer_than": 0}, MIDDLE, False),
+    ("blocking-longer-free", {"blocking_longer_than": 0}, FREE, False),
+    ("blocking-longer-unaware-record", {"blocking_longer_than": 0}, UNAWARE, False),
+    (
+        "blocking-longer-none-seconds",
+        {"blocking_longer_than": 0},
+        dict(ROOT, blocking_seconds=None),
+        False,
+    ),
+    ("blocking-at-least-reached", {"blocking_at_least": 3}, ROOT, True),
+    ("blocking-at-least-above", {"blocking_at_least": 4}, ROOT, False),
+    ("blocking-at-least-one", {"blocking_at_least": 1}, ROOT, True),
+    ("blocking-at-least-never-the-middle", {"blocking_at_least": 1}, MIDDLE, False),
+    ("blocking-at-least-free", {"blocking_at_least": 1}, FREE, False),
+    ("blocking-at-least-unaware", {"blocking_at_least": 1}, UNAWARE, False),
+    ("blocking-missing-blocked-by", {"blocking_at_least": 1}, {"blocking": 2}, True),
+    # AND-ed with the other conditions, as every condition is
+    ("and-state-holds", {"states": ["idle_in_transaction"], "blocking_at_least": 2}, ROOT, True),
+    ("and-state-fails", {"states": ["active"], "blocking_at_least": 2}, ROOT, False),
+    ("and-both-lock-conditions", {"blocking_at_least": 3, "blocking_longer_than": "40s"}, ROOT, True),
+    ("and-one-lock-condition-fails", {"blocking_at_least": 4, "blocking_longer_than": "40s"}, ROOT, False),
+    ("and-user-fails", {"users": ["batch"], "waiting_longer_than": "1s"}, WAITER, False),
+    # except: the same keys, under except
+    ("except-waiting", {"states": ["active"], "except": {"waiting_longer_than": "30s"}}, WAITER, False),
+    ("except-waiting-short", {"states": ["active"], "except": {"waiting_longer_than": "1m"}}, WAITER, True),
+    ("except-root-blockers", {"states": ["idle_in_transaction"], "except": {"blocking_at_least": 1}}, ROOT, False),
+    ("except-root-blockers-free", {"states": ["idle_in_transaction"], "except": {"blocking_at_least": 1}}, FREE, True),
+    ("except-blocking-longer", {"states": ["idle_in_transaction"], "except": {"blocking_longer_than": 0}}, ROOT, False),
+]
+
+
+@pytest.mark.parametrize(
+    "rule, fields, expected", [case[1:] for case in LOCK_MATCHES], ids=[c[0] for c in LOCK_MATCHES]
+)
+def test_lock_conditions(rule, fields, expected):
+    state = "active" if fields is WAITER or fields is MIDDLE else "idle_in_transaction"
+    record = session(state=state, **{key: copy.deepcopy(value) for key, value in fields.items()})
+    policy = one_rule(**copy.deepcopy(rule))
+    assert policy.rules[0].matches(record) is expected
+
+
+def test_protect_wins_over_lock_conditions():
+    policy = parse_policy({"rules": [{"blocking_at_least": 1}], "protect": {"users": ["app"]}})
+    record = session(state="idle_in_transaction", **ROOT)
+    assert policy.rules[0].matches(record)
+    assert policy.protect.protects(record) == "protect.users matches 'app'"
+
+
+def test_lock_conditions_parse_and_normalize():
+    policy = parse_policy(
+        {
+            "rules": [
+                {
+                    "name": "r",
+                    "waiting_longer_than": "1m",
+                    "blocking_longer_than": 30.0,
+                    "blocking_at_least": " 2 ",
+                    "except": {"blocking_at_least": 5, "waiting_longer_than": "1h"},
+                }
+            ]
+        }
+    )
+    rule = policy.to_dict()["rules"][0]
+    assert rule["waiting_longer_than"] == 60
+    assert rule["blocking_longer_than"] == 30
+    assert rule["blocking_at_least"] == 2
+    assert rule["except"] == {"waiting_longer_than": 3600, "blocking_at_least": 5}
+    assert {"waiting_longer_than", "blocking_longer_than", "blocking_at_least"} <= policy.conditions_used()
+    assert {"waiting_longer_than", "blocking_longer_than", "blocking_at_least"} <= set(CONDITION_KEYS)
+    assert not policy.needs_bounded_matching
+
+
+def test_a_lock_condition_alone_is_a_rule():
+    assert one_rule(blocking_at_least=1).rules[0].conditions.keys == frozenset(["blocking_at_least"])
+
+
+INVALID_LOCK_CONDITIONS = [
+    ("waiting-bad-duration", {"waiting_longer_than": "soon"}, "policy.rules[0].waiting_longer_than", "'soon'"),
+    ("waiting-negative", {"waiting_longer_than": -1}, "policy.rules[0].waiting_longer_than", "negative"),
+    ("waiting-fraction", {"waiting_longer_than": 1.5}, "policy.rules[0].waiting_longer_than", "fractions"),
+    ("waiting-too-long", {"waiting_longer_than": "400d"}, "policy.rules[0].waiting_longer_than", "maximum"),
+    ("blocking-longer-bad", {"blocking_longer_than": "1x"}, "policy.rules[0].blocking_longer_than", "'1x'"),
+    ("blocking-longer-bool", {"blocking_longer_than": True}, "policy.rules[0].blocking_longer_than", "True"),
+    ("at-least-zero", {"blocking_at_least": 0}, "policy.rules[0].blocking_at_least", "from 1 to 1000000, got 0"),
+    ("at-least-negative", {"blocking_at_least": -2}, "policy.rules[0].blocking_at_least", "got -2"),
+    ("at-least-bool", {"blocking_at_least": True}, "policy.rules[0].blocking_at_least", "got True"),
+    ("at-least-fraction", {"blocking_at_least": 2.5}, "policy.rules[0].blocking_at_least", "got 2.5"),
+    ("at-least-text", {"blocking_at_least": "many"}, "policy.rules[0].blocking_at_least", "got 'many'"),
+    ("at-least-duration", {"blocking_at_least": "30s"}, "policy.rules[0].blocking_at_least", "got '30s'"),
+    ("at-least-huge", {"blocking_at_least": 10**7}, "policy.rules[0].blocking_at_least", "got 10000000"),
+    ("at-least-list", {"blocking_at_least": [1]}, "policy.rules[0].blocking_at_least", "got [1]"),
+    (
+        "except-at-least-zero",
+        {"states": ["idle"], "except": {"blocking_at_least": 0}},
+        "policy.rules[0].except.blocking_at_least",
+        "got 0",
+    ),
+    (
+        "except-waiting-bad",
+        {"states": ["idle"], "except": {"waiting_longer_than": "later"}},
+        "policy.rules[0].except.waiting_longer_than",
+        "'later'",
+    ),
+    ("unknown-lock-key", {"blocked_longer_than": "1s"}, "policy.rules[0].blocked_longer_than", "unknown key"),
+]
+
+
+@pytest.mark.parametrize(
+    "rule, field, fragment",
+    [case[1:] for case in INVALID_LOCK_CONDITIONS],
+    ids=[case[0] for case in INVALID_LOCK_CONDITIONS],
+)
+def test_invalid_lock_conditions_name_field_and_value(rule, field, fragment):
+    with pytest.raises(PolicyError) as caught:
+        parse_policy({"rules": [rule]})
+    assert caught.value.field == field
+    assert str(caught.value).startswith(field + ": ")
+    assert fragment in str(caught.value)

@@ -98,6 +98,9 @@ good_values = {
     "transaction_longer_than": good_durations,
     "connected_longer_than": good_durations,
     "query_matches": good_regexes,
+    "waiting_longer_than": good_durations,
+    "blocking_longer_than": good_durations,
+    "blocking_at_least": st.one_of(st.integers(min_value=1, max_value=1000), st.sampled_from(["1", " 3 ", 2.0])),
 }
 bad_values = {
     "states": a_list_or_one(st.text(max_size=10)),
@@ -110,6 +113,9 @@ bad_values = {
     "transaction_longer_than": durations,
     "connected_longer_than": durations,
     "query_matches": regexes,
+    "waiting_longer_than": durations,
+    "blocking_longer_than": durations,
+    "blocking_at_least": st.one_of(st.integers(min_value=-3, max_value=2000000), st.floats(), st.text(max_size=8)),
 }
 
 

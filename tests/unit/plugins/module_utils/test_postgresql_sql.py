@@ -18,6 +18,7 @@ import os
 import pytest
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _postgresql as pg
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _postgresql_sql as pg_sql
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import GUARD_STILL_WAITING
 
 HOSTILE = 'it\'s "quoted"; %s %(x)s -- DROP TABLE x; \\'
 
@@ -278,6 +279,7 @@ def test_end_query_is_one_guarded_statement(mode, function):
         "backend_starts": ["2024-01-01T00:00:00.123456+00:00", "2024-01-02T00:00:00+00:00"],
         "states": ["idle", "idle_in_transaction"],
         "state_changes": ["2024-01-01T00:05:00+00:00", None],
+        "still_waiting": [False, False],
     }
     assert "%s(s.pid)" % function in sql
     other = "pg_cancel_backend" if function == "pg_terminate_backend" else "pg_terminate_backend"
@@ -289,6 +291,7 @@ def test_end_query_is_one_guarded_statement(mode, function):
         "s.backend_type IS DISTINCT FROM 'client backend'",
         "IS DISTINCT FROM v.state",
         "s.state_change IS DISTINCT FROM v.state_change",
+        "WHEN v.still_waiting AND s.wait_event_type IS DISTINCT FROM 'Lock' THEN 'lock_released'",
         "pg_has_role('pg_signal_backend', 'USAGE')",
     ):
         assert -1 < sql.index(guard) < signal_at, guard
@@ -321,7 +324,10 @@ def test_end_query_rejects_an_unknown_mode():
 
 def test_session_setup_bounds_our_statements_on_the_server():
     sql, args = pg.session_setup_query(30)
-    assert sql == "SELECT pg_backend_pid(), set_config('statement_timeout', %(statement_timeout)s, false)"
+    assert sql == (
+        "SELECT pg_backend_pid(), set_config('statement_timeout', %(statement_timeout)s, false), "
+        "current_setting('server_version_num')::int"
+    )
     assert args == {"statement_timeout": "30s"}
 
 
@@ -370,6 +376,9 @@ def row(**overrides):
         "wait_event_type": "Client",
         "wait_event": "ClientRead",
         "superuser": False,
+        "blocked_by": None,
+        "lock_wait_seconds": None,
+        "lock_kind": None,
     }
     record.update(overrides)
     return record
@@ -416,6 +425,7 @@ def test_the_guard_of_a_normalized_record_is_its_identity_and_planned_state():
         "2024-05-01T08:00:00.123456+00:00",
         "idle_in_transaction",
         "2024-05-01T08:05:00+00:00",
+        False,
     )
 
 
@@ -515,3 +525,73 @@ def test_the_statements_are_pure_and_the_driver_re_exports_them():
     assert done.stdout.strip() == "me"
     for name in ("end_query", "list_sessions_query", "normalize_row", "guard_of", "query_templates", "_VICTIMS_SQL"):
         assert getattr(pg, name) is getattr(pg_sql, name)
+
+
+# ---------------------------------------------------------------- locks
+def test_list_query_reads_who_waits_on_whom_in_the_same_statement():
+    sql, dummy = pg.list_sessions_query("me")
+    assert sql.count("FROM pg_stat_activity") == 1  # one read, one snapshot, for sessions and waits
+    assert sql.startswith("WITH act AS (SELECT a.*, ")
+    # pg_blocking_pids only for backends waiting on a heavyweight lock.
+    assert "CROSS JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS b(holder)" in sql
+    assert "WHERE w.wait_event_type = 'Lock' AND w.pid <> pg_backend_pid()" in sql
+    assert "LEFT JOIN pg_locks AS l ON l.pid = w.pid AND NOT l.granted" in sql
+    assert "LEFT JOIN waits AS lw ON lw.pid = a.pid" in sql
+    assert "lw.blocked_by" in sql and "AS lock_wait_seconds" in sql and "lw.lock_kind" in sql
+    assert "{" not in sql and "}" not in sql
+
+
+@pytest.mark.parametrize(
+    "version_num, lock_group, wait_start",
+    [
+        (None, "COALESCE(a.leader_pid, a.pid)", "COALESCE(l.waitstart, w.state_change)"),
+        (160004, "COALESCE(a.leader_pid, a.pid)", "COALESCE(l.waitstart, w.state_change)"),
+        (150018, "COALESCE(a.leader_pid, a.pid)", "COALESCE(l.waitstart, w.state_change)"),
+        (140000, "COALESCE(a.leader_pid, a.pid)", "COALESCE(l.waitstart, w.state_change)"),
+        (130012, "COALESCE(a.leader_pid, a.pid)", "min(w.state_change)"),
+        (120020, "a.pid AS lock_group", "min(w.state_change)"),
+        (100023, "a.pid AS lock_group", "min(w.state_change)"),
+    ],
+)
+def test_list_query_branches_on_the_server_version(version_num, lock_group, wait_start):
+    sql, dummy = pg.list_sessions_query("me", version_num=version_num)
+    assert lock_group in sql
+    assert wait_start in sql
+    if version_num is not None and version_num < 140000:
+        assert "waitstart" not in sql
+    if version_num is not None and version_num < 130000:
+        assert "leader_pid" not in sql
+
+
+def test_query_templates_list_the_newest_listing():
+    assert pg.list_sessions_query("me")[0] in pg.query_templates()
+
+
+def test_a_waiting_row_has_its_lock_fields():
+    session = pg.normalize_row(
+        row(state="active", blocked_by=[9, 3], lock_wait_seconds=12.34567, lock_kind="transactionid")
+    )
+    assert session["blocked_by"] == [3, 9]
+    assert session["lock_wait_seconds"] == 12.346
+    assert session["lock_kind"] == "transactionid"
+    json.dumps(session)
+
+
+def test_a_row_that_waits_on_nothing_has_empty_lock_fields():
+    session = pg.normalize_row(row())
+    assert session["blocked_by"] == []
+    assert session["lock_wait_seconds"] is None and session["lock_kind"] is None
+
+
+def test_the_guard_of_a_waiter_planned_by_waiting_longer_than_requires_it_still_waits():
+    session = pg.normalize_row(row(state="active", blocked_by=[3], lock_wait_seconds=5.0, lock_kind="relation"))
+    assert pg.guard_of(session)[4] is False
+    marked = dict(session, **{GUARD_STILL_WAITING: True})
+    guard = pg.guard_of(marked)
+    assert guard[4] is True
+    sql, args = pg.end_query([guard, GUARDS[1]], "cancel")
+    assert args["still_waiting"] == [True, False]
+
+
+def test_end_query_still_takes_guards_without_the_wait_flag():
+    assert pg.end_query(GUARDS, "cancel")[1]["still_waiting"] == [False, False]

@@ -460,3 +460,192 @@ def test_fleet_keeps_every_name_the_action_plugins_use():
                 used.update(re.findall(r"_fleet\.([A-Za-z_]+)", handle.read()))
     assert used, "no action plugin uses _fleet"
     assert [name for name in sorted(used) if not hasattr(_fleet, name)] == []
+
+
+# ---------------------------------------------------------------- locks in the audit report
+def _locks(chains=(), cycles=(), waiting=None, longest=None):
+    """A `locks` summary of the contract's shape (DESIGN.md "Locks", _planner.annotate_locks)."""
+    chains = [dict(chain) for chain in chains]
+    if waiting is None:
+        waiting = sum(chain["blocking"] for chain in chains) + sum(len(cycle) for cycle in cycles)
+    if longest is None:
+        waits = [chain["blocking_seconds"] for chain in chains if chain["blocking_seconds"] is not None]
+        longest = max(waits) if waits else None
+    return {"waiting": waiting, "longest_wait_seconds": longest, "chains": chains, "cycles": [list(c) for c in cycles]}
+
+
+def _chain(root, waiters, seconds, visible=True, **fields):
+    chain = {
+        "root": root,
+        "visible": visible,
+        "user": "desk" if visible else None,
+        "database": "appdb" if visible else None,
+        "application": "psql" if visible else None,
+        "state": "idle_in_transaction" if visible else None,
+        "blocking": len(waiters),
+        "blocking_seconds": seconds,
+        "waiters": sorted(waiters),
+    }
+    chain.update(fields)
+    return chain
+
+
+def _lock_sessions():
+    """Root 10 (idle in transaction) <- 11 <- 12, and 13 waiting on 10 too; 20 <-> 21 a cycle."""
+    return [
+        _session(10, state="idle_in_transaction", user="desk", application="psql", blocking=3, blocking_seconds=42.26),
+        _session(11, state="active", blocked_by=[10], lock_wait_seconds=42.26, blocking=1, blocking_seconds=3.0),
+        _session(12, state="active", blocked_by=[11], lock_wait_seconds=3.0),
+        _session(13, state="active", blocked_by=[10], lock_wait_seconds=12.5),
+        _session(20, state="active", blocked_by=[21], lock_wait_seconds=0.4),
+        _session(21, state="active", blocked_by=[20], lock_wait_seconds=0.2),
+        _session(30, blocked_by=[], lock_wait_seconds=None, blocking=0, blocking_seconds=None),
+    ]
+
+
+def test_audit_summary_shows_the_lock_chains_and_the_longest_wait():
+    locks = _locks([_chain(10, [11, 12, 13], 42.26)], cycles=[[20, 21]], waiting=5)
+    summary, breaches = _fleet.audit_summary(_lock_sessions(), {}, None, {}, locks)
+    assert breaches == []
+    assert summary["lock_waiting"] == 5
+    assert summary["longest_lock_wait"] == {
+        "id": 11,
+        "user": "app",
+        "database": "appdb",
+        "application": "web",
+        "state": "active",
+        "blocked_by": [10],
+        "seconds": 42.3,
+    }
+    [chain] = summary["lock_chains"]
+    assert chain["root"] == 10 and chain["blocking"] == 3 and chain["waiters"] == [11, 12, 13]
+    assert chain["user"] == "desk" and chain["state"] == "idle_in_transaction" and chain["blocking_seconds"] == 42.3
+    assert summary["lock_cycles"] == [[20, 21]]
+
+
+def test_audit_summary_without_locks_or_waits_has_empty_lock_figures():
+    for locks in (None, _locks()):
+        summary, breaches = _fleet.audit_summary(
+            [_session(1)], {}, None, _fleet.parse_thresholds({"max_lock_wait": 1}), locks
+        )
+        assert breaches == []
+        assert summary["lock_waiting"] == 0 and summary["longest_lock_wait"] is None
+        assert summary["lock_chains"] == [] and summary["lock_cycles"] == []
+
+
+@pytest.mark.parametrize(
+    "threshold, breached",
+    [("30s", True), (42, True), ("42.2", None), ("1m", False), (43, False)],
+)
+def test_max_lock_wait_fails_the_host_over_the_longest_wait(threshold, breached):
+    if breached is None:  # a duration is whole seconds or a 45s-style string; a decimal string is refused
+        with pytest.raises(PolicyError) as error:
+            _fleet.parse_thresholds({"max_lock_wait": threshold})
+        assert error.value.field == "dbhygiene_audit_thresholds.max_lock_wait"
+        return
+    thresholds = _fleet.parse_thresholds({"max_lock_wait": threshold})
+    locks = _locks([_chain(10, [11, 12, 13], 42.26)])
+    _summary, breaches = _fleet.audit_summary(_lock_sessions(), {}, None, thresholds, locks)
+    if breached:
+        assert breaches == [f"max_lock_wait: 42.3s (threshold {thresholds['max_lock_wait']}): session 11 waits on 10"]
+    else:
+        assert breaches == []
+
+
+@pytest.mark.parametrize("raw", ["ten seconds", -5, True, "5 min"])
+def test_max_lock_wait_is_validated_as_the_other_durations(raw):
+    with pytest.raises(PolicyError) as lock_error:
+        _fleet.parse_thresholds({"max_lock_wait": raw})
+    with pytest.raises(PolicyError) as trx_error:
+        _fleet.parse_thresholds({"max_oldest_transaction": raw})
+    assert lock_error.value.field == "dbhygiene_audit_thresholds.max_lock_wait"
+    assert str(lock_error.value).replace("max_lock_wait", "X") == str(trx_error.value).replace(
+        "max_oldest_transaction", "X"
+    )
+    assert "max_lock_wait" in _fleet.THRESHOLD_KEYS
+
+
+def test_a_host_over_max_lock_wait_is_alerting_with_the_threshold_code():
+    thresholds = _fleet.parse_thresholds({"max_lock_wait": "10s"})
+    summary, breaches = _fleet.audit_summary(
+        _lock_sessions(), {}, None, thresholds, _locks([_chain(10, [11, 12, 13], 42.26)])
+    )
+    summary["breaches"] = breaches
+    summary["failure"] = "threshold"
+    calm, calm_breaches = _fleet.audit_summary([_session(1)], {}, None, thresholds, _locks())
+    calm["breaches"] = calm_breaches
+    results = {
+        "db1": {"failed": True, "msg": "db1 is over its audit thresholds: " + breaches[0], "dbhygiene": summary},
+        "db2": {"changed": False, "dbhygiene": calm},
+    }
+    report = _fleet.build_report("audit", ["db1", "db2"], ["db1", "db2"], results, False, {})
+    assert report["failed_host_reasons"] == {"db1": "threshold"}
+    assert report["totals"]["alerting"] == 1 and report["hosts"]["db2"]["status"] == "ok"
+    assert report["hosts"]["db1"]["longest_lock_wait"]["seconds"] == 42.3
+
+
+def test_the_fleet_report_lists_every_hosts_lock_chains_longest_wait_first():
+    db1, _b = _fleet.audit_summary(
+        _lock_sessions(), {}, None, {}, _locks([_chain(10, [11, 12, 13], 42.26)], cycles=[[20, 21]], waiting=5)
+    )
+    hidden = _chain(7, list(range(100, 115)), 99.0, visible=False)
+    db2, _b = _fleet.audit_summary([], {}, None, {}, _locks([_chain(5, [6], None), hidden]))
+    db3, _b = _fleet.audit_summary([_session(1)], {}, None, {}, None)
+    results = {"db1": {"dbhygiene": db1}, "db2": {"dbhygiene": db2}, "db3": {"dbhygiene": db3}}
+    report = _fleet.build_report("audit", ["db1", "db2", "db3"], ["db1", "db2", "db3"], results, True, {})
+    assert [(chain["host"], chain["root"]) for chain in report["lock_chains"]] == [("db2", 7), ("db1", 10), ("db2", 5)]
+    assert report["lock_cycles"] == [{"host": "db1", "sessions": [20, 21]}]
+    assert report["totals"]["lock_chains"] == 3 and report["totals"]["lock_waiting"] == 5 + 16
+    json.dumps(report)  # the JSON report
+
+    markdown = _fleet.render_markdown(report)
+    assert "3 lock chains, 21 sessions waiting for a lock.**" in markdown
+    lines = markdown.splitlines()
+    start = lines.index("## Lock chains")
+    rows = [line for line in lines[start:] if line.startswith("| db")]
+    assert rows[0].startswith("| db2 | 7 |  |  |  | (not visible to the login) | 15 | 1m39s | 100, 101,")
+    assert rows[0].endswith("109 and 5 more |")
+    assert rows[1] == "| db1 | 10 | desk | appdb | psql | idle_in_transaction | 3 | 42s | 11, 12, 13 |"
+    assert rows[2] == "| db2 | 5 | desk | appdb | psql | idle_in_transaction | 1 |  | 6 |"
+    assert any(line.startswith("- **db1**: sessions 20, 21 wait for each other") for line in lines)
+    # The host table: the longest lock wait per host.
+    host_rows = {
+        line.split(" | ")[0][2:]: line for line in lines[: lines.index("## Lock chains")] if line.startswith("| db")
+    }
+    assert " | 42s | " in host_rows["db1"] and " | 1m39s | " in host_rows["db2"]
+    assert host_rows["db3"].endswith(" |  |  |  |")
+
+
+def test_an_audit_report_without_locks_has_no_lock_section():
+    summary, _breaches = _fleet.audit_summary([_session(1)], {}, None, {}, None)
+    report = _fleet.build_report("audit", ["db1"], ["db1"], {"db1": {"dbhygiene": summary}}, False, {})
+    markdown = _fleet.render_markdown(report)
+    assert "## Lock chains" not in markdown and "lock chain" not in markdown
+    assert report["lock_chains"] == [] and report["totals"]["lock_chains"] == 0
+    enforce = _fleet.build_report("enforce", ["db1"], ["db1"], {"db1": {"dbhygiene": {"seen": 1}}}, False, {})
+    assert "lock_chains" not in enforce and "lock_chains" not in enforce["totals"]
+
+
+def test_brief_leaves_out_the_lock_fields_of_a_session_without_locks():
+    plain = _fleet.brief(dict(_session(30, blocked_by=[], lock_wait_seconds=None, blocking=0), rule="r"))
+    assert "blocked_by" not in plain and "blocking" not in plain and "lock_wait_seconds" not in plain
+    root = _fleet.brief(dict(_lock_sessions()[0], rule="blockers"))
+    waiter = _fleet.brief(dict(_lock_sessions()[1], rule="waiters"))
+    if "blocking" in _fleet.brief({"blocking": 3}):  # once the record has the lock fields (DESIGN.md "Locks")
+        assert root["blocking"] == 3 and waiter["blocked_by"] == [10]
+
+
+def test_max_lock_wait_says_which_lock_waits_the_login_cannot_see():
+    thresholds = _fleet.parse_thresholds({"max_lock_wait": "30s"})
+    server = {"row_lock_waits_visible": True, "metadata_locks_visible": False}
+    summary, breaches = _fleet.audit_summary([_session(1)], server, None, thresholds, _locks())
+    assert breaches == [] and summary["lock_waits_hidden"] == ["metadata-lock waits"]
+    assert summary["lock_note"] == "max_lock_wait cannot see metadata-lock waits here"
+    report = _fleet.build_report("audit", ["db1"], ["db1"], {"db1": {"dbhygiene": summary}}, False, {})
+    assert "| max_lock_wait cannot see metadata-lock waits here |" in _fleet.render_markdown(report)
+    # Without the threshold, or where everything is visible (PostgreSQL has no such facts): no note.
+    quiet, _breaches = _fleet.audit_summary([_session(1)], server, None, {}, _locks())
+    assert "lock_note" not in quiet and quiet["lock_waits_hidden"] == ["metadata-lock waits"]
+    for facts in ({}, {"row_lock_waits_visible": True, "metadata_locks_visible": True}):
+        seen, _breaches = _fleet.audit_summary([_session(1)], facts, None, thresholds, _locks())
+        assert "lock_note" not in seen and seen["lock_waits_hidden"] == []
