@@ -55,21 +55,8 @@ class ActionModule(_action.ActionMixin, ActionBase):
         if failed:
             summary["failure"] = "limit" if "would_end" in module_result else _fleet.failure_reason(module_result)
         if params.get("audit_log"):
-            path = _fleet.controller_path(params["audit_log"])
             lines = _fleet.trail_records(host, engine, module_result, check_mode, context)
-            try:
-                summary["audit_lines"] = _fleet.append_lines(path, lines)
-            except OSError as exc:
-                problem = (
-                    f"the audit trail {path} could not be written: {exc}; "
-                    "fix dbhygiene_audit_log (a writable path on the control node)"
-                )
-                if failed:
-                    result["msg"] = f"{module_result.get('msg')}; {problem}"
-                else:
-                    result["failed"] = True
-                    summary["failure"] = "error"
-                    result["msg"] = f"sessions were handled on {host} but {problem}"
+            self.write_trail(result, summary, params["audit_log"], lines, f"sessions were handled on {host}")
         result["dbhygiene"] = summary
         return result
 

@@ -24,7 +24,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _policy
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _connection, _inprocess
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _connection, _files, _inprocess, _trail
 
 
 def host_argument_spec(**options):
@@ -92,3 +92,22 @@ class ActionMixin(object):
             )
         module_result.pop("invocation", None)
         return module_result
+
+    def write_trail(self, result, summary, audit_log, lines, done):
+        """Append `lines` to the audit trail `audit_log` (`summary["audit_lines"]` says how
+        many). When it cannot be written the task fails saying so and what was `done` on the
+        host already (a failed task keeps its own message first): nothing done goes unsaid."""
+        path = _files.controller_path(audit_log)
+        try:
+            summary["audit_lines"] = _trail.append_lines(path, lines)
+        except OSError as exc:
+            problem = (
+                f"the audit trail {path} could not be written: {exc}; "
+                "fix dbhygiene_audit_log (a writable path on the control node)"
+            )
+            if result.get("failed"):
+                result["msg"] = f"{result.get('msg')}; {problem}"
+            else:
+                result["failed"] = True
+                summary["failure"] = "error"
+                result["msg"] = f"{done} but {problem}"

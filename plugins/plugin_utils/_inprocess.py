@@ -34,6 +34,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils import (
     _mysql_drain,
     _postgresql_drain,
     _runner,
+    _timeouts,
 )
 
 _MODULE_UTILS = "ansible_collections.dbhygiene.sessions.plugins.module_utils"
@@ -52,9 +53,6 @@ class _Engine(object):
 
 
 ENGINES = dict((name, _Engine(name, entry)) for name, entry in _engines.ENGINES.items())
-
-# Each engine's rights of a change window, for the `<engine>_drain` modules (kind "drain").
-DRAIN_RIGHTS = {"postgresql": _postgresql_drain.PostgreSQLRights, "mysql": _mysql_drain.MySQLRights}
 
 
 class _Exit(Exception):
@@ -105,22 +103,35 @@ def _run_info(module, engine):
     _runner.run_info_module(module, engine.driver_module.open_driver, engine.driver_class)
 
 
-# The module purposes (the registry's) that run in process: their options besides the
-# connection, and their main() body. A new purpose (drain, timeouts) adds its pair here.
+# Each engine's rights of a change window, for the `<engine>_drain` modules (kind "drain").
+DRAIN_RIGHTS = {"postgresql": _postgresql_drain.PostgreSQLRights, "mysql": _mysql_drain.MySQLRights}
+
+
 def _run_drain(module, engine):
     _drain.run_drain_module(module, engine.driver_class, engine.driver_module.open_driver, DRAIN_RIGHTS[engine.name])
 
 
+def _timeouts_spec(engine):
+    return _timeouts.mysql_argument_spec() if engine == "mysql" else _timeouts.argument_spec()
+
+
+def _run_timeouts(module, engine):
+    _timeouts.run_timeouts_module(module, engine.name, engine.driver_module.open_driver)
+
+
+# The module purposes (the registry's) that run in process: their options besides the
+# connection (a function of the engine's name), and their main() body.
 KINDS = {
-    "sessions": (_argspec.sessions_argument_spec, _run_sessions),
-    "session_info": (_argspec.info_argument_spec, _run_info),
-    "drain": (_drain.drain_argument_spec, _run_drain),
+    "sessions": (lambda engine: _argspec.sessions_argument_spec(), _run_sessions),
+    "session_info": (lambda engine: _argspec.info_argument_spec(), _run_info),
+    "drain": (lambda engine: _drain.drain_argument_spec(), _run_drain),
+    "timeouts": (_timeouts_spec, _run_timeouts),
 }
 
 
 def _argument_spec(engine, kind):
     spec = ENGINES[engine].driver_module.connection_argument_spec()
-    spec.update(KINDS[kind][0]())
+    spec.update(KINDS[kind][0](engine))
     return spec
 
 
