@@ -12,7 +12,7 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _action, _connection, _fleet
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _action, _connection, _fleet, _sweeps
 
 
 class ActionModule(_action.ActionMixin, ActionBase):
@@ -37,7 +37,11 @@ class ActionModule(_action.ActionMixin, ActionBase):
         for name in ("wait_timeout", "host_timeout"):
             if params.get(name) is not None:
                 module_args[name] = params[name]
-        context = {"login_host": _action.target(module_args), "job_id": _fleet.job_id(task_vars)}
+        context = {
+            "login_host": _action.target(module_args),
+            "job_id": _fleet.job_id(task_vars),
+            "sweep_id": _sweep_id(task_vars),
+        }
         check_mode = bool(self._task.check_mode)
 
         module_result = self.run_engine_module(
@@ -65,6 +69,16 @@ class ActionModule(_action.ActionMixin, ActionBase):
         policy = self.engine_policy(raw, engine)
         # A mapping goes on as given; a string (JSON or YAML) as the mapping it holds.
         return raw if isinstance(raw, dict) else policy.to_dict()
+
+
+def _sweep_id(task_vars):
+    """The id of the sliced sweep this run is part of, for the trail (None when none; a bad
+    sweep variable fails the report step, which says why)."""
+    try:
+        sweep = _sweeps.sweep_of(task_vars)[0]
+    except _sweeps.SweepError:
+        return None
+    return sweep and sweep["id"]
 
 
 def _ended(module_result):

@@ -104,6 +104,8 @@ def trail_records(host, engine, result, check_mode, context):
             line["detail"] = entry.get("detail")
         line.update(session_fields(entry))
         line["job_id"] = context.get("job_id")
+        if context.get("sweep_id"):  # a run of a sliced sweep (plugin_utils/_sweeps.py)
+            line["sweep_id"] = context["sweep_id"]
         records.append(line)
 
     for bucket in ("cancelled", "terminated"):

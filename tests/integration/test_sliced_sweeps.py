@@ -123,7 +123,9 @@ def test_three_limit_runs_of_one_sweep_leave_one_report_and_a_whole_trail(fleet,
         )
         markdown = open(os.path.join(report_dir, "enforce-latest.md")).read()
         assert "## Sweep" in markdown and "3 runs of 3 (complete), 8 hosts." in markdown
-        _assert_one_record_per_host(read_trail(str(tmp_path / "audit.jsonl")), report, held, "terminated")
+        trail = read_trail(str(tmp_path / "audit.jsonl"))
+        _assert_one_record_per_host(trail, report, held, "terminated")
+        assert {line.get("sweep_id") for line in trail} == {f"{tag}-nightly"}
         for server in SERVERS:
             assert live_sessions(fleet, server, tag) == {}
     finally:
@@ -171,6 +173,7 @@ def test_an_awx_sliced_job_leaves_one_report_of_its_workflow(fleet, tmp_path):
         trail = read_trail(str(tmp_path / "audit.jsonl"))
         _assert_one_record_per_host(trail, report, held, "would_terminate")
         assert {line["job_id"] for line in trail} == {workflow + 1, workflow + 2, workflow + 3}
+        assert {line.get("sweep_id") for line in trail} == {f"awx-workflow-{workflow}"}
         # Check mode ended nothing.
         for server in SERVERS:
             assert len(live_sessions(fleet, server, tag)) == 2
