@@ -38,17 +38,6 @@ options:
         C(max_oldest_idle_in_transaction), C(max_oldest_transaction), C(max_lock_wait) (durations), C(max_would_end).
       - C(max_lock_wait) fails the host when a session has waited for a lock longer than this.
     type: dict
-  run_on:
-    description:
-      - V(controller) (default) does the work inside this worker of the controller's own Ansible process, with the engine
-        module's own code and argument spec, but no module process and no connection to the host. The driver
-        (C(psycopg2) / C(PyMySQL)) must be importable by the Python that runs C(ansible-playbook); otherwise the host fails
-        naming that interpreter and the pip command.
-      - V(host) runs the engine module over the task's connection (on the database host).
-      - The results, the audit trail and the reports are the same either way.
-    type: str
-    choices: [controller, host]
-    default: controller
 attributes:
   check_mode:
     support: full

@@ -62,17 +62,6 @@ options:
   audit_log:
     description: Audit trail file on the control node. Unset, no trail is written.
     type: path
-  run_on:
-    description:
-      - V(controller) (default) does the work inside this worker of the controller's own Ansible process, with the engine
-        module's own code and argument spec, but no module process and no connection to the host. The driver
-        (C(psycopg2) / C(PyMySQL)) must be importable by the Python that runs C(ansible-playbook); otherwise the host fails
-        naming that interpreter and the pip command.
-      - V(host) runs the engine module over the task's connection (on the database host).
-      - The results, the audit trail and the reports are the same either way.
-    type: str
-    choices: [controller, host]
-    default: controller
 attributes:
   check_mode:
     support: full

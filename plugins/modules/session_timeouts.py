@@ -41,15 +41,6 @@ options:
   audit_log:
     description: Audit trail file on the control node. Unset, no trail is written.
     type: path
-  run_on:
-    description:
-      - V(controller) (default) does the work inside this worker of the controller's own Ansible process, with the engine
-        module's own code and argument spec; the driver (C(psycopg2) / C(PyMySQL)) must be importable by the Python that
-        runs C(ansible-playbook).
-      - V(host) runs the engine module over the task's connection (on the database host).
-    type: str
-    choices: [controller, host]
-    default: controller
 attributes:
   check_mode:
     support: full
