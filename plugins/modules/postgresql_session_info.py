@@ -171,7 +171,7 @@ locks:
         state: {description: Its normalized state; null when not visible., type: str, returned: always, sample: idle_in_transaction}
         blocking: {description: Sessions waiting behind it., type: int, returned: always, sample: 2}
         blocking_seconds: {description: The longest wait among them., type: float, returned: always, sample: 42.118}
-        waiters: {description: Their pids, sorted., type: list, elements: int, returned: always, sample: [4711, 4712]}
+        waiters: {description: "Their pids, sorted.", type: list, elements: int, returned: always, sample: [4711, 4712]}
     cycles:
       description: Wait cycles, each the sorted pids of its sessions.
       type: list
