@@ -899,8 +899,8 @@ class MariaDB(Flavour):
                 "FROM information_schema.PROCESSLIST WHERE ID = %s AND USER = %s AND HOST = %s; "
                 "IF e <> 0 THEN SET r = CONCAT(r, 'x:', e, '|'); "
                 "ELSEIF n = 0 THEN SET r = CONCAT(r, 'g|'); "
-                f"ELSEIF ok = 1 AND w > 0 THEN {kill} SET r = CONCAT(r, 'k:', e, '|'); "
-                "ELSEIF ok = 1 THEN SET r = CONCAT(r, 'w|'); "
+                f"ELSEIF ok = 1 THEN IF w > 0 THEN {kill} SET r = CONCAT(r, 'k:', e, '|'); "
+                "ELSE SET r = CONCAT(r, 'w|'); END IF; "
                 "ELSE SET r = CONCAT(r, 'm:', IFNULL(c, ''), ':', IFNULL(q, ''), '|'); END IF;"
             )
             params.extend(waiting_params)

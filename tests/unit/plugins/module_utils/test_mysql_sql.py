@@ -863,9 +863,8 @@ def test_mariadb_guard_cancels_a_waiter_only_while_it_still_waits(kind, check):
     # the waiter: checked first, then re-read, then cancelled only if both hold
     assert sql.count(check) == 1 and sql.index(check) < sql.index("PROCESSLIST WHERE ID = %s AND USER")
     assert params[0] == 7
-    assert (
-        "ELSEIF ok = 1 AND w > 0 THEN KILL QUERY ID q;" in sql and "ELSEIF ok = 1 THEN SET r = CONCAT(r, 'w|')" in sql
-    )
+    assert "ELSEIF ok = 1 THEN IF w > 0 THEN KILL QUERY ID q;" in sql
+    assert "ELSE SET r = CONCAT(r, 'w|'); END IF;" in sql
     # a victim of any other rule needs no wait: w is set, not read
     assert sql.count("SET w = 1;") == 1 and sql.count("INTO w") == 1
     assert fl.parse_guard_outcomes("w|k:0|", 2) == [("w", []), ("k", ["0"])]
