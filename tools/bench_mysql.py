@@ -126,8 +126,8 @@ def bench_listing(fleet, server, repeat):
             figures["list_sessions warm"].append(time.perf_counter() - start)
             sql, params = d.flavour.list_query(with_superusers=d.superusers_readable)
             sql = sql.replace(
-                "LEFT JOIN information_schema.INNODB_TRX AS t ON t.trx_mysql_thread_id = p.ID",
-                "LEFT JOIN information_schema.INNODB_TRX AS t ON t.trx_mysql_thread_id = p.ID "
+                " AS t ON t.trx_mysql_thread_id = p.ID",
+                " AS t ON t.trx_mysql_thread_id = p.ID "
                 "LEFT JOIN performance_schema.session_connect_attrs AS a "
                 "ON a.PROCESSLIST_ID = p.ID AND a.ATTR_NAME = 'program_name'",
             ).replace("UTC_TIMESTAMP(6)", "UTC_TIMESTAMP(6), a.ATTR_VALUE")

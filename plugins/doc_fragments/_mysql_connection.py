@@ -30,7 +30,9 @@ options:
         C(CONNECTION_ADMIN) on MySQL 8 (C(SUPER) on older servers) to end them, plus two read grants that expose no
         password hash: C(SELECT (User, Host, Super_priv) ON mysql.user) (MySQL 8 also C(SELECT ON mysql.global_grants))
         to tell superuser sessions apart, and C(SELECT ON performance_schema.session_connect_attrs) to read
-        C(program_name). Missing rights fail the run with the GRANT that fixes them.'
+        C(program_name). A policy with lock conditions also reads C(SELECT ON performance_schema.metadata_locks) and
+        C(SELECT ON performance_schema.threads) (MySQL 8 also C(SELECT ON performance_schema.data_lock_waits)).
+        Missing rights fail the run with the GRANT that fixes them.'
     type: str
   login_password:
     description:

@@ -61,6 +61,7 @@ import traceback
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _engines
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql_flavours as flavours
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import (
+    GUARD_STILL_WAITING,
     OUTCOMES,
     REASON_FAILED,
     REASON_GONE,
@@ -667,12 +668,15 @@ class MySQLDriver(Driver):
         self._fetch_one(self.flavour.unlock_query())
 
     # ------------------------------------------------------------ listing
-    def _list(self, ids=None, applications=True):
+    def _list(self, ids=None, applications=True, locks=None):
+        """The client threads (`ids`: only these). Lock waits: a full listing reads every
+        source it can; a re-read by id reads whether the threads wait only if `locks`."""
+        locks = ids is None if locks is None else locks
         query = self.flavour.list_query(
             with_superusers=self.superusers_readable,
             ids=ids,
-            row_locks=self.row_lock_waits_readable,
-            metadata_locks=self.metadata_locks_visible,
+            row_locks=locks and self.row_lock_waits_readable,
+            metadata_locks=locks and self.metadata_locks_visible,
         )
         # InnoDB refreshes INFORMATION_SCHEMA.INNODB_TRX only for a reader that comes after
         # flavours.TRX_CACHE_QUIET_SECONDS without one: our own listings (a plan right after the
@@ -787,6 +791,8 @@ class MySQLDriver(Driver):
         thread_id = victim.get("id")
         if code == flavours.GUARD_GONE:
             return victim, REASON_GONE, f"thread {thread_id} is no longer connected"
+        if code == flavours.GUARD_NOT_WAITING:
+            return victim, REASON_STATE_CHANGED, flavours.NOT_WAITING_DETAIL
         if code == flavours.GUARD_MOVED:
             command, query_id = (fields + ["", ""])[:2]
             if command == victim.get("command"):
@@ -820,7 +826,7 @@ class MySQLDriver(Driver):
 
     def _reread_and_kill(self, victim, mode):
         """MySQL: re-read this one victim, then KILL it at once if it has not moved on."""
-        current = self._list(ids=[victim["id"]], applications=False)
+        current = self._list(ids=[victim["id"]], applications=False, locks=bool(victim.get(GUARD_STILL_WAITING)))
         moved = flavours.moved_on(victim, current[0] if current else None, self.flavour.state_since_tolerance)
         if moved is not None:
             return victim, moved[0], moved[1]

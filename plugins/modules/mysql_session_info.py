@@ -14,8 +14,15 @@ version_added: 0.1.0
 author: dbhygiene.sessions contributors (@dbhygiene)
 description:
   - Lists every client thread of a MySQL or MariaDB server as normalized session records, the same shape for every
-    engine of this collection, with a summary and facts about the server. One statement reads
-    C(PROCESSLIST), C(INNODB_TRX) (open transactions) and the connection attributes (C(program_name)).
+    engine of this collection, with a summary, the lock chains (RV(locks)) and facts about the server. One statement
+    reads C(PROCESSLIST), C(INNODB_TRX) (open transactions) and the lock waits; a second the connection attributes
+    (C(program_name)) of threads not seen before.
+  - 'Lock waits: InnoDB lock waits (MariaDB C(INNODB_LOCK_WAITS); MySQL 8 C(performance_schema.data_lock_waits)) and
+    metadata-lock waits (C(performance_schema.metadata_locks): an C(ALTER TABLE) behind a transaction that read the
+    table, a query queued behind that C(ALTER TABLE), C(GET_LOCK()), C(FLUSH TABLES WITH READ LOCK)). Metadata-lock
+    waits are seen only where C(performance_schema) is on with the instrument C(wait/lock/metadata/sql/mdl)
+    (off by default on MariaDB: C(performance_schema_instrument=wait/lock/metadata/sql/mdl=ON));
+    RV(server.metadata_locks_visible) says whether they are.'
   - 'States: C(Query)/C(Execute) are V(active); C(Sleep) is V(idle), or V(idle_in_transaction) when the thread holds an
     open InnoDB transaction; any other command is V(other).'
   - Never changes anything. Our own connection, system threads (C(system user), C(event_scheduler)), replication
@@ -59,6 +66,13 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "{{ mysql_threads.sessions | selectattr('state', 'eq', 'idle_in_transaction')
              | selectattr('idle_seconds', 'gt', 300) | map(attribute='id') | list }}"
+
+- name: The lock chains, root blockers first, and who has waited on a lock for more than 30 seconds
+  ansible.builtin.debug:
+    msg:
+      - "{{ mysql_threads.locks.chains | map(attribute='root') | list }}"
+      - "{{ mysql_threads.sessions | selectattr('blocked_by') | selectattr('lock_wait_seconds', 'gt', 30)
+            | map(attribute='id') | list }}"
 
 - name: The same over TLS, the server certificate checked against our CA, connection options in the task
   dbhygiene.sessions.mysql_session_info:
@@ -115,6 +129,80 @@ sessions:
     thread_state: {description: C(PROCESSLIST.STATE)., type: str, returned: always}
     query_id: {description: MariaDB C(QUERY_ID) of the current or last statement; null on MySQL., type: int, returned: always}
     transaction_started: {description: "C(trx_started) of the open transaction (UTC, ISO 8601) or null.", type: str, returned: always}
+    blocked_by:
+      description:
+        - Thread ids of the sessions this one waits on for a lock, sorted; empty when it does not wait.
+        - 'InnoDB lock: every transaction ahead of it on that lock, as InnoDB reports them (the holder, and the waiters
+          queued before it). Metadata lock or C(GET_LOCK()): the threads whose granted locks conflict with its request,
+          and those whose queued requests go first (a query behind a waiting C(ALTER TABLE) waits on the C(ALTER TABLE)).'
+        - An id not in RV(sessions) is kept (a transaction without a connection, such as a prepared XA one, shows as 0).
+        - A waiter whose holder the login cannot tell (MySQL without C(performance_schema)) waits on nobody here.
+      type: list
+      elements: int
+      returned: always
+      sample: [4702]
+    lock_wait_seconds:
+      description:
+        - How long it has waited for its lock; null when it does not wait.
+        - 'InnoDB lock: from C(INNODB_TRX.trx_wait_started), which has whole seconds: the lower bound, so up to a second
+          short (as RV(sessions[].transaction_seconds)), never more than its statement''s age. Metadata lock: no server
+          table has when the wait began, so the age of the waiting statement (a DDL asks for its lock first thing).'
+      type: float
+      returned: always
+      sample: 42.118
+    lock_kind:
+      description: What it waits for, V(row) (an InnoDB lock), V(metadata) (a metadata lock) or V(user_lock) (C(GET_LOCK())); null when it does not wait.
+      type: str
+      returned: always
+      sample: row
+    blocking:
+      description: How many sessions wait behind this one, directly or down a chain (A <- B <- C counts 2 for A); 0 when none.
+      type: int
+      returned: always
+      sample: 2
+    blocking_seconds:
+      description: The longest RV(sessions[].lock_wait_seconds) among the sessions waiting behind it; null when none.
+      type: float
+      returned: always
+      sample: 42.118
+locks:
+  description:
+    - The lock chains of the server, from the same listing as RV(sessions).
+    - A B(root blocker) waits on nothing and holds a lock others wait for, directly or down a chain. Sessions in a wait
+      cycle (a deadlock the server has not resolved yet) are never roots; they are listed in RV(locks.cycles).
+  returned: success
+  type: dict
+  contains:
+    waiting: {description: Number of sessions waiting for a lock., type: int, returned: always, sample: 3}
+    longest_wait_seconds:
+      description: The longest lock wait of any session; null when none waits.
+      type: float
+      returned: always
+      sample: 42.118
+    chains:
+      description: One entry per root blocker, the most waiters first.
+      type: list
+      elements: dict
+      returned: always
+      contains:
+        root: {description: Thread id of the root blocker., type: int, returned: always, sample: 4702}
+        visible:
+          description: The root is in RV(sessions); false for a holder our login cannot see or one without a connection.
+          type: bool
+          returned: always
+        user: {description: Its user; null when not visible., type: str, returned: always}
+        database: {description: Its database; null when not visible., type: str, returned: always}
+        application: {description: Its application name; null when not visible., type: str, returned: always}
+        state: {description: Its normalized state; null when not visible., type: str, returned: always, sample: idle_in_transaction}
+        blocking: {description: Sessions waiting behind it., type: int, returned: always, sample: 2}
+        blocking_seconds: {description: The longest wait among them., type: float, returned: always, sample: 42.118}
+        waiters: {description: "Their thread ids, sorted.", type: list, elements: int, returned: always, sample: [4711, 4712]}
+    cycles:
+      description: Wait cycles, each the sorted thread ids of its sessions.
+      type: list
+      elements: list
+      returned: always
+      sample: []
 summary:
   description: Counts of the sessions.
   returned: success
@@ -159,6 +247,22 @@ server:
     can_end_sessions: {description: The login may end other users' threads., type: bool, returned: always}
     applications_readable: {description: The login can read C(program_name) of other threads., type: bool, returned: always}
     superusers_readable: {description: The login can read which accounts are superusers., type: bool, returned: always}
+    row_lock_waits_visible:
+      description:
+        - The records name who waits on whom for InnoDB locks (MariaDB C(INNODB_LOCK_WAITS), under C(PROCESS); MySQL 8
+          C(performance_schema.data_lock_waits), with C(performance_schema) on and read grants).
+        - When false, InnoDB lock waiters still show (RV(sessions[].lock_wait_seconds)), waiting on nobody.
+      type: bool
+      returned: always
+    metadata_locks_visible:
+      description:
+        - Metadata-lock and C(GET_LOCK()) waits are read (C(performance_schema) on, its instrument
+          C(wait/lock/metadata/sql/mdl) on, and the login may read C(performance_schema.metadata_locks) and
+          C(performance_schema.threads)).
+        - When false, a session waiting on a metadata lock (an C(ALTER TABLE) behind an open transaction) shows as
+          active, not waiting, and its blocker blocks nobody.
+      type: bool
+      returned: always
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib

@@ -25,6 +25,15 @@ description:
     session, so such victims are reported in RV(not_ended) with reason C(nothing_to_cancel). V(cancel_then_terminate)
     terminates idle victims straight away for the same reason, and terminates active ones still running the same
     statement after O(policy.grace) (for example a stored procedure whose handler swallows the interruption).
+  - 'Lock-aware: O(policy.rules[].blocking_longer_than) and O(policy.rules[].blocking_at_least) end the B(root blocker)
+    of a lock queue (a session that waits on nothing and holds a lock others wait for, directly or down a chain), never
+    the sessions waiting behind it; O(policy.rules[].waiting_longer_than) matches the waiters (with V(cancel), it stops
+    a statement stuck in a lock queue, for example an C(ALTER TABLE) behind an open transaction, and keeps its
+    connection). A waiter matched by O(policy.rules[].waiting_longer_than) is ended only if it still waits when its
+    turn comes (MariaDB: live for metadata locks; for InnoDB locks as of the listing, C(INNODB_TRX) being a cache).
+    Who waits on whom is read with the threads, in the same statement: InnoDB lock waits and, where
+    C(performance_schema) records them, metadata-lock waits (see M(dbhygiene.sessions.mysql_session_info)); such a
+    policy needs the read grants listed in O(login_user).'
   - After ending, the module waits (at most O(wait_timeout) seconds) until the sessions are gone, so that a second run
     right after finds nothing to do.
   - The condition C(connected_longer_than) is not available (the server does not record when a thread connected); a
@@ -112,6 +121,21 @@ EXAMPLES = r"""
           applications: ["report-*"]
           running_longer_than: 15m
           query_matches: "(?i)^\\s*select"
+
+- name: End a transaction left open that has blocked others for 30s, cancel a DDL that has waited 10s
+  dbhygiene.sessions.mysql_sessions:
+    policy:
+      name: lock-queues
+      rules:
+        - name: root-blocker
+          states: [idle_in_transaction]
+          blocking_longer_than: 30s
+        - name: stuck-ddl
+          waiting_longer_than: 10s
+          query_matches: "(?i)^\\s*(alter|create index|drop|truncate|optimize|rename)\\s"
+          action: cancel
+      limits:
+        max_terminations: 5
 """
 
 RETURN = r"""
@@ -131,6 +155,11 @@ terminated:
     application: {description: The C(program_name) connection attribute., type: str, returned: always}
     state: {description: Normalized state when planned., type: str, returned: always}
     idle_seconds: {description: "Seconds since the last state change, when planned.", type: float, returned: always}
+    blocked_by: {description: "Thread ids it waited on for a lock, when planned; empty when it did not wait.", type: list, elements: int, returned: always}
+    lock_wait_seconds: {description: "How long it had waited for its lock, when planned; null when it did not wait.", type: float, returned: always}
+    lock_kind: {description: "V(row), V(metadata) or V(user_lock), when planned; null when it did not wait.", type: str, returned: always}
+    blocking: {description: "How many sessions waited behind it (transitively), when planned.", type: int, returned: always, sample: 2}
+    blocking_seconds: {description: "The longest wait among them, when planned; null when none.", type: float, returned: always}
     rule: {description: The first rule (policy order) that matched., type: str, returned: always, sample: ghost-idle}
     action: {description: The rule's action., type: str, returned: always, sample: terminate}
 cancelled:

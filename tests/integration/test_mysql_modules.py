@@ -375,7 +375,7 @@ def test_examples_run_as_written(fleet, my_held, tmp_path):
     run = run_playbook(path)
     assert run.rc == 0, run.output
     ran = [r for r in run.results if r["action"].startswith("dbhygiene.sessions.")]
-    assert len(ran) == 6 and all(r["status"] == "ok" for r in ran), [(r["task"], r["status"]) for r in ran]
+    assert len(ran) == 7 and all(r["status"] == "ok" for r in ran), [(r["task"], r["status"]) for r in ran]
     assert bystander.alive()
 
 

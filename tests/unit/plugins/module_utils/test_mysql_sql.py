@@ -47,7 +47,7 @@ def test_list_query_shape(flavour):
     assert _placeholders_match(sql, params)
     assert sql.startswith("SELECT p.ID, p.USER, p.HOST")
     assert "p.ID <> CONNECTION_ID()" in sql
-    assert "information_schema.INNODB_TRX AS t ON t.trx_mysql_thread_id = p.ID" in sql
+    assert "FROM information_schema.INNODB_TRX) AS t ON t.trx_mysql_thread_id = p.ID" in sql
     # program_name is read apart (attrs_query): joining session_connect_attrs is quadratic
     assert "session_connect_attrs" not in sql
     assert params[0] == 1024 and "program_name" not in params
@@ -629,13 +629,17 @@ def test_guard_blocks_shrink_with_the_thread_list(threads, size):
 )
 def test_the_listing_reads_the_lock_waits_in_the_same_statement(flavour):
     sql, params = flavour.list_query()
+    mdl_condition, mdl_params = fl.mdl_conflicts_condition()
     assert _placeholders_match(sql, params)
     # whether a thread waits for an InnoDB lock, and since when: INNODB_TRX, joined anyway
     assert "t.trx_state = 'LOCK WAIT'" in sql and "t.trx_wait_started" in sql
-    # metadata-lock waits: pending requests and every other lock on the same object
+    # metadata-lock waits: pending requests, and the conflicting locks on the same object, grouped
+    # per object, status and type (one lookup per waiter and group, not one pair per two locks)
     assert "FROM performance_schema.metadata_locks AS w" in sql and "w.LOCK_STATUS = 'PENDING'" in sql
-    assert "h.OWNER_THREAD_ID <> w.OWNER_THREAD_ID" in sql and "h.OBJECT_NAME <=> w.OBJECT_NAME" in sql
-    assert "ON m.waiter_id = p.ID" in sql
+    assert "GROUP BY l.OBJECT_TYPE, object_schema, object_name, l.LOCK_STATUS, l.LOCK_TYPE) AS g" in sql
+    assert "g.object_name = IFNULL(w.OBJECT_NAME, '')" in sql
+    assert mdl_condition in sql and "ON m.waiter_id = p.ID" in sql
+    assert "(SELECT DISTINCT THREAD_ID, PROCESSLIST_ID FROM performance_schema.threads) AS wt" in sql
     # our own sweep lock is not a lock wait; the values are parameters
     assert fl.SWEEP_LOCK in params and fl.SWEEP_LOCK not in sql and fl.MDL_USER_LOCK in params
     # derived tables, each read once: no correlated subquery per thread
@@ -647,7 +651,7 @@ def test_the_listing_reads_the_lock_waits_in_the_same_statement(flavour):
 def test_row_lock_waits_per_flavour():
     sql = MARIADB.list_query()[0]
     assert "FROM information_schema.INNODB_LOCK_WAITS AS w" in sql
-    assert "JOIN information_schema.INNODB_TRX AS b ON b.trx_id = w.blocking_trx_id" in sql
+    assert "FROM information_schema.INNODB_TRX) AS b ON b.trx_id = w.blocking_trx_id" in sql
     assert "ON rw.trx_id = t.trx_id" in sql and "data_lock_waits" not in sql
     sql = MYSQL_8.list_query()[0]
     assert "FROM performance_schema.data_lock_waits AS w" in sql and "INNODB_LOCK_WAITS" not in sql
@@ -671,12 +675,15 @@ def test_lock_sources_the_login_cannot_read_are_left_out(flavour):
 
 
 @pytest.mark.parametrize("flavour", [MARIADB, MYSQL_8])
-def test_the_guard_reread_reads_no_lock_waits(flavour):
-    sql, params = flavour.list_query(ids=[7])
+def test_the_guard_reread_reads_the_lock_waits_only_when_asked(flavour):
+    sql, params = flavour.list_query(ids=[7], row_locks=False, metadata_locks=False)
     assert _placeholders_match(sql, params)
     assert "metadata_locks" not in sql and "AS rw ON" not in sql and fl.SWEEP_LOCK not in params
     select = sql[len("SELECT ") : sql.index(" FROM ")]
     assert len(list(_split_select(select))) == len(fl.COLUMNS)
+    # a waiter planned by waiting_longer_than: does it still wait? (MySQL's re-read before its KILL)
+    sql, params = flavour.list_query(ids=[7])
+    assert _placeholders_match(sql, params) and "metadata_locks" in sql and params[-1] == 7
 
 
 def test_lock_probes():
@@ -751,15 +758,29 @@ def test_metadata_lock_conflicts(requested, status, held, blocks):
     assert fl.mdl_blockers(f"{requested} {status} {held} 31") == ([31] if blocks else [])
 
 
+def test_the_listing_asks_the_server_for_conflicting_locks_only():
+    sql, params = fl.mdl_conflicts_condition()
+    assert _placeholders_match(sql, params)
+    assert "g.LOCK_STATUS = 'GRANTED'" in sql and "g.LOCK_STATUS = 'PENDING'" in sql
+    assert "FIND_IN_SET(g.LOCK_TYPE, ELT(FIELD(w.LOCK_TYPE" in sql
+    granted = len(fl.MDL_GRANTED_CONFLICTS)
+    names, lists = params[:granted], params[granted : 2 * granted]
+    # FIELD() position i of a requested type picks list i: its conflicting types, comma separated
+    assert dict(zip(names, lists)) == dict((k, ",".join(v)) for k, v in fl.MDL_GRANTED_CONFLICTS.items())
+    pending = params[2 * granted :]
+    assert dict(zip(pending[: len(pending) // 2], pending[len(pending) // 2 :])) == dict(
+        (k, ",".join(v)) for k, v in fl.MDL_PENDING_CONFLICTS.items()
+    )
+    assert all("'" not in p and " " not in p for p in params)
+
+
 def test_mdl_blockers_as_the_server_returns_them():
     # an ALTER TABLE (39) waits behind a transaction (36) and two UPDATEs (37, 38); a SELECT (40) behind it
-    alter = (
-        "EXCLUSIVE GRANTED SHARED_READ 36,EXCLUSIVE GRANTED SHARED_WRITE 36,EXCLUSIVE GRANTED SHARED_WRITE 37,"
-        "EXCLUSIVE GRANTED SHARED_WRITE 38,EXCLUSIVE PENDING SHARED_READ 40"
-    )
+    # (one item per status and type of the locks on the object, with the ids of their threads)
+    alter = "EXCLUSIVE GRANTED SHARED_READ 36,EXCLUSIVE GRANTED SHARED_WRITE 38 36 37,EXCLUSIVE PENDING SHARED_READ 40"
     select = (
         "SHARED_READ GRANTED SHARED_READ 36,SHARED_READ GRANTED SHARED_UPGRADABLE 39,SHARED_READ GRANTED "
-        "SHARED_WRITE 36,SHARED_READ PENDING EXCLUSIVE 39"
+        "SHARED_WRITE 36 37 38,SHARED_READ PENDING EXCLUSIVE 39"
     )
     assert fl.mdl_blockers(alter) == [36, 37, 38]
     assert fl.mdl_blockers(select.encode()) == [39]
@@ -814,3 +835,47 @@ def test_lock_waits_arrive_whole_in_group_concat(home):
     # MySQL's group_concat_max_len is 1 KB by default: an ALTER behind 200 readers would be cut
     init = _mysql.connect_kwargs({"login_host": "db"})["init_command"]
     assert "time_zone = '+00:00'" in init and "group_concat_max_len = 4194304" in init
+
+
+def _waiter(kind, **changes):
+    return _victim(
+        command="Query",
+        state="active",
+        lock_kind=kind,
+        lock_wait_seconds=12.0,
+        **{fl.GUARD_STILL_WAITING: True},
+        **changes,
+    )
+
+
+@pytest.mark.parametrize(
+    "kind, check",
+    [
+        ("row", "FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id = %s AND trx_state = 'LOCK WAIT'"),
+        ("metadata", "PROCESSLIST WHERE ID = %s AND (STATE LIKE 'Waiting for %%lock' OR STATE = 'User lock')"),
+        ("user_lock", "PROCESSLIST WHERE ID = %s AND (STATE LIKE 'Waiting for %%lock' OR STATE = 'User lock')"),
+    ],
+)
+def test_mariadb_guard_cancels_a_waiter_only_while_it_still_waits(kind, check):
+    plain = _victim(id=8, command="Query", state="active", query_id=11)
+    sql, params = MARIADB.guard_block([_waiter(kind, id=7, query_id=10), plain], "cancel")
+    assert _placeholders_match(sql, params)
+    # the waiter: checked first, then re-read, then cancelled only if both hold
+    assert sql.count(check) == 1 and sql.index(check) < sql.index("PROCESSLIST WHERE ID = %s AND USER")
+    assert params[0] == 7
+    assert "ELSEIF ok = 1 THEN IF w > 0 THEN KILL QUERY ID q;" in sql
+    assert "ELSE SET r = CONCAT(r, 'w|'); END IF;" in sql
+    # a victim of any other rule needs no wait: w is set, not read
+    assert sql.count("SET w = 1;") == 1 and sql.count("INTO w") == 1
+    assert fl.parse_guard_outcomes("w|k:0|", 2) == [("w", []), ("k", ["0"])]
+
+
+def test_mysql_guard_requires_a_waiter_to_still_wait():
+    planned = _waiter("row")
+    assert fl.moved_on(planned, dict(planned), 0.5) is None
+    gone_wait = dict(planned, lock_wait_seconds=None, blocked_by=[], lock_kind=None)
+    assert fl.moved_on(planned, gone_wait, 0.5) == ("state_changed", fl.NOT_WAITING_DETAIL)
+    # a victim of another rule is not asked
+    other = dict(planned)
+    del other[fl.GUARD_STILL_WAITING]
+    assert fl.moved_on(other, gone_wait, 0.5) is None
