@@ -167,7 +167,11 @@ record:
     drained_at: {description: When it was first drained (ISO 8601 UTC)., type: str, returned: always}
     drained_by: {description: The login that drained it first., type: str, returned: always}
     complete: {description: False while an account of it is still C(pending) (a drain that died half-way)., type: bool, returned: always}
-    changes: {description: 'The accounts locked for it: entries as in RV(changes) plus C(status) (C(pending) or C(locked)).', type: list, elements: dict, returned: always}
+    changes:
+      description: 'The accounts locked for it: entries as in RV(changes) plus C(status) (C(pending) or C(locked)).'
+      type: list
+      elements: dict
+      returned: always
 terminated:
   description:
     - Sessions on O(databases) terminated (check mode, that would be), normalized session records as in

@@ -212,16 +212,10 @@ def render_markdown(report):
     if change_rows:
         lines += ["", "## Rights " + ("that would change" if dry else "changed"), ""]
         lines += md.table(("host", "change", "what", "detail"), change_rows)
-    sessions = []
-    for host, entry in report["hosts"].items():
-        for bucket, outcome in (("terminated", "terminate"), ("cancelled", "cancel")):
-            for item in entry.get(bucket) or []:
-                sessions.append((host, ("would " if dry else "") + outcome, item))
-        for item in entry.get("not_ended") or []:
-            sessions.append((host, "not ended: " + str(item.get("reason")), item))
+    sessions = md.session_rows(report)
     if sessions:
         lines += ["", "## Sessions " + ("that would be ended" if dry else "ended"), ""]
-        lines += md._session_table(sessions)  # pylint: disable=protected-access
+        lines += md.session_table(sessions)
     if report["failed_hosts"]:
         lines += md._failed_hosts(report)  # pylint: disable=protected-access
     lines.append("")

@@ -44,7 +44,7 @@ def _ended(entry):
 _SESSION_HEADINGS = ("host", "id", "user", "database", "application", "client", "state", "idle", "rule", "outcome")
 
 
-def _session_table(rows):
+def session_table(rows):
     """The table of sessions: rows are (host, outcome, entry)."""
     return table(
         _SESSION_HEADINGS,
@@ -85,7 +85,7 @@ def _body(report, headline, headings, host_row, sessions, section):
     lines += table(headings, ((host,) + host_row(entry) for host, entry in report["hosts"].items()))
     if sessions:
         lines += ["", section, ""]
-        lines += _session_table(sessions)
+        lines += session_table(sessions)
     return lines
 
 
@@ -101,17 +101,25 @@ def _enforce_host(entry):
     )
 
 
+def session_rows(report):
+    """(host, outcome, session) of every session a report's hosts ended, would end or did not
+    end, in host order: the rows of `session_table`."""
+    dry = report["check_mode"]
+    rows = []
+    for host, entry in report["hosts"].items():
+        for bucket, outcome in (("terminated", "terminate"), ("cancelled", "cancel")):
+            for item in entry.get(bucket) or []:
+                rows.append((host, ("would " if dry else "") + outcome, item))
+        for item in entry.get("not_ended") or []:
+            rows.append((host, "not ended: " + str(item.get("reason")), item))
+    return rows
+
+
 def _enforce_body(report):
     totals = report["totals"]
     dry = report["check_mode"]
     ended = "would end" if dry else "ended"
-    sessions = []
-    for host, entry in report["hosts"].items():
-        for bucket, outcome in (("terminated", "terminate"), ("cancelled", "cancel")):
-            for item in entry.get(bucket) or []:
-                sessions.append((host, ("would " if dry else "") + outcome, item))
-        for item in entry.get("not_ended") or []:
-            sessions.append((host, "not ended: " + str(item.get("reason")), item))
+    sessions = session_rows(report)
     return _body(
         report,
         f"**{totals['hosts']} hosts: {totals['ok']} ok, {totals['failed']} failed. "
