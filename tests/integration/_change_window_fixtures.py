@@ -66,12 +66,28 @@ class Window(object):
         self._run(statements)
         return self
 
+    def _existing_roles(self):
+        conn = self._admin()
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (list(self.users),))
+            return sorted(row[0] for row in cur.fetchall())
+        finally:
+            conn.close()
+
     def drop(self):
         if self.engine == "postgresql":
             statements = [
                 (sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)), None)
                 for db in self.databases
             ]
+            # A login that drained first owns the drain record's schema (dbhygiene, in the
+            # admin's database): hand what it owns to the admin before it goes.
+            for user in self._existing_roles():
+                statements += [
+                    (sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(sql.Identifier(user)), None),
+                    (sql.SQL("DROP OWNED BY {}").format(sql.Identifier(user)), None),
+                ]
             statements += [
                 (sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(user)), None) for user in self.users
             ]
