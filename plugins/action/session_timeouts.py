@@ -68,7 +68,7 @@ class ActionModule(_action.ActionMixin, ActionBase):
         if module_result.get("failed"):
             summary["failure"] = "policy" if module_result.get("field") else _fleet.failure_reason(module_result)
         if params.get("audit_log"):
-            lines = _timeouts.trail_records(
+            lines = _fleet.timeouts_trail_records(
                 host, engine, module_result, check_mode, context, _fleet.iso(_fleet.utc_now())
             )
             self.write_trail(result, summary, params["audit_log"], lines, f"timeouts were reconciled on {host}")

@@ -78,17 +78,7 @@ def changes_of(result):
 
 
 def _line(host, engine, check_mode, context, action, outcome):
-    return {
-        "time": iso_utc_z(utc_now()),
-        "host": host,
-        "login_host": context.get("login_host"),
-        "engine": engine,
-        "policy": POLICY,
-        "rule": POLICY,
-        "action": action,
-        "check_mode": bool(check_mode),
-        "outcome": outcome,
-    }
+    return _trail.trail_line(iso_utc_z(utc_now()), host, engine, context, POLICY, POLICY, action, check_mode, outcome)
 
 
 def trail_records(host, engine, result, check_mode, context):

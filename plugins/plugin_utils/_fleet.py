@@ -57,6 +57,7 @@ from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._trail import (
     outcome_for,
     redact_query,
     session_fields,
+    timeouts_trail_records,
     trail_records,
 )
 
@@ -87,6 +88,7 @@ __all__ = [
     "render_markdown",
     "run_tag",
     "session_fields",
+    "timeouts_trail_records",
     "trail_records",
     "utc_now",
     "write_private",

@@ -73,6 +73,21 @@ def outcome_for(bucket, check_mode):
     return "would_cancel" if check_mode else "cancelled"
 
 
+def trail_line(now, host, engine, context, policy, rule, action, check_mode, outcome):
+    """The fields every audit line starts with, in this order (each role adds its own)."""
+    return {
+        "time": now,
+        "host": host,
+        "login_host": context.get("login_host"),
+        "engine": engine,
+        "policy": policy,
+        "rule": rule,
+        "action": action,
+        "check_mode": bool(check_mode),
+        "outcome": outcome,
+    }
+
+
 def trail_records(host, engine, result, check_mode, context):
     """Audit lines for one host's *_sessions result (a dict).
 
@@ -88,17 +103,9 @@ def trail_records(host, engine, result, check_mode, context):
     records = []
 
     def record(entry, outcome):
-        line = {
-            "time": now,
-            "host": host,
-            "login_host": context.get("login_host"),
-            "engine": engine,
-            "policy": policy_name,
-            "rule": entry.get("rule"),
-            "action": entry.get("action"),
-            "check_mode": bool(check_mode),
-            "outcome": outcome,
-        }
+        line = trail_line(
+            now, host, engine, context, policy_name, entry.get("rule"), entry.get("action"), check_mode, outcome
+        )
         if entry.get("reason") is not None:
             line["reason"] = entry.get("reason")
             line["detail"] = entry.get("detail")
@@ -160,3 +167,44 @@ def _open_locked(path):
             raise
         os.close(fd)
     raise OSError(errno.EAGAIN, "the file keeps being replaced while it is opened", path)
+
+
+def timeouts_trail_records(host, engine, result, check_mode, context, now):
+    """Audit lines of one host's *_timeouts result: one per setting changed (check mode: that
+    would change), with the value before and after; after a change that failed once others
+    had run, one per statement that ran."""
+    records = []
+    set_outcome = "would_set" if check_mode else "set"
+    if result.get("failed"):
+        for statement in result.get("queries") or []:
+            line = trail_line(now, host, engine, context, "timeouts", None, "set_timeout", check_mode, "set")
+            line.update(statement=statement, job_id=context.get("job_id"))
+            records.append(line)
+        return records
+    for item in result.get("settings") or []:
+        if not item.get("changed"):
+            continue
+        line = trail_line(
+            now, host, engine, context, "timeouts", item.get("given_as"), "set_timeout", check_mode, set_outcome
+        )
+        line.update(
+            level=item.get("level"),
+            target=item.get("target"),
+            variable=item.get("variable"),
+            before=item.get("current_text"),
+            after=item.get("wanted_text"),
+            job_id=context.get("job_id"),
+        )
+        records.append(line)
+    if result.get("persist_file_changed"):
+        line = trail_line(now, host, engine, context, "timeouts", "persist_file", "write_file", check_mode, set_outcome)
+        line.update(
+            level="server",
+            target=result.get("persist_file"),
+            variable=None,
+            before=None,
+            after=None,
+            job_id=context.get("job_id"),
+        )
+        records.append(line)
+    return records

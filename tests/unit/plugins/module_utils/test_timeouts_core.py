@@ -13,6 +13,7 @@ __metaclass__ = type
 import pytest
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _timeouts as t
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _trail
 
 HOSTILE = 'it\'s "quoted"; %s %(x)s -- DROP ROLE x; \\'
 
@@ -349,19 +350,19 @@ def test_one_trail_line_per_setting_changed():
     items = _items()
     items[1]["changed"] = False
     result = {"settings": items, "persist_file": "/etc/x.cnf", "persist_file_changed": True}
-    lines = t.trail_records("db1", "mysql", result, True, {"login_host": "10.0.0.1", "job_id": 7}, "T")
+    lines = _trail.timeouts_trail_records("db1", "mysql", result, True, {"login_host": "10.0.0.1", "job_id": 7}, "T")
     assert [(r["rule"], r["outcome"], r.get("before"), r.get("after")) for r in lines] == [
         ("timeouts.server.statement", "would_set", "0", "1h"),
         ("persist_file", "would_set", None, None),
     ]
     assert all(r["check_mode"] is True and r["host"] == "db1" and r["job_id"] == 7 and r["time"] == "T" for r in lines)
-    real = t.trail_records("db1", "postgresql", {"settings": items}, False, {}, "T")
+    real = _trail.timeouts_trail_records("db1", "postgresql", {"settings": items}, False, {}, "T")
     assert [r["outcome"] for r in real] == ["set"]
 
 
 def test_a_partial_failure_records_the_statements_that_ran():
     result = {"failed": True, "msg": "x", "queries": ["SET GLOBAL wait_timeout = 60"]}
-    [line] = t.trail_records("db1", "mysql", result, False, {}, "T")
+    [line] = _trail.timeouts_trail_records("db1", "mysql", result, False, {}, "T")
     assert line["statement"] == "SET GLOBAL wait_timeout = 60" and line["outcome"] == "set"
 
 
