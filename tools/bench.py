@@ -32,6 +32,7 @@ run of the same round), and the per-task profile of the enforce playbook
 """
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -49,7 +50,7 @@ COLLECTIONS = os.path.join(ROOT, ".build", "collections")
 sys.path.insert(0, COLLECTIONS)
 
 from bench_statements import counting  # noqa: E402
-from dbfleet import holder  # noqa: E402
+from dbfleet import holder, mariadb, postgres  # noqa: E402
 from dbfleet import state as fleet_state  # noqa: E402
 
 STATE_DIR = "/tmp/dbhygiene-fleet-bench"
@@ -446,6 +447,37 @@ def _print_fleet_figures(hosts, forks, runs, profiles):
     sys.stdout.flush()
 
 
+@contextlib.contextmanager
+def _room_for(server, sessions):
+    """max_connections raised on `server` for a run of `sessions` held sessions, when the
+    fleet's own is too small, and put back after."""
+    need = sessions + 50
+    if server["engine"] == "postgresql":
+        before = postgres.MAX_CONNECTIONS
+        if need > before:
+            postgres.set_max_connections(server, need)
+        try:
+            yield
+        finally:
+            if need > before:
+                postgres.set_max_connections(server, before)
+        return
+    conn = mariadb.admin_connect(server)
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT @@max_connections")
+        before = int(cur.fetchone()[0])
+        if need > before:
+            cur.execute("SET GLOBAL max_connections = %s", (need,))
+        try:
+            yield
+        finally:
+            if need > before:
+                cur.execute("SET GLOBAL max_connections = %s", (before,))
+    finally:
+        conn.close()
+
+
 def main_fleet(argv):
     parser = argparse.ArgumentParser(
         prog="bench.py fleet", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -537,7 +569,8 @@ def main():
             if not servers:
                 continue
             for sessions in args.sessions:
-                r = bench_driver(fleet, servers[0]["name"], sessions)
+                with _room_for(fleet.server(servers[0]["name"]), sessions):
+                    r = bench_driver(fleet, servers[0]["name"], sessions)
                 print(
                     "  %-10s %-10s %8d %9s %9s %7d %11s %16s %11d %6d %12d %6d"
                     % (

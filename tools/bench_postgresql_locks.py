@@ -42,7 +42,7 @@ from dbfleet import state as fleet_state  # noqa: E402
 
 # The listing before issue 11 (main at 4e3af6b), for the comparison.
 BEFORE_COMMIT = "4e3af6b"
-FLEET_MAX_CONNECTIONS = "200"
+FLEET_MAX_CONNECTIONS = postgres.MAX_CONNECTIONS
 TABLE = "bench_locks"
 
 
@@ -68,19 +68,6 @@ def _params(fleet, server):
         "login_db": "postgres",
         "ssl_mode": "disable",
     }
-
-
-def _set_max_connections(server, value):
-    conn = postgres.admin_connect(server)
-    conn.autocommit = True
-    try:
-        conn.cursor().execute("ALTER SYSTEM SET max_connections = %s", (str(value),))
-    finally:
-        conn.close()
-    state.run_as(
-        state.service_user(postgres.OS_USER),
-        [os.path.join(postgres.bindir(), "pg_ctl"), "-D", server["datadir"], "-l", server["log"], "-w", "restart"],
-    )
 
 
 def _connect(fleet, server, application):
@@ -144,9 +131,9 @@ def main():
     if fleet is None:
         sys.exit("no fleet at DBFLEET_STATE_DIR=%s" % os.environ.get("DBFLEET_STATE_DIR"))
     server = fleet.server(args.server)
-    raised = args.sessions + 20 > int(FLEET_MAX_CONNECTIONS)
+    raised = args.sessions + 20 > FLEET_MAX_CONNECTIONS
     if raised:
-        _set_max_connections(server, args.sessions + 50)
+        postgres.set_max_connections(server, args.sessions + 50)
     held, threads = [], []
     try:
         held = [_connect(fleet, server, "bench-locks-%d" % n) for n in range(args.sessions)]
@@ -193,7 +180,7 @@ def main():
         for conn in held:
             conn.close()
         if raised:
-            _set_max_connections(server, FLEET_MAX_CONNECTIONS)
+            postgres.set_max_connections(server, FLEET_MAX_CONNECTIONS)
 
 
 if __name__ == "__main__":

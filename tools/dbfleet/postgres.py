@@ -12,6 +12,8 @@ from psycopg2 import sql
 from dbfleet import state
 
 OS_USER = "postgres"
+# Each server's max_connections (a benchmark may raise it for a run: max_connections()).
+MAX_CONNECTIONS = 200
 
 
 def bindir():
@@ -81,7 +83,7 @@ def _configure(server, pki, user):
         "port": str(server["port"]),
         "unix_socket_directories": server["socket_dir"],
         "unix_socket_permissions": "0770",
-        "max_connections": "200",
+        "max_connections": str(MAX_CONNECTIONS),
         "shared_buffers": "16MB",
         "fsync": "off",
         "synchronous_commit": "off",
@@ -182,3 +184,18 @@ def stop(server, timeout=30):
     os.kill(pid, signal.SIGQUIT)
     time.sleep(1)
     return True
+
+
+def set_max_connections(server, value):
+    """ALTER SYSTEM SET max_connections and restart the server (benchmarks beyond the
+    fleet's MAX_CONNECTIONS; they put it back with the same call)."""
+    conn = admin_connect(server)
+    conn.autocommit = True
+    try:
+        conn.cursor().execute("ALTER SYSTEM SET max_connections = %s", (str(value),))
+    finally:
+        conn.close()
+    state.run_as(
+        state.service_user(OS_USER),
+        [os.path.join(bindir(), "pg_ctl"), "-D", server["datadir"], "-l", server["log"], "-w", "restart"],
+    )
