@@ -36,8 +36,7 @@ class ActionModule(_action.ActionMixin, ActionBase):
         host = task_vars.get("inventory_hostname")
         summary = {"engine": engine}
         try:
-            settings = _timeouts.parse_timeouts(params["timeouts"])
-            (_timeouts.check_postgresql if engine == "postgresql" else _timeouts.check_mysql)(settings)
+            _timeouts.checked_settings(params["timeouts"], engine)
         except PolicyError as exc:
             raise self.failure(str(exc), field=exc.field, dbhygiene=dict(summary, failure="policy"))
         module_args = _connection.module_args(engine, params)

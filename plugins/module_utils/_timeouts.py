@@ -195,6 +195,14 @@ def check_mysql(settings):
             )
 
 
+def checked_settings(raw, engine):
+    """`dbhygiene_timeouts` parsed and checked against what `engine` can ever set: the
+    settings, or a PolicyError naming the field (before any connection)."""
+    settings = parse_timeouts(raw)
+    (check_postgresql if engine == "postgresql" else check_mysql)(settings)
+    return settings
+
+
 # ------------------------------------------------------------------ PostgreSQL values
 def quote_ident(name):
     """A PostgreSQL identifier, double-quoted with its double quotes doubled."""
@@ -663,8 +671,7 @@ def run_timeouts_module(module, engine, open_driver):
     """The whole main() of a *_timeouts module (engine: postgresql or mysql)."""
     params = module.params
     try:
-        settings = parse_timeouts(params["timeouts"])
-        (check_postgresql if engine == "postgresql" else check_mysql)(settings)
+        settings = checked_settings(params["timeouts"], engine)
     except PolicyError as exc:
         module.fail_json(msg=str(exc), field=exc.field)
     driver = None
