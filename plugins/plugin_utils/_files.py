@@ -63,44 +63,59 @@ def controller_path(path):
     return os.path.abspath(os.path.expanduser(str(path)))
 
 
+def open_locked(path, opener, blocking=True, what="file"):
+    """The fd `opener()` opens for `path`, held under an exclusive ``flock``, and still the
+    one the path names once locked (a file renamed or a directory replaced between the
+    open and the lock is opened again under its path). `opener` returns None when nothing
+    is there (tried again when blocking). blocking=False never waits: None when another
+    process holds the lock, or when nothing is there."""
+    for _attempt in range(10):
+        fd = opener()
+        if fd is None:
+            if not blocking:
+                return None
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                os.close(fd)
+                return None
+            opened = os.fstat(fd)
+            try:
+                current = os.stat(path)
+            except OSError:
+                current = None
+            if current is not None and (current.st_dev, current.st_ino) == (opened.st_dev, opened.st_ino):
+                return fd
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+        if not blocking:
+            return None
+    raise OSError(errno.EAGAIN, f"the {what} keeps being replaced while it is locked", path)
+
+
 @contextlib.contextmanager
 def locked_directory(path, blocking=True):
     """Hold an exclusive ``flock`` on the directory `path`; yields True, or False when not held.
 
     blocking=True: the directory is created (0700) if need be and the lock waited
     for. blocking=False: never waits and never creates; yields False when another
-    process holds the lock or the directory is not there. A directory removed
-    (or replaced) between our open and our lock is opened again under its path,
-    so the lock held is always on the directory the path names."""
-    fd = None
-    for _attempt in range(10):
+    process holds the lock or the directory is not there. The lock held is always on
+    the directory the path names (open_locked)."""
+
+    def opener():
         if blocking:
             private_dir(path)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        except FileNotFoundError:
-            if not blocking:
-                break
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-        except BlockingIOError:
-            os.close(fd)
-            fd = None
-            break
-        opened = os.fstat(fd)
-        try:
-            current = os.stat(path)
-        except OSError:
-            current = None
-        if current is not None and (current.st_dev, current.st_ino) == (opened.st_dev, opened.st_ino):
-            break
-        os.close(fd)
-        fd = None
-        if not blocking:
-            break
-    else:
-        raise OSError(errno.EAGAIN, "the directory keeps being removed while it is locked", path)
+            return os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:  # not made yet, or removed since
+            return None
+
+    fd = open_locked(path, opener, blocking, what="directory")
     try:
         yield fd is not None
     finally:

@@ -17,7 +17,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import errno
 import fcntl
 import json
 import os
@@ -25,7 +24,7 @@ import re
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SESSION_FIELDS
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import iso_utc_z, utc_now
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._files import private_dir
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._files import open_locked, private_dir
 
 TRAIL_QUERY_CHARS = 200
 
@@ -148,25 +147,19 @@ def _open_locked(path):
     Opened anew for every append, so a file that logrotate renamed is never
     written to again; should the rename fall between our open and our lock, the
     file is opened again under the path (the lines belong in the new file)."""
-    for _attempt in range(10):
+
+    def opener():
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             stat = os.fstat(fd)
             if stat.st_mode & 0o077 and stat.st_uid == os.geteuid():
                 os.fchmod(fd, 0o600)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                current = os.stat(path)
-            except OSError:
-                current = None
-            if current is not None and (current.st_dev, current.st_ino) == (stat.st_dev, stat.st_ino):
-                return fd
-            fcntl.flock(fd, fcntl.LOCK_UN)
         except BaseException:
             os.close(fd)
             raise
-        os.close(fd)
-    raise OSError(errno.EAGAIN, "the file keeps being replaced while it is opened", path)
+        return fd
+
+    return open_locked(path, opener)
 
 
 def timeouts_trail_records(host, engine, result, check_mode, context, now):
