@@ -447,6 +447,14 @@ class MySQLDriver(Driver):
             held = self._probe_value(self.flavour.metadata_locks_probe())
             self.metadata_locks_readable = held is not None
             self.metadata_locks_visible = bool(held)
+        # The guard's fast step (flavours.FAST_GUARD_IDLE_SECONDS): MariaDB, performance_schema
+        # on, threads readable, one thread per connection, and our own thread listed there.
+        self.threads_guard = False
+        if self.flavour.server_side_guard and self.flavour.performance_schema:
+            rows = self._probe_rows(self.flavour.threads_guard_probe())
+            self.threads_guard = bool(rows) and tuple(rows[0]) == ("one-thread-per-connection", 1)
+        # Victims decided by the fast step / by the full re-read, over this driver's life.
+        self.guard_counts = {"fast": 0, "full": 0}
 
     @property
     def state_since_tolerance(self):
@@ -522,14 +530,21 @@ class MySQLDriver(Driver):
         except pymysql.MySQLError as exc:
             raise SessionError(f"cannot {doing} on {self.target} as {self.current_user}: {self._why(exc)}")
 
-    def _probe_value(self, query):
-        """The first column of the first row of `query`, or None when the login may not read it."""
+    def _probe_rows(self, query):
+        """The rows of `query`, or None when the login may not read what it reads."""
         try:
-            rows = self._execute(query)
+            return self._execute(query)
         except pymysql.MySQLError as exc:
             if _error_code(exc) in _ACCESS_DENIED:
                 return None
             raise SessionError(f"query failed on {self.target} as {self.current_user}: {self._why(exc)}")
+
+    def _probe_value(self, query):
+        """The first column of the first row of `query` (0 when it has none), or None when the
+        login may not read it."""
+        rows = self._probe_rows(query)
+        if rows is None:
+            return None
         return rows[0][0] if rows else 0
 
     # ------------------------------------------------------------ contract
@@ -559,6 +574,8 @@ class MySQLDriver(Driver):
             # performance_schema records them (instrument wait/lock/metadata/sql/mdl).
             "row_lock_waits_visible": self.row_lock_waits_readable,
             "metadata_locks_visible": self.metadata_locks_visible,
+            # The guard proves long-idle victims unchanged from performance_schema.threads.
+            "threads_guard": self.threads_guard,
         }
 
     def preflight_problems(self, signal, needs_superusers=True, needs_applications=True, needs_locks=True):
@@ -762,11 +779,19 @@ class MySQLDriver(Driver):
                 pass  # only for the record: never a reason not to end a victim
         try:
             if self.flavour.server_side_guard:
-                size = flavours.guard_batch_size(self._threads_seen)
-                for first in range(0, len(todo), size):
-                    batch = todo[first : first + size]
-                    for index, outcome in zip(batch, self._guarded_batch([victims[i] for i in batch], mode)):
-                        results[index] = outcome
+                # The victims the fast step may prove go in blocks of their own (its loop is
+                # one text however many they are); the others in blocks of unrolled steps.
+                fast = [i for i in todo if self.threads_guard and flavours.fast_guard_eligible(victims[i], mode)]
+                chosen = set(fast)
+                full = [i for i in todo if i not in chosen]
+                for group, size in (
+                    (fast, flavours.guard_batch_size(self._threads_seen, fast=True)),
+                    (full, flavours.guard_batch_size(self._threads_seen)),
+                ):
+                    for first in range(0, len(group), size):
+                        batch = group[first : first + size]
+                        for index, outcome in zip(batch, self._guarded_batch([victims[i] for i in batch], mode)):
+                            results[index] = outcome
             else:
                 for index in todo:
                     results[index] = self._reread_and_kill(victims[index], mode)
@@ -777,15 +802,22 @@ class MySQLDriver(Driver):
 
     def _guarded_batch(self, batch, mode):
         """One guard block (MariaDB) for up to GUARD_BATCH victims; their outcomes in order."""
+        ordered = self.flavour.guard_order(batch, mode, fast=self.threads_guard)
         try:
-            rows = self._execute(self.flavour.guard_block(batch, mode))
+            rows = self._execute(self.flavour.guard_block(ordered, mode, fast=self.threads_guard))
         except pymysql.MySQLError as exc:
             raise SessionError(
                 f"the guarded {mode} of {len(batch)} threads on {self.target} failed "
                 f"(whether their KILLs went out is not known): {self._why(exc)}"
             )
         outcomes = flavours.parse_guard_outcomes(rows[0][0] if rows else None, len(batch))
-        return [self._outcome(victim, mode, code, fields) for victim, (code, fields) in zip(batch, outcomes)]
+        fast = sum(1 for code, _fields in outcomes if code == flavours.GUARD_ENDED_FAST)
+        self.guard_counts["fast"] += fast
+        self.guard_counts["full"] += len(batch) - fast
+        decided = {
+            id(victim): self._outcome(victim, mode, code, fields) for victim, (code, fields) in zip(ordered, outcomes)
+        }
+        return [decided[id(victim)] for victim in batch]
 
     def _outcome(self, victim, mode, code, fields):
         thread_id = victim.get("id")
@@ -803,9 +835,10 @@ class MySQLDriver(Driver):
                 detail = f"was {victim.get('state')} ({victim.get('command')}), now {command}"
             return victim, REASON_STATE_CHANGED, detail
         errno = int(fields[0]) if fields and fields[0].isdigit() else -1
-        if code == flavours.GUARD_ENDED and errno == 0:
+        ended = code in (flavours.GUARD_ENDED, flavours.GUARD_ENDED_FAST)
+        if ended and errno == 0:
             return victim, OUTCOMES[mode], None
-        if code == flavours.GUARD_ENDED:
+        if ended:
             return self._kill_failure(victim, mode, errno, f"error {errno}")
         return victim, REASON_FAILED, f"cannot re-read thread {thread_id} on {self.target}: error {errno}"
 
