@@ -409,6 +409,8 @@ class MySQLDriver(Driver):
         self._set_io_timeout(query_timeout)
         self._lock_held = False
         self._threads_seen = 1  # client threads of the last full listing (sizes the guard blocks)
+        # Victims the guard re-read in groups (flavours.GUARD_GROUP) / one by one, over this driver's life.
+        self.guard_counts = {"grouped": 0, "single": 0}
         self._trx_read_at = None  # when our last listing read INNODB_TRX (time.monotonic)
         # program_name per session key: a connection's attributes are fixed at login.
         self._applications = {}
@@ -447,14 +449,6 @@ class MySQLDriver(Driver):
             held = self._probe_value(self.flavour.metadata_locks_probe())
             self.metadata_locks_readable = held is not None
             self.metadata_locks_visible = bool(held)
-        # The guard's fast step (flavours.FAST_GUARD_IDLE_SECONDS): MariaDB, performance_schema
-        # on, threads readable, one thread per connection, and our own thread listed there.
-        self.threads_guard = False
-        if self.flavour.server_side_guard and self.flavour.performance_schema:
-            rows = self._probe_rows(self.flavour.threads_guard_probe())
-            self.threads_guard = bool(rows) and tuple(rows[0]) == ("one-thread-per-connection", 1)
-        # Victims decided by the fast step / by the full re-read, over this driver's life.
-        self.guard_counts = {"fast": 0, "full": 0}
 
     @property
     def state_since_tolerance(self):
@@ -530,21 +524,14 @@ class MySQLDriver(Driver):
         except pymysql.MySQLError as exc:
             raise SessionError(f"cannot {doing} on {self.target} as {self.current_user}: {self._why(exc)}")
 
-    def _probe_rows(self, query):
-        """The rows of `query`, or None when the login may not read what it reads."""
+    def _probe_value(self, query):
+        """The first column of the first row of `query`, or None when the login may not read it."""
         try:
-            return self._execute(query)
+            rows = self._execute(query)
         except pymysql.MySQLError as exc:
             if _error_code(exc) in _ACCESS_DENIED:
                 return None
             raise SessionError(f"query failed on {self.target} as {self.current_user}: {self._why(exc)}")
-
-    def _probe_value(self, query):
-        """The first column of the first row of `query` (0 when it has none), or None when the
-        login may not read it."""
-        rows = self._probe_rows(query)
-        if rows is None:
-            return None
         return rows[0][0] if rows else 0
 
     # ------------------------------------------------------------ contract
@@ -574,8 +561,6 @@ class MySQLDriver(Driver):
             # performance_schema records them (instrument wait/lock/metadata/sql/mdl).
             "row_lock_waits_visible": self.row_lock_waits_readable,
             "metadata_locks_visible": self.metadata_locks_visible,
-            # The guard proves long-idle victims unchanged from performance_schema.threads.
-            "threads_guard": self.threads_guard,
         }
 
     def preflight_problems(self, signal, needs_superusers=True, needs_applications=True, needs_locks=True):
@@ -779,17 +764,17 @@ class MySQLDriver(Driver):
                 pass  # only for the record: never a reason not to end a victim
         try:
             if self.flavour.server_side_guard:
-                # The victims the fast step may prove go in blocks of their own (its loop is
-                # one text however many they are); the others in blocks of unrolled steps.
-                fast = [i for i in todo if self.threads_guard and flavours.fast_guard_eligible(victims[i], mode)]
-                chosen = set(fast)
-                full = [i for i in todo if i not in chosen]
-                for group, size in (
-                    (fast, flavours.guard_batch_size(self._threads_seen, fast=True)),
-                    (full, flavours.guard_batch_size(self._threads_seen)),
+                # Victims re-read in groups go in blocks of their own (a loop: one text
+                # however many they are), the others in blocks of one step each.
+                grouped = [i for i in todo if flavours.grouped_reread(victims[i], mode)]
+                chosen = set(grouped)
+                single = [i for i in todo if i not in chosen]
+                for part, size in (
+                    (grouped, flavours.guard_batch_size(self._threads_seen, grouped=True)),
+                    (single, flavours.guard_batch_size(self._threads_seen)),
                 ):
-                    for first in range(0, len(group), size):
-                        batch = group[first : first + size]
+                    for first in range(0, len(part), size):
+                        batch = part[first : first + size]
                         for index, outcome in zip(batch, self._guarded_batch([victims[i] for i in batch], mode)):
                             results[index] = outcome
             else:
@@ -802,18 +787,18 @@ class MySQLDriver(Driver):
 
     def _guarded_batch(self, batch, mode):
         """One guard block (MariaDB) for up to GUARD_BATCH victims; their outcomes in order."""
-        ordered = self.flavour.guard_order(batch, mode, fast=self.threads_guard)
+        ordered = self.flavour.guard_order(batch, mode)
         try:
-            rows = self._execute(self.flavour.guard_block(ordered, mode, fast=self.threads_guard))
+            rows = self._execute(self.flavour.guard_block(ordered, mode))
         except pymysql.MySQLError as exc:
             raise SessionError(
                 f"the guarded {mode} of {len(batch)} threads on {self.target} failed "
                 f"(whether their KILLs went out is not known): {self._why(exc)}"
             )
         outcomes = flavours.parse_guard_outcomes(rows[0][0] if rows else None, len(batch))
-        fast = sum(1 for code, _fields in outcomes if code == flavours.GUARD_ENDED_FAST)
-        self.guard_counts["fast"] += fast
-        self.guard_counts["full"] += len(batch) - fast
+        grouped = sum(1 for victim in batch if flavours.grouped_reread(victim, mode))
+        self.guard_counts["grouped"] += grouped
+        self.guard_counts["single"] += len(batch) - grouped
         decided = {
             id(victim): self._outcome(victim, mode, code, fields) for victim, (code, fields) in zip(ordered, outcomes)
         }
@@ -835,10 +820,9 @@ class MySQLDriver(Driver):
                 detail = f"was {victim.get('state')} ({victim.get('command')}), now {command}"
             return victim, REASON_STATE_CHANGED, detail
         errno = int(fields[0]) if fields and fields[0].isdigit() else -1
-        ended = code in (flavours.GUARD_ENDED, flavours.GUARD_ENDED_FAST)
-        if ended and errno == 0:
+        if code == flavours.GUARD_ENDED and errno == 0:
             return victim, OUTCOMES[mode], None
-        if ended:
+        if code == flavours.GUARD_ENDED:
             return self._kill_failure(victim, mode, errno, f"error {errno}")
         return victim, REASON_FAILED, f"cannot re-read thread {thread_id} on {self.target}: error {errno}"
 

@@ -103,31 +103,14 @@ GUARD_BATCH = 500
 # has no index): a block does about victims x threads row reads. Keep a block near
 # this many, so that it stays far below query_timeout even on a busy server.
 GUARD_BLOCK_ROWS = 100000
-# ... and where the fast step can prove most victims (performance_schema.threads:
-# about a fifth of the cost per row, no temporary table), this many. A block whose
-# fast proofs all fail costs five times its fast figure: at 1,000 threads, 500
-# victims, about 0.35 s, still far below the smallest query_timeout (1 s).
-GUARD_BLOCK_ROWS_FAST = 500000
-
-# The fast step of the guard (MariaDB, performance_schema on). Reading
-# information_schema.PROCESSLIST costs about 150 us before its first row: it is
-# materialized in an Aria temporary table (its INFO column is a LONGTEXT), plus
-# about 0.5 us per thread. performance_schema.threads is read in place: about
-# 20 us, plus 0.12 us per thread. It has no QUERY_ID, but its PROCESSLIST_TIME
-# counts whole seconds since the *start* of the thread's last command, and every
-# command restarts it (a query, COM_PING, COM_INIT_DB, a prepared statement's
-# execute; measured on 10.11, whether the thread is instrumented or not). So a
-# Sleep thread whose last command started no later than its planned state_since
-# (+ FAST_GUARD_MARGIN_SECONDS for the rounding of TIME to whole seconds) has
-# run no command since planning: the proof the unchanged QUERY_ID gives. A
-# command that started after planning shows a start later than state_since +
-# idle - 1 s, so it cannot pass while idle >= margin + 1 s; the fast step is
-# taken only for victims planned idle at least FAST_GUARD_IDLE_SECONDS (any real
-# idle_longer_than is far above). Where the proof does not hold, the full re-read
-# (information_schema.PROCESSLIST, QUERY_ID) decides, as it does for every other
-# victim. The window left (the row read to the KILL) shrinks with the cheaper read.
-FAST_GUARD_IDLE_SECONDS = 5.0
-FAST_GUARD_MARGIN_SECONDS = 2.0
+# Idle victims (Sleep, planned with their QUERY_ID) are re-read in groups of this many:
+# one read of information_schema.PROCESSLIST for the group, then each one's KILL if
+# its COMMAND and QUERY_ID are still the planned ones. A read costs about 150 us
+# before its first row (the table is materialized in an Aria temporary table: its
+# INFO column is a LONGTEXT) plus about 0.5 us per thread, a KILL about 60 us; so a
+# group of 8 costs the eighth of a read per victim, and the last victim of a group
+# is killed at most 7 KILLs (about 0.4 ms) later than its re-read.
+GUARD_GROUP = 8
 
 
 # InnoDB's transaction list (information_schema.INNODB_TRX) is a cache, refreshed
@@ -157,40 +140,27 @@ def idle_unproven(planned):
     return None
 
 
-def guard_batch_size(threads, fast=False):
+def guard_batch_size(threads, grouped=False):
     """Victims per guard block when the server has about `threads` client threads
-    (`fast`: the guard may use its fast step, see FAST_GUARD_IDLE_SECONDS)."""
-    rows = GUARD_BLOCK_ROWS_FAST if fast else GUARD_BLOCK_ROWS
-    return max(1, min(GUARD_BATCH, rows // max(1, int(threads))))
+    (`grouped`: victims re-read GUARD_GROUP at a time, see grouped_reread)."""
+    per_victim = max(1, int(threads))
+    if grouped:
+        per_victim = max(1, per_victim // GUARD_GROUP)
+    return max(1, min(GUARD_BATCH, GUARD_BLOCK_ROWS // per_victim))
 
 
-def fast_guard_eligible(victim, mode):
-    """Whether the guard may prove this victim unchanged from performance_schema.threads:
-    an idle thread (Sleep, with or without a transaction) planned idle for at least
-    FAST_GUARD_IDLE_SECONDS, to be terminated, not picked for a lock wait."""
-    idle = victim.get("idle_seconds")
+def grouped_reread(victim, mode):
+    """Whether the guard may re-read this victim with others (GUARD_GROUP): an idle
+    thread (Sleep, with or without a transaction) with its planned QUERY_ID, to be
+    terminated, not picked for a lock wait. Its proof is the one of _still_planned:
+    the same COMMAND and QUERY_ID, no statement since planning."""
     return (
         mode == "terminate"
         and victim.get("command") == IDLE_COMMAND
         and victim.get("state") != "active"
         and not victim.get(GUARD_STILL_WAITING)
-        and isinstance(idle, (int, float))
-        and idle >= FAST_GUARD_IDLE_SECONDS
-        and bool(victim.get("user"))
-        and bool(client_host(victim.get("host")))
-        and parse_instant(victim.get("state_since")) is not None
         and victim.get("query_id") is not None
     )
-
-
-def client_host(host):
-    """The client host of a PROCESSLIST HOST ('10.0.0.5:51234' -> '10.0.0.5'; 'localhost'
-    as it is), as performance_schema.threads shows it (PROCESSLIST_HOST, without the port)."""
-    text = str(host or "")
-    head, sep, port = text.rpartition(":")
-    if sep and port.isdigit() and head:
-        return head
-    return text
 
 
 # ---------------------------------------------------------------- lock waits
@@ -842,7 +812,6 @@ def _db_datetime(iso_text, plus_seconds=0.0):
 
 # The outcome of one victim in a guard block, as the block reports it.
 GUARD_ENDED = "k"  # k:<errno of the KILL, 0 when it went through>
-GUARD_ENDED_FAST = "f"  # f:<errno of the KILL>: proven unchanged by the fast step (performance_schema.threads)
 GUARD_GONE = "g"  # no thread with that id, user and client host:port
 GUARD_MOVED = "m"  # m:<COMMAND now>:<QUERY_ID now>
 GUARD_ERROR = "x"  # x:<errno of the re-read>
@@ -919,67 +888,55 @@ class MariaDB(Flavour):
             return "COMMAND = %s AND " + started_by, (victim.get("command"), since)
         return "COMMAND = %s AND (QUERY_ID = %s OR " + started_by + ")", (victim.get("command"), int(query_id), since)
 
-    @staticmethod
-    def threads_guard_probe():
-        """(@@thread_handling, our own rows in performance_schema.threads): fails (1142) when
-        the login cannot read the table. The fast step is used with one thread per
-        connection only (a pool's worker threads carry its connections' records in turn)."""
-        return (
-            "SELECT @@thread_handling, COUNT(*) FROM performance_schema.threads WHERE PROCESSLIST_ID = CONNECTION_ID()",
-            (),
-        )
-
-    # The fast step, once for all fast_guard_eligible victims of a block: a loop over their
-    # rows (the block's text, and the server's parsing of it, does not grow with them).
-    # Per victim: performance_schema.threads read by id only (testing the row's other
-    # columns in the scan would cost more than the scan), then compared; where that
-    # does not prove it unchanged, the full re-read of information_schema.PROCESSLIST.
-    _FAST_LOOP = (
-        "FOR v IN ({rows}) DO "
-        "SET e = 0, f = 0; "
-        "SELECT COUNT(*), MAX(PROCESSLIST_USER), MAX(PROCESSLIST_HOST), MAX(PROCESSLIST_COMMAND), "
-        "MAX(PROCESSLIST_TIME) INTO n, u, h, c, t FROM performance_schema.threads WHERE PROCESSLIST_ID = v.id; "
-        "SET f = (e = 0 AND n = 1 AND u = v.usr AND h = v.client AND c = 'Sleep' "
-        "AND TIMESTAMPADD(SECOND, -t, SYSDATE(6)) <= v.since); "
-        "IF f = 1 THEN KILL CONNECTION v.id; SET r = CONCAT(r, 'f:', e, '|'); "
-        "ELSE SET e = 0; "
-        "SELECT COUNT(*), MAX(COMMAND), MAX(QUERY_ID), MAX(COMMAND = 'Sleep' AND QUERY_ID = v.qid) INTO n, c, q, ok "
-        "FROM information_schema.PROCESSLIST WHERE ID = v.id AND USER = v.usr AND HOST = v.host; "
-        "IF e <> 0 THEN SET r = CONCAT(r, 'x:', e, '|'); "
-        "ELSEIF n = 0 THEN SET r = CONCAT(r, 'g|'); "
-        "ELSEIF ok = 1 THEN KILL CONNECTION v.id; SET r = CONCAT(r, 'k:', e, '|'); "
-        "ELSE SET r = CONCAT(r, 'm:', IFNULL(c, ''), ':', IFNULL(q, ''), '|'); END IF; "
-        "END IF; END FOR;"
+    # The grouped re-read: one loop over the groups of the grouped_reread victims (its
+    # text, and the server's parsing of it, does not grow with them; unrolled steps of
+    # about 700 bytes cost 100-300 us each to parse). Each group is one cursor over the
+    # victims' rows joined to information_schema.PROCESSLIST, read when the cursor
+    # opens; a victim still there with the planned COMMAND (Sleep) and QUERY_ID is
+    # KILLed at once. `cnt` is the group's size: a cursor that failed to open reports
+    # x:<errno> for the victims it did not reach.
+    _GROUPED_LOOP = (
+        "FOR g IN 0 .. {last} DO "
+        "SET e = 0, m = 0, cnt = ELT(g + 1, {sizes}); "
+        "FOR v IN (SELECT x.k, x.id, x.qid, p.ID AS pid, p.COMMAND AS pcmd, p.QUERY_ID AS pq "
+        "FROM ({rows}) AS x "
+        "LEFT JOIN information_schema.PROCESSLIST AS p ON p.ID = x.id AND p.USER = x.usr AND p.HOST = x.host "
+        "WHERE x.grp = g ORDER BY x.k) DO "
+        "SET m = m + 1; "
+        "IF v.pid IS NULL THEN SET r = CONCAT(r, 'g|'); "
+        "ELSEIF v.pcmd = 'Sleep' AND v.pq = v.qid THEN SET e = 0; KILL CONNECTION v.id; "
+        "SET r = CONCAT(r, 'k:', e, '|'); "
+        "ELSE SET r = CONCAT(r, 'm:', IFNULL(v.pcmd, ''), ':', IFNULL(v.pq, ''), '|'); END IF; "
+        "END FOR; "
+        "IF m < cnt THEN SET r = CONCAT(r, REPEAT(CONCAT('x:', e, '|'), cnt - m)); END IF; "
+        "END FOR;"
     )
-    _FAST_FIRST_ROW = (
-        "SELECT %s AS k, %s AS id, %s AS usr, %s AS host, %s AS client, %s AS qid, CAST(%s AS DATETIME(6)) AS since"
-    )
-    _FAST_ROW = "(%s, %s, %s, %s, %s, %s, CAST(%s AS DATETIME(6)))"
+    _GROUPED_FIRST_ROW = "SELECT %s AS k, %s AS grp, %s AS id, %s AS usr, %s AS host, %s AS qid"
+    _GROUPED_ROW = "(%s, %s, %s, %s, %s, %s)"
 
     @staticmethod
-    def guard_order(victims, mode, fast=False):
-        """The victims in the order a guard block handles them (and reports their
-        outcomes): with `fast`, the fast_guard_eligible ones first (its loop), then the
-        others, each group in the given order."""
-        if not fast:
+    def guard_order(victims, mode, group=GUARD_GROUP):
+        """The victims in the order a guard block handles them and reports their outcomes:
+        with `group` > 1, the grouped_reread ones first (its loop), then the others, each
+        in the given order."""
+        if group <= 1:
             return list(victims)
-        eligible = [victim for victim in victims if fast_guard_eligible(victim, mode)]
-        return eligible + [victim for victim in victims if not fast_guard_eligible(victim, mode)]
+        grouped = [victim for victim in victims if grouped_reread(victim, mode)]
+        return grouped + [victim for victim in victims if not grouped_reread(victim, mode)]
 
-    def guard_block(self, victims, mode, tolerance=None, fast=False):
+    def guard_block(self, victims, mode, tolerance=None, group=GUARD_GROUP):
         """One compound statement that, per victim, re-reads the thread and KILLs it
         only if it is still the planned session in the planned state.
 
         Returns (sql, params); the statement's one result row holds the outcomes
-        (parse_guard_outcomes), one per victim in guard_order(). The re-read and the KILL
+        (parse_guard_outcomes), one per victim in order. The re-read and the KILL
         of a victim are two instructions of one server-side program: no round trip
         between them. A KILL that fails (the thread left in between: 1094; the
         statement ended: 1957; no right: 1095) is caught and reported, and the
         block goes on with the next victim. Cancels use KILL QUERY ID with the
         statement id the re-read just saw: it can only hit that very statement.
-        With `fast` (the login may read performance_schema.threads), the victims
-        fast_guard_eligible() are first checked there (_FAST_LOOP) and KILLed at once
-        when that proves them unchanged; otherwise the full re-read decides.
+        The grouped_reread victims (idle, to terminate) come first, re-read `group` at a
+        time (_GROUPED_LOOP); outcomes are in guard_order().
         """
         if mode not in KILL_TEMPLATES:
             raise ValueError(f"mode must be terminate or cancel, not {mode!r}")
@@ -990,29 +947,25 @@ class MariaDB(Flavour):
         parts = [
             "BEGIN NOT ATOMIC",
             "DECLARE e INT DEFAULT 0; DECLARE n INT; DECLARE ok INT; DECLARE q BIGINT; DECLARE c VARCHAR(64);",
-            "DECLARE r TEXT DEFAULT ''; DECLARE w INT; DECLARE f INT; DECLARE t BIGINT;",
-            "DECLARE u VARCHAR(128); DECLARE h VARCHAR(255);",
+            "DECLARE r TEXT DEFAULT ''; DECLARE w INT; DECLARE m INT; DECLARE cnt INT;",
             "DECLARE CONTINUE HANDLER FOR SQLEXCEPTION GET DIAGNOSTICS CONDITION 1 e = MYSQL_ERRNO;",
         ]
         params = []
-        ordered = self.guard_order(victims, mode, fast)
-        looped = [victim for victim in ordered if fast and fast_guard_eligible(victim, mode)]
+        ordered = self.guard_order(victims, mode, group)
+        looped = [victim for victim in ordered if group > 1 and grouped_reread(victim, mode)]
         if looped:
-            rows = [self._FAST_FIRST_ROW]
+            groups = (len(looped) + group - 1) // group
+            rows = [self._GROUPED_FIRST_ROW]
             if len(looped) > 1:
-                rows.append("UNION ALL VALUES " + ", ".join([self._FAST_ROW] * (len(looped) - 1)))
-            parts.append(self._FAST_LOOP.format(rows="SELECT * FROM (" + " ".join(rows) + ") AS x ORDER BY k"))
+                rows.append("UNION ALL VALUES " + ", ".join([self._GROUPED_ROW] * (len(looped) - 1)))
+            sizes = [min(group, len(looped) - index * group) for index in range(groups)]
+            parts.append(
+                self._GROUPED_LOOP.format(last=groups - 1, sizes=", ".join(str(n) for n in sizes), rows=" ".join(rows))
+            )
             for position, victim in enumerate(looped):
                 params.extend(
-                    [
-                        position,
-                        int(victim["id"]),
-                        victim.get("user"),
-                        victim.get("host"),
-                        client_host(victim.get("host")),
-                        int(victim["query_id"]),
-                        _db_datetime(victim.get("state_since"), FAST_GUARD_MARGIN_SECONDS),
-                    ]
+                    [position, position // group, int(victim["id"]), victim.get("user"), victim.get("host")]
+                    + [int(victim["query_id"])]
                 )
         for victim in ordered[len(looped) :]:
             condition, condition_params = self._still_planned(victim, tolerance)

@@ -248,12 +248,21 @@ def test_the_guard_block_reports_each_victim(fleet, my_held, my_tag):
         assert [outcome for dummy, outcome, dummy2 in results] == ["terminated", "gone", "state_changed"]
         assert "new statement" in results[2][2]
         # a thread that vanished between the re-read and the KILL: KILL's 1094 is caught in the block
+        # (one victim's own step, and the grouped re-read of idle victims)
         ghost = dict(planned[my_tag + "-leaves"])
-        sql, params = d.flavour.guard_block([ghost], "terminate")
+        sql, params = d.flavour.guard_block([ghost], "terminate", group=1)
         sql = sql.replace(
             "ELSEIF n = 0 THEN SET r = CONCAT(r, 'g|'); ELSEIF ok = 1 THEN", "ELSEIF n = 0 OR ok = 1 THEN"
         )
         assert "n = 0 OR ok = 1" in sql
+        (row,) = d._execute((sql, params))
+        assert flavours.parse_guard_outcomes(row[0], 1) == [("k", ["1094"])]
+        sql, params = d.flavour.guard_block([ghost], "terminate")
+        sql = sql.replace(
+            "IF v.pid IS NULL THEN SET r = CONCAT(r, 'g|'); ELSEIF v.pcmd = 'Sleep' AND v.pq = v.qid THEN",
+            "IF TRUE THEN",
+        )
+        assert "IF TRUE THEN" in sql
         (row,) = d._execute((sql, params))
         assert flavours.parse_guard_outcomes(row[0], 1) == [("k", ["1094"])]
         assert d._outcome(ghost, "terminate", "k", ["1094"])[1] == "gone"

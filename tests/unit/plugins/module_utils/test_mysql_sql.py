@@ -7,7 +7,7 @@ import os
 import pytest
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql_flavours as fl
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import GUARD_STILL_WAITING, SessionError
 
 MARIADB = fl.detect("10.11.19-MariaDB-0+deb12u1", "Debian 12", 1)
 MARIADB_104 = fl.detect("10.4.30-MariaDB", "MariaDB Server", 1)
@@ -412,7 +412,7 @@ def _victim(**changes):
 
 def test_mariadb_guard_block_checks_and_kills_each_victim_in_one_statement():
     victims = [_victim(id=7, query_id=10), _victim(id=8, query_id=11, host="127.0.0.1:5001")]
-    sql, params = MARIADB.guard_block(victims, "terminate")
+    sql, params = MARIADB.guard_block(victims, "terminate", group=1)
     assert _placeholders_match(sql, params)
     assert sql.startswith("BEGIN NOT ATOMIC") and sql.endswith("SELECT r; END")
     assert "DECLARE CONTINUE HANDLER FOR SQLEXCEPTION GET DIAGNOSTICS CONDITION 1 e = MYSQL_ERRNO" in sql
@@ -469,101 +469,71 @@ def test_mariadb_guard_block_refuses_nonsense():
     assert "MAX(FALSE)" in sql
 
 
-# ------------------------------------------------------------ the fast step (performance_schema.threads)
-def _long_idle(**changes):
-    victim = _victim(idle_seconds=fl.FAST_GUARD_IDLE_SECONDS + 1)
-    victim.update(changes)
-    return victim
-
-
+# ------------------------------------------------------------ the grouped re-read of idle victims
 @pytest.mark.parametrize(
-    "changes, mode, eligible",
+    "changes, mode, grouped",
     [
         ({}, "terminate", True),
         ({"state": "idle_in_transaction"}, "terminate", True),
-        ({}, "cancel", False),  # a cancel needs the statement id: the full re-read
-        ({"idle_seconds": fl.FAST_GUARD_IDLE_SECONDS - 0.01}, "terminate", False),
-        ({"idle_seconds": None}, "terminate", False),
+        ({}, "cancel", False),  # a cancel needs the statement id it just re-read
         ({"command": "Query", "state": "active"}, "terminate", False),
         ({"waiting_check": True}, "terminate", False),
         ({"query_id": None}, "terminate", False),
-        ({"state_since": None}, "terminate", False),
-        ({"user": ""}, "terminate", False),
-        ({"host": ""}, "terminate", False),
     ],
 )
-def test_the_fast_step_is_only_for_long_idle_victims_to_terminate(changes, mode, eligible):
+def test_only_idle_victims_to_terminate_are_reread_in_groups(changes, mode, grouped):
     changes = dict(changes)
     if changes.pop("waiting_check", False):
-        changes[fl.GUARD_STILL_WAITING] = True
-    assert fl.fast_guard_eligible(_long_idle(**changes), mode) is eligible
+        changes[GUARD_STILL_WAITING] = True
+    assert fl.grouped_reread(_victim(**changes), mode) is grouped
 
 
-@pytest.mark.parametrize(
-    "host, client",
-    [
-        ("127.0.0.1:5000", "127.0.0.1"),
-        ("localhost", "localhost"),
-        ("::1:40000", "::1"),
-        ("db.example.com:3306", "db.example.com"),
-        ("", ""),
-        (None, ""),
-    ],
-)
-def test_the_client_host_is_the_processlist_host_without_its_port(host, client):
-    assert fl.client_host(host) == client
-
-
-def test_the_fast_step_loops_over_its_victims_then_reads_the_others_one_by_one():
-    short = _victim(id=9, query_id=12, idle_seconds=1.0)
-    first, second = _long_idle(id=7, query_id=10), _long_idle(id=8, query_id=11, host="127.0.0.1:5001")
-    assert [v["id"] for v in MARIADB.guard_order([short, first, second], "terminate", fast=True)] == [7, 8, 9]
-    assert [v["id"] for v in MARIADB.guard_order([short, first, second], "terminate")] == [9, 7, 8]
-    sql, params = MARIADB.guard_block([short, first, second], "terminate", fast=True)
+def test_idle_victims_are_reread_in_groups_by_one_loop_then_the_others_one_by_one():
+    idle = [_victim(id=100 + n, query_id=1000 + n) for n in range(fl.GUARD_GROUP + 2)]
+    active = _victim(id=9, command="Query", state="active", query_id=12)
+    victims = [active] + idle
+    assert [v["id"] for v in MARIADB.guard_order(victims, "terminate")] == [v["id"] for v in idle] + [9]
+    assert [v["id"] for v in MARIADB.guard_order(victims, "terminate", group=1)] == [9] + [v["id"] for v in idle]
+    sql, params = MARIADB.guard_block(victims, "terminate")
     assert _placeholders_match(sql, params)
-    # one loop over the rows of the fast victims, in order; its text does not grow with them
-    assert sql.count("FOR v IN (") == 1 and "ORDER BY k" in sql
-    assert sql.count("UNION ALL VALUES (%s, %s, %s, %s, %s, %s, CAST(%s AS DATETIME(6)))") == 1
-    since = "2024-05-01 07:59:59.500000"  # the planned state_since + FAST_GUARD_MARGIN_SECONDS
-    assert params[:14] == (
-        0, 7, "app", "127.0.0.1:5000", "127.0.0.1", 10, since,
-        1, 8, "app", "127.0.0.1:5001", "127.0.0.1", 11, since,
-    )  # fmt: skip
-    # the proof: the same thread, user, client host, Sleep, and its last command started
-    # no later than planned; else the full re-read (QUERY_ID unchanged) decides
-    loop = sql[sql.index("FOR v IN") : sql.index("END FOR;")]
-    assert "FROM performance_schema.threads WHERE PROCESSLIST_ID = v.id" in loop
-    assert "u = v.usr AND h = v.client AND c = 'Sleep'" in loop
-    assert "TIMESTAMPADD(SECOND, -t, SYSDATE(6)) <= v.since" in loop
-    proof, fallback = loop.index("IF f = 1 THEN KILL CONNECTION v.id"), loop.index("ELSE SET e = 0; SELECT COUNT(*)")
-    assert proof < fallback
-    assert "MAX(COMMAND = 'Sleep' AND QUERY_ID = v.qid)" in loop[fallback:]
-    assert "FROM information_schema.PROCESSLIST WHERE ID = v.id AND USER = v.usr AND HOST = v.host" in loop
-    # the short-idle victim after the loop, with the unrolled full step
-    assert params[14:] == ("Sleep", 12, 9, "app", "127.0.0.1:5000", 9)
-    assert sql.index("END FOR;") < sql.index("WHERE ID = %s AND USER = %s AND HOST = %s")
+    # one loop, whatever the number of victims: two groups here (GUARD_GROUP, then 2)
+    assert sql.count("FOR g IN 0 .. 1 DO") == 1 and sql.count("FOR v IN (") == 1
+    assert f"cnt = ELT(g + 1, {fl.GUARD_GROUP}, 2)" in sql
+    assert sql.count("UNION ALL VALUES") == 1
+    # each group: one read of the thread list, joined to its victims; killed only when
+    # still there with the planned COMMAND and QUERY_ID
+    loop = sql[sql.index("FOR g IN") : sql.rindex("END FOR;")]
+    assert "LEFT JOIN information_schema.PROCESSLIST AS p ON p.ID = x.id AND p.USER = x.usr AND p.HOST = x.host" in loop
+    assert "WHERE x.grp = g ORDER BY x.k" in loop
+    assert "ELSEIF v.pcmd = 'Sleep' AND v.pq = v.qid THEN SET e = 0; KILL CONNECTION v.id;" in loop
+    assert "IF v.pid IS NULL THEN SET r = CONCAT(r, 'g|')" in loop
+    rows = [params[6 * n : 6 * n + 6] for n in range(len(idle))]
+    assert rows[0] == (0, 0, 100, "app", "127.0.0.1:5000", 1000)
+    assert rows[fl.GUARD_GROUP] == (
+        fl.GUARD_GROUP,
+        1,
+        100 + fl.GUARD_GROUP,
+        "app",
+        "127.0.0.1:5000",
+        1000 + fl.GUARD_GROUP,
+    )
+    # the active victim after the loop, with its own step (same statement, or started by then)
+    assert params[6 * len(idle) :][:2] == ("Query", 12)
+    assert sql.rindex("END FOR;") < sql.index("FROM information_schema.PROCESSLIST WHERE ID = %s")
+    assert "127.0.0.1" not in sql
 
 
-def test_without_the_fast_step_every_victim_gets_the_full_reread():
-    sql, params = MARIADB.guard_block([_long_idle(id=7)], "terminate")
-    assert "performance_schema.threads" not in sql and "FOR v IN" not in sql
-    sql, params = MARIADB.guard_block([_long_idle(id=7)], "cancel", fast=True)
-    assert "performance_schema.threads" not in sql
+def test_a_single_idle_victim_is_one_group_without_values():
+    sql, params = MARIADB.guard_block([_victim(id=7, query_id=10)], "terminate")
+    assert "FOR g IN 0 .. 0 DO" in sql and "UNION ALL" not in sql and "cnt = ELT(g + 1, 1)" in sql
+    assert params == (0, 0, 7, "app", "127.0.0.1:5000", 10)
 
 
-def test_fast_blocks_hold_more_victims():
+def test_grouped_blocks_hold_more_victims():
     assert fl.guard_batch_size(1000) == 100
-    assert fl.guard_batch_size(1000, fast=True) == 500
-    assert fl.guard_batch_size(20000, fast=True) == 25
-    assert fl.guard_batch_size(10**9, fast=True) == 1
-
-
-@pytest.mark.parametrize(
-    "text, parsed",
-    [("f:0|k:0|", [("f", ["0"]), ("k", ["0"])]), ("f:1094|", [("f", ["1094"])])],
-)
-def test_fast_kills_are_reported_apart(text, parsed):
-    assert fl.parse_guard_outcomes(text, len(parsed)) == parsed
+    assert fl.guard_batch_size(1000, grouped=True) == min(fl.GUARD_BATCH, 100000 // (1000 // fl.GUARD_GROUP))
+    assert fl.guard_batch_size(10**9, grouped=True) == 1
+    assert fl.guard_batch_size(1, grouped=True) == fl.GUARD_BATCH
 
 
 def test_only_mariadb_guards_server_side():
