@@ -54,11 +54,6 @@ from dbfleet import holder, mariadb, postgres  # noqa: E402
 from dbfleet import state as fleet_state  # noqa: E402
 
 STATE_DIR = "/tmp/dbhygiene-fleet-bench"
-# The planted ghosts are idle this long before a policy (idle_longer_than GHOST_IDLE) ends them:
-# real ghosts idle for minutes, and MariaDB's guard proves victims planned idle for at least 5 s
-# by its fast step (performance_schema.threads); tools/bench_mysql.py measures both steps.
-GHOST_IDLE = 5
-GHOST_WAIT = GHOST_IDLE + 1.1
 BIN = os.path.dirname(sys.executable)
 
 
@@ -126,7 +121,7 @@ def bench_driver(fleet, server_name, sessions):
     app = "bench-ghost-%d" % os.getpid()
     held = _hold(fleet, server_name, sessions, app)
     try:
-        time.sleep(GHOST_WAIT)
+        time.sleep(1.1)
         with counting() as counter:
             start = time.perf_counter()
             driver = module.open_driver(_params(fleet, server_name))
@@ -139,9 +134,7 @@ def bench_driver(fleet, server_name, sessions):
                     start = time.perf_counter()
                     listed = driver.list_sessions()
                     timings.append(time.perf_counter() - start)
-                policy = parse_policy(
-                    {"name": "bench", "rules": [{"applications": [app], "idle_longer_than": GHOST_IDLE}]}
-                )
+                policy = parse_policy({"name": "bench", "rules": [{"applications": [app], "idle_longer_than": 1}]})
                 before = counter.mark()
                 start = time.perf_counter()
                 check = apply_policy(driver, policy, check_mode=True)
@@ -187,7 +180,7 @@ def bench_pt_kill(fleet, server_name, sessions):
     held = _hold(fleet, server_name, sessions, "bench-ptkill", user="app2")
     ids = [h.id for h in held]
     try:
-        time.sleep(GHOST_WAIT)
+        time.sleep(1.1)
         argv = [
             pt_kill,
             "--host",
@@ -203,7 +196,7 @@ def bench_pt_kill(fleet, server_name, sessions):
             "--match-user",
             "app2",
             "--idle-time",
-            str(GHOST_IDLE),
+            "1",
             "--victims",
             "all",
             "--kill",
@@ -226,11 +219,11 @@ def bench_pt_kill(fleet, server_name, sessions):
     held = _hold(fleet, server_name, sessions, "bench-ours", user="app2")
     ids = [h.id for h in held]
     try:
-        time.sleep(GHOST_WAIT)
+        time.sleep(1.1)
         args = dict((k, v) for k, v in _params(fleet, server_name).items() if v is not None)
         args["policy"] = {
             "name": "bench",
-            "rules": [{"users": ["app2"], "states": ["idle"], "idle_longer_than": GHOST_IDLE}],
+            "rules": [{"users": ["app2"], "states": ["idle"], "idle_longer_than": 1}],
             "protect": {"superusers": True},
         }
         argv = [
@@ -266,9 +259,9 @@ def bench_fleet_run(fleet, sessions):
         held += _hold(fleet, server["name"], sessions, app)
     workdir = tempfile.mkdtemp(prefix="dbhygiene-bench-")
     try:
-        time.sleep(GHOST_WAIT)
+        time.sleep(1.1)
         extra = {
-            "dbhygiene_policy": {"name": "bench", "rules": [{"applications": [app], "idle_longer_than": GHOST_IDLE}]},
+            "dbhygiene_policy": {"name": "bench", "rules": [{"applications": [app], "idle_longer_than": 1}]},
             "dbhygiene_report_dir": workdir,
             "dbhygiene_audit_log": os.path.join(workdir, "audit.jsonl"),
         }

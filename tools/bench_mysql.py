@@ -11,11 +11,8 @@ For each number of idle sessions N:
 - listing: the driver's list_sessions() (threads, then program_name apart:
   cold = first listing of a driver, warm = the attributes already known), and
   the former single statement that joined session_connect_attrs;
-- ending N idle victims (user app2, idle), for each --idle time the victims have been
-  idle when the run starts (0.2 s: the guard's full re-read of
-  information_schema.PROCESSLIST for each; 6 s: its fast step, performance_schema.threads,
-  for victims planned idle >= 5 s, the case of real ghost sessions): the driver (list +
-  guarded end_sessions, one server-side guard block per batch), a bare KILL batch
+- ending N idle victims (user app2, idle): the driver (list + guarded
+  end_sessions: one server-side guard block per 500 victims), a bare KILL batch
   (SELECT the ids, then every KILL in one multi-statement round trip), one KILL
   per round trip, and pt-kill (Debian's percona-toolkit, when installed: from
   its start until every victim is gone, which includes perl's start and its
@@ -47,7 +44,6 @@ from dbfleet import state as fleet_state  # noqa: E402
 
 USER = "app2"
 APP = "bench-idle"
-_GUARD_STEPS = []  # the driver's guard_counts of each timed run
 
 
 def _params(fleet, server):
@@ -152,7 +148,6 @@ def _ours(fleet, server):
         results = d.end_sessions(victims, "terminate")
         ended = time.perf_counter() - start
         statements = counter.count
-        _GUARD_STEPS.append(dict(d.guard_counts))
         _wait_gone(fleet, server)
         gone = time.perf_counter() - start
     finally:
@@ -161,7 +156,7 @@ def _ours(fleet, server):
     return ended, gone, statements
 
 
-def sweep_statements(fleet, server, sessions, idle=0.2):
+def sweep_statements(fleet, server, sessions):
     """(count, {kind: count}) of the statements of one whole real sweep of `sessions` idle victims; untimed."""
     from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import parse_policy
     from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import apply_policy
@@ -169,7 +164,7 @@ def sweep_statements(fleet, server, sessions, idle=0.2):
     policy = parse_policy({"name": "bench", "rules": [{"users": [USER], "states": ["idle"]}]})
     held = _hold(fleet, server, sessions)
     try:
-        time.sleep(idle)
+        time.sleep(0.2)
         with counting() as counter:
             d = _mysql.open_driver(_params(fleet, server))
         try:
@@ -240,7 +235,7 @@ def _pt_kill(fleet, server):
     return None, gone
 
 
-def bench_kill(fleet, server, sessions, repeat, idle):
+def bench_kill(fleet, server, sessions, repeat):
     methods = [
         ("dbhygiene driver (list + guarded end)", lambda: _ours(fleet, server)),
         ("bare KILL batch (one round trip)", lambda: _bare(fleet, server, True)),
@@ -254,7 +249,7 @@ def bench_kill(fleet, server, sessions, repeat, idle):
         for name, run in methods:  # alternating, so drift hits every method alike
             held = _hold(fleet, server, sessions)
             try:
-                time.sleep(idle)
+                time.sleep(0.2)
                 result = run()
                 if len(result) == 3:
                     statements.append(result[2])
@@ -272,13 +267,6 @@ def main():
     parser.add_argument("--sessions", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--server", default="mariadb2")
-    parser.add_argument(
-        "--idle",
-        type=float,
-        nargs="+",
-        default=[0.2, 6.0],
-        help="seconds the victims are idle when a run starts (default: 0.2 and 6)",
-    )
     args = parser.parse_args()
     fleet = fleet_state.load(os.environ.get("DBFLEET_STATE_DIR"))
     admin = mariadb.admin_connect(fleet.server(args.server), autocommit=True)
@@ -299,42 +287,31 @@ def main():
                 _wait_gone(fleet, args.server)
             for name, values in listing.items():
                 print("  listing  %-34s %s" % (name, _ms(statistics.median(values))))
-            for idle in args.idle:
-                del _GUARD_STEPS[:]
-                figures, statements = bench_kill(fleet, args.server, sessions, args.repeat, idle)
-                steps = _GUARD_STEPS[-1] if _GUARD_STEPS else {}
-                print(
-                    "  -- victims idle %.1f s: the guard decided %d by its fast step, %d by the full re-read"
-                    % (idle, steps.get("fast", 0), steps.get("full", 0))
+            figures, statements = bench_kill(fleet, args.server, sessions, args.repeat)
+            ours = figures["dbhygiene driver (list + guarded end)"]
+            for name, values in figures.items():
+                line = "  ending   %-40s" % name
+                if values["ended"]:
+                    ratio = statistics.median(ours["ended"]) / statistics.median(values["ended"])
+                    line += " KILLs sent %s (ours/this %.2f)" % (_ms(statistics.median(values["ended"])), ratio)
+                else:
+                    line += " " * 45
+                ratio = statistics.median(ours["gone"]) / statistics.median(values["gone"])
+                line += "  all gone %s (ours/this %.2f)" % (_ms(statistics.median(values["gone"])), ratio)
+                print(line)
+            count, kinds = sweep_statements(fleet, args.server, sessions)
+            print(
+                "  statements (round trips) of the driver, connecting included: list + guarded end %s; "
+                "a whole real sweep (apply_policy) %d: %s"
+                % (
+                    "/".join(str(n) for n in sorted(set(statements))),
+                    count,
+                    ", ".join("%s %d" % item for item in sorted(kinds.items())),
                 )
-                _print_kill(figures)
-                count, kinds = sweep_statements(fleet, args.server, sessions, idle)
-                print(
-                    "  statements (round trips) of the driver, connecting included: list + guarded end %s; "
-                    "a whole real sweep (apply_policy) %d: %s"
-                    % (
-                        "/".join(str(n) for n in sorted(set(statements))),
-                        count,
-                        ", ".join("%s %d" % item for item in sorted(kinds.items())),
-                    )
-                )
+            )
     finally:
         cur.execute("SET GLOBAL max_connections = %s", (before,))
         admin.close()
-
-
-def _print_kill(figures):
-    ours = figures["dbhygiene driver (list + guarded end)"]
-    for name, values in figures.items():
-        line = "  ending   %-40s" % name
-        if values["ended"]:
-            ratio = statistics.median(ours["ended"]) / statistics.median(values["ended"])
-            line += " KILLs sent %s (ours/this %.2f)" % (_ms(statistics.median(values["ended"])), ratio)
-        else:
-            line += " " * 45
-        ratio = statistics.median(ours["gone"]) / statistics.median(values["gone"])
-        line += "  all gone %s (ours/this %.2f)" % (_ms(statistics.median(values["gone"])), ratio)
-        print(line)
 
 
 if __name__ == "__main__":
