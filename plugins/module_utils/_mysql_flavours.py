@@ -108,9 +108,12 @@ GUARD_BLOCK_ROWS = 100000
 # its COMMAND and QUERY_ID are still the planned ones. A read costs about 150 us
 # before its first row (the table is materialized in an Aria temporary table: its
 # INFO column is a LONGTEXT) plus about 0.5 us per thread, a KILL about 60 us; so a
-# group of 8 costs the eighth of a read per victim, and the last victim of a group
-# is killed at most 7 KILLs (about 0.4 ms) later than its re-read.
+# group of 8 costs the eighth of a read per victim. The group's read must not get
+# old: a victim reached more than GUARD_GROUP_STALE_US after it (the KILLs before
+# it were slow) is re-read on its own before its KILL. So the group adds at most
+# that to the window a single re-read leaves.
 GUARD_GROUP = 8
+GUARD_GROUP_STALE_US = 1000
 
 
 # InnoDB's transaction list (information_schema.INNODB_TRX) is a cache, refreshed
@@ -145,7 +148,7 @@ def guard_batch_size(threads, grouped=False):
     (`grouped`: victims re-read GUARD_GROUP at a time, see grouped_reread)."""
     per_victim = max(1, int(threads))
     if grouped:
-        per_victim = max(1, per_victim // GUARD_GROUP)
+        per_victim = max(1, per_victim // max(1, GUARD_GROUP))
     return max(1, min(GUARD_BATCH, GUARD_BLOCK_ROWS // per_victim))
 
 
@@ -892,21 +895,35 @@ class MariaDB(Flavour):
     # text, and the server's parsing of it, does not grow with them; unrolled steps of
     # about 700 bytes cost 100-300 us each to parse). Each group is one cursor over the
     # victims' rows joined to information_schema.PROCESSLIST, read when the cursor
-    # opens; a victim still there with the planned COMMAND (Sleep) and QUERY_ID is
-    # KILLed at once. `cnt` is the group's size: a cursor that failed to open reports
-    # x:<errno> for the victims it did not reach.
+    # opens (t0: when its first row came, after the read); a victim still there with
+    # the planned COMMAND (Sleep) and QUERY_ID is KILLed at once, or, when reached
+    # more than GUARD_GROUP_STALE_US after t0, re-read on its own first. `cnt` is the
+    # group's size: a cursor that failed to open reports x:<errno> for the victims it
+    # did not reach. User names are compared byte for byte (MariaDB's are
+    # case-sensitive; the collation of PROCESSLIST.USER is not).
     _GROUPED_LOOP = (
         "FOR g IN 0 .. {last} DO "
         "SET e = 0, m = 0, cnt = ELT(g + 1, {sizes}); "
-        "FOR v IN (SELECT x.k, x.id, x.qid, p.ID AS pid, p.COMMAND AS pcmd, p.QUERY_ID AS pq "
+        "FOR v IN (SELECT x.k, x.id, x.usr, x.host, x.qid, p.ID AS pid, p.COMMAND AS pcmd, p.QUERY_ID AS pq "
         "FROM ({rows}) AS x "
-        "LEFT JOIN information_schema.PROCESSLIST AS p ON p.ID = x.id AND p.USER = x.usr AND p.HOST = x.host "
+        "LEFT JOIN information_schema.PROCESSLIST AS p "
+        "ON p.ID = x.id AND BINARY p.USER = BINARY x.usr AND p.HOST = x.host "
         "WHERE x.grp = g ORDER BY x.k) DO "
         "SET m = m + 1; "
+        "IF m = 1 THEN SET t0 = SYSDATE(6); END IF; "
         "IF v.pid IS NULL THEN SET r = CONCAT(r, 'g|'); "
-        "ELSEIF v.pcmd = 'Sleep' AND v.pq = v.qid THEN SET e = 0; KILL CONNECTION v.id; "
-        "SET r = CONCAT(r, 'k:', e, '|'); "
-        "ELSE SET r = CONCAT(r, 'm:', IFNULL(v.pcmd, ''), ':', IFNULL(v.pq, ''), '|'); END IF; "
+        "ELSEIF NOT (v.pcmd = 'Sleep' AND v.pq = v.qid) THEN "
+        "SET r = CONCAT(r, 'm:', IFNULL(v.pcmd, ''), ':', IFNULL(v.pq, ''), '|'); "
+        "ELSEIF TIMESTAMPDIFF(MICROSECOND, t0, SYSDATE(6)) <= {stale} THEN "
+        "SET e = 0; KILL CONNECTION v.id; SET r = CONCAT(r, 'k:', e, '|'); "
+        "ELSE SET e = 0; "
+        "SELECT COUNT(*), MAX(COMMAND), MAX(QUERY_ID) INTO n, c, q "
+        "FROM information_schema.PROCESSLIST WHERE ID = v.id AND BINARY USER = BINARY v.usr AND HOST = v.host; "
+        "IF e <> 0 THEN SET r = CONCAT(r, 'x:', e, '|'); "
+        "ELSEIF n = 0 THEN SET r = CONCAT(r, 'g|'); "
+        "ELSEIF c = 'Sleep' AND q = v.qid THEN KILL CONNECTION v.id; SET r = CONCAT(r, 'k:', e, '|'); "
+        "ELSE SET r = CONCAT(r, 'm:', IFNULL(c, ''), ':', IFNULL(q, ''), '|'); END IF; "
+        "END IF; "
         "END FOR; "
         "IF m < cnt THEN SET r = CONCAT(r, REPEAT(CONCAT('x:', e, '|'), cnt - m)); END IF; "
         "END FOR;"
@@ -915,16 +932,17 @@ class MariaDB(Flavour):
     _GROUPED_ROW = "(%s, %s, %s, %s, %s, %s)"
 
     @staticmethod
-    def guard_order(victims, mode, group=GUARD_GROUP):
+    def guard_order(victims, mode, group=None):
         """The victims in the order a guard block handles them and reports their outcomes:
         with `group` > 1, the grouped_reread ones first (its loop), then the others, each
         in the given order."""
+        group = GUARD_GROUP if group is None else group
         if group <= 1:
             return list(victims)
         grouped = [victim for victim in victims if grouped_reread(victim, mode)]
         return grouped + [victim for victim in victims if not grouped_reread(victim, mode)]
 
-    def guard_block(self, victims, mode, tolerance=None, group=GUARD_GROUP):
+    def guard_block(self, victims, mode, tolerance=None, group=None):
         """One compound statement that, per victim, re-reads the thread and KILLs it
         only if it is still the planned session in the planned state.
 
@@ -947,10 +965,11 @@ class MariaDB(Flavour):
         parts = [
             "BEGIN NOT ATOMIC",
             "DECLARE e INT DEFAULT 0; DECLARE n INT; DECLARE ok INT; DECLARE q BIGINT; DECLARE c VARCHAR(64);",
-            "DECLARE r TEXT DEFAULT ''; DECLARE w INT; DECLARE m INT; DECLARE cnt INT;",
+            "DECLARE r TEXT DEFAULT ''; DECLARE w INT; DECLARE m INT; DECLARE cnt INT; DECLARE t0 DATETIME(6);",
             "DECLARE CONTINUE HANDLER FOR SQLEXCEPTION GET DIAGNOSTICS CONDITION 1 e = MYSQL_ERRNO;",
         ]
         params = []
+        group = GUARD_GROUP if group is None else group
         ordered = self.guard_order(victims, mode, group)
         looped = [victim for victim in ordered if group > 1 and grouped_reread(victim, mode)]
         if looped:
@@ -960,7 +979,12 @@ class MariaDB(Flavour):
                 rows.append("UNION ALL VALUES " + ", ".join([self._GROUPED_ROW] * (len(looped) - 1)))
             sizes = [min(group, len(looped) - index * group) for index in range(groups)]
             parts.append(
-                self._GROUPED_LOOP.format(last=groups - 1, sizes=", ".join(str(n) for n in sizes), rows=" ".join(rows))
+                self._GROUPED_LOOP.format(
+                    last=groups - 1,
+                    sizes=", ".join(str(n) for n in sizes),
+                    rows=" ".join(rows),
+                    stale=int(GUARD_GROUP_STALE_US),
+                )
             )
             for position, victim in enumerate(looped):
                 params.extend(
@@ -976,7 +1000,7 @@ class MariaDB(Flavour):
             parts.append(
                 f"SET e = 0; {waiting} "
                 f"SELECT COUNT(*), MAX(COMMAND), MAX(QUERY_ID), MAX({condition}) INTO n, c, q, ok "
-                "FROM information_schema.PROCESSLIST WHERE ID = %s AND USER = %s AND HOST = %s; "
+                "FROM information_schema.PROCESSLIST WHERE ID = %s AND BINARY USER = BINARY %s AND HOST = %s; "
                 "IF e <> 0 THEN SET r = CONCAT(r, 'x:', e, '|'); "
                 "ELSEIF n = 0 THEN SET r = CONCAT(r, 'g|'); "
                 f"ELSEIF ok = 1 THEN IF w > 0 THEN {kill} SET r = CONCAT(r, 'k:', e, '|'); "

@@ -417,7 +417,8 @@ def test_mariadb_guard_block_checks_and_kills_each_victim_in_one_statement():
     assert sql.startswith("BEGIN NOT ATOMIC") and sql.endswith("SELECT r; END")
     assert "DECLARE CONTINUE HANDLER FOR SQLEXCEPTION GET DIAGNOSTICS CONDITION 1 e = MYSQL_ERRNO" in sql
     # per victim: one re-read of that very thread, then its KILL, in this order
-    assert sql.count("FROM information_schema.PROCESSLIST WHERE ID = %s AND USER = %s AND HOST = %s") == 2
+    # (user names compared byte for byte: MariaDB's are case-sensitive, its collation is not)
+    assert sql.count("FROM information_schema.PROCESSLIST WHERE ID = %s AND BINARY USER = BINARY %s AND HOST = %s") == 2
     assert sql.count("KILL CONNECTION %s;") == 2
     first_read, first_kill = sql.index("PROCESSLIST WHERE ID"), sql.index("KILL CONNECTION")
     second_read = sql.index("PROCESSLIST WHERE ID", first_read + 1)
@@ -503,10 +504,25 @@ def test_idle_victims_are_reread_in_groups_by_one_loop_then_the_others_one_by_on
     # each group: one read of the thread list, joined to its victims; killed only when
     # still there with the planned COMMAND and QUERY_ID
     loop = sql[sql.index("FOR g IN") : sql.rindex("END FOR;")]
-    assert "LEFT JOIN information_schema.PROCESSLIST AS p ON p.ID = x.id AND p.USER = x.usr AND p.HOST = x.host" in loop
+    assert (
+        "LEFT JOIN information_schema.PROCESSLIST AS p "
+        "ON p.ID = x.id AND BINARY p.USER = BINARY x.usr AND p.HOST = x.host" in loop
+    )
     assert "WHERE x.grp = g ORDER BY x.k" in loop
-    assert "ELSEIF v.pcmd = 'Sleep' AND v.pq = v.qid THEN SET e = 0; KILL CONNECTION v.id;" in loop
     assert "IF v.pid IS NULL THEN SET r = CONCAT(r, 'g|')" in loop
+    # killed at once only when still there with the planned COMMAND and QUERY_ID, and
+    # within GUARD_GROUP_STALE_US of the group's read; later, re-read on its own first
+    moved = loop.index("ELSEIF NOT (v.pcmd = 'Sleep' AND v.pq = v.qid) THEN")
+    fresh = loop.index(
+        f"ELSEIF TIMESTAMPDIFF(MICROSECOND, t0, SYSDATE(6)) <= {fl.GUARD_GROUP_STALE_US} THEN "
+        "SET e = 0; KILL CONNECTION v.id;"
+    )
+    alone = loop.index(
+        "FROM information_schema.PROCESSLIST WHERE ID = v.id AND BINARY USER = BINARY v.usr AND HOST = v.host; "
+    )
+    assert moved < fresh < alone
+    assert "ELSEIF c = 'Sleep' AND q = v.qid THEN KILL CONNECTION v.id;" in loop[alone:]
+    assert loop.index("IF m = 1 THEN SET t0 = SYSDATE(6); END IF;") < moved
     rows = [params[6 * n : 6 * n + 6] for n in range(len(idle))]
     assert rows[0] == (0, 0, 100, "app", "127.0.0.1:5000", 1000)
     assert rows[fl.GUARD_GROUP] == (
@@ -928,7 +944,7 @@ def test_mariadb_guard_cancels_a_waiter_only_while_it_still_waits(kind, check):
     sql, params = MARIADB.guard_block([_waiter(kind, id=7, query_id=10), plain], "cancel")
     assert _placeholders_match(sql, params)
     # the waiter: checked first, then re-read, then cancelled only if both hold
-    assert sql.count(check) == 1 and sql.index(check) < sql.index("PROCESSLIST WHERE ID = %s AND USER")
+    assert sql.count(check) == 1 and sql.index(check) < sql.index("PROCESSLIST WHERE ID = %s AND BINARY USER")
     assert params[0] == 7
     assert "ELSEIF ok = 1 THEN IF w > 0 THEN KILL QUERY ID q;" in sql
     assert "ELSE SET r = CONCAT(r, 'w|'); END IF;" in sql
