@@ -23,10 +23,13 @@ How the safety invariants of DESIGN.md are kept here:
 * Guarded kill, per victim: a thread is killed only if it is the same thread
   (id, user, client host:port, server start) in the same state (COMMAND, no new
   statement: QUERY_ID; an active one's statement start not later than planned).
-  MariaDB: the re-read and the KILL of each victim are two instructions of one
-  server-side compound statement (``BEGIN NOT ATOMIC``), up to 500 victims per
-  round trip (fewer on a server with many threads: each re-read scans the thread
-  list); what remains is the microseconds between them inside the server.
+  MariaDB: the re-reads and the KILLs are instructions of one server-side
+  compound statement (``BEGIN NOT ATOMIC``), up to 500 victims per round trip
+  (fewer on a server with many threads: each re-read scans the thread list).
+  Idle victims to terminate are re-read in groups of 8 (flavours.GUARD_GROUP:
+  one read of the thread list, each KILL right after it, a victim reached more
+  than 1 ms after the read re-read alone); the others one by one. What remains
+  is the time inside the server from a victim's re-read to its KILL.
   Cancels use ``KILL QUERY ID`` with the statement id just re-read. MySQL has
   no compound statements outside stored programs: each victim is re-read right
   before its own KILL, a window of one round trip.
