@@ -12,8 +12,8 @@ For each number of idle sessions N:
   cold = first listing of a driver, warm = the attributes already known), and
   the former single statement that joined session_connect_attrs;
 - ending N idle victims (user app2, idle): the driver (list + guarded
-  end_sessions: idle victims re-read 8 at a time by one loop, one server-side guard
-  block per 500 victims), a bare KILL batch
+  end_sessions: one server-side guard block per min(500, 100,000 / threads) victims,
+  idle ones in its loop, each re-read right before its KILL), a bare KILL batch
   (SELECT the ids, then every KILL in one multi-statement round trip), one KILL
   per round trip, and pt-kill (Debian's percona-toolkit, when installed: from
   its start until every victim is gone, which includes perl's start and its
@@ -39,7 +39,6 @@ sys.path.insert(0, os.path.join(ROOT, ".build", "collections"))
 
 import pymysql  # noqa: E402
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql  # noqa: E402
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql_flavours as flavours  # noqa: E402
 from bench_statements import counting  # noqa: E402
 from dbfleet import mariadb  # noqa: E402
 from dbfleet import state as fleet_state  # noqa: E402
@@ -295,8 +294,8 @@ def main():
             figures, statements = bench_kill(fleet, args.server, sessions, args.repeat)
             steps = _GUARD_STEPS[-1] if _GUARD_STEPS else {}
             print(
-                "  (the guard re-read %d victims in groups of %d, %d one by one)"
-                % (steps.get("grouped", 0), flavours.GUARD_GROUP, steps.get("single", 0))
+                "  (the guard block re-read %d victims in its loop, %d in steps of their own)"
+                % (steps.get("looped", 0), steps.get("own_step", 0))
             )
             ours = figures["dbhygiene driver (list + guarded end)"]
             for name, values in figures.items():

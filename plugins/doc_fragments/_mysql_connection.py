@@ -96,9 +96,9 @@ notes:
   - Our own connection carries the connection attribute C(program_name=dbhygiene.sessions) and is never touched.
   - 'The guarded kill, per victim: MariaDB re-reads each victim and KILLs it only if it is the same thread (id, user,
     client host:port, server start) in the planned state (same COMMAND and QUERY_ID: no statement since planning),
-    both inside one server-side compound statement (C(BEGIN NOT ATOMIC)), up to 500 victims per round trip; idle
-    victims are re-read 8 at a time (one read of the thread list, then each KILL at once; a victim reached more than
-    1 ms after that read is re-read on its own); cancels use C(KILL QUERY ID) of the statement just re-read. MySQL re-reads each victim right before its own KILL (one round
+    both inside one server-side compound statement (C(BEGIN NOT ATOMIC)), up to 500 victims per round trip (idle
+    victims in one loop, each re-read right before its own KILL); cancels use C(KILL QUERY ID) of the statement just
+    re-read. MySQL re-reads each victim right before its own KILL (one round
     trip apart).'
   - Passwords are sent as UTF-8 (PyMySQL alone would send Latin-1), so any password the server accepts works.
   - A session's C(key) holds the server's start time, so sessions of a server that restarted since planning are

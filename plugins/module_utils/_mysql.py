@@ -26,10 +26,10 @@ How the safety invariants of DESIGN.md are kept here:
   MariaDB: the re-reads and the KILLs are instructions of one server-side
   compound statement (``BEGIN NOT ATOMIC``), up to 500 victims per round trip
   (fewer on a server with many threads: each re-read scans the thread list).
-  Idle victims to terminate are re-read in groups of 8 (flavours.GUARD_GROUP:
-  one read of the thread list, each KILL right after it, a victim reached more
-  than 1 ms after the read re-read alone); the others one by one. What remains
-  is the time inside the server from a victim's re-read to its KILL.
+  Idle victims to terminate go through one loop (its text does not grow with
+  them), the others through a step each; every victim is re-read on its own
+  right before its KILL. What remains is the time inside the server from a
+  victim's re-read to its KILL.
   Cancels use ``KILL QUERY ID`` with the statement id just re-read. MySQL has
   no compound statements outside stored programs: each victim is re-read right
   before its own KILL, a window of one round trip.
@@ -412,8 +412,8 @@ class MySQLDriver(Driver):
         self._set_io_timeout(query_timeout)
         self._lock_held = False
         self._threads_seen = 1  # client threads of the last full listing (sizes the guard blocks)
-        # Victims the guard re-read in groups (flavours.GUARD_GROUP) / one by one, over this driver's life.
-        self.guard_counts = {"grouped": 0, "single": 0}
+        # Victims the guard block re-read in its loop / in a step of their own, over this driver's life.
+        self.guard_counts = {"looped": 0, "own_step": 0}
         self._trx_read_at = None  # when our last listing read INNODB_TRX (time.monotonic)
         # program_name per session key: a connection's attributes are fixed at login.
         self._applications = {}
@@ -767,19 +767,11 @@ class MySQLDriver(Driver):
                 pass  # only for the record: never a reason not to end a victim
         try:
             if self.flavour.server_side_guard:
-                # Victims re-read in groups go in blocks of their own (a loop: one text
-                # however many they are), the others in blocks of one step each.
-                grouped = [i for i in todo if flavours.grouped_reread(victims[i], mode)]
-                chosen = set(grouped)
-                single = [i for i in todo if i not in chosen]
-                for part, size in (
-                    (grouped, flavours.guard_batch_size(self._threads_seen, grouped=True)),
-                    (single, flavours.guard_batch_size(self._threads_seen)),
-                ):
-                    for first in range(0, len(part), size):
-                        batch = part[first : first + size]
-                        for index, outcome in zip(batch, self._guarded_batch([victims[i] for i in batch], mode)):
-                            results[index] = outcome
+                size = flavours.guard_batch_size(self._threads_seen)
+                for first in range(0, len(todo), size):
+                    batch = todo[first : first + size]
+                    for index, outcome in zip(batch, self._guarded_batch([victims[i] for i in batch], mode)):
+                        results[index] = outcome
             else:
                 for index in todo:
                     results[index] = self._reread_and_kill(victims[index], mode)
@@ -799,9 +791,9 @@ class MySQLDriver(Driver):
                 f"(whether their KILLs went out is not known): {self._why(exc)}"
             )
         outcomes = flavours.parse_guard_outcomes(rows[0][0] if rows else None, len(batch))
-        grouped = sum(1 for victim in batch if flavours.grouped_reread(victim, mode))
-        self.guard_counts["grouped"] += grouped
-        self.guard_counts["single"] += len(batch) - grouped
+        looped = sum(1 for victim in batch if flavours.looped_reread(victim, mode))
+        self.guard_counts["looped"] += looped
+        self.guard_counts["own_step"] += len(batch) - looped
         decided = {
             id(victim): self._outcome(victim, mode, code, fields) for victim, (code, fields) in zip(ordered, outcomes)
         }

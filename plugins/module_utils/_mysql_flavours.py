@@ -103,17 +103,6 @@ GUARD_BATCH = 500
 # has no index): a block does about victims x threads row reads. Keep a block near
 # this many, so that it stays far below query_timeout even on a busy server.
 GUARD_BLOCK_ROWS = 100000
-# Idle victims (Sleep, planned with their QUERY_ID) are re-read in groups of this many:
-# one read of information_schema.PROCESSLIST for the group, then each one's KILL if
-# its COMMAND and QUERY_ID are still the planned ones. A read costs about 150 us
-# before its first row (the table is materialized in an Aria temporary table: its
-# INFO column is a LONGTEXT) plus about 0.5 us per thread, a KILL about 60 us; so a
-# group of 8 costs the eighth of a read per victim. The group's read must not get
-# old: a victim reached more than GUARD_GROUP_STALE_US after it (the KILLs before
-# it were slow) is re-read on its own before its KILL. So the group adds at most
-# that to the window a single re-read leaves.
-GUARD_GROUP = 8
-GUARD_GROUP_STALE_US = 1000
 
 
 # InnoDB's transaction list (information_schema.INNODB_TRX) is a cache, refreshed
@@ -143,20 +132,17 @@ def idle_unproven(planned):
     return None
 
 
-def guard_batch_size(threads, grouped=False):
-    """Victims per guard block when the server has about `threads` client threads
-    (`grouped`: victims re-read GUARD_GROUP at a time, see grouped_reread)."""
-    per_victim = max(1, int(threads))
-    if grouped:
-        per_victim = max(1, per_victim // max(1, GUARD_GROUP))
-    return max(1, min(GUARD_BATCH, GUARD_BLOCK_ROWS // per_victim))
+def guard_batch_size(threads):
+    """Victims per guard block when the server has about `threads` client threads."""
+    return max(1, min(GUARD_BATCH, GUARD_BLOCK_ROWS // max(1, int(threads))))
 
 
-def grouped_reread(victim, mode):
-    """Whether the guard may re-read this victim with others (GUARD_GROUP): an idle
-    thread (Sleep, with or without a transaction) with its planned QUERY_ID, to be
-    terminated, not picked for a lock wait. Its proof is the one of _still_planned:
-    the same COMMAND and QUERY_ID, no statement since planning."""
+def looped_reread(victim, mode):
+    """Whether the guard block re-reads this victim in its loop (_IDLE_LOOP) rather than in a
+    step of its own: an idle thread (Sleep, with or without a transaction) with its planned
+    QUERY_ID, to be terminated, not picked for a lock wait. Same proof either way (the one of
+    _still_planned: the same COMMAND and QUERY_ID, no statement since planning), read right
+    before its KILL; the loop is one text for any number of victims."""
     return (
         mode == "terminate"
         and victim.get("command") == IDLE_COMMAND
@@ -891,58 +877,44 @@ class MariaDB(Flavour):
             return "COMMAND = %s AND " + started_by, (victim.get("command"), since)
         return "COMMAND = %s AND (QUERY_ID = %s OR " + started_by + ")", (victim.get("command"), int(query_id), since)
 
-    # The grouped re-read: one loop over the groups of the grouped_reread victims (its
-    # text, and the server's parsing of it, does not grow with them; unrolled steps of
-    # about 700 bytes cost 100-300 us each to parse). Each group is one cursor over the
-    # victims' rows joined to information_schema.PROCESSLIST, read when the cursor
-    # opens (t0: when its first row came, after the read); a victim still there with
-    # the planned COMMAND (Sleep) and QUERY_ID is KILLed at once, or, when reached
-    # more than GUARD_GROUP_STALE_US after t0, re-read on its own first. `cnt` is the
-    # group's size: a cursor that failed to open reports x:<errno> for the victims it
-    # did not reach. User names are compared byte for byte (MariaDB's are
-    # case-sensitive; the collation of PROCESSLIST.USER is not).
-    _GROUPED_LOOP = (
-        "FOR g IN 0 .. {last} DO "
-        "SET e = 0, m = 0, cnt = ELT(g + 1, {sizes}); "
-        "FOR v IN (SELECT x.k, x.id, x.usr, x.host, x.qid, p.ID AS pid, p.COMMAND AS pcmd, p.QUERY_ID AS pq "
-        "FROM ({rows}) AS x "
-        "LEFT JOIN information_schema.PROCESSLIST AS p "
-        "ON p.ID = x.id AND BINARY p.USER = BINARY x.usr AND p.HOST = x.host "
-        "WHERE x.grp = g ORDER BY x.k) DO "
-        "SET m = m + 1; "
-        "IF m = 1 THEN SET t0 = SYSDATE(6); END IF; "
-        "IF v.pid IS NULL THEN SET r = CONCAT(r, 'g|'); "
-        "ELSEIF NOT (v.pcmd = 'Sleep' AND v.pq = v.qid) THEN "
-        "SET r = CONCAT(r, 'm:', IFNULL(v.pcmd, ''), ':', IFNULL(v.pq, ''), '|'); "
-        "ELSEIF TIMESTAMPDIFF(MICROSECOND, t0, SYSDATE(6)) <= {stale} THEN "
-        "SET e = 0; KILL CONNECTION v.id; SET r = CONCAT(r, 'k:', e, '|'); "
-        "ELSE SET e = 0; "
-        "SELECT COUNT(*), MAX(COMMAND), MAX(QUERY_ID) INTO n, c, q "
-        "FROM information_schema.PROCESSLIST WHERE ID = v.id AND BINARY USER = BINARY v.usr AND HOST = v.host; "
+    # The idle victims to terminate (looped_reread), nearly all the victims of a sweep: one
+    # loop over their rows, so the block's text (and the server's parsing of it, which cost
+    # 100-300 us per unrolled step of about 700 bytes) does not grow with them. Per victim,
+    # as in a step of its own: a read of information_schema.PROCESSLIST for that thread
+    # (same id, user byte for byte -- MariaDB's user names are case-sensitive, the
+    # collation of PROCESSLIST.USER is not -- and client host:port), then its KILL at once
+    # if it is still Sleep with the planned QUERY_ID. Reading several victims at once and
+    # killing them after was measured to widen the window: groups of 8 with the read
+    # trusted for up to 1 ms made 0.68 % wrong kills under the wake race, 200 us 0.20 %,
+    # against 0.07 % for a read per victim (tests/reliability/test_wake_race.py). A cursor
+    # that failed to open reports x:<errno> for the victims it did not reach.
+    _IDLE_LOOP = (
+        "SET m = 0; "
+        "FOR v IN (SELECT * FROM ({rows}) AS x ORDER BY x.k) DO "
+        "SET m = m + 1, e = 0; "
+        "SELECT COUNT(*), MAX(COMMAND), MAX(QUERY_ID) INTO n, c, q FROM information_schema.PROCESSLIST "
+        "WHERE ID = v.id AND BINARY USER = BINARY v.usr AND HOST = v.host; "
         "IF e <> 0 THEN SET r = CONCAT(r, 'x:', e, '|'); "
         "ELSEIF n = 0 THEN SET r = CONCAT(r, 'g|'); "
         "ELSEIF c = 'Sleep' AND q = v.qid THEN KILL CONNECTION v.id; SET r = CONCAT(r, 'k:', e, '|'); "
         "ELSE SET r = CONCAT(r, 'm:', IFNULL(c, ''), ':', IFNULL(q, ''), '|'); END IF; "
-        "END IF; "
         "END FOR; "
-        "IF m < cnt THEN SET r = CONCAT(r, REPEAT(CONCAT('x:', e, '|'), cnt - m)); END IF; "
-        "END FOR;"
+        "IF m < {count} THEN SET r = CONCAT(r, REPEAT(CONCAT('x:', e, '|'), {count} - m)); END IF;"
     )
-    _GROUPED_FIRST_ROW = "SELECT %s AS k, %s AS grp, %s AS id, %s AS usr, %s AS host, %s AS qid"
-    _GROUPED_ROW = "(%s, %s, %s, %s, %s, %s)"
+    _IDLE_FIRST_ROW = "SELECT %s AS k, %s AS id, %s AS usr, %s AS host, %s AS qid"
+    _IDLE_ROW = "(%s, %s, %s, %s, %s)"
 
     @staticmethod
-    def guard_order(victims, mode, group=None):
+    def guard_order(victims, mode, loop=True):
         """The victims in the order a guard block handles them and reports their outcomes:
-        with `group` > 1, the grouped_reread ones first (its loop), then the others, each
-        in the given order."""
-        group = GUARD_GROUP if group is None else group
-        if group <= 1:
+        with `loop`, the looped_reread ones first (its loop), then the others, each in the
+        given order."""
+        if not loop:
             return list(victims)
-        grouped = [victim for victim in victims if grouped_reread(victim, mode)]
-        return grouped + [victim for victim in victims if not grouped_reread(victim, mode)]
+        looped = [victim for victim in victims if looped_reread(victim, mode)]
+        return looped + [victim for victim in victims if not looped_reread(victim, mode)]
 
-    def guard_block(self, victims, mode, tolerance=None, group=None):
+    def guard_block(self, victims, mode, tolerance=None, loop=True):
         """One compound statement that, per victim, re-reads the thread and KILLs it
         only if it is still the planned session in the planned state.
 
@@ -953,8 +925,8 @@ class MariaDB(Flavour):
         statement ended: 1957; no right: 1095) is caught and reported, and the
         block goes on with the next victim. Cancels use KILL QUERY ID with the
         statement id the re-read just saw: it can only hit that very statement.
-        The grouped_reread victims (idle, to terminate) come first, re-read `group` at a
-        time (_GROUPED_LOOP); outcomes are in guard_order().
+        With `loop`, the looped_reread victims (idle, to terminate) come first, in one
+        loop (_IDLE_LOOP); outcomes are in guard_order(victims, mode, loop).
         """
         if mode not in KILL_TEMPLATES:
             raise ValueError(f"mode must be terminate or cancel, not {mode!r}")
@@ -965,31 +937,20 @@ class MariaDB(Flavour):
         parts = [
             "BEGIN NOT ATOMIC",
             "DECLARE e INT DEFAULT 0; DECLARE n INT; DECLARE ok INT; DECLARE q BIGINT; DECLARE c VARCHAR(64);",
-            "DECLARE r TEXT DEFAULT ''; DECLARE w INT; DECLARE m INT; DECLARE cnt INT; DECLARE t0 DATETIME(6);",
+            "DECLARE r TEXT DEFAULT ''; DECLARE w INT; DECLARE m INT;",
             "DECLARE CONTINUE HANDLER FOR SQLEXCEPTION GET DIAGNOSTICS CONDITION 1 e = MYSQL_ERRNO;",
         ]
         params = []
-        group = GUARD_GROUP if group is None else group
-        ordered = self.guard_order(victims, mode, group)
-        looped = [victim for victim in ordered if group > 1 and grouped_reread(victim, mode)]
+        ordered = self.guard_order(victims, mode, loop)
+        looped = [victim for victim in ordered if loop and looped_reread(victim, mode)]
         if looped:
-            groups = (len(looped) + group - 1) // group
-            rows = [self._GROUPED_FIRST_ROW]
+            rows = [self._IDLE_FIRST_ROW]
             if len(looped) > 1:
-                rows.append("UNION ALL VALUES " + ", ".join([self._GROUPED_ROW] * (len(looped) - 1)))
-            sizes = [min(group, len(looped) - index * group) for index in range(groups)]
-            parts.append(
-                self._GROUPED_LOOP.format(
-                    last=groups - 1,
-                    sizes=", ".join(str(n) for n in sizes),
-                    rows=" ".join(rows),
-                    stale=int(GUARD_GROUP_STALE_US),
-                )
-            )
+                rows.append("UNION ALL VALUES " + ", ".join([self._IDLE_ROW] * (len(looped) - 1)))
+            parts.append(self._IDLE_LOOP.format(rows=" ".join(rows), count=len(looped)))
             for position, victim in enumerate(looped):
                 params.extend(
-                    [position, position // group, int(victim["id"]), victim.get("user"), victim.get("host")]
-                    + [int(victim["query_id"])]
+                    [position, int(victim["id"]), victim.get("user"), victim.get("host"), int(victim["query_id"])]
                 )
         for victim in ordered[len(looped) :]:
             condition, condition_params = self._still_planned(victim, tolerance)

@@ -412,7 +412,7 @@ def _victim(**changes):
 
 def test_mariadb_guard_block_checks_and_kills_each_victim_in_one_statement():
     victims = [_victim(id=7, query_id=10), _victim(id=8, query_id=11, host="127.0.0.1:5001")]
-    sql, params = MARIADB.guard_block(victims, "terminate", group=1)
+    sql, params = MARIADB.guard_block(victims, "terminate", loop=False)
     assert _placeholders_match(sql, params)
     assert sql.startswith("BEGIN NOT ATOMIC") and sql.endswith("SELECT r; END")
     assert "DECLARE CONTINUE HANDLER FOR SQLEXCEPTION GET DIAGNOSTICS CONDITION 1 e = MYSQL_ERRNO" in sql
@@ -470,9 +470,9 @@ def test_mariadb_guard_block_refuses_nonsense():
     assert "MAX(FALSE)" in sql
 
 
-# ------------------------------------------------------------ the grouped re-read of idle victims
+# ------------------------------------------------------------ the loop over idle victims
 @pytest.mark.parametrize(
-    "changes, mode, grouped",
+    "changes, mode, looped",
     [
         ({}, "terminate", True),
         ({"state": "idle_in_transaction"}, "terminate", True),
@@ -482,74 +482,49 @@ def test_mariadb_guard_block_refuses_nonsense():
         ({"query_id": None}, "terminate", False),
     ],
 )
-def test_only_idle_victims_to_terminate_are_reread_in_groups(changes, mode, grouped):
+def test_only_idle_victims_to_terminate_go_through_the_loop(changes, mode, looped):
     changes = dict(changes)
     if changes.pop("waiting_check", False):
         changes[GUARD_STILL_WAITING] = True
-    assert fl.grouped_reread(_victim(**changes), mode) is grouped
+    assert fl.looped_reread(_victim(**changes), mode) is looped
 
 
-def test_idle_victims_are_reread_in_groups_by_one_loop_then_the_others_one_by_one():
-    idle = [_victim(id=100 + n, query_id=1000 + n) for n in range(fl.GUARD_GROUP + 2)]
+def test_idle_victims_go_through_one_loop_each_reread_before_its_kill_then_the_others():
+    idle = [_victim(id=100 + n, query_id=1000 + n) for n in range(10)]
     active = _victim(id=9, command="Query", state="active", query_id=12)
     victims = [active] + idle
     assert [v["id"] for v in MARIADB.guard_order(victims, "terminate")] == [v["id"] for v in idle] + [9]
-    assert [v["id"] for v in MARIADB.guard_order(victims, "terminate", group=1)] == [9] + [v["id"] for v in idle]
+    assert [v["id"] for v in MARIADB.guard_order(victims, "terminate", loop=False)] == [9] + [v["id"] for v in idle]
     sql, params = MARIADB.guard_block(victims, "terminate")
     assert _placeholders_match(sql, params)
-    # one loop, whatever the number of victims: two groups here (GUARD_GROUP, then 2)
-    assert sql.count("FOR g IN 0 .. 1 DO") == 1 and sql.count("FOR v IN (") == 1
-    assert f"cnt = ELT(g + 1, {fl.GUARD_GROUP}, 2)" in sql
+    # one loop, whatever the number of victims; its rows in the order given
+    assert sql.count("FOR v IN (SELECT * FROM (") == 1 and "ORDER BY x.k) DO" in sql
     assert sql.count("UNION ALL VALUES") == 1
-    # each group: one read of the thread list, joined to its victims; killed only when
-    # still there with the planned COMMAND and QUERY_ID
-    loop = sql[sql.index("FOR g IN") : sql.rindex("END FOR;")]
-    assert (
-        "LEFT JOIN information_schema.PROCESSLIST AS p "
-        "ON p.ID = x.id AND BINARY p.USER = BINARY x.usr AND p.HOST = x.host" in loop
+    loop = sql[sql.index("FOR v IN") : sql.index("END FOR;")]
+    # per victim: a read of that very thread (user byte for byte), then its KILL only if
+    # it is still Sleep with the planned QUERY_ID
+    read = loop.index(
+        "FROM information_schema.PROCESSLIST WHERE ID = v.id AND BINARY USER = BINARY v.usr AND HOST = v.host;"
     )
-    assert "WHERE x.grp = g ORDER BY x.k" in loop
-    assert "IF v.pid IS NULL THEN SET r = CONCAT(r, 'g|')" in loop
-    # killed at once only when still there with the planned COMMAND and QUERY_ID, and
-    # within GUARD_GROUP_STALE_US of the group's read; later, re-read on its own first
-    moved = loop.index("ELSEIF NOT (v.pcmd = 'Sleep' AND v.pq = v.qid) THEN")
-    fresh = loop.index(
-        f"ELSEIF TIMESTAMPDIFF(MICROSECOND, t0, SYSDATE(6)) <= {fl.GUARD_GROUP_STALE_US} THEN "
-        "SET e = 0; KILL CONNECTION v.id;"
-    )
-    alone = loop.index(
-        "FROM information_schema.PROCESSLIST WHERE ID = v.id AND BINARY USER = BINARY v.usr AND HOST = v.host; "
-    )
-    assert moved < fresh < alone
-    assert "ELSEIF c = 'Sleep' AND q = v.qid THEN KILL CONNECTION v.id;" in loop[alone:]
-    assert loop.index("IF m = 1 THEN SET t0 = SYSDATE(6); END IF;") < moved
-    rows = [params[6 * n : 6 * n + 6] for n in range(len(idle))]
-    assert rows[0] == (0, 0, 100, "app", "127.0.0.1:5000", 1000)
-    assert rows[fl.GUARD_GROUP] == (
-        fl.GUARD_GROUP,
-        1,
-        100 + fl.GUARD_GROUP,
-        "app",
-        "127.0.0.1:5000",
-        1000 + fl.GUARD_GROUP,
-    )
+    kill = loop.index("ELSEIF c = 'Sleep' AND q = v.qid THEN KILL CONNECTION v.id;")
+    assert read < kill
+    assert "ELSEIF n = 0 THEN SET r = CONCAT(r, 'g|');" in loop
+    assert loop.count("information_schema.PROCESSLIST") == 1
+    # a cursor that could not open: the victims it did not reach are reported, never lost
+    assert "IF m < 10 THEN SET r = CONCAT(r, REPEAT(CONCAT('x:', e, '|'), 10 - m)); END IF;" in sql
+    rows = [params[5 * n : 5 * n + 5] for n in range(len(idle))]
+    assert rows[0] == (0, 100, "app", "127.0.0.1:5000", 1000)
+    assert rows[-1] == (9, 109, "app", "127.0.0.1:5000", 1009)
     # the active victim after the loop, with its own step (same statement, or started by then)
-    assert params[6 * len(idle) :][:2] == ("Query", 12)
-    assert sql.rindex("END FOR;") < sql.index("FROM information_schema.PROCESSLIST WHERE ID = %s")
+    assert params[5 * len(idle) :][:2] == ("Query", 12)
+    assert sql.index("END FOR;") < sql.index("FROM information_schema.PROCESSLIST WHERE ID = %s")
     assert "127.0.0.1" not in sql
 
 
-def test_a_single_idle_victim_is_one_group_without_values():
+def test_a_single_idle_victim_is_a_loop_without_values():
     sql, params = MARIADB.guard_block([_victim(id=7, query_id=10)], "terminate")
-    assert "FOR g IN 0 .. 0 DO" in sql and "UNION ALL" not in sql and "cnt = ELT(g + 1, 1)" in sql
-    assert params == (0, 0, 7, "app", "127.0.0.1:5000", 10)
-
-
-def test_grouped_blocks_hold_more_victims():
-    assert fl.guard_batch_size(1000) == 100
-    assert fl.guard_batch_size(1000, grouped=True) == min(fl.GUARD_BATCH, 100000 // (1000 // fl.GUARD_GROUP))
-    assert fl.guard_batch_size(10**9, grouped=True) == 1
-    assert fl.guard_batch_size(1, grouped=True) == fl.GUARD_BATCH
+    assert "FOR v IN" in sql and "UNION ALL" not in sql
+    assert params == (0, 7, "app", "127.0.0.1:5000", 10)
 
 
 def test_only_mariadb_guards_server_side():
