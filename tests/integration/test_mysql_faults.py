@@ -234,14 +234,14 @@ def test_the_flipping_race_among_a_long_thread_list(fleet, my_tag):
     # 600 more threads: every re-read of information_schema.PROCESSLIST fills ~650 rows
     # (about 0.5 ms instead of 0.1) and a victim's KILL comes after the whole read, so the
     # window from re-read to KILL grows with the thread list. Measured (2026-12-01, 2 cores,
-    # ~300 kills a run, a re-read per victim): 4-5 wrong kills a run. The bound fails a
-    # guard whose window is several times wider (reading a block's victims at once and
-    # killing them after: about 8 % under the wake race).
+    # ~300 kills a run, a re-read per victim): 1-6 wrong kills a run (the unrolled block
+    # before the loop: 4-5). The bound leaves room for a loaded machine and still fails a
+    # guard whose window is several times wider.
     figures = run_flipping_race(fleet, fx.SERVER, my_tag, kills_wanted=300, seconds=60, bystanders=600)
     print("flipping race among 600 more threads (MariaDB, server-side guard): %r" % figures)
     wrong = figures["wrong_in_statement"] + figures["wrong_in_transaction"]
     assert figures["kills"] >= 200, figures
-    assert wrong * 100 <= 3 * figures["kills"], figures
+    assert wrong * 100 <= 5 * figures["kills"], figures
 
 
 # ------------------------------------------------------------ MySQL's path: re-read before each KILL
