@@ -227,7 +227,8 @@ def test_wake_race(fleet, tmp_path):
     admin_execute(server, "TRUNCATE TABLE mysql.general_log")
     admin_execute(server, "SET GLOBAL general_log = 1")
     rng = random.Random(os.environ.get("RELIABILITY_WAKE_RACE_SEED"))
-    totals = dict.fromkeys(("kills", "state_changed", "gone", "other", "idle", "statement", "transaction", "wakes"), 0)
+    counted = ("kills", "state_changed", "gone", "other", "idle", "statement", "transaction", "wakes")
+    totals = {key: 0 for key in counted}
     wakes_at = {"before_listing": 0, "listing_to_guard": 0, "after_guard": 0}
     steps = {"looped": 0, "own_step": 0}
     wrong_frozen = 0
