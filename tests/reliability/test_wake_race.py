@@ -25,7 +25,7 @@ race was written against: a re-read per victim 6 wrong kills in 8,191 (0.07 %); 
 in groups of 8 with the read trusted for up to 1 ms 83 in 12,184 (0.68 %), for 200 us 8 in
 4,044 (0.20 %); one read per block of victims 39 in 502; QUERY_ID not compared 186 in 571.
 
-Knobs: RELIABILITY_WAKE_RACE_KILLS (500), RELIABILITY_WAKE_RACE_SECONDS (240),
+Knobs: RELIABILITY_WAKE_RACE_KILLS (1000), RELIABILITY_WAKE_RACE_SECONDS (240),
 RELIABILITY_WAKE_RACE_SESSIONS (100), RELIABILITY_WAKE_RACE_WAKE_SHARE (0.5),
 RELIABILITY_WAKE_RACE_IDLE (0.3-0.5: seconds idle before the sweep, drawn per round),
 RELIABILITY_WAKE_RACE_WINDOW (unset: the wakes are spread over the previous round's sweep;
@@ -47,7 +47,7 @@ from _common import HERE, ROOT, admin_execute, driver_module, driver_params, fig
 from dbfleet import testing as fleet_testing
 
 SERVER = "mariadb1"
-TARGET_KILLS = int(os.environ.get("RELIABILITY_WAKE_RACE_KILLS", "500"))
+TARGET_KILLS = int(os.environ.get("RELIABILITY_WAKE_RACE_KILLS", "1000"))
 RACE_SECONDS = float(os.environ.get("RELIABILITY_WAKE_RACE_SECONDS", "240"))
 SESSIONS = int(os.environ.get("RELIABILITY_WAKE_RACE_SESSIONS", "100"))
 WAKE_SHARE = float(os.environ.get("RELIABILITY_WAKE_RACE_WAKE_SHARE", "0.5"))
@@ -56,7 +56,10 @@ IDLE_SECONDS = tuple(float(x) for x in os.environ.get("RELIABILITY_WAKE_RACE_IDL
 # The wakes are spread over this many seconds from the sweep's start (unset: over the time the
 # listing and the guarded end took in the round before, so that guards of any speed are raced).
 FIXED_WINDOW = os.environ.get("RELIABILITY_WAKE_RACE_WINDOW")
-ALLOWED_WRONG_RATE = 0.003
+# A read per victim: measured 0.07 % (6 in 8,191, the helper's runs) and 0.13 % (5 in 3,713 over
+# five runs of the loop, 2026-12-01). At 1,000 kills the bound is 5, so a run of that guard fails
+# about once in 300; one read per block of victims (7.8 %) or no QUERY_ID comparison (33 %) always.
+ALLOWED_WRONG_RATE = 0.005
 # The first round's guess of how long the listing and the guarded end take (then: as measured).
 FIRST_WINDOW = 0.05
 
