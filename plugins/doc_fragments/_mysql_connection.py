@@ -98,8 +98,7 @@ notes:
     client host:port, server start) in the planned state (same COMMAND and QUERY_ID: no statement since planning),
     both inside one server-side compound statement (C(BEGIN NOT ATOMIC)), up to 500 victims per round trip (idle
     victims in one loop, each re-read right before its own KILL); cancels use C(KILL QUERY ID) of the statement just
-    re-read. MySQL re-reads each victim right before its own KILL (one round
-    trip apart).'
+    re-read. MySQL re-reads each victim right before its own KILL (one round trip apart).'
   - Passwords are sent as UTF-8 (PyMySQL alone would send Latin-1), so any password the server accepts works.
   - A session's C(key) holds the server's start time, so sessions of a server that restarted since planning are
     reported C(gone) and never ended.
