@@ -15,9 +15,11 @@ For each number of idle sessions N:
   end_sessions: one server-side guard block per min(500, 100,000 / threads) victims,
   idle ones in its loop, each re-read right before its KILL), a bare KILL batch
   (SELECT the ids, then every KILL in one multi-statement round trip), one KILL
-  per round trip, and pt-kill (Debian's percona-toolkit, when installed: from
-  its start until every victim is gone, which includes perl's start and its
-  first poll).
+  per round trip, the floor of any guard that re-reads each victim (the same
+  blocks as the driver's, each victim one PROCESSLIST read of its COMMAND, then
+  its KILL: no other check, no outcome), and pt-kill (Debian's percona-toolkit,
+  when installed: from its start until every victim is gone, which includes
+  perl's start and its first poll).
 - statements (round trips) of the driver at each N, counted on its connection by
   tools/bench_statements.py (every execute(), connecting included): those of the
   timed list + guarded end, and those of one whole real sweep (untimed:
@@ -39,6 +41,7 @@ sys.path.insert(0, os.path.join(ROOT, ".build", "collections"))
 
 import pymysql  # noqa: E402
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql  # noqa: E402
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql_flavours as flavours  # noqa: E402
 from bench_statements import counting  # noqa: E402
 from dbfleet import mariadb  # noqa: E402
 from dbfleet import state as fleet_state  # noqa: E402
@@ -212,6 +215,41 @@ def _bare(fleet, server, batch):
     return ended, gone
 
 
+_FLOOR_BLOCK = (
+    "BEGIN NOT ATOMIC DECLARE c VARCHAR(64); DECLARE CONTINUE HANDLER FOR SQLEXCEPTION BEGIN END; "
+    "FOR v IN ({rows}) DO "
+    "SELECT MAX(COMMAND) INTO c FROM information_schema.PROCESSLIST WHERE ID = v.id; "
+    "IF c = 'Sleep' THEN KILL CONNECTION v.id; END IF; END FOR; END"
+)
+
+
+def _floor(fleet, server):
+    """The least a re-read per victim costs: the driver's block sizes, a read and a KILL each."""
+    srv = fleet.server(server)
+    conn = pymysql.connect(
+        host=srv["host"], port=srv["port"], user="hygiene", password=fleet.password("hygiene"), ssl_disabled=True
+    )
+    try:
+        cur = conn.cursor()
+        start = time.perf_counter()
+        cur.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = %s AND COMMAND = 'Sleep'", (USER,))
+        ids = [row[0] for row in cur.fetchall()]
+        cur.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST")
+        size = flavours.guard_batch_size(cur.fetchone()[0])
+        for first in range(0, len(ids), size):
+            chunk = ids[first : first + size]
+            rows = "SELECT %s AS id" + (
+                " UNION ALL VALUES " + ", ".join(["(%s)"] * (len(chunk) - 1)) if len(chunk) > 1 else ""
+            )
+            cur.execute(_FLOOR_BLOCK.format(rows=rows), tuple(chunk))
+        ended = time.perf_counter() - start
+        _wait_gone(fleet, server)
+        gone = time.perf_counter() - start
+    finally:
+        conn.close()
+    return ended, gone
+
+
 def _pt_kill(fleet, server):
     srv = fleet.server(server)
     argv = [
@@ -243,6 +281,7 @@ def bench_kill(fleet, server, sessions, repeat):
         ("dbhygiene driver (list + guarded end)", lambda: _ours(fleet, server)),
         ("bare KILL batch (one round trip)", lambda: _bare(fleet, server, True)),
         ("bare KILL, one round trip each", lambda: _bare(fleet, server, False)),
+        ("floor: a re-read + KILL per victim", lambda: _floor(fleet, server)),
     ]
     if shutil.which("pt-kill"):
         methods.append(("pt-kill (from its start)", lambda: _pt_kill(fleet, server)))

@@ -11,12 +11,21 @@ victims again and again: N victims are N signals over those sessions, in
 batches of distinct pids. Compared, for 100 / 1,000 / 5,000 victims:
 
 - one-liner: ``SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE
-  application_name LIKE ...`` (no guard at all), repeated to reach N signals;
+  application_name LIKE ...`` (no guard at all), repeated to reach N signals
+  (the last round LIMITed, so that it sends exactly N);
 - batch, fresh per row: the driver's end statement, one per batch (what the
   driver runs);
 - batch, one snapshot: the same statement without the per-row
   pg_stat_clear_snapshot() (the guard read once per batch, as before issue 8);
-- per victim: the driver's end statement with one victim, one round trip each.
+- per victim: the driver's end statement with one victim, one round trip each;
+- two floors, one statement per batch as the driver's, neither checking
+  anything: "fresh copy": per row pg_stat_clear_snapshot(), then the backend
+  status copy that any read of a backend then makes (forced by
+  pg_stat_get_backend_pid(1)), then the signal: the least any guard that reads
+  each victim afresh can cost; "fresh state read": the same with the victim's
+  row read by pg_stat_get_activity(pid), the one SQL function that gives a
+  backend's state and state_change (what the guard compares): the least a
+  guard with the driver's proof can cost.
 
 With each time, the statements (round trips) one run of it sends, counted on the
 driver's connection by tools/bench_statements.py (every execute()).
@@ -65,32 +74,71 @@ def _chunks(guards, total, size):
     return out
 
 
-def _timed(run, repeat):
-    times = []
-    while len(times) < repeat:
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
-
-
 def _unfresh(query):
     return query[0].replace("pg_stat_clear_snapshot() AS cleared, ", ""), query[1]
 
 
+# The floor: per row a cleared snapshot and the copy a fresh read makes, then the signal,
+# chained by data dependencies as in the driver's statement (see _postgresql_sql "The guard").
+_FLOOR_SQL = (
+    "SELECT v.ord, CASE WHEN f.copied >= 0 AND pg_cancel_backend(c.pid) THEN 'signalled' ELSE 'gone' END "
+    "FROM unnest(%(pids)s::int[]) WITH ORDINALITY AS v(pid, ord) "
+    "CROSS JOIN LATERAL (SELECT pg_stat_clear_snapshot() AS cleared, v.pid) AS c "
+    "CROSS JOIN LATERAL (SELECT pg_stat_get_backend_pid(1) AS copied, c.pid) AS f ORDER BY v.ord"
+)
+
+
+_STATE_FLOOR_SQL = (
+    "SELECT v.ord, CASE WHEN s.pid IS NOT NULL AND pg_cancel_backend(s.pid) THEN 'signalled' ELSE 'gone' END "
+    "FROM unnest(%(pids)s::int[]) WITH ORDINALITY AS v(pid, ord) "
+    "CROSS JOIN LATERAL (SELECT pg_stat_clear_snapshot() AS cleared, v.pid) AS c "
+    "LEFT JOIN LATERAL (SELECT s.pid FROM pg_stat_get_activity(c.pid) AS s WHERE s.pid = c.pid) AS s ON true "
+    "ORDER BY v.ord"
+)
+
+
+def _floor(query):
+    return _FLOOR_SQL, {"pids": query[1]["pids"]}
+
+
+def _state_floor(query):
+    return _STATE_FLOOR_SQL, {"pids": query[1]["pids"]}
+
+
 def _measure(d, counter, run_statement, one_liner, statements, guards, total, rounds, repeat):
-    """(seconds, statements per run) of: one-liner, batch fresh per row, batch one snapshot, one per victim."""
-    runs = (
-        (lambda: [d._query(one_liner, "bench") for dummy in range(rounds)], repeat),
-        (lambda: [run_statement(q) for q in statements], repeat),
-        (lambda: [run_statement(_unfresh(q)) for q in statements], repeat),
-        (lambda: [run_statement(pg.end_query([guards[n % len(guards)]], "cancel")) for n in range(total)], 1),
+    """Per method (one-liner, batch fresh per row, batch one snapshot, one per victim, the two
+    floors):
+    (median seconds, statements per run, median of the ratios to the one-liner of the same
+    round). The batch methods run once per round, in turn, so that drift hits them alike;
+    one statement per victim, slow, runs once, against the median one-liner."""
+    batched = (
+        lambda: [d._query(one_liner(size), "bench") for size in rounds],
+        lambda: [run_statement(q) for q in statements],
+        lambda: [run_statement(_unfresh(q)) for q in statements],
+        lambda: [run_statement(_floor(q)) for q in statements],
+        lambda: [run_statement(_state_floor(q)) for q in statements],
     )
-    figures = []
-    for run, times in runs:
-        before = counter.mark()
-        seconds = _timed(run, times)
-        figures.append((seconds, (counter.mark() - before) // times))
+    times = [[] for _run in batched]
+    counts = [0] * len(batched)
+    for _round in range(repeat):
+        for n, run in enumerate(batched):
+            before = counter.mark()
+            started = time.perf_counter()
+            run()
+            times[n].append(time.perf_counter() - started)
+            counts[n] = counter.mark() - before
+    before = counter.mark()
+    started = time.perf_counter()
+    for n in range(total):
+        run_statement(pg.end_query([guards[n % len(guards)]], "cancel"))
+    each = time.perf_counter() - started
+    each_count = counter.mark() - before
+    base = statistics.median(times[0])
+    figures = [
+        (statistics.median(t), count, statistics.median(m / b for m, b in zip(t, times[0])))
+        for t, count in zip(times, counts)
+    ]
+    figures.insert(3, (each, each_count, each / base))
     return figures
 
 
@@ -98,7 +146,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--server", default="pg2")
     parser.add_argument("--sessions", type=int, default=150)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--victims", type=int, nargs="+", default=[100, 1000, 5000])
     args = parser.parse_args()
     fleet = fleet_state.load()
@@ -120,40 +168,70 @@ def main():
                 rows = d._query(sql_params, "bench")[1]
                 assert all(row[1] == "signalled" for row in rows), set(row[1] for row in rows)
 
-            one_liner = (
-                "SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity WHERE application_name LIKE %(app)s",
-                {"app": APPLICATION + "-%"},
-            )
+            def one_liner(size):
+                return (
+                    "SELECT count(pg_cancel_backend(pid)) FROM (SELECT pid FROM pg_stat_activity "
+                    "WHERE application_name LIKE %(app)s LIMIT %(size)s) AS s",
+                    {"app": APPLICATION + "-%", "size": size},
+                )
+
             print(
-                "%s: %d idle sessions, pg_cancel_backend, median of %d runs, load average %.1f"
+                "%s: %d idle sessions, pg_cancel_backend, median of %d rounds (x: median of the ratios "
+                "to the one-liner of the same round), load average %.1f"
                 % (d.target, args.sessions, args.repeat, os.getloadavg()[0])
             )
-            print("%8s  %11s  %17s  %17s  %17s" % ("victims", "one-liner", "batch fresh", "batch 1 snap", "per victim"))
+            print(
+                "%8s  %11s  %17s  %17s  %17s  %17s  %17s"
+                % (
+                    "victims",
+                    "one-liner",
+                    "batch fresh",
+                    "batch 1 snap",
+                    "per victim",
+                    "floor: fresh copy",
+                    "fresh state read",
+                )
+            )
             counts = []
             for total in args.victims:
                 batches = _chunks(guards, total, pg.BATCH_SIZE)
                 statements = [pg.end_query(batch, "cancel") for batch in batches]
-                rounds = -(-total // args.sessions)
+                rounds = [len(batch) for batch in _chunks(guards, total, args.sessions)]  # N signals in all
                 figures = _measure(d, counter, run_statement, one_liner, statements, guards, total, rounds, args.repeat)
-                base = figures[0][0]
                 print(
-                    "%8d  %8.1f ms  %7.1f ms (%.1fx)  %7.1f ms (%.1fx)  %7.1f ms (%.0fx)"
+                    "%8d  %8.1f ms  %7.1f ms (%.2fx)  %7.1f ms (%.2fx)  %7.1f ms (%.0fx)"
+                    "  %7.1f ms (%.2fx)  %7.1f ms (%.2fx)"
                     % (
                         total,
-                        base * 1000,
+                        figures[0][0] * 1000,
                         figures[1][0] * 1000,
-                        figures[1][0] / base,
+                        figures[1][2],
                         figures[2][0] * 1000,
-                        figures[2][0] / base,
+                        figures[2][2],
                         figures[3][0] * 1000,
-                        figures[3][0] / base,
+                        figures[3][2],
+                        figures[4][0] * 1000,
+                        figures[4][2],
+                        figures[5][0] * 1000,
+                        figures[5][2],
                     )
                 )
-                counts.append((total, [count for _seconds, count in figures]))
+                counts.append((total, [count for _seconds, count, _ratio in figures]))
             print("statements (round trips) per run, counted on the driver's connection:")
-            print("%8s  %11s  %17s  %17s  %17s" % ("victims", "one-liner", "batch fresh", "batch 1 snap", "per victim"))
-            for total, (one, fresh, snap, each) in counts:
-                print("%8d  %11d  %17d  %17d  %17d" % (total, one, fresh, snap, each))
+            print(
+                "%8s  %11s  %17s  %17s  %17s  %17s  %17s"
+                % (
+                    "victims",
+                    "one-liner",
+                    "batch fresh",
+                    "batch 1 snap",
+                    "per victim",
+                    "floor: fresh copy",
+                    "fresh state read",
+                )
+            )
+            for total, row in counts:
+                print("%8d  %11d  %17d  %17d  %17d  %17d  %17d" % tuple([total] + row))
     finally:
         for session in held:
             session.close()
