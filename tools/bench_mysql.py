@@ -304,6 +304,25 @@ def bench_kill(fleet, server, sessions, repeat):
     return figures, statements
 
 
+def _print_against_goals(figures):
+    """The driver and the floor against pt-kill and the bare KILL batch (until all gone)."""
+
+    def gone(name):
+        values = figures.get(name, {}).get("gone")
+        return statistics.median(values) if values else None
+
+    ours, floor = gone("dbhygiene driver (list + guarded end)"), gone("floor: a re-read + KILL per victim")
+    for name, against in (
+        ("pt-kill", gone("pt-kill (from its start)")),
+        ("bare KILL batch", gone("bare KILL batch (one round trip)")),
+    ):
+        if against:
+            print(
+                "  against %-16s the driver %.2fx, the floor %.2fx (until all gone)"
+                % (name, ours / against, floor / against)
+            )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, nargs="+", default=[100, 1000])
@@ -347,6 +366,7 @@ def main():
                 ratio = statistics.median(ours["gone"]) / statistics.median(values["gone"])
                 line += "  all gone %s (ours/this %.2f)" % (_ms(statistics.median(values["gone"])), ratio)
                 print(line)
+            _print_against_goals(figures)
             count, kinds = sweep_statements(fleet, args.server, sessions)
             print(
                 "  statements (round trips) of the driver, connecting included: list + guarded end %s; "
