@@ -17,7 +17,10 @@ For each number of idle sessions N:
   (SELECT the ids, then every KILL in one multi-statement round trip), one KILL
   per round trip, the floor of any guard that re-reads each victim (the same
   blocks as the driver's, each victim one PROCESSLIST read of its COMMAND, then
-  its KILL: no other check, no outcome), and pt-kill (Debian's percona-toolkit,
+  its KILL: no other check, no outcome; and the same on
+  performance_schema.events_statements_current, whose EVENT_ID could tell a new
+  statement where PROCESSLIST's QUERY_ID does, read with its consumer switched on
+  for the run: MariaDB ships it off), and pt-kill (Debian's percona-toolkit,
   when installed: from its start until every victim is gone, which includes
   perl's start and its first poll).
 - statements (round trips) of the driver at each N, counted on its connection by
@@ -223,7 +226,34 @@ _FLOOR_BLOCK = (
 )
 
 
-def _floor(fleet, server):
+_PS_FLOOR_BLOCK = (
+    "BEGIN NOT ATOMIC DECLARE q BIGINT; DECLARE CONTINUE HANDLER FOR SQLEXCEPTION BEGIN END; "
+    "FOR v IN ({rows}) DO "
+    "SELECT MAX(EVENT_ID) INTO q FROM performance_schema.events_statements_current WHERE THREAD_ID = v.tid; "
+    "IF q IS NULL OR q > 0 THEN KILL CONNECTION v.id; END IF; END FOR; END"
+)
+
+
+def _ps_floor(fleet, server, held):
+    """The floor with the re-read on events_statements_current (consumer on for the run; each
+    held session then runs a statement, untimed, so that the table has its row as it would
+    on a server that runs with the consumer on)."""
+    with mariadb.admin_connect(fleet.server(server), autocommit=True) as admin:
+        cur = admin.cursor()
+        consumer = "UPDATE performance_schema.setup_consumers SET ENABLED = %s WHERE NAME = 'events_statements_current'"
+        cur.execute("SELECT ENABLED FROM performance_schema.setup_consumers WHERE NAME = 'events_statements_current'")
+        (before,) = cur.fetchone()
+        cur.execute(consumer, ("YES",))
+        try:
+            for conn in held:
+                conn.cursor().execute("SELECT 1")
+            time.sleep(0.2)
+            return _floor(fleet, server, performance_schema=True)
+        finally:
+            cur.execute(consumer, (before,))
+
+
+def _floor(fleet, server, performance_schema=False):
     """The least a re-read per victim costs: the driver's block sizes, a read and a KILL each."""
     srv = fleet.server(server)
     conn = pymysql.connect(
@@ -232,16 +262,24 @@ def _floor(fleet, server):
     try:
         cur = conn.cursor()
         start = time.perf_counter()
-        cur.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = %s AND COMMAND = 'Sleep'", (USER,))
-        ids = [row[0] for row in cur.fetchall()]
+        if performance_schema:
+            cur.execute(
+                "SELECT p.ID, t.THREAD_ID FROM information_schema.PROCESSLIST AS p "
+                "JOIN performance_schema.threads AS t ON t.PROCESSLIST_ID = p.ID "
+                "WHERE p.USER = %s AND p.COMMAND = 'Sleep'",
+                (USER,),
+            )
+            first_row, row, block = "SELECT %s AS id, %s AS tid", "(%s, %s)", _PS_FLOOR_BLOCK
+        else:
+            cur.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = %s AND COMMAND = 'Sleep'", (USER,))
+            first_row, row, block = "SELECT %s AS id", "(%s)", _FLOOR_BLOCK
+        victims = cur.fetchall()
         cur.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST")
         size = flavours.guard_batch_size(cur.fetchone()[0])
-        for first in range(0, len(ids), size):
-            chunk = ids[first : first + size]
-            rows = "SELECT %s AS id" + (
-                " UNION ALL VALUES " + ", ".join(["(%s)"] * (len(chunk) - 1)) if len(chunk) > 1 else ""
-            )
-            cur.execute(_FLOOR_BLOCK.format(rows=rows), tuple(chunk))
+        for first in range(0, len(victims), size):
+            chunk = victims[first : first + size]
+            rows = first_row + (" UNION ALL VALUES " + ", ".join([row] * (len(chunk) - 1)) if len(chunk) > 1 else "")
+            cur.execute(block.format(rows=rows), tuple(value for victim in chunk for value in victim))
         ended = time.perf_counter() - start
         _wait_gone(fleet, server)
         gone = time.perf_counter() - start
@@ -278,13 +316,14 @@ def _pt_kill(fleet, server):
 
 def bench_kill(fleet, server, sessions, repeat):
     methods = [
-        ("dbhygiene driver (list + guarded end)", lambda: _ours(fleet, server)),
-        ("bare KILL batch (one round trip)", lambda: _bare(fleet, server, True)),
-        ("bare KILL, one round trip each", lambda: _bare(fleet, server, False)),
-        ("floor: a re-read + KILL per victim", lambda: _floor(fleet, server)),
+        ("dbhygiene driver (list + guarded end)", lambda held: _ours(fleet, server)),
+        ("bare KILL batch (one round trip)", lambda held: _bare(fleet, server, True)),
+        ("bare KILL, one round trip each", lambda held: _bare(fleet, server, False)),
+        ("floor: a re-read + KILL per victim", lambda held: _floor(fleet, server)),
+        ("floor, on performance_schema", lambda held: _ps_floor(fleet, server, held)),
     ]
     if shutil.which("pt-kill"):
-        methods.append(("pt-kill (from its start)", lambda: _pt_kill(fleet, server)))
+        methods.append(("pt-kill (from its start)", lambda held: _pt_kill(fleet, server)))
     figures = dict((name, {"ended": [], "gone": []}) for name, dummy in methods)
     statements = []
     for _dummy in range(repeat):
@@ -292,7 +331,7 @@ def bench_kill(fleet, server, sessions, repeat):
             held = _hold(fleet, server, sessions)
             try:
                 time.sleep(0.2)
-                result = run()
+                result = run(held)
                 if len(result) == 3:
                     statements.append(result[2])
                 if result[0] is not None:
@@ -305,21 +344,22 @@ def bench_kill(fleet, server, sessions, repeat):
 
 
 def _print_against_goals(figures):
-    """The driver and the floor against pt-kill and the bare KILL batch (until all gone)."""
+    """The driver and the floors against pt-kill and the bare KILL batch (until all gone)."""
 
     def gone(name):
         values = figures.get(name, {}).get("gone")
         return statistics.median(values) if values else None
 
     ours, floor = gone("dbhygiene driver (list + guarded end)"), gone("floor: a re-read + KILL per victim")
+    ps_floor = gone("floor, on performance_schema")
     for name, against in (
         ("pt-kill", gone("pt-kill (from its start)")),
         ("bare KILL batch", gone("bare KILL batch (one round trip)")),
     ):
         if against:
             print(
-                "  against %-16s the driver %.2fx, the floor %.2fx (until all gone)"
-                % (name, ours / against, floor / against)
+                "  against %-16s the driver %.2fx, the floor %.2fx, on performance_schema %.2fx (until all gone)"
+                % (name, ours / against, floor / against, ps_floor / against)
             )
 
 
