@@ -11,6 +11,13 @@ command -v shellcheck >/dev/null || need+=(shellcheck)  # ansible-test sanity ch
 command -v runuser >/dev/null || need+=(util-linux)
 command -v git >/dev/null || need+=(git)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+# dbhygiene_run_on: host over real ssh (tests/integration/test_run_on_ssh.py): an sshd of the
+# test's own, and the database host's system Python with the distribution's drivers.
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v ssh >/dev/null || need+=(openssh-client)
+/usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+/usr/bin/python3 -c 'import psycopg2' 2>/dev/null || need+=(python3-psycopg2)
+/usr/bin/python3 -c 'import pymysql' 2>/dev/null || need+=(python3-pymysql)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
