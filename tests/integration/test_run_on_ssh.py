@@ -52,7 +52,7 @@ def _listening(port):
 def sshd(tmp_path_factory):
     """(port, client key, log path) of an sshd of our own on every loopback address."""
     missing = [path for path in (SSHD, HOST_PYTHON, shutil.which("ssh")) if not path or not os.path.exists(path)]
-    probe = subprocess.run([HOST_PYTHON, "-c", "import psycopg2, pymysql"], capture_output=True, text=True)
+    probe = subprocess.run([HOST_PYTHON, "-c", "import psycopg2, pymysql"], capture_output=True, text=True, check=False)
     assert not missing and probe.returncode == 0, (
         "run tools/install-deps.sh (openssh-server, python3-psycopg2, python3-pymysql): %s %s" % (missing, probe.stderr)
     )
@@ -83,14 +83,15 @@ def sshd(tmp_path_factory):
     )
     os.makedirs("/run/sshd", exist_ok=True)  # its privilege separation directory
     log = directory / "sshd.log"
-    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=open(str(log), "w"))
-    try:
-        assert wait_until(lambda: _listening(port) or proc.poll() is not None, timeout=10)
-        assert proc.poll() is None, log.read_text()
-        yield port, str(directory / "client_key"), str(log)
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with open(str(log), "w") as stderr:
+        proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=stderr)
+        try:
+            assert wait_until(lambda: _listening(port) or proc.poll() is not None, timeout=10)
+            assert proc.poll() is None, log.read_text()
+            yield port, str(directory / "client_key"), str(log)
+        finally:
+            proc.terminate()
+            proc.wait(10)
 
 
 def _inventory(fleet, directory, sshd, policy, interpreters=None):
