@@ -13,14 +13,15 @@ For each number of idle sessions N:
   the former single statement that joined session_connect_attrs;
 - ending N idle victims (user app2, idle): the driver (list + guarded
   end_sessions: one server-side guard block per min(500, 100,000 / threads) victims,
-  idle ones in its loop, each re-read right before its KILL), a bare KILL batch
+  idle ones in its loop, each re-read right before its KILL), the same with the
+  events_statements_current consumer switched on for the run (the victims are then
+  read on their statement events; each session first runs a statement, untimed, so
+  that it has its row as on a server that runs with the consumer on), a bare KILL batch
   (SELECT the ids, then every KILL in one multi-statement round trip), one KILL
   per round trip, the floor of any guard that re-reads each victim (the same
   blocks as the driver's, each victim one PROCESSLIST read of its COMMAND, then
   its KILL: no other check, no outcome; and the same on
-  performance_schema.events_statements_current, whose EVENT_ID could tell a new
-  statement where PROCESSLIST's QUERY_ID does, read with its consumer switched on
-  for the run: MariaDB ships it off), and pt-kill (Debian's percona-toolkit,
+  performance_schema.events_statements_current, consumer on as above), and pt-kill (Debian's percona-toolkit,
   when installed: from its start until every victim is gone, which includes
   perl's start and its first poll).
 - statements (round trips) of the driver at each N, counted on its connection by
@@ -234,10 +235,10 @@ _PS_FLOOR_BLOCK = (
 )
 
 
-def _ps_floor(fleet, server, held):
-    """The floor with the re-read on events_statements_current (consumer on for the run; each
-    held session then runs a statement, untimed, so that the table has its row as it would
-    on a server that runs with the consumer on)."""
+def _with_statement_events(fleet, server, held, run):
+    """run() with the events_statements_current consumer on (then as it was); each held
+    session first runs a statement, untimed, so that the table has its row as on a server
+    that runs with the consumer on."""
     with mariadb.admin_connect(fleet.server(server), autocommit=True) as admin:
         cur = admin.cursor()
         consumer = "UPDATE performance_schema.setup_consumers SET ENABLED = %s WHERE NAME = 'events_statements_current'"
@@ -248,7 +249,7 @@ def _ps_floor(fleet, server, held):
             for conn in held:
                 conn.cursor().execute("SELECT 1")
             time.sleep(0.2)
-            return _floor(fleet, server, performance_schema=True)
+            return run()
         finally:
             cur.execute(consumer, (before,))
 
@@ -317,10 +318,19 @@ def _pt_kill(fleet, server):
 def bench_kill(fleet, server, sessions, repeat):
     methods = [
         ("dbhygiene driver (list + guarded end)", lambda held: _ours(fleet, server)),
+        (
+            "the driver, statement events on",
+            lambda held: _with_statement_events(fleet, server, held, lambda: _ours(fleet, server)),
+        ),
         ("bare KILL batch (one round trip)", lambda held: _bare(fleet, server, True)),
         ("bare KILL, one round trip each", lambda held: _bare(fleet, server, False)),
         ("floor: a re-read + KILL per victim", lambda held: _floor(fleet, server)),
-        ("floor, on performance_schema", lambda held: _ps_floor(fleet, server, held)),
+        (
+            "floor, on performance_schema",
+            lambda held: _with_statement_events(
+                fleet, server, held, lambda: _floor(fleet, server, performance_schema=True)
+            ),
+        ),
     ]
     if shutil.which("pt-kill"):
         methods.append(("pt-kill (from its start)", lambda held: _pt_kill(fleet, server)))
@@ -351,15 +361,16 @@ def _print_against_goals(figures):
         return statistics.median(values) if values else None
 
     ours, floor = gone("dbhygiene driver (list + guarded end)"), gone("floor: a re-read + KILL per victim")
-    ps_floor = gone("floor, on performance_schema")
+    ps_ours, ps_floor = gone("the driver, statement events on"), gone("floor, on performance_schema")
     for name, against in (
         ("pt-kill", gone("pt-kill (from its start)")),
         ("bare KILL batch", gone("bare KILL batch (one round trip)")),
     ):
         if against:
             print(
-                "  against %-16s the driver %.2fx, the floor %.2fx, on performance_schema %.2fx (until all gone)"
-                % (name, ours / against, floor / against, ps_floor / against)
+                "  against %-16s the driver %.2fx, the floor %.2fx; statement events on: the driver %.2fx, "
+                "the floor %.2fx (until all gone)"
+                % (name, ours / against, floor / against, ps_ours / against, ps_floor / against)
             )
 
 
@@ -390,10 +401,16 @@ def main():
                 print("  listing  %-34s %s" % (name, _ms(statistics.median(values))))
             del _GUARD_STEPS[:]
             figures, statements = bench_kill(fleet, args.server, sessions, args.repeat)
-            steps = _GUARD_STEPS[-1] if _GUARD_STEPS else {}
+            steps, events_on = (_GUARD_STEPS[-2], _GUARD_STEPS[-1]) if len(_GUARD_STEPS) > 1 else ({}, {})
             print(
-                "  (the guard block re-read %d victims in its loop, %d in steps of their own)"
-                % (steps.get("looped", 0), steps.get("own_step", 0))
+                "  (the guard block re-read %d victims in its PROCESSLIST loop, %d in steps of their own; with "
+                "statement events on: %d on their statement events, %d in the PROCESSLIST loop)"
+                % (
+                    steps.get("looped", 0),
+                    steps.get("own_step", 0),
+                    events_on.get("statement_events", 0),
+                    events_on.get("looped", 0),
+                )
             )
             ours = figures["dbhygiene driver (list + guarded end)"]
             for name, values in figures.items():

@@ -99,6 +99,10 @@ notes:
     both inside one server-side compound statement (C(BEGIN NOT ATOMIC)), up to 500 victims per round trip (idle
     victims in one loop, each re-read right before its own KILL); cancels use C(KILL QUERY ID) of the statement just
     re-read. MySQL re-reads each victim right before its own KILL (one round trip apart).'
+  - 'Where C(performance_schema) has the C(events_statements_current) consumer and every statement instrument on (MariaDB
+    ships that consumer off) and the login may read it, MariaDB reads idle victims on their latest statement event
+    instead of C(information_schema.PROCESSLIST): the same proof (no command since planning), several times faster, and
+    less time between the read and the KILL.'
   - Passwords are sent as UTF-8 (PyMySQL alone would send Latin-1), so any password the server accepts works.
   - A session's C(key) holds the server's start time, so sessions of a server that restarted since planning are
     reported C(gone) and never ended.

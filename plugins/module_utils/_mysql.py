@@ -413,7 +413,7 @@ class MySQLDriver(Driver):
         self._lock_held = False
         self._threads_seen = 1  # client threads of the last full listing (sizes the guard blocks)
         # Victims the guard block re-read in its loop / in a step of their own, over this driver's life.
-        self.guard_counts = {"looped": 0, "own_step": 0}
+        self.guard_counts = {"looped": 0, "own_step": 0, "statement_events": 0}
         self._trx_read_at = None  # when our last listing read INNODB_TRX (time.monotonic)
         # program_name per session key: a connection's attributes are fixed at login.
         self._applications = {}
@@ -767,10 +767,11 @@ class MySQLDriver(Driver):
                 pass  # only for the record: never a reason not to end a victim
         try:
             if self.flavour.server_side_guard:
+                bound = self._bind_statement_events([victims[index] for index in todo], mode)
                 size = flavours.guard_batch_size(self._threads_seen)
                 for first in range(0, len(todo), size):
                     batch = todo[first : first + size]
-                    for index, outcome in zip(batch, self._guarded_batch([victims[i] for i in batch], mode)):
+                    for index, outcome in zip(batch, self._guarded_batch([victims[i] for i in batch], mode, bound)):
                         results[index] = outcome
             else:
                 for index in todo:
@@ -780,11 +781,31 @@ class MySQLDriver(Driver):
             raise
         return results
 
-    def _guarded_batch(self, batch, mode):
-        """One guard block (MariaDB) for up to GUARD_BATCH victims; their outcomes in order."""
-        ordered = self.flavour.guard_order(batch, mode)
+    def _bind_statement_events(self, victims, mode):
+        """{key: (THREAD_ID, EVENT_ID)} of the idle victims to terminate that the guard can read
+        in performance_schema.events_statements_current (flavours.bind_statement_events), or {}
+        when its statement events are not complete on this server (performance_schema off, a
+        consumer or a statement instrument off, no SELECT on those tables): they are then read
+        in PROCESSLIST."""
+        candidates = [victim for victim in victims if flavours.looped_reread(victim, mode) and victim.get("key")]
+        if not candidates:
+            return {}
         try:
-            rows = self._execute(self.flavour.guard_block(ordered, mode))
+            if not flavours.statement_events_complete(self._execute(flavours.statement_events_query())[0]):
+                return {}
+            threads = self._execute((flavours.BIND_THREADS_SQL, None))
+            events = self._execute((flavours.BIND_EVENTS_SQL, None))
+            thread_list = self._execute((flavours.BIND_THREAD_LIST_SQL, None))
+        except pymysql.MySQLError:
+            return {}
+        bound = flavours.bind_statement_events(candidates, threads, events, thread_list)
+        return dict((candidates[index]["key"], binding) for index, binding in bound.items())
+
+    def _guarded_batch(self, batch, mode, bound=None):
+        """One guard block (MariaDB) for up to GUARD_BATCH victims; their outcomes in order."""
+        ordered = self.flavour.guard_order(batch, mode, bound=bound)
+        try:
+            rows = self._execute(self.flavour.guard_block(ordered, mode, bound=bound))
         except pymysql.MySQLError as exc:
             raise SessionError(
                 f"the guarded {mode} of {len(batch)} threads on {self.target} failed "
@@ -792,7 +813,11 @@ class MySQLDriver(Driver):
             )
         outcomes = flavours.parse_guard_outcomes(rows[0][0] if rows else None, len(batch))
         looped = sum(1 for victim in batch if flavours.looped_reread(victim, mode))
-        self.guard_counts["looped"] += looped
+        on_events = sum(
+            1 for victim in batch if flavours.looped_reread(victim, mode) and victim.get("key") in (bound or {})
+        )
+        self.guard_counts["statement_events"] += on_events
+        self.guard_counts["looped"] += looped - on_events
         self.guard_counts["own_step"] += len(batch) - looped
         decided = {
             id(victim): self._outcome(victim, mode, code, fields) for victim, (code, fields) in zip(ordered, outcomes)
@@ -805,6 +830,13 @@ class MySQLDriver(Driver):
             return victim, REASON_GONE, f"thread {thread_id} is no longer connected"
         if code == flavours.GUARD_NOT_WAITING:
             return victim, REASON_STATE_CHANGED, flavours.NOT_WAITING_DETAIL
+        if code == flavours.GUARD_EVENTS_OFF:
+            return victim, REASON_STATE_CHANGED, flavours.EVENTS_OFF_DETAIL
+        if code == flavours.GUARD_NEW_EVENT:
+            event, running = (fields + ["", ""])[:2]
+            if running not in ("", "0"):
+                return victim, REASON_STATE_CHANGED, f"was idle (Sleep), now runs a statement (event {event})"
+            return victim, REASON_STATE_CHANGED, f"it ran a new statement since planning (statement event {event})"
         if code == flavours.GUARD_MOVED:
             command, query_id = (fields + ["", ""])[:2]
             if command == victim.get("command"):

@@ -219,8 +219,16 @@ def first_wake(entries, listing):
     )
 
 
-def test_wake_race(fleet, tmp_path):
+CONSUMER = "UPDATE performance_schema.setup_consumers SET ENABLED = '%s' WHERE NAME = 'events_statements_current'"
+
+
+@pytest.mark.parametrize("guard", ["processlist", "statement_events"])
+def test_wake_race(fleet, tmp_path, guard):
+    """guard processlist: the fleet as it runs (the events_statements_current consumer off, as
+    MariaDB ships it), each victim re-read in PROCESSLIST; statement_events: that consumer on,
+    so the driver binds the victims to their statement events and the guard reads those."""
     server = fleet.server(SERVER)
+    admin_execute(server, CONSUMER % ("YES" if guard == "statement_events" else "NO"))
     prefix = new_tag("wakerace")
     table = "wr_" + prefix.split("-")[-1]
     admin_execute(server, "CREATE TABLE appdb.%s (id INT PRIMARY KEY, n INT NOT NULL) ENGINE=InnoDB" % table)
@@ -233,7 +241,7 @@ def test_wake_race(fleet, tmp_path):
     counted = ("kills", "state_changed", "gone", "other", "idle", "statement", "transaction", "wakes")
     totals = {key: 0 for key in counted}
     wakes_at = {"before_listing": 0, "listing_to_guard": 0, "after_guard": 0}
-    steps = {"looped": 0, "own_step": 0}
+    steps = {"statement_events": 0, "looped": 0, "own_step": 0}
     wrong_frozen = 0
     wrong_kills = []
     windows, ages, rounds, empty_rounds = [], [], 0, 0
@@ -301,6 +309,7 @@ def test_wake_race(fleet, tmp_path):
                     totals["other"] += 1
     finally:
         driver.close()
+        admin_execute(server, CONSUMER % "NO")
         admin_execute(server, "SET GLOBAL general_log = 0")
         admin_execute(server, "TRUNCATE TABLE mysql.general_log")
         admin_execute(server, "DROP TABLE IF EXISTS appdb.%s" % table)
@@ -308,14 +317,15 @@ def test_wake_race(fleet, tmp_path):
     wrong = totals["statement"] + totals["transaction"]
     windows.sort()
     figure(
-        "wake race (MariaDB, %d rounds of %d sessions idle %.2f-%.2f s, %d%% woken over the sweep's "
+        "wake race (MariaDB, guard on %s, %d rounds of %d sessions idle %.2f-%.2f s, %d%% woken over the sweep's "
         "%.0f ms (median listing + guarded end; wakes spread over %s), %d%% with a frozen clock): "
         "%d wrong kills / %d kills (%d outside a transaction but after a statement the server received after "
-        "the listing, %d inside a transaction; %d of a frozen clock); guard victims %d in its loop, "
-        "%d in steps of their own; "
+        "the listing, %d inside a transaction; %d of a frozen clock); guard victims %d on their statement "
+        "events, %d in the PROCESSLIST loop, %d in steps of their own; "
         "%d state_changed, %d gone; wakes %d before the listing, %d between the listing and the guard block, "
         "%d after it; %d rounds without a victim; %.0f s"
         % (
+            guard,
             rounds,
             SESSIONS,
             min(ages),
@@ -329,6 +339,7 @@ def test_wake_race(fleet, tmp_path):
             totals["statement"],
             totals["transaction"],
             wrong_frozen,
+            steps["statement_events"],
             steps["looped"],
             steps["own_step"],
             totals["state_changed"],
@@ -346,7 +357,8 @@ def test_wake_race(fleet, tmp_path):
     # No session leaves during a sweep (they close after it): a `gone` is a live session the guard missed.
     assert totals["gone"] == 0, totals
     assert totals["kills"] >= min(TARGET_KILLS, 100), "only %d kills in %.0f s" % (totals["kills"], elapsed)
-    assert steps["looped"] > 0, "the guard never took a victim through its loop: %r" % steps
+    taken = "statement_events" if guard == "statement_events" else "looped"
+    assert steps[taken] > 0, "the guard never took a victim through its %s loop: %r" % (guard, steps)
     assert wakes_at["listing_to_guard"] >= 0.1 * totals["wakes"], (
         "too few wakes landed between the listing and the guard to race it: %r" % wakes_at
     )

@@ -157,12 +157,20 @@ def bootstrap(server, passwords):
                         (user, host),
                     )
         # What the MySQL modules read besides PROCESS (documented least privilege): which
-        # accounts hold SUPER (a column grant, no password hashes), program_name and the
-        # metadata-lock waits.
+        # accounts hold SUPER (a column grant, no password hashes), program_name, the
+        # metadata-lock waits, and the statement events the guard reads where they are on
+        # (the servers run with that consumer off, as MariaDB ships it; tests switch it on).
         for user in (state.HYGIENE_USER, state.HYGIENE_CERT_USER):
             for host in ("%", "localhost"):
                 cur.execute("GRANT SELECT (User, Host, Super_priv) ON mysql.user TO %s@%s", (user, host))
-                for table in ("session_connect_attrs", "metadata_locks", "threads"):
+                for table in (
+                    "session_connect_attrs",
+                    "metadata_locks",
+                    "threads",
+                    "events_statements_current",
+                    "setup_consumers",
+                    "setup_instruments",
+                ):
                     cur.execute("GRANT SELECT ON performance_schema.%s TO %%s@%%s" % table, (user, host))
         cur.execute("CREATE DATABASE IF NOT EXISTS `%s`" % state.APP_DATABASE)
         for app in state.APP_USERS:

@@ -527,6 +527,87 @@ def test_a_single_idle_victim_is_a_loop_without_values():
     assert params == (0, 7, "app", "127.0.0.1:5000", 10)
 
 
+# ------------------------------------------------------------ the loop on statement events
+def _bindable(n):
+    return _victim(id=100 + n, query_id=1000 + n, key="k%d" % n, host="127.0.0.1:%d" % (5000 + n))
+
+
+def _thread_list(victims, **moved):
+    """PROCESSLIST rows (ID, USER, HOST, COMMAND, QUERY_ID) of `victims` as planned; moved:
+    {position: {field: value}}."""
+    rows = []
+    for position, victim in enumerate(victims):
+        row = {"user": victim["user"], "host": victim["host"], "command": "Sleep", "query_id": victim["query_id"]}
+        row.update(moved.get("at%d" % position, {}))
+        rows.append((victim["id"], row["user"], row["host"], row["command"], row["query_id"]))
+    return rows
+
+
+def test_a_victim_is_bound_to_its_latest_event_only_when_the_thread_list_still_shows_it_as_planned():
+    victims = [_bindable(n) for n in range(7)]
+    threads = [(v["id"], 9000 + n) for n, v in enumerate(victims) if n != 1]  # 1: not instrumented
+    events = [(9000 + n, 50 + n, 0) for n in range(7) if n != 2]  # 2: no statement event
+    events.append((9003, 77, 1))  # 3: a statement runs (its latest event has not ended)
+    events = [e for e in events if not (e[0] == 9003 and e[2] == 0)]
+    thread_list = _thread_list(
+        victims,
+        at4={"query_id": 2004},  # 4: a command since the listing
+        at5={"user": "APP"},  # 5: another user (byte for byte)
+    )
+    bound = fl.bind_statement_events(victims, threads, events, thread_list)
+    assert bound == {0: (9000, 50), 6: (9006, 56)}
+    # a thread the second thread list no longer shows is not bound
+    assert fl.bind_statement_events(victims[:1], threads, events, []) == {}
+    # MariaDB gives USER as bytes to a binary comparison
+    as_bytes = [(row[0], row[1].encode(), row[2], row[3], row[4]) for row in thread_list]
+    assert fl.bind_statement_events(victims, threads, events, as_bytes) == bound
+
+
+@pytest.mark.parametrize(
+    "row, complete",
+    [((3, 0, 1), True), ((2, 0, 1), False), ((3, 1, 1), False), ((3, 0, 0), False), ((None, None, None), False)],
+)
+def test_statement_events_are_complete_only_with_every_consumer_and_instrument_on(row, complete):
+    sql, params = fl.statement_events_query()
+    assert _placeholders_match(sql, params)
+    assert params == ("global_instrumentation", "thread_instrumentation", "events_statements_current", "statement/%")
+    assert fl.statement_events_complete(row) is complete
+
+
+def test_bound_idle_victims_go_first_through_the_loop_on_statement_events():
+    idle = [_bindable(n) for n in range(4)]
+    active = _victim(id=9, command="Query", state="active", query_id=12, key="k9")
+    bound = {"k1": (9001, 51), "k3": (9003, 53)}
+    victims = [active] + idle
+    order = [v["id"] for v in MARIADB.guard_order(victims, "terminate", bound=bound)]
+    assert order == [101, 103, 100, 102, 9]
+    sql, params = MARIADB.guard_block(victims, "terminate", bound=bound)
+    assert _placeholders_match(sql, params)
+    assert sql.count("FOR v IN (SELECT * FROM (") == 2
+    events_loop = sql[sql.index("SET m = 0, e = 0;") : sql.index("END FOR;")]
+    # the statement instruments once, before the loop; per victim its thread's events, then the
+    # consumers, then its KILL only if the latest event is the bound one and none runs
+    instruments = events_loop.index("FROM performance_schema.setup_instruments WHERE NAME LIKE %s AND ENABLED <> 'YES'")
+    loop_start = events_loop.index("FOR v IN")
+    read = events_loop.index("FROM performance_schema.events_statements_current WHERE THREAD_ID = v.tid;")
+    consumers = events_loop.index(
+        "FROM performance_schema.setup_consumers WHERE NAME IN (%s, %s, %s) AND ENABLED = 'YES'"
+    )
+    refused = events_loop.index("ELSEIF IFNULL(ok, 0) <> 3 OR IFNULL(p, 1) <> 0 THEN SET r = CONCAT(r, 'p|');")
+    kill = events_loop.index("ELSEIF q = v.eid AND w = 0 THEN KILL CONNECTION v.id;")
+    assert instruments < loop_start < read < consumers < refused < kill
+    assert "information_schema" not in events_loop
+    assert params[0] == "statement/%"
+    assert params[1:9] == (0, 101, 9001, 51, 1, 103, 9003, 53)
+    assert params[9:12] == ("global_instrumentation", "thread_instrumentation", "events_statements_current")
+    # then the PROCESSLIST loop of the unbound idle ones, then the active one's own step
+    assert params[12:22] == (0, 100, "app", "127.0.0.1:5000", 1000, 1, 102, "app", "127.0.0.1:5002", 1002)
+    assert params[22:24] == ("Query", 12)
+    # nothing bound: the block is the PROCESSLIST one
+    assert MARIADB.guard_block(victims, "terminate", bound={}) == MARIADB.guard_block(victims, "terminate")
+    assert "performance_schema" not in MARIADB.guard_block(victims, "terminate")[0]
+
+
 def test_only_mariadb_guards_server_side():
     assert MARIADB.server_side_guard and MARIADB_104.server_side_guard
     assert not any(f.server_side_guard for f in (MYSQL_8, MYSQL_8_OLD, MYSQL_8_NO_PS))
