@@ -986,14 +986,14 @@ class MariaDB(Flavour):
     # events complete, each victim's latest event tied to the listing): per victim, a read of
     # its thread's rows in events_statements_current (about 0.1 us per thread where
     # PROCESSLIST takes 150 us plus 0.5 us per thread, so the time from the read to the KILL
-    # is that much shorter), then a check that the consumers are still on; the KILL at once
+    # is that much shorter), after a check that the consumers are still on; the KILL at once
     # if the latest EVENT_ID is the bound one and no statement runs. The statement
     # instruments are checked once for the block, before the loop.
     _EVENTS_LOOP = (
         "SET m = 0, e = 0; " + _INSTRUMENTS_OFF + "FOR v IN (SELECT * FROM ({rows}) AS x ORDER BY x.k) DO "
-        "SET m = m + 1, e = 0; "
+        "SET m = m + 1, e = 0; " + _CONSUMERS_ON + ""
         "SELECT COUNT(*), MAX(EVENT_ID), SUM(END_EVENT_ID IS NULL) INTO n, q, w "
-        "FROM performance_schema.events_statements_current WHERE THREAD_ID = v.tid; " + _CONSUMERS_ON + ""
+        "FROM performance_schema.events_statements_current WHERE THREAD_ID = v.tid; "
         "IF e <> 0 THEN SET r = CONCAT(r, 'x:', e, '|'); "
         "ELSEIF IFNULL(ok, 0) <> 3 OR IFNULL(p, 1) <> 0 THEN SET r = CONCAT(r, 'p|'); "
         "ELSEIF n = 0 THEN SET r = CONCAT(r, 'g|'); "

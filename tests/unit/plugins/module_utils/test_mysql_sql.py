@@ -585,8 +585,8 @@ def test_bound_idle_victims_go_first_through_the_loop_on_statement_events():
     assert _placeholders_match(sql, params)
     assert sql.count("FOR v IN (SELECT * FROM (") == 2
     events_loop = sql[sql.index("SET m = 0, e = 0;") : sql.index("END FOR;")]
-    # the statement instruments once, before the loop; per victim its thread's events, then the
-    # consumers, then its KILL only if the latest event is the bound one and none runs
+    # the statement instruments once, before the loop; per victim the consumers, then its thread's events,
+    # then its KILL only if the latest event is the bound one and none runs
     instruments = events_loop.index("FROM performance_schema.setup_instruments WHERE NAME LIKE %s AND ENABLED <> 'YES'")
     loop_start = events_loop.index("FOR v IN")
     read = events_loop.index("FROM performance_schema.events_statements_current WHERE THREAD_ID = v.tid;")
@@ -595,7 +595,7 @@ def test_bound_idle_victims_go_first_through_the_loop_on_statement_events():
     )
     refused = events_loop.index("ELSEIF IFNULL(ok, 0) <> 3 OR IFNULL(p, 1) <> 0 THEN SET r = CONCAT(r, 'p|');")
     kill = events_loop.index("ELSEIF q = v.eid AND w = 0 THEN KILL CONNECTION v.id;")
-    assert instruments < loop_start < read < consumers < refused < kill
+    assert instruments < loop_start < consumers < read < refused < kill
     assert "information_schema" not in events_loop
     assert params[0] == "statement/%"
     assert params[1:9] == (0, 101, 9001, 51, 1, 103, 9003, 53)
