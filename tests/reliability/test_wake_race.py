@@ -3,7 +3,9 @@
 
 Idle victims to terminate go through the guard block's loop: each re-read on its own in
 information_schema.PROCESSLIST and KILLed at once if it is still Sleep with its planned
-QUERY_ID. Each round opens SESSIONS sessions (`_wakers.py`, a process of its own), lets them
+QUERY_ID; with the events_statements_current consumer on (the second run), bound to their
+latest statement event after the listing and re-read in events_statements_current.
+Each round opens SESSIONS sessions (`_wakers.py`, a process of its own), lets them
 idle a short time (IDLE_SECONDS, above the driver's idle proof), then wakes WAKE_SHARE of them
 at random moments spread over the time the sweep's listing and guarded end took in the round
 before (a `SELECT 1`, or BEGIN; UPDATE; a few ms idle; COMMIT), while the driver lists them
