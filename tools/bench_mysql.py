@@ -118,6 +118,13 @@ def _wait_gone(fleet, server, limit=60):
         time.sleep(0.005)
 
 
+def _until_gone(fleet, server, start):
+    """(seconds until the KILLs were sent, seconds until every victim was gone), from `start`."""
+    ended = time.perf_counter() - start
+    _wait_gone(fleet, server)
+    return ended, time.perf_counter() - start
+
+
 def _ms(seconds):
     return "%8.1f ms" % (seconds * 1000)
 
@@ -211,12 +218,9 @@ def _bare(fleet, server, batch):
         else:
             for thread_id in ids:
                 cur.execute("KILL CONNECTION %s", (thread_id,))
-        ended = time.perf_counter() - start
-        _wait_gone(fleet, server)
-        gone = time.perf_counter() - start
+        return _until_gone(fleet, server, start)
     finally:
         conn.close()
-    return ended, gone
 
 
 _FLOOR_BLOCK = (
@@ -281,12 +285,9 @@ def _floor(fleet, server, performance_schema=False):
             chunk = victims[first : first + size]
             rows = first_row + (" UNION ALL VALUES " + ", ".join([row] * (len(chunk) - 1)) if len(chunk) > 1 else "")
             cur.execute(block.format(rows=rows), tuple(value for victim in chunk for value in victim))
-        ended = time.perf_counter() - start
-        _wait_gone(fleet, server)
-        gone = time.perf_counter() - start
+        return _until_gone(fleet, server, start)
     finally:
         conn.close()
-    return ended, gone
 
 
 def _pt_kill(fleet, server):

@@ -97,6 +97,17 @@ _STATE_FLOOR_SQL = (
 )
 
 
+_HEADER = "%8s  %11s  %17s  %17s  %17s  %17s  %17s" % (
+    "victims",
+    "one-liner",
+    "batch fresh",
+    "batch 1 snap",
+    "per victim",
+    "floor: fresh copy",
+    "fresh state read",
+)
+
+
 def _floor(query):
     return _FLOOR_SQL, {"pids": query[1]["pids"]}
 
@@ -180,18 +191,7 @@ def main():
                 "to the one-liner of the same round), load average %.1f"
                 % (d.target, args.sessions, args.repeat, os.getloadavg()[0])
             )
-            print(
-                "%8s  %11s  %17s  %17s  %17s  %17s  %17s"
-                % (
-                    "victims",
-                    "one-liner",
-                    "batch fresh",
-                    "batch 1 snap",
-                    "per victim",
-                    "floor: fresh copy",
-                    "fresh state read",
-                )
-            )
+            print(_HEADER)
             counts = []
             for total in args.victims:
                 batches = _chunks(guards, total, pg.BATCH_SIZE)
@@ -218,18 +218,7 @@ def main():
                 )
                 counts.append((total, [count for _seconds, count, _ratio in figures]))
             print("statements (round trips) per run, counted on the driver's connection:")
-            print(
-                "%8s  %11s  %17s  %17s  %17s  %17s  %17s"
-                % (
-                    "victims",
-                    "one-liner",
-                    "batch fresh",
-                    "batch 1 snap",
-                    "per victim",
-                    "floor: fresh copy",
-                    "fresh state read",
-                )
-            )
+            print(_HEADER)
             for total, row in counts:
                 print("%8d  %11d  %17d  %17d  %17d  %17d  %17d" % tuple([total] + row))
     finally:
