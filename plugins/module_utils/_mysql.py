@@ -800,8 +800,14 @@ class MySQLDriver(Driver):
             threads = self._execute((flavours.BIND_THREADS_SQL, None))
             events = self._execute((flavours.BIND_EVENTS_SQL, None))
             thread_list = self._execute((flavours.BIND_THREAD_LIST_SQL, None))
-        except pymysql.MySQLError:
-            return {}
+        except pymysql.MySQLError as exc:
+            code = _error_code(exc)
+            if code is None or code >= 2000:  # client side: the connection failed or timed out
+                raise SessionError(
+                    f"the guarded {mode} of {len(victims)} threads on {self.target} failed before any KILL "
+                    f"(reading the statement events): {self._why(exc)}"
+                )
+            return {}  # a table the login may not read (1142), performance_schema off: PROCESSLIST
         bound = flavours.bind_statement_events(candidates, threads, events, thread_list)
         return dict((candidates[index]["key"], binding) for index, binding in bound.items())
 

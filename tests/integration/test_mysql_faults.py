@@ -420,13 +420,29 @@ def test_list_and_kill_on_a_frozen_server_fail_within_query_timeout(fleet, my_he
             elapsed, message, dummy = _bounded(d.list_sessions, 2)
         print("list on a frozen server failed after %.1f s: %s" % (elapsed, message))
         assert elapsed < 2 + 1.5 and "query_timeout" in message
+    # Frozen from the start: the first read of end_sessions (whether the server keeps
+    # statement events) times out, and no KILL went out.
     with fx.driver(fleet, VICTIM_SERVER, query_timeout=2) as d:
         with frozen(fleet):
-            start = time.monotonic()
-            with pytest.raises(SessionError) as caught:
-                d.end_sessions(planned, "terminate")
-            elapsed = time.monotonic() - start
-        print("kill on a frozen server failed after %.1f s: %s" % (elapsed, caught.value))
+            elapsed, message, dummy = _bounded(lambda: d.end_sessions(planned, "terminate"), 2)
+        print("kill on a server frozen before it failed after %.1f s: %s" % (elapsed, message))
+        assert elapsed < 2 + 1.5 and "query_timeout" in message and "before any KILL" in message
+    # Frozen right after the binding, when the guard block goes out.
+    with fx.driver(fleet, VICTIM_SERVER, query_timeout=2) as d, contextlib.ExitStack() as stack:
+        bind = d._bind_statement_events
+
+        def bind_then_freeze(victims, mode):
+            bound = bind(victims, mode)
+            stack.enter_context(frozen(fleet))
+            return bound
+
+        d._bind_statement_events = bind_then_freeze
+        start = time.monotonic()
+        with pytest.raises(SessionError) as caught:
+            d.end_sessions(planned, "terminate")
+        elapsed = time.monotonic() - start
+        stack.close()
+        print("kill on a server frozen at its guard block failed after %.1f s: %s" % (elapsed, caught.value))
         assert elapsed < 2 + 1.5 and "query_timeout" in str(caught.value)
         # the block was on the wire: the server, once resumed, may still run it
         assert "is not known" in str(caught.value)
