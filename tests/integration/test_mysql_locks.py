@@ -199,6 +199,12 @@ def test_without_the_metadata_lock_instrument_row_locks_still_show(fleet, my_loc
             assert d.server_facts()["metadata_locks_visible"] is False
             d.preflight(signal=True)  # an instrument that is off is no missing right
             records = _until_waiting(d, my_locks, "first")
+
+            def alter_running():  # alter.start() only sends it: wait until the server runs it
+                records.update(_records(d, my_locks))
+                return records.get("alter", {}).get("state") == "active"
+
+            assert wait_until(alter_running), records.get("alter")
             assert "metadata_locks" not in d.query_templates()[0]
     finally:
         with fx.admin(fleet) as cur:
