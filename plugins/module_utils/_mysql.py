@@ -845,7 +845,8 @@ class MySQLDriver(Driver):
         if code == flavours.GUARD_NEW_EVENT:
             event, running = (fields + ["", ""])[:2]
             if running not in ("", "0"):
-                return victim, REASON_STATE_CHANGED, f"was idle (Sleep), now runs a statement (event {event})"
+                shown = f" (event {event})" if event else ""
+                return victim, REASON_STATE_CHANGED, f"was idle (Sleep), now runs a statement{shown}"
             return victim, REASON_STATE_CHANGED, f"it ran a new statement since planning (statement event {event})"
         if code == flavours.GUARD_MOVED:
             command, query_id = (fields + ["", ""])[:2]

@@ -996,7 +996,11 @@ class MariaDB(Flavour):
         "FROM performance_schema.events_statements_current WHERE THREAD_ID = v.tid; "
         "IF e <> 0 THEN SET r = CONCAT(r, 'x:', e, '|'); "
         "ELSEIF IFNULL(ok, 0) <> 3 OR IFNULL(p, 1) <> 0 THEN SET r = CONCAT(r, 'p|'); "
-        "ELSEIF n = 0 THEN SET r = CONCAT(r, 'g|'); "
+        # No row: the thread left, or its row is being rewritten by a statement that starts
+        # right now (performance_schema skips a row under change); PROCESSLIST tells them apart.
+        "ELSEIF n = 0 THEN SELECT COUNT(*) INTO n FROM information_schema.PROCESSLIST WHERE ID = v.id; "
+        "IF e <> 0 THEN SET r = CONCAT(r, 'x:', e, '|'); ELSEIF n = 0 THEN SET r = CONCAT(r, 'g|'); "
+        "ELSE SET r = CONCAT(r, 'n::1|'); END IF; "
         "ELSEIF q = v.eid AND w = 0 THEN KILL CONNECTION v.id; SET r = CONCAT(r, 'k:', e, '|'); "
         "ELSE SET r = CONCAT(r, 'n:', IFNULL(q, ''), ':', IFNULL(w, ''), '|'); END IF; "
         "END FOR; "
