@@ -401,6 +401,12 @@ def _error_code(exc):
     return args[0] if args and isinstance(args[0], int) else None
 
 
+def _client_side(code):
+    """Whether an error code (_error_code) is the client's (2000+, or none): the connection
+    failed or timed out, so the server's side of the statement is not known."""
+    return code is None or code >= 2000
+
+
 # ---------------------------------------------------------------- driver
 class MySQLDriver(Driver):
     """One open PyMySQL connection to a MySQL or MariaDB server."""
@@ -801,8 +807,7 @@ class MySQLDriver(Driver):
             events = self._execute((flavours.BIND_EVENTS_SQL, None))
             thread_list = self._execute((flavours.BIND_THREAD_LIST_SQL, None))
         except pymysql.MySQLError as exc:
-            code = _error_code(exc)
-            if code is None or code >= 2000:  # client side: the connection failed or timed out
+            if _client_side(_error_code(exc)):
                 raise SessionError(
                     f"the guarded {mode} of {len(victims)} threads on {self.target} failed before any KILL "
                     f"(reading the statement events): {self._why(exc)}"
@@ -822,13 +827,10 @@ class MySQLDriver(Driver):
                 f"(whether their KILLs went out is not known): {self._why(exc)}"
             )
         outcomes = flavours.parse_guard_outcomes(rows[0][0] if rows else None, len(batch))
-        looped = sum(1 for victim in batch if flavours.looped_reread(victim, mode))
-        on_events = sum(
-            1 for victim in batch if flavours.looped_reread(victim, mode) and victim.get("key") in (bound or {})
-        )
-        self.guard_counts["statement_events"] += on_events
-        self.guard_counts["looped"] += looped - on_events
-        self.guard_counts["own_step"] += len(batch) - looped
+        for key, path in zip(
+            ("statement_events", "looped", "own_step"), self.flavour.guard_paths(batch, mode, bound=bound)
+        ):
+            self.guard_counts[key] += len(path)
         decided = {
             id(victim): self._outcome(victim, mode, code, fields) for victim, (code, fields) in zip(ordered, outcomes)
         }
@@ -893,7 +895,7 @@ class MySQLDriver(Driver):
             code = _error_code(exc)
             if code in (ER_UNKNOWN_THREAD, ER_NO_SUCH_QUERY, ER_KILL_DENIED, ER_SPECIFIC_ACCESS_DENIED):
                 return self._kill_failure(victim, mode, code, str(exc))
-            if code is None or code >= 2000:  # client side: the connection failed
+            if _client_side(code):
                 raise SessionError(
                     f"the {mode} of thread {victim['id']} on {self.target} failed (whether it went out is not "
                     f"known): {self._why(exc)}"

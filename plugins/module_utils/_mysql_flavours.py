@@ -817,21 +817,21 @@ EVENTS_OFF_DETAIL = (
 # PROCESSLIST.QUERY_ID) only while these consumers are on and no statement instrument is off.
 STATEMENT_EVENT_CONSUMERS = ("global_instrumentation", "thread_instrumentation", "events_statements_current")
 STATEMENT_INSTRUMENTS = "statement/%"
+# How many of those consumers are on (params: STATEMENT_EVENT_CONSUMERS); how many statement
+# instruments are off (params: STATEMENT_INSTRUMENTS). Read by the driver before the binding
+# and again inside the guard block.
 _CONSUMERS_ON = (
-    "SELECT COUNT(*) INTO ok FROM performance_schema.setup_consumers WHERE NAME IN (%s, %s, %s) AND ENABLED = 'YES'; "
+    "(SELECT COUNT(*) FROM performance_schema.setup_consumers WHERE NAME IN (%s) AND ENABLED = 'YES')"
+    % ", ".join(["%s"] * len(STATEMENT_EVENT_CONSUMERS))
 )
-_INSTRUMENTS_OFF = (
-    "SELECT COUNT(*) INTO p FROM performance_schema.setup_instruments WHERE NAME LIKE %s AND ENABLED <> 'YES'; "
-)
+_INSTRUMENTS_OFF = "(SELECT COUNT(*) FROM performance_schema.setup_instruments WHERE NAME LIKE %s AND ENABLED <> 'YES')"
 
 
 def statement_events_query():
     """(sql, params): one row (consumers on, statement instruments off, @@performance_schema);
-    statement events are complete when it is (3, 0, 1)."""
+    statement events are complete when it is (all the consumers, 0, 1)."""
     return (
-        "SELECT (SELECT COUNT(*) FROM performance_schema.setup_consumers WHERE NAME IN (%s, %s, %s) "
-        "AND ENABLED = 'YES'), (SELECT COUNT(*) FROM performance_schema.setup_instruments "
-        "WHERE NAME LIKE %s AND ENABLED <> 'YES'), @@performance_schema",
+        f"SELECT {_CONSUMERS_ON}, {_INSTRUMENTS_OFF}, @@performance_schema",
         STATEMENT_EVENT_CONSUMERS + (STATEMENT_INSTRUMENTS,),
     )
 
@@ -990,12 +990,13 @@ class MariaDB(Flavour):
     # if the latest EVENT_ID is the bound one and no statement runs. The statement
     # instruments are checked once for the block, before the loop.
     _EVENTS_LOOP = (
-        "SET m = 0, e = 0; " + _INSTRUMENTS_OFF + "FOR v IN (SELECT * FROM ({rows}) AS x ORDER BY x.k) DO "
-        "SET m = m + 1, e = 0; " + _CONSUMERS_ON + ""
+        f"SET m = 0, e = 0, p = {_INSTRUMENTS_OFF}; "
+        "FOR v IN (SELECT * FROM ({rows}) AS x ORDER BY x.k) DO "
+        f"SET m = m + 1, e = 0, ok = {_CONSUMERS_ON}; "
         "SELECT COUNT(*), MAX(EVENT_ID), SUM(END_EVENT_ID IS NULL) INTO n, q, w "
         "FROM performance_schema.events_statements_current WHERE THREAD_ID = v.tid; "
         "IF e <> 0 THEN SET r = CONCAT(r, 'x:', e, '|'); "
-        "ELSEIF IFNULL(ok, 0) <> 3 OR IFNULL(p, 1) <> 0 THEN SET r = CONCAT(r, 'p|'); "
+        f"ELSEIF IFNULL(ok, 0) <> {len(STATEMENT_EVENT_CONSUMERS)} OR IFNULL(p, 1) <> 0 THEN SET r = CONCAT(r, 'p|'); "
         # No row: the thread left, or its row is being rewritten by a statement that starts
         # right now (performance_schema skips a row under change); PROCESSLIST tells them apart.
         "ELSEIF n = 0 THEN SELECT COUNT(*) INTO n FROM information_schema.PROCESSLIST WHERE ID = v.id; "
@@ -1010,21 +1011,28 @@ class MariaDB(Flavour):
     _EVENTS_ROW = "(%s, %s, %s, %s)"
 
     @staticmethod
-    def guard_order(victims, mode, loop=True, bound=None):
-        """The victims in the order a guard block handles them and reports their outcomes:
-        with `loop`, the looped_reread ones first -- those `bound` (key -> (THREAD_ID,
-        EVENT_ID), bind_statement_events) before the others --, then the rest, each in the
-        given order."""
+    def guard_paths(victims, mode, loop=True, bound=None):
+        """(on their statement events, in the PROCESSLIST loop, in a step of their own): the
+        victims split by the way a guard block re-reads them, each list in the given order.
+        With `loop`, the looped_reread ones go through a loop -- those `bound` (key ->
+        (THREAD_ID, EVENT_ID), bind_statement_events) through the one on statement events --;
+        without, every victim has a step of its own."""
         if not loop:
-            return list(victims)
+            return [], [], list(victims)
         bound = bound or {}
         looped = [victim for victim in victims if looped_reread(victim, mode)]
-        on_events = [victim for victim in looped if victim.get("key") in bound]
         return (
-            on_events
-            + [victim for victim in looped if victim.get("key") not in bound]
-            + [victim for victim in victims if not looped_reread(victim, mode)]
+            [victim for victim in looped if victim.get("key") in bound],
+            [victim for victim in looped if victim.get("key") not in bound],
+            [victim for victim in victims if not looped_reread(victim, mode)],
         )
+
+    @classmethod
+    def guard_order(cls, victims, mode, loop=True, bound=None):
+        """The victims in the order a guard block handles them and reports their outcomes:
+        the three guard_paths one after the other."""
+        on_events, looped, own_steps = cls.guard_paths(victims, mode, loop, bound)
+        return on_events + looped + own_steps
 
     def guard_block(self, victims, mode, tolerance=None, loop=True, bound=None):
         """One compound statement that, per victim, re-reads the thread and KILLs it
@@ -1054,10 +1062,7 @@ class MariaDB(Flavour):
             "DECLARE CONTINUE HANDLER FOR SQLEXCEPTION GET DIAGNOSTICS CONDITION 1 e = MYSQL_ERRNO;",
         ]
         params = []
-        bound = bound or {}
-        ordered = self.guard_order(victims, mode, loop, bound)
-        looped = [victim for victim in ordered if loop and looped_reread(victim, mode)]
-        on_events = [victim for victim in looped if victim.get("key") in bound]
+        on_events, looped, own_steps = self.guard_paths(victims, mode, loop, bound)
         if on_events:
             rows = [self._EVENTS_FIRST_ROW]
             if len(on_events) > 1:
@@ -1068,7 +1073,6 @@ class MariaDB(Flavour):
                 thread, event = bound[victim["key"]]
                 params.extend([position, int(victim["id"]), int(thread), int(event)])
             params.extend(STATEMENT_EVENT_CONSUMERS)
-        looped = looped[len(on_events) :]
         if looped:
             rows = [self._IDLE_FIRST_ROW]
             if len(looped) > 1:
@@ -1078,7 +1082,7 @@ class MariaDB(Flavour):
                 params.extend(
                     [position, int(victim["id"]), victim.get("user"), victim.get("host"), int(victim["query_id"])]
                 )
-        for victim in ordered[len(on_events) + len(looped) :]:
+        for victim in own_steps:
             condition, condition_params = self._still_planned(victim, tolerance)
             # A waiter planned by waiting_longer_than is ended only while it still waits.
             waiting, waiting_params = ("SET w = 1;", ())

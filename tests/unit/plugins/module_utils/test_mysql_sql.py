@@ -584,7 +584,7 @@ def test_bound_idle_victims_go_first_through_the_loop_on_statement_events():
     sql, params = MARIADB.guard_block(victims, "terminate", bound=bound)
     assert _placeholders_match(sql, params)
     assert sql.count("FOR v IN (SELECT * FROM (") == 2
-    events_loop = sql[sql.index("SET m = 0, e = 0;") : sql.index("END FOR;")]
+    events_loop = sql[sql.index("SET m = 0, e = 0, p = ") : sql.index("END FOR;")]
     # the statement instruments once, before the loop; per victim the consumers, then its thread's events,
     # then its KILL only if the latest event is the bound one and none runs
     instruments = events_loop.index("FROM performance_schema.setup_instruments WHERE NAME LIKE %s AND ENABLED <> 'YES'")
