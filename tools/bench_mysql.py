@@ -245,19 +245,14 @@ def _with_statement_events(fleet, server, held, run):
     """run() with the events_statements_current consumer on (then as it was); each held
     session first runs a statement, untimed, so that the table has its row as on a server
     that runs with the consumer on."""
-    with mariadb.admin_connect(fleet.server(server), autocommit=True) as admin:
-        cur = admin.cursor()
-        consumer = "UPDATE performance_schema.setup_consumers SET ENABLED = %s WHERE NAME = 'events_statements_current'"
-        cur.execute("SELECT ENABLED FROM performance_schema.setup_consumers WHERE NAME = 'events_statements_current'")
-        (before,) = cur.fetchone()
-        cur.execute(consumer, ("YES",))
-        try:
-            for conn in held:
-                conn.cursor().execute("SELECT 1")
-            time.sleep(0.2)
-            return run()
-        finally:
-            cur.execute(consumer, (before,))
+    was_on = mariadb.set_statement_events(fleet.server(server), True)
+    try:
+        for conn in held:
+            conn.cursor().execute("SELECT 1")
+        time.sleep(0.2)
+        return run()
+    finally:
+        mariadb.set_statement_events(fleet.server(server), was_on)
 
 
 def _floor(fleet, server, performance_schema=False):

@@ -18,7 +18,7 @@ path each victim took.
 
 import pytest
 from conftest import wait_until
-from dbfleet import holder
+from dbfleet import holder, mariadb
 
 pytest.register_assert_rewrite("_mysql_fixtures")
 import _mysql_fixtures as fx  # noqa: I001 (after register_assert_rewrite)
@@ -39,19 +39,25 @@ from test_mysql_guard_loop import (  # noqa: E402
 pytest_plugins = ["_mysql_fixtures"]
 __all__ = ["scene", "table"]  # fixtures of test_mysql_guard_loop, used here
 
-CONSUMER = "UPDATE performance_schema.setup_consumers SET ENABLED = %s WHERE NAME = 'events_statements_current'"
-
 
 @pytest.fixture(scope="module", autouse=True)
 def statement_events(fleet):
     """The events_statements_current consumer on for this module, then as it was."""
-    with fx.admin(fleet) as cur:
-        cur.execute("SELECT ENABLED FROM performance_schema.setup_consumers WHERE NAME = 'events_statements_current'")
-        (before,) = cur.fetchone()
-        cur.execute(CONSUMER, ("YES",))
+    was_on = mariadb.set_statement_events(fleet.server(fx.SERVER), True)
     yield
+    mariadb.set_statement_events(fleet.server(fx.SERVER), was_on)
+
+
+def consumer(fleet, enabled):
+    mariadb.set_statement_events(fleet.server(fx.SERVER), enabled)
+
+
+def begin_instrument(fleet, enabled):
     with fx.admin(fleet) as cur:
-        cur.execute(CONSUMER, (before,))
+        cur.execute(
+            "UPDATE performance_schema.setup_instruments SET ENABLED = %s WHERE NAME = 'statement/sql/begin'",
+            ("YES" if enabled else "NO",),
+        )
 
 
 def after_binding(d, action):
@@ -114,23 +120,10 @@ def test_a_session_that_moved_before_the_binding_is_read_in_processlist(fleet, s
     assert counted == steps(statement_events=1, looped=1), counted
 
 
-@pytest.mark.parametrize(
-    "switch_off",
-    [
-        (CONSUMER, ("NO",), CONSUMER, ("YES",)),
-        (
-            "UPDATE performance_schema.setup_instruments SET ENABLED = 'NO' WHERE NAME = 'statement/sql/begin'",
-            (),
-            "UPDATE performance_schema.setup_instruments SET ENABLED = 'YES' WHERE NAME = 'statement/sql/begin'",
-            (),
-        ),
-    ],
-    ids=["consumer", "instrument"],
-)
-def test_statement_events_switched_off_after_the_binding_end_nothing(fleet, scene, switch_off):
+@pytest.mark.parametrize("switch", [consumer, begin_instrument], ids=["consumer", "instrument"])
+def test_statement_events_switched_off_after_the_binding_end_nothing(fleet, scene, switch):
     """With the consumer or a statement instrument off, a BEGIN leaves no event: the guard
     refuses every bound victim, and their transactions stay."""
-    off, off_params, on, on_params = switch_off
     sessions = scene.open("idle", 3)
     scene.age()
     try:
@@ -138,15 +131,13 @@ def test_statement_events_switched_off_after_the_binding_end_nothing(fleet, scen
             victims = planned(d, sessions)
 
             def switch_and_begin():
-                with fx.admin(fleet) as cur:
-                    cur.execute(off, off_params)
+                switch(fleet, False)
                 sessions[1].execute("BEGIN")
 
             after_binding(d, switch_and_begin)
             results, counted = end_counted(d, victims)
     finally:
-        with fx.admin(fleet) as cur:
-            cur.execute(on, on_params)
+        switch(fleet, True)
     assert counted == steps(statement_events=3), counted
     for session in sessions:
         assert results[session.id] == ("state_changed", flavours.EVENTS_OFF_DETAIL), results[session.id]
@@ -158,13 +149,11 @@ def test_statement_events_switched_off_after_the_binding_end_nothing(fleet, scen
 def test_a_thread_without_statement_events_is_read_in_processlist(fleet, scene):
     """Connected while the consumer was off and idle since: no row in events_statements_current,
     nothing to bind; it goes through the PROCESSLIST loop."""
-    with fx.admin(fleet) as cur:
-        cur.execute(CONSUMER, ("NO",))
+    consumer(fleet, False)
     try:
         (early,) = scene.open("early")
     finally:
-        with fx.admin(fleet) as cur:
-            cur.execute(CONSUMER, ("YES",))
+        consumer(fleet, True)
     (late,) = scene.open("late")
     scene.age()
     with fx.driver(fleet) as d:

@@ -46,6 +46,7 @@ import time
 
 import pytest
 from _common import HERE, ROOT, admin_execute, driver_module, driver_params, figure, new_tag
+from dbfleet import mariadb
 from dbfleet import testing as fleet_testing
 
 SERVER = "mariadb1"
@@ -223,16 +224,13 @@ def first_wake(entries, listing):
     )
 
 
-CONSUMER = "UPDATE performance_schema.setup_consumers SET ENABLED = '%s' WHERE NAME = 'events_statements_current'"
-
-
 @pytest.mark.parametrize("read_on", ["processlist", "statement_events"])
 def test_wake_race(fleet, tmp_path, read_on):
     """read_on processlist: the fleet as it runs (the events_statements_current consumer off, as
     MariaDB ships it), each victim re-read in PROCESSLIST; statement_events: that consumer on,
     so the driver binds the victims to their statement events and the guard reads those."""
     server = fleet.server(SERVER)
-    admin_execute(server, CONSUMER % ("YES" if read_on == "statement_events" else "NO"))
+    consumer_was_on = mariadb.set_statement_events(server, read_on == "statement_events")
     prefix = new_tag("wakerace")
     table = "wr_" + prefix.split("-")[-1]
     admin_execute(server, "CREATE TABLE appdb.%s (id INT PRIMARY KEY, n INT NOT NULL) ENGINE=InnoDB" % table)
@@ -313,7 +311,7 @@ def test_wake_race(fleet, tmp_path, read_on):
                     totals["other"] += 1
     finally:
         driver.close()
-        admin_execute(server, CONSUMER % "NO")
+        mariadb.set_statement_events(server, consumer_was_on)
         admin_execute(server, "SET GLOBAL general_log = 0")
         admin_execute(server, "TRUNCATE TABLE mysql.general_log")
         admin_execute(server, "DROP TABLE IF EXISTS appdb.%s" % table)

@@ -128,6 +128,24 @@ def admin_connect(server, **kwargs):
     )
 
 
+def set_statement_events(server, enabled):
+    """Switch performance_schema's events_statements_current consumer on or off (the servers
+    start with it off, as MariaDB ships it; the driver's guard reads statement events where it
+    is on). Returns whether it was on."""
+    conn = admin_connect(server, autocommit=True)
+    try:
+        cur = conn.cursor()
+        where = "WHERE NAME = 'events_statements_current'"
+        cur.execute("SELECT ENABLED FROM performance_schema.setup_consumers " + where)
+        (before,) = cur.fetchone()
+        cur.execute(
+            "UPDATE performance_schema.setup_consumers SET ENABLED = %s " + where, ("YES" if enabled else "NO",)
+        )
+        return before == "YES"
+    finally:
+        conn.close()
+
+
 def bootstrap(server, passwords):
     conn = admin_connect(server, autocommit=True)
     try:
