@@ -204,9 +204,13 @@ def test_a_trial_changelog_release_lists_every_object_once(tmp_path):
     """antsibull-changelog release on a copy: every module, role and playbook is listed once as
     new, and no documentation markup (C(...), ...) is left literal."""
     copy = tmp_path / "ansible_collections" / "dbhygiene" / "sessions"
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, check=True
-    ).stdout.decode().split("\0")
+    files = (
+        subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, check=True
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, files):
         source = os.path.join(ROOT, name)
         if os.path.isfile(source) and not name.startswith("tests/output/"):
