@@ -14,7 +14,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 TYPES = os.path.join(ROOT, "extensions", "awx", "credential_types.yml")
 ROLES = ("audit", "enforce", "drain", "timeouts")
-# What a job needs from a credential: the login and the TLS files (DESIGN.md role variables).
+# What a job needs from a credential: the login and the TLS files (docs/architecture.md role variables).
 EXPECTED = {
     "dbhygiene_login_user",
     "dbhygiene_login_password",
