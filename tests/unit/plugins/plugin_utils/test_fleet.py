@@ -631,7 +631,7 @@ def test_brief_leaves_out_the_lock_fields_of_a_session_without_locks():
     assert "blocked_by" not in plain and "blocking" not in plain and "lock_wait_seconds" not in plain
     root = _fleet.brief(dict(_lock_sessions()[0], rule="blockers"))
     waiter = _fleet.brief(dict(_lock_sessions()[1], rule="waiters"))
-    if "blocking" in _fleet.brief({"blocking": 3}):  # once the record has the lock fields (docs/architecture.md "Locks")
+    if "blocking" in _fleet.brief({"blocking": 3}):  # once the record has the lock fields ("Locks")
         assert root["blocking"] == 3 and waiter["blocked_by"] == [10]
 
 
