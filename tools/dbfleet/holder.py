@@ -3,6 +3,7 @@
     s = open_session(fleet, "pg1", "idle_in_transaction", user="app", application="ghost")
     s.id        # backend pid / thread id, as the server reports it
     s.alive()   # is the session still connected (asked through the admin login)
+    s.age()     # seconds in its current state, as the server reports it
     s.close()
 
 Kinds: idle, idle_in_transaction, idle_in_transaction_aborted (PostgreSQL),
@@ -107,6 +108,24 @@ class HeldSession(object):
     def state(self):
         """The raw server-side state: pg_stat_activity.state / PROCESSLIST.COMMAND, None if gone."""
         return live(self.server, [self.id]).get(self.id)
+
+    def age(self):
+        """Seconds this session has been in its current state, as the server reports it
+        (PostgreSQL: since pg_stat_activity.state_change; MariaDB: PROCESSLIST.TIME_MS);
+        None if it is gone. The age a policy's *_longer_than compares."""
+        if self.engine == "postgresql":
+            conn = postgres.admin_connect(self.server)
+            sql = "SELECT EXTRACT(EPOCH FROM clock_timestamp() - state_change) FROM pg_stat_activity WHERE pid = %s"
+        else:
+            conn = mariadb.admin_connect(self.server)
+            sql = "SELECT TIME_MS / 1000 FROM information_schema.PROCESSLIST WHERE ID = %s"
+        try:
+            cur = conn.cursor()
+            cur.execute(sql, (self.id,))
+            row = cur.fetchone()
+            return float(row[0]) if row and row[0] is not None else None
+        finally:
+            conn.close()
 
     def execute(self, statement):
         """Run a statement on the held session itself (e.g. to make it 'wake up')."""
