@@ -105,7 +105,12 @@ def test_a_mix_ends_only_the_right_sessions(fleet, held, pg_tag):
     policy = {
         "name": "mix",
         "rules": [
-            {"name": "ghost-idle", "states": ["idle"], "idle_longer_than": "%ds" % age, "applications": [pg_tag + "-*"]},
+            {
+                "name": "ghost-idle",
+                "states": ["idle"],
+                "idle_longer_than": "%ds" % age,
+                "applications": [pg_tag + "-*"],
+            },
             {
                 "name": "stuck",
                 "states": ["idle_in_transaction"],
