@@ -113,19 +113,12 @@ class HeldSession(object):
         """Seconds this session has been in its current state, as the server reports it
         (PostgreSQL: since pg_stat_activity.state_change; MariaDB: PROCESSLIST.TIME_MS);
         None if it is gone. The age a policy's *_longer_than compares."""
-        if self.engine == "postgresql":
-            conn = postgres.admin_connect(self.server)
-            sql = "SELECT EXTRACT(EPOCH FROM clock_timestamp() - state_change) FROM pg_stat_activity WHERE pid = %s"
-        else:
-            conn = mariadb.admin_connect(self.server)
-            sql = "SELECT TIME_MS / 1000 FROM information_schema.PROCESSLIST WHERE ID = %s"
-        try:
-            cur = conn.cursor()
-            cur.execute(sql, (self.id,))
-            row = cur.fetchone()
-            return float(row[0]) if row and row[0] is not None else None
-        finally:
-            conn.close()
+        rows = _ask(
+            self,
+            "SELECT EXTRACT(EPOCH FROM clock_timestamp() - state_change) FROM pg_stat_activity WHERE pid = %s",
+            "SELECT TIME_MS / 1000 FROM information_schema.PROCESSLIST WHERE ID = %s",
+        )
+        return float(rows[0][0]) if rows and rows[0][0] is not None else None
 
     def execute(self, statement):
         """Run a statement on the held session itself (e.g. to make it 'wake up')."""
@@ -162,20 +155,30 @@ class HeldSession(object):
             pass
 
 
-def waiting_for_lock(held):
-    """True when the held session waits for a lock (asked through the admin login)."""
+def _ask(held, postgresql_sql, mysql_sql):
+    """The rows of one query about the held session (its id the one parameter), through the
+    admin login of its engine."""
     if held.engine == "postgresql":
-        conn = postgres.admin_connect(held.server)
-        sql = "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND wait_event_type = 'Lock'"
+        conn, sql = postgres.admin_connect(held.server), postgresql_sql
     else:
-        conn = mariadb.admin_connect(held.server)
-        sql = "SELECT 1 FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id = %s AND trx_state = 'LOCK WAIT'"
+        conn, sql = mariadb.admin_connect(held.server), mysql_sql
     try:
         cur = conn.cursor()
         cur.execute(sql, (held.id,))
-        return bool(cur.fetchall())
+        return cur.fetchall()
     finally:
         conn.close()
+
+
+def waiting_for_lock(held):
+    """True when the held session waits for a lock (asked through the admin login)."""
+    return bool(
+        _ask(
+            held,
+            "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND wait_event_type = 'Lock'",
+            "SELECT 1 FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id = %s AND trx_state = 'LOCK WAIT'",
+        )
+    )
 
 
 def _wait_lock(held, timeout=10):
