@@ -192,3 +192,12 @@ def wait_older(sessions, seconds):
         return all(age is not None and age > seconds for age in ages.values())
 
     assert wait_until(old_enough, timeout=seconds + 60, interval=0.2), "not older than %ss: %r" % (seconds, ages)
+
+
+def busy_machine():
+    """(busy, 1-minute load average): whether the machine is busy by its load average, at
+    least 3 runnable tasks per core (`make test` alone makes 3 to 5 on 2 cores; two CPU hogs
+    beside it, and more work, 6 to 20). For a race whose figures a starved server changes:
+    it says which measured bound applies."""
+    load = os.getloadavg()[0]
+    return load >= 3 * (os.cpu_count() or 1), load
