@@ -62,16 +62,19 @@ MAX_PLAYS = int(os.environ.get("RELIABILITY_RACE_MAX_PLAYS", "30"))
 ALLOWED_WRONG_RATE = {"postgresql": 0.003, "mysql": 0.015}
 
 
-# With two CPU hogs beside the race (test_race_through_the_runner_on_a_busy_machine): TBD
-ALLOWED_WRONG_RATE_LOADED = {"postgresql": 0.003, "mysql": 0.015}
+# With two CPU hogs beside the race (test_race_through_the_runner_on_a_busy_machine) the same
+# bounds: measured 0 in 1,012 (PostgreSQL) and 0 in 1,023 (MariaDB) beside stress-ng --cpu 2 at
+# load average 21-28 on 2 cores, where the runner's kills come as fast as unloaded (10-20 s a
+# run): the window of each guard is one statement's, and a statement is not slower to start on
+# a busy server than its victims are.
 LOADED_RACE_SECONDS = float(os.environ.get("RELIABILITY_RACE_LOADED_SECONDS", "120"))
 
 
-def allowed_wrong(engine, kills, loaded=False):
+def allowed_wrong(engine, kills):
     fixed = os.environ.get("RELIABILITY_ALLOWED_WRONG_KILLS")
     if fixed is not None:
         return int(fixed)
-    return int((ALLOWED_WRONG_RATE_LOADED if loaded else ALLOWED_WRONG_RATE)[engine] * kills)
+    return int(ALLOWED_WRONG_RATE[engine] * kills)
 
 
 STEADY = int(os.environ.get("RELIABILITY_RACE_STEADY", "25"))
@@ -322,7 +325,7 @@ def test_race_through_the_runner_on_a_busy_machine(fleet, engine, tmp_path):
             LOADED_RACE_SECONDS,
         )
     assert terminated >= 500, "only %d kills in %.0f s: raise RELIABILITY_RACE_LOADED_SECONDS" % (terminated, elapsed)
-    bound = allowed_wrong(engine, kills, loaded=True)
+    bound = allowed_wrong(engine, kills)
     assert wrong <= bound, "%d wrong kills in %d on %s under load (at most %d)" % (wrong, kills, engine, bound)
 
 
