@@ -64,9 +64,7 @@ ALLOWED_WRONG_RATE = {"postgresql": 0.003, "mysql": 0.015}
 
 # With two CPU hogs beside the race (test_race_through_the_runner_on_a_busy_machine) the same
 # bounds: measured 0 in 1,012 (PostgreSQL) and 0 in 1,023 (MariaDB) beside stress-ng --cpu 2 at
-# load average 21-28 on 2 cores, where the runner's kills come as fast as unloaded (10-20 s a
-# run): the window of each guard is one statement's, and a statement is not slower to start on
-# a busy server than its victims are.
+# load average 21-28 on 2 cores (the runner's 1,000 kills took 10-20 s, as unloaded).
 LOADED_RACE_SECONDS = float(os.environ.get("RELIABILITY_RACE_LOADED_SECONDS", "120"))
 
 
