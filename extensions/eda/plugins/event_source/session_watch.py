@@ -35,6 +35,7 @@ __metaclass__ = type
 import asyncio
 import concurrent.futures
 import logging
+import math
 import os
 import sys
 import time
@@ -75,7 +76,7 @@ def _number(name, value, default):
         number = float(value)
     except (TypeError, ValueError):
         number = -1.0
-    if isinstance(value, bool) or not number == number or number < MIN_INTERVAL or number == float("inf"):
+    if isinstance(value, bool) or not math.isfinite(number) or number < MIN_INTERVAL:
         raise WatchError(f"{name}: expected a number of seconds >= {MIN_INTERVAL:g}, got {value!r}")
     return number
 
