@@ -13,7 +13,9 @@ CITED = re.compile(r"\b(docs/[\w./-]+\.md)\b")
 
 
 def _tracked():
-    out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True)
+    out = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
     assert out.returncode == 0, out.stderr
     return [name for name in out.stdout.splitlines() if os.path.isfile(os.path.join(ROOT, name))]
 
