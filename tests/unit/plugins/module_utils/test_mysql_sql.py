@@ -213,24 +213,28 @@ def _row(command="Sleep", elapsed_ms=2500, trx=None, superuser=0, info=None, que
     """A list-query row; `trx`: INNODB_TRX's trx_started (a cache), `event`: the STATE of the
     thread's latest transaction event (None: it has none), `trx_events`: events_on, tid, seconds."""
     return (
-        7,
-        "app",
-        "127.0.0.1:5000",
-        "appdb",
-        command,
-        "",
-        elapsed_ms,
-        info,
-        query_id,
-        trx,
-        3.5 if trx else None,
-        superuser,
-        NOW,
-    ) + (None,) * 6 + (
-        trx_events.get("events_on", 1),
-        trx_events.get("tid", 42),
-        event,
-        trx_events.get("seconds", 4.25 if event else None),
+        (
+            7,
+            "app",
+            "127.0.0.1:5000",
+            "appdb",
+            command,
+            "",
+            elapsed_ms,
+            info,
+            query_id,
+            trx,
+            3.5 if trx else None,
+            superuser,
+            NOW,
+        )
+        + (None,) * 6
+        + (
+            trx_events.get("events_on", 1),
+            trx_events.get("tid", 42),
+            event,
+            trx_events.get("seconds", 4.25 if event else None),
+        )
     )
 
 
