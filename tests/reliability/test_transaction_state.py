@@ -143,7 +143,7 @@ def _round(fleet, table, rng, tag, window, counts):
         counts["rounds"] += 1
         return took
     finally:
-        for session, dummy in sessions:
+        for session, _dummy in sessions:
             session.close()
 
 
