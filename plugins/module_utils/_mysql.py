@@ -741,9 +741,10 @@ class MySQLDriver(Driver):
         )
         # InnoDB refreshes INFORMATION_SCHEMA.INNODB_TRX only for a reader that comes after
         # flavours.TRX_CACHE_QUIET_SECONDS without one: our own listings (a plan right after the
-        # last sweep's confirm wait) must not keep it stale, or a transaction opened meanwhile
-        # would look idle to the plan. (A victim's re-read right before its KILL, `ids`, needs
-        # no fresh transaction list: its unchanged QUERY_ID is the proof.)
+        # last sweep's confirm wait) must not keep it stale (its InnoDB lock waits; whether a
+        # Sleep thread is in a transaction comes from the transaction events, which another
+        # client cannot starve). A victim's re-read right before its KILL, `ids`, needs no fresh
+        # transaction list.
         if ids is None and self._trx_read_at is not None:
             time.sleep(max(0.0, self._trx_read_at + flavours.TRX_CACHE_QUIET_SECONDS - time.monotonic()))
         try:

@@ -117,10 +117,14 @@ GUARD_BLOCK_ROWS = 100000
 # (its transaction, if any, began before its last statement), and the guard's
 # unchanged QUERY_ID carries that proof to the KILL. So an idle victim is ended
 # only when it was planned idle for at least this long; any real policy's
-# idle_longer_than is far above it.
+# idle_longer_than is far above it. (The transaction state no longer comes from that
+# cache: a Sleep thread is idle only as performance_schema's transaction events prove it,
+# and the guard reads them again before the KILL (transaction_state, _TRANSACTION_CHECK).
+# The proof and the quiet gap below stay, no longer load-bearing for it, because the race
+# figures of the README were measured with them.)
 IDLE_PROOF_SECONDS = 0.15
 # ... and a reader refreshes the cache only after this long without any reader, so the
-# driver leaves at least this much between two of its own listings.
+# driver leaves at least this much between two of its own listings (its lock waits fresh).
 TRX_CACHE_QUIET_SECONDS = 0.11
 _IDLE_PROOF_DETAIL = (
     "planned idle for only %s ms: InnoDB's transaction list is a cache refreshed at most every 100 ms, "
