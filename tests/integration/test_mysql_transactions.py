@@ -50,18 +50,10 @@ def table(fleet):
 
 
 @pytest.fixture
-def sessions(fleet, table, my_tag):
-    """open(name) -> trx.Session of login app, application '<my_tag>-<name>'; closed at teardown."""
-    opened = []
-
-    def open_(name):
-        session = trx.Session(fleet, fx.SERVER, f"{my_tag}-{name}", table)
-        opened.append(session)
-        return session
-
-    yield open_
-    for session in opened:
-        session.close()
+def sessions(my_held, my_tag, table):
+    """open(name) -> a held session of login app (application '<my_tag>-<name>') with a row of its
+    own in the test's table (dbfleet.transactions.prepare); closed at teardown."""
+    return lambda name: trx.prepare(my_held("idle", application=f"{my_tag}-{name}", database="appdb"), table)
 
 
 @pytest.fixture
@@ -105,7 +97,7 @@ def test_every_open_transaction_is_idle_in_transaction_and_an_idle_rule_ends_onl
 ):
     opened = dict((shape, sessions(shape)) for shape in list(trx.OPEN_SHAPES) + list(trx.CLOSED_SHAPES))
     for shape, session in opened.items():
-        session.take(shape)
+        trx.take(session, shape)
     _aged(opened)
     with fx.driver(fleet) as d:
         assert d.server_facts()["transaction_state_exact"] is True
@@ -124,13 +116,13 @@ def test_every_open_transaction_is_idle_in_transaction_and_an_idle_rule_ends_onl
     assert sorted(e["id"] for e in result["terminated"]) == sorted(opened[shape].id for shape in trx.CLOSED_SHAPES)
     assert all(not opened[shape].alive() for shape in trx.CLOSED_SHAPES)
     assert all(opened[shape].alive() for shape in trx.OPEN_SHAPES)
-    assert opened["uncommitted_update"].in_transaction() and opened["bare_begin"].in_transaction()
+    assert trx.in_transaction(opened["uncommitted_update"]) and trx.in_transaction(opened["bare_begin"])
 
 
 def test_an_idle_in_transaction_rule_ends_every_shape_with_the_poller(fleet, sessions, poller, my_tag):
     opened = dict((shape, sessions(shape)) for shape in trx.OPEN_SHAPES)
     for shape, session in opened.items():
-        session.take(shape)
+        trx.take(session, shape)
     idle = _aged([sessions("never")])[0]
     with fx.driver(fleet) as d:
         result = apply_policy(d, _idle_rule(my_tag, "idle_in_transaction"), check_mode=False, wait_timeout=5)
@@ -148,7 +140,7 @@ def test_the_guard_refuses_a_victim_that_opened_a_transaction_after_planning(fle
         victims = [records[s.id] for s in list(late.values()) + [untouched]]
         assert all(v["state"] == "idle" for v in victims)
         for shape, session in late.items():
-            session.take(shape)
+            trx.take(session, shape)
         outcomes = dict((v["id"], (outcome, detail)) for v, outcome, detail in d.end_sessions(victims, "terminate"))
     assert outcomes[untouched.id][0] == "terminated"
     for session in late.values():
@@ -171,7 +163,7 @@ def test_the_guard_block_itself_proves_no_transaction_before_the_kill(fleet, ses
             records = _by_id(d)
             planned = [dict(records[victim.id]), dict(records[control.id])]
             assert all(p["state"] == "idle" for p in planned)
-            victim.take("bare_begin")
+            trx.take(victim, "bare_begin")
             with fx.admin(fleet) as cur:
                 cur.execute("SELECT QUERY_ID FROM information_schema.PROCESSLIST WHERE ID = %s", (victim.id,))
                 planned[0]["query_id"] = cur.fetchone()[0]
@@ -189,7 +181,7 @@ def test_the_guard_block_itself_proves_no_transaction_before_the_kill(fleet, ses
                 assert d.guard_counts[expected] == 2 and d.guard_counts["transaction_checked"] == 2
     finally:
         mariadb.set_statement_events(fleet.server(fx.SERVER), was_on)
-    assert victim.alive() and victim.in_transaction()
+    assert victim.alive() and trx.in_transaction(victim)
     assert wait_until(lambda: not control.alive())
 
 
@@ -199,7 +191,7 @@ def test_with_the_transaction_events_off_a_sleep_thread_counts_as_idle_in_transa
 ):
     idle, begun = sessions("idle"), sessions("begun")
     events_off()
-    begun.take("bare_begin")
+    trx.take(begun, "bare_begin")
     _aged([idle, begun])
     with fx.driver(fleet) as d:
         facts = d.server_facts()

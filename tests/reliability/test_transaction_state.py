@@ -36,7 +36,7 @@ import uuid
 import pymysql
 import pytest
 from _common import admin_execute, driver_module, driver_params, figure
-from dbfleet import testing as fleet_testing
+from dbfleet import holder
 from dbfleet import transactions as trx
 
 SERVER = "mariadb1"
@@ -53,14 +53,6 @@ ALLOWED_LATE_RATE = 0.005
 # idle (above the driver's idle proof, so that every idle one can be ended).
 SPREAD_SECONDS = 0.2
 SETTLE_SECONDS = 0.25
-
-
-@pytest.fixture(scope="module")
-def fleet():
-    fleet = fleet_testing.ensure(os.environ.get("DBFLEET_POSTGRES", "2"), os.environ.get("DBFLEET_MARIADB", "2"))
-    if SERVER not in [server["name"] for server in fleet.servers]:
-        pytest.fail("this test needs the MariaDB server %s in the fleet" % SERVER)
-    return fleet
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +75,7 @@ class LateStart(threading.Thread):
     def run(self):
         time.sleep(max(0.0, self.at - time.monotonic()))
         try:
-            self.session.take(self.shape)
+            trx.take(self.session, self.shape)
             self.answered = True
         except pymysql.MySQLError:
             pass  # killed before (or while) the server ran it: no transaction lost
@@ -98,10 +90,11 @@ def _round(fleet, table, rng, tag, window, counts):
     try:
         for index in range(SESSIONS):
             shape = rng.choice(list(trx.OPEN_SHAPES)) if index % 2 == 0 else rng.choice(list(trx.CLOSED_SHAPES))
-            sessions.append((trx.Session(fleet, SERVER, f"{tag}-{index}", table), shape))
+            held = holder.open_session(fleet, SERVER, "idle", application=f"{tag}-{index}", database="appdb")
+            sessions.append((trx.prepare(held, table), shape))
         assert set(s for dummy, s in sessions) <= set(shapes)
         for session, shape in rng.sample(sessions, len(sessions)):
-            session.take(shape)
+            trx.take(session, shape)
             time.sleep(rng.uniform(0, SPREAD_SECONDS / SESSIONS * 2))
         time.sleep(SETTLE_SECONDS)
         opened = [session for session, shape in sessions if shape in trx.OPEN_SHAPES]

@@ -10,8 +10,6 @@ reader that comes 100 ms after the last read (every read counts): a client readi
 import threading
 import time
 
-import pymysql
-
 from dbfleet import mariadb
 
 # name -> the statements that leave a session Sleep in an open transaction ({table}: an InnoDB
@@ -45,60 +43,24 @@ def make_table(cursor, name):
     cursor.execute(f"CREATE TABLE IF NOT EXISTS appdb.{name} (id INT PRIMARY KEY, n INT NOT NULL) ENGINE=InnoDB")
 
 
-class Session(object):
-    """One connection of login app (program_name = its application), with a row of its own in `table`."""
+def prepare(session, table):
+    """A held session (dbfleet.holder, MariaDB, database appdb) given a row of its own in `table`
+    (id = its thread id), for the shapes; returns it."""
+    session.table = table
+    session.execute(f"INSERT INTO {table} VALUES ({int(session.id)}, 0) ON DUPLICATE KEY UPDATE n = 0")
+    return session
 
-    def __init__(self, fleet, server, application, table):
-        srv = fleet.server(server)
-        self.conn = pymysql.connect(
-            host=srv["host"],
-            port=srv["port"],
-            user="app",
-            password=fleet.password("app"),
-            database="appdb",
-            program_name=application,
-            ssl_disabled=True,
-            autocommit=True,
-        )
-        self.table = table
-        self.id = self.conn.thread_id()
-        self.run(f"INSERT INTO {table} VALUES ({int(self.id)}, 0) ON DUPLICATE KEY UPDATE n = 0")
 
-    def run(self, statement):
-        cursor = self.conn.cursor()
-        try:
-            cursor.execute(statement)
-            cursor.fetchall()
-        finally:
-            cursor.close()
+def take(session, shape):
+    """Run the statements of a shape (OPEN_SHAPES / CLOSED_SHAPES) on a prepared session."""
+    statements = OPEN_SHAPES.get(shape, CLOSED_SHAPES.get(shape))
+    for statement in statements:
+        session.execute(statement.format(table=session.table, id=int(session.id), xid=f"x{int(session.id)}-{shape}"))
 
-    def take(self, shape):
-        """Run the statements of a shape (OPEN_SHAPES / CLOSED_SHAPES)."""
-        statements = OPEN_SHAPES.get(shape, CLOSED_SHAPES.get(shape))
-        for statement in statements:
-            self.run(statement.format(table=self.table, id=int(self.id), xid=f"x{int(self.id)}-{shape}"))
 
-    def in_transaction(self):
-        """@@in_transaction of the session itself (a statement of its own: it leaves Sleep)."""
-        cursor = self.conn.cursor()
-        try:
-            cursor.execute("SELECT @@in_transaction")
-            return bool(cursor.fetchone()[0])
-        finally:
-            cursor.close()
-
-    def alive(self):
-        try:
-            self.conn.ping(reconnect=False)
-            return True
-        except pymysql.MySQLError:
-            return False
-
-    def close(self):
-        try:
-            self.conn.close()
-        except Exception:
-            pass
+def in_transaction(session):
+    """@@in_transaction of the session itself (a statement of its own: it leaves Sleep)."""
+    return bool(session.execute("SELECT @@in_transaction")[0][0])
 
 
 class InnodbTrxPoller(object):
