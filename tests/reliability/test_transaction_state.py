@@ -158,6 +158,15 @@ def test_no_open_transaction_is_taken_for_idle_beside_a_starving_poller(fleet, t
         ],
         0,
     )
+    d = driver_module("mysql").open_driver(driver_params(fleet, SERVER))
+    try:
+        facts = d.server_facts()
+    finally:
+        d.close()
+    assert facts["transaction_state_exact"], (
+        "%s must run with performance_schema's transaction events on (tools/dbfleet/mariadb.py starts it so): %s"
+        % (SERVER, facts["transaction_state_detail"])
+    )
     tag = "rtx-%s" % uuid.uuid4().hex[:6]
     window, deadline = 0.05, time.monotonic() + RACE_SECONDS
     with trx.InnodbTrxPoller(fleet, SERVER, limit=RACE_SECONDS + 120) as poller:
