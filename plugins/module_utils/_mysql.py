@@ -960,4 +960,6 @@ class MySQLDriver(Driver):
         return victim, OUTCOMES[mode], None
 
     def query_templates(self):
-        return self.flavour.templates(self.row_lock_waits_readable, self.metadata_locks_visible)
+        return self.flavour.templates(
+            self.row_lock_waits_readable, self.metadata_locks_visible, self.transactions_readable
+        )

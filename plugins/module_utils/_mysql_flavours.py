@@ -886,11 +886,11 @@ class Flavour(object):
     def superuser_grants(self, account):
         return [f"GRANT SELECT (User, Host, Super_priv) ON mysql.user TO {account}"]
 
-    def templates(self, row_locks=True, metadata_locks=True):
+    def templates(self, row_locks=True, metadata_locks=True, transactions=True):
         """Statement templates for the `queries` result (no values, no secrets)."""
         return [
-            self.list_query(row_locks=row_locks, metadata_locks=metadata_locks)[0],
-            self.list_query(ids=[0])[0].replace("p.ID IN (%s)", "p.ID IN (%s, ...)"),
+            self.list_query(row_locks=row_locks, metadata_locks=metadata_locks, transactions=transactions)[0],
+            self.list_query(ids=[0], transactions=transactions)[0].replace("p.ID IN (%s)", "p.ID IN (%s, ...)"),
             KILL_TEMPLATES["terminate"],
             KILL_TEMPLATES["cancel"],
         ]
@@ -1296,9 +1296,9 @@ class MariaDB(Flavour):
         parts.append("SELECT r; END")
         return " ".join(parts), tuple(params)
 
-    def templates(self, row_locks=True, metadata_locks=True):
+    def templates(self, row_locks=True, metadata_locks=True, transactions=True):
         sample = {"id": 0, "user": "", "host": "", "command": "Sleep", "state": "idle", "query_id": 0, "key": "k"}
-        return Flavour.templates(self, row_locks, metadata_locks) + [
+        return Flavour.templates(self, row_locks, metadata_locks, transactions) + [
             self.guard_block([sample], "terminate")[0].replace(
                 "KILL CONNECTION %s;", "KILL CONNECTION %s; ... (one such step per victim)"
             ),

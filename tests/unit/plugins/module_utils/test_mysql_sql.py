@@ -133,6 +133,9 @@ def test_templates_have_no_values():
         templates = flavour.templates()
         assert "KILL CONNECTION %s" in templates and "KILL QUERY %s" in templates
         assert all("1024" not in t for t in templates)
+        # the listing and the re-read as the driver runs them: with the transaction events where readable
+        assert all("events_transactions_current" in t for t in templates[:2])
+        assert not any("events_transactions_current" in t for t in flavour.templates(transactions=False)[:2])
 
 
 # ------------------------------------------------------------ privileges
