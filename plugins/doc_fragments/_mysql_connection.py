@@ -32,7 +32,7 @@ options:
         to tell superuser sessions apart, and C(SELECT ON performance_schema.session_connect_attrs) to read
         C(program_name). A policy with lock conditions also reads C(SELECT ON performance_schema.metadata_locks) and
         C(SELECT ON performance_schema.threads) (MySQL 8 also C(SELECT ON performance_schema.data_lock_waits)).
-        A policy with O(policy.rules[].states) or O(policy.rules[].transaction_longer_than) reads whether a C(Sleep)
+        A policy with C(states) or C(transaction_longer_than) in a rule reads whether a C(Sleep)
         thread is in a transaction in C(performance_schema): C(SELECT ON performance_schema.events_transactions_current),
         C(performance_schema.threads), C(performance_schema.setup_consumers) and C(performance_schema.setup_instruments).
         Missing rights fail the run with the GRANT that fixes them.'

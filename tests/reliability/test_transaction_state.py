@@ -142,8 +142,9 @@ def _round(fleet, table, rng, tag, window, counts):
 
 def test_no_open_transaction_is_taken_for_idle_beside_a_starving_poller(fleet, table):
     rng = random.Random(SEED)
-    counts = dict.fromkeys(
-        [
+    counts = {
+        name: 0
+        for name in [
             "rounds",
             "open",
             "open_idle",
@@ -155,9 +156,8 @@ def test_no_open_transaction_is_taken_for_idle_beside_a_starving_poller(fleet, t
             "late",
             "late_answered",
             "late_killed_in",
-        ],
-        0,
-    )
+        ]
+    }
     d = driver_module("mysql").open_driver(driver_params(fleet, SERVER))
     try:
         facts = d.server_facts()
