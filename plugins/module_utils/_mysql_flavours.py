@@ -972,8 +972,12 @@ def _transaction_row(victim, mode):
 # Sets a, in a guard block, for the thread whose performance_schema THREAD_ID is {tid}:
 # 0 when its latest transaction event is not ACTIVE (none at all: it never had one), > 0
 # when it is in a transaction, -1 when the events are not complete (a consumer off now; tp,
-# read once per block: the instrument) -- read after its PROCESSLIST or statement-event read,
-# right before its KILL. (params: TRANSACTION_EVENT_CONSUMERS)
+# read once per block: the instrument). Read right before the victim's PROCESSLIST (or
+# statement-event) read, its KILL right after that: no transaction starts without a command,
+# and that read proves no command came since planning, so the victim is still outside a
+# transaction when it is read; the check does not lengthen the time from that read to the
+# KILL, in which a statement that arrives is lost with the kill. (params:
+# TRANSACTION_EVENT_CONSUMERS)
 _TRANSACTION_CHECK = (
     "SELECT IFNULL(SUM(STATE = 'ACTIVE'), 0) INTO a FROM performance_schema.events_transactions_current "
     "WHERE THREAD_ID = {tid}; "
@@ -994,7 +998,7 @@ def _loop_steps(victims, mode):
     plain KILL."""
     if not any(needs_transaction_check(victim, mode) for victim in victims):
         return "", _LOOP_KILL, ()
-    check = "SET a = 0; IF e = 0 AND n > 0 AND v.tx = 1 THEN " + _TRANSACTION_CHECK.format(tid="v.tid") + " END IF; "
+    check = "SET a = 0; IF v.tx = 1 THEN " + _TRANSACTION_CHECK.format(tid="v.tid") + " END IF; "
     return check, _TRANSACTION_OUTCOME.format(kill="KILL CONNECTION v.id;"), TRANSACTION_EVENT_CONSUMERS
 
 
@@ -1131,15 +1135,14 @@ class MariaDB(Flavour):
     # against 0.07 % for a read per victim (tests/reliability/test_wake_race.py). A cursor
     # that failed to open reports x:<errno> for the victims it did not reach.
     # A victim planned idle (outside a transaction: needs_transaction_check, v.tx = 1) is also
-    # read in performance_schema's transaction events (by its THREAD_ID, v.tid) after that
-    # read: KILLed only if it is still outside a transaction (_TRANSACTION_CHECK).
+    # read in performance_schema's transaction events (by its THREAD_ID, v.tid) right before
+    # that read: KILLed only if it is outside a transaction (_TRANSACTION_CHECK).
     _IDLE_LOOP = (
         "SET m = 0; "
         "FOR v IN (SELECT * FROM ({rows}) AS x ORDER BY x.k) DO "
-        "SET m = m + 1, e = 0; "
+        "SET m = m + 1, e = 0; {check}"
         "SELECT COUNT(*), MAX(COMMAND), MAX(QUERY_ID) INTO n, c, q FROM information_schema.PROCESSLIST "
         "WHERE ID = v.id AND BINARY USER = BINARY v.usr AND HOST = v.host; "
-        "{check}"
         "IF e <> 0 THEN SET r = CONCAT(r, 'x:', e, '|'); "
         "ELSEIF n = 0 THEN SET r = CONCAT(r, 'g|'); "
         "ELSEIF c = 'Sleep' AND q = v.qid THEN {kill} "
@@ -1161,9 +1164,9 @@ class MariaDB(Flavour):
         f"SET m = 0, e = 0, p = {_INSTRUMENTS_OFF}; "
         "FOR v IN (SELECT * FROM ({rows}) AS x ORDER BY x.k) DO "
         f"SET m = m + 1, e = 0, ok = {_CONSUMERS_ON}; "
+        "{check}"
         "SELECT COUNT(*), MAX(EVENT_ID), SUM(END_EVENT_ID IS NULL) INTO n, q, w "
         "FROM performance_schema.events_statements_current WHERE THREAD_ID = v.tid; "
-        "{check}"
         "IF e <> 0 THEN SET r = CONCAT(r, 'x:', e, '|'); "
         f"ELSEIF IFNULL(ok, 0) <> {len(STATEMENT_EVENT_CONSUMERS)} OR IFNULL(p, 1) <> 0 THEN SET r = CONCAT(r, 'p|'); "
         # No row: the thread left, or its row is being rewritten by a statement that starts
@@ -1273,14 +1276,13 @@ class MariaDB(Flavour):
             check, outcome, check_params = "", f"{kill} SET r = CONCAT(r, 'k:', e, '|');", []
             if needs_transaction_check(victim, mode):
                 thread = _transaction_row(victim, mode)[0]
-                check = "SET a = 0; IF e = 0 AND n > 0 THEN " + _TRANSACTION_CHECK.format(tid="%s") + " END IF; "
+                check = "SET a = 0; " + _TRANSACTION_CHECK.format(tid="%s") + " "
                 outcome = _TRANSACTION_OUTCOME.format(kill=kill)
                 check_params = [thread] + list(TRANSACTION_EVENT_CONSUMERS) + [thread]
             parts.append(
-                f"SET e = 0; {waiting} "
+                f"SET e = 0; {waiting} {check}"
                 f"SELECT COUNT(*), MAX(COMMAND), MAX(QUERY_ID), MAX({condition}) INTO n, c, q, ok "
                 "FROM information_schema.PROCESSLIST WHERE ID = %s AND BINARY USER = BINARY %s AND HOST = %s; "
-                f"{check}"
                 "IF e <> 0 THEN SET r = CONCAT(r, 'x:', e, '|'); "
                 "ELSEIF n = 0 THEN SET r = CONCAT(r, 'g|'); "
                 f"ELSEIF ok = 1 THEN IF w > 0 THEN {outcome} "
@@ -1288,9 +1290,9 @@ class MariaDB(Flavour):
                 "ELSE SET r = CONCAT(r, 'm:', IFNULL(c, ''), ':', IFNULL(q, ''), '|'); END IF;"
             )
             params.extend(waiting_params)
+            params.extend(check_params)
             params.extend(condition_params)
             params.extend([int(victim["id"]), victim.get("user"), victim.get("host")])
-            params.extend(check_params)
             if mode == "terminate":
                 params.append(int(victim["id"]))
         parts.append("SELECT r; END")

@@ -675,7 +675,9 @@ TRX_CONSUMERS = ("global_instrumentation", "thread_instrumentation", "events_tra
 
 
 def _check_order(text, read):
-    """Positions of: the thread's read, its transaction read, the consumers' check, the KILL."""
+    """Positions of: the thread's read, its transaction read, the consumers' check, the KILL. The
+    transaction read comes first, so that nothing lengthens the time from the thread's read to
+    its KILL."""
     trx = text.index("FROM performance_schema.events_transactions_current WHERE THREAD_ID = ")
     consumers = text.index("FROM performance_schema.setup_consumers WHERE NAME IN (%s, %s, %s)", trx)
     kill = text.index("IF a = 0 THEN KILL ")
@@ -705,8 +707,8 @@ def test_the_loop_proves_a_victim_planned_idle_outside_a_transaction_right_befor
     assert sql.index("FROM performance_schema.setup_instruments WHERE NAME = %s") < sql.index("FOR v IN")
     loop = sql[sql.index("FOR v IN") : sql.index("END FOR;")]
     read, trx, consumers, kill = _check_order(loop, "FROM information_schema.PROCESSLIST WHERE ID = v.id")
-    assert read < trx < consumers < kill
-    assert "IF e = 0 AND n > 0 AND v.tx = 1 THEN" in loop  # only where the row says so
+    assert trx < consumers < read < kill
+    assert "SET a = 0; IF v.tx = 1 THEN" in loop  # only where the row says so
     assert "IF tc <> 3 OR IFNULL(tp, 0) <> 1 OR v.tid IS NULL THEN SET a = -1; END IF;" in loop
     assert "ELSEIF a > 0 THEN SET r = CONCAT(r, 'i|'); ELSE SET r = CONCAT(r, 't|'); END IF;" in loop
     rows = [params[1 + 7 * n : 8 + 7 * n] for n in range(4)]
@@ -726,7 +728,7 @@ def test_the_statement_events_loop_proves_it_too():
     assert _placeholders_match(sql, params)
     loop = sql[sql.index("FOR v IN") : sql.index("END FOR;")]
     read, trx, consumers, kill = _check_order(loop, "FROM performance_schema.events_statements_current")
-    assert read < trx < consumers < kill
+    assert trx < consumers < read < kill
     assert "WHERE THREAD_ID = v.tid;" in loop[trx:]  # the bound THREAD_ID of the statement events
     assert params[:7] == ("transaction", "statement/%", 0, 7, 9001, 51, 1)
     assert params[-3:] == TRX_CONSUMERS
@@ -737,10 +739,10 @@ def test_own_steps_prove_it_too():
     sql, params = MARIADB.guard_block(victims, "terminate", loop=False)
     assert _placeholders_match(sql, params)
     read, trx, consumers, kill = _check_order(sql, "FROM information_schema.PROCESSLIST WHERE ID = %s")
-    assert read < trx < consumers < kill < sql.index("PROCESSLIST WHERE ID = %s", kill)
+    assert trx < consumers < read < kill < sql.index("PROCESSLIST WHERE ID = %s", kill)
     assert params[:1] == ("transaction",)
-    assert params[1:12] == ("Sleep", 10, 7, "app", "127.0.0.1:5000", 77) + TRX_CONSUMERS + (77, 7)
-    assert params[12:18] == ("Sleep", 10, 8, "app", "127.0.0.1:5001", None)
+    assert params[1:12] == (77,) + TRX_CONSUMERS + (77, "Sleep", 10, 7, "app", "127.0.0.1:5000", 7)
+    assert params[12:23] == (None,) + TRX_CONSUMERS + (None, "Sleep", 10, 8, "app", "127.0.0.1:5001", 8)
     # cancels need no check
     assert "events_transactions_current" not in MARIADB.guard_block(victims, "cancel")[0]
 
