@@ -15,7 +15,6 @@ import re
 
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_model import FAILURE_REASONS
 
-
 # A value shown as text, whatever it holds (application names, users, databases, statements
 # and messages come from the database's clients): it renders as itself in every Markdown
 # renderer (CommonMark, GitHub's, Python-Markdown), never as markup. <, > and & become

@@ -28,6 +28,7 @@ from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._files import o
 
 TRAIL_QUERY_CHARS = 200
 
+
 def redact_query(query, limit=TRAIL_QUERY_CHARS):
     """A statement as recorded: credential literals masked (``_redact``, under every
     engine's quoting rules), then truncated."""

@@ -26,7 +26,7 @@ CREDENTIAL_STATEMENTS = [
     ("ALTER USER bob PASSWORD $$dollar ' Zx9Qv7Wm4Kp2$$", "postgresql", "ALTER USER bob PASSWORD " + MASK),
     ("ALTER ROLE bob PASSWORD $pw$tag $$ Zx9Qv7Wm4Kp2$pw$ VALID UNTIL 'infinity'", "postgresql", "VALID UNTIL " + MASK),
     ("ALTER ROLE bob PASSWORD U&'Zx9Qv7Wm4Kp2'", "postgresql", "PASSWORD U&" + MASK),
-    ('ALTER ROLE "Bob\'s" PASSWORD \'Zx9Qv7Wm4Kp2\'', "postgresql", 'ALTER ROLE "Bob\'s" PASSWORD ' + MASK),
+    ("ALTER ROLE \"Bob's\" PASSWORD 'Zx9Qv7Wm4Kp2'", "postgresql", 'ALTER ROLE "Bob\'s" PASSWORD ' + MASK),
     (
         "CREATE USER MAPPING FOR bob SERVER remote OPTIONS (user 'bob', password 'Zx9Qv7Wm4Kp2')",
         "postgresql",
@@ -40,9 +40,17 @@ CREDENTIAL_STATEMENTS = [
     # standard_conforming_strings off: the backslash escapes the quote
     ("ALTER ROLE bob PASSWORD 'a\\' Zx9Qv7Wm4Kp2'", "postgresql", "ALTER ROLE bob PASSWORD " + MASK),
     # standard_conforming_strings on: 'dom\' ends at its quote, the password is a literal of its own
-    ("CREATE USER MAPPING FOR u SERVER s OPTIONS (user 'dom\\', password 'Zx9Qv7Wm4Kp2')", "postgresql", "OPTIONS (user "),
+    (
+        "CREATE USER MAPPING FOR u SERVER s OPTIONS (user 'dom\\', password 'Zx9Qv7Wm4Kp2')",
+        "postgresql",
+        "OPTIONS (user ",
+    ),
     ("/* don't */ ALTER ROLE bob PASSWORD 'Zx9Qv7Wm4Kp2'", "postgresql", "/* don't */ ALTER ROLE bob PASSWORD " + MASK),
-    ("/* a /* b' */ c' */ ALTER ROLE bob PASSWORD 'Zx9Qv7Wm4Kp2'", "postgresql", "c' */ ALTER ROLE bob PASSWORD " + MASK),
+    (
+        "/* a /* b' */ c' */ ALTER ROLE bob PASSWORD 'Zx9Qv7Wm4Kp2'",
+        "postgresql",
+        "c' */ ALTER ROLE bob PASSWORD " + MASK,
+    ),
     ("ALTER ROLE bob PASSWORD 'Zx9Qv7Wm4Kp2' -- it's", "postgresql", "ALTER ROLE bob PASSWORD " + MASK + " -- it's"),
     ("SELECT dblink_connect('host=h password=Zx9Qv7Wm4Kp2')", "postgresql", "SELECT dblink_connect(" + MASK + ")"),
     ("CREATE SUBSCRIPTION s CONNECTION 'host=h password=Zx9Qv7Wm4Kp2' PUBLICATION p", "postgresql", "PUBLICATION p"),
@@ -51,8 +59,16 @@ CREDENTIAL_STATEMENTS = [
     # MySQL / MariaDB
     ("CREATE USER 'bob'@'%' IDENTIFIED BY 'Zx9Qv7Wm4Kp2'", "mysql", "CREATE USER 'bob'@'%' IDENTIFIED BY " + MASK),
     ("ALTER USER bob@localhost IDENTIFIED BY PASSWORD '*Zx9Qv7Wm4Kp2'", "mysql", "IDENTIFIED BY PASSWORD " + MASK),
-    ("ALTER USER bob IDENTIFIED WITH mysql_native_password AS '*Zx9Qv7Wm4Kp2'", "mysql", "mysql_native_password AS " + MASK),
-    ("ALTER USER bob IDENTIFIED WITH caching_sha2_password BY 'Zx9Qv7Wm4Kp2'", "mysql", "caching_sha2_password BY " + MASK),
+    (
+        "ALTER USER bob IDENTIFIED WITH mysql_native_password AS '*Zx9Qv7Wm4Kp2'",
+        "mysql",
+        "mysql_native_password AS " + MASK,
+    ),
+    (
+        "ALTER USER bob IDENTIFIED WITH caching_sha2_password BY 'Zx9Qv7Wm4Kp2'",
+        "mysql",
+        "caching_sha2_password BY " + MASK,
+    ),
     ("ALTER USER bob IDENTIFIED VIA ed25519 USING PASSWORD('Zx9Qv7Wm4Kp2')", "mysql", "USING PASSWORD(" + MASK + ")"),
     ("CREATE USER bob IDENTIFIED VIA ed25519 USING 'Zx9Qv7Wm4Kp2'", "mysql", "VIA ed25519 USING " + MASK),
     ("SET PASSWORD FOR 'bob'@'localhost' = PASSWORD('Zx9Qv7Wm4Kp2')", "mysql", "'bob'@'localhost' = PASSWORD("),
@@ -64,11 +80,19 @@ CREDENTIAL_STATEMENTS = [
     ('ALTER USER bob IDENTIFIED BY "dq"" Zx9Qv7Wm4Kp2"', "mysql", "ALTER USER bob IDENTIFIED BY " + MASK),
     ("ALTER USER bob IDENTIFIED BY _utf8mb4'Zx9Qv7Wm4Kp2'", "mysql", "IDENTIFIED BY _utf8mb4" + MASK),
     # NO_BACKSLASH_ESCAPES: 'dom\' ends at its quote
-    ("CREATE SERVER s FOREIGN DATA WRAPPER mysql OPTIONS (USER 'dom\\', PASSWORD 'Zx9Qv7Wm4Kp2')", "mysql", "OPTIONS (USER "),
+    (
+        "CREATE SERVER s FOREIGN DATA WRAPPER mysql OPTIONS (USER 'dom\\', PASSWORD 'Zx9Qv7Wm4Kp2')",
+        "mysql",
+        "OPTIONS (USER ",
+    ),
     ("ALTER USER bob /*!80000 IDENTIFIED BY 'Zx9Qv7Wm4Kp2' */", "mysql", "/*!80000 IDENTIFIED BY " + MASK + " */"),
     ("ALTER USER bob /*M!100500 IDENTIFIED BY 'Zx9Qv7Wm4Kp2' */", "mysql", "/*M!100500 IDENTIFIED BY " + MASK),
     ("# don't\nALTER USER bob IDENTIFIED BY 'Zx9Qv7Wm4Kp2'", "mysql", "# don't\nALTER USER bob IDENTIFIED BY " + MASK),
-    ("-- don't\nALTER USER bob IDENTIFIED BY 'Zx9Qv7Wm4Kp2'", "mysql", "-- don't\nALTER USER bob IDENTIFIED BY " + MASK),
+    (
+        "-- don't\nALTER USER bob IDENTIFIED BY 'Zx9Qv7Wm4Kp2'",
+        "mysql",
+        "-- don't\nALTER USER bob IDENTIFIED BY " + MASK,
+    ),
     ("CHANGE MASTER TO MASTER_USER='repl', MASTER_PASSWORD='Zx9Qv7Wm4Kp2'", "mysql", "MASTER_PASSWORD=" + MASK),
     ("GRANT ALL ON *.* TO 'bob'@'%' IDENTIFIED BY 'Zx9Qv7Wm4Kp2'", "mysql", "TO 'bob'@'%' IDENTIFIED BY " + MASK),
     ("SELECT AES_ENCRYPT(c, 'Zx9Qv7Wm4Kp2') FROM t", "mysql", "SELECT AES_ENCRYPT(c, " + MASK + ") FROM t"),
@@ -112,7 +136,11 @@ def test_a_statement_cut_anywhere_leaks_no_part_of_the_credential(statement, eng
         ("ALTER ROLE bob PASSWORD $x$open $$", "postgresql", "ALTER ROLE bob PASSWORD " + MASK),
         ("ALTER ROLE bob PASSWORD E'open\\'", "postgresql", "ALTER ROLE bob PASSWORD E" + MASK),
         ('SET PASSWORD = "open', "mysql", "SET PASSWORD = " + MASK),
-        ("SET PASSWORD FOR 'bob'@'localhost' = PASSWORD('op", "mysql", "SET PASSWORD FOR 'bob'@'localhost' = PASSWORD("),
+        (
+            "SET PASSWORD FOR 'bob'@'localhost' = PASSWORD('op",
+            "mysql",
+            "SET PASSWORD FOR 'bob'@'localhost' = PASSWORD(",
+        ),
     ],
 )
 def test_an_unterminated_literal_is_masked_to_the_end(statement, engine, redacted):
@@ -151,14 +179,16 @@ def test_identifiers_keywords_numbers_comments_and_accounts_are_kept():
         == "CREATE USER 'bob'@'10.%' IDENTIFIED BY '********' WITH MAX_USER_CONNECTIONS 3"
     )
     # every engine's rules: a PostgreSQL identifier could be a MySQL string, so it is masked
-    assert redact_statement('ALTER ROLE "Bob" PASSWORD \'pw\'') == "ALTER ROLE '********' PASSWORD '********'"
+    assert redact_statement("ALTER ROLE \"Bob\" PASSWORD 'pw'") == "ALTER ROLE '********' PASSWORD '********'"
 
 
 def test_none_limit_and_idempotence():
     assert redact_statement(None) is None and redact_query(None) is None
     statement = "ALTER ROLE bob PASSWORD '' VALID UNTIL ''"
     assert len(redact_statement(statement, "postgresql")) > len(statement)  # a mask is longer than ''
-    assert redact_statement(statement, "postgresql", limit=len(statement)) == redact_statement(statement)[: len(statement)]
+    assert (
+        redact_statement(statement, "postgresql", limit=len(statement)) == redact_statement(statement)[: len(statement)]
+    )
     assert redact_statement("SELECT " + "x" * 50, limit=10) == "SELECT xxx"
     for statement, engine, _kept in CREDENTIAL_STATEMENTS:
         once = redact_statement(statement, engine)

@@ -21,8 +21,12 @@ from ansible_collections.dbhygiene.sessions.plugins.action import (
     session_timeouts,
 )
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _argspec, _engines
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import DURATION_CONDITIONS, PolicyError
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import LIMIT_KEYS, parse_policy
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import (
+    DURATION_CONDITIONS,
+    LIMIT_KEYS,
+    PolicyError,
+    parse_policy,
+)
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _change_window, _inprocess, _report_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
@@ -84,7 +88,13 @@ def _module_args(engine, kind, name, value):
 
 
 def test_every_module_has_number_options_and_the_timeouts_are_among_them():
-    assert {"login_port", "connect_timeout", "query_timeout", "wait_timeout", "host_timeout"} <= _inprocess.NUMBER_OPTIONS
+    assert {
+        "login_port",
+        "connect_timeout",
+        "query_timeout",
+        "wait_timeout",
+        "host_timeout",
+    } <= _inprocess.NUMBER_OPTIONS
     assert len(MODULE_CASES) >= 2 * len(_inprocess.KINDS) * 3
 
 

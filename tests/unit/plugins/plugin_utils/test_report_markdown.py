@@ -129,9 +129,7 @@ def _check(markdown, rows_of_values):
 def test_the_enforce_report_shows_hostile_values_as_text():
     report = _enforce_report()
     markdown = _fleet.render_markdown(report)
-    rows = [
-        (f"db{n}", n, v, v, v, "10.0.0.5", "idle", "1m40s", "ghost", "terminate") for n, v in enumerate(HOSTILE)
-    ]
+    rows = [(f"db{n}", n, v, v, v, "10.0.0.5", "idle", "1m40s", "ghost", "terminate") for n, v in enumerate(HOSTILE)]
     parsed = _check(markdown, rows)
     widths = {len(row) for row in parsed.rows}
     assert widths == {10, 7}  # the sessions' table and the hosts' table: no cell split by a value
@@ -155,7 +153,9 @@ def test_the_audit_report_and_its_lock_chains_show_hostile_values_as_text():
     ]
     report["lock_cycles"] = [{"host": HOSTILE[0], "sessions": [1, 2]}]
     markdown = _fleet.render_markdown(report)
-    sessions = [(f"db{n}", n, v, v, v, "10.0.0.5", "idle", "1m40s", "ghost", "would terminate") for n, v in enumerate(HOSTILE)]
+    sessions = [
+        (f"db{n}", n, v, v, v, "10.0.0.5", "idle", "1m40s", "ghost", "would terminate") for n, v in enumerate(HOSTILE)
+    ]
     chains = [("db0", 1, v, v, v, "idle", "", "", "") for v in HOSTILE]
     _check(markdown, sessions + chains)
     assert "- **&lt;script&gt;alert(1)&lt;/script&gt;**: sessions 1, 2 wait for each other" in markdown
