@@ -7,8 +7,8 @@ option fails naming it, before any connection.
 
 The victims log in as a throw-away login of the test and set its password:
 PostgreSQL, ALTER ROLE ... PASSWORD, then idle (pg_stat_activity keeps the statement);
-MariaDB, SET PASSWORD / ALTER USER waiting on a table lock the test holds on
-mysql.global_priv (MariaDB shows no statement of an idle thread)."""
+MariaDB, SET PASSWORD / ALTER USER waiting behind the global read lock the test holds
+(MariaDB shows no statement of an idle thread)."""
 
 import json
 import os
@@ -74,11 +74,7 @@ class Login(object):
         finally:
             conn.close()
 
-    def victim(self, number, application):
-        """A session of the login under `application` whose statement sets a password with a new secret."""
-        secret = uuid.uuid4().hex[:16]
-        self.secrets.append(secret)
-        statement = STATEMENTS[self.engine][number % 3].format(secret=secret, user=self.name)
+    def _connect(self, application):
         if self.engine == "postgresql":
             conn = psycopg2.connect(
                 host=self.server["host"],
@@ -90,29 +86,42 @@ class Login(object):
                 sslmode="disable",
             )
             conn.autocommit = True
-            conn.cursor().execute(statement)
-            self.victims.append(conn)
             self.ids.append(conn.get_backend_pid())
-            return
-        if self.locker is None:  # every password change of the server waits behind it
-            self.locker = mariadb.admin_connect(self.server, autocommit=True)
-            self.locker.cursor().execute("LOCK TABLES mysql.global_priv READ")
-        conn = pymysql.connect(
-            host=self.server["host"],
-            port=self.server["port"],
-            user=self.name,
-            password=self.password,
-            program_name=application,
-            ssl_disabled=True,
-            autocommit=True,
-        )
+        else:
+            conn = pymysql.connect(
+                host=self.server["host"],
+                port=self.server["port"],
+                user=self.name,
+                password=self.password,
+                program_name=application,
+                ssl_disabled=True,
+                autocommit=True,
+            )
+            self.ids.append(conn.thread_id())
         self.victims.append(conn)
-        self.ids.append(conn.thread_id())
-        thread = threading.Thread(target=self._run_until_killed, args=(conn, statement), daemon=True)
-        thread.start()
-        self.threads.append(thread)
-        thread_id = conn.thread_id()
-        wait_until(lambda: holder.live(self.server, [thread_id]).get(thread_id) == "Query", timeout=10)
+        return conn
+
+    def open_victims(self, applications):
+        """A session per application, each then setting the login's password (a new secret each):
+        all log in first (the password changes)."""
+        conns = [self._connect(application) for application in applications]
+        if self.engine == "mysql":
+            # Every write of the server waits behind this lock, readers do not (a table lock of
+            # mysql.global_priv would hold the driver's reads of mysql.user behind the writers).
+            self.locker = mariadb.admin_connect(self.server, autocommit=True)
+            self.locker.cursor().execute("FLUSH TABLES WITH READ LOCK")
+        for number, conn in enumerate(conns):
+            secret = uuid.uuid4().hex[:16]
+            self.secrets.append(secret)
+            statement = STATEMENTS[self.engine][number % 3].format(secret=secret, user=self.name)
+            if self.engine == "postgresql":
+                conn.cursor().execute(statement)
+                continue
+            thread = threading.Thread(target=self._run_until_killed, args=(conn, statement), daemon=True)
+            thread.start()
+            self.threads.append(thread)
+            thread_id = conn.thread_id()
+            wait_until(lambda t=thread_id: holder.live(self.server, [t]).get(t) == "Query", timeout=10)
 
     @staticmethod
     def _run_until_killed(conn, statement):
@@ -172,8 +181,7 @@ def _victims(fleet, logins, tag, count, names=("",)):
     """`count` victims per host (application `<tag>-pw<n><name>`) and a bystander each (the limits' share)."""
     held = [holder.open_session(fleet, host, "idle", application=tag + "-bystander") for host in HOSTS]
     for host in HOSTS:
-        for number in range(count):
-            logins[host].victim(number, f"{tag}-pw{number}{names[number % len(names)]}")
+        logins[host].open_victims([f"{tag}-pw{number}{names[number % len(names)]}" for number in range(count)])
     return held
 
 
