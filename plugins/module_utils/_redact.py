@@ -8,7 +8,7 @@ it where they build a session record (``query``) and every result, diff, message
 line and report downstream has the masked text, whatever the verbosity or where the work
 runs; the controller's trail and reports apply it once more (``_trail.redact_query``).
 
-What it masks: in a statement that carries a credential (``CREDENTIAL_MARKERS``, found
+What it masks: in a statement that carries a credential (``CREDENTIAL_WORDS``, found
 anywhere in the text, inside literals and comments too: ``ALTER ROLE ... PASSWORD``,
 ``IDENTIFIED BY`` / ``WITH ... AS`` / ``VIA ... USING``, ``SET PASSWORD``, ``OPTIONS
 (password ...)``, a connection string, ``pgp_sym_encrypt(..., 'key')``), every string
@@ -40,14 +40,39 @@ MASK = "'********'"
 # ODBC PWD=; identified: IDENTIFIED BY / WITH plugin AS / VIA plugin USING; secret,
 # credential, passphrase: options and functions named so; crypt, hmac: pgcrypto's and
 # MySQL's keyed functions (pgp_sym_encrypt, AES_ENCRYPT, ...); authentication_string:
-# mysql.user written directly; scheme://user:password@ (or host:port: over-masking).
-CREDENTIAL_MARKERS = re.compile(
-    r"pass(?:word|wd|phrase)|pwd|identified|secret|credential|crypt|hmac|authentication_string"
-    r"|://[^\s/?#@'\"]*:",
-    re.IGNORECASE,
+# mysql.user written directly. Plain substring tests: most statements have none, and a
+# listing holds thousands.
+CREDENTIAL_WORDS = (
+    "password",
+    "passwd",
+    "passphrase",
+    "pwd",
+    "identified",
+    "secret",
+    "credential",
+    "crypt",
+    "hmac",
+    "authentication_string",
 )
+# scheme://user:password@ (a host:port as well: over-masking)
+_USERINFO = re.compile(r"://[^\s/?#@'\"]*:")
 
 _DOLLAR_TAG = re.compile(r"\$(?:[^\W\d]\w*)?\$", re.UNICODE)
+# Where a literal, a quoted identifier or a comment may start; every other character is skipped.
+_SPECIAL = re.compile(r"['\"`$#/-]")
+# The body of a quoted token after its opening quote, by (quote, backslash escapes): linear,
+# each alternative starts with a different character.
+_QUOTED_BODY = dict(
+    (
+        (quote, escapes),
+        re.compile(
+            f"(?:[^{quote}\\\\]|\\\\.|{quote}{quote})*" if escapes else f"(?:[^{quote}]|{quote}{quote})*", re.DOTALL
+        ),
+    )
+    for quote in "'\"`"
+    for escapes in (True, False)
+)
+_COMMENT_MARK = re.compile(r"/\*|\*/")
 
 
 class Dialect(object):
@@ -79,33 +104,21 @@ def _is_word(char):
 def _quoted_end(text, start, quote, backslash):
     """The end (exclusive) of the quoted token opened at `start`: a doubled quote stays
     inside, and with `backslash` an escaped character too; unterminated: the text's end."""
-    index, size = start + 1, len(text)
-    while index < size:
-        char = text[index]
-        if backslash and char == "\\":
-            index += 2
-        elif char != quote:
-            index += 1
-        elif index + 1 < size and text[index + 1] == quote:
-            index += 2
-        else:
-            return index + 1
-    return size
+    end = _QUOTED_BODY[(quote, backslash)].match(text, start + 1).end()
+    return end + 1 if end < len(text) and text[end] == quote else len(text)
 
 
 def _comment_end(text, start, nested):
     """The end (exclusive) of the /* comment opened at `start` (nested ones too in PostgreSQL)."""
-    depth, index, size = 1, start + 2, len(text)
-    while index < size:
-        if nested and text.startswith("/*", index):
-            depth, index = depth + 1, index + 2
-        elif text.startswith("*/", index):
-            depth, index = depth - 1, index + 2
-            if depth == 0:
-                return index
-        else:
-            index += 1
-    return size
+    if not nested:
+        end = text.find("*/", start + 2)
+        return len(text) if end < 0 else end + 2
+    depth = 1
+    for mark in _COMMENT_MARK.finditer(text, start + 2):
+        depth += 1 if mark.group(0) == "/*" else -1
+        if depth == 0:
+            return mark.end()
+    return len(text)
 
 
 def _line_end(text, start):
@@ -123,6 +136,10 @@ def literal_spans(text, dialect):
     spans = []
     index, size = 0, len(text)
     while index < size:
+        special = _SPECIAL.search(text, index)
+        if special is None:
+            break
+        index = special.start()
         char = text[index]
         if char == "'" or (char == '"' and dialect.mysql):
             escapes = dialect.backslash or (not dialect.mysql and _e_string(text, index))
@@ -179,7 +196,10 @@ def _account_part(text, start, end, user_end):
 
 def carries_credential(text):
     """Whether a statement text holds something that sets or carries a credential."""
-    return text is not None and CREDENTIAL_MARKERS.search(str(text)) is not None
+    if text is None:
+        return False
+    lowered = str(text).lower()
+    return any(word in lowered for word in CREDENTIAL_WORDS) or ("://" in lowered and _USERINFO.search(lowered))
 
 
 def redact_statement(text, engine=None, limit=None):
