@@ -50,6 +50,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import 
     REASON_GONE,
     REASON_STATE_CHANGED,
 )
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._redact import redact_statement
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import UTC, iso_utc, parse_instant
 
 PROGRAM_NAME = "dbhygiene.sessions"
@@ -526,8 +527,8 @@ def normalize_row(row, server_started=None, application=None, unproven=TRX_EVENT
     query = values["info"]
     if isinstance(query, bytes):
         query = query.decode("utf-8", "replace")
-    if query is not None:
-        query = query[:QUERY_MAX_CHARS]
+    if query is not None:  # cut as the listing asked, then its credentials masked (``_redact``)
+        query = redact_statement(query[:QUERY_MAX_CHARS], "mysql", QUERY_MAX_CHARS)
     superuser = values["superuser"]
     thread_id = int(values["id"])
     blocked_by, lock_wait_seconds, lock_kind = lock_fields(values, elapsed)

@@ -208,8 +208,8 @@ would_end:
   elements: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._argspec import sessions_argument_spec
+from ansible.module_utils.basic import missing_required_lib
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._argspec import new_module, sessions_argument_spec
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import (
     HAS_PYMYSQL,
     PYMYSQL_IMPORT_ERROR,
@@ -223,7 +223,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import 
 def main():
     argument_spec = connection_argument_spec()
     argument_spec.update(sessions_argument_spec())
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = new_module(argument_spec, supports_check_mode=True)
     if not HAS_PYMYSQL:
         module.fail_json(msg=missing_required_lib("PyMySQL"), exception=PYMYSQL_IMPORT_ERROR)
     run_sessions_module(module, MySQLDriver, open_driver)
