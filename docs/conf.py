@@ -14,8 +14,7 @@ root_doc = "docs/index"
 
 extensions = ["myst_parser", "sphinx.ext.intersphinx", "sphinx_antsibull_ext"]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
-# DEVELOPING.md is the contributors' notes beside the code, not a page of the site.
-exclude_patterns = ["docs/DEVELOPING.md", "docs/conf.py"]
+exclude_patterns = ["docs/conf.py"]
 
 # Every cross-reference must resolve (sphinx-build -n -W): a Markdown link to a file or a heading
 # that is not there fails the build. Headings up to ### get GitHub's anchors, so a link such as

@@ -35,9 +35,9 @@ NOT_PLUGINS = {"action", "doc_fragments", "module_utils", "plugin_utils"}
 
 
 def expected_pages(root=ROOT):
-    """{page path under html/: what it documents} for every module, plugin, role and guide."""
+    """{page path under html/: what it documents} for every module, plugin, role, guide (docs/**.md)."""
     ref = "ref/collections/%s/%s/" % (NAMESPACE, NAME)
-    pages = {"README.html": "README.md", "docs/index.html": "docs/index.md"}
+    pages = {"README.html": "README.md"}
     for directory in sorted(glob.glob(os.path.join(root, "plugins", "*"))):
         kind = os.path.basename(directory)
         if kind in NOT_PLUGINS or not os.path.isdir(directory):
@@ -50,8 +50,10 @@ def expected_pages(root=ROOT):
     for spec in sorted(glob.glob(os.path.join(root, "roles", "*", "meta", "argument_specs.yml"))):
         role = os.path.basename(os.path.dirname(os.path.dirname(spec)))
         pages["%s%s_role.html" % (ref, role)] = os.path.relpath(spec, root)
-    for guide in sorted(glob.glob(os.path.join(root, "docs", "guides", "*.md"))):
-        pages["docs/guides/%s.html" % os.path.basename(guide)[:-3]] = os.path.relpath(guide, root)
+    for guide in sorted(
+        glob.glob(os.path.join(root, "docs", "*.md")) + glob.glob(os.path.join(root, "docs", "guides", "*.md"))
+    ):
+        pages[os.path.relpath(guide, root)[:-3] + ".html"] = os.path.relpath(guide, root)
     return pages
 
 
