@@ -89,6 +89,8 @@ def build(out, ref_from=None, root=ROOT):
     warnings_file = os.path.join(out, "warnings.txt")
     for path in (src, html, os.path.join(out, "doctrees")):
         shutil.rmtree(path, ignore_errors=True)
+    if os.path.exists(os.path.join(out, "build.json")):  # a build that stops half-way leaves none
+        os.remove(os.path.join(out, "build.json"))
     os.makedirs(src)
     # antsibull-docs runs ansible and ansible-doc: this Python's, whatever PATH holds.
     bindir = os.path.dirname(sys.executable)
@@ -135,7 +137,7 @@ def build(out, ref_from=None, root=ROOT):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument(
         "--out", default=os.path.join(ROOT, ".build", "docs"), help="build directory (default .build/docs)"
     )
