@@ -111,29 +111,26 @@ class TrailJournal(Journal):
         for entry in entries:
             self.journaled[entry.get("key")] = entry
 
-    def settle_lines(self, settled, result_policy=None):
-        """Lines settling the pending victims the module looked up (its `settled`), each naming
-        the run that signalled it; those keys leave `pending`."""
-        by_key = dict((entry["key"], entry) for entry in self.pending)
+    def settle_lines(self, settled):
+        """Lines settling the earlier runs' pending victims the module looked up (its `settled`),
+        each naming the run that signalled it (`settles`); those leave `pending`."""
+        found = dict((item.get("key"), item) for item in settled or [])
         now = iso_utc_z(utc_now())
         lines = []
-        for item in settled or []:
-            earlier = by_key.pop(item.get("key"), None)
-            if earlier is None:
+        keep = []
+        for earlier in self.pending:
+            item = found.get(earlier.get("key")) if earlier.get("run_id") != self.context.get("run_id") else None
+            if item is None:
+                keep.append(earlier)
                 continue
-            entry = dict(earlier)
             if item.get("outcome") == "terminated":
-                entry.update(detail=SETTLED_DETAIL)
-                outcome = "terminated"
+                entry, outcome = dict(earlier, detail=SETTLED_DETAIL), "terminated"
             else:
-                entry.update(reason="still_present", detail=STILL_PRESENT_DETAIL)
-                outcome = "not_ended"
+                entry, outcome = dict(earlier, reason="still_present", detail=STILL_PRESENT_DETAIL), "not_ended"
             line = session_line(now, self.host, self.engine, self.context, earlier.get("policy"), entry, outcome)
-            if outcome == "terminated":
-                line["detail"] = SETTLED_DETAIL
-            line["settles"] = earlier.get("run_id")
+            line.update(detail=entry["detail"], settles=earlier.get("run_id"))
             lines.append(line)
-        self.pending = list(by_key.values())
+        self.pending = keep
         return lines
 
     def unaccounted(self, result):

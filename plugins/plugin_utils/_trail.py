@@ -157,7 +157,9 @@ def append_lines(path, records, sync=False):
         try:
             written = os.write(fd, data)
             if written != len(data):
-                raise OSError(errno.ENOSPC, f"short write ({written} of {len(data)} bytes)")
+                raise OSError(
+                    errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (a short write: {written} of {len(data)} bytes)"
+                )
             if sync:
                 os.fsync(fd)
         except OSError as exc:
