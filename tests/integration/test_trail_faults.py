@@ -190,38 +190,47 @@ def _report_figures(label, count, dead, outcomes, took, settling):
     )
 
 
+ATTEMPTS = 3  # a fault that lands after the host's run (it finished in the watcher's few ms) is tried again
+
+
+def _fault_case(fleet, tmp_path, host, count, what, run_on, label):
+    """One mid-kill fault, tried until it lands while the host's run is still at work."""
+    for attempt in range(ATTEMPTS):
+        directory = tmp_path / f"try{attempt}"
+        directory.mkdir()
+        run, result, trail, held, dead, info = _mid_kill(fleet, directory, host, count, what, run_on)
+        try:
+            assert dead, "the fault came before any death"
+            outcomes = _check_every_death_recorded(host, result, trail, dead)
+            if not result["failed"]:  # the run was over: every victim terminated and confirmed
+                assert len(outcomes.get("terminated", [])) == count
+                print(f"\n{label}: attempt {attempt + 1} landed after the run ended; again")
+                continue
+            _check_result_and_report(directory, host, result, count)
+            settling = _check_settled_by_the_next_run(fleet, host, trail, info, held)
+            _report_figures(f"{label} (run_on {run_on})", count, dead, outcomes, info[0], settling)
+            return settling
+        finally:
+            close_all(held)
+    pytest.fail(f"{label}: the fault never landed during the run in {ATTEMPTS} attempts")
+
+
 @pytest.mark.parametrize(
-    "host, count, what, run_on",
+    "host, count, run_on",
     [
-        ("pg2", 150, "freeze", "controller"),
-        ("pg2", 150, "freeze", "host"),
-        ("mariadb2", 100, "freeze", "controller"),
-        ("mariadb2", 100, "freeze", "host"),
+        ("pg2", 150, "controller"),
+        ("pg2", 150, "host"),
+        ("mariadb2", 100, "controller"),
+        ("mariadb2", 100, "host"),
     ],
 )
-def test_a_server_frozen_as_the_first_victim_dies(fleet, tmp_path, host, count, what, run_on):
-    run, result, trail, held, dead, info = _mid_kill(fleet, tmp_path, host, count, what, run_on)
-    try:
-        assert dead, "the freeze came before any death"
-        outcomes = _check_every_death_recorded(host, result, trail, dead)
-        _check_result_and_report(tmp_path, host, result, count)
-        settling = _check_settled_by_the_next_run(fleet, host, trail, info, held)
-        _report_figures(f"{host} frozen mid-kill (run_on {run_on})", count, dead, outcomes, info[0], settling)
-    finally:
-        close_all(held)
+def test_a_server_frozen_as_the_first_victim_dies(fleet, tmp_path, host, count, run_on):
+    _fault_case(fleet, tmp_path, host, count, "freeze", run_on, f"{host} frozen mid-kill")
 
 
 def test_postgresql_killed_as_the_first_victim_dies(fleet, tmp_path):
-    host, count = "pg3", 150
-    run, result, trail, held, dead, info = _mid_kill(fleet, tmp_path, host, count, "kill")
-    try:
-        outcomes = _check_every_death_recorded(host, result, trail, dead)
-        _check_result_and_report(tmp_path, host, result, count)
-        settling = _check_settled_by_the_next_run(fleet, host, trail, info, held)
-        assert all(line["outcome"] == "terminated" for line in settling)  # the server died: all gone
-        _report_figures(f"{host} killed mid-kill", count, dead, outcomes, info[0], settling)
-    finally:
-        close_all(held)
+    settling = _fault_case(fleet, tmp_path, "pg3", 150, "kill", "controller", "pg3 killed mid-kill")
+    assert all(line["outcome"] == "terminated" for line in settling)  # the server died: all gone
 
 
 # ------------------------------------------------------------ a trail that cannot be written
