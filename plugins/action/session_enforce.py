@@ -129,11 +129,11 @@ class ActionModule(_action.ActionMixin, ActionBase):
             if victims:
                 journal.ending(victims)
         except JournalError as exc:
-            return {"failed": True, "msg": str(exc), "settled": plan.get("settled")}
+            return dict({"failed": True, "msg": str(exc)}, **_settled(plan))
         real_args = dict(module_args, end_only=[entry.get("key") for entry in victims])
         real_args.pop("settle_keys", None)
         module_result = self.run_engine_module(engine, "sessions", real_args, run_on, task_vars, False, self._task.diff)
-        module_result["settled"] = plan.get("settled")
+        module_result.update(_settled(plan))
         return module_result
 
     def _finish_journal(self, journal, module_result, result, summary):
@@ -163,6 +163,10 @@ def _sweep_id(task_vars):
     except _sweeps.SweepError:
         return None
     return sweep and sweep["id"]
+
+
+def _settled(plan):
+    return {"settled": plan["settled"]} if plan.get("settled") else {}
 
 
 def _failure(module_result):

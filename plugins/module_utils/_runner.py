@@ -506,8 +506,9 @@ def _journaled_only(plan, end_only):
     if end_only is None:
         return []
     allowed = set(end_only)
-    left = [v for v in plan.victims if _key(v) not in allowed]
-    plan.victims = [v for v in plan.victims if _key(v) in allowed]
+    terminate, cancel, cancel_first, _nothing = _split(plan.victims)  # nothing_to_cancel is never signalled
+    left = [v for v in terminate + cancel + cancel_first if _key(v) not in allowed]
+    plan.victims = [v for v in plan.victims if not any(v is other for other in left)]
     return [
         _entry(v["session"], v["rule"], v["action"], reason=REASON_STATE_CHANGED, detail=_NOT_JOURNALED) for v in left
     ]

@@ -201,16 +201,14 @@ check_mode:
   type: bool
 unknown:
   description:
-    - Sessions whose signal went out, or may have, but whose fate could not be learned (the connection was lost, the
-      server froze or died, the deadline ran out mid-statement); entries as in RV(terminated) plus C(detail). The host
-      then fails, naming how many. The next contact with the server settles them (O(settle_keys)).
+    - Sessions signalled (or maybe) whose fate could not be learned, as
+      RV(dbhygiene.sessions.postgresql_sessions#module:unknown); settled by the next contact (O(settle_keys)).
   returned: when some
   type: list
   elements: dict
 settled:
-  description:
-    - For each key of O(settle_keys), what this run's listing shows, C(outcome) C(terminated) (gone) or
-      C(still_present) (with C(session), the session listed under that key).
+  description: What this run's listing shows of each key of O(settle_keys), as
+    RV(dbhygiene.sessions.postgresql_sessions#module:settled).
   returned: when O(settle_keys) is given
   type: list
   elements: dict

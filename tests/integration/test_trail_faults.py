@@ -119,7 +119,14 @@ def _mid_kill(fleet, tmp_path, host, count, what, run_on="controller"):
         previous = dead
         time.sleep(0.5)
     result = _result(run, host)
-    return run, result, read_trail(str(audit_log)), held, dead, (ended_at - watch.fired, tag, inventory, audit_log)
+    return (
+        run,
+        result,
+        read_trail(str(audit_log), ending=True),
+        held,
+        dead,
+        (ended_at - watch.fired, tag, inventory, audit_log),
+    )
 
 
 def _check_every_death_recorded(host, result, trail, dead):
@@ -169,7 +176,7 @@ def _check_settled_by_the_next_run(fleet, host, first_trail, info, held):
     alive = holder.live(fleet.server(host), [h.id for h in held])
     run = run_playbook(ENFORCE, inventory=inventory, timeout=300)
     assert _result(run, host).get("failed") is not True, run.output[-3000:]
-    lines = read_trail(str(audit_log))[len(first_trail) :]
+    lines = read_trail(str(audit_log), ending=True)[len(first_trail) :]
     settling = [line for line in lines if line.get("settles") == first_run]
     assert sorted(line["key"] for line in settling) == sorted(unknown)
     for line in settling:
@@ -328,7 +335,7 @@ def test_run_on_host_journals_the_plan_before_the_real_run(fleet, tmp_path):
         run = run_playbook(ENFORCE, inventory=inventory, timeout=300)
         result = _result(run, host)
         assert result.get("failed") is not True, result.get("msg")
-        lines = read_trail(str(audit_log))
+        lines = read_trail(str(audit_log), ending=True)
         assert [line["outcome"] for line in lines] == ["ending"] * 3 + ["terminated"] * 3
         assert sorted(line["id"] for line in lines[:3]) == sorted(h.id for h in held)
         assert len(set(line["run_id"] for line in lines)) == 1

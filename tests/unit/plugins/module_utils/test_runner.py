@@ -857,3 +857,11 @@ def test_end_only_leaves_a_victim_the_plan_did_not_journal():
     assert reasons(result["not_ended"]) == {196: "state_changed"}
     assert "not in the plan journaled" in result["not_ended"][0]["detail"]
     assert driver.end_calls == [("terminate", [195])]
+
+
+def test_end_only_keeps_a_victim_with_nothing_to_cancel():
+    clock = FakeClock()
+    driver = FakeDriver([session(197, state="idle_in_transaction")], clock)
+    policy = policy_of(rules=[{"name": "stuck", "states": ["idle_in_transaction"], "action": "cancel"}])
+    result = run(driver, policy, clock, end_only=[])
+    assert reasons(result["not_ended"]) == {197: "nothing_to_cancel"}

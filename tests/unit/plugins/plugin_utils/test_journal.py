@@ -15,7 +15,7 @@ import os
 
 import pytest
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import JournalError
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _journal, _trail
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _fleet, _journal, _trail
 
 
 def _lines(path):
@@ -140,3 +140,60 @@ def test_an_unwritable_trail_is_a_journal_error_naming_path_and_error(tmp_path):
         os.chmod(str(directory), 0o700)
     assert str(directory / "audit.jsonl") in str(caught.value) and "Permission denied" in str(caught.value)
     assert "nothing of this batch (1 sessions) was signalled" in str(caught.value)
+
+
+def test_settling_names_the_earlier_run_even_when_this_run_journals_the_same_key(tmp_path):
+    earlier = dict(_victim(1), run_id="run-1", policy="nightly")
+    journal = _journal_of(tmp_path, [earlier])
+    journal.ending([_victim(1)])  # still there: this run ends it again
+    lines = journal.settle_lines([{"key": "1@t", "outcome": "still_present"}])
+    assert [(line["settles"], line["outcome"]) for line in lines] == [("run-1", "not_ended")]
+    assert [entry["run_id"] for entry in journal.pending] == ["run-2"]
+
+
+def _unknown_result(**extra):
+    result = {
+        "failed": True,
+        "msg": "0 sessions were ended on db1 (terminated 0, cancelled 0), and 2 sessions whose fate is unknown (...)",
+        "policy": {"name": "sweep"},
+        "summary": {"seen": 40, "unknown": 2},
+        "terminated": [],
+        "cancelled": [],
+        "not_ended": [],
+        "unknown": [dict(_victim(1), detail="lost"), dict(_victim(2), detail="lost")],
+    }
+    result.update(extra)
+    return result
+
+
+def test_unknown_victims_get_trail_lines_and_a_place_in_the_report():
+    result = _unknown_result()
+    lines = _fleet.trail_records("db1", "postgresql", result, False, {"job_id": None, "run_id": "run-1"})
+    assert [(line["id"], line["outcome"], line["detail"], line["run_id"]) for line in lines] == [
+        (1, "unknown", "lost", "run-1"),
+        (2, "unknown", "lost", "run-1"),
+    ]
+    summary = dict(_fleet.enforce_summary(result), failure="unknown_outcome")
+    report = _fleet.build_report(
+        "enforce", ["db1"], ["db1"], {"db1": dict(result, dbhygiene=summary)}, False, {"audit_log": "/x/trail"}
+    )
+    entry = report["hosts"]["db1"]
+    assert entry["status"] == "failed" and entry["reason_code"] == "unknown_outcome" and entry["seen"] == 40
+    assert report["totals"]["unknown"] == 2 and report["totals"]["sessions_seen"] == 40
+    markdown = _fleet.render_markdown(report)
+    assert "40 sessions seen, 0 ended (0 terminate, 0 cancel), 0 not ended, 2 whose fate is unknown." in markdown
+    assert markdown.count("unknown: signalled, fate not learned") == 2
+    failed_line = [line for line in markdown.splitlines() if line.startswith("- **db1**")][0]
+    assert "2 sessions signalled whose fate is unknown" in failed_line
+
+
+def test_the_report_does_not_say_in_the_audit_trail_when_it_could_not_be_written():
+    result = _unknown_result(terminated=[dict(_victim(3))])
+    for audit_error, said in ((None, True), ("the audit trail /x/trail could not be written: full", False)):
+        summary = _fleet.enforce_summary(result)
+        if audit_error:
+            summary["audit_error"] = audit_error
+        report = _fleet.build_report(
+            "enforce", ["db1"], ["db1"], {"db1": dict(result, dbhygiene=summary)}, False, {"audit_log": "/x/trail"}
+        )
+        assert ("and in the audit trail" in _fleet.render_markdown(report)) is said
