@@ -34,7 +34,7 @@ description:
   - A statement whose fate could not be learned (the connection lost, the server frozen or killed, the deadline) leaves
     its victims with outcome C(unknown), in the result (RV(unknown)), the trail and the report, and the host fails saying
     how many. They are kept in C(<audit_log>.pending/<host>.json) until the next run on the host settles each with a line
-    of its own naming the run that signalled it (C(settles)): C(terminated) when gone, C(not_ended) with reason
+    of its own naming the run that signalled it (C(settles)), C(terminated) when gone, C(not_ended) with reason
     C(still_present) when the same session is still there.
   - Every line is one write; a write that fails or falls short is cut back at once, and a partial last line left by
     anything else is cut before the next append.
