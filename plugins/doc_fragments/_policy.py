@@ -258,9 +258,9 @@ options:
     elements: str
   end_only:
     description:
-      - Internal (the enforce role sets it with O(dbhygiene.sessions.session_enforce#action:run_on=host)). The keys of
-        the sessions a real run may end, those the plan journaled in the audit trail beforehand; any other victim is not
-        ended and is reported in RV(not_ended) with reason C(state_changed).
+      - Internal (the enforce role sets it when it runs this module on the database host). The keys of the sessions a
+        real run may end, those the plan journaled in the audit trail beforehand; any other victim is not ended and is
+        reported in RV(not_ended) with reason C(state_changed).
     type: list
     elements: str
 notes:
