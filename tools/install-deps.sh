@@ -12,6 +12,8 @@ command -v runuser >/dev/null || need+=(util-linux)
 command -v git >/dev/null || need+=(git)
 # `make reliability` runs its race once beside two CPU hogs (tests/reliability/_common.py CpuHogs).
 command -v stress-ng >/dev/null || need+=(stress-ng)
+# ansible-rulebook (the event-driven tests, tests/integration/test_eda.py) runs on Java 17.
+command -v java >/dev/null || need+=(openjdk-17-jre-headless)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 # dbhygiene_run_on: host over real ssh (tests/integration/test_run_on_ssh.py): an sshd of the
 # test's own, and the database host's system Python with the distribution's drivers.

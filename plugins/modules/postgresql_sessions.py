@@ -205,6 +205,21 @@ check_mode:
   description: Whether this was a dry run.
   returned: always
   type: bool
+unknown:
+  description:
+    - Sessions whose signal went out, or may have, but whose fate could not be learned (the connection was lost, the
+      server froze or died, the deadline ran out mid-statement); entries as in RV(terminated) plus C(detail). The host
+      then fails, naming how many. The next contact with the server settles them (O(settle_keys)).
+  returned: when some
+  type: list
+  elements: dict
+settled:
+  description:
+    - For each key of O(settle_keys), what this run's listing shows, C(outcome) C(terminated) (gone) or
+      C(still_present) (with C(session), the session listed under that key).
+  returned: when O(settle_keys) is given
+  type: list
+  elements: dict
 would_end:
   description: When a limit stopped the run, the sessions that would have been ended (nothing was).
   returned: failed
@@ -212,8 +227,8 @@ would_end:
   elements: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._argspec import sessions_argument_spec
+from ansible.module_utils.basic import missing_required_lib
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._argspec import new_module, sessions_argument_spec
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql import (
     HAS_PSYCOPG2,
     PSYCOPG2_IMPORT_ERROR,
@@ -227,7 +242,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import 
 def main():
     argument_spec = connection_argument_spec()
     argument_spec.update(sessions_argument_spec())
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = new_module(argument_spec, supports_check_mode=True)
     if not HAS_PSYCOPG2:
         module.fail_json(msg=missing_required_lib("psycopg2"), exception=PSYCOPG2_IMPORT_ERROR)
     run_sessions_module(module, PostgreSQLDriver, open_driver)

@@ -66,10 +66,11 @@ class _Exit(Exception):
 class _InProcessModule(object):
     """The part of AnsibleModule that the runner's run_*_module functions use."""
 
-    def __init__(self, params, check_mode, diff):
+    def __init__(self, params, check_mode, diff, journal=None):
         self.params = params
         self.check_mode = check_mode
         self._diff = diff
+        self.journal = journal  # the enforce role's write-ahead trail hook (_runner.Journal), or None
 
     def exit_json(self, **result):
         raise _Exit(result)
@@ -135,6 +136,22 @@ def _argument_spec(engine, kind):
     return spec
 
 
+def number_problems(engine, kind, module_args):
+    """Messages naming each number option of the `<engine>_<kind>` module whose value in
+    `module_args` is inf, -inf, nan or too large (see _argspec.number_problem)."""
+    return _argspec.number_problems(_argument_spec(engine, kind), module_args)
+
+
+# The names of every engine module's number options (int, float), of every purpose.
+NUMBER_OPTIONS = frozenset(
+    name
+    for engine in ENGINES
+    for kind in KINDS
+    for name, option in _argument_spec(engine, kind).items()
+    if option.get("type") in _argspec.NUMBER_TYPES
+)
+
+
 def _no_log_values(spec, params):
     values = set()
     for name, option in spec.items():
@@ -144,9 +161,9 @@ def _no_log_values(spec, params):
     return values
 
 
-def run(engine, kind, module_args, check_mode=False, diff=False):
+def run(engine, kind, module_args, check_mode=False, diff=False, journal=None):
     """The result the `<engine>_<kind>` module would return for `module_args` (kind: one
-    of KINDS), computed in this process."""
+    of KINDS), computed in this process; `journal` (sessions) is the runner's write-ahead hook."""
     if kind not in KINDS:  # a bug of the calling plugin: fail this host alone
         return {"failed": True, "msg": f"the {engine} {kind} module cannot run on the controller (run_on: host can)"}
     missing = missing_driver(engine)
@@ -156,12 +173,17 @@ def run(engine, kind, module_args, check_mode=False, diff=False):
     # As the module would receive them: plain JSON types (no templating tags; a driver
     # may insist on type(port) is int).
     plain_args = json.loads(json.dumps(module_args, default=str))
-    validated = ArgumentSpecValidator(spec).validate(plain_args)
+    # Numbers first, as the module does (_argspec.new_module), defaults and environment
+    # fallbacks included: ansible-core converts an inf to an int with an OverflowError.
+    validated = ArgumentSpecValidator(_argspec.numbers_as_raw(spec)).validate(plain_args)
+    numbers = _argspec.number_problems(spec, validated.validated_parameters)
+    if not numbers:
+        validated = ArgumentSpecValidator(spec).validate(plain_args)
     params = validated.validated_parameters
-    if validated.error_messages:
-        result = {"failed": True, "msg": "; ".join(validated.error_messages)}
+    if numbers or validated.error_messages:
+        result = {"failed": True, "msg": "; ".join(numbers or validated.error_messages)}
     else:
-        module = _InProcessModule(params, bool(check_mode), bool(diff))
+        module = _InProcessModule(params, bool(check_mode), bool(diff), journal)
         try:
             KINDS[kind][1](module, ENGINES[engine])
         except _Exit as done:

@@ -35,7 +35,7 @@ pytest.register_assert_rewrite("_postgresql_fixtures")
 import _postgresql_fixtures as fx  # noqa: I001 (after register_assert_rewrite)
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _postgresql as pg
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError
-from dbfleet import postgres
+from dbfleet import faults
 
 pytest_plugins = ["_postgresql_fixtures"]
 
@@ -273,19 +273,7 @@ def test_the_guard_reads_each_victim_afresh(fleet, pg_tag):
 # ---------------------------------------------------------------- a frozen server
 def _server_pids(server):
     """The postmaster of `server` and every process it forked."""
-    main = postgres.running_pid(server)
-    assert main, "%s is not running" % server["name"]
-    children = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open("/proc/%s/stat" % entry) as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == main:
-                children.append(int(entry))
-    return [main] + children
+    return faults.server_pids(server)
 
 
 THAW_AFTER_SECONDS = 60  # the watchdog's bound, should this test process die while the server is frozen

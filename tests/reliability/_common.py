@@ -289,17 +289,21 @@ def run_play(inventory, timeout=600, **kwargs):
     return Play(inventory, **kwargs).wait(timeout)
 
 
-def read_trail(path):
-    """(records, bad lines) of a JSON-lines audit trail."""
+def read_trail(path, ending=False):
+    """(records, bad lines) of a JSON-lines audit trail; the write-ahead `ending` records
+    (each followed by an outcome record) only with ending=True."""
     records, bad = [], []
     if not os.path.exists(path):
         return records, bad
     with open(path, encoding="utf-8") as handle:
         for line in handle:
             try:
-                records.append(json.loads(line))
+                record = json.loads(line)
             except ValueError:
                 bad.append(line)
+                continue
+            if ending or record.get("outcome") != "ending":
+                records.append(record)
     return records, bad
 
 
