@@ -259,8 +259,9 @@ def test_the_flipping_race_among_a_long_thread_list(fleet, my_tag):
     # 40 with 8 victims a statement): paced, their long stretches follow the sweeps' duration.
     # Its wrong kills then: 9 in 295, 6 in 91, 16 in 214 unpaced, 7 in 304, 11 and 13 in 302
     # paced (2.3-7.5 %), half in transactions (the INNODB_TRX cache that a busy machine's
-    # listings starve: issue 19 item 6), the rest in a window a starved server thread widens. Busy, the bound is 10 in 100: still under what the
-    # re-read-then-KILL-each guard made on an idle machine (12-16 %).
+    # listings starve: issue 19 item 6), the rest in a window a starved server thread widens.
+    # Busy, the bound is 10 in 100: still under what the re-read-then-KILL-each guard made on
+    # an idle machine (12-16 %).
     figures = run_flipping_race(fleet, fx.SERVER, my_tag, kills_wanted=300, bystanders=600, paced=True)
     busy, load = busy_machine()
     print("flipping race among 600 more threads (MariaDB, server-side guard; load %.1f): %r" % (load, figures))
