@@ -34,6 +34,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import 
     LOCK_WAIT_MAX,
     Deadline,
     SweepBusyError,
+    _same_statement,
     check_timeouts,
 )
 
@@ -206,6 +207,7 @@ class _Closing(object):
         self.request = request
         self.deadline = deadline
         self.clock = deadline.clock
+        self.tolerance = getattr(driver, "state_since_tolerance", 0.0)
         self.terminated = {}  # key -> entry: a terminate went out
         self.cancelled = {}  # key -> entry: a cancel went out and the statement stopped
         self.protected = {}
@@ -243,12 +245,7 @@ class _Closing(object):
             self.deadline.check("the grace wait")
             current = dict((s.get("key"), s) for s in self.driver.list_sessions())
             for key, victim in keys.items():
-                now = current.get(key)
-                if (
-                    now is None
-                    or now.get("state") != "active"
-                    or now.get("state_since") != victim["session"].get("state_since")
-                ):
+                if not _same_statement(victim["session"], current.get(key), self.tolerance):
                     self.cancelled.setdefault(key, _entry(victim))
             if len(self.cancelled) == len(keys) or self.clock.now() >= ends:
                 return

@@ -406,7 +406,14 @@ class PostgreSQLRights(object):
     def __init__(self, driver):
         self.driver = driver
         self.target = driver.target
-        self.here = None  # the database we are logged in to (preflight)
+        self._here = None
+
+    @property
+    def here(self):
+        """The database we are logged in to (where our record is)."""
+        if self._here is None:
+            self._here = self._run(here_query(), "read our database")[0][0]
+        return self._here
 
     def _run(self, query, doing):
         return self.driver.execute(query, doing)
@@ -419,7 +426,6 @@ class PostgreSQLRights(object):
                 "CONNECT as every grantor and to put pg_database.datacl back exactly; "
                 f'as a superuser, run: ALTER ROLE "{login}" SUPERUSER, or drain with a superuser login'
             )
-        self.here = self._run(here_query(), "read our database")[0][0]
 
     def read_databases(self, names, must_exist):
         found = database_rows(self._run(databases_query(names), "read the databases' rights"))

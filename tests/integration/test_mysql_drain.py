@@ -147,7 +147,7 @@ def test_check_drain_open(fleet, window):
     busy = window.hold("active")
     stubborn = window.hold("active_ignores_cancel")
     allowed = window.hold("idle", user=window.migrator)
-    elsewhere = window.hold("idle", db=window.other)
+    elsewhere = window.hold("idle", db=window.other)  # a locked account on another database: ended too
     to_lock = sorted(account(u) for u in (window.app, window.reporter, window.wide))
 
     # check mode: reports, changes nothing
@@ -159,7 +159,8 @@ def test_check_drain_open(fleet, window):
     reasons = dict((c["account"], c["reason"]) for c in result["changes"])
     assert "(schema)" in reasons[account(window.app)] and "(table)" in reasons[account(window.reporter)]
     assert "global privileges" in reasons[account(window.wide)]
-    assert sorted(e["id"] for e in result["terminated"]) == sorted([idle.id, busy.id, stubborn.id])
+    assert sorted(e["id"] for e in result["terminated"]) == sorted([idle.id, busy.id, stubborn.id, elsewhere.id])
+    assert [e["rule"] for e in result["terminated"] if e["id"] == elsewhere.id] == ["drain-account"]
     assert [e["id"] for e in result["not_ended"] if e["user"] == window.migrator] == [allowed.id]
     assert all(e["application"] == "dbfleet-idle" for e in result["not_ended"] if e["id"] == allowed.id)
     assert f"account {account(window.app)}: unlocked" in result["diff"]["before"]
@@ -172,14 +173,14 @@ def test_check_drain_open(fleet, window):
     assert set(yaml.safe_load(mysql_drain.RETURN)) <= set(result)  # every documented key is there
     assert result["changed"] is True and run.task_status("the module") == "changed"
     assert sorted(result["accounts_locked"]) == to_lock
-    assert sorted(e["id"] for e in result["terminated"]) == sorted([idle.id, busy.id, stubborn.id])
+    assert sorted(e["id"] for e in result["terminated"]) == sorted([idle.id, busy.id, stubborn.id, elsewhere.id])
     # the long query was cancelled (then its connection killed); the procedure whose handler swallows
     # KILL QUERY was killed after grace
     assert [e["id"] for e in result["cancelled"]] == [busy.id]
     assert window.billing in result["closed"]
     [entry] = [r for r in result["record"] if r["database"] == window.billing]
     assert entry["complete"] is True and sorted(c["account"] for c in entry["changes"]) == to_lock
-    wait_until(lambda: not any(s.alive() for s in (idle, busy, stubborn)))
+    wait_until(lambda: not any(s.alive() for s in (idle, busy, stubborn, elsewhere)))
     assert allowed.alive()
     assert not window.can_login(window.app, window.billing)
     assert not window.can_login(window.app, window.other)  # an account lock is broader than the database
@@ -250,7 +251,9 @@ def test_a_drain_that_died_half_way(fleet, window):
     try:
         with pytest.raises(SessionError) as died:
             myd.MySQLRights(_DiesAfterFirstLock(driver)).drain(request, check_mode=False)
-        assert "state=open undoes exactly what was done" in str(died.value)
+        # what was changed before it died travels with the error: the module's result and the trail get it
+        assert [(c["change"], c["status"]) for c in died.value.changes] == [("locked", "done")]
+        assert died.value.closed == [window.billing]
     finally:
         driver.close()
     statuses = admin_sql(

@@ -315,7 +315,7 @@ def test_a_drain_that_died_half_way(fleet, window):
         driver.execute(pgd.ensure_record_query(), "create the record")
         found = rights.read_databases([window.billing], must_exist=True)
         plan = [(window.billing, pgd.plan_drain(window.billing, found[window.billing], [window.migrator]))]
-        statement, params = pgd.drain_query(plan)
+        statement, params = pgd.drain_query(plan, rights.here)
     finally:
         driver.close()
     conn = psycopg2.connect(**pg.connect_kwargs(login(fleet), "t-died"))

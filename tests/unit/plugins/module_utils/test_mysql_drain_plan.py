@@ -171,7 +171,8 @@ PUBLIC_LINES = [
 
 
 def test_the_grants_of_public_on_a_database():
-    assert myd.public_grants_on(PUBLIC_LINES, "billing") == PUBLIC_LINES[:4]  # `bill\_%` matches bill_ing only
+    # `bill\\_%`: bill, a literal _, anything (not billing)
+    assert myd.public_grants_on(PUBLIC_LINES, "billing") == [PUBLIC_LINES[0], PUBLIC_LINES[2], PUBLIC_LINES[3]]
     assert myd.public_grants_on(PUBLIC_LINES, "bill_x") == [PUBLIC_LINES[1]]
     assert myd.public_grants_on(PUBLIC_LINES, "billxng") == []  # a table-level grant is no pattern
     grant = myd.parse_public_grant(PUBLIC_LINES[2])
