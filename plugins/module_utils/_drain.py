@@ -491,6 +491,18 @@ class Progress(object):
         return RightsError(str(exc), self.target, self.changes, self.closed)
 
 
+def _closed_now(rights):
+    """{"closed": the databases the server's record has drained} after a failure that changed
+    nothing, when the server still answers (so that a report never says nothing is closed
+    while something is); {} when it cannot be read."""
+    if rights is None:
+        return {}
+    try:
+        return {"closed": sorted(set(entry["database"] for entry in rights.record()))}
+    except SessionError:
+        return {}
+
+
 def run_drain_module(module, driver_class, open_driver, rights_class):
     """The whole main() of a `*_drain` module."""
     try:
@@ -498,7 +510,7 @@ def run_drain_module(module, driver_class, open_driver, rights_class):
     except PolicyError as exc:
         module.fail_json(msg=str(exc), field=exc.field)
     deadline = Deadline(request.host_timeout)  # the whole host, connecting included
-    driver = None
+    driver = rights = None
     result = None
     try:
         driver = open_driver(module.params)
@@ -514,7 +526,7 @@ def run_drain_module(module, driver_class, open_driver, rights_class):
     except SweepBusyError as exc:
         module.fail_json(msg=str(exc), busy=True)
     except SessionError as exc:
-        module.fail_json(msg=f"{driver_class.engine} drain: {exc}")
+        module.fail_json(msg=f"{driver_class.engine} drain: {exc}", **_closed_now(rights))
     finally:
         if driver is not None:
             driver.close()

@@ -712,7 +712,7 @@ class MySQLRights(object):
         after += [f"PUBLIC: revoked for the window: {text}\n" for _db, text in _first(revoke)]
         recorded = set(row[0] for row in recorded_dbs)
         if not check_mode and (lock or extend or revoke or set(request.databases) - recorded):
-            self._apply_drain(request, lock, extend, revoke, changes)
+            self._apply_drain(request, lock, extend, revoke, changes, recorded)
         users = set(a["user"] for a in lock) | set(u for _db, u, _h, _r in extend)
         users |= set(_user_of(name) for name in already)  # locked by someone else, concerned all the same
         users |= set(u for db, u, _h, status, _k, _r in recorded_accounts if db in request.databases)
@@ -725,14 +725,14 @@ class MySQLRights(object):
         }
         return RightsOutcome(changes, before, after, extra=extra, users=users, closed=request.databases)
 
-    def _apply_drain(self, request, lock, extend, revoke, changes):
+    def _apply_drain(self, request, lock, extend, revoke, changes, recorded):
         """Record, then change: the record on the server has each change before it is made."""
         progress = Progress(self.target)
         for query in ensure_record_queries():
             self._run(query, "create the drain record")
         for db in request.databases:
             self._run(record_database_query(db), "record the drain")
-        progress.closed = list(request.databases)
+        progress.closed = sorted(set(request.databases) | set(recorded))
         for db, user, host, reason in extend:
             self._run(record_account_query(db, user, host, LOCKED, None, reason), "record the drain")
         for a in lock:

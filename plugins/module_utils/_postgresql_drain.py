@@ -493,7 +493,9 @@ class PostgreSQLRights(object):
             try:
                 self._run(drain_query(todo, self.here), "drain (revoke CONNECT and record it)")
             except SessionError as exc:
-                raise Progress(self.target).failed(exc, sent=[c for _db, changes in todo for c in changes])
+                progress = Progress(self.target)
+                progress.closed = sorted(recorded)  # drained before: the transaction changes nothing of that
+                raise progress.failed(exc, sent=[c for _db, changes in todo for c in changes])
         changes = [change for _db, changes in plans for change in changes]
         return RightsOutcome(changes, before, after, closed=request.databases)
 
