@@ -785,7 +785,8 @@ class MySQLRights(object):
         after = _lines(accounts, keys, override=dict((key, False) for key in keys))
         after += [f"PUBLIC: {text}\n" for _db, text in restore]
         if not check_mode:
-            self._apply_open(unlock, restore, changes, wanted, bool(public_rows))
+            closed = sorted(row[0] for row in recorded_dbs)
+            self._apply_open(unlock, restore, changes, wanted, closed, bool(public_rows))
         restored = []
         for db in wanted:
             unlocked = [c["account"] for c in changes if db in c["databases"] and c["change"] == "unlocked"]
@@ -810,9 +811,9 @@ class MySQLRights(object):
         }
         return RightsOutcome(changes, before, after, restored=restored, extra=extra)
 
-    def _apply_open(self, unlock, restore, changes, wanted, public):
+    def _apply_open(self, unlock, restore, changes, wanted, closed, public):
         progress = Progress(self.target)
-        progress.closed = list(wanted)
+        progress.closed = list(closed)
         for change, a in zip(changes, unlock):
             try:
                 self._run(unlock_query(a["user"], a["host"]), f"unlock account {change['account']}")

@@ -507,7 +507,7 @@ class PostgreSQLRights(object):
         wanted = [db for db in request.databases if db in record]
         found = self.read_databases(wanted, must_exist=False) if wanted else {}
         progress = Progress(self.target)
-        progress.closed = list(wanted)
+        progress.closed = sorted(record)
         changes, restored, undo, before, after = [], [], [], [], []
         for db in wanted:
             entry = record[db]
