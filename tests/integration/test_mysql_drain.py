@@ -525,3 +525,20 @@ def test_public_grants_are_revoked_for_the_window_and_given_back_exactly(fleet, 
                     cur.execute(statement)
                 except pymysql.err.MySQLError:
                     pass  # not there (the test failed before it was given, or open did not give it back)
+
+
+def test_the_drain_returns_only_when_its_targets_are_gone(fleet, window):
+    """A session killed in the middle of a large transaction stays listed (Killed) while the server
+    rolls it back: the drain lists and terminates again until it is gone, then returns."""
+    big = connect(window, window.app, window.billing)
+    cursor = big.cursor()
+    cursor.execute("BEGIN")
+    cursor.execute("INSERT INTO t SELECT seq FROM seq_1_to_400000")
+    try:
+        result, _run = drain(fleet, window, wait_timeout=30)
+        assert big.thread_id() in [e["id"] for e in result["terminated"]]
+        assert sessions_of(fleet, window.app) == [], "the drain returned while a target was still there"
+        print(f"\nrounds until the rolled-back session was gone: {result['summary']['rounds']}")
+    finally:
+        big.close()
+    drain(fleet, window, state="open")
