@@ -254,6 +254,7 @@ def test_every_result_key_is_documented_in_both_modules():
     }
     common.add("state_unknown")
     assert _returned(postgresql_drain) == common
-    mysql_only = {"accounts_locked", "accounts_unlocked", "accounts_already_locked", "public_revoked", "public_restored"}
+    mysql_only = {"accounts_locked", "accounts_unlocked", "accounts_already_locked"}
+    mysql_only |= {"public_revoked", "public_restored"}
     assert _returned(mysql_drain) == common | mysql_only
     assert "skipped" not in _returned(mysql_drain)
