@@ -51,7 +51,7 @@ description:
     half-way is opened exactly. V(drained) on a database already drained keeps the record and adds only the accounts it
     locks on top.'
   - 'A drain (or V(open)) that fails half-way (the server stops answering, O(query_timeout) fires) fails with every
-    change made so far in RV(changes), and the one in flight with C(status: unknown) (made or not); RV(closed) names the
+    change made so far in RV(changes), and the one in flight with C(status) V(unknown) (made or not); RV(closed) names the
     databases recorded as drained. The drain role writes a trail line for each.'
   - 'The login needs C(CREATE USER) (to lock and unlock), the privileges it revokes from and grants back to PUBLIC with
     C(GRANT OPTION) (an admin login), read access to the privilege tables of C(mysql), C(CREATE),
@@ -209,7 +209,7 @@ record:
     drained_by: {description: The login that drained it first., type: str, returned: always}
     complete: {description: False while an account of it is still C(pending) (a drain that died half-way)., type: bool, returned: always}
     changes:
-      description: 'The accounts locked for it: entries as in RV(changes) plus C(status) (C(pending) or C(locked)).'
+      description: 'The accounts locked for it: entries as in RV(changes) plus C(status) (C(pending) or C(locked); C(revoked) for a grant of PUBLIC).'
       type: list
       elements: dict
       returned: always
@@ -249,8 +249,8 @@ queries:
   elements: str
 state_unknown:
   description:
-    - True when the run failed while a change of rights was in flight (the server stopped answering): that change is in
-      RV(changes) with C(status: unknown), made or not.
+    - 'True when the run failed while a change of rights was in flight (the server stopped answering): that change is in
+      RV(changes) with C(status) V(unknown), made or not.'
   returned: always
   type: bool
 check_mode:

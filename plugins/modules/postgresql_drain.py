@@ -44,7 +44,7 @@ description:
     sessions are kept only when it is itself in O(allow_users) (the sessions of a member that is not are ended, but
     it can log in again during the window). Allow login roles, not groups, unless every member may connect.'
   - 'A drain that fails while its one transaction of rights is in flight (the server stops answering, O(query_timeout)
-    fires) fails with every change of it in RV(changes) with C(status: unknown): the transaction made all of them or
+    fires) fails with every change of it in RV(changes) with C(status) V(unknown): the transaction made all of them or
     none, the record on the server says which (V(open) undoes exactly what it finds).'
   - 'The login must be a superuser: only a superuser can revoke as every grantor and write C(pg_database.datacl); the
     module fails before changing anything otherwise, also in check mode.'
@@ -177,7 +177,7 @@ record:
     database: {description: The drained database., type: str, returned: always}
     drained_at: {description: When it was first drained (ISO 8601 UTC)., type: str, returned: always}
     drained_by: {description: The login that drained it first., type: str, returned: always}
-    complete: {description: Always true on PostgreSQL (the rights change and the record are one transaction)., type: bool, returned: always}
+    complete: {description: 'True on PostgreSQL (the rights change and the record are one transaction); null for a record elsewhere.', type: bool, returned: always}
     exact:
       description:
         - Whether V(open) may put C(datacl) back byte for byte (to RV(record[].acl_before)).
@@ -188,6 +188,12 @@ record:
     changes: {description: 'The changes V(open) undoes: entries as in RV(changes), as the drain made them.', type: list, elements: dict, returned: always}
     acl_before: {description: C(datacl) as text before the first drain (null for the default rights)., type: str, returned: always}
     acl_after: {description: C(datacl) as text as the drain left it., type: str, returned: always}
+    record_database:
+      description:
+        - Only for a database drained with its record in another database than O(login_db) (found by the setting
+          C(dbhygiene.drain_record)); the entry then has C(database), this, C(complete) null and no changes.
+      type: str
+      returned: when the record is elsewhere
 terminated:
   description:
     - Sessions on O(databases) terminated (check mode, that would be), normalized session records as in
@@ -224,8 +230,8 @@ queries:
   elements: str
 state_unknown:
   description:
-    - True when the run failed while a change of rights was in flight (the server stopped answering): those changes are
-      in RV(changes) with C(status: unknown), made or not; the record on the server says which.
+    - 'True when the run failed while a change of rights was in flight (the server stopped answering): those changes are
+      in RV(changes) with C(status) V(unknown), made or not; the record on the server says which.'
   returned: always
   type: bool
 check_mode:

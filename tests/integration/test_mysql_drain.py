@@ -376,7 +376,7 @@ class Storm(object):
         self.stop = threading.Event()
         self.logins = []  # monotonic time of each successful login
         self.refused = []  # (time, error code)
-        self.workers = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+        self.workers = [threading.Thread(target=self._run, daemon=True) for _thread in range(threads)]
 
     def _run(self):
         while not self.stop.is_set():
