@@ -84,11 +84,8 @@ class Window(object):
         ]
 
     def can_login(self, user, db):
-        srv = self.fleet.server(SERVER)
         try:
-            conn = pymysql.connect(
-                host=srv["host"], port=srv["port"], user=user, password=self.password, database=db, ssl_disabled=True
-            )
+            conn = connect(self, user, db)
         except pymysql.err.OperationalError as exc:
             assert exc.args[0] == 4151, exc  # ER_ACCOUNT_HAS_BEEN_LOCKED
             return False
