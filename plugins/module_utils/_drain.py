@@ -212,6 +212,7 @@ class _Closing(object):
         self.cancelled = {}  # key -> entry: a cancel went out and the statement stopped
         self.protected = {}
         self.rounds = 0
+        self.last_error = None  # of the last signal that failed
 
     def targets(self):
         self.deadline.check("listing the sessions on the drained databases")
@@ -221,17 +222,26 @@ class _Closing(object):
             self.protected[key] = _entry(dict(item, action=None), reason=item["reason"], detail=item["detail"])
         return plan.victims
 
+    def _end(self, victim, mode):
+        """Whether the signal went out. A failure (the session left meanwhile, a lost connection)
+        is kept for the message: the next listing says whether the session is still there (a lost
+        connection fails that listing)."""
+        try:
+            return self.rights.end_session(victim["session"], mode)
+        except SessionError as exc:
+            self.last_error = str(exc)
+            return False
+
     def _terminate(self, victims):
         for victim in victims:
-            key = victim["session"].get("key")
-            if self.rights.end_session(victim["session"], "terminate"):
-                self.terminated.setdefault(key, _entry(victim))
+            if self._end(victim, "terminate"):
+                self.terminated.setdefault(victim["session"].get("key"), _entry(victim))
 
     def run(self):
         victims = self.targets()
         running = [v for v in victims if v["session"].get("state") == "active"]
         self._terminate([v for v in victims if v["session"].get("state") != "active"])
-        cancelled = [v for v in running if self.rights.end_session(v["session"], "cancel")]
+        cancelled = [v for v in running if self._end(v, "cancel")]
         if cancelled:
             self._grace(cancelled)
         survivors = self._close()
@@ -287,6 +297,7 @@ class _Closing(object):
                 f"{len(survivors)} sessions still on the drained databases of {getattr(self.driver, 'target', '')} "
                 f"{waited}: {', '.join(_named(e) for e in survivors[:20])}"
                 + (f" and {len(survivors) - 20} more" if len(survivors) > 20 else "")
+                + (f"; the last signal that failed: {self.last_error}" if self.last_error else "")
             )
         if failure:
             result.update(failed=True, msg=failure)

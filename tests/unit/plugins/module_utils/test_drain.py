@@ -258,3 +258,23 @@ def test_every_result_key_is_documented_in_both_modules():
     mysql_only |= {"public_revoked", "public_restored"}
     assert _returned(mysql_drain) == common | mysql_only
     assert "skipped" not in _returned(mysql_drain)
+
+
+def test_a_session_that_left_before_its_kill_is_no_failure():
+    server = FakeServer([[entry("1"), entry("2")]])
+    original = server.end_session
+
+    def end_session(session, mode):
+        if session["key"] == "1":
+            server.gone.add("1")  # it left between the listing and the KILL: unknown thread
+            raise _drain.SessionError("cannot terminate thread 1: (1094, 'Unknown thread id: 1')")
+        return original(session, mode)
+
+    server.end_session = end_session
+    result = close(server)
+    assert not result.get("failed"), result
+    assert [e["key"] for e in result["terminated"]] == ["2"]
+    stubborn = FakeServer([[entry("3")]], stubborn=["3"])
+    stubborn.end_session = lambda session, mode: (_ for _ in ()).throw(_drain.SessionError("access denied"))
+    result = close(stubborn, wait_timeout=0.5)
+    assert result["failed"] and "the last signal that failed: access denied" in result["msg"]
