@@ -177,7 +177,10 @@ record:
     database: {description: The drained database., type: str, returned: always}
     drained_at: {description: When it was first drained (ISO 8601 UTC)., type: str, returned: always}
     drained_by: {description: The login that drained it first., type: str, returned: always}
-    complete: {description: 'True on PostgreSQL (the rights change and the record are one transaction); null for a record elsewhere.', type: bool, returned: always}
+    complete:
+      description: True on PostgreSQL (the rights change and the record are one transaction); null for a record elsewhere.
+      type: bool
+      returned: always
     exact:
       description:
         - Whether V(open) may put C(datacl) back byte for byte (to RV(record[].acl_before)).

@@ -275,6 +275,10 @@ def test_a_session_that_left_before_its_kill_is_no_failure():
     assert not result.get("failed"), result
     assert [e["key"] for e in result["terminated"]] == ["2"]
     stubborn = FakeServer([[entry("3")]], stubborn=["3"])
-    stubborn.end_session = lambda session, mode: (_ for _ in ()).throw(_drain.SessionError("access denied"))
+
+    def denied(session, mode):
+        raise _drain.SessionError("access denied")
+
+    stubborn.end_session = denied
     result = close(stubborn, wait_timeout=0.5)
     assert result["failed"] and "the last signal that failed: access denied" in result["msg"]
