@@ -127,11 +127,17 @@ _END_ONE_SQL = (
 )
 SIGNALS = {"terminate": "pg_terminate_backend", "cancel": "pg_cancel_backend"}
 # The exact restore, only while datacl is still what the drain left; the record goes with it.
-_RESTORE_SQL = """WITH restored AS (
-  UPDATE pg_catalog.pg_database SET datacl = %(before)s::aclitem[]
-  WHERE datname = %(db)s AND datacl::text IS NOT DISTINCT FROM %(after)s RETURNING datname),
-forgotten AS (DELETE FROM dbhygiene.drain WHERE database IN (SELECT datname::text FROM restored) RETURNING database)
-SELECT count(*) FROM forgotten"""
+# The exact restore, only while datacl is still what the drain left (else the transaction fails,
+# saying so: a cast of a text that names the row, so that the planner cannot fold it ahead). The recorded changes are undone first with GRANT / REVOKE, which keep the roles'
+# shared dependencies (pg_shdepend) right; then datacl is written back byte for byte (the same
+# entries, in their order); the record and its pointer go with it.
+_RESTORE_CHECK_SQL = (
+    "SELECT CASE WHEN datacl::text IS NOT DISTINCT FROM %(after)s THEN 1 "
+    "ELSE pg_catalog.int4('the rights of ' || datname || ' changed while open ran: run open again') END "
+    "FROM pg_catalog.pg_database WHERE datname = %(db)s"
+)
+_RESTORE_SQL = "UPDATE pg_catalog.pg_database SET datacl = %(before)s::aclitem[] WHERE datname = %(db)s"
+_RESTORE_FORGET_SQL = "DELETE FROM dbhygiene.drain WHERE database = %(db)s"
 _FORGET_SQL = "DELETE FROM dbhygiene.drain WHERE database = %(db{n})s"
 
 
@@ -200,10 +206,14 @@ def drain_query(plans, here):
     return ";\n".join(parts), params
 
 
-def restore_query(database, before, after):
-    """(sql, params): write datacl back byte for byte (and forget the record) if it is still `after`;
-    returns 1 when done, 0 when datacl changed meanwhile."""
-    return _RESTORE_SQL, {"db": database, "before": before, "after": after}
+def restore_query(database, before, after, changes=()):
+    """(sql, params): ONE transaction that, if datacl is still `after`, undoes the recorded
+    `changes` (last first: the roles' dependencies follow), writes datacl back byte for byte as
+    `before`, and forgets the record and its pointer; it fails, saying why, when datacl changed."""
+    parts = [_RESTORE_CHECK_SQL]
+    parts.extend(_statement(change, undo=True) for change in reversed(changes))
+    parts += [_RESTORE_SQL, _RESTORE_FORGET_SQL, _UNPOINT_SQL.format(db=quote_ident(database)), "SELECT 1"]
+    return ";\n".join(parts), {"db": database, "before": before, "after": after}
 
 
 def undo_query(plans, gone=()):
@@ -270,7 +280,9 @@ def query_templates():
         _GRANT_SQL.format(db="{db}", grantee="{grantee}", option="[ WITH GRANT OPTION]"),
         _RESET_SQL,
         _RECORD_END_SQL.format(n=""),
+        _RESTORE_CHECK_SQL,
         _RESTORE_SQL,
+        _RESTORE_FORGET_SQL,
         _FORGET_SQL.format(n=""),
     ]
 
@@ -522,11 +534,9 @@ class PostgreSQLRights(object):
             exact = entry["exact"] and found[db]["acl"] == entry["acl_after"]
             done = False
             if exact and not check_mode:
-                query = restore_query(db, entry["acl_before"], entry["acl_after"])
+                query = restore_query(db, entry["acl_before"], entry["acl_after"], entry["changes"])
                 try:
                     done = bool(self._run(query, "restore the database's rights")[0][0])
-                    if done:
-                        self._run(unpoint_query(db), "forget where the drain record is")
                 except SessionError as exc:
                     raise progress.failed(exc, sent=steps)
             if done:

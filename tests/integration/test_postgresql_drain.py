@@ -462,8 +462,24 @@ def test_members_of_an_allowed_role_inherit_its_connect(fleet, window):
         drain(fleet, window, state="open")
         assert window.datacl() is None
     finally:
-        # The exact restore writes datacl back, but the grant's shared dependency (pg_shdepend) stays
-        # until the database goes: drop it first (a known limit, see the notes).
-        window.admin_sql(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(window.billing)))
+        # After the exact restore, nothing depends on the group any more (pg_shdepend follows the undo):
+        # it can be dropped while the database is there.
         roles = sql.SQL(", ").join([sql.Identifier(member), sql.Identifier(group)])
         window.admin_sql(sql.SQL("DROP ROLE {}").format(roles))
+
+
+def test_the_exact_restore_refuses_rights_changed_under_it(fleet, window):
+    drain(fleet, window)
+    drained = window.datacl()
+    [entry] = [r for r in drain(fleet, window, check=True)[0]["record"] if r["database"] == window.billing]
+    driver = _driver(fleet)
+    try:
+        wrong = pgd.restore_query(window.billing, entry["acl_before"], "{}", entry["changes"])
+        with pytest.raises(pg.SessionError) as refused:
+            driver.execute(wrong, "restore")
+        assert f"the rights of {window.billing} changed while open ran" in str(refused.value)
+    finally:
+        driver.close()
+    assert window.datacl() == drained and window.record() == [(window.billing,)]  # nothing done
+    drain(fleet, window, state="open")
+    assert window.datacl() is None

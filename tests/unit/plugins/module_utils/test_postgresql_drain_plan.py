@@ -116,8 +116,18 @@ def test_end_one_query_names_the_session_by_its_key():
 
 def test_restore_query_only_while_datacl_is_what_the_drain_left():
     sql, params = pgd.restore_query("db", None, "{=T/o}")
-    assert "datacl::text IS NOT DISTINCT FROM %(after)s" in sql and "%(before)s::aclitem[]" in sql
+    assert "datacl::text IS NOT DISTINCT FROM %(after)s THEN 1" in sql and "%(before)s::aclitem[]" in sql
     assert params == {"db": "db", "before": None, "after": "{=T/o}"}
+    # the recorded changes undone first (GRANT / REVOKE keep pg_shdepend right), then datacl byte for byte
+    changes = pgd.plan_drain("db", info(item("PUBLIC")), ["mig"])
+    sql, _params = pgd.restore_query("db", None, "{=T/o}", changes)
+    statements = sql.split(";\n")
+    assert statements[0].startswith("SELECT CASE WHEN datacl")
+    revoke_mig = sql.index('REVOKE CONNECT ON DATABASE "db" FROM "mig"')
+    public_back = sql.index('GRANT CONNECT ON DATABASE "db" TO PUBLIC')
+    restore = sql.index("UPDATE pg_catalog.pg_database SET datacl")
+    assert revoke_mig < public_back < restore < sql.index("DELETE FROM dbhygiene.drain")
+    assert 'ALTER DATABASE "db" RESET dbhygiene.drain_record' in statements and statements[-1] == "SELECT 1"
 
 
 def test_apply_changes_and_the_diff_lines():
