@@ -28,8 +28,9 @@ description:
     after, and each privilege revoked or granted) are one transaction, so a run that dies leaves either both or
     neither. V(open) puts C(pg_database.datacl) back byte for byte (the same entries in the same order, or C(NULL) for
     the default rights) when nobody changed the database''s rights during the window (its C(datacl) is still what the
-    drain left); otherwise it undoes only the recorded changes with C(GRANT) / C(REVOKE), which keeps what others changed
-    meanwhile, and says so in RV(restored). Grants and revokes do not keep the order of the entries, and a revoke from
+    drain left), in one transaction that first undoes the recorded changes with C(GRANT) / C(REVOKE), so that the
+    roles'' dependencies (C(pg_shdepend)) are right too; otherwise it undoes only the recorded changes with C(GRANT) /
+    C(REVOKE), which keeps what others changed meanwhile, and says so in RV(restored). Grants and revokes do not keep the order of the entries, and a revoke from
     C(PUBLIC) turns a C(NULL) C(datacl) into explicit entries, hence the byte-for-byte restore.'
   - 'The record: table C(dbhygiene.drain) (schema and table made on the first real drain) in the database the module
     connects to (O(login_db), default C(postgres)); each drained database points to it with the setting
