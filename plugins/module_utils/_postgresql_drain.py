@@ -126,11 +126,11 @@ _END_ONE_SQL = (
     "WHERE pid = %(pid)s AND backend_start = %(started)s::timestamptz"
 )
 SIGNALS = {"terminate": "pg_terminate_backend", "cancel": "pg_cancel_backend"}
-# The exact restore, only while datacl is still what the drain left; the record goes with it.
 # The exact restore, only while datacl is still what the drain left (else the transaction fails,
-# saying so: a cast of a text that names the row, so that the planner cannot fold it ahead). The recorded changes are undone first with GRANT / REVOKE, which keep the roles'
-# shared dependencies (pg_shdepend) right; then datacl is written back byte for byte (the same
-# entries, in their order); the record and its pointer go with it.
+# saying so: a cast of a text that names the row, so that the planner cannot fold it ahead). The
+# recorded changes are undone first with GRANT / REVOKE, which keep the roles' shared
+# dependencies (pg_shdepend) right; then datacl is written back byte for byte (the same entries,
+# in their order); the record and its pointer go with it.
 _RESTORE_CHECK_SQL = (
     "SELECT CASE WHEN datacl::text IS NOT DISTINCT FROM %(after)s THEN 1 "
     "ELSE pg_catalog.int4('the rights of ' || datname || ' changed while open ran: run open again') END "

@@ -30,7 +30,8 @@ description:
     the default rights) when nobody changed the database''s rights during the window (its C(datacl) is still what the
     drain left), in one transaction that first undoes the recorded changes with C(GRANT) / C(REVOKE), so that the
     roles'' dependencies (C(pg_shdepend)) are right too; otherwise it undoes only the recorded changes with C(GRANT) /
-    C(REVOKE), which keeps what others changed meanwhile, and says so in RV(restored). Grants and revokes do not keep the order of the entries, and a revoke from
+    C(REVOKE), which keeps what others changed meanwhile, and says so in RV(restored). Grants and revokes do not keep
+    the order of the entries, and a revoke from
     C(PUBLIC) turns a C(NULL) C(datacl) into explicit entries, hence the byte-for-byte restore.'
   - 'The record: table C(dbhygiene.drain) (schema and table made on the first real drain) in the database the module
     connects to (O(login_db), default C(postgres)); each drained database points to it with the setting
