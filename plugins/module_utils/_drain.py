@@ -18,7 +18,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError, shown
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _planner
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import (
+    REASON_STILL_PRESENT,
+    SessionError,
+    shown,
+)
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import (
     MAX_GRACE,
     PolicyError,
@@ -29,7 +34,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import 
     LOCK_WAIT_MAX,
     Deadline,
     SweepBusyError,
-    apply_policy,
+    _same_statement,
     check_timeouts,
 )
 
@@ -37,9 +42,19 @@ STATES = ("drained", "open")
 DEFAULT_GRACE = "30s"
 POLICY_NAME = "drain"
 RULE_NAME = "drain"
+# The rule of the sessions of the logins a drain locked (MariaDB / MySQL), on any database.
+ACCOUNT_RULE_NAME = "drain-account"
 # The action of the drain's one rule: stop the statement first, terminate after grace.
 DRAIN_ACTION = "cancel_then_terminate"
 MAX_NAME_CHARS = 255
+# After the grace, the targets are listed and terminated again until none is left: at most
+# this many rounds (and wait_timeout seconds), CLOSE_INTERVAL seconds apart.
+CLOSE_ROUNDS = 200
+CLOSE_INTERVAL = 0.05
+# A change's `status` in a failed drain's `changes`: made, or sent when the server stopped
+# answering (made or not: the record on the server says it was meant).
+STATUS_DONE = "done"
+STATUS_UNKNOWN = "unknown"
 
 # change entries (result key `changes`)
 CHANGE_REVOKED = "revoked"
@@ -98,18 +113,21 @@ class DrainRequest(object):
         self.wait_timeout = wait_timeout
         self.host_timeout = host_timeout
         self.policy = drain_policy(databases, allow_users, grace)
-        self.terminate_policy = drain_policy(databases, allow_users, grace, action="terminate")
 
 
-def drain_policy(databases, allow_users, grace, action=DRAIN_ACTION):
-    """The policy whose guarded kill ends the sessions of a drain: every client session on
-    `databases` except `allow_users`' and superusers' (our own is never listed)."""
+def drain_policy(databases, allow_users, grace, users=()):
+    """The policy that picks the sessions a drain ends: every client session on `databases`,
+    and every session of `users` (on any database or none), except `allow_users`' and
+    superusers' (our own is never listed)."""
+    rules = [{"name": RULE_NAME, "databases": [_glob_literal(d) for d in databases]}]
+    if users:
+        rules.append({"name": ACCOUNT_RULE_NAME, "users": [_glob_literal(u) for u in users]})
     return parse_policy(
         {
             "name": POLICY_NAME,
-            "action": action,
+            "action": DRAIN_ACTION,
             "grace": grace,
-            "rules": [{"name": RULE_NAME, "databases": [_glob_literal(d) for d in databases]}],
+            "rules": rules,
             "protect": {"users": [_glob_literal(u) for u in allow_users], "superusers": True},
         }
     )
@@ -162,47 +180,154 @@ def _line(entry):
     )
 
 
-def _merge(first, second):
-    """One session result from the two passes of a drain (cancel, then terminate what is left)."""
-    terminated = first["terminated"] + second["terminated"]
-    ended = set(entry.get("key") for entry in terminated)
-    not_ended, seen = [], set()
-    for entry in first["not_ended"] + second["not_ended"]:
-        key = entry.get("key")
-        if key in ended or key in seen:
-            continue
-        seen.add(key)
-        not_ended.append(entry)
-    summary = dict(first.get("summary") or {})
-    summary.update(terminated=len(terminated), cancelled=len(first["cancelled"]))
-    result = dict(first)
-    result.update(terminated=terminated, not_ended=not_ended, summary=summary)
-    result["changed"] = bool(first.get("changed") or second.get("changed"))
-    for key in ("failed", "msg"):
-        if second.get(key):
-            result[key] = second[key]
-    return result
+def _entry(victim, **extra):
+    entry = dict(victim["session"])
+    entry.update(rule=victim["rule"], action=victim["action"])
+    entry.update(extra)
+    return entry
 
 
-def end_sessions(driver, request, check_mode, deadline):
-    """End every session on the databases but ours, allow_users' and superusers'.
+def _named(entry):
+    """A session in a message: id, user, database (what an operator needs to find it)."""
+    return f"{entry.get('id')} ({entry.get('user')}@{entry.get('database') or 'no database'})"
 
-    Pass 1 (the runner's guarded kill, action cancel_then_terminate): idle sessions are
-    terminated, active ones cancelled, and those still on the same statement after grace
-    terminated. Pass 2 terminates the cancelled ones, now idle, and whatever else is still on
-    the databases: a drain leaves no session there. In check mode pass 2 is predicted: every
-    cancelled session would be terminated too (it is then in both `cancelled` and `terminated`).
+
+class _Closing(object):
+    """The session part of a real drain: not a sweep. Every target is ended whatever its state
+    (no idle proof, no `state_changed`): running statements are cancelled first, and after
+    `grace` every target still there is terminated; then the targets are listed and terminated
+    again until none is left (a session that flips between statements, a login that got in
+    before the rights changed), at most CLOSE_ROUNDS times and `wait_timeout` seconds. A target
+    still there at the end is `still_present` and fails the drain, named."""
+
+    def __init__(self, driver, rights, policy, request, deadline):
+        self.driver = driver
+        self.rights = rights
+        self.policy = policy
+        self.request = request
+        self.deadline = deadline
+        self.clock = deadline.clock
+        self.tolerance = getattr(driver, "state_since_tolerance", 0.0)
+        self.terminated = {}  # key -> entry: a terminate went out
+        self.cancelled = {}  # key -> entry: a cancel went out and the statement stopped
+        self.protected = {}
+        self.rounds = 0
+        self.last_error = None  # of the last signal that failed
+
+    def targets(self):
+        self.deadline.check("listing the sessions on the drained databases")
+        plan = _planner.plan(self.driver.list_sessions(), self.policy, own_id=self.driver.own_id)
+        for item in plan.not_ended:
+            key = item["session"].get("key")
+            self.protected[key] = _entry(dict(item, action=None), reason=item["reason"], detail=item["detail"])
+        return plan.victims
+
+    def _end(self, victim, mode):
+        """Whether the signal went out. A failure (the session left meanwhile, a lost connection)
+        is kept for the message: the next listing says whether the session is still there (a lost
+        connection fails that listing)."""
+        try:
+            return self.rights.end_session(victim["session"], mode)
+        except SessionError as exc:
+            self.last_error = str(exc)
+            return False
+
+    def _terminate(self, victims):
+        for victim in victims:
+            if self._end(victim, "terminate"):
+                self.terminated.setdefault(victim["session"].get("key"), _entry(victim))
+
+    def run(self):
+        victims = self.targets()
+        running = [v for v in victims if v["session"].get("state") == "active"]
+        self._terminate([v for v in victims if v["session"].get("state") != "active"])
+        cancelled = [v for v in running if self._end(v, "cancel")]
+        if cancelled:
+            self._grace(cancelled)
+        survivors = self._close()
+        return survivors
+
+    def _grace(self, cancelled):
+        """Wait until the cancelled statements stopped, at most `grace`."""
+        keys = dict((v["session"].get("key"), v) for v in cancelled)
+        ends = self.clock.now() + min(self.request.grace, self.deadline.remaining())
+        while True:
+            self.deadline.check("the grace wait")
+            current = dict((s.get("key"), s) for s in self.driver.list_sessions())
+            for key, victim in keys.items():
+                if not _same_statement(victim["session"], current.get(key), self.tolerance):
+                    self.cancelled.setdefault(key, _entry(victim))
+            if len(self.cancelled) == len(keys) or self.clock.now() >= ends:
+                return
+            self.clock.sleep(min(CLOSE_INTERVAL, max(0.0, ends - self.clock.now())))
+
+    def _close(self):
+        """Terminate the targets until none is left; the survivors (entries) when the bound is hit."""
+        ends = self.clock.now() + min(self.request.wait_timeout, self.deadline.remaining())
+        while True:
+            self.rounds += 1
+            victims = self.targets()
+            if not victims:
+                return []
+            if self.rounds > CLOSE_ROUNDS or self.clock.now() >= ends:
+                return [_entry(v) for v in victims]
+            self._terminate(victims)
+            self.clock.sleep(CLOSE_INTERVAL)
+
+    def result(self, survivors, failure=None):
+        left = set(entry.get("key") for entry in survivors)
+        terminated = [entry for key, entry in self.terminated.items() if key not in left]
+        not_ended = list(self.protected.values())
+        waited = f"after {self.rounds} rounds of terminating ({self.request.wait_timeout:g}s at most)"
+        not_ended += [dict(entry, reason=REASON_STILL_PRESENT, detail=f"still there {waited}") for entry in survivors]
+        result = {
+            "changed": bool(self.terminated or self.cancelled),
+            "terminated": terminated,
+            "cancelled": list(self.cancelled.values()),
+            "not_ended": not_ended,
+            "summary": {
+                "terminated": len(terminated),
+                "cancelled": len(self.cancelled),
+                "still_present": len(survivors),
+                "rounds": self.rounds,
+            },
+        }
+        if survivors:
+            failure = (
+                f"{len(survivors)} sessions still on the drained databases of {getattr(self.driver, 'target', '')} "
+                f"{waited}: {', '.join(_named(e) for e in survivors[:20])}"
+                + (f" and {len(survivors) - 20} more" if len(survivors) > 20 else "")
+                + (f"; the last signal that failed: {self.last_error}" if self.last_error else "")
+            )
+        if failure:
+            result.update(failed=True, msg=failure)
+        return result
+
+
+def end_sessions(driver, rights, request, users, check_mode, deadline):
+    """End every session on the databases (but ours, allow_users' and superusers') and every
+    session of `users` (the logins the drain locked, on any database); see _Closing.
+
+    In check mode, what a real run would end: every target terminated, the running ones
+    cancelled first (those are in both `cancelled` and `terminated`).
     """
-    first = apply_policy(driver, request.policy, check_mode, wait_timeout=request.wait_timeout, deadline=deadline)
-    if first.get("failed"):
-        return first
+    policy = drain_policy(request.databases, request.allow_users, request.grace, users=users)
+    closing = _Closing(driver, rights, policy, request, deadline)
     if check_mode:
-        second = {"terminated": [dict(e, action="terminate") for e in first["cancelled"]], "not_ended": []}
-    else:
-        second = apply_policy(
-            driver, request.terminate_policy, False, wait_timeout=request.wait_timeout, deadline=deadline
+        victims = closing.targets()
+        result = closing.result([])
+        result.update(
+            terminated=[_entry(v) for v in victims],
+            cancelled=[_entry(v) for v in victims if v["session"].get("state") == "active"],
+            changed=bool(victims),
         )
-    return _merge(first, second)
+        result["summary"].update(terminated=len(victims), cancelled=len(result["cancelled"]))
+        return result
+    try:
+        survivors = closing.run()
+    except SessionError as exc:
+        return closing.result([], failure=f"{exc} (the sessions ended before are listed)")
+    return closing.result(survivors)
 
 
 def _sessions_diff(sessions):
@@ -227,47 +352,88 @@ def _lock(driver, request, deadline):
         )
 
 
+def _release(driver):
+    try:
+        driver.release_sweep_lock()
+    except SessionError:
+        pass  # closing the connection releases it too
+
+
+def _failed_rights(request, exc):
+    """The result of a drain / open whose change of rights failed part-way (RightsError): what
+    was changed (and the change in flight, `status: unknown`), what is closed, and why."""
+    done = [c for c in exc.changes if c.get("status") != STATUS_UNKNOWN]
+    unknown = [c for c in exc.changes if c.get("status") == STATUS_UNKNOWN]
+    closed = list(exc.closed)
+    state = f"{', '.join(closed)} still closed" if closed else "nothing closed"
+    if unknown or exc.unknown:
+        asked = ", ".join(request.databases)
+        state = f"{state} / state unknown" if closed else f"whether {asked} are closed is unknown"
+    in_flight = f", {len(unknown)} more sent when it failed (made or not: unknown)" if unknown else ""
+    return {
+        "changed": bool(exc.changes),
+        "failed": True,
+        "state_unknown": bool(unknown or exc.unknown),
+        "msg": (
+            f"{request.state} failed on {exc.target} after {len(done)} rights changed{in_flight} ({state}): "
+            f"{exc}; each change was recorded on the server before it was made: run state=open (with this "
+            "login) to undo exactly what was done"
+        ),
+        "state": request.state,
+        "databases": list(request.databases),
+        "changes": list(exc.changes),
+        "restored": [],
+        "closed": closed,
+        "record": None,
+        "terminated": [],
+        "cancelled": [],
+        "not_ended": [],
+        "summary": {},
+    }
+
+
 def run_drain(driver, rights, request, check_mode, diff=False, deadline=None):
     """Drain or open `request.databases` on the driver's server; the module result (a dict).
 
-    Raises SessionError when nothing was changed yet; a failure after the rights changed
-    returns failed=True with what was done (the record on the server has it too).
+    Raises SessionError when nothing was changed; a failure once a right was changed (or
+    sent) returns failed=True with every change made and the one in flight (`status:
+    unknown`), so that the trail gets their lines; the record on the server has them first.
     """
     deadline = deadline or Deadline(request.host_timeout)
     deadline.target = getattr(driver, "target", None)
     if not check_mode:
         _lock(driver, request, deadline)
-    extra = {}
     sessions = {"terminated": [], "cancelled": [], "not_ended": [], "summary": {}}
     try:
         deadline.check("reading the rights")
-        if request.state == "drained":
-            outcome = rights.drain(request, check_mode)
-            restored = []
-            try:
-                sessions = end_sessions(driver, request, check_mode, deadline)
-            except SessionError as exc:
-                # The rights are changed and recorded already: say so, with what changed.
-                sessions = dict(sessions, failed=True, msg=str(exc))
-        else:
-            outcome = rights.open(request, check_mode)
-            restored = outcome.restored
-        record = rights.record()
+        try:
+            if request.state == "drained":
+                outcome = rights.drain(request, check_mode)
+                sessions = end_sessions(driver, rights, request, outcome.users, check_mode, deadline)
+            else:
+                outcome = rights.open(request, check_mode)
+        except RightsError as exc:
+            if not exc.changes:
+                raise SessionError(str(exc))
+            return _failed_rights(request, exc)
+        try:
+            record = rights.record()
+            closed = _closed(record, request, check_mode)
+        except SessionError:
+            if not sessions.get("failed"):
+                raise
+            record, closed = None, list(outcome.closed)  # the connection is lost: what this run knows
     finally:
         if not check_mode:
-            try:
-                driver.release_sweep_lock()
-            except SessionError:
-                pass  # closing the connection releases it too
-    extra.update(outcome.extra)
+            _release(driver)
     ended = bool(sessions["terminated"] or sessions["cancelled"])
     result = {
         "changed": bool(outcome.changes) or (ended if check_mode else bool(sessions.get("changed"))),
         "state": request.state,
         "databases": list(request.databases),
         "changes": outcome.changes,
-        "restored": restored,
-        "closed": _closed(record, request, check_mode),
+        "restored": outcome.restored,
+        "closed": closed,
         "record": record,
         "terminated": sessions["terminated"],
         "cancelled": sessions["cancelled"],
@@ -275,13 +441,14 @@ def run_drain(driver, rights, request, check_mode, diff=False, deadline=None):
         "summary": sessions["summary"],
         "queries": driver.query_templates() + rights.query_templates(),
         "check_mode": bool(check_mode),
+        "state_unknown": False,
     }
-    result.update(extra)
+    result.update(outcome.extra)
     if sessions.get("failed"):
         result.update(
             failed=True,
-            msg=f"the rights were changed ({len(outcome.changes)} changes, recorded on the server), "
-            f"then ending the sessions failed: {sessions.get('msg')}",
+            msg=f"the rights were changed ({len(outcome.changes)} changes, recorded on the server; "
+            f"{', '.join(closed) or 'nothing'} still closed), then ending the sessions failed: {sessions.get('msg')}",
         )
     if diff:
         sessions_diff = _sessions_diff(sessions) if request.state == "drained" else None
@@ -290,14 +457,61 @@ def run_drain(driver, rights, request, check_mode, diff=False, deadline=None):
 
 
 class RightsOutcome(object):
-    """What an engine's rights object did (or would do): the result's changes and the diff lines."""
+    """What an engine's rights object did (or would do): the result's changes and the diff lines;
+    `users`: the logins whose sessions a drain ends on any database (MySQL: those it locked);
+    `closed`: the databases recorded as drained by this run."""
 
-    def __init__(self, changes, before, after, restored=None, extra=None):
+    def __init__(self, changes, before, after, restored=None, extra=None, users=(), closed=()):
         self.changes = changes
         self.before = before
         self.after = after
         self.restored = restored or []
         self.extra = extra or {}
+        self.users = sorted(set(users))
+        self.closed = list(closed)
+
+
+class RightsError(SessionError):
+    """Changing the rights failed part-way. `changes`: the change entries made so far (status
+    done) and the one sent when it failed (status unknown); `closed`: the databases recorded as
+    drained; `unknown`: whether the last statement's fate is unknown."""
+
+    def __init__(self, message, target, changes, closed, unknown=True):
+        SessionError.__init__(self, message)
+        self.target = target
+        self.changes = changes
+        self.closed = closed
+        self.unknown = unknown
+
+
+class Progress(object):
+    """The changes of rights of one run as they are made, for a RightsError when one fails."""
+
+    def __init__(self, target):
+        self.target = target
+        self.changes = []
+        self.closed = []
+
+    def made(self, entries, status=STATUS_DONE):
+        for entry in entries:
+            self.changes.append(dict(entry, status=status))
+
+    def failed(self, exc, sent=()):
+        """RightsError for `exc` (a SessionError), `sent` the entries whose statement failed."""
+        self.made(sent, STATUS_UNKNOWN)
+        return RightsError(str(exc), self.target, self.changes, self.closed)
+
+
+def _closed_now(rights):
+    """{"closed": the databases the server's record has drained} after a failure that changed
+    nothing, when the server still answers (so that a report never says nothing is closed
+    while something is); {} when it cannot be read."""
+    if rights is None:
+        return {}
+    try:
+        return {"closed": sorted(set(entry["database"] for entry in rights.record()))}
+    except SessionError:
+        return {}
 
 
 def run_drain_module(module, driver_class, open_driver, rights_class):
@@ -307,7 +521,7 @@ def run_drain_module(module, driver_class, open_driver, rights_class):
     except PolicyError as exc:
         module.fail_json(msg=str(exc), field=exc.field)
     deadline = Deadline(request.host_timeout)  # the whole host, connecting included
-    driver = None
+    driver = rights = None
     result = None
     try:
         driver = open_driver(module.params)
@@ -323,7 +537,7 @@ def run_drain_module(module, driver_class, open_driver, rights_class):
     except SweepBusyError as exc:
         module.fail_json(msg=str(exc), busy=True)
     except SessionError as exc:
-        module.fail_json(msg=f"{driver_class.engine} drain: {exc}")
+        module.fail_json(msg=f"{driver_class.engine} drain: {exc}", **_closed_now(rights))
     finally:
         if driver is not None:
             driver.close()

@@ -30,14 +30,21 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain import RightsOutcome
+import hashlib
+import re
+
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain import Progress, RightsOutcome
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError, shown
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import iso_utc
 
 RIGHT = "ACCOUNT LOCK"
 PENDING = "pending"
 LOCKED = "locked"
+REVOKED = "revoked"
 MARIADB = "mariadb"
+PUBLIC = "PUBLIC"
+# GRANT ... TO PUBLIC: MariaDB from 10.11.
+PUBLIC_SINCE = (10, 11)
 # What MariaDB's ACCOUNT UNLOCK leaves at the end of an account's JSON.
 UNLOCK_SUFFIX = ',"account_locked":false}'
 
@@ -103,6 +110,12 @@ _RECORD_EXISTS_SQL = (
     "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'dbhygiene' "
     "AND TABLE_NAME IN ('drain_databases', 'drain_accounts')"
 )
+# PUBLIC's grants revoked for the window (one row per SHOW GRANTS FOR PUBLIC line and database).
+_RECORD_PUBLIC_EXISTS_SQL = (
+    "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'dbhygiene' AND TABLE_NAME = 'drain_public'"
+)
+_RECORD_PUBLIC_SQL = "SELECT db, grant_sha, grant_text, status FROM dbhygiene.drain_public ORDER BY db, grant_sha"
+_PUBLIC_GRANTS_SQL = "SHOW GRANTS FOR PUBLIC"
 _RECORD_DATABASES_SQL = "SELECT db, drained_at, drained_by FROM dbhygiene.drain_databases ORDER BY db"
 _RECORD_ACCOUNTS_SQL = (
     "SELECT db, user, host, status, lock_key, reason FROM dbhygiene.drain_accounts ORDER BY db, user, host"
@@ -116,6 +129,9 @@ _ENSURE_SQL = (
     "CREATE TABLE IF NOT EXISTS dbhygiene.drain_accounts (db VARCHAR(64) NOT NULL, user VARCHAR(128) NOT NULL, "
     "host VARCHAR(255) NOT NULL, status VARCHAR(16) NOT NULL, lock_key VARCHAR(16) NULL, "
     "reason VARCHAR(1000) NOT NULL, PRIMARY KEY (db, user, host)) "
+    "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+    "CREATE TABLE IF NOT EXISTS dbhygiene.drain_public (db VARCHAR(64) NOT NULL, grant_sha CHAR(64) NOT NULL, "
+    "grant_text TEXT NOT NULL, status VARCHAR(16) NOT NULL, PRIMARY KEY (db, grant_sha)) "
     "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
 )
 
@@ -140,7 +156,15 @@ _STRIP_SQL = (
     "UPDATE mysql.global_priv SET Priv = CONCAT(LEFT(Priv, CHAR_LENGTH(Priv) - CHAR_LENGTH(%(suffix)s)), '}') "
     "WHERE User = %(user)s AND Host = %(host)s AND RIGHT(Priv, CHAR_LENGTH(%(suffix)s)) = %(suffix)s"
 )
+_RECORD_GRANT_SQL = (
+    "INSERT IGNORE INTO dbhygiene.drain_public (db, grant_sha, grant_text, status) "
+    "VALUES (%(db)s, %(sha)s, %(text)s, 'pending')"
+)
+_MARK_REVOKED_SQL = (
+    "UPDATE dbhygiene.drain_public SET status = 'revoked' WHERE grant_sha = %(sha)s AND status = 'pending'"
+)
 _FORGET_ACCOUNTS_SQL = "DELETE FROM dbhygiene.drain_accounts WHERE db = %(db)s"
+_FORGET_PUBLIC_SQL = "DELETE FROM dbhygiene.drain_public WHERE db = %(db)s"
 _FORGET_DATABASE_SQL = "DELETE FROM dbhygiene.drain_databases WHERE db = %(db)s"
 
 
@@ -222,9 +246,116 @@ def strip_unlock_key_query(user, host):
     return _STRIP_SQL, {"user": user, "host": host, "suffix": UNLOCK_SUFFIX}
 
 
-def forget_queries(database):
-    """[(sql, params)]: delete the record of `database`."""
-    return [(_FORGET_ACCOUNTS_SQL, {"db": database}), (_FORGET_DATABASE_SQL, {"db": database})]
+def forget_queries(database, public=False):
+    """[(sql, params)]: delete the record of `database` (`public`: its PUBLIC rows too)."""
+    queries = [(_FORGET_ACCOUNTS_SQL, {"db": database})]
+    if public:
+        queries.append((_FORGET_PUBLIC_SQL, {"db": database}))
+    return queries + [(_FORGET_DATABASE_SQL, {"db": database})]
+
+
+def record_public_exists_query():
+    """(sql, params): whether the record of PUBLIC's grants exists (1) or not (0)."""
+    return _RECORD_PUBLIC_EXISTS_SQL, {}
+
+
+def record_public_query():
+    """(sql, params): the recorded grants of PUBLIC: db, grant_sha, grant_text, status."""
+    return _RECORD_PUBLIC_SQL, {}
+
+
+def public_grants_query():
+    """(sql, params): PUBLIC's grants, one GRANT statement per row."""
+    return _PUBLIC_GRANTS_SQL, {}
+
+
+def grant_sha(text):
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def record_grant_query(database, text):
+    """(sql, params): record a grant of PUBLIC as revoked for `database` (pending until it is)."""
+    return _RECORD_GRANT_SQL, {"db": database, "sha": grant_sha(text), "text": text}
+
+
+def mark_revoked_query(text):
+    """(sql, params): the pending rows of this grant of PUBLIC are revoked now."""
+    return _MARK_REVOKED_SQL, {"sha": grant_sha(text)}
+
+
+# GRANT <privileges> ON <target> TO PUBLIC [WITH GRANT OPTION], as SHOW GRANTS FOR PUBLIC
+# writes it; the target at the end (a column list in the privileges may hold anything).
+_IDENT = r"`(?:[^`]|``)*`"
+_GRANT_RE = re.compile(
+    r"\AGRANT (?P<privileges>.+) ON (?P<target>(?:(?:PROCEDURE|FUNCTION|PACKAGE(?: BODY)?) )?"
+    rf"(?P<db>{_IDENT})\.(?P<object>\*|{_IDENT})) TO PUBLIC(?P<option> WITH GRANT OPTION)?\Z",
+    re.DOTALL,
+)
+
+
+def parse_public_grant(text):
+    """{"privileges", "target", "database" (unquoted), "schema_level", "grant_option"} of one line
+    of SHOW GRANTS FOR PUBLIC, or None when it is not a grant on a database's objects."""
+    found = _GRANT_RE.match(text)
+    if not found:
+        return None
+    return {
+        "privileges": found.group("privileges"),
+        "target": found.group("target"),
+        "database": found.group("db")[1:-1].replace("``", "`"),
+        "schema_level": found.group("object") == "*" and found.group("target").startswith("`"),
+        "grant_option": bool(found.group("option")),
+    }
+
+
+def _like(pattern, name):
+    """Whether a schema-level grant's database pattern (LIKE: % _ and backslash escapes) matches `name`."""
+    regex, escaped = [], False
+    for char in pattern:
+        if escaped:
+            regex.append(re.escape(char))
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "%":
+            regex.append(".*")
+        elif char == "_":
+            regex.append(".")
+        else:
+            regex.append(re.escape(char))
+    return re.match("".join(regex) + r"\Z", name, re.DOTALL) is not None
+
+
+def public_grants_on(lines, database):
+    """The lines of SHOW GRANTS FOR PUBLIC that give privileges on `database` (a schema-level
+    pattern that matches it included)."""
+    found = []
+    for text in lines:
+        grant = parse_public_grant(text)
+        if grant is None:
+            continue
+        if grant["database"] == database or (grant["schema_level"] and _like(grant["database"], database)):
+            found.append(text)
+    return found
+
+
+def revoke_public_queries(text):
+    """[(sql, params)]: the REVOKEs that take one grant of PUBLIC away (its grant option too)."""
+    grant = parse_public_grant(text)
+    if grant is None:
+        raise ValueError(f"not a grant to PUBLIC: {text!r}")
+    target = grant["target"].replace("%", "%%")
+    queries = [(f"REVOKE {grant['privileges'].replace('%', '%%')} ON {target} FROM PUBLIC", {})]
+    if grant["grant_option"]:
+        queries.append((f"REVOKE GRANT OPTION ON {target} FROM PUBLIC", {}))
+    return queries
+
+
+def restore_public_query(text):
+    """(sql, params): give PUBLIC the grant back, as SHOW GRANTS wrote it."""
+    if parse_public_grant(text) is None:
+        raise ValueError(f"not a grant to PUBLIC: {text!r}")
+    return text.replace("%", "%%"), {}
 
 
 def query_templates(flavour):
@@ -247,7 +378,21 @@ def query_templates(flavour):
             _MARK_LOCKED_SQL,
             _UNLOCK_SQL,
         ]
-        + ([_STRIP_SQL] if flavour == MARIADB else [])
+        + (
+            [
+                _STRIP_SQL,
+                _RECORD_PUBLIC_EXISTS_SQL,
+                _RECORD_PUBLIC_SQL,
+                _PUBLIC_GRANTS_SQL,
+                _RECORD_GRANT_SQL,
+                "REVOKE <privileges> ON <target> FROM PUBLIC",
+                _MARK_REVOKED_SQL,
+                "GRANT <privileges> ON <target> TO PUBLIC (as SHOW GRANTS FOR PUBLIC wrote it)",
+                _FORGET_PUBLIC_SQL,
+            ]
+            if flavour == MARIADB
+            else []
+        )
         + [_FORGET_ACCOUNTS_SQL, _FORGET_DATABASE_SQL]
     )
 
@@ -316,6 +461,12 @@ def plan_locks(databases, accounts, holders, edges, session_users, allowed, own,
                 concerned.setdefault(key, f"holds global privileges (every database, {db} included)")
             if key[0] in session_users.get(db, ()):
                 concerned.setdefault(key, f"has a session on {db}")
+        # A thread names its user, not the account it logged in as: every account of a user
+        # name concerned is, or the sessions of that name could not all be ended for good.
+        for key, reason in list(concerned.items()):
+            for other in accounts:
+                if other[0] == key[0] and other not in concerned:
+                    concerned[other] = f"shares the user name {key[0]} with {account_name(*key)}, which {reason}"
         for key, reason in concerned.items():
             info = accounts.get(key)
             if info is None or info["superuser"] or key[0] in allowed or key == own:
@@ -353,6 +504,41 @@ def change_entry(user, host, databases, change, reason):
         "with_grant_option": None,
         "reason": reason,
     }
+
+
+def public_entry(database, text, change):
+    """A change entry of one grant of PUBLIC (revoked by a drain, granted back by open)."""
+    grant = parse_public_grant(text) or {"privileges": text, "target": ""}
+    reason = f"PUBLIC's grant on {database}: {text}"
+    if change != "revoked":
+        reason = f"open: undo of the drain ({reason})"
+    entry = change_entry("", "", [database], change, reason)
+    entry.update(account=PUBLIC, right=f"{grant['privileges']} ON {grant['target']}", grantor=None)
+    entry["with_grant_option"] = bool(grant.get("grant_option"))
+    return entry
+
+
+def _first(pairs):
+    """(db, grant) pairs with each grant once (a pattern grant can match several drained databases)."""
+    seen, found = set(), []
+    for db, text in pairs:
+        if text not in seen:
+            seen.add(text)
+            found.append((db, text))
+    return found
+
+
+def plan_public_restore(databases, rows, lines):
+    """The grants of PUBLIC an open of `databases` gives back: [(db, grant_text)].
+
+    `rows`: the record [(db, grant_text, status)]; `lines`: SHOW GRANTS FOR PUBLIC now. A grant
+    another drained database still needs stays revoked; one that is there as it was (a pending
+    row whose REVOKE never ran) needs nothing.
+    """
+    others = set(text for db, text, _status in rows if db not in databases)
+    present = set(lines)
+    wanted = [(db, text) for db, text, _status in rows if db in databases]
+    return [(db, text) for db, text in _first(wanted) if text not in others and text not in present]
 
 
 def plan_unlocks(databases, record_accounts, accounts):
@@ -393,8 +579,8 @@ def plan_unlocks(databases, record_accounts, accounts):
     return unlock, kept, gone
 
 
-def record_entries(database_rows, account_rows_):
-    """The record as result entries (see RETURN `record`)."""
+def record_entries(database_rows, account_rows_, public_rows=()):
+    """The record as result entries (see RETURN `record`); `public_rows`: [(db, grant_text, status)]."""
     entries = []
     for db, drained_at, drained_by in database_rows:
         changes = []
@@ -403,12 +589,15 @@ def record_entries(database_rows, account_rows_):
                 entry = change_entry(_text(user), _text(host), [db], "locked", reason)
                 entry["status"] = status
                 changes.append(entry)
+        for row_db, text, status in public_rows:
+            if row_db == db:
+                changes.append(dict(public_entry(db, text, "revoked"), status=status))
         entries.append(
             {
                 "database": db,
                 "drained_at": iso_utc(drained_at) if drained_at is not None else None,
                 "drained_by": _text(drained_by),
-                "complete": all(change["status"] == LOCKED for change in changes),
+                "complete": all(change["status"] in (LOCKED, REVOKED) for change in changes),
                 "changes": changes,
             }
         )
@@ -453,7 +642,13 @@ class MySQLRights(object):
         ]
 
     def record(self):
-        return record_entries(*self._record_rows())
+        return record_entries(*self._record_rows(), public_rows=self._public_rows())
+
+    def end_session(self, session, mode):
+        """End one session of a drain (no guard: a drain ends its targets whatever their state);
+        True when the KILL went through, SessionError when it failed (gone meanwhile included)."""
+        self._run(self.driver.flavour.kill_query(mode, session["id"]), f"{mode} thread {session['id']}")
+        return True
 
     def _check_allowed(self, allow_users, accounts):
         names = set(user for user, _host in accounts)
@@ -471,8 +666,25 @@ class MySQLRights(object):
         if missing:
             raise SessionError(f"databases: {', '.join(shown(m) for m in missing)} not found on {self.target}")
 
+    def _public(self):
+        """Whether the server has grants to PUBLIC (MariaDB 10.11 and later)."""
+        return self.flavour == MARIADB and tuple(self.driver.flavour.version[:2]) >= PUBLIC_SINCE
+
+    def _public_lines(self):
+        if not self._public():
+            return []
+        return [_text(row[0]) for row in self._run(public_grants_query(), "read the grants of PUBLIC")]
+
+    def _public_rows(self):
+        """[(db, grant_text, status)] of the record of PUBLIC's grants."""
+        if not self._public() or not int(self._run(record_public_exists_query(), "look for the drain record")[0][0]):
+            return []
+        rows = self._run(record_public_query(), "read the drain record")
+        return [(_text(row[0]), _text(row[2]), _text(row[3])) for row in rows]
+
     def drain(self, request, check_mode):
-        """RightsOutcome of draining `request.databases` (check mode: what a real run would lock)."""
+        """RightsOutcome of draining `request.databases` (check mode: what a real run would lock
+        and revoke). A failure once a change was sent raises RightsError (_drain.Progress)."""
         self._check_databases(request.databases)
         accounts = self._accounts()
         self._check_allowed(request.allow_users, accounts)
@@ -490,66 +702,101 @@ class MySQLRights(object):
         lock, extend, already = plan_locks(
             request.databases, accounts, holders, edges, sessions, set(request.allow_users), own, ours
         )
+        lines = self._public_lines()
+        revoke = [(db, text) for db in request.databases for text in public_grants_on(lines, db)]
         changes = [change_entry(a["user"], a["host"], a["databases"], "locked", "; ".join(a["reasons"])) for a in lock]
+        changes += [public_entry(db, text, "revoked") for db, text in _first(revoke)]
         keys = set((a["user"], a["host"]) for a in lock) | set((u, h) for _db, u, h, _r in extend)
-        before = _lines(accounts, keys)
+        before = _lines(accounts, keys) + [f"PUBLIC: {text}\n" for _db, text in _first(revoke)]
         after = _lines(accounts, keys, override=dict(((a["user"], a["host"]), True) for a in lock))
+        after += [f"PUBLIC: revoked for the window: {text}\n" for _db, text in _first(revoke)]
         recorded = set(row[0] for row in recorded_dbs)
-        if not check_mode and (lock or extend or set(request.databases) - recorded):
-            for query in ensure_record_queries():
-                self._run(query, "create the drain record")
-            for db in request.databases:
-                self._run(record_database_query(db), "record the drain")
-            for db, user, host, reason in extend:
-                self._run(record_account_query(db, user, host, LOCKED, None, reason), "record the drain")
-            for a in lock:
-                for db, reason in zip(a["databases"], a["reasons"]):
-                    query = record_account_query(db, a["user"], a["host"], PENDING, a["lock_key"], reason)
-                    self._run(query, "record the drain")
-            for done, a in enumerate(lock):
-                try:
-                    self._run(lock_query(a["user"], a["host"]), f"lock account {account_name(a['user'], a['host'])}")
-                    self._run(mark_locked_query(a["user"], a["host"]), "record the drain")
-                except SessionError as exc:
-                    raise SessionError(
-                        f"{exc}; {done} of {len(lock)} accounts were locked before, and the record on the server "
-                        "has every account this drain meant to lock: state=open undoes exactly what was done"
-                    )
+        if not check_mode and (lock or extend or revoke or set(request.databases) - recorded):
+            self._apply_drain(request, lock, extend, revoke, changes, recorded)
+        users = set(a["user"] for a in lock) | set(u for _db, u, _h, _r in extend)
+        users |= set(_user_of(name) for name in already)  # locked by someone else, concerned all the same
+        users |= set(u for db, u, _h, status, _k, _r in recorded_accounts if db in request.databases)
         extra = {
-            "accounts_locked": [change["account"] for change in changes],
+            "accounts_locked": [change["account"] for change in changes if change["change"] == "locked"],
             "accounts_unlocked": [],
             "accounts_already_locked": already,
+            "public_revoked": [text for _db, text in _first(revoke)],
+            "public_restored": [],
         }
-        return RightsOutcome(changes, before, after, extra=extra)
+        return RightsOutcome(changes, before, after, extra=extra, users=users, closed=request.databases)
+
+    def _apply_drain(self, request, lock, extend, revoke, changes, recorded):
+        """Record, then change: the record on the server has each change before it is made."""
+        progress = Progress(self.target)
+        for query in ensure_record_queries():
+            self._run(query, "create the drain record")
+        for db in request.databases:
+            self._run(record_database_query(db), "record the drain")
+        progress.closed = sorted(set(request.databases) | set(recorded))
+        for db, user, host, reason in extend:
+            self._run(record_account_query(db, user, host, LOCKED, None, reason), "record the drain")
+        for a in lock:
+            for db, reason in zip(a["databases"], a["reasons"]):
+                query = record_account_query(db, a["user"], a["host"], PENDING, a["lock_key"], reason)
+                self._run(query, "record the drain")
+        for db, text in revoke:
+            self._run(record_grant_query(db, text), "record the drain")
+        by_account = dict((change["account"], change) for change in changes if change["change"] == "locked")
+        for a in lock:
+            entry = by_account[account_name(a["user"], a["host"])]
+            try:
+                self._run(lock_query(a["user"], a["host"]), f"lock account {entry['account']}")
+            except SessionError as exc:
+                raise progress.failed(exc, sent=[entry])
+            progress.made([entry])
+            try:
+                self._run(mark_locked_query(a["user"], a["host"]), "record the drain")
+            except SessionError as exc:
+                raise progress.failed(exc)
+        for db, text in _first(revoke):
+            entry = public_entry(db, text, "revoked")
+            try:
+                for query in revoke_public_queries(text):
+                    self._run(query, "revoke a grant of PUBLIC")
+            except SessionError as exc:
+                raise progress.failed(exc, sent=[entry])
+            progress.made([entry])
+            try:
+                self._run(mark_revoked_query(text), "record the drain")
+            except SessionError as exc:
+                raise progress.failed(exc)
 
     def open(self, request, check_mode):
-        """RightsOutcome of opening `request.databases`: the recorded locks undone, the record deleted."""
+        """RightsOutcome of opening `request.databases`: the recorded locks undone, PUBLIC's
+        grants given back, the record deleted."""
         recorded_dbs, recorded_accounts = self._record_rows()
         wanted = [row[0] for row in recorded_dbs if row[0] in request.databases]
         accounts = self._accounts()
         unlock, kept, gone = plan_unlocks(wanted, recorded_accounts, accounts)
+        public_rows = self._public_rows()
+        restore = plan_public_restore(wanted, public_rows, self._public_lines() if public_rows else [])
         changes = [
             change_entry(a["user"], a["host"], a["databases"], "unlocked", f"open: undo of the drain ({a['reason']})")
             for a in unlock
         ]
+        changes += [public_entry(db, text, "granted") for db, text in restore]
         keys = set((a["user"], a["host"]) for a in unlock)
-        before = _lines(accounts, keys)
+        before = _lines(accounts, keys) + [f"PUBLIC: revoked for the window: {text}\n" for _db, text in restore]
         after = _lines(accounts, keys, override=dict((key, False) for key in keys))
+        after += [f"PUBLIC: {text}\n" for _db, text in restore]
         if not check_mode:
-            for a in unlock:
-                self._run(unlock_query(a["user"], a["host"]), f"unlock account {account_name(a['user'], a['host'])}")
-                if self.flavour == MARIADB and a["lock_key"] is None:
-                    self._run(strip_unlock_key_query(a["user"], a["host"]), "restore the account's record")
-            for db in wanted:
-                for query in forget_queries(db):
-                    self._run(query, "delete the drain record")
+            closed = sorted(row[0] for row in recorded_dbs)
+            self._apply_open(unlock, restore, changes, wanted, closed, bool(public_rows))
         restored = []
         for db in wanted:
-            unlocked = [c["account"] for c in changes if db in c["databases"]]
+            unlocked = [c["account"] for c in changes if db in c["databases"] and c["change"] == "unlocked"]
             mine_gone = [
                 name for name in gone if any(r[0] == db and account_name(r[1], r[2]) == name for r in recorded_accounts)
             ]
             detail = f"{len(unlocked)} accounts unlocked"
+            given = [text for grant_db, text in restore if grant_db == db]
+            if given:
+                detail += f", {len(given)} grants of PUBLIC given back"
             if mine_gone:
                 detail += f"; found unlocked or dropped by someone else during the window: {', '.join(mine_gone)}"
             if kept:
@@ -557,13 +804,45 @@ class MySQLRights(object):
             restored.append({"database": db, "exact": not mine_gone, "detail": detail})
         extra = {
             "accounts_locked": [],
-            "accounts_unlocked": [change["account"] for change in changes],
+            "accounts_unlocked": [change["account"] for change in changes if change["change"] == "unlocked"],
             "accounts_already_locked": [],
+            "public_revoked": [],
+            "public_restored": [text for _db, text in restore],
         }
         return RightsOutcome(changes, before, after, restored=restored, extra=extra)
 
+    def _apply_open(self, unlock, restore, changes, wanted, closed, public):
+        progress = Progress(self.target)
+        progress.closed = list(closed)
+        for change, a in zip(changes, unlock):
+            try:
+                self._run(unlock_query(a["user"], a["host"]), f"unlock account {change['account']}")
+                if self.flavour == MARIADB and a["lock_key"] is None:
+                    self._run(strip_unlock_key_query(a["user"], a["host"]), "restore the account's record")
+            except SessionError as exc:
+                raise progress.failed(exc, sent=[change])
+            progress.made([change])
+        for change, (_db, text) in zip(changes[len(unlock) :], restore):
+            try:
+                self._run(restore_public_query(text), "give a grant of PUBLIC back")
+            except SessionError as exc:
+                raise progress.failed(exc, sent=[change])
+            progress.made([change])
+        for db in wanted:
+            try:
+                for query in forget_queries(db, public=public):
+                    self._run(query, "delete the drain record")
+            except SessionError as exc:
+                raise progress.failed(exc)
+            progress.closed.remove(db)
+
     def query_templates(self):
         return query_templates(self.flavour)
+
+
+def _user_of(name):
+    """The user of an account_name()."""
+    return name.rpartition("'@'")[0][1:].replace("''", "'")
 
 
 def _own_account(driver):

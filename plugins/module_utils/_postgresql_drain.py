@@ -32,14 +32,19 @@ __metaclass__ = type
 
 import json
 
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain import RightsOutcome
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain import Progress, RightsOutcome
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError, shown
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql_sql import parse_key
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import iso_utc
 
 RECORD_SCHEMA = "dbhygiene"
 RECORD_TABLE = "dbhygiene.drain"
 PUBLIC = "PUBLIC"
 RIGHT = "CONNECT"
+# The record lives in a table of the database the drain logged in to; each drained database
+# points to it with this setting (pg_db_role_setting is a shared catalog: read from any
+# database), so that a run logged in to another database finds where the record is.
+POINTER = "dbhygiene.drain_record"
 
 
 def quote_ident(name):
@@ -70,6 +75,13 @@ _DATABASES_SQL = """SELECT d.datname::text, d.datacl::text, pg_catalog.pg_get_us
 FROM pg_catalog.pg_database d WHERE d.datname = ANY(%(names)s::text[]) ORDER BY d.datname"""
 
 _RECORD_EXISTS_SQL = "SELECT pg_catalog.to_regclass(%(table)s) IS NOT NULL"
+
+# Every drained database of the server and the database whose dbhygiene.drain records it.
+_POINTERS_SQL = """SELECT d.datname::text, pg_catalog.substr(c, pg_catalog.length(%(prefix)s) + 1)
+FROM pg_catalog.pg_db_role_setting s JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase,
+  pg_catalog.unnest(s.setconfig) AS c
+WHERE s.setrole = 0 AND pg_catalog.left(c, pg_catalog.length(%(prefix)s)) = %(prefix)s ORDER BY 1"""
+_HERE_SQL = "SELECT pg_catalog.current_database()::text"
 
 _RECORD_SQL = (
     "SELECT database, drained_at, drained_by, acl_before, acl_after, exact, changes::text "
@@ -106,12 +118,26 @@ _REVOKE_SQL = "REVOKE CONNECT ON DATABASE {db} FROM {grantee}"
 _GRANT_SQL = "GRANT CONNECT ON DATABASE {db} TO {grantee}{option}"
 _AS_SQL = "SET ROLE {role}"
 _RESET_SQL = "RESET ROLE"
-# The exact restore, only while datacl is still what the drain left; the record goes with it.
-_RESTORE_SQL = """WITH restored AS (
-  UPDATE pg_catalog.pg_database SET datacl = %(before)s::aclitem[]
-  WHERE datname = %(db)s AND datacl::text IS NOT DISTINCT FROM %(after)s RETURNING datname),
-forgotten AS (DELETE FROM dbhygiene.drain WHERE database IN (SELECT datname::text FROM restored) RETURNING database)
-SELECT count(*) FROM forgotten"""
+_POINT_SQL = "ALTER DATABASE {db} SET dbhygiene.drain_record = %(here)s"
+_UNPOINT_SQL = "ALTER DATABASE {db} RESET dbhygiene.drain_record"
+# A drain's one end, no guard but the session's identity: a drain ends its targets whatever their state.
+_END_ONE_SQL = (
+    "SELECT pg_catalog.{signal}(pid) FROM pg_catalog.pg_stat_activity "
+    "WHERE pid = %(pid)s AND backend_start = %(started)s::timestamptz"
+)
+SIGNALS = {"terminate": "pg_terminate_backend", "cancel": "pg_cancel_backend"}
+# The exact restore, only while datacl is still what the drain left (else the transaction fails,
+# saying so: a cast of a text that names the row, so that the planner cannot fold it ahead). The
+# recorded changes are undone first with GRANT / REVOKE, which keep the roles' shared
+# dependencies (pg_shdepend) right; then datacl is written back byte for byte (the same entries,
+# in their order); the record and its pointer go with it.
+_RESTORE_CHECK_SQL = (
+    "SELECT CASE WHEN datacl::text IS NOT DISTINCT FROM %(after)s THEN 1 "
+    "ELSE pg_catalog.int4('the rights of ' || datname || ' changed while open ran: run open again') END "
+    "FROM pg_catalog.pg_database WHERE datname = %(db)s"
+)
+_RESTORE_SQL = "UPDATE pg_catalog.pg_database SET datacl = %(before)s::aclitem[] WHERE datname = %(db)s"
+_RESTORE_FORGET_SQL = "DELETE FROM dbhygiene.drain WHERE database = %(db)s"
 _FORGET_SQL = "DELETE FROM dbhygiene.drain WHERE database = %(db{n})s"
 
 
@@ -159,17 +185,19 @@ def _statement(change, undo=False):
     return f"{_AS_SQL.format(role=quote_ident(change['grantor']))};\n{sql};\n{_RESET_SQL}"
 
 
-def drain_query(plans):
+def drain_query(plans, here):
     """(sql, params): ONE transaction that records and applies the plans of every database.
 
     `plans`: [(database, [change, ...])] (plan_drain). A database without changes is
-    recorded too (it is drained: `open` must find it).
+    recorded too (it is drained: `open` must find it). `here`: the database the record is
+    in (each drained database points to it, POINTER).
     """
-    parts, params = [], {}
+    parts, params = [], {"here": here}
     for n, (database, changes) in enumerate(plans):
         params[f"db{n}"] = database
         params[f"changes{n}"] = json.dumps(changes, sort_keys=True)
         parts.append(_RECORD_BEGIN_SQL.format(n=n))
+        parts.append(_POINT_SQL.format(db=quote_ident(database)))
         parts.extend(_statement(change) for change in changes)
         parts.append(_RECORD_END_SQL.format(n=n))
     if not parts:
@@ -178,14 +206,19 @@ def drain_query(plans):
     return ";\n".join(parts), params
 
 
-def restore_query(database, before, after):
-    """(sql, params): write datacl back byte for byte (and forget the record) if it is still `after`;
-    returns 1 when done, 0 when datacl changed meanwhile."""
-    return _RESTORE_SQL, {"db": database, "before": before, "after": after}
+def restore_query(database, before, after, changes=()):
+    """(sql, params): ONE transaction that, if datacl is still `after`, undoes the recorded
+    `changes` (last first: the roles' dependencies follow), writes datacl back byte for byte as
+    `before`, and forgets the record and its pointer; it fails, saying why, when datacl changed."""
+    parts = [_RESTORE_CHECK_SQL]
+    parts.extend(_statement(change, undo=True) for change in reversed(changes))
+    parts += [_RESTORE_SQL, _RESTORE_FORGET_SQL, _UNPOINT_SQL.format(db=quote_ident(database)), "SELECT 1"]
+    return ";\n".join(parts), {"db": database, "before": before, "after": after}
 
 
-def undo_query(plans):
-    """(sql, params): ONE transaction that undoes the recorded changes (last first) and forgets the record.
+def undo_query(plans, gone=()):
+    """(sql, params): ONE transaction that undoes the recorded changes (last first) and forgets the record
+    (and the pointer to it, but of the databases `gone`: dropped, and their settings with them).
 
     `plans`: [(database, [recorded change, ...])] in the order they were made.
     """
@@ -194,15 +227,47 @@ def undo_query(plans):
         params[f"db{n}"] = database
         parts.extend(_statement(change, undo=True) for change in reversed(changes))
         parts.append(_FORGET_SQL.format(n=n))
+        if database not in gone:
+            parts.append(_UNPOINT_SQL.format(db=quote_ident(database)))
     if not parts:
         raise ValueError("nothing to open")
     parts.append("SELECT count(*) FROM dbhygiene.drain")
     return ";\n".join(parts), params
 
 
+def pointers_query():
+    """(sql, params): (drained database, database of its record) of every pointer on the server."""
+    return _POINTERS_SQL, {"prefix": POINTER + "="}
+
+
+def here_query():
+    """(sql, params): the database we are logged in to."""
+    return _HERE_SQL, {}
+
+
+def unpoint_query(database):
+    """(sql, params): take the pointer of `database` away (its record is gone)."""
+    return _UNPOINT_SQL.format(db=quote_ident(database)), {}
+
+
+def end_one_query(session, mode):
+    """(sql, params): cancel or terminate one session of a drain, if it is still that session
+    (pid and backend_start from its key); one row (true) when the signal went out."""
+    if mode not in SIGNALS:
+        raise ValueError(f"mode must be terminate or cancel, not {mode!r}")
+    pid, started = parse_key(session.get("key"))
+    return _END_ONE_SQL.format(signal=SIGNALS[mode]), {"pid": pid, "started": started}
+
+
 def query_templates():
     """The drain's statements, as templates (placeholders, never values)."""
     return [
+        _POINTERS_SQL,
+        _HERE_SQL,
+        _POINT_SQL,
+        _UNPOINT_SQL,
+        _END_ONE_SQL.format(signal=SIGNALS["cancel"]),
+        _END_ONE_SQL.format(signal=SIGNALS["terminate"]),
         _SUPERUSER_SQL,
         _ROLES_SQL,
         _DATABASES_SQL,
@@ -215,7 +280,9 @@ def query_templates():
         _GRANT_SQL.format(db="{db}", grantee="{grantee}", option="[ WITH GRANT OPTION]"),
         _RESET_SQL,
         _RECORD_END_SQL.format(n=""),
+        _RESTORE_CHECK_SQL,
         _RESTORE_SQL,
+        _RESTORE_FORGET_SQL,
         _FORGET_SQL.format(n=""),
     ]
 
@@ -351,6 +418,14 @@ class PostgreSQLRights(object):
     def __init__(self, driver):
         self.driver = driver
         self.target = driver.target
+        self._here = None
+
+    @property
+    def here(self):
+        """The database we are logged in to (where our record is)."""
+        if self._here is None:
+            self._here = self._run(here_query(), "read our database")[0][0]
+        return self._here
 
     def _run(self, query, doing):
         return self.driver.execute(query, doing)
@@ -384,13 +459,40 @@ class PostgreSQLRights(object):
             )
         return [name for name in allow_users if not roles[name]]
 
+    def _pointers(self):
+        return dict(self._run(pointers_query(), "read where the drain records are"))
+
+    def _check_here(self, databases, pointers):
+        """Fail, naming it, when the record of one of `databases` is in another database than ours."""
+        elsewhere = [(db, pointers[db]) for db in databases if pointers.get(db) not in (None, self.here)]
+        if elsewhere:
+            where = ", ".join(f"{db} in database {shown(record)}" for db, record in elsewhere)
+            raise SessionError(
+                f"the drain record of {where} (table {RECORD_TABLE} there) on PostgreSQL at {self.target}, "
+                f"not in {shown(self.here)} where this run logged in: run again with login_db set to the database "
+                "of the record; nothing was changed"
+            )
+
     def record(self):
-        if not self._run(record_exists_query(), "look for the drain record")[0][0]:
-            return []
-        return record_entries(self._run(record_query(), "read the drain record"))
+        """The record in our database, and every database drained with its record elsewhere."""
+        entries = []
+        if self._run(record_exists_query(), "look for the drain record")[0][0]:
+            entries = record_entries(self._run(record_query(), "read the drain record"))
+        mine = set(entry["database"] for entry in entries)
+        for db, record_db in sorted(self._pointers().items()):
+            if db not in mine and record_db != self.here:
+                entries.append({"database": db, "record_database": record_db, "complete": None, "changes": []})
+        return entries
+
+    def end_session(self, session, mode):
+        """Cancel or terminate one session of a drain; False when it is gone already."""
+        rows = self._run(end_one_query(session, mode), f"{mode} session {session.get('id')}")
+        return bool(rows and rows[0][0])
 
     def drain(self, request, check_mode):
-        """RightsOutcome of draining `request.databases` (check mode: what a real run would change)."""
+        """RightsOutcome of draining `request.databases` (check mode: what a real run would change);
+        RightsError when the one transaction of the changes failed (made or not: unknown)."""
+        self._check_here(request.databases, self._pointers())
         allowed = self.check_allowed(request.allow_users)
         found = self.read_databases(request.databases, must_exist=True)
         plans = [(db, plan_drain(db, found[db], allowed)) for db in request.databases]
@@ -400,14 +502,24 @@ class PostgreSQLRights(object):
         todo = [(db, changes) for db, changes in plans if changes or db not in recorded]
         if todo and not check_mode:
             self._run(ensure_record_query(), "create the drain record")
-            self._run(drain_query(todo), "drain (revoke CONNECT and record it)")
-        return RightsOutcome([change for _db, changes in plans for change in changes], before, after)
+            try:
+                self._run(drain_query(todo, self.here), "drain (revoke CONNECT and record it)")
+            except SessionError as exc:
+                progress = Progress(self.target)
+                progress.closed = sorted(recorded)  # drained before: the transaction changes nothing of that
+                raise progress.failed(exc, sent=[c for _db, changes in todo for c in changes])
+        changes = [change for _db, changes in plans for change in changes]
+        return RightsOutcome(changes, before, after, closed=request.databases)
 
     def open(self, request, check_mode):
         """RightsOutcome of opening `request.databases`: the recorded changes undone, the record deleted."""
+        pointers = self._pointers()
+        self._check_here(request.databases, pointers)
         record = dict((entry["database"], entry) for entry in self.record())
         wanted = [db for db in request.databases if db in record]
         found = self.read_databases(wanted, must_exist=False) if wanted else {}
+        progress = Progress(self.target)
+        progress.closed = sorted(record)
         changes, restored, undo, before, after = [], [], [], [], []
         for db in wanted:
             entry = record[db]
@@ -422,8 +534,14 @@ class PostgreSQLRights(object):
             exact = entry["exact"] and found[db]["acl"] == entry["acl_after"]
             done = False
             if exact and not check_mode:
-                query = restore_query(db, entry["acl_before"], entry["acl_after"])
-                done = bool(self._run(query, "restore the database's rights")[0][0])
+                query = restore_query(db, entry["acl_before"], entry["acl_after"], entry["changes"])
+                try:
+                    done = bool(self._run(query, "restore the database's rights")[0][0])
+                except SessionError as exc:
+                    raise progress.failed(exc, sent=steps)
+            if done:
+                progress.made(steps)
+                progress.closed.remove(db)
             if exact and (done or check_mode):
                 restored.append({"database": db, "exact": True, "detail": "datacl restored as before the drain"})
             else:
@@ -437,7 +555,16 @@ class PostgreSQLRights(object):
                 )
             changes.extend(steps)
         if undo and not check_mode:
-            self._run(undo_query(undo), "open (undo the recorded changes)")
+            try:
+                gone = [db for db in wanted if db not in found]
+                self._run(undo_query(undo, gone), "open (undo the recorded changes)")
+            except SessionError as exc:
+                sent = [undone(c) for db, recorded in undo for c in reversed(recorded)]
+                raise progress.failed(exc, sent=sent)
+        if not check_mode:
+            for db in request.databases:  # a pointer left by a run that died after forgetting its record
+                if pointers.get(db) == self.here and db not in record:
+                    self._run(unpoint_query(db), "forget where the drain record is")
         return RightsOutcome(changes, before, after, restored=restored)
 
     def query_templates(self):

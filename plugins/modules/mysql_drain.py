@@ -14,10 +14,15 @@ version_added: 0.1.0
 author: dbhygiene.sessions contributors (@dbhygiene)
 description:
   - 'O(state=drained): the accounts that could use O(databases) are locked (C(ALTER USER ... ACCOUNT LOCK)), so they
-    cannot log in, and their sessions on O(databases) are ended: cancelled first (C(KILL QUERY)), terminated
-    (C(KILL CONNECTION)) after O(grace) when still on the same statement, idle ones at once; with the guarded kill of
-    M(dbhygiene.sessions.mysql_sessions). MySQL and MariaDB have no per-database login right, so this is broader than
-    the databases: a locked account cannot log in to any database, and the result says which accounts were locked
+    cannot log in, the grants of C(PUBLIC) on O(databases) are revoked for the window (MariaDB 10.11 and later), and
+    every session of a locked account (on any database or none: qualified names such as C(billing.t) and C(USE billing)
+    reach the drained one) and every other session on O(databases) but O(allow_users)'' and superusers'' is ended,
+    whatever its state (a drain is not a sweep: no idle proof). A running statement is cancelled first (C(KILL QUERY));
+    after O(grace) every such session still there is terminated (C(KILL CONNECTION)); then the sessions are listed and
+    terminated again until none is left (a session that runs a statement every few milliseconds, a login that got in
+    before its account was locked), at most O(wait_timeout) seconds. A session still there then fails the run, named
+    in the message (thread id, user, database). MySQL and MariaDB have no per-database login right, so this is broader
+    than the databases: a locked account cannot log in to any database, and the result says which accounts were locked
     (RV(accounts_locked)).'
   - 'Which accounts: every account other than those of O(allow_users) and superusers (C(SUPER); MySQL also
     C(SYSTEM_USER)) that holds a privilege on one of O(databases) at schema level (C(mysql.db), its wildcard patterns
@@ -26,21 +31,32 @@ description:
     every database (C(SELECT), C(INSERT), C(UPDATE), C(DELETE), C(CREATE), C(DROP), C(ALTER), C(INDEX), C(EXECUTE), ...,
     C(ALL)) counts as a privilege on each of O(databases); global administrative privileges alone (C(PROCESS),
     C(RELOAD), C(REPLICATION CLIENT), ...) do not. Also every account with a session whose current database is one of
-    O(databases).'
+    O(databases). A thread shows its user name, not the account it logged in as: every account of a user name concerned
+    is locked (the reason says it shares the name), and the sessions are ended by user name.'
+  - 'PUBLIC: each line of C(SHOW GRANTS FOR PUBLIC) that gives privileges on one of O(databases) (a schema-level pattern
+    such as C(bill%) that matches it included: revoking it closes the other databases it matches too) is recorded, then
+    revoked (C(REVOKE ... FROM PUBLIC), its grant option too); V(open) grants each back as that line says (C(mysql.db)
+    byte for byte; a table, column or routine grant gets the restoring login as grantor and a new timestamp in
+    C(mysql.tables_priv) / C(procs_priv)), unless another drained database still needs it revoked. An account without
+    privileges of its own then cannot use O(databases) during the window.'
   - 'An account already locked before the drain (by someone else) is not locked again, not recorded as ours and never
     unlocked by V(open); RV(accounts_already_locked) lists it. The account the module logs in with is never locked (V(open)
     needs it).'
-  - 'The record: tables C(dbhygiene.drain_databases) and C(dbhygiene.drain_accounts) (database C(dbhygiene), made on the
-    first real drain) on the server. Account statements commit implicitly, so the drain writes the record first, each
-    account marked C(pending), then locks the accounts, then marks them C(locked). V(open) unlocks every recorded account
-    that is locked (a C(pending) one only when it is locked: the drain died between its record and its lock) and no
-    longer needed by another drained database, then deletes the record; a drain that died half-way is opened exactly.
-    V(drained) on a database already drained keeps the record and adds only the accounts it locks on top.'
-  - 'The login needs C(CREATE USER) (to lock and unlock), read access to the privilege tables of C(mysql), C(CREATE),
+  - 'The record: tables C(dbhygiene.drain_databases), C(dbhygiene.drain_accounts) and C(dbhygiene.drain_public)
+    (database C(dbhygiene), made on the first real drain) on the server. Account statements commit implicitly, so the
+    drain writes the record first, each account and each grant of PUBLIC marked C(pending), then locks the accounts and
+    revokes the grants one by one, marking each C(locked) / C(revoked). V(open) unlocks every recorded account that is
+    locked (a C(pending) one only when it is locked: the drain died between its record and its lock) and no longer
+    needed by another drained database, grants back what PUBLIC lost, then deletes the record; a drain that died
+    half-way is opened exactly. V(drained) on a database already drained keeps the record and adds only the accounts it
+    locks on top.'
+  - 'A drain (or V(open)) that fails half-way (the server stops answering, O(query_timeout) fires) fails with every
+    change made so far in RV(changes), and the one in flight with C(status) V(unknown) (made or not); RV(closed) names the
+    databases recorded as drained. The drain role writes a trail line for each.'
+  - 'The login needs C(CREATE USER) (to lock and unlock), the privileges it revokes from and grants back to PUBLIC with
+    C(GRANT OPTION) (an admin login), read access to the privilege tables of C(mysql), C(CREATE),
     C(INSERT), C(UPDATE), C(DELETE), C(SELECT) on C(dbhygiene), and what M(dbhygiene.sessions.mysql_sessions) needs to end
     sessions; an admin login has them all.'
-  - The session part uses the session's current database (the C(DB) column of the process list); a session that uses
-    C(billing.t) from another current database is not ended (its account is locked if it holds privileges on billing).
 extends_documentation_fragment:
   - dbhygiene.sessions._drain
   - dbhygiene.sessions._mysql_connection
@@ -48,11 +64,13 @@ attributes:
   check_mode:
     support: full
     description:
-      - Locks no account, writes no record, ends no session; RV(changes), RV(accounts_locked), RV(terminated) and
-        RV(cancelled) list what a real run would do at that moment.
+      - Locks no account, revokes no grant, writes no record, ends no session; RV(changes), RV(accounts_locked),
+        RV(public_revoked), RV(terminated) and RV(cancelled) list what a real run would do at that moment.
   diff_mode:
     support: full
-    description: Before and after, one line per account concerned (locked or not) and one line per session ended.
+    description: >-
+      Before and after, one line per account concerned (locked or not), one per grant of PUBLIC revoked (given back) and
+      one per session ended.
 options: {}
 notes:
   - 'Every change is returned in RV(changes) in the form the drain role writes to the audit trail (one line each).'
@@ -115,9 +133,21 @@ changes:
   contains:
     database: {description: 'The first of RV(changes[].databases).', type: str, returned: always, sample: billing}
     databases: {description: The drained databases this account is (was) locked for., type: list, elements: str, returned: always}
-    account: {description: "The account, C('user'@'host').", type: str, returned: always, sample: "'app'@'%'"}
-    right: {description: 'The right changed: always C(ACCOUNT LOCK) here.', type: str, returned: always, sample: ACCOUNT LOCK}
-    change: {description: C(locked) (V(drained)) or C(unlocked) (V(open))., type: str, returned: always, sample: locked}
+    account: {description: "The account, C('user'@'host'), or C(PUBLIC).", type: str, returned: always, sample: "'app'@'%'"}
+    right:
+      description: 'The right changed: C(ACCOUNT LOCK), or for C(PUBLIC) the privileges and their target (C(SELECT ON `billing`.*)).'
+      type: str
+      returned: always
+      sample: ACCOUNT LOCK
+    change:
+      description: C(locked) or C(revoked) (PUBLIC) for V(drained); C(unlocked) or C(granted) for V(open).
+      type: str
+      returned: always
+      sample: locked
+    status:
+      description: Only in a failed run's RV(changes) - C(done), or C(unknown) for the change in flight when it failed.
+      type: str
+      returned: when the run failed half-way
     grantor: {description: Always null here (kept for the same shape as on PostgreSQL)., type: str, returned: always}
     with_grant_option: {description: Always null here., type: bool, returned: always}
     reason:
@@ -133,6 +163,17 @@ accounts_locked:
   sample: ["'app'@'%'"]
 accounts_unlocked:
   description: The accounts this run unlocked (V(open); check mode, would unlock).
+  returned: always
+  type: list
+  elements: str
+public_revoked:
+  description: The grants of PUBLIC this run revoked (check mode, would revoke), as C(SHOW GRANTS FOR PUBLIC) wrote them.
+  returned: always
+  type: list
+  elements: str
+  sample: ["GRANT SELECT, INSERT ON `billing`.* TO PUBLIC"]
+public_restored:
+  description: The grants of PUBLIC this run gave back (V(open); check mode, would give back).
   returned: always
   type: list
   elements: str
@@ -168,7 +209,7 @@ record:
     drained_by: {description: The login that drained it first., type: str, returned: always}
     complete: {description: False while an account of it is still C(pending) (a drain that died half-way)., type: bool, returned: always}
     changes:
-      description: 'The accounts locked for it: entries as in RV(changes) plus C(status) (C(pending) or C(locked)).'
+      description: 'The accounts locked for it: entries as in RV(changes) plus C(status) (C(pending) or C(locked); C(revoked) for a grant of PUBLIC).'
       type: list
       elements: dict
       returned: always
@@ -206,6 +247,12 @@ queries:
   returned: always
   type: list
   elements: str
+state_unknown:
+  description:
+    - 'True when the run failed while a change of rights was in flight (the server stopped answering): that change is in
+      RV(changes) with C(status) V(unknown), made or not.'
+  returned: always
+  type: bool
 check_mode:
   description: Whether this was a dry run.
   returned: always

@@ -14,10 +14,11 @@ version_added: 0.1.0
 author: dbhygiene.sessions contributors (@dbhygiene)
 description:
   - 'O(state=drained): no login but superusers and O(allow_users) can connect to O(databases) any more, and every
-    session on them but ours, O(allow_users)'' and superusers'' is ended: cancelled first, terminated after O(grace)
-    when it still runs the same statement, idle ones terminated at once; with the guarded kill of
-    M(dbhygiene.sessions.postgresql_sessions) (pid, C(backend_start), state and C(state_change) re-checked in a fresh
-    snapshot).'
+    session on them but ours, O(allow_users)'' and superusers'' is ended, whatever its state (a drain is not a sweep:
+    no idle proof): a running statement is cancelled first, and after O(grace) every such session still there is
+    terminated (C(pg_terminate_backend), checked by pid and C(backend_start) only); then the sessions are listed and
+    terminated again until none is left (a session that runs a statement every few milliseconds), at most
+    O(wait_timeout) seconds. A session still there then fails the run, named in the message (pid, user, database).'
   - 'Mechanism: the C(CONNECT) privilege. It is the only one of the three PostgreSQL has that keeps some logins in:
     C(datallowconn=false) refuses superusers and O(allow_users) too, and C(CONNECTION LIMIT) counts every non-superuser
     alike. The drain revokes C(CONNECT) from C(PUBLIC) and from every role that holds it on the database (each as the
@@ -27,13 +28,26 @@ description:
     after, and each privilege revoked or granted) are one transaction, so a run that dies leaves either both or
     neither. V(open) puts C(pg_database.datacl) back byte for byte (the same entries in the same order, or C(NULL) for
     the default rights) when nobody changed the database''s rights during the window (its C(datacl) is still what the
-    drain left); otherwise it undoes only the recorded changes with C(GRANT) / C(REVOKE), which keeps what others changed
-    meanwhile, and says so in RV(restored). Grants and revokes do not keep the order of the entries, and a revoke from
+    drain left), in one transaction that first undoes the recorded changes with C(GRANT) / C(REVOKE), so that the
+    roles'' dependencies (C(pg_shdepend)) are right too; otherwise it undoes only the recorded changes with C(GRANT) /
+    C(REVOKE), which keeps what others changed meanwhile, and says so in RV(restored). Grants and revokes do not keep
+    the order of the entries, and a revoke from
     C(PUBLIC) turns a C(NULL) C(datacl) into explicit entries, hence the byte-for-byte restore.'
   - 'The record: table C(dbhygiene.drain) (schema and table made on the first real drain) in the database the module
-    connects to (O(login_db), default C(postgres)). Another controller, or the same one after a crash, opens what was
-    drained by connecting to the same O(login_db). V(drained) on a database already drained keeps the first record (the
-    rights before the first drain) and adds only what it changes on top (a grant made during the window).'
+    connects to (O(login_db), default C(postgres)); each drained database points to it with the setting
+    C(dbhygiene.drain_record) (C(ALTER DATABASE ... SET), in the same transaction; C(pg_db_role_setting) is a shared
+    catalog, so any database shows it). A run connected to another O(login_db) finds where the record is: V(open) and
+    V(drained) fail naming that database (run them again with O(login_db) set to it), and RV(closed) lists the database
+    all the same. Another controller, or the same one after a crash, opens what was drained. V(drained) on a database
+    already drained keeps the first record (the rights before the first drain) and adds only what it changes on top (a
+    grant made during the window). V(open) removes the setting with the record.'
+  - 'O(allow_users) keeps C(CONNECT) for those roles, and PostgreSQL checks C(CONNECT) with the privileges a login has
+    through its roles: every member of an allowed role (with C(INHERIT), the default) can still connect and its
+    sessions are kept only when it is itself in O(allow_users) (the sessions of a member that is not are ended, but
+    it can log in again during the window). Allow login roles, not groups, unless every member may connect.'
+  - 'A drain that fails while its one transaction of rights is in flight (the server stops answering, O(query_timeout)
+    fires) fails with every change of it in RV(changes) with C(status) V(unknown): the transaction made all of them or
+    none, the record on the server says which (V(open) undoes exactly what it finds).'
   - 'The login must be a superuser: only a superuser can revoke as every grantor and write C(pg_database.datacl); the
     module fails before changing anything otherwise, also in check mode.'
   - Every client session on O(databases) is ended, whoever's it is; a session of a role in O(allow_users) or of a
@@ -134,6 +148,10 @@ changes:
     grantor: {description: The role the privilege is (was) granted by., type: str, returned: always, sample: postgres}
     with_grant_option: {description: The privilege carried the grant option., type: bool, returned: always}
     reason: {description: Why (for the trail)., type: str, returned: always, sample: holds CONNECT on billing}
+    status:
+      description: Only in a failed run's RV(changes) - C(unknown) for the changes in flight when it failed.
+      type: str
+      returned: when the run failed half-way
 restored:
   description:
     - V(open) only (empty otherwise), one entry per database opened.
@@ -161,7 +179,10 @@ record:
     database: {description: The drained database., type: str, returned: always}
     drained_at: {description: When it was first drained (ISO 8601 UTC)., type: str, returned: always}
     drained_by: {description: The login that drained it first., type: str, returned: always}
-    complete: {description: Always true on PostgreSQL (the rights change and the record are one transaction)., type: bool, returned: always}
+    complete:
+      description: True on PostgreSQL (the rights change and the record are one transaction); null for a record elsewhere.
+      type: bool
+      returned: always
     exact:
       description:
         - Whether V(open) may put C(datacl) back byte for byte (to RV(record[].acl_before)).
@@ -172,6 +193,12 @@ record:
     changes: {description: 'The changes V(open) undoes: entries as in RV(changes), as the drain made them.', type: list, elements: dict, returned: always}
     acl_before: {description: C(datacl) as text before the first drain (null for the default rights)., type: str, returned: always}
     acl_after: {description: C(datacl) as text as the drain left it., type: str, returned: always}
+    record_database:
+      description:
+        - Only for a database drained with its record in another database than O(login_db) (found by the setting
+          C(dbhygiene.drain_record)); the entry then has C(database), this, C(complete) null and no changes.
+      type: str
+      returned: when the record is elsewhere
 terminated:
   description:
     - Sessions on O(databases) terminated (check mode, that would be), normalized session records as in
@@ -206,6 +233,12 @@ queries:
   returned: always
   type: list
   elements: str
+state_unknown:
+  description:
+    - 'True when the run failed while a change of rights was in flight (the server stopped answering): those changes are
+      in RV(changes) with C(status) V(unknown), made or not; the record on the server says which.'
+  returned: always
+  type: bool
 check_mode:
   description: Whether this was a dry run.
   returned: always

@@ -32,6 +32,8 @@ ROLE_VARIABLES = {
     "host_timeout": "dbhygiene_host_timeout",
 }
 
+# The outcome of a change whose statement was sent when the drain failed (made or not).
+OUTCOME_UNKNOWN = "unknown"
 # A change of connection rights (the module's `change`) -> the trail's action and its dry-run outcome.
 _CHANGE_ACTIONS = {
     "revoked": ("revoke", "would_revoke"),
@@ -90,6 +92,8 @@ def trail_records(host, engine, result, check_mode, context):
     for change in changes_of(result):
         done = str(change.get("change"))
         action, would = _CHANGE_ACTIONS.get(done, (done, "would_" + done))
+        if change.get("status") == _drain.STATUS_UNKNOWN:
+            done = OUTCOME_UNKNOWN  # sent when the server stopped answering: made or not
         line = _line(host, engine, check_mode, context, action, would if check_mode else done)
         for name in sorted(change):
             line.setdefault(name, change[name])
@@ -119,6 +123,8 @@ def drain_summary(result):
         # What stays closed on the host after the run: the server's own record, every database of it.
         # None: the host failed before it could say (the report shows "unknown").
         "still_closed": [str(name) for name in result.get("closed") or []] if "closed" in result else None,
+        # A drain or open that failed while a change of rights was in flight: made or not, unknown.
+        "state_unknown": bool(result.get("state_unknown")),
     }
 
 
@@ -135,9 +141,24 @@ def build_report(kind, hosts_all, hosts_active, results, check_mode, context):
     totals = report["totals"]
     for name in ("would_end", "alerting", "sessions_seen"):
         totals.pop(name, None)
-    totals.update(changes=0, terminated=0, cancelled=0, ended=0, not_ended=0, still_closed=0, hosts_still_closed=0)
+    totals.update(
+        changes=0,
+        changes_unknown=0,
+        terminated=0,
+        cancelled=0,
+        ended=0,
+        not_ended=0,
+        still_closed=0,
+        hosts_still_closed=0,
+        hosts_unknown=0,
+    )
     for entry in report["hosts"].values():
-        totals["changes"] += len(entry.get("changes") or [])
+        changes = entry.get("changes") or []
+        unknown = [c for c in changes if c.get("status") == _drain.STATUS_UNKNOWN]
+        totals["changes"] += len(changes) - len(unknown)
+        totals["changes_unknown"] += len(unknown)
+        if entry.get("still_closed") is None or entry.get("state_unknown"):
+            totals["hosts_unknown"] += 1
         totals["terminated"] += len(entry.get("terminated") or [])
         totals["cancelled"] += len(entry.get("cancelled") or [])
         totals["not_ended"] += len(entry.get("not_ended") or [])
@@ -157,6 +178,22 @@ def _what(change):
     return f"{right}{change.get('account') or ''}{where}"
 
 
+def _closed_cell(entry):
+    """What the host has closed, in the hosts table."""
+    closed = entry.get("still_closed")
+    if closed is None:
+        return "unknown"
+    text = ", ".join(closed) or "nothing"
+    return f"{text} (state unknown)" if entry.get("state_unknown") else text
+
+
+def _change_word(item):
+    change = str(item.get("change"))
+    if item.get("status") == _drain.STATUS_UNKNOWN:
+        return f"{change}? (sent when the host failed: made or not, unknown)"
+    return change
+
+
 def render_markdown(report):
     """The drain report as Markdown: what each host closed, ended and still has closed."""
     from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _report_markdown as md
@@ -174,12 +211,16 @@ def render_markdown(report):
         lines.append(f"- audit trail: {md.text(report['audit_log'])}")
     changed = "would change" if dry else "changed"
     ended = "would end" if dry else "ended"
+    unknown_changes = totals.get("changes_unknown") or 0
+    in_flight = f" ({unknown_changes} more sent when a host failed: made or not, unknown)" if unknown_changes else ""
+    unknown_hosts = totals.get("hosts_unknown") or 0
+    state_unknown = f", {unknown_hosts} hosts in a state unknown (see below)" if unknown_hosts else ""
     lines += [
         "",
         f"**{totals['hosts']} hosts: {totals['ok']} ok, {totals['failed']} failed. "
-        f"{totals['changes']} rights {changed}, {totals['ended']} sessions {ended} "
+        f"{totals['changes']} rights {changed}{in_flight}, {totals['ended']} sessions {ended} "
         f"({totals['terminated']} terminate, {totals['cancelled']} cancel), {totals['not_ended']} not ended; "
-        f"{totals['hosts_still_closed']} hosts {'would be' if dry else 'still'} closed.**",
+        f"{totals['hosts_still_closed']} hosts {'would be' if dry else 'still'} closed{state_unknown}.**",
         "",
     ]
     rows = []
@@ -193,13 +234,13 @@ def render_markdown(report):
                 ", ".join(entry.get("databases") or []),
                 len(entry.get("changes") or []),
                 ended_sessions(entry),
-                "unknown" if entry.get("still_closed") is None else ", ".join(entry["still_closed"]) or "nothing",
+                _closed_cell(entry),
             )
         )
     closed = "would be closed" if dry else "still closed"
     lines += md.table(("host", "engine", "status", "state", "databases", changed, ended, closed), rows)
     change_rows = [
-        (host, ("would be " if dry else "") + str(item.get("change")), _what(item), item.get("reason") or "")
+        (host, ("would be " if dry else "") + _change_word(item), _what(item), item.get("reason") or "")
         for host, entry in report["hosts"].items()
         for item in entry.get("changes") or []
     ]

@@ -315,7 +315,7 @@ def test_a_drain_that_died_half_way(fleet, window):
         driver.execute(pgd.ensure_record_query(), "create the record")
         found = rights.read_databases([window.billing], must_exist=True)
         plan = [(window.billing, pgd.plan_drain(window.billing, found[window.billing], [window.migrator]))]
-        statement, params = pgd.drain_query(plan)
+        statement, params = pgd.drain_query(plan, rights.here)
     finally:
         driver.close()
     conn = psycopg2.connect(**pg.connect_kwargs(login(fleet), "t-died"))
@@ -405,3 +405,81 @@ def test_examples_run_as_written(fleet, tmp_path):
         assert made.datacl() is None and made.record() == []
     finally:
         made.close()
+
+
+# ---------------------------------------------------------------- the record found from any login_db (issue 19)
+def pointers(window):
+    return window.admin_sql(
+        "SELECT d.datname::text, c FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase, "
+        "unnest(s.setconfig) c WHERE d.datname IN (%s, %s)",
+        (window.billing, window.other),
+    )
+
+
+def test_open_or_drained_from_another_login_db_finds_where_the_record_is(fleet, window):
+    before = window.datacl()
+    drain(fleet, window)
+    assert pointers(window) == [(window.billing, "dbhygiene.drain_record=postgres")]
+    drained = window.datacl()
+    for state in ("open", "drained"):
+        args = login(fleet, login_db=window.other)
+        args.update(databases=[window.billing], state=state, allow_users=[window.migrator], grace="2s")
+        result, run = run_module(DRAIN, args)
+        assert result.get("failed"), run.output
+        assert f"the drain record of {window.billing} in database 'postgres'" in result["msg"], result["msg"]
+        assert "login_db" in result["msg"] and result["closed"] == [window.billing]
+        assert window.datacl() == drained and not window.can_login(window.app, window.billing)
+    # check mode from there says it is closed too (its record is elsewhere)
+    args = login(fleet, login_db=window.other)
+    args.update(databases=[window.other], allow_users=[window.migrator])
+    result, run = run_module(DRAIN, args, check=True)
+    assert not result.get("failed"), run.output
+    assert window.billing in result["closed"]
+    [elsewhere] = [r for r in result["record"] if r["database"] == window.billing]
+    assert elsewhere["record_database"] == "postgres"
+
+    result, _run = drain(fleet, window, state="open")
+    assert result["restored"][0]["exact"] is True
+    assert window.datacl() == before and pointers(window) == [] and window.record() == []
+
+
+def test_members_of_an_allowed_role_inherit_its_connect(fleet, window):
+    """allow_users keeps CONNECT for a role: its members (INHERIT) can still log in during the window;
+    their sessions are not protected unless they are allowed themselves."""
+    group, member = f"grp_{window.app}", f"mem_{window.app}"
+    window.admin_sql(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(group)))
+    window.admin_sql(
+        sql.SQL("CREATE ROLE {} LOGIN PASSWORD %s IN ROLE {}").format(sql.Identifier(member), sql.Identifier(group)),
+        (window.password,),
+    )
+    try:
+        held = window.hold("idle", user=member)
+        result, _run = drain(fleet, window, allow_users=[group])
+        assert (group, "granted") in [(c["account"], c["change"]) for c in result["changes"]]
+        assert held.id in [e["id"] for e in result["terminated"]]  # the member itself is not allowed
+        assert window.can_login(member, window.billing)  # but it inherits the group's CONNECT
+        assert not window.can_login(window.app, window.billing)
+        drain(fleet, window, state="open")
+        assert window.datacl() is None
+    finally:
+        # After the exact restore, nothing depends on the group any more (pg_shdepend follows the undo):
+        # it can be dropped while the database is there.
+        roles = sql.SQL(", ").join([sql.Identifier(member), sql.Identifier(group)])
+        window.admin_sql(sql.SQL("DROP ROLE {}").format(roles))
+
+
+def test_the_exact_restore_refuses_rights_changed_under_it(fleet, window):
+    drain(fleet, window)
+    drained = window.datacl()
+    [entry] = [r for r in drain(fleet, window, check=True)[0]["record"] if r["database"] == window.billing]
+    driver = _driver(fleet)
+    try:
+        wrong = pgd.restore_query(window.billing, entry["acl_before"], "{}", entry["changes"])
+        with pytest.raises(pg.SessionError) as refused:
+            driver.execute(wrong, "restore")
+        assert f"the rights of {window.billing} changed while open ran" in str(refused.value)
+    finally:
+        driver.close()
+    assert window.datacl() == drained and window.record() == [(window.billing,)]  # nothing done
+    drain(fleet, window, state="open")
+    assert window.datacl() is None

@@ -7,7 +7,10 @@ the same result; the EXAMPLES of session_drain run as written."""
 
 import json
 import os
+import signal
+import subprocess
 import sys
+import threading
 import uuid
 
 import pytest
@@ -16,7 +19,8 @@ from _change_window_fixtures import Window, admin_password
 from _roles_fixtures import DOWN_HOST, ROOT, close_all, read_json, read_trail, write_inventory
 from ansible_collections.dbhygiene.sessions.plugins.modules import session_drain
 from conftest import run_playbook
-from dbfleet import holder
+from dbfleet import holder, postgres
+from psycopg2 import sql
 
 DRAIN = os.path.join(ROOT, "playbooks", "drain.yml")
 HOSTS = ("pg1", "mariadb1")
@@ -446,4 +450,199 @@ def test_the_session_drain_examples_run_as_written(fleet, tmp_path):
         assert window.catalog() == before
         assert read_trail(str(home / "dbhygiene" / "audit.jsonl"))
     finally:
+        window.drop()
+
+
+# ---------------------------------------------------------------- half-way failures (issue 19)
+def _run_drain(inventory, directory, **extra_vars):
+    run = run_playbook(DRAIN, inventory=inventory, extra_vars=extra_vars)
+    report = read_json(os.path.join(directory, "reports", "drain-latest.json"))
+    markdown = open(os.path.join(directory, "reports", "drain-latest.md")).read()
+    return run, report, markdown
+
+
+def _split_changes(entry):
+    changes = entry.get("changes") or []
+    return [c for c in changes if c.get("status") != "unknown"], [c for c in changes if c.get("status") == "unknown"]
+
+
+class _FreezeAfterLocks(object):
+    """Stop the MariaDB server (SIGSTOP) as soon as `count` accounts named `prefix`* are locked;
+    always resumed (on exit, and by a watchdog should this process die first)."""
+
+    def __init__(self, fleet, host, prefix, count):
+        from dbfleet import mariadb
+
+        self.server = fleet.server(host)
+        self.pid = mariadb.running_pid(self.server)
+        self.prefix, self.count = prefix, count
+        self.frozen_at = None
+        self.conn = mariadb.admin_connect(self.server)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.watchdog = None
+
+    def locked(self, conn=None):
+        cur = (conn or self.conn).cursor()
+        cur.execute(
+            "SELECT COUNT(*) FROM mysql.global_priv WHERE User LIKE %s "
+            "AND JSON_VALUE(Priv, '$.account_locked') IN ('true', '1')",
+            (self.prefix + "%",),
+        )
+        return int(cur.fetchone()[0])
+
+    def _watch(self):
+        while not self.stop.is_set():
+            locked = self.locked()
+            if locked >= self.count:
+                os.kill(self.pid, signal.SIGSTOP)
+                self.frozen_at = locked
+                return
+
+    def __enter__(self):
+        self.watchdog = subprocess.Popen(
+            ["sh", "-c", "sleep 90; kill -CONT %d" % self.pid],
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=10)
+        os.kill(self.pid, signal.SIGCONT)
+        os.killpg(self.watchdog.pid, signal.SIGTERM)
+        self.watchdog.wait()
+        self.conn.close()
+
+
+def test_a_mariadb_drain_frozen_half_way_reports_and_trails_what_it_changed(fleet, tmp_path):
+    tag = "hf" + uuid.uuid4().hex[:6]
+    names = _names(tag)
+    users = [names["app"] + str(n) for n in range(10)] + [names["migrator"]]
+    window = Window(fleet, "mariadb1", (names["billing"],), users, {user: [names["billing"]] for user in users})
+    window.create()
+    try:
+        before = window.catalog()
+        directory = str(tmp_path)
+        inventory = _inventory(
+            fleet, directory, _group_vars(fleet, directory, tag, dbhygiene_query_timeout=3), hosts=("mariadb1",)
+        )
+        with _FreezeAfterLocks(fleet, "mariadb1", tag, 4) as freeze:
+            run, report, markdown = _run_drain(inventory, directory)
+        assert freeze.frozen_at is not None, "the drain ended before the freeze"
+        assert run.rc != 0
+        check = _FreezeAfterLocks.locked(freeze, conn=window._admin())  # the truth, after the thaw
+        entry = report["hosts"]["mariadb1"]
+        done, unknown = _split_changes(entry)
+        assert entry["status"] == "failed" and len(done) >= 4 and len(unknown) <= 1, entry
+        assert check in (len(done), len(done) + len(unknown)), (check, done, unknown)
+        assert names["billing"] in entry["still_closed"] and entry["state_unknown"] is True
+        message = " ".join(report["failed_hosts"]["mariadb1"].split())
+        assert f"after {len(done)} rights changed" in message and "still closed / state unknown" in message
+        assert f"{len(done)} rights changed" in markdown and "1 hosts still closed" in markdown
+        assert f"{names['billing']} still closed / state unknown" in message
+        assert "0 rights changed" not in markdown and "0 hosts still closed" not in markdown
+        trail = read_trail(os.path.join(directory, "audit.jsonl"))
+        locks = [line for line in trail if line["action"] == "lock"]
+        assert sorted(line["outcome"] for line in locks) == sorted(["locked"] * len(done) + ["unknown"] * len(unknown))
+        assert {line["account"] for line in locks} == {c["account"] for c in done + unknown}
+        print(f"\nfrozen after {len(done)} locks ({len(unknown)} in flight); {check} locked on the server")
+
+        run, report, markdown = _run_drain(inventory, directory, dbhygiene_drain_state="open")
+        assert run.rc == 0, run.output[-4000:]
+        assert window.catalog() == before
+        assert names["billing"] not in report["hosts"]["mariadb1"]["still_closed"]
+    finally:
+        window.drop()
+        _forget_mariadb_record(window, names["billing"])
+
+
+def _forget_mariadb_record(window, database):
+    """The server-wide record of a test's database, should the test have failed before its open."""
+    conn = window._admin()
+    try:
+        cur = conn.cursor()
+        cur.execute("SHOW TABLES FROM dbhygiene LIKE 'drain%%'")
+        for (table,) in cur.fetchall():
+            cur.execute("DELETE FROM dbhygiene.`%s` WHERE db = %%s" % table, (database,))
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def test_a_postgresql_drain_that_times_out_half_way_and_an_open_with_another_login_db(fleet, tmp_path):
+    tag = "hf" + uuid.uuid4().hex[:6]
+    names = _names(tag)
+    window = _windows(fleet, tag)["pg1"]
+    window.create()
+    admin = None
+    try:
+        before = window.catalog()
+        directory = str(tmp_path)
+        inventory = _inventory(
+            fleet, directory, _group_vars(fleet, directory, tag, dbhygiene_query_timeout=3), hosts=("pg1",)
+        )
+        run, report, _markdown = _run_drain(inventory, directory)
+        assert run.rc == 0, run.output[-4000:]
+
+        # open logged in to another database: the record is not there; it fails naming where it is
+        run, report, markdown = _run_drain(
+            inventory, directory, dbhygiene_drain_state="open", dbhygiene_login_db=names["ledger"]
+        )
+        assert run.rc != 0
+        message = " ".join(report["failed_hosts"]["pg1"].split())
+        assert "in database 'postgres'" in message and "login_db" in message, message
+        assert report["hosts"]["pg1"]["still_closed"] == [names["billing"]]
+        assert "1 hosts still closed" in markdown and "0 hosts still closed" not in markdown
+        assert not window.can_connect(names["app"], names["billing"])
+
+        # someone grants CONNECT during the window; the next drain's transaction waits on the record's
+        # row (held FOR UPDATE) until query_timeout: its change is in flight, made or not
+        window._run(
+            [
+                (
+                    sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+                        *map(sql.Identifier, (names["billing"], names["app"]))
+                    ),
+                    None,
+                )
+            ]
+        )
+        admin = postgres.admin_connect(fleet.server("pg1"))
+        admin.cursor().execute("SELECT * FROM dbhygiene.drain WHERE database = %s FOR UPDATE", (names["billing"],))
+        run, report, markdown = _run_drain(inventory, directory)
+        admin.rollback()
+        assert run.rc != 0
+        entry = report["hosts"]["pg1"]
+        done, unknown = _split_changes(entry)
+        assert done == [] and [(c["account"], c["change"]) for c in unknown] == [(names["app"], "revoked")]
+        assert entry["still_closed"] == [names["billing"]] and entry["state_unknown"] is True
+        assert "1 more sent when a host failed" in markdown and "1 hosts still closed" in markdown
+        trail = read_trail(os.path.join(directory, "audit.jsonl"))
+        assert [(line["account"], line["outcome"]) for line in trail if line["outcome"] == "unknown"] == [
+            (names["app"], "unknown")
+        ]
+        # the transaction was rolled back: the grant is still there; its maker takes it back
+        assert window.can_connect(names["app"], names["billing"])
+        window._run(
+            [
+                (
+                    sql.SQL("REVOKE CONNECT ON DATABASE {} FROM {}").format(
+                        *map(sql.Identifier, (names["billing"], names["app"]))
+                    ),
+                    None,
+                )
+            ]
+        )
+
+        run, report, _markdown = _run_drain(inventory, directory, dbhygiene_drain_state="open")
+        assert run.rc == 0, run.output[-4000:]
+        assert report["hosts"]["pg1"]["restored"][0]["exact"] is True
+        assert window.catalog() == before
+    finally:
+        if admin is not None:
+            admin.close()
         window.drop()

@@ -66,7 +66,11 @@ def test_the_policy_matches_the_names_literally():
     request = _drain.parse_request(options(databases=["bill*", "a?[b"], allow_users=["mig*"]))
     policy = request.policy
     assert [r.action for r in policy.rules] == ["cancel_then_terminate"]
-    assert [r.action for r in request.terminate_policy.rules] == ["terminate"]
+    with_users = _drain.drain_policy(["billing"], [], 5, users=["app*"])
+    assert [r.name for r in with_users.rules] == ["drain", "drain-account"]
+    # the locked logins' sessions on any database, or none
+    assert with_users.match({"id": 1, "key": "1", "user": "app*", "database": None, "superuser": False})
+    assert with_users.match({"id": 1, "key": "1", "user": "apple", "database": "x", "superuser": False}) is None
 
     def session(**fields):
         base = {"id": 1, "key": "1@x", "user": "app", "database": "bill*", "state": "idle", "superuser": False}
@@ -88,27 +92,119 @@ def test_protect_allow_users_and_superusers():
 
 
 def entry(key, **fields):
-    base = {"id": int(key), "key": key, "user": "app", "database": "billing", "state": "idle"}
+    base = {"id": int(key), "key": key, "user": "app", "database": "billing", "state": "idle", "superuser": False}
     base.update(fields)
     return base
 
 
-def test_merge_of_the_two_passes():
-    first = {
-        "changed": True,
-        "terminated": [entry("1")],
-        "cancelled": [entry("2", state="active")],
-        "not_ended": [entry("3", reason="protected"), entry("2", reason="still_present")],
-        "summary": {"terminated": 1, "cancelled": 1},
-    }
-    second = {"changed": True, "terminated": [entry("2")], "not_ended": [entry("3", reason="protected")]}
-    merged = _drain._merge(first, second)
-    assert [e["key"] for e in merged["terminated"]] == ["1", "2"]
-    assert [e["key"] for e in merged["cancelled"]] == ["2"]
-    assert [(e["key"], e["reason"]) for e in merged["not_ended"]] == [("3", "protected")]
-    assert merged["summary"]["terminated"] == 2 and merged["changed"] is True
-    failed = _drain._merge(first, dict(second, failed=True, msg="boom"))
-    assert failed["failed"] and failed["msg"] == "boom"
+class FakeClock(object):
+    def __init__(self):
+        self.at = 0.0
+
+    def now(self):
+        return self.at
+
+    def sleep(self, seconds):
+        self.at += seconds
+
+
+class FakeServer(object):
+    """A driver and a rights object: listings follow `script` (one per listing, the last one
+    repeats); every end is recorded, and an ended session leaves the next listings unless
+    it is `stubborn` (it comes back: a login that keeps reconnecting, under the same key)."""
+
+    target = "db-1"
+    own_id = 999
+
+    def __init__(self, script, stubborn=()):
+        self.script = list(script)
+        self.stubborn = set(stubborn)
+        self.ended = []
+        self.gone = set()
+
+    def list_sessions(self):
+        listing = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+        return [dict(s) for s in listing if s["key"] not in self.gone]
+
+    def end_session(self, session, mode):
+        self.ended.append((session["key"], mode))
+        if mode == "terminate" and session["key"] not in self.stubborn:
+            self.gone.add(session["key"])
+        return True
+
+
+def close(server, users=(), grace=1, wait_timeout=2):
+    request = _drain.parse_request(options(grace=grace, wait_timeout=wait_timeout, host_timeout=60))
+    deadline = _drain.Deadline(60, clock=FakeClock())
+    return _drain.end_sessions(server, server, request, users, False, deadline)
+
+
+def test_the_drain_ends_every_target_whatever_its_state_and_again_until_none_is_left():
+    flipper = entry("1", state="active", state_since="t0")
+    idle = entry("2")
+    late = entry("3", database=None)  # a locked login's session on no database, seen later
+    other = entry("4", user="clerk", database="other")  # not a target
+    allowed = entry("5", user="root", superuser=True)
+    server = FakeServer(
+        [
+            [flipper, idle, other, allowed],
+            [dict(flipper, state="idle", state_since="t1"), other, allowed],  # grace: the cancel took
+            [dict(flipper, state="active", state_since="t2"), other, allowed, late],  # it flipped back; one more
+        ]
+    )
+    result = close(server, users=["app"])
+    assert not result.get("failed"), result
+    assert ("1", "cancel") in server.ended and ("1", "terminate") in server.ended  # no idle proof
+    assert ("2", "terminate") in server.ended and ("3", "terminate") in server.ended
+    assert [k for k, _m in server.ended if k in ("4", "5")] == []
+    assert sorted(e["key"] for e in result["terminated"]) == ["1", "2", "3"]
+    assert [e["key"] for e in result["cancelled"]] == ["1"]
+    assert [(e["key"], e["reason"]) for e in result["not_ended"]] == [("5", "protected")]
+    assert result["summary"]["rounds"] >= 2
+
+
+def test_a_session_still_there_at_the_end_fails_the_drain_naming_it():
+    server = FakeServer([[entry("7", user="app", database="billing")]], stubborn=["7"])
+    result = close(server, wait_timeout=1)
+    assert result["failed"] and "1 sessions still on the drained databases of db-1" in result["msg"]
+    assert "7 (app@billing)" in result["msg"]
+    assert [(e["key"], e["reason"]) for e in result["not_ended"]] == [("7", "still_present")]
+    assert result["terminated"] == []  # not counted as ended: it is still there
+    assert 2 < len(server.ended) <= _drain.CLOSE_ROUNDS + 1  # terminated again each round, bounded
+
+
+def test_a_failure_while_closing_keeps_what_was_ended():
+    server = FakeServer([[entry("1")]])
+
+    def broken():
+        raise _drain.SessionError("the connection is closed")
+
+    original = server.list_sessions
+    calls = []
+
+    def listing():
+        calls.append(1)
+        if len(calls) > 1:
+            broken()
+        return original()
+
+    server.list_sessions = listing
+    result = close(server)
+    assert result["failed"] and "the connection is closed" in result["msg"]
+    assert [e["key"] for e in result["terminated"]] == ["1"]
+
+
+def test_a_rights_failure_half_way_says_what_changed_and_what_is_unknown():
+    request = _drain.parse_request(options(databases=["billing"]))
+    progress = _drain.Progress("db-1")
+    progress.closed = ["billing"]
+    progress.made([{"account": "'a'@'%'", "change": "locked"}] * 4)
+    error = progress.failed(_drain.SessionError("no answer within query_timeout"), sent=[{"account": "x"}])
+    result = _drain._failed_rights(request, error)
+    assert result["failed"] and result["state_unknown"] and result["closed"] == ["billing"]
+    assert "after 4 rights changed, 1 more sent when it failed" in result["msg"]
+    assert "billing still closed / state unknown" in result["msg"]
+    assert [c["status"] for c in result["changes"]] == ["done"] * 4 + ["unknown"]
 
 
 def test_closed_in_check_mode_is_what_it_would_be():
@@ -156,6 +252,33 @@ def test_every_result_key_is_documented_in_both_modules():
         "queries",
         "check_mode",
     }
+    common.add("state_unknown")
     assert _returned(postgresql_drain) == common
-    assert _returned(mysql_drain) == common | {"accounts_locked", "accounts_unlocked", "accounts_already_locked"}
+    mysql_only = {"accounts_locked", "accounts_unlocked", "accounts_already_locked"}
+    mysql_only |= {"public_revoked", "public_restored"}
+    assert _returned(mysql_drain) == common | mysql_only
     assert "skipped" not in _returned(mysql_drain)
+
+
+def test_a_session_that_left_before_its_kill_is_no_failure():
+    server = FakeServer([[entry("1"), entry("2")]])
+    original = server.end_session
+
+    def end_session(session, mode):
+        if session["key"] == "1":
+            server.gone.add("1")  # it left between the listing and the KILL: unknown thread
+            raise _drain.SessionError("cannot terminate thread 1: (1094, 'Unknown thread id: 1')")
+        return original(session, mode)
+
+    server.end_session = end_session
+    result = close(server)
+    assert not result.get("failed"), result
+    assert [e["key"] for e in result["terminated"]] == ["2"]
+    stubborn = FakeServer([[entry("3")]], stubborn=["3"])
+
+    def denied(session, mode):
+        raise _drain.SessionError("access denied")
+
+    stubborn.end_session = denied
+    result = close(stubborn, wait_timeout=0.5)
+    assert result["failed"] and "the last signal that failed: access denied" in result["msg"]

@@ -150,3 +150,67 @@ def test_record_entries():
     [entry] = entries
     assert entry["complete"] is False and [c["status"] for c in entry["changes"]] == ["locked", "pending"]
     assert entry["changes"][0]["account"] == "'app'@'%'" and entry["changes"][0]["right"] == "ACCOUNT LOCK"
+
+
+def test_every_account_of_a_locked_user_name_is_locked():
+    accounts = dict(ACCOUNTS)
+    accounts[("rep", "10.%")] = acct()  # no privileges of its own on billing
+    lock, _extend, _already = myd.plan_locks(["billing"], accounts, HOLDERS, EDGES, SESSIONS, {"mig"}, ("me", "%"), {})
+    [shared] = [a for a in lock if (a["user"], a["host"]) == ("rep", "10.%")]
+    assert shared["reasons"] == ["shares the user name rep with 'rep'@'%', which holds privileges on billing (table)"]
+
+
+PUBLIC_LINES = [
+    "GRANT SELECT, INSERT ON `billing`.* TO PUBLIC",
+    "GRANT UPDATE ON `bill\\_%`.* TO PUBLIC",
+    "GRANT SELECT (`c ON x`), DELETE ON `billing`.`t` TO PUBLIC WITH GRANT OPTION",
+    "GRANT EXECUTE ON PROCEDURE `billing`.`p` TO PUBLIC",
+    "GRANT SELECT ON `other`.* TO PUBLIC",
+    "GRANT SELECT ON `bill_ng`.`t` TO PUBLIC",
+]
+
+
+def test_the_grants_of_public_on_a_database():
+    # `bill\\_%`: bill, a literal _, anything (not billing)
+    assert myd.public_grants_on(PUBLIC_LINES, "billing") == [PUBLIC_LINES[0], PUBLIC_LINES[2], PUBLIC_LINES[3]]
+    assert myd.public_grants_on(PUBLIC_LINES, "bill_x") == [PUBLIC_LINES[1]]
+    assert myd.public_grants_on(PUBLIC_LINES, "billxng") == []  # a table-level grant is no pattern
+    grant = myd.parse_public_grant(PUBLIC_LINES[2])
+    assert grant == {
+        "privileges": "SELECT (`c ON x`), DELETE",
+        "target": "`billing`.`t`",
+        "database": "billing",
+        "schema_level": False,
+        "grant_option": True,
+    }
+    assert myd.parse_public_grant("GRANT USAGE ON *.* TO PUBLIC") is None
+
+
+def test_revoke_and_restore_of_a_grant_of_public():
+    assert myd.revoke_public_queries(PUBLIC_LINES[2]) == [
+        ("REVOKE SELECT (`c ON x`), DELETE ON `billing`.`t` FROM PUBLIC", {}),
+        ("REVOKE GRANT OPTION ON `billing`.`t` FROM PUBLIC", {}),
+    ]
+    # a % is doubled: the statements go with parameters
+    assert myd.revoke_public_queries(PUBLIC_LINES[1]) == [("REVOKE UPDATE ON `bill\\_%%`.* FROM PUBLIC", {})]
+    assert myd.restore_public_query(PUBLIC_LINES[1]) == ("GRANT UPDATE ON `bill\\_%%`.* TO PUBLIC", {})
+    with pytest.raises(ValueError):
+        myd.revoke_public_queries("GRANT SELECT ON `x`.* TO 'app'@'%'")
+
+
+def test_open_gives_back_only_what_no_other_drain_needs_and_is_missing():
+    rows = [
+        ("billing", PUBLIC_LINES[0], "revoked"),
+        ("billing", PUBLIC_LINES[1], "revoked"),
+        ("bill_x", PUBLIC_LINES[1], "revoked"),  # the pattern grant: bill_x is still drained
+        ("billing", PUBLIC_LINES[3], "pending"),  # its REVOKE never ran: still there
+    ]
+    now = [PUBLIC_LINES[3], PUBLIC_LINES[4]]
+    assert myd.plan_public_restore(["billing"], rows, now) == [("billing", PUBLIC_LINES[0])]
+    assert myd.plan_public_restore(["billing", "bill_x"], rows, now) == [
+        ("billing", PUBLIC_LINES[0]),
+        ("billing", PUBLIC_LINES[1]),
+    ]
+    entry = myd.public_entry("billing", PUBLIC_LINES[2], "revoked")
+    assert entry["account"] == "PUBLIC" and entry["right"] == "SELECT (`c ON x`), DELETE ON `billing`.`t`"
+    assert entry["with_grant_option"] is True and entry["change"] == "revoked"

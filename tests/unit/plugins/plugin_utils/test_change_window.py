@@ -186,3 +186,27 @@ def test_the_report_of_an_open_and_of_a_dry_run():
     assert "(check mode: nothing was changed)" in markdown and "1 rights would change" in markdown
     assert "| pg1 | would be granted | CONNECT PUBLIC on billing |" in markdown
     assert "| nothing |" in markdown
+
+
+def test_a_drain_that_failed_half_way_is_in_the_trail_and_the_report():
+    half = dict(
+        DRAINED,
+        failed=True,
+        state_unknown=True,
+        msg="drained failed on db-1 after 1 rights changed (billing still closed / state unknown)",
+        changes=[dict(_change("locked", account="'a'@'%'"), status="done"), dict(_change("locked"), status="unknown")],
+        terminated=[],
+        cancelled=[],
+        not_ended=[],
+    )
+    lines = _change_window.trail_records("my1", "mysql", half, False, CONTEXT)
+    assert [(line["account"], line["outcome"]) for line in lines] == [("'a'@'%'", "locked"), ("PUBLIC", "unknown")]
+    report = _report({"my1": half})
+    totals = report["totals"]
+    assert totals["changes"] == 1 and totals["changes_unknown"] == 1
+    assert totals["hosts_still_closed"] == 1 and totals["hosts_unknown"] == 1
+    markdown = _change_window.render_markdown(report)
+    assert "1 rights changed (1 more sent when a host failed: made or not, unknown)" in markdown
+    assert "1 hosts still closed, 1 hosts in a state unknown" in markdown
+    assert "| billing (state unknown) |" in markdown
+    assert "| my1 | locked? (sent when the host failed: made or not, unknown) |" in markdown
