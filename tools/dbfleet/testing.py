@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from dbfleet import mariadb, postgres, state
+from dbfleet import mariadb, pgbin, postgres, state
 
 TOOLS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -16,11 +16,19 @@ def running(server):
     return (postgres if server["engine"] == "postgresql" else mariadb).running_pid(server) is not None
 
 
+def _other_binaries(fleet):
+    """Whether the fleet's PostgreSQL servers run other binaries than $DBFLEET_PG_MAJOR asks for
+    (`up` then refuses, saying so, rather than the suites running on the wrong major)."""
+    wanted = pgbin.bindir(pgbin.parse_major(os.environ.get("DBFLEET_PG_MAJOR")))
+    return any(postgres.bindir(s) != wanted for s in fleet.by_engine("postgresql"))
+
+
 def ensure(postgres_count, mariadb_count):
     """The fleet of $DBFLEET_STATE_DIR, started (`python -m dbfleet up`) when it is missing
-    or any of its servers is down; $DBFLEET_FIRST names its first address."""
+    or any of its servers is down; $DBFLEET_FIRST names its first address, $DBFLEET_PG_MAJOR
+    its PostgreSQL major (default: Debian's)."""
     fleet = state.load()
-    if fleet is None or not all(running(s) for s in fleet.servers):
+    if fleet is None or not all(running(s) for s in fleet.servers) or _other_binaries(fleet):
         subprocess.run(
             [
                 sys.executable,
