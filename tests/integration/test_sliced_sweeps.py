@@ -51,6 +51,8 @@ def _fleet_inventory(fleet, tmp_path, tag, **group_vars):
                     "rules": [
                         {"name": "ghost", "states": ["idle"], "applications": [f"{tag}-{name}"], "idle_longer_than": 1}
                     ],
+                    # The test's sessions may be every client session of a quiet server: no share limit.
+                    "limits": {"max_fraction": "unlimited"},
                 }
 
     edit_inventory(inventory, alias_and_scope)

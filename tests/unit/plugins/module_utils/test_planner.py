@@ -235,7 +235,13 @@ LIMITS = [
     # A policy without limits gets the defaults: at most 100 victims, at most 90% of the client sessions.
     ("no-limits-all", {}, 50, 0, "above limits.max_fraction 0.9 (the default: the policy sets none)"),
     ("no-limits-at-fraction", {}, 9, 1, None),
-    ("no-limits-above-fraction", {}, 10, 1, "would end 10 of 11 client sessions (90.9%), above limits.max_fraction 0.9"),
+    (
+        "no-limits-above-fraction",
+        {},
+        10,
+        1,
+        "would end 10 of 11 client sessions (90.9%), above limits.max_fraction 0.9",
+    ),
     ("no-limits-at-count", {}, 100, 100, None),
     (
         "no-limits-above-count",
@@ -245,7 +251,13 @@ LIMITS = [
         "would end 101 of 201 client sessions (50.2%), above limits.max_terminations 100 (the default: the policy "
         "sets none):",
     ),
-    ("explicit-count-default-fraction", {"max_terminations": 500}, 101, 1, "above limits.max_fraction 0.9 (the default"),
+    (
+        "explicit-count-default-fraction",
+        {"max_terminations": 500},
+        101,
+        1,
+        "above limits.max_fraction 0.9 (the default",
+    ),
     ("lifted", {"max_terminations": "unlimited", "max_fraction": "unlimited"}, 500, 0, None),
     ("lifted-count-only", {"max_terminations": "unlimited"}, 500, 0, "above limits.max_fraction 0.9"),
     ("one-session", {}, 1, 0, "would end 1 of 1 client sessions (100%), above limits.max_fraction 0.9"),

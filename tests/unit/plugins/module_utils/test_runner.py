@@ -189,7 +189,11 @@ NO_LIMITS = {"max_terminations": "unlimited", "max_fraction": "unlimited"}
 
 
 def policy_of(**raw):
-    base = {"name": "sweep", "rules": [{"name": "idle", "states": ["idle"], "idle_longer_than": 60}], "limits": NO_LIMITS}
+    base = {
+        "name": "sweep",
+        "rules": [{"name": "idle", "states": ["idle"], "idle_longer_than": 60}],
+        "limits": NO_LIMITS,
+    }
     base.update(raw)
     return parse_policy(base)
 
