@@ -21,6 +21,7 @@ __metaclass__ = type
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError, shown
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import (
     MAX_GRACE,
+    UNLIMITED,
     PolicyError,
     parse_duration,
     parse_policy,
@@ -111,6 +112,8 @@ def drain_policy(databases, allow_users, grace, action=DRAIN_ACTION):
             "grace": grace,
             "rules": [{"name": RULE_NAME, "databases": [_glob_literal(d) for d in databases]}],
             "protect": {"users": [_glob_literal(u) for u in allow_users], "superusers": True},
+            # A change window ends every session on its databases, asked for by name: no default limit applies.
+            "limits": {"max_terminations": UNLIMITED, "max_fraction": UNLIMITED},
         }
     )
 
