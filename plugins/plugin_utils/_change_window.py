@@ -163,7 +163,7 @@ def render_markdown(report):
 
     dry = report["check_mode"]
     totals = report["totals"]
-    lines = [f"# Change window{' (check mode: nothing was changed)' if dry else ''}", "", f"- time: {report['time']}"]
+    lines = md.title_lines("Change window", report) + [f"- time: {report['time']}"]
     if report.get("job_id") is not None:
         lines.append(f"- AWX job: {report['job_id']}")
     if report.get("audit_log"):

@@ -14,6 +14,19 @@ __metaclass__ = type
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_model import FAILURE_REASONS
 
 
+# How the first line of a dry run's report ends (every kind's report).
+DRY_RUN_TITLE = " (check mode: nothing was changed)"
+
+
+def title_lines(title, report):
+    """The report's first lines: its title (saying when it is a dry run) and, for a run that
+    stopped before any database was contacted, why."""
+    lines = [f"# {title}{DRY_RUN_TITLE if report['check_mode'] else ''}", ""]
+    if report.get("stopped"):
+        lines += [f"**Stopped before any database was contacted: {_cell(report['stopped'])}**", ""]
+    return lines
+
+
 def _cell(value):
     text = "" if value is None else str(value)
     return text.replace("|", "\\|").replace("\n", " ")
@@ -67,9 +80,8 @@ def session_table(rows):
 
 
 def _header(report):
-    dry = report["check_mode"]
     title = "Session audit" if report["kind"] == "audit" else "Session enforcement"
-    lines = [f"# {title}{' (check mode: nothing was changed)' if dry else ''}", "", f"- time: {report['time']}"]
+    lines = title_lines(title, report) + [f"- time: {report['time']}"]
     if report.get("policy"):
         lines.append(f"- policy: {report['policy']}")
     if report.get("job_id") is not None:
