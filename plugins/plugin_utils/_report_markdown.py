@@ -13,7 +13,6 @@ __metaclass__ = type
 
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_model import FAILURE_REASONS
 
-
 # How the first line of a dry run's report ends (every kind's report).
 DRY_RUN_TITLE = " (check mode: nothing was changed)"
 
