@@ -67,7 +67,7 @@ class ActionModule(_action.ActionMixin, ActionBase):
         if params.get("pattern") is not None:
             targets = _fleet.play_targets(params["pattern_hosts"], task_vars.get("ansible_play_hosts_all"))
             if targets:
-                result.update(changed=False, check_mode=check_mode, hosts=targets)
+                result.update(changed=False, check_mode=check_mode, hosts=targets, stopped=None)
                 result["msg"] = f"{len(targets)} host(s) to work on in {params['pattern']!r}"
                 return result
             stopped = _fleet.no_hosts_message(params["pattern"], params["pattern_hosts"], task_vars)
@@ -148,10 +148,9 @@ class ActionModule(_action.ActionMixin, ActionBase):
             "per_host": False,
             "aggregate": False,
         }
-        if params.get("pattern") is not None:
-            # Ansible would skip a play with no host, rc 0: this run fails instead, its report written.
-            result.pop("msg")
-            raise self.failure(f"{stopped}; report: {paths['markdown']}", **result)
+        if stopped:
+            # The role's next task fails the run with this message (this one publishes the artifact).
+            result["msg"] = f"{stopped}; report: {paths['markdown']}"
         return result
 
     def _inventory_hosts(self, task_vars):
