@@ -202,8 +202,9 @@ def _scenario(fleet, tmp_path, mode):
                 DRAIN, inventory=inventory, check=check, diff=check, extra_vars={"dbhygiene_drain_state": state}
             )
             assert run.rc == 0, run.output[-6000:]
-            report = read_json(os.path.join(directory, "reports", "drain-latest.json"))
-            markdown = open(os.path.join(directory, "reports", "drain-latest.md")).read()
+            latest = "drain-check-latest" if check else "drain-latest"  # a dry run never replaces the real one's
+            report = read_json(os.path.join(directory, "reports", latest + ".json"))
+            markdown = open(os.path.join(directory, "reports", latest + ".md")).read()
             steps[step] = {
                 "results": _results(run),
                 "report": report,
