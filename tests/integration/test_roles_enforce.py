@@ -40,7 +40,7 @@ def _ghost_policy(tag, **extra):
         "name": "roles-" + tag,
         "rules": [{"name": "ghost", "states": ["idle"], "applications": [tag + "-ghost"], "idle_longer_than": 1}],
         # The test's sessions may be every client session of a quiet server: no share limit.
-        "limits": {"max_fraction": "unlimited"},
+        "limits": dict({"max_fraction": "unlimited"}, **extra.pop("limits", {})),
     }
     policy.update(extra)
     return policy
