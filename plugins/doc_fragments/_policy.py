@@ -224,7 +224,7 @@ options:
           - Safe by default. A limit the policy does not set (the key left out, or null) is the default: at most V(100)
             victims and at most V(0.9) of the client sessions per host, so that a rule written too broadly cannot end every
             session of a fleet. Raise a limit with a number; lift it with the string V(unlimited), the one spelling that
-            does (for example C(limits: {max_terminations: 500, max_fraction: unlimited})).
+            does (for example O(policy.limits.max_terminations=500) and O(policy.limits.max_fraction=unlimited)).
           - On a host with few client sessions the default share can be reached by very few victims (1 of 1 is above
             V(0.9)); set O(policy.limits.max_fraction) where ending every session of such a host is intended.
           - The plan's C(summary.limits) (and the audit and enforce reports) shows the limits in effect and which of them

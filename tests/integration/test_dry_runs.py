@@ -228,7 +228,7 @@ GHOSTS = 101
 def test_default_limits_trip_the_same_in_check_and_real_mode_and_a_raised_limit_lets_the_run_through(fleet, tmp_path):
     tag = new_tag("dry")
     inventory = write_inventory(fleet, tmp_path, _group_vars(tmp_path, _ghost_policy(tag)), hosts=HOSTS)
-    held = open_sessions(fleet, [(host, "idle", tag + "-ghost") for host in HOSTS for _ in range(GHOSTS)])
+    held = open_sessions(fleet, [(host, "idle", tag + "-ghost") for host in HOSTS for _ghost in range(GHOSTS)])
     try:
         time.sleep(1.5)
         messages = {}
