@@ -221,7 +221,7 @@ options:
         description:
           - Fail closed. When the plan is above a limit on a host, nothing is ended on that host and the module fails with a
             message saying which limit, how many and out of how many. Check mode fails the same way, with the same message.
-          - Safe by default. A limit the policy does not set (the key left out, or null) is the default: at most V(100)
+          - Safe by default. A limit the policy does not set (the key left out, or null) is the default, at most V(100)
             victims and at most V(0.9) of the client sessions per host, so that a rule written too broadly cannot end every
             session of a fleet. Raise a limit with a number; lift it with the string V(unlimited), the one spelling that
             does (for example O(policy.limits.max_terminations=500) and O(policy.limits.max_fraction=unlimited)).
