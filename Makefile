@@ -1,7 +1,7 @@
 # dbhygiene.sessions — developer entry points. `make help` lists them.
 SHELL := /bin/bash
 ROOT := $(abspath .)
-# Both ends of the supported range (DESIGN.md "Supported platforms"): .venv has the newest
+# Both ends of the supported range (docs/architecture.md "Supported platforms"): .venv has the newest
 # ansible-core (Python 3.12) and every tool; .venv-2.16 the oldest, 2.16 (Python 3.11), for
 # the unit, module and role tests and its own ansible-test sanity.
 VENV := $(ROOT)/.venv

@@ -53,7 +53,7 @@ class ActionModule(_action.ActionMixin, ActionBase):
         sessions = info.get("sessions") or []
         server = info.get("server") or {}
         plan_dict = info.get("plan") if policy is not None else None
-        # The info run's wait graph of that same snapshot (DESIGN.md "Locks").
+        # The info run's wait graph of that same snapshot (docs/architecture.md "Locks").
         figures, breaches = _fleet.audit_summary(sessions, server, plan_dict, thresholds, info.get("locks"))
         summary.update(figures)
         summary["breaches"] = breaches

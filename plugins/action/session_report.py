@@ -108,7 +108,9 @@ class ActionModule(_action.ActionMixin, ActionBase):
                 report = build(params["kind"], hosts_all, hosts_active, results, check_mode, context)
                 paths, markdown = _fleet.write_report(report, report_dir, keep=params["keep"])
             else:
-                context["expected_hosts"] = self._inventory_hosts(task_vars)
+                # An AWX slice's inventory is its own slice: the other slices' hosts are not known.
+                awx_slice = sweep["source"] in _sweeps.WORKFLOW_JOB_VARIABLES
+                context["expected_hosts"] = None if awx_slice else self._inventory_hosts(task_vars)
                 report, paths, markdown = _sweeps.write_sweep_report(
                     params["kind"],
                     report_dir,
@@ -129,6 +131,14 @@ class ActionModule(_action.ActionMixin, ActionBase):
                 "set dbhygiene_report_dir to a writable directory on the control node"
             )
         totals = report["totals"]
+        stats = {f"dbhygiene_{params['kind']}": totals}
+        if sweep is not None:
+            # This run's own figures for its job; the sweep's so far, apart.
+            totals = build(params["kind"], hosts_all, hosts_active, results, check_mode, context)["totals"]
+            stats = {
+                f"dbhygiene_{params['kind']}": totals,
+                f"dbhygiene_{params['kind']}_sweep": dict(report["totals"], id=sweep["id"]),
+            }
         if warnings:
             result["warnings"] = warnings
         result["changed"] = False
@@ -141,10 +151,15 @@ class ActionModule(_action.ActionMixin, ActionBase):
         result["msg"] = f"{params['kind']} report: {paths['markdown']} ({totals['ok']} ok, {totals['failed']} failed)"
         if sweep is not None:
             result["sweep"] = report["sweep"]
-            result["msg"] += f"; sweep {sweep['id']}: {len(report['sweep']['runs'])} run(s) so far"
+            result["sweep_totals"] = report["totals"]
+            swept = report["totals"]
+            result["msg"] += (
+                f"; sweep {sweep['id']}: {len(report['sweep']['runs'])} run(s) so far, "
+                f"{swept['ok']} ok, {swept['failed']} failed"
+            )
         # What set_stats would do: AWX shows these as the job's artifacts (a dry run's say so).
         result["ansible_stats"] = {
-            "data": {f"dbhygiene_{params['kind']}": dict(totals, check_mode=check_mode, stopped=stopped)},
+            "data": {name: dict(figures, check_mode=check_mode, stopped=stopped) for name, figures in stats.items()},
             "per_host": False,
             "aggregate": False,
         }

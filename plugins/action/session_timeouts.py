@@ -54,7 +54,7 @@ class ActionModule(_action.ActionMixin, ActionBase):
             engine, KIND, module_args, params["run_on"], task_vars, check_mode, self._task.diff
         )
         result.update(module_result)
-        result.pop("skipped", None)  # reserved by Ansible (DESIGN.md)
+        result.pop("skipped", None)  # reserved by Ansible (docs/architecture.md)
         context = {"login_host": _action.target(module_args), "job_id": _fleet.job_id(task_vars)}
         changed_settings = [s for s in module_result.get("settings") or [] if s.get("changed")]
         summary.update(

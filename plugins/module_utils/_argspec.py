@@ -16,7 +16,7 @@ __metaclass__ = type
 
 
 def policy_spec():
-    """The `policy` option: one structure for every engine (DESIGN.md).
+    """The `policy` option: one structure for every engine (docs/architecture.md).
 
     ``raw``, not ``dict`` with suboptions: the policy may be a string holding its
     JSON or YAML (an AWX survey answer), and AnsibleModule converts only JSON

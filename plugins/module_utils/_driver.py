@@ -6,7 +6,7 @@
 Private to the collection. Importable without AnsibleModule, so that a module
 (on the target) and an action plugin (on the controller) can share it.
 
-A *session* is a plain dict, the normalized session record of DESIGN.md::
+A *session* is a plain dict, the normalized session record of docs/architecture.md::
 
     id                  pid (PostgreSQL) / thread id (MySQL), int
     key                 reuse-safe identity, str: "<pid>@<backend_start iso>" on
@@ -29,7 +29,7 @@ A *session* is a plain dict, the normalized session record of DESIGN.md::
     backend_type        str (PostgreSQL) / None
     command             str (MySQL COMMAND) / None
 
-Lock fields (DESIGN.md "Locks"). Set by the driver, from the same listing:
+Lock fields (docs/architecture.md "Locks"). Set by the driver, from the same listing:
 
     blocked_by          list of int: ids of the sessions this one waits on
                         directly for a lock, [] when not waiting. Ids not in the

@@ -9,7 +9,7 @@ server); this file connects and executes. Importable without PyMySQL
 (``HAS_PYMYSQL`` says whether it is there), so that the modules can report a
 missing library cleanly.
 
-How the safety invariants of DESIGN.md are kept here:
+How the safety invariants of docs/architecture.md are kept here:
 
 * Our own connection is excluded by ``CONNECTION_ID()`` in the statement
   itself, carries the connection attribute program_name "dbhygiene.sessions"
@@ -45,7 +45,7 @@ How the safety invariants of DESIGN.md are kept here:
 * The connection runs in autocommit (no snapshot held) with time_zone '+00:00'
   (every DATETIME read is UTC).
 
-Lock waits (DESIGN.md "Locks") come with the listing, in the same statement:
+Lock waits (docs/architecture.md "Locks") come with the listing, in the same statement:
 InnoDB lock waits (MariaDB INNODB_LOCK_WAITS + INNODB_TRX under PROCESS; MySQL
 performance_schema.data_lock_waits) and metadata-lock waits
 (performance_schema.metadata_locks, where its instrument
@@ -97,7 +97,7 @@ MAX_TIMEOUT = 86400
 MAX_LOCK_TIMEOUT = 3600
 # Longest part of a value quoted in a message.
 SHOWN_CHARS = 80
-# Policy conditions that read the lock waits (DESIGN.md "Locks").
+# Policy conditions that read the lock waits (docs/architecture.md "Locks").
 LOCK_CONDITIONS = frozenset(["waiting_longer_than", "blocking_longer_than", "blocking_at_least"])
 
 
@@ -744,7 +744,7 @@ class MySQLDriver(Driver):
         return self._list()
 
     def end_sessions(self, victims, mode):
-        """The guarded kill of DESIGN.md, per victim (see the module docstring).
+        """The guarded kill of docs/architecture.md, per victim (see the module docstring).
 
         On a failure part-way (connection lost, timeout), raises SessionError with
         `outcomes`: the (session, outcome, detail) known so far, in order.

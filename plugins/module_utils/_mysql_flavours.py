@@ -54,7 +54,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import UT
 
 PROGRAM_NAME = "dbhygiene.sessions"
 
-# Threads that are never client sessions (DESIGN.md invariant 1).
+# Threads that are never client sessions (docs/architecture.md "Safety invariants" 1).
 SYSTEM_USERS = ("system user", "event_scheduler", "unauthenticated user")
 SYSTEM_COMMANDS = (
     "Daemon",

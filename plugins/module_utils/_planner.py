@@ -29,7 +29,7 @@ The wait graph
 ``annotate_locks(sessions)`` is called once per listing, before planning: from
 the drivers' ``blocked_by`` / ``lock_wait_seconds`` it sets ``blocking`` and
 ``blocking_seconds`` on every record and returns the host's lock summary (root
-blockers with their waiters, and wait cycles). See DESIGN.md "Locks".
+blockers with their waiters, and wait cycles). See docs/architecture.md "Locks".
 """
 
 from __future__ import absolute_import, division, print_function

@@ -7,7 +7,7 @@ Private to the collection. Standard library only, no Ansible import: a module
 (on the target) and an action plugin (on the controller) share it.
 
 ``parse_policy(raw)`` turns the ``policy`` option (a dict, or a string holding
-the JSON or YAML of that dict, see DESIGN.md) into a :class:`Policy`, or raises
+the JSON or YAML of that dict, see docs/architecture.md) into a :class:`Policy`, or raises
 :class:`PolicyError` naming the field and the value. Everything is checked
 before any connection is opened.
 
@@ -96,7 +96,7 @@ DURATION_CONDITIONS = (
     "transaction_longer_than",
     "connected_longer_than",
 )
-# Lock-aware conditions (DESIGN.md "Locks"): they read the lock fields of a record
+# Lock-aware conditions (docs/architecture.md "Locks"): they read the lock fields of a record
 # (`lock_wait_seconds` from the driver, `blocking` / `blocking_seconds` from
 # _planner.annotate_locks). A record without them is not waiting and blocks nobody.
 LOCK_DURATION_CONDITIONS = ("waiting_longer_than", "blocking_longer_than")

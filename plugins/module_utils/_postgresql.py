@@ -10,7 +10,7 @@ validates the options and drives the statements.
 Importable without psycopg2 (``HAS_PSYCOPG2`` says whether it is there), so
 that the modules can report a missing library cleanly.
 
-How the safety invariants of DESIGN.md are kept here:
+How the safety invariants of docs/architecture.md are kept here:
 
 * Our own connection carries an application_name of its own, unique per
   connection (``dbhygiene.sessions-<random>``), and is excluded by pid and by

@@ -82,7 +82,7 @@ SIGNAL_FUNCTIONS = {"terminate": "pg_terminate_backend", "cancel": "pg_cancel_ba
 
 
 # ---------------------------------------------------------------- SQL
-# pg_stat_activity.state -> the normalized states of DESIGN.md.
+# pg_stat_activity.state -> the normalized states of docs/architecture.md "The normalized session record".
 _STATE_SQL = (
     "CASE {col} WHEN 'active' THEN 'active' WHEN 'idle' THEN 'idle' "
     "WHEN 'idle in transaction' THEN 'idle_in_transaction' "
@@ -374,7 +374,7 @@ def normalize_row(row):
         "transaction_start": iso_utc(row["xact_start"]),
         "wait_event_type": row["wait_event_type"],
         "wait_event": row["wait_event"],
-        # locks (DESIGN.md "Locks")
+        # locks (docs/architecture.md "Locks")
         "blocked_by": sorted(row["blocked_by"] or ()),
         "lock_wait_seconds": _seconds(row["lock_wait_seconds"]) if row["blocked_by"] else None,
         "lock_kind": row["lock_kind"] if row["blocked_by"] else None,

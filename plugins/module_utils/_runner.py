@@ -5,7 +5,7 @@
 
 ``apply_policy`` plans, honours check mode and the limits, ends sessions with the
 driver's guarded kill, orchestrates cancel_then_terminate, waits until the ended
-sessions are gone and builds the result of DESIGN.md. ``run_sessions_module`` and
+sessions are gone and builds the result of docs/architecture.md. ``run_sessions_module`` and
 ``run_info_module`` are the whole ``main()`` of the engine modules.
 
 Every wait is bounded: the whole host by ``host_timeout`` (a ``Deadline`` checked

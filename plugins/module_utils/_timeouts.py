@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Prevention: the engines' own session timeouts, reconciled from one structure.
 
-``parse_timeouts`` validates the ``timeouts`` option (DESIGN.md "Change windows",
+``parse_timeouts`` validates the ``timeouts`` option (docs/architecture.md "Change windows",
 prevention) before any connection; ``PostgreSQLTimeouts`` / ``MySQLTimeouts`` read
 the current values through an engine driver (its public ``execute``), plan every
 setting in the engine's own unit, refuse what the engine cannot set before any

@@ -19,7 +19,7 @@ description:
     (C(program_name)) of threads not seen before.
   - 'Lock waits: InnoDB lock waits (MariaDB C(INNODB_LOCK_WAITS); MySQL 8 C(performance_schema.data_lock_waits)) and
     metadata-lock waits (C(performance_schema.metadata_locks): an C(ALTER TABLE) behind a transaction that read the
-    table, a query queued behind that C(ALTER TABLE), C(GET_LOCK()), C(FLUSH TABLES WITH READ LOCK)). Metadata-lock
+    table, a query queued behind that C(ALTER TABLE), C(GET_LOCK), C(FLUSH TABLES WITH READ LOCK)). Metadata-lock
     waits are seen only where C(performance_schema) is on with the instrument C(wait/lock/metadata/sql/mdl)
     (off by default on MariaDB: C(performance_schema_instrument=wait/lock/metadata/sql/mdl=ON));
     RV(server.metadata_locks_visible) says whether they are.'
@@ -133,7 +133,7 @@ sessions:
       description:
         - Thread ids of the sessions this one waits on for a lock, sorted; empty when it does not wait.
         - 'InnoDB lock: every transaction ahead of it on that lock, as InnoDB reports them (the holder, and the waiters
-          queued before it). Metadata lock or C(GET_LOCK()): the threads whose granted locks conflict with its request,
+          queued before it). Metadata lock or C(GET_LOCK): the threads whose granted locks conflict with its request,
           and those whose queued requests go first (a query behind a waiting C(ALTER TABLE) waits on the C(ALTER TABLE)).'
         - An id not in RV(sessions) is kept (a transaction without a connection, such as a prepared XA one, shows as 0).
         - A waiter whose holder the login cannot tell (MySQL without C(performance_schema)) waits on nobody here.
@@ -151,7 +151,7 @@ sessions:
       returned: always
       sample: 42.118
     lock_kind:
-      description: What it waits for, V(row) (an InnoDB lock), V(metadata) (a metadata lock) or V(user_lock) (C(GET_LOCK())); null when it does not wait.
+      description: What it waits for, V(row) (an InnoDB lock), V(metadata) (a metadata lock) or V(user_lock) (C(GET_LOCK)); null when it does not wait.
       type: str
       returned: always
       sample: row
@@ -236,10 +236,10 @@ server:
     engine: {description: V(mysql)., type: str, returned: always}
     flavour: {description: V(mariadb) or V(mysql)., type: str, returned: always}
     version: {description: Server version., type: str, returned: always, sample: "10.11.6"}
-    version_full: {description: C(VERSION())., type: str, returned: always}
+    version_full: {description: C(VERSION)., type: str, returned: always}
     hostname: {description: C(@@hostname)., type: str, returned: always}
     max_connections: {description: C(max_connections)., type: int, returned: always}
-    login_user: {description: The account in use (C(CURRENT_USER()))., type: str, returned: always}
+    login_user: {description: The account in use (C(CURRENT_USER))., type: str, returned: always}
     own_id: {description: Thread id of our own connection (never listed)., type: int, returned: always}
     performance_schema: {description: C(performance_schema) is on., type: bool, returned: always}
     processlist_table: {description: The table threads are read from., type: str, returned: always}
@@ -256,7 +256,7 @@ server:
       returned: always
     metadata_locks_visible:
       description:
-        - Metadata-lock and C(GET_LOCK()) waits are read (C(performance_schema) on, its instrument
+        - Metadata-lock and C(GET_LOCK) waits are read (C(performance_schema) on, its instrument
           C(wait/lock/metadata/sql/mdl) on, and the login may read C(performance_schema.metadata_locks) and
           C(performance_schema.threads)).
         - When false, a session waiting on a metadata lock (an C(ALTER TABLE) behind an open transaction) shows as

@@ -110,7 +110,7 @@ sessions:
     wait_event: {description: C(wait_event)., type: str, returned: always}
     blocked_by:
       description:
-        - Pids of the sessions this one waits on for a lock (C(pg_blocking_pids())), sorted; empty when it does not wait.
+        - Pids of the sessions this one waits on for a lock (C(pg_blocking_pids)), sorted; empty when it does not wait.
         - A pid not in RV(sessions) is kept (a session our login cannot see, or a non-client backend). A parallel
           worker that holds the lock is named by its leader; a waiting parallel worker counts for its leader (13+).
       type: list

@@ -26,7 +26,7 @@ description:
     of a lock queue (a session that waits on nothing and holds a lock others wait for, directly or down a chain), never
     the sessions waiting behind it; O(policy.rules[].waiting_longer_than) matches the waiters (with V(cancel), it stops
     a statement stuck in a lock queue and keeps its connection). Who waits on whom is read with the sessions, in the
-    same statement (C(pg_blocking_pids()), C(pg_locks)); no further privilege is needed.'
+    same statement (C(pg_blocking_pids), C(pg_locks)); no further privilege is needed.'
   - After ending, the module waits (at most O(wait_timeout) seconds) until the sessions are gone, so that a second run
     right after finds nothing to do.
   - 'The login needs: superuser, or C(pg_read_all_stats) (to see other users'' sessions) and C(pg_signal_backend) (to

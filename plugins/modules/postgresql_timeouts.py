@@ -16,7 +16,7 @@ description:
   - 'Prevention: sets the server''s own limits, so that it ends ghost sessions by itself. C(idle_session) is
     C(idle_session_timeout) (PostgreSQL 14 or later), C(idle_in_transaction) is C(idle_in_transaction_session_timeout),
     C(statement) is C(statement_timeout).'
-  - 'Per server with C(ALTER SYSTEM SET) followed by C(pg_reload_conf()) (the value lives in C(postgresql.auto.conf));
+  - 'Per server with C(ALTER SYSTEM SET) followed by C(pg_reload_conf) (the value lives in C(postgresql.auto.conf));
     per role with C(ALTER ROLE ... SET); per database with C(ALTER DATABASE ... SET). A role''s or a database''s
     value applies to the sessions that log in after the change.'
   - 'Values are compared in PostgreSQL''s own unit, milliseconds: C(30m) and a current C(1800000) or C(30min) are

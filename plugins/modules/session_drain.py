@@ -12,7 +12,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: session_drain
 short_description: Drain or open the databases of a change window on one host and write the audit trail (drain role)
-version_added: 0.2.0
+version_added: 0.1.0
 author: dbhygiene.sessions contributors (@dbhygiene)
 description:
   - The one per-host task of the C(dbhygiene.sessions.drain) role. Runs M(dbhygiene.sessions.postgresql_drain) or

@@ -18,7 +18,7 @@ COLLECTION = _engines.COLLECTION
 # The engines, as the roles' `dbhygiene_engine` names them.
 ENGINES = _engines.ENGINE_NAMES
 
-# Where the work of a host runs (DESIGN.md "Where the work runs"): in the controller's
+# Where the work of a host runs (docs/architecture.md "Where the work runs"): in the controller's
 # own worker for the host, or in the engine module on the database host.
 RUN_ON = ("controller", "host")
 

@@ -7,13 +7,15 @@ Private to the collection; no Ansible import. A sweep may be run as several
 ``ansible-playbook`` runs at once over parts of the inventory (AWX job slicing,
 ``--limit`` partitions under cron). Each run of a sweep writes its hosts'
 results into the sweep's directory under the report directory
-(``<kind>-<tag>.d/hosts/<host>.json``, one private file per host, replaced
-atomically; ``runs/<run>.json`` for the run itself), then, under an exclusive
-``flock`` of that directory, builds the fleet report from every host's file
-and writes it over the sweep's previous one: whichever run finishes last
+(``<kind>-<tag>.d/hosts/<host>.<run>.json``, one private file per host and run,
+replaced atomically; ``runs/<run>.json`` for the run itself), then, under an
+exclusive ``flock`` of that directory, builds the fleet report from every host's
+files and writes it over the sweep's previous one: whichever run finishes last
 leaves the report of the whole sweep. A host reported by two runs of a sweep
-shows its latest result. A run that is no sweep's (none of the variables
-below) keeps its own report, as ``_outputs.write_report`` names it.
+shows its latest result, and the sessions every run ended on it (each once): a
+slice run again keeps the first run's kills in the sweep's totals. A run that is
+no sweep's (none of the variables below) keeps its own report, as
+``_outputs.write_report`` names it.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -147,17 +149,48 @@ def _read_all(directory):
     return items
 
 
+# The lists of sessions a run ended on a host: kept from every run of the sweep, not only the latest.
+ENDED_LISTS = ("terminated", "cancelled")
+
+
+def _with_every_run_ended(items):
+    """The latest of a host's files (`items`, oldest first), its result carrying the sessions that
+    every run ended there, each once (by key; a session has one fate, the first run's)."""
+    latest = items[-1]
+    ended = {name: [] for name in ENDED_LISTS}
+    seen = set()
+    for item in items:
+        data = (item.get("result") or {}).get("dbhygiene")
+        data = data if isinstance(data, dict) else {}
+        for name in ENDED_LISTS:
+            for entry in data.get(name) or []:
+                key = (entry.get("key"), entry.get("id")) if isinstance(entry, dict) else entry
+                if key not in seen:
+                    seen.add(key)
+                    ended[name].append(entry)
+    if not any(ended.values()) or len(items) == 1:
+        return latest
+    result = dict(latest.get("result") or {"failed": True, "msg": "no result in the latest run of this host"})
+    data = dict(result.get("dbhygiene") or {})
+    data.update(ended)
+    result["dbhygiene"] = data
+    return dict(latest, result=result)
+
+
 def merge_hosts(host_files):
     """(hosts, active, results, policies) of the sweep from its per-host files, hosts in sorted order.
 
-    One file per host; should two name the same host, the later `time` wins."""
-    latest = {}
+    Several files may name a host (one per run that reported it): the later `time` wins, and the
+    sessions ended by every run are kept in its result (ENDED_LISTS)."""
+    by_host = {}
     for item in host_files:
         host = item.get("host")
-        if host is None:
-            continue
-        if host not in latest or str(item.get("time")) >= str(latest[host].get("time")):
-            latest[host] = item
+        if host is not None:
+            by_host.setdefault(host, []).append(item)
+    latest = {}
+    for host, items in by_host.items():
+        items.sort(key=lambda item: (str(item.get("time")), str(item.get("run"))))
+        latest[host] = _with_every_run_ended(items)
     hosts = sorted(latest)
     active = [host for host in hosts if latest[host].get("active")]
     results = {host: latest[host].get("result") for host in hosts}
@@ -174,9 +207,11 @@ def sweep_summary(sweep, runs, slices, hosts):
     the hosts still to report when the runs knew the sweep's hosts (--limit partitions of one inventory)."""
     runs = sorted(runs, key=lambda run: (str(run.get("time")), str(run.get("run"))))
     missing = None if slices is None else max(0, slices - len(runs))
-    expected = set()
+    # None: no run knew the hosts of the whole sweep (an AWX slice's inventory is its own slice).
+    expected = None
     for run in runs:
-        expected.update(run.get("expected_hosts") or [])
+        if run.get("expected_hosts") is not None:
+            expected = (expected or set()) | set(run["expected_hosts"])
     return {
         "id": sweep["id"],
         "source": sweep["source"],
@@ -188,7 +223,7 @@ def sweep_summary(sweep, runs, slices, hosts):
         "runs_missing": missing,
         "complete": None if slices is None else missing == 0,
         "hosts": len(hosts),
-        "hosts_missing": sorted(expected - set(hosts)),
+        "hosts_missing": None if expected is None else sorted(expected - set(hosts)),
     }
 
 
@@ -202,6 +237,8 @@ def sweep_markdown(summary):
     line += f", {summary['hosts']} host{'s' if summary['hosts'] != 1 else ''}."
     if summary["hosts_missing"]:
         line += f" Still to report: {', '.join(summary['hosts_missing'])}."
+    elif summary["hosts_missing"] is None:
+        line += " The hosts of the other runs are not known here (each run's inventory holds its own part)."
     rows = ((run["run"], run["time"], run["job_id"], ", ".join(run.get("hosts") or [])) for run in summary["runs"])
     return ["## Sweep", "", line, ""] + table(("run", "time", "AWX job", "hosts"), rows) + [""]
 
@@ -238,7 +275,8 @@ def write_sweep_report(
                 "active": host in hosts_active,
                 "result": reportable(results.get(host)),
             }
-            write_private(os.path.join(directory, "hosts", _safe(host) + ".json"), json.dumps(item, default=str))
+            name = f"{_safe(host)}.{_safe(run)}.json"
+            write_private(os.path.join(directory, "hosts", name), json.dumps(item, default=str))
         run_item = {
             "run": run,
             "time": now,

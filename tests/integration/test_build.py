@@ -152,3 +152,94 @@ def test_execution_environment_pins_its_base_and_installs_the_collection(tmp_pat
         env=env,
     )
     assert (installed / "ansible_collections" / "dbhygiene" / "sessions" / "roles" / "enforce").is_dir()
+
+
+def _pins(path, name):
+    """The version `name` is pinned to (==) in a requirements/constraints file."""
+    with open(os.path.join(ROOT, path)) as f:
+        for line in f:
+            found = re.match(r"^%s==([\w.]+)\s*$" % re.escape(name), line.strip(), re.IGNORECASE)
+            if found:
+                return found.group(1)
+    raise AssertionError("%s is not pinned in %s" % (name, path))
+
+
+def test_execution_environment_installs_a_supported_ansible_core(tmp_path):
+    """The core the EE definition resolves to (what ansible-builder puts in the Containerfile) is
+    inside requires_ansible, is the newest core the suite runs, and gets a Python it runs on."""
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    root = _ee_layout(tmp_path)
+    context = tmp_path / "context"
+    _run(
+        [
+            os.path.join(BIN, "ansible-builder"),
+            "create",
+            "-f",
+            str(root / "meta" / "execution-environment.yml"),
+            "-c",
+            str(context),
+            "--output-filename",
+            "Containerfile",
+        ]
+    )
+    containerfile = (context / "Containerfile").read_text()
+    refs = re.search(r'^ARG ANSIBLE_INSTALL_REFS="([^"]*)"$', containerfile, re.M).group(1).split()
+    cores = [ref.split("==", 1)[1] for ref in refs if ref.startswith("ansible-core==")]
+    assert len(cores) == 1, "the EE does not pin one ansible-core: %s" % refs
+    assert any(ref.startswith("ansible-runner==") for ref in refs), refs
+    core = Version(cores[0])
+    with open(os.path.join(ROOT, "meta", "runtime.yml")) as f:
+        supported = SpecifierSet(yaml.safe_load(f)["requires_ansible"])
+    assert core in supported, "the EE installs ansible-core %s, outside requires_ansible %s" % (core, supported)
+    assert str(core) == _pins("constraints.txt", "ansible-core"), "the EE's core is not the one make test runs"
+    python = re.search(r'^ARG PYCMD="/usr/bin/python(\d+)\.(\d+)"$', containerfile, re.M)
+    assert python, "the EE does not name its Python"
+    needs = (3, 12) if core >= Version("2.20") else (3, 11) if core >= Version("2.18") else (3, 10)
+    assert (int(python.group(1)), int(python.group(2))) >= needs, "ansible-core %s needs Python %s+" % (core, needs)
+
+
+def test_a_trial_changelog_release_lists_every_object_once(tmp_path):
+    """antsibull-changelog release on a copy: every module, role and playbook is listed once as
+    new, and no documentation markup (C(...), ...) is left literal."""
+    copy = tmp_path / "ansible_collections" / "dbhygiene" / "sessions"
+    files = (
+        subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, check=True
+        )
+        .stdout.decode()
+        .split("\0")
+    )
+    for name in filter(None, files):
+        source = os.path.join(ROOT, name)
+        if os.path.isfile(source) and not name.startswith("tests/output/"):
+            os.makedirs(str((copy / name).parent), exist_ok=True)
+            shutil.copy(source, str(copy / name), follow_symlinks=False)
+    with open(os.path.join(ROOT, "galaxy.yml")) as f:
+        version = yaml.safe_load(f)["version"]
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(tmp_path), PATH=BIN + os.pathsep + os.environ["PATH"])
+    proc = subprocess.run(
+        [os.path.join(BIN, "antsibull-changelog"), "release", "--version", version],
+        cwd=str(copy),
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = (copy / "CHANGELOG.rst").read_text()
+    listed = re.findall(r"^- dbhygiene\.sessions\.(\w+) - ", text, re.M)
+    sections = {}
+    for title, body in re.findall(r"^(New \w+)\n-+\n\n((?:- .*\n)+)", text, re.M):
+        sections[title] = re.findall(r"^- dbhygiene\.sessions\.(\w+) - ", body, re.M)
+    assert sorted(sections.get("New Modules", [])) == _modules(), sections
+    roles = sorted(os.listdir(os.path.join(ROOT, "roles")))
+    assert sorted(sections.get("New Roles", [])) == roles, sections
+    playbooks = sorted(p[:-4] for p in os.listdir(os.path.join(ROOT, "playbooks")) if p.endswith(".yml"))
+    assert sorted(sections.get("New Playbooks", [])) == playbooks, sections
+    assert len(listed) == len(_modules()) + len(roles) + len(playbooks), listed
+    literal = re.findall(r"\b[CMVOIBEU]\([^)]*\)", text)
+    assert not literal, "markup left literal in the changelog: %s" % literal
+    for path in re.findall(r"``((?:extensions|plugins|playbooks)/[\w./-]+)``", text):
+        assert os.path.exists(os.path.join(ROOT, path)), "the changelog cites %s, which does not exist" % path

@@ -28,7 +28,7 @@ from _roles_fixtures import (
     write_inventory,
 )
 from conftest import ansible_env, run_playbook, wait_until
-from dbfleet import postgres
+from dbfleet import mariadb, postgres
 from dbfleet.state import APP_DATABASE
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -221,7 +221,8 @@ def test_awx_credentials_drive_the_roles_and_default_paths_warn(fleet, tmp_path)
     an AWX job writing to the default report dir and trail is warned that they are thrown away."""
     tag = new_tag("roles")
     with open(os.path.join(ROOT, "extensions", "awx", "credential_types.yml")) as handle:
-        login_type, tls_type = yaml.safe_load(handle)["credential_types"]
+        types = {t["name"]: t for t in yaml.safe_load(handle)["credential_types"]}
+    login_type, tls_type = types["dbhygiene.sessions database login"], types["dbhygiene.sessions database TLS"]
     password = fleet.password("hygiene")
     with open(fleet.inventory) as handle:
         ca_file = yaml.safe_load(handle)["all"]["children"]["databases"]["children"]["postgresql"]["vars"][
@@ -426,3 +427,90 @@ def test_sessions_ended_before_a_host_fails_are_still_recorded(fleet, tmp_path):
             cleanup.cursor().execute("DROP SEQUENCE IF EXISTS %s" % sequence)
         finally:
             cleanup.close()
+
+
+def _login_like_hygiene(fleet, server_name, user, password):
+    """A login of its own on `server_name` with exactly the hygiene login's rights; returns a dropper."""
+    server = fleet.server(server_name)
+    if server["engine"] == "postgresql":
+        conn = postgres.admin_connect(server)
+        conn.autocommit = True
+        cur = conn.cursor()
+        cur.execute('CREATE ROLE "%s" LOGIN PASSWORD %%s IN ROLE hygiene' % user, (password,))
+
+        def drop():
+            cur.execute('DROP ROLE "%s"' % user)
+            conn.close()
+
+        return drop
+    conn = mariadb.admin_connect(server)
+    cur = conn.cursor()
+    cur.execute("SHOW GRANTS FOR 'hygiene'@'%'")
+    grants = [row[0] for row in cur.fetchall()]
+    cur.execute("CREATE USER '" + user + "'@'%%' IDENTIFIED BY %s", (password,))
+    for grant in grants:
+        if grant.startswith("GRANT ") and " TO `hygiene`@`%`" in grant:
+            statement = grant.split(" IDENTIFIED BY ")[0].replace(" TO `hygiene`@`%`", " TO `%s`@`%%`" % user)
+            cur.execute(statement)
+
+    def drop_user():
+        cur.execute("DROP USER '%s'@'%%'" % user)
+        conn.close()
+
+    return drop_user
+
+
+def test_one_job_sweeps_a_mixed_fleet_with_a_login_per_engine(fleet, tmp_path):
+    """The PostgreSQL and MySQL login credential types, attached to one job as AWX injects them:
+    each host uses its engine's login (the generic one, wrong here, is never tried), and no
+    password shows; with only one engine's credential, the other engine's hosts fall back to the
+    generic login."""
+    tag = new_tag("roles")
+    suffix = tag.rsplit("-", 1)[1]
+    logins = {
+        "postgresql": ("sweep_pg_" + suffix, "pg-" + suffix * 2),
+        "mysql": ("sweep_my_" + suffix, "my-" + suffix * 2),
+    }
+    with open(os.path.join(ROOT, "extensions", "awx", "credential_types.yml")) as handle:
+        types = {t["name"]: t for t in yaml.safe_load(handle)["credential_types"]}
+    injected = {}
+    for engine, title in (("postgresql", "PostgreSQL"), ("mysql", "MySQL")):
+        user, password = logins[engine]
+        injected[engine] = _injected(
+            types["dbhygiene.sessions %s login" % title], {"username": user, "password": password}, str(tmp_path)
+        )
+    inventory = write_inventory(fleet, tmp_path, _group_vars(tmp_path, _ghost_policy(tag)), hosts=HOSTS)
+
+    def generic_login_is_wrong(groups):
+        for group in groups.values():
+            group["vars"]["dbhygiene_login_user"] = "hygiene"
+            group["vars"]["dbhygiene_login_password"] = "not-the-password"
+
+    edit_inventory(inventory, generic_login_is_wrong)
+    droppers = [_login_like_hygiene(fleet, "pg1", *logins["postgresql"])]
+    droppers.append(_login_like_hygiene(fleet, "mariadb1", *logins["mysql"]))
+    held = open_sessions(fleet, [(h, "idle", "%s-ghost" % tag) for h in HOSTS])
+    try:
+        time.sleep(1.5)
+        run = run_playbook(ENFORCE, inventory=inventory, extra_vars=dict(injected["postgresql"], **injected["mysql"]))
+        assert run.rc == 0, run.output
+        for host in HOSTS:
+            assert live_sessions(fleet, host, tag) == {}, host
+        report = read_json(str(tmp_path / "reports" / "enforce-latest.json"))
+        assert report["totals"]["ended"] == 2
+        trail = (tmp_path / "audit.jsonl").read_text()
+        for _user, password in logins.values():
+            assert password not in run.output and password not in trail
+
+        # Only the PostgreSQL credential: the MariaDB host is left with the generic (wrong) login.
+        held += open_sessions(fleet, [(h, "idle", "%s-ghost" % tag) for h in HOSTS])
+        time.sleep(1.5)
+        run = run_playbook(ENFORCE, inventory=inventory, extra_vars=injected["postgresql"])
+        assert run.rc != 0
+        report = read_json(str(tmp_path / "reports" / "enforce-latest.json"))
+        assert report["failed_host_reasons"] == {"mariadb1": "login"}, report["failed_hosts"]
+        assert live_sessions(fleet, "pg1", tag) == {} and live_sessions(fleet, "mariadb1", tag) != {}
+    finally:
+        close_all(held)
+        for drop in droppers:
+            drop()

@@ -23,7 +23,7 @@ from _roles_fixtures import (
     stamped_reports,
     write_inventory,
 )
-from conftest import _bin, ansible_env
+from conftest import _bin, ansible_env, run_playbook
 
 SERVERS = ("pg1", "pg2", "mariadb1", "mariadb2")
 # Each server also under a second name: eight inventory hosts on the four servers.
@@ -173,6 +173,8 @@ def test_an_awx_sliced_job_leaves_one_report_of_its_workflow(fleet, tmp_path):
         assert sweep["id"] == f"awx-workflow-{workflow}" and sweep["source"] == "awx_workflow_job_id"
         assert sorted(run["job_id"] for run in sweep["runs"]) == [workflow + 1, workflow + 2, workflow + 3]
         assert sweep["slices"] is None and sweep["complete"] is None
+        # A slice's inventory is its own slice: which hosts the others have is not known.
+        assert sweep["hosts_missing"] is None
         trail = read_trail(str(tmp_path / "audit.jsonl"))
         _assert_one_record_per_host(trail, report, held, "would_terminate")
         assert {line["job_id"] for line in trail} == {workflow + 1, workflow + 2, workflow + 3}
@@ -218,3 +220,64 @@ def test_runs_without_a_sweep_keep_a_report_each(fleet, tmp_path):
     )
     assert all("sweep" not in report for report in reports)
     assert not [name for name in os.listdir(report_dir) if name.endswith(".d")]
+
+
+def _awx_slice_vars(workflow, job):
+    return {"awx_job_id": job, "tower_job_id": job, "awx_workflow_job_id": workflow, "tower_workflow_job_id": workflow}
+
+
+def test_an_awx_slice_run_twice_and_a_failed_slice_keep_every_kill_and_their_own_artifacts(fleet, tmp_path):
+    """A slice relaunched keeps the first run's kills in the sweep (each once); a slice with a failed
+    host has failed: 1 in its own artifact, and the next slice's own artifact does not inherit it."""
+    tag = new_tag("sweep")
+    report_dir = str(tmp_path / "reports")
+    inventory = _fleet_inventory(fleet, tmp_path, tag)
+
+    def wrong_password(groups):
+        groups["postgresql"]["hosts"]["pg1b"]["dbhygiene_login_password"] = "not-the-password"
+
+    edit_inventory(inventory, wrong_password)
+    workflow = 7000 + int(tag[-4:], 16)
+    held = _hold_one_per_host(fleet, tag)
+
+    def run_slice(index, job):
+        run = run_playbook(
+            ENFORCE, inventory=inventory, extra_vars=_awx_slice_vars(workflow, job), limit=PARTITIONS[index]
+        )
+        return run, run.result(task="dbhygiene.sessions.enforce : Write the fleet report")["ansible_stats"]["data"]
+
+    try:
+        first, stats = run_slice(0, workflow + 1)
+        assert first.rc == 0, first.output
+        assert stats["dbhygiene_enforce"]["ended"] == 3 and stats["dbhygiene_enforce_sweep"]["ended"] == 3
+        # New ghosts on the same slice's hosts, and the slice run again (AWX: relaunch).
+        slice_hosts = PARTITIONS[0].split(",")
+        held += open_sessions(fleet, [(SERVER_OF[host], "idle", f"{tag}-{host}") for host in slice_hosts])
+        time.sleep(1.5)
+        again, stats = run_slice(0, workflow + 2)
+        assert again.rc == 0, again.output
+        assert stats["dbhygiene_enforce"]["ended"] == 3 and stats["dbhygiene_enforce_sweep"]["ended"] == 6
+        failed, stats = run_slice(2, workflow + 3)
+        assert failed.rc != 0
+        assert stats["dbhygiene_enforce"]["failed"] == 1 and stats["dbhygiene_enforce"]["ended"] == 1
+        last, stats = run_slice(1, workflow + 4)
+        assert last.rc == 0, last.output
+        assert stats["dbhygiene_enforce"] == dict(stats["dbhygiene_enforce"], hosts=3, ok=3, failed=0, ended=3)
+        sweep_totals = stats["dbhygiene_enforce_sweep"]
+        assert sweep_totals["id"] == f"awx-workflow-{workflow}"
+        assert sweep_totals == dict(sweep_totals, hosts=8, ok=7, failed=1, ended=10, terminated=10)
+
+        _name, report = _the_one_report(report_dir, "enforce")
+        assert report["totals"]["ended"] == 10 and len(report["sweep"]["runs"]) == 4
+        assert report["sweep"]["hosts_missing"] is None
+        for host in slice_hosts:
+            assert len(report["hosts"][host]["terminated"]) == 2, host
+        trail = [line for line in read_trail(str(tmp_path / "audit.jsonl")) if line["outcome"] == "terminated"]
+        assert len(trail) == 10 and {line["sweep_id"] for line in trail} == {f"awx-workflow-{workflow}"}
+        assert sorted((line["host"], line["id"]) for line in trail) == sorted(
+            (host, entry["id"])
+            for host, entry_host in report["hosts"].items()
+            for entry in entry_host.get("terminated", [])
+        )
+    finally:
+        close_all(held)

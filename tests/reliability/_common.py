@@ -75,7 +75,7 @@ def supports(engine, option):
 
 
 def not_ended(result):
-    """The result's sessions not ended, under the DESIGN name or the older one."""
+    """The result's sessions not ended, under the contract's name or the older one."""
     return list(result.get("not_ended") or result.get("skipped") or result.get("skipped_sessions") or [])
 
 

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 """Three enforce runs at once on the same hosts, one trail, one report directory.
 
-Asserted: every run ends; each trail line is whole JSON with the DESIGN fields;
+Asserted: every run ends; each trail line is whole JSON with the contract's fields (docs/architecture.md);
 the trail holds exactly the lines the three runs reported (none lost, none
 doubled by the writer); every ghost is gone. Printed: sessions reported
 terminated by more than one run (must become 0 with the sweep lock) and how

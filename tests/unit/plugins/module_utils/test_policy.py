@@ -659,7 +659,7 @@ CONDITIONS = [
         {"user": "app", "idle_seconds": 59},
         False,
     ),
-    # except: the DESIGN.md example
+    # except: the docs/architecture.md example
     (
         "foreign-outside",
         {"client_addresses": ["0.0.0.0/0", "::/0"], "except": {"client_addresses": ["10.0.0.0/8"]}},

@@ -13,8 +13,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 TYPES = os.path.join(ROOT, "extensions", "awx", "credential_types.yml")
-ROLES = ("audit", "enforce")
-# What a job needs from a credential: the login and the TLS files (DESIGN.md role variables).
+ROLES = ("audit", "enforce", "drain", "timeouts")
+# What a job needs from a credential: the login and the TLS files (docs/architecture.md role variables).
 EXPECTED = {
     "dbhygiene_login_user",
     "dbhygiene_login_password",
@@ -23,6 +23,11 @@ EXPECTED = {
     "dbhygiene_ssl_key",
     "dbhygiene_client_cert",
     "dbhygiene_client_key",
+    # One login per engine, for a job that sweeps a mixed fleet.
+    "dbhygiene_postgresql_login_user",
+    "dbhygiene_postgresql_login_password",
+    "dbhygiene_mysql_login_user",
+    "dbhygiene_mysql_login_password",
 }
 
 # AWX's own schemas for a custom credential type (awx/main/fields.py, CredentialTypeInputField
@@ -148,7 +153,9 @@ def test_every_injected_variable_is_a_variable_of_both_roles():
         options = _role_options(role)
         missing = injected - set(options)
         assert not missing, "%s does not read %s" % (role, sorted(missing))
-        assert options["dbhygiene_login_password"].get("no_log") is True
+        for name in injected:
+            if name.endswith("_password"):
+                assert options[name].get("no_log") is True, (role, name)
 
 
 def test_the_roles_pass_every_injected_variable_to_the_plugin():
@@ -158,8 +165,15 @@ def test_the_roles_pass_every_injected_variable_to_the_plugin():
             tasks = handle.read()
         for variable in EXPECTED:
             option = variable[len("dbhygiene_") :]
-            assert '%s: "{{ %s | default(omit' % (option, variable) in tasks, (role, variable)
+            for engine in ("postgresql", "mysql"):
+                if option.startswith(engine + "_"):
+                    option = option[len(engine) + 1 :]
             assert option in _connection.CONNECTION_OPTIONS
+            if variable[len("dbhygiene_") :] != option:  # an engine's own login, read first
+                per_engine = "'dbhygiene_' ~ dbhygiene_engine ~ '_%s'" % option
+                assert per_engine in tasks, (role, variable)
+            else:
+                assert "%s: " % option in tasks and "dbhygiene_%s | default(omit" % option in tasks, (role, variable)
 
 
 def test_a_tls_credential_without_client_files_leaves_them_unset():

@@ -464,7 +464,7 @@ def test_fleet_keeps_every_name_the_action_plugins_use():
 
 # ---------------------------------------------------------------- locks in the audit report
 def _locks(chains=(), cycles=(), waiting=None, longest=None):
-    """A `locks` summary of the contract's shape (DESIGN.md "Locks", _planner.annotate_locks)."""
+    """A `locks` summary of the contract's shape (docs/architecture.md "Locks", _planner.annotate_locks)."""
     chains = [dict(chain) for chain in chains]
     if waiting is None:
         waiting = sum(chain["blocking"] for chain in chains) + sum(len(cycle) for cycle in cycles)
@@ -631,7 +631,7 @@ def test_brief_leaves_out_the_lock_fields_of_a_session_without_locks():
     assert "blocked_by" not in plain and "blocking" not in plain and "lock_wait_seconds" not in plain
     root = _fleet.brief(dict(_lock_sessions()[0], rule="blockers"))
     waiter = _fleet.brief(dict(_lock_sessions()[1], rule="waiters"))
-    if "blocking" in _fleet.brief({"blocking": 3}):  # once the record has the lock fields (DESIGN.md "Locks")
+    if "blocking" in _fleet.brief({"blocking": 3}):  # once the record has the lock fields ("Locks")
         assert root["blocking"] == 3 and waiter["blocked_by"] == [10]
 
 

@@ -148,7 +148,7 @@ def test_the_report_of_a_sweep_covers_every_host_of_every_run(tmp_path):
         "runs_missing": 1,
         "complete": False,
         "hosts": 4,
-        "hosts_missing": [],
+        "hosts_missing": None,  # no run knew the sweep's hosts
     }
     assert "## Sweep" in markdown and "2 runs of 3 (1 still to report), 4 hosts." in markdown
     # One report of the sweep (the first run's is replaced), plus the -latest pair and the sweep's directory.
@@ -182,6 +182,28 @@ def test_the_hosts_the_runs_expect_and_no_run_reported_are_missing(tmp_path):
     assert report["sweep"]["hosts_missing"] == ["db1", "db3"] and "Still to report: db1, db3." in markdown
     report = _write_run(str(tmp_path), ["db1", "db3"], "r2", {"db1": None, "db3": None}, expected=None)[0]
     assert report["sweep"]["hosts_missing"] == [] and report["totals"]["hosts"] == 3
+
+
+def test_hosts_missing_is_unknown_when_no_run_knew_the_sweeps_hosts(tmp_path):
+    """AWX slices: each run's inventory is its own slice, so nobody can say which hosts are missing."""
+    report, _paths, markdown = _write_run(str(tmp_path), ["db2"], "r1", {"db2": _result("db2", 1)}, expected=None)
+    assert report["sweep"]["hosts_missing"] is None
+    assert "Still to report" not in markdown and "hosts of the other runs are not known" in markdown
+
+
+def test_a_host_run_twice_keeps_both_runs_kills_once_each(tmp_path):
+    report_dir = str(tmp_path)
+    _write_run(report_dir, ["db1", "db2"], "r1", {"db1": _result("db1", 5, [1, 2]), "db2": _result("db2", 1, [9])})
+    # The same slice again: db1 ends two more (and reports one of the first run's again), db2 none.
+    again = {"db1": _result("db1", 3, [2, 3, 4]), "db2": _result("db2", 1)}
+    report = _write_run(report_dir, ["db1", "db2"], "r2", again, now="2026-12-01T16:05:00Z")[0]
+    assert report["totals"]["terminated"] == 5 and report["totals"]["ended"] == 5
+    assert [e["id"] for e in report["hosts"]["db1"]["terminated"]] == [1, 2, 3, 4]
+    assert report["hosts"]["db1"]["seen"] == 3  # the rest is the latest run's
+    assert [e["id"] for e in report["hosts"]["db2"]["terminated"]] == [9]
+    # A later run that failed on the host keeps the kills made before.
+    report = _write_run(report_dir, ["db1"], "r3", {"db1": {"failed": True, "msg": "boom"}}, now="2026-12-01T16:06Z")[0]
+    assert report["hosts"]["db1"]["status"] == "failed" and report["totals"]["terminated"] == 5
 
 
 def test_merge_keeps_the_latest_file_of_a_host():
