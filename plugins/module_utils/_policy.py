@@ -82,8 +82,8 @@ ACTIONS = ("terminate", "cancel", "cancel_then_terminate")
 DEFAULT_ACTION = "terminate"
 DEFAULT_GRACE = 10
 DEFAULT_POLICY_NAME = "unnamed"
-# Limits per host of a policy that sets none (DESIGN.md "Dry runs in the open, safe by
-# default"): a rule written too broadly cannot end every session of a fleet. A policy
+# Limits per host of a policy that sets none (docs/architecture.md, "Dry runs in the open"):
+# a rule written too broadly cannot end every session of a fleet. A policy
 # raises one with a number, or lifts it with UNLIMITED; null (or leaving it out) is the default.
 DEFAULT_LIMITS = {"max_terminations": 100, "max_fraction": 0.9}
 UNLIMITED = "unlimited"

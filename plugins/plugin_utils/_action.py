@@ -59,7 +59,7 @@ class ActionMixin(object):
         _validation, params = self.validate_argument_spec(  # pylint: disable=no-member
             argument_spec=self.ARGUMENT_SPEC if argument_spec is None else argument_spec
         )
-        # Every result says whether it is a dry run (DESIGN.md "Dry runs in the open").
+        # Every result says whether it is a dry run (docs/architecture.md, "Dry runs in the open").
         result["check_mode"] = self.check_mode
         return result, params, task_vars
 

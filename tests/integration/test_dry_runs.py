@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""Dry runs in the open, safe by default (DESIGN.md), through ansible-playbook on real servers:
+"""Dry runs in the open, safe by default (docs/architecture.md), through ansible-playbook on real servers:
 
 - a dry run's results, trail lines, report and set_stats artifact say check_mode, its report is
   <role>-check-latest and never replaces the real run's <role>-latest (the audit role's is every run's);

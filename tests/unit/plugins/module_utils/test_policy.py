@@ -395,7 +395,7 @@ def test_defaults():
     assert [rule.name for rule in policy.rules] == ["rule-0"]
     assert policy.rules[0].action == "terminate"
     assert policy.protect.superusers is True
-    # No limits given: the default limits per host (DESIGN.md "Dry runs in the open, safe by default").
+    # No limits given: the default limits per host (docs/architecture.md, "Dry runs in the open").
     assert policy.limits.max_terminations == 100
     assert policy.limits.max_fraction == 0.9
     assert policy.limits.defaults == ("max_terminations", "max_fraction")

@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""Dry runs in the open (DESIGN.md): the report files of a dry run, a run that stopped, a play
+"""Dry runs in the open (docs/architecture.md): the report files of a dry run, a run that stopped, a play
 with no host to work on. Pure: no Ansible, no database."""
 
 import json
