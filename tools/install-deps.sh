@@ -10,6 +10,8 @@ command -v rsync >/dev/null || need+=(rsync)
 command -v shellcheck >/dev/null || need+=(shellcheck)  # ansible-test sanity checks the shell scripts with it
 command -v runuser >/dev/null || need+=(util-linux)
 command -v git >/dev/null || need+=(git)
+# ansible-rulebook (the event-driven tests, tests/integration/test_eda.py) runs on Java 17.
+command -v java >/dev/null || need+=(openjdk-17-jre-headless)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 # dbhygiene_run_on: host over real ssh (tests/integration/test_run_on_ssh.py): an sshd of the
 # test's own, and the database host's system Python with the distribution's drivers.

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tarfile
 
+import pytest
 import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -76,7 +77,13 @@ def _ee_layout(tmp_path):
     in .build/dist where the definition looks for it (the work tree's own .build is left alone)."""
     root = tmp_path / "collection"
     (root / "meta").mkdir(parents=True)
-    for name in ("execution-environment.yml", "requirements.txt", "bindep.txt", "galaxy-requirements.yml"):
+    for name in (
+        "execution-environment.yml",
+        "decision-environment.yml",
+        "requirements.txt",
+        "bindep.txt",
+        "galaxy-requirements.yml",
+    ):
         shutil.copy(os.path.join(ROOT, "meta", name), str(root / "meta" / name))
     dist = root / ".build" / "dist"
     _run([os.path.join(BIN, "ansible-galaxy"), "collection", "build", "--output-path", str(dist), "--force"])
@@ -164,9 +171,11 @@ def _pins(path, name):
     raise AssertionError("%s is not pinned in %s" % (name, path))
 
 
-def test_execution_environment_installs_a_supported_ansible_core(tmp_path):
-    """The core the EE definition resolves to (what ansible-builder puts in the Containerfile) is
-    inside requires_ansible, is the newest core the suite runs, and gets a Python it runs on."""
+@pytest.mark.parametrize("definition", ["execution-environment.yml", "decision-environment.yml"])
+def test_the_environments_install_a_supported_ansible_core(tmp_path, definition):
+    """The core the EE (and the DE) definition resolves to (what ansible-builder puts in the
+    Containerfile) is inside requires_ansible, is the newest core the suite runs, and gets a
+    Python it runs on; the DE also gets ansible-rulebook (the version the tests run) and Java."""
     from packaging.specifiers import SpecifierSet
     from packaging.version import Version
 
@@ -177,7 +186,7 @@ def test_execution_environment_installs_a_supported_ansible_core(tmp_path):
             os.path.join(BIN, "ansible-builder"),
             "create",
             "-f",
-            str(root / "meta" / "execution-environment.yml"),
+            str(root / "meta" / definition),
             "-c",
             str(context),
             "--output-filename",
@@ -198,6 +207,10 @@ def test_execution_environment_installs_a_supported_ansible_core(tmp_path):
     assert python, "the EE does not name its Python"
     needs = (3, 12) if core >= Version("2.20") else (3, 11) if core >= Version("2.18") else (3, 10)
     assert (int(python.group(1)), int(python.group(2))) >= needs, "ansible-core %s needs Python %s+" % (core, needs)
+    if definition == "decision-environment.yml":
+        python_deps = (context / "_build" / "requirements.txt").read_text()
+        assert "ansible-rulebook==%s" % _pins("requirements-test.txt", "ansible-rulebook") in python_deps
+        assert "java-17-openjdk-headless" in (context / "_build" / "bindep.txt").read_text()
 
 
 def test_a_trial_changelog_release_lists_every_object_once(tmp_path):
