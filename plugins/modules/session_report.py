@@ -21,11 +21,11 @@ description:
     same kind beyond O(keep) are removed.
   - A dry run (check mode) of the enforce or drain role writes C(<kind>-check-<time>-<run>.json/.md) and
     C(<kind>-check-latest.json/.md) instead, kept and pruned apart, so that C(<kind>-latest) stays the last real run's. The
-    audit role changes nothing in any mode: every run of it writes C(audit-latest). The JSON says C(check_mode), the
+    audit role changes nothing in any mode, so every run of it writes C(audit-latest). The JSON says C(check_mode), the
     Markdown's first line says a dry run is one.
   - With O(check_var), a run whose variables' check (the role's C(policy_check) task) failed writes its report saying why it
     stopped (C(stopped); every host C(reason_code=stopped)), so that no older report looks current.
-  - With O(pattern), the report of a play that has no host to work on: when none of O(pattern_hosts) is among the hosts
+  - With O(pattern), the report of a play that has no host to work on. When none of O(pattern_hosts) is among the hosts
     this play runs on (every host of the inventory that C(--limit) leaves), the report says why, naming the group,
     C(dbhygiene_hosts) and the inventory, and the result's C(stopped) has that message (the roles then fail the run); else
     nothing is written and C(hosts) lists the hosts to work on.
