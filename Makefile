@@ -13,7 +13,7 @@ TEST_STATE ?= /tmp/dbhygiene-fleet-test
 DEMO_STATE ?= /tmp/dbhygiene-fleet-demo
 export ANSIBLE_COLLECTIONS_PATH := $(ROOT)/.build/collections
 
-.PHONY: help deps venv venv-2.16 collection test reliability sanity sanity-2.16 units units-2.16 integration lint fleet-up fleet-down fleet-status demo demo-down build
+.PHONY: help deps venv venv-2.16 collection test reliability sanity sanity-2.16 units units-2.16 integration lint docs fleet-up fleet-down fleet-status demo demo-down build
 
 help:
 	@echo "make demo        start a small fleet, plant ghost sessions, audit (dry run), enforce, audit again"
@@ -22,6 +22,7 @@ help:
 	@echo "make reliability the reliability suite (races, load, faults, secrets) on a fleet of its own; prints figures"
 	@echo "make fleet-up    start the test fleet by hand (3 PostgreSQL, 3 MariaDB); make fleet-down stops it"
 	@echo "make build       build the collection tarball into .build/dist"
+	@echo "make docs        the documentation site (guides + every module, plugin and role) into .build/docs/html; any warning fails"
 
 deps:
 	@bash tools/install-deps.sh
@@ -74,6 +75,11 @@ fleet-down: venv
 
 fleet-status: venv
 	DBFLEET_STATE_DIR=$(TEST_STATE) $(FLEET) status
+
+# The site: antsibull-docs pages of the collection and the guides (docs/), Sphinx with warnings as
+# errors and every internal link checked (tools/docs.py; external links are not checked).
+docs: venv collection
+	$(PY) tools/docs.py
 
 build: venv
 	$(VENV)/bin/ansible-galaxy collection build --force --output-path .build/dist

@@ -24,6 +24,8 @@ For each number of idle sessions N:
   performance_schema.events_statements_current, consumer on as above), and pt-kill (Debian's percona-toolkit,
   when installed: from its start until every victim is gone, which includes
   perl's start and its first poll).
+- the victims planned idle are also read in performance_schema's transaction events right
+  before their KILL (the fleet runs with them on; the count is printed with the guard paths);
 - statements (round trips) of the driver at each N, counted on its connection by
   tools/bench_statements.py (every execute(), connecting included): those of the
   timed list + guarded end, and those of one whole real sweep (untimed:
@@ -409,12 +411,15 @@ def main():
             steps, events_on = (_GUARD_STEPS[-2], _GUARD_STEPS[-1]) if len(_GUARD_STEPS) > 1 else ({}, {})
             print(
                 "  (the guard block re-read %d victims in its PROCESSLIST loop, %d in steps of their own; with "
-                "statement events on: %d on their statement events, %d in the PROCESSLIST loop)"
+                "statement events on: %d on their statement events, %d in the PROCESSLIST loop; %d and %d of them "
+                "also read in the transaction events, proven outside a transaction)"
                 % (
                     steps.get("looped", 0),
                     steps.get("own_step", 0),
                     events_on.get("statement_events", 0),
                     events_on.get("looped", 0),
+                    steps.get("transaction_checked", 0),
+                    events_on.get("transaction_checked", 0),
                 )
             )
             ours = figures["dbhygiene driver (list + guarded end)"]

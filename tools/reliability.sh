@@ -13,7 +13,8 @@
 # Knobs of the tests (defaults in tests/reliability/*.py): RELIABILITY_RACE_KILLS,
 # RELIABILITY_RACE_SECONDS, RELIABILITY_RACE_PLAY_KILLS, RELIABILITY_ALLOWED_WRONG_KILLS,
 # RELIABILITY_PGBENCH_SECONDS, RELIABILITY_FREEZE_CAP, RELIABILITY_CONCURRENT_GHOSTS,
-# RELIABILITY_WAKE_RACE_KILLS, RELIABILITY_WAKE_RACE_SECONDS (and the others of test_wake_race.py).
+# RELIABILITY_WAKE_RACE_KILLS, RELIABILITY_WAKE_RACE_SECONDS (and the others of test_wake_race.py),
+# RELIABILITY_TRX_ROUNDS, RELIABILITY_TRX_SESSIONS (and the others of test_transaction_state.py).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root" || exit 1

@@ -5,7 +5,7 @@
 # that failed outside pytest, e.g. sanity, counts as one failure).
 #
 # The newest core (.venv: ansible-core 2.21, Python 3.12) runs everything: sanity, the
-# changelog lint, all unit and integration tests, molecule, ansible-lint. The oldest
+# changelog lint, the documentation site, all unit and integration tests, molecule, ansible-lint. The oldest
 # (.venv-2.16: ansible-core 2.16, Python 3.11) runs the unit tests, the module and role
 # integration tests, the ansible-doc rendering, and its own ansible-test sanity (which
 # compiles and imports the modules for every target Python from 3.8 on). Its steps run in
@@ -86,6 +86,10 @@ echo "ansible-core 2.16 (Python 3.11) runs in the background: $log_oldest"
 
 step sanity bash tools/sanity.sh
 step changelog antsibull-changelog lint
+# The documentation site, warnings as errors, every internal link checked (tests/integration/test_site.py
+# reads its outcome, .build/docs/build.json, instead of building it again).
+step docs make -s --no-print-directory docs
+export DBHYGIENE_DOCS_BUILT="$root/.build/docs"
 step pytest "$py" -m pytest -q -p no:cacheprovider --junitxml="$junit" tests/unit tests/integration
 if [ -x tools/molecule.sh ]; then
   step molecule bash tools/molecule.sh

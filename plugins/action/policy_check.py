@@ -18,8 +18,14 @@ from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.parameters import remove_values
 from ansible.plugins.action import ActionBase
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _policy
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _action, _change_window, _connection, _fleet
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _argspec, _policy
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import (
+    _action,
+    _change_window,
+    _connection,
+    _fleet,
+    _inprocess,
+)
 
 ROLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "roles")
 
@@ -99,12 +105,32 @@ def host_variables(task_vars, current_layer, host_layer, defaults):
     return variables
 
 
+def number_variables(options):
+    """The role's options that are numbers: typed int or float, or raw ones (the timeouts)
+    passed on as an engine module's number option of the same name without the prefix."""
+    return dict(
+        (name, option)
+        for name, option in options.items()
+        if option.get("type") in _argspec.NUMBER_TYPES
+        or (
+            option.get("type") == "raw"
+            and name.startswith("dbhygiene_")
+            and name[len("dbhygiene_") :] in _inprocess.NUMBER_OPTIONS
+        )
+    )
+
+
 def argument_problems(options, values):
     """Error messages of validating `values` (the variables a host has) against `options`,
-    with no_log values masked, as Ansible's role validation would give them."""
-    validated = ArgumentSpecValidator(options).validate(dict(values))
+    with no_log values masked, as Ansible's role validation would give them; first, each
+    number that is inf, -inf, nan or too large (ansible-core's int conversion raises
+    OverflowError on them), named with its value."""
+    numbers = dict((name, dict(option, type="float")) for name, option in number_variables(options).items())
+    messages = _argspec.number_problems(numbers, values)
+    if not messages:
+        messages = ArgumentSpecValidator(options).validate(dict(values)).error_messages
     secrets = set(str(values[n]) for n, o in options.items() if o.get("no_log") and values.get(n) not in (None, ""))
-    return [remove_values(message, secrets) for message in validated.error_messages]
+    return [remove_values(message, secrets) for message in messages]
 
 
 class _Resolved(object):

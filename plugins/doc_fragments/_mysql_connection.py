@@ -32,6 +32,9 @@ options:
         to tell superuser sessions apart, and C(SELECT ON performance_schema.session_connect_attrs) to read
         C(program_name). A policy with lock conditions also reads C(SELECT ON performance_schema.metadata_locks) and
         C(SELECT ON performance_schema.threads) (MySQL 8 also C(SELECT ON performance_schema.data_lock_waits)).
+        A policy with C(states) or C(transaction_longer_than) in a rule reads whether a C(Sleep)
+        thread is in a transaction in C(performance_schema): C(SELECT ON performance_schema.events_transactions_current),
+        C(performance_schema.threads), C(performance_schema.setup_consumers) and C(performance_schema.setup_instruments).
         Missing rights fail the run with the GRANT that fixes them.'
     type: str
   login_password:
@@ -103,6 +106,16 @@ notes:
     ships that consumer off) and the login may read it, MariaDB reads idle victims on their latest statement event
     instead of C(information_schema.PROCESSLIST): the same proof (no command since planning), several times faster, and
     less time between the read and the KILL.'
+  - 'Transaction state: a C(Sleep) thread is V(idle_in_transaction) or V(idle) as performance_schema''s transaction
+    events say at that moment (C(events_transactions_current): exact, a bare C(BEGIN) and C(XA START) included), never
+    from C(INFORMATION_SCHEMA.INNODB_TRX), a cache a monitoring agent can keep from refreshing. They need
+    C(performance_schema=ON), the instrument C(transaction) and the consumer C(events_transactions_current) on (MariaDB
+    ships both off: C(performance_schema_instrument=''transaction=ON''),
+    C(performance_schema_consumer_events_transactions_current=ON)). Where they are off, or a thread is not instrumented,
+    no C(Sleep) thread can be proven outside a transaction: it counts as V(idle_in_transaction) (an idle rule never
+    ends it), its C(state_detail) says why, and RV(dbhygiene.sessions.mysql_session_info#module:server.transaction_state_exact)
+    is false. The guard re-reads a victim planned V(idle) in those events right before its C(KILL), in the same
+    server-side step, and ends it only if it is still outside a transaction.'
   - Passwords are sent as UTF-8 (PyMySQL alone would send Latin-1), so any password the server accepts works.
   - A session's C(key) holds the server's start time, so sessions of a server that restarted since planning are
     reported C(gone) and never ended.

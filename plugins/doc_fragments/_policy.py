@@ -69,8 +69,9 @@ options:
             choices: [terminate, cancel, cancel_then_terminate]
           states:
             description:
-              - Normalized session states. MySQL/MariaDB C(Sleep) with an open InnoDB transaction is
-                V(idle_in_transaction), without one V(idle); a running command is V(active).
+              - Normalized session states. MySQL/MariaDB C(Sleep) in an open transaction (C(performance_schema)'s
+                transaction events, exact; where they are off, every C(Sleep) thread) is V(idle_in_transaction),
+                outside one V(idle); a running command is V(active).
             type: list
             elements: str
             choices: [active, idle, idle_in_transaction, idle_in_transaction_aborted, other]

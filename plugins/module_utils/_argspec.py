@@ -14,6 +14,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import math
+
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import shown
+
+# The option types whose values are numbers (AnsibleModule's names).
+NUMBER_TYPES = ("int", "float")
+
 
 def policy_spec():
     """The `policy` option: one structure for every engine (docs/architecture.md).
@@ -39,3 +46,65 @@ def info_argument_spec():
     """Options of every `*_session_info` module besides the connection: an optional policy
     (its plan of the same listing is returned too)."""
     return dict(policy=dict(type="raw"))
+
+
+def number_problem(value):
+    """Why `value` (an int or float option's, as given: a number or its text) is no usable
+    number, or None. ``inf``, ``-inf``, ``nan`` (a float, or any text Python reads as one):
+    "is not a finite number"; a number beyond a float (``1e999``, a 400-digit int): "is too
+    large". ansible-core takes a non-finite float as is and converts one to an int with an
+    OverflowError (a traceback); a value that is no number at all is left to the type check."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    except OverflowError:
+        return "is too large"
+    if math.isfinite(number):
+        return None
+    if math.isinf(number) and "inf" not in str(value).lower():
+        return "is too large"
+    return "is not a finite number"
+
+
+def number_problems(spec, params, prefix=""):
+    """Messages naming each int / float option of `spec` (by its name or an alias, as given in
+    `params`, with `prefix`) whose value number_problem() refuses, and the value."""
+    problems = []
+    params = params or {}
+    for name, option in spec.items():
+        if option.get("type") not in NUMBER_TYPES:
+            continue
+        for given in (name,) + tuple(option.get("aliases") or ()):
+            problem = number_problem(params.get(given))
+            if problem:
+                problems.append(f"{prefix}{given}: {shown(params[given])} {problem}")
+    return problems
+
+
+def numbers_as_raw(spec):
+    """`spec` with its int / float options taken as they come (type raw), for a first check."""
+    return dict(
+        (name, dict(option, type="raw") if option.get("type") in NUMBER_TYPES else option)
+        for name, option in spec.items()
+    )
+
+
+def new_module(argument_spec, **kwargs):
+    """``AnsibleModule(argument_spec=argument_spec, **kwargs)`` for a module's main(); a number
+    option given ``inf``, ``-inf``, ``nan`` or too large a number fails first, naming the option
+    and the value, before any connection: ansible-core's own conversion of such a value to an
+    int raises OverflowError (2.21: a traceback) or names no value (2.16)."""
+    from ansible.module_utils.basic import AnsibleModule, _load_params  # where a module runs
+
+    problems = number_problems(argument_spec, _load_params())
+    if not problems:
+        try:
+            return AnsibleModule(argument_spec=argument_spec, **kwargs)
+        except OverflowError:  # from an environment fallback (PGPORT=inf): not in the arguments
+            pass
+    module = AnsibleModule(argument_spec=numbers_as_raw(argument_spec), **kwargs)
+    problems = number_problems(argument_spec, module.params) or ["a number option is out of range"]
+    module.fail_json(msg="; ".join(problems))

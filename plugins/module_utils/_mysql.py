@@ -99,6 +99,8 @@ MAX_LOCK_TIMEOUT = 3600
 SHOWN_CHARS = 80
 # Policy conditions that read the lock waits (docs/architecture.md "Locks").
 LOCK_CONDITIONS = frozenset(["waiting_longer_than", "blocking_longer_than", "blocking_at_least"])
+# Policy conditions that read whether a thread is in a transaction (flavours.transaction_state).
+TRANSACTION_CONDITIONS = frozenset(["states", "transaction_longer_than"])
 
 
 # Server error codes the driver reacts to.
@@ -423,7 +425,7 @@ class MySQLDriver(Driver):
         self._lock_held = False
         self._threads_seen = 1  # client threads of the last full listing (sizes the guard blocks)
         # Victims the guard block re-read in its loop / in a step of their own, over this driver's life.
-        self.guard_counts = {"looped": 0, "own_step": 0, "statement_events": 0}
+        self.guard_counts = {"looped": 0, "own_step": 0, "statement_events": 0, "transaction_checked": 0}
         self._trx_read_at = None  # when our last listing read INNODB_TRX (time.monotonic)
         # program_name per session key: a connection's attributes are fixed at login.
         self._applications = {}
@@ -462,6 +464,26 @@ class MySQLDriver(Driver):
             held = self._probe_value(self.flavour.metadata_locks_probe())
             self.metadata_locks_readable = held is not None
             self.metadata_locks_visible = bool(held)
+        # Exact transaction state (flavours.transaction_state): performance_schema's
+        # transaction events, where the login may read them; else why not.
+        self.transactions_readable = self.flavour.performance_schema and self._probe(
+            flavours.transaction_events_probe()
+        )
+        self._transactions_unproven = None
+        if not self.flavour.performance_schema:
+            self._transactions_unproven = "performance_schema is off"
+        elif not self.transactions_readable:
+            self._transactions_unproven = (
+                f"login {self.account} cannot read performance_schema's transaction events "
+                f"({'; '.join(self.transaction_grants())})"
+            )
+
+    def transaction_grants(self):
+        """The GRANTs that let the login read the transaction events (the exact transaction state)."""
+        return [
+            f"GRANT SELECT ON performance_schema.{table} TO {self.account}"
+            for table in ("events_transactions_current", "threads", "setup_consumers", "setup_instruments")
+        ]
 
     @property
     def state_since_tolerance(self):
@@ -553,6 +575,7 @@ class MySQLDriver(Driver):
         return self._own_id
 
     def server_facts(self):
+        unproven = self._transaction_state_unproven()
         return {
             "engine": self.engine,
             "flavour": self.flavour.name,
@@ -574,9 +597,22 @@ class MySQLDriver(Driver):
             # performance_schema records them (instrument wait/lock/metadata/sql/mdl).
             "row_lock_waits_visible": self.row_lock_waits_readable,
             "metadata_locks_visible": self.metadata_locks_visible,
+            # Whether a Sleep thread's transaction state is exact (performance_schema's
+            # transaction events); when not, why, and every Sleep thread is idle_in_transaction.
+            "transaction_state_exact": unproven is None,
+            "transaction_state_detail": unproven,
         }
 
-    def preflight_problems(self, signal, needs_superusers=True, needs_applications=True, needs_locks=True):
+    def _transaction_state_unproven(self):
+        """Why the transaction state of Sleep threads is not exact right now, or None."""
+        if self._transactions_unproven is not None:
+            return self._transactions_unproven
+        (on,) = self._fetch_one(flavours.transaction_events_on_query())
+        return None if on else flavours.TRX_EVENTS_OFF
+
+    def preflight_problems(
+        self, signal, needs_superusers=True, needs_applications=True, needs_locks=True, needs_transactions=True
+    ):
         """Messages for every missing right (empty when none). Never a secret."""
         who = f"login {self.account} on {self.target}"
         problems = []
@@ -604,6 +640,12 @@ class MySQLDriver(Driver):
                 f"{who} cannot read connection attributes, so applications (program_name) would look empty to "
                 "applications rules and protect.applications; "
                 f"GRANT SELECT ON performance_schema.session_connect_attrs TO {self.account}"
+            )
+        if needs_transactions and self.flavour.performance_schema and not self.transactions_readable:
+            problems.append(
+                f"{who} cannot read performance_schema's transaction events, so it cannot prove a Sleep thread is "
+                "outside a transaction: every one would count as idle_in_transaction (states, "
+                f"transaction_longer_than); {'; '.join(self.transaction_grants())}"
             )
         if needs_locks:
             problems.extend(self._lock_problems(who))
@@ -636,12 +678,15 @@ class MySQLDriver(Driver):
         (reading superusers when protect.superusers is false; reading connection
         attributes when no rule or protect uses applications).
         """
-        needs_superusers = needs_applications = needs_locks = True
+        needs_superusers = needs_applications = needs_locks = needs_transactions = True
         if policy is not None:
             needs_superusers = bool(policy.protect.superusers)
             needs_applications = "applications" in policy.conditions_used() or bool(policy.protect.applications)
             needs_locks = bool(LOCK_CONDITIONS & set(policy.conditions_used()))
-        problems = self.preflight_problems(signal, needs_superusers, needs_applications, needs_locks)
+            needs_transactions = bool(TRANSACTION_CONDITIONS & set(policy.conditions_used()))
+        problems = self.preflight_problems(
+            signal, needs_superusers, needs_applications, needs_locks, needs_transactions
+        )
         if problems:
             raise SessionError("; ".join(problems))
         if policy is not None:
@@ -692,12 +737,14 @@ class MySQLDriver(Driver):
             ids=ids,
             row_locks=locks and self.row_lock_waits_readable,
             metadata_locks=locks and self.metadata_locks_visible,
+            transactions=self.transactions_readable,
         )
         # InnoDB refreshes INFORMATION_SCHEMA.INNODB_TRX only for a reader that comes after
         # flavours.TRX_CACHE_QUIET_SECONDS without one: our own listings (a plan right after the
-        # last sweep's confirm wait) must not keep it stale, or a transaction opened meanwhile
-        # would look idle to the plan. (A victim's re-read right before its KILL, `ids`, needs
-        # no fresh transaction list: its unchanged QUERY_ID is the proof.)
+        # last sweep's confirm wait) must not keep it stale (its InnoDB lock waits; whether a
+        # Sleep thread is in a transaction comes from the transaction events, which another
+        # client cannot starve). A victim's re-read right before its KILL, `ids`, needs no fresh
+        # transaction list.
         if ids is None and self._trx_read_at is not None:
             time.sleep(max(0.0, self._trx_read_at + flavours.TRX_CACHE_QUIET_SECONDS - time.monotonic()))
         try:
@@ -706,7 +753,9 @@ class MySQLDriver(Driver):
             raise SessionError(f"cannot list the threads on {self.target} as {self.current_user}: {self._why(exc)}")
         finally:
             self._trx_read_at = time.monotonic()
-        sessions = [flavours.normalize_row(row, self.server_started) for row in rows]
+        sessions = [
+            flavours.normalize_row(row, self.server_started, unproven=self._transactions_unproven) for row in rows
+        ]
         if ids is None:
             self._threads_seen = len(sessions) + 1
         if applications and self.list_applications:
@@ -831,6 +880,9 @@ class MySQLDriver(Driver):
             ("statement_events", "looped", "own_step"), self.flavour.guard_paths(batch, mode, bound=bound)
         ):
             self.guard_counts[key] += len(path)
+        self.guard_counts["transaction_checked"] += sum(
+            1 for victim in batch if flavours.needs_transaction_check(victim, mode)
+        )
         decided = {
             id(victim): self._outcome(victim, mode, code, fields) for victim, (code, fields) in zip(ordered, outcomes)
         }
@@ -844,6 +896,10 @@ class MySQLDriver(Driver):
             return victim, REASON_STATE_CHANGED, flavours.NOT_WAITING_DETAIL
         if code == flavours.GUARD_EVENTS_OFF:
             return victim, REASON_STATE_CHANGED, flavours.EVENTS_OFF_DETAIL
+        if code == flavours.GUARD_IN_TRANSACTION:
+            return victim, REASON_STATE_CHANGED, flavours.IN_TRANSACTION_DETAIL
+        if code == flavours.GUARD_TRX_UNPROVEN:
+            return victim, REASON_STATE_CHANGED, flavours.TRX_UNPROVEN_DETAIL
         if code == flavours.GUARD_NEW_EVENT:
             event, running = (fields + ["", ""])[:2]
             if running not in ("", "0"):
@@ -904,4 +960,6 @@ class MySQLDriver(Driver):
         return victim, OUTCOMES[mode], None
 
     def query_templates(self):
-        return self.flavour.templates(self.row_lock_waits_readable, self.metadata_locks_visible)
+        return self.flavour.templates(
+            self.row_lock_waits_readable, self.metadata_locks_visible, self.transactions_readable
+        )

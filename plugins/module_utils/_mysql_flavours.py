@@ -50,6 +50,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import 
     REASON_GONE,
     REASON_STATE_CHANGED,
 )
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._redact import redact_statement
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import UTC, iso_utc, parse_instant
 
 PROGRAM_NAME = "dbhygiene.sessions"
@@ -91,6 +92,11 @@ COLUMNS = (
     "mdl_pending",
     "mdl_user_lock",
     "mdl_holders",
+    # exact transaction state (performance_schema's transaction events; NULL where the listing does not read them)
+    "trx_events_on",
+    "trx_thread_id",
+    "trx_event_state",
+    "trx_event_seconds",
 )
 
 KILL_TEMPLATES = {"terminate": "KILL CONNECTION %s", "cancel": "KILL QUERY %s"}
@@ -112,10 +118,14 @@ GUARD_BLOCK_ROWS = 100000
 # (its transaction, if any, began before its last statement), and the guard's
 # unchanged QUERY_ID carries that proof to the KILL. So an idle victim is ended
 # only when it was planned idle for at least this long; any real policy's
-# idle_longer_than is far above it.
+# idle_longer_than is far above it. (The transaction state no longer comes from that
+# cache: a Sleep thread is idle only as performance_schema's transaction events prove it,
+# and the guard reads them again before the KILL (transaction_state, _TRANSACTION_CHECK).
+# The proof and the quiet gap below stay, no longer load-bearing for it, because the race
+# figures of the README were measured with them.)
 IDLE_PROOF_SECONDS = 0.15
 # ... and a reader refreshes the cache only after this long without any reader, so the
-# driver leaves at least this much between two of its own listings.
+# driver leaves at least this much between two of its own listings (its lock waits fresh).
 TRX_CACHE_QUIET_SECONDS = 0.11
 _IDLE_PROOF_DETAIL = (
     "planned idle for only %s ms: InnoDB's transaction list is a cache refreshed at most every 100 ms, "
@@ -130,6 +140,83 @@ def idle_unproven(planned):
         shown = "?" if idle is None else "%d" % round(idle * 1000)
         return _IDLE_PROOF_DETAIL % (shown, round(IDLE_PROOF_SECONDS * 1000))
     return None
+
+
+# ---------------------------------------------------------------- transaction state
+# Whether a Sleep thread is inside a transaction, exactly at the moment of the read:
+# performance_schema.events_transactions_current (MariaDB 10.5+, MySQL 5.7+). Its latest
+# transaction event is ACTIVE from BEGIN / START TRANSACTION / XA START (a transaction that
+# has touched no InnoDB table yet included) or the first transactional statement under
+# autocommit=0, until COMMIT / ROLLBACK; a thread that has had none has no row. It is
+# written by the thread itself, not served from a cache: INFORMATION_SCHEMA.INNODB_TRX is
+# InnoDB's trx_i_s cache, refreshed only for a reader that comes 100 ms after the last one
+# (a monitoring agent polling it at 20 Hz keeps it from ever refreshing), and it never shows
+# a transaction that has not touched InnoDB yet (a bare BEGIN). The events are complete
+# while these consumers and the instrument are on and the thread is instrumented; MariaDB
+# ships them off (performance_schema_instrument='transaction=ON',
+# performance_schema_consumer_events_transactions_current=ON).
+TRANSACTION_EVENT_CONSUMERS = ("global_instrumentation", "thread_instrumentation", "events_transactions_current")
+TRANSACTION_INSTRUMENT = "transaction"
+# 1 when the transaction events are complete right now (params: TRANSACTION_EVENT_CONSUMERS,
+# TRANSACTION_INSTRUMENT).
+_TRX_EVENTS_ON = (
+    "((SELECT COUNT(*) FROM performance_schema.setup_consumers WHERE NAME IN (%s, %s, %s) AND ENABLED = 'YES') = 3 "
+    "AND (SELECT COUNT(*) FROM performance_schema.setup_instruments WHERE NAME = %s AND ENABLED = 'YES') = 1)"
+)
+TRANSACTION_EVENTS_ON_PARAMS = TRANSACTION_EVENT_CONSUMERS + (TRANSACTION_INSTRUMENT,)
+# Each client thread's performance_schema THREAD_ID (instrumented threads only) and its
+# latest transaction event: derived tables, each materialized once with a key.
+_TRX_EVENTS_JOIN = (
+    "LEFT JOIN (SELECT DISTINCT PROCESSLIST_ID, THREAD_ID FROM performance_schema.threads "
+    "WHERE PROCESSLIST_ID IS NOT NULL AND INSTRUMENTED = 'YES') AS tt ON tt.PROCESSLIST_ID = p.ID "
+    "LEFT JOIN (SELECT DISTINCT THREAD_ID, STATE, TIMER_WAIT FROM performance_schema.events_transactions_current) "
+    "AS te ON te.THREAD_ID = tt.THREAD_ID"
+)
+TRX_EVENTS_OFF = (
+    "performance_schema's transaction events are off (the instrument 'transaction', or the consumers "
+    + ", ".join(TRANSACTION_EVENT_CONSUMERS)
+    + ")"
+)
+TRX_THREAD_NOT_INSTRUMENTED = (
+    "the thread is not instrumented in performance_schema (setup_actors, threads.INSTRUMENTED)"
+)
+_UNPROVEN_DETAIL = "transaction state unproven: %s; a Sleep thread then counts as idle_in_transaction"
+
+
+def transaction_events_on_query():
+    """(sql, params): one row, 1 when the transaction events are complete right now."""
+    return f"SELECT {_TRX_EVENTS_ON}", TRANSACTION_EVENTS_ON_PARAMS
+
+
+def transaction_events_probe():
+    """A statement that fails (1142) when the login cannot read the transaction events."""
+    return (
+        f"SELECT {_TRX_EVENTS_ON}, t.THREAD_ID, e.STATE FROM performance_schema.threads AS t, "
+        "performance_schema.events_transactions_current AS e LIMIT 0",
+        TRANSACTION_EVENTS_ON_PARAMS,
+    )
+
+
+def transaction_state(values, unproven=None):
+    """(in a transaction, its age in seconds or None, state_detail or None) of one list-query row.
+
+    `unproven`: why the listing could not read the transaction events (None when it read
+    them). Exact where the events are complete and the thread instrumented; otherwise a
+    Sleep thread counts as in a transaction (fail safe: an idle rule never ends it), its age
+    from INNODB_TRX where that lists it, with a state_detail saying why.
+    """
+    if unproven is None and not values.get("trx_events_on"):
+        unproven = TRX_EVENTS_OFF
+    if unproven is None and values.get("trx_thread_id") is None:
+        unproven = TRX_THREAD_NOT_INSTRUMENTED
+    if unproven is None:
+        active = values.get("trx_event_state") == "ACTIVE"
+        return active, (_float(values.get("trx_event_seconds")) if active else None), None
+    innodb = values["trx_started"] is not None
+    seconds = _float(values["trx_seconds"]) if innodb else None
+    if values["command"] == IDLE_COMMAND:
+        return True, seconds, _UNPROVEN_DETAIL % unproven
+    return innodb, seconds, None
 
 
 def guard_batch_size(threads):
@@ -414,16 +501,18 @@ def _float(value):
     return None if value is None else round(float(value), 3)
 
 
-def normalize_row(row, server_started=None, application=None):
+def normalize_row(row, server_started=None, application=None, unproven=TRX_EVENTS_OFF):
     """A list-query row (COLUMNS order) as the normalized session record.
 
     The connection runs with time_zone '+00:00', so every DATETIME is UTC.
     `server_started` (epoch seconds) goes into the key (see session_key);
-    `application` is the thread's program_name, read apart (attrs_query).
+    `application` is the thread's program_name, read apart (attrs_query);
+    `unproven`: why the listing did not read the transaction events (transaction_state),
+    None when it did.
     """
     values = dict(zip(COLUMNS, row))
     command = values["command"]
-    in_trx = values["trx_started"] is not None
+    in_trx, trx_seconds, state_detail = transaction_state(values, unproven)
     if command in ACTIVE_COMMANDS:
         state = "active"
     elif command == IDLE_COMMAND:
@@ -438,8 +527,8 @@ def normalize_row(row, server_started=None, application=None):
     query = values["info"]
     if isinstance(query, bytes):
         query = query.decode("utf-8", "replace")
-    if query is not None:
-        query = query[:QUERY_MAX_CHARS]
+    if query is not None:  # cut as the listing asked, then its credentials masked (``_redact``)
+        query = redact_statement(query[:QUERY_MAX_CHARS], "mysql", QUERY_MAX_CHARS)
     superuser = values["superuser"]
     thread_id = int(values["id"])
     blocked_by, lock_wait_seconds, lock_kind = lock_fields(values, elapsed)
@@ -456,7 +545,7 @@ def normalize_row(row, server_started=None, application=None):
         "connected_seconds": None,
         "idle_seconds": elapsed,
         "query_seconds": elapsed if state == "active" else None,
-        "transaction_seconds": _float(values["trx_seconds"]) if in_trx else None,
+        "transaction_seconds": trx_seconds,
         "query": query,
         "superuser": None if superuser is None else bool(int(superuser)),
         "backend_type": None,
@@ -469,6 +558,9 @@ def normalize_row(row, server_started=None, application=None):
         "thread_state": values["thread_state"],
         "query_id": None if values["query_id"] is None else int(values["query_id"]),
         "transaction_started": iso_utc(values["trx_started"]),
+        # why the state of a Sleep thread is idle_in_transaction without proof (transaction_state)
+        "state_detail": state_detail,
+        "trx_thread_id": None if values.get("trx_thread_id") is None else int(values["trx_thread_id"]),
     }
 
 
@@ -631,7 +723,13 @@ class Flavour(object):
         )
 
     def list_query(
-        self, with_superusers=True, ids=None, query_max=QUERY_MAX_CHARS, row_locks=True, metadata_locks=True
+        self,
+        with_superusers=True,
+        ids=None,
+        query_max=QUERY_MAX_CHARS,
+        row_locks=True,
+        metadata_locks=True,
+        transactions=False,
     ):
         """Client threads (ours and system threads excluded) in one statement.
 
@@ -647,6 +745,9 @@ class Flavour(object):
         (`row_locks`: row_lock_waits_join) and its metadata-lock waits
         (`metadata_locks`: metadata_locks_join). Both are derived tables, each
         read once per statement, so the listing stays linear in the threads.
+
+        `transactions`: each thread's exact transaction state from performance_schema
+        (transaction_state), with whether those events are complete at that moment.
         """
         params = [int(query_max)]
         lock_joins, lock_params = [], []
@@ -682,6 +783,11 @@ class Flavour(object):
             "GREATEST(0, TIMESTAMPDIFF(MICROSECOND, t.trx_wait_started, NOW(6)) / 1000000 - 1)",
             row_blockers or "NULL",
         ] + list(mdl or ("NULL", "NULL", "NULL"))
+        if transactions:
+            select.extend([_TRX_EVENTS_ON, "tt.THREAD_ID", "te.STATE", "te.TIMER_WAIT / 1000000000000"])
+            params.extend(TRANSACTION_EVENTS_ON_PARAMS)
+        else:
+            select.extend(["NULL"] * 4)
         # INNODB_TRX as a derived table: materialized once with a key on the thread id;
         # joined as a table, each thread scanned every transaction (1,000 threads in
         # transactions: 180 ms instead of 61 ms).
@@ -691,6 +797,8 @@ class Flavour(object):
         ]
         if with_superusers:
             joins.append(self.superuser_join())
+        if transactions:
+            joins.append(_TRX_EVENTS_JOIN)
         joins.extend(lock_joins)
         params.extend(lock_params)
         where = [
@@ -779,11 +887,11 @@ class Flavour(object):
     def superuser_grants(self, account):
         return [f"GRANT SELECT (User, Host, Super_priv) ON mysql.user TO {account}"]
 
-    def templates(self, row_locks=True, metadata_locks=True):
+    def templates(self, row_locks=True, metadata_locks=True, transactions=True):
         """Statement templates for the `queries` result (no values, no secrets)."""
         return [
-            self.list_query(row_locks=row_locks, metadata_locks=metadata_locks)[0],
-            self.list_query(ids=[0])[0].replace("p.ID IN (%s)", "p.ID IN (%s, ...)"),
+            self.list_query(row_locks=row_locks, metadata_locks=metadata_locks, transactions=transactions)[0],
+            self.list_query(ids=[0], transactions=transactions)[0].replace("p.ID IN (%s)", "p.ID IN (%s, ...)"),
             KILL_TEMPLATES["terminate"],
             KILL_TEMPLATES["cancel"],
         ]
@@ -807,6 +915,13 @@ GUARD_ERROR = "x"  # x:<errno of the re-read>
 GUARD_NOT_WAITING = "w"  # planned by waiting_longer_than, the same statement, but no longer waiting on a lock
 GUARD_NEW_EVENT = "n"  # n:<latest statement EVENT_ID now>:<statements running now> (performance_schema loop)
 GUARD_EVENTS_OFF = "p"  # performance_schema's statement events were switched off since the binding
+GUARD_IN_TRANSACTION = "i"  # planned idle (outside a transaction), in one now (transaction_check)
+GUARD_TRX_UNPROVEN = "t"  # planned idle, but the transaction events are off now: no proof (transaction_check)
+IN_TRANSACTION_DETAIL = "it is in a transaction now (performance_schema's transaction events), planned idle outside one"
+TRX_UNPROVEN_DETAIL = (
+    "performance_schema's transaction events were switched off since planning, so they cannot prove it is outside "
+    "a transaction; not ended"
+)
 EVENTS_OFF_DETAIL = (
     "performance_schema's statement events (a consumer or a statement instrument) were switched off "
     "since planning, so they cannot prove it ran nothing since; not ended"
@@ -838,6 +953,60 @@ def statement_events_query():
 
 def statement_events_complete(row):
     return bool(row) and tuple(int(value or 0) for value in row[:3]) == (len(STATEMENT_EVENT_CONSUMERS), 0, 1)
+
+
+def needs_transaction_check(victim, mode):
+    """Whether the guard must prove, right before the KILL, that the victim is outside a
+    transaction: one to terminate that was planned idle (its Sleep proven outside one by the
+    transaction events); an idle_in_transaction one is ended in its transaction either way."""
+    return mode == "terminate" and victim.get("state") == "idle"
+
+
+def _transaction_row(victim, mode):
+    """(THREAD_ID, tx) of a looped victim's row: tx 1 when it needs the transaction check."""
+    if not needs_transaction_check(victim, mode):
+        return 0, 0
+    thread = victim.get("trx_thread_id")
+    return (None if thread is None else int(thread)), 1
+
+
+# Sets a, in a guard block, for the thread whose performance_schema THREAD_ID is {tid}:
+# 0 when its latest transaction event is not ACTIVE (none at all: it never had one), > 0
+# when it is in a transaction, -1 when the events are not complete (a consumer off now; tp,
+# read once per block: the instrument). Read right before the victim's PROCESSLIST (or
+# statement-event) read, its KILL right after that: no transaction starts without a command,
+# and that read proves no command came since planning, so the victim is still outside a
+# transaction when it is read; the check does not lengthen the time from that read to the
+# KILL, in which a statement that arrives is lost with the kill. (params:
+# TRANSACTION_EVENT_CONSUMERS)
+_TRANSACTION_CHECK = (
+    "SELECT IFNULL(SUM(STATE = 'ACTIVE'), 0) INTO a FROM performance_schema.events_transactions_current "
+    "WHERE THREAD_ID = {tid}; "
+    "SELECT COUNT(*) INTO tc FROM performance_schema.setup_consumers WHERE NAME IN (%s, %s, %s) AND ENABLED = 'YES'; "
+    "IF tc <> 3 OR IFNULL(tp, 0) <> 1 OR {tid} IS NULL THEN SET a = -1; END IF;"
+)
+# ... and reports it: 'i' in a transaction, 't' unproven, else the KILL ({kill}).
+_TRANSACTION_OUTCOME = (
+    "IF a = 0 THEN {kill} SET r = CONCAT(r, 'k:', e, '|'); "
+    "ELSEIF a > 0 THEN SET r = CONCAT(r, 'i|'); ELSE SET r = CONCAT(r, 't|'); END IF;"
+)
+_LOOP_KILL = "KILL CONNECTION v.id; SET r = CONCAT(r, 'k:', e, '|');"
+
+
+def _loop_steps(victims, mode):
+    """({check}, {kill}, params of {check}) of a guard loop over `victims`: the transaction
+    check and its outcome where one of them needs it (its rows say which: v.tx), else a
+    plain KILL."""
+    if not any(needs_transaction_check(victim, mode) for victim in victims):
+        return "", _LOOP_KILL, ()
+    check = "SET a = 0; IF v.tx = 1 THEN " + _TRANSACTION_CHECK.format(tid="v.tid") + " END IF; "
+    return check, _TRANSACTION_OUTCOME.format(kill="KILL CONNECTION v.id;"), TRANSACTION_EVENT_CONSUMERS
+
+
+# The instrument, once per block (params: TRANSACTION_INSTRUMENT).
+_TRANSACTION_INSTRUMENT_ON = (
+    "SET tp = (SELECT COUNT(*) FROM performance_schema.setup_instruments WHERE NAME = %s AND ENABLED = 'YES');"
+)
 
 
 # The binding reads (after the plan's listing): each client thread's THREAD_ID, each thread's
@@ -966,21 +1135,24 @@ class MariaDB(Flavour):
     # trusted for up to 1 ms made 0.68 % wrong kills under the wake race, 200 us 0.20 %,
     # against 0.07 % for a read per victim (tests/reliability/test_wake_race.py). A cursor
     # that failed to open reports x:<errno> for the victims it did not reach.
+    # A victim planned idle (outside a transaction: needs_transaction_check, v.tx = 1) is also
+    # read in performance_schema's transaction events (by its THREAD_ID, v.tid) right before
+    # that read: KILLed only if it is outside a transaction (_TRANSACTION_CHECK).
     _IDLE_LOOP = (
         "SET m = 0; "
         "FOR v IN (SELECT * FROM ({rows}) AS x ORDER BY x.k) DO "
-        "SET m = m + 1, e = 0; "
+        "SET m = m + 1, e = 0; {check}"
         "SELECT COUNT(*), MAX(COMMAND), MAX(QUERY_ID) INTO n, c, q FROM information_schema.PROCESSLIST "
         "WHERE ID = v.id AND BINARY USER = BINARY v.usr AND HOST = v.host; "
         "IF e <> 0 THEN SET r = CONCAT(r, 'x:', e, '|'); "
         "ELSEIF n = 0 THEN SET r = CONCAT(r, 'g|'); "
-        "ELSEIF c = 'Sleep' AND q = v.qid THEN KILL CONNECTION v.id; SET r = CONCAT(r, 'k:', e, '|'); "
+        "ELSEIF c = 'Sleep' AND q = v.qid THEN {kill} "
         "ELSE SET r = CONCAT(r, 'm:', IFNULL(c, ''), ':', IFNULL(q, ''), '|'); END IF; "
         "END FOR; "
         "IF m < {count} THEN SET r = CONCAT(r, REPEAT(CONCAT('x:', e, '|'), {count} - m)); END IF;"
     )
-    _IDLE_FIRST_ROW = "SELECT %s AS k, %s AS id, %s AS usr, %s AS host, %s AS qid"
-    _IDLE_ROW = "(%s, %s, %s, %s, %s)"
+    _IDLE_FIRST_ROW = "SELECT %s AS k, %s AS id, %s AS usr, %s AS host, %s AS qid, %s AS tid, %s AS tx"
+    _IDLE_ROW = "(%s, %s, %s, %s, %s, %s, %s)"
 
     # The same victims when bind_statement_events bound them (performance_schema's statement
     # events complete, each victim's latest event tied to the listing): per victim, a read of
@@ -993,6 +1165,7 @@ class MariaDB(Flavour):
         f"SET m = 0, e = 0, p = {_INSTRUMENTS_OFF}; "
         "FOR v IN (SELECT * FROM ({rows}) AS x ORDER BY x.k) DO "
         f"SET m = m + 1, e = 0, ok = {_CONSUMERS_ON}; "
+        "{check}"
         "SELECT COUNT(*), MAX(EVENT_ID), SUM(END_EVENT_ID IS NULL) INTO n, q, w "
         "FROM performance_schema.events_statements_current WHERE THREAD_ID = v.tid; "
         "IF e <> 0 THEN SET r = CONCAT(r, 'x:', e, '|'); "
@@ -1002,13 +1175,13 @@ class MariaDB(Flavour):
         "ELSEIF n = 0 THEN SELECT COUNT(*) INTO n FROM information_schema.PROCESSLIST WHERE ID = v.id; "
         "IF e <> 0 THEN SET r = CONCAT(r, 'x:', e, '|'); ELSEIF n = 0 THEN SET r = CONCAT(r, 'g|'); "
         "ELSE SET r = CONCAT(r, 'n::1|'); END IF; "
-        "ELSEIF q = v.eid AND w = 0 THEN KILL CONNECTION v.id; SET r = CONCAT(r, 'k:', e, '|'); "
+        "ELSEIF q = v.eid AND w = 0 THEN {kill} "
         "ELSE SET r = CONCAT(r, 'n:', IFNULL(q, ''), ':', IFNULL(w, ''), '|'); END IF; "
         "END FOR; "
         "IF m < {count} THEN SET r = CONCAT(r, REPEAT(CONCAT('x:', e, '|'), {count} - m)); END IF;"
     )
-    _EVENTS_FIRST_ROW = "SELECT %s AS k, %s AS id, %s AS tid, %s AS eid"
-    _EVENTS_ROW = "(%s, %s, %s, %s)"
+    _EVENTS_FIRST_ROW = "SELECT %s AS k, %s AS id, %s AS tid, %s AS eid, %s AS tx"
+    _EVENTS_ROW = "(%s, %s, %s, %s, %s)"
 
     @staticmethod
     def guard_paths(victims, mode, loop=True, bound=None):
@@ -1059,46 +1232,66 @@ class MariaDB(Flavour):
             "BEGIN NOT ATOMIC",
             "DECLARE e INT DEFAULT 0; DECLARE n INT; DECLARE ok INT; DECLARE q BIGINT; DECLARE c VARCHAR(64);",
             "DECLARE r TEXT DEFAULT ''; DECLARE w INT; DECLARE m INT; DECLARE p INT;",
+            "DECLARE a INT DEFAULT 0; DECLARE tc INT; DECLARE tp INT;",
             "DECLARE CONTINUE HANDLER FOR SQLEXCEPTION GET DIAGNOSTICS CONDITION 1 e = MYSQL_ERRNO;",
         ]
         params = []
+        if any(needs_transaction_check(victim, mode) for victim in victims):
+            parts.append(_TRANSACTION_INSTRUMENT_ON)
+            params.append(TRANSACTION_INSTRUMENT)
         on_events, looped, own_steps = self.guard_paths(victims, mode, loop, bound)
         if on_events:
             rows = [self._EVENTS_FIRST_ROW]
             if len(on_events) > 1:
                 rows.append("UNION ALL VALUES " + ", ".join([self._EVENTS_ROW] * (len(on_events) - 1)))
-            parts.append(self._EVENTS_LOOP.format(rows=" ".join(rows), count=len(on_events)))
+            check, kill_step, check_params = _loop_steps(on_events, mode)
+            parts.append(
+                self._EVENTS_LOOP.format(rows=" ".join(rows), count=len(on_events), check=check, kill=kill_step)
+            )
             params.append(STATEMENT_INSTRUMENTS)
             for position, victim in enumerate(on_events):
                 thread, event = bound[victim["key"]]
                 params.extend([position, int(victim["id"]), int(thread), int(event)])
+                params.append(_transaction_row(victim, mode)[1])
             params.extend(STATEMENT_EVENT_CONSUMERS)
+            params.extend(check_params)
         if looped:
             rows = [self._IDLE_FIRST_ROW]
             if len(looped) > 1:
                 rows.append("UNION ALL VALUES " + ", ".join([self._IDLE_ROW] * (len(looped) - 1)))
-            parts.append(self._IDLE_LOOP.format(rows=" ".join(rows), count=len(looped)))
+            check, kill_step, check_params = _loop_steps(looped, mode)
+            parts.append(self._IDLE_LOOP.format(rows=" ".join(rows), count=len(looped), check=check, kill=kill_step))
             for position, victim in enumerate(looped):
                 params.extend(
                     [position, int(victim["id"]), victim.get("user"), victim.get("host"), int(victim["query_id"])]
                 )
+                params.extend(_transaction_row(victim, mode))
+            params.extend(check_params)
         for victim in own_steps:
             condition, condition_params = self._still_planned(victim, tolerance)
             # A waiter planned by waiting_longer_than is ended only while it still waits.
             waiting, waiting_params = ("SET w = 1;", ())
             if victim.get(GUARD_STILL_WAITING):
                 waiting, waiting_params = still_waiting_check(victim)
+            # A victim planned idle: also still outside a transaction (_TRANSACTION_CHECK).
+            check, outcome, check_params = "", f"{kill} SET r = CONCAT(r, 'k:', e, '|');", []
+            if needs_transaction_check(victim, mode):
+                thread = _transaction_row(victim, mode)[0]
+                check = "SET a = 0; " + _TRANSACTION_CHECK.format(tid="%s") + " "
+                outcome = _TRANSACTION_OUTCOME.format(kill=kill)
+                check_params = [thread] + list(TRANSACTION_EVENT_CONSUMERS) + [thread]
             parts.append(
-                f"SET e = 0; {waiting} "
+                f"SET e = 0; {waiting} {check}"
                 f"SELECT COUNT(*), MAX(COMMAND), MAX(QUERY_ID), MAX({condition}) INTO n, c, q, ok "
                 "FROM information_schema.PROCESSLIST WHERE ID = %s AND BINARY USER = BINARY %s AND HOST = %s; "
                 "IF e <> 0 THEN SET r = CONCAT(r, 'x:', e, '|'); "
                 "ELSEIF n = 0 THEN SET r = CONCAT(r, 'g|'); "
-                f"ELSEIF ok = 1 THEN IF w > 0 THEN {kill} SET r = CONCAT(r, 'k:', e, '|'); "
+                f"ELSEIF ok = 1 THEN IF w > 0 THEN {outcome} "
                 "ELSE SET r = CONCAT(r, 'w|'); END IF; "
                 "ELSE SET r = CONCAT(r, 'm:', IFNULL(c, ''), ':', IFNULL(q, ''), '|'); END IF;"
             )
             params.extend(waiting_params)
+            params.extend(check_params)
             params.extend(condition_params)
             params.extend([int(victim["id"]), victim.get("user"), victim.get("host")])
             if mode == "terminate":
@@ -1106,9 +1299,9 @@ class MariaDB(Flavour):
         parts.append("SELECT r; END")
         return " ".join(parts), tuple(params)
 
-    def templates(self, row_locks=True, metadata_locks=True):
+    def templates(self, row_locks=True, metadata_locks=True, transactions=True):
         sample = {"id": 0, "user": "", "host": "", "command": "Sleep", "state": "idle", "query_id": 0, "key": "k"}
-        return Flavour.templates(self, row_locks, metadata_locks) + [
+        return Flavour.templates(self, row_locks, metadata_locks, transactions) + [
             self.guard_block([sample], "terminate")[0].replace(
                 "KILL CONNECTION %s;", "KILL CONNECTION %s; ... (one such step per victim)"
             ),

@@ -72,6 +72,7 @@ import re
 import zlib
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import GUARD_STILL_WAITING, QUERY_MAX_CHARS
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._redact import redact_statement
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import iso_utc
 
 # The session advisory lock one sweep per server (per database we connect to)
@@ -362,7 +363,7 @@ def normalize_row(row):
         "idle_seconds": _seconds(row["idle_seconds"]),
         "query_seconds": _seconds(row["query_seconds"]),
         "transaction_seconds": _seconds(row["transaction_seconds"]),
-        "query": row["query"],
+        "query": redact_statement(row["query"], "postgresql", QUERY_MAX_CHARS),
         "superuser": bool(row["superuser"]),
         "backend_type": row["backend_type"],
         "command": None,

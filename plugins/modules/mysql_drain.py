@@ -212,7 +212,8 @@ check_mode:
   type: bool
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import missing_required_lib
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._argspec import new_module
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain import drain_argument_spec, run_drain_module
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import (
     HAS_PYMYSQL,
@@ -227,7 +228,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql_drain im
 def main():
     argument_spec = connection_argument_spec()
     argument_spec.update(drain_argument_spec())
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = new_module(argument_spec, supports_check_mode=True)
     if not HAS_PYMYSQL:
         module.fail_json(msg=missing_required_lib("PyMySQL"), exception=PYMYSQL_IMPORT_ERROR)
     run_drain_module(module, MySQLDriver, open_driver, MySQLRights)

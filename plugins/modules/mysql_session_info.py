@@ -15,7 +15,8 @@ author: dbhygiene.sessions contributors (@dbhygiene)
 description:
   - Lists every client thread of a MySQL or MariaDB server as normalized session records, the same shape for every
     engine of this collection, with a summary, the lock chains (RV(locks)) and facts about the server. One statement
-    reads C(PROCESSLIST), C(INNODB_TRX) (open transactions) and the lock waits; a second the connection attributes
+    reads C(PROCESSLIST), the open transactions (C(performance_schema.events_transactions_current), and C(INNODB_TRX)
+    for InnoDB's view of them) and the lock waits; a second the connection attributes
     (C(program_name)) of threads not seen before.
   - 'Lock waits: InnoDB lock waits (MariaDB C(INNODB_LOCK_WAITS); MySQL 8 C(performance_schema.data_lock_waits)) and
     metadata-lock waits (C(performance_schema.metadata_locks): an C(ALTER TABLE) behind a transaction that read the
@@ -23,8 +24,11 @@ description:
     waits are seen only where C(performance_schema) is on with the instrument C(wait/lock/metadata/sql/mdl)
     (off by default on MariaDB: C(performance_schema_instrument=wait/lock/metadata/sql/mdl=ON));
     RV(server.metadata_locks_visible) says whether they are.'
-  - 'States: C(Query)/C(Execute) are V(active); C(Sleep) is V(idle), or V(idle_in_transaction) when the thread holds an
-    open InnoDB transaction; any other command is V(other).'
+  - 'States: C(Query)/C(Execute) are V(active); C(Sleep) is V(idle), or V(idle_in_transaction) when the thread is in an
+    open transaction (a bare C(BEGIN), C(XA START) and C(autocommit=0) work included), as performance_schema''s
+    transaction events say at that moment; where they are off (MariaDB''s default) or the login may not read them, no
+    C(Sleep) thread is proven outside a transaction and every one is V(idle_in_transaction), with RV(sessions[].state_detail)
+    saying why; any other command is V(other).'
   - Never changes anything. Our own connection, system threads (C(system user), C(event_scheduler)), replication
     threads (C(Binlog Dump), replica threads) and logins still authenticating are not listed.
   - The login needs C(PROCESS); without it the module fails and names the grant, instead of returning only its own
@@ -115,7 +119,10 @@ sessions:
       returned: always
     query_seconds: {description: Age of the running statement; null unless V(active)., type: float, returned: always}
     transaction_seconds:
-      description: Age of the open InnoDB transaction (lower bound, whole-second precision); null without one.
+      description:
+        - Age of the open transaction, from its C(BEGIN) (performance_schema's transaction event, where its instrument is
+          timed); else of the InnoDB transaction (C(INNODB_TRX.trx_started), a lower bound, whole seconds); null without
+          one.
       type: float
       returned: always
     query: {description: "Current statement (C(INFO)), truncated to 1024 characters.", type: str, returned: always}
@@ -128,7 +135,17 @@ sessions:
     host: {description: "C(PROCESSLIST.HOST) (client host:port, or C(localhost)).", type: str, returned: always}
     thread_state: {description: C(PROCESSLIST.STATE)., type: str, returned: always}
     query_id: {description: MariaDB C(QUERY_ID) of the current or last statement; null on MySQL., type: int, returned: always}
-    transaction_started: {description: "C(trx_started) of the open transaction (UTC, ISO 8601) or null.", type: str, returned: always}
+    transaction_started: {description: "C(INNODB_TRX.trx_started) of its InnoDB transaction (UTC, ISO 8601) or null.", type: str, returned: always}
+    state_detail:
+      description:
+        - Why a C(Sleep) thread is V(idle_in_transaction) without proof (performance_schema's transaction events off, not
+          readable by the login, or the thread not instrumented); null when its state is exact.
+      type: str
+      returned: always
+    trx_thread_id:
+      description: The thread's C(performance_schema) C(THREAD_ID) (where its transaction events are read); null otherwise.
+      type: int
+      returned: always
     blocked_by:
       description:
         - Thread ids of the sessions this one waits on for a lock, sorted; empty when it does not wait.
@@ -254,6 +271,18 @@ server:
         - When false, InnoDB lock waiters still show (RV(sessions[].lock_wait_seconds)), waiting on nobody.
       type: bool
       returned: always
+    transaction_state_exact:
+      description:
+        - Whether C(Sleep) threads are classified from performance_schema's transaction events (C(performance_schema) on,
+          the instrument C(transaction) and the consumers C(global_instrumentation), C(thread_instrumentation) and
+          C(events_transactions_current) on, and the login may read them).
+        - When false, every C(Sleep) thread is V(idle_in_transaction) and RV(server.transaction_state_detail) says why.
+      type: bool
+      returned: always
+    transaction_state_detail:
+      description: Why the transaction state is not exact; null when it is.
+      type: str
+      returned: always
     metadata_locks_visible:
       description:
         - Metadata-lock and C(GET_LOCK) waits are read (C(performance_schema) on, its instrument
@@ -265,8 +294,8 @@ server:
       returned: always
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._argspec import info_argument_spec
+from ansible.module_utils.basic import missing_required_lib
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._argspec import info_argument_spec, new_module
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import (
     HAS_PYMYSQL,
     PYMYSQL_IMPORT_ERROR,
@@ -280,7 +309,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import 
 def main():
     argument_spec = connection_argument_spec()
     argument_spec.update(info_argument_spec())
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = new_module(argument_spec, supports_check_mode=True)
     if not HAS_PYMYSQL:
         module.fail_json(msg=missing_required_lib("PyMySQL"), exception=PYMYSQL_IMPORT_ERROR)
     run_info_module(module, open_driver, MySQLDriver)

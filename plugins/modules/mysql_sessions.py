@@ -20,7 +20,9 @@ description:
     accounts holding C(SUPER) (MySQL also C(SYSTEM_USER)) are protected unless O(policy.protect.superusers=false),
     O(policy.limits) fail closed (nothing is ended), and each thread is re-read right before its C(KILL): it is killed
     only if it is still the same thread (id, user, client host:port) in the same state (command, transaction, no new
-    statement since planning). A thread that moved on is reported in RV(not_ended) with reason C(state_changed).'
+    statement since planning); a thread planned V(idle) is also read in performance_schema''s transaction events in that
+    same step and ended only if it is still outside a transaction. A thread that moved on is reported in RV(not_ended)
+    with reason C(state_changed).'
   - V(cancel) stops the running statement and keeps the connection; it does nothing to an idle or idle-in-transaction
     session, so such victims are reported in RV(not_ended) with reason C(nothing_to_cancel). V(cancel_then_terminate)
     terminates idle victims straight away for the same reason, and terminates active ones still running the same
@@ -206,8 +208,8 @@ would_end:
   elements: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._argspec import sessions_argument_spec
+from ansible.module_utils.basic import missing_required_lib
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._argspec import new_module, sessions_argument_spec
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import (
     HAS_PYMYSQL,
     PYMYSQL_IMPORT_ERROR,
@@ -221,7 +223,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import 
 def main():
     argument_spec = connection_argument_spec()
     argument_spec.update(sessions_argument_spec())
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = new_module(argument_spec, supports_check_mode=True)
     if not HAS_PYMYSQL:
         module.fail_json(msg=missing_required_lib("PyMySQL"), exception=PYMYSQL_IMPORT_ERROR)
     run_sessions_module(module, MySQLDriver, open_driver)

@@ -132,7 +132,8 @@ check_mode:
   type: bool
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import missing_required_lib
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._argspec import new_module
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import (
     HAS_PYMYSQL,
     PYMYSQL_IMPORT_ERROR,
@@ -148,7 +149,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._timeouts impor
 def main():
     spec = connection_argument_spec()
     spec.update(mysql_argument_spec())
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    module = new_module(spec, supports_check_mode=True)
     if not HAS_PYMYSQL:
         module.fail_json(msg=missing_required_lib("PyMySQL"), exception=PYMYSQL_IMPORT_ERROR)
     run_timeouts_module(module, "mysql", open_driver)

@@ -220,8 +220,8 @@ server:
     own_pid: {description: Pid of our own connection (never listed)., type: int, returned: always}
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._argspec import info_argument_spec
+from ansible.module_utils.basic import missing_required_lib
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._argspec import info_argument_spec, new_module
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql import (
     HAS_PSYCOPG2,
     PSYCOPG2_IMPORT_ERROR,
@@ -235,7 +235,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import 
 def main():
     argument_spec = connection_argument_spec()
     argument_spec.update(info_argument_spec())
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = new_module(argument_spec, supports_check_mode=True)
     if not HAS_PSYCOPG2:
         module.fail_json(msg=missing_required_lib("psycopg2"), exception=PSYCOPG2_IMPORT_ERROR)
     run_info_module(module, open_driver, PostgreSQLDriver)

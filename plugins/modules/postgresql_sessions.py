@@ -212,8 +212,8 @@ would_end:
   elements: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._argspec import sessions_argument_spec
+from ansible.module_utils.basic import missing_required_lib
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._argspec import new_module, sessions_argument_spec
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql import (
     HAS_PSYCOPG2,
     PSYCOPG2_IMPORT_ERROR,
@@ -227,7 +227,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import 
 def main():
     argument_spec = connection_argument_spec()
     argument_spec.update(sessions_argument_spec())
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = new_module(argument_spec, supports_check_mode=True)
     if not HAS_PSYCOPG2:
         module.fail_json(msg=missing_required_lib("psycopg2"), exception=PSYCOPG2_IMPORT_ERROR)
     run_sessions_module(module, PostgreSQLDriver, open_driver)

@@ -117,7 +117,8 @@ check_mode:
   type: bool
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import missing_required_lib
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._argspec import new_module
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql import (
     HAS_PSYCOPG2,
     PSYCOPG2_IMPORT_ERROR,
@@ -130,7 +131,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._timeouts impor
 def main():
     spec = connection_argument_spec()
     spec.update(argument_spec())
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    module = new_module(spec, supports_check_mode=True)
     if not HAS_PSYCOPG2:
         module.fail_json(msg=missing_required_lib("psycopg2"), exception=PSYCOPG2_IMPORT_ERROR)
     run_timeouts_module(module, "postgresql", open_driver)

@@ -23,7 +23,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _policy
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _argspec, _policy
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _connection, _files, _inprocess, _trail
 
 
@@ -56,9 +56,12 @@ class ActionMixin(object):
         the class's ARGUMENT_SPEC): (result, params, task_vars)."""
         task_vars = task_vars or {}
         result = super(ActionMixin, self).run(tmp, task_vars)  # pylint: disable=no-member
-        _validation, params = self.validate_argument_spec(  # pylint: disable=no-member
-            argument_spec=self.ARGUMENT_SPEC if argument_spec is None else argument_spec
-        )
+        argument_spec = self.ARGUMENT_SPEC if argument_spec is None else argument_spec
+        # inf / nan in a number option: named here (ansible-core's int conversion raises OverflowError)
+        numbers = _argspec.number_problems(argument_spec, self._task.args)  # pylint: disable=no-member
+        if numbers:
+            raise self.failure("; ".join(numbers))
+        _validation, params = self.validate_argument_spec(argument_spec=argument_spec)  # pylint: disable=no-member
         # Every result says whether it is a dry run (docs/architecture.md, "Dry runs in the open").
         result["check_mode"] = self.check_mode
         return result, params, task_vars
@@ -91,7 +94,11 @@ class ActionMixin(object):
 
     def run_engine_module(self, engine, kind, module_args, run_on, task_vars, check_mode=False, diff=False):
         """The result of the engine's module for `kind` (a registry purpose): in this worker
-        (run_on controller) or on the host; without the `invocation` key."""
+        (run_on controller) or on the host; without the `invocation` key. A number option the
+        module would refuse as inf, -inf, nan or too large fails the task here, either way."""
+        numbers = _inprocess.number_problems(engine, kind, module_args)
+        if numbers:
+            raise self.failure("; ".join(numbers))
         if run_on == "controller":
             module_result = _inprocess.run(engine, kind, module_args, check_mode, diff)
         else:

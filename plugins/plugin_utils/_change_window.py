@@ -163,11 +163,11 @@ def render_markdown(report):
 
     dry = report["check_mode"]
     totals = report["totals"]
-    lines = md.title_lines("Change window", report) + [f"- time: {report['time']}"]
+    lines = md.title_lines("Change window", report) + [f"- time: {md.text(report['time'])}"]
     if report.get("job_id") is not None:
-        lines.append(f"- AWX job: {report['job_id']}")
+        lines.append(f"- AWX job: {md.text(report['job_id'])}")
     if report.get("audit_log"):
-        lines.append(f"- audit trail: {report['audit_log']}")
+        lines.append(f"- audit trail: {md.text(report['audit_log'])}")
     changed = "would change" if dry else "changed"
     ended = "would end" if dry else "ended"
     lines += [

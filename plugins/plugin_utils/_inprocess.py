@@ -135,6 +135,22 @@ def _argument_spec(engine, kind):
     return spec
 
 
+def number_problems(engine, kind, module_args):
+    """Messages naming each number option of the `<engine>_<kind>` module whose value in
+    `module_args` is inf, -inf, nan or too large (see _argspec.number_problem)."""
+    return _argspec.number_problems(_argument_spec(engine, kind), module_args)
+
+
+# The names of every engine module's number options (int, float), of every purpose.
+NUMBER_OPTIONS = frozenset(
+    name
+    for engine in ENGINES
+    for kind in KINDS
+    for name, option in _argument_spec(engine, kind).items()
+    if option.get("type") in _argspec.NUMBER_TYPES
+)
+
+
 def _no_log_values(spec, params):
     values = set()
     for name, option in spec.items():
@@ -156,10 +172,15 @@ def run(engine, kind, module_args, check_mode=False, diff=False):
     # As the module would receive them: plain JSON types (no templating tags; a driver
     # may insist on type(port) is int).
     plain_args = json.loads(json.dumps(module_args, default=str))
-    validated = ArgumentSpecValidator(spec).validate(plain_args)
+    # Numbers first, as the module does (_argspec.new_module), defaults and environment
+    # fallbacks included: ansible-core converts an inf to an int with an OverflowError.
+    validated = ArgumentSpecValidator(_argspec.numbers_as_raw(spec)).validate(plain_args)
+    numbers = _argspec.number_problems(spec, validated.validated_parameters)
+    if not numbers:
+        validated = ArgumentSpecValidator(spec).validate(plain_args)
     params = validated.validated_parameters
-    if validated.error_messages:
-        result = {"failed": True, "msg": "; ".join(validated.error_messages)}
+    if numbers or validated.error_messages:
+        result = {"failed": True, "msg": "; ".join(numbers or validated.error_messages)}
     else:
         module = _InProcessModule(params, bool(check_mode), bool(diff))
         try:

@@ -11,7 +11,24 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import re
+
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_model import FAILURE_REASONS
+
+# A value shown as text, whatever it holds (application names, users, databases, statements
+# and messages come from the database's clients): it renders as itself in every Markdown
+# renderer (CommonMark, GitHub's, Python-Markdown), never as markup. <, > and & become
+# entities (a backslash does not escape them in every renderer: raw HTML, autolinks,
+# entities); the characters of code spans, emphasis, links and images, strikethrough, math
+# and table cells get a backslash (an underscore between two letters or digits cannot
+# emphasize: idle_in_transaction stays as it is); line breaks and other control characters
+# a space (one value, one line: a table row, a list item).
+_TEXT = {"<": "&lt;", ">": "&gt;", "&": "&amp;"}
+_TEXT.update((char, "\\" + char) for char in "\\`*[]|~$")
+_TEXT.update((chr(code), " ") for code in tuple(range(32)) + (127, 0x85, 0x2028, 0x2029) if chr(code) != "\t")
+_TEXT_TABLE = str.maketrans(_TEXT)
+_EDGE_UNDERSCORE = re.compile(r"(?<![^\W_])_|_(?![^\W_])")
+
 
 # How the first line of a dry run's report ends (every kind's report).
 DRY_RUN_TITLE = " (check mode: nothing was changed)"
@@ -22,19 +39,21 @@ def title_lines(title, report):
     stopped before any database was contacted, why."""
     lines = [f"# {title}{DRY_RUN_TITLE if report['check_mode'] else ''}", ""]
     if report.get("stopped"):
-        lines += [f"**Stopped before any database was contacted: {_cell(report['stopped'])}**", ""]
+        lines += [f"**Stopped before any database was contacted: {text(report['stopped'])}**", ""]
     return lines
 
 
-def _cell(value):
-    text = "" if value is None else str(value)
-    return text.replace("|", "\\|").replace("\n", " ")
+def text(value):
+    """`value` as Markdown text that shows exactly it, on one line ("" for None)."""
+    if value is None:
+        return ""
+    return _EDGE_UNDERSCORE.sub(r"\\_", str(value).translate(_TEXT_TABLE))
 
 
 def table(headings, rows):
     """The lines of a Markdown table: the headings, the rule, one line per row of values (escaped)."""
     lines = ["| " + " | ".join(headings) + " |", "| " + " | ".join(["---"] * len(headings)) + " |"]
-    lines.extend("| " + " | ".join(_cell(value) for value in row) + " |" for row in rows)
+    lines.extend("| " + " | ".join(text(value) for value in row) + " |" for row in rows)
     return lines
 
 
@@ -80,13 +99,13 @@ def session_table(rows):
 
 def _header(report):
     title = "Session audit" if report["kind"] == "audit" else "Session enforcement"
-    lines = title_lines(title, report) + [f"- time: {report['time']}"]
+    lines = title_lines(title, report) + [f"- time: {text(report['time'])}"]
     if report.get("policy"):
-        lines.append(f"- policy: {report['policy']}")
+        lines.append(f"- policy: {text(report['policy'])}")
     if report.get("job_id") is not None:
-        lines.append(f"- AWX job: {report['job_id']}")
+        lines.append(f"- AWX job: {text(report['job_id'])}")
     if report.get("audit_log"):
-        lines.append(f"- audit trail: {report['audit_log']}")
+        lines.append(f"- audit trail: {text(report['audit_log'])}")
     return lines + [""]
 
 
@@ -221,7 +240,7 @@ def _lock_chains(report):
         )
     if cycles:
         lines += [""] + [
-            f"- **{cycle['host']}**: sessions {_waiters(cycle['sessions'])} wait for each other "
+            f"- **{text(cycle['host'])}**: sessions {_waiters(cycle['sessions'])} wait for each other "
             "(a deadlock in progress: the server ends one of them; no root blocker, nothing for blocking_* rules)"
             for cycle in cycles
         ]
@@ -260,7 +279,7 @@ def _failed_hosts(report):
         entry = report["hosts"].get(host) or {}
         code = entry.get("reason_code") or "error"
         words = FAILURE_REASONS.get(code, code)
-        line = f"- **{host}** ({code}: {words}): {_cell(reason)}"
+        line = f"- **{text(host)}** ({code}: {words}): {text(reason)}"
         ended = _ended(entry)
         if ended and report["kind"] == "enforce":
             what = "would have been ended" if dry else ("was ended" if ended == 1 else "were ended")

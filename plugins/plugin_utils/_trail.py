@@ -20,30 +20,21 @@ __metaclass__ = type
 import fcntl
 import json
 import os
-import re
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SESSION_FIELDS
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._redact import redact_statement
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import iso_utc_z, utc_now
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._files import open_locked, private_dir
 
 TRAIL_QUERY_CHARS = 200
 
-# A statement that sets a credential (ALTER USER ... PASSWORD '...', IDENTIFIED BY
-# '...', SET PASSWORD = PASSWORD('...'), CREATE USER MAPPING ... password '...'):
-# every literal in it is masked, whatever the exact syntax.
-_CREDENTIAL_WORDS_RE = re.compile(r"password|identified|secret|passwd", re.IGNORECASE)
-_LITERAL_RE = re.compile(
-    r"""'(?:[^'\\]|\\.|'')*'?|"(?:[^"\\]|\\.|"")*"?|\$([A-Za-z_0-9]*)\$.*?(?:\$\1\$|\Z)""", re.DOTALL
-)
-
 
 def redact_query(query, limit=TRAIL_QUERY_CHARS):
-    """A statement as recorded: credential literals masked, then truncated."""
+    """A statement as recorded: credential literals masked (``_redact``, under every
+    engine's quoting rules), then truncated."""
     if query is None:
         return None
-    text = str(query)
-    if _CREDENTIAL_WORDS_RE.search(text):
-        text = _LITERAL_RE.sub("'********'", text)
+    text = redact_statement(query)
     if len(text) > limit:
         text = text[: limit - 3] + "..."
     return text

@@ -26,6 +26,9 @@ LEAST_PRIVILEGE_GRANTS = (
     "GRANT SELECT ON performance_schema.session_connect_attrs TO %s@%s",
     "GRANT SELECT ON performance_schema.metadata_locks TO %s@%s",
     "GRANT SELECT ON performance_schema.threads TO %s@%s",
+    "GRANT SELECT ON performance_schema.events_transactions_current TO %s@%s",
+    "GRANT SELECT ON performance_schema.setup_consumers TO %s@%s",
+    "GRANT SELECT ON performance_schema.setup_instruments TO %s@%s",
 )
 
 

@@ -1,9 +1,10 @@
 # -*- coding: utf-8 -*-
-"""The README's worked change-window example, run as written on a PostgreSQL and a MariaDB
-server: the variables file and the commands are read from the README's text (section
-"A change window, worked example"), so the example cannot drift from what the collection does.
+"""The worked change-window example of the change-windows guide, run as written on a PostgreSQL
+and a MariaDB server: the variables file and the commands are read from the guide's text
+(docs/guides/change-windows.md, section "A change window, worked example"), so the example cannot
+drift from what the collection does.
 
-The test provides what the README assumes exists: the `billing` database with its table, the
+The test provides what the guide assumes exists: the `billing` database with its table, the
 application's login (`billing_app`) with sessions on it, the migration's login (`migrator`),
 the window's login (`dba`, its password in the inventory as `vault_dba_password`).
 """
@@ -23,13 +24,14 @@ from _roles_fixtures import ROOT, close_all, read_json, read_trail
 from conftest import ansible_env
 from dbfleet import holder
 
+GUIDE = os.path.join("docs", "guides", "change-windows.md")
 SECTION = "## A change window, worked example"
 HOSTS = ("pg1", "mariadb1")
 
 
 def _section():
-    """The README's section of the example, up to the next heading of its level (outside code blocks)."""
-    with open(os.path.join(ROOT, "README.md")) as handle:
+    """The guide's section of the example, up to the next heading of its level (outside code blocks)."""
+    with open(os.path.join(ROOT, GUIDE), encoding="utf-8") as handle:
         lines = handle.read().splitlines(True)
     start = lines.index(SECTION + "\n")
     fenced = False
@@ -48,11 +50,11 @@ def _blocks(text, language):
 
 
 def example():
-    """(the variables file's name and text, the commands in order) as the README gives them."""
+    """(the variables file's name and text, the commands in order) as the guide gives them."""
     text = _section()
     name = re.search(r"`([\w.-]+\.yml)`", text).group(1)
     variables = [block for block in _blocks(text, "yaml") if block.lstrip().startswith("# " + name)]
-    assert len(variables) == 1, "the README section has one ```yaml block starting with '# %s'" % name
+    assert len(variables) == 1, "the guide's section has one ```yaml block starting with '# %s'" % name
     commands = []
     for block in _blocks(text, "console"):
         for line in block.splitlines():
@@ -120,7 +122,7 @@ def window(fleet):
         win.drop()
 
 
-def test_the_readme_change_window_example_runs_as_written(fleet, tmp_path, window):
+def test_the_guides_change_window_example_runs_as_written(fleet, tmp_path, window):
     name, variables, commands = example()
     assert [c.split()[0] for c in commands] == [
         "ansible-playbook",
@@ -195,7 +197,7 @@ def test_the_readme_change_window_example_runs_as_written(fleet, tmp_path, windo
         lines = read_trail(str(home / trail[2:]))
         assert {line["check_mode"] for line in lines} == {True, False}
         assert {line["drain_state"] for line in lines} == {"drained", "open"}
-        # The README shows what these runs print: the same recap and the same report table.
+        # The guide shows what these runs print: the same recap and the same report table.
         section = _section()
         for host in HOSTS:
             assert re.search(r"^%s\s+: ok=" % host, section, re.MULTILINE), host

@@ -1,13 +1,13 @@
 # -*- coding: utf-8 -*-
-"""The README's lock worked example, run as the README writes it, on real servers.
+"""The lock worked example of the lock-chains guide, run as the guide writes it, on real servers.
 
 The policy (its YAML block), the two commands and the output they print are all
-read from the README section "Lock chains ... worked example", so the README and
-this test cannot drift apart: the test plants the situation the section describes
+read from the section "Lock chains ... worked example" of docs/guides/lock-chains.md, so the
+guide and this test cannot drift apart: the test plants the situation the section describes
 (a transaction left open with two updates queued behind it; an ALTER TABLE queued
 behind a long report), waits the policy's own durations (30s), runs the dry run
 then the real run, and checks the servers' state and that the output shown in the
-README is the output the run prints (ids, ages and addresses aside).
+guide is the output the run prints (ids, ages and addresses aside).
 """
 
 import os
@@ -21,6 +21,7 @@ from _roles_fixtures import AUDIT, ROOT, close_all, read_json, write_inventory
 from conftest import run_playbook, wait_until
 from dbfleet import holder
 
+GUIDE = os.path.join("docs", "guides", "lock-chains.md")
 HEADING = "## Lock chains: end the blocker, not the queue"
 HOSTS = ("pg1", "mariadb1")
 # How each engine reports the cancelled ALTER to its client.
@@ -35,8 +36,8 @@ PLANTED = (
 )
 
 
-def readme_section():
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:
+def guide_section():
+    with open(os.path.join(ROOT, GUIDE), encoding="utf-8") as handle:
         text = handle.read()
     lines = text[text.index(HEADING) :].splitlines(True)
     fenced = False
@@ -52,8 +53,8 @@ def fenced_blocks(section, language):
 
 
 def example():
-    """(group_vars, [(command, shown output)], the audit report's lock chains shown) of the README section."""
-    section = readme_section()
+    """(group_vars, [(command, shown output)], the audit report's lock chains shown) of the guide's section."""
+    section = guide_section()
     [group_vars] = [yaml.safe_load(block) for block in fenced_blocks(section, "yaml")]
     runs = []
     for block in fenced_blocks(section, "console"):
@@ -65,7 +66,7 @@ def example():
 
 
 def command_options(command):
-    """The README's command as run_playbook options; anything else in it fails the test."""
+    """The guide's command as run_playbook options; anything else in it fails the test."""
     argv = shlex.split(command)
     assert argv[:4] == ["ansible-playbook", "dbhygiene.sessions.enforce", "-i", "inventory.yml"], command
     extra = argv[4:]
@@ -91,7 +92,7 @@ def chain_rows(markdown):
     return {_NUMBER.sub("N", line) for line in lines if line.startswith("| ") and not line.startswith("| host")}
 
 
-def test_the_readme_names_what_the_test_plants():
+def test_the_guide_names_what_the_test_plants():
     group_vars, runs, _audit_shown = example()
     rules = {rule["name"]: rule for rule in group_vars["dbhygiene_policy"]["rules"]}
     assert rules["blocker-left-open"]["blocking_longer_than"] == "30s"
@@ -100,7 +101,7 @@ def test_the_readme_names_what_the_test_plants():
         {"check": True, "diff": True},
         {"check": False, "diff": True},
     ]
-    section = readme_section()
+    section = guide_section()
     for application, _kind in PLANTED:
         assert f"app='{application}'" in section or f"`{application}`" in section, application
 
@@ -128,7 +129,7 @@ def _by_name(sessions):
     return named
 
 
-def test_the_readme_lock_example_as_written(fleet, tmp_path, planted):
+def test_the_guides_lock_example_as_written(fleet, tmp_path, planted):
     group_vars, runs, audit_shown = example()
     group_vars = dict(
         group_vars, dbhygiene_report_dir=str(tmp_path / "reports"), dbhygiene_audit_log=str(tmp_path / "audit.jsonl")

@@ -160,7 +160,8 @@ def test_a_ddl_queue_is_a_chain_of_records(fleet, locker, table, pg_tag):
 
 
 def test_the_least_privileged_login_sees_the_waits(fleet, locker, table, pg_tag, pg_role):
-    # pg_read_all_stats and pg_signal_backend, as the README's least-privilege table says: nothing more.
+    # pg_read_all_stats and pg_signal_backend, as the least-privilege table says (docs/guides/getting-started.md):
+    # nothing more.
     name = pg_tag.replace("-", "_") + "_hyg"
     password = pg_role(SERVER, name, "pg_read_all_stats", "pg_signal_backend")
     a, w1, w2 = row_queue(locker, table, fleet, pg_tag)

@@ -51,8 +51,8 @@ TARGET_KILLS = int(os.environ.get("RELIABILITY_RACE_KILLS", "1000"))
 RACE_SECONDS = float(os.environ.get("RELIABILITY_RACE_SECONDS", "75"))
 PLAY_KILLS = int(os.environ.get("RELIABILITY_RACE_PLAY_KILLS", "500"))
 MAX_PLAYS = int(os.environ.get("RELIABILITY_RACE_MAX_PLAYS", "30"))
-# The window each guard leaves, as a share of kills (README "The guarded kill"): PostgreSQL's
-# is the few microseconds from a victim's fresh read to its signal inside one statement
+# The window each guard leaves, as a share of kills (docs/guides/guarantees-and-races.md, "The guarded
+# kill"): PostgreSQL's is the few microseconds from a victim's fresh read to its signal inside one statement
 # (measured 0 in 1,005 + 522 here, 0 in 1,544 in tests/integration); MariaDB's adds the
 # InnoDB transaction cache and a BEGIN that has touched no table yet (measured 6 in 1,012 and
 # 1 in 500). The guards they replaced made 4-9 % (PostgreSQL) and 10 % (MariaDB): both bounds

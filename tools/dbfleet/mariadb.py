@@ -101,6 +101,9 @@ def start(server, pki, timeout=60):
         "--performance-schema=ON",  # connection attributes (program_name) live there
         # metadata-lock waits (an ALTER TABLE behind an open transaction): off by default in MariaDB
         "--performance-schema-instrument=wait/lock/metadata/sql/mdl=ON",
+        # exact transaction state of Sleep threads (the driver's classification and its guard): off by default
+        "--performance-schema-instrument=transaction=ON",
+        "--performance-schema-consumer-events-transactions-current=ON",
         "--ssl-ca=" + pki["ca_cert"],
         "--ssl-cert=" + os.path.join(server["base"], "server.crt"),
         "--ssl-key=" + os.path.join(server["base"], "server.key"),
@@ -146,6 +149,34 @@ def set_statement_events(server, enabled):
         conn.close()
 
 
+def set_transaction_events(server, enabled):
+    """Switch performance_schema's transaction events (the instrument 'transaction' and the
+    events_transactions_current consumer) on or off: the servers start with them on, so that
+    the driver reads the exact transaction state of Sleep threads; off, it cannot prove any
+    outside a transaction (the fail-safe path). Returns whether they were on."""
+    conn = admin_connect(server, autocommit=True)
+    try:
+        cur = conn.cursor()
+        cur.execute(
+            "SELECT (SELECT ENABLED FROM performance_schema.setup_instruments WHERE NAME = 'transaction') = 'YES' "
+            "AND (SELECT ENABLED FROM performance_schema.setup_consumers "
+            "WHERE NAME = 'events_transactions_current') = 'YES'"
+        )
+        (before,) = cur.fetchone()
+        value = "YES" if enabled else "NO"
+        cur.execute(
+            "UPDATE performance_schema.setup_instruments SET ENABLED = %s, TIMED = %s WHERE NAME = 'transaction'",
+            (value, value),
+        )
+        cur.execute(
+            "UPDATE performance_schema.setup_consumers SET ENABLED = %s WHERE NAME = 'events_transactions_current'",
+            (value,),
+        )
+        return bool(before)
+    finally:
+        conn.close()
+
+
 def bootstrap(server, passwords):
     conn = admin_connect(server, autocommit=True)
     try:
@@ -176,8 +207,9 @@ def bootstrap(server, passwords):
                     )
         # What the MySQL modules read besides PROCESS (documented least privilege): which
         # accounts hold SUPER (a column grant, no password hashes), program_name, the
-        # metadata-lock waits, and the statement events the guard reads where they are on
-        # (the servers run with that consumer off, as MariaDB ships it; tests switch it on).
+        # metadata-lock waits, the statement events the guard reads where they are on
+        # (the servers run with that consumer off, as MariaDB ships it; tests switch it on),
+        # and the transaction events (the exact transaction state; the servers run with them on).
         for user in (state.HYGIENE_USER, state.HYGIENE_CERT_USER):
             for host in ("%", "localhost"):
                 cur.execute("GRANT SELECT (User, Host, Super_priv) ON mysql.user TO %s@%s", (user, host))
@@ -186,6 +218,7 @@ def bootstrap(server, passwords):
                     "metadata_locks",
                     "threads",
                     "events_statements_current",
+                    "events_transactions_current",
                     "setup_consumers",
                     "setup_instruments",
                 ):

@@ -133,6 +133,9 @@ def test_templates_have_no_values():
         templates = flavour.templates()
         assert "KILL CONNECTION %s" in templates and "KILL QUERY %s" in templates
         assert all("1024" not in t for t in templates)
+        # the listing and the re-read as the driver runs them: with the transaction events where readable
+        assert all("events_transactions_current" in t for t in templates[:2])
+        assert not any("events_transactions_current" in t for t in flavour.templates(transactions=False)[:2])
 
 
 # ------------------------------------------------------------ privileges
@@ -209,38 +212,83 @@ def test_client_address(host, addr):
 NOW = datetime.datetime(2024, 5, 1, 8, 0, 0)
 
 
-def _row(command="Sleep", elapsed_ms=2500, trx=None, superuser=0, info=None, query_id=10):
+def _row(command="Sleep", elapsed_ms=2500, trx=None, superuser=0, info=None, query_id=10, event=None, **trx_events):
+    """A list-query row; `trx`: INNODB_TRX's trx_started (a cache), `event`: the STATE of the
+    thread's latest transaction event (None: it has none), `trx_events`: events_on, tid, seconds."""
     return (
-        7,
-        "app",
-        "127.0.0.1:5000",
-        "appdb",
-        command,
-        "",
-        elapsed_ms,
-        info,
-        query_id,
-        trx,
-        3.5 if trx else None,
-        superuser,
-        NOW,
+        (
+            7,
+            "app",
+            "127.0.0.1:5000",
+            "appdb",
+            command,
+            "",
+            elapsed_ms,
+            info,
+            query_id,
+            trx,
+            3.5 if trx else None,
+            superuser,
+            NOW,
+        )
+        + (None,) * 6
+        + (
+            trx_events.get("events_on", 1),
+            trx_events.get("tid", 42),
+            event,
+            trx_events.get("seconds", 4.25 if event else None),
+        )
     )
 
 
+EXACT = None  # normalize_row's `unproven` when the listing read the transaction events
+
+
 @pytest.mark.parametrize(
-    "command, trx, state",
+    "command, trx, event, state",
     [
-        ("Sleep", None, "idle"),
-        ("Sleep", NOW, "idle_in_transaction"),
-        ("Query", None, "active"),
-        ("Query", NOW, "active"),
-        ("Execute", None, "active"),
-        ("Killed", None, "other"),
-        ("Field List", None, "other"),
+        ("Sleep", None, None, "idle"),  # never had a transaction
+        ("Sleep", None, "COMMITTED", "idle"),
+        ("Sleep", None, "ROLLED BACK", "idle"),
+        ("Sleep", None, "ACTIVE", "idle_in_transaction"),  # a bare BEGIN: no InnoDB transaction yet
+        ("Sleep", NOW, "ACTIVE", "idle_in_transaction"),
+        ("Sleep", NOW, "COMMITTED", "idle"),  # INNODB_TRX's cache still shows a transaction that ended
+        ("Query", None, None, "active"),
+        ("Query", NOW, "ACTIVE", "active"),
+        ("Execute", None, None, "active"),
+        ("Killed", None, None, "other"),
+        ("Field List", None, None, "other"),
     ],
 )
-def test_state_mapping(command, trx, state):
-    assert fl.normalize_row(_row(command=command, trx=trx))["state"] == state
+def test_state_mapping(command, trx, event, state):
+    record = fl.normalize_row(_row(command=command, trx=trx, event=event), unproven=EXACT)
+    assert record["state"] == state and record["state_detail"] is None
+
+
+@pytest.mark.parametrize(
+    "row, unproven, why",
+    [
+        (_row(events_on=0), EXACT, "transaction events are off"),  # switched off when the listing ran
+        (_row(events_on=None), EXACT, "transaction events are off"),
+        (_row(tid=None), EXACT, "not instrumented"),  # setup_actors / threads.INSTRUMENTED
+        (_row(event="COMMITTED"), "performance_schema is off", "performance_schema is off"),
+        (_row(), fl.TRX_EVENTS_OFF, "transaction events are off"),
+    ],
+)
+def test_a_sleep_thread_without_proof_counts_as_idle_in_transaction(row, unproven, why):
+    record = fl.normalize_row(row, unproven=unproven)
+    assert record["state"] == "idle_in_transaction"
+    assert why in record["state_detail"] and "unproven" in record["state_detail"]
+    assert record["transaction_seconds"] is None  # no InnoDB transaction listed: its age is not known
+
+
+def test_the_age_of_a_transaction():
+    exact = fl.normalize_row(_row(trx=NOW, event="ACTIVE", seconds=9.1234), unproven=EXACT)
+    assert exact["transaction_seconds"] == 9.123 and exact["trx_thread_id"] == 42  # from BEGIN (the event)
+    assert fl.normalize_row(_row(trx=NOW, event="COMMITTED"), unproven=EXACT)["transaction_seconds"] is None
+    # Unproven: INNODB_TRX's lower bound where it lists the thread, as before.
+    assert fl.normalize_row(_row(trx=NOW, events_on=0), unproven=EXACT)["transaction_seconds"] == 3.5
+    assert fl.normalize_row(_row(command="Query", trx=NOW, events_on=0), unproven=EXACT)["state_detail"] is None
 
 
 def test_normalize_row():
@@ -264,7 +312,7 @@ def test_normalize_row():
 
 # ------------------------------------------------------------ guard
 def _rec(**changes):
-    record = fl.normalize_row(_row(), 1714550000)
+    record = fl.normalize_row(_row(), 1714550000, unproven=EXACT)
     record.update(changes)
     return record
 
@@ -512,11 +560,13 @@ def test_idle_victims_go_through_one_loop_each_reread_before_its_kill_then_the_o
     assert loop.count("information_schema.PROCESSLIST") == 1
     # a cursor that could not open: the victims it did not reach are reported, never lost
     assert "IF m < 10 THEN SET r = CONCAT(r, REPEAT(CONCAT('x:', e, '|'), 10 - m)); END IF;" in sql
-    rows = [params[5 * n : 5 * n + 5] for n in range(len(idle))]
-    assert rows[0] == (0, 100, "app", "127.0.0.1:5000", 1000)
-    assert rows[-1] == (9, 109, "app", "127.0.0.1:5000", 1009)
+    rows = [params[7 * n : 7 * n + 7] for n in range(len(idle))]
+    # (their state unproven, idle_in_transaction: no transaction check, tx 0)
+    assert rows[0] == (0, 100, "app", "127.0.0.1:5000", 1000, 0, 0)
+    assert rows[-1] == (9, 109, "app", "127.0.0.1:5000", 1009, 0, 0)
+    assert "performance_schema" not in sql
     # the active victim after the loop, with its own step (same statement, or started by then)
-    assert params[5 * len(idle) :][:2] == ("Query", 12)
+    assert params[7 * len(idle) :][:2] == ("Query", 12)
     assert sql.index("END FOR;") < sql.index("FROM information_schema.PROCESSLIST WHERE ID = %s")
     assert "127.0.0.1" not in sql
 
@@ -524,7 +574,7 @@ def test_idle_victims_go_through_one_loop_each_reread_before_its_kill_then_the_o
 def test_a_single_idle_victim_is_a_loop_without_values():
     sql, params = MARIADB.guard_block([_victim(id=7, query_id=10)], "terminate")
     assert "FOR v IN" in sql and "UNION ALL" not in sql
-    assert params == (0, 7, "app", "127.0.0.1:5000", 10)
+    assert params == (0, 7, "app", "127.0.0.1:5000", 10, 0, 0)
 
 
 # ------------------------------------------------------------ the loop on statement events
@@ -602,14 +652,116 @@ def test_bound_idle_victims_go_first_through_the_loop_on_statement_events():
     assert events_loop.count("information_schema") == 1 and read < events_loop.index(fallback) < kill
     assert "ELSEIF n = 0 THEN SET r = CONCAT(r, 'g|'); ELSE SET r = CONCAT(r, 'n::1|'); END IF;" in events_loop
     assert params[0] == "statement/%"
-    assert params[1:9] == (0, 101, 9001, 51, 1, 103, 9003, 53)
-    assert params[9:12] == ("global_instrumentation", "thread_instrumentation", "events_statements_current")
+    assert params[1:11] == (0, 101, 9001, 51, 0, 1, 103, 9003, 53, 0)
+    assert params[11:14] == ("global_instrumentation", "thread_instrumentation", "events_statements_current")
     # then the PROCESSLIST loop of the unbound idle ones, then the active one's own step
-    assert params[12:22] == (0, 100, "app", "127.0.0.1:5000", 1000, 1, 102, "app", "127.0.0.1:5002", 1002)
-    assert params[22:24] == ("Query", 12)
+    assert params[14:28] == (0, 100, "app", "127.0.0.1:5000", 1000, 0, 0, 1, 102, "app", "127.0.0.1:5002", 1002, 0, 0)
+    assert params[28:30] == ("Query", 12)
     # nothing bound: the block is the PROCESSLIST one
     assert MARIADB.guard_block(victims, "terminate", bound={}) == MARIADB.guard_block(victims, "terminate")
     assert "performance_schema" not in MARIADB.guard_block(victims, "terminate")[0]
+
+
+# ------------------------------------------------------------ the transaction check of victims planned idle
+def _proven_idle(**changes):
+    """A victim the listing proved outside a transaction (performance_schema's transaction events)."""
+    victim = fl.normalize_row(_row(), 1714550000, unproven=EXACT)
+    assert victim["state"] == "idle" and victim["trx_thread_id"] == 42
+    victim.update(changes)
+    return victim
+
+
+TRX_CONSUMERS = ("global_instrumentation", "thread_instrumentation", "events_transactions_current")
+
+
+def _check_order(text, read):
+    """Positions of: the thread's read, its transaction read, the consumers' check, the KILL. The
+    transaction read comes first, so that nothing lengthens the time from the thread's read to
+    its KILL."""
+    trx = text.index("FROM performance_schema.events_transactions_current WHERE THREAD_ID = ")
+    consumers = text.index("FROM performance_schema.setup_consumers WHERE NAME IN (%s, %s, %s)", trx)
+    kill = text.index("IF a = 0 THEN KILL ")
+    return text.index(read), trx, consumers, kill
+
+
+@pytest.mark.parametrize(
+    "victim, needed",
+    [
+        (_proven_idle(), True),
+        (_proven_idle(state="idle_in_transaction"), False),  # ended in its transaction either way
+        (_proven_idle(command="Query", state="active"), False),
+    ],
+)
+def test_a_victim_planned_idle_needs_the_transaction_check(victim, needed):
+    assert fl.needs_transaction_check(victim, "terminate") is needed
+    assert fl.needs_transaction_check(victim, "cancel") is False  # nothing to cancel in a Sleep thread
+
+
+def test_the_loop_proves_a_victim_planned_idle_outside_a_transaction_right_before_its_kill():
+    idle = [_proven_idle(id=100 + n, query_id=1000 + n, trx_thread_id=900 + n) for n in range(3)]
+    unproven = _victim(id=200, query_id=2000)  # idle_in_transaction: no check
+    sql, params = MARIADB.guard_block(idle + [unproven], "terminate")
+    assert _placeholders_match(sql, params)
+    # the instrument once per block, before the loop
+    assert params[0] == "transaction"
+    assert sql.index("FROM performance_schema.setup_instruments WHERE NAME = %s") < sql.index("FOR v IN")
+    loop = sql[sql.index("FOR v IN") : sql.index("END FOR;")]
+    read, trx, consumers, kill = _check_order(loop, "FROM information_schema.PROCESSLIST WHERE ID = v.id")
+    assert trx < consumers < read < kill
+    assert "SET a = 0; IF v.tx = 1 THEN" in loop  # only where the row says so
+    assert "IF tc <> 3 OR IFNULL(tp, 0) <> 1 OR v.tid IS NULL THEN SET a = -1; END IF;" in loop
+    assert "ELSEIF a > 0 THEN SET r = CONCAT(r, 'i|'); ELSE SET r = CONCAT(r, 't|'); END IF;" in loop
+    rows = [params[1 + 7 * n : 8 + 7 * n] for n in range(4)]
+    assert rows[0] == (0, 100, "app", "127.0.0.1:5000", 1000, 900, 1)
+    assert rows[3] == (3, 200, "app", "127.0.0.1:5000", 2000, 0, 0)
+    assert params[29:32] == TRX_CONSUMERS
+
+
+def test_a_victim_planned_idle_without_its_thread_id_is_never_killed_unproven():
+    sql, params = MARIADB.guard_block([_proven_idle(trx_thread_id=None)], "terminate")
+    assert params[1:8] == (0, 7, "app", "127.0.0.1:5000", 10, None, 1)  # v.tid IS NULL: a = -1, 't'
+
+
+def test_the_statement_events_loop_proves_it_too():
+    victim = _proven_idle(key="k1")
+    sql, params = MARIADB.guard_block([victim], "terminate", bound={"k1": (9001, 51)})
+    assert _placeholders_match(sql, params)
+    loop = sql[sql.index("FOR v IN") : sql.index("END FOR;")]
+    read, trx, consumers, kill = _check_order(loop, "FROM performance_schema.events_statements_current")
+    assert trx < consumers < read < kill
+    assert "WHERE THREAD_ID = v.tid;" in loop[trx:]  # the bound THREAD_ID of the statement events
+    assert params[:7] == ("transaction", "statement/%", 0, 7, 9001, 51, 1)
+    assert params[-3:] == TRX_CONSUMERS
+
+
+def test_own_steps_prove_it_too():
+    victims = [_proven_idle(id=7, trx_thread_id=77), _proven_idle(id=8, trx_thread_id=None, host="127.0.0.1:5001")]
+    sql, params = MARIADB.guard_block(victims, "terminate", loop=False)
+    assert _placeholders_match(sql, params)
+    read, trx, consumers, kill = _check_order(sql, "FROM information_schema.PROCESSLIST WHERE ID = %s")
+    assert trx < consumers < read < kill < sql.index("PROCESSLIST WHERE ID = %s", kill)
+    assert params[:1] == ("transaction",)
+    assert params[1:12] == (77,) + TRX_CONSUMERS + (77, "Sleep", 10, 7, "app", "127.0.0.1:5000", 7)
+    assert params[12:23] == (None,) + TRX_CONSUMERS + (None, "Sleep", 10, 8, "app", "127.0.0.1:5001", 8)
+    # cancels need no check
+    assert "events_transactions_current" not in MARIADB.guard_block(victims, "cancel")[0]
+
+
+@pytest.mark.parametrize(
+    "text, parsed",
+    [("i|", [("i", [])]), ("t|", [("t", [])]), ("k:0|i|", [("k", ["0"]), ("i", [])])],
+)
+def test_the_transaction_outcomes_parse(text, parsed):
+    assert fl.parse_guard_outcomes(text, len(parsed)) == parsed
+
+
+def test_the_list_query_reads_the_transaction_events_in_its_own_statement():
+    sql, params = MARIADB.list_query(transactions=True)
+    assert _placeholders_match(sql, params)
+    assert "performance_schema.events_transactions_current" in sql and "INSTRUMENTED = 'YES'" in sql
+    assert params[1:5] == TRX_CONSUMERS + ("transaction",)  # right after LEFT(p.INFO, %s)
+    assert "events_transactions_current" not in MARIADB.list_query()[0]
+    assert len(sql.split(" FROM ", maxsplit=1)[0].split(", ")) >= len(fl.COLUMNS)
 
 
 def test_only_mariadb_guards_server_side():
@@ -934,7 +1086,7 @@ def _lock_row(elapsed_ms=2500, row=None, mdl=None, thread_id=7):
     """A list-query row with lock columns: row=(waiting, seconds, blockers), mdl=(pending, user_lock, holders)."""
     base = list(_row(command="Query", elapsed_ms=elapsed_ms, trx=NOW if row else None))
     base[0] = thread_id
-    return tuple(base) + tuple(row or (None, None, None)) + tuple(mdl or (None, None, None))
+    return tuple(base[:13]) + tuple(row or (None, None, None)) + tuple(mdl or (None, None, None)) + tuple(base[19:])
 
 
 def test_records_of_sessions_not_waiting():

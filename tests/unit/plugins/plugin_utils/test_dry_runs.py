@@ -6,7 +6,13 @@ import json
 import os
 
 import pytest
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _change_window, _fleet, _outputs, _sweeps
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import (
+    _change_window,
+    _fleet,
+    _outputs,
+    _report_markdown,
+    _sweeps,
+)
 
 
 def _report(kind, check_mode, minute=0, results=None, context=None):
@@ -83,7 +89,9 @@ def test_a_stopped_run_says_why_in_the_report_for_every_host():
     assert report["hosts"]["a"]["reason"] == f"not contacted: the run stopped before any database was contacted: {why}"
     lines = _fleet.render_markdown(report).splitlines()
     assert lines[0] == "# Session enforcement (check mode: nothing was changed)"
-    assert lines[2] == f"**Stopped before any database was contacted: {why}**"
+    # The message as text (escaped as every value of the report: [0] is no link).
+    assert lines[2] == f"**Stopped before any database was contacted: {_report_markdown.text(why)}**"
+    assert "rules\\[0\\]" in lines[2]
     assert "- **a** (stopped: the run stopped before any database was contacted)" in "\n".join(lines)
     # A run that did not stop says nothing of the kind; a host without a result is no_result, as before.
     report = _fleet.build_report("enforce", ["a"], [], {"a": None}, False, {})
