@@ -10,6 +10,8 @@ command -v rsync >/dev/null || need+=(rsync)
 command -v shellcheck >/dev/null || need+=(shellcheck)  # ansible-test sanity checks the shell scripts with it
 command -v runuser >/dev/null || need+=(util-linux)
 command -v git >/dev/null || need+=(git)
+# `make reliability` runs its race once beside two CPU hogs (tests/reliability/_common.py CpuHogs).
+command -v stress-ng >/dev/null || need+=(stress-ng)
 # ansible-rulebook (the event-driven tests, tests/integration/test_eda.py) runs on Java 17.
 command -v java >/dev/null || need+=(openjdk-17-jre-headless)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)

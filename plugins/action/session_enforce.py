@@ -4,6 +4,10 @@
 """Action plugin of the enforce role: apply the policy on one host, in this
 worker (run_on controller, the default) or with the engine's *_sessions module on
 the host (run_on host), and write the audit trail on the control node.
+With an audit trail the trail is written ahead (plugin_utils/_journal.py): no signal
+goes out before its `ending` line is on disk. In this worker the runner calls the
+journal before each batch; on the host, the module first plans (check mode), the
+plan's victims are journaled, and the real run may end those alone (`end_only`).
 Documentation: plugins/modules/session_enforce.py."""
 
 from __future__ import absolute_import, division, print_function
@@ -12,7 +16,15 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _action, _connection, _fleet, _sweeps
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import JournalError
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import (
+    _action,
+    _connection,
+    _files,
+    _fleet,
+    _journal,
+    _sweeps,
+)
 
 
 class ActionModule(_action.ActionMixin, ActionBase):
@@ -43,13 +55,25 @@ class ActionModule(_action.ActionMixin, ActionBase):
             "sweep_id": _sweep_id(task_vars),
         }
         check_mode = bool(self._task.check_mode)
-
-        module_result = self.run_engine_module(
-            engine, "sessions", module_args, params["run_on"], task_vars, check_mode, self._task.diff
-        )
-        result.update(module_result)
+        journal = None
+        if params.get("audit_log"):
+            journal = self._journal(params["audit_log"], host, engine, context, module_args)
+        module_result = self._run_module(engine, module_args, params["run_on"], task_vars, check_mode, journal)
         # Ansible reserves `skipped` (a truthy one shows the task as skipped): never pass one on.
-        result.pop("skipped", None)
+        module_result.pop("skipped", None)
+        lines = []
+        if journal is not None:
+            lines = journal.settle_lines(module_result.get("settled"))
+            unaccounted = journal.unaccounted(module_result)
+            if unaccounted:
+                # The module never said what became of them: unknown, settled by the next run.
+                module_result["unknown"] = (module_result.get("unknown") or []) + unaccounted
+                module_result["failed"] = True
+                module_result["msg"] = (
+                    f"{len(unaccounted)} sessions whose fate is unknown on {context['login_host']} (journaled as "
+                    f"ending, no outcome came back): {module_result.get('msg')}"
+                )
+        result.update(module_result)
         summary = {"engine": engine, "login_host": context["login_host"], "check_mode": check_mode}
         failed = bool(module_result.get("failed"))
         if not failed or module_result.get("summary") or _ended(module_result):
@@ -57,12 +81,72 @@ class ActionModule(_action.ActionMixin, ActionBase):
             # matched), or a later step failed after sessions were ended (they are recorded).
             summary.update(_fleet.enforce_summary(module_result))
         if failed:
-            summary["failure"] = "limit" if "would_end" in module_result else _fleet.failure_reason(module_result)
-        if params.get("audit_log"):
-            lines = _fleet.trail_records(host, engine, module_result, check_mode, context)
+            summary["failure"] = _failure(module_result)
+        if journal is not None:
+            lines += _fleet.trail_records(host, engine, module_result, check_mode, context)
             self.write_trail(result, summary, params["audit_log"], lines, f"sessions were handled on {host}")
+            self._finish_journal(journal, module_result, result, summary)
         result["dbhygiene"] = summary
         return result
+
+    def _journal(self, audit_log, host, engine, context, module_args):
+        """The write-ahead journal of this run; the victims earlier runs left unknown go to the
+        module to be settled (`settle_keys`). A pending file that cannot be read fails the host
+        before any connection."""
+        path = _files.controller_path(audit_log)
+        context["run_id"] = _journal.new_run_id()
+        try:
+            pending = _journal.load_pending(path, host)
+        except (OSError, ValueError) as exc:
+            raise self.failure(
+                f"the pending file {_journal.pending_path(path, host)} of the audit trail cannot be read: {exc}; "
+                "nothing was done on this host (fix or move it: it lists sessions an earlier run left unknown)",
+                dbhygiene={"engine": context.get("engine"), "failure": "error"},
+            )
+        if pending:
+            module_args["settle_keys"] = sorted(set(entry["key"] for entry in pending))
+        return _journal.TrailJournal(
+            path, host, engine, context, self._policy_argument_name(module_args["policy"]), pending
+        )
+
+    def _run_module(self, engine, module_args, run_on, task_vars, check_mode, journal):
+        """The module's result. With a journal and a real run on the host: plan there first,
+        journal the plan's victims, then end those alone."""
+        if journal is None or check_mode or run_on == "controller":
+            return self.run_engine_module(
+                engine, "sessions", module_args, run_on, task_vars, check_mode, self._task.diff, journal=journal
+            )
+        real = self._task.check_mode
+        self._task.check_mode = True  # the plan: the module in check mode on the host
+        try:
+            plan = self.run_engine_module(engine, "sessions", module_args, run_on, task_vars, True)
+        finally:
+            self._task.check_mode = real
+        if plan.get("failed"):
+            return dict(plan, check_mode=False, terminated=[], cancelled=[])
+        victims = (plan.get("terminated") or []) + (plan.get("cancelled") or [])
+        try:
+            if victims:
+                journal.ending(victims)
+        except JournalError as exc:
+            return dict({"failed": True, "msg": str(exc)}, **_settled(plan))
+        real_args = dict(module_args, end_only=[entry.get("key") for entry in victims])
+        real_args.pop("settle_keys", None)
+        module_result = self.run_engine_module(engine, "sessions", real_args, run_on, task_vars, False, self._task.diff)
+        module_result.update(_settled(plan))
+        return module_result
+
+    def _finish_journal(self, journal, module_result, result, summary):
+        try:
+            journal.finish(module_result, [])
+        except OSError as exc:
+            problem = f"the pending file of the audit trail could not be written: {exc}"
+            result["failed"] = True
+            summary.setdefault("failure", "error")
+            result["msg"] = f"{result.get('msg')}; {problem}" if result.get("msg") else problem
+
+    def _policy_argument_name(self, policy):
+        return policy.get("name") if isinstance(policy, dict) else None
 
     def _policy_argument(self, raw, engine):
         """The policy as the module takes it; a bad one fails here, before any connection."""
@@ -79,6 +163,19 @@ def _sweep_id(task_vars):
     except _sweeps.SweepError:
         return None
     return sweep and sweep["id"]
+
+
+def _settled(plan):
+    return {"settled": plan["settled"]} if plan.get("settled") else {}
+
+
+def _failure(module_result):
+    """The host's failure code for the report."""
+    if "would_end" in module_result:
+        return "limit"
+    if module_result.get("unknown"):
+        return "unknown_outcome"
+    return _fleet.failure_reason(module_result)
 
 
 def _ended(module_result):

@@ -263,6 +263,19 @@ options:
         nothing and takes no lock.
     type: float
     default: 300.0
+  settle_keys:
+    description:
+      - Internal (the enforce role's audit trail sets it). Keys of sessions an earlier run signalled without learning
+        their fate; each is looked up in this run's listing and returned in RV(settled).
+    type: list
+    elements: str
+  end_only:
+    description:
+      - Internal (the enforce role sets it when it runs this module on the database host). The keys of the sessions a
+        real run may end, those the plan journaled in the audit trail beforehand; any other victim is not ended and is
+        reported in RV(not_ended) with reason C(state_changed).
+    type: list
+    elements: str
 notes:
   - Check mode runs no statement that changes anything, and RV(terminated) / RV(cancelled) list exactly the sessions a real run
     would end at that moment. The privilege preflight runs in check mode too, so a dry run fails where the real run would.

@@ -39,6 +39,9 @@ def sessions_argument_spec():
         policy=policy_spec(),
         wait_timeout=dict(type="float", default=10.0),
         host_timeout=dict(type="float", default=300.0),
+        # Internal: the enforce role's write-ahead trail (module_utils/_runner.py apply_policy).
+        settle_keys=dict(type="list", elements="str", no_log=False),  # session keys, not secrets
+        end_only=dict(type="list", elements="str"),
     )
 
 

@@ -14,6 +14,13 @@ confirm waits, which are cut at it). A real run holds the server's sweep lock, s
 two sweeps never work one server at once. Once a signal went out, a later failure
 still returns what was ended (``failed`` with both facts in ``msg``).
 
+Written ahead: with a ``journal`` (the audit trail's hook, see ``Journal``), every
+batch of signals is journaled (``journal.ending``) before it goes out; a journal
+that cannot be written stops the host before that batch. A batch whose fate could
+not be learned (the connection lost, the server frozen or killed, the deadline)
+leaves its victims in ``unknown``: the next contact with the server settles them
+(``settle_keys`` in, ``settled`` out).
+
 No AnsibleModule import: the module object is passed in, so an action plugin
 on the controller can use ``apply_policy`` too.
 """
@@ -29,6 +36,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils import _planner
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import (
     GUARD_STILL_WAITING,
     REASON_FAILED,
+    REASON_STATE_CHANGED,
     REASON_STILL_PRESENT,
     SessionError,
 )
@@ -36,6 +44,10 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import parse_instant
 
 REASON_NOTHING_TO_CANCEL = "nothing_to_cancel"
+# A victim whose signal went out, or may have, and whose fate could not be learned.
+OUTCOME_UNKNOWN = "unknown"
+# A victim of a real run that the plan journaled beforehand did not hold (end_only).
+_NOT_JOURNALED = "not in the plan journaled before the run; left alone"
 _NOTHING_DETAIL = "the session runs no statement; cancel would do nothing"
 
 DEFAULT_HOST_TIMEOUT = 300.0
@@ -61,6 +73,23 @@ class _Clock(object):
 
     def sleep(self, seconds):
         time.sleep(seconds)
+
+
+class JournalError(SessionError):
+    """The audit trail could not take the `ending` lines of a batch: nothing of it was signalled."""
+
+
+class Journal(object):
+    """The write-ahead hook of a real run (the audit trail's side of apply_policy).
+
+    ``ending(entries)`` gets, before each batch of signals, the batch's victims as
+    result entries (session fields, rule, action) and returns once they are on disk;
+    it raises JournalError (or OSError) when they cannot be, and then nothing of
+    that batch is signalled. This base journals nothing.
+    """
+
+    def ending(self, entries):
+        return None
 
 
 class DeadlineError(SessionError):
@@ -202,12 +231,16 @@ class _Outcomes(object):
         self.terminated = []
         self.cancelled = []
         self.not_ended = []
+        self.unknown = []  # signalled (or maybe), fate not learned: settled by the next contact
         self.signalled = False
         self.failure = None  # what failed after signals went out (the host then fails)
 
     def record(self, victim, outcome, detail):
         session = victim["session"]
-        if outcome in ("terminated", "cancelled"):
+        if outcome == OUTCOME_UNKNOWN:
+            self.unknown.append(_entry(session, victim["rule"], victim["action"], detail=detail))
+            self.signalled = True
+        elif outcome in ("terminated", "cancelled"):
             extra = {"detail": detail} if detail else {}
             entries = self.terminated if outcome == "terminated" else self.cancelled
             entries.append(_entry(session, victim["rule"], victim["action"], **extra))
@@ -216,7 +249,7 @@ class _Outcomes(object):
             self.not_ended.append(_entry(session, victim["rule"], victim["action"], reason=outcome, detail=detail))
 
     def recorded_keys(self):
-        return set(entry.get("key") for entry in self.terminated + self.cancelled + self.not_ended)
+        return set(entry.get("key") for entry in self.terminated + self.cancelled + self.not_ended + self.unknown)
 
 
 class _Sweep(object):
@@ -226,8 +259,9 @@ class _Sweep(object):
     a later batch, the deadline) still reports what was ended.
     """
 
-    def __init__(self, driver, policy, wait_timeout, deadline):
+    def __init__(self, driver, policy, wait_timeout, deadline, journal=None):
         self.driver = driver
+        self.journal = journal
         self.policy = policy
         self.wait_timeout = wait_timeout
         self.deadline = deadline
@@ -248,7 +282,7 @@ class _Sweep(object):
             self._run(plan)
         except Exception as exc:  # a driver's SessionError, or a bug: either way, keep what went out
             if not (self.sent_terminate or self.sent_cancel or self.out.signalled):
-                raise  # nothing was ended: the plain failure says it all
+                raise  # nothing was ended (nor maybe ended): the plain failure says it all
             self._fail(plan, exc if isinstance(exc, SessionError) else f"{type(exc).__name__}: {exc}")
         return self.out
 
@@ -282,6 +316,7 @@ class _Sweep(object):
         for start in range(0, len(victims), SIGNAL_BATCH):
             batch = victims[start : start + SIGNAL_BATCH]
             self.deadline.check(f"signalling ({mode}) {len(batch)} sessions")
+            self._journal(batch)
             try:
                 results = self.driver.end_sessions([self._guarded(v) for v in batch], mode)
             except SessionError as exc:
@@ -289,6 +324,15 @@ class _Sweep(object):
                 raise
             for victim, (_session, outcome, detail) in zip(batch, results):
                 self._take(victim, outcome, detail)
+
+    def _journal(self, batch):
+        """The batch's `ending` lines on disk before its signals (JournalError when they cannot be)."""
+        if self.journal is None:
+            return
+        try:
+            self.journal.ending([_entry(v["session"], v["rule"], v["action"]) for v in batch])
+        except OSError as exc:
+            raise JournalError(f"the audit trail could not be written: {exc}")
 
     def _guarded(self, victim):
         """The session handed to the driver: a waiter planned by waiting_longer_than is marked,
@@ -308,15 +352,16 @@ class _Sweep(object):
             self.out.record(victim, outcome, detail)
 
     def _take_partial(self, batch, known, exc):
-        """A driver failed part-way through `batch`: keep the outcomes it already had."""
+        """A driver failed part-way through `batch`: keep the outcomes it already had; the
+        others may have been signalled: their fate is unknown (an escalation's too)."""
         unknown = dict((_key(v), v) for v in batch)
         for session, outcome, detail in known:
             victim = unknown.pop(session.get("key"), None)
             if victim is not None:
                 self._take(victim, outcome, detail)
         for key, victim in unknown.items():
-            if key not in self.sent_cancel:  # an escalation: its cancel did go out
-                self.out.record(victim, REASON_FAILED, f"outcome unknown: the signal failed part-way: {exc}")
+            self.sent_cancel.pop(key, None)
+            self.out.record(victim, OUTCOME_UNKNOWN, f"the signal may or may not have gone out: {exc}")
 
     def _pending(self, current):
         gone = [v for v in self.sent_terminate.values() if _key(v) in current]
@@ -418,6 +463,7 @@ def _summary(plan, out):
     for entry in out.not_ended:
         reasons[entry["reason"]] = reasons.get(entry["reason"], 0) + 1
     summary.update(terminated=len(out.terminated), cancelled=len(out.cancelled), not_ended=reasons)
+    summary["unknown"] = len(out.unknown)
     return summary
 
 
@@ -429,11 +475,43 @@ def _failure_message(out, target):
     ended = out.terminated + out.cancelled
     unconfirmed = len([e for e in ended if e.get("detail")])
     not_confirmed = f"; {unconfirmed} of them not confirmed" if unconfirmed else ""
+    unknown = ""
+    if out.unknown:
+        unknown = (
+            f", and {len(out.unknown)} sessions whose fate is unknown (their signal may or may not have gone out; "
+            "listed in unknown, settled at the next contact with the server)"
+        )
     return (
         f"{len(ended)} sessions were ended on {target} (terminated {len(out.terminated)}, "
-        f"cancelled {len(out.cancelled)}{not_confirmed}), then the sweep failed: {out.failure}; "
+        f"cancelled {len(out.cancelled)}{not_confirmed}){unknown}, then the sweep failed: {out.failure}; "
         "the ended sessions are listed in terminated / cancelled"
     )
+
+
+def _settle(keys, sessions):
+    """Victims an earlier run left unknown, by key: gone now (terminated) or still there."""
+    present = _by_key(sessions)
+    settled = []
+    for key in keys or []:
+        session = present.get(key)
+        entry = {"key": key, "outcome": "terminated" if session is None else REASON_STILL_PRESENT}
+        if session is not None:
+            entry["session"] = session
+        settled.append(entry)
+    return settled
+
+
+def _journaled_only(plan, end_only):
+    """Split off the victims the journaled plan did not hold (a real run after a plan on the host)."""
+    if end_only is None:
+        return []
+    allowed = set(end_only)
+    terminate, cancel, cancel_first, _nothing = _split(plan.victims)  # nothing_to_cancel is never signalled
+    left = [v for v in terminate + cancel + cancel_first if _key(v) not in allowed]
+    plan.victims = [v for v in plan.victims if not any(v is other for other in left)]
+    return [
+        _entry(v["session"], v["rule"], v["action"], reason=REASON_STATE_CHANGED, detail=_NOT_JOURNALED) for v in left
+    ]
 
 
 def _take_sweep_lock(driver, policy, wait_timeout, deadline, target):
@@ -466,6 +544,9 @@ def apply_policy(
     clock=None,
     host_timeout=DEFAULT_HOST_TIMEOUT,
     deadline=None,
+    journal=None,
+    settle_keys=None,
+    end_only=None,
 ):
     """Plan and apply `policy` on the driver's host; return the module result (a dict).
 
@@ -473,8 +554,13 @@ def apply_policy(
     now bounds the whole run. A real run holds the server's sweep lock (check mode,
     which changes nothing, does not). Limits exceeded: the result has failed=True and
     msg, and nothing is ended. A failure after signals went out: failed=True, msg
-    with both facts, and terminated / cancelled still list what was ended. Any other
-    failure raises SessionError (nothing was ended).
+    with both facts, and terminated / cancelled still list what was ended, unknown
+    what may have been. Any other failure raises SessionError (nothing was ended).
+
+    `journal` (a Journal) takes each batch's victims before it is signalled.
+    `settle_keys`: keys of victims an earlier run left unknown, looked up in this run's
+    listing (result `settled`). `end_only`: the keys a real run may end (those its
+    plan journaled); any other victim is not ended (state_changed).
     """
     deadline = deadline or Deadline(host_timeout, clock)
     target = _target(driver)
@@ -488,6 +574,9 @@ def apply_policy(
         protected = [
             _entry(s["session"], s["rule"], None, reason=s["reason"], detail=s["detail"]) for s in plan.not_ended
         ]
+        settled = _settle(settle_keys, sessions)
+        if not check_mode:
+            protected += _journaled_only(plan, end_only)
         if not plan.ok:
             out = _Outcomes()
             result = {
@@ -497,7 +586,7 @@ def apply_policy(
                 "would_end": [_entry(v["session"], v["rule"], v["action"]) for v in plan.victims],
             }
         else:
-            out = _predict(plan) if check_mode else _Sweep(driver, policy, wait_timeout, deadline).run(plan)
+            out = _predict(plan) if check_mode else _Sweep(driver, policy, wait_timeout, deadline, journal).run(plan)
             changed = bool(out.terminated or out.cancelled) if check_mode else out.signalled
             result = {"changed": changed}
             if out.failure:
@@ -515,6 +604,10 @@ def apply_policy(
         queries=driver.query_templates(),
         check_mode=bool(check_mode),
     )
+    if out.unknown:
+        result["unknown"] = out.unknown
+    if settle_keys:
+        result["settled"] = settled
     if diff:
         result["diff"] = _diff(policy, plan, out)
     return result
@@ -618,7 +711,16 @@ def run_sessions_module(module, driver_class, open_driver):
         # Also in check mode: a dry run must fail where the real run would.
         driver.preflight(signal=True, policy=policy)
         result = apply_policy(
-            driver, policy, module.check_mode, diff=module._diff, wait_timeout=params["wait_timeout"], deadline=deadline
+            driver,
+            policy,
+            module.check_mode,
+            diff=module._diff,
+            wait_timeout=params["wait_timeout"],
+            deadline=deadline,
+            # In process, the enforce role's trail hook rides on the module object (plugin_utils/_inprocess.py).
+            journal=getattr(module, "journal", None),
+            settle_keys=params.get("settle_keys"),
+            end_only=params.get("end_only"),
         )
     except SweepBusyError as exc:
         module.fail_json(msg=str(exc), busy=True)

@@ -201,6 +201,19 @@ check_mode:
   description: Whether this was a dry run.
   returned: always
   type: bool
+unknown:
+  description:
+    - Sessions signalled (or maybe) whose fate could not be learned, as
+      RV(dbhygiene.sessions.postgresql_sessions#module:unknown); settled by the next contact (O(settle_keys)).
+  returned: when some
+  type: list
+  elements: dict
+settled:
+  description: What this run's listing shows of each key of O(settle_keys), as
+    RV(dbhygiene.sessions.postgresql_sessions#module:settled).
+  returned: when O(settle_keys) is given
+  type: list
+  elements: dict
 would_end:
   description: When a limit stopped the run, the sessions that would have been ended (nothing was).
   returned: failed

@@ -205,6 +205,21 @@ check_mode:
   description: Whether this was a dry run.
   returned: always
   type: bool
+unknown:
+  description:
+    - Sessions whose signal went out, or may have, but whose fate could not be learned (the connection was lost, the
+      server froze or died, the deadline ran out mid-statement); entries as in RV(terminated) plus C(detail). The host
+      then fails, naming how many. The next contact with the server settles them (O(settle_keys)).
+  returned: when some
+  type: list
+  elements: dict
+settled:
+  description:
+    - For each key of O(settle_keys), what this run's listing shows, C(outcome) C(terminated) (gone) or
+      C(still_present) (with C(session), the session listed under that key).
+  returned: when O(settle_keys) is given
+  type: list
+  elements: dict
 would_end:
   description: When a limit stopped the run, the sessions that would have been ended (nothing was).
   returned: failed

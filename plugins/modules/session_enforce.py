@@ -27,6 +27,17 @@ description:
     loses no line.
   - The file is created with mode 0600 and appended to under an exclusive lock, one write per host, so hosts finishing at once
     never interleave. A line never holds a secret; credential literals in captured statements are masked.
+  - The trail is written ahead. Before each statement that signals sessions, one line per victim with outcome C(ending) is
+    written and flushed to disk (O(run_on=host) journals the victims of a plan made on the host first, then the real run
+    may end those alone). When it cannot be written (a full or read-only file system, a directory that cannot be created)
+    nothing of that statement is signalled and the host fails naming the path and the error.
+  - A statement whose fate could not be learned (the connection lost, the server frozen or killed, the deadline) leaves
+    its victims with outcome C(unknown), in the result (RV(unknown)), the trail and the report, and the host fails saying
+    how many. They are kept in C(<audit_log>.pending/<host>.json) until the next run on the host settles each with a line
+    of its own naming the run that signalled it (C(settles)), C(terminated) when gone, C(not_ended) with reason
+    C(still_present) when the same session is still there.
+  - Every line is one write; a write that fails or falls short is cut back at once, and a partial last line left by
+    anything else is cut before the next append.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.flow
@@ -106,12 +117,17 @@ not_ended:
   returned: success
   type: list
   elements: dict
+unknown:
+  description: Sessions signalled (or maybe) whose fate could not be learned, each with C(detail); settled by the next run.
+  returned: when some
+  type: list
+  elements: dict
 dbhygiene:
   description:
     - What the fleet report needs of this host (engine, policy, seen, ended and not ended sessions in brief, audit lines
       written).
     - When the host failed, C(failure) is the reason code (C(unreachable), C(login), C(privilege), C(limit), C(policy),
-      C(busy), C(timeout), C(error)).
+      C(busy), C(timeout), C(unknown_outcome), C(error)).
   returned: always
   type: dict
 """

@@ -31,8 +31,8 @@ description:
     nothing is written and C(hosts) lists the hosts to work on.
   - Per host, what was seen, ended (or, in check mode, would be ended), not ended and why; hosts that failed, were
     unreachable or never got a result, with the message and a reason code (C(unreachable), C(login), C(privilege),
-    C(limit), C(threshold), C(policy), C(busy), C(timeout), C(no_result), C(stopped), C(error)), in words in the Markdown;
-    totals.
+    C(limit), C(threshold), C(policy), C(busy), C(timeout), C(unknown_outcome), C(no_result), C(stopped), C(error)), in words
+    in the Markdown; totals (with C(unknown), the sessions signalled whose fate could not be learned).
   - A host that failed after sessions were ended shows both, the sessions ended and why it failed.
   - In an AWX job (C(awx_job_id) set) that writes the report or the trail to the roles' default path, inside the job's
     throw-away container, a warning says so and names the variable to set.

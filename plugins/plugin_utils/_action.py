@@ -92,15 +92,18 @@ class ActionMixin(object):
             raise self.failure(problem, **refused)
         return policy
 
-    def run_engine_module(self, engine, kind, module_args, run_on, task_vars, check_mode=False, diff=False):
+    def run_engine_module(
+        self, engine, kind, module_args, run_on, task_vars, check_mode=False, diff=False, journal=None
+    ):
         """The result of the engine's module for `kind` (a registry purpose): in this worker
-        (run_on controller) or on the host; without the `invocation` key. A number option the
-        module would refuse as inf, -inf, nan or too large fails the task here, either way."""
+        (run_on controller, where `journal`, the runner's write-ahead hook, is used) or on the
+        host; without the `invocation` key. A number option the module would refuse as inf,
+        -inf, nan or too large fails the task here, either way."""
         numbers = _inprocess.number_problems(engine, kind, module_args)
         if numbers:
             raise self.failure("; ".join(numbers))
         if run_on == "controller":
-            module_result = _inprocess.run(engine, kind, module_args, check_mode, diff)
+            module_result = _inprocess.run(engine, kind, module_args, check_mode, diff, journal=journal)
         else:
             module_result = self._execute_module(  # pylint: disable=no-member
                 module_name=_connection.module_name(engine, kind),
@@ -122,6 +125,7 @@ class ActionMixin(object):
                 f"the audit trail {path} could not be written: {exc}; "
                 "fix dbhygiene_audit_log (a writable path on the control node)"
             )
+            summary["audit_error"] = problem  # the report must not say these sessions are in the trail
             if result.get("failed"):
                 result["msg"] = f"{result.get('msg')}; {problem}"
             else:

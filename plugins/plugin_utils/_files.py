@@ -22,8 +22,8 @@ def private_dir(path):
         os.makedirs(path, mode=0o700, exist_ok=True)
 
 
-def write_private(path, text, replace=True):
-    """Write `text` to `path` atomically with mode 0600.
+def write_private(path, text, replace=True, sync=False):
+    """Write `text` to `path` atomically with mode 0600 (sync: on disk before it is renamed in).
 
     replace=False: never over an existing file; returns False (nothing written)
     when `path` exists. Otherwise returns True."""
@@ -33,6 +33,9 @@ def write_private(path, text, replace=True):
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+            if sync:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.chmod(tmp, 0o600)
         if replace:
             os.replace(tmp, path)

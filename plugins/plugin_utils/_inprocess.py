@@ -66,10 +66,11 @@ class _Exit(Exception):
 class _InProcessModule(object):
     """The part of AnsibleModule that the runner's run_*_module functions use."""
 
-    def __init__(self, params, check_mode, diff):
+    def __init__(self, params, check_mode, diff, journal=None):
         self.params = params
         self.check_mode = check_mode
         self._diff = diff
+        self.journal = journal  # the enforce role's write-ahead trail hook (_runner.Journal), or None
 
     def exit_json(self, **result):
         raise _Exit(result)
@@ -160,9 +161,9 @@ def _no_log_values(spec, params):
     return values
 
 
-def run(engine, kind, module_args, check_mode=False, diff=False):
+def run(engine, kind, module_args, check_mode=False, diff=False, journal=None):
     """The result the `<engine>_<kind>` module would return for `module_args` (kind: one
-    of KINDS), computed in this process."""
+    of KINDS), computed in this process; `journal` (sessions) is the runner's write-ahead hook."""
     if kind not in KINDS:  # a bug of the calling plugin: fail this host alone
         return {"failed": True, "msg": f"the {engine} {kind} module cannot run on the controller (run_on: host can)"}
     missing = missing_driver(engine)
@@ -182,7 +183,7 @@ def run(engine, kind, module_args, check_mode=False, diff=False):
     if numbers or validated.error_messages:
         result = {"failed": True, "msg": "; ".join(numbers or validated.error_messages)}
     else:
-        module = _InProcessModule(params, bool(check_mode), bool(diff))
+        module = _InProcessModule(params, bool(check_mode), bool(diff), journal)
         try:
             KINDS[kind][1](module, ENGINES[engine])
         except _Exit as done:

@@ -142,6 +142,8 @@ def session_rows(report):
                 rows.append((host, ("would " if dry else "") + outcome, item))
         for item in entry.get("not_ended") or []:
             rows.append((host, "not ended: " + str(item.get("reason")), item))
+        for item in entry.get("unknown") or []:
+            rows.append((host, "unknown: signalled, fate not learned", item))
     return rows
 
 
@@ -154,7 +156,9 @@ def _enforce_body(report):
         report,
         f"**{totals['hosts']} hosts: {totals['ok']} ok, {totals['failed']} failed. "
         f"{totals['sessions_seen']} sessions seen, {totals['ended']} {ended} "
-        f"({totals['terminated']} terminate, {totals['cancelled']} cancel), {totals['not_ended']} not ended.**",
+        f"({totals['terminated']} terminate, {totals['cancelled']} cancel), {totals['not_ended']} not ended"
+        + (f", {totals['unknown']} whose fate is unknown" if totals.get("unknown") else "")
+        + ".**",
         ("host", "engine", "status", "seen", ended, "not ended", "note"),
         _enforce_host,
         sessions,
@@ -284,7 +288,13 @@ def _failed_hosts(report):
         if ended and report["kind"] == "enforce":
             what = "would have been ended" if dry else ("was ended" if ended == 1 else "were ended")
             line += f" — {ended} session{'s' if ended != 1 else ''} {what} before the failure (listed above"
-            line += ", and in the audit trail)" if report.get("audit_log") else ")"
+            line += ", and in the audit trail)" if report.get("audit_log") and not entry.get("audit_error") else ")"
+        unknown = len(entry.get("unknown") or [])
+        if unknown and report["kind"] == "enforce":
+            line += (
+                f" — {unknown} session{'s' if unknown != 1 else ''} signalled whose fate is unknown (listed above; "
+                "the next run settles them)"
+            )
         lines.append(line)
     return lines
 

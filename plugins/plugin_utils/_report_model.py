@@ -43,6 +43,7 @@ FAILURE_REASONS = {
     "policy": "the policy cannot be applied to this host",
     "busy": "another sweep held the server's sweep lock",
     "timeout": "the host's deadline ran out",
+    "unknown_outcome": "sessions were signalled and their fate could not be learned (settled by the next run)",
     "no_result": "the host never got a result",
     "stopped": "the run stopped before any database was contacted",
     "error": "another error",
@@ -293,6 +294,8 @@ def enforce_summary(result):
         "not_ended": [brief(entry) for entry in not_ended if entry.get("reason") != "protected"],
         "not_ended_by_reason": by_reason,
         "limits": summary.get("limits"),
+        # Signalled, fate not learned (the server froze or died mid-statement): settled by the next run.
+        "unknown": [brief(entry) for entry in result.get("unknown") or []],
     }
 
 
@@ -324,7 +327,7 @@ def build_report(kind, hosts_all, hosts_active, results, check_mode, context):
     report_hosts = {}
     totals = {"hosts": len(hosts_all), "ok": 0, "failed": 0, "sessions_seen": 0, "failed_by_reason": {}}
     if kind == "enforce":
-        totals.update(terminated=0, cancelled=0, ended=0, not_ended=0)
+        totals.update(terminated=0, cancelled=0, ended=0, not_ended=0, unknown=0)
     else:
         totals.update(would_end=0, alerting=0, lock_waiting=0, lock_chains=0)
     lock_chains = []
@@ -370,6 +373,7 @@ def build_report(kind, hosts_all, hosts_active, results, check_mode, context):
             totals["terminated"] += len(entry.get("terminated") or [])
             totals["cancelled"] += len(entry.get("cancelled") or [])
             totals["not_ended"] += len(entry.get("not_ended") or [])
+            totals["unknown"] += len(entry.get("unknown") or [])
         else:
             totals["would_end"] += len(entry.get("would_end") or [])
             if entry.get("breaches"):

@@ -17,6 +17,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import errno
 import fcntl
 import json
 import os
@@ -78,6 +79,30 @@ def trail_line(now, host, engine, context, policy, rule, action, check_mode, out
     }
 
 
+def session_line(now, host, engine, context, policy_name, entry, outcome, check_mode=False):
+    """The audit line of one result entry (a session with rule, action, maybe reason and detail)."""
+    line = trail_line(
+        now, host, engine, context, policy_name, entry.get("rule"), entry.get("action"), check_mode, outcome
+    )
+    if entry.get("reason") is not None:
+        line["reason"] = entry.get("reason")
+        line["detail"] = entry.get("detail")
+    elif outcome == "unknown":
+        line["detail"] = entry.get("detail")
+    line.update(session_fields(entry))
+    line["job_id"] = context.get("job_id")
+    if context.get("sweep_id"):  # a run of a sliced sweep (plugin_utils/_sweeps.py)
+        line["sweep_id"] = context["sweep_id"]
+    if context.get("run_id"):  # this run of the role on this host (the write-ahead trail, plugin_utils/_journal.py)
+        line["run_id"] = context["run_id"]
+    return line
+
+
+def policy_name_of(result):
+    policy = result.get("policy")
+    return policy.get("name") if isinstance(policy, dict) else policy
+
+
 def trail_records(host, engine, result, check_mode, context):
     """Audit lines for one host's *_sessions result (a dict).
 
@@ -85,25 +110,15 @@ def trail_records(host, engine, result, check_mode, context):
     ended for another reason than `protected` (state_changed, gone, failed,
     still_present): those are decisions an auditor wants to see too. A failed
     result that still carries `terminated` / `cancelled` (a later step of the
-    host failed after signals went out) gets its lines all the same.
+    host failed after signals went out) gets its lines all the same, and its
+    `unknown` entries (signalled, fate not learned) a line each.
     """
-    policy = result.get("policy")
-    policy_name = policy.get("name") if isinstance(policy, dict) else policy
+    policy_name = policy_name_of(result)
     now = iso_utc_z(utc_now())
     records = []
 
     def record(entry, outcome):
-        line = trail_line(
-            now, host, engine, context, policy_name, entry.get("rule"), entry.get("action"), check_mode, outcome
-        )
-        if entry.get("reason") is not None:
-            line["reason"] = entry.get("reason")
-            line["detail"] = entry.get("detail")
-        line.update(session_fields(entry))
-        line["job_id"] = context.get("job_id")
-        if context.get("sweep_id"):  # a run of a sliced sweep (plugin_utils/_sweeps.py)
-            line["sweep_id"] = context["sweep_id"]
-        records.append(line)
+        records.append(session_line(now, host, engine, context, policy_name, entry, outcome, check_mode))
 
     for bucket in ("cancelled", "terminated"):
         for entry in result.get(bucket) or []:
@@ -111,25 +126,62 @@ def trail_records(host, engine, result, check_mode, context):
     for entry in result.get("not_ended") or []:
         if entry.get("reason") != "protected":
             record(entry, "not_ended")
+    for entry in result.get("unknown") or []:
+        record(entry, "unknown")
     return records
 
 
-def append_lines(path, records):
-    """Append JSON lines to `path` (mode 0600), atomically with respect to other writers."""
+def append_lines(path, records, sync=False):
+    """Append JSON lines to `path` (mode 0600), atomically with respect to other writers.
+
+    One write under the lock; a last line left partial by an earlier failed write is cut
+    off first; a write that fails or falls short (ENOSPC) is truncated back at once, so
+    the file never keeps a partial line. sync: on disk (fsync) before returning. Raises
+    OSError (naming `path`) when the lines could not all be written."""
     if not records:
         return 0
     private_dir(os.path.dirname(path))
     data = "".join(json.dumps(record, default=str) + "\n" for record in records).encode("utf-8")
     fd = _open_locked(path)
     try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
+        size = repair_last_line(fd)
+        try:
+            written = os.write(fd, data)
+            if written != len(data):
+                raise OSError(
+                    errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (a short write: {written} of {len(data)} bytes)"
+                )
+            if sync:
+                os.fsync(fd)
+        except OSError as exc:
+            try:
+                os.ftruncate(fd, size)
+            except OSError:
+                pass  # the repair before the next append cuts what is left
+            raise OSError(exc.errno, exc.strerror or str(exc), path)
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
     return len(records)
+
+
+def repair_last_line(fd, chunk=4096):
+    """Cut a partial last line (no final newline) off the open file `fd`; its size after."""
+    size = os.fstat(fd).st_size
+    end = size
+    while end > 0:
+        start = max(0, end - chunk)
+        block = os.pread(fd, end - start, start)
+        if end == size and block.endswith(b"\n"):
+            return size
+        newline = block.rfind(b"\n")
+        if newline >= 0:
+            end = start + newline + 1
+            break
+        end = start
+    if end != size:
+        os.ftruncate(fd, end)
+    return end
 
 
 def _open_locked(path):
@@ -140,7 +192,8 @@ def _open_locked(path):
     file is opened again under the path (the lines belong in the new file)."""
 
     def opener():
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        # Read too: a partial last line is looked for before appending (repair_last_line).
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             stat = os.fstat(fd)
             if stat.st_mode & 0o077 and stat.st_uid == os.geteuid():

@@ -101,11 +101,13 @@ def read_json(path):
         return json.load(handle)
 
 
-def read_trail(path):
+def read_trail(path, ending=False):
+    """The trail's lines; the write-ahead `ending` lines (each followed by an outcome line) only with ending=True."""
     if not os.path.exists(path):
         return []
     with open(path) as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+        lines = [json.loads(line) for line in handle if line.strip()]
+    return [line for line in lines if ending or line.get("outcome") != "ending"]
 
 
 def ended_keys(report, field="key"):

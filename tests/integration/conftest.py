@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 
@@ -173,3 +174,40 @@ def run_playbook(
     if verbosity:
         argv.append("-" + "v" * verbosity)
     return _run(argv, env, timeout)
+
+
+# ---------------------------------------------------------------- ages measured, not assumed
+def young_threshold(floor=4):
+    """An age threshold (whole seconds) for a policy whose test needs a session touched right
+    before a module run to stay younger than it until that run lists the sessions.
+
+    The time from the touch to the listing is the start of ansible-playbook and of the module,
+    which on a busy machine takes several seconds (2 CPU hogs on 2 cores: 4 s and more). So it
+    is measured now, with one run of a module (ping) through run_module, and the threshold is
+    twice that plus a second, `floor` at least."""
+    start = time.monotonic()
+    result, run = run_module("ansible.builtin.ping", {})
+    assert result.get("ping") == "pong", run.output
+    return max(floor, int(2 * (time.monotonic() - start)) + 1)
+
+
+def wait_older(sessions, seconds):
+    """Wait until the server reports every held session (dbfleet HeldSession) in its current
+    state for more than `seconds` (HeldSession.age), instead of sleeping a fixed time that a
+    slow start of the sessions could make too short; assert that it did."""
+    ages = {}
+
+    def old_enough():
+        ages.update((s.id, s.age()) for s in sessions)
+        return all(age is not None and age > seconds for age in ages.values())
+
+    assert wait_until(old_enough, timeout=seconds + 60, interval=0.2), "not older than %ss: %r" % (seconds, ages)
+
+
+def busy_machine():
+    """(busy, 1-minute load average): whether the machine is busy by its load average, at
+    least 3 runnable tasks per core (`make test` alone makes 3 to 5 on 2 cores; two CPU hogs
+    beside it, and more work, 6 to 20). For a race whose figures a starved server changes:
+    it says which measured bound applies."""
+    load = os.getloadavg()[0]
+    return load >= 3 * (os.cpu_count() or 1), load

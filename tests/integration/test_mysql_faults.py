@@ -20,7 +20,7 @@ import time
 
 import pymysql
 import pytest
-from conftest import wait_until
+from conftest import busy_machine, wait_until
 from dbfleet import mariadb
 
 pytest.register_assert_rewrite("_mysql_fixtures")
@@ -41,8 +41,9 @@ class Flipper(object):
     """One session that flips between Sleep (10-50 ms) and a 10 ms statement or a
     short transaction, and counts how it was ended. Reconnects after each kill."""
 
-    def __init__(self, fleet, server, tag, slot, stop):
+    def __init__(self, fleet, server, tag, slot, stop, pace=None):
         self.fleet, self.server, self.tag, self.slot, self.stop = fleet, server, tag, slot, stop
+        self.pace = pace or [1.0]  # the long idle stretches' factor (run_flipping_race's `paced`)
         self.idle_kills = 0
         self.statement_kills = 0
         self.transaction_kills = 0
@@ -78,7 +79,9 @@ class Flipper(object):
         while not self.stop.is_set():
             # Mostly a few ms idle (too young to end: the driver needs IDLE_PROOF_SECONDS of
             # planned idleness), now and then long enough to be a victim.
-            time.sleep(self.rng.uniform(0.01, 0.05) if self.rng.random() < 0.6 else self.rng.uniform(0.16, 0.4))
+            time.sleep(
+                self.rng.uniform(0.01, 0.05) if self.rng.random() < 0.6 else self.rng.uniform(0.16, 0.4) * self.pace[0]
+            )
             if self._killed_while_idle(conn):
                 self.idle_kills += 1
                 conn = self._reconnect(conn)
@@ -153,9 +156,19 @@ def _bystanders(fleet, server, count):
     return held, before
 
 
-def run_flipping_race(fleet, server, tag, flippers=24, kills_wanted=400, seconds=90, bystanders=0):
+# A sweep (listing and guarded end) among 600 more threads on an idle machine: about 0.25 s.
+PACE_SECONDS = 0.25
+
+
+def run_flipping_race(fleet, server, tag, flippers=24, kills_wanted=400, seconds=180, bystanders=0, paced=False):
     """End the idle ones among flipping sessions until `kills_wanted` kills or `seconds`
-    (with `bystanders` idle sessions of another user on the server meanwhile).
+    (with `bystanders` idle sessions of another user on the server meanwhile). Unloaded, the
+    kills come first (300-400 in 15-40 s); `seconds` only bounds a busy machine's run, where
+    they come 3-4 times slower (95 in 60 s beside 2 CPU hogs and `make test`), so that the
+    figures still count enough kills to be statistics. `paced`: the flippers' long idle
+    stretches (the ones a sweep can catch) grow with the last sweep's duration over
+    PACE_SECONDS (an idle machine's sweep), so that a sweep slowed by a busy machine still
+    catches flippers in them; on an idle machine nothing changes.
 
     Returns the figures: kills (the driver's `terminated`), wrong kills seen by the
     flippers (in a statement, in a transaction), idle kills seen by the flippers.
@@ -167,7 +180,8 @@ def run_flipping_race(fleet, server, tag, flippers=24, kills_wanted=400, seconds
         cur.execute("SET GLOBAL log_output = 'TABLE', general_log = 1")
     crowd_of_others, max_connections = _bystanders(fleet, server, bystanders) if bystanders else ([], None)
     stop = threading.Event()
-    crowd = [Flipper(fleet, server, tag, slot, stop) for slot in range(flippers)]
+    pace = [1.0]
+    crowd = [Flipper(fleet, server, tag, slot, stop, pace) for slot in range(flippers)]
     for flipper in crowd:
         flipper.thread.start()
     kills = not_ended = sweeps = 0
@@ -175,12 +189,15 @@ def run_flipping_race(fleet, server, tag, flippers=24, kills_wanted=400, seconds
     try:
         with fx.driver(fleet, server) as d:
             while kills < kills_wanted and time.monotonic() < deadline:
+                sweep_start = time.monotonic()
                 idle = [s for s in fx.mine(d.list_sessions(), tag) if s["state"] == "idle"]
                 if idle:
                     outcomes = [outcome for dummy, outcome, dummy2 in d.end_sessions(idle, "terminate")]
                     kills += outcomes.count("terminated")
                     not_ended += len(outcomes) - outcomes.count("terminated")
                 sweeps += 1
+                if paced:
+                    pace[0] = max(1.0, (time.monotonic() - sweep_start) / PACE_SECONDS)
                 # InnoDB refreshes INFORMATION_SCHEMA.INNODB_TRX at most every 100 ms of
                 # quiet: a listing sooner after the last one may miss a fresh transaction.
                 time.sleep(0.15)
@@ -237,11 +254,20 @@ def test_the_flipping_race_among_a_long_thread_list(fleet, my_tag):
     # ~300 kills a run, a re-read per victim): 1-6 wrong kills a run (the unrolled block
     # before the loop: 4-5). The bound leaves room for a loaded machine and still fails a
     # guard whose window is several times wider.
-    figures = run_flipping_race(fleet, fx.SERVER, my_tag, kills_wanted=300, seconds=60, bystanders=600)
-    print("flipping race among 600 more threads (MariaDB, server-side guard): %r" % figures)
+    # On a busy machine (2 CPU hogs and other work beside, load average 15-25 on 2 cores) a
+    # sweep took longer than the flippers' idle stretches, so most woke first (91 kills in 180 s,
+    # 40 with 8 victims a statement): paced, their long stretches follow the sweeps' duration.
+    # Its wrong kills then: 9 in 295, 6 in 91, 16 in 214 unpaced, 7 in 304, 11 and 13 in 302
+    # paced (2.3-7.5 %), half in transactions (the INNODB_TRX cache that a busy machine's
+    # listings starve: issue 19 item 6), the rest in a window a starved server thread widens.
+    # Busy, the bound is 10 in 100: still under what the re-read-then-KILL-each guard made on
+    # an idle machine (12-16 %).
+    figures = run_flipping_race(fleet, fx.SERVER, my_tag, kills_wanted=300, bystanders=600, paced=True)
+    busy, load = busy_machine()
+    print("flipping race among 600 more threads (MariaDB, server-side guard; load %.1f): %r" % (load, figures))
     wrong = figures["wrong_in_statement"] + figures["wrong_in_transaction"]
     assert figures["kills"] >= 200, figures
-    assert wrong * 100 <= 5 * figures["kills"], figures
+    assert wrong * 100 <= (10 if busy else 5) * figures["kills"], (load, figures)
 
 
 # ------------------------------------------------------------ MySQL's path: re-read before each KILL

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 import yaml
-from conftest import lift_share_limit, run_module, run_playbook, wait_until
+from conftest import lift_share_limit, run_module, run_playbook, wait_older, wait_until, young_threshold
 
 pytest.register_assert_rewrite("_postgresql_fixtures")
 import _postgresql_fixtures as fx  # noqa: I001 (after register_assert_rewrite)
@@ -96,17 +96,25 @@ def test_a_mix_ends_only_the_right_sessions(fleet, held, pg_tag):
     runaway = held("active", application=app % "runaway", seconds=120)
     superuser = held("idle", user="fleet_admin", application=app % "su")
     backup = held("idle", user="backup_agent", application=app % "backup")
-    # The young session must stay under the rules' age while ansible-playbook starts (over 1 s on a busy machine).
-    time.sleep(4.2)
     young = held("idle", application=app % "young")
+    # The young session must stay under the rules' age while ansible-playbook starts (4 s and more on a
+    # busy machine): an age measured from a run now; the others older than it as the server sees them.
+    age = young_threshold()
+    wait_older(ghosts + [stuck, superuser, backup], age)
+    young.execute("SELECT 1")
     policy = {
         "name": "mix",
         "rules": [
-            {"name": "ghost-idle", "states": ["idle"], "idle_longer_than": "4s", "applications": [pg_tag + "-*"]},
+            {
+                "name": "ghost-idle",
+                "states": ["idle"],
+                "idle_longer_than": "%ds" % age,
+                "applications": [pg_tag + "-*"],
+            },
             {
                 "name": "stuck",
                 "states": ["idle_in_transaction"],
-                "idle_longer_than": 4,
+                "idle_longer_than": age,
                 "applications": [pg_tag + "-*"],
             },
             {

@@ -4,6 +4,8 @@ server logs, and the figures the suite prints (never asserts on time)."""
 
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -42,6 +44,56 @@ def figure(text):
     if path:
         with open(path, "a") as handle:
             handle.write(line + "\n")
+
+
+# ------------------------------------------------------------------ a busy machine
+class CpuHogs(object):
+    """`count` processes that spin on the CPU for at most `seconds`, as two CPU hogs beside a
+    test on a shared 2-core runner: `stress-ng --cpu COUNT` (Debian's stress-ng, which
+    tools/install-deps.sh installs) where it is, else busy loops of this Python. Bounded by
+    their own timeout; stop() (or the end of the `with`) ends them by their pid."""
+
+    def __init__(self, count=2, seconds=300):
+        self.count, self.seconds = count, seconds
+        self.procs = []
+        self.how = None
+
+    def __enter__(self):
+        stress = shutil.which("stress-ng")
+        if stress:
+            argv = [stress, "--cpu", str(self.count), "--timeout", "%ds" % self.seconds, "--quiet"]
+            self.procs = [subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)]
+            self.how = "stress-ng --cpu %d" % self.count
+        else:
+            loop = "import time\nend = time.monotonic() + %d\nwhile time.monotonic() < end:\n    pass\n" % self.seconds
+            self.procs = [
+                subprocess.Popen([sys.executable, "-c", loop], stdin=subprocess.DEVNULL) for dummy in range(self.count)
+            ]
+            self.how = "%d busy loops" % self.count
+        return self
+
+    def stop(self):
+        for proc in self.procs:
+            if proc.poll() is None:
+                if self.how.startswith("stress-ng"):
+                    os.killpg(proc.pid, signal.SIGTERM)  # stress-ng's workers are its children
+                else:
+                    proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def load_average():
+    """The 1-minute load average (what the hogs and the test made of the machine)."""
+    with open("/proc/loadavg") as handle:
+        return float(handle.read().split()[0])
 
 
 # ------------------------------------------------------------------ drivers
@@ -237,17 +289,21 @@ def run_play(inventory, timeout=600, **kwargs):
     return Play(inventory, **kwargs).wait(timeout)
 
 
-def read_trail(path):
-    """(records, bad lines) of a JSON-lines audit trail."""
+def read_trail(path, ending=False):
+    """(records, bad lines) of a JSON-lines audit trail; the write-ahead `ending` records
+    (each followed by an outcome record) only with ending=True."""
     records, bad = [], []
     if not os.path.exists(path):
         return records, bad
     with open(path, encoding="utf-8") as handle:
         for line in handle:
             try:
-                records.append(json.loads(line))
+                record = json.loads(line)
             except ValueError:
                 bad.append(line)
+                continue
+            if ending or record.get("outcome") != "ending":
+                records.append(record)
     return records, bad
 
 

@@ -3,6 +3,7 @@
     s = open_session(fleet, "pg1", "idle_in_transaction", user="app", application="ghost")
     s.id        # backend pid / thread id, as the server reports it
     s.alive()   # is the session still connected (asked through the admin login)
+    s.age()     # seconds in its current state, as the server reports it
     s.close()
 
 Kinds: idle, idle_in_transaction, idle_in_transaction_aborted (PostgreSQL),
@@ -108,6 +109,17 @@ class HeldSession(object):
         """The raw server-side state: pg_stat_activity.state / PROCESSLIST.COMMAND, None if gone."""
         return live(self.server, [self.id]).get(self.id)
 
+    def age(self):
+        """Seconds this session has been in its current state, as the server reports it
+        (PostgreSQL: since pg_stat_activity.state_change; MariaDB: PROCESSLIST.TIME_MS);
+        None if it is gone. The age a policy's *_longer_than compares."""
+        rows = _ask(
+            self,
+            "SELECT EXTRACT(EPOCH FROM clock_timestamp() - state_change) FROM pg_stat_activity WHERE pid = %s",
+            "SELECT TIME_MS / 1000 FROM information_schema.PROCESSLIST WHERE ID = %s",
+        )
+        return float(rows[0][0]) if rows and rows[0][0] is not None else None
+
     def execute(self, statement):
         """Run a statement on the held session itself (e.g. to make it 'wake up')."""
         cur = self.conn.cursor()
@@ -143,20 +155,30 @@ class HeldSession(object):
             pass
 
 
-def waiting_for_lock(held):
-    """True when the held session waits for a lock (asked through the admin login)."""
+def _ask(held, postgresql_sql, mysql_sql):
+    """The rows of one query about the held session (its id the one parameter), through the
+    admin login of its engine."""
     if held.engine == "postgresql":
-        conn = postgres.admin_connect(held.server)
-        sql = "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND wait_event_type = 'Lock'"
+        conn, sql = postgres.admin_connect(held.server), postgresql_sql
     else:
-        conn = mariadb.admin_connect(held.server)
-        sql = "SELECT 1 FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id = %s AND trx_state = 'LOCK WAIT'"
+        conn, sql = mariadb.admin_connect(held.server), mysql_sql
     try:
         cur = conn.cursor()
         cur.execute(sql, (held.id,))
-        return bool(cur.fetchall())
+        return cur.fetchall()
     finally:
         conn.close()
+
+
+def waiting_for_lock(held):
+    """True when the held session waits for a lock (asked through the admin login)."""
+    return bool(
+        _ask(
+            held,
+            "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND wait_event_type = 'Lock'",
+            "SELECT 1 FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id = %s AND trx_state = 'LOCK WAIT'",
+        )
+    )
 
 
 def _wait_lock(held, timeout=10):

@@ -680,11 +680,15 @@ def test_a_driver_failing_part_way_through_a_batch_keeps_its_outcomes():
     result = run(driver, parse_policy(MIXED), clock)
     assert result["failed"] is True
     assert ids(result["terminated"]) == [120, 121]
-    assert reasons(result["not_ended"]) == {122: "failed", 123: "failed"}
-    assert result["not_ended"][0]["detail"].startswith("outcome unknown: the signal failed part-way: cannot terminate")
-    assert result["not_ended"][1]["detail"].startswith("not attempted")
+    # The batch in flight: its signal may have gone out; the next contact settles it.
+    assert ids(result["unknown"]) == [122]
+    assert result["unknown"][0]["detail"].startswith("the signal may or may not have gone out: cannot terminate")
+    assert reasons(result["not_ended"]) == {123: "failed"}
+    assert result["not_ended"][0]["detail"].startswith("not attempted")
+    assert result["summary"]["unknown"] == 1
     assert [mode for mode, _ids in driver.end_calls] == ["terminate"]  # nothing sent after a failure
     assert "2 sessions were ended on fake-db:5432 (terminated 2, cancelled 0; 2 of them not confirmed)" in result["msg"]
+    assert ", and 1 sessions whose fate is unknown" in result["msg"]
     assert "then the sweep failed: cannot terminate sessions on fake-db:5432" in result["msg"]
 
 
@@ -697,7 +701,8 @@ def test_a_later_batch_failing_keeps_the_earlier_batch():
     assert result["failed"] is True
     assert ids(result["terminated"]) == [130]
     assert result["cancelled"] == []
-    assert reasons(result["not_ended"]) == {131: "failed"}
+    assert result["not_ended"] == []
+    assert ids(result["unknown"]) == [131]
     assert "then the sweep failed: cannot cancel sessions" in result["msg"]
 
 
@@ -710,18 +715,36 @@ def test_a_failure_in_the_escalation_keeps_the_cancels():
     policy = policy_of(action="cancel_then_terminate", grace=1, rules=[{"name": "q", "states": ["active"]}])
     result = run(driver, policy, clock)
     assert result["failed"] is True
-    assert ids(result["cancelled"]) == [140]
-    assert result["not_ended"] == []
-    assert "terminated 0, cancelled 1; 1 of them not confirmed" in result["msg"]
+    # Its cancel went out, then its terminate failed in flight: fate unknown, not cancelled.
+    assert result["cancelled"] == [] and result["not_ended"] == []
+    assert ids(result["unknown"]) == [140]
+    assert "terminated 0, cancelled 0), and 1 sessions whose fate is unknown" in result["msg"]
+
+
+def test_a_first_batch_failing_in_flight_leaves_its_victims_unknown():
+    clock = FakeClock()
+    driver = FakeDriver([session(150)], clock)
+    driver.fail_end_after = 0
+    result = run(driver, policy_of(), clock)
+    # Not "as if nothing was ended": the statement was sent, its fate is not known.
+    assert result["failed"] is True and result["changed"] is True
+    assert ids(result["unknown"]) == [150]
+    assert result["summary"]["unknown"] == 1 and result["summary"]["seen"] == 1
+    assert (
+        "0 sessions were ended on fake-db:5432 (terminated 0, cancelled 0), and 1 sessions whose fate is unknown"
+        in (result["msg"])
+    )
+    assert "server closed the connection" in result["msg"]
+    assert driver.lock_released == 1
 
 
 def test_a_failure_before_any_signal_is_a_plain_error():
     clock = FakeClock()
     driver = FakeDriver([session(150)], clock)
-    driver.fail_end_after = 0
+    driver.fail_list_after = 0
     with pytest.raises(SessionError) as caught:
         run(driver, policy_of(), clock)
-    assert str(caught.value) == "cannot terminate sessions on fake-db:5432: server closed the connection"
+    assert str(caught.value) == "cannot list sessions on fake-db:5432: server closed the connection"
     assert driver.lock_released == 1
 
 
@@ -737,3 +760,117 @@ def test_run_sessions_module_fails_with_the_ended_sessions():
     assert "1 sessions were ended on fake-db:5432" in result["msg"]
     assert "cannot list sessions" in result["msg"]
     assert driver.closed
+
+
+# ---------------------------------------------------------------- the write-ahead journal
+class RecordingJournal(_runner.Journal):
+    """Journals into `events` (shared with the driver's signals), or fails from batch `fail_at` on."""
+
+    def __init__(self, events, fail_at=None):
+        self.events = events
+        self.fail_at = fail_at
+        self.batches = 0
+
+    def ending(self, entries):
+        self.batches += 1
+        if self.fail_at is not None and self.batches > self.fail_at:
+            raise _runner.JournalError(
+                "the audit trail /trail could not be written: [Errno 28] No space left on device"
+            )
+        self.events.append(("ending", [(e["id"], e["rule"], e["action"]) for e in entries]))
+
+
+class JournaledDriver(FakeDriver):
+    def __init__(self, sessions, clock, events):
+        FakeDriver.__init__(self, sessions, clock)
+        self.events = events
+
+    def end_sessions(self, victims, mode):
+        self.events.append((mode, [v["id"] for v in victims]))
+        return FakeDriver.end_sessions(self, victims, mode)
+
+
+def test_each_batch_is_journaled_before_its_signals(monkeypatch):
+    monkeypatch.setattr(_runner, "SIGNAL_BATCH", 2)
+    clock = FakeClock()
+    events = []
+    sessions = [session(170), session(171), session(172), session(173, state="active", since=10)]
+    driver = JournaledDriver(sessions, clock, events)
+    driver.stubborn.add(sessions[3]["key"])
+    raw = dict(MIXED, grace=1)
+    raw["rules"] = [dict(MIXED["rules"][0], action="cancel_then_terminate")] + MIXED["rules"][1:]
+    result = run(driver, parse_policy(raw), clock, journal=RecordingJournal(events))
+    assert ids(result["terminated"]) == [170, 171, 172, 173]
+    assert events == [
+        ("ending", [(170, "ghost", "terminate"), (171, "ghost", "terminate")]),
+        ("terminate", [170, 171]),
+        ("ending", [(172, "ghost", "terminate")]),
+        ("terminate", [172]),
+        ("ending", [(173, "runaway", "cancel_then_terminate")]),
+        ("cancel", [173]),
+        ("ending", [(173, "runaway", "cancel_then_terminate")]),  # the escalation is journaled too
+        ("terminate", [173]),
+    ]
+
+
+def test_a_journal_that_cannot_be_written_stops_the_host_before_any_signal():
+    clock = FakeClock()
+    events = []
+    driver = JournaledDriver([session(180), session(181)], clock, events)
+    with pytest.raises(_runner.JournalError) as caught:
+        run(driver, policy_of(), clock, journal=RecordingJournal(events, fail_at=0))
+    assert "/trail could not be written: [Errno 28] No space left on device" in str(caught.value)
+    assert events == [] and driver.signals == 0
+    assert set(driver.sessions) == {session(180)["key"], session(181)["key"]}
+    assert driver.lock_released == 1
+
+
+def test_a_journal_failing_at_a_later_batch_signals_nothing_of_it(monkeypatch):
+    monkeypatch.setattr(_runner, "SIGNAL_BATCH", 1)
+    clock = FakeClock()
+    events = []
+    driver = JournaledDriver([session(185), session(186)], clock, events)
+    result = run(driver, policy_of(), clock, journal=RecordingJournal(events, fail_at=1))
+    assert [event[0] for event in events] == ["ending", "terminate"]
+    assert ids(result["terminated"]) == [185]
+    assert reasons(result["not_ended"]) == {186: "failed"}
+    assert "could not be written" in result["msg"] and result["failed"] is True
+
+
+def test_check_mode_journals_nothing():
+    clock = FakeClock()
+    events = []
+    driver = JournaledDriver([session(188)], clock, events)
+    result = run(driver, policy_of(), clock, journal=RecordingJournal(events), check_mode=True)
+    assert ids(result["terminated"]) == [188] and events == []
+
+
+def test_settle_keys_are_looked_up_in_the_listing():
+    clock = FakeClock()
+    driver = FakeDriver([session(190)], clock)
+    gone = "4242@2024-01-01T00:00:00+00:00"
+    result = run(driver, policy_of(), clock, settle_keys=[session(190)["key"], gone], check_mode=True)
+    assert [(item["key"], item["outcome"]) for item in result["settled"]] == [
+        (session(190)["key"], "still_present"),
+        (gone, "terminated"),
+    ]
+    assert result["settled"][0]["session"]["id"] == 190
+    assert "settled" not in run(FakeDriver([], clock), policy_of(), clock)
+
+
+def test_end_only_leaves_a_victim_the_plan_did_not_journal():
+    clock = FakeClock()
+    driver = FakeDriver([session(195), session(196)], clock)
+    result = run(driver, policy_of(), clock, end_only=[session(195)["key"]])
+    assert ids(result["terminated"]) == [195]
+    assert reasons(result["not_ended"]) == {196: "state_changed"}
+    assert "not in the plan journaled" in result["not_ended"][0]["detail"]
+    assert driver.end_calls == [("terminate", [195])]
+
+
+def test_end_only_keeps_a_victim_with_nothing_to_cancel():
+    clock = FakeClock()
+    driver = FakeDriver([session(197, state="idle_in_transaction")], clock)
+    policy = policy_of(rules=[{"name": "stuck", "states": ["idle_in_transaction"], "action": "cancel"}])
+    result = run(driver, policy, clock, end_only=[])
+    assert reasons(result["not_ended"]) == {197: "nothing_to_cancel"}
