@@ -55,6 +55,9 @@ from dbfleet import state as fleet_state  # noqa: E402
 
 STATE_DIR = "/tmp/dbhygiene-fleet-bench"
 BIN = os.path.dirname(sys.executable)
+# The benches end hundreds of sessions, every one of the server's: the default limits lifted.
+UNLIMITED = {"max_terminations": "unlimited", "max_fraction": "unlimited"}
+BENCH_POLICY = {"name": "bench", "limits": UNLIMITED}
 
 
 def _fleet(*args):
@@ -134,7 +137,7 @@ def bench_driver(fleet, server_name, sessions):
                     start = time.perf_counter()
                     listed = driver.list_sessions()
                     timings.append(time.perf_counter() - start)
-                policy = parse_policy({"name": "bench", "rules": [{"applications": [app], "idle_longer_than": 1}]})
+                policy = parse_policy(dict(BENCH_POLICY, rules=[{"applications": [app], "idle_longer_than": 1}]))
                 before = counter.mark()
                 start = time.perf_counter()
                 check = apply_policy(driver, policy, check_mode=True)
@@ -225,6 +228,7 @@ def bench_pt_kill(fleet, server_name, sessions):
             "name": "bench",
             "rules": [{"users": ["app2"], "states": ["idle"], "idle_longer_than": 1}],
             "protect": {"superusers": True},
+            "limits": UNLIMITED,
         }
         argv = [
             os.path.join(BIN, "ansible"),
@@ -261,7 +265,7 @@ def bench_fleet_run(fleet, sessions):
     try:
         time.sleep(1.1)
         extra = {
-            "dbhygiene_policy": {"name": "bench", "rules": [{"applications": [app], "idle_longer_than": 1}]},
+            "dbhygiene_policy": dict(BENCH_POLICY, rules=[{"applications": [app], "idle_longer_than": 1}]),
             "dbhygiene_report_dir": workdir,
             "dbhygiene_audit_log": os.path.join(workdir, "audit.jsonl"),
         }

@@ -180,7 +180,14 @@ def sweep_statements(fleet, server, sessions):
     from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import parse_policy
     from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import apply_policy
 
-    policy = parse_policy({"name": "bench", "rules": [{"users": [USER], "states": ["idle"]}]})
+    policy = parse_policy(
+        # Hundreds of victims, every session of the server: the default limits lifted.
+        {
+            "name": "bench",
+            "rules": [{"users": [USER], "states": ["idle"]}],
+            "limits": {"max_terminations": "unlimited", "max_fraction": "unlimited"},
+        }
+    )
     held = _hold(fleet, server, sessions)
     try:
         time.sleep(0.2)

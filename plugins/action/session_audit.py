@@ -43,7 +43,7 @@ class ActionModule(_action.ActionMixin, ActionBase):
             # The info run plans it on its own listing: one snapshot, one plan.
             module_args["policy"] = policy.to_dict()
         info = self.run_engine_module(engine, "session_info", module_args, params["run_on"], task_vars)
-        summary = {"engine": engine, "login_host": _action.target(module_args)}
+        summary = {"engine": engine, "login_host": _action.target(module_args), "check_mode": self.check_mode}
         if info.get("failed"):
             result.update(info)
             summary["failure"] = _fleet.failure_reason(info)

@@ -3,7 +3,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Write the fleet report (JSON + Markdown) from every host's registered result
 and publish the totals with set_stats; for a run of a sliced sweep, the report of
-the whole sweep (plugin_utils/_sweeps.py). Documentation: plugins/modules/session_report.py."""
+the whole sweep (plugin_utils/_sweeps.py); for a run stopped by its variables'
+check, or a play with no host to work on, the report saying why.
+Documentation: plugins/modules/session_report.py."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -21,6 +23,12 @@ ARGUMENT_SPEC = {
     "audit_log": {"type": "path"},
     "hosts": {"type": "list", "elements": "str"},
     "keep": {"type": "int", "default": _fleet.DEFAULT_REPORT_KEEP},
+    # The variable the role's policy_check task registered: when it failed, the run stopped there.
+    "check_var": {"type": "str"},
+    # The pattern of the play to come and its hosts in the whole inventory: with no host left to
+    # work on, the report says why and the task fails.
+    "pattern": {"type": "str"},
+    "pattern_hosts": {"type": "list", "elements": "str", "default": []},
 }
 
 
@@ -28,6 +36,16 @@ def _plain_result(value):
     if value is None or not hasattr(value, "get"):
         return None
     return dict(value)
+
+
+def _stopped_by_check(hostvars, hosts, check_var):
+    """The message of the role's variables check (registered as `check_var`, the same on every
+    host: it runs once) when it failed and so stopped the run; else None."""
+    for host in hosts:
+        checked = _plain_result(hostvars[host][check_var]) if check_var in hostvars[host] else None
+        if checked is not None:
+            return str(checked.get("msg") or "the variables' check failed") if checked.get("failed") else None
+    return None
 
 
 class ActionModule(_action.ActionMixin, ActionBase):
@@ -41,14 +59,26 @@ class ActionModule(_action.ActionMixin, ActionBase):
             raise AnsibleActionFail(
                 f"dbhygiene_report_keep: expected a whole number >= 0 (0 keeps every report), got {params['keep']!r}"
             )
+        check_mode = self.check_mode
+        hostvars = task_vars["hostvars"]
+        hosts_all = params.get("hosts") or list(task_vars.get("ansible_play_hosts_all") or [])
+        hosts_active = list(task_vars.get("ansible_play_hosts") or [])
+        stopped = None
+        if params.get("pattern") is not None:
+            targets = _fleet.play_targets(params["pattern_hosts"], task_vars.get("ansible_play_hosts_all"))
+            if targets:
+                result.update(changed=False, check_mode=check_mode, hosts=targets, stopped=None)
+                result["msg"] = f"{len(targets)} host(s) to work on in {params['pattern']!r}"
+                return result
+            stopped = _fleet.no_hosts_message(params["pattern"], params["pattern_hosts"], task_vars)
+            hosts_all = hosts_active = []
+        elif params.get("check_var"):
+            stopped = _stopped_by_check(hostvars, hosts_all, params["check_var"])
         try:
             sweep, sweep_warnings = _sweeps.sweep_of(task_vars)
             slices = _sweeps.sweep_slices(task_vars)
         except _sweeps.SweepError as exc:
             raise AnsibleActionFail(str(exc))
-        hostvars = task_vars["hostvars"]
-        hosts_all = params.get("hosts") or list(task_vars.get("ansible_play_hosts_all") or [])
-        hosts_active = list(task_vars.get("ansible_play_hosts") or [])
         results = {}
         policies = set()
         for host in hosts_all:
@@ -63,13 +93,13 @@ class ActionModule(_action.ActionMixin, ActionBase):
             "job_id": _fleet.job_id(task_vars),
             "audit_log": _fleet.controller_path(params["audit_log"]) if params.get("audit_log") else None,
             "run": _fleet.run_tag(),
+            "stopped": stopped,
         }
         warnings = sweep_warnings + _fleet.awx_default_path_warnings(
             task_vars, report_dir=params["report_dir"], audit_log=params.get("audit_log")
         )
-        check_mode = bool(self._task.check_mode)
-        if params["kind"] == "drain":
-            # A change window is one run over its hosts: its report is that run's.
+        if params["kind"] == "drain" or stopped:
+            # A change window is one run over its hosts: its report is that run's. So is a run that stopped.
             sweep = None
         build = _change_window.build_report if params["kind"] == "drain" else _fleet.build_report
         report_dir = _fleet.controller_path(params["report_dir"])
@@ -112,6 +142,8 @@ class ActionModule(_action.ActionMixin, ActionBase):
         if warnings:
             result["warnings"] = warnings
         result["changed"] = False
+        result["check_mode"] = check_mode
+        result["stopped"] = stopped
         result["report"] = paths
         result["totals"] = totals
         result["failed_hosts"] = report["failed_hosts"]
@@ -125,12 +157,15 @@ class ActionModule(_action.ActionMixin, ActionBase):
                 f"; sweep {sweep['id']}: {len(report['sweep']['runs'])} run(s) so far, "
                 f"{swept['ok']} ok, {swept['failed']} failed"
             )
-        # What set_stats would do: AWX shows these as the job's artifacts.
+        # What set_stats would do: AWX shows these as the job's artifacts (a dry run's say so).
         result["ansible_stats"] = {
-            "data": stats,
+            "data": {name: dict(figures, check_mode=check_mode, stopped=stopped) for name, figures in stats.items()},
             "per_host": False,
             "aggregate": False,
         }
+        if stopped:
+            # The role's next task fails the run with this message (this one publishes the artifact).
+            result["msg"] = f"{stopped}; report: {paths['markdown']}"
         return result
 
     def _inventory_hosts(self, task_vars):

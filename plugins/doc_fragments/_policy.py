@@ -221,15 +221,27 @@ options:
       limits:
         description:
           - Fail closed. When the plan is above a limit on a host, nothing is ended on that host and the module fails with a
-            message saying which limit, how many and out of how many.
+            message saying which limit, how many and out of how many. Check mode fails the same way, with the same message.
+          - Safe by default. A limit the policy does not set (the key left out, or null) is the default, at most V(100)
+            victims and at most V(0.9) of the client sessions per host, so that a rule written too broadly cannot end every
+            session of a fleet. Raise a limit with a number; lift it with the string V(unlimited), the one spelling that
+            does (for example O(policy.limits.max_terminations=500) and O(policy.limits.max_fraction=unlimited)).
+          - On a host with few client sessions the default share can be reached by very few victims (1 of 1 is above
+            V(0.9)); set O(policy.limits.max_fraction) where ending every session of such a host is intended.
+          - The plan's C(summary.limits) (and the audit and enforce reports) shows the limits in effect and which of them
+            are the defaults.
         type: dict
         suboptions:
           max_terminations:
-            description: More victims than this on one host fails.
-            type: int
+            description:
+              - More victims than this on one host fails (a whole number >= 0), or V(unlimited).
+              - Default V(100).
+            type: raw
           max_fraction:
-            description: Victims above this share (0 < x <= 1) of the host's client sessions fails.
-            type: float
+            description:
+              - Victims above this share (0 < x <= 1) of the host's client sessions fails, or V(unlimited).
+              - Default V(0.9).
+            type: raw
   wait_timeout:
     description:
       - After ending sessions, wait at most this many seconds until they are gone (or, for a cancel, no longer run the

@@ -26,6 +26,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import 
 )
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import (
     MAX_GRACE,
+    UNLIMITED,
     PolicyError,
     parse_duration,
     parse_policy,
@@ -129,6 +130,8 @@ def drain_policy(databases, allow_users, grace, users=()):
             "grace": grace,
             "rules": rules,
             "protect": {"users": [_glob_literal(u) for u in allow_users], "superusers": True},
+            # A change window ends every session on its databases, asked for by name: no default limit applies.
+            "limits": {"max_terminations": UNLIMITED, "max_fraction": UNLIMITED},
         }
     )
 

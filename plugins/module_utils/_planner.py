@@ -51,7 +51,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import 
     REASON_PROTECTED,
     SessionError,
 )
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError, _show
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import UNLIMITED, PolicyError, _show
 
 # Seconds the matching of one planning pass may take when it must be bounded. Normal
 # patterns take milliseconds for 5,000 sessions; a pattern that needs more is refused.
@@ -91,17 +91,22 @@ def _exact(number):
 
 def _limit_error(policy_name, limits, victims, seen):
     problems = []
+    tripped = []
     if limits.max_terminations is not None and victims > limits.max_terminations:
-        problems.append(f"above limits.max_terminations {limits.max_terminations}")
+        tripped.append("max_terminations")
     if limits.max_fraction is not None and seen and Fraction(victims, seen) > _exact(limits.max_fraction):
-        problems.append(f"above limits.max_fraction {limits.max_fraction}")
-    if not problems:
+        tripped.append("max_fraction")
+    if not tripped:
         return None
+    for name in tripped:
+        default = " (the default: the policy sets none)" if name in limits.defaults else ""
+        problems.append(f"above limits.{name} {getattr(limits, name)}{default}")
     share = _percent(victims, seen) if seen else "n/a"
     above = " and ".join(problems)
     return (
         f"policy {_show(policy_name)} would end {victims} of {seen} client sessions ({share}), {above}: "
-        "nothing was ended (check the rules, or raise the limit if this many is intended)"
+        f"nothing was ended (check the rules; if this many is intended, raise the limit in policy.limits or set it "
+        f"to {UNLIMITED})"
     )
 
 
@@ -147,6 +152,7 @@ class Plan:
             "by_rule": by_rule,
             "by_action": by_action,
             "limit_error": self.limit_error,
+            "limits": self.policy.limits.shown(),
         }
 
     def to_dict(self):

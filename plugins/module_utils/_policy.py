@@ -82,6 +82,11 @@ ACTIONS = ("terminate", "cancel", "cancel_then_terminate")
 DEFAULT_ACTION = "terminate"
 DEFAULT_GRACE = 10
 DEFAULT_POLICY_NAME = "unnamed"
+# Limits per host of a policy that sets none (docs/architecture.md, "Dry runs in the open"):
+# a rule written too broadly cannot end every session of a fleet. A policy
+# raises one with a number, or lifts it with UNLIMITED; null (or leaving it out) is the default.
+DEFAULT_LIMITS = {"max_terminations": 100, "max_fraction": 0.9}
+UNLIMITED = "unlimited"
 LOCAL = "local"
 
 GLOB_CONDITIONS = ("users", "databases", "applications")
@@ -409,7 +414,7 @@ def _parse_max_terminations(value, field):
     elif isinstance(value, str) and len(value) <= _DURATION_TEXT_MAX and _SECONDS_RE.match(value.strip()):
         number = int(value.strip())
     if number is None or number < 0:
-        raise PolicyError(field, value, f"expected a whole number >= 0, got {_show(value)}")
+        raise PolicyError(field, value, f"expected a whole number >= 0 or {UNLIMITED!r}, got {_show(value)}")
     return number
 
 
@@ -453,7 +458,9 @@ def _parse_max_fraction(value, field):
             number = None
     if number is None or math.isnan(number) or not 0 < number <= 1:
         raise PolicyError(
-            field, value, f"expected a fraction above 0 and at most 1 (e.g. 0.5 for half), got {_show(value)}"
+            field,
+            value,
+            f"expected a fraction above 0 and at most 1 (e.g. 0.5 for half) or {UNLIMITED!r}, got {_show(value)}",
         )
     return number
 
@@ -689,14 +696,22 @@ class Protect:
 
 
 class Limits:
-    """Fail-closed limits; None means unset."""
+    """Fail-closed limits per host; None means lifted (the policy said UNLIMITED).
 
-    def __init__(self, max_terminations=None, max_fraction=None):
+    `defaults`: the names (of LIMIT_KEYS) that the policy left to DEFAULT_LIMITS."""
+
+    def __init__(self, max_terminations=None, max_fraction=None, defaults=()):
         self.max_terminations = max_terminations
         self.max_fraction = max_fraction
+        self.defaults = tuple(defaults)
 
     def to_dict(self):
-        return {"max_terminations": self.max_terminations, "max_fraction": self.max_fraction}
+        """The limits in effect; a lifted one as UNLIMITED (so the mapping parses back to the same limits)."""
+        return {name: UNLIMITED if getattr(self, name) is None else getattr(self, name) for name in LIMIT_KEYS}
+
+    def shown(self):
+        """The limits in effect and which of them are the defaults (results and reports)."""
+        return dict(self.to_dict(), defaults=list(self.defaults))
 
 
 class Policy:
@@ -799,15 +814,21 @@ def _parse_protect(raw):
 def _parse_limits(raw):
     field = "policy.limits"
     if raw is None:
-        return Limits()
+        raw = {}
     _check_keys(raw, LIMIT_KEYS, field)
-    max_terminations = None
-    max_fraction = None
-    if _present(raw, "max_terminations"):
-        max_terminations = _parse_max_terminations(raw["max_terminations"], field + ".max_terminations")
-    if _present(raw, "max_fraction"):
-        max_fraction = _parse_max_fraction(raw["max_fraction"], field + ".max_fraction")
-    return Limits(max_terminations, max_fraction)
+    parsers = {"max_terminations": _parse_max_terminations, "max_fraction": _parse_max_fraction}
+    values = {}
+    defaults = []
+    for name in LIMIT_KEYS:
+        value = raw.get(name)
+        if value is None:
+            values[name] = DEFAULT_LIMITS[name]
+            defaults.append(name)
+        elif isinstance(value, str) and value.strip() == UNLIMITED:
+            values[name] = None
+        else:
+            values[name] = parsers[name](value, f"{field}.{name}")
+    return Limits(defaults=defaults, **values)
 
 
 def _import_yaml():

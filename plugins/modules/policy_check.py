@@ -66,6 +66,10 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+check_mode:
+  description: Whether the task ran in check mode (a dry run); in every result, failed ones too.
+  returned: always
+  type: bool
 policies:
   description: One entry per distinct policy, with its name, engine, rule count and hosts.
   returned: success

@@ -74,6 +74,10 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+check_mode:
+  description: Whether the task ran in check mode (a dry run); in every result, failed ones too.
+  returned: always
+  type: bool
 dbhygiene:
   description:
     - The host's figures (sessions, by_state, by_user, by_database, by_application, oldest_idle_in_transaction,

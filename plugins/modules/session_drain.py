@@ -107,6 +107,10 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+check_mode:
+  description: Whether the task ran in check mode (a dry run); in every result, failed ones too.
+  returned: always
+  type: bool
 changes:
   description: The engine module's C(changes) (the rights changed, or in check mode that would change).
   returned: success

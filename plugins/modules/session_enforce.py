@@ -98,6 +98,10 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+check_mode:
+  description: Whether the task ran in check mode (a dry run); in every result, failed ones too.
+  returned: always
+  type: bool
 terminated:
   description: The module's C(terminated) list (check mode, would be terminated).
   returned: success

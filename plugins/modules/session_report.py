@@ -19,10 +19,20 @@ description:
     the control node, mode 0600, as C(<kind>-<time>-<run>.json/.md) (the time to the microsecond and a tag of the run,
     concurrent runs never replace each other's) and C(<kind>-latest.json/.md). Then the oldest time-stamped reports of the
     same kind beyond O(keep) are removed.
+  - A dry run (check mode) of the enforce or drain role writes C(<kind>-check-<time>-<run>.json/.md) and
+    C(<kind>-check-latest.json/.md) instead, kept and pruned apart, so that C(<kind>-latest) stays the last real run's. The
+    audit role changes nothing in any mode, so every run of it writes C(audit-latest). The JSON says C(check_mode), the
+    Markdown's first line says a dry run is one.
+  - With O(check_var), a run whose variables' check (the role's C(policy_check) task) failed writes its report saying why it
+    stopped (C(stopped); every host C(reason_code=stopped)), so that no older report looks current.
+  - With O(pattern), the report of a play that has no host to work on. When none of O(pattern_hosts) is among the hosts
+    this play runs on (every host of the inventory that C(--limit) leaves), the report says why, naming the group,
+    C(dbhygiene_hosts) and the inventory, and the result's C(stopped) has that message (the roles then fail the run); else
+    nothing is written and C(hosts) lists the hosts to work on.
   - Per host, what was seen, ended (or, in check mode, would be ended), not ended and why; hosts that failed, were
     unreachable or never got a result, with the message and a reason code (C(unreachable), C(login), C(privilege),
-    C(limit), C(threshold), C(policy), C(busy), C(timeout), C(unknown_outcome), C(no_result), C(error)), in words in the
-    Markdown; totals (with C(unknown), the sessions signalled whose fate could not be learned).
+    C(limit), C(threshold), C(policy), C(busy), C(timeout), C(unknown_outcome), C(no_result), C(stopped), C(error)), in words
+    in the Markdown; totals (with C(unknown), the sessions signalled whose fate could not be learned).
   - A host that failed after sessions were ended shows both, the sessions ended and why it failed.
   - In an AWX job (C(awx_job_id) set) that writes the report or the trail to the roles' default path, inside the job's
     throw-away container, a warning says so and names the variable to set.
@@ -38,7 +48,8 @@ description:
     sweep; the report then says how many are still to report.'
   - Pruning (O(keep)) counts a sweep's report once and removes the sweep's directory with it, never while a run of that
     sweep holds its lock.
-  - The totals also go out as C(set_stats) data (C(dbhygiene_enforce) / C(dbhygiene_audit)), which AWX shows as the job's artifacts.
+  - The totals also go out as C(set_stats) data (C(dbhygiene_enforce) / C(dbhygiene_audit) / C(dbhygiene_drain)), which AWX
+    shows as the job's artifacts, with C(check_mode) (true for a dry run) and C(stopped) (why the run stopped, or null).
   - Meant to run once per play on the control node, after the per-host task (C(run_once=true), in an C(always) section so it
     also runs when hosts failed); the roles do that.
 extends_documentation_fragment:
@@ -69,6 +80,18 @@ options:
     description: How many time-stamped reports of O(kind) to keep in O(report_dir); V(0) keeps every one.
     type: int
     default: 30
+  check_var:
+    description: Name of the variable the role's variables check (C(policy_check)) registered; when it failed, the report
+      says the run stopped and why.
+    type: str
+  pattern:
+    description: The host pattern of the play to come (C(dbhygiene_hosts), default V(databases)); see O(pattern_hosts).
+    type: str
+  pattern_hosts:
+    description: The hosts of O(pattern) in the whole inventory, C(--limit) aside (the C(inventory_hostnames) lookup).
+    type: list
+    elements: str
+    default: []
 attributes:
   check_mode:
     support: full
@@ -115,6 +138,20 @@ failed_host_reasons:
   description: Host name to the reason code of its failure.
   returned: success
   type: dict
+check_mode:
+  description: Whether this is a dry run.
+  returned: always
+  type: bool
+stopped:
+  description: Why the run stopped before any database was contacted (its variables' check failed, or the play has no host
+    to work on), or null.
+  returned: success
+  type: str
+hosts:
+  description: With O(pattern), the hosts the play will work on.
+  returned: when O(pattern) is given and has hosts to work on
+  type: list
+  elements: str
 sweep:
   description:
     - The sweep the report covers (C(id), C(source) the variable it came from, C(slices), C(runs) each with C(run), C(time),

@@ -89,6 +89,10 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+check_mode:
+  description: Whether the task ran in check mode (a dry run); in every result, failed ones too.
+  returned: always
+  type: bool
 settings:
   description: The engine module's C(settings) (every setting managed, current and wanted, C(changed)).
   returned: success

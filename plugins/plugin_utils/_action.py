@@ -62,11 +62,21 @@ class ActionMixin(object):
         if numbers:
             raise self.failure("; ".join(numbers))
         _validation, params = self.validate_argument_spec(argument_spec=argument_spec)  # pylint: disable=no-member
+        # Every result says whether it is a dry run (docs/architecture.md, "Dry runs in the open").
+        result["check_mode"] = self.check_mode
         return result, params, task_vars
 
+    @property
+    def check_mode(self):
+        """Whether this task runs in check mode (a dry run)."""
+        return bool(self._task.check_mode)  # pylint: disable=no-member
+
     def failure(self, msg, **result):
-        """The exception that fails the task with `msg` (and `result`'s keys in its result):
-        ``raise self.failure(...)``."""
+        """The exception that fails the task with `msg` (and `result`'s keys in its result, with
+        `check_mode`, also in its `dbhygiene` summary): ``raise self.failure(...)``."""
+        result["check_mode"] = self.check_mode
+        if isinstance(result.get("dbhygiene"), dict):
+            result["dbhygiene"] = dict(result["dbhygiene"], check_mode=self.check_mode)
         return self.FAILURE(msg, result=result)  # pylint: disable=not-callable
 
     def engine_policy(self, raw, engine):

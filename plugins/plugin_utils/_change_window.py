@@ -200,11 +200,7 @@ def render_markdown(report):
 
     dry = report["check_mode"]
     totals = report["totals"]
-    lines = [
-        f"# Change window{' (check mode: nothing was changed)' if dry else ''}",
-        "",
-        f"- time: {md.text(report['time'])}",
-    ]
+    lines = md.title_lines("Change window", report) + [f"- time: {md.text(report['time'])}"]
     if report.get("job_id") is not None:
         lines.append(f"- AWX job: {md.text(report['job_id'])}")
     if report.get("audit_log"):

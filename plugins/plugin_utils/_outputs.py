@@ -6,7 +6,10 @@
 Private to the collection; no Ansible import. Fleet reports are written as
 ``<kind>-<time>-<run>.json/.md`` (unique per run, never replaced by a
 concurrent run) and ``<kind>-latest.json/.md``; the oldest time-stamped reports
-of a kind beyond ``keep`` are pruned. The report of a sliced sweep
+of a kind beyond ``keep`` are pruned. A dry run (check mode) of a role that
+changes things writes ``<kind>-check-<time>-<run>`` and ``<kind>-check-latest``
+instead, kept and pruned apart, so that it never replaces what a real run left;
+the audit role is read only, so each of its runs is an ``audit-`` report. The report of a sliced sweep
 (``_sweeps.py``) is ``<kind>-<time>-sweep.<id>.json/.md``, "run" being the
 sweep's tag: each run of the sweep replaces it with one of a newer time, and
 pruning it also removes the sweep's directory of per-host results,
@@ -60,14 +63,62 @@ def awx_default_path_warnings(task_vars, report_dir=None, audit_log=None):
     ]
 
 
+# The group the playbooks target unless dbhygiene_hosts names another group or pattern.
+DEFAULT_HOSTS = "databases"
+
+
+def play_targets(pattern_hosts, play_hosts):
+    """The hosts the play of `pattern` will work on: the inventory's hosts of the pattern
+    (`pattern_hosts`, --limit aside) that are among `play_hosts` (every host of the inventory
+    that --limit leaves), in the pattern's order."""
+    left = set(play_hosts or [])
+    return [host for host in pattern_hosts or [] if host in left]
+
+
+def no_hosts_message(pattern, pattern_hosts, task_vars):
+    """Why a play of `pattern` has no host to work on, naming the group, dbhygiene_hosts,
+    the inventory (and the AWX inventory, --limit) and what to do."""
+    given = task_vars.get("dbhygiene_hosts")
+    if given is not None and str(given).strip() != "":
+        what = f"dbhygiene_hosts is {pattern!r}"
+    else:
+        what = f"the play targets the group {pattern!r} (the default; dbhygiene_hosts is not set)"
+    sources = ", ".join(str(source) for source in task_vars.get("ansible_inventory_sources") or []) or "(none)"
+    inventory = f"the inventory {sources}"
+    if task_vars.get("awx_inventory_name"):
+        inventory = f"the AWX inventory {task_vars['awx_inventory_name']!r} ({sources})"
+    limit = task_vars.get("ansible_limit")
+    if pattern_hosts and limit:
+        found = f"its {len(pattern_hosts)} host(s) in {inventory} are all outside --limit {limit!r}"
+    else:
+        found = f"no host of {inventory} is in it"
+    return (
+        f"no host to work on: {what}, and {found}; nothing was contacted. Name the group of the database hosts "
+        f"with dbhygiene_hosts (default {DEFAULT_HOSTS!r}), or add the hosts to that group of the inventory"
+    )
+
+
 def _is_default(value, default):
     text = str(value)
     return text == default or controller_path(text) == controller_path(default)
 
 
 _STAMPED_RE = re.compile(
-    r"^(?P<kind>[a-z]+)-(?P<stamp>\d{8}T\d{6}(?:\.\d+)?Z)(?:-(?P<run>[A-Za-z0-9_.]+))?\.(?:json|md)$"
+    r"^(?P<kind>[a-z]+(?:-check)?)-(?P<stamp>\d{8}T\d{6}(?:\.\d+)?Z)(?:-(?P<run>[A-Za-z0-9_.]+))?\.(?:json|md)$"
 )
+# The roles whose runs change nothing in any mode: a dry run of theirs is a run like any other.
+READ_ONLY_KINDS = ("audit",)
+CHECK_SUFFIX = "-check"
+
+
+def report_stem(kind, check_mode):
+    """How the report files of a run of `kind` begin: `<kind>-check` for a dry run of a role that
+    changes things (never the name of a real run's files), else `<kind>`."""
+    return f"{kind}{CHECK_SUFFIX}" if check_mode and kind not in READ_ONLY_KINDS else kind
+
+
+def _kind_of(stem):
+    return stem[: -len(CHECK_SUFFIX)] if stem.endswith(CHECK_SUFFIX) else stem
 
 
 def run_tag():
@@ -90,7 +141,9 @@ def sweep_directory(report_dir, kind, tag):
 
 
 def write_report(report, report_dir, keep=DEFAULT_REPORT_KEEP, markdown=None):
-    """Write <kind>-<time>-<run>.json/.md and <kind>-latest.json/.md; return the paths.
+    """Write <stem>-<time>-<run>.json/.md and <stem>-latest.json/.md; return the paths.
+
+    <stem> is report_stem(kind, check_mode): a dry run's files never replace a real run's.
 
     The time-stamped pair is unique to this run (its run tag, and never written
     over an existing file), so concurrent runs never replace each other's. A
@@ -99,12 +152,13 @@ def write_report(report, report_dir, keep=DEFAULT_REPORT_KEEP, markdown=None):
     the same kind beyond `keep` are removed (0 keeps every one). `markdown`:
     the Markdown text, when not render_markdown(report)."""
     run = report.get("run") or run_tag()
+    stem = report_stem(report["kind"], report.get("check_mode"))
     text_json = json.dumps(report, indent=2, sort_keys=True, default=str) + "\n"
     text_md = render_markdown(report) if markdown is None else markdown
-    earlier = _stamped_reports(report_dir, report["kind"]).get(run, []) if run.startswith(SWEEP_TAG_PREFIXES) else []
+    earlier = _stamped_reports(report_dir, stem).get(run, []) if run.startswith(SWEEP_TAG_PREFIXES) else []
     for attempt in range(100):
         suffix = run if attempt == 0 else f"{run}.{attempt}"
-        base = os.path.join(report_dir, f"{report['kind']}-{_stamp(report)}-{suffix}")
+        base = os.path.join(report_dir, f"{stem}-{_stamp(report)}-{suffix}")
         paths = {"json": base + ".json", "markdown": base + ".md"}
         if write_private(paths["json"], text_json, replace=False):
             break
@@ -113,9 +167,9 @@ def write_report(report, report_dir, keep=DEFAULT_REPORT_KEEP, markdown=None):
     write_private(paths["markdown"], text_md)
     for old_base in earlier:
         _remove_report(report_dir, old_base)
-    write_private(os.path.join(report_dir, f"{report['kind']}-latest.json"), text_json)
-    write_private(os.path.join(report_dir, f"{report['kind']}-latest.md"), text_md)
-    prune_reports(report_dir, report["kind"], keep)
+    write_private(os.path.join(report_dir, f"{stem}-latest.json"), text_json)
+    write_private(os.path.join(report_dir, f"{stem}-latest.md"), text_md)
+    prune_reports(report_dir, stem, keep)
     return paths, text_md
 
 
@@ -145,6 +199,8 @@ def _remove_report(report_dir, base):
 def prune_reports(report_dir, kind, keep):
     """Remove the oldest time-stamped reports of `kind` beyond the newest `keep`; return the removed names.
 
+    `kind`: a report stem (report_stem): a role's real runs and its dry runs are kept apart.
+
     Only files named as write_report names them are considered (never the
     -latest ones, never anything else in the directory). A report counts once
     for its .json and .md. A sweep's report goes with the sweep's directory of
@@ -160,7 +216,7 @@ def prune_reports(report_dir, kind, keep):
     for base in oldest_first[: max(0, len(oldest_first) - keep)]:
         run = reports[base]
         if run.startswith(SWEEP_TAG_PREFIXES):
-            directory = sweep_directory(report_dir, kind, run)
+            directory = sweep_directory(report_dir, _kind_of(kind), run)
             with locked_directory(directory, blocking=False) as held:
                 if not held and os.path.isdir(directory):
                     continue  # a run of that sweep is writing it now

@@ -30,6 +30,19 @@ _TEXT_TABLE = str.maketrans(_TEXT)
 _EDGE_UNDERSCORE = re.compile(r"(?<![^\W_])_|_(?![^\W_])")
 
 
+# How the first line of a dry run's report ends (every kind's report).
+DRY_RUN_TITLE = " (check mode: nothing was changed)"
+
+
+def title_lines(title, report):
+    """The report's first lines: its title (saying when it is a dry run) and, for a run that
+    stopped before any database was contacted, why."""
+    lines = [f"# {title}{DRY_RUN_TITLE if report['check_mode'] else ''}", ""]
+    if report.get("stopped"):
+        lines += [f"**Stopped before any database was contacted: {text(report['stopped'])}**", ""]
+    return lines
+
+
 def text(value):
     """`value` as Markdown text that shows exactly it, on one line ("" for None)."""
     if value is None:
@@ -85,9 +98,8 @@ def session_table(rows):
 
 
 def _header(report):
-    dry = report["check_mode"]
     title = "Session audit" if report["kind"] == "audit" else "Session enforcement"
-    lines = [f"# {title}{' (check mode: nothing was changed)' if dry else ''}", "", f"- time: {text(report['time'])}"]
+    lines = title_lines(title, report) + [f"- time: {text(report['time'])}"]
     if report.get("policy"):
         lines.append(f"- policy: {text(report['policy'])}")
     if report.get("job_id") is not None:

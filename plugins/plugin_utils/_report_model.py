@@ -45,6 +45,7 @@ FAILURE_REASONS = {
     "timeout": "the host's deadline ran out",
     "unknown_outcome": "sessions were signalled and their fate could not be learned (settled by the next run)",
     "no_result": "the host never got a result",
+    "stopped": "the run stopped before any database was contacted",
     "error": "another error",
 }
 # Checked in this order against a failed result's message: a connection refused for a
@@ -246,6 +247,8 @@ def audit_summary(sessions, server, plan_dict, thresholds, locks=None):
         ]
         summary["protected"] = len(plan_dict.get("not_ended", []))
         summary["limit_error"] = plan_dict.get("limit_error")
+        # The limits in effect (the policy's, or the defaults): what a real run would be held to.
+        summary["limits"] = (plan_dict.get("summary") or {}).get("limits")
     breaches = []
     idle_in_trx = sum(count for state, count in summary["by_state"].items() if state.startswith("idle_in_transaction"))
 
@@ -290,6 +293,7 @@ def enforce_summary(result):
         "cancelled": [brief(entry) for entry in result.get("cancelled") or []],
         "not_ended": [brief(entry) for entry in not_ended if entry.get("reason") != "protected"],
         "not_ended_by_reason": by_reason,
+        "limits": summary.get("limits"),
         # Signalled, fate not learned (the server froze or died mid-statement): settled by the next run.
         "unknown": [brief(entry) for entry in result.get("unknown") or []],
     }
@@ -328,13 +332,18 @@ def build_report(kind, hosts_all, hosts_active, results, check_mode, context):
         totals.update(would_end=0, alerting=0, lock_waiting=0, lock_chains=0)
     lock_chains = []
     lock_cycles = []
+    # Why the run stopped before any host was contacted (a policy or variable error), or None.
+    stopped = context.get("stopped")
     for host in hosts_all:
         result = results.get(host)
         entry = {"status": "ok"}
         data = (result or {}).get("dbhygiene") if isinstance(result, dict) else None
         if data:
             entry.update(data)
-        if result is None:
+        if result is None and stopped:
+            entry["status"] = "failed"
+            entry["reason"] = f"not contacted: the run stopped before any database was contacted: {stopped}"
+        elif result is None:
             entry["status"] = "failed"
             entry["reason"] = (
                 "no result: the host failed or was unreachable before the task ran (see the play output)"
@@ -356,6 +365,7 @@ def build_report(kind, hosts_all, hosts_active, results, check_mode, context):
         else:
             totals["failed"] += 1
             code = "no_result" if entry["status"] == "not_run" else failure_reason(result)
+            code = "stopped" if result is None and stopped else code
             entry["reason_code"] = code
             totals["failed_by_reason"][code] = totals["failed_by_reason"].get(code, 0) + 1
         totals["sessions_seen"] += int(entry.get("seen") or entry.get("sessions") or 0)
@@ -380,6 +390,7 @@ def build_report(kind, hosts_all, hosts_active, results, check_mode, context):
         "kind": kind,
         "time": iso_utc_z(utc_now()),
         "check_mode": bool(check_mode),
+        "stopped": stopped,
         "policy": context.get("policy"),
         "job_id": context.get("job_id"),
         "audit_log": context.get("audit_log"),

@@ -179,7 +179,8 @@ def test_the_guides_change_window_example_runs_as_written(fleet, tmp_path, windo
             if step == 0:  # the dry run: nothing changed, nobody ended
                 assert {host: win.catalog() for host, win in window.items()} == before
                 assert all(session.alive() for session in held)
-                assert read_json(str(home / report_dir[2:] / "drain-latest.json"))["check_mode"] is True
+                assert read_json(str(home / report_dir[2:] / "drain-check-latest.json"))["check_mode"] is True
+                assert not os.path.exists(str(home / report_dir[2:] / "drain-latest.json"))
             if step == 1:  # drained: the application is out, the migration is in
                 assert not any(session.alive() for session in held)
                 for host, win in window.items():

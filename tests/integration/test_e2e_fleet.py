@@ -46,7 +46,8 @@ def _policy(tag):
             },
         ],
         "protect": {"applications": [tag + "-ghost-keep"]},
-        "limits": {"max_terminations": 10},
+        # A quiet server's sessions may all be the test's: max_fraction lifted, max_terminations set.
+        "limits": {"max_terminations": 10, "max_fraction": "unlimited"},
     }
 
 
@@ -82,7 +83,7 @@ def test_enforce_dry_run_real_run_second_run(fleet, tmp_path):
             assert dry.stats[server]["changed"] == 1, dry.output
             live = live_sessions(fleet, server, tag)
             assert set(live) == {s.id for s in held if s.server["name"] == server}, "the dry run ended something"
-        dry_report = read_json(str(report_dir / "enforce-latest.json"))
+        dry_report = read_json(str(report_dir / "enforce-check-latest.json"))
         assert dry_report["check_mode"] is True
         expected = set()
         for server in SERVERS:

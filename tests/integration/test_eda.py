@@ -42,7 +42,8 @@ def _inventory_dir(fleet, directory, tag, policy_rules, protect=None, **group_va
     os.makedirs(os.path.join(path, "group_vars"), exist_ok=True)
     with open(os.path.join(path, "hosts.yml"), "w") as handle:
         yaml.safe_dump(inventory, handle)
-    policy = {"name": "eda-" + tag, "rules": policy_rules}
+    # The test's sessions may be every client session of a quiet server: no share limit.
+    policy = {"name": "eda-" + tag, "rules": policy_rules, "limits": {"max_fraction": "unlimited"}}
     if protect:
         policy["protect"] = protect
     variables = {

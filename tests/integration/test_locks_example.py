@@ -146,7 +146,7 @@ def test_the_guides_lock_example_as_written(fleet, tmp_path, planted):
 
     dry = run_playbook("dbhygiene.sessions.enforce", inventory=inventory, **command_options(dry_command))
     assert dry.rc == 0, dry.output
-    report = read_json(str(tmp_path / "reports" / "enforce-latest.json"))
+    report = read_json(str(tmp_path / "reports" / "enforce-check-latest.json"))  # a dry run's own report
     for host, sessions in planted.items():
         named = _by_name(sessions)
         entry = report["hosts"][host]

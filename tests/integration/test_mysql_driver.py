@@ -5,7 +5,7 @@ import time
 
 import pymysql
 import pytest
-from conftest import wait_until
+from conftest import lift_share_limit, wait_until
 
 pytest.register_assert_rewrite("_mysql_fixtures")
 import _mysql_fixtures as fx  # noqa: I001 (after register_assert_rewrite)
@@ -160,7 +160,9 @@ def test_the_race_through_the_runner_is_reported_and_harmless(fleet, my_held, my
             idle.execute("SELECT 1")
             return self.inner.end_sessions(victims, mode)
 
-    policy = parse_policy({"name": "race", "rules": [{"applications": [my_tag], "idle_longer_than": 1}]})
+    policy = parse_policy(
+        lift_share_limit({"name": "race", "rules": [{"applications": [my_tag], "idle_longer_than": 1}]})
+    )
     with fx.driver(fleet) as d:
         result = _runner.apply_policy(WakeBeforeEnd(d), policy, check_mode=False, wait_timeout=2)
     assert result["changed"] is False and result["terminated"] == []
@@ -278,17 +280,19 @@ def test_hostile_user_application_and_query_text(fleet, my_user, my_held, my_tag
         assert found["key"] == "%s:%s@%s/%d" % (held.id, user, found["host"], d.server_started)
         assert _one(d, runner)["query"] == hostile_sql
         policy = parse_policy(
-            {
-                "name": fx.HOSTILE,
-                "rules": [
-                    {"name": "hostile-user", "users": [user], "applications": ["*" + fx.HOSTILE]},
-                    {
-                        "name": "hostile-query",
-                        "applications": [my_tag + "-q"],
-                        "query_matches": r"it''s \"odd\" ;%s `x` -- ;KILL",
-                    },
-                ],
-            }
+            lift_share_limit(
+                {
+                    "name": fx.HOSTILE,
+                    "rules": [
+                        {"name": "hostile-user", "users": [user], "applications": ["*" + fx.HOSTILE]},
+                        {
+                            "name": "hostile-query",
+                            "applications": [my_tag + "-q"],
+                            "query_matches": r"it''s \"odd\" ;%s `x` -- ;KILL",
+                        },
+                    ],
+                }
+            )
         )
         result = _runner.apply_policy(d, policy, check_mode=False, wait_timeout=5)
     assert sorted(s["id"] for s in result["terminated"]) == sorted([held.id, runner.id])

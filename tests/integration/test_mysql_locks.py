@@ -8,7 +8,7 @@ it, an ALTER TABLE behind a transaction that read the table, a chain A <- B <- C
 
 import pymysql
 import pytest
-from conftest import run_module, wait_until
+from conftest import lift_share_limit, run_module, wait_until
 
 pytest.register_assert_rewrite("_mysql_fixtures")
 import _mysql_fixtures as fx  # noqa: I001 (after register_assert_rewrite)
@@ -152,7 +152,7 @@ def test_cancelling_a_waiting_statement_keeps_its_connection(fleet, my_locks):
 
 def test_a_blocker_that_commits_between_plan_and_kill_is_not_ended(fleet, my_locks):
     holder, first, second = _row_waits(my_locks)
-    policy = parse_policy(_scoped(my_locks, blocking_at_least=1))
+    policy = parse_policy(lift_share_limit(_scoped(my_locks, blocking_at_least=1)))
     with fx.driver(fleet) as d:
         _until_waiting(d, my_locks, "first", "second")
         sessions = d.list_sessions()
@@ -246,7 +246,7 @@ def _scoped(scene, **rule):
 
 def _run(fleet, policy, check=False, **conn):
     args = fx.module_conn(fleet, **conn)
-    args.update(policy=policy, wait_timeout=5)
+    args.update(policy=lift_share_limit(policy), wait_timeout=5)
     return run_module(SESSIONS, args, check=check)
 
 

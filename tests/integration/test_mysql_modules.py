@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 import yaml
-from conftest import run_module, run_playbook, wait_older, wait_until, young_threshold
+from conftest import lift_share_limit, run_module, run_playbook, wait_older, wait_until, young_threshold
 
 pytest.register_assert_rewrite("_mysql_fixtures")
 import _mysql_fixtures as fx  # noqa: I001 (after register_assert_rewrite)
@@ -29,7 +29,7 @@ INFO = "dbhygiene.sessions.mysql_session_info"
 
 def sweep(fleet, policy, **conn):
     args = fx.module_conn(fleet, **conn)
-    args.update(policy=policy, wait_timeout=5)
+    args.update(policy=lift_share_limit(policy), wait_timeout=5)
     return args
 
 

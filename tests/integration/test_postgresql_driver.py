@@ -12,7 +12,7 @@ import uuid
 
 import psycopg2
 import pytest
-from conftest import wait_until
+from conftest import lift_share_limit, wait_until
 
 pytest.register_assert_rewrite("_postgresql_fixtures")
 import _postgresql_fixtures as fx  # noqa: I001 (after register_assert_rewrite)
@@ -406,7 +406,9 @@ def test_the_race_through_the_runner_is_reported_and_harmless(fleet, held, tag):
     sleeper = held("idle", application=tag + "-sleeper")
     waker = held("idle", application=tag + "-waker")
     time.sleep(1.2)
-    policy = parse_policy({"name": "race", "rules": [{"applications": [tag + "-*"], "idle_longer_than": 1}]})
+    policy = parse_policy(
+        lift_share_limit({"name": "race", "rules": [{"applications": [tag + "-*"], "idle_longer_than": 1}]})
+    )
     inner = pg.open_driver(conn_params(fleet))
     racing = _RacingDriver(inner, lambda: waker.execute("SELECT 3"))
     try:
@@ -425,13 +427,15 @@ def test_a_rule_naming_our_own_connection_never_ends_it(fleet, held, tag):
     victim = held("idle", application=tag + "-v")
     with driver(fleet) as d:
         policy = parse_policy(
-            {
-                "name": "self",
-                "rules": [
-                    {"name": "ourselves", "applications": [d.application_name]},
-                    {"name": "mine", "applications": [tag + "-*"]},
-                ],
-            }
+            lift_share_limit(
+                {
+                    "name": "self",
+                    "rules": [
+                        {"name": "ourselves", "applications": [d.application_name]},
+                        {"name": "mine", "applications": [tag + "-*"]},
+                    ],
+                }
+            )
         )
         result = apply_policy(d, policy, check_mode=False, wait_timeout=5)
         everyone = result["terminated"] + result["cancelled"] + result["not_ended"]

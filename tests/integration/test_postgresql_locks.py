@@ -20,7 +20,7 @@ import time
 
 import psycopg2
 import pytest
-from conftest import run_module, wait_until
+from conftest import lift_share_limit, run_module, wait_until
 
 pytest.register_assert_rewrite("_postgresql_fixtures")
 import _postgresql_fixtures as fx  # noqa: I001 (after register_assert_rewrite)
@@ -116,7 +116,7 @@ def login(fleet, **overrides):
 
 def sessions_run(fleet, policy, check=False):
     args = login(fleet)
-    args["policy"] = policy
+    args["policy"] = lift_share_limit(policy)
     return run_module(SESSIONS, args, check=check)
 
 
@@ -308,7 +308,7 @@ def test_session_info_returns_the_chain(fleet, locker, table, pg_tag):
 # ---------------------------------------------------------------- the guard
 def test_a_blocker_that_commits_between_plan_and_kill_is_not_ended(fleet, locker, table, pg_tag):
     a, w1, w2 = row_queue(locker, table, fleet, pg_tag)
-    policy = parse_policy(scoped(pg_tag, blocking_at_least=1))
+    policy = parse_policy(lift_share_limit(scoped(pg_tag, blocking_at_least=1)))
     with fx.driver(fleet, SERVER) as d:
         sessions = d.list_sessions()
         _planner.annotate_locks(sessions)

@@ -25,6 +25,7 @@ def _group_vars(tmp_path, tag, **extra):
         "dbhygiene_policy": {
             "name": "audit-" + tag,
             "rules": [{"name": "ghost", "states": ["idle"], "applications": [tag + "-ghost"], "idle_longer_than": 1}],
+            "limits": {"max_fraction": "unlimited"},
         },
         "dbhygiene_report_dir": str(tmp_path / "reports"),
     }

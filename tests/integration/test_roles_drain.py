@@ -206,8 +206,9 @@ def _scenario(fleet, tmp_path, mode):
                 DRAIN, inventory=inventory, check=check, diff=check, extra_vars={"dbhygiene_drain_state": state}
             )
             assert run.rc == 0, run.output[-6000:]
-            report = read_json(os.path.join(directory, "reports", "drain-latest.json"))
-            markdown = open(os.path.join(directory, "reports", "drain-latest.md")).read()
+            latest = "drain-check-latest" if check else "drain-latest"  # a dry run never replaces the real one's
+            report = read_json(os.path.join(directory, "reports", latest + ".json"))
+            markdown = open(os.path.join(directory, "reports", latest + ".md")).read()
             steps[step] = {
                 "results": _results(run),
                 "report": report,
@@ -394,7 +395,9 @@ def test_a_bad_variable_fails_before_any_host_is_contacted(fleet, tmp_path):
         assert "no host was contacted" in output and name in output and shown in output, output[-3000:]
         assert not _results(run), "the per-host task ran"
         assert DOWN_HOST["ansible_host"] not in run.output
-        assert not os.path.exists(str(directory / "reports"))
+        # The run's report says why it stopped: no older report looks current.
+        report = read_json(str(directory / "reports" / "drain-latest.json"))
+        assert name in report["stopped"] and set(report["failed_host_reasons"].values()) == {"stopped"}
 
 
 def test_a_down_host_fails_alone_and_the_report_names_it(fleet, tmp_path):
@@ -408,11 +411,11 @@ def test_a_down_host_fails_alone_and_the_report_names_it(fleet, tmp_path):
         )
         run = run_playbook(DRAIN, inventory=inventory, check=True)
         assert run.rc != 0
-        report = read_json(str(tmp_path / "reports" / "drain-latest.json"))
+        report = read_json(str(tmp_path / "reports" / "drain-check-latest.json"))
         assert report["failed_host_reasons"] == {"pgdown": "unreachable"}, report["failed_hosts"]
         assert report["hosts"]["pg1"]["status"] == "ok" and report["hosts"]["pg1"]["changes"]
         assert report["hosts"]["pgdown"]["still_closed"] is None
-        markdown = open(str(tmp_path / "reports" / "drain-latest.md")).read()
+        markdown = open(str(tmp_path / "reports" / "drain-check-latest.md")).read()
         assert "**pgdown** (unreachable" in markdown and "| pgdown | postgresql | failed |" in markdown
         assert window.catalog() == before  # check mode
     finally:

@@ -39,6 +39,8 @@ def _ghost_policy(tag, **extra):
     policy = {
         "name": "roles-" + tag,
         "rules": [{"name": "ghost", "states": ["idle"], "applications": [tag + "-ghost"], "idle_longer_than": 1}],
+        # The test's sessions may be every client session of a quiet server: no share limit.
+        "limits": dict({"max_fraction": "unlimited"}, **extra.pop("limits", {})),
     }
     policy.update(extra)
     return policy
@@ -65,7 +67,10 @@ def test_bad_policy_fails_the_play_before_any_host_is_contacted(fleet, tmp_path)
     # The per-host task never ran: not even the down host was tried.
     assert not [r for r in run.results if r["task"].endswith("End the sessions the policy targets")]
     assert "127.0.1.250" not in run.output
-    assert not os.path.exists(str(tmp_path / "reports"))
+    # The run's report says why it stopped (tests/integration/test_dry_runs.py has the rest).
+    report = read_json(str(tmp_path / "reports" / "enforce-latest.json"))
+    assert "dbhygiene_policy.rules[0].idle_longer_than" in report["stopped"]
+    assert report["totals"]["failed_by_reason"] == {"stopped": len(HOSTS) + 1}
 
 
 def test_policy_from_play_vars_is_the_one_checked(fleet, tmp_path):
@@ -287,7 +292,10 @@ def test_concurrent_runs_keep_every_report_and_report_keep_prunes(fleet, tmp_pat
     kept = stamped_reports(report_dir, "enforce")
     assert len(kept) == 2 and len(stamped_reports(report_dir, "enforce", ".md")) == 2
     assert sorted(first)[-1] in kept and not set(sorted(first)[:2]) & set(kept)
-    assert os.path.exists(os.path.join(report_dir, "enforce-latest.json"))
+    # Dry runs: their reports are enforce-check-*, never a real run's enforce-latest.
+    assert all(name.startswith("enforce-check-") for name in kept)
+    assert os.path.exists(os.path.join(report_dir, "enforce-check-latest.json"))
+    assert not os.path.exists(os.path.join(report_dir, "enforce-latest.json"))
 
 
 def test_the_trail_survives_a_rotation_between_two_runs(fleet, tmp_path):
@@ -368,6 +376,7 @@ def test_sessions_ended_before_a_host_fails_are_still_recorded(fleet, tmp_path):
         "rules": [
             {"name": "runaway", "states": ["active"], "applications": [tag + "-batch"], "running_longer_than": 1}
         ],
+        "limits": {"max_fraction": "unlimited"},
     }
     inventory = write_inventory(fleet, tmp_path, _group_vars(tmp_path, policy), hosts=("pg3",))
     conn, admin, pid, cancels = _counting_cancels(fleet, server, tag + "-batch", sequence)

@@ -68,6 +68,8 @@ def _policy(tag):
             },
         ],
         "protect": {"applications": [tag + "-keep"]},
+        # The test's sessions may be every client session of a quiet server: no share limit.
+        "limits": {"max_fraction": "unlimited"},
     }
 
 

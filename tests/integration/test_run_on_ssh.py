@@ -126,6 +126,7 @@ def _policy(tag):
     return {
         "name": "ssh-" + tag,
         "rules": [{"name": "ghost", "states": ["idle"], "applications": [tag + "-ghost"], "idle_longer_than": 1}],
+        "limits": {"max_fraction": "unlimited"},
     }
 
 

@@ -41,6 +41,8 @@ def _policy(tag):
     return {
         "name": "trail-" + tag,
         "rules": [{"name": "ghost", "states": ["idle"], "applications": [tag + "-ghost"], "idle_longer_than": 1}],
+        # Up to 150 ghosts, maybe every client session of a quiet server: no default limit.
+        "limits": {"max_terminations": "unlimited", "max_fraction": "unlimited"},
     }
 
 

@@ -44,6 +44,7 @@ def test_three_concurrent_enforce_runs(fleet, tmp_path):
     report_dir = tmp_path / "reports"
     policy = {
         "name": "concurrent-" + tag,
+        "limits": {"max_terminations": "unlimited", "max_fraction": "unlimited"},  # a stress test, not a limits test
         "rules": [{"name": "ghost", "states": ["idle"], "applications": [tag + "-ghost"], "idle_longer_than": 1}],
     }
     group_vars = {

@@ -51,6 +51,7 @@ def test_pgbench_loses_no_transaction_under_sweeps(fleet, tmp_path):
     tag = new_tag("bench")
     policy = {
         "name": "pgbench-sweep",
+        "limits": {"max_terminations": "unlimited", "max_fraction": "unlimited"},  # a stress test, not a limits test
         "rules": [
             {"name": "idle", "states": ["idle"], "users": ["app"], "idle_longer_than": 1},
             {"name": "stuck", "states": ["idle_in_transaction"], "users": ["app"], "idle_longer_than": 1},

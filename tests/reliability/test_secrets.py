@@ -112,6 +112,10 @@ def test_no_password_anywhere_at_vvv(fleet, tmp_path):
                     group_vars = {
                         "dbhygiene_policy": {
                             "name": "secrets-" + tag,
+                            "limits": {
+                                "max_terminations": "unlimited",
+                                "max_fraction": "unlimited",
+                            },  # a stress test, not a limits test
                             "rules": [
                                 {
                                     "name": "ghost",

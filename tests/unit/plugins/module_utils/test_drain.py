@@ -10,7 +10,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import pytest
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _drain
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _drain, _planner
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError
 
 
@@ -282,3 +282,12 @@ def test_a_session_that_left_before_its_kill_is_no_failure():
     stubborn.end_session = denied
     result = close(stubborn, wait_timeout=0.5)
     assert result["failed"] and "the last signal that failed: access denied" in result["msg"]
+
+
+def test_the_drain_ends_every_session_on_its_databases_whatever_the_default_limits():
+    # A change window asks for every session on its databases: 1 of 1, or 500, is not above a limit.
+    policy = _drain.drain_policy(["billing"], [], 30)
+    sessions = [{"id": n, "user": "app", "database": "billing", "state": "idle"} for n in range(500)]
+    plan = _planner.plan(sessions, policy)
+    assert plan.limit_error is None and len(plan.victims) == 500
+    assert policy.limits.to_dict() == {"max_terminations": "unlimited", "max_fraction": "unlimited"}

@@ -232,7 +232,35 @@ LIMITS = [
         1,
         "above limits.max_terminations 2 and above limits.max_fraction 0.5",
     ),
-    ("no-limits", {}, 50, 0, None),
+    # A policy without limits gets the defaults: at most 100 victims, at most 90% of the client sessions.
+    ("no-limits-all", {}, 50, 0, "above limits.max_fraction 0.9 (the default: the policy sets none)"),
+    ("no-limits-at-fraction", {}, 9, 1, None),
+    (
+        "no-limits-above-fraction",
+        {},
+        10,
+        1,
+        "would end 10 of 11 client sessions (90.9%), above limits.max_fraction 0.9",
+    ),
+    ("no-limits-at-count", {}, 100, 100, None),
+    (
+        "no-limits-above-count",
+        {},
+        101,
+        100,
+        "would end 101 of 201 client sessions (50.2%), above limits.max_terminations 100 (the default: the policy "
+        "sets none):",
+    ),
+    (
+        "explicit-count-default-fraction",
+        {"max_terminations": 500},
+        101,
+        1,
+        "above limits.max_fraction 0.9 (the default",
+    ),
+    ("lifted", {"max_terminations": "unlimited", "max_fraction": "unlimited"}, 500, 0, None),
+    ("lifted-count-only", {"max_terminations": "unlimited"}, 500, 0, "above limits.max_fraction 0.9"),
+    ("one-session", {}, 1, 0, "would end 1 of 1 client sessions (100%), above limits.max_fraction 0.9"),
 ]
 
 
@@ -252,7 +280,8 @@ def test_limits(limits, victims, others, expected):
         assert result.limit_error is not None and expected in result.limit_error
         assert result.limit_error.startswith("policy 'nightly-sweep' would end ")
         assert result.limit_error.endswith(
-            "nothing was ended (check the rules, or raise the limit if this many is intended)"
+            ": nothing was ended (check the rules; if this many is intended, raise the limit in policy.limits or set "
+            "it to unlimited)"
         )
         assert not result.ok
 
@@ -262,7 +291,16 @@ def test_limit_message_exactly():
     sessions = [session(i) for i in range(12)] + [session(100 + i, state="active") for i in range(8)]
     assert plan(sessions, policy).limit_error == (
         "policy 'nightly-sweep' would end 12 of 20 client sessions (60%), above limits.max_fraction 0.5: "
-        "nothing was ended (check the rules, or raise the limit if this many is intended)"
+        "nothing was ended (check the rules; if this many is intended, raise the limit in policy.limits or set it "
+        "to unlimited)"
+    )
+    policy = parse_policy({"name": "nightly-sweep", "rules": [{"states": ["idle"]}]})
+    assert plan([session(i) for i in range(101)], policy).limit_error == (
+        "policy 'nightly-sweep' would end 101 of 101 client sessions (100%), "
+        "above limits.max_terminations 100 (the default: the policy sets none) "
+        "and above limits.max_fraction 0.9 (the default: the policy sets none): "
+        "nothing was ended (check the rules; if this many is intended, raise the limit in policy.limits or set it "
+        "to unlimited)"
     )
 
 
@@ -305,6 +343,7 @@ def test_summary_and_to_dict():
         "by_rule": {"ghost-idle": {"victims": 2, "protected": 1}, "runaway-query": {"victims": 1, "protected": 0}},
         "by_action": {"terminate": 2, "cancel": 1},
         "limit_error": None,
+        "limits": {"max_terminations": 100, "max_fraction": 0.9, "defaults": ["max_terminations", "max_fraction"]},
     }
     data = result.to_dict()
     assert json.loads(json.dumps(data)) == data
@@ -495,7 +534,9 @@ def test_multi_star_globs_are_bounded_before_python_3_9():
 
 
 def test_limit_message_cuts_a_long_policy_name():
-    policy = parse_policy({"name": "n" * 200, "rules": [{"states": ["idle"]}], "limits": {"max_terminations": 0}})
+    policy = parse_policy(
+        {"name": "n" * 200, "rules": [{"states": ["idle"]}], "limits": {"max_terminations": 0, "max_fraction": 1}}
+    )
     result = plan([session(1)], policy)
-    assert len(result.limit_error) < 300
+    assert len(result.limit_error) < 330
     assert "(200 characters)" in result.limit_error

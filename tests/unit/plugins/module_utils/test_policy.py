@@ -308,7 +308,7 @@ INVALID_POLICIES = [
         "max-terminations-negative",
         with_top(limits={"max_terminations": -1}),
         "policy.limits.max_terminations",
-        "expected a whole number >= 0, got -1",
+        "expected a whole number >= 0 or 'unlimited', got -1",
     ),
     ("max-terminations-float", with_top(limits={"max_terminations": 1.5}), "policy.limits.max_terminations", "got 1.5"),
     (
@@ -335,6 +335,20 @@ INVALID_POLICIES = [
     ("max-fraction-bool", with_top(limits={"max_fraction": True}), "policy.limits.max_fraction", "got True"),
     ("max-fraction-text", with_top(limits={"max_fraction": "half"}), "policy.limits.max_fraction", "got 'half'"),
     ("max-fraction-nan", with_top(limits={"max_fraction": "nan"}), "policy.limits.max_fraction", "got 'nan'"),
+    # The one spelling that lifts a limit is 'unlimited'; anything else that looks like it is refused.
+    (
+        "max-terminations-none-text",
+        with_top(limits={"max_terminations": "none"}),
+        "policy.limits.max_terminations",
+        "or 'unlimited', got 'none'",
+    ),
+    (
+        "max-fraction-unlimited-capital",
+        with_top(limits={"max_fraction": "Unlimited"}),
+        "policy.limits.max_fraction",
+        "or 'unlimited', got 'Unlimited'",
+    ),
+    ("limits-unlimited-whole", with_top(limits="unlimited"), "policy.limits", "expected a mapping"),
 ]
 
 
@@ -381,8 +395,40 @@ def test_defaults():
     assert [rule.name for rule in policy.rules] == ["rule-0"]
     assert policy.rules[0].action == "terminate"
     assert policy.protect.superusers is True
-    assert policy.limits.max_terminations is None
-    assert policy.limits.max_fraction is None
+    # No limits given: the default limits per host (docs/architecture.md, "Dry runs in the open").
+    assert policy.limits.max_terminations == 100
+    assert policy.limits.max_fraction == 0.9
+    assert policy.limits.defaults == ("max_terminations", "max_fraction")
+
+
+@pytest.mark.parametrize(
+    "limits, effective, defaults",
+    [
+        (None, {"max_terminations": 100, "max_fraction": 0.9}, ["max_terminations", "max_fraction"]),
+        ({}, {"max_terminations": 100, "max_fraction": 0.9}, ["max_terminations", "max_fraction"]),
+        ({"max_terminations": 500}, {"max_terminations": 500, "max_fraction": 0.9}, ["max_fraction"]),
+        ({"max_fraction": None}, {"max_terminations": 100, "max_fraction": 0.9}, ["max_terminations", "max_fraction"]),
+        (
+            {"max_terminations": "unlimited"},
+            {"max_terminations": "unlimited", "max_fraction": 0.9},
+            ["max_fraction"],
+        ),
+        (
+            {"max_terminations": " unlimited ", "max_fraction": "unlimited"},
+            {"max_terminations": "unlimited", "max_fraction": "unlimited"},
+            [],
+        ),
+        ({"max_terminations": 100, "max_fraction": 0.9}, {"max_terminations": 100, "max_fraction": 0.9}, []),
+    ],
+)
+def test_limits_default_per_key_and_lift_with_unlimited(limits, effective, defaults):
+    policy = parse_policy(with_top(limits=limits))
+    assert policy.limits.to_dict() == effective
+    assert policy.limits.shown() == dict(effective, defaults=defaults)
+    lifted = [name for name, value in effective.items() if value == "unlimited"]
+    assert [name for name in ("max_terminations", "max_fraction") if getattr(policy.limits, name) is None] == lifted
+    # The normalized policy parses back to the same limits in effect.
+    assert parse_policy(policy.to_dict()).limits.to_dict() == effective
 
 
 def test_unset_suboptions_filled_with_none_are_absent():

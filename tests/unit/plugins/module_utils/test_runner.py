@@ -184,8 +184,16 @@ class FakeModule(object):
         raise self.Exit()
 
 
+# The runner's tests end every session of their fake servers: no limit unless a test sets one.
+NO_LIMITS = {"max_terminations": "unlimited", "max_fraction": "unlimited"}
+
+
 def policy_of(**raw):
-    base = {"name": "sweep", "rules": [{"name": "idle", "states": ["idle"], "idle_longer_than": 60}]}
+    base = {
+        "name": "sweep",
+        "rules": [{"name": "idle", "states": ["idle"], "idle_longer_than": 60}],
+        "limits": NO_LIMITS,
+    }
     base.update(raw)
     return parse_policy(base)
 
@@ -198,6 +206,7 @@ MIXED = {
         {"name": "ghost", "states": ["idle"], "idle_longer_than": 60},
     ],
     "protect": {"users": ["backup"]},
+    "limits": NO_LIMITS,
 }
 
 
@@ -627,7 +636,7 @@ def test_a_busy_server_fails_the_host_and_ends_nothing():
 def test_run_sessions_module_reports_a_busy_host():
     driver = FakeDriver([session(93)], FakeClock())
     driver.lock_free = False
-    module = FakeModule({"rules": [{"name": "r", "states": ["idle"]}]})
+    module = FakeModule({"rules": [{"name": "r", "states": ["idle"]}], "limits": NO_LIMITS})
     with pytest.raises(FakeModule.Exit):
         _runner.run_sessions_module(module, FakeDriver, lambda params: driver)
     assert module.result["failed"] is True and module.result["busy"] is True
@@ -638,7 +647,7 @@ def test_run_sessions_module_reports_a_busy_host():
 def test_check_mode_takes_no_lock():
     driver = FakeDriver([session(94)], FakeClock())
     driver.lock_free = False
-    module = FakeModule({"rules": [{"name": "r", "states": ["idle"]}]}, check_mode=True)
+    module = FakeModule({"rules": [{"name": "r", "states": ["idle"]}], "limits": NO_LIMITS}, check_mode=True)
     with pytest.raises(FakeModule.Exit):
         _runner.run_sessions_module(module, FakeDriver, lambda params: driver)
     assert driver.lock_requests == []
@@ -742,7 +751,7 @@ def test_a_failure_before_any_signal_is_a_plain_error():
 def test_run_sessions_module_fails_with_the_ended_sessions():
     driver = FakeDriver([session(160)], FakeClock())
     driver.fail_list_after = 1
-    module = FakeModule({"rules": [{"name": "r", "states": ["idle"]}]})
+    module = FakeModule({"rules": [{"name": "r", "states": ["idle"]}], "limits": NO_LIMITS})
     with pytest.raises(FakeModule.Exit):
         _runner.run_sessions_module(module, FakeDriver, lambda params: driver)
     result = module.result
