@@ -41,10 +41,9 @@ sys.path.insert(0, COLLECTIONS)
 sys.path.insert(0, SOURCE_DIR)
 
 import session_watch  # noqa: E402
+from bench_mysql import USER, pt_kill_argv  # noqa: E402
 from dbfleet import holder  # noqa: E402
 from dbfleet import state as fleet_state  # noqa: E402
-
-USER = "app2"
 
 
 def _inventory(fleet, directory, hosts, policy, **group_vars):
@@ -121,20 +120,7 @@ def bench_rulebook(fleet, server, trials, interval, idle, directory):
 
 
 def bench_pt_kill(fleet, server, trials, interval, idle):
-    srv = fleet.server(server)
-    argv = [
-        shutil.which("pt-kill"),
-        "--host", srv["host"],
-        "--port", str(srv["port"]),
-        "--user", "hygiene",
-        "--password", fleet.password("hygiene"),
-        "--match-command", "Sleep",
-        "--match-user", USER,
-        "--idle-time", str(int(idle)),
-        "--victims", "all",
-        "--kill",
-        "--interval", f"{interval:g}",
-    ]  # fmt: skip
+    argv = pt_kill_argv(fleet, server, "--idle-time", str(int(idle)), "--interval", f"{interval:g}")
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _reaction(fleet, server, 1, interval, idle)

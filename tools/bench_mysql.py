@@ -296,9 +296,10 @@ def _floor(fleet, server, performance_schema=False):
         conn.close()
 
 
-def _pt_kill(fleet, server):
+def pt_kill_argv(fleet, server, *options):
+    """pt-kill killing every Sleep thread of USER on `server` as the hygiene login, with `options`."""
     srv = fleet.server(server)
-    argv = [
+    return [
         shutil.which("pt-kill"),
         "--host", srv["host"],
         "--port", str(srv["port"]),
@@ -308,9 +309,11 @@ def _pt_kill(fleet, server):
         "--match-user", USER,
         "--victims", "all",
         "--kill",
-        "--interval", "0.1",
-        "--run-time", "60",
-    ]  # fmt: skip
+    ] + list(options)  # fmt: skip
+
+
+def _pt_kill(fleet, server):
+    argv = pt_kill_argv(fleet, server, "--interval", "0.1", "--run-time", "60")
     start = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
