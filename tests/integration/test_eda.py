@@ -134,14 +134,16 @@ def test_the_rulebook_ends_a_ghost_on_each_engine_and_keeps_the_protected(fleet,
         assert wait_until(lambda: _gone(ghosts), timeout=ACTS_WITHIN, interval=0.5), "the ghosts ended by the rulebook"
         assert all(session.alive() for session in kept)
         # Every ghost that died is in the trail: terminated, or (a run cut short under load after
-        # its signal went out) unknown, settled by a later run.
-        ended = [
-            line
-            for line in read_trail(str(eda["dir"] / "audit.jsonl"))
-            if line["outcome"] in ("terminated", "unknown") and line["policy"] == "eda-" + tag
-        ]
-        recorded = {(line["host"], line["id"]) for line in ended}
-        assert recorded >= {(s.server["name"], s.id) for s in ghosts}, ended
+        # its signal went out) unknown. The run writes its outcome lines once the module returned,
+        # a moment after the session is gone: wait for them (its ending line came before the kill).
+        wanted = {(s.server["name"], s.id) for s in ghosts}
+
+        def recorded():
+            lines = read_trail(str(eda["dir"] / "audit.jsonl"))
+            ended = [line for line in lines if line["outcome"] in ("terminated", "unknown")]
+            return {(line["host"], line["id"]) for line in ended if line["policy"] == "eda-" + tag}
+
+        assert wait_until(lambda: recorded() >= wanted, timeout=60, interval=0.5), (recorded(), wanted)
     finally:
         close_all(ghosts + kept)
 
