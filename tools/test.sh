@@ -110,10 +110,13 @@ step changelog antsibull-changelog lint
 # reads its outcome, .build/docs/build.json, instead of building it again).
 step docs make -s --no-print-directory docs
 export DBHYGIENE_DOCS_BUILT="$root/.build/docs"
-step pytest "$py" -m pytest -q -p no:cacheprovider --junitxml="$junit" tests/unit tests/integration
+# The molecule scenarios first, on the fleet as it starts: after the whole integration run a
+# MariaDB server has refused the timeouts scenario's fresh account ("no account", 2026-12-07, not
+# reproduced on a fresh fleet; see the closing note of that session).
 if [ -x tools/molecule.sh ]; then
   step molecule bash tools/molecule.sh
 fi
+step pytest "$py" -m pytest -q -p no:cacheprovider --junitxml="$junit" tests/unit tests/integration
 step ansible-lint ansible-lint --profile production
 
 start=$SECONDS
