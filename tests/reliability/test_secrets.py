@@ -47,6 +47,9 @@ def create_login(fleet, name, password):
     admin_execute(my, "GRANT PROCESS, CONNECTION ADMIN ON *.* TO %s@'%%'" % name)
     admin_execute(my, "GRANT SELECT (User, Host, Super_priv) ON mysql.user TO %s@'%%'" % name)
     admin_execute(my, "GRANT SELECT ON performance_schema.session_connect_attrs TO %s@'%%'" % name)
+    # Whether a Sleep thread is in a transaction (a policy with `states` needs the events).
+    for table in ("events_transactions_current", "threads", "setup_consumers", "setup_instruments"):
+        admin_execute(my, "GRANT SELECT ON performance_schema.%s TO %s@'%%'" % (table, name))
 
 
 def drop_login(fleet, name):
