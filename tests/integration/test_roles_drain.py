@@ -540,7 +540,10 @@ def test_a_mariadb_drain_frozen_half_way_reports_and_trails_what_it_changed(flee
         check = _FreezeAfterLocks.locked(freeze, conn=window._admin())  # the truth, after the thaw
         entry = report["hosts"]["mariadb1"]
         done, unknown = _split_changes(entry)
-        assert entry["status"] == "failed" and len(done) >= 4 and len(unknown) <= 1, entry
+        # Every lock the server made before the freeze is reported: done, or unknown when its reply was
+        # still in flight (the watcher can see a lock committed before the drain reads its OK).
+        assert entry["status"] == "failed" and len(unknown) <= 1, entry
+        assert len(done) + len(unknown) >= freeze.frozen_at >= 4, (freeze.frozen_at, done, unknown)
         assert check in (len(done), len(done) + len(unknown)), (check, done, unknown)
         assert names["billing"] in entry["still_closed"] and entry["state_unknown"] is True
         message = " ".join(report["failed_hosts"]["mariadb1"].split())
