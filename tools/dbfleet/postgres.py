@@ -68,7 +68,8 @@ def _template(sdir, server, user):
     return tdir
 
 
-def _configure(server, pki, user):
+def _configure(server, pki, user, extra=None):
+    """Write the server's settings (postgresql.auto.conf: `extra` last), its pg_hba.conf and TLS files."""
     key = os.path.join(server["base"], "server.key")
     crt = os.path.join(server["base"], "server.crt")
     shutil.copyfile(pki["servers"][server["host"]]["key"], key)
@@ -92,6 +93,7 @@ def _configure(server, pki, user):
         "password_encryption": "scram-sha-256",
         "log_line_prefix": "%m [%p] %q%u@%d ",
     }
+    settings.update(extra or {})
     with open(conf, "w") as f:
         for k, v in settings.items():
             f.write("%s = '%s'\n" % (k, v))

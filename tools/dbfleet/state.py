@@ -8,6 +8,8 @@ $DBFLEET_STATE_DIR, or --state-dir):
     pki/                test CA, server and client certificates
     pg<N>/              one PostgreSQL server: data/, sock/, server.log
     mariadb<N>/         one MariaDB server: data/, sock/, error.log
+    pg<N>-standby/      a hot standby of pg<N>, mariadb<N>-replica/ a replica of mariadb<N>
+                        (dbfleet.replicas, started on demand)
     holders/            pid files of `dbfleet hold --detach` processes
 """
 
@@ -57,8 +59,14 @@ class Fleet(object):
     def pki(self):
         return self.data["pki"]
 
+    @property
+    def replicas(self):
+        """The replicas started on demand (dbfleet.replicas): server entries with `primary` and `role`."""
+        return self.data.get("replicas", [])
+
     def server(self, name):
-        for server in self.servers:
+        """The server or replica called `name`."""
+        for server in self.servers + self.replicas:
             if server["name"] == name:
                 return server
         raise KeyError("no server %r in the fleet at %s" % (name, self.state_dir))
