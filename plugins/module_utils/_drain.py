@@ -12,6 +12,13 @@ runner's guarded kill, ``_runner.apply_policy``) and assembles the result.
 
 Options are checked before any connection (``parse_request``); every error
 names the field and the value.
+
+On a standby / replica (the driver's ``server_role()``) no right is changed: they
+come from the primary by replication, and the server is read-only. A drain there
+ends the sessions on the databases (MySQL / MariaDB: also those of the accounts
+the primary's record, replicated here, says are locked); open changes nothing.
+The result says ``replica: true``. Draining a cluster: the primary, then each
+replica; opening it: the primary.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -21,6 +28,7 @@ __metaclass__ = type
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _planner
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import (
     REASON_STILL_PRESENT,
+    ROLE_PRIMARY,
     SessionError,
     shown,
 )
@@ -395,33 +403,58 @@ def _failed_rights(request, exc):
     }
 
 
-def run_drain(driver, rights, request, check_mode, diff=False, deadline=None):
+REPLICA_RIGHTS_LINE = "rights: not changed here (a read-only copy: they come from the primary by replication)\n"
+
+
+def _on_replica(rights, request):
+    """RightsOutcome of a drain / open on a standby or replica: nothing changed (`rights.on_replica`
+    says which logins' sessions end with those on the databases)."""
+    outcome = rights.on_replica(request)
+    outcome.before = outcome.after = [REPLICA_RIGHTS_LINE]
+    outcome.extra["replica"] = True
+    return outcome
+
+
+def not_drained_on_primary(request, record):
+    """The databases a drain on a replica asked for that the primary's record (replicated here)
+    does not list: their logins can still connect to this replica."""
+    recorded = set(entry["database"] for entry in record or [])
+    return [db for db in request.databases if db not in recorded] if request.state == "drained" else []
+
+
+def run_drain(driver, rights, request, check_mode, diff=False, deadline=None, role=ROLE_PRIMARY):
     """Drain or open `request.databases` on the driver's server; the module result (a dict).
 
     Raises SessionError when nothing was changed; a failure once a right was changed (or
     sent) returns failed=True with every change made and the one in flight (`status:
     unknown`), so that the trail gets their lines; the record on the server has them first.
+    `role`: the server's (driver.server_role()); on a standby / replica no right is changed.
     """
     deadline = deadline or Deadline(request.host_timeout)
     deadline.target = getattr(driver, "target", None)
+    replica = role != ROLE_PRIMARY
     if not check_mode:
         _lock(driver, request, deadline)
     sessions = {"terminated": [], "cancelled": [], "not_ended": [], "summary": {}}
     try:
         deadline.check("reading the rights")
         try:
-            if request.state == "drained":
+            if replica:
+                outcome = _on_replica(rights, request)
+            elif request.state == "drained":
                 outcome = rights.drain(request, check_mode)
-                sessions = end_sessions(driver, rights, request, outcome.users, check_mode, deadline)
             else:
                 outcome = rights.open(request, check_mode)
+            if request.state == "drained":
+                sessions = end_sessions(driver, rights, request, outcome.users, check_mode, deadline)
         except RightsError as exc:
             if not exc.changes:
                 raise SessionError(str(exc))
             return _failed_rights(request, exc)
         try:
             record = rights.record()
-            closed = _closed(record, request, check_mode)
+            # A replica's record is the primary's, as replicated: what is closed there is closed here.
+            closed = _closed(record, request, check_mode and not replica)
         except SessionError:
             if not sessions.get("failed"):
                 raise
@@ -445,6 +478,9 @@ def run_drain(driver, rights, request, check_mode, diff=False, deadline=None):
         "queries": driver.query_templates() + rights.query_templates(),
         "check_mode": bool(check_mode),
         "state_unknown": False,
+        "role": role,
+        "replica": replica,
+        "not_drained_on_primary": not_drained_on_primary(request, record) if replica else [],
     }
     result.update(outcome.extra)
     if sessions.get("failed"):
@@ -535,8 +571,10 @@ def run_drain_module(module, driver_class, open_driver, rights_class):
             # and trail name every session's application (read when the login may).
             driver.list_applications = True
         rights = rights_class(driver)
-        rights.preflight()
-        result = run_drain(driver, rights, request, module.check_mode, diff=module._diff, deadline=deadline)
+        role = driver.server_role()
+        if role == ROLE_PRIMARY:
+            rights.preflight()  # the rights to change rights: a replica's change none
+        result = run_drain(driver, rights, request, module.check_mode, diff=module._diff, deadline=deadline, role=role)
     except SweepBusyError as exc:
         module.fail_json(msg=str(exc), busy=True)
     except SessionError as exc:
@@ -544,6 +582,12 @@ def run_drain_module(module, driver_class, open_driver, rights_class):
     finally:
         if driver is not None:
             driver.close()
+    if result.get("not_drained_on_primary"):
+        module.warn(
+            f"{', '.join(result['not_drained_on_primary'])} not drained on the primary (its record of the drain "
+            f"has not reached this {result['role']} by replication): logins can still connect to them here; drain the "
+            "primary first, then its replicas"
+        )
     if result.get("failed"):
         module.fail_json(**result)
     module.exit_json(**result)

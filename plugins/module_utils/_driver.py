@@ -107,6 +107,13 @@ REASON_FAILED = "failed"  # the signal itself failed (the message says why)
 # state_changed). A driver that cannot tell ignores it. Never in results.
 GUARD_STILL_WAITING = "guard_still_waiting"
 
+# A server's part in replication (server facts `role`): a standby (PostgreSQL) or replica (MySQL /
+# MariaDB) is a read-only copy of a primary, whose rights come from the primary by replication.
+ROLE_PRIMARY = "primary"
+ROLE_STANDBY = "standby"
+ROLE_REPLICA = "replica"
+ROLES = (ROLE_PRIMARY, ROLE_STANDBY, ROLE_REPLICA)
+
 # The outcome of a session that end_sessions(victims, mode) ended, per mode.
 OUTCOMES = {"terminate": "terminated", "cancel": "cancelled"}
 
@@ -175,7 +182,12 @@ class Driver(object):
         raise NotImplementedError
 
     def server_facts(self):
-        """dict: engine, flavour, version, max_connections, current user, ..."""
+        """dict: engine, flavour, version, max_connections, current user, role (server_role), ..."""
+        raise NotImplementedError
+
+    def server_role(self):
+        """ROLE_PRIMARY, or ROLE_STANDBY / ROLE_REPLICA when the server is a read-only copy of
+        another that replicates from it (its rights cannot be changed here)."""
         raise NotImplementedError
 
     def preflight(self, signal, policy=None):

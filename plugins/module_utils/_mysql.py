@@ -601,7 +601,26 @@ class MySQLDriver(Driver):
             # transaction events); when not, why, and every Sleep thread is idle_in_transaction.
             "transaction_state_exact": unproven is None,
             "transaction_state_detail": unproven,
+            "read_only": bool(self._read_only()),
+            "role": self.server_role(),
         }
+
+    def _read_only(self):
+        return self._fetch_one(self.flavour.read_only_query())[0]
+
+    def server_role(self):
+        """A replica is read-only with a replication source: listed where the login may read the
+        replica status, else seen by its running replication threads."""
+        read_only = self._read_only()
+        if not read_only:
+            return flavours.server_role(read_only, 0)
+        try:
+            sources = len(self._execute(self.flavour.replica_status_query()))
+        except pymysql.MySQLError as exc:
+            if _error_code(exc) not in _ACCESS_DENIED:
+                raise SessionError(f"query failed on {self.target} as {self.current_user}: {self._why(exc)}")
+            sources = self._probe_value(self.flavour.replication_threads_query()) or 0
+        return flavours.server_role(read_only, sources)
 
     def _transaction_state_unproven(self):
         """Why the transaction state of Sleep threads is not exact right now, or None."""

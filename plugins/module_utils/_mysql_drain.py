@@ -725,6 +725,17 @@ class MySQLRights(object):
         }
         return RightsOutcome(changes, before, after, extra=extra, users=users, closed=request.databases)
 
+    def on_replica(self, request):
+        """RightsOutcome of a drain / open on a replica: no change (the locks come from the primary
+        through the binary log); the sessions of the accounts the primary's record (replicated
+        here) locked for those databases end with the sessions on them."""
+        if request.state == "drained":
+            self._check_databases(request.databases)
+        _databases, recorded_accounts = self._record_rows()
+        users = set(user for db, user, _host, _status, _key, _reason in recorded_accounts if db in request.databases)
+        keys = ("accounts_locked", "accounts_unlocked", "accounts_already_locked", "public_revoked", "public_restored")
+        return RightsOutcome([], [], [], users=users, extra=dict((key, []) for key in keys))
+
     def _apply_drain(self, request, lock, extend, revoke, changes, recorded):
         """Record, then change: the record on the server has each change before it is made."""
         progress = Progress(self.target)

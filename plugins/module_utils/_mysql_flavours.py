@@ -32,6 +32,9 @@ row-lock waits (who on whom)  information_schema.INNODB_LOCK_      performance_s
                               WAITS + INNODB_TRX (PROCESS)        + threads (SELECT on both)
 metadata-lock waits           performance_schema.metadata_locks + threads, both flavours, where the
                               wait/lock/metadata/sql/mdl instrument is on (MariaDB: off by default)
+replication sources           SHOW ALL SLAVES STATUS (SLAVE       SHOW REPLICA STATUS (8.0.22+, else
+  (server role)               MONITOR or SUPER), else the         SLAVE; REPLICATION CLIENT), else
+                              Slave_IO / Slave_SQL threads        performance_schema.threads
 ============================  =================================  ==================================
 """
 
@@ -49,6 +52,8 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import 
     QUERY_MAX_CHARS,
     REASON_GONE,
     REASON_STATE_CHANGED,
+    ROLE_PRIMARY,
+    ROLE_REPLICA,
 )
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._redact import redact_statement
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import UTC, iso_utc, parse_instant
@@ -837,6 +842,25 @@ class Flavour(object):
             params.extend(ids)
         return sql, tuple(params)
 
+    # ------------------------------------------------------------- replication
+    @staticmethod
+    def read_only_query():
+        return ("SELECT @@read_only", ())
+
+    def replica_status_query(self):
+        """One row per replication source the server has (MariaDB: every connection of a
+        multi-source replica); needs SLAVE MONITOR or SUPER (MySQL: REPLICATION CLIENT)."""
+        return ("SHOW ALL SLAVES STATUS", ())
+
+    @staticmethod
+    def replication_threads_query():
+        """How many replication threads run: the replica status of a login that may only see
+        the threads (PROCESS, which the listing needs); a stopped replica has none."""
+        return (
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = 'system user' AND COMMAND IN %s",
+            (("Slave_IO", "Slave_SQL"),),
+        )
+
     # ------------------------------------------------------------- session set-up
     def server_started_query(self):
         """The server's start, exact epoch seconds: Uptime is counted from the same
@@ -895,6 +919,13 @@ class Flavour(object):
             KILL_TEMPLATES["terminate"],
             KILL_TEMPLATES["cancel"],
         ]
+
+
+def server_role(read_only, sources):
+    """The server's role (_driver.ROLES): a replica is read-only and replicates from a source
+    (`sources`: how many the server lists, or how many replication threads run); a server that
+    replicates but takes writes (a multi-primary ring) is a primary: changes made there go on."""
+    return ROLE_REPLICA if read_only and sources else ROLE_PRIMARY
 
 
 def _db_datetime(iso_text, plus_seconds=0.0):
@@ -1335,6 +1366,17 @@ class MySQL(Flavour):
         return (
             "SELECT UNIX_TIMESTAMP() - VARIABLE_VALUE FROM performance_schema.global_status WHERE VARIABLE_NAME = %s",
             ("Uptime",),
+        )
+
+    def replica_status_query(self):
+        return ("SHOW REPLICA STATUS" if self.version >= (8, 0, 22) else "SHOW SLAVE STATUS", ())
+
+    @staticmethod
+    def replication_threads_query():
+        # MySQL's processlist shows them as plain Connect / Query threads of 'system user'.
+        return (
+            "SELECT COUNT(*) FROM performance_schema.threads WHERE NAME IN %s",
+            (("thread/sql/replica_io", "thread/sql/replica_sql", "thread/sql/slave_io", "thread/sql/slave_sql"),),
         )
 
     def statement_timeout_query(self, seconds):

@@ -71,6 +71,8 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql_sql
     normalize_row,
     query_templates,
     rights_query,
+    role_query,
+    server_role,
     session_setup_query,
     sweep_lock_query,
     sweep_unlock_query,
@@ -550,8 +552,13 @@ class PostgreSQLDriver(Driver):
 
     def server_facts(self):
         facts = dict(zip(_FACTS_KEYS, self._fetch_one(facts_query(), "read the server facts")))
-        facts.update(engine="postgresql", flavour="postgresql", target=self.target)
+        facts.update(
+            engine="postgresql", flavour="postgresql", target=self.target, role=server_role(facts["in_recovery"])
+        )
         return facts
+
+    def server_role(self):
+        return server_role(self._fetch_one(role_query(), "read whether the server is a standby")[0])
 
     def preflight(self, signal, policy=None):
         # Every right PostgreSQL needs is needed by every policy: `policy` changes nothing here.

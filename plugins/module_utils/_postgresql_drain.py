@@ -511,6 +511,12 @@ class PostgreSQLRights(object):
         changes = [change for _db, changes in plans for change in changes]
         return RightsOutcome(changes, before, after, closed=request.databases)
 
+    def on_replica(self, request):
+        """RightsOutcome of a drain / open on a standby: no change (CONNECT comes from the primary);
+        the sessions on the databases are the drain's, as on a primary."""
+        self.read_databases(request.databases, must_exist=request.state == "drained")
+        return RightsOutcome([], [], [])
+
     def open(self, request, check_mode):
         """RightsOutcome of opening `request.databases`: the recorded changes undone, the record deleted."""
         pointers = self._pointers()

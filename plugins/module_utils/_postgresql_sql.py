@@ -71,7 +71,12 @@ __metaclass__ = type
 import re
 import zlib
 
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import GUARD_STILL_WAITING, QUERY_MAX_CHARS
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import (
+    GUARD_STILL_WAITING,
+    QUERY_MAX_CHARS,
+    ROLE_PRIMARY,
+    ROLE_STANDBY,
+)
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._redact import redact_statement
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import iso_utc
 
@@ -198,6 +203,8 @@ _FACTS_SQL = (
     "pg_backend_pid(), current_setting('application_name')"
 )
 
+_ROLE_SQL = "SELECT pg_is_in_recovery()"
+
 _FACTS_KEYS = (
     "version",
     "version_num",
@@ -286,6 +293,16 @@ def facts_query():
     return _FACTS_SQL, {}
 
 
+def role_query():
+    """(sql, params): whether the server is a standby (in recovery)."""
+    return _ROLE_SQL, {}
+
+
+def server_role(in_recovery):
+    """The server's role (_driver.ROLES) from pg_is_in_recovery(): a hot standby replays its primary."""
+    return ROLE_STANDBY if in_recovery else ROLE_PRIMARY
+
+
 def end_query(guards, mode):
     """(sql, params): the guarded end of one batch.
 
@@ -318,6 +335,7 @@ def query_templates():
         _SWEEP_UNLOCK_SQL,
         _RIGHTS_SQL,
         _FACTS_SQL,
+        _ROLE_SQL,
         _list_sql(None),
         _END_SQL.format(signal=SIGNAL_FUNCTIONS["terminate"]),
         _END_SQL.format(signal=SIGNAL_FUNCTIONS["cancel"]),

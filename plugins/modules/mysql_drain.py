@@ -57,6 +57,12 @@ description:
     C(GRANT OPTION) (an admin login), read access to the privilege tables of C(mysql), C(CREATE),
     C(INSERT), C(UPDATE), C(DELETE), C(SELECT) on C(dbhygiene), and what M(dbhygiene.sessions.mysql_sessions) needs to end
     sessions; an admin login has them all.'
+  - 'On a replica (C(read_only) on and a replication source) no right is changed: the account locks and the record come
+    from the primary through the binary log. V(drained) there ends the sessions on O(databases) and those of the
+    accounts the primary''s record locked for them (they are the replica''s own: the primary''s drain does not reach
+    them), and RV(replica) says so; V(open) changes nothing. A cluster: drain the primary, then each replica; V(open)
+    on the primary opens them all.'
+
 extends_documentation_fragment:
   - dbhygiene.sessions._drain
   - dbhygiene.sessions._mysql_connection
@@ -253,6 +259,30 @@ state_unknown:
       RV(changes) with C(status) V(unknown), made or not.'
   returned: always
   type: bool
+role:
+  description:
+    - The server's part in replication - V(primary), or V(replica) (C(read_only) on and a replication source; see
+      M(dbhygiene.sessions.mysql_session_info)).
+  returned: always
+  type: str
+  sample: primary
+replica:
+  description:
+    - 'True on a replica: no account was locked or unlocked and no grant changed there (it is read-only; the locks
+      come from the primary through the binary log, with the primary''s record of the drain). V(drained) ended the
+      sessions on O(databases) and those of the accounts the primary''s record locked for them (on any database);
+      V(open) changed nothing (V(open) on the primary opens the replicas too). RV(closed) and RV(record) are the
+      primary''s, as replicated here.'
+  returned: always
+  type: bool
+not_drained_on_primary:
+  description:
+    - 'On a replica, V(drained): the databases of O(databases) that the primary''s record (replicated here) does not
+      list - not drained on the primary yet, or not replicated yet: their accounts can still log in here (a warning
+      says so). Drain the primary first, then its replicas. Empty on a primary.'
+  returned: always
+  type: list
+  elements: str
 check_mode:
   description: Whether this was a dry run.
   returned: always

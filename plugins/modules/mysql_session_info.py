@@ -283,6 +283,18 @@ server:
       description: Why the transaction state is not exact; null when it is.
       type: str
       returned: always
+    read_only: {description: C(@@read_only) is on., type: bool, returned: always}
+    role:
+      description:
+        - The server's part in replication - V(replica) when C(read_only) is on and it replicates from a source, else
+          V(primary) (a writable server that replicates, one of a multi-primary ring, is a primary).
+        - 'The source is read with C(SHOW ALL SLAVES STATUS) (MySQL: C(SHOW REPLICA STATUS)) where the login may (MariaDB
+          C(SLAVE MONITOR) or C(SUPER), MySQL C(REPLICATION CLIENT)); else a replica is known by its running replication
+          threads (C(PROCESS); MySQL: C(SELECT) on C(performance_schema.threads)), so that a stopped replica shows as a
+          read-only V(primary) to such a login.'
+      type: str
+      returned: always
+      sample: primary
     metadata_locks_visible:
       description:
         - Metadata-lock and C(GET_LOCK) waits are read (C(performance_schema) on, its instrument

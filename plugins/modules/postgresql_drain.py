@@ -59,6 +59,10 @@ description:
     change (also in check mode). A role that got C(CONNECT) with a delegated grant option and re-granted it to a role in
     O(allow_users) cannot lose it without that grant (C(REVOKE) would need C(CASCADE)): the server''s error fails the run
     and the transaction changes nothing.'
+  - 'On a hot standby (read-only: C(pg_is_in_recovery())) no right is changed and the login need not be a superuser:
+    C(CONNECT) and the record come from the primary by replication. V(drained) there ends the sessions on O(databases)
+    as above (they are the standby''s own: the primary''s drain does not reach them) and RV(replica) says so; V(open)
+    changes nothing. A cluster: drain the primary, then each standby; V(open) on the primary opens them all.'
 
 extends_documentation_fragment:
   - dbhygiene.sessions._drain
@@ -239,6 +243,28 @@ state_unknown:
       in RV(changes) with C(status) V(unknown), made or not; the record on the server says which.'
   returned: always
   type: bool
+role:
+  description:
+    - The server's part in replication - V(primary), or V(standby) (a hot standby, C(pg_is_in_recovery())).
+  returned: always
+  type: str
+  sample: primary
+replica:
+  description:
+    - 'True on a standby: no right was changed there (it is read-only, and C(CONNECT) comes from the primary by
+      replication, with the primary''s record of the drain). V(drained) ended the sessions on O(databases); V(open)
+      changed nothing (V(open) on the primary opens the standbys too). RV(closed) and RV(record) are the primary''s,
+      as replicated here.'
+  returned: always
+  type: bool
+not_drained_on_primary:
+  description:
+    - 'On a standby, V(drained): the databases of O(databases) that the primary''s record (replicated here) does not
+      list - not drained on the primary yet, or not replicated yet: logins can still connect to them here (a warning
+      says so). Drain the primary first, then its standbys. Empty on a primary.'
+  returned: always
+  type: list
+  elements: str
 check_mode:
   description: Whether this was a dry run.
   returned: always

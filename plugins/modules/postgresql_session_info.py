@@ -217,6 +217,13 @@ server:
     can_read_all_stats: {description: The login has the privileges of C(pg_read_all_stats)., type: bool, returned: always}
     can_signal: {description: The login has the privileges of C(pg_signal_backend)., type: bool, returned: always}
     in_recovery: {description: The server is a standby., type: bool, returned: always}
+    role:
+      description:
+        - The server's part in replication - V(primary), or V(standby) (a hot standby, in recovery; its sessions are its
+          own, and M(dbhygiene.sessions.postgresql_drain) changes no right there).
+      type: str
+      returned: always
+      sample: primary
     own_pid: {description: Pid of our own connection (never listed)., type: int, returned: always}
 """
 

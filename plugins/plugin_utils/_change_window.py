@@ -125,6 +125,10 @@ def drain_summary(result):
         "still_closed": [str(name) for name in result.get("closed") or []] if "closed" in result else None,
         # A drain or open that failed while a change of rights was in flight: made or not, unknown.
         "state_unknown": bool(result.get("state_unknown")),
+        # A standby / replica: no right changed there (they come from the primary by replication).
+        "role": result.get("role"),
+        "replica": bool(result.get("replica")),
+        "not_drained_on_primary": list(result.get("not_drained_on_primary") or []),
     }
 
 
@@ -226,7 +230,9 @@ def render_markdown(report):
                 host,
                 entry.get("engine"),
                 entry["status"],
-                entry.get("state"),
+                f"{entry.get('state')} (on a {entry['role']}: rights from the primary)"
+                if entry.get("replica")
+                else entry.get("state"),
                 ", ".join(entry.get("databases") or []),
                 len(entry.get("changes") or []),
                 ended_sessions(entry),

@@ -177,6 +177,7 @@ def _audit_host(entry):
         note = "see below"
     return (
         entry.get("engine"),
+        entry.get("role") or "",
         entry["status"],
         entry.get("sessions"),
         use,
@@ -192,6 +193,7 @@ def _audit_host(entry):
 _AUDIT_HEADINGS = (
     "host",
     "engine",
+    "role",
     "status",
     "sessions",
     "use",

@@ -231,6 +231,8 @@ def audit_summary(sessions, server, plan_dict, thresholds, locks=None):
         "oldest_transaction": _oldest(sessions, None, "transaction_seconds"),
         "max_connections": max_connections,
         "connection_use": use,
+        # primary, standby (PostgreSQL) or replica (MySQL / MariaDB): the driver's server facts.
+        "role": (server or {}).get("role"),
         "server": server or {},
     }
     summary.update(lock_figures(sessions, locks))

@@ -252,7 +252,7 @@ def test_every_result_key_is_documented_in_both_modules():
         "queries",
         "check_mode",
     }
-    common.add("state_unknown")
+    common |= {"state_unknown", "role", "replica", "not_drained_on_primary"}
     assert _returned(postgresql_drain) == common
     mysql_only = {"accounts_locked", "accounts_unlocked", "accounts_already_locked"}
     mysql_only |= {"public_revoked", "public_restored"}
@@ -282,6 +282,62 @@ def test_a_session_that_left_before_its_kill_is_no_failure():
     stubborn.end_session = denied
     result = close(stubborn, wait_timeout=0.5)
     assert result["failed"] and "the last signal that failed: access denied" in result["msg"]
+
+
+class FakeReplica(FakeServer):
+    """A standby / replica: its rights object changes nothing; the primary's record replicated here
+    lists `recorded` as drained, with the accounts `locked` for them."""
+
+    query_templates = staticmethod(lambda: [])
+
+    def __init__(self, script, recorded=(), locked=()):
+        FakeServer.__init__(self, script)
+        self.recorded = list(recorded)
+        self.locked = locked
+        self.lock_taken = False
+
+    def acquire_sweep_lock(self, timeout):
+        self.lock_taken = True
+        return True
+
+    def release_sweep_lock(self):
+        self.lock_taken = False
+
+    def on_replica(self, request):
+        return _drain.RightsOutcome([], [], [], users=self.locked)
+
+    def record(self):
+        return [{"database": db, "changes": []} for db in self.recorded]
+
+    def drain(self, request, check_mode):
+        raise AssertionError("a replica's rights are never changed")
+
+    open = drain
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_on_a_replica_no_right_changes_and_its_sessions_end(check_mode):
+    server = FakeReplica([[entry("1"), entry("2", database="other", user="locked_app")]], ["billing"], ["locked_app"])
+    request = _drain.parse_request(options(databases=["billing", "later"], host_timeout=60))
+    result = _drain.run_drain(server, server, request, check_mode, diff=True, role="replica")
+    assert result["replica"] is True and result["role"] == "replica"
+    assert result["changes"] == [] and result["changed"] is True
+    # the sessions on the databases, and those of the accounts the primary's record locked (any database)
+    assert sorted(e["key"] for e in result["terminated"]) == ["1", "2"]
+    assert sorted(k for k, _mode in server.ended) == ([] if check_mode else ["1", "2"])
+    # what is closed here is the primary's record as replicated, in check mode too
+    assert result["closed"] == ["billing"] and result["not_drained_on_primary"] == ["later"]
+    assert "not changed here" in result["diff"]["before"] and not server.lock_taken
+    opened = _drain.run_drain(server, server, _drain.parse_request(options(state="open")), check_mode, role="standby")
+    assert opened["replica"] is True and opened["changed"] is False and opened["not_drained_on_primary"] == []
+    assert opened["closed"] == ["billing"]
+
+
+def test_a_primary_says_it_is_none():
+    server = FakeReplica([[entry("1")]])
+    server.drain = lambda request, check_mode: _drain.RightsOutcome([], [], [], closed=request.databases)
+    result = _drain.run_drain(server, server, _drain.parse_request(options(host_timeout=60)), True)
+    assert result["replica"] is False and result["role"] == "primary" and result["not_drained_on_primary"] == []
 
 
 def test_the_drain_ends_every_session_on_its_databases_whatever_the_default_limits():

@@ -128,6 +128,45 @@ def test_kill_queries(flavour):
         flavour.kill_query("terminate", "42; DROP DATABASE appdb")
 
 
+# ------------------------------------------------------------ replication role
+@pytest.mark.parametrize(
+    "read_only, sources, role",
+    [
+        (1, 1, "replica"),
+        (1, 2, "replica"),  # a multi-source replica
+        (1, 0, "primary"),  # read-only, replicating from nothing: a primary made read-only
+        (0, 1, "primary"),  # replicating and writable (a multi-primary ring): changes made there go on
+        (0, 0, "primary"),
+    ],
+)
+def test_server_role(read_only, sources, role):
+    assert fl.server_role(read_only, sources) == role
+
+
+@pytest.mark.parametrize(
+    "flavour, statement",
+    [
+        (MARIADB, "SHOW ALL SLAVES STATUS"),  # every source of a multi-source replica
+        (MYSQL_8, "SHOW REPLICA STATUS"),
+        (MYSQL_8_OLD, "SHOW SLAVE STATUS"),  # SHOW REPLICA STATUS came with 8.0.22
+    ],
+)
+def test_replica_status_query(flavour, statement):
+    assert flavour.replica_status_query() == (statement, ())
+
+
+@pytest.mark.parametrize("flavour", [MARIADB, MYSQL_8])
+def test_replication_threads_query_takes_the_names_as_parameters(flavour):
+    sql, params = flavour.replication_threads_query()
+    assert sql.startswith("SELECT COUNT(*) FROM ") and sql.endswith(" IN %s")
+    (names,) = params
+    if flavour is MARIADB:
+        assert "information_schema.PROCESSLIST" in sql and set(names) == {"Slave_IO", "Slave_SQL"}
+    else:  # MySQL's processlist shows them as Connect / Query: its performance_schema names them
+        assert "performance_schema.threads" in sql and "thread/sql/replica_io" in names
+    assert flavour.read_only_query() == ("SELECT @@read_only", ())
+
+
 def test_templates_have_no_values():
     for flavour in (MARIADB, MYSQL_8):
         templates = flavour.templates()

@@ -342,12 +342,18 @@ def test_sweep_lock_queries_take_a_session_advisory_lock_without_waiting():
 
 def test_query_templates_are_templates():
     templates = pg.query_templates()
-    assert len(templates) == 8
+    assert len(templates) == 9
     assert any("pg_terminate_backend" in t for t in templates)
     assert any("pg_cancel_backend" in t for t in templates)
     assert any("pg_try_advisory_lock" in t for t in templates)
     assert all("{signal}" not in t for t in templates)
     json.dumps(templates)
+
+
+def test_server_role_from_recovery():
+    assert pg.role_query() == ("SELECT pg_is_in_recovery()", {})
+    assert pg_sql.server_role(True) == "standby"
+    assert pg_sql.server_role(False) == "primary"
 
 
 # ---------------------------------------------------------------- records
