@@ -571,9 +571,9 @@ def run_drain_module(module, driver_class, open_driver, rights_class):
             # and trail name every session's application (read when the login may).
             driver.list_applications = True
         rights = rights_class(driver)
+        # The same login drains every server of a cluster: a replica's drain reads the primary's record.
+        rights.preflight()
         role = driver.server_role()
-        if role == ROLE_PRIMARY:
-            rights.preflight()  # the rights to change rights: a replica's change none
         result = run_drain(driver, rights, request, module.check_mode, diff=module._diff, deadline=deadline, role=role)
     except SweepBusyError as exc:
         module.fail_json(msg=str(exc), busy=True)

@@ -59,8 +59,8 @@ description:
     change (also in check mode). A role that got C(CONNECT) with a delegated grant option and re-granted it to a role in
     O(allow_users) cannot lose it without that grant (C(REVOKE) would need C(CASCADE)): the server''s error fails the run
     and the transaction changes nothing.'
-  - 'On a hot standby (read-only: C(pg_is_in_recovery())) no right is changed and the login need not be a superuser:
-    C(CONNECT) and the record come from the primary by replication. V(drained) there ends the sessions on O(databases)
+  - 'On a hot standby (read-only: C(pg_is_in_recovery())) no right is changed (the login is the same as on
+    the primary: it reads the record): C(CONNECT) and the record come from the primary by replication. V(drained) there ends the sessions on O(databases)
     as above (they are the standby''s own: the primary''s drain does not reach them) and RV(replica) says so; V(open)
     changes nothing. A cluster: drain the primary, then each standby; V(open) on the primary opens them all.'
 

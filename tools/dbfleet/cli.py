@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import yaml
 
@@ -21,14 +20,7 @@ def _module(server):
     return ENGINES[server["engine"]]
 
 
-def _parallel(fn, items):
-    """Run fn over items on threads; re-raise the first failure after all finished."""
-    with ThreadPoolExecutor(max_workers=max(1, len(items))) as pool:
-        futures = [pool.submit(fn, item) for item in items]
-    errors = [f.exception() for f in futures if f.exception()]
-    if errors:
-        raise errors[0]
-    return [f.result() for f in futures]
+_parallel = state.parallel
 
 
 def _hostvars(s):

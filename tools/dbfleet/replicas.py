@@ -254,7 +254,7 @@ def _replica_caught_up(primary, replica, timeout):
 def start(fleet, *primary_names):
     """A replica of each of `primary_names` (one per primary: an existing one that runs is kept),
     replicating, recorded in fleet.json; the replicas' entries."""
-    started = []
+    started, new = [], []
     for name in primary_names:
         primary = fleet.server(name)
         if primary.get("primary"):
@@ -268,13 +268,21 @@ def start(fleet, *primary_names):
         shutil.rmtree(replica["base"], ignore_errors=True)
         os.makedirs(replica["base"], mode=0o755)
         replicas(fleet).append(replica)
-        state.save(fleet)  # before it runs: `down` stops it whatever happens next
+        new.append((primary, replica))
+        started.append(replica)
+    state.save(fleet)  # before they run: `down` stops them whatever happens next
+
+    def bring_up(pair):
+        primary, replica = pair
         if primary["engine"] == "postgresql":
             _start_standby(fleet, primary, replica)
         else:
             _start_mariadb_replica(fleet, primary, replica)
-        state.save(fleet)
-        started.append(replica)
+
+    try:
+        state.parallel(bring_up, new)  # one at a time would wait on each other's copy and start
+    finally:
+        state.save(fleet)  # the primaries' replication options, the replicas' own
     return started
 
 
@@ -299,22 +307,26 @@ def stop(fleet, *names):
     """Stop the replicas named (by their name or their primary's; all without names), remove
     their directories, and put each primary left without a replica back as the fleet has it."""
     chosen = [r for r in replicas(fleet) if not names or r["name"] in names or r["primary"] in names]
+    state.parallel(lambda replica: _module(replica).stop(replica), chosen)
     for replica in chosen:
-        _module(replica).stop(replica)
         shutil.rmtree(replica["base"], ignore_errors=True)
         _forget(fleet, replica["name"])
+    state.save(fleet)
+    alone = sorted(set(r["primary"] for r in chosen if not of(fleet, r["primary"])))
+    try:
+        state.parallel(lambda name: _as_in_the_fleet(fleet, fleet.server(name)), alone)
+    finally:
         state.save(fleet)
-    for primary_name in sorted(set(r["primary"] for r in chosen)):
-        if of(fleet, primary_name):
-            continue
-        primary = fleet.server(primary_name)
-        if primary["engine"] == "postgresql":
-            _allow_replication(primary, False)
-        elif primary.get("replication_args"):
-            _admin_query(primary, "RESET MASTER")  # its binary log goes with it
-            _restart(fleet, primary, [])
-            state.save(fleet)
     return [r["name"] for r in chosen]
+
+
+def _as_in_the_fleet(fleet, primary):
+    """A primary without replicas, as the fleet runs it: no replication line, no binary log."""
+    if primary["engine"] == "postgresql":
+        _allow_replication(primary, False)
+    elif primary.get("replication_args"):
+        _admin_query(primary, "RESET MASTER")  # its binary log goes with it
+        _restart(fleet, primary, [])
 
 
 def keep(previous, data):

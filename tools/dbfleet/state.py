@@ -19,6 +19,7 @@ import pwd
 import secrets
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 DEFAULT_STATE_DIR = "/tmp/dbhygiene-fleet"
 
@@ -148,6 +149,16 @@ def run_as(user, argv, **kwargs):
     return proc.stdout
 
 
+def parallel(fn, items):
+    """Run fn over items on threads; re-raise the first failure after all finished."""
+    with ThreadPoolExecutor(max_workers=max(1, len(items))) as pool:
+        futures = [pool.submit(fn, item) for item in items]
+    errors = [f.exception() for f in futures if f.exception()]
+    if errors:
+        raise errors[0]
+    return [f.result() for f in futures]
+
+
 def pid_alive(pid):
     try:
         os.kill(pid, 0)
@@ -155,7 +166,12 @@ def pid_alive(pid):
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        # A server this process started (a MariaDB restarted by dbfleet.replicas) is our child:
+        # once it exited it stays a zombie, which kill(0) finds, until it is reaped here.
+        return os.waitpid(pid, os.WNOHANG)[0] == 0
+    except ChildProcessError:
+        return True
 
 
 def read_pid(path):
