@@ -133,6 +133,17 @@ def admin_connect(server, **kwargs):
     )
 
 
+def admin_query(server, statement, params=None):
+    """The rows of one statement run through the admin login."""
+    conn = admin_connect(server, autocommit=True)
+    try:
+        cur = conn.cursor()
+        cur.execute(statement, params)
+        return cur.fetchall()
+    finally:
+        conn.close()
+
+
 def set_statement_events(server, enabled):
     """Switch performance_schema's events_statements_current consumer on or off (the servers
     start with it off, as MariaDB ships it; the driver's guard reads statement events where it

@@ -165,16 +165,6 @@ def _standby_caught_up(primary, standby, timeout):
 
 
 # ---------------------------------------------------------------- MariaDB
-def _admin_query(server, statement, params=None):
-    conn = mariadb.admin_connect(server, autocommit=True)
-    try:
-        cur = conn.cursor()
-        cur.execute(statement, params)
-        return cur.fetchall()
-    finally:
-        conn.close()
-
-
 def _restart(fleet, server, replication_args):
     mariadb.stop(server)
     server["replication_args"] = replication_args
@@ -196,7 +186,7 @@ def _replica_status(replica):
 
 def _start_mariadb_replica(fleet, primary, replica, timeout=30):
     if primary.get("replication_args"):  # logging already: its position now is the copy's
-        (position,) = _admin_query(primary, "SELECT @@gtid_binlog_pos")[0]
+        (position,) = mariadb.admin_query(primary, "SELECT @@gtid_binlog_pos")[0]
     else:
         position = ""
     binlog = ["--log-bin=mariadb-bin", "--server-id=%d" % PRIMARY_SERVER_ID]
@@ -240,8 +230,8 @@ def _start_mariadb_replica(fleet, primary, replica, timeout=30):
 
 
 def _replica_caught_up(primary, replica, timeout):
-    (position,) = _admin_query(primary, "SELECT @@gtid_binlog_pos")[0]
-    (waited,) = _admin_query(replica, "SELECT MASTER_GTID_WAIT(%s, %s)", (position, timeout))[0]
+    (position,) = mariadb.admin_query(primary, "SELECT @@gtid_binlog_pos")[0]
+    (waited,) = mariadb.admin_query(replica, "SELECT MASTER_GTID_WAIT(%s, %s)", (position, timeout))[0]
     if waited != 0:
         status = _replica_status(replica)
         raise RuntimeError(
@@ -325,7 +315,7 @@ def _as_in_the_fleet(fleet, primary):
     if primary["engine"] == "postgresql":
         _allow_replication(primary, False)
     elif primary.get("replication_args"):
-        _admin_query(primary, "RESET MASTER")  # its binary log goes with it
+        mariadb.admin_query(primary, "RESET MASTER")  # its binary log goes with it
         _restart(fleet, primary, [])
 
 

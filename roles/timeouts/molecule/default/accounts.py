@@ -32,14 +32,7 @@ def _pg(server, statement, params=None):
         conn.close()
 
 
-def _my(server, statement, params=None):
-    conn = mariadb.admin_connect(server, autocommit=True)
-    try:
-        cur = conn.cursor()
-        cur.execute(statement, params)
-        return cur.fetchall()
-    finally:
-        conn.close()
+_my = mariadb.admin_query
 
 
 def create(fleet, tag):

@@ -178,6 +178,19 @@ def test_the_report_says_what_was_closed_ended_and_is_still_closed():
     assert "**pg3** (unreachable" in markdown
 
 
+def test_the_report_marks_a_drain_on_a_replica():
+    on_replica = dict(DRAINED, changes=[], role="standby", replica=True, not_drained_on_primary=["billing"])
+    report = _report({"pg1": DRAINED, "pg1-standby": on_replica})
+    entry = report["hosts"]["pg1-standby"]
+    assert entry["replica"] is True and entry["role"] == "standby" and entry["not_drained_on_primary"] == ["billing"]
+    assert report["hosts"]["pg1"]["replica"] is False
+    markdown = _change_window.render_markdown(report)
+    assert (
+        "| pg1-standby | postgresql | ok | drained (on a standby: rights from the primary) | billing | 0 |" in markdown
+    )
+    assert "| pg1 | postgresql | ok | drained | billing | 2 |" in markdown
+
+
 def test_the_report_of_an_open_and_of_a_dry_run():
     opened = dict(DRAINED, state="open", changes=[_change("granted")], terminated=[], cancelled=[], closed=[])
     report = _report({"pg1": opened}, check_mode=True)

@@ -523,6 +523,19 @@ def test_audit_summary_shows_the_lock_chains_and_the_longest_wait():
     assert summary["lock_cycles"] == [[20, 21]]
 
 
+def test_the_audit_report_shows_each_hosts_role():
+    results = {}
+    for host, role in (("db1", "primary"), ("db1-standby", "standby"), ("old", None)):
+        summary, _breaches = _fleet.audit_summary([_session(1)], {"role": role} if role else {}, None, {})
+        results[host] = {"dbhygiene": dict(summary, engine="postgresql")}
+    report = _fleet.build_report("audit", sorted(results), sorted(results), results, False, {})
+    assert [report["hosts"][h]["role"] for h in ("db1", "db1-standby", "old")] == ["primary", "standby", None]
+    markdown = _fleet.render_markdown(report)
+    assert "| host | engine | role | status | sessions |" in markdown
+    assert "| db1-standby | postgresql | standby | ok | 1 |" in markdown
+    assert "| old | postgresql |  | ok | 1 |" in markdown  # a host whose driver did not say
+
+
 def test_audit_summary_without_locks_or_waits_has_empty_lock_figures():
     for locks in (None, _locks()):
         summary, breaches = _fleet.audit_summary(
