@@ -37,6 +37,7 @@ OCTETS = {"postgresql": 3, "mysql": 4}
 GROUPS = {"postgresql": "postgresql_replicas", "mysql": "mysql_replicas"}
 HBA_LINE = "local replication all trust\n"
 PRIMARY_SERVER_ID = 1
+BINLOG = "mariadb-bin"  # the primary's binary log, in its data dir
 REPLICA_SERVER_ID = 2
 # The paths of a server entry, all under its base directory.
 _PATHS = ("base", "datadir", "socket_dir", "socket", "log", "pidfile")
@@ -165,8 +166,13 @@ def _standby_caught_up(primary, standby, timeout):
 
 
 # ---------------------------------------------------------------- MariaDB
-def _restart(fleet, server, replication_args):
+def _restart(fleet, server, replication_args, forget=None):
+    """Restart a MariaDB with other replication options; `forget`: delete its data dir's files
+    whose names start so (the binary log of a primary without replicas) while it is stopped."""
     mariadb.stop(server)
+    for name in os.listdir(server["datadir"]) if forget else ():
+        if name.startswith(forget):
+            os.unlink(os.path.join(server["datadir"], name))
     server["replication_args"] = replication_args
     if not replication_args:
         del server["replication_args"]
@@ -189,7 +195,7 @@ def _start_mariadb_replica(fleet, primary, replica, timeout=30):
         (position,) = mariadb.admin_query(primary, "SELECT @@gtid_binlog_pos")[0]
     else:
         position = ""
-    binlog = ["--log-bin=mariadb-bin", "--server-id=%d" % PRIMARY_SERVER_ID]
+    binlog = ["--log-bin=" + BINLOG, "--server-id=%d" % PRIMARY_SERVER_ID]
     mariadb.stop(primary)
     try:
         mariadb.prepare(fleet.state_dir, replica, _tls(fleet, replica), source=primary["datadir"])
@@ -315,8 +321,7 @@ def _as_in_the_fleet(fleet, primary):
     if primary["engine"] == "postgresql":
         _allow_replication(primary, False)
     elif primary.get("replication_args"):
-        mariadb.admin_query(primary, "RESET MASTER")  # its binary log goes with it
-        _restart(fleet, primary, [])
+        _restart(fleet, primary, [], forget=BINLOG + ".")
 
 
 def keep(previous, data):
