@@ -71,13 +71,23 @@ class _InProcessModule(object):
         self.check_mode = check_mode
         self._diff = diff
         self.journal = journal  # the enforce role's write-ahead trail hook (_runner.Journal), or None
+        self.warnings = []
+
+    def warn(self, warning):
+        """As AnsibleModule.warn: the result's `warnings`, which Ansible shows."""
+        self.warnings.append(warning)
+
+    def _result(self, result):
+        if self.warnings:
+            result["warnings"] = list(result.get("warnings") or []) + self.warnings
+        return _Exit(result)
 
     def exit_json(self, **result):
-        raise _Exit(result)
+        raise self._result(result)
 
     def fail_json(self, msg, **result):
         result.update(failed=True, msg=msg)
-        raise _Exit(result)
+        raise self._result(result)
 
 
 def missing_driver(engine):

@@ -25,6 +25,7 @@ import _mysql_fixtures as myfx  # noqa: I001 (after register_assert_rewrite)
 import _postgresql_fixtures as pgfx
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql_flavours import IDLE_PROOF_SECONDS
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _inprocess
 
 ENGINES = ("postgresql", "mysql")
 ADMIN = "fleet_admin"
@@ -109,54 +110,44 @@ def test_each_login_sees_the_servers_role(fleet, cluster, engine):
         replicas.caught_up(fleet, fleet.server(replica))
 
 
-def test_the_audit_report_shows_each_hosts_role(fleet, cluster, tmp_path):
+def test_audit_shows_each_hosts_role_and_enforce_works_on_a_standby_and_a_replica(fleet, cluster, tmp_path):
+    """One ansible-playbook run of both playbooks (audit, then enforce) over the primaries and replicas."""
     hosts = [name for pair in cluster.values() for name in pair]
-    group_vars = {
-        "dbhygiene_policy": {
-            "name": "replicas",
-            "rules": [{"name": "none", "applications": ["no-such-application-%s" % uuid.uuid4().hex]}],
-            "limits": {"max_fraction": "unlimited"},
-        },
-        "dbhygiene_report_dir": str(tmp_path / "reports"),
-    }
-    run = run_playbook(AUDIT, inventory=inventory(fleet, tmp_path, hosts, group_vars))
-    assert run.rc == 0, run.output
-    report = read_json(str(tmp_path / "reports" / "audit-latest.json"))
-    roles = dict((host, entry["role"]) for host, entry in report["hosts"].items())
-    assert roles == dict(
-        [(primary, "primary") for primary, _r in cluster.values()]
-        + [(replica, ROLE[engine]) for engine, (_p, replica) in cluster.items()]
-    )
-    markdown = (tmp_path / "reports" / "audit-latest.md").read_text()
-    assert "| host | engine | role | status |" in markdown
-    for host, role in roles.items():
-        assert f"| {host} | {report['hosts'][host]['engine']} | {role} | ok |" in markdown, markdown
-
-
-# ---------------------------------------------------------------- enforce
-def test_enforce_ends_sessions_on_a_standby_and_a_replica(fleet, cluster, tmp_path):
     tag = "rep-%s" % uuid.uuid4().hex[:8]
     targets = [replica for _primary, replica in cluster.values()]
     held = [holder.open_session(fleet, name, "idle", application=tag + "-ghost") for name in targets]
     kept = [holder.open_session(fleet, name, "idle", application=tag + "-kept") for name in targets]
     time.sleep(IDLE_PROOF_SECONDS + 0.05)
+    group_vars = {
+        "dbhygiene_policy": {
+            "name": "replica-ghosts",
+            "rules": [{"name": "ghost", "states": ["idle"], "applications": [tag + "-ghost"]}],
+            "limits": {"max_fraction": "unlimited"},
+        },
+        "dbhygiene_report_dir": str(tmp_path / "reports"),
+        "dbhygiene_audit_log": str(tmp_path / "audit.jsonl"),
+    }
+    playbook = tmp_path / "audit-then-enforce.yml"
+    playbook.write_text(yaml.safe_dump([{"import_playbook": AUDIT}, {"import_playbook": ENFORCE}]))
     try:
-        group_vars = {
-            "dbhygiene_policy": {
-                "name": "replica-ghosts",
-                "rules": [{"name": "ghost", "states": ["idle"], "applications": [tag + "-ghost"]}],
-                "limits": {"max_fraction": "unlimited"},
-            },
-            "dbhygiene_report_dir": str(tmp_path / "reports"),
-            "dbhygiene_audit_log": str(tmp_path / "audit.jsonl"),
-        }
-        run = run_playbook(ENFORCE, inventory=inventory(fleet, tmp_path, targets, group_vars))
+        run = run_playbook(str(playbook), inventory=inventory(fleet, tmp_path, hosts, group_vars))
         assert run.rc == 0, run.output
+        audit = read_json(str(tmp_path / "reports" / "audit-latest.json"))
+        roles = dict((host, entry["role"]) for host, entry in audit["hosts"].items())
+        assert roles == dict(
+            [(primary, "primary") for primary, _r in cluster.values()]
+            + [(replica, ROLE[engine]) for engine, (_p, replica) in cluster.items()]
+        )
+        markdown = (tmp_path / "reports" / "audit-latest.md").read_text()
+        assert "| host | engine | role | status |" in markdown
+        for host, role in roles.items():
+            assert f"| {host} | {audit['hosts'][host]['engine']} | {role} | ok |" in markdown, markdown
+        # enforce on the standby and the replica: the ghost held on each, and only it
         assert wait_until(lambda: not any(s.alive() for s in held), timeout=10)
         assert all(s.alive() for s in kept)
-        report = read_json(str(tmp_path / "reports" / "enforce-latest.json"))
+        enforce = read_json(str(tmp_path / "reports" / "enforce-latest.json"))
         for session in held:
-            entry = report["hosts"][session.server["name"]]
+            entry = enforce["hosts"][session.server["name"]]
             assert [item["id"] for item in entry["terminated"]] == [session.id], entry
     finally:
         for session in held + kept:
@@ -173,6 +164,24 @@ def binlog_statements(fleet, server, needle):
             cur.execute("SHOW BINLOG EVENTS IN %s", (name,))
             found += [row[5] for row in cur.fetchall() if needle in row[5]]
     return found
+
+
+def forget_record(fleet, server, db):
+    """Take `db` out of the drain record on `server` (a test that failed half-way; replicated)."""
+    if fleet.server(server)["engine"] == "postgresql":
+        conn = pgfx.admin_connection(fleet, server)  # the record is in the drains' login_db, postgres
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT to_regclass('dbhygiene.drain') IS NOT NULL")
+            if cur.fetchone()[0]:
+                cur.execute("DELETE FROM dbhygiene.drain WHERE database = %s", (db,))
+        finally:
+            conn.close()
+        return
+    with myfx.admin(fleet, server) as cur:
+        if cur.execute("SHOW DATABASES LIKE 'dbhygiene'"):
+            for table in ("drain_accounts", "drain_public", "drain_databases"):
+                cur.execute(f"DELETE FROM dbhygiene.{table} WHERE db = %s", (db,))
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -211,14 +220,15 @@ def test_drain_the_primary_then_its_replica_open_the_primary(fleet, cluster, eng
         assert ended["replica"] is True and ended["role"] == ROLE[engine]
         assert ended["changes"] == [] and ended["changed"] is True
         assert sorted(e["id"] for e in ended["terminated"]) == sorted(s.id for s in held)
-        assert ended["closed"] == [db] and ended["not_drained_on_primary"] == []
-        assert [entry["database"] for entry in ended["record"]] == [db]  # the primary's, replicated
+        # what the primary's record (replicated here) has closed: this window among any other test's
+        assert db in ended["closed"] and ended["not_drained_on_primary"] == []
+        assert db in [entry["database"] for entry in ended["record"]]
         assert wait_until(lambda: not any(session.alive() for session in held), timeout=10)
         assert on_replica.catalog() == window.catalog()  # the replica's drain changed nothing there
 
         opened, _run = run_module(DRAIN[engine], dict(module_conn(fleet, primary), databases=[db], state="open"))
         assert not opened.get("failed"), opened
-        assert opened["replica"] is False and opened["changes"] and opened["closed"] == []
+        assert opened["replica"] is False and opened["changes"] and db not in opened["closed"]
         replicas.caught_up(fleet, replica_server)
         # Exactly as before on both: the primary's open reached the replica.
         assert window.catalog() == before and on_replica.catalog() == before
@@ -230,6 +240,7 @@ def test_drain_the_primary_then_its_replica_open_the_primary(fleet, cluster, eng
         for session in held:
             session.close()
         window.drop()
+        forget_record(fleet, primary, db)
         replicas.caught_up(fleet, replica_server)
 
 
@@ -242,11 +253,12 @@ def test_a_drain_on_a_replica_first_warns_that_the_primary_is_open(fleet, cluste
     try:
         replicas.caught_up(fleet, replica_server)
         session = hold(fleet, replica, f"rep-{tag}-db", user, db)
-        ended, run = run_module(DRAIN["mysql"], dict(module_conn(fleet, replica), databases=[db], grace=1))
+        # As the drain role runs it by default (run_on: controller): in this process.
+        ended = _inprocess.run("mysql", "drain", dict(module_conn(fleet, replica), databases=[db], grace=1))
         assert not ended.get("failed"), ended
-        assert ended["not_drained_on_primary"] == [db] and ended["closed"] == []
+        assert ended["not_drained_on_primary"] == [db] and db not in ended["closed"]
         assert [e["id"] for e in ended["terminated"]] == [session.id]
-        assert f"{db} not drained on the primary" in run.output
+        assert [w for w in ended["warnings"] if f"{db} not drained on the primary" in w], ended["warnings"]
         assert Window(fleet, replica, [db], [user], {}).can_connect(user, db)  # nothing closed it here
     finally:
         window.drop()
