@@ -613,6 +613,9 @@ def apply_policy(
         queries=driver.query_templates(),
         check_mode=bool(check_mode),
     )
+    if plan.budgets:
+        # The groups over their budget (size, kept, ended: what the plan ended or would end).
+        result["groups"] = [dict(group) for group in plan.groups]
     if out.unknown:
         result["unknown"] = out.unknown
     if settle_keys:
