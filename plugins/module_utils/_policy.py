@@ -65,7 +65,8 @@ Input conventions
   of each group, ranked by ``keep_by`` (``KEEP_BY``). The group conditions
   ``each_running_longer_than`` / ``any_running_longer_than`` (pt-kill's
   ``--each-busy-time`` / ``--any-busy-time``) take a group only when each / any of
-  its members runs a statement for longer than the duration; without ``keep`` they
+  its members runs a statement for longer than the duration, ``group_size_at_least``
+  (``--query-count``) only when it has that many members; without ``keep`` they
   spare none. ``per`` and ``keep_by`` need ``keep`` or a group condition (``keep_by``:
   ``keep``). The grouping itself is the planner's (``_planner.py``); the rule's
   ``matches`` is the per-session part.
@@ -131,7 +132,9 @@ GROUP_CONDITIONS = (
     ("each_running_longer_than", all),
     ("any_running_longer_than", any),
 )
-BUDGET_KEYS = ("per", "keep", "keep_by") + tuple(key for key, _how in GROUP_CONDITIONS)
+# A group condition on the group's size (pt-kill's --query-count).
+GROUP_SIZE_CONDITION = "group_size_at_least"
+BUDGET_KEYS = ("per", "keep", "keep_by") + tuple(key for key, _how in GROUP_CONDITIONS) + (GROUP_SIZE_CONDITION,)
 
 POLICY_KEYS = ("name", "action", "grace", "rules", "protect", "limits")
 RULE_KEYS = ("name", "action") + CONDITION_KEYS + BUDGET_KEYS + (EXCEPT_KEY,)
@@ -651,11 +654,12 @@ class Budget:
 
     `conditions`: {group condition key: seconds}; `keep` 0 spares none."""
 
-    def __init__(self, per=(), keep=0, keep_by=DEFAULT_KEEP_BY, conditions=None, field=None):
+    def __init__(self, per=(), keep=0, keep_by=DEFAULT_KEEP_BY, conditions=None, field=None, size_at_least=None):
         self.per = tuple(per)
         self.keep = keep
         self.keep_by = keep_by
         self.conditions = dict(conditions or {})
+        self.size_at_least = size_at_least  # None, or the group_size_at_least a group must reach
         self.field = field  # policy.rules[N]
         fields = dict(GROUP_KEYS)
         self._fields = tuple((key, fields[key]) for key in self.per)
@@ -669,11 +673,16 @@ class Budget:
         for key, _how in GROUP_CONDITIONS:
             if _present(raw, key):
                 conditions[key] = parse_duration(raw[key], f"{field}.{key}")
+        size_at_least = None
+        if _present(raw, GROUP_SIZE_CONDITION):
+            size_at_least = _parse_count(
+                raw[GROUP_SIZE_CONDITION], f"{field}.{GROUP_SIZE_CONDITION}", 1, MAX_KEEP, "sessions"
+            )
         has_keep = _present(raw, "keep")
         keep = _parse_count(raw["keep"], field + ".keep", 0, MAX_KEEP, "sessions to keep") if has_keep else 0
         for key in ("per", "keep_by"):
-            if _present(raw, key) and not (has_keep or (key == "per" and conditions)):
-                needs = "keep" if key == "keep_by" else "keep (or a group condition: each_ / any_running_longer_than)"
+            if _present(raw, key) and not (has_keep or (key == "per" and (conditions or size_at_least))):
+                needs = "keep" if key == "keep_by" else f"keep (or a group condition: {', '.join(BUDGET_KEYS[3:])})"
                 raise PolicyError(
                     f"{field}.{key}",
                     raw[key],
@@ -689,7 +698,7 @@ class Budget:
                     keep_by,
                     "invalid keep_by {} (allowed: {})".format(_show(keep_by), ", ".join(KEEP_BY)),
                 )
-        return cls(per, keep, keep_by, conditions, field)
+        return cls(per, keep, keep_by, conditions, field, size_at_least)
 
     def group_of(self, session):
         """The session's group: a tuple of its values of the `per` fields."""
@@ -701,7 +710,10 @@ class Budget:
 
     def takes(self, members):
         """Whether a group's group conditions hold (each / any member runs a statement
-        longer than the duration; a session not running one never counts as running)."""
+        longer than the duration; a session not running one never counts as running) and the
+        group has at least group_size_at_least members."""
+        if self.size_at_least is not None and len(members) < self.size_at_least:
+            return False
         for key, how in GROUP_CONDITIONS:
             if key in self.conditions:
                 limit = self.conditions[key]
@@ -714,6 +726,8 @@ class Budget:
         if self.per:
             result["per"] = list(self.per)
         result.update(self.conditions)
+        if self.size_at_least is not None:
+            result[GROUP_SIZE_CONDITION] = self.size_at_least
         return result
 
 

@@ -261,6 +261,18 @@ def test_a_group_condition_without_keep_ends_the_whole_group():
     assert victim_ids(plan(sessions, policy)) == [1, 2]
 
 
+def test_group_size_at_least_takes_only_groups_that_large():
+    # pt-kill's --query-count: a class of at least N; --victims all is no keep, all-but-oldest keep 1.
+    sessions = [session(i, since=i, application="a" if i <= 3 else "b") for i in range(1, 6)]
+    every = parse_policy({"rules": [{"states": ["idle"], "per": "application", "group_size_at_least": 3}]})
+    assert victim_ids(plan(sessions, every)) == [1, 2, 3]
+    but_one = parse_policy({"rules": [{"states": ["idle"], "per": "application", "group_size_at_least": 2, "keep": 1}]})
+    assert victim_ids(plan(sessions, but_one)) == [1, 2, 4]
+    with pytest.raises(PolicyError) as caught:
+        parse_policy({"rules": [{"states": ["idle"], "group_size_at_least": 0}]})
+    assert caught.value.field == "policy.rules[0].group_size_at_least"
+
+
 def test_bounded_matching_plans_the_same_budget():
     sessions = [session(i, since=i, application="a" if i % 2 else "b") for i in range(1, 9)]
     plain = plan(sessions, budget_policy(per="application", keep=1))
