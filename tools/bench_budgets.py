@@ -15,15 +15,14 @@ plans in a forked child (``_planner`` "Bounded matching").
 import argparse
 import datetime
 import os
-import statistics
 import sys
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, ".build", "collections"))
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _planner  # noqa: E402
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import parse_policy  # noqa: E402
+from bench_matching import timed  # noqa: E402
 
 START = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
 
@@ -53,15 +52,6 @@ def sessions(count, groups):
     return records
 
 
-def timed(function, repeat):
-    figures = []
-    for _run in range(repeat):
-        start = time.perf_counter()
-        result = function()
-        figures.append(time.perf_counter() - start)
-    return statistics.median(figures) * 1000, max(figures) * 1000, result
-
-
 def policy(budget, regex=False):
     rule = {"name": "pool", "states": ["idle"], "applications": ["pool-*"]}
     rule.update(budget)
@@ -87,7 +77,8 @@ def main():
         ("budget, keep_by oldest", policy(dict(budget, keep_by="oldest"))),
         ("budget + query_matches (forked child)", policy(budget, regex=True)),
     ):
-        median, worst, result = timed(lambda p=chosen: _planner.plan(records, p), args.repeat)
+        median, worst = timed(lambda p=chosen: _planner.plan(records, p), args.repeat)
+        result = _planner.plan(records, chosen)
         groups = len(result.groups)
         print(
             f"  {label:40s} {median:8.1f} ms  (max {worst:.1f} ms)  victims {len(result.victims)}, "
@@ -98,7 +89,8 @@ def main():
     for factor in (1, 2, 4, 8):
         count, groups = args.sessions * factor, args.groups * factor
         records = sessions(count, groups)
-        median, worst, result = timed(lambda r=records: _planner.plan(r, chosen), max(3, args.repeat // 3))
+        median, worst = timed(lambda r=records: _planner.plan(r, chosen), max(3, args.repeat // 3))
+        result = _planner.plan(records, chosen)
         print(
             f"  {count:6d} sessions, {groups:5d} groups: {median:8.1f} ms  (max {worst:.1f} ms)  "
             f"{1000 * median / count:6.2f} us per session, victims {len(result.victims)}"
