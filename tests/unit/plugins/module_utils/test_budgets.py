@@ -298,7 +298,7 @@ def _run(sessions, policy, check_mode, end_hook=None):
 def test_check_mode_lists_exactly_what_the_real_run_ends_with_the_group_fields():
     sessions = [session(i, since=i, user="u" + str(i % 2)) for i in range(2, 9)]
     policy = budget_policy(per="user", keep=2)
-    dry, _ = _run(sessions, policy, True)
+    dry = _run(sessions, policy, True)[0]
     real, driver = _run(sessions, policy, False)
     assert dry["terminated"] == real["terminated"]
     assert sorted(entry["id"] for entry in real["terminated"]) == [2, 3, 4]
@@ -309,7 +309,7 @@ def test_check_mode_lists_exactly_what_the_real_run_ends_with_the_group_fields()
     }
     assert all(entry["group_size"] in (3, 4) and entry["kept"] == 2 for entry in real["terminated"])
     assert sorted(session["id"] for session in driver.list_sessions()) == [5, 6, 7, 8]
-    again, _ = _run(driver.list_sessions(), policy, False)
+    again = _run(driver.list_sessions(), policy, False)[0]
     assert again["terminated"] == [] and again["changed"] is False
 
 

@@ -53,7 +53,7 @@ def test_the_audit_report_lists_each_host_s_groups_over_budget_in_json_and_markd
 
 def test_a_report_without_budgets_has_no_groups_table():
     plan_dict = plan(SESSIONS, parse_policy({"rules": [{"states": ["idle"]}]})).to_dict()
-    summary, _ = _fleet.audit_summary(SESSIONS, {}, plan_dict, {})
+    summary = _fleet.audit_summary(SESSIONS, {}, plan_dict, {})[0]
     assert "groups_over_budget" not in summary
     report = _fleet.build_report("audit", ["db1"], ["db1"], {"db1": {"dbhygiene": summary}}, False, {})
     assert "Groups over budget" not in _fleet.render_markdown(report)
