@@ -496,20 +496,21 @@ _KEEP_RANKS = {
 }
 
 
-def _ranked(members, keep_by):
-    """A group's members, the first to keep first. A member whose instant is unknown is kept
-    before the others (a field we cannot read never makes a victim); ties by id."""
+def _ranked(positions, sessions, keep_by):
+    """A group's members (positions in `sessions`), the first to keep first. A member whose
+    instant is unknown is kept before the others (a field we cannot read never makes a
+    victim); ties by id."""
     measure, highest_first = _KEEP_RANKS[keep_by]
     measured = []
     unknown = []
-    for session in members:
+    for position in positions:
+        session = sessions[position]
         value = measure(session)
         if value is None:
-            unknown.append(session)
+            unknown.append((_order(session), position))
         else:
-            measured.append((-value if highest_first else value, _order(session), session))
-    measured.sort(key=lambda item: item[:2])
-    return sorted(unknown, key=_order) + [session for _value, _position, session in measured]
+            measured.append((-value if highest_first else value, _order(session), position))
+    return [item[-1] for item in sorted(unknown)] + [item[-1] for item in sorted(measured)]
 
 
 def _apply_budgets(policy, considered, decisions):
@@ -530,19 +531,17 @@ def _apply_budgets(policy, considered, decisions):
             if reason is None and index in found:
                 groups.setdefault(budget.group_of(considered[position]), []).append(position)
         for group, positions in groups.items():
-            members = [considered[position] for position in positions]
-            if not budget.takes(members):
+            if not budget.takes([considered[position] for position in positions]):
                 continue
-            position_of = dict((id(considered[position]), position) for position in positions)
-            size = len(members)
+            size = len(positions)
             kept = min(budget.keep, size)
             label = budget.label(group)
-            for rank, session in enumerate(_ranked(members, budget.keep_by), 1):
+            for rank, position in enumerate(_ranked(positions, considered, budget.keep_by), 1):
                 fields = {"group": label, "group_size": size, "kept": kept, "rank": rank}
                 if rank > kept:
-                    budget_victims[(position_of[id(session)], index)] = fields
+                    budget_victims[(position, index)] = fields
                 else:
-                    spared.setdefault(position_of[id(session)], dict(fields, rule=rule.name))
+                    spared.setdefault(position, dict(fields, rule=rule.name))
             if size > kept:
                 over.append({"rule": rule.name, "group": label, "size": size, "kept": kept, "ended": size - kept})
     return budget_victims, over, spared
