@@ -55,7 +55,7 @@ options:
         type: raw
         default: 10s
       rules:
-        description: The rules. At least one; each needs at least one condition.
+        description: The rules. At least one; each needs at least one condition (or a budget, O(policy.rules[].keep)).
         type: list
         elements: dict
         required: true
@@ -143,6 +143,60 @@ options:
               - The session is a root blocker (see O(policy.rules[].blocking_longer_than)) with at least this many
                 sessions waiting behind it, counted transitively (a chain A <- B <- C counts 2 for A).
               - A whole number from 1 to 1000000.
+            type: int
+          keep:
+            description:
+              - A budget. The sessions this rule matches (after O(policy.protect) and O(policy.rules[].except); a
+                protected session neither counts nor is ended) are grouped by O(policy.rules[].per), and this many of
+                each group are spared; the rest of the group are victims, ranked by O(policy.rules[].keep_by). A group
+                of this size or smaller ends nothing. Without O(policy.rules[].per) the rule's matches on the host are
+                one group.
+              - A whole number from 0 to 1000000. A rule with a budget needs no other condition.
+              - Each victim's entry says its C(group) (the O(policy.rules[].per) keys and the session's values),
+                C(group_size), C(kept) (how many of the group are spared) and C(rank) (1 = the first to keep); the
+                result's RV(groups) lists the groups over budget. Check mode lists exactly what a real run ends. The
+                guarded kill applies to each victim as to any other; a victim that moved on between the plan and its
+                signal is reported C(state_changed) and the group is not re-ranked in that run (it keeps one more than
+                its budget until the next run).
+              - A session spared by a budget may still be a victim of another rule (a later rule without a budget, for
+                one); the first rule, in policy order, that makes it a victim names it.
+            type: int
+          per:
+            description:
+              - What groups the sessions for O(policy.rules[].keep), one or a list of V(user), V(database),
+                V(application), V(client_address) (each at most once). Needs O(policy.rules[].keep) or a group
+                condition.
+            type: list
+            elements: str
+            choices: [user, database, application, client_address]
+          keep_by:
+            description:
+              - Which sessions of a group O(policy.rules[].keep) spares. V(most_recent) the latest state changes (the
+                most recently active); V(oldest) the earliest connected (pt-kill's C(--victims all-but-oldest));
+                V(newest) the latest connected.
+              - MySQL and MariaDB record no connect time, so V(oldest) and V(newest) rank by thread id, which the server
+                hands out in connection order. A session whose instant is unknown is spared before the others. Ties go
+                by session id.
+            type: str
+            choices: [most_recent, oldest, newest]
+            default: most_recent
+          each_running_longer_than:
+            description:
+              - A group condition (pt-kill's C(--each-busy-time)). A group of this rule is taken only when each of its
+                sessions is V(active) and has run its current statement longer than this. Without
+                O(policy.rules[].keep) every session of such a group is a victim.
+            type: raw
+          any_running_longer_than:
+            description:
+              - A group condition (pt-kill's C(--any-busy-time)). A group of this rule is taken only when at least one
+                of its sessions is V(active) and has run its current statement longer than this. Without
+                O(policy.rules[].keep) every session of such a group is a victim.
+            type: raw
+          group_size_at_least:
+            description:
+              - A group condition (pt-kill's C(--query-count)). A group of this rule is taken only when it has at least
+                this many sessions (protected ones not counted). Without O(policy.rules[].keep) every session of such a
+                group is a victim. A whole number from 1 to 1000000.
             type: int
           except:
             description:

@@ -51,6 +51,11 @@ Set by _planner.annotate_locks on every record of one listing (the wait graph):
 A record without lock fields (a driver that cannot tell) is treated as not
 waiting: blocked_by [], lock_wait_seconds None.
 
+Optional, for an engine that records no connect time (connected_at None):
+
+    connect_order       int: grows with each later connection (MySQL / MariaDB
+                        thread ids); budgets' keep_by oldest / newest rank by it
+
 Drivers may add further engine extras; the core never relies on them.
 """
 

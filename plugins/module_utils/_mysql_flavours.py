@@ -546,6 +546,8 @@ def normalize_row(row, server_started=None, application=None, unproven=TRX_EVENT
         "client_addr": client_address(values["host"]),
         "state": state,
         "connected_at": None,  # neither flavour records the connect time of a thread
+        # ... but both hand out thread ids in connection order: budgets' keep_by oldest / newest.
+        "connect_order": thread_id,
         "state_since": state_since,
         "connected_seconds": None,
         "idle_seconds": elapsed,

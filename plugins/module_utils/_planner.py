@@ -52,6 +52,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import 
     SessionError,
 )
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import UNLIMITED, PolicyError, _show
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import parse_instant
 
 # Seconds the matching of one planning pass may take when it must be bounded. Normal
 # patterns take milliseconds for 5,000 sessions; a pattern that needs more is refused.
@@ -117,16 +118,27 @@ class Plan:
     not_ended    [{"session", "rule", "reason": "protected", "detail"}]: sessions a
                  rule matched but protect saved, ordered by session id
     seen         client sessions considered (our own excluded)
-    matched      sessions any rule matched (victims + protected)
+    kept         [{"session", "rule", "group", "group_size", "kept", "rank"}]: sessions a
+                 rule with a budget matched and spared (and no other rule ends)
+    groups       [{"rule", "group", "size", "kept", "ended"}]: the groups over their
+                 budget, in policy order, then as first met in session order
+    seen         client sessions considered (our own excluded)
+    matched      sessions any rule matched (victims + protected + kept)
     limit_error  None, or why nothing may be ended (victims stay listed)
+
+    A victim of a rule with a budget also has its group's fields: ``group`` ({per
+    key: value}), ``group_size``, ``kept`` (how many of the group the budget spares)
+    and ``rank`` (1 = the first to keep; a victim's rank is above ``kept``).
     """
 
-    def __init__(self, policy, victims, not_ended, seen, limit_error):
+    def __init__(self, policy, victims, not_ended, seen, limit_error, kept=(), groups=()):
         self.policy = policy
         self.victims = victims
         self.not_ended = not_ended
+        self.kept = list(kept)
+        self.groups = list(groups)
         self.seen = seen
-        self.matched = len(victims) + len(not_ended)
+        self.matched = len(victims) + len(not_ended) + len(self.kept)
         self.limit_error = limit_error
 
     @property
@@ -137,13 +149,18 @@ class Plan:
     def summary(self):
         """Counts: totals, per rule (every rule, in policy order) and per action."""
         by_rule = {rule.name: {"victims": 0, "protected": 0} for rule in self.policy.rules}
+        for rule in self.policy.rules:
+            if rule.budget is not None:
+                by_rule[rule.name]["kept"] = 0
+        for entry in self.kept:
+            by_rule[entry["rule"]]["kept"] += 1
         by_action = {}
         for victim in self.victims:
             by_rule[victim["rule"]]["victims"] += 1
             by_action[victim["action"]] = by_action.get(victim["action"], 0) + 1
         for entry in self.not_ended:
             by_rule[entry["rule"]]["protected"] += 1
-        return {
+        summary = {
             "policy": self.policy.name,
             "seen": self.seen,
             "matched": self.matched,
@@ -154,10 +171,18 @@ class Plan:
             "limit_error": self.limit_error,
             "limits": self.policy.limits.shown(),
         }
+        if self.budgets:
+            summary.update(kept=len(self.kept), groups_over_budget=len(self.groups))
+        return summary
+
+    @property
+    def budgets(self):
+        """Whether a rule of the policy has a budget (the plan then says what it kept)."""
+        return any(rule.budget is not None for rule in self.policy.rules)
 
     def to_dict(self):
         """JSON-serializable plan (sessions as given, so as serializable as they are)."""
-        return {
+        result = {
             "policy": self.policy.name,
             "victims": [dict(victim) for victim in self.victims],
             "not_ended": [dict(entry) for entry in self.not_ended],
@@ -166,23 +191,32 @@ class Plan:
             "limit_error": self.limit_error,
             "summary": self.summary(),
         }
+        if self.budgets:
+            result["groups"] = [dict(group) for group in self.groups]
+        return result
 
 
 def _decide(policy, sessions, progress=None):
-    """[(index of the first matching rule or None, protect's reason or None)] per session.
+    """[(indexes of the rules that match, protect's reason or None)] per session.
 
-    ``progress(position, rule_index)`` is told before each rule (-1: protect) is tried."""
+    The indexes, in policy order, are every rule with a budget that matches (its groups
+    count the session whatever the other rules decide: ``_apply_budgets``) and the first
+    matching rule without one (a later one cannot decide anything). ``progress(position,
+    rule_index)`` is told before each rule (-1: protect) is tried."""
     decisions = []
     for position, session in enumerate(sessions):
-        found = None
+        found = []
+        decided = False
         for index, rule in enumerate(policy.rules):
+            if decided and rule.budget is None:
+                continue
             if progress is not None:
                 progress(position, index)
             if rule.matches(session):
-                found = index
-                break
+                found.append(index)
+                decided = decided or rule.budget is None
         reason = None
-        if found is not None:
+        if found:
             if progress is not None:
                 progress(position, -1)
             reason = policy.protect.protects(session)
@@ -300,7 +334,7 @@ def _decide_bounded(policy, sessions, deadline):
         payload = json.loads(data.decode("utf-8"))
         if "error" in payload:
             raise RuntimeError(f"matching the policy failed: {payload['error']}")
-        return [tuple(decision) for decision in payload["decisions"]]
+        return [(list(found), reason) for found, reason in payload["decisions"]]
     except (ValueError, KeyError, TypeError) as exc:
         raise RuntimeError(f"the bounded matcher died without an answer ({type(exc).__name__})")
 
@@ -440,30 +474,119 @@ def annotate_locks(sessions):
     }
 
 
+def _instant(session, field):
+    """Seconds since the epoch of an ISO instant field of a record, or None."""
+    moment = parse_instant(session.get(field))
+    return None if moment is None else moment.timestamp()
+
+
+def _connect_order(session):
+    """When the session connected, as a number that grows with later connections: its
+    connected_at, else its `connect_order` (an engine that records no connect time hands
+    out ids in connection order: MySQL / MariaDB thread ids), else None."""
+    moment = _instant(session, "connected_at")
+    return moment if moment is not None else session.get("connect_order")
+
+
+# keep_by -> (what ranks a session, whether the highest of it is kept first).
+_KEEP_RANKS = {
+    "most_recent": (lambda session: _instant(session, "state_since"), True),
+    "oldest": (_connect_order, False),
+    "newest": (_connect_order, True),
+}
+
+
+def _ranked(positions, sessions, keep_by):
+    """A group's members (positions in `sessions`), the first to keep first. A member whose
+    instant is unknown is kept before the others (a field we cannot read never makes a
+    victim); ties by id."""
+    measure, highest_first = _KEEP_RANKS[keep_by]
+    measured = []
+    unknown = []
+    for position in positions:
+        session = sessions[position]
+        value = measure(session)
+        if value is None:
+            unknown.append((_order(session), position))
+        else:
+            measured.append((-value if highest_first else value, _order(session), position))
+    return [item[-1] for item in sorted(unknown)] + [item[-1] for item in sorted(measured)]
+
+
+def _apply_budgets(policy, considered, decisions):
+    """The budget rules' decisions: ({(session position, rule index): group fields of a
+    victim}, the groups over budget, {position: group fields} of the sessions a budget spared).
+
+    Members of a rule's groups are the sessions it matches that protect does not save;
+    one pass to group, one sort per group (linear in the sessions but for the sorts)."""
+    budget_victims = {}
+    spared = {}
+    over = []
+    for index, rule in enumerate(policy.rules):
+        budget = rule.budget
+        if budget is None:
+            continue
+        groups = {}
+        for position, (found, reason) in enumerate(decisions):
+            if reason is None and index in found:
+                groups.setdefault(budget.group_of(considered[position]), []).append(position)
+        for group, positions in groups.items():
+            if not budget.takes([considered[position] for position in positions]):
+                continue
+            size = len(positions)
+            kept = min(budget.keep, size)
+            label = budget.label(group)
+            for rank, position in enumerate(_ranked(positions, considered, budget.keep_by), 1):
+                fields = {"group": label, "group_size": size, "kept": kept, "rank": rank}
+                if rank > kept:
+                    budget_victims[(position, index)] = fields
+                else:
+                    spared.setdefault(position, dict(fields, rule=rule.name))
+            if size > kept:
+                over.append({"rule": rule.name, "group": label, "size": size, "kept": kept, "ended": size - kept})
+    return budget_victims, over, spared
+
+
 def plan(sessions, policy, own_id=None, match_deadline=MATCH_DEADLINE):
     """Plan which of ``sessions`` (normalized records) ``policy`` would end.
 
-    A session is a victim when a rule matches it and protect does not save it;
-    the first matching rule (policy order) decides the rule name and action.
-    The session whose id is ``own_id`` is never considered, whatever the policy.
-    When the policy ``needs_bounded_matching``, matching runs in a child process
-    and raises MatchTimeout after ``match_deadline`` seconds.
+    A session is a victim when a rule matches it, protect does not save it and,
+    for a rule with a budget, its group is over the budget and it ranks beyond
+    what the budget keeps; the first rule (policy order) that makes it a victim
+    decides the rule name and action. The session whose id is ``own_id`` is never
+    considered, whatever the policy. When the policy ``needs_bounded_matching``,
+    matching runs in a child process and raises MatchTimeout after
+    ``match_deadline`` seconds.
     """
     considered = [session for session in sorted(sessions, key=_order) if not _is_own(session, own_id)]
     if considered and policy.needs_bounded_matching:
         decisions = _decide_bounded(policy, considered, match_deadline)
     else:
         decisions = _decide(policy, considered)
+    budget_victims, over, spared = _apply_budgets(policy, considered, decisions)
     victims = []
     not_ended = []
-    for session, (found, reason) in zip(considered, decisions):
-        if found is None:
+    kept = []
+    for position, (session, (found, reason)) in enumerate(zip(considered, decisions)):
+        if not found:
             continue
-        rule = policy.rules[found]
         if reason is not None:
+            rule = policy.rules[found[0]]
             not_ended.append({"session": session, "rule": rule.name, "reason": REASON_PROTECTED, "detail": reason})
+            continue
+        for index in found:
+            rule = policy.rules[index]
+            if rule.budget is None:
+                victims.append({"session": session, "rule": rule.name, "action": rule.action})
+                break
+            if (position, index) in budget_victims:
+                victim = {"session": session, "rule": rule.name, "action": rule.action}
+                victim.update(budget_victims[(position, index)])
+                victims.append(victim)
+                break
         else:
-            victims.append({"session": session, "rule": rule.name, "action": rule.action})
+            if position in spared:
+                kept.append(dict(spared[position], session=session))
     seen = len(considered)
     limit_error = _limit_error(policy.name, policy.limits, len(victims), seen)
-    return Plan(policy, victims, not_ended, seen, limit_error)
+    return Plan(policy, victims, not_ended, seen, limit_error, kept, over)

@@ -59,6 +59,17 @@ Input conventions
 * A rule matches when ALL its conditions hold, unless the session also matches
   ALL conditions of the rule's ``except``. ``Policy.match`` returns the first
   rule (in policy order) that matches.
+* Budgets (docs/architecture.md "Groups and budgets"): a rule with ``keep`` (a whole
+  number of sessions, 0 to ``MAX_KEEP``) groups the sessions it matches by ``per``
+  (one or a list of ``GROUP_KEYS``; none: the host as one group) and spares ``keep``
+  of each group, ranked by ``keep_by`` (``KEEP_BY``). The group conditions
+  ``each_running_longer_than`` / ``any_running_longer_than`` (pt-kill's
+  ``--each-busy-time`` / ``--any-busy-time``) take a group only when each / any of
+  its members runs a statement for longer than the duration, ``group_size_at_least``
+  (``--query-count``) only when it has that many members; without ``keep`` they
+  spare none. ``per`` and ``keep_by`` need ``keep`` or a group condition (``keep_by``:
+  ``keep``). The grouping itself is the planner's (``_planner.py``); the rule's
+  ``matches`` is the per-session part.
 * Errors name fields with 0-based rule indexes: ``policy.rules[1].grace``.
   Values are quoted cut short (``_show``): a message stays a few hundred
   characters whatever the size of the value.
@@ -106,9 +117,27 @@ CONDITION_KEYS = (
     ("states",) + GLOB_CONDITIONS + ("client_addresses",) + DURATION_CONDITIONS + ("query_matches",) + LOCK_CONDITIONS
 )
 EXCEPT_KEY = "except"
+# Budgets: the rule-level keys that group a rule's matches and spare some of each group.
+# Group key -> session field.
+GROUP_KEYS = (
+    ("user", "user"),
+    ("database", "database"),
+    ("application", "application"),
+    ("client_address", "client_addr"),
+)
+KEEP_BY = ("most_recent", "oldest", "newest")
+DEFAULT_KEEP_BY = "most_recent"
+# Group conditions -> whether all or any member must hold it (pt-kill's --each-busy-time / --any-busy-time).
+GROUP_CONDITIONS = (
+    ("each_running_longer_than", all),
+    ("any_running_longer_than", any),
+)
+# A group condition on the group's size (pt-kill's --query-count).
+GROUP_SIZE_CONDITION = "group_size_at_least"
+BUDGET_KEYS = ("per", "keep", "keep_by") + tuple(key for key, _how in GROUP_CONDITIONS) + (GROUP_SIZE_CONDITION,)
 
 POLICY_KEYS = ("name", "action", "grace", "rules", "protect", "limits")
-RULE_KEYS = ("name", "action") + CONDITION_KEYS + (EXCEPT_KEY,)
+RULE_KEYS = ("name", "action") + CONDITION_KEYS + BUDGET_KEYS + (EXCEPT_KEY,)
 PROTECT_KEYS = GLOB_CONDITIONS + ("client_addresses", "superusers")
 LIMIT_KEYS = ("max_terminations", "max_fraction")
 
@@ -130,6 +159,8 @@ MAX_PATTERN_LENGTH = 1000
 # blocking_at_least: more waiters than this behind one session is a typo (no server
 # has that many connections).
 MAX_BLOCKING_AT_LEAST = 1000000
+# keep: more sessions than this in one group is a typo, as above.
+MAX_KEEP = 1000000
 MAX_NAME_LENGTH = 200
 MAX_POLICY_TEXT = 1000000
 # Longest duration text worth reading ("1d23h59m59s" is 11): longer is refused
@@ -418,8 +449,8 @@ def _parse_max_terminations(value, field):
     return number
 
 
-def _parse_blocking_at_least(value, field):
-    """A whole number of waiting sessions, 1 to MAX_BLOCKING_AT_LEAST (30.0 from a template is 30)."""
+def _parse_count(value, field, low, high, what):
+    """A whole number from `low` to `high` (30.0 from a template is 30), or a PolicyError."""
     number = None
     if _is_int(value):
         number = value
@@ -427,13 +458,13 @@ def _parse_blocking_at_least(value, field):
         number = int(value)
     elif isinstance(value, str) and len(value) <= _DURATION_TEXT_MAX and _SECONDS_RE.match(value.strip()):
         number = int(value.strip())
-    if number is None or not 1 <= number <= MAX_BLOCKING_AT_LEAST:
-        raise PolicyError(
-            field,
-            value,
-            f"expected a whole number of waiting sessions from 1 to {MAX_BLOCKING_AT_LEAST}, got {_show(value)}",
-        )
+    if number is None or not low <= number <= high:
+        raise PolicyError(field, value, f"expected a whole number of {what} from {low} to {high}, got {_show(value)}")
     return number
+
+
+def _parse_blocking_at_least(value, field):
+    return _parse_count(value, field, 1, MAX_BLOCKING_AT_LEAST, "waiting sessions")
 
 
 def _is_root_blocker(session):
@@ -601,16 +632,121 @@ class Conditions:
         return result
 
 
+def _parse_group_keys(value, field):
+    """`per`: one group key or a list of them, each at most once."""
+    allowed = [key for key, _session_field in GROUP_KEYS]
+    keys = []
+    for index, item in enumerate(_as_list(value, field, allow_empty=False)):
+        item_field = f"{field}[{index}]" if isinstance(value, (list, tuple)) else field
+        if item not in allowed:
+            raise PolicyError(
+                item_field, item, "invalid group key {} (allowed: {})".format(_show(item), ", ".join(allowed))
+            )
+        if item in keys:
+            raise PolicyError(item_field, item, f"group key {_show(item)} is listed twice")
+        keys.append(item)
+    return tuple(keys)
+
+
+class Budget:
+    """A rule's budget: group its matches by `per`, take a group when its group conditions
+    hold, spare `keep` of each (ranked by `keep_by`); the rest of the group are victims.
+
+    `conditions`: {group condition key: seconds}; `keep` 0 spares none."""
+
+    def __init__(self, per=(), keep=0, keep_by=DEFAULT_KEEP_BY, conditions=None, field=None, size_at_least=None):
+        self.per = tuple(per)
+        self.keep = keep
+        self.keep_by = keep_by
+        self.conditions = dict(conditions or {})
+        self.size_at_least = size_at_least  # None, or the group_size_at_least a group must reach
+        self.field = field  # policy.rules[N]
+        fields = dict(GROUP_KEYS)
+        self._fields = tuple((key, fields[key]) for key in self.per)
+
+    @classmethod
+    def parse(cls, raw, field):
+        """The budget of a rule's raw mapping, or None when it sets none of BUDGET_KEYS."""
+        if not any(_present(raw, key) for key in BUDGET_KEYS):
+            return None
+        conditions = {}
+        for key, _how in GROUP_CONDITIONS:
+            if _present(raw, key):
+                conditions[key] = parse_duration(raw[key], f"{field}.{key}")
+        size_at_least = None
+        if _present(raw, GROUP_SIZE_CONDITION):
+            size_at_least = _parse_count(
+                raw[GROUP_SIZE_CONDITION], f"{field}.{GROUP_SIZE_CONDITION}", 1, MAX_KEEP, "sessions"
+            )
+        has_keep = _present(raw, "keep")
+        keep = _parse_count(raw["keep"], field + ".keep", 0, MAX_KEEP, "sessions to keep") if has_keep else 0
+        for key in ("per", "keep_by"):
+            if _present(raw, key) and not (has_keep or (key == "per" and (conditions or size_at_least))):
+                needs = "keep" if key == "keep_by" else f"keep (or a group condition: {', '.join(BUDGET_KEYS[3:])})"
+                raise PolicyError(
+                    f"{field}.{key}",
+                    raw[key],
+                    f"{key} {_show(raw[key])} needs {needs}: say how many sessions of each group to spare",
+                )
+        per = _parse_group_keys(raw["per"], field + ".per") if _present(raw, "per") else ()
+        keep_by = DEFAULT_KEEP_BY
+        if _present(raw, "keep_by"):
+            keep_by = raw["keep_by"]
+            if keep_by not in KEEP_BY:
+                raise PolicyError(
+                    field + ".keep_by",
+                    keep_by,
+                    "invalid keep_by {} (allowed: {})".format(_show(keep_by), ", ".join(KEEP_BY)),
+                )
+        return cls(per, keep, keep_by, conditions, field, size_at_least)
+
+    def group_of(self, session):
+        """The session's group: a tuple of its values of the `per` fields."""
+        return tuple(session.get(session_field) for _key, session_field in self._fields)
+
+    def label(self, group):
+        """A group as results show it: {group key: value}."""
+        return dict(zip(self.per, group))
+
+    def takes(self, members):
+        """Whether a group's group conditions hold (each / any member runs a statement
+        longer than the duration; a session not running one never counts as running) and the
+        group has at least group_size_at_least members."""
+        if self.size_at_least is not None and len(members) < self.size_at_least:
+            return False
+        for key, how in GROUP_CONDITIONS:
+            if key in self.conditions:
+                limit = self.conditions[key]
+                if not how(_runs_longer(session, limit) for session in members):
+                    return False
+        return True
+
+    def to_dict(self):
+        result = {"keep": self.keep, "keep_by": self.keep_by}
+        if self.per:
+            result["per"] = list(self.per)
+        result.update(self.conditions)
+        if self.size_at_least is not None:
+            result[GROUP_SIZE_CONDITION] = self.size_at_least
+        return result
+
+
+def _runs_longer(session, seconds):
+    measured = session.get("query_seconds")
+    return session.get("state") == "active" and measured is not None and measured > seconds
+
+
 class Rule:
     """One rule: a name, an effective action, conditions and an optional except."""
 
-    def __init__(self, name, action, conditions, exceptions=None, action_overridden=False, field=None):
+    def __init__(self, name, action, conditions, exceptions=None, action_overridden=False, field=None, budget=None):
         self.field = field  # policy.rules[N]
         self.name = name
         self.action = action
         self.conditions = conditions
         self.exceptions = exceptions
         self.action_overridden = action_overridden
+        self.budget = budget  # a Budget, or None: every session the rule matches is a victim
 
     @property
     def conditions_used(self):
@@ -644,6 +780,8 @@ class Rule:
     def to_dict(self):
         result = {"name": self.name, "action": self.action}
         result.update(self.conditions.to_dict())
+        if self.budget is not None:
+            result.update(self.budget.to_dict())
         if self.exceptions is not None:
             result[EXCEPT_KEY] = self.exceptions.to_dict()
         return result
@@ -764,13 +902,13 @@ def _parse_rule(raw, index, policy_action):
     overridden = _present(raw, "action")
     action = _parse_action(raw["action"], field + ".action") if overridden else policy_action
     conditions = Conditions.parse(raw, field)
-    if not conditions.values:
+    budget = Budget.parse(raw, field)
+    if not conditions.values and budget is None:
         raise PolicyError(
             field,
             name,
-            "rule {} has no condition and would match every session; give it at least one of {}".format(
-                _show(name), ", ".join(CONDITION_KEYS)
-            ),
+            "rule {} has no condition and would match every session; give it at least one of {}, or a budget "
+            "(keep)".format(_show(name), ", ".join(CONDITION_KEYS)),
         )
     exceptions = None
     if raw.get(EXCEPT_KEY) is not None:
@@ -783,7 +921,7 @@ def _parse_rule(raw, index, policy_action):
                 raw[EXCEPT_KEY],
                 "except needs at least one of {} (or leave it out)".format(", ".join(CONDITION_KEYS)),
             )
-    return Rule(name, action, conditions, exceptions, overridden, field)
+    return Rule(name, action, conditions, exceptions, overridden, field, budget)
 
 
 def _parse_protect(raw):

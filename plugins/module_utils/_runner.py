@@ -183,6 +183,18 @@ def _entry(session, rule, action, **extra):
     return entry
 
 
+# A budget rule's victim carries its group (the planner's Plan: group, group_size, kept, rank).
+GROUP_FIELDS = ("group", "group_size", "kept", "rank")
+
+
+def _victim_entry(victim, **extra):
+    """A planned victim as a result entry: its session, rule, action, its group if a budget chose it."""
+    for name in GROUP_FIELDS:
+        if name in victim:
+            extra.setdefault(name, victim[name])
+    return _entry(victim["session"], victim["rule"], victim["action"], **extra)
+
+
 def _same_statement(before, now, tolerance=0.0):
     """The session still runs the statement it ran when planned (for cancels).
 
@@ -236,17 +248,16 @@ class _Outcomes(object):
         self.failure = None  # what failed after signals went out (the host then fails)
 
     def record(self, victim, outcome, detail):
-        session = victim["session"]
         if outcome == OUTCOME_UNKNOWN:
-            self.unknown.append(_entry(session, victim["rule"], victim["action"], detail=detail))
+            self.unknown.append(_victim_entry(victim, detail=detail))
             self.signalled = True
         elif outcome in ("terminated", "cancelled"):
             extra = {"detail": detail} if detail else {}
             entries = self.terminated if outcome == "terminated" else self.cancelled
-            entries.append(_entry(session, victim["rule"], victim["action"], **extra))
+            entries.append(_victim_entry(victim, **extra))
             self.signalled = True
         else:
-            self.not_ended.append(_entry(session, victim["rule"], victim["action"], reason=outcome, detail=detail))
+            self.not_ended.append(_victim_entry(victim, reason=outcome, detail=detail))
 
     def recorded_keys(self):
         return set(entry.get("key") for entry in self.terminated + self.cancelled + self.not_ended + self.unknown)
@@ -330,7 +341,7 @@ class _Sweep(object):
         if self.journal is None:
             return
         try:
-            self.journal.ending([_entry(v["session"], v["rule"], v["action"]) for v in batch])
+            self.journal.ending([_victim_entry(v) for v in batch])
         except OSError as exc:
             raise JournalError(f"the audit trail could not be written: {exc}")
 
@@ -444,7 +455,7 @@ def _describe(entry):
 
 
 def _diff(policy, plan, out):
-    victims = [_entry(v["session"], v["rule"], v["action"]) for v in plan.victims]
+    victims = [_victim_entry(v) for v in plan.victims]
     ended = set(e.get("key") for e in out.terminated)
     header = f"# policy {policy.name}: {plan.seen:d} client sessions seen, {plan.matched:d} matched\n"
     before = "".join(f"{_describe(v)}\n" for v in victims)
@@ -509,9 +520,7 @@ def _journaled_only(plan, end_only):
     terminate, cancel, cancel_first, _nothing = _split(plan.victims)  # nothing_to_cancel is never signalled
     left = [v for v in terminate + cancel + cancel_first if _key(v) not in allowed]
     plan.victims = [v for v in plan.victims if not any(v is other for other in left)]
-    return [
-        _entry(v["session"], v["rule"], v["action"], reason=REASON_STATE_CHANGED, detail=_NOT_JOURNALED) for v in left
-    ]
+    return [_victim_entry(v, reason=REASON_STATE_CHANGED, detail=_NOT_JOURNALED) for v in left]
 
 
 def _take_sweep_lock(driver, policy, wait_timeout, deadline, target):
@@ -583,7 +592,7 @@ def apply_policy(
                 "changed": False,
                 "failed": True,
                 "msg": plan.limit_error,
-                "would_end": [_entry(v["session"], v["rule"], v["action"]) for v in plan.victims],
+                "would_end": [_victim_entry(v) for v in plan.victims],
             }
         else:
             out = _predict(plan) if check_mode else _Sweep(driver, policy, wait_timeout, deadline, journal).run(plan)
@@ -604,6 +613,9 @@ def apply_policy(
         queries=driver.query_templates(),
         check_mode=bool(check_mode),
     )
+    if plan.budgets:
+        # The groups over their budget (size, kept, ended: what the plan ended or would end).
+        result["groups"] = [dict(group) for group in plan.groups]
     if out.unknown:
         result["unknown"] = out.unknown
     if settle_keys:

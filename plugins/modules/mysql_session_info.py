@@ -243,6 +243,9 @@ plan:
   description:
     - The plan of O(policy) on this listing (keys C(victims), C(not_ended), C(summary), C(policy), C(seen), C(matched),
       C(limit_error)); entries are session records plus C(rule) and C(action) (and C(reason), C(detail) in C(not_ended)).
+    - With a budget (O(dbhygiene.sessions.postgresql_sessions#module:policy.rules[].keep)), a victim also has
+      C(group), C(group_size), C(kept) and C(rank), and the plan has C(groups), the groups over budget (C(rule),
+      C(group), C(size), C(kept), C(ended)), as in RV(dbhygiene.sessions.postgresql_sessions#module:groups).
   returned: when O(policy) is given
   type: dict
 server:

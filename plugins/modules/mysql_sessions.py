@@ -164,6 +164,10 @@ terminated:
     blocking_seconds: {description: "The longest wait among them, when planned; null when none.", type: float, returned: always}
     rule: {description: The first rule (policy order) that matched., type: str, returned: always, sample: ghost-idle}
     action: {description: The rule's action., type: str, returned: always, sample: terminate}
+    group: {description: "As RV(dbhygiene.sessions.postgresql_sessions#module:terminated[].group).", type: dict, returned: when a budget chose it}
+    group_size: {description: "As RV(dbhygiene.sessions.postgresql_sessions#module:terminated[].group_size).", type: int, returned: when a budget chose it}
+    kept: {description: "As RV(dbhygiene.sessions.postgresql_sessions#module:terminated[].kept).", type: int, returned: when a budget chose it}
+    rank: {description: "As RV(dbhygiene.sessions.postgresql_sessions#module:terminated[].rank).", type: int, returned: when a budget chose it}
 cancelled:
   description: Sessions whose statement was (in check mode, would be) cancelled; entries as in RV(terminated).
   returned: always
@@ -178,8 +182,13 @@ not_ended:
   returned: always
   type: list
   elements: dict
+groups:
+  description: The groups over budget, as RV(dbhygiene.sessions.postgresql_sessions#module:groups).
+  returned: when a rule has a budget
+  type: list
+  elements: dict
 matched:
-  description: Number of sessions any rule matched (victims and protected).
+  description: Number of sessions any rule matched (victims, protected, and those a budget spared).
   returned: always
   type: int
   sample: 3

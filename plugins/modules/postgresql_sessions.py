@@ -168,6 +168,18 @@ terminated:
     blocking_seconds: {description: "The longest wait among them, when planned; null when none.", type: float, returned: always}
     rule: {description: The first rule (policy order) that matched., type: str, returned: always, sample: ghost-idle}
     action: {description: The rule's action., type: str, returned: always, sample: terminate}
+    group:
+      description: "A victim of a budget (O(policy.rules[].keep)): its group, the O(policy.rules[].per) keys and its values (empty: the whole host)."
+      type: dict
+      returned: when a budget chose it
+      sample: {user: app, application: pool}
+    group_size: {description: "How many sessions the group has (protected ones not counted).", type: int, returned: when a budget chose it, sample: 25}
+    kept: {description: "How many of the group the budget spares.", type: int, returned: when a budget chose it, sample: 20}
+    rank:
+      description: "Its rank in the group by O(policy.rules[].keep_by), 1 the first to keep; above RV(terminated[].kept)."
+      type: int
+      returned: when a budget chose it
+      sample: 23
 cancelled:
   description: Sessions whose statement was (in check mode, would be) cancelled; entries as in RV(terminated).
   returned: always
@@ -182,8 +194,17 @@ not_ended:
   returned: always
   type: list
   elements: dict
+groups:
+  description:
+    - The groups a rule with a budget (O(policy.rules[].keep)) found over it, each with C(rule), C(group) (as in
+      RV(terminated[].group)), C(size), C(kept) and C(ended) (the sessions the budget made victims; in check mode, would
+      end). A victim that moved on is still counted there, and listed in RV(not_ended).
+  returned: when a rule has a budget
+  type: list
+  elements: dict
+  sample: [{rule: pool-budget, group: {user: app, application: pool}, size: 25, kept: 20, ended: 5}]
 matched:
-  description: Number of sessions any rule matched (victims and protected).
+  description: Number of sessions any rule matched (victims, protected, and those a budget spared).
   returned: always
   type: int
   sample: 3

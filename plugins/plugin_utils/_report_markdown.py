@@ -278,6 +278,33 @@ def _audit_body(report):
     return lines + _lock_chains(report)
 
 
+def _group_label(group):
+    """A budget's group as the report names it: "user=app, application=web" ("(whole host)": no per)."""
+    if not group:
+        return "(whole host)"
+    return ", ".join(f"{key}={'(none)' if value is None else value}" for key, value in group.items())
+
+
+def _groups_over_budget(report):
+    """Per host, the groups a budget rule found over their budget: size, kept, and ended (or to end)."""
+    rows = [
+        (
+            host,
+            group.get("rule"),
+            _group_label(group.get("group")),
+            group.get("size"),
+            group.get("kept"),
+            group.get("ended"),
+        )
+        for host, entry in report["hosts"].items()
+        for group in entry.get("groups_over_budget") or []
+    ]
+    if not rows:
+        return []
+    ended = "ended" if report["kind"] == "enforce" and not report["check_mode"] else "to end"
+    return ["", "## Groups over budget", ""] + table(("host", "rule", "group", "size", "kept", ended), rows)
+
+
 def _failed_hosts(report):
     dry = report["check_mode"]
     lines = ["", "## Hosts that failed", ""]
@@ -309,6 +336,7 @@ def render_markdown(report):
         return drain(report)
     lines = _header(report)
     lines += _enforce_body(report) if report["kind"] == "enforce" else _audit_body(report)
+    lines += _groups_over_budget(report)
     if report["failed_hosts"]:
         lines += _failed_hosts(report)
     lines.append("")

@@ -15,6 +15,7 @@ import re
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SESSION_FIELDS
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError, parse_duration
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import GROUP_FIELDS
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import _count as runner_count
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import _oldest as runner_oldest
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import iso_utc_z, utc_now
@@ -131,11 +132,16 @@ def _oldest(sessions, states, field):
 
 # A result entry as the reports show it: the session's identity and ages, and
 # the decision (rule, action, reason); the statement apart (shortened, redacted).
-_BRIEF_FIELDS = tuple(
-    name
-    for name in SESSION_FIELDS
-    if name not in ("connected_at", "state_since", "connected_seconds", "query", "superuser", "backend_type", "command")
-) + ("rule", "action", "reason", "detail")
+_BRIEF_FIELDS = (
+    tuple(
+        name
+        for name in SESSION_FIELDS
+        if name
+        not in ("connected_at", "state_since", "connected_seconds", "query", "superuser", "backend_type", "command")
+    )
+    + ("rule", "action", "reason", "detail")
+    + GROUP_FIELDS
+)
 
 
 # Lock fields of a session that waits for nothing and blocks no one: left out of the reports.
@@ -244,9 +250,11 @@ def audit_summary(sessions, server, plan_dict, thresholds, locks=None):
     if plan_dict is not None:
         summary["policy"] = plan_dict.get("policy")
         summary["would_end"] = [
-            brief(dict(victim["session"], rule=victim["rule"], action=victim["action"]))
+            brief(dict(victim["session"], **{k: v for k, v in victim.items() if k != "session"}))
             for victim in plan_dict.get("victims", [])
         ]
+        if "groups" in plan_dict:
+            summary["groups_over_budget"] = groups_over_budget(plan_dict["groups"])
         summary["protected"] = len(plan_dict.get("not_ended", []))
         summary["limit_error"] = plan_dict.get("limit_error")
         # The limits in effect (the policy's, or the defaults): what a real run would be held to.
@@ -275,6 +283,12 @@ def audit_summary(sessions, server, plan_dict, thresholds, locks=None):
     return summary, breaches
 
 
+def groups_over_budget(groups):
+    """A plan's (or a *_sessions result's) groups over their budget as the reports show them:
+    [{rule, group, size, kept, ended}] (ended: what the budget ends, or would end in a dry run)."""
+    return [{name: group.get(name) for name in ("rule", "group", "size", "kept", "ended")} for group in groups or []]
+
+
 def _ids(ids):
     return ", ".join(str(value) for value in ids) or "(unknown)"
 
@@ -287,7 +301,7 @@ def enforce_summary(result):
     for entry in not_ended:
         by_reason[entry.get("reason")] = by_reason.get(entry.get("reason"), 0) + 1
     policy = result.get("policy")
-    return {
+    figures = {
         "policy": policy.get("name") if isinstance(policy, dict) else policy,
         "seen": summary.get("seen"),
         "matched": result.get("matched") if not isinstance(result.get("matched"), list) else len(result["matched"]),
@@ -299,6 +313,9 @@ def enforce_summary(result):
         # Signalled, fate not learned (the server froze or died mid-statement): settled by the next run.
         "unknown": [brief(entry) for entry in result.get("unknown") or []],
     }
+    if "groups" in result:
+        figures["groups_over_budget"] = groups_over_budget(result["groups"])
+    return figures
 
 
 def failure_reason(result):

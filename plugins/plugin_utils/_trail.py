@@ -24,6 +24,7 @@ import os
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SESSION_FIELDS
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._redact import redact_statement
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import GROUP_FIELDS
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import iso_utc_z, utc_now
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._files import open_locked, private_dir
 
@@ -90,6 +91,8 @@ def session_line(now, host, engine, context, policy_name, entry, outcome, check_
     elif outcome == "unknown":
         line["detail"] = entry.get("detail")
     line.update(session_fields(entry))
+    # A budget's victim: its group, the group's size, how many of it the budget keeps, its rank.
+    line.update((name, entry[name]) for name in GROUP_FIELDS if name in entry)
     line["job_id"] = context.get("job_id")
     if context.get("sweep_id"):  # a run of a sliced sweep (plugin_utils/_sweeps.py)
         line["sweep_id"] = context["sweep_id"]

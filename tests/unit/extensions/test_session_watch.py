@@ -71,3 +71,12 @@ def test_lock_chains_over_the_threshold_only_and_once():
     assert event["chains"][0]["waiters"] == [6, 7] and event["threshold"] == 10
     assert watch.events(_result(chains=[long_])) == []
     assert _watch().events(_result(chains=[long_])) == []  # no threshold: no lock event
+
+
+def test_a_budget_victim_carries_its_group():
+    watch = _watch()
+    result = _result("a")
+    result["plan"]["victims"][0].update(group={"user": "app"}, group_size=5, kept=3, rank=4)
+    [event] = watch.events(result)
+    entry = event["sessions"][0]
+    assert (entry["group"], entry["group_size"], entry["kept"], entry["rank"]) == ({"user": "app"}, 5, 3, 4)

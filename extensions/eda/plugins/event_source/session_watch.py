@@ -47,7 +47,7 @@ _COLLECTIONS = os.path.abspath(os.path.join(_HERE, *[os.pardir] * 7))
 if os.path.isdir(os.path.join(_COLLECTIONS, "ansible_collections")) and _COLLECTIONS not in sys.path:
     sys.path.insert(0, _COLLECTIONS)
 
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _policy  # noqa: E402
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _policy, _runner  # noqa: E402
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import (  # noqa: E402
     _connection,
     _inprocess,
@@ -140,6 +140,8 @@ class HostWatch(object):
             for victim in victims:
                 entry = {name: victim["session"].get(name) for name in EVENT_FIELDS}
                 entry.update(rule=victim.get("rule"), action=victim.get("action"))
+                # A budget's victim: its group, the group's size, how many it keeps, its rank.
+                entry.update((name, victim[name]) for name in _runner.GROUP_FIELDS if name in victim)
                 sessions.append(entry)
             out.append(dict(base, type="would_end", policy=self.policy.name, would_end=len(victims), sessions=sessions))
         self.victims = keys

@@ -984,8 +984,8 @@ def test_messages_quote_long_values_cut_short(raw):
     with pytest.raises(PolicyError) as caught:
         parse_policy(copy.deepcopy(raw))
     message = str(caught.value)
-    # A few hundred characters: the value cut short, the allowed keys listed whole.
-    assert len(message) < 500, message[:600]
+    # A few hundred characters: the value cut short, the allowed keys (a rule has 21) listed whole.
+    assert len(message) < 600, message[:700]
     assert len(caught.value.field) < 100
     assert message.startswith(caught.value.field + ": ")
     if "xxxx" in message:

@@ -212,7 +212,13 @@ def _policy_with(key, value):
 
 
 @pytest.mark.parametrize("value", NOT_FINITE, ids=repr)
-@pytest.mark.parametrize("key", DURATION_CONDITIONS + ("blocking_at_least", "grace") + LIMIT_KEYS)
+@pytest.mark.parametrize(
+    "key",
+    DURATION_CONDITIONS
+    + ("blocking_at_least", "grace", "keep", "each_running_longer_than", "any_running_longer_than")
+    + ("group_size_at_least",)
+    + LIMIT_KEYS,
+)
 def test_every_number_of_the_policy_refuses_a_non_finite_value(key, value):
     with pytest.raises(PolicyError) as error:
         parse_policy(_policy_with(key, value))
