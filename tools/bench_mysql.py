@@ -55,6 +55,9 @@ from dbfleet import state as fleet_state  # noqa: E402
 USER = "app2"
 APP = "bench-idle"
 _GUARD_STEPS = []  # the driver's guard_counts of each timed run
+_GUARD_FIGURES = []  # the driver's guard_figures() of each timed run
+# The drivers' bound of (verifying read -> KILL) / idle time (--ratio-bound), the ghosts' idle time (--idle).
+RUN = {"ratio_bound": flavours.WINDOW_RATIO_BOUND, "idle": 0.2}
 
 
 def _params(fleet, server):
@@ -160,6 +163,7 @@ def bench_listing(fleet, server, repeat):
 def _ours(fleet, server):
     with counting() as counter:  # the driver's connection counts; _wait_gone's, opened later, does not
         d = _mysql.open_driver(_params(fleet, server))
+    d.window_ratio_bound = RUN["ratio_bound"]
     try:
         start = time.perf_counter()
         victims = [s for s in d.list_sessions() if s["user"] == USER and s["state"] == "idle"]
@@ -167,6 +171,7 @@ def _ours(fleet, server):
         ended = time.perf_counter() - start
         statements = counter.count
         _GUARD_STEPS.append(dict(d.guard_counts))
+        _GUARD_FIGURES.append(d.guard_figures())
         _wait_gone(fleet, server)
         gone = time.perf_counter() - start
     finally:
@@ -258,7 +263,7 @@ def _with_statement_events(fleet, server, held, run):
     try:
         for conn in held:
             conn.cursor().execute("SELECT 1")
-        time.sleep(0.2)
+        time.sleep(RUN["idle"])
         return run()
     finally:
         mariadb.set_statement_events(fleet.server(server), was_on)
@@ -325,7 +330,7 @@ def _pt_kill(fleet, server):
     return None, gone
 
 
-def bench_kill(fleet, server, sessions, repeat):
+def bench_kill(fleet, server, sessions, repeat, only=None):
     methods = [
         ("dbhygiene driver (list + guarded end)", lambda held: _ours(fleet, server)),
         (
@@ -344,13 +349,15 @@ def bench_kill(fleet, server, sessions, repeat):
     ]
     if shutil.which("pt-kill"):
         methods.append(("pt-kill (from its start)", lambda held: _pt_kill(fleet, server)))
+    if only:
+        methods = [(name, run) for name, run in methods if any(word in name for word in only)]
     figures = dict((name, {"ended": [], "gone": []}) for name, dummy in methods)
     statements = []
     for _dummy in range(repeat):
         for name, run in methods:  # alternating, so drift hits every method alike
             held = _hold(fleet, server, sessions)
             try:
-                time.sleep(0.2)
+                time.sleep(RUN["idle"])
                 result = run(held)
                 if len(result) == 3:
                     statements.append(result[2])
@@ -370,17 +377,20 @@ def _print_against_goals(figures):
         values = figures.get(name, {}).get("gone")
         return statistics.median(values) if values else None
 
-    ours, floor = gone("dbhygiene driver (list + guarded end)"), gone("floor: a re-read + KILL per victim")
-    ps_ours, ps_floor = gone("the driver, statement events on"), gone("floor, on performance_schema")
+    ours = {
+        "the driver": gone("dbhygiene driver (list + guarded end)"),
+        "the floor": gone("floor: a re-read + KILL per victim"),
+        "the driver, statement events on": gone("the driver, statement events on"),
+        "the floor on performance_schema": gone("floor, on performance_schema"),
+    }
     for name, against in (
         ("pt-kill", gone("pt-kill (from its start)")),
         ("bare KILL batch", gone("bare KILL batch (one round trip)")),
     ):
         if against:
             print(
-                "  against %-16s the driver %.2fx, the floor %.2fx; statement events on: the driver %.2fx, "
-                "the floor %.2fx (until all gone)"
-                % (name, ours / against, floor / against, ps_ours / against, ps_floor / against)
+                "  against %-16s %s (until all gone)"
+                % (name, ", ".join("%s %.2fx" % (who, value / against) for who, value in ours.items() if value))
             )
 
 
@@ -389,7 +399,26 @@ def main():
     parser.add_argument("--sessions", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--server", default="mariadb2")
+    parser.add_argument(
+        "--idle",
+        type=float,
+        default=0.2,
+        help="seconds the ghosts sit idle before each run (only ghosts idle long enough for the bound are "
+        "verified in blocks: the window a block may take is bound x idle time)",
+    )
+    parser.add_argument(
+        "--ratio-bound",
+        type=float,
+        default=flavours.WINDOW_RATIO_BOUND,
+        help="the driver's bound of (verifying read -> KILL) / idle time for this run (default: the "
+        "documented one); bound b with ghosts idle t allows the window of the documented bound with "
+        "ghosts idle t x b / documented",
+    )
+    parser.add_argument("--methods", nargs="+", help="only the methods whose name holds one of these words")
+    parser.add_argument("--no-listing", action="store_true", help="skip the listing figures")
+    parser.add_argument("--no-sweep", action="store_true", help="skip the statements of a whole real sweep")
     args = parser.parse_args()
+    RUN.update(ratio_bound=args.ratio_bound, idle=args.idle)
     fleet = fleet_state.load(os.environ.get("DBFLEET_STATE_DIR"))
     admin = mariadb.admin_connect(fleet.server(args.server), autocommit=True)
     cur = admin.cursor()
@@ -398,19 +427,32 @@ def main():
     cur.execute("SET GLOBAL max_connections = %s", (max(args.sessions) + 100,))
     try:
         cur.execute("SELECT VERSION()")
-        print("MariaDB %s on %s, medians of %d runs" % (cur.fetchone()[0], args.server, args.repeat))
+        print(
+            "MariaDB %s on %s, medians of %d runs; ghosts idle %.1f s, the driver's ratio bound %g (the window of "
+            "the documented bound %g with ghosts idle %.0f s)"
+            % (
+                cur.fetchone()[0],
+                args.server,
+                args.repeat,
+                args.idle,
+                args.ratio_bound,
+                flavours.WINDOW_RATIO_BOUND,
+                args.idle * args.ratio_bound / flavours.WINDOW_RATIO_BOUND,
+            )
+        )
         for sessions in args.sessions:
             print("\n== %d idle sessions" % sessions)
-            held = _hold(fleet, args.server, sessions)
-            try:
-                listing = bench_listing(fleet, args.server, args.repeat)
-            finally:
-                _release(held)
-                _wait_gone(fleet, args.server)
-            for name, values in listing.items():
-                print("  listing  %-34s %s" % (name, _ms(statistics.median(values))))
-            del _GUARD_STEPS[:]
-            figures, statements = bench_kill(fleet, args.server, sessions, args.repeat)
+            if not args.no_listing:
+                held = _hold(fleet, args.server, sessions)
+                try:
+                    listing = bench_listing(fleet, args.server, args.repeat)
+                finally:
+                    _release(held)
+                    _wait_gone(fleet, args.server)
+                for name, values in listing.items():
+                    print("  listing  %-34s %s" % (name, _ms(statistics.median(values))))
+            del _GUARD_STEPS[:], _GUARD_FIGURES[:]
+            figures, statements = bench_kill(fleet, args.server, sessions, args.repeat, args.methods)
             steps, events_on = (_GUARD_STEPS[-2], _GUARD_STEPS[-1]) if len(_GUARD_STEPS) > 1 else ({}, {})
             print(
                 "  (the guard block re-read %d victims in its PROCESSLIST loop, %d in steps of their own; with "
@@ -425,7 +467,19 @@ def main():
                     events_on.get("transaction_checked", 0),
                 )
             )
-            ours = figures["dbhygiene driver (list + guarded end)"]
+            ratios = [f["window_ratio_max"] for f in _GUARD_FIGURES if f["window_ratio_max"] is not None]
+            print(
+                "  verified blocks: %s victims in %s blocks per run, the others re-read on their own: %s; the largest "
+                "window/idle ratio %s (bound %g)"
+                % (
+                    "/".join(str(f["block_verified"]) for f in _GUARD_FIGURES),
+                    "/".join(str(f["blocks"]) for f in _GUARD_FIGURES),
+                    "/".join(str(f["re_read"]) for f in _GUARD_FIGURES),
+                    "%.2e" % max(ratios) if ratios else "-",
+                    args.ratio_bound,
+                )
+            )
+            ours = figures.get("dbhygiene driver (list + guarded end)") or next(iter(figures.values()))
             for name, values in figures.items():
                 line = "  ending   %-40s" % name
                 if values["ended"]:
@@ -437,6 +491,9 @@ def main():
                 line += "  all gone %s (ours/this %.2f)" % (_ms(statistics.median(values["gone"])), ratio)
                 print(line)
             _print_against_goals(figures)
+            if args.no_sweep:
+                print("  statements of the driver (list + guarded end): %s" % "/".join(str(n) for n in statements))
+                continue
             count, kinds = sweep_statements(fleet, args.server, sessions)
             print(
                 "  statements (round trips) of the driver, connecting included: list + guarded end %s; "

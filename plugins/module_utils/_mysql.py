@@ -424,8 +424,23 @@ class MySQLDriver(Driver):
         self._set_io_timeout(query_timeout)
         self._lock_held = False
         self._threads_seen = 1  # client threads of the last full listing (sizes the guard blocks)
-        # Victims the guard block re-read in its loop / in a step of their own, over this driver's life.
-        self.guard_counts = {"looped": 0, "own_step": 0, "statement_events": 0, "transaction_checked": 0}
+        # Victims the guard block re-read in its loop / in a step of their own, or that a verified
+        # block settled with one read for the block (and verified blocks run), over this driver's life.
+        self.guard_counts = {
+            "looped": 0,
+            "own_step": 0,
+            "statement_events": 0,
+            "transaction_checked": 0,
+            "block_verified": 0,
+            "blocks": 0,
+        }
+        # Verified blocks (flavours.verified_block): the bound of (read -> KILL) / idle time, the
+        # largest ratio measured so far, and the predictions their sizes come from (then measured).
+        self.window_ratio_bound = flavours.WINDOW_RATIO_BOUND
+        self.window_ratio_max = None
+        self._verify_read = flavours.VERIFY_READ_SECONDS_PER_THREAD
+        self._verify_kill = flavours.VERIFY_KILL_SECONDS
+        self._verify_measured = False
         self._trx_read_at = None  # when our last listing read INNODB_TRX (time.monotonic)
         # program_name per session key: a connection's attributes are fixed at login.
         self._applications = {}
@@ -826,6 +841,10 @@ class MySQLDriver(Driver):
                 pass  # only for the record: never a reason not to end a victim
         try:
             if self.flavour.server_side_guard:
+                if mode == "terminate":
+                    for index, outcome in self._verified_blocks(victims, todo).items():
+                        results[index] = outcome
+                    todo = [index for index in todo if results[index] is None]
                 bound = self._bind_statement_events([victims[index] for index in todo], mode)
                 size = flavours.guard_batch_size(self._threads_seen)
                 for first in range(0, len(todo), size):
@@ -865,16 +884,87 @@ class MySQLDriver(Driver):
         bound = flavours.bind_statement_events(candidates, threads, events, thread_list)
         return dict((candidates[index]["key"], binding) for index, binding in bound.items())
 
+    def _verified_blocks(self, victims, todo):
+        """{index: outcome} of the victims (indexes `todo`, to terminate) that verified blocks
+        settled: the block_verifiable ones by planned idle time, shortest first, in blocks sized
+        (flavours.verified_block_size) so that each one's predicted window stays within the
+        bound; the predictions are this driver's last measured ones. A victim that fits no
+        block, or that a block left unverified (its window would have passed the bound: r), is
+        not in the result: the guard block re-reads it on its own."""
+        pending = sorted(
+            (index for index in todo if flavours.block_verifiable(victims[index], "terminate")),
+            key=lambda index: victims[index]["idle_seconds"],
+        )
+        settled = {}
+        while pending:
+            size = flavours.verified_block_size(
+                [victims[index]["idle_seconds"] for index in pending],
+                self._threads_seen,
+                self.window_ratio_bound,
+                self._verify_read,
+                self._verify_kill,
+            )
+            if size == 0 and not self._verify_measured:
+                # Predictions not measured yet: one block of the longest idle victim measures them.
+                block, pending = pending[-1:], pending[:-1]
+            elif size == 0:
+                pending.pop(0)  # too recently active for any block: re-read on its own
+                continue
+            else:
+                block, pending = pending[:size], pending[size:]
+            rows = self._guard_rows(
+                flavours.verified_block([victims[index] for index in block], self.window_ratio_bound),
+                "terminate",
+                len(block),
+            )
+            outcomes = flavours.parse_guard_outcomes(rows[0][0] if rows else None, len(block))
+            self._measured(flavours.verified_block_figures(rows[0][1] if rows else None))
+            self.guard_counts["blocks"] += 1
+            for index, (code, fields) in zip(block, outcomes):
+                if code == flavours.GUARD_UNVERIFIED:
+                    continue
+                if code == flavours.GUARD_BLOCK_ENDED:
+                    ratio = float(fields[1]) if len(fields) > 1 and fields[1] else None
+                    if ratio is not None:
+                        self.window_ratio_max = max(ratio, self.window_ratio_max or 0.0)
+                    code, fields = flavours.GUARD_ENDED, fields[:1]
+                self.guard_counts["block_verified"] += 1
+                settled[index] = self._outcome(victims[index], "terminate", code, fields)
+        return settled
+
+    def _measured(self, figures):
+        """Take a verified block's figures as the predictions of the next block's size."""
+        read, total, reached = figures
+        if read is not None:
+            self._verify_measured = True
+            self._verify_read = max(read / max(1, self._threads_seen), 1e-7)
+            if reached:
+                self._verify_kill = max((total - read) / reached, 1e-6)
+
+    def guard_figures(self):
+        """The guard's figures over this driver's life (the `guard` result of a sweep)."""
+        return {
+            "window_ratio_bound": self.window_ratio_bound,
+            "window_ratio_max": self.window_ratio_max,
+            "block_verified": self.guard_counts["block_verified"],
+            "blocks": self.guard_counts["blocks"],
+            "re_read": sum(self.guard_counts[key] for key in ("looped", "own_step", "statement_events")),
+        }
+
+    def _guard_rows(self, query, mode, count):
+        """The rows of one server-side guard statement over `count` victims."""
+        try:
+            return self._execute(query)
+        except pymysql.MySQLError as exc:
+            raise SessionError(
+                f"the guarded {mode} of {count} threads on {self.target} failed "
+                f"(whether their KILLs went out is not known): {self._why(exc)}"
+            )
+
     def _guarded_batch(self, batch, mode, bound=None):
         """One guard block (MariaDB) for up to GUARD_BATCH victims; their outcomes in order."""
         ordered = self.flavour.guard_order(batch, mode, bound=bound)
-        try:
-            rows = self._execute(self.flavour.guard_block(ordered, mode, bound=bound))
-        except pymysql.MySQLError as exc:
-            raise SessionError(
-                f"the guarded {mode} of {len(batch)} threads on {self.target} failed "
-                f"(whether their KILLs went out is not known): {self._why(exc)}"
-            )
+        rows = self._guard_rows(self.flavour.guard_block(ordered, mode, bound=bound), mode, len(batch))
         outcomes = flavours.parse_guard_outcomes(rows[0][0] if rows else None, len(batch))
         for key, path in zip(
             ("statement_events", "looped", "own_step"), self.flavour.guard_paths(batch, mode, bound=bound)
