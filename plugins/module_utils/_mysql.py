@@ -904,7 +904,7 @@ class MySQLDriver(Driver):
                 self._verify_read,
                 self._verify_kill,
             )
-            if size == 0 and not self._verify_measured:
+            if size == 0 and not self._verify_measured and self._may_fit(victims[pending[-1]]):
                 # Predictions not measured yet: one block of the longest idle victim measures them.
                 block, pending = pending[-1:], pending[:-1]
             elif size == 0:
@@ -931,6 +931,10 @@ class MySQLDriver(Driver):
                 self.guard_counts["block_verified"] += 1
                 settled[index] = self._outcome(victims[index], "terminate", code, fields)
         return settled
+
+    def _may_fit(self, victim):
+        """Whether a block could take `victim` if reading the thread list cost nothing."""
+        return flavours.verified_block_size([victim["idle_seconds"]], 1, self.window_ratio_bound, 0, self._verify_kill)
 
     def _measured(self, figures):
         """Take a verified block's figures as the predictions of the next block's size."""
