@@ -73,8 +73,9 @@ def _params(fleet, server):
     }
 
 
-def _hold(fleet, server, count):
-    """`count` idle sessions of USER, opened by 4 threads; returns the connections."""
+def hold_idle(fleet, server, count, application=APP):
+    """`count` idle sessions of USER (program_name `application`), opened by 4 threads; returns
+    the connections (also the crisis race's ghosts: tests/reliability/test_wake_race.py)."""
     srv = fleet.server(server)
     held, lock = [], threading.Lock()
 
@@ -87,7 +88,7 @@ def _hold(fleet, server, count):
                     port=srv["port"],
                     user=USER,
                     password=fleet.password(USER),
-                    program_name=APP,
+                    program_name=application,
                     ssl_disabled=True,
                 )
             )
@@ -193,7 +194,7 @@ def sweep_statements(fleet, server, sessions):
             "limits": {"max_terminations": "unlimited", "max_fraction": "unlimited"},
         }
     )
-    held = _hold(fleet, server, sessions)
+    held = hold_idle(fleet, server, sessions)
     try:
         time.sleep(0.2)
         with counting() as counter:
@@ -355,7 +356,7 @@ def bench_kill(fleet, server, sessions, repeat, only=None):
     statements = []
     for _dummy in range(repeat):
         for name, run in methods:  # alternating, so drift hits every method alike
-            held = _hold(fleet, server, sessions)
+            held = hold_idle(fleet, server, sessions)
             try:
                 time.sleep(RUN["idle"])
                 result = run(held)
@@ -443,7 +444,7 @@ def main():
         for sessions in args.sessions:
             print("\n== %d idle sessions" % sessions)
             if not args.no_listing:
-                held = _hold(fleet, args.server, sessions)
+                held = hold_idle(fleet, args.server, sessions)
                 try:
                     listing = bench_listing(fleet, args.server, args.repeat)
                 finally:

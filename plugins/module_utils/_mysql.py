@@ -34,7 +34,16 @@ How the safety invariants of docs/architecture.md are kept here:
   idle victims to terminate are bound to their latest event right after the
   listing and re-read there instead (_bind_statement_events,
   flavours.bind_statement_events): the same proof, a cheaper read.
-  Cancels use ``KILL QUERY ID`` with the statement id just re-read. MySQL has
+  Cancels use ``KILL QUERY ID`` with the statement id just re-read.
+  Idle victims to terminate that were idle long enough go first, through verified
+  blocks (_verified_blocks, flavours.verified_block): one read of the thread list per
+  block, in the same compound statement as their KILLs, then a tight loop of KILLs, each
+  only while (time from that read to the KILL) / (the victim's idle time at the read),
+  measured in the server right before it, is at most window_ratio_bound
+  (flavours.WINDOW_RATIO_BOUND, 1e-4): the risk a window carries follows the victim's idle
+  time. Blocks are sized from the costs the last block measured; a victim that fits none,
+  or whose KILL the server refused for the bound, is re-read on its own as above. The
+  largest ratio of the sweep: guard_figures() (the `guard` result). MySQL has
   no compound statements outside stored programs: each victim is re-read right
   before its own KILL, a window of one round trip.
 * Every wait is bounded: connect_timeout covers the TCP connect and each read of
@@ -889,8 +898,9 @@ class MySQLDriver(Driver):
         settled: the block_verifiable ones by planned idle time, shortest first, in blocks sized
         (flavours.verified_block_size) so that each one's predicted window stays within the
         bound; the predictions are this driver's last measured ones. A victim that fits no
-        block, or that a block left unverified (its window would have passed the bound: r), is
-        not in the result: the guard block re-reads it on its own."""
+        block, or that a block left unverified (its window would have passed the bound: r; the
+        block's read failed before it: x, no KILL went out for it), is not in the result: the
+        guard block re-reads it on its own."""
         pending = sorted(
             (index for index in todo if flavours.block_verifiable(victims[index], "terminate")),
             key=lambda index: victims[index]["idle_seconds"],
@@ -921,8 +931,8 @@ class MySQLDriver(Driver):
             self._measured(flavours.verified_block_figures(rows[0][1] if rows else None))
             self.guard_counts["blocks"] += 1
             for index, (code, fields) in zip(block, outcomes):
-                if code == flavours.GUARD_UNVERIFIED:
-                    continue
+                if code in (flavours.GUARD_UNVERIFIED, flavours.GUARD_ERROR):
+                    continue  # not killed (its window, or the block's read failed): re-read on its own
                 if code == flavours.GUARD_BLOCK_ENDED:
                     ratio = float(fields[1]) if len(fields) > 1 and fields[1] else None
                     if ratio is not None:
