@@ -897,15 +897,15 @@ class MySQLDriver(Driver):
         """{index: outcome} of the victims (indexes `todo`, to terminate) that verified blocks
         settled: the block_verifiable ones by planned idle time, shortest first, in blocks sized
         (flavours.verified_block_size) so that each one's predicted window stays within the
-        bound; the predictions are this driver's last measured ones. A victim that fits no
-        block, or that a block left unverified (its window would have passed the bound: r; the
-        block's read failed before it: x, no KILL went out for it), is not in the result: the
-        guard block re-reads it on its own."""
+        bound; the predictions are this driver's last measured ones. A victim that a block left
+        unverified (its window would have passed the bound: r; the block's read failed before
+        it: x, no KILL went out for it) gets one more block; one that fits no block, or is left
+        unverified twice, is not in the result: the guard block re-reads it on its own."""
         pending = sorted(
             (index for index in todo if flavours.block_verifiable(victims[index], "terminate")),
             key=lambda index: victims[index]["idle_seconds"],
         )
-        settled = {}
+        settled, tried = {}, set()
         while pending:
             size = flavours.verified_block_size(
                 [victims[index]["idle_seconds"] for index in pending],
@@ -930,9 +930,15 @@ class MySQLDriver(Driver):
             outcomes = flavours.parse_guard_outcomes(rows[0][0] if rows else None, len(block))
             self._measured(flavours.verified_block_figures(rows[0][1] if rows else None))
             self.guard_counts["blocks"] += 1
+            again = []
             for index, (code, fields) in zip(block, outcomes):
                 if code in (flavours.GUARD_UNVERIFIED, flavours.GUARD_ERROR):
-                    continue  # not killed (its window, or the block's read failed): re-read on its own
+                    # Not killed (its window would have passed the bound, or the block's read
+                    # failed): once more in a later block (a fresh read), then on its own.
+                    if index not in tried:
+                        tried.add(index)
+                        again.append(index)
+                    continue
                 if code == flavours.GUARD_BLOCK_ENDED:
                     ratio = float(fields[1]) if len(fields) > 1 and fields[1] else None
                     if ratio is not None:
@@ -940,6 +946,7 @@ class MySQLDriver(Driver):
                     code, fields = flavours.GUARD_ENDED, fields[:1]
                 self.guard_counts["block_verified"] += 1
                 settled[index] = self._outcome(victims[index], "terminate", code, fields)
+            pending = sorted(again + pending, key=lambda index: victims[index]["idle_seconds"])
         return settled
 
     def _may_fit(self, victim):
