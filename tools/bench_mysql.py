@@ -6,14 +6,20 @@ max_connections for the run and puts it back.
 
     make fleet-up
     DBFLEET_STATE_DIR=/tmp/dbhygiene-fleet-test .venv/bin/python tools/bench_mysql.py --sessions 100 1000
+    # a connection crisis: ghosts idle 30 s under a bound of 0.01 get the window the documented
+    # bound gives ghosts idle 3,000 s (50 min)
+    ... tools/bench_mysql.py --sessions 100 1000 4000 --idle 30 --ratio-bound 0.01 --no-listing \
+        --methods "dbhygiene driver" "bare KILL batch" pt-kill
 
 For each number of idle sessions N:
 - listing: the driver's list_sessions() (threads, then program_name apart:
   cold = first listing of a driver, warm = the attributes already known), and
   the former single statement that joined session_connect_attrs;
-- ending N idle victims (user app2, idle): the driver (list + guarded
-  end_sessions: one server-side guard block per min(500, 100,000 / threads) victims,
-  idle ones in its loop, each re-read right before its KILL), the same with the
+- ending N idle victims (user app2, idle for --idle seconds): the driver (list + guarded
+  end_sessions: victims idle long enough for its bound of (verifying read -> KILL) / idle
+  time (--ratio-bound, default the documented 1e-4) in verified blocks, one read of the
+  thread list per block and a tight loop of KILLs, the others in guard blocks of
+  min(500, 100,000 / threads) victims, each re-read right before its KILL), the same with the
   events_statements_current consumer switched on for the run (the victims are then
   read on their statement events; each session first runs a statement, untimed, so
   that it has its row as on a server that runs with the consumer on), a bare KILL batch
@@ -24,6 +30,8 @@ For each number of idle sessions N:
   performance_schema.events_statements_current, consumer on as above), and pt-kill (Debian's percona-toolkit,
   when installed: from its start until every victim is gone, which includes
   perl's start and its first poll).
+- the verified blocks: victims per run in blocks, blocks, victims re-read on their own, and
+  the largest (read -> KILL) / idle ratio the driver measured (its `guard` result);
 - the victims planned idle are also read in performance_schema's transaction events right
   before their KILL (the fleet runs with them on; the count is printed with the guard paths);
 - statements (round trips) of the driver at each N, counted on its connection by
@@ -196,9 +204,10 @@ def sweep_statements(fleet, server, sessions):
     )
     held = hold_idle(fleet, server, sessions)
     try:
-        time.sleep(0.2)
+        time.sleep(RUN["idle"])
         with counting() as counter:
             d = _mysql.open_driver(_params(fleet, server))
+        d.window_ratio_bound = RUN["ratio_bound"]
         try:
             d.preflight(signal=True)
             result = apply_policy(d, policy, check_mode=False, wait_timeout=30)
