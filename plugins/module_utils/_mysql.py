@@ -851,8 +851,7 @@ class MySQLDriver(Driver):
         try:
             if self.flavour.server_side_guard:
                 if mode == "terminate":
-                    for index, outcome in self._verified_blocks(victims, todo).items():
-                        results[index] = outcome
+                    self._verified_blocks(victims, todo, results)
                     todo = [index for index in todo if results[index] is None]
                 bound = self._bind_statement_events([victims[index] for index in todo], mode)
                 size = flavours.guard_batch_size(self._threads_seen)
@@ -893,19 +892,20 @@ class MySQLDriver(Driver):
         bound = flavours.bind_statement_events(candidates, threads, events, thread_list)
         return dict((candidates[index]["key"], binding) for index, binding in bound.items())
 
-    def _verified_blocks(self, victims, todo):
-        """{index: outcome} of the victims (indexes `todo`, to terminate) that verified blocks
-        settled: the block_verifiable ones by planned idle time, shortest first, in blocks sized
+    def _verified_blocks(self, victims, todo, results):
+        """Set results[index] of the victims (indexes `todo`, to terminate) that verified blocks
+        settle, block by block (a failure part-way keeps the outcomes known): the
+        block_verifiable ones by planned idle time, shortest first, in blocks sized
         (flavours.verified_block_size) so that each one's predicted window stays within the
         bound; the predictions are this driver's last measured ones. A victim that a block left
         unverified (its window would have passed the bound: r; the block's read failed before
         it: x, no KILL went out for it) gets one more block; one that fits no block, or is left
-        unverified twice, is not in the result: the guard block re-reads it on its own."""
+        unverified twice, is left None: the guard block re-reads it on its own."""
         pending = sorted(
             (index for index in todo if flavours.block_verifiable(victims[index], "terminate")),
             key=lambda index: victims[index]["idle_seconds"],
         )
-        settled, tried = {}, set()
+        tried = set()
         while pending:
             size = flavours.verified_block_size(
                 [victims[index]["idle_seconds"] for index in pending],
@@ -945,9 +945,8 @@ class MySQLDriver(Driver):
                         self.window_ratio_max = max(ratio, self.window_ratio_max or 0.0)
                     code, fields = flavours.GUARD_ENDED, fields[:1]
                 self.guard_counts["block_verified"] += 1
-                settled[index] = self._outcome(victims[index], "terminate", code, fields)
+                results[index] = self._outcome(victims[index], "terminate", code, fields)
             pending = sorted(again + pending, key=lambda index: victims[index]["idle_seconds"])
-        return settled
 
     def _may_fit(self, victim):
         """Whether a block could take `victim` if reading the thread list cost nothing."""
