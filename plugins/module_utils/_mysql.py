@@ -450,6 +450,7 @@ class MySQLDriver(Driver):
         self._verify_read = flavours.VERIFY_READ_SECONDS_PER_THREAD
         self._verify_kill = flavours.VERIFY_KILL_SECONDS
         self._verify_measured = False
+        self.block_verified_keys = set()  # the keys of the victims verified blocks settled
         self._trx_read_at = None  # when our last listing read INNODB_TRX (time.monotonic)
         # program_name per session key: a connection's attributes are fixed at login.
         self._applications = {}
@@ -945,6 +946,7 @@ class MySQLDriver(Driver):
                         self.window_ratio_max = max(ratio, self.window_ratio_max or 0.0)
                     code, fields = flavours.GUARD_ENDED, fields[:1]
                 self.guard_counts["block_verified"] += 1
+                self.block_verified_keys.add(victims[index].get("key"))
                 results[index] = self._outcome(victims[index], "terminate", code, fields)
             pending = sorted(again + pending, key=lambda index: victims[index]["idle_seconds"])
 
