@@ -6,14 +6,20 @@ max_connections for the run and puts it back.
 
     make fleet-up
     DBFLEET_STATE_DIR=/tmp/dbhygiene-fleet-test .venv/bin/python tools/bench_mysql.py --sessions 100 1000
+    # a connection crisis: ghosts idle 30 s under a bound of 0.01 get the window the documented
+    # bound gives ghosts idle 3,000 s (50 min)
+    ... tools/bench_mysql.py --sessions 100 1000 4000 --idle 30 --ratio-bound 0.01 --no-listing \
+        --methods "dbhygiene driver" "bare KILL batch" pt-kill
 
 For each number of idle sessions N:
 - listing: the driver's list_sessions() (threads, then program_name apart:
   cold = first listing of a driver, warm = the attributes already known), and
   the former single statement that joined session_connect_attrs;
-- ending N idle victims (user app2, idle): the driver (list + guarded
-  end_sessions: one server-side guard block per min(500, 100,000 / threads) victims,
-  idle ones in its loop, each re-read right before its KILL), the same with the
+- ending N idle victims (user app2, idle for --idle seconds): the driver (list + guarded
+  end_sessions: victims idle long enough for its bound of (verifying read -> KILL) / idle
+  time (--ratio-bound, default the documented 1e-4) in verified blocks, one read of the
+  thread list per block and a tight loop of KILLs, the others in guard blocks of
+  min(500, 100,000 / threads) victims, each re-read right before its KILL), the same with the
   events_statements_current consumer switched on for the run (the victims are then
   read on their statement events; each session first runs a statement, untimed, so
   that it has its row as on a server that runs with the consumer on), a bare KILL batch
@@ -24,6 +30,8 @@ For each number of idle sessions N:
   performance_schema.events_statements_current, consumer on as above), and pt-kill (Debian's percona-toolkit,
   when installed: from its start until every victim is gone, which includes
   perl's start and its first poll).
+- the verified blocks: victims per run in blocks, blocks, victims re-read on their own, and
+  the largest (read -> KILL) / idle ratio the driver measured (its `guard` result);
 - the victims planned idle are also read in performance_schema's transaction events right
   before their KILL (the fleet runs with them on; the count is printed with the guard paths);
 - statements (round trips) of the driver at each N, counted on its connection by
@@ -55,6 +63,9 @@ from dbfleet import state as fleet_state  # noqa: E402
 USER = "app2"
 APP = "bench-idle"
 _GUARD_STEPS = []  # the driver's guard_counts of each timed run
+_GUARD_FIGURES = []  # the driver's guard_figures() of each timed run
+# The drivers' bound of (verifying read -> KILL) / idle time (--ratio-bound), the ghosts' idle time (--idle).
+RUN = {"ratio_bound": flavours.WINDOW_RATIO_BOUND, "idle": 0.2}
 
 
 def _params(fleet, server):
@@ -70,8 +81,9 @@ def _params(fleet, server):
     }
 
 
-def _hold(fleet, server, count):
-    """`count` idle sessions of USER, opened by 4 threads; returns the connections."""
+def hold_idle(fleet, server, count, application=APP):
+    """`count` idle sessions of USER (program_name `application`), opened by 4 threads; returns
+    the connections (also the crisis race's ghosts: tests/reliability/test_wake_race.py)."""
     srv = fleet.server(server)
     held, lock = [], threading.Lock()
 
@@ -84,7 +96,7 @@ def _hold(fleet, server, count):
                     port=srv["port"],
                     user=USER,
                     password=fleet.password(USER),
-                    program_name=APP,
+                    program_name=application,
                     ssl_disabled=True,
                 )
             )
@@ -160,6 +172,7 @@ def bench_listing(fleet, server, repeat):
 def _ours(fleet, server):
     with counting() as counter:  # the driver's connection counts; _wait_gone's, opened later, does not
         d = _mysql.open_driver(_params(fleet, server))
+    d.window_ratio_bound = RUN["ratio_bound"]
     try:
         start = time.perf_counter()
         victims = [s for s in d.list_sessions() if s["user"] == USER and s["state"] == "idle"]
@@ -167,6 +180,7 @@ def _ours(fleet, server):
         ended = time.perf_counter() - start
         statements = counter.count
         _GUARD_STEPS.append(dict(d.guard_counts))
+        _GUARD_FIGURES.append(d.guard_figures())
         _wait_gone(fleet, server)
         gone = time.perf_counter() - start
     finally:
@@ -188,11 +202,12 @@ def sweep_statements(fleet, server, sessions):
             "limits": {"max_terminations": "unlimited", "max_fraction": "unlimited"},
         }
     )
-    held = _hold(fleet, server, sessions)
+    held = hold_idle(fleet, server, sessions)
     try:
-        time.sleep(0.2)
+        time.sleep(RUN["idle"])
         with counting() as counter:
             d = _mysql.open_driver(_params(fleet, server))
+        d.window_ratio_bound = RUN["ratio_bound"]
         try:
             d.preflight(signal=True)
             result = apply_policy(d, policy, check_mode=False, wait_timeout=30)
@@ -258,7 +273,7 @@ def _with_statement_events(fleet, server, held, run):
     try:
         for conn in held:
             conn.cursor().execute("SELECT 1")
-        time.sleep(0.2)
+        time.sleep(RUN["idle"])
         return run()
     finally:
         mariadb.set_statement_events(fleet.server(server), was_on)
@@ -325,7 +340,7 @@ def _pt_kill(fleet, server):
     return None, gone
 
 
-def bench_kill(fleet, server, sessions, repeat):
+def bench_kill(fleet, server, sessions, repeat, only=None):
     methods = [
         ("dbhygiene driver (list + guarded end)", lambda held: _ours(fleet, server)),
         (
@@ -344,13 +359,15 @@ def bench_kill(fleet, server, sessions, repeat):
     ]
     if shutil.which("pt-kill"):
         methods.append(("pt-kill (from its start)", lambda held: _pt_kill(fleet, server)))
+    if only:
+        methods = [(name, run) for name, run in methods if any(word in name for word in only)]
     figures = dict((name, {"ended": [], "gone": []}) for name, dummy in methods)
     statements = []
     for _dummy in range(repeat):
         for name, run in methods:  # alternating, so drift hits every method alike
-            held = _hold(fleet, server, sessions)
+            held = hold_idle(fleet, server, sessions)
             try:
-                time.sleep(0.2)
+                time.sleep(RUN["idle"])
                 result = run(held)
                 if len(result) == 3:
                     statements.append(result[2])
@@ -370,17 +387,20 @@ def _print_against_goals(figures):
         values = figures.get(name, {}).get("gone")
         return statistics.median(values) if values else None
 
-    ours, floor = gone("dbhygiene driver (list + guarded end)"), gone("floor: a re-read + KILL per victim")
-    ps_ours, ps_floor = gone("the driver, statement events on"), gone("floor, on performance_schema")
+    ours = {
+        "the driver": gone("dbhygiene driver (list + guarded end)"),
+        "the floor": gone("floor: a re-read + KILL per victim"),
+        "the driver, statement events on": gone("the driver, statement events on"),
+        "the floor on performance_schema": gone("floor, on performance_schema"),
+    }
     for name, against in (
         ("pt-kill", gone("pt-kill (from its start)")),
         ("bare KILL batch", gone("bare KILL batch (one round trip)")),
     ):
         if against:
             print(
-                "  against %-16s the driver %.2fx, the floor %.2fx; statement events on: the driver %.2fx, "
-                "the floor %.2fx (until all gone)"
-                % (name, ours / against, floor / against, ps_ours / against, ps_floor / against)
+                "  against %-16s %s (until all gone)"
+                % (name, ", ".join("%s %.2fx" % (who, value / against) for who, value in ours.items() if value))
             )
 
 
@@ -389,7 +409,26 @@ def main():
     parser.add_argument("--sessions", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--server", default="mariadb2")
+    parser.add_argument(
+        "--idle",
+        type=float,
+        default=0.2,
+        help="seconds the ghosts sit idle before each run (only ghosts idle long enough for the bound are "
+        "verified in blocks: the window a block may take is bound x idle time)",
+    )
+    parser.add_argument(
+        "--ratio-bound",
+        type=float,
+        default=flavours.WINDOW_RATIO_BOUND,
+        help="the driver's bound of (verifying read -> KILL) / idle time for this run (default: the "
+        "documented one); bound b with ghosts idle t allows the window of the documented bound with "
+        "ghosts idle t x b / documented",
+    )
+    parser.add_argument("--methods", nargs="+", help="only the methods whose name holds one of these words")
+    parser.add_argument("--no-listing", action="store_true", help="skip the listing figures")
+    parser.add_argument("--no-sweep", action="store_true", help="skip the statements of a whole real sweep")
     args = parser.parse_args()
+    RUN.update(ratio_bound=args.ratio_bound, idle=args.idle)
     fleet = fleet_state.load(os.environ.get("DBFLEET_STATE_DIR"))
     admin = mariadb.admin_connect(fleet.server(args.server), autocommit=True)
     cur = admin.cursor()
@@ -398,19 +437,32 @@ def main():
     cur.execute("SET GLOBAL max_connections = %s", (max(args.sessions) + 100,))
     try:
         cur.execute("SELECT VERSION()")
-        print("MariaDB %s on %s, medians of %d runs" % (cur.fetchone()[0], args.server, args.repeat))
+        print(
+            "MariaDB %s on %s, medians of %d runs; ghosts idle %.1f s, the driver's ratio bound %g (the window of "
+            "the documented bound %g with ghosts idle %.0f s)"
+            % (
+                cur.fetchone()[0],
+                args.server,
+                args.repeat,
+                args.idle,
+                args.ratio_bound,
+                flavours.WINDOW_RATIO_BOUND,
+                args.idle * args.ratio_bound / flavours.WINDOW_RATIO_BOUND,
+            )
+        )
         for sessions in args.sessions:
             print("\n== %d idle sessions" % sessions)
-            held = _hold(fleet, args.server, sessions)
-            try:
-                listing = bench_listing(fleet, args.server, args.repeat)
-            finally:
-                _release(held)
-                _wait_gone(fleet, args.server)
-            for name, values in listing.items():
-                print("  listing  %-34s %s" % (name, _ms(statistics.median(values))))
-            del _GUARD_STEPS[:]
-            figures, statements = bench_kill(fleet, args.server, sessions, args.repeat)
+            if not args.no_listing:
+                held = hold_idle(fleet, args.server, sessions)
+                try:
+                    listing = bench_listing(fleet, args.server, args.repeat)
+                finally:
+                    _release(held)
+                    _wait_gone(fleet, args.server)
+                for name, values in listing.items():
+                    print("  listing  %-34s %s" % (name, _ms(statistics.median(values))))
+            del _GUARD_STEPS[:], _GUARD_FIGURES[:]
+            figures, statements = bench_kill(fleet, args.server, sessions, args.repeat, args.methods)
             steps, events_on = (_GUARD_STEPS[-2], _GUARD_STEPS[-1]) if len(_GUARD_STEPS) > 1 else ({}, {})
             print(
                 "  (the guard block re-read %d victims in its PROCESSLIST loop, %d in steps of their own; with "
@@ -425,7 +477,19 @@ def main():
                     events_on.get("transaction_checked", 0),
                 )
             )
-            ours = figures["dbhygiene driver (list + guarded end)"]
+            ratios = [f["window_ratio_max"] for f in _GUARD_FIGURES if f["window_ratio_max"] is not None]
+            print(
+                "  verified blocks: %s victims in %s blocks per run, the others re-read on their own: %s; the largest "
+                "window/idle ratio %s (bound %g)"
+                % (
+                    "/".join(str(f["block_verified"]) for f in _GUARD_FIGURES),
+                    "/".join(str(f["blocks"]) for f in _GUARD_FIGURES),
+                    "/".join(str(f["re_read"]) for f in _GUARD_FIGURES),
+                    "%.2e" % max(ratios) if ratios else "-",
+                    args.ratio_bound,
+                )
+            )
+            ours = figures.get("dbhygiene driver (list + guarded end)") or next(iter(figures.values()))
             for name, values in figures.items():
                 line = "  ending   %-40s" % name
                 if values["ended"]:
@@ -437,6 +501,9 @@ def main():
                 line += "  all gone %s (ours/this %.2f)" % (_ms(statistics.median(values["gone"])), ratio)
                 print(line)
             _print_against_goals(figures)
+            if args.no_sweep:
+                print("  statements of the driver (list + guarded end): %s" % "/".join(str(n) for n in statements))
+                continue
             count, kinds = sweep_statements(fleet, args.server, sessions)
             print(
                 "  statements (round trips) of the driver, connecting included: list + guarded end %s; "

@@ -219,6 +219,10 @@ class Driver(object):
         """
         raise NotImplementedError
 
+    def guard_figures(self):
+        """dict of how the guarded kill went (the `guard` result of a sweep), or None."""
+        return None
+
     def query_templates(self):
         """The statement templates this driver runs (for the `queries` result).
         Templates only: never values, never secrets."""

@@ -34,7 +34,16 @@ How the safety invariants of docs/architecture.md are kept here:
   idle victims to terminate are bound to their latest event right after the
   listing and re-read there instead (_bind_statement_events,
   flavours.bind_statement_events): the same proof, a cheaper read.
-  Cancels use ``KILL QUERY ID`` with the statement id just re-read. MySQL has
+  Cancels use ``KILL QUERY ID`` with the statement id just re-read.
+  Idle victims to terminate that were idle long enough go first, through verified
+  blocks (_verified_blocks, flavours.verified_block): one read of the thread list per
+  block, in the same compound statement as their KILLs, then a tight loop of KILLs, each
+  only while (time from that read to the KILL) / (the victim's idle time at the read),
+  measured in the server right before it, is at most window_ratio_bound
+  (flavours.WINDOW_RATIO_BOUND, 1e-4): the risk a window carries follows the victim's idle
+  time. Blocks are sized from the costs the last block measured; a victim that fits none,
+  or whose KILL the server refused for the bound, is re-read on its own as above. The
+  largest ratio of the sweep: guard_figures() (the `guard` result). MySQL has
   no compound statements outside stored programs: each victim is re-read right
   before its own KILL, a window of one round trip.
 * Every wait is bounded: connect_timeout covers the TCP connect and each read of
@@ -424,8 +433,24 @@ class MySQLDriver(Driver):
         self._set_io_timeout(query_timeout)
         self._lock_held = False
         self._threads_seen = 1  # client threads of the last full listing (sizes the guard blocks)
-        # Victims the guard block re-read in its loop / in a step of their own, over this driver's life.
-        self.guard_counts = {"looped": 0, "own_step": 0, "statement_events": 0, "transaction_checked": 0}
+        # Victims the guard block re-read in its loop / in a step of their own, or that a verified
+        # block settled with one read for the block (and verified blocks run), over this driver's life.
+        self.guard_counts = {
+            "looped": 0,
+            "own_step": 0,
+            "statement_events": 0,
+            "transaction_checked": 0,
+            "block_verified": 0,
+            "blocks": 0,
+        }
+        # Verified blocks (flavours.verified_block): the bound of (read -> KILL) / idle time, the
+        # largest ratio measured so far, and the predictions their sizes come from (then measured).
+        self.window_ratio_bound = flavours.WINDOW_RATIO_BOUND
+        self.window_ratio_max = None
+        self._verify_read = flavours.VERIFY_READ_SECONDS_PER_THREAD
+        self._verify_kill = flavours.VERIFY_KILL_SECONDS
+        self._verify_measured = False
+        self.block_verified_keys = set()  # the keys of the victims verified blocks settled
         self._trx_read_at = None  # when our last listing read INNODB_TRX (time.monotonic)
         # program_name per session key: a connection's attributes are fixed at login.
         self._applications = {}
@@ -845,6 +870,9 @@ class MySQLDriver(Driver):
                 pass  # only for the record: never a reason not to end a victim
         try:
             if self.flavour.server_side_guard:
+                if mode == "terminate":
+                    self._verified_blocks(victims, todo, results)
+                    todo = [index for index in todo if results[index] is None]
                 bound = self._bind_statement_events([victims[index] for index in todo], mode)
                 size = flavours.guard_batch_size(self._threads_seen)
                 for first in range(0, len(todo), size):
@@ -884,16 +912,100 @@ class MySQLDriver(Driver):
         bound = flavours.bind_statement_events(candidates, threads, events, thread_list)
         return dict((candidates[index]["key"], binding) for index, binding in bound.items())
 
+    def _verified_blocks(self, victims, todo, results):
+        """Set results[index] of the victims (indexes `todo`, to terminate) that verified blocks
+        settle, block by block (a failure part-way keeps the outcomes known): the
+        block_verifiable ones by planned idle time, shortest first, in blocks sized
+        (flavours.verified_block_size) so that each one's predicted window stays within the
+        bound; the predictions are this driver's last measured ones. A victim that a block left
+        unverified (its window would have passed the bound: r; the block's read failed before
+        it: x, no KILL went out for it) gets one more block; one that fits no block, or is left
+        unverified twice, is left None: the guard block re-reads it on its own."""
+        pending = sorted(
+            (index for index in todo if flavours.block_verifiable(victims[index], "terminate")),
+            key=lambda index: victims[index]["idle_seconds"],
+        )
+        tried = set()
+        while pending:
+            size = flavours.verified_block_size(
+                [victims[index]["idle_seconds"] for index in pending],
+                self._threads_seen,
+                self.window_ratio_bound,
+                self._verify_read,
+                self._verify_kill,
+            )
+            if size == 0 and not self._verify_measured and self._may_fit(victims[pending[-1]]):
+                # Predictions not measured yet: one block of the longest idle victim measures them.
+                block, pending = pending[-1:], pending[:-1]
+            elif size == 0:
+                pending.pop(0)  # too recently active for any block: re-read on its own
+                continue
+            else:
+                block, pending = pending[:size], pending[size:]
+            rows = self._guard_rows(
+                flavours.verified_block([victims[index] for index in block], self.window_ratio_bound),
+                "terminate",
+                len(block),
+            )
+            outcomes = flavours.parse_guard_outcomes(rows[0][0] if rows else None, len(block))
+            self._measured(flavours.verified_block_figures(rows[0][1] if rows else None))
+            self.guard_counts["blocks"] += 1
+            again = []
+            for index, (code, fields) in zip(block, outcomes):
+                if code in (flavours.GUARD_UNVERIFIED, flavours.GUARD_ERROR):
+                    # Not killed (its window would have passed the bound, or the block's read
+                    # failed): once more in a later block (a fresh read), then on its own.
+                    if index not in tried:
+                        tried.add(index)
+                        again.append(index)
+                    continue
+                if code == flavours.GUARD_BLOCK_ENDED:
+                    ratio = float(fields[1]) if len(fields) > 1 and fields[1] else None
+                    if ratio is not None:
+                        self.window_ratio_max = max(ratio, self.window_ratio_max or 0.0)
+                    code, fields = flavours.GUARD_ENDED, fields[:1]
+                self.guard_counts["block_verified"] += 1
+                self.block_verified_keys.add(victims[index].get("key"))
+                results[index] = self._outcome(victims[index], "terminate", code, fields)
+            pending = sorted(again + pending, key=lambda index: victims[index]["idle_seconds"])
+
+    def _may_fit(self, victim):
+        """Whether a block could take `victim` if reading the thread list cost nothing."""
+        return flavours.verified_block_size([victim["idle_seconds"]], 1, self.window_ratio_bound, 0, self._verify_kill)
+
+    def _measured(self, figures):
+        """Take a verified block's figures as the predictions of the next block's size."""
+        read, total, reached = figures
+        if read is not None:
+            self._verify_measured = True
+            self._verify_read = max(read / max(1, self._threads_seen), 1e-7)
+            if reached:
+                self._verify_kill = max((total - read) / reached, 1e-6)
+
+    def guard_figures(self):
+        """The guard's figures over this driver's life (the `guard` result of a sweep)."""
+        return {
+            "window_ratio_bound": self.window_ratio_bound,
+            "window_ratio_max": self.window_ratio_max,
+            "block_verified": self.guard_counts["block_verified"],
+            "blocks": self.guard_counts["blocks"],
+            "re_read": sum(self.guard_counts[key] for key in ("looped", "own_step", "statement_events")),
+        }
+
+    def _guard_rows(self, query, mode, count):
+        """The rows of one server-side guard statement over `count` victims."""
+        try:
+            return self._execute(query)
+        except pymysql.MySQLError as exc:
+            raise SessionError(
+                f"the guarded {mode} of {count} threads on {self.target} failed "
+                f"(whether their KILLs went out is not known): {self._why(exc)}"
+            )
+
     def _guarded_batch(self, batch, mode, bound=None):
         """One guard block (MariaDB) for up to GUARD_BATCH victims; their outcomes in order."""
         ordered = self.flavour.guard_order(batch, mode, bound=bound)
-        try:
-            rows = self._execute(self.flavour.guard_block(ordered, mode, bound=bound))
-        except pymysql.MySQLError as exc:
-            raise SessionError(
-                f"the guarded {mode} of {len(batch)} threads on {self.target} failed "
-                f"(whether their KILLs went out is not known): {self._why(exc)}"
-            )
+        rows = self._guard_rows(self.flavour.guard_block(ordered, mode, bound=bound), mode, len(batch))
         outcomes = flavours.parse_guard_outcomes(rows[0][0] if rows else None, len(batch))
         for key, path in zip(
             ("statement_events", "looped", "own_step"), self.flavour.guard_paths(batch, mode, bound=bound)

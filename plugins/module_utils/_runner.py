@@ -618,6 +618,9 @@ def apply_policy(
         result["groups"] = [dict(group) for group in plan.groups]
     if out.unknown:
         result["unknown"] = out.unknown
+    figures = None if check_mode else driver.guard_figures()
+    if figures is not None:
+        result["guard"] = figures
     if settle_keys:
         result["settled"] = settled
     if diff:

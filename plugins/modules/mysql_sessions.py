@@ -223,6 +223,15 @@ settled:
   returned: when O(settle_keys) is given
   type: list
   elements: dict
+guard:
+  description:
+    - How the guarded kill went (MariaDB verified blocks). V(block_verified) victims were verified by one read of the
+      thread list per block (V(blocks)) and killed in a tight loop, each only while (time from that read to its KILL)
+      / (its idle time at the read) was at most V(window_ratio_bound); V(window_ratio_max) is the largest such ratio
+      of the sweep (null when no block killed). V(re_read) victims were re-read on their own right before their KILL.
+  returned: when not in check mode and the sweep got that far
+  type: dict
+  sample: {window_ratio_bound: 0.0001, window_ratio_max: 0.000031, block_verified: 3980, blocks: 12, re_read: 20}
 would_end:
   description: When a limit stopped the run, the sessions that would have been ended (nothing was).
   returned: failed

@@ -440,6 +440,16 @@ def test_check_mode_with_nothing_to_end_is_not_changed():
     assert result["terminated"] == []
 
 
+def test_a_real_run_reports_the_guard_figures_of_its_driver_and_a_dry_run_none():
+    figures = {"window_ratio_bound": 1e-4, "window_ratio_max": 3e-5, "block_verified": 2, "blocks": 1, "re_read": 0}
+    clock = FakeClock()
+    driver = FakeDriver(mixed_sessions(), clock)
+    assert "guard" not in run(driver, parse_policy(MIXED), clock)  # a driver without figures
+    driver.guard_figures = lambda: figures
+    assert "guard" not in run(driver, parse_policy(MIXED), clock, check_mode=True)
+    assert run(driver, parse_policy(MIXED), clock)["guard"] == figures
+
+
 def test_the_diff_shows_the_victims_before_and_only_the_survivors_after():
     clock = FakeClock()
     driver = FakeDriver(mixed_sessions(), clock)
