@@ -87,10 +87,16 @@ def start(server, pki, timeout=60):
     if running_pid(server):
         return False
     user = state.service_user(OS_USER)
+    # A temporary directory per server: the listing of a long thread list writes temporary tables,
+    # and servers sharing /tmp have seen theirs vanish under load (a failed listing, fail safe).
+    tmpdir = os.path.join(server["base"], "tmp")
+    os.makedirs(tmpdir, mode=0o750, exist_ok=True)
+    state.chown_tree(tmpdir, user)
     argv = [
         _binary("mariadbd"),
         "--no-defaults",
         "--datadir=" + server["datadir"],
+        "--tmpdir=" + tmpdir,
         "--socket=" + server["socket"],
         "--pid-file=" + server["pidfile"],
         "--bind-address=" + server["host"],
