@@ -34,6 +34,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import (
     LOCK_WAIT_MAX,
     Deadline,
+    JournalError,
     SweepBusyError,
     _same_statement,
     check_timeouts,
@@ -409,6 +410,9 @@ def run_drain(driver, rights, request, check_mode, diff=False, deadline=None):
     sessions = {"terminated": [], "cancelled": [], "not_ended": [], "summary": {}}
     try:
         deadline.check("reading the rights")
+        # The record before this run changes anything: what an earlier run left (the
+        # controller settles the changes it journaled and never got an outcome for).
+        record_before = rights.record()
         try:
             if request.state == "drained":
                 outcome = rights.drain(request, check_mode)
@@ -418,7 +422,7 @@ def run_drain(driver, rights, request, check_mode, diff=False, deadline=None):
         except RightsError as exc:
             if not exc.changes:
                 raise SessionError(str(exc))
-            return _failed_rights(request, exc)
+            return dict(_failed_rights(request, exc), record_before=record_before)
         try:
             record = rights.record()
             closed = _closed(record, request, check_mode)
@@ -442,6 +446,7 @@ def run_drain(driver, rights, request, check_mode, diff=False, deadline=None):
         "cancelled": sessions["cancelled"],
         "not_ended": sessions["not_ended"],
         "summary": sessions["summary"],
+        "record_before": record_before,
         "queries": driver.query_templates() + rights.query_templates(),
         "check_mode": bool(check_mode),
         "state_unknown": False,
@@ -488,12 +493,24 @@ class RightsError(SessionError):
 
 
 class Progress(object):
-    """The changes of rights of one run as they are made, for a RightsError when one fails."""
+    """The changes of rights of one run as they are made, for a RightsError when one fails.
+    `journal` (the runner's Journal hook, or None) takes each change before it is sent."""
 
-    def __init__(self, target):
+    def __init__(self, target, journal=None):
         self.target = target
+        self.journal = journal
         self.changes = []
         self.closed = []
+
+    def sending(self, entries):
+        """Journal `entries` before their statement goes out; when the journal cannot take
+        them, RightsError (nothing of them was sent; the changes made before are listed)."""
+        if self.journal is None or not entries:
+            return
+        try:
+            self.journal.changing([dict(entry) for entry in entries])
+        except (JournalError, OSError) as exc:
+            raise self.failed(exc)
 
     def made(self, entries, status=STATUS_DONE):
         for entry in entries:
@@ -534,7 +551,8 @@ def run_drain_module(module, driver_class, open_driver, rights_class):
             # MySQL lists program_name only for a policy that matches on it; the drain's results
             # and trail name every session's application (read when the login may).
             driver.list_applications = True
-        rights = rights_class(driver)
+        # The write-ahead hook of the controller's trail (run_on: controller), or None.
+        rights = rights_class(driver, journal=getattr(module, "journal", None))
         rights.preflight()
         result = run_drain(driver, rights, request, module.check_mode, diff=module._diff, deadline=deadline)
     except SweepBusyError as exc:

@@ -619,9 +619,10 @@ def _lines(accounts, keys, override=None):
 class MySQLRights(object):
     """Reads, changes and records the account locks of one server, through its driver."""
 
-    def __init__(self, driver):
+    def __init__(self, driver, journal=None):
         self.driver = driver
         self.target = driver.target
+        self.journal = journal  # the runner's Journal hook: each change before it is sent
         self.flavour = driver.flavour.name
 
     def _run(self, query, doing):
@@ -727,7 +728,8 @@ class MySQLRights(object):
 
     def _apply_drain(self, request, lock, extend, revoke, changes, recorded):
         """Record, then change: the record on the server has each change before it is made."""
-        progress = Progress(self.target)
+        progress = Progress(self.target, self.journal)
+        progress.sending(changes)
         for query in ensure_record_queries():
             self._run(query, "create the drain record")
         for db in request.databases:
@@ -812,8 +814,9 @@ class MySQLRights(object):
         return RightsOutcome(changes, before, after, restored=restored, extra=extra)
 
     def _apply_open(self, unlock, restore, changes, wanted, closed, public):
-        progress = Progress(self.target)
+        progress = Progress(self.target, self.journal)
         progress.closed = list(closed)
+        progress.sending(changes)
         for change, a in zip(changes, unlock):
             try:
                 self._run(unlock_query(a["user"], a["host"]), f"unlock account {change['account']}")

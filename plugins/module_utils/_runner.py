@@ -85,10 +85,15 @@ class Journal(object):
     ``ending(entries)`` gets, before each batch of signals, the batch's victims as
     result entries (session fields, rule, action) and returns once they are on disk;
     it raises JournalError (or OSError) when they cannot be, and then nothing of
-    that batch is signalled. This base journals nothing.
+    that batch is signalled. ``changing(changes)`` does the same for a change window
+    (module_utils/_drain.py): before each statement that changes connection rights, the
+    change entries it is about to make. This base journals nothing.
     """
 
     def ending(self, entries):
+        return None
+
+    def changing(self, changes):
         return None
 
 

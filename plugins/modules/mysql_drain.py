@@ -213,6 +213,14 @@ record:
       type: list
       elements: dict
       returned: always
+record_before:
+  description:
+    - The record on the server as this run read it before it changed anything, entries as in RV(record). The drain
+      role settles from it the changes of rights an earlier run journaled in the audit trail and never gave an outcome
+      for (a controller killed mid-drain).
+  returned: when the run got as far as reading the record
+  type: list
+  elements: dict
 terminated:
   description:
     - Sessions on O(databases) terminated (check mode, that would be), normalized session records as in
