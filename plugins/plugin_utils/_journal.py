@@ -258,8 +258,8 @@ class DrainJournal(Journal):
             append_lines(self.audit_log, lines, sync=True)
         except OSError as exc:
             raise JournalError(
-                f"the audit trail {self.audit_log} could not be written: {exc}; none of these {len(changes)} changes of "
-                "rights was made; fix dbhygiene_audit_log (a writable path on the control node)"
+                f"the audit trail {self.audit_log} could not be written: {exc}; none of these {len(changes)} "
+                "changes of rights was made; fix dbhygiene_audit_log (a writable path on the control node)"
             )
         try:
             save_pending(self.audit_log, self.host, self.pending + lines, DRAIN)
