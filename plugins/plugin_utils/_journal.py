@@ -194,8 +194,7 @@ def _recorded(change, record):
             continue
         found = found or entry
         for made in entry.get("changes") or []:
-            same = all(made.get(name) == change.get(name) for name in ("account", "right", "grantor"))
-            if same and made.get("change") in _DRAIN_CHANGES:
+            if all(made.get(name) == change.get(name) for name in ("change", "account", "right", "grantor")):
                 return entry, made
     return found, None
 
@@ -205,24 +204,26 @@ def settle_change(change, record, engine):
     a change an earlier run journaled and got no outcome for: (outcome, detail), or None when
     it cannot tell yet (the record of that database is in another database: PostgreSQL).
 
-    A drain's change (revoked, locked) is recorded on the server before it is made, and
-    (PostgreSQL) in the same transaction: recorded and done -> made; recorded as pending
-    (MySQL: the lock was sent, its confirmation was not recorded) -> unknown; not recorded ->
-    not made (or undone since by an open). An open's change (granted, unlocked): the record
-    of its database gone -> the open finished, made; still there -> PostgreSQL: not made (the
-    transaction did not commit), MySQL: unknown (the open stopped before it forgot the record).
+    A drain's change (revoked, locked; PostgreSQL: granted to allow_users) is recorded on the
+    server before it is made, and (PostgreSQL) in the same transaction: recorded and done ->
+    made; recorded as pending (MySQL: recorded as about to be made, never confirmed) ->
+    unknown; not recorded -> not made (or undone since by an open). An open's change (granted,
+    unlocked): the record of its database gone -> the open finished, made; still there ->
+    PostgreSQL: not made (the transaction did not commit), MySQL: unknown (the open stopped
+    before it forgot the record).
     """
     entry, made = _recorded(change, record)
     if entry is not None and entry.get("complete") is None and not entry.get("changes"):
         return None
-    if change.get("change") in _DRAIN_CHANGES:
+    drained = change.get("drain_state") or ("drained" if change.get("change") in _DRAIN_CHANGES else "open")
+    if drained == "drained":
         if made is None:
             return NOT_CHANGED, "settled: not in the server's drain record at the next run: not made (or undone since)"
         if made.get("status") in _DONE_STATUSES:
             return change.get("change"), "settled: in the server's drain record at the next run (open undoes it)"
         return "unknown", (
-            f"settled as far as the server can tell: recorded as {made.get('status')} (sent, not confirmed); "
-            "state=open undoes it if it was made"
+            f"settled as far as the server can tell: recorded as {made.get('status')} (about to be made, never "
+            "confirmed): made or not; state=open undoes it if it was made"
         )
     if entry is None:
         return change.get("change"), "settled: the drain record of its database was gone at the next run"

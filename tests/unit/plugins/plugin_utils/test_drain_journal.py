@@ -124,6 +124,14 @@ def _record(database, *changes, **extra):
         ),
         (dict(REVOKE, change="granted"), {"billing": _record("billing", REVOKE)}, "postgresql", "not_changed"),
         (dict(REVOKE, change="granted"), {}, "postgresql", "granted"),
+        # a drain's grant to allow_users: settled as the drain's changes are, from the record
+        (dict(REVOKE, change="granted", drain_state="drained"), {}, "postgresql", "not_changed"),
+        (
+            dict(REVOKE, change="granted", drain_state="drained"),
+            {"billing": _record("billing", REVOKE, dict(REVOKE, change="granted"))},
+            "postgresql",
+            "granted",
+        ),
     ],
 )
 def test_the_servers_record_settles_a_change(change, record, engine, outcome):
