@@ -22,6 +22,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils import _planner
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import (
     REASON_STILL_PRESENT,
     SessionError,
+    failed_statement,
     shown,
 )
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import (
@@ -38,6 +39,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import 
     SweepBusyError,
     _same_statement,
     check_timeouts,
+    for_verbosity,
 )
 
 STATES = ("drained", "open")
@@ -558,10 +560,12 @@ def run_drain_module(module, driver_class, open_driver, rights_class):
     except SweepBusyError as exc:
         module.fail_json(msg=str(exc), busy=True)
     except SessionError as exc:
-        module.fail_json(msg=f"{driver_class.engine} drain: {exc}", **_closed_now(rights))
+        module.fail_json(
+            msg=f"{driver_class.engine} drain: {exc}", **dict(_closed_now(rights), **failed_statement(exc))
+        )
     finally:
         if driver is not None:
             driver.close()
     if result.get("failed"):
-        module.fail_json(**result)
-    module.exit_json(**result)
+        module.fail_json(**for_verbosity(module, result))
+    module.exit_json(**for_verbosity(module, result))

@@ -39,6 +39,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import 
     REASON_STATE_CHANGED,
     REASON_STILL_PRESENT,
     SessionError,
+    failed_statement,
 )
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError, parse_policy
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import parse_instant
@@ -73,6 +74,18 @@ class _Clock(object):
 
     def sleep(self, seconds):
         time.sleep(seconds)
+
+
+# The statement templates (`queries`, ~12 KB) are in a module's result at this verbosity
+# (-vvv) and above; below it they would fill every failed task's `fatal:` line.
+QUERIES_VERBOSITY = 3
+
+
+def for_verbosity(module, result):
+    """`result` as the module returns it: without `queries` below -vvv."""
+    if (getattr(module, "_verbosity", 0) or 0) < QUERIES_VERBOSITY:
+        result.pop("queries", None)
+    return result
 
 
 class JournalError(SessionError):
@@ -691,7 +704,7 @@ def run_info_module(module, open_driver, driver_class=None):
         driver.preflight(signal=False)
         result = session_info(driver, policy)
     except SessionError as exc:
-        module.fail_json(msg=str(exc))
+        module.fail_json(msg=str(exc), **failed_statement(exc))
     finally:
         if driver is not None:
             driver.close()
@@ -730,11 +743,11 @@ def run_sessions_module(module, driver_class, open_driver):
     except SweepBusyError as exc:
         module.fail_json(msg=str(exc), busy=True)
     except SessionError as exc:
-        module.fail_json(msg=str(exc))
+        module.fail_json(msg=str(exc), **failed_statement(exc))
     finally:
         if driver is not None:
             driver.close()
     if result.get("failed"):
         # Limits, or a failure after signals went out: the result still says what was ended.
-        module.fail_json(**result)
-    module.exit_json(**result)
+        module.fail_json(**for_verbosity(module, result))
+    module.exit_json(**for_verbosity(module, result))
