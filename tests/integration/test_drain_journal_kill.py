@@ -32,6 +32,7 @@ from test_roles_drain import DRAIN, HOSTS, _forget_mariadb_record, _group_vars, 
 from test_trail_faults import _fill, _mount_tmpfs, _umount
 
 PASSWORD = "Window-pw-1"
+VICTIMS = 30
 
 
 def _windows(fleet, tag):
@@ -125,7 +126,7 @@ def _kill_tree(root):
 def _killed_mid_drain(fleet, inventory, held):
     """ansible-playbook of the drain and its workers SIGKILLed once both servers froze at the
     first session the drain ended; the servers are thawed after."""
-    watches = [faults.at_first_death(fleet, host, [held[host]], "freeze") for host in HOSTS]
+    watches = [faults.at_first_death(fleet, host, held[host], "freeze") for host in HOSTS]
     try:
         proc = subprocess.Popen(
             [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory, DRAIN],
@@ -156,10 +157,13 @@ def test_a_controller_killed_mid_drain_left_every_changed_right_in_the_trail(fle
             window.create()
         before = {host: window.catalog() for host, window in windows.items()}
         items = {host: _connect_items(window, names["billing"]) for host, window in windows.items()}
-        for host in HOSTS:
-            held[host] = holder.open_session(
-                fleet, host, "idle", user=names["app"] + "0", password=PASSWORD, database=names["billing"]
-            )
+        for host in HOSTS:  # enough sessions that the drain is still ending them when its server freezes
+            held[host] = [
+                holder.open_session(
+                    fleet, host, "idle", user=names["app"] + str(n % 3), password=PASSWORD, database=names["billing"]
+                )
+                for n in range(VICTIMS)
+            ]
         directory = str(tmp_path)
         inventory = _inventory(fleet, directory, _group_vars(fleet, directory, tag))
         fired = _killed_mid_drain(fleet, inventory, held)
@@ -175,7 +179,9 @@ def test_a_controller_killed_mid_drain_left_every_changed_right_in_the_trail(fle
             journaled = {(line["change"], line["account"], line["grantor"]) for line in lines}
             assert changed <= journaled, (host, changed, journaled)
             # killed before the module returned: no outcome line of the run, only the ones written ahead
-            assert {line["outcome"] for line in lines} == {"changing"}, lines
+            assert {line["outcome"] for line in lines} == {"changing"}, [
+                (line["outcome"], line["action"]) for line in lines
+            ]
             with open(os.path.join(directory, "audit.jsonl.pending", "drain", host + ".json")) as handle:
                 pending[host] = json.load(handle)["pending"]
             assert {(p["change"], p["account"], p["grantor"]) for p in pending[host]} == journaled
@@ -195,7 +201,7 @@ def test_a_controller_killed_mid_drain_left_every_changed_right_in_the_trail(fle
             assert window.catalog() == before[host]  # open restored the rights exactly
             assert not os.path.exists(os.path.join(directory, "audit.jsonl.pending", "drain", host + ".json"))
     finally:
-        close_all(held.values())
+        close_all([session for sessions in held.values() for session in sessions])
         for window in windows.values():
             window.drop()
         _forget(windows, names["billing"])
