@@ -74,19 +74,46 @@ def save_pending(audit_log, host, entries, kind=None):
     write_private(path, json.dumps({"host": host, "pending": entries}, default=str, indent=1) + "\n", sync=True)
 
 
-class TrailJournal(Journal):
-    """The runner's hook on the controller (see the module doc). `context` as for trail
-    lines (login_host, job_id, sweep_id, run_id); `journaled` collects every victim's
-    entry it wrote ``ending`` for, by key."""
+class _HostJournal(Journal):
+    """A write-ahead journal of one run on one host: `context` as for trail lines (login_host,
+    job_id, sweep_id, run_id); `pending` the host's pending entries (of `kind`), `journaled`
+    what this run wrote ahead, by key."""
 
-    def __init__(self, audit_log, host, engine, context, policy_name, pending=None):
+    kind = None
+
+    def __init__(self, audit_log, host, engine, context, pending=None):
         self.audit_log = audit_log
         self.host = host
         self.engine = engine
         self.context = context
-        self.policy_name = policy_name
         self.pending = list(pending or [])
         self.journaled = {}
+
+    def _write_ahead(self, lines, entries, what):
+        """`lines` in the trail (one write, fsync), then `entries` added to the pending file;
+        JournalError naming the file and the error, and `what` was not done, when either fails."""
+        try:
+            append_lines(self.audit_log, lines, sync=True)
+        except OSError as exc:
+            raise JournalError(
+                f"the audit trail {self.audit_log} could not be written: {exc}; {what}; fix dbhygiene_audit_log "
+                "(a writable path on the control node)"
+            )
+        try:
+            save_pending(self.audit_log, self.host, self.pending + entries, self.kind)
+        except OSError as exc:
+            path = pending_path(self.audit_log, self.host, self.kind)
+            raise JournalError(f"the pending file {path} of the audit trail could not be written: {exc}; {what}")
+        self.pending += entries
+
+
+class TrailJournal(_HostJournal):
+    """The runner's hook on the controller (see the module doc); `journaled` collects every
+    victim's entry it wrote ``ending`` for, by key."""
+
+    def __init__(self, audit_log, host, engine, context, policy_name, pending=None):
+        _HostJournal.__init__(self, audit_log, host, engine, context, pending)
+        self.policy_name = policy_name
 
     def _line(self, entry, outcome, now=None):
         return session_line(
@@ -96,23 +123,8 @@ class TrailJournal(Journal):
     def ending(self, entries):
         now = iso_utc_z(utc_now())
         lines = [self._line(entry, "ending", now) for entry in entries]
-        try:
-            append_lines(self.audit_log, lines, sync=True)
-        except OSError as exc:
-            raise JournalError(
-                f"the audit trail {self.audit_log} could not be written: {exc}; nothing of this batch "
-                f"({len(entries)} sessions) was signalled; fix dbhygiene_audit_log (a writable path on the control "
-                "node)"
-            )
         added = [dict(line, run_id=self.context.get("run_id")) for line in lines]
-        try:
-            save_pending(self.audit_log, self.host, self.pending + added)
-        except OSError as exc:
-            raise JournalError(
-                f"the pending file {pending_path(self.audit_log, self.host)} of the audit trail could not be written: "
-                f"{exc}; nothing of this batch ({len(entries)} sessions) was signalled"
-            )
-        self.pending += added
+        self._write_ahead(lines, added, f"nothing of this batch ({len(entries)} sessions) was signalled")
         for entry in entries:
             self.journaled[entry.get("key")] = entry
 
@@ -232,7 +244,7 @@ def settle_change(change, record, engine):
     return "unknown", "settled as far as the server can tell: the open stopped before it forgot the drain record"
 
 
-class DrainJournal(Journal):
+class DrainJournal(_HostJournal):
     """The drain role's write-ahead hook (the runner's Journal, through module_utils/_drain.py's
     Progress): before each statement that changes connection rights, one ``changing`` line per
     change (one write, fsync) and the changes added to the host's pending file
@@ -240,13 +252,7 @@ class DrainJournal(Journal):
     nothing of it is sent. The next run on the host settles what an earlier run left there
     from the server's drain record as it read it first (``settle_lines``, ``settle_change``)."""
 
-    def __init__(self, audit_log, host, engine, context, pending=None):
-        self.audit_log = audit_log
-        self.host = host
-        self.engine = engine
-        self.context = context
-        self.pending = list(pending or [])
-        self.journaled = {}
+    kind = DRAIN
 
     def _line(self, change, outcome, check_mode=False):
         line = _change_window.change_line(self.host, self.engine, check_mode, self.context, change, outcome)
@@ -255,21 +261,7 @@ class DrainJournal(Journal):
 
     def changing(self, changes):
         lines = [self._line(change, CHANGING) for change in changes]
-        try:
-            append_lines(self.audit_log, lines, sync=True)
-        except OSError as exc:
-            raise JournalError(
-                f"the audit trail {self.audit_log} could not be written: {exc}; none of these {len(changes)} "
-                "changes of rights was made; fix dbhygiene_audit_log (a writable path on the control node)"
-            )
-        try:
-            save_pending(self.audit_log, self.host, self.pending + lines, DRAIN)
-        except OSError as exc:
-            raise JournalError(
-                f"the pending file {pending_path(self.audit_log, self.host, DRAIN)} of the audit trail could not be "
-                f"written: {exc}; none of these {len(changes)} changes of rights was made"
-            )
-        self.pending += lines
+        self._write_ahead(lines, lines, f"none of these {len(changes)} changes of rights was made")
         for change, line in zip(changes, lines):
             self.journaled[line["key"]] = change
 
@@ -330,7 +322,7 @@ class DrainJournal(Journal):
             for entry in self.pending
             if entry.get("run_id") != self.context.get("run_id") or entry.get("key") not in known
         ]
-        save_pending(self.audit_log, self.host, self.pending, DRAIN)
+        save_pending(self.audit_log, self.host, self.pending, self.kind)
 
 
 # The fields a trail line adds to a change entry (dropped again when a pending line is settled).
