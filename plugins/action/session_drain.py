@@ -115,10 +115,11 @@ class ActionModule(_action.ActionMixin, ActionBase):
             plan = self.run_engine_module(engine, KIND, module_args, run_on, task_vars, True)
         finally:
             self._task.check_mode = real
-        if plan.get("failed"):
-            return dict(plan, check_mode=False)
+        if plan.get("failed"):  # nothing was changed: the plan's changes are what would have been
+            return dict(plan, check_mode=False, changes=[], terminated=[], cancelled=[])
         try:
-            journal.changing(plan.get("changes") or [])
+            if plan.get("changes"):
+                journal.changing(plan["changes"])
         except JournalError as exc:
             return {"failed": True, "msg": str(exc), "record_before": plan.get("record_before")}
         module_result = self.run_engine_module(engine, KIND, module_args, run_on, task_vars, False, self._task.diff)
