@@ -12,7 +12,15 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _action, _change_window, _connection, _fleet
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import JournalError
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import (
+    _action,
+    _change_window,
+    _connection,
+    _files,
+    _fleet,
+    _journal,
+)
 
 KIND = "drain"
 
@@ -49,10 +57,14 @@ class ActionModule(_action.ActionMixin, ActionBase):
             "state": params["state"],
         }
         check_mode = bool(self._task.check_mode)
-
-        module_result = self.run_engine_module(
-            engine, KIND, module_args, params["run_on"], task_vars, check_mode, self._task.diff
-        )
+        journal = None
+        if params.get("audit_log"):
+            journal = self._journal(params["audit_log"], host, engine, context)
+        module_result = self._run_module(engine, module_args, params["run_on"], task_vars, check_mode, journal)
+        lines = []
+        if journal is not None:
+            lines = journal.settle_lines(module_result.get("record_before"), check_mode)
+            lines += journal.outcome_lines(module_result, check_mode)
         result.update(module_result)
         # Ansible reserves `skipped` (a truthy one shows the task as skipped): never pass one on.
         result.pop("skipped", None)
@@ -61,12 +73,65 @@ class ActionModule(_action.ActionMixin, ActionBase):
         summary["databases"] = summary.get("databases") or params["databases"]
         if module_result.get("failed"):
             summary["failure"] = _fleet.failure_reason(module_result)
-        if params.get("audit_log"):
-            lines = _change_window.trail_records(
+        if journal is not None:
+            lines += _change_window.trail_records(
                 host, engine, dict(module_result, state=params["state"]), check_mode, context
             )
             self.write_trail(
                 result, summary, params["audit_log"], lines, f"the change window's work was done on {host}"
             )
+            self._finish_journal(journal, module_result, result, summary)
         result["dbhygiene"] = summary
         return result
+
+    def _journal(self, audit_log, host, engine, context):
+        """The write-ahead journal of this run (each change of rights in the trail before it is
+        made); the changes earlier runs left without an outcome are settled from the server's
+        record. A pending file that cannot be read fails the host before any connection."""
+        path = _files.controller_path(audit_log)
+        context["run_id"] = _journal.new_run_id()
+        try:
+            pending = _journal.load_pending(path, host, _journal.DRAIN)
+        except (OSError, ValueError) as exc:
+            raise self.failure(
+                f"the pending file {_journal.pending_path(path, host, _journal.DRAIN)} of the audit trail cannot be "
+                f"read: {exc}; nothing was done on this host (fix or move it: it lists changes of rights an earlier "
+                "run left without an outcome)",
+                dbhygiene={"engine": engine, "failure": "error"},
+            )
+        return _journal.DrainJournal(path, host, engine, context, pending)
+
+    def _run_module(self, engine, module_args, run_on, task_vars, check_mode, journal):
+        """The module's result. With a journal and a real run on the host: plan there first
+        (check mode) and journal the plan's changes, then run it for real (a change the real
+        run makes beyond the plan, the rights having changed in between, is in the trail after)."""
+        if journal is None or check_mode or run_on == "controller":
+            return self.run_engine_module(
+                engine, KIND, module_args, run_on, task_vars, check_mode, self._task.diff, journal=journal
+            )
+        real = self._task.check_mode
+        self._task.check_mode = True
+        try:
+            plan = self.run_engine_module(engine, KIND, module_args, run_on, task_vars, True)
+        finally:
+            self._task.check_mode = real
+        if plan.get("failed"):  # nothing was changed: the plan's changes are what would have been
+            return dict(plan, check_mode=False, changes=[], terminated=[], cancelled=[])
+        try:
+            if plan.get("changes"):
+                journal.changing(plan["changes"])
+        except JournalError as exc:
+            return {"failed": True, "msg": str(exc), "record_before": plan.get("record_before")}
+        module_result = self.run_engine_module(engine, KIND, module_args, run_on, task_vars, False, self._task.diff)
+        # The earlier runs' changes are settled from the record as the plan read it (before any change).
+        module_result["record_before"] = plan.get("record_before")
+        return module_result
+
+    def _finish_journal(self, journal, module_result, result, summary):
+        try:
+            journal.finish(module_result)
+        except OSError as exc:
+            problem = f"the pending file of the audit trail could not be written: {exc}"
+            result["failed"] = True
+            summary.setdefault("failure", "error")
+            result["msg"] = f"{result.get('msg')}; {problem}" if result.get("msg") else problem

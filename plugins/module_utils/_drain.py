@@ -30,6 +30,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import 
     REASON_STILL_PRESENT,
     ROLE_PRIMARY,
     SessionError,
+    failed_statement,
     shown,
 )
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import (
@@ -42,9 +43,11 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import (
     LOCK_WAIT_MAX,
     Deadline,
+    JournalError,
     SweepBusyError,
     _same_statement,
     check_timeouts,
+    for_verbosity,
 )
 
 STATES = ("drained", "open")
@@ -438,6 +441,9 @@ def run_drain(driver, rights, request, check_mode, diff=False, deadline=None, ro
     sessions = {"terminated": [], "cancelled": [], "not_ended": [], "summary": {}}
     try:
         deadline.check("reading the rights")
+        # The record before this run changes anything: what an earlier run left (the
+        # controller settles the changes it journaled and never got an outcome for).
+        record_before = rights.record()
         try:
             if replica:
                 outcome = _on_replica(rights, request)
@@ -450,7 +456,7 @@ def run_drain(driver, rights, request, check_mode, diff=False, deadline=None, ro
         except RightsError as exc:
             if not exc.changes:
                 raise SessionError(str(exc))
-            return _failed_rights(request, exc)
+            return dict(_failed_rights(request, exc), record_before=record_before)
         try:
             record = rights.record()
             # A replica's record is the primary's, as replicated: what is closed there is closed here.
@@ -475,6 +481,7 @@ def run_drain(driver, rights, request, check_mode, diff=False, deadline=None, ro
         "cancelled": sessions["cancelled"],
         "not_ended": sessions["not_ended"],
         "summary": sessions["summary"],
+        "record_before": record_before,
         "queries": driver.query_templates() + rights.query_templates(),
         "check_mode": bool(check_mode),
         "state_unknown": False,
@@ -524,12 +531,24 @@ class RightsError(SessionError):
 
 
 class Progress(object):
-    """The changes of rights of one run as they are made, for a RightsError when one fails."""
+    """The changes of rights of one run as they are made, for a RightsError when one fails.
+    `journal` (the runner's Journal hook, or None) takes each change before it is sent."""
 
-    def __init__(self, target):
+    def __init__(self, target, journal=None):
         self.target = target
+        self.journal = journal
         self.changes = []
         self.closed = []
+
+    def sending(self, entries):
+        """Journal `entries` before their statement goes out; when the journal cannot take
+        them, RightsError (nothing of them was sent; the changes made before are listed)."""
+        if self.journal is None or not entries:
+            return
+        try:
+            self.journal.changing([dict(entry) for entry in entries])
+        except (JournalError, OSError) as exc:
+            raise self.failed(exc)
 
     def made(self, entries, status=STATUS_DONE):
         for entry in entries:
@@ -570,15 +589,18 @@ def run_drain_module(module, driver_class, open_driver, rights_class):
             # MySQL lists program_name only for a policy that matches on it; the drain's results
             # and trail name every session's application (read when the login may).
             driver.list_applications = True
-        rights = rights_class(driver)
         # The same login drains every server of a cluster: a replica's drain reads the primary's record.
+        # The write-ahead hook of the controller's trail (run_on: controller), or None.
+        rights = rights_class(driver, journal=getattr(module, "journal", None))
         rights.preflight()
         role = driver.server_role()
         result = run_drain(driver, rights, request, module.check_mode, diff=module._diff, deadline=deadline, role=role)
     except SweepBusyError as exc:
         module.fail_json(msg=str(exc), busy=True)
     except SessionError as exc:
-        module.fail_json(msg=f"{driver_class.engine} drain: {exc}", **_closed_now(rights))
+        module.fail_json(
+            msg=f"{driver_class.engine} drain: {exc}", **dict(_closed_now(rights), **failed_statement(exc))
+        )
     finally:
         if driver is not None:
             driver.close()
@@ -589,5 +611,5 @@ def run_drain_module(module, driver_class, open_driver, rights_class):
             "primary first, then its replicas"
         )
     if result.get("failed"):
-        module.fail_json(**result)
-    module.exit_json(**result)
+        module.fail_json(**for_verbosity(module, result))
+    module.exit_json(**for_verbosity(module, result))

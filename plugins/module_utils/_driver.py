@@ -151,8 +151,29 @@ def redact(text, secret):
 class SessionError(Exception):
     """A failure a user must act on: connection, privilege, unsupported feature.
 
-    The message says what failed and what to do; it never contains a secret.
+    The message says what failed and what to do; it never contains a secret. A driver
+    sets `statement` (the template of the statement that failed: placeholders, no values)
+    on the error, or on the library's error it is raised from (failed_statement).
     """
+
+    statement = None
+
+
+# How much of a failed statement's template a result shows (a drain's transaction can be long).
+STATEMENT_CHARS = 2000
+
+
+def failed_statement(exc):
+    """{"failed_statement": the template of the one statement whose failure raised `exc`}, or {}
+    when no statement failed (a connection, a check). Found on `exc` or on the error it was
+    raised from (a driver marks the library's error with `statement`)."""
+    seen, hops = exc, 0
+    while seen is not None and hops < 10:
+        statement = getattr(seen, "statement", None)
+        if isinstance(statement, str) and statement:
+            return {"failed_statement": cut(" ".join(statement.split()), STATEMENT_CHARS)}
+        seen, hops = seen.__cause__ or seen.__context__, hops + 1
+    return {}
 
 
 class Driver(object):

@@ -538,6 +538,9 @@ class MySQLDriver(Driver):
         try:
             cursor.execute(sql, params or None)
             return cursor.fetchall()
+        except pymysql.MySQLError as exc:
+            exc.statement = sql  # the template, for the failed result (_driver.failed_statement)
+            raise
         finally:
             cursor.close()
 

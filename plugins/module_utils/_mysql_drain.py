@@ -35,6 +35,7 @@ import re
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain import Progress, RightsOutcome
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError, shown
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql_flavours import split_account
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import iso_utc
 
 RIGHT = "ACCOUNT LOCK"
@@ -604,6 +605,36 @@ def record_entries(database_rows, account_rows_, public_rows=()):
     return entries
 
 
+# Databases every server has: not worth naming among what a login sees.
+SYSTEM_DATABASES = ("information_schema", "performance_schema", "mysql", "sys", "dbhygiene")
+SHOWN_DATABASES = 20
+
+
+def missing_databases_message(missing, visible, target, flavour, login, sees_all):
+    """Why a drain of `missing` stops before any change: the server, what the login sees
+    (`visible`: SHOW DATABASES) and what to do. SHOW DATABASES lists only the databases a
+    login holds a privilege on, unless it has SHOW DATABASES (or ALL) globally: `sees_all`."""
+    names = [name for name in visible if name not in SYSTEM_DATABASES]
+    seen = ", ".join(shown(name) for name in names[:SHOWN_DATABASES]) or "none but the system databases"
+    if len(names) > SHOWN_DATABASES:
+        seen += f" and {len(names) - SHOWN_DATABASES} more"
+    asked = ", ".join(shown(name) for name in missing)
+    server = f"{'MariaDB' if flavour == MARIADB else 'MySQL'} at {target}"
+    if sees_all:
+        return (
+            f"databases: {asked} not found on {server} (it has: {seen}); check the names "
+            "(dbhygiene_drain_databases); nothing was changed"
+        )
+    account = account_name(*split_account(login))
+    return (
+        f"databases: {asked} not visible to the login {account} on {server}: SHOW DATABASES lists only the "
+        f"databases a login holds a privilege on (it sees: {seen}); if they exist, give the drain's login the "
+        f"SHOW DATABASES privilege (GRANT SHOW DATABASES ON *.* TO {account}; a drain's login also locks "
+        "accounts, so it is usually an administrator) or check the names (dbhygiene_drain_databases); "
+        "nothing was changed"
+    )
+
+
 def _lines(accounts, keys, override=None):
     lines = []
     for key in sorted(keys):
@@ -619,9 +650,10 @@ def _lines(accounts, keys, override=None):
 class MySQLRights(object):
     """Reads, changes and records the account locks of one server, through its driver."""
 
-    def __init__(self, driver):
+    def __init__(self, driver, journal=None):
         self.driver = driver
         self.target = driver.target
+        self.journal = journal  # the runner's Journal hook: each change before it is sent
         self.flavour = driver.flavour.name
 
     def _run(self, query, doing):
@@ -661,10 +693,20 @@ class MySQLRights(object):
 
     def _check_databases(self, databases):
         rows = self._run(("SHOW DATABASES", {}), "list the databases")
-        names = set(_text(row[0]) for row in rows)
+        names = [_text(row[0]) for row in rows]
         missing = [db for db in databases if db not in names]
         if missing:
-            raise SessionError(f"databases: {', '.join(shown(m) for m in missing)} not found on {self.target}")
+            privileges = getattr(self.driver, "privileges", None) or set()
+            raise SessionError(
+                missing_databases_message(
+                    missing,
+                    names,
+                    self.target,
+                    self.flavour,
+                    getattr(self.driver, "current_user", None),
+                    sees_all=bool(privileges & {"ALL", "SHOW DATABASES"}),
+                )
+            )
 
     def _public(self):
         """Whether the server has grants to PUBLIC (MariaDB 10.11 and later)."""
@@ -738,7 +780,8 @@ class MySQLRights(object):
 
     def _apply_drain(self, request, lock, extend, revoke, changes, recorded):
         """Record, then change: the record on the server has each change before it is made."""
-        progress = Progress(self.target)
+        progress = Progress(self.target, self.journal)
+        progress.sending(changes)
         for query in ensure_record_queries():
             self._run(query, "create the drain record")
         for db in request.databases:
@@ -823,8 +866,9 @@ class MySQLRights(object):
         return RightsOutcome(changes, before, after, restored=restored, extra=extra)
 
     def _apply_open(self, unlock, restore, changes, wanted, closed, public):
-        progress = Progress(self.target)
+        progress = Progress(self.target, self.journal)
         progress.closed = list(closed)
+        progress.sending(changes)
         for change, a in zip(changes, unlock):
             try:
                 self._run(unlock_query(a["user"], a["host"]), f"unlock account {change['account']}")

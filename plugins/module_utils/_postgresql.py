@@ -471,16 +471,19 @@ class PostgreSQLDriver(Driver):
                 # The statement may still be running or the server frozen: this
                 # connection cannot be trusted with another statement.
                 self.close()
-                raise _ConnectionLost(
+                error = _ConnectionLost(
                     f"cannot {doing} on PostgreSQL at {self.target}: no answer within {self.query_timeout} s "
                     "(query_timeout); "
                     "the connection was closed"
                 )
+                error.statement = sql  # the template (_driver.failed_statement)
+                raise error
             except psycopg2.Error as exc:
                 lost = self._conn is None or self._conn.closed
                 error = (_ConnectionLost if lost else SessionError)(
                     f"cannot {doing} on PostgreSQL at {self.target}: {_one_line(exc)}"
                 )
+                error.statement = sql  # the template (_driver.failed_statement)
                 if lost:
                     self.close()
                 raise error

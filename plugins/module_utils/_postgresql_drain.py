@@ -415,9 +415,10 @@ def record_entries(rows):
 class PostgreSQLRights(object):
     """Reads, changes and records the CONNECT rights of one server, through its driver."""
 
-    def __init__(self, driver):
+    def __init__(self, driver, journal=None):
         self.driver = driver
         self.target = driver.target
+        self.journal = journal  # the runner's Journal hook: each change before it is sent
         self._here = None
 
     @property
@@ -501,13 +502,15 @@ class PostgreSQLRights(object):
         after = [holders_line(db, apply_changes(found[db]["items"], changes)) for db, changes in plans]
         todo = [(db, changes) for db, changes in plans if changes or db not in recorded]
         if todo and not check_mode:
+            progress = Progress(self.target, self.journal)
+            progress.closed = sorted(recorded)  # drained before: the transaction changes nothing of that
+            sent = [c for _db, changes in todo for c in changes]
+            progress.sending(sent)
             self._run(ensure_record_query(), "create the drain record")
             try:
                 self._run(drain_query(todo, self.here), "drain (revoke CONNECT and record it)")
             except SessionError as exc:
-                progress = Progress(self.target)
-                progress.closed = sorted(recorded)  # drained before: the transaction changes nothing of that
-                raise progress.failed(exc, sent=[c for _db, changes in todo for c in changes])
+                raise progress.failed(exc, sent=sent)
         changes = [change for _db, changes in plans for change in changes]
         return RightsOutcome(changes, before, after, closed=request.databases)
 
@@ -524,7 +527,7 @@ class PostgreSQLRights(object):
         record = dict((entry["database"], entry) for entry in self.record())
         wanted = [db for db in request.databases if db in record]
         found = self.read_databases(wanted, must_exist=False) if wanted else {}
-        progress = Progress(self.target)
+        progress = Progress(self.target, self.journal)
         progress.closed = sorted(record)
         changes, restored, undo, before, after = [], [], [], [], []
         for db in wanted:
@@ -541,6 +544,7 @@ class PostgreSQLRights(object):
             done = False
             if exact and not check_mode:
                 query = restore_query(db, entry["acl_before"], entry["acl_after"], entry["changes"])
+                progress.sending(steps)
                 try:
                     done = bool(self._run(query, "restore the database's rights")[0][0])
                 except SessionError as exc:
@@ -561,11 +565,12 @@ class PostgreSQLRights(object):
                 )
             changes.extend(steps)
         if undo and not check_mode:
+            sent = [undone(c) for db, recorded in undo for c in reversed(recorded)]
+            progress.sending(sent)
             try:
                 gone = [db for db in wanted if db not in found]
                 self._run(undo_query(undo, gone), "open (undo the recorded changes)")
             except SessionError as exc:
-                sent = [undone(c) for db, recorded in undo for c in reversed(recorded)]
                 raise progress.failed(exc, sent=sent)
         if not check_mode:
             for db in request.databases:  # a pointer left by a run that died after forgetting its record

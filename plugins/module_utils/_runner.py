@@ -39,6 +39,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import 
     REASON_STATE_CHANGED,
     REASON_STILL_PRESENT,
     SessionError,
+    failed_statement,
 )
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError, parse_policy
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import parse_instant
@@ -75,6 +76,18 @@ class _Clock(object):
         time.sleep(seconds)
 
 
+# The statement templates (`queries`, ~12 KB) are in a module's result at this verbosity
+# (-vvv) and above; below it they would fill every failed task's `fatal:` line.
+QUERIES_VERBOSITY = 3
+
+
+def for_verbosity(module, result):
+    """`result` as the module returns it: without `queries` below -vvv."""
+    if (getattr(module, "_verbosity", 0) or 0) < QUERIES_VERBOSITY:
+        result.pop("queries", None)
+    return result
+
+
 class JournalError(SessionError):
     """The audit trail could not take the `ending` lines of a batch: nothing of it was signalled."""
 
@@ -85,10 +98,15 @@ class Journal(object):
     ``ending(entries)`` gets, before each batch of signals, the batch's victims as
     result entries (session fields, rule, action) and returns once they are on disk;
     it raises JournalError (or OSError) when they cannot be, and then nothing of
-    that batch is signalled. This base journals nothing.
+    that batch is signalled. ``changing(changes)`` does the same for a change window
+    (module_utils/_drain.py): before each statement that changes connection rights, the
+    change entries it is about to make. This base journals nothing.
     """
 
     def ending(self, entries):
+        return None
+
+    def changing(self, changes):
         return None
 
 
@@ -701,7 +719,7 @@ def run_info_module(module, open_driver, driver_class=None):
         driver.preflight(signal=False)
         result = session_info(driver, policy)
     except SessionError as exc:
-        module.fail_json(msg=str(exc))
+        module.fail_json(msg=str(exc), **failed_statement(exc))
     finally:
         if driver is not None:
             driver.close()
@@ -740,11 +758,11 @@ def run_sessions_module(module, driver_class, open_driver):
     except SweepBusyError as exc:
         module.fail_json(msg=str(exc), busy=True)
     except SessionError as exc:
-        module.fail_json(msg=str(exc))
+        module.fail_json(msg=str(exc), **failed_statement(exc))
     finally:
         if driver is not None:
             driver.close()
     if result.get("failed"):
         # Limits, or a failure after signals went out: the result still says what was ended.
-        module.fail_json(**result)
-    module.exit_json(**result)
+        module.fail_json(**for_verbosity(module, result))
+    module.exit_json(**for_verbosity(module, result))

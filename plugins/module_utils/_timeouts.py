@@ -25,7 +25,7 @@ import os
 import re
 import tempfile
 
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError, failed_statement
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError, parse_duration
 
 FIELDS = ("idle_session", "idle_in_transaction", "statement")
@@ -685,9 +685,9 @@ def run_timeouts_module(module, engine, open_driver):
     except PolicyError as exc:
         module.fail_json(msg=f"{exc} (on {driver.target}; nothing was changed)", field=exc.field)
     except ApplyError as exc:
-        module.fail_json(msg=str(exc), changed=True, queries=exc.done)
+        module.fail_json(msg=str(exc), changed=True, queries=exc.done, **failed_statement(exc))
     except (SessionError, OSError) as exc:
-        module.fail_json(msg=str(exc))
+        module.fail_json(msg=str(exc), **failed_statement(exc))
     finally:
         if driver is not None:
             driver.close()

@@ -219,6 +219,14 @@ record:
       type: list
       elements: dict
       returned: always
+record_before:
+  description:
+    - The record on the server as this run read it before it changed anything, entries as in RV(record). The drain
+      role settles from it the changes of rights an earlier run journaled in the audit trail and never gave an outcome
+      for (a controller killed mid-drain).
+  returned: when the run got as far as reading the record
+  type: list
+  elements: dict
 terminated:
   description:
     - Sessions on O(databases) terminated (check mode, that would be), normalized session records as in
@@ -249,8 +257,10 @@ summary:
   returned: always
   type: dict
 queries:
-  description: The statement templates the module runs, with placeholders; never values or secrets.
-  returned: always
+  description:
+    - The statement templates the module runs, with placeholders; never values or secrets.
+    - Only at verbosity 3 (C(-vvv)) and above; below it they would fill every failed task's output.
+  returned: at -vvv
   type: list
   elements: str
 state_unknown:
@@ -287,6 +297,13 @@ check_mode:
   description: Whether this was a dry run.
   returned: always
   type: bool
+failed_statement:
+  description:
+    - When the run failed because a statement failed, the template of that one statement (placeholders, no values),
+      cut to 2,000 characters.
+  returned: when a statement failed
+  type: str
+  sample: SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity WHERE pid = %(pid)s
 """
 
 from ansible.module_utils.basic import missing_required_lib

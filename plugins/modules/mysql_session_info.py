@@ -307,6 +307,13 @@ server:
           active, not waiting, and its blocker blocks nobody.
       type: bool
       returned: always
+failed_statement:
+  description:
+    - When the run failed because a statement failed, the template of that one statement (placeholders, no values),
+      cut to 2,000 characters.
+  returned: when a statement failed
+  type: str
+  sample: SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity WHERE pid = %(pid)s
 """
 
 from ansible.module_utils.basic import missing_required_lib

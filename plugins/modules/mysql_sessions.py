@@ -202,8 +202,10 @@ policy:
   returned: always
   type: dict
 queries:
-  description: The statement templates the module runs, with placeholders; never values or secrets.
-  returned: always
+  description:
+    - The statement templates the module runs, with placeholders; never values or secrets.
+    - Only at verbosity 3 (C(-vvv)) and above; below it they would fill every failed task's output.
+  returned: at -vvv
   type: list
   elements: str
 check_mode:
@@ -237,6 +239,13 @@ would_end:
   returned: failed
   type: list
   elements: dict
+failed_statement:
+  description:
+    - When the run failed because a statement failed, the template of that one statement (placeholders, no values),
+      cut to 2,000 characters.
+  returned: when a statement failed
+  type: str
+  sample: SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity WHERE pid = %(pid)s
 """
 
 from ansible.module_utils.basic import missing_required_lib

@@ -130,6 +130,13 @@ check_mode:
   description: Whether this was a dry run.
   returned: success
   type: bool
+failed_statement:
+  description:
+    - When the run failed because a statement failed, the template of that one statement (placeholders, no values),
+      cut to 2,000 characters.
+  returned: when a statement failed
+  type: str
+  sample: SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity WHERE pid = %(pid)s
 """
 
 from ansible.module_utils.basic import missing_required_lib

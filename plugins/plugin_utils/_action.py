@@ -103,7 +103,8 @@ class ActionMixin(object):
         if numbers:
             raise self.failure("; ".join(numbers))
         if run_on == "controller":
-            module_result = _inprocess.run(engine, kind, module_args, check_mode, diff, journal=journal)
+            verbosity = self._display.verbosity  # pylint: disable=no-member
+            module_result = _inprocess.run(engine, kind, module_args, check_mode, diff, journal, verbosity)
         else:
             module_result = self._execute_module(  # pylint: disable=no-member
                 module_name=_connection.module_name(engine, kind),

@@ -83,6 +83,20 @@ def _line(host, engine, check_mode, context, action, outcome):
     return _trail.trail_line(iso_utc_z(utc_now()), host, engine, context, POLICY, POLICY, action, check_mode, outcome)
 
 
+def change_line(host, engine, check_mode, context, change, outcome=None):
+    """The audit line of one change of rights (a `changes` entry): its `outcome`, or in
+    check mode (outcome None) the dry run's (would_revoke, ...)."""
+    done = str(change.get("change"))
+    action, would = _CHANGE_ACTIONS.get(done, (done, "would_" + done))
+    line = _line(host, engine, check_mode, context, action, would if outcome is None else outcome)
+    for name in sorted(change):
+        line.setdefault(name, change[name])
+    line["job_id"] = context.get("job_id")
+    if context.get("run_id"):  # this run of the role on this host (the write-ahead trail, _journal.DrainJournal)
+        line["run_id"] = context["run_id"]
+    return line
+
+
 def trail_records(host, engine, result, check_mode, context):
     """Audit lines for one host's drain / open result: one per right changed and one per
     session ended (or, in check mode, that would be), in the enforce trail's format, each
@@ -91,14 +105,9 @@ def trail_records(host, engine, result, check_mode, context):
     records = []
     for change in changes_of(result):
         done = str(change.get("change"))
-        action, would = _CHANGE_ACTIONS.get(done, (done, "would_" + done))
         if change.get("status") == _drain.STATUS_UNKNOWN:
             done = OUTCOME_UNKNOWN  # sent when the server stopped answering: made or not
-        line = _line(host, engine, check_mode, context, action, would if check_mode else done)
-        for name in sorted(change):
-            line.setdefault(name, change[name])
-        line["job_id"] = context.get("job_id")
-        records.append(line)
+        records.append(change_line(host, engine, check_mode, context, change, None if check_mode else done))
     sessions = {"policy": POLICY}
     for bucket in ("cancelled", "terminated", "not_ended"):
         sessions[bucket] = [dict(entry, rule=entry.get("rule") or POLICY) for entry in result.get(bucket) or []]

@@ -66,10 +66,11 @@ class _Exit(Exception):
 class _InProcessModule(object):
     """The part of AnsibleModule that the runner's run_*_module functions use."""
 
-    def __init__(self, params, check_mode, diff, journal=None):
+    def __init__(self, params, check_mode, diff, journal=None, verbosity=0):
         self.params = params
         self.check_mode = check_mode
         self._diff = diff
+        self._verbosity = verbosity  # as AnsibleModule has it (-vvv: 3)
         self.journal = journal  # the enforce role's write-ahead trail hook (_runner.Journal), or None
         self.warnings = []
 
@@ -171,9 +172,10 @@ def _no_log_values(spec, params):
     return values
 
 
-def run(engine, kind, module_args, check_mode=False, diff=False, journal=None):
+def run(engine, kind, module_args, check_mode=False, diff=False, journal=None, verbosity=0):
     """The result the `<engine>_<kind>` module would return for `module_args` (kind: one
-    of KINDS), computed in this process; `journal` (sessions) is the runner's write-ahead hook."""
+    of KINDS), computed in this process; `journal` (sessions, drain) is the runner's
+    write-ahead hook; `verbosity` the play's (-vvv: 3), as a module gets it."""
     if kind not in KINDS:  # a bug of the calling plugin: fail this host alone
         return {"failed": True, "msg": f"the {engine} {kind} module cannot run on the controller (run_on: host can)"}
     missing = missing_driver(engine)
@@ -193,7 +195,7 @@ def run(engine, kind, module_args, check_mode=False, diff=False, journal=None):
     if numbers or validated.error_messages:
         result = {"failed": True, "msg": "; ".join(numbers or validated.error_messages)}
     else:
-        module = _InProcessModule(params, bool(check_mode), bool(diff), journal)
+        module = _InProcessModule(params, bool(check_mode), bool(diff), journal, verbosity)
         try:
             KINDS[kind][1](module, ENGINES[engine])
         except _Exit as done:

@@ -28,8 +28,10 @@ import json
 import os
 import uuid
 
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain import STATUS_UNKNOWN
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import Journal, JournalError
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import iso_utc_z, utc_now
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _change_window
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._files import write_private
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._trail import append_lines, session_line
 
@@ -41,25 +43,28 @@ def new_run_id():
     return uuid.uuid4().hex
 
 
-def pending_path(audit_log, host):
-    """Where the host's pending victims are kept, beside the trail."""
+def pending_path(audit_log, host, kind=None):
+    """Where the host's pending victims are kept, beside the trail; `kind` "drain": its
+    pending changes of rights (in a folder of their own: no host name can reach it)."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(host)).lstrip(".") or "_"
+    if kind:
+        return os.path.join(f"{audit_log}.pending", kind, f"{safe}.json")
     return os.path.join(f"{audit_log}.pending", f"{safe}.json")
 
 
-def load_pending(audit_log, host):
+def load_pending(audit_log, host, kind=None):
     """The host's pending entries ([] when none); a file that cannot be read raises OSError / ValueError."""
     try:
-        with open(pending_path(audit_log, host), encoding="utf-8") as handle:
+        with open(pending_path(audit_log, host, kind), encoding="utf-8") as handle:
             data = json.load(handle)
     except FileNotFoundError:
         return []
     return [entry for entry in data.get("pending") or [] if isinstance(entry, dict) and entry.get("key")]
 
 
-def save_pending(audit_log, host, entries):
+def save_pending(audit_log, host, entries, kind=None):
     """Replace the host's pending file (atomically, on disk); remove it when `entries` is empty."""
-    path = pending_path(audit_log, host)
+    path = pending_path(audit_log, host, kind)
     if not entries:
         try:
             os.unlink(path)
@@ -69,19 +74,46 @@ def save_pending(audit_log, host, entries):
     write_private(path, json.dumps({"host": host, "pending": entries}, default=str, indent=1) + "\n", sync=True)
 
 
-class TrailJournal(Journal):
-    """The runner's hook on the controller (see the module doc). `context` as for trail
-    lines (login_host, job_id, sweep_id, run_id); `journaled` collects every victim's
-    entry it wrote ``ending`` for, by key."""
+class _HostJournal(Journal):
+    """A write-ahead journal of one run on one host: `context` as for trail lines (login_host,
+    job_id, sweep_id, run_id); `pending` the host's pending entries (of `kind`), `journaled`
+    what this run wrote ahead, by key."""
 
-    def __init__(self, audit_log, host, engine, context, policy_name, pending=None):
+    kind = None
+
+    def __init__(self, audit_log, host, engine, context, pending=None):
         self.audit_log = audit_log
         self.host = host
         self.engine = engine
         self.context = context
-        self.policy_name = policy_name
         self.pending = list(pending or [])
         self.journaled = {}
+
+    def _write_ahead(self, lines, entries, what):
+        """`lines` in the trail (one write, fsync), then `entries` added to the pending file;
+        JournalError naming the file and the error, and `what` was not done, when either fails."""
+        try:
+            append_lines(self.audit_log, lines, sync=True)
+        except OSError as exc:
+            raise JournalError(
+                f"the audit trail {self.audit_log} could not be written: {exc}; {what}; fix dbhygiene_audit_log "
+                "(a writable path on the control node)"
+            )
+        try:
+            save_pending(self.audit_log, self.host, self.pending + entries, self.kind)
+        except OSError as exc:
+            path = pending_path(self.audit_log, self.host, self.kind)
+            raise JournalError(f"the pending file {path} of the audit trail could not be written: {exc}; {what}")
+        self.pending += entries
+
+
+class TrailJournal(_HostJournal):
+    """The runner's hook on the controller (see the module doc); `journaled` collects every
+    victim's entry it wrote ``ending`` for, by key."""
+
+    def __init__(self, audit_log, host, engine, context, policy_name, pending=None):
+        _HostJournal.__init__(self, audit_log, host, engine, context, pending)
+        self.policy_name = policy_name
 
     def _line(self, entry, outcome, now=None):
         return session_line(
@@ -91,23 +123,8 @@ class TrailJournal(Journal):
     def ending(self, entries):
         now = iso_utc_z(utc_now())
         lines = [self._line(entry, "ending", now) for entry in entries]
-        try:
-            append_lines(self.audit_log, lines, sync=True)
-        except OSError as exc:
-            raise JournalError(
-                f"the audit trail {self.audit_log} could not be written: {exc}; nothing of this batch "
-                f"({len(entries)} sessions) was signalled; fix dbhygiene_audit_log (a writable path on the control "
-                "node)"
-            )
         added = [dict(line, run_id=self.context.get("run_id")) for line in lines]
-        try:
-            save_pending(self.audit_log, self.host, self.pending + added)
-        except OSError as exc:
-            raise JournalError(
-                f"the pending file {pending_path(self.audit_log, self.host)} of the audit trail could not be written: "
-                f"{exc}; nothing of this batch ({len(entries)} sessions) was signalled"
-            )
-        self.pending += added
+        self._write_ahead(lines, added, f"nothing of this batch ({len(entries)} sessions) was signalled")
         for entry in entries:
             self.journaled[entry.get("key")] = entry
 
@@ -155,3 +172,158 @@ class TrailJournal(Journal):
             if entry.get("run_id") != self.context.get("run_id") or entry.get("key") in open_keys
         ]
         save_pending(self.audit_log, self.host, self.pending)
+
+
+# ---------------------------------------------------------------- the drain role's changes of rights
+DRAIN = "drain"
+# A change of rights journaled before it was sent; its outcome line follows (or a later run's).
+CHANGING = "changing"
+NOT_CHANGED = "not_changed"
+# The changes a drain makes (in the server's record until open undoes them) and those open makes.
+_DRAIN_CHANGES = ("revoked", "locked")
+# Statuses of a record's change that say it was made (PostgreSQL's record has none: its
+# changes are committed in the transaction that records them).
+_DONE_STATUSES = (None, "locked", "revoked")
+# Engines whose open undoes a database's changes and forgets its record in one transaction.
+_ATOMIC_OPEN = ("postgresql",)
+
+
+def change_key(change):
+    """A change of rights as one string: what it changes, on which databases, for whom."""
+    databases = change.get("databases") or [change.get("database")]
+    parts = [change.get("change"), change.get("account"), change.get("right"), change.get("grantor")]
+    return json.dumps(parts + [sorted(str(db) for db in databases)], default=str)
+
+
+def _recorded(change, record):
+    """The entry of `record` (the server's drain record, by database) for the databases of
+    `change` and the change of the record that matches it: (entry, recorded change or None);
+    (None, None) when no database of it is recorded."""
+    found = None
+    for database in change.get("databases") or [change.get("database")]:
+        entry = record.get(database)
+        if entry is None:
+            continue
+        found = found or entry
+        for made in entry.get("changes") or []:
+            if all(made.get(name) == change.get(name) for name in ("change", "account", "right", "grantor")):
+                return entry, made
+    return found, None
+
+
+def settle_change(change, record, engine):
+    """What the server's drain record, read by a later run before it changed anything, says of
+    a change an earlier run journaled and got no outcome for: (outcome, detail), or None when
+    it cannot tell yet (the record of that database is in another database: PostgreSQL).
+
+    A drain's change (revoked, locked; PostgreSQL: granted to allow_users) is recorded on the
+    server before it is made, and (PostgreSQL) in the same transaction: recorded and done ->
+    made; recorded as pending (MySQL: recorded as about to be made, never confirmed) ->
+    unknown; not recorded -> not made (or undone since by an open). An open's change (granted,
+    unlocked): the record of its database gone -> the open finished, made; still there ->
+    PostgreSQL: not made (the transaction did not commit), MySQL: unknown (the open stopped
+    before it forgot the record).
+    """
+    entry, made = _recorded(change, record)
+    if entry is not None and entry.get("complete") is None and not entry.get("changes"):
+        return None
+    drained = change.get("drain_state") or ("drained" if change.get("change") in _DRAIN_CHANGES else "open")
+    if drained == "drained":
+        if made is None:
+            return NOT_CHANGED, "settled: not in the server's drain record at the next run: not made (or undone since)"
+        if made.get("status") in _DONE_STATUSES:
+            return change.get("change"), "settled: in the server's drain record at the next run (open undoes it)"
+        return "unknown", (
+            f"settled as far as the server can tell: recorded as {made.get('status')} (about to be made, never "
+            "confirmed): made or not; state=open undoes it if it was made"
+        )
+    if entry is None:
+        return change.get("change"), "settled: the drain record of its database was gone at the next run"
+    if engine in _ATOMIC_OPEN:
+        return NOT_CHANGED, "settled: the drain record was still there at the next run: the open did not commit"
+    return "unknown", "settled as far as the server can tell: the open stopped before it forgot the drain record"
+
+
+class DrainJournal(_HostJournal):
+    """The drain role's write-ahead hook (the runner's Journal, through module_utils/_drain.py's
+    Progress): before each statement that changes connection rights, one ``changing`` line per
+    change (one write, fsync) and the changes added to the host's pending file
+    (``<audit_log>.pending/drain/<host>.json``); either failing raises JournalError and
+    nothing of it is sent. The next run on the host settles what an earlier run left there
+    from the server's drain record as it read it first (``settle_lines``, ``settle_change``)."""
+
+    kind = DRAIN
+
+    def _line(self, change, outcome, check_mode=False):
+        line = _change_window.change_line(self.host, self.engine, check_mode, self.context, change, outcome)
+        line.update(key=change_key(change), drain_state=self.context.get("state"))
+        return line
+
+    def changing(self, changes):
+        lines = [self._line(change, CHANGING) for change in changes]
+        self._write_ahead(lines, lines, f"none of these {len(changes)} changes of rights was made")
+        for change, line in zip(changes, lines):
+            self.journaled[line["key"]] = change
+
+    def settle_lines(self, record_before, check_mode=False):
+        """Lines settling the earlier runs' pending changes from `record_before` (the module's:
+        the server's drain record before this run changed anything), each naming the run that
+        journaled it (`settles`); those leave `pending`. None (the run failed before reading
+        it): nothing is settled."""
+        if record_before is None:
+            return []
+        record = dict((entry.get("database"), entry) for entry in record_before)
+        lines, keep = [], []
+        for earlier in self.pending:
+            settled = None
+            if earlier.get("run_id") != self.context.get("run_id"):
+                settled = settle_change(earlier, record, self.engine)
+            if settled is None:
+                keep.append(earlier)
+                continue
+            change = dict((k, v) for k, v in earlier.items() if k not in _LINE_FIELDS)
+            line = self._line(change, settled[0], check_mode)
+            line.update(detail=settled[1], settles=earlier.get("run_id"))
+            lines.append(line)
+        self.pending = keep
+        return lines
+
+    def outcome_lines(self, result, check_mode=False):
+        """Lines for the changes this run journaled that its result gives no outcome for: never
+        sent (`not_changed`) when the module's result lists the changes it made; `unknown`
+        (kept pending for the next run) when no such list came back (the run died)."""
+        listed = set(change_key(change) for change in result.get("changes") or [] if isinstance(change, dict))
+        reason = str(result.get("msg") or "the run ended without a result")
+        lines = []
+        for key, change in self.journaled.items():
+            if key in listed:
+                continue
+            if "changes" in result:
+                line = self._line(change, NOT_CHANGED, check_mode)
+                line["detail"] = f"not sent: the run stopped before it ({reason})"
+            else:
+                line = self._line(change, "unknown", check_mode)
+                line["detail"] = f"no outcome came back: {reason}"
+            lines.append(line)
+        return lines
+
+    def finish(self, result):
+        """Drop from `pending` this run's changes whose outcome is known, and save it."""
+        known = set()
+        if "changes" in result:
+            known = set(self.journaled)
+            known -= set(
+                change_key(change)
+                for change in result.get("changes") or []
+                if isinstance(change, dict) and change.get("status") == STATUS_UNKNOWN
+            )
+        self.pending = [
+            entry
+            for entry in self.pending
+            if entry.get("run_id") != self.context.get("run_id") or entry.get("key") not in known
+        ]
+        save_pending(self.audit_log, self.host, self.pending, self.kind)
+
+
+# The fields a trail line adds to a change entry (dropped again when a pending line is settled).
+_LINE_FIELDS = ("time", "host", "login_host", "engine", "policy", "rule", "action", "check_mode", "outcome", "key")

@@ -46,6 +46,7 @@ VOLATILE = {
     "duration",
     "audit_lines",
     "login_host",
+    "run_id",
 }
 
 
@@ -341,7 +342,17 @@ def test_every_change_is_a_trail_line(both_modes):
             results = scenario["steps"][step]["results"]
             expected_changes = sum(len(results[h]["changes"]) for h in HOSTS)
             expected_ended = sum(len(results[h]["terminated"]) + len(results[h]["cancelled"]) for h in HOSTS)
-            change_lines = [line for line in lines if line["action"] in ("revoke", "grant", "lock", "unlock")]
+            changes = [line for line in lines if line["action"] in ("revoke", "grant", "lock", "unlock")]
+            change_lines = [line for line in changes if line["outcome"] != "changing"]
+            # written ahead (issue 19): each change of a real run has its `changing` line before its outcome
+            for n, line in enumerate(changes):
+                if line["outcome"] != "changing" and step != "check":
+                    same = ("run_id", "host", "change", "account", "grantor")
+                    ahead = [
+                        a for a in changes[:n] if a["outcome"] == "changing" and all(a[k] == line[k] for k in same)
+                    ]
+                    assert len(ahead) == 1, (mode, step, line)
+            assert len(changes) == 2 * len(change_lines) or step == "check", (mode, step, lines)
             ended_lines = [
                 line
                 for line in lines
@@ -355,7 +366,7 @@ def test_every_change_is_a_trail_line(both_modes):
                 assert line["drain_state"] == ("open" if step == "open" else "drained")
                 for key in ("time", "engine", "rule", "action", "outcome", "job_id"):
                     assert key in line, (key, line)
-        drained = trail[counts["check"] : counts["drained"]]
+        drained = [line for line in trail[counts["check"] : counts["drained"]] if line["outcome"] != "changing"]
         assert {line["outcome"] for line in drained if line["engine"] == "postgresql" and "account" in line} <= {
             "revoked",
             "granted",
@@ -552,7 +563,12 @@ def test_a_mariadb_drain_frozen_half_way_reports_and_trails_what_it_changed(flee
         assert f"{names['billing']} still closed / state unknown" in message
         assert "0 rights changed" not in markdown and "0 hosts still closed" not in markdown
         trail = read_trail(os.path.join(directory, "audit.jsonl"))
-        locks = [line for line in trail if line["action"] == "lock"]
+        locks = [line for line in trail if line["action"] == "lock" and line["outcome"] in ("locked", "unknown")]
+        never_sent = [line for line in trail if line["action"] == "lock" and line["outcome"] == "not_changed"]
+        # written ahead: every lock the server made has its `changing` line (all of the run's, before the first)
+        ahead = {line["account"] for line in trail if line["action"] == "lock" and line["outcome"] == "changing"}
+        assert {line["account"] for line in locks} <= ahead and len(ahead) >= check
+        assert {line["account"] for line in never_sent} == ahead - {line["account"] for line in locks}
         assert sorted(line["outcome"] for line in locks) == sorted(["locked"] * len(done) + ["unknown"] * len(unknown))
         assert {line["account"] for line in locks} == {c["account"] for c in done + unknown}
         print(f"\nfrozen after {len(done)} locks ({len(unknown)} in flight); {check} locked on the server")

@@ -252,7 +252,7 @@ def test_every_result_key_is_documented_in_both_modules():
         "queries",
         "check_mode",
     }
-    common |= {"state_unknown", "role", "replica", "not_drained_on_primary"}
+    common |= {"state_unknown", "role", "replica", "not_drained_on_primary", "record_before", "failed_statement"}
     assert _returned(postgresql_drain) == common
     mysql_only = {"accounts_locked", "accounts_unlocked", "accounts_already_locked"}
     mysql_only |= {"public_revoked", "public_restored"}

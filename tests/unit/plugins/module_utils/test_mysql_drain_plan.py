@@ -214,3 +214,18 @@ def test_open_gives_back_only_what_no_other_drain_needs_and_is_missing():
     entry = myd.public_entry("billing", PUBLIC_LINES[2], "revoked")
     assert entry["account"] == "PUBLIC" and entry["right"] == "SELECT (`c ON x`), DELETE ON `billing`.`t`"
     assert entry["with_grant_option"] is True and entry["change"] == "revoked"
+
+
+def test_a_database_the_login_cannot_see_names_the_server_what_it_sees_and_the_grant():
+    visible = ["information_schema", "appdb", "mysql", "shop"]
+    message = myd.missing_databases_message(["billing"], visible, "db1:3306", "mariadb", "hygiene@%", sees_all=False)
+    assert message.startswith("databases: 'billing' not visible to the login 'hygiene'@'%' on MariaDB at db1:3306")
+    assert "(it sees: 'appdb', 'shop')" in message  # not the system databases
+    assert "GRANT SHOW DATABASES ON *.* TO 'hygiene'@'%'" in message and "nothing was changed" in message
+
+
+def test_a_database_missing_for_a_login_that_sees_all_asks_to_check_the_name():
+    names = ["db%02d" % n for n in range(25)]
+    message = myd.missing_databases_message(["appdb", "x"], names, "db1:3306", "mysql", "root@localhost", sees_all=True)
+    assert message.startswith("databases: 'appdb', 'x' not found on MySQL at db1:3306 (it has: 'db00',")
+    assert "and 5 more); check the names (dbhygiene_drain_databases)" in message and "GRANT" not in message

@@ -1,0 +1,239 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) dbhygiene.sessions contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The drain's write-ahead trail on real servers (issue 19): each change of rights is in the
+audit trail (`outcome: changing`) before it is made.
+
+- The controller killed mid-drain (SIGKILL of ansible-playbook's process group, its worker
+  with it) while both servers are frozen at the first session the drain ends, after every
+  change of rights: every right changed on the server has its `changing` line, the run left
+  no outcome line, the pending file holds the changes, and the next run (open) settles each
+  from the server's record with a line naming the killed run, then restores the rights.
+- A trail on a full file system: the drain fails before any change, naming the path.
+Unit tests of the logic: tests/unit/plugins/plugin_utils/test_drain_journal.py."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+from _change_window_fixtures import Window
+from _roles_fixtures import close_all, read_trail
+from conftest import ROOT, ansible_env
+from dbfleet import faults, holder
+from test_roles_drain import DRAIN, HOSTS, _forget_mariadb_record, _group_vars, _inventory, _names, _run_drain
+from test_trail_faults import _fill, _mount_tmpfs, _umount
+
+PASSWORD = "Window-pw-1"
+VICTIMS = 30
+
+
+def _windows(fleet, tag):
+    names = _names(tag)
+    users = [names["app"] + str(n) for n in range(3)] + [names["migrator"]]
+    return {
+        host: Window(fleet, host, (names["billing"],), users, {user: [names["billing"]] for user in users})
+        for host in HOSTS
+    }
+
+
+def _forget(windows, database):
+    """The drain record of a test's database on each server, should the test have failed
+    before its open (a record of a dropped database would show in every later `closed`)."""
+    for window in windows.values():
+        if window.engine != "postgresql":
+            _forget_mariadb_record(window, database)
+            continue
+        conn = window._admin()
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT to_regclass('dbhygiene.drain') IS NOT NULL")
+            if cur.fetchone()[0]:
+                cur.execute("DELETE FROM dbhygiene.drain WHERE database = %s", (database,))
+        finally:
+            conn.close()
+
+
+def _connect_items(window, database):
+    """PostgreSQL: the (grantee, grantor) pairs holding CONNECT on `database`; MariaDB: the
+    accounts of the window locked now."""
+    conn = window._admin()
+    try:
+        cur = conn.cursor()
+        if window.engine == "postgresql":
+            cur.execute(
+                "SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee)::text END, "
+                "pg_get_userbyid(a.grantor)::text FROM pg_database d, "
+                "aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a "
+                "WHERE d.datname = %s AND a.privilege_type = 'CONNECT'",
+                (database,),
+            )
+            return set(cur.fetchall())
+        cur.execute(
+            "SELECT User, Host FROM mysql.global_priv WHERE User IN ({}) "
+            "AND JSON_VALUE(Priv, '$.account_locked') IN ('true', '1')".format(", ".join(["%s"] * len(window.users))),
+            list(window.users),
+        )
+        return set("'%s'@'%s'" % (user, host) for user, host in cur.fetchall())
+    finally:
+        conn.close()
+
+
+def _changed(window, database, before):
+    """The rights the drain changed, as (change, account, grantor) triples."""
+    now = _connect_items(window, database)
+    if window.engine == "postgresql":
+        return {("revoked", grantee, grantor) for grantee, grantor in before - now} | {
+            ("granted", grantee, grantor) for grantee, grantor in now - before
+        }
+    return {("locked", account, None) for account in now - before}
+
+
+def _tree(root):
+    """`root` and every process descended from it (ansible-core's workers are in sessions of
+    their own: a signal to ansible-playbook's process group does not reach them)."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as handle:
+                    parents.setdefault(int(handle.read().rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+            except OSError:
+                continue
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(parents.get(pid, []))
+    return found
+
+
+def _kill_tree(root):
+    """The controller dies as a machine or a job pod does: ansible-playbook and its workers
+    stopped at once (no process goes on meanwhile), then SIGKILLed."""
+    stopped = faults.send(_tree(root), signal.SIGSTOP)
+    stopped += faults.send([pid for pid in _tree(root) if pid not in stopped], signal.SIGSTOP)
+    faults.send(stopped, signal.SIGKILL)
+
+
+def _killed_mid_drain(fleet, inventory, held):
+    """ansible-playbook of the drain and its workers SIGKILLed once both servers froze at the
+    first session the drain ended; the servers are thawed after."""
+    watches = [faults.at_first_death(fleet, host, held[host], "freeze") for host in HOSTS]
+    try:
+        proc = subprocess.Popen(
+            [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory, DRAIN],
+            cwd=ROOT,
+            env=ansible_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        ends = time.monotonic() + 240
+        while any(watch.fired is None for watch in watches) and proc.poll() is None and time.monotonic() < ends:
+            time.sleep(0.05)
+        _kill_tree(proc.pid)
+        proc.wait()
+    finally:
+        for watch in watches:
+            watch.done()
+    return [watch.fired for watch in watches]
+
+
+def test_a_controller_killed_mid_drain_left_every_changed_right_in_the_trail(fleet, tmp_path):
+    tag = "jk" + uuid.uuid4().hex[:6]
+    names = _names(tag)
+    windows = _windows(fleet, tag)
+    held = {}
+    try:
+        for window in windows.values():
+            window.create()
+        before = {host: window.catalog() for host, window in windows.items()}
+        items = {host: _connect_items(window, names["billing"]) for host, window in windows.items()}
+        for host in HOSTS:  # enough sessions that the drain is still ending them when its server freezes
+            held[host] = [
+                holder.open_session(
+                    fleet, host, "idle", user=names["app"] + str(n % 3), password=PASSWORD, database=names["billing"]
+                )
+                for n in range(VICTIMS)
+            ]
+        directory = str(tmp_path)
+        inventory = _inventory(fleet, directory, _group_vars(fleet, directory, tag))
+        fired = _killed_mid_drain(fleet, inventory, held)
+        assert all(fired), "the drain did not reach its sessions on every host before the kill"
+
+        audit_log = os.path.join(directory, "audit.jsonl")
+        trail = read_trail(audit_log)
+        pending = {}
+        for host, window in windows.items():
+            changed = _changed(window, names["billing"], items[host])
+            assert changed, host  # the drain changed rights before it ended sessions
+            lines = [line for line in trail if line["host"] == host]
+            journaled = {(line["change"], line["account"], line["grantor"]) for line in lines}
+            assert changed <= journaled, (host, changed, journaled)
+            # killed before the module returned: no outcome line of the run, only the ones written ahead
+            assert {line["outcome"] for line in lines} == {"changing"}, [
+                (line["outcome"], line["action"]) for line in lines
+            ]
+            with open(os.path.join(directory, "audit.jsonl.pending", "drain", host + ".json")) as handle:
+                pending[host] = json.load(handle)["pending"]
+            assert {(p["change"], p["account"], p["grantor"]) for p in pending[host]} == journaled
+        print("\nkilled mid-drain; changed and journaled:", {h: len(p) for h, p in pending.items()})
+
+        run, report, _markdown = _run_drain(inventory, directory, dbhygiene_drain_state="open")
+        assert run.rc == 0, run.output[-4000:]
+        trail = read_trail(audit_log)
+        for host, window in windows.items():
+            settles = [line for line in trail if line["host"] == host and line.get("settles")]
+            killed_run = {p["run_id"] for p in pending[host]}
+            assert {line["settles"] for line in settles} == killed_run
+            assert sorted((line["change"], line["account"], line["outcome"]) for line in settles) == sorted(
+                (p["change"], p["account"], p["change"])
+                for p in pending[host]  # each made, as the record says
+            ), settles
+            assert window.catalog() == before[host]  # open restored the rights exactly
+            assert not os.path.exists(os.path.join(directory, "audit.jsonl.pending", "drain", host + ".json"))
+    finally:
+        close_all([session for sessions in held.values() for session in sessions])
+        for window in windows.values():
+            window.drop()
+        _forget(windows, names["billing"])
+
+
+def test_a_full_trail_fails_the_drain_before_any_change(fleet, tmp_path):
+    tag = "jf" + uuid.uuid4().hex[:6]
+    names = _names(tag)
+    windows = _windows(fleet, tag)
+    mount = str(tmp_path / "full")
+    _mount_tmpfs(mount, "256k")
+    try:
+        for window in windows.values():
+            window.create()
+        before = {host: window.catalog() for host, window in windows.items()}
+        directory = str(tmp_path)
+        trail_path = os.path.join(mount, "audit.jsonl")
+        with open(trail_path, "w") as handle:
+            handle.write(json.dumps({"earlier": "line", "pad": "x" * 8000}) + "\n")
+        _fill(mount, 0)
+        inventory = _inventory(fleet, directory, _group_vars(fleet, directory, tag, dbhygiene_audit_log=trail_path))
+        run, report, _markdown = _run_drain(inventory, directory)
+        assert run.rc != 0
+        for host, window in windows.items():
+            message = report["failed_hosts"][host]
+            assert trail_path in message and "No space left on device" in message, message
+            assert "changes of rights was made" in message, message
+            assert window.catalog() == before[host]
+            assert report["hosts"][host]["changes"] == []
+        assert read_trail(trail_path) == [{"earlier": "line", "pad": "x" * 8000}]
+    finally:
+        for window in windows.values():
+            window.drop()
+        _forget(windows, names["billing"])
+        _umount(mount)
