@@ -95,9 +95,9 @@ def _nice_ceiling(value):
 
 
 def _shown(value, unit):
-    if unit == "s":
-        return age(value) or "0s"
-    return f"{value:g}"
+    if unit == "s" and value >= 60:
+        return age(value)
+    return f"{value:g}{unit}"
 
 
 WIDTH, HEIGHT = 640, 220
