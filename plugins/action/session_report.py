@@ -2,8 +2,8 @@
 # Copyright (c) dbhygiene.sessions contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Write the fleet report (JSON, Markdown, an HTML page) from every host's registered result,
-merge its figures into the metrics file, and publish the totals with set_stats; for a run of a sliced sweep, the report of
-the whole sweep (plugin_utils/_sweeps.py); for a run stopped by its variables'
+merge its figures into the metrics file, and publish the totals with set_stats; for a run of a
+sliced sweep, the report of the whole sweep (plugin_utils/_sweeps.py); for a run stopped by its variables'
 check, or a play with no host to work on, the report saying why.
 Documentation: plugins/modules/session_report.py."""
 

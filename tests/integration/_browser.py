@@ -137,7 +137,8 @@ class Browser:
             handle.write(base64.b64decode(data))
 
     def requests(self, since=0):
-        return [e["params"]["request"]["url"] for e in self.events[since:] if e["method"] == "Network.requestWillBeSent"]
+        sent = [event for event in self.events[since:] if event["method"] == "Network.requestWillBeSent"]
+        return [event["params"]["request"]["url"] for event in sent]
 
     def problems(self, since=0):
         """Console messages, uncaught exceptions and log entries of level error (a blocked load, a CSP refusal)."""

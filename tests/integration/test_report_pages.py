@@ -85,7 +85,8 @@ _CHARTS = """Array.from(document.querySelectorAll('figure.trend')).map(f => ({
   points: Array.from(f.querySelectorAll('g.series')).map(g => g.querySelectorAll('circle.point').length),
   drawn: f.querySelector('svg').getBoundingClientRect().width}))"""
 _HOSTS = """Object.fromEntries(Array.from(document.querySelectorAll('section.host')).map(s => [s.dataset.host,
-  Object.fromEntries(Array.from(s.querySelectorAll('[data-figure]')).map(c => [c.dataset.figure, c.textContent.trim()]))]))"""
+  Object.fromEntries(Array.from(s.querySelectorAll('[data-figure]'))
+    .map(c => [c.dataset.figure, c.textContent.trim()]))]))"""
 _WIDTH = "[document.documentElement.scrollWidth, window.innerWidth]"
 
 

@@ -48,7 +48,7 @@ def enforce_report(check_mode=False, minute=1, host="pg1"):
     ended = {
         "engine": "postgresql",
         "seen": 9,
-        "terminated": [{"id": 1, "rule": "idle", "action": "terminate"}, {"id": 2, "rule": "idle", "action": "terminate"}],
+        "terminated": [{"id": n, "rule": "idle", "action": "terminate"} for n in (1, 2)],
         "cancelled": [{"id": 3, "rule": "long", "action": "cancel"}],
     }
     report = _fleet.build_report("enforce", [host], [host], {host: {"dbhygiene": ended}}, check_mode, {"run": "e"})
@@ -138,7 +138,7 @@ def test_a_host_that_recovers_loses_its_failure_series():
     assert found[key("dbhygiene_host_failed", host="my1", reason="none")] == 0
 
 
-@pytest.mark.parametrize("name", ['db"1', "db\\2", "db\n3", "dé-4 {x=\"y\"}"])
+@pytest.mark.parametrize("name", ['db"1', "db\\2", "db\n3", 'dé-4 {x="y"}'])
 def test_label_values_round_trip_escaped(name):
     report = enforce_report(host=name)
     text = _metrics.render(_metrics.report_samples(report))

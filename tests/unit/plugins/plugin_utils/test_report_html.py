@@ -80,7 +80,7 @@ def test_a_dry_runs_page_says_so_at_the_top():
     report = _fleet.build_report("enforce", ["a"], ["a"], {"a": {"dbhygiene": {"seen": 1}}}, True, {})
     page = _report_html.render_html(report, [_report_html.trend_point(report)])
     body = page.split("<body>", 1)[1]
-    assert body.lstrip().startswith("<main>\n<div class=\"banner dry-run\" id=\"dry-run\"")
+    assert body.lstrip().startswith('<main>\n<div class="banner dry-run" id="dry-run"')
     assert "Would end per rule" in page
 
 
@@ -111,7 +111,8 @@ def test_a_template_of_the_users_own(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "content, problem", [(None, "cannot read the template"), ("{% if %}", "TemplateSyntaxError"), ("{{ 1 / 0 }}", "failed")]
+    "content, problem",
+    [(None, "cannot read the template"), ("{% if %}", "TemplateSyntaxError"), ("{{ 1 / 0 }}", "failed")],
 )
 def test_a_template_that_cannot_be_used_names_the_variable_and_the_path(tmp_path, content, problem):
     template = tmp_path / "broken.html.j2"
