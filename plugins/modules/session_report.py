@@ -34,11 +34,11 @@ description:
     C(limit), C(threshold), C(policy), C(busy), C(timeout), C(unknown_outcome), C(no_result), C(stopped), C(error)), in words
     in the Markdown; totals (with C(unknown), the sessions signalled whose fate could not be learned).
   - A host that failed after sessions were ended shows both, the sessions ended and why it failed.
-  - Beside the JSON and Markdown, one self-contained HTML page, C(<kind>-<time>-<run>.html) and C(<kind>-latest.html)
-    (a dry run's C(<kind>-check-latest.html), with a banner saying so at the top): the fleet totals, a table per host,
+  - 'Beside the JSON and Markdown, one self-contained HTML page, C(<kind>-<time>-<run>.html) and C(<kind>-latest.html)
+    (a dry run''s C(<kind>-check-latest.html), with a banner saying so at the top): the fleet totals, a table per host,
     the lock chains and, as inline SVG charts, the trends over the reports of the kind kept in O(report_dir) (sessions
-    seen, ended or would end per rule, failed hosts; the audit's also oldest transaction and longest lock wait). No script,
-    no font, nothing from the network; every value is escaped. From O(html_template) when given.
+    seen, ended or would end per rule, failed hosts; the audit''s also oldest transaction and longest lock wait). No
+    script, no font, nothing from the network; every value is escaped. From O(html_template) when given.'
   - The report's figures go into O(metrics_file) as OpenMetrics text for node_exporter's textfile collector, merged with
     what the other roles' runs left there and replaced atomically under a lock (concurrent runs never leave half a file).
   - In an AWX job (C(awx_job_id) set) that writes the report or the trail to the roles' default path, inside the job's
