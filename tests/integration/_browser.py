@@ -117,9 +117,9 @@ class Browser:
                     return event
             self.events.append(self._receive(deadline))
 
-    def open(self, path, device=DESKTOP):
-        """Load the file at `path` at the size of `device`; returns the index of its first event."""
-        self.command("Emulation.setDeviceMetricsOverride", session=True, **device)
+    def open(self, path, device=None):
+        """Load the file at `path` at the size of `device` (default DESKTOP); returns the index of its first event."""
+        self.command("Emulation.setDeviceMetricsOverride", session=True, **(device or DESKTOP))
         since = len(self.events)
         self.command("Page.navigate", session=True, url="file://" + os.path.abspath(path))
         self.wait_event("Page.loadEventFired", since)
