@@ -101,7 +101,7 @@ def _shown(value, unit):
 
 
 WIDTH, HEIGHT = 640, 220
-_LEFT, _RIGHT, _TOP, _BOTTOM = 56, 16, 14, 40
+_LEFT, _RIGHT, _TOP, _BOTTOM = 70, 16, 14, 46
 
 
 def chart(key, title, unit, times, series):
