@@ -19,6 +19,10 @@ command -v java >/dev/null || need+=(openjdk-17-jre-headless)
 command -v npm >/dev/null || need+=(npm)
 command -v node >/dev/null || need+=(nodejs)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+# The HTML fleet report opened in headless Chromium, the metrics file and the example alert rules
+# checked by promtool (tests/integration/test_report_pages.py).
+command -v chromium >/dev/null || need+=(chromium)
+command -v promtool >/dev/null || need+=(prometheus)
 # dbhygiene_run_on: host over real ssh (tests/integration/test_run_on_ssh.py): an sshd of the
 # test's own, and the database host's system Python with the distribution's drivers.
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)

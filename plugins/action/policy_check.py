@@ -188,6 +188,7 @@ class ActionModule(_action.ActionMixin, ActionBase):
         # group_vars mistake is reported once.
         groups = {}
         invalid = {}
+        templates = {}
         for host in hosts:
             context = self._host_context(task_vars, current_layer, host, defaults)
             if options:
@@ -198,6 +199,8 @@ class ActionModule(_action.ActionMixin, ActionBase):
                 if errors:
                     invalid.setdefault("; ".join(errors), []).append(host)
                     continue
+                if values.get("dbhygiene_report_html_template"):
+                    templates.setdefault(str(values["dbhygiene_report_html_template"]), []).append(host)
             engine = self._host_value(context, "dbhygiene_engine")
             policy = self._host_value(context, "dbhygiene_policy")
             thresholds = self._host_value(context, "dbhygiene_audit_thresholds")
@@ -209,6 +212,13 @@ class ActionModule(_action.ActionMixin, ActionBase):
         for errors, members in invalid.items():
             where = "hosts " + _names(members) if len(members) > 1 else "host " + members[0]
             problems.append(f"{where}: the {params['role']} role's arguments: {errors}")
+        for template, members in templates.items():
+            try:
+                _fleet.load_template(_fleet.controller_path(template))
+            except _fleet.TemplateError as exc:
+                where = "hosts " + _names(members) if len(members) > 1 else "host " + members[0]
+                problems.append(f"{where}: {exc}")
+        variables_invalid = bool(problems)
 
         checked = []
         for engine, policy, thresholds, members in groups.values():
@@ -238,7 +248,7 @@ class ActionModule(_action.ActionMixin, ActionBase):
             checked.append({"policy": parsed.name, "engine": engine, "hosts": members, "rules": len(parsed.rules)})
 
         if problems:
-            what = "role variables" if invalid else "session policy"
+            what = "role variables" if variables_invalid else "session policy"
             raise self.failure(f"invalid {what}, no host was contacted: " + " | ".join(problems), problems=problems)
         result["changed"] = False
         result["policies"] = checked

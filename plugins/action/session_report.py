@@ -1,9 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) dbhygiene.sessions contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Write the fleet report (JSON + Markdown) from every host's registered result
-and publish the totals with set_stats; for a run of a sliced sweep, the report of
-the whole sweep (plugin_utils/_sweeps.py); for a run stopped by its variables'
+"""Write the fleet report (JSON, Markdown, an HTML page) from every host's registered result,
+merge its figures into the metrics file, and publish the totals with set_stats; for a run of a
+sliced sweep, the report of the whole sweep (plugin_utils/_sweeps.py); for a run stopped by its variables'
 check, or a play with no host to work on, the report saying why.
 Documentation: plugins/modules/session_report.py."""
 
@@ -23,6 +23,9 @@ ARGUMENT_SPEC = {
     "audit_log": {"type": "path"},
     "hosts": {"type": "list", "elements": "str"},
     "keep": {"type": "int", "default": _fleet.DEFAULT_REPORT_KEEP},
+    # The HTML page's Jinja2 template (None: the collection's) and the metrics file (None: in report_dir).
+    "html_template": {"type": "path"},
+    "metrics_file": {"type": "path"},
     # The variable the role's policy_check task registered: when it failed, the run stopped there.
     "check_var": {"type": "str"},
     # The pattern of the play to come and its hosts in the whole inventory: with no host left to
@@ -103,10 +106,12 @@ class ActionModule(_action.ActionMixin, ActionBase):
             sweep = None
         build = _change_window.build_report if params["kind"] == "drain" else _fleet.build_report
         report_dir = _fleet.controller_path(params["report_dir"])
+        template = _fleet.controller_path(params["html_template"]) if params.get("html_template") else None
+        metrics_file = _fleet.controller_path(params.get("metrics_file") or _fleet.default_metrics_path(report_dir))
         try:
             if sweep is None:
                 report = build(params["kind"], hosts_all, hosts_active, results, check_mode, context)
-                paths, markdown = _fleet.write_report(report, report_dir, keep=params["keep"])
+                paths, markdown = _fleet.write_report(report, report_dir, keep=params["keep"], html_template=template)
             else:
                 # An AWX slice's inventory is its own slice: the other slices' hosts are not known.
                 awx_slice = sweep["source"] in _sweeps.WORKFLOW_JOB_VARIABLES
@@ -124,11 +129,21 @@ class ActionModule(_action.ActionMixin, ActionBase):
                     slices=slices,
                     keep=params["keep"],
                     now=_fleet.iso(_fleet.utc_now()),
+                    html_template=template,
                 )
+        except _fleet.TemplateError as exc:
+            raise AnsibleActionFail(f"{exc} (the JSON and Markdown reports are written in {report_dir})")
         except OSError as exc:
             raise AnsibleActionFail(
                 f"cannot write the fleet report into {report_dir}: {exc}; "
                 "set dbhygiene_report_dir to a writable directory on the control node"
+            )
+        try:
+            _fleet.write_metrics(report, metrics_file)
+        except OSError as exc:
+            raise AnsibleActionFail(
+                f"dbhygiene_metrics_file: cannot write {metrics_file}: {exc}; "
+                "set it to a writable path on the control node (the reports are written)"
             )
         totals = report["totals"]
         stats = {f"dbhygiene_{params['kind']}": totals}
@@ -145,6 +160,7 @@ class ActionModule(_action.ActionMixin, ActionBase):
         result["check_mode"] = check_mode
         result["stopped"] = stopped
         result["report"] = paths
+        result["metrics_file"] = metrics_file
         result["totals"] = totals
         result["failed_hosts"] = report["failed_hosts"]
         result["failed_host_reasons"] = report["failed_host_reasons"]

@@ -34,6 +34,13 @@ description:
     C(limit), C(threshold), C(policy), C(busy), C(timeout), C(unknown_outcome), C(no_result), C(stopped), C(error)), in words
     in the Markdown; totals (with C(unknown), the sessions signalled whose fate could not be learned).
   - A host that failed after sessions were ended shows both, the sessions ended and why it failed.
+  - 'Beside the JSON and Markdown, one self-contained HTML page, C(<kind>-<time>-<run>.html) and C(<kind>-latest.html)
+    (a dry run''s C(<kind>-check-latest.html), with a banner saying so at the top): the fleet totals, a table per host,
+    the lock chains and, as inline SVG charts, the trends over the reports of the kind kept in O(report_dir) (sessions
+    seen, ended or would end per rule, failed hosts; the audit''s also oldest transaction and longest lock wait). No
+    script, no font, nothing from the network; every value is escaped. From O(html_template) when given.'
+  - The report's figures go into O(metrics_file) as OpenMetrics text for node_exporter's textfile collector, merged with
+    what the other roles' runs left there and replaced atomically under a lock (concurrent runs never leave half a file).
   - In an AWX job (C(awx_job_id) set) that writes the report or the trail to the roles' default path, inside the job's
     throw-away container, a warning says so and names the variable to set.
   - 'A run that is part of a sliced sweep (a sweep split into concurrent runs over parts of the inventory) writes the report
@@ -84,6 +91,14 @@ options:
     description: Name of the variable the role's variables check (C(policy_check)) registered; when it failed, the report
       says the run stopped and why.
     type: str
+  html_template:
+    description:
+      - A Jinja2 template on the control node for the HTML page (rendered with autoescape on). Default, the collection's
+        C(plugins/plugin_utils/templates/fleet_report.html.j2).
+    type: path
+  metrics_file:
+    description: The OpenMetrics file to merge the report's figures into. Default, C(dbhygiene.prom) in O(report_dir).
+    type: path
   pattern:
     description: The host pattern of the play to come (C(dbhygiene_hosts), default V(databases)); see O(pattern_hosts).
     type: str
@@ -121,9 +136,13 @@ EXAMPLES = r"""
 
 RETURN = r"""
 report:
-  description: Paths of the report written (C(json), C(markdown)).
+  description: Paths of the report written (C(json), C(markdown), C(html)).
   returned: success
   type: dict
+metrics_file:
+  description: The metrics file written.
+  returned: success
+  type: str
 totals:
   description:
     - Fleet totals (hosts, ok, failed, failed_by_reason, sessions_seen; enforce, terminated, cancelled, ended, not_ended;

@@ -22,8 +22,9 @@ def private_dir(path):
         os.makedirs(path, mode=0o700, exist_ok=True)
 
 
-def write_private(path, text, replace=True, sync=False):
-    """Write `text` to `path` atomically with mode 0600 (sync: on disk before it is renamed in).
+def write_private(path, text, replace=True, sync=False, mode=0o600):
+    """Write `text` to `path` atomically with mode 0600 (sync: on disk before it is renamed in;
+    mode: another, for a file another service reads, such as the metrics file).
 
     replace=False: never over an existing file; returns False (nothing written)
     when `path` exists. Otherwise returns True."""
@@ -36,7 +37,7 @@ def write_private(path, text, replace=True, sync=False):
             if sync:
                 handle.flush()
                 os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
+        os.chmod(tmp, mode)
         if replace:
             os.replace(tmp, path)
             return True

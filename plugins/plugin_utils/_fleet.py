@@ -11,6 +11,8 @@ import in any, so they are unit tested as plain Python):
 * ``_trail``: the audit trail (records, credential redaction, appends under a lock);
 * ``_report_model``: thresholds, per-host summaries, failure reason codes, the fleet report;
 * ``_report_markdown``: the fleet report as Markdown;
+* ``_report_html``: the fleet report as one HTML page with trends (a Jinja2 template);
+* ``_metrics``: the report's figures as OpenMetrics text (node_exporter's textfile collector);
 * ``_outputs``: default paths, the AWX warning about them, the report files;
 * ``_files``: private (0600), atomic files on the controller;
 * ``_connection``: the engine names and ``run_on`` choices (from the engine registry,
@@ -29,6 +31,8 @@ from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._files import (
     controller_path,
     write_private,
 )
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._metrics import default_path as default_metrics_path
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._metrics import write_metrics
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._outputs import (
     DEFAULT_AUDIT_LOG,
     DEFAULT_REPORT_DIR,
@@ -40,6 +44,7 @@ from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._outputs import
     run_tag,
     write_report,
 )
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_html import TemplateError, load_template
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_markdown import render_markdown
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_model import (
     FAILURE_REASONS,
@@ -73,16 +78,19 @@ __all__ = [
     "RUN_ON",
     "THRESHOLD_KEYS",
     "TRAIL_QUERY_CHARS",
+    "TemplateError",
     "append_lines",
     "audit_summary",
     "awx_default_path_warnings",
     "brief",
     "build_report",
     "controller_path",
+    "default_metrics_path",
     "enforce_summary",
     "failure_reason",
     "iso",
     "job_id",
+    "load_template",
     "no_hosts_message",
     "outcome_for",
     "parse_thresholds",
@@ -95,6 +103,7 @@ __all__ = [
     "timeouts_trail_records",
     "trail_records",
     "utc_now",
+    "write_metrics",
     "write_private",
     "write_report",
 ]

@@ -32,6 +32,11 @@ from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._files import (
     locked_directory,
     write_private,
 )
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_html import (
+    TREND_MAX_RUNS,
+    render_html,
+    trend_point,
+)
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_markdown import render_markdown
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._trail import job_id
 
@@ -104,7 +109,7 @@ def _is_default(value, default):
 
 
 _STAMPED_RE = re.compile(
-    r"^(?P<kind>[a-z]+(?:-check)?)-(?P<stamp>\d{8}T\d{6}(?:\.\d+)?Z)(?:-(?P<run>[A-Za-z0-9_.]+))?\.(?:json|md)$"
+    r"^(?P<kind>[a-z]+(?:-check)?)-(?P<stamp>\d{8}T\d{6}(?:\.\d+)?Z)(?:-(?P<run>[A-Za-z0-9_.]+))?\.(?:json|md|html)$"
 )
 # The roles whose runs change nothing in any mode: a dry run of theirs is a run like any other.
 READ_ONLY_KINDS = ("audit",)
@@ -140,8 +145,8 @@ def sweep_directory(report_dir, kind, tag):
     return os.path.join(report_dir, f"{kind}-{tag}.d")
 
 
-def write_report(report, report_dir, keep=DEFAULT_REPORT_KEEP, markdown=None):
-    """Write <stem>-<time>-<run>.json/.md and <stem>-latest.json/.md; return the paths.
+def write_report(report, report_dir, keep=DEFAULT_REPORT_KEEP, markdown=None, html_template=None):
+    """Write <stem>-<time>-<run>.json/.md/.html and <stem>-latest.json/.md/.html; return the paths.
 
     <stem> is report_stem(kind, check_mode): a dry run's files never replace a real run's.
 
@@ -150,7 +155,10 @@ def write_report(report, report_dir, keep=DEFAULT_REPORT_KEEP, markdown=None):
     sweep's report (its run a sweep tag; written under the sweep's lock)
     replaces the sweep's earlier one. Then the oldest time-stamped reports of
     the same kind beyond `keep` are removed (0 keeps every one). `markdown`:
-    the Markdown text, when not render_markdown(report)."""
+    the Markdown text, when not render_markdown(report). The HTML page (_report_html, from
+    `html_template` or the collection's) has the trends over the reports of the stem kept
+    after pruning; a template that fails raises _report_html.TemplateError, once the JSON
+    and Markdown are written."""
     run = report.get("run") or run_tag()
     stem = report_stem(report["kind"], report.get("check_mode"))
     text_json = json.dumps(report, indent=2, sort_keys=True, default=str) + "\n"
@@ -159,7 +167,7 @@ def write_report(report, report_dir, keep=DEFAULT_REPORT_KEEP, markdown=None):
     for attempt in range(100):
         suffix = run if attempt == 0 else f"{run}.{attempt}"
         base = os.path.join(report_dir, f"{stem}-{_stamp(report)}-{suffix}")
-        paths = {"json": base + ".json", "markdown": base + ".md"}
+        paths = {"json": base + ".json", "markdown": base + ".md", "html": base + ".html"}
         if write_private(paths["json"], text_json, replace=False):
             break
     else:  # pragma: no cover - 100 reports of the same run in the same microsecond
@@ -170,7 +178,32 @@ def write_report(report, report_dir, keep=DEFAULT_REPORT_KEEP, markdown=None):
     write_private(os.path.join(report_dir, f"{stem}-latest.json"), text_json)
     write_private(os.path.join(report_dir, f"{stem}-latest.md"), text_md)
     prune_reports(report_dir, stem, keep)
+    text_html = render_html(report, kept_trend_points(report_dir, stem, report), html_template)
+    write_private(paths["html"], text_html)
+    write_private(os.path.join(report_dir, f"{stem}-latest.html"), text_html)
     return paths, text_md
+
+
+def kept_trend_points(report_dir, stem, report):
+    """The trend points (_report_html.trend_point) of the kept time-stamped reports of `stem`, oldest
+    first, the newest TREND_MAX_RUNS; `report` (just written) is among them even when unreadable
+    on disk. A report that cannot be read (pruned meanwhile, cut) is left out."""
+    names = []
+    for bases in _stamped_reports(report_dir, stem).values():
+        names.extend(bases)
+    names.sort(key=lambda base: (_STAMPED_RE.match(base + ".json").group("stamp"), base))
+    points = []
+    for base in names[-TREND_MAX_RUNS:]:
+        try:
+            with open(os.path.join(report_dir, base + ".json"), encoding="utf-8") as handle:
+                kept = json.load(handle)
+        except (OSError, ValueError):
+            continue
+        if isinstance(kept, dict) and kept.get("run") != report.get("run"):
+            points.append(trend_point(kept))
+    points.append(trend_point(report))
+    points.sort(key=lambda point: str(point["time"]))
+    return points[-TREND_MAX_RUNS:]
 
 
 def _stamped_reports(report_dir, kind):
@@ -189,7 +222,7 @@ def _stamped_reports(report_dir, kind):
 
 
 def _remove_report(report_dir, base):
-    for extension in (".json", ".md"):
+    for extension in (".json", ".md", ".html"):
         try:
             os.unlink(os.path.join(report_dir, base + extension))
         except FileNotFoundError:  # a concurrent run pruned it first
@@ -203,7 +236,7 @@ def prune_reports(report_dir, kind, keep):
 
     Only files named as write_report names them are considered (never the
     -latest ones, never anything else in the directory). A report counts once
-    for its .json and .md. A sweep's report goes with the sweep's directory of
+    for its .json, .md and .html. A sweep's report goes with the sweep's directory of
     per-host results, and neither goes while a run of that sweep holds its lock."""
     if not keep:
         return []

@@ -57,7 +57,7 @@ def table(headings, rows):
     return lines
 
 
-def _age(seconds):
+def age(seconds):
     if seconds is None:
         return ""
     seconds = int(seconds)
@@ -88,7 +88,7 @@ def session_table(rows):
                 entry.get("application"),
                 entry.get("client_addr") or "local",
                 entry.get("state"),
-                _age(entry.get("idle_seconds")),
+                age(entry.get("idle_seconds")),
                 entry.get("rule"),
                 outcome,
             )
@@ -182,9 +182,9 @@ def _audit_host(entry):
         entry.get("sessions"),
         use,
         ", ".join(f"{k} {v}" for k, v in (entry.get("by_state") or {}).items()),
-        _age((entry.get("oldest_idle_in_transaction") or {}).get("seconds")),
-        _age((entry.get("oldest_transaction") or {}).get("seconds")),
-        _age((entry.get("longest_lock_wait") or {}).get("seconds")),
+        age((entry.get("oldest_idle_in_transaction") or {}).get("seconds")),
+        age((entry.get("oldest_transaction") or {}).get("seconds")),
+        age((entry.get("longest_lock_wait") or {}).get("seconds")),
         len(entry.get("would_end") or []) if "would_end" in entry else "",
         note,
     )
@@ -238,7 +238,7 @@ def _lock_chains(report):
                     chain.get("application"),
                     chain.get("state") if chain.get("visible") else "(not visible to the login)",
                     chain.get("blocking"),
-                    _age(chain.get("blocking_seconds")),
+                    age(chain.get("blocking_seconds")),
                     _waiters(chain.get("waiters") or []),
                 )
                 for chain in chains

@@ -256,13 +256,15 @@ def write_sweep_report(
     slices=None,
     keep=DEFAULT_REPORT_KEEP,
     now=None,
+    html_template=None,
 ):
     """Record this run's hosts in the sweep's directory, rewrite the sweep's report; return (report, paths, markdown).
 
     report_dir: absolute. results: {host: registered result or None}. context:
     audit_log, job_id (this run's AWX job), expected_hosts (the hosts of the
     whole sweep as this run knows them, or None). slices: how many runs make the
-    sweep (None: not known). now: the instant of this run's files (ISO text)."""
+    sweep (None: not known). now: the instant of this run's files (ISO text). html_template:
+    the page's template (None: the collection's)."""
     now = now or iso_utc_z(utc_now())
     tag = sweep_tag(sweep, check_mode)
     directory = sweep_directory(report_dir, kind, tag)
@@ -298,5 +300,5 @@ def write_sweep_report(
         report = build_report(kind, hosts, active, merged, check_mode, merged_context)
         report["sweep"] = sweep_summary(sweep, runs, slices, hosts)
         markdown = render_markdown(report).rstrip("\n") + "\n\n" + "\n".join(sweep_markdown(report["sweep"]))
-        paths, markdown = write_report(report, report_dir, keep=keep, markdown=markdown)
+        paths, markdown = write_report(report, report_dir, keep=keep, markdown=markdown, html_template=html_template)
     return report, paths, markdown

@@ -98,7 +98,7 @@ def test_check_and_real_runs_are_told_apart_everywhere_and_a_check_keeps_the_rea
         assert _markdown(tmp_path, "enforce-check-latest.md").splitlines()[0] == (
             "# Session enforcement (check mode: nothing was changed)"
         )
-        stamped = [name for name in _reports(tmp_path) if "latest" not in name]
+        stamped = [name for name in _reports(tmp_path) if "latest" not in name and name.startswith("enforce")]
         assert stamped and all(name.startswith("enforce-check-2") for name in stamped), stamped
 
         real = run_playbook(ENFORCE, inventory=inventory)

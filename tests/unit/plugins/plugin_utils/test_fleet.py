@@ -399,7 +399,7 @@ def test_concurrent_runs_never_replace_each_others_reports(tmp_path):
     written = sorted(queue.get() for _writer in writers)
     assert len(set(written)) == 6
     stamped = sorted(n for n in os.listdir(report_dir) if "latest" not in n and not n.startswith("."))
-    assert len(stamped) == 12  # .json + .md of each run
+    assert len(stamped) == 18  # .json + .md + .html of each run
     assert sorted(os.path.join(report_dir, n) for n in stamped if n.endswith(".json")) == written
 
 
@@ -422,9 +422,9 @@ def test_report_keep_prunes_the_oldest_of_the_same_kind_only(tmp_path):
         written.append(_fleet.write_report(report, report_dir, keep=3)[0])
     names = set(os.listdir(report_dir))
     for paths in written[:2]:
-        assert os.path.basename(paths["json"]) not in names and os.path.basename(paths["markdown"]) not in names
+        assert not {os.path.basename(path) for path in paths.values()} & names
     for paths in written[2:]:
-        assert os.path.basename(paths["json"]) in names and os.path.basename(paths["markdown"]) in names
+        assert {os.path.basename(path) for path in paths.values()} <= names
     # The older-format report of the same kind is pruned too; nothing else is touched.
     assert "enforce-20190101T000000Z.json" not in names
     assert {"notes.txt", "audit-20200101T000000.000000Z-x.json", "enforce-latest.json", "enforce-latest.md"} <= names

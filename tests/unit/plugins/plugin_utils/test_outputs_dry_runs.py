@@ -45,8 +45,9 @@ def test_a_dry_run_writes_its_own_files_and_never_a_real_runs(tmp_path, kind, ch
     assert os.path.basename(paths["json"]).startswith(f"{stem}-20261201T160000.000000Z-")
     assert os.path.basename(paths["markdown"]).startswith(f"{stem}-20261201T160000.000000Z-")
     names = sorted(os.listdir(str(tmp_path)))
-    assert f"{stem}-latest.json" in names and f"{stem}-latest.md" in names
-    assert len([name for name in names if "latest" in name]) == 2
+    assert {f"{stem}-latest.json", f"{stem}-latest.md", f"{stem}-latest.html"} <= set(names)
+    assert os.path.basename(paths["html"]).startswith(f"{stem}-20261201T160000.000000Z-")
+    assert len([name for name in names if "latest" in name]) == 3
     assert _json(str(tmp_path / f"{stem}-latest.json"))["check_mode"] is check_mode
     assert (markdown.splitlines()[0].endswith(" (check mode: nothing was changed)")) is check_mode
 

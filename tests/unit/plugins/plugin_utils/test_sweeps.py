@@ -151,11 +151,11 @@ def test_the_report_of_a_sweep_covers_every_host_of_every_run(tmp_path):
         "hosts_missing": None,  # no run knew the sweep's hosts
     }
     assert "## Sweep" in markdown and "2 runs of 3 (1 still to report), 4 hosts." in markdown
-    # One report of the sweep (the first run's is replaced), plus the -latest pair and the sweep's directory.
+    # One report of the sweep (the first run's is replaced), plus the -latest ones and the sweep's directory.
     names = sorted(os.listdir(report_dir))
     assert names == sorted(
-        [os.path.basename(paths["json"]), os.path.basename(paths["markdown"])]
-        + ["enforce-latest.json", "enforce-latest.md", "enforce-sweep.s1.d"]
+        [os.path.basename(path) for path in paths.values()]
+        + ["enforce-latest.json", "enforce-latest.md", "enforce-latest.html", "enforce-sweep.s1.d"]
     )
     with open(os.path.join(report_dir, "enforce-latest.json")) as handle:
         assert json.load(handle)["sweep"]["runs_missing"] == 1
