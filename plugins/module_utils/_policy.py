@@ -290,13 +290,15 @@ def parse_duration(value, field, maximum=MAX_DURATION):
 
 def _check_keys(raw, allowed, field):
     if not isinstance(raw, dict):
-        raise PolicyError(field, raw, "expected a mapping with keys {}, got {}".format(", ".join(allowed), _show(raw)))
+        raise PolicyError(
+            field, raw, "expected a mapping with keys {}, got {}".format(", ".join(allowed), _show(raw, 40))
+        )
     for key in raw:
         if key not in allowed:
             raise PolicyError(
                 f"{field}.{_key_name(key)}",
                 key,
-                "unknown key {} (allowed: {})".format(_show(key), ", ".join(allowed)),
+                "unknown key {} (allowed: {})".format(_show(key, 20), ", ".join(allowed)),
             )
 
 
