@@ -312,7 +312,12 @@ def main(argv=None):
     up = sub.add_parser("up", help="start (or complete) the fleet and write its inventory")
     up.add_argument("--postgres", type=int, default=3)
     up.add_argument("--mariadb", type=int, default=2)
-    up.add_argument("--first", type=int, default=1, help="last octet of the first address (127.0.1.FIRST)")
+    up.add_argument(
+        "--first",
+        type=int,
+        default=int(os.environ.get("DBFLEET_FIRST") or 1),
+        help="last octet of the first address (127.0.1.FIRST; default $DBFLEET_FIRST, else 1)",
+    )
     up.add_argument(
         "--pg-major",
         default=os.environ.get("DBFLEET_PG_MAJOR"),
