@@ -245,7 +245,7 @@ failed_statement:
       cut to 2,000 characters.
   returned: when a statement failed
   type: str
-  sample: SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity WHERE pid = %(pid)s
+  sample: SELECT ID, USER, HOST, DB, COMMAND, TIME FROM information_schema.PROCESSLIST WHERE ID = %s
 """
 
 from ansible.module_utils.basic import missing_required_lib
