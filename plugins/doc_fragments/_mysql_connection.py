@@ -93,6 +93,18 @@ options:
       - Whether the server's certificate must name O(login_host). Needs O(ca_cert).
       - When not set, the host name is checked whenever O(ca_cert) is set.
     type: bool
+  platform:
+    description:
+      - The service that runs the server, for what it does not allow (see the README, "Managed databases").
+      - V(auto) detects it from the server: the procedure C(mysql.rds_kill) or the account C(rdsadmin) is RDS, the account C(cloudsqladmin) is Cloud SQL, the account C(azure_superuser) is Azure, else self-managed.
+      - V(self_managed) turns the detection off; V(rds) (Amazon RDS and Aurora), V(cloudsql) (Google Cloud SQL) and
+        V(azure) (Azure Database) name the service.
+      - On a managed platform the service's own sessions (RDS C(rdsadmin), Cloud SQL C(cloudsqladmin), Azure C(azure_superuser)) are never touched (protected, reason C(service)),
+        and server-level timeouts fail naming the parameter group / database flag to set instead.
+      - 'RDS: a login without CONNECTION ADMIN or SUPER (the master user) ends threads with C(CALL mysql.rds_kill(id)) and cancels with C(CALL mysql.rds_kill_query(id)), inside the guarded step; it needs EXECUTE on them.'
+    type: str
+    default: auto
+    choices: [auto, self_managed, rds, cloudsql, azure]
 requirements:
   - PyMySQL (on the node that runs the module)
 notes:

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import yaml
 
-from dbfleet import holder, mariadb, pgbin, pki, postgres, state
+from dbfleet import holder, mariadb, pgbin, pki, platforms, postgres, state
 
 ENGINES = {"postgresql": postgres, "mysql": mariadb}
 
@@ -280,6 +280,17 @@ def cmd_release(args):
     return 0
 
 
+def cmd_platform(args):
+    fleet = state.load(args.state_dir)
+    if args.remove:
+        platforms.remove(fleet, args.server, args.platform)
+        print("%s: %s emulation removed" % (args.server, args.platform))
+        return 0
+    logins = platforms.emulate(fleet, args.server, args.platform)
+    print(json.dumps(dict(logins, server=args.server, platform=args.platform)))
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m dbfleet", description=__doc__)
     parser.add_argument("--state-dir", help="default: $DBFLEET_STATE_DIR or %s" % state.DEFAULT_STATE_DIR)
@@ -307,6 +318,10 @@ def main(argv=None):
     hold.add_argument("--seconds", type=int, default=3600)
     hold.add_argument("--detach", action="store_true", help="hold in the background until release/down")
     sub.add_parser("release", help="end every detached holder")
+    platform = sub.add_parser("platform", help="dress a server as a managed service (extra roles), or undo it")
+    platform.add_argument("--server", required=True)
+    platform.add_argument("--platform", required=True, choices=platforms.PLATFORMS)
+    platform.add_argument("--remove", action="store_true")
     args = parser.parse_args(argv)
     handler = {
         "up": cmd_up,
@@ -315,5 +330,6 @@ def main(argv=None):
         "inventory": cmd_inventory,
         "hold": cmd_hold,
         "release": cmd_release,
+        "platform": cmd_platform,
     }[args.command]
     return handler(args)
