@@ -232,6 +232,8 @@ def audit_summary(sessions, server, plan_dict, thresholds, locks=None):
         "max_connections": max_connections,
         "connection_use": use,
         "server": server or {},
+        # The managed service the host runs on (module_utils/_platform.py), as its driver decided.
+        "platform": ((server or {}).get("platform") or {}).get("name"),
     }
     summary.update(lock_figures(sessions, locks))
     # What the engine's driver says its login cannot see (MySQL / MariaDB server facts).

@@ -69,8 +69,8 @@ def admin_driver(fleet, emulated, **overrides):
         driver.close()
 
 
-def hold(fleet, emulated, kind, tag, database=None, user="app"):
-    return holder.open_session(fleet, emulated["server"], kind, user=user, application=tag, database=database)
+def hold(fleet, emulated, kind, tag, database=None, user="app", **extra):
+    return holder.open_session(fleet, emulated["server"], kind, user=user, application=tag, database=database, **extra)
 
 
 def test_detects_the_platform_and_protects_the_service_sessions(fleet, emulated):
@@ -155,6 +155,33 @@ def test_enforce_and_cancel_as_the_admin_login(fleet, emulated):
     finally:
         idle.close()
         active.close()
+
+
+def test_locks_as_the_admin_login(fleet, emulated):
+    tag = "mgd-%s" % uuid.uuid4().hex[:8]
+    blocker = hold(fleet, emulated, "row_lock_holder", tag + "-holder", lock_key=tag)
+    waiter = hold(fleet, emulated, "row_lock_waiter", tag + "-waiter", lock_key=tag)
+    try:
+        policy = parse_policy(
+            {
+                "name": "managed-locks",
+                "rules": [{"name": "root-blocker", "blocking_at_least": 1, "applications": [tag + "-*"]}],
+                "limits": {"max_terminations": 10, "max_fraction": "unlimited"},
+            }
+        )
+        with admin_driver(fleet, emulated) as driver:
+            driver.preflight(signal=True, policy=policy)
+            info = _runner.session_info(driver)
+            chains = [s for s in info["sessions"] if s["id"] == blocker.id]
+            assert chains and chains[0]["blocking"] == 1
+            result = _runner.apply_policy(driver, policy, check_mode=False)
+        assert not result.get("failed"), result
+        assert [s["id"] for s in result["terminated"]] == [blocker.id]
+        wait_until(lambda: not holder.waiting_for_lock(waiter), timeout=10)
+        assert waiter.alive()
+    finally:
+        blocker.close()
+        waiter.close()
 
 
 def test_mariadb_rds_kill_refuses_the_service_threads(fleet, emulated):
@@ -334,3 +361,13 @@ def test_the_module_takes_the_platform_option(fleet, emulated):
     result, run = run_module(module, args)
     assert result.get("failed") and "parameter group" in result["msg"], run.output
     assert result["field"] == "timeouts.server"
+
+
+def test_a_bad_platform_fails_naming_it_before_any_connection(fleet, emulated):
+    if emulated["engine"] != "postgresql" or emulated["platform"] != "rds":
+        pytest.skip("one run through Ansible")
+    # Port 1: nothing listens there; the option is refused before the module connects.
+    args = dict(login_host="127.0.0.1", login_port=1, login_user="nobody", platform="aws")
+    result, run = run_module("dbhygiene.sessions.postgresql_session_info", args)
+    assert result.get("failed"), run.output
+    assert "platform" in result["msg"] and "aws" in result["msg"] and "connect" not in result["msg"], result["msg"]

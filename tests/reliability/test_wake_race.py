@@ -46,7 +46,7 @@ import time
 
 import pytest
 from _common import HERE, ROOT, admin_execute, driver_module, driver_params, figure, new_tag
-from dbfleet import mariadb
+from dbfleet import mariadb, platforms
 from dbfleet import testing as fleet_testing
 
 SERVER = "mariadb1"
@@ -224,12 +224,18 @@ def first_wake(entries, listing):
     )
 
 
-@pytest.mark.parametrize("read_on", ["processlist", "statement_events"])
+@pytest.mark.parametrize("read_on", ["processlist", "statement_events", "rds_kill"])
 def test_wake_race(fleet, tmp_path, read_on):
     """read_on processlist: the fleet as it runs (the events_statements_current consumer off, as
     MariaDB ships it), each victim re-read in PROCESSLIST; statement_events: that consumer on,
-    so the driver binds the victims to their statement events and the guard reads those."""
+    so the driver binds the victims to their statement events and the guard reads those;
+    rds_kill: as processlist, the server dressed as RDS (tools/dbfleet/platforms.py) and the
+    sweep run as its master user, so the guard ends each victim with CALL mysql.rds_kill."""
     server = fleet.server(SERVER)
+    login = {}
+    if read_on == "rds_kill":
+        logins = platforms.emulate(fleet, SERVER, "rds")
+        login = dict(login_user=logins["admin"], login_password=logins["password"], platform="rds")
     consumer_was_on = mariadb.set_statement_events(server, read_on == "statement_events")
     prefix = new_tag("wakerace")
     table = "wr_" + prefix.split("-")[-1]
@@ -249,7 +255,7 @@ def test_wake_race(fleet, tmp_path, read_on):
     windows, ages, rounds, empty_rounds = [], [], 0, 0
     window = float(FIXED_WINDOW) if FIXED_WINDOW else FIRST_WINDOW
     started = time.monotonic()
-    driver = driver_module("mysql").open_driver(driver_params(fleet, SERVER))
+    driver = driver_module("mysql").open_driver(driver_params(fleet, SERVER, **login))
     try:
         while totals["kills"] < TARGET_KILLS and time.monotonic() - started < RACE_SECONDS:
             admin_execute(server, "TRUNCATE TABLE mysql.general_log")
@@ -272,6 +278,7 @@ def test_wake_race(fleet, tmp_path, read_on):
                 if (s.get("application") or "").startswith(current.prefix + "-") and s["state"] == "idle"
             ]
             results = driver.end_sessions(victims, "terminate") if victims else []
+            assert driver.flavour.rds_kill == (read_on == "rds_kill")
             windows.append(time.monotonic() - sweep_started)
             window = float(FIXED_WINDOW) if FIXED_WINDOW else windows[-1]
             for key in steps:
@@ -315,6 +322,8 @@ def test_wake_race(fleet, tmp_path, read_on):
         admin_execute(server, "SET GLOBAL general_log = 0")
         admin_execute(server, "TRUNCATE TABLE mysql.general_log")
         admin_execute(server, "DROP TABLE IF EXISTS appdb.%s" % table)
+        if login:
+            platforms.remove(fleet, SERVER, "rds")
     elapsed = time.monotonic() - started
     wrong = totals["statement"] + totals["transaction"]
     windows.sort()

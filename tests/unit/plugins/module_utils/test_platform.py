@@ -126,3 +126,12 @@ def test_server_level_timeouts_are_refused_naming_where_to_set_them(platform, pl
     assert place in message and "statement_timeout" in message and "60000" in message
     assert _platform.server_level_refusal("self_managed", "postgresql", settings, lambda s: "x") is None
     assert _timeouts.PG_VARIABLES["statement"] == "statement_timeout"
+
+
+def test_the_audit_summary_names_the_platform():
+    from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _report_model
+
+    server = {"platform": _platform.facts("postgresql", "rds", "auto")}
+    summary, _breaches = _report_model.audit_summary([], server, None, {})
+    assert summary["platform"] == "rds"
+    assert _report_model.audit_summary([], {}, None, {})[0]["platform"] is None
