@@ -47,21 +47,15 @@ LABELS = {
 # reason "service"), and a drain never changes their rights.
 SERVICE_USERS = {
     "postgresql": {
-        RDS: ("rdsadmin", "rdsrepladmin", "rds_ad"),
+        RDS: ("rdsadmin", "rdsrepladmin"),
         CLOUDSQL: ("cloudsqladmin", "cloudsqlagent", "cloudsqlreplica", "cloudsqlimportexport"),
-        AZURE: ("azure_superuser", "azuresu", "azure_pg_admin"),
+        AZURE: ("azure_superuser", "azuresu"),
     },
     "mysql": {
         RDS: ("rdsadmin", "rdsrepladmin"),
         CLOUDSQL: ("cloudsqladmin", "cloudsqlreplica", "cloudsqlimportexport"),
         AZURE: ("azure_superuser",),
     },
-}
-
-# What the service's admin login is (for messages).
-ADMIN_ROLES = {
-    "postgresql": {RDS: "rds_superuser", CLOUDSQL: "cloudsqlsuperuser", AZURE: "azure_pg_admin"},
-    "mysql": {RDS: "the master user", CLOUDSQL: "the root user", AZURE: "the server admin"},
 }
 
 # Where a server-level value is set on each service (ALTER SYSTEM / SET GLOBAL are refused there).
