@@ -371,3 +371,30 @@ def test_a_bad_platform_fails_naming_it_before_any_connection(fleet, emulated):
     result, run = run_module("dbhygiene.sessions.postgresql_session_info", args)
     assert result.get("failed"), run.output
     assert "platform" in result["msg"] and "aws" in result["msg"] and "connect" not in result["msg"], result["msg"]
+
+
+def test_mariadb_rds_preflight_wants_execute_on_the_procedures(fleet, emulated):
+    if emulated["engine"] != "mysql":
+        pytest.skip("RDS for MySQL / MariaDB")
+    user = "mgd_noexec_%s" % uuid.uuid4().hex[:6]
+    privileges = platforms.RDS_MASTER_PRIVILEGES.replace(" EXECUTE,", "")
+    with mariadb.admin_connect(fleet.server(MY), autocommit=True) as admin:
+        admin.cursor().execute("CREATE USER %s@'%%' IDENTIFIED BY 'mgd-Secret1'", (user,))
+        admin.cursor().execute("GRANT " + privileges + " ON *.* TO %s@'%%'", (user,))
+    try:
+        with myfx.driver(fleet, MY, user=user, password="mgd-Secret1") as driver:
+            assert driver.platform == "rds"
+            with pytest.raises(myfx._mysql.SessionError) as missing:
+                driver.preflight(signal=True)
+            message = str(missing.value)
+            assert "EXECUTE on mysql.rds_kill" in message and "CONNECTION ADMIN" not in message, message
+            assert "GRANT EXECUTE ON PROCEDURE mysql.rds_kill TO" in message, message
+            driver.preflight(signal=False)  # listing needs no kill right
+        # A login that may KILL (CONNECTION ADMIN: Aurora MySQL 3, RDS MySQL 8.0.36+) keeps KILL.
+        with myfx.driver(fleet, MY) as driver:
+            driver.list_sessions()
+            assert driver.platform == "rds" and not driver.flavour.rds_kill
+            driver.preflight(signal=True)
+    finally:
+        with mariadb.admin_connect(fleet.server(MY), autocommit=True) as admin:
+            admin.cursor().execute("DROP USER IF EXISTS %s@'%%'", (user,))
