@@ -15,7 +15,8 @@ import uuid
 import psycopg2
 import pymysql
 import pytest
-from conftest import run_module, wait_until
+from _roles_fixtures import AUDIT, edit_inventory, read_json, write_inventory
+from conftest import run_module, run_playbook, wait_until
 
 pytest.register_assert_rewrite("_postgresql_fixtures", "_mysql_fixtures")
 import _mysql_fixtures as myfx  # noqa: E402,I001 (after register_assert_rewrite)
@@ -398,3 +399,32 @@ def test_mariadb_rds_preflight_wants_execute_on_the_procedures(fleet, emulated):
     finally:
         with mariadb.admin_connect(fleet.server(MY), autocommit=True) as admin:
             admin.cursor().execute("DROP USER IF EXISTS %s@'%%'", (user,))
+
+
+def test_the_audit_role_reports_each_hosts_platform(fleet, emulated, tmp_path):
+    if emulated["engine"] != "postgresql" or emulated["platform"] != "rds":
+        pytest.skip("one role run")
+    tag = "mgd-%s" % uuid.uuid4().hex[:8]
+    group_vars = {
+        "dbhygiene_policy": {
+            "name": "audit-" + tag,
+            "rules": [{"name": "svc", "users": [emulated["service"]], "applications": ["svc-*"]}],
+            "protect": {"superusers": False},
+            "limits": {"max_fraction": "unlimited"},
+        },
+        "dbhygiene_report_dir": str(tmp_path / "reports"),
+    }
+    inventory = write_inventory(fleet, tmp_path, group_vars, hosts=("pg1", PG))
+
+    def as_admin(groups):
+        groups["postgresql"]["hosts"][PG].update(
+            dbhygiene_login_user=emulated["admin"], dbhygiene_login_password=emulated["password"]
+        )
+        groups["postgresql"]["hosts"]["pg1"]["dbhygiene_platform"] = "self_managed"
+
+    edit_inventory(inventory, as_admin)
+    run = run_playbook(AUDIT, inventory=inventory)
+    assert run.rc == 0, run.output
+    report = read_json(str(tmp_path / "reports" / "audit-latest.json"))
+    assert report["hosts"][PG]["platform"] == "rds" and report["hosts"]["pg1"]["platform"] == "self_managed"
+    assert report["hosts"][PG]["would_end"] == [] and report["hosts"][PG]["protected"] >= 1
