@@ -93,6 +93,22 @@ options:
       - Whether the server's certificate must name O(login_host). Needs O(ca_cert).
       - When not set, the host name is checked whenever O(ca_cert) is set.
     type: bool
+  platform:
+    description:
+      - The service that runs the server, for what it does not allow (see the README, "Managed databases").
+      - V(self_managed) turns the detection off; V(rds) (Amazon RDS and Aurora), V(cloudsql) (Google Cloud SQL) and
+        V(azure) (Azure Database) name the service.
+      - 'V(auto) detects it from the server, once per connection, first match wins: V(rds) when the procedure
+        C(mysql.rds_kill) or the account C(rdsadmin) exists, V(cloudsql) for the account C(cloudsqladmin), V(azure) for the account
+        C(azure_superuser) (accounts read in C(mysql.user) where the login may, else in the thread list); else V(self_managed).'
+      - On a managed platform the service's own sessions (RDS C(rdsadmin), Cloud SQL C(cloudsqladmin), Azure
+        C(azure_superuser)) are never ended, whatever the policy says (listed as protected, detail C(service)), and
+        server-level timeouts fail before any change, naming the parameter group / database flag to set instead.
+      - On RDS a login without CONNECTION ADMIN or SUPER (the master user) ends threads with C(CALL mysql.rds_kill) (the
+        thread id) and cancels statements with C(CALL mysql.rds_kill_query) (the thread id), inside the guarded step; it needs EXECUTE on both.
+    type: str
+    default: auto
+    choices: [auto, self_managed, rds, cloudsql, azure]
 requirements:
   - PyMySQL (on the node that runs the module)
 notes:

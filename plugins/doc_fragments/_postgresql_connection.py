@@ -95,6 +95,22 @@ options:
     description:
       - Private key file of O(ssl_cert). Falls back to E(PGSSLKEY).
     type: path
+  platform:
+    description:
+      - The service that runs the server, for what it does not allow (see the README, "Managed databases").
+      - V(self_managed) turns the detection off; V(rds) (Amazon RDS and Aurora), V(cloudsql) (Google Cloud SQL) and
+        V(azure) (Azure Database) name the service.
+      - 'V(auto) detects it from the server, once per connection, first match wins: V(rds) when the role C(rdsadmin)
+        exists or an C(rds.*) setting is defined, V(cloudsql) for the role C(cloudsqladmin) or a C(cloudsql.*) setting, V(azure)
+        for the role C(azure_superuser) or C(azuresu) or an C(azure.*) setting; else V(self_managed).'
+      - On a managed platform the service's own sessions (RDS C(rdsadmin), Cloud SQL C(cloudsqladmin), Azure
+        C(azure_superuser)) are never ended, whatever the policy says (listed as protected, detail C(service)), and
+        server-level timeouts fail before any change, naming the parameter group / database flag to set instead.
+      - A drain without a superuser login (a managed platform only) revokes CONNECT as the roles the login may act as
+        (the database owner) and lists the grants it could not change in the result (C(grants_not_changed)).
+    type: str
+    default: auto
+    choices: [auto, self_managed, rds, cloudsql, azure]
 requirements:
   - psycopg2 (C(psycopg2-binary) or C(psycopg2)) on the node that runs the module
   - PostgreSQL 10 or later

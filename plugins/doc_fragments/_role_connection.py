@@ -64,6 +64,9 @@ options:
   check_hostname:
     description: MySQL, verify the server certificate's host name. Not passed to PostgreSQL.
     type: bool
+  platform:
+    description: The managed service that runs the server (V(auto) detects it); see the engine module's O(platform).
+    type: str
   engine:
     description: Engine of the host, it selects the module.
     type: str

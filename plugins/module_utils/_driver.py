@@ -26,6 +26,8 @@ A *session* is a plain dict, the normalized session record of docs/architecture.
                         no transaction is open)
     query               str or None, truncated to QUERY_MAX_CHARS
     superuser           bool  (the session's user holds superuser-class rights)
+    service             bool  (on a managed platform: the session is the service's own,
+                        e.g. RDS rdsadmin; never ended, whatever the policy says)
     backend_type        str (PostgreSQL) / None
     command             str (MySQL COMMAND) / None
 
@@ -63,6 +65,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _platform as _platform_mod
+
 STATES = (
     "active",
     "idle",
@@ -90,6 +94,7 @@ SESSION_FIELDS = (
     "transaction_seconds",
     "query",
     "superuser",
+    "service",
     "backend_type",
     "command",
     "blocked_by",
@@ -191,6 +196,33 @@ class Driver(object):
     # two listings: 0 where the server stores the instant (PostgreSQL
     # state_change), about 1 where it is derived from an elapsed time (MySQL).
     state_since_tolerance = 0.0
+    # The connection option `platform` (auto | self_managed | rds | cloudsql | azure); a driver
+    # sets it from its params and implements detect_platform() for auto (module_utils/_platform.py).
+    platform_option = None
+    _platform = None
+
+    @property
+    def platform(self):
+        """The managed platform the server runs on (detected once when the option is auto)."""
+        if self._platform is None:
+            self._platform = _platform_mod.resolve(self.platform_option, self.detect_platform)
+        return self._platform
+
+    @property
+    def managed(self):
+        return self.platform in _platform_mod.MANAGED
+
+    def detect_platform(self):
+        """The platform the server's markers say (auto); self_managed where a driver cannot tell."""
+        return _platform_mod.SELF_MANAGED
+
+    def platform_facts(self):
+        """The ``platform`` entry of server_facts()."""
+        return _platform_mod.facts(self.engine, self.platform, self.platform_option)
+
+    def mark_service_sessions(self, sessions):
+        """`sessions` with ``service`` set (the service's own accounts on a managed platform)."""
+        return _platform_mod.mark_service_sessions(sessions, self.engine, self.platform)
 
     def close(self):
         raise NotImplementedError

@@ -21,6 +21,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _platform
+
 COLLECTION = "dbhygiene.sessions"
 
 
@@ -136,6 +138,8 @@ ENGINES = {
             Option("ca_cert", "path", aliases=["ssl_rootcert"], env=["PGSSLROOTCERT"]),
             Option("ssl_cert", "path", env=["PGSSLCERT"]),
             Option("ssl_key", "path", no_log=False, env=["PGSSLKEY"]),
+            # The managed service running the server (module_utils/_platform.py): auto detects it.
+            Option("platform", "str", default=_platform.AUTO, choices=_platform.CHOICES),
         ),
     ),
     "mysql": Engine(
@@ -162,6 +166,7 @@ ENGINES = {
             Option("client_cert", "path", aliases=["ssl_cert"]),
             Option("client_key", "path", aliases=["ssl_key"], no_log=False),
             Option("check_hostname", "bool"),
+            Option("platform", "str", default=_platform.AUTO, choices=_platform.CHOICES),
         ),
         # config_file '' turns reading ~/.my.cnf off.
         keep_empty=("config_file",),

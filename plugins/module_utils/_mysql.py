@@ -74,7 +74,7 @@ import os
 import time
 import traceback
 
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _engines
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _engines, _platform
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql_flavours as flavours
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import (
     GUARD_STILL_WAITING,
@@ -401,7 +401,9 @@ def open_driver(params):
             f"cannot connect to MySQL/MariaDB at {target} as {cut(user)}: {message}{('; ' + hint if hint else '')}"
         )
     try:
-        return MySQLDriver(conn, target, query_timeout)
+        driver = MySQLDriver(conn, target, query_timeout)
+        driver.platform_option = params.get("platform")
+        return driver
     except Exception:
         conn.close()
         raise
@@ -617,7 +619,9 @@ class MySQLDriver(Driver):
             "performance_schema": self.flavour.performance_schema,
             "processlist_table": self.flavour.processlist_table,
             "can_see_all_sessions": self.flavour.can_see_all(self.privileges),
-            "can_end_sessions": self.flavour.can_kill(self.privileges),
+            "can_end_sessions": self.can_end_sessions(),
+            "platform": self.platform_facts(),
+            "kill_statements": self.flavour.kill_templates(),
             "applications_readable": self.attrs_readable,
             "superusers_readable": self.superusers_readable,
             # Lock waits the records show (blocked_by, lock_wait_seconds): InnoDB's
@@ -650,6 +654,25 @@ class MySQLDriver(Driver):
             sources = self._probe_value(self.flavour.replication_threads_query()) or 0
         return flavours.server_role(read_only, sources)
 
+    # ------------------------------------------------------------ platform
+    def detect_platform(self):
+        query = _platform.mysql_detect_query(self.superusers_readable)
+        return _platform.detected(self._fetch_one(query))
+
+    def _use_platform(self):
+        """Resolve the platform (once) and how threads are ended there: on RDS, a login without
+        CONNECTION ADMIN or SUPER (the master user) ends them with the service's procedures."""
+        self.flavour.rds_kill = self.platform == _platform.RDS and not self.flavour.can_kill(self.privileges)
+
+    def can_end_sessions(self):
+        """Whether the login may end other users' threads (KILL, or RDS's procedures)."""
+        self._use_platform()
+        if self.flavour.rds_kill:
+            grants = [row[0] for row in self._fetch_all(self.flavour.grants_query())]
+            wanted = list(_platform.RDS_PROCEDURES.values())
+            return flavours.executable_procedures(grants, wanted) == wanted
+        return self.flavour.can_kill(self.privileges)
+
     def _transaction_state_unproven(self):
         """Why the transaction state of Sleep threads is not exact right now, or None."""
         if self._transactions_unproven is not None:
@@ -670,9 +693,9 @@ class MySQLDriver(Driver):
             )
         if not signal:
             return problems
-        if not self.flavour.can_kill(self.privileges):
+        if not self.can_end_sessions():
             problems.append(
-                f"{who} lacks {' or '.join(self.flavour.kill_privileges)}: it cannot end other users' threads; "
+                f"{who} lacks {self.flavour.kill_rights}: it cannot end other users' threads; "
                 f"{self.flavour.kill_grant(self.account)}"
             )
         if needs_superusers and not self.superusers_readable:
@@ -803,6 +826,9 @@ class MySQLDriver(Driver):
         sessions = [
             flavours.normalize_row(row, self.server_started, unproven=self._transactions_unproven) for row in rows
         ]
+        if ids is None:
+            self._use_platform()
+            self.mark_service_sessions(sessions)
         if ids is None:
             self._threads_seen = len(sessions) + 1
         if applications and self.list_applications:
@@ -946,7 +972,9 @@ class MySQLDriver(Driver):
             else:
                 block, pending = pending[:size], pending[size:]
             rows = self._guard_rows(
-                flavours.verified_block([victims[index] for index in block], self.window_ratio_bound),
+                flavours.verified_block(
+                    [victims[index] for index in block], self.window_ratio_bound, self.flavour.loop_kill()
+                ),
                 "terminate",
                 len(block),
             )
@@ -1062,12 +1090,11 @@ class MySQLDriver(Driver):
         if code == ER_NO_SUCH_QUERY:
             return victim, REASON_STATE_CHANGED, "its statement ended before the KILL"
         if code in (ER_KILL_DENIED, ER_SPECIFIC_ACCESS_DENIED):
-            privileges = " or ".join(self.flavour.kill_privileges)
             return (
                 victim,
                 REASON_FAILED,
                 f"cannot {mode} thread {victim['id']} ({victim.get('user')}) on {self.target}: login "
-                f"{self.account} lacks {privileges}; {self.flavour.kill_grant(self.account)}",
+                f"{self.account} lacks {self.flavour.kill_rights}; {self.flavour.kill_grant(self.account)}",
             )
         return victim, REASON_FAILED, f"cannot {mode} thread {victim['id']} on {self.target}: {text}"
 

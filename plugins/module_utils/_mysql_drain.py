@@ -33,6 +33,7 @@ __metaclass__ = type
 import hashlib
 import re
 
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _platform
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain import Progress, RightsOutcome
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError, shown
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql_flavours import split_account
@@ -741,9 +742,9 @@ class MySQLRights(object):
         for db, user, host, _status, _key, _reason in recorded_accounts:
             ours.setdefault((user, host), set()).add(db)
         own = _own_account(self.driver)
-        lock, extend, already = plan_locks(
-            request.databases, accounts, holders, edges, sessions, set(request.allow_users), own, ours
-        )
+        # The managed service's own accounts (RDS rdsadmin, ...) are never locked, superusers or not.
+        spared = set(request.allow_users) | set(_platform.service_users("mysql", self.driver.platform))
+        lock, extend, already = plan_locks(request.databases, accounts, holders, edges, sessions, spared, own, ours)
         lines = self._public_lines()
         revoke = [(db, text) for db in request.databases for text in public_grants_on(lines, db)]
         changes = [change_entry(a["user"], a["host"], a["databases"], "locked", "; ".join(a["reasons"])) for a in lock]

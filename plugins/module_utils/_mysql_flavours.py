@@ -55,6 +55,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import 
     ROLE_PRIMARY,
     ROLE_REPLICA,
 )
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._platform import RDS_PROCEDURES
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._redact import redact_statement
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import UTC, iso_utc, parse_instant
 
@@ -412,6 +413,10 @@ def lock_fields(values, elapsed):
 
 _GLOBAL_GRANT_RE = re.compile(r"^GRANT (.+?) ON \*\.\* TO ", re.IGNORECASE)
 _VERSION_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)")
+# GRANT <privileges> ON [PROCEDURE] <schema>.<object> TO ...: (privileges, PROCEDURE, schema, object).
+_OBJECT_GRANT_RE = re.compile(
+    r"^GRANT (.+?) ON (PROCEDURE )?(\*|`(?:[^`]|``)+`)\.(\*|`(?:[^`]|``)+`) TO ", re.IGNORECASE
+)
 _HOST_PORT_RE = re.compile(r"^\[?(?P<addr>.+?)\]?:(?P<port>\d+)$")
 
 
@@ -441,6 +446,29 @@ def global_privileges(grant_lines):
             if name:
                 privileges.add(name)
     return privileges
+
+
+def executable_procedures(grant_lines, names):
+    """The procedures among `names` ('schema.name') that SHOW GRANTS lines let the login EXECUTE:
+    EXECUTE (or ALL) on *.*, on the schema, or on the procedure itself."""
+    granted = set()
+    for line in grant_lines:
+        found = _OBJECT_GRANT_RE.match(line or "")
+        if not found:
+            continue
+        privileges = set(" ".join(p.split()).upper() for p in found.group(1).split(","))
+        if not privileges & {"EXECUTE", "ALL", "ALL PRIVILEGES"}:
+            continue
+        schema, name = (part.strip("`").replace("``", "`") for part in (found.group(3), found.group(4)))
+        if found.group(2) and name == "*":
+            continue
+        granted.add((schema, name))
+    usable = []
+    for full in names:
+        schema, name = full.split(".", 1)
+        if {("*", "*"), (schema, "*"), (schema, name)} & granted:
+            usable.append(full)
+    return usable
 
 
 def split_account(current_user):
@@ -893,12 +921,25 @@ class Flavour(object):
     # The guard runs server-side (guard_block) where the flavour has compound
     # statements; else the driver re-reads each victim right before its KILL.
     server_side_guard = False
+    # RDS for MySQL / MariaDB without CONNECTION ADMIN or SUPER: threads are ended through the
+    # service's procedures (mysql.rds_kill / mysql.rds_kill_query) instead of KILL. Set by the driver.
+    rds_kill = False
 
-    @staticmethod
-    def kill_query(mode, thread_id):
+    def loop_kill(self):
+        """The statement ending the looped victim `v` inside a compound statement (the guard's
+        loop, a verified block): KILL, or the service's procedure on RDS."""
+        return f"CALL {RDS_PROCEDURES['terminate']}(v.id);" if self.rds_kill else "KILL CONNECTION v.id;"
+
+    def kill_templates(self):
+        """{mode: statement with one %s (the thread id)} of this server's way to end a thread."""
+        if self.rds_kill:
+            return dict((mode, f"CALL {procedure}(%s)") for mode, procedure in RDS_PROCEDURES.items())
+        return KILL_TEMPLATES
+
+    def kill_query(self, mode, thread_id):
         if mode not in KILL_TEMPLATES:
             raise ValueError(f"mode must be terminate or cancel, not {mode!r}")
-        return KILL_TEMPLATES[mode], (int(thread_id),)
+        return self.kill_templates()[mode], (int(thread_id),)
 
     # ------------------------------------------------------------- privileges
     def can_see_all(self, privileges):
@@ -908,7 +949,16 @@ class Flavour(object):
         return "ALL" in privileges or any(p in privileges for p in self.kill_privileges)
 
     def kill_grant(self, account):
+        if self.rds_kill:
+            return "; ".join(f"GRANT EXECUTE ON PROCEDURE {p} TO {account}" for p in RDS_PROCEDURES.values())
         return f"GRANT {self.kill_privileges[0]} ON *.* TO {account}"
+
+    @property
+    def kill_rights(self):
+        """What ending another user's thread needs, for messages."""
+        if self.rds_kill:
+            return " and ".join(f"EXECUTE on {p}" for p in RDS_PROCEDURES.values())
+        return " or ".join(self.kill_privileges)
 
     def superuser_grants(self, account):
         return [f"GRANT SELECT (User, Host, Super_priv) ON mysql.user TO {account}"]
@@ -918,8 +968,8 @@ class Flavour(object):
         return [
             self.list_query(row_locks=row_locks, metadata_locks=metadata_locks, transactions=transactions)[0],
             self.list_query(ids=[0], transactions=transactions)[0].replace("p.ID IN (%s)", "p.ID IN (%s, ...)"),
-            KILL_TEMPLATES["terminate"],
-            KILL_TEMPLATES["cancel"],
+            self.kill_templates()["terminate"],
+            self.kill_templates()["cancel"],
         ]
 
 
@@ -1023,17 +1073,17 @@ _TRANSACTION_OUTCOME = (
     "IF a = 0 THEN {kill} SET r = CONCAT(r, 'k:', e, '|'); "
     "ELSEIF a > 0 THEN SET r = CONCAT(r, 'i|'); ELSE SET r = CONCAT(r, 't|'); END IF;"
 )
-_LOOP_KILL = "KILL CONNECTION v.id; SET r = CONCAT(r, 'k:', e, '|');"
+_LOOP_KILL = "{kill} SET r = CONCAT(r, 'k:', e, '|');"
 
 
-def _loop_steps(victims, mode):
+def _loop_steps(victims, mode, kill="KILL CONNECTION v.id;"):
     """({check}, {kill}, params of {check}) of a guard loop over `victims`: the transaction
     check and its outcome where one of them needs it (its rows say which: v.tx), else a
-    plain KILL."""
+    plain `kill` (the statement that ends thread v.id)."""
     if not any(needs_transaction_check(victim, mode) for victim in victims):
-        return "", _LOOP_KILL, ()
+        return "", _LOOP_KILL.format(kill=kill), ()
     check = "SET a = 0; IF v.tx = 1 THEN " + _TRANSACTION_CHECK.format(tid="v.tid") + " END IF; "
-    return check, _TRANSACTION_OUTCOME.format(kill="KILL CONNECTION v.id;"), TRANSACTION_EVENT_CONSUMERS
+    return check, _TRANSACTION_OUTCOME.format(kill=kill), TRANSACTION_EVENT_CONSUMERS
 
 
 # The instrument, once per block (params: TRANSACTION_INSTRUMENT).
@@ -1193,7 +1243,7 @@ _VERIFIED_BLOCK = (
     "ELSEIF v.tx = 1 AND (IFNULL(tc, 0) <> 1 OR v.tid IS NULL) THEN SET r = CONCAT(r, 't|'); "
     "ELSEIF v.tx = 1 AND IFNULL(v.a, 0) > 0 THEN SET r = CONCAT(r, 'i|'); "
     "ELSE SET z = TIMESTAMPDIFF(MICROSECOND, t0, SYSDATE(6)) / (1000 * v.ms), e = 0; "
-    "IF v.ms > 0 AND z <= {bound!r} THEN KILL CONNECTION v.id; SET r = CONCAT(r, 'b:', e, ':', z, '|'); "
+    "IF v.ms > 0 AND z <= {bound!r} THEN {kill} SET r = CONCAT(r, 'b:', e, ':', z, '|'); "
     "ELSE SET r = CONCAT(r, 'r|'); END IF; END IF; "
     "SET e = 0; "
     "END FOR; "
@@ -1209,7 +1259,7 @@ _VERIFIED_EVENTS = (
 )
 
 
-def verified_block(victims, bound=WINDOW_RATIO_BOUND):
+def verified_block(victims, bound=WINDOW_RATIO_BOUND, kill="KILL CONNECTION v.id;"):
     """(sql, params) of one verified block over `victims` (block_verifiable, to terminate):
     one result row, (outcomes, figures). Outcomes (parse_guard_outcomes, in the given order):
     b:<errno>:<ratio> killed (errno 0) or its KILL failed, g gone, m:<COMMAND>:<QUERY_ID> moved,
@@ -1235,6 +1285,7 @@ def verified_block(victims, bound=WINDOW_RATIO_BOUND):
         trx_on=f"SET tc = {_TRX_EVENTS_ON};" if checked else "",
         bound=float(bound),
         count=len(victims),
+        kill=kill,
     )
     if checked:
         params.extend(TRANSACTION_EVENTS_ON_PARAMS)
@@ -1387,6 +1438,11 @@ class MariaDB(Flavour):
             raise ValueError("victims must not be empty")
         tolerance = self.guard_start_tolerance if tolerance is None else tolerance
         kill = "KILL CONNECTION %s;" if mode == "terminate" else "KILL QUERY ID q;"
+        loop_kill = self.loop_kill()
+        if self.rds_kill:
+            # The service's procedures take a thread id: a cancel ends the thread's statement of
+            # the moment, re-read in the same block right before (no round trip in between).
+            kill = f"CALL {RDS_PROCEDURES[mode]}(%s);"
         parts = [
             "BEGIN NOT ATOMIC",
             "DECLARE e INT DEFAULT 0; DECLARE n INT; DECLARE ok INT; DECLARE q BIGINT; DECLARE c VARCHAR(64);",
@@ -1403,7 +1459,7 @@ class MariaDB(Flavour):
             rows = [self._EVENTS_FIRST_ROW]
             if len(on_events) > 1:
                 rows.append("UNION ALL VALUES " + ", ".join([self._EVENTS_ROW] * (len(on_events) - 1)))
-            check, kill_step, check_params = _loop_steps(on_events, mode)
+            check, kill_step, check_params = _loop_steps(on_events, mode, loop_kill)
             parts.append(
                 self._EVENTS_LOOP.format(rows=" ".join(rows), count=len(on_events), check=check, kill=kill_step)
             )
@@ -1418,7 +1474,7 @@ class MariaDB(Flavour):
             rows = [self._IDLE_FIRST_ROW]
             if len(looped) > 1:
                 rows.append("UNION ALL VALUES " + ", ".join([self._IDLE_ROW] * (len(looped) - 1)))
-            check, kill_step, check_params = _loop_steps(looped, mode)
+            check, kill_step, check_params = _loop_steps(looped, mode, loop_kill)
             parts.append(self._IDLE_LOOP.format(rows=" ".join(rows), count=len(looped), check=check, kill=kill_step))
             for position, victim in enumerate(looped):
                 params.extend(
@@ -1453,7 +1509,7 @@ class MariaDB(Flavour):
             params.extend(check_params)
             params.extend(condition_params)
             params.extend([int(victim["id"]), victim.get("user"), victim.get("host")])
-            if mode == "terminate":
+            if mode == "terminate" or self.rds_kill:
                 params.append(int(victim["id"]))
         parts.append("SELECT r; END")
         return " ".join(parts), tuple(params)

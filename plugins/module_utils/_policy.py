@@ -805,6 +805,9 @@ class Protect:
 
     def protects(self, session):
         """The reason a session is protected, or None."""
+        if session.get("service"):
+            # The managed service's own session (RDS rdsadmin, ...): never, whatever protect says.
+            return f"service: the managed service's own session (user {_show(session.get('user'))})"
         if self.superusers and session.get("superuser"):
             return "superuser"
         for key, session_field in (("users", "user"), ("applications", "application"), ("databases", "database")):

@@ -47,7 +47,7 @@ import time
 import traceback
 
 from ansible.module_utils.common.parameters import env_fallback
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _engines
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _engines, _platform
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import (
     OUTCOMES,
     REASON_FAILED,
@@ -372,7 +372,9 @@ def open_driver(params):
             f"cannot connect to PostgreSQL at {target} as {user}: {message}{('; ' + hint if hint else '')}"
         )
     try:
-        return PostgreSQLDriver(conn, target, application_name, query_timeout)
+        driver = PostgreSQLDriver(conn, target, application_name, query_timeout)
+        driver.platform_option = params.get("platform")
+        return driver
     except Exception:
         conn.close()
         raise
@@ -556,12 +558,19 @@ class PostgreSQLDriver(Driver):
     def server_facts(self):
         facts = dict(zip(_FACTS_KEYS, self._fetch_one(facts_query(), "read the server facts")))
         facts.update(
-            engine="postgresql", flavour="postgresql", target=self.target, role=server_role(facts["in_recovery"])
+            engine="postgresql",
+            flavour="postgresql",
+            target=self.target,
+            role=server_role(facts["in_recovery"]),
+            platform=self.platform_facts(),
         )
         return facts
 
     def server_role(self):
         return server_role(self._fetch_one(role_query(), "read whether the server is a standby")[0])
+
+    def detect_platform(self):
+        return _platform.detected(self._fetch_one(_platform.postgresql_detect_query(), "detect the platform"))
 
     def preflight(self, signal, policy=None):
         # Every right PostgreSQL needs is needed by every policy: `policy` changes nothing here.
@@ -573,7 +582,7 @@ class PostgreSQLDriver(Driver):
     def list_sessions(self):
         query = list_sessions_query(self.application_name, version_num=self.version_num)
         columns, rows = self._query(query, "list sessions")
-        return [normalize_row(dict(zip(columns, row))) for row in rows]
+        return self.mark_service_sessions([normalize_row(dict(zip(columns, row))) for row in rows])
 
     def end_sessions(self, victims, mode):
         """Guarded end of `victims`, one statement per batch, one fresh snapshot per victim.

@@ -61,6 +61,9 @@ def _grantee(name):
 # ---------------------------------------------------------------- reading
 _SUPERUSER_SQL = "SELECT rolsuper, current_user::text FROM pg_catalog.pg_roles WHERE rolname = current_user"
 
+# The roles our login may SET ROLE to (PostgreSQL 16+: the SET option of a membership; before: membership).
+_ACTABLE_SQL = "SELECT rolname::text FROM pg_catalog.pg_roles WHERE pg_catalog.pg_has_role(current_user, oid, %(mode)s)"
+
 _ROLES_SQL = "SELECT rolname::text, rolsuper FROM pg_catalog.pg_roles WHERE rolname = ANY(%(names)s::text[])"
 
 # Every CONNECT item of each database, in datacl order (the default rights when datacl is NULL).
@@ -137,6 +140,16 @@ _RESTORE_CHECK_SQL = (
     "FROM pg_catalog.pg_database WHERE datname = %(db)s"
 )
 _RESTORE_SQL = "UPDATE pg_catalog.pg_database SET datacl = %(before)s::aclitem[] WHERE datname = %(db)s"
+_SAME_GRANTS_SQL = (
+    "SELECT (SELECT array_agg(a::text ORDER BY a::text) FROM unnest(coalesce(d.datacl, "
+    "pg_catalog.acldefault('d', d.datdba))) a) = (SELECT array_agg(b::text ORDER BY b::text) "
+    "FROM unnest(coalesce(%(before)s::aclitem[], pg_catalog.acldefault('d', d.datdba))) b) "
+    "FROM pg_catalog.pg_database d WHERE d.datname = %(db)s"
+)
+_REGRANTED = (
+    "the recorded changes undone grant by grant (no superuser on this platform to write datacl back byte for "
+    "byte: the same grants, their order may differ)"
+)
 _RESTORE_FORGET_SQL = "DELETE FROM dbhygiene.drain WHERE database = %(db)s"
 _FORGET_SQL = "DELETE FROM dbhygiene.drain WHERE database = %(db{n})s"
 
@@ -144,6 +157,11 @@ _FORGET_SQL = "DELETE FROM dbhygiene.drain WHERE database = %(db{n})s"
 def superuser_query():
     """(sql, params): whether our login is a superuser, and its name."""
     return _SUPERUSER_SQL, {}
+
+
+def actable_query(version_num):
+    """(sql, params): the roles our login may act as (SET ROLE), itself included."""
+    return _ACTABLE_SQL, {"mode": "SET" if version_num >= 160000 else "MEMBER"}
 
 
 def roles_query(names):
@@ -185,19 +203,21 @@ def _statement(change, undo=False):
     return f"{_AS_SQL.format(role=quote_ident(change['grantor']))};\n{sql};\n{_RESET_SQL}"
 
 
-def drain_query(plans, here):
+def drain_query(plans, here, point=True):
     """(sql, params): ONE transaction that records and applies the plans of every database.
 
     `plans`: [(database, [change, ...])] (plan_drain). A database without changes is
     recorded too (it is drained: `open` must find it). `here`: the database the record is
-    in (each drained database points to it, POINTER).
+    in (each drained database points to it, POINTER, unless not `point`: only a superuser
+    may set a custom parameter of a database).
     """
     parts, params = [], {"here": here}
     for n, (database, changes) in enumerate(plans):
         params[f"db{n}"] = database
         params[f"changes{n}"] = json.dumps(changes, sort_keys=True)
         parts.append(_RECORD_BEGIN_SQL.format(n=n))
-        parts.append(_POINT_SQL.format(db=quote_ident(database)))
+        if point:
+            parts.append(_POINT_SQL.format(db=quote_ident(database)))
         parts.extend(_statement(change) for change in changes)
         parts.append(_RECORD_END_SQL.format(n=n))
     if not parts:
@@ -233,6 +253,12 @@ def undo_query(plans, gone=()):
         raise ValueError("nothing to open")
     parts.append("SELECT count(*) FROM dbhygiene.drain")
     return ";\n".join(parts), params
+
+
+def same_grants_query(database, before):
+    """(sql, params): whether `database` has the same privilege items as `before` (a datacl
+    text, None: the defaults), in any order."""
+    return _SAME_GRANTS_SQL, {"db": database, "before": before}
 
 
 def pointers_query():
@@ -284,6 +310,8 @@ def query_templates():
         _RESTORE_SQL,
         _RESTORE_FORGET_SQL,
         _FORGET_SQL.format(n=""),
+        _ACTABLE_SQL,
+        _SAME_GRANTS_SQL,
     ]
 
 
@@ -329,16 +357,53 @@ def _depth(item, items, owner):
     return depth
 
 
-def plan_drain(database, info, allowed):
+def _revocable(info, allowed, actable=None):
+    """(the items to revoke, the items that should go but cannot): without a superuser
+    (`actable`: the roles our login may act as), a grant made by another role stays, and so
+    does each grant whose grantee passed CONNECT on to such a grant (no CASCADE)."""
+    revoke = [i for i in info["items"] if not i["superuser"] and i["grantee"] not in allowed]
+    if actable is None:
+        return revoke, []
+    kept = [i for i in revoke if i["grantor"] not in actable]
+    grew = True
+    while grew:
+        grew = False
+        for item in revoke:
+            if item not in kept and item["grantable"] and any(k["grantor"] == item["grantee"] for k in kept):
+                kept.append(item)
+                grew = True
+    return [i for i in revoke if i not in kept], kept
+
+
+def not_changed(database, info, allowed, actable, login):
+    """The result's ``grants_not_changed`` entries of `database`: grants a drain without a
+    superuser cannot revoke (see _revocable), each saying what it leaves open."""
+    return [
+        {
+            "database": database,
+            "account": i["grantee"],
+            "right": RIGHT,
+            "grantor": i["grantor"],
+            "with_grant_option": i["grantable"],
+            "reason": f"granted by {i['grantor']}, a role login {login} may not act as (SET ROLE), or passed on "
+            f"through such a grant: {'every role' if i['grantee'] == PUBLIC else 'role ' + i['grantee']} can still "
+            f"connect to {database}; revoke it as {i['grantor']} or as the service's superuser",
+        }
+        for i in _revocable(info, allowed, actable)[1]
+    ]
+
+
+def plan_drain(database, info, allowed, actable=None):
     """The changes that leave CONNECT on `database` to superusers and `allowed` (role names) only.
 
     `info`: database_rows()[database]. Superusers' items are left alone (they connect anyway);
     revokes come deepest grant first (a grant made with a delegated grant option before the
     delegation), so no revoke needs CASCADE; then a grant to each allowed role that holds no
-    item of its own (CONNECT through PUBLIC or a group would be gone).
+    item of its own (CONNECT through PUBLIC or a group would be gone). `actable` (a login
+    without superuser): the roles it may act as; the grants of others stay (not_changed).
     """
     items, owner = info["items"], info["owner"]
-    revoke = [i for i in items if not i["superuser"] and i["grantee"] not in allowed]
+    revoke = _revocable(info, allowed, actable)[0]
     revoke.sort(key=lambda i: -_depth(i, items, owner))
     changes = [
         _change(
@@ -420,6 +485,7 @@ class PostgreSQLRights(object):
         self.target = driver.target
         self.journal = journal  # the runner's Journal hook: each change before it is sent
         self._here = None
+        self.superuser, self.login, self.actable = None, None, None
 
     @property
     def here(self):
@@ -433,6 +499,13 @@ class PostgreSQLRights(object):
 
     def preflight(self):
         superuser, login = self._run(superuser_query(), "read the rights of our login")[0]
+        self.superuser, self.login = bool(superuser), login
+        # A managed service has no superuser to give: its admin login revokes as the roles it may act as.
+        self.actable = None
+        if not superuser and self.driver.managed:
+            rows = self._run(actable_query(self.driver.version_num), "read the roles our login may act as")
+            self.actable = set(row[0] for row in rows)
+            return
         if not superuser:
             raise SessionError(
                 f"login {login} on PostgreSQL at {self.target} is not a superuser: draining needs one, to revoke "
@@ -495,8 +568,10 @@ class PostgreSQLRights(object):
         RightsError when the one transaction of the changes failed (made or not: unknown)."""
         self._check_here(request.databases, self._pointers())
         allowed = self.check_allowed(request.allow_users)
+        if self.actable is not None:
+            allowed = allowed + [self.login]  # keeps CONNECT: it must come back to open
         found = self.read_databases(request.databases, must_exist=True)
-        plans = [(db, plan_drain(db, found[db], allowed)) for db in request.databases]
+        plans = [(db, plan_drain(db, found[db], allowed, self.actable)) for db in request.databases]
         recorded = set(entry["database"] for entry in self.record())
         before = [holders_line(db, found[db]["items"]) for db in request.databases]
         after = [holders_line(db, apply_changes(found[db]["items"], changes)) for db, changes in plans]
@@ -508,11 +583,19 @@ class PostgreSQLRights(object):
             progress.sending(sent)
             self._run(ensure_record_query(), "create the drain record")
             try:
-                self._run(drain_query(todo, self.here), "drain (revoke CONNECT and record it)")
+                query = drain_query(todo, self.here, point=self.actable is None)
+                self._run(query, "drain (revoke CONNECT and record it)")
             except SessionError as exc:
                 raise progress.failed(exc, sent=sent)
         changes = [change for _db, changes in plans for change in changes]
-        return RightsOutcome(changes, before, after, closed=request.databases)
+        extra = {}
+        if self.actable is not None:
+            extra["grants_not_changed"] = [
+                entry
+                for db in request.databases
+                for entry in not_changed(db, found[db], allowed, self.actable, self.login)
+            ]
+        return RightsOutcome(changes, before, after, closed=request.databases, extra=extra)
 
     def on_replica(self, request):
         """RightsOutcome of a drain / open on a standby: no change (CONNECT comes from the primary);
@@ -541,6 +624,12 @@ class PostgreSQLRights(object):
             before.append(holders_line(db, items))
             after.append(holders_line(db, apply_changes(items, steps)))
             exact = entry["exact"] and found[db]["acl"] == entry["acl_after"]
+            if exact and self.actable is not None:
+                # Only a superuser may write datacl back byte for byte: undo grant by grant, then compare.
+                undo.append((db, entry["changes"]))
+                restored.append({"database": db, "exact": None, "detail": _REGRANTED})
+                changes.extend(steps)
+                continue
             done = False
             if exact and not check_mode:
                 query = restore_query(db, entry["acl_before"], entry["acl_after"], entry["changes"])
@@ -568,15 +657,32 @@ class PostgreSQLRights(object):
             sent = [undone(c) for db, recorded in undo for c in reversed(recorded)]
             progress.sending(sent)
             try:
-                gone = [db for db in wanted if db not in found]
+                gone = [db for db in wanted if db not in found or self.actable is not None]
                 self._run(undo_query(undo, gone), "open (undo the recorded changes)")
             except SessionError as exc:
                 raise progress.failed(exc, sent=sent)
+        if self.actable is not None:
+            self._compare(restored, record, check_mode)
         if not check_mode:
             for db in request.databases:  # a pointer left by a run that died after forgetting its record
                 if pointers.get(db) == self.here and db not in record:
                     self._run(unpoint_query(db), "forget where the drain record is")
         return RightsOutcome(changes, before, after, restored=restored)
+
+    def _compare(self, restored, record, check_mode):
+        """Set `exact` of the entries restored grant by grant: whether the database has the same
+        CONNECT grants as before the drain (their order in datacl may differ)."""
+        for entry in restored:
+            if entry["exact"] is not None:
+                continue
+            if check_mode:
+                entry["exact"] = True
+                continue
+            db = entry["database"]
+            rows = self._run(same_grants_query(db, record[db]["acl_before"]), "compare the rights with the record")
+            entry["exact"] = bool(rows and rows[0][0])
+            if not entry["exact"]:
+                entry["detail"] = "the recorded changes were undone, but the grants differ from before the drain"
 
     def query_templates(self):
         return query_templates()

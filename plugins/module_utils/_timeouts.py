@@ -25,6 +25,7 @@ import os
 import re
 import tempfile
 
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _platform
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError, failed_statement
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError, parse_duration
 
@@ -656,6 +657,22 @@ def reconcile(engine_timeouts, settings, check_mode, diff=False):
     return result
 
 
+def check_platform(driver, settings):
+    """PolicyError (before any change) when server-level values are asked on a managed platform,
+    which refuses ALTER SYSTEM / SET GLOBAL: it names the parameter group / flag to set instead."""
+    server = [s for s in settings if s.level == "server"]
+    if not server or not driver.managed:
+        return
+
+    def variable_of(setting):
+        if driver.engine == "postgresql":
+            return PG_VARIABLES[setting.field]
+        return mysql_variable(driver.flavour.name, setting)
+
+    message = _platform.server_level_refusal(driver.platform, driver.engine, server, variable_of)
+    raise PolicyError(f"{OPTION}.server", None, message)
+
+
 def argument_spec():
     """Options of every `*_timeouts` module besides the connection."""
     return dict(timeouts=dict(type="dict", required=True))
@@ -677,6 +694,7 @@ def run_timeouts_module(module, engine, open_driver):
     driver = None
     try:
         driver = open_driver(params)
+        check_platform(driver, settings)
         if engine == "postgresql":
             timeouts = PostgreSQLTimeouts(driver)
         else:

@@ -161,10 +161,27 @@ restored:
     - V(open) only (empty otherwise), one entry per database opened.
     - C(exact) true when C(pg_database.datacl) was put back byte for byte; false when the rights were changed by someone
       else during the window and only the recorded changes were undone (C(detail) says so).
+    - A login without superuser on a managed platform (O(platform)) undoes the recorded changes grant by grant; C(exact)
+      is then true when the database has the same grants as before the drain (their order in C(datacl) may differ).
   returned: always
   type: list
   elements: dict
   sample: [{database: billing, exact: true, detail: datacl restored as before the drain}]
+grants_not_changed:
+  description:
+    - V(drained) by a login without superuser on a managed platform (O(platform)) only. The CONNECT grants it could not
+      revoke, because a role it may not act as (C(SET ROLE)) made them, or a grant such a role made depends on them;
+      C(reason) says who can still connect.
+  returned: when the login is not a superuser on a managed platform
+  type: list
+  elements: dict
+  sample:
+    - database: billing
+      account: app2
+      right: CONNECT
+      grantor: billing_owner
+      with_grant_option: false
+      reason: "granted by billing_owner, a role login admin may not act as (SET ROLE), ...: role app2 can still connect"
 closed:
   description:
     - The databases of this server that are drained after this run, read from the record on the server (all of them,

@@ -240,6 +240,8 @@ def audit_summary(sessions, server, plan_dict, thresholds, locks=None):
         # primary, standby (PostgreSQL) or replica (MySQL / MariaDB): the driver's server facts.
         "role": (server or {}).get("role"),
         "server": server or {},
+        # The managed service the host runs on (module_utils/_platform.py), as its driver decided.
+        "platform": ((server or {}).get("platform") or {}).get("name"),
     }
     summary.update(lock_figures(sessions, locks))
     # What the engine's driver says its login cannot see (MySQL / MariaDB server facts).

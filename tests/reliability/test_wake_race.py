@@ -58,7 +58,7 @@ import time
 import pytest
 from _common import HERE, ROOT, admin_execute, driver_module, driver_params, figure, new_tag
 from bench_mysql import hold_idle
-from dbfleet import mariadb
+from dbfleet import mariadb, platforms
 from dbfleet import testing as fleet_testing
 
 SERVER = "mariadb1"
@@ -243,15 +243,21 @@ def first_wake(entries, listing):
     )
 
 
-@pytest.mark.parametrize("read_on", ["processlist", "statement_events", "crisis"])
+@pytest.mark.parametrize("read_on", ["processlist", "statement_events", "crisis", "rds_kill"])
 def test_wake_race(fleet, tmp_path, read_on):
     """read_on processlist: the fleet as it runs (the events_statements_current consumer off, as
     MariaDB ships it), each victim re-read in PROCESSLIST; statement_events: that consumer on,
     so the driver binds the victims to their statement events and the guard reads those;
-    crisis: as processlist, with GHOSTS long-idle ghosts beside FLIPPERS raced sessions."""
+    crisis: as processlist, with GHOSTS long-idle ghosts beside FLIPPERS raced sessions;
+    rds_kill: as processlist, the server dressed as RDS (tools/dbfleet/platforms.py) and the
+    sweep run as its master user, so the guard ends each victim with CALL mysql.rds_kill."""
     crisis = read_on == "crisis"
     sessions = FLIPPERS if crisis else SESSIONS
     server = fleet.server(SERVER)
+    login = {}
+    if read_on == "rds_kill":
+        logins = platforms.emulate(fleet, SERVER, "rds")
+        login = dict(login_user=logins["admin"], login_password=logins["password"], platform="rds")
     consumer_was_on = mariadb.set_statement_events(server, read_on == "statement_events")
     (connections_were,) = admin_execute(server, "SELECT @@max_connections")[0]
     if crisis:
@@ -277,7 +283,7 @@ def test_wake_race(fleet, tmp_path, read_on):
     windows, ages, rounds, empty_rounds = [], [], 0, 0
     window = float(FIXED_WINDOW) if FIXED_WINDOW else FIRST_WINDOW
     started = time.monotonic()
-    driver = driver_module("mysql").open_driver(driver_params(fleet, SERVER))
+    driver = driver_module("mysql").open_driver(driver_params(fleet, SERVER, **login))
     if crisis:
         driver.window_ratio_bound = CRISIS_BOUND
     held = []
@@ -309,6 +315,7 @@ def test_wake_race(fleet, tmp_path, read_on):
                 and s["state"] == "idle"
             ]
             results = driver.end_sessions(victims, "terminate") if victims else []
+            assert driver.flavour.rds_kill == (read_on == "rds_kill")
             windows.append(time.monotonic() - sweep_started)
             if driver.window_ratio_max is not None:
                 ratios.append(driver.window_ratio_max)
@@ -374,6 +381,8 @@ def test_wake_race(fleet, tmp_path, read_on):
         admin_execute(server, "SET GLOBAL general_log = 0")
         admin_execute(server, "TRUNCATE TABLE mysql.general_log")
         admin_execute(server, "DROP TABLE IF EXISTS appdb.%s" % table)
+        if login:
+            platforms.remove(fleet, SERVER, "rds")
     elapsed = time.monotonic() - started
     wrong = totals["statement"] + totals["transaction"]
     windows.sort()

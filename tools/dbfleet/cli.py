@@ -11,7 +11,7 @@ import time
 
 import yaml
 
-from dbfleet import holder, mariadb, pgbin, pki, postgres, replicas, state
+from dbfleet import holder, mariadb, pgbin, pki, platforms, postgres, replicas, state
 
 ENGINES = {"postgresql": postgres, "mysql": mariadb}
 
@@ -305,6 +305,17 @@ def cmd_release(args):
     return 0
 
 
+def cmd_platform(args):
+    fleet = state.load(args.state_dir)
+    if args.remove:
+        platforms.remove(fleet, args.server, args.platform)
+        print("%s: %s emulation removed" % (args.server, args.platform))
+        return 0
+    logins = platforms.emulate(fleet, args.server, args.platform)
+    print(json.dumps(dict(logins, server=args.server, platform=args.platform)))
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m dbfleet", description=__doc__)
     parser.add_argument("--state-dir", help="default: $DBFLEET_STATE_DIR or %s" % state.DEFAULT_STATE_DIR)
@@ -347,6 +358,10 @@ def main(argv=None):
     replica.add_argument(
         "names", nargs="*", help="start: the primaries (fleet servers); stop: replicas or primaries (default: all)"
     )
+    platform = sub.add_parser("platform", help="dress a server as a managed service (extra roles), or undo it")
+    platform.add_argument("--server", required=True)
+    platform.add_argument("--platform", required=True, choices=platforms.PLATFORMS)
+    platform.add_argument("--remove", action="store_true")
     args = parser.parse_args(argv)
     handler = {
         "up": cmd_up,
@@ -356,5 +371,6 @@ def main(argv=None):
         "hold": cmd_hold,
         "release": cmd_release,
         "replica": cmd_replica,
+        "platform": cmd_platform,
     }[args.command]
     return handler(args)

@@ -133,6 +133,7 @@ POSTGRESQL_SPEC = {
     "ca_cert": {"type": "path", "aliases": ["ssl_rootcert"], "fallback": ["PGSSLROOTCERT"]},
     "ssl_cert": {"type": "path", "fallback": ["PGSSLCERT"]},
     "ssl_key": {"type": "path", "no_log": False, "fallback": ["PGSSLKEY"]},
+    "platform": {"type": "str", "default": "auto", "choices": ["auto", "self_managed", "rds", "cloudsql", "azure"]},
 }
 MYSQL_SPEC = {
     "login_host": {"type": "str"},
@@ -147,6 +148,7 @@ MYSQL_SPEC = {
     "client_cert": {"type": "path", "aliases": ["ssl_cert"]},
     "client_key": {"type": "path", "aliases": ["ssl_key"], "no_log": False},
     "check_hostname": {"type": "bool"},
+    "platform": {"type": "str", "default": "auto", "choices": ["auto", "self_managed", "rds", "cloudsql", "azure"]},
 }
 
 

@@ -1271,6 +1271,17 @@ def test_verified_block_without_a_victim_planned_idle_reads_no_transaction_event
     assert params == (0, 7, "app", "127.0.0.1:5000", 10, 0, 0)
 
 
+def test_on_rds_a_verified_block_ends_its_victims_with_the_service_procedure():
+    """RDS's master user has no KILL right over other users' threads: a block kills with
+    mysql.rds_kill, as the guard's own loop does (the flavour's loop_kill)."""
+    flavour = fl.MariaDB((10, 11, 9), True)
+    assert flavour.loop_kill() == "KILL CONNECTION v.id;"
+    flavour.rds_kill = True
+    sql, params = fl.verified_block([_victim(id=7, query_id=10, idle_seconds=600)], 1e-4, flavour.loop_kill())
+    assert _placeholders_match(sql, params)
+    assert "IF v.ms > 0 AND z <= 0.0001 THEN CALL mysql.rds_kill(v.id);" in sql and "KILL" not in sql
+
+
 @pytest.mark.parametrize("bound", [0, 1, -1e-4, True, "1e-4", float("nan")])
 def test_verified_block_refuses_a_bound_that_is_no_ratio(bound):
     with pytest.raises(ValueError, match="bound"):
