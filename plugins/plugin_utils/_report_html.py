@@ -176,6 +176,8 @@ def _host_view(report, host, entry):
     view = {
         "host": host,
         "engine": entry.get("engine"),
+        "role": entry.get("role"),
+        "platform": entry.get("platform"),
         "status": entry.get("status"),
         "seen": entry.get("seen") if entry.get("seen") is not None else entry.get("sessions"),
         "by_state": entry.get("by_state") or {},

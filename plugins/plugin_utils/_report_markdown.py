@@ -166,6 +166,13 @@ def _enforce_body(report):
     )
 
 
+def _role_cell(entry):
+    """The server's role, and the managed service it runs on when it is one (`primary, rds`)."""
+    platform = entry.get("platform")
+    managed = platform if platform and platform != "self_managed" else None
+    return ", ".join(part for part in (entry.get("role"), managed) if part)
+
+
 def _audit_host(entry):
     use = ""
     if entry.get("connection_use") is not None:
@@ -177,7 +184,7 @@ def _audit_host(entry):
         note = "see below"
     return (
         entry.get("engine"),
-        entry.get("role") or "",
+        _role_cell(entry),
         entry["status"],
         entry.get("sessions"),
         use,

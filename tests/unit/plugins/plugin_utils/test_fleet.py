@@ -525,13 +525,19 @@ def test_audit_summary_shows_the_lock_chains_and_the_longest_wait():
 
 def test_the_audit_report_shows_each_hosts_role():
     results = {}
-    for host, role in (("db1", "primary"), ("db1-standby", "standby"), ("old", None)):
-        summary, _breaches = _fleet.audit_summary([_session(1)], {"role": role} if role else {}, None, {})
+    servers = {
+        "db1": {"role": "primary", "platform": {"name": "rds"}},
+        "db1-standby": {"role": "standby", "platform": {"name": "self_managed"}},
+        "old": {},
+    }
+    for host, server in servers.items():
+        summary, _breaches = _fleet.audit_summary([_session(1)], server, None, {})
         results[host] = {"dbhygiene": dict(summary, engine="postgresql")}
     report = _fleet.build_report("audit", sorted(results), sorted(results), results, False, {})
     assert [report["hosts"][h]["role"] for h in ("db1", "db1-standby", "old")] == ["primary", "standby", None]
     markdown = _fleet.render_markdown(report)
     assert "| host | engine | role | status | sessions |" in markdown
+    assert "| db1 | postgresql | primary, rds | ok | 1 |" in markdown  # a managed service says which
     assert "| db1-standby | postgresql | standby | ok | 1 |" in markdown
     assert "| old | postgresql |  | ok | 1 |" in markdown  # a host whose driver did not say
 

@@ -122,3 +122,15 @@ def test_a_template_that_cannot_be_used_names_the_variable_and_the_path(tmp_path
         _report_html.render_html(audit_report(), [], str(template))
     assert str(caught.value).startswith("dbhygiene_report_html_template: ")
     assert str(template) in str(caught.value) and problem in str(caught.value)
+
+
+def test_a_hosts_table_says_its_role_and_the_managed_service():
+    results = {
+        "db1": {"dbhygiene": {"engine": "postgresql", "sessions": 1, "role": "standby", "platform": "rds"}},
+        "db2": {"dbhygiene": {"engine": "mysql", "sessions": 1, "role": "primary", "platform": "self_managed"}},
+    }
+    report = _fleet.build_report("audit", ["db1", "db2"], ["db1", "db2"], results, False, {})
+    page = _report_html.render_html(report, [_report_html.trend_point(report)])
+    db1, db2 = page.split('data-host="db1"', 1)[1].split('data-host="db2"', 1)
+    assert '<td data-figure="role">standby</td>' in db1 and '<td data-figure="platform">rds</td>' in db1
+    assert '<td data-figure="role">primary</td>' in db2 and 'data-figure="platform"' not in db2
