@@ -109,7 +109,7 @@ def trail_records(host, engine, result, check_mode, context):
             done = OUTCOME_UNKNOWN  # sent when the server stopped answering: made or not
         records.append(change_line(host, engine, check_mode, context, change, None if check_mode else done))
     sessions = {"policy": POLICY}
-    for bucket in ("cancelled", "terminated", "not_ended"):
+    for bucket in ("cancelled", "terminated", "not_ended", "unknown"):
         sessions[bucket] = [dict(entry, rule=entry.get("rule") or POLICY) for entry in result.get(bucket) or []]
     records.extend(_trail.trail_records(host, engine, sessions, check_mode, context))
     for line in records:

@@ -2,13 +2,16 @@
 # Copyright (c) dbhygiene.sessions contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The drain's write-ahead trail on real servers (issue 19): each change of rights is in the
-audit trail (`outcome: changing`) before it is made.
+audit trail (`outcome: changing`) before it is made, each session it ends (`outcome: ending`)
+before its signal.
 
 - The controller killed mid-drain (SIGKILL of ansible-playbook's process group, its worker
   with it) while both servers are frozen at the first session the drain ends, after every
-  change of rights: every right changed on the server has its `changing` line, the run left
-  no outcome line, the pending file holds the changes, and the next run (open) settles each
-  from the server's record with a line naming the killed run, then restores the rights.
+  change of rights: every right changed on the server has its `changing` line, every session
+  gone from the server after the thaw its `ending` line, the run left no outcome line, the
+  pending files hold the changes and the sessions, and the next run (open) settles each
+  (changes from the server's record, sessions from its listing: `terminated` / `not_ended`)
+  with a line naming the killed run, then restores the rights.
 - A trail on a full file system: the drain fails before any change, naming the path.
 Unit tests of the logic: tests/unit/plugins/plugin_utils/test_drain_journal.py."""
 
@@ -123,6 +126,22 @@ def _kill_tree(root):
     faults.send(stopped, signal.SIGKILL)
 
 
+def _gone(held, settle=1.0, bound=30.0):
+    """The ids of `held` sessions gone from their server, once that stopped changing for `settle`
+    seconds (a thawed server finishes the terminate it was frozen in)."""
+    ids = [session.id for session in held]
+    server = held[0].server
+    last, since, ends = None, time.monotonic(), time.monotonic() + bound
+    while time.monotonic() < ends:
+        now = set(ids) - set(holder.live(server, ids))
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= settle:
+            break
+        time.sleep(0.1)
+    return last
+
+
 def _killed_mid_drain(fleet, inventory, held):
     """ansible-playbook of the drain and its workers SIGKILLed once both servers froze at the
     first session the drain ended; the servers are thawed after."""
@@ -170,29 +189,51 @@ def test_a_controller_killed_mid_drain_left_every_changed_right_in_the_trail(fle
         assert all(fired), "the drain did not reach its sessions on every host before the kill"
 
         audit_log = os.path.join(directory, "audit.jsonl")
-        trail = read_trail(audit_log)
-        pending = {}
+        trail = read_trail(audit_log, ending=True)
+        pending, pending_sessions, gone = {}, {}, {}
         for host, window in windows.items():
             changed = _changed(window, names["billing"], items[host])
             assert changed, host  # the drain changed rights before it ended sessions
             lines = [line for line in trail if line["host"] == host]
-            journaled = {(line["change"], line["account"], line["grantor"]) for line in lines}
+            journaled = {(line["change"], line["account"], line["grantor"]) for line in lines if "change" in line}
             assert changed <= journaled, (host, changed, journaled)
+            # every session the drain ended (gone after the thaw) was in the trail before its signal
+            ending = dict((line["id"], line) for line in lines if line["outcome"] == "ending")
+            gone[host] = _gone(held[host])
+            assert gone[host], host  # the server froze at the first session it ended
+            assert gone[host] <= set(ending), (host, gone[host], sorted(ending))
             # killed before the module returned: no outcome line of the run, only the ones written ahead
-            assert {line["outcome"] for line in lines} == {"changing"}, [
+            assert {line["outcome"] for line in lines} == {"changing", "ending"}, [
                 (line["outcome"], line["action"]) for line in lines
             ]
             with open(os.path.join(directory, "audit.jsonl.pending", "drain", host + ".json")) as handle:
                 pending[host] = json.load(handle)["pending"]
             assert {(p["change"], p["account"], p["grantor"]) for p in pending[host]} == journaled
-        print("\nkilled mid-drain; changed and journaled:", {h: len(p) for h, p in pending.items()})
+            # the sessions wait in the sweep's pending file, as the enforce role's victims do
+            with open(os.path.join(directory, "audit.jsonl.pending", host + ".json")) as handle:
+                pending_sessions[host] = json.load(handle)["pending"]
+            assert {p["key"] for p in pending_sessions[host]} == {line["key"] for line in ending.values()}
+        print(
+            "\nkilled mid-drain; changes journaled:",
+            {h: len(p) for h, p in pending.items()},
+            "sessions journaled / gone:",
+            {h: (len(pending_sessions[h]), len(gone[h])) for h in HOSTS},
+        )
 
         run, report, _markdown = _run_drain(inventory, directory, dbhygiene_drain_state="open")
         assert run.rc == 0, run.output[-4000:]
         trail = read_trail(audit_log)
         for host, window in windows.items():
-            settles = [line for line in trail if line["host"] == host and line.get("settles")]
+            settles = [line for line in trail if line["host"] == host and line.get("settles") and "change" in line]
             killed_run = {p["run_id"] for p in pending[host]}
+            # each session journaled `ending` settled from the open's first listing, naming the killed run
+            settled = [line for line in trail if line["host"] == host and line.get("settles") and "change" not in line]
+            assert {line["settles"] for line in settled} == killed_run
+            by_id = dict((p["id"], p) for p in pending_sessions[host])
+            assert sorted((line["id"], line["outcome"]) for line in settled) == sorted(
+                (i, "terminated" if i in gone[host] else "not_ended") for i in by_id
+            ), settled
+            assert not os.path.exists(os.path.join(directory, "audit.jsonl.pending", host + ".json"))
             assert {line["settles"] for line in settles} == killed_run
             assert sorted((line["change"], line["account"], line["outcome"]) for line in settles) == sorted(
                 (p["change"], p["account"], p["change"])
