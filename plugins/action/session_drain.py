@@ -66,7 +66,7 @@ class ActionModule(_action.ActionMixin, ActionBase):
             lines = journal.settle_lines(module_result.get("record_before"), check_mode)
             lines += journal.outcome_lines(module_result, check_mode)
             lines += journal.sessions.settle_lines(module_result.get("settled"))
-            _account_sessions(journal.sessions, module_result, context["login_host"])
+            journal.sessions.account(module_result, context["login_host"])
         result.update(module_result)
         # Ansible reserves `skipped` (a truthy one shows the task as skipped): never pass one on.
         result.pop("skipped", None)
@@ -156,19 +156,3 @@ class ActionModule(_action.ActionMixin, ActionBase):
             result["failed"] = True
             summary.setdefault("failure", "error")
             result["msg"] = f"{result.get('msg')}; {problem}" if result.get("msg") else problem
-
-
-def _account_sessions(sessions, module_result, login_host):
-    """Give each session journaled `ending` an outcome in `module_result`: those the result does
-    not name are `unknown` when the run failed or died (the host's message counts them; kept
-    pending, settled by the next run on the host), gone when it finished."""
-    unknown, gone = sessions.account(module_result)
-    if gone:
-        module_result["not_ended"] = (module_result.get("not_ended") or []) + gone
-    if unknown:
-        module_result["unknown"] = (module_result.get("unknown") or []) + unknown
-        module_result["failed"] = True
-        module_result["msg"] = (
-            f"{len(unknown)} sessions whose fate is unknown on {login_host} (journaled as ending, no outcome came "
-            f"back; settled by the next run on this host): {module_result.get('msg')}"
-        )

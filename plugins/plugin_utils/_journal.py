@@ -268,15 +268,25 @@ class DrainSessions(TrailJournal):
         line["drain_state"] = self.context.get("state")
         return line
 
-    def account(self, result):
-        """The sessions journaled `ending` that `result` gives no outcome for, as (unknown, gone)
-        entries: a run that failed or died did not learn their fate (`unknown`: kept pending,
-        settled by the next run on the host); one that finished ended every target it still
-        listed, so these had left before their signal (`not_ended` / `gone`)."""
+    def account(self, result, login_host):
+        """Give each session journaled `ending` that `result` (the module's) names in no bucket an
+        outcome there: a run that failed or died did not learn their fate (`unknown`: kept
+        pending, settled by the next run on the host; the host fails and its message counts
+        them); one that finished ended every target it still listed, so these had left before
+        their signal (`not_ended`, reason `gone`)."""
         missing = self.unaccounted(result)
-        if result.get("failed") or "terminated" not in result:
-            return missing, []
-        return [], [dict(entry, reason="gone", detail=GONE_DETAIL) for entry in missing]
+        if not missing:
+            return
+        if not result.get("failed") and "terminated" in result:
+            gone = [dict(entry, reason="gone", detail=GONE_DETAIL) for entry in missing]
+            result["not_ended"] = (result.get("not_ended") or []) + gone
+            return
+        result["unknown"] = (result.get("unknown") or []) + missing
+        result["failed"] = True
+        result["msg"] = (
+            f"{len(missing)} sessions whose fate is unknown on {login_host} (journaled as ending, no outcome came "
+            f"back; settled by the next run on this host): {result.get('msg')}"
+        )
 
 
 class DrainJournal(_HostJournal):
