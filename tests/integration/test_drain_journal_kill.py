@@ -36,6 +36,7 @@ from test_trail_faults import _fill, _mount_tmpfs, _umount
 
 PASSWORD = "Window-pw-1"
 VICTIMS = 30
+FROZEN_VICTIMS = 8
 
 
 def _windows(fleet, tag):
@@ -241,6 +242,68 @@ def test_a_controller_killed_mid_drain_left_every_changed_right_in_the_trail(fle
             ), settles
             assert window.catalog() == before[host]  # open restored the rights exactly
             assert not os.path.exists(os.path.join(directory, "audit.jsonl.pending", "drain", host + ".json"))
+    finally:
+        close_all([session for sessions in held.values() for session in sessions])
+        for window in windows.values():
+            window.drop()
+        _forget(windows, names["billing"])
+
+
+def test_a_drain_frozen_at_its_first_session_names_the_unknown_ones_and_the_next_run_settles_them(fleet, tmp_path):
+    """The controller lives on: the server frozen at the first session the drain ends stops
+    answering (`dbhygiene_query_timeout`); the drain fails naming how many sessions it
+    journaled and never learned the fate of, each has an `unknown` line, the report lists
+    them, and the open after the thaw settles every one."""
+    tag = "ju" + uuid.uuid4().hex[:6]
+    names = _names(tag)
+    windows = _windows(fleet, tag)
+    held = {}
+    try:
+        for window in windows.values():
+            window.create()
+        for host in HOSTS:
+            held[host] = [
+                holder.open_session(
+                    fleet, host, "idle", user=names["app"] + str(n % 3), password=PASSWORD, database=names["billing"]
+                )
+                for n in range(FROZEN_VICTIMS)
+            ]
+        directory = str(tmp_path)
+        inventory = _inventory(fleet, directory, _group_vars(fleet, directory, tag, dbhygiene_query_timeout=3))
+        watches = [faults.at_first_death(fleet, host, held[host], "freeze") for host in HOSTS]
+        try:
+            run, report, _markdown = _run_drain(inventory, directory)
+        finally:
+            for watch in watches:
+                watch.done()
+        assert all(watch.fired for watch in watches), "the drain did not reach its sessions on every host"
+        assert run.rc != 0
+        audit_log = os.path.join(directory, "audit.jsonl")
+        trail = read_trail(audit_log, ending=True)
+        unknown = {}
+        for host in HOSTS:
+            lines = [line for line in trail if line["host"] == host and "change" not in line]
+            ending = {line["id"] for line in lines if line["outcome"] == "ending"}
+            outcomes = dict((line["id"], line["outcome"]) for line in lines if line["outcome"] != "ending")
+            assert set(outcomes) == ending, (host, outcomes, ending)  # each journaled session got an outcome line
+            unknown[host] = {i for i, outcome in outcomes.items() if outcome == "unknown"}
+            assert unknown[host], (host, outcomes)
+            message = report["failed_hosts"][host]
+            assert f"{len(unknown[host])} sessions whose fate is unknown" in message, message
+            assert {item["id"] for item in report["hosts"][host]["unknown"]} == unknown[host]
+            gone = _gone(held[host])
+            assert gone <= ending, (host, gone, ending)
+        print("\nfrozen mid-drain; unknown:", {h: len(u) for h, u in unknown.items()})
+        run, report, _markdown = _run_drain(inventory, directory, dbhygiene_drain_state="open")
+        assert run.rc == 0, run.output[-4000:]
+        trail = read_trail(audit_log)
+        for host in HOSTS:
+            settled = [line for line in trail if line["host"] == host and line.get("settles") and "change" not in line]
+            assert {line["id"] for line in settled} == unknown[host]
+            for line in settled:
+                alive = line["id"] in {s.id for s in held[host] if s.alive()}
+                assert line["outcome"] == ("not_ended" if alive else "terminated"), line
+            assert not os.path.exists(os.path.join(directory, "audit.jsonl.pending", host + ".json"))
     finally:
         close_all([session for sessions in held.values() for session in sessions])
         for window in windows.values():
