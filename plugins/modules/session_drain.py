@@ -137,7 +137,7 @@ not_ended:
 unknown:
   description:
     - With O(audit_log), the sessions the run journaled as being ended (an C(ending) line in the trail) whose fate it
-      did not learn (the connection lost, the server frozen, the deadline): the host fails and its message counts
+      did not learn (the connection lost, the server frozen, the deadline). The host fails and its message counts
       them. They wait in C(<audit_log>.pending/<host>.json) and the next drain, open or sweep on the host settles each.
   returned: when there are any
   type: list
