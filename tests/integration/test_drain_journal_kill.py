@@ -19,6 +19,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import json
 import os
 import signal
@@ -44,6 +45,19 @@ def _windows(fleet, tag):
     users = [names["app"] + str(n) for n in range(3)] + [names["migrator"]]
     return {
         host: Window(fleet, host, (names["billing"],), users, {user: [names["billing"]] for user in users})
+        for host in HOSTS
+    }
+
+
+def _held(fleet, names, count):
+    """`count` idle sessions on each host, of the window's app logins, on its database."""
+    return {
+        host: [
+            holder.open_session(
+                fleet, host, "idle", user=names["app"] + str(n % 3), password=PASSWORD, database=names["billing"]
+            )
+            for n in range(count)
+        ]
         for host in HOSTS
     }
 
@@ -167,23 +181,31 @@ def _killed_mid_drain(fleet, inventory, held):
     return [watch.fired for watch in watches]
 
 
-def test_a_controller_killed_mid_drain_left_every_changed_right_in_the_trail(fleet, tmp_path):
-    tag = "jk" + uuid.uuid4().hex[:6]
+@contextlib.contextmanager
+def _window(fleet, prefix):
+    """(tag, names, windows, held) of a change window on each host for one test: its database and
+    logins created, `held` the sessions the test opens (a dict by host); all of them closed,
+    dropped and forgotten after."""
+    tag = prefix + uuid.uuid4().hex[:6]
     names = _names(tag)
     windows = _windows(fleet, tag)
     held = {}
     try:
         for window in windows.values():
             window.create()
+        yield tag, names, windows, held
+    finally:
+        close_all([session for sessions in held.values() for session in sessions])
+        for window in windows.values():
+            window.drop()
+        _forget(windows, names["billing"])
+
+
+def test_a_controller_killed_mid_drain_left_every_changed_right_in_the_trail(fleet, tmp_path):
+    with _window(fleet, "jk") as (tag, names, windows, held):
         before = {host: window.catalog() for host, window in windows.items()}
         items = {host: _connect_items(window, names["billing"]) for host, window in windows.items()}
-        for host in HOSTS:  # enough sessions that the drain is still ending them when its server freezes
-            held[host] = [
-                holder.open_session(
-                    fleet, host, "idle", user=names["app"] + str(n % 3), password=PASSWORD, database=names["billing"]
-                )
-                for n in range(VICTIMS)
-            ]
+        held.update(_held(fleet, names, VICTIMS))  # enough that the drain is still ending them when its server freezes
         directory = str(tmp_path)
         inventory = _inventory(fleet, directory, _group_vars(fleet, directory, tag))
         fired = _killed_mid_drain(fleet, inventory, held)
@@ -242,11 +264,6 @@ def test_a_controller_killed_mid_drain_left_every_changed_right_in_the_trail(fle
             ), settles
             assert window.catalog() == before[host]  # open restored the rights exactly
             assert not os.path.exists(os.path.join(directory, "audit.jsonl.pending", "drain", host + ".json"))
-    finally:
-        close_all([session for sessions in held.values() for session in sessions])
-        for window in windows.values():
-            window.drop()
-        _forget(windows, names["billing"])
 
 
 def test_a_drain_frozen_at_its_first_session_names_the_unknown_ones_and_the_next_run_settles_them(fleet, tmp_path):
@@ -254,20 +271,8 @@ def test_a_drain_frozen_at_its_first_session_names_the_unknown_ones_and_the_next
     answering (`dbhygiene_query_timeout`); the drain fails naming how many sessions it
     journaled and never learned the fate of, each has an `unknown` line, the report lists
     them, and the open after the thaw settles every one."""
-    tag = "ju" + uuid.uuid4().hex[:6]
-    names = _names(tag)
-    windows = _windows(fleet, tag)
-    held = {}
-    try:
-        for window in windows.values():
-            window.create()
-        for host in HOSTS:
-            held[host] = [
-                holder.open_session(
-                    fleet, host, "idle", user=names["app"] + str(n % 3), password=PASSWORD, database=names["billing"]
-                )
-                for n in range(FROZEN_VICTIMS)
-            ]
+    with _window(fleet, "ju") as (tag, names, _, held):
+        held.update(_held(fleet, names, FROZEN_VICTIMS))
         directory = str(tmp_path)
         inventory = _inventory(fleet, directory, _group_vars(fleet, directory, tag, dbhygiene_query_timeout=3))
         watches = [faults.at_first_death(fleet, host, held[host], "freeze") for host in HOSTS]
@@ -304,11 +309,6 @@ def test_a_drain_frozen_at_its_first_session_names_the_unknown_ones_and_the_next
                 alive = line["id"] in {s.id for s in held[host] if s.alive()}
                 assert line["outcome"] == ("not_ended" if alive else "terminated"), line
             assert not os.path.exists(os.path.join(directory, "audit.jsonl.pending", host + ".json"))
-    finally:
-        close_all([session for sessions in held.values() for session in sessions])
-        for window in windows.values():
-            window.drop()
-        _forget(windows, names["billing"])
 
 
 def test_a_full_trail_fails_the_drain_before_any_change(fleet, tmp_path):
