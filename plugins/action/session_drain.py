@@ -59,12 +59,14 @@ class ActionModule(_action.ActionMixin, ActionBase):
         check_mode = bool(self._task.check_mode)
         journal = None
         if params.get("audit_log"):
-            journal = self._journal(params["audit_log"], host, engine, context)
+            journal = self._journal(params["audit_log"], host, engine, context, module_args)
         module_result = self._run_module(engine, module_args, params["run_on"], task_vars, check_mode, journal)
         lines = []
         if journal is not None:
             lines = journal.settle_lines(module_result.get("record_before"), check_mode)
             lines += journal.outcome_lines(module_result, check_mode)
+            lines += journal.sessions.settle_lines(module_result.get("settled"))
+            journal.sessions.account(module_result, context["login_host"])
         result.update(module_result)
         # Ansible reserves `skipped` (a truthy one shows the task as skipped): never pass one on.
         result.pop("skipped", None)
@@ -84,27 +86,37 @@ class ActionModule(_action.ActionMixin, ActionBase):
         result["dbhygiene"] = summary
         return result
 
-    def _journal(self, audit_log, host, engine, context):
-        """The write-ahead journal of this run (each change of rights in the trail before it is
-        made); the changes earlier runs left without an outcome are settled from the server's
-        record. A pending file that cannot be read fails the host before any connection."""
+    def _journal(self, audit_log, host, engine, context, module_args):
+        """The write-ahead journal of this run (each change of rights and each session it ends in
+        the trail before it is made / signalled); the changes earlier runs left without an
+        outcome are settled from the server's record, the sessions (the sweep's pending file,
+        a drain's or a sweep's) from this run's first listing (`settle_keys`). A pending file
+        that cannot be read fails the host before any connection."""
         path = _files.controller_path(audit_log)
         context["run_id"] = _journal.new_run_id()
+        pending = self._pending(path, host, engine, _journal.DRAIN, "changes of rights left without an outcome")
+        sessions = self._pending(path, host, engine, None, "sessions an earlier run left unknown")
+        if sessions:
+            module_args["settle_keys"] = sorted(set(entry["key"] for entry in sessions))
+        return _journal.DrainJournal(
+            path, host, engine, context, pending, _journal.DrainSessions(path, host, engine, context, sessions)
+        )
+
+    def _pending(self, path, host, engine, kind, what):
         try:
-            pending = _journal.load_pending(path, host, _journal.DRAIN)
+            return _journal.load_pending(path, host, kind)
         except (OSError, ValueError) as exc:
             raise self.failure(
-                f"the pending file {_journal.pending_path(path, host, _journal.DRAIN)} of the audit trail cannot be "
-                f"read: {exc}; nothing was done on this host (fix or move it: it lists changes of rights an earlier "
-                "run left without an outcome)",
+                f"the pending file {_journal.pending_path(path, host, kind)} of the audit trail cannot be "
+                f"read: {exc}; nothing was done on this host (fix or move it: it lists {what})",
                 dbhygiene={"engine": engine, "failure": "error"},
             )
-        return _journal.DrainJournal(path, host, engine, context, pending)
 
     def _run_module(self, engine, module_args, run_on, task_vars, check_mode, journal):
         """The module's result. With a journal and a real run on the host: plan there first
-        (check mode) and journal the plan's changes, then run it for real (a change the real
-        run makes beyond the plan, the rights having changed in between, is in the trail after)."""
+        (check mode) and journal the plan's changes and sessions, then run it for real (a change
+        or a session the real run ends beyond the plan, one that changed or logged in between,
+        is in the trail after, with its outcome)."""
         if journal is None or check_mode or run_on == "controller":
             return self.run_engine_module(
                 engine, KIND, module_args, run_on, task_vars, check_mode, self._task.diff, journal=journal
@@ -117,19 +129,28 @@ class ActionModule(_action.ActionMixin, ActionBase):
             self._task.check_mode = real
         if plan.get("failed"):  # nothing was changed: the plan's changes are what would have been
             return dict(plan, check_mode=False, changes=[], terminated=[], cancelled=[])
+        settled = {"record_before": plan.get("record_before")}
+        if plan.get("settled"):
+            settled["settled"] = plan["settled"]
         try:
             if plan.get("changes"):
                 journal.changing(plan["changes"])
+            if plan.get("terminated"):  # check mode: every target (the running ones are in cancelled too)
+                journal.ending(plan["terminated"])
         except JournalError as exc:
-            return {"failed": True, "msg": str(exc), "record_before": plan.get("record_before")}
-        module_result = self.run_engine_module(engine, KIND, module_args, run_on, task_vars, False, self._task.diff)
-        # The earlier runs' changes are settled from the record as the plan read it (before any change).
-        module_result["record_before"] = plan.get("record_before")
+            # Nothing was sent: the changes journaled (if any) are not_changed.
+            return dict({"failed": True, "msg": str(exc), "changes": []}, **settled)
+        real_args = dict(module_args)
+        real_args.pop("settle_keys", None)
+        module_result = self.run_engine_module(engine, KIND, real_args, run_on, task_vars, False, self._task.diff)
+        # The earlier runs' changes and sessions are settled as the plan saw them (before any change).
+        module_result.update(settled)
         return module_result
 
     def _finish_journal(self, journal, module_result, result, summary):
         try:
             journal.finish(module_result)
+            journal.sessions.finish(module_result, [])
         except OSError as exc:
             problem = f"the pending file of the audit trail could not be written: {exc}"
             result["failed"] = True

@@ -56,4 +56,11 @@ options:
       - Seconds the whole run on this server may take, connecting included; O(grace) + O(wait_timeout) must be less.
     type: float
     default: 300.0
+  settle_keys:
+    description:
+      - Internal (the drain role's audit trail sets it). Keys of sessions an earlier run (a drain or a sweep) journaled
+        as being ended without learning their fate; each is looked up in this run's first listing, before any change,
+        and returned in RV(settled).
+    type: list
+    elements: str
 """

@@ -46,6 +46,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import 
     JournalError,
     SweepBusyError,
     _same_statement,
+    _settle,
     check_timeouts,
     for_verbosity,
 )
@@ -84,6 +85,7 @@ def drain_argument_spec():
         grace=dict(type="raw", default=DEFAULT_GRACE),
         wait_timeout=dict(type="float", default=10.0),
         host_timeout=dict(type="float", default=300.0),
+        settle_keys=dict(type="list", elements="str", no_log=False),  # session keys, not secrets
     )
 
 
@@ -117,8 +119,9 @@ def _names(params, field, required):
 class DrainRequest(object):
     """The validated options of one drain / open run."""
 
-    def __init__(self, databases, state, allow_users, grace, wait_timeout, host_timeout):
+    def __init__(self, databases, state, allow_users, grace, wait_timeout, host_timeout, settle_keys=None):
         self.databases = databases
+        self.settle_keys = list(settle_keys or [])
         self.state = state
         self.allow_users = allow_users
         self.grace = grace
@@ -159,7 +162,15 @@ def parse_request(params):
         raise PolicyError("state", state, f"must be one of {', '.join(STATES)}, got {shown(state)}")
     raw_grace = params.get("grace")
     grace = parse_duration(DEFAULT_GRACE if raw_grace is None else raw_grace, "grace", maximum=MAX_GRACE)
-    request = DrainRequest(databases, state, allow_users, grace, params.get("wait_timeout"), params.get("host_timeout"))
+    request = DrainRequest(
+        databases,
+        state,
+        allow_users,
+        grace,
+        params.get("wait_timeout"),
+        params.get("host_timeout"),
+        params.get("settle_keys"),
+    )
     try:
         check_timeouts(request.policy, request.wait_timeout, request.host_timeout)
     except PolicyError as exc:
@@ -212,9 +223,13 @@ class _Closing(object):
     `grace` every target still there is terminated; then the targets are listed and terminated
     again until none is left (a session that flips between statements, a login that got in
     before the rights changed), at most CLOSE_ROUNDS times and `wait_timeout` seconds. A target
-    still there at the end is `still_present` and fails the drain, named."""
+    still there at the end is `still_present` and fails the drain, named.
 
-    def __init__(self, driver, rights, policy, request, deadline):
+    Written ahead as the sweep is: with a `journal` (the runner's Journal hook), each batch of
+    targets not journaled yet is given to `journal.ending` before its first signal goes out
+    (JournalError when it cannot be: nothing of that batch is signalled)."""
+
+    def __init__(self, driver, rights, policy, request, deadline, journal=None):
         self.driver = driver
         self.rights = rights
         self.policy = policy
@@ -227,6 +242,8 @@ class _Closing(object):
         self.protected = {}
         self.rounds = 0
         self.last_error = None  # of the last signal that failed
+        self.journal = journal
+        self.journaled = set()  # keys of the targets journaled `ending`
 
     def targets(self):
         self.deadline.check("listing the sessions on the drained databases")
@@ -246,7 +263,21 @@ class _Closing(object):
             self.last_error = str(exc)
             return False
 
+    def _journal(self, victims):
+        """The `ending` lines of the targets not journaled yet, on disk before any of their signals."""
+        if self.journal is None:
+            return
+        fresh = [v for v in victims if v["session"].get("key") not in self.journaled]
+        if not fresh:
+            return
+        try:
+            self.journal.ending([_entry(v) for v in fresh])
+        except OSError as exc:
+            raise JournalError(f"the audit trail could not be written: {exc}")
+        self.journaled.update(v["session"].get("key") for v in fresh)
+
     def _terminate(self, victims):
+        self._journal(victims)
         for victim in victims:
             if self._end(victim, "terminate"):
                 self.terminated.setdefault(victim["session"].get("key"), _entry(victim))
@@ -254,6 +285,7 @@ class _Closing(object):
     def run(self):
         victims = self.targets()
         running = [v for v in victims if v["session"].get("state") == "active"]
+        self._journal(victims)  # every target of the first round in one write, before the first signal
         self._terminate([v for v in victims if v["session"].get("state") != "active"])
         cancelled = [v for v in running if self._end(v, "cancel")]
         if cancelled:
@@ -318,15 +350,15 @@ class _Closing(object):
         return result
 
 
-def end_sessions(driver, rights, request, users, check_mode, deadline):
+def end_sessions(driver, rights, request, users, check_mode, deadline, journal=None):
     """End every session on the databases (but ours, allow_users' and superusers') and every
     session of `users` (the logins the drain locked, on any database); see _Closing.
 
     In check mode, what a real run would end: every target terminated, the running ones
-    cancelled first (those are in both `cancelled` and `terminated`).
+    cancelled first (those are in both `cancelled` and `terminated`). `journal`: see _Closing.
     """
     policy = drain_policy(request.databases, request.allow_users, request.grace, users=users)
-    closing = _Closing(driver, rights, policy, request, deadline)
+    closing = _Closing(driver, rights, policy, request, deadline, journal)
     if check_mode:
         victims = closing.targets()
         result = closing.result([])
@@ -425,6 +457,16 @@ def not_drained_on_primary(request, record):
     return [db for db in request.databases if db not in recorded] if request.state == "drained" else []
 
 
+def _settle_sessions(driver, request, deadline):
+    """{"settled": ...} for the sessions an earlier run journaled as being ended without learning
+    their fate (request.settle_keys): gone now (terminated) or still there, from a listing
+    taken before this run changes anything; {} when there are none."""
+    if not request.settle_keys:
+        return {}
+    deadline.check("listing the sessions an earlier run left unknown")
+    return {"settled": _settle(request.settle_keys, driver.list_sessions())}
+
+
 def run_drain(driver, rights, request, check_mode, diff=False, deadline=None, role=ROLE_PRIMARY):
     """Drain or open `request.databases` on the driver's server; the module result (a dict).
 
@@ -440,6 +482,7 @@ def run_drain(driver, rights, request, check_mode, diff=False, deadline=None, ro
         _lock(driver, request, deadline)
     sessions = {"terminated": [], "cancelled": [], "not_ended": [], "summary": {}}
     try:
+        settled = _settle_sessions(driver, request, deadline)
         deadline.check("reading the rights")
         # The record before this run changes anything: what an earlier run left (the
         # controller settles the changes it journaled and never got an outcome for).
@@ -452,11 +495,12 @@ def run_drain(driver, rights, request, check_mode, diff=False, deadline=None, ro
             else:
                 outcome = rights.open(request, check_mode)
             if request.state == "drained":
-                sessions = end_sessions(driver, rights, request, outcome.users, check_mode, deadline)
+                journal = getattr(rights, "journal", None)
+                sessions = end_sessions(driver, rights, request, outcome.users, check_mode, deadline, journal)
         except RightsError as exc:
             if not exc.changes:
                 raise SessionError(str(exc))
-            return dict(_failed_rights(request, exc), record_before=record_before)
+            return dict(_failed_rights(request, exc), record_before=record_before, **settled)
         try:
             record = rights.record()
             # A replica's record is the primary's, as replicated: what is closed there is closed here.
@@ -490,6 +534,7 @@ def run_drain(driver, rights, request, check_mode, diff=False, deadline=None, ro
         "not_drained_on_primary": not_drained_on_primary(request, record) if replica else [],
     }
     result.update(outcome.extra)
+    result.update(settled)
     if sessions.get("failed"):
         result.update(
             failed=True,

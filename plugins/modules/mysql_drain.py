@@ -227,6 +227,14 @@ record_before:
   returned: when the run got as far as reading the record
   type: list
   elements: dict
+settled:
+  description:
+    - For each key of O(settle_keys), what this run's first listing (before any change) shows, C(outcome)
+      C(terminated) (gone) or C(still_present) (with C(session)). The drain role settles from it the sessions an
+      earlier run (a drain or a sweep) journaled as being ended in the audit trail and never learned the fate of.
+  returned: when O(settle_keys) is given
+  type: list
+  elements: dict
 terminated:
   description:
     - Sessions on O(databases) terminated (check mode, that would be), normalized session records as in

@@ -127,8 +127,19 @@ cancelled:
   type: list
   elements: dict
 not_ended:
-  description: The module's C(not_ended) list (sessions on the databases that were not ended), each with C(reason).
+  description:
+    - The module's C(not_ended) list (sessions on the databases that were not ended), each with C(reason).
+    - With O(audit_log), also each session the run journaled as being ended and never had to signal (it had left
+      before), reason C(gone).
   returned: success
+  type: list
+  elements: dict
+unknown:
+  description:
+    - With O(audit_log), the sessions the run journaled as being ended (an C(ending) line in the trail) whose fate it
+      did not learn (the connection lost, the server frozen, the deadline). The host fails and its message counts
+      them. They wait in C(<audit_log>.pending/<host>.json) and the next drain, open or sweep on the host settles each.
+  returned: when there are any
   type: list
   elements: dict
 dbhygiene:

@@ -109,7 +109,7 @@ def trail_records(host, engine, result, check_mode, context):
             done = OUTCOME_UNKNOWN  # sent when the server stopped answering: made or not
         records.append(change_line(host, engine, check_mode, context, change, None if check_mode else done))
     sessions = {"policy": POLICY}
-    for bucket in ("cancelled", "terminated", "not_ended"):
+    for bucket in ("cancelled", "terminated", "not_ended", "unknown"):
         sessions[bucket] = [dict(entry, rule=entry.get("rule") or POLICY) for entry in result.get(bucket) or []]
     records.extend(_trail.trail_records(host, engine, sessions, check_mode, context))
     for line in records:
@@ -129,6 +129,8 @@ def drain_summary(result):
         "terminated": [brief(entry) for entry in result.get("terminated") or []],
         "cancelled": [brief(entry) for entry in result.get("cancelled") or []],
         "not_ended": [brief(entry) for entry in not_ended if entry.get("reason") != "protected"],
+        # Journaled as being ended, fate not learned (the run failed or died): settled by the next run on the host.
+        "unknown": [brief(entry) for entry in result.get("unknown") or []],
         # What stays closed on the host after the run: the server's own record, every database of it.
         # None: the host failed before it could say (the report shows "unknown").
         "still_closed": [str(name) for name in result.get("closed") or []] if "closed" in result else None,
@@ -161,6 +163,7 @@ def build_report(kind, hosts_all, hosts_active, results, check_mode, context):
         cancelled=0,
         ended=0,
         not_ended=0,
+        unknown=0,
         still_closed=0,
         hosts_still_closed=0,
         hosts_unknown=0,
@@ -175,6 +178,7 @@ def build_report(kind, hosts_all, hosts_active, results, check_mode, context):
         totals["terminated"] += len(entry.get("terminated") or [])
         totals["cancelled"] += len(entry.get("cancelled") or [])
         totals["not_ended"] += len(entry.get("not_ended") or [])
+        totals["unknown"] += len(entry.get("unknown") or [])
         closed = len(entry.get("still_closed") or [])
         totals["still_closed"] += closed
         totals["hosts_still_closed"] += 1 if closed else 0
@@ -224,11 +228,14 @@ def render_markdown(report):
     in_flight = f" ({unknown_changes} more sent when a host failed: made or not, unknown)" if unknown_changes else ""
     unknown_hosts = totals.get("hosts_unknown") or 0
     state_unknown = f", {unknown_hosts} hosts in a state unknown (see below)" if unknown_hosts else ""
+    unknown_sessions = totals.get("unknown") or 0
+    fate_unknown = f", {unknown_sessions} whose fate is unknown (settled by the next run)" if unknown_sessions else ""
     lines += [
         "",
         f"**{totals['hosts']} hosts: {totals['ok']} ok, {totals['failed']} failed. "
         f"{totals['changes']} rights {changed}{in_flight}, {totals['ended']} sessions {ended} "
-        f"({totals['terminated']} terminate, {totals['cancelled']} cancel), {totals['not_ended']} not ended; "
+        f"({totals['terminated']} terminate, {totals['cancelled']} cancel), "
+        f"{totals['not_ended']} not ended{fate_unknown}; "
         f"{totals['hosts_still_closed']} hosts {'would be' if dry else 'still'} closed{state_unknown}.**",
         "",
     ]

@@ -1,8 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) dbhygiene.sessions contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The enforce role's write-ahead trail: `ending` lines before any signal, and the
-sessions whose fate is not known yet, until a later contact with the server settles them.
+"""The write-ahead trail of the enforce and drain roles: `ending` lines before any signal,
+`changing` lines before any change of rights, and what an earlier run left without an
+outcome, until a later contact with the server settles it.
 
 Private to the collection; no Ansible import.
 
@@ -18,6 +19,11 @@ Private to the collection; no Ansible import.
   (``settle_keys``); its listing settles each with a line of its own (``terminated``
   with detail ``settled``, or ``not_ended`` / ``still_present``) naming the run that
   signalled it (``settles``); settled keys leave the file, and the file goes once empty.
+- The drain role's ``DrainJournal`` journals its changes of rights the same way (``changing``,
+  pending in ``<audit_log>.pending/drain/<host>.json``, settled from the server's drain record)
+  and the sessions it ends through ``DrainSessions``: the sweep's ``ending`` lines and the
+  sweep's pending file, so that one file holds every session of a host whose fate is unknown
+  and the next run there, enforce or drain, settles them.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -244,6 +250,45 @@ def settle_change(change, record, engine):
     return "unknown", "settled as far as the server can tell: the open stopped before it forgot the drain record"
 
 
+# The drain's sessions that its journal wrote `ending` for and a run that finished (not failed) gave
+# no outcome: gone before their signal (the run ended every target it still listed).
+GONE_DETAIL = "left before the drain's signal reached it (the drain ended every target it still listed)"
+
+
+class DrainSessions(TrailJournal):
+    """The sessions a drain ends, written ahead as the sweep's victims are: `ending` lines (with
+    the run's `drain_state`) and the same pending file, ``<audit_log>.pending/<host>.json``, as
+    the enforce role's, so that the next run on the host, a drain or a sweep, settles them."""
+
+    def __init__(self, audit_log, host, engine, context, pending=None):
+        TrailJournal.__init__(self, audit_log, host, engine, context, _change_window.POLICY, pending)
+
+    def _line(self, entry, outcome, now=None):
+        line = TrailJournal._line(self, entry, outcome, now)
+        line["drain_state"] = self.context.get("state")
+        return line
+
+    def account(self, result, login_host):
+        """Give each session journaled `ending` that `result` (the module's) names in no bucket an
+        outcome there: a run that failed or died did not learn their fate (`unknown`: kept
+        pending, settled by the next run on the host; the host fails and its message counts
+        them); one that finished ended every target it still listed, so these had left before
+        their signal (`not_ended`, reason `gone`)."""
+        missing = self.unaccounted(result)
+        if not missing:
+            return
+        if not result.get("failed") and "terminated" in result:
+            gone = [dict(entry, reason="gone", detail=GONE_DETAIL) for entry in missing]
+            result["not_ended"] = (result.get("not_ended") or []) + gone
+            return
+        result["unknown"] = (result.get("unknown") or []) + missing
+        result["failed"] = True
+        result["msg"] = (
+            f"{len(missing)} sessions whose fate is unknown on {login_host} (journaled as ending, no outcome came "
+            f"back; settled by the next run on this host): {result.get('msg')}"
+        )
+
+
 class DrainJournal(_HostJournal):
     """The drain role's write-ahead hook (the runner's Journal, through module_utils/_drain.py's
     Progress): before each statement that changes connection rights, one ``changing`` line per
@@ -253,6 +298,14 @@ class DrainJournal(_HostJournal):
     from the server's drain record as it read it first (``settle_lines``, ``settle_change``)."""
 
     kind = DRAIN
+
+    def __init__(self, audit_log, host, engine, context, pending=None, sessions=None):
+        _HostJournal.__init__(self, audit_log, host, engine, context, pending)
+        # The sessions the drain ends: their own journal (the sweep's pending file, see DrainSessions).
+        self.sessions = sessions or DrainSessions(audit_log, host, engine, context)
+
+    def ending(self, entries):
+        self.sessions.ending(entries)
 
     def _line(self, change, outcome, check_mode=False):
         line = _change_window.change_line(self.host, self.engine, check_mode, self.context, change, outcome)

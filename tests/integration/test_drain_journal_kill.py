@@ -2,13 +2,16 @@
 # Copyright (c) dbhygiene.sessions contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The drain's write-ahead trail on real servers (issue 19): each change of rights is in the
-audit trail (`outcome: changing`) before it is made.
+audit trail (`outcome: changing`) before it is made, each session it ends (`outcome: ending`)
+before its signal.
 
 - The controller killed mid-drain (SIGKILL of ansible-playbook's process group, its worker
   with it) while both servers are frozen at the first session the drain ends, after every
-  change of rights: every right changed on the server has its `changing` line, the run left
-  no outcome line, the pending file holds the changes, and the next run (open) settles each
-  from the server's record with a line naming the killed run, then restores the rights.
+  change of rights: every right changed on the server has its `changing` line, every session
+  gone from the server after the thaw its `ending` line, the run left no outcome line, the
+  pending files hold the changes and the sessions, and the next run (open) settles each
+  (changes from the server's record, sessions from its listing: `terminated` / `not_ended`)
+  with a line naming the killed run, then restores the rights.
 - A trail on a full file system: the drain fails before any change, naming the path.
 Unit tests of the logic: tests/unit/plugins/plugin_utils/test_drain_journal.py."""
 
@@ -16,6 +19,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import json
 import os
 import signal
@@ -33,6 +37,7 @@ from test_trail_faults import _fill, _mount_tmpfs, _umount
 
 PASSWORD = "Window-pw-1"
 VICTIMS = 30
+FROZEN_VICTIMS = 8
 
 
 def _windows(fleet, tag):
@@ -40,6 +45,19 @@ def _windows(fleet, tag):
     users = [names["app"] + str(n) for n in range(3)] + [names["migrator"]]
     return {
         host: Window(fleet, host, (names["billing"],), users, {user: [names["billing"]] for user in users})
+        for host in HOSTS
+    }
+
+
+def _held(fleet, names, count):
+    """`count` idle sessions on each host, of the window's app logins, on its database."""
+    return {
+        host: [
+            holder.open_session(
+                fleet, host, "idle", user=names["app"] + str(n % 3), password=PASSWORD, database=names["billing"]
+            )
+            for n in range(count)
+        ]
         for host in HOSTS
     }
 
@@ -123,6 +141,22 @@ def _kill_tree(root):
     faults.send(stopped, signal.SIGKILL)
 
 
+def _gone(held, settle=1.0, bound=30.0):
+    """The ids of `held` sessions gone from their server, once that stopped changing for `settle`
+    seconds (a thawed server finishes the terminate it was frozen in)."""
+    ids = [session.id for session in held]
+    server = held[0].server
+    last, since, ends = None, time.monotonic(), time.monotonic() + bound
+    while time.monotonic() < ends:
+        now = set(ids) - set(holder.live(server, ids))
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= settle:
+            break
+        time.sleep(0.1)
+    return last
+
+
 def _killed_mid_drain(fleet, inventory, held):
     """ansible-playbook of the drain and its workers SIGKILLed once both servers froze at the
     first session the drain ended; the servers are thawed after."""
@@ -147,52 +181,82 @@ def _killed_mid_drain(fleet, inventory, held):
     return [watch.fired for watch in watches]
 
 
-def test_a_controller_killed_mid_drain_left_every_changed_right_in_the_trail(fleet, tmp_path):
-    tag = "jk" + uuid.uuid4().hex[:6]
+@contextlib.contextmanager
+def _window(fleet, prefix):
+    """(tag, names, windows, held) of a change window on each host for one test: its database and
+    logins created, `held` the sessions the test opens (a dict by host); all of them closed,
+    dropped and forgotten after."""
+    tag = prefix + uuid.uuid4().hex[:6]
     names = _names(tag)
     windows = _windows(fleet, tag)
     held = {}
     try:
         for window in windows.values():
             window.create()
+        yield tag, names, windows, held
+    finally:
+        close_all([session for sessions in held.values() for session in sessions])
+        for window in windows.values():
+            window.drop()
+        _forget(windows, names["billing"])
+
+
+def test_a_controller_killed_mid_drain_left_every_changed_right_in_the_trail(fleet, tmp_path):
+    with _window(fleet, "jk") as (tag, names, windows, held):
         before = {host: window.catalog() for host, window in windows.items()}
         items = {host: _connect_items(window, names["billing"]) for host, window in windows.items()}
-        for host in HOSTS:  # enough sessions that the drain is still ending them when its server freezes
-            held[host] = [
-                holder.open_session(
-                    fleet, host, "idle", user=names["app"] + str(n % 3), password=PASSWORD, database=names["billing"]
-                )
-                for n in range(VICTIMS)
-            ]
+        held.update(_held(fleet, names, VICTIMS))  # enough that the drain is still ending them when its server freezes
         directory = str(tmp_path)
         inventory = _inventory(fleet, directory, _group_vars(fleet, directory, tag))
         fired = _killed_mid_drain(fleet, inventory, held)
         assert all(fired), "the drain did not reach its sessions on every host before the kill"
 
         audit_log = os.path.join(directory, "audit.jsonl")
-        trail = read_trail(audit_log)
-        pending = {}
+        trail = read_trail(audit_log, ending=True)
+        pending, pending_sessions, gone = {}, {}, {}
         for host, window in windows.items():
             changed = _changed(window, names["billing"], items[host])
             assert changed, host  # the drain changed rights before it ended sessions
             lines = [line for line in trail if line["host"] == host]
-            journaled = {(line["change"], line["account"], line["grantor"]) for line in lines}
+            journaled = {(line["change"], line["account"], line["grantor"]) for line in lines if "change" in line}
             assert changed <= journaled, (host, changed, journaled)
+            # every session the drain ended (gone after the thaw) was in the trail before its signal
+            ending = dict((line["id"], line) for line in lines if line["outcome"] == "ending")
+            gone[host] = _gone(held[host])
+            assert gone[host], host  # the server froze at the first session it ended
+            assert gone[host] <= set(ending), (host, gone[host], sorted(ending))
             # killed before the module returned: no outcome line of the run, only the ones written ahead
-            assert {line["outcome"] for line in lines} == {"changing"}, [
+            assert {line["outcome"] for line in lines} == {"changing", "ending"}, [
                 (line["outcome"], line["action"]) for line in lines
             ]
             with open(os.path.join(directory, "audit.jsonl.pending", "drain", host + ".json")) as handle:
                 pending[host] = json.load(handle)["pending"]
             assert {(p["change"], p["account"], p["grantor"]) for p in pending[host]} == journaled
-        print("\nkilled mid-drain; changed and journaled:", {h: len(p) for h, p in pending.items()})
+            # the sessions wait in the sweep's pending file, as the enforce role's victims do
+            with open(os.path.join(directory, "audit.jsonl.pending", host + ".json")) as handle:
+                pending_sessions[host] = json.load(handle)["pending"]
+            assert {p["key"] for p in pending_sessions[host]} == {line["key"] for line in ending.values()}
+        print(
+            "\nkilled mid-drain; changes journaled:",
+            {h: len(p) for h, p in pending.items()},
+            "sessions journaled / gone:",
+            {h: (len(pending_sessions[h]), len(gone[h])) for h in HOSTS},
+        )
 
         run, report, _markdown = _run_drain(inventory, directory, dbhygiene_drain_state="open")
         assert run.rc == 0, run.output[-4000:]
         trail = read_trail(audit_log)
         for host, window in windows.items():
-            settles = [line for line in trail if line["host"] == host and line.get("settles")]
+            settles = [line for line in trail if line["host"] == host and line.get("settles") and "change" in line]
             killed_run = {p["run_id"] for p in pending[host]}
+            # each session journaled `ending` settled from the open's first listing, naming the killed run
+            settled = [line for line in trail if line["host"] == host and line.get("settles") and "change" not in line]
+            assert {line["settles"] for line in settled} == killed_run
+            by_id = dict((p["id"], p) for p in pending_sessions[host])
+            assert sorted((line["id"], line["outcome"]) for line in settled) == sorted(
+                (i, "terminated" if i in gone[host] else "not_ended") for i in by_id
+            ), settled
+            assert not os.path.exists(os.path.join(directory, "audit.jsonl.pending", host + ".json"))
             assert {line["settles"] for line in settles} == killed_run
             assert sorted((line["change"], line["account"], line["outcome"]) for line in settles) == sorted(
                 (p["change"], p["account"], p["change"])
@@ -200,11 +264,51 @@ def test_a_controller_killed_mid_drain_left_every_changed_right_in_the_trail(fle
             ), settles
             assert window.catalog() == before[host]  # open restored the rights exactly
             assert not os.path.exists(os.path.join(directory, "audit.jsonl.pending", "drain", host + ".json"))
-    finally:
-        close_all([session for sessions in held.values() for session in sessions])
-        for window in windows.values():
-            window.drop()
-        _forget(windows, names["billing"])
+
+
+def test_a_drain_frozen_at_its_first_session_names_the_unknown_ones_and_the_next_run_settles_them(fleet, tmp_path):
+    """The controller lives on: the server frozen at the first session the drain ends stops
+    answering (`dbhygiene_query_timeout`); the drain fails naming how many sessions it
+    journaled and never learned the fate of, each has an `unknown` line, the report lists
+    them, and the open after the thaw settles every one."""
+    with _window(fleet, "ju") as (tag, names, _, held):
+        held.update(_held(fleet, names, FROZEN_VICTIMS))
+        directory = str(tmp_path)
+        inventory = _inventory(fleet, directory, _group_vars(fleet, directory, tag, dbhygiene_query_timeout=3))
+        watches = [faults.at_first_death(fleet, host, held[host], "freeze") for host in HOSTS]
+        try:
+            run, report, _markdown = _run_drain(inventory, directory)
+        finally:
+            for watch in watches:
+                watch.done()
+        assert all(watch.fired for watch in watches), "the drain did not reach its sessions on every host"
+        assert run.rc != 0
+        audit_log = os.path.join(directory, "audit.jsonl")
+        trail = read_trail(audit_log, ending=True)
+        unknown = {}
+        for host in HOSTS:
+            lines = [line for line in trail if line["host"] == host and "change" not in line]
+            ending = {line["id"] for line in lines if line["outcome"] == "ending"}
+            outcomes = dict((line["id"], line["outcome"]) for line in lines if line["outcome"] != "ending")
+            assert set(outcomes) == ending, (host, outcomes, ending)  # each journaled session got an outcome line
+            unknown[host] = {i for i, outcome in outcomes.items() if outcome == "unknown"}
+            assert unknown[host], (host, outcomes)
+            message = report["failed_hosts"][host]
+            assert f"{len(unknown[host])} sessions whose fate is unknown" in message, message
+            assert {item["id"] for item in report["hosts"][host]["unknown"]} == unknown[host]
+            gone = _gone(held[host])
+            assert gone <= ending, (host, gone, ending)
+        print("\nfrozen mid-drain; unknown:", {h: len(u) for h, u in unknown.items()})
+        run, report, _markdown = _run_drain(inventory, directory, dbhygiene_drain_state="open")
+        assert run.rc == 0, run.output[-4000:]
+        trail = read_trail(audit_log)
+        for host in HOSTS:
+            settled = [line for line in trail if line["host"] == host and line.get("settles") and "change" not in line]
+            assert {line["id"] for line in settled} == unknown[host]
+            for line in settled:
+                alive = line["id"] in {s.id for s in held[host] if s.alive()}
+                assert line["outcome"] == ("not_ended" if alive else "terminated"), line
+            assert not os.path.exists(os.path.join(directory, "audit.jsonl.pending", host + ".json"))
 
 
 def test_a_full_trail_fails_the_drain_before_any_change(fleet, tmp_path):

@@ -233,6 +233,7 @@ def _scenario(fleet, tmp_path, mode):
             "before": before,
             "steps": steps,
             "trail": trail,
+            "full_trail": read_trail(os.path.join(directory, "audit.jsonl"), ending=True),
             "trail_counts": trail_counts,
             "outcomes": {
                 step: {host: _outcome(result, tag) for host, result in data["results"].items()}
@@ -353,6 +354,16 @@ def test_every_change_is_a_trail_line(both_modes):
                     ]
                     assert len(ahead) == 1, (mode, step, line)
             assert len(changes) == 2 * len(change_lines) or step == "check", (mode, step, lines)
+            # and each session a real drain ended has its `ending` line before its outcome (one per session)
+            full = scenario["full_trail"]
+            for line in lines:
+                if line["outcome"] in ("terminated", "cancelled") and step != "check":
+                    ahead = [
+                        a
+                        for a in full[: full.index(line)]
+                        if a["outcome"] == "ending" and all(a[k] == line[k] for k in ("run_id", "host", "key"))
+                    ]
+                    assert len(ahead) == 1, (mode, step, line)
             ended_lines = [
                 line
                 for line in lines

@@ -253,6 +253,7 @@ def test_every_result_key_is_documented_in_both_modules():
         "check_mode",
     }
     common |= {"state_unknown", "role", "replica", "not_drained_on_primary", "record_before", "failed_statement"}
+    common |= {"settled"}
     # A drain without superuser on a managed platform: the grants it could not revoke.
     assert _returned(postgresql_drain) == common | {"grants_not_changed"}
     mysql_only = {"accounts_locked", "accounts_unlocked", "accounts_already_locked"}
@@ -348,3 +349,69 @@ def test_the_drain_ends_every_session_on_its_databases_whatever_the_default_limi
     plan = _planner.plan(sessions, policy)
     assert plan.limit_error is None and len(plan.victims) == 500
     assert policy.limits.to_dict() == {"max_terminations": "unlimited", "max_fraction": "unlimited"}
+
+
+class RecordingJournal(object):
+    """The runner's Journal hook: each `ending` batch with how many signals had gone out when it came."""
+
+    def __init__(self, server, fail=None):
+        self.server = server
+        self.fail = fail
+        self.batches = []
+
+    def ending(self, entries):
+        if self.fail:
+            raise self.fail
+        self.batches.append((len(self.server.ended), [e["key"] for e in entries], entries))
+
+
+def _journaled_close(server, journal, users=()):
+    request = _drain.parse_request(options(grace=1, wait_timeout=2, host_timeout=60))
+    deadline = _drain.Deadline(60, clock=FakeClock())
+    return _drain.end_sessions(server, server, request, users, False, deadline, journal)
+
+
+def test_each_session_is_journaled_ending_before_its_first_signal_and_once():
+    flipper = entry("1", state="active", state_since="t0")
+    late = entry("3", database=None)
+    server = FakeServer(
+        [
+            [flipper, entry("2")],
+            [dict(flipper, state="idle", state_since="t1")],
+            [dict(flipper, state="active", state_since="t2"), late],  # back, and one more of a locked login
+        ]
+    )
+    journal = RecordingJournal(server)
+    result = _journaled_close(server, journal, users=["app"])
+    assert not result.get("failed"), result
+    # the first round's targets in one write before any signal; the late one before its terminate
+    assert [(sent, keys) for sent, keys, _e in journal.batches][0] == (0, ["1", "2"])
+    assert [keys for _s, keys, _e in journal.batches] == [["1", "2"], ["3"]]  # each session once
+    sent_before_late = journal.batches[1][0]
+    assert server.ended.index(("3", "terminate")) >= sent_before_late
+    assert all(e["rule"] and e["action"] == "cancel_then_terminate" for _s, _k, es in journal.batches for e in es)
+
+
+def test_a_journal_that_cannot_be_written_signals_nothing():
+    server = FakeServer([[entry("1"), entry("2", state="active")]])
+    result = _journaled_close(server, RecordingJournal(server, OSError(28, "No space left on device", "/t")))
+    assert server.ended == []
+    assert result["failed"] and "the audit trail could not be written" in result["msg"], result
+    assert "No space left on device" in result["msg"] and result["terminated"] == []
+
+
+def test_a_drain_or_an_open_settles_the_sessions_an_earlier_run_left_unknown_before_any_change():
+    server = FakeReplica([[entry("1"), entry("2", database="other")]])
+    events = []
+    listing = server.list_sessions
+    server.list_sessions = lambda: events.append("list") or listing()
+    server.drain = lambda request, check_mode: events.append(request.state) or _drain.RightsOutcome([], [], [])
+    server.open = server.drain
+    for state in ("drained", "open"):
+        del events[:]
+        request = _drain.parse_request(options(state=state, host_timeout=60, settle_keys=["2", "9"]))
+        result = _drain.run_drain(server, server, request, False)
+        assert result["settled"][0] == {"key": "2", "outcome": "still_present", "session": entry("2", database="other")}
+        assert result["settled"][1] == {"key": "9", "outcome": "terminated"}
+        assert events[:2] == ["list", state]  # looked up before the rights change
+    assert "settled" not in _drain.run_drain(server, server, _drain.parse_request(options(host_timeout=60)), True)

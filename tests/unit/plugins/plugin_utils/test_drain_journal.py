@@ -16,7 +16,7 @@ import os
 import pytest
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _drain
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _journal
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _change_window, _journal
 
 LOCK = {"change": "locked", "account": "'app'@'%'", "right": "ACCOUNT LOCK", "grantor": None, "database": "billing",
         "databases": ["billing"], "reason": "holds privileges on billing"}  # fmt: skip
@@ -182,3 +182,67 @@ def test_a_rights_failure_without_a_change_made_is_a_plain_error():
     )
     with pytest.raises(SessionError, match="could not be written"):
         _drain.run_drain(Driver(), Rights(), request, check_mode=True)
+
+
+SESSION = {"id": 7, "key": "7@t0", "user": "app", "database": "billing", "state": "idle", "rule": "drain",
+           "action": "cancel_then_terminate"}  # fmt: skip
+OTHER = dict(SESSION, id=8, key="8@t0")
+
+
+def test_the_sessions_a_drain_ends_are_journaled_in_the_sweeps_pending_file(tmp_path):
+    journal = _journal_at(tmp_path)
+    journal.ending([SESSION, OTHER])  # the runner's hook: the drain's _Closing calls it before the signals
+    lines = _lines(tmp_path)
+    assert [(line["outcome"], line["id"], line["policy"], line["drain_state"]) for line in lines] == [
+        ("ending", 7, "drain", "drained"),
+        ("ending", 8, "drain", "drained"),
+    ]
+    assert all(line["run_id"] == "run-1" and line["action"] == "cancel_then_terminate" for line in lines)
+    # the enforce role's pending file (one file per host for every session whose fate is unknown)
+    pending = _journal.load_pending(journal.audit_log, "db1")
+    assert [entry["key"] for entry in pending] == ["7@t0", "8@t0"]
+    assert _journal.load_pending(journal.audit_log, "db1", "drain") == []
+
+
+def test_a_journaled_session_without_an_outcome_is_unknown_when_the_run_failed_and_gone_when_it_finished(tmp_path):
+    journal = _journal_at(tmp_path)
+    journal.ending([SESSION, OTHER])
+    finished = {"terminated": [SESSION], "cancelled": [], "not_ended": []}
+    journal.sessions.account(finished, "db1:5432")
+    assert "failed" not in finished and [(e["key"], e["reason"]) for e in finished["not_ended"]] == [("8@t0", "gone")]
+    failed = {"failed": True, "msg": "the connection is closed", "terminated": [SESSION], "not_ended": []}
+    journal.sessions.account(failed, "db1:5432")
+    assert [e["key"] for e in failed["unknown"]] == ["8@t0"]
+    assert failed["msg"].startswith("1 sessions whose fate is unknown on db1:5432 (journaled as ending")
+    assert failed["msg"].endswith("the connection is closed")
+    died = {"failed": True, "msg": "worker died"}  # no result of the module at all
+    journal.sessions.account(died, "db1:5432")
+    assert [e["key"] for e in died["unknown"]] == ["7@t0", "8@t0"]
+    # the trail gets an `unknown` line each, and they stay pending for the next run
+    lines = _change_window.trail_records("db1", "mysql", dict(failed, state="drained"), False, journal.context)
+    assert [(line["outcome"], line["id"]) for line in lines] == [("terminated", 7), ("unknown", 8)]
+    journal.sessions.finish(failed, [])
+    assert [entry["key"] for entry in _journal.load_pending(journal.audit_log, "db1")] == ["8@t0"]
+
+
+def test_the_next_run_a_sweep_or_a_drain_settles_the_sessions_a_drain_left(tmp_path):
+    journal = _journal_at(tmp_path)
+    journal.ending([SESSION, OTHER])
+    died = {"failed": True, "msg": "killed"}
+    journal.sessions.account(died, "db1")
+    journal.sessions.finish(died, [])  # nothing came back: both stay, unknown
+    pending = _journal.load_pending(journal.audit_log, "db1")
+    settled = [{"key": "7@t0", "outcome": "terminated"}, {"key": "8@t0", "outcome": "still_present"}]
+    context = {"login_host": "db1", "job_id": None, "run_id": "run-2"}
+    for later in (
+        _journal.TrailJournal(journal.audit_log, "db1", "mysql", context, "nightly", pending),  # the enforce role
+        _journal.DrainSessions(journal.audit_log, "db1", "mysql", dict(context, state="open"), pending),
+    ):
+        lines = later.settle_lines(settled)
+        assert [(line["id"], line["outcome"], line["settles"], line["policy"]) for line in lines] == [
+            (7, "terminated", "run-1", "drain"),
+            (8, "not_ended", "run-1", "drain"),
+        ]
+        assert lines[1]["reason"] == "still_present" and later.pending == []
+    later.finish({}, [])
+    assert not os.path.exists(_journal.pending_path(journal.audit_log, "db1"))
