@@ -18,11 +18,10 @@ from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.parameters import remove_values
 from ansible.plugins.action import ActionBase
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _argspec, _policy
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _argspec, _engines, _policy
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import (
     _action,
     _change_window,
-    _connection,
     _fleet,
     _inprocess,
 )
@@ -241,7 +240,7 @@ class ActionModule(_action.ActionMixin, ActionBase):
                     field = "dbhygiene_" + field
                 problems.append(f"{where}: {field}: {exc.problem}")
                 continue
-            unsupported = _connection.check_supported(parsed, engine)
+            unsupported = _engines.check_supported(parsed, engine)
             if unsupported:
                 problems.append(f"{where}: dbhygiene_{unsupported}")
                 continue

@@ -14,7 +14,7 @@ __metaclass__ = type
 from ansible.errors import AnsibleActionFail, AnsibleError
 from ansible.inventory.manager import InventoryManager
 from ansible.plugins.action import ActionBase
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _action, _change_window, _fleet, _sweeps
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _action, _fleet, _report_kinds, _sweeps
 
 ARGUMENT_SPEC = {
     "kind": {"type": "str", "required": True, "choices": ["audit", "enforce", "drain"]},
@@ -104,7 +104,7 @@ class ActionModule(_action.ActionMixin, ActionBase):
         if params["kind"] == "drain" or stopped:
             # A change window is one run over its hosts: its report is that run's. So is a run that stopped.
             sweep = None
-        build = _change_window.build_report if params["kind"] == "drain" else _fleet.build_report
+        build = _report_kinds.builder(params["kind"])
         report_dir = _fleet.controller_path(params["report_dir"])
         template = _fleet.controller_path(params["html_template"]) if params.get("html_template") else None
         metrics_file = _fleet.controller_path(params.get("metrics_file") or _fleet.default_metrics_path(report_dir))

@@ -184,6 +184,28 @@ def engine(name):
         raise ValueError(f"unknown engine {name!r}: expected one of {', '.join(ENGINE_NAMES)}")
 
 
+def unsupported_conditions(name):
+    """Policy conditions engine `name` cannot evaluate (none for an engine the registry lacks)."""
+    entry = ENGINES.get(name)
+    return entry.unsupported_conditions if entry is not None else frozenset()
+
+
+def check_supported(policy, name, unsupported=None):
+    """The error message when the parsed `policy` uses a condition engine `name` cannot
+    evaluate (`unsupported`; by default the registry's), else None. The one wording of the
+    controller's check before any connection and of the runner's on the host."""
+    if unsupported is None:
+        unsupported = unsupported_conditions(name)
+    missing = sorted(policy.conditions_used() & set(unsupported))
+    if not missing:
+        return None
+    pronoun = "it" if len(missing) == 1 else "them"
+    return (
+        f"policy {policy.name!r} uses {', '.join(missing)}, which {name} cannot evaluate; "
+        f"remove {pronoun} from the rules for {name} hosts"
+    )
+
+
 def module_name(engine_name, purpose):
     """The fully qualified name of the engine's module for `purpose` (see PURPOSES)."""
     return f"{COLLECTION}.{engine(engine_name).modules[purpose]}"

@@ -88,6 +88,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import 
 )
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import cut as driver_cut
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import shown as driver_shown
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import LOCK_CONDITIONS
 
 try:
     import pymysql
@@ -106,8 +107,6 @@ MAX_TIMEOUT = 86400
 MAX_LOCK_TIMEOUT = 3600
 # Longest part of a value quoted in a message.
 SHOWN_CHARS = 80
-# Policy conditions that read the lock waits (docs/architecture.md "Locks").
-LOCK_CONDITIONS = frozenset(["waiting_longer_than", "blocking_longer_than", "blocking_at_least"])
 # Policy conditions that read whether a thread is in a transaction (flavours.transaction_state).
 TRANSACTION_CONDITIONS = frozenset(["states", "transaction_longer_than"])
 
@@ -752,7 +751,7 @@ class MySQLDriver(Driver):
         if policy is not None:
             needs_superusers = bool(policy.protect.superusers)
             needs_applications = "applications" in policy.conditions_used() or bool(policy.protect.applications)
-            needs_locks = bool(LOCK_CONDITIONS & set(policy.conditions_used()))
+            needs_locks = bool(policy.conditions_used().intersection(LOCK_CONDITIONS))
             needs_transactions = bool(TRANSACTION_CONDITIONS & set(policy.conditions_used()))
         problems = self.preflight_problems(
             signal, needs_superusers, needs_applications, needs_locks, needs_transactions

@@ -134,8 +134,8 @@ IDLE_PROOF_SECONDS = 0.15
 # driver leaves at least this much between two of its own listings (its lock waits fresh).
 TRX_CACHE_QUIET_SECONDS = 0.11
 _IDLE_PROOF_DETAIL = (
-    "planned idle for only %s ms: InnoDB's transaction list is a cache refreshed at most every 100 ms, "
-    "so it cannot prove a thread idle for less than %d ms is outside a transaction; not ended"
+    "planned idle for only {shown} ms: InnoDB's transaction list is a cache refreshed at most every 100 ms, "
+    "so it cannot prove a thread idle for less than {proof} ms is outside a transaction; not ended"
 )
 
 
@@ -143,8 +143,8 @@ def idle_unproven(planned):
     """Why an idle victim cannot be ended (see IDLE_PROOF_SECONDS), or None."""
     idle = planned.get("idle_seconds")
     if planned.get("state") == "idle" and (idle is None or idle < IDLE_PROOF_SECONDS):
-        shown = "?" if idle is None else "%d" % round(idle * 1000)
-        return _IDLE_PROOF_DETAIL % (shown, round(IDLE_PROOF_SECONDS * 1000))
+        shown = "?" if idle is None else round(idle * 1000)
+        return _IDLE_PROOF_DETAIL.format(shown=shown, proof=round(IDLE_PROOF_SECONDS * 1000))
     return None
 
 
@@ -1019,8 +1019,8 @@ STATEMENT_INSTRUMENTS = "statement/%"
 # instruments are off (params: STATEMENT_INSTRUMENTS). Read by the driver before the binding
 # and again inside the guard block.
 _CONSUMERS_ON = (
-    "(SELECT COUNT(*) FROM performance_schema.setup_consumers WHERE NAME IN (%s) AND ENABLED = 'YES')"
-    % ", ".join(["%s"] * len(STATEMENT_EVENT_CONSUMERS))
+    "(SELECT COUNT(*) FROM performance_schema.setup_consumers "
+    f"WHERE NAME IN ({', '.join(['%s'] * len(STATEMENT_EVENT_CONSUMERS))}) AND ENABLED = 'YES')"
 )
 _INSTRUMENTS_OFF = "(SELECT COUNT(*) FROM performance_schema.setup_instruments WHERE NAME LIKE %s AND ENABLED <> 'YES')"
 

@@ -91,7 +91,10 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import 
 
 ACTIONS = ("terminate", "cancel", "cancel_then_terminate")
 DEFAULT_ACTION = "terminate"
-DEFAULT_GRACE = 10
+# policy.grace when the policy sets none, in seconds: how long cancel_then_terminate waits
+# after the cancel. (Not the drain's grace: a change window's `grace` defaults to "30s",
+# _drain.DEFAULT_GRACE.)
+DEFAULT_POLICY_GRACE_SECONDS = 10
 DEFAULT_POLICY_NAME = "unnamed"
 # Limits per host of a policy that sets none (docs/architecture.md, "Dry runs in the open"):
 # a rule written too broadly cannot end every session of a fleet. A policy
@@ -1022,7 +1025,9 @@ def parse_policy(raw):
     _check_keys(raw, POLICY_KEYS, "policy")
     name = _parse_name(raw.get("name"), "policy.name", DEFAULT_POLICY_NAME)
     action = _parse_action(raw["action"], "policy.action") if _present(raw, "action") else DEFAULT_ACTION
-    grace = parse_duration(raw["grace"], "policy.grace", MAX_GRACE) if _present(raw, "grace") else DEFAULT_GRACE
+    grace = DEFAULT_POLICY_GRACE_SECONDS
+    if _present(raw, "grace"):
+        grace = parse_duration(raw["grace"], "policy.grace", MAX_GRACE)
 
     raw_rules = raw.get("rules")
     if raw_rules is None or (isinstance(raw_rules, (list, tuple)) and not raw_rules):

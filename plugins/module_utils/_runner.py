@@ -32,7 +32,7 @@ __metaclass__ = type
 import math
 import time
 
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _planner
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _engines, _planner
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import (
     GUARD_STILL_WAITING,
     REASON_FAILED,
@@ -146,16 +146,11 @@ class Deadline(object):
             raise self.error("before " + step)
 
 
-def check_supported(policy, driver_class):
+def require_supported(policy, driver_class):
     """Fail, before connecting, when the policy uses a condition the engine cannot evaluate."""
-    unsupported = sorted(policy.conditions_used() & set(driver_class.unsupported_conditions))
-    if unsupported:
-        pronoun = "it" if len(unsupported) == 1 else "them"
-        engine = driver_class.engine
-        raise SessionError(
-            f"policy {policy.name!r} uses {', '.join(unsupported)}, which {engine} cannot evaluate; "
-            f"remove {pronoun} from the rules for {engine} hosts"
-        )
+    problem = _engines.check_supported(policy, driver_class.engine, driver_class.unsupported_conditions)
+    if problem:
+        raise SessionError(problem)
 
 
 def _grace_needed(policy):
@@ -708,7 +703,7 @@ def run_info_module(module, open_driver, driver_class=None):
         if raw is not None and raw != "":
             policy = parse_policy(raw)
             if driver_class is not None:
-                check_supported(policy, driver_class)
+                require_supported(policy, driver_class)
     except PolicyError as exc:
         module.fail_json(msg=str(exc), field=exc.field)
     except SessionError as exc:
@@ -731,7 +726,7 @@ def run_sessions_module(module, driver_class, open_driver):
     params = module.params
     try:
         policy = parse_policy(params["policy"])
-        check_supported(policy, driver_class)
+        require_supported(policy, driver_class)
         check_timeouts(policy, params["wait_timeout"], params["host_timeout"])
     except PolicyError as exc:
         module.fail_json(msg=str(exc), field=exc.field)

@@ -23,7 +23,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _argspec, _policy
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _argspec, _engines, _policy
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _connection, _files, _inprocess, _trail
 
 
@@ -87,7 +87,7 @@ class ActionMixin(object):
             policy = _policy.parse_policy(raw)
         except _policy.PolicyError as exc:
             raise self.failure(str(exc), **refused)
-        problem = _connection.check_supported(policy, engine)
+        problem = _engines.check_supported(policy, engine)
         if problem:
             raise self.failure(problem, **refused)
         return policy

@@ -17,6 +17,7 @@ __metaclass__ = type
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _drain
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import iso_utc_z, utc_now
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _report_markdown as md
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _report_model, _trail
 
 STATES = _drain.STATES
@@ -213,8 +214,6 @@ def _change_word(item):
 
 def render_markdown(report):
     """The drain report as Markdown: what each host closed, ended and still has closed."""
-    from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _report_markdown as md
-
     dry = report["check_mode"]
     totals = report["totals"]
     lines = md.title_lines("Change window", report) + [f"- time: {md.text(report['time'])}"]
@@ -270,6 +269,6 @@ def render_markdown(report):
         lines += ["", "## Sessions " + ("that would be ended" if dry else "ended"), ""]
         lines += md.session_table(sessions)
     if report["failed_hosts"]:
-        lines += md._failed_hosts(report)  # pylint: disable=protected-access
+        lines += md.failed_hosts(report)
     lines.append("")
     return "\n".join(lines)

@@ -56,21 +56,3 @@ def module_args(engine, params):
     if args.get("login_unix_socket"):
         args.pop("login_host", None)
     return args
-
-
-def unsupported_conditions(engine):
-    """Policy conditions the engine cannot evaluate (empty if unknown)."""
-    entry = _engines.ENGINES.get(engine)
-    return entry.unsupported_conditions if entry is not None else frozenset()
-
-
-def check_supported(policy, engine):
-    """An error message when the parsed policy uses a condition the engine lacks, else None."""
-    missing = sorted(policy.conditions_used() & unsupported_conditions(engine))
-    if not missing:
-        return None
-    pronoun = "it" if len(missing) == 1 else "them"
-    return (
-        f"policy {policy.name!r} uses {', '.join(missing)} which {engine} cannot evaluate; "
-        f"remove {pronoun} or scope the rule to the other engine"
-    )

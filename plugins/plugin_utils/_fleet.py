@@ -45,7 +45,7 @@ from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._outputs import
     write_report,
 )
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_html import TemplateError, load_template
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_markdown import render_markdown
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_kinds import render_markdown
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_model import (
     FAILURE_REASONS,
     REPORT_QUERY_CHARS,

@@ -37,7 +37,7 @@ from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_html im
     render_html,
     trend_point,
 )
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_markdown import render_markdown
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_kinds import render_markdown
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._trail import job_id
 
 # The roles' defaults for the report directory and the trail: inside an AWX job they are

@@ -312,7 +312,8 @@ def _groups_over_budget(report):
     return ["", "## Groups over budget", ""] + table(("host", "rule", "group", "size", "kept", ended), rows)
 
 
-def _failed_hosts(report):
+def failed_hosts(report):
+    """The section listing the hosts that failed, each with its reason code and what it had ended."""
     dry = report["check_mode"]
     lines = ["", "## Hosts that failed", ""]
     for host, reason in report["failed_hosts"].items():
@@ -336,15 +337,12 @@ def _failed_hosts(report):
 
 
 def render_markdown(report):
-    """The report as Markdown: the header, the body of its kind, the hosts that failed."""
-    if report["kind"] == "drain":
-        from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._change_window import render_markdown as drain
-
-        return drain(report)
+    """An audit or enforce report as Markdown: the header, the body of its kind, the hosts that failed.
+    (A change window's report: ``_change_window.render_markdown``; ``_report_kinds`` chooses.)"""
     lines = _header(report)
     lines += _enforce_body(report) if report["kind"] == "enforce" else _audit_body(report)
     lines += _groups_over_budget(report)
     if report["failed_hosts"]:
-        lines += _failed_hosts(report)
+        lines += failed_hosts(report)
     lines.append("")
     return "\n".join(lines)

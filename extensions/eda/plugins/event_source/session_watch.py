@@ -47,7 +47,7 @@ _COLLECTIONS = os.path.abspath(os.path.join(_HERE, *[os.pardir] * 7))
 if os.path.isdir(os.path.join(_COLLECTIONS, "ansible_collections")) and _COLLECTIONS not in sys.path:
     sys.path.insert(0, _COLLECTIONS)
 
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _policy, _runner  # noqa: E402
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _engines, _policy, _runner  # noqa: E402
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import (  # noqa: E402
     _connection,
     _inprocess,
@@ -91,7 +91,7 @@ class HostWatch(object):
             raise WatchError(f"dbhygiene_engine: expected one of {', '.join(_connection.ENGINES)}, got {self.engine!r}")
         raw = host_vars.get("dbhygiene_policy")
         self.policy = _policy.parse_policy(raw)
-        problem = _connection.check_supported(self.policy, self.engine)
+        problem = _engines.check_supported(self.policy, self.engine)
         if problem:
             raise WatchError(problem)
         self.policy_arg = raw if isinstance(raw, dict) else self.policy.to_dict()

@@ -209,7 +209,7 @@ def test_module_names_and_unknown_engines():
     assert _connection.ENGINES == ("postgresql", "mysql")
     with pytest.raises(ValueError, match="unknown engine 'oracle': expected one of postgresql, mysql"):
         _engines.module_name("oracle", "sessions")
-    assert _connection.unsupported_conditions("oracle") == frozenset()
+    assert _engines.unsupported_conditions("oracle") == frozenset()
 
 
 def _tasks_passing_connection_options():
@@ -243,3 +243,25 @@ def test_each_role_task_passes_every_connection_option_from_its_variable(role, t
     assert sorted(names - set(args)) == [], f"{role}: {task} does not pass them"
     for name in names:
         assert f"dbhygiene_{name} " in args[name] or f"dbhygiene_{name}|" in args[name], f"{role}: {task}: {name}"
+
+
+def test_a_condition_the_engine_cannot_evaluate_is_refused_in_the_same_words_on_both_sides():
+    from ansible_collections.dbhygiene.sessions.plugins.module_utils import _policy, _runner
+    from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError
+
+    one = _policy.parse_policy({"name": "p", "rules": [{"connected_longer_than": "1h"}]})
+    said = (
+        "policy 'p' uses connected_longer_than, which mysql cannot evaluate; remove it from the rules for mysql hosts"
+    )
+    assert _engines.check_supported(one, "mysql") == said
+    with pytest.raises(SessionError) as raised:
+        _runner.require_supported(one, _mysql.MySQLDriver)
+    assert str(raised.value) == said
+    assert _engines.check_supported(one, "postgresql") is None
+    _runner.require_supported(one, _postgresql.PostgreSQLDriver)
+    assert _engines.check_supported(one, "oracle") is None
+    two = _policy.parse_policy({"name": "q", "rules": [{"connected_longer_than": "1h", "idle_longer_than": "1m"}]})
+    assert _engines.check_supported(two, "mysql", ["connected_longer_than", "idle_longer_than"]) == (
+        "policy 'q' uses connected_longer_than, idle_longer_than, which mysql cannot evaluate; "
+        "remove them from the rules for mysql hosts"
+    )

@@ -7,16 +7,16 @@ import os
 
 import pytest
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import (
-    _change_window,
     _fleet,
     _outputs,
+    _report_kinds,
     _report_markdown,
     _sweeps,
 )
 
 
 def _report(kind, check_mode, minute=0, results=None, context=None):
-    report = (_change_window.build_report if kind == "drain" else _fleet.build_report)(
+    report = _report_kinds.builder(kind)(
         kind, ["a"], ["a"], results or {"a": {"dbhygiene": {"seen": 1}}}, check_mode, context or {}
     )
     report["time"] = "2026-12-01T16:%02d:00.000000Z" % minute
