@@ -271,7 +271,7 @@ def test_a_drain_frozen_at_its_first_session_names_the_unknown_ones_and_the_next
     answering (`dbhygiene_query_timeout`); the drain fails naming how many sessions it
     journaled and never learned the fate of, each has an `unknown` line, the report lists
     them, and the open after the thaw settles every one."""
-    with _window(fleet, "ju") as (tag, names, _, held):
+    with _window(fleet, "ju") as (tag, names, _windows, held):
         held.update(_held(fleet, names, FROZEN_VICTIMS))
         directory = str(tmp_path)
         inventory = _inventory(fleet, directory, _group_vars(fleet, directory, tag, dbhygiene_query_timeout=3))
