@@ -20,7 +20,7 @@ import math
 import os
 
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_markdown import age, session_rows
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_model import FAILURE_REASONS
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_model import FAILURE_REASONS, managed_platform
 
 TEMPLATE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 DEFAULT_TEMPLATE = os.path.join(TEMPLATE_DIR, "fleet_report.html.j2")
@@ -177,7 +177,7 @@ def _host_view(report, host, entry):
         "host": host,
         "engine": entry.get("engine"),
         "role": entry.get("role"),
-        "platform": entry.get("platform"),
+        "platform": managed_platform(entry),
         "status": entry.get("status"),
         "seen": entry.get("seen") if entry.get("seen") is not None else entry.get("sessions"),
         "by_state": entry.get("by_state") or {},

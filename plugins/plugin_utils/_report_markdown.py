@@ -13,7 +13,7 @@ __metaclass__ = type
 
 import re
 
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_model import FAILURE_REASONS
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_model import FAILURE_REASONS, managed_platform
 
 # A value shown as text, whatever it holds (application names, users, databases, statements
 # and messages come from the database's clients): it renders as itself in every Markdown
@@ -168,9 +168,7 @@ def _enforce_body(report):
 
 def _role_cell(entry):
     """The server's role, and the managed service it runs on when it is one (`primary, rds`)."""
-    platform = entry.get("platform")
-    managed = platform if platform and platform != "self_managed" else None
-    return ", ".join(part for part in (entry.get("role"), managed) if part)
+    return ", ".join(part for part in (entry.get("role"), managed_platform(entry)) if part)
 
 
 def _audit_host(entry):

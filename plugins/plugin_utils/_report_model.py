@@ -210,6 +210,12 @@ _LOCK_VISIBILITY = (
 )
 
 
+def managed_platform(entry):
+    """The managed service a host's report entry says it runs on, or None (self-managed or not said)."""
+    platform = entry.get("platform")
+    return platform if platform and platform != "self_managed" else None
+
+
 def audit_summary(sessions, server, plan_dict, thresholds, locks=None):
     """The audit role's per-host figures from one snapshot of sessions.
 
