@@ -139,6 +139,11 @@ def _mid_kill(fleet, tmp_path, host, count, what, run_on="controller"):
     )
 
 
+def _gone_lines(outcomes):
+    """The trail lines of victims already gone when their signal came."""
+    return [line for line in outcomes.get("not_ended", []) if line.get("reason") == "gone"]
+
+
 def _check_every_death_recorded(host, result, trail, dead, what):
     run_id = trail[0]["run_id"]
     outcomes = _by_outcome(trail, run_id)
@@ -147,7 +152,7 @@ def _check_every_death_recorded(host, result, trail, dead, what):
     # A killed server's backends die on their own: a victim already gone when its signal came is
     # `not_ended: gone` (the server's death ended it, not the run), and still has its lines.
     # (A frozen server ends nothing on its own: there, a death reported gone would be a kill unrecorded.)
-    gone = set(line["key"] for line in outcomes.get("not_ended", []) if line.get("reason") == "gone")
+    gone = set(line["key"] for line in _gone_lines(outcomes))
     if what != "kill":
         gone = set()
     dead_keys = set()
@@ -228,8 +233,7 @@ def _fault_case(fleet, tmp_path, host, count, what, run_on, label):
             if not result.get("unknown"):
                 # The statement had returned: every victim terminated (confirmed, or not when the fault
                 # cut the confirm wait), each in the trail. Not the case under test: again.
-                gone = [line for line in outcomes.get("not_ended", []) if line.get("reason") == "gone"]
-                assert len(outcomes.get("terminated", [])) + len(gone) == count
+                assert len(outcomes.get("terminated", [])) + len(_gone_lines(outcomes)) == count
                 print(f"\n{label}: attempt {attempt + 1} landed after the signalling statement returned; again")
                 continue
             _check_result_and_report(directory, host, result, count)
