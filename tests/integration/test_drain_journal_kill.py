@@ -267,7 +267,7 @@ def test_a_controller_killed_mid_drain_left_every_changed_right_in_the_trail(fle
             assert not os.path.exists(os.path.join(directory, "audit.jsonl.pending", "drain", host + ".json"))
 
 
-FROZEN_ATTEMPTS = 3  # a freeze that lands after a host's signalling statement returned is tried again
+FROZEN_ATTEMPTS = 5  # a freeze that lands after a host's signalling statement returned is tried again
 
 
 def test_a_drain_frozen_at_its_first_session_names_the_unknown_ones_and_the_next_run_settles_them(fleet, tmp_path):

@@ -218,7 +218,7 @@ def _report_figures(label, count, dead, outcomes, took, settling):
     )
 
 
-ATTEMPTS = 3  # a fault that lands after the host's run (it finished in the watcher's few ms) is tried again
+ATTEMPTS = 5  # a fault that lands after the host's run (it finished in the watcher's few ms; on a busy machine 1 in 4) is tried again
 
 
 def _fault_case(fleet, tmp_path, host, count, what, run_on, label):

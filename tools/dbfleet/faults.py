@@ -20,25 +20,43 @@ import time
 from dbfleet import mariadb, postgres
 
 
-def server_pids(server, first=()):
+class _Parents(object):
+    """pid -> parent pid of the processes in /proc, each /proc/N/stat read once: a scan
+    reads only the processes new since the last one, so a watcher can scan every few
+    milliseconds beside a server of hundreds of backends."""
+
+    def __init__(self):
+        self.parent_of = {}
+
+    def children(self, main):
+        live = set()
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            pid = int(entry)
+            live.add(pid)
+            if pid not in self.parent_of:
+                try:
+                    with open("/proc/%s/stat" % entry) as handle:
+                        self.parent_of[pid] = int(handle.read().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue  # gone meanwhile
+        for pid in set(self.parent_of) - live:
+            del self.parent_of[pid]
+        return [pid for pid, parent in self.parent_of.items() if parent == main]
+
+
+def server_pids(server, first=(), parents=None):
     """The server's processes: the PostgreSQL postmaster and every process it forked (the
-    ones not in `first` before those in it), the MariaDB server's one process."""
+    ones not in `first` before those in it), the MariaDB server's one process. `parents`
+    (a _Parents) keeps what earlier scans read."""
     module = postgres if server["engine"] == "postgresql" else mariadb
     main = module.running_pid(server)
     if not main:
         raise AssertionError("%s is not running" % server["name"])
     if server["engine"] != "postgresql":
         return [main]
-    children = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open("/proc/%s/stat" % entry) as handle:
-                    fields = handle.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == main:
-                children.append(int(entry))
+    children = (parents or _Parents()).children(main)
     later = set(first)
     return [main] + [pid for pid in children if pid not in later] + [pid for pid in children if pid in later]
 
@@ -73,7 +91,9 @@ class at_first_death(object):
         self.what = what
         self.thaw_after = thaw_after
         self.victims = [h.id for h in held]
-        self.pids = server_pids(self.server, first=self.victims)
+        self._parents = _Parents()
+        self._main = None
+        self.pids = self._scan()
         self.stopped = []
         self.fired = None
         self.watchdog = None
@@ -84,20 +104,30 @@ class at_first_death(object):
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
+    def _scan(self):
+        """The server's pids, victims last (the postmaster's pid read once: it does not change
+        while the watch is armed, and a pid file read is the slow part of a scan)."""
+        if self._main is None:
+            self._main = server_pids(self.server)[0]
+        if self.server["engine"] != "postgresql":
+            return [self._main]
+        children = self._parents.children(self._main)
+        later = set(self.victims)
+        return [self._main] + [p for p in children if p not in later] + [p for p in children if p in later]
+
     def _run(self):
-        refreshed = time.monotonic()
         while not self._stop.is_set():
+            # The sweep's own backend, forked since the watch was armed, must be in the list
+            # when the first victim dies (stopped before the victims' backends): the list is
+            # scanned again between 5 ms polls (a scan reads only the new processes).
             if self._poll.poll(5):
                 break
-            if time.monotonic() - refreshed > 0.05:
-                # The sweep's own backend, forked since: stopped before the victims' backends.
-                self.pids = server_pids(self.server, first=self.victims)
-                refreshed = time.monotonic()
+            self.pids = self._scan()
         else:
             return
         if self.what == "freeze":
             self.stopped = send(self.pids, signal.SIGSTOP)
-            self.stopped += send(server_pids(self.server), signal.SIGSTOP)  # anything forked meanwhile
+            self.stopped += send([p for p in self._scan() if p not in self.stopped], signal.SIGSTOP)  # forked since
             self.watchdog = subprocess.Popen(
                 ["sh", "-c", "sleep %d; kill -CONT %s" % (self.thaw_after, " ".join(map(str, self.stopped)))],
                 start_new_session=True,
