@@ -30,6 +30,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import fcntl
 import json
 import os
 import uuid
@@ -69,7 +70,8 @@ def load_pending(audit_log, host, kind=None):
 
 
 def save_pending(audit_log, host, entries, kind=None):
-    """Replace the host's pending file (atomically, on disk); remove it when `entries` is empty."""
+    """Replace the host's pending file (atomically, on disk); remove it when `entries` is empty.
+    Callers hold the folder's lock (update_pending)."""
     path = pending_path(audit_log, host, kind)
     if not entries:
         try:
@@ -78,6 +80,36 @@ def save_pending(audit_log, host, entries, kind=None):
             pass
         return
     write_private(path, json.dumps({"host": host, "pending": entries}, default=str, indent=1) + "\n", sync=True)
+
+
+def _entry_id(entry):
+    return (entry.get("run_id"), entry.get("key"))
+
+
+def update_pending(audit_log, host, kind=None, add=(), drop=()):
+    """Change the host's pending file by what one run did, under an exclusive lock of its
+    folder, from the file as it is now: `add` entries (those not there yet) and `drop` the
+    (run_id, key) pairs settled. Two runs on one host with one audit log at once (two
+    playbooks, AWX jobs over one trail) each keep the other's entries; a whole-file rewrite
+    from what a run read at its start would lose those the other added meanwhile."""
+    path = pending_path(audit_log, host, kind)
+    folder = os.path.dirname(path)
+    if not add and not os.path.isdir(folder):
+        return
+    os.makedirs(folder, mode=0o700, exist_ok=True)  # when a run adds the first entry
+    lock = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        drop = set(drop)
+        entries = [entry for entry in load_pending(audit_log, host, kind) if _entry_id(entry) not in drop]
+        there = set(_entry_id(entry) for entry in entries)
+        for entry in add:
+            if _entry_id(entry) not in there:
+                entries.append(entry)
+                there.add(_entry_id(entry))
+        save_pending(audit_log, host, entries, kind)
+    finally:
+        os.close(lock)  # releases the lock
 
 
 class _HostJournal(Journal):
@@ -94,6 +126,8 @@ class _HostJournal(Journal):
         self.context = context
         self.pending = list(pending or [])
         self.journaled = {}
+        # The earlier runs' entries this run settled, (run_id, key): they leave the file at finish.
+        self.settled_ids = set()
 
     def _write_ahead(self, lines, entries, what):
         """`lines` in the trail (one write, fsync), then `entries` added to the pending file;
@@ -106,7 +140,7 @@ class _HostJournal(Journal):
                 "(a writable path on the control node)"
             )
         try:
-            save_pending(self.audit_log, self.host, self.pending + entries, self.kind)
+            update_pending(self.audit_log, self.host, self.kind, add=entries)
         except OSError as exc:
             path = pending_path(self.audit_log, self.host, self.kind)
             raise JournalError(f"the pending file {path} of the audit trail could not be written: {exc}; {what}")
@@ -153,6 +187,7 @@ class TrailJournal(_HostJournal):
             line = session_line(now, self.host, self.engine, self.context, earlier.get("policy"), entry, outcome)
             line.update(detail=entry["detail"], settles=earlier.get("run_id"))
             lines.append(line)
+            self.settled_ids.add(_entry_id(earlier))
         self.pending = keep
         return lines
 
@@ -170,14 +205,13 @@ class TrailJournal(_HostJournal):
         ]
 
     def finish(self, result, unaccounted):
-        """Drop from `pending` the victims of this run whose outcome is known, and save it."""
+        """Drop from the pending file the victims of this run whose outcome is known and the
+        earlier runs' ones this run settled (update_pending: another run's stay)."""
         open_keys = set(entry.get("key") for entry in (result.get("unknown") or []) + unaccounted)
-        self.pending = [
-            entry
-            for entry in self.pending
-            if entry.get("run_id") != self.context.get("run_id") or entry.get("key") in open_keys
-        ]
-        save_pending(self.audit_log, self.host, self.pending)
+        run_id = self.context.get("run_id")
+        drop = set(self.settled_ids) | set((run_id, key) for key in self.journaled if key not in open_keys)
+        self.pending = [entry for entry in self.pending if _entry_id(entry) not in drop]
+        update_pending(self.audit_log, self.host, self.kind, drop=drop)
 
 
 # ---------------------------------------------------------------- the drain role's changes of rights
@@ -338,6 +372,7 @@ class DrainJournal(_HostJournal):
             line = self._line(change, settled[0], check_mode)
             line.update(detail=settled[1], settles=earlier.get("run_id"))
             lines.append(line)
+            self.settled_ids.add(_entry_id(earlier))
         self.pending = keep
         return lines
 
@@ -361,7 +396,8 @@ class DrainJournal(_HostJournal):
         return lines
 
     def finish(self, result):
-        """Drop from `pending` this run's changes whose outcome is known, and save it."""
+        """Drop from the pending file this run's changes whose outcome is known and the earlier
+        runs' ones this run settled (update_pending: another run's stay)."""
         known = set()
         if "changes" in result:
             known = set(self.journaled)
@@ -370,12 +406,10 @@ class DrainJournal(_HostJournal):
                 for change in result.get("changes") or []
                 if isinstance(change, dict) and change.get("status") == STATUS_UNKNOWN
             )
-        self.pending = [
-            entry
-            for entry in self.pending
-            if entry.get("run_id") != self.context.get("run_id") or entry.get("key") not in known
-        ]
-        save_pending(self.audit_log, self.host, self.pending, self.kind)
+        run_id = self.context.get("run_id")
+        drop = set(self.settled_ids) | set((run_id, key) for key in known)
+        self.pending = [entry for entry in self.pending if _entry_id(entry) not in drop]
+        update_pending(self.audit_log, self.host, self.kind, drop=drop)
 
 
 # The fields a trail line adds to a change entry (dropped again when a pending line is settled).

@@ -246,3 +246,17 @@ def test_the_next_run_a_sweep_or_a_drain_settles_the_sessions_a_drain_left(tmp_p
         assert lines[1]["reason"] == "still_present" and later.pending == []
     later.finish({}, [])
     assert not os.path.exists(_journal.pending_path(journal.audit_log, "db1"))
+
+
+def test_a_drain_settling_an_earlier_run_keeps_what_a_drain_beside_it_journaled(tmp_path):
+    first = _journal_at(tmp_path, engine="postgresql")
+    first.changing([REVOKE])  # then the controller was killed
+    pending = _journal.load_pending(first.audit_log, "db1", "drain")
+    second = _journal_at(tmp_path, run_id="run-2", engine="postgresql", pending=pending)
+    beside = _journal_at(tmp_path, run_id="run-3")
+    beside.changing([LOCK])  # another drain on the host, journaled after second read the file
+    assert [line["settles"] for line in second.settle_lines([_record("billing", REVOKE)])] == ["run-1"]
+    second.finish({"changes": []})
+    assert [(e["run_id"], e["key"]) for e in _journal.load_pending(first.audit_log, "db1", "drain")] == [
+        ("run-3", _journal.change_key(LOCK))
+    ]

@@ -197,3 +197,68 @@ def test_the_report_does_not_say_in_the_audit_trail_when_it_could_not_be_written
             "enforce", ["db1"], ["db1"], {"db1": dict(result, dbhygiene=summary)}, False, {"audit_log": "/x/trail"}
         )
         assert ("and in the audit trail" in _fleet.render_markdown(report)) is said
+
+
+# ---------------------------------------------------------------- two runs on one host at once
+def _run_journal(tmp_path, run_id, pending=None):
+    journal = _journal_of(tmp_path, pending)
+    journal.context = dict(journal.context, run_id=run_id)
+    return journal
+
+
+def _pending_ids(tmp_path):
+    return sorted((e["run_id"], e["key"]) for e in _journal.load_pending(str(tmp_path / "audit.jsonl"), "db1"))
+
+
+def test_two_runs_at_once_keep_each_others_pending_victims(tmp_path):
+    # Both read the (empty) pending file at their start, then interleave.
+    first, second = _run_journal(tmp_path, "run-a"), _run_journal(tmp_path, "run-b")
+    first.ending([_victim(1)])
+    second.ending([_victim(2)])
+    assert _pending_ids(tmp_path) == [("run-a", "1@t"), ("run-b", "2@t")]
+    second.finish({"terminated": [_victim(2)]}, [])  # second knows its victim's fate
+    assert _pending_ids(tmp_path) == [("run-a", "1@t")]  # first's unknown one is still there
+    first.finish({"unknown": [dict(_victim(1), detail="lost")]}, [])
+    assert _pending_ids(tmp_path) == [("run-a", "1@t")]
+
+
+def test_a_run_settling_an_earlier_one_keeps_what_a_run_beside_it_added(tmp_path):
+    earlier = _run_journal(tmp_path, "run-0")
+    earlier.ending([_victim(1)])
+    earlier.finish({"unknown": [dict(_victim(1), detail="lost")]}, [])
+    settling = _run_journal(tmp_path, "run-a", _journal.load_pending(str(tmp_path / "audit.jsonl"), "db1"))
+    beside = _run_journal(tmp_path, "run-b")
+    beside.ending([_victim(3)])  # the file now holds run-0's and run-b's
+    assert [line["settles"] for line in settling.settle_lines([{"key": "1@t", "outcome": "terminated"}])] == ["run-0"]
+    settling.finish({}, [])
+    assert _pending_ids(tmp_path) == [("run-b", "3@t")]
+
+
+def _hammer(audit_log, worker, rounds):
+    """One process: `rounds` runs, each journaling 3 victims and leaving the last unknown."""
+    for n in range(rounds):
+        run_id = "w%d-r%d" % (worker, n)
+        context = {"login_host": "db1", "job_id": None, "run_id": run_id}
+        journal = _journal.TrailJournal(audit_log, "db1", "postgresql", context, "nightly")
+        victims = [dict(_victim(worker * 10000 + n * 10 + k)) for k in range(3)]
+        journal.ending(victims[:2])
+        journal.ending(victims[2:])
+        journal.finish({"terminated": victims[:2], "unknown": [dict(victims[2], detail="lost")]}, [])
+
+
+def test_runs_in_parallel_processes_lose_no_pending_entry(tmp_path):
+    import multiprocessing
+
+    audit_log = str(tmp_path / "audit.jsonl")
+    workers, rounds = 4, 25
+    processes = [multiprocessing.Process(target=_hammer, args=(audit_log, w, rounds)) for w in range(workers)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(120)
+        assert process.exitcode == 0
+    expected = sorted(
+        ("w%d-r%d" % (w, n), "%d@t" % (w * 10000 + n * 10 + 2)) for w in range(workers) for n in range(rounds)
+    )
+    assert _pending_ids(tmp_path) == expected
+    assert len(_lines(audit_log)) == workers * rounds * 3
