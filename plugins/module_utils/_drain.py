@@ -486,7 +486,7 @@ def run_drain(driver, rights, request, check_mode, diff=False, deadline=None, ro
         deadline.check("reading the rights")
         # The record before this run changes anything: what an earlier run left (the
         # controller settles the changes it journaled and never got an outcome for).
-        record_before = rights.record()
+        record_before = rights.record_before()
         try:
             if replica:
                 outcome = _on_replica(rights, request)

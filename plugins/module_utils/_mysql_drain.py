@@ -581,8 +581,20 @@ def plan_unlocks(databases, record_accounts, accounts):
     return unlock, kept, gone
 
 
-def record_entries(database_rows, account_rows_, public_rows=()):
-    """The record as result entries (see RETURN `record`); `public_rows`: [(db, grant_text, status)]."""
+def _account_now(accounts, user, host):
+    info = accounts.get((user, host))
+    if info is None:
+        return "dropped"
+    return "locked" if info["locked"] else "unlocked"
+
+
+def record_entries(database_rows, account_rows_, public_rows=(), accounts=None, public_lines=None):
+    """The record as result entries (see RETURN `record`); `public_rows`: [(db, grant_text, status)].
+
+    With `accounts` (account_rows()) and `public_lines` (SHOW GRANTS FOR PUBLIC now), each
+    change also says what the server holds at this read (`now`): an account `locked`,
+    `unlocked` or `dropped`; a grant of PUBLIC `granted` or `revoked`. A change recorded as
+    about to be made (`status: pending`) by a run that died is then settled exactly."""
     entries = []
     for db, drained_at, drained_by in database_rows:
         changes = []
@@ -590,10 +602,15 @@ def record_entries(database_rows, account_rows_, public_rows=()):
             if row_db == db:
                 entry = change_entry(_text(user), _text(host), [db], "locked", reason)
                 entry["status"] = status
+                if accounts is not None:
+                    entry["now"] = _account_now(accounts, _text(user), _text(host))
                 changes.append(entry)
         for row_db, text, status in public_rows:
             if row_db == db:
-                changes.append(dict(public_entry(db, text, "revoked"), status=status))
+                entry = dict(public_entry(db, text, "revoked"), status=status)
+                if public_lines is not None:
+                    entry["now"] = "granted" if text in public_lines else "revoked"
+                changes.append(entry)
         entries.append(
             {
                 "database": db,
@@ -676,6 +693,15 @@ class MySQLRights(object):
 
     def record(self):
         return record_entries(*self._record_rows(), public_rows=self._public_rows())
+
+    def record_before(self):
+        """The record before a run changes anything, each change with what the server holds now
+        (record_entries `now`), read only when there is a record."""
+        database_rows, accounts_rows = self._record_rows()
+        public_rows = self._public_rows()
+        accounts = self._accounts() if accounts_rows else {}
+        lines = set(self._public_lines()) if public_rows else set()
+        return record_entries(database_rows, accounts_rows, public_rows, accounts, lines)
 
     def end_session(self, session, mode):
         """End one session of a drain (no guard: a drain ends its targets whatever their state);

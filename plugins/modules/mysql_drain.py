@@ -224,6 +224,9 @@ record_before:
     - The record on the server as this run read it before it changed anything, entries as in RV(record). The drain
       role settles from it the changes of rights an earlier run journaled in the audit trail and never gave an outcome
       for (a controller killed mid-drain).
+    - Each change also has C(now), what the server held at that read, so that a change recorded as C(pending) (about
+      to be made when a run died) settles exactly, as do an open's undoings of the record's changes. An account
+      V(locked), V(unlocked) or V(dropped); a grant of PUBLIC V(granted) or V(revoked).
   returned: when the run got as far as reading the record
   type: list
   elements: dict

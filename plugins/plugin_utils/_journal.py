@@ -273,15 +273,44 @@ def settle_change(change, record, engine):
             return NOT_CHANGED, "settled: not in the server's drain record at the next run: not made (or undone since)"
         if made.get("status") in _DONE_STATUSES:
             return change.get("change"), "settled: in the server's drain record at the next run (open undoes it)"
+        now = made.get("now")
+        pending = f"recorded as {made.get('status')} (about to be made, never confirmed)"
+        if now == change.get("change"):
+            return change.get("change"), (
+                f"settled: {pending}, and {now} at the next run's first read: made (state=open undoes it)"
+            )
+        if now is not None:
+            return NOT_CHANGED, f"settled: {pending}, and {now} at the next run's first read: not made"
         return "unknown", (
-            f"settled as far as the server can tell: recorded as {made.get('status')} (about to be made, never "
-            "confirmed): made or not; state=open undoes it if it was made"
+            f"settled as far as the server can tell: {pending}: made or not; state=open undoes it if it was made"
         )
     if entry is None:
         return change.get("change"), "settled: the drain record of its database was gone at the next run"
     if engine in _ATOMIC_OPEN:
         return NOT_CHANGED, "settled: the drain record was still there at the next run: the open did not commit"
+    now = _now_of_undone(change, entry)
+    if now == change.get("change"):
+        return change.get("change"), (
+            f"settled: {now} at the next run's first read (the open stopped before it forgot the drain record)"
+        )
+    if now in _DRAIN_CHANGES:
+        return NOT_CHANGED, f"settled: still {now} at the next run's first read: the open did not make it"
     return "unknown", "settled as far as the server can tell: the open stopped before it forgot the drain record"
+
+
+# What an open's change (unlocked, granted) undoes in the record (locked, revoked).
+_UNDOES = {"unlocked": "locked", "granted": "revoked"}
+
+
+def _now_of_undone(change, entry):
+    """What the server held at the next run's first read (the record's `now`, MySQL) of the
+    drain's change that an open's `change` undoes; None when the record does not say."""
+    for made in entry.get("changes") or []:
+        if made.get("change") == _UNDOES.get(change.get("change")) and all(
+            made.get(name) == change.get(name) for name in ("account", "right", "grantor")
+        ):
+            return made.get("now")
+    return None
 
 
 # The drain's sessions that its journal wrote `ending` for and a run that finished (not failed) gave

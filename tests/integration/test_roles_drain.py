@@ -584,9 +584,90 @@ def test_a_mariadb_drain_frozen_half_way_reports_and_trails_what_it_changed(flee
         assert {line["account"] for line in locks} == {c["account"] for c in done + unknown}
         print(f"\nfrozen after {len(done)} locks ({len(unknown)} in flight); {check} locked on the server")
 
+        held_locks = _locked_accounts(window)  # what the server holds after the thaw
+
         run, report, markdown = _run_drain(inventory, directory, dbhygiene_drain_state="open")
         assert run.rc == 0, run.output[-4000:]
         assert window.catalog() == before
+        assert names["billing"] not in report["hosts"]["mariadb1"]["still_closed"]
+        # The open settles each lock left unknown exactly, from what the server held at its first read.
+        first_run = trail[0]["run_id"]
+        settles = [line for line in read_trail(os.path.join(directory, "audit.jsonl")) if line.get("settles")]
+        assert sorted((line["account"], line["outcome"]) for line in settles if line["settles"] == first_run) == sorted(
+            (c["account"], "locked" if c["account"] in held_locks else "not_changed") for c in unknown
+        )
+    finally:
+        window.drop()
+        _forget_mariadb_record(window, names["billing"])
+
+
+def _locked_accounts(window):
+    """The window's accounts locked on the MariaDB server now, as 'user'@'host'."""
+    conn = window._admin()
+    try:
+        cur = conn.cursor()
+        cur.execute(
+            "SELECT User, Host FROM mysql.global_priv WHERE User IN ({}) "
+            "AND JSON_VALUE(Priv, '$.account_locked') IN ('true', '1')".format(", ".join(["%s"] * len(window.users))),
+            list(window.users),
+        )
+        return set("'%s'@'%s'" % (user, host) for user, host in cur.fetchall())
+    finally:
+        conn.close()
+
+
+def test_a_mariadb_lock_recorded_but_never_confirmed_is_settled_by_what_the_server_holds(fleet, tmp_path):
+    """A drain that died between recording a lock (`status: pending`) and confirming it leaves
+    the lock made or not; the next run reads the account's lock with the record and settles
+    each change exactly (`locked` / `not_changed`), never `unknown`. The state such a run
+    leaves is made here from a real drain's: its record rows set back to pending, one of the
+    two locks undone, and its `changing` lines in the pending file."""
+    tag = "pc" + uuid.uuid4().hex[:6]
+    names = _names(tag)
+    users = [names["app"] + str(n) for n in range(3)] + [names["migrator"]]
+    window = Window(fleet, "mariadb1", (names["billing"],), users, {user: [names["billing"]] for user in users})
+    window.create()
+    try:
+        before_locks = _locked_accounts(window)
+        directory = str(tmp_path)
+        inventory = _inventory(fleet, directory, _group_vars(fleet, directory, tag), hosts=("mariadb1",))
+        run, _report, _markdown = _run_drain(inventory, directory)
+        assert run.rc == 0, run.output[-4000:]
+        audit_log = os.path.join(directory, "audit.jsonl")
+        made, not_made = ("'%s'@'%%'" % user for user in users[:2])
+        changing = [
+            line
+            for line in read_trail(audit_log)
+            if line["action"] == "lock" and line["outcome"] == "changing" and line["account"] in (made, not_made)
+        ]
+        assert len(changing) == 2, changing
+        conn = window._admin()
+        try:
+            cur = conn.cursor()
+            cur.execute(
+                "UPDATE dbhygiene.drain_accounts SET status = 'pending' WHERE db = %s AND host = '%%' "
+                "AND user IN (%s, %s)",
+                (names["billing"], users[0], users[1]),
+            )
+            cur.execute("ALTER USER %s@'%%' ACCOUNT UNLOCK", (users[1],))
+            conn.commit()
+        finally:
+            conn.close()
+        pending = os.path.join(directory, "audit.jsonl.pending", "drain", "mariadb1.json")
+        os.makedirs(os.path.dirname(pending), exist_ok=True)
+        with open(pending, "w") as handle:
+            json.dump({"host": "mariadb1", "pending": changing}, handle)
+
+        run, report, _markdown = _run_drain(inventory, directory, dbhygiene_drain_state="open")
+        assert run.rc == 0, run.output[-4000:]
+        settles = [line for line in read_trail(audit_log) if line.get("settles")]
+        assert sorted((line["account"], line["outcome"]) for line in settles) == sorted(
+            [(made, "locked"), (not_made, "not_changed")]
+        ), settles
+        assert all("at the next run's first read" in line["detail"] for line in settles), settles
+        assert not os.path.exists(pending)
+        # The open unlocked what the drain locked (the account unlocked by hand changed bytes of its own).
+        assert not _locked_accounts(window) and not before_locks
         assert names["billing"] not in report["hosts"]["mariadb1"]["still_closed"]
     finally:
         window.drop()

@@ -311,6 +311,8 @@ class FakeReplica(FakeServer):
     def record(self):
         return [{"database": db, "changes": []} for db in self.recorded]
 
+    record_before = record
+
     def drain(self, request, check_mode):
         raise AssertionError("a replica's rights are never changed")
 

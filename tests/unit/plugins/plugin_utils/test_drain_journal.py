@@ -20,6 +20,8 @@ from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _change_
 
 LOCK = {"change": "locked", "account": "'app'@'%'", "right": "ACCOUNT LOCK", "grantor": None, "database": "billing",
         "databases": ["billing"], "reason": "holds privileges on billing"}  # fmt: skip
+PUBLIC = {"change": "revoked", "account": "PUBLIC", "right": "SELECT ON `billing`.*", "grantor": None,
+          "database": "billing", "databases": ["billing"], "reason": "PUBLIC's grant on billing"}  # fmt: skip
 REVOKE = {"change": "revoked", "account": "app", "right": "CONNECT", "grantor": "postgres", "database": "billing",
           "databases": ["billing"], "reason": "holds CONNECT on billing"}  # fmt: skip
 
@@ -109,6 +111,36 @@ def _record(database, *changes, **extra):
         (REVOKE, {}, "postgresql", "not_changed"),
         (LOCK, {"billing": _record("billing", dict(LOCK, status="locked"))}, "mysql", "locked"),
         (LOCK, {"billing": _record("billing", dict(LOCK, status="pending"))}, "mysql", "unknown"),
+        # MariaDB's record read with what the server holds now (`now`): a pending lock settles exactly
+        (LOCK, {"billing": _record("billing", dict(LOCK, status="pending", now="locked"))}, "mysql", "locked"),
+        (LOCK, {"billing": _record("billing", dict(LOCK, status="pending", now="unlocked"))}, "mysql", "not_changed"),
+        (LOCK, {"billing": _record("billing", dict(LOCK, status="pending", now="dropped"))}, "mysql", "not_changed"),
+        (PUBLIC, {"billing": _record("billing", dict(PUBLIC, status="pending", now="revoked"))}, "mysql", "revoked"),
+        (
+            PUBLIC,
+            {"billing": _record("billing", dict(PUBLIC, status="pending", now="granted"))},
+            "mysql",
+            "not_changed",
+        ),
+        # an open that stopped before it forgot the record: the account's lock says whether it was undone
+        (
+            dict(LOCK, change="unlocked"),
+            {"billing": _record("billing", dict(LOCK, status="locked", now="unlocked"))},
+            "mysql",
+            "unlocked",
+        ),
+        (
+            dict(LOCK, change="unlocked"),
+            {"billing": _record("billing", dict(LOCK, status="locked", now="locked"))},
+            "mysql",
+            "not_changed",
+        ),
+        (
+            dict(PUBLIC, change="granted"),
+            {"billing": _record("billing", dict(PUBLIC, status="revoked", now="granted"))},
+            "mysql",
+            "granted",
+        ),
         (
             LOCK,
             {"billing": _record("billing", dict(LOCK, account="'other'@'%'", status="locked"))},
@@ -170,6 +202,8 @@ def test_a_rights_failure_without_a_change_made_is_a_plain_error():
     class Rights(object):
         def record(self):
             return []
+
+        record_before = record
 
         def drain(self, request, check_mode):
             raise _drain.Progress("db1").failed(SessionError("the audit trail /x could not be written"))
