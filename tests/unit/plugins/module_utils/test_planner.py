@@ -13,9 +13,10 @@ import sys
 import time
 
 import pytest
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _planner
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _matching, _planner
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._planner import MatchTimeout, plan
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._matching import MatchTimeout
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._planner import plan
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import (
     PolicyError,
     parse_policy,
@@ -453,7 +454,7 @@ def test_the_bounded_matcher_is_used_only_when_needed(monkeypatch):
         forks.append(1)
         return real_fork()
 
-    monkeypatch.setattr(_planner.os, "fork", counting_fork)
+    monkeypatch.setattr(_matching.os, "fork", counting_fork)
     sessions = [session(1, query="SELECT 2"), session(2, state="active", query_seconds=9000.0)]
     plain = plan(sessions, parse_policy(SWEEP))
     assert forks == []
@@ -492,7 +493,7 @@ def test_bounded_matching_gives_the_in_process_answer():
         )
     ]
     ordered = sorted(sessions, key=_planner._order)
-    assert _planner._decide_bounded(policy, ordered, 10) == _planner._decide(policy, ordered)
+    assert _matching._decide_bounded(policy, ordered, 10) == _matching._decide(policy, ordered)
     result = plan(sessions, policy)
     assert [(v["session"]["id"], v["rule"]) for v in result.victims] == [(0, "selects"), (2, "idle")]
     assert [(e["session"]["id"], e["detail"]) for e in result.not_ended] == [
@@ -517,10 +518,10 @@ def test_match_timeout_is_both_a_policy_and_a_session_error():
 
 def test_a_protect_glob_is_named_when_it_is_what_overran():
     policy = parse_policy({"rules": [{"states": ["idle"]}], "protect": {"users": ["backup_*"]}})
-    assert _planner._slow_field(policy, -1)[:3] == ("policy.protect", None, "the protect globs")
-    assert _planner._slow_field(policy, 0)[:3] == ("policy.rules[0]", "rule-0", "the globs of rule 'rule-0'")
+    assert _matching._slow_field(policy, -1)[:3] == ("policy.protect", None, "the protect globs")
+    assert _matching._slow_field(policy, 0)[:3] == ("policy.rules[0]", "rule-0", "the globs of rule 'rule-0'")
     except_only = parse_policy({"rules": [{"states": ["idle"], "except": {"query_matches": "x+"}}]})
-    assert _planner._slow_field(except_only, 0)[:3] == ("policy.rules[0].except.query_matches", "x+", "'x+'")
+    assert _matching._slow_field(except_only, 0)[:3] == ("policy.rules[0].except.query_matches", "x+", "'x+'")
 
 
 @pytest.mark.skipif(sys.version_info >= (3, 9), reason="fnmatch backtracks only before Python 3.9")
