@@ -4,7 +4,6 @@
 import pytest
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import (
     _change_window,
-    _fleet,
     _outputs,
     _report_kinds,
     _report_markdown,
@@ -38,7 +37,7 @@ def test_a_change_windows_report_is_rendered_as_one_wherever_it_is_rendered():
     assert "hosts_still_closed" in report["totals"]
     markdown = _report_kinds.render_markdown(report)
     assert markdown.startswith("# Change window\n")
-    assert markdown == _change_window.render_markdown(report) == _fleet.render_markdown(report)
+    assert markdown == _change_window.render_markdown(report) == _report_kinds.render_markdown(report)
     assert _outputs.render_markdown is _report_kinds.render_markdown
 
 
