@@ -27,7 +27,7 @@ from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import (
 )
 
 ARGUMENT_SPEC = {
-    "kind": {"type": "str", "required": True, "choices": ["audit", "enforce", "drain"]},
+    "kind": {"type": "str", "required": True, "choices": list(_report_kinds.KINDS)},
     "result_var": {"type": "str", "required": True},
     "report_dir": {"type": "path", "required": True},
     "audit_log": {"type": "path"},
@@ -111,16 +111,17 @@ class ActionModule(_action.ActionMixin, ActionBase):
         warnings = sweep_warnings + _outputs.awx_default_path_warnings(
             task_vars, report_dir=params["report_dir"], audit_log=params.get("audit_log")
         )
-        if params["kind"] == "drain" or stopped:
+        if _report_kinds.KINDS[params["kind"]].one_run or stopped:
             # A change window is one run over its hosts: its report is that run's. So is a run that stopped.
             sweep = None
-        build = _report_kinds.builder(params["kind"])
         report_dir = _files.controller_path(params["report_dir"])
         template = _files.controller_path(params["html_template"]) if params.get("html_template") else None
         metrics_file = _files.controller_path(params.get("metrics_file") or _metrics.default_path(report_dir))
         try:
             if sweep is None:
-                report = build(params["kind"], hosts_all, hosts_active, results, check_mode, context)
+                report = _report_kinds.build_report(
+                    params["kind"], hosts_all, hosts_active, results, check_mode, context
+                )
                 paths, markdown = _outputs.write_report(report, report_dir, keep=params["keep"], html_template=template)
             else:
                 # An AWX slice's inventory is its own slice: the other slices' hosts are not known.
@@ -159,7 +160,9 @@ class ActionModule(_action.ActionMixin, ActionBase):
         stats = {f"dbhygiene_{params['kind']}": totals}
         if sweep is not None:
             # This run's own figures for its job; the sweep's so far, apart.
-            totals = build(params["kind"], hosts_all, hosts_active, results, check_mode, context)["totals"]
+            totals = _report_kinds.build_report(params["kind"], hosts_all, hosts_active, results, check_mode, context)[
+                "totals"
+            ]
             stats = {
                 f"dbhygiene_{params['kind']}": totals,
                 f"dbhygiene_{params['kind']}_sweep": dict(report["totals"], id=sweep["id"]),

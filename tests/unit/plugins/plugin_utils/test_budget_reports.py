@@ -43,7 +43,7 @@ def test_the_audit_report_lists_each_host_s_groups_over_budget_in_json_and_markd
         (1, 3, 1, 3),
         (2, 3, 1, 2),
     ]
-    report = _report_model.build_report("audit", ["db1"], ["db1"], {"db1": {"dbhygiene": summary}}, False, {})
+    report = _report_kinds.build_report("audit", ["db1"], ["db1"], {"db1": {"dbhygiene": summary}}, False, {})
     assert report["hosts"]["db1"]["groups_over_budget"] == summary["groups_over_budget"]
     markdown = _report_kinds.render_markdown(report)
     assert "## Groups over budget" in markdown
@@ -55,7 +55,7 @@ def test_a_report_without_budgets_has_no_groups_table():
     plan_dict = plan(SESSIONS, parse_policy({"rules": [{"states": ["idle"]}]})).to_dict()
     summary = _report_model.audit_summary(SESSIONS, {}, plan_dict, {})[0]
     assert "groups_over_budget" not in summary
-    report = _report_model.build_report("audit", ["db1"], ["db1"], {"db1": {"dbhygiene": summary}}, False, {})
+    report = _report_kinds.build_report("audit", ["db1"], ["db1"], {"db1": {"dbhygiene": summary}}, False, {})
     assert "Groups over budget" not in _report_kinds.render_markdown(report)
 
 
@@ -68,6 +68,6 @@ def test_the_enforce_report_says_what_each_group_ended():
     }
     summary = _report_model.enforce_summary(result)
     assert summary["terminated"][0]["group"] == {} and summary["terminated"][0]["rank"] == 4
-    report = _report_model.build_report("enforce", ["db1"], ["db1"], {"db1": {"dbhygiene": summary}}, False, {})
+    report = _report_kinds.build_report("enforce", ["db1"], ["db1"], {"db1": {"dbhygiene": summary}}, False, {})
     assert "| db1 | pool | (whole host) | 4 | 3 | 1 |" in _report_kinds.render_markdown(report)
     assert "| ended |" in _report_kinds.render_markdown(report)

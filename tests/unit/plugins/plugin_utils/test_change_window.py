@@ -2,7 +2,7 @@
 """The drain role's controller helpers: the variables' check, the trail lines, the fleet report."""
 
 import pytest
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _change_window
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _change_window, _report_kinds
 
 
 def _session(session_id, **fields):
@@ -149,7 +149,7 @@ def _report(results, check_mode=False):
         summary.update(_change_window.drain_summary(result))
         registered[host] = dict(result, dbhygiene=summary)
     active = [host for host in hosts if registered[host] is not None]
-    return _change_window.build_report("drain", hosts, active, registered, check_mode, {"run": "r1"})
+    return _report_kinds.build_report("drain", hosts, active, registered, check_mode, {"run": "r1"})
 
 
 def test_the_report_says_what_was_closed_ended_and_is_still_closed():

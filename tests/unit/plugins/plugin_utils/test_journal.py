@@ -174,7 +174,7 @@ def test_unknown_victims_get_trail_lines_and_a_place_in_the_report():
         (2, "unknown", "lost", "run-1"),
     ]
     summary = dict(_report_model.enforce_summary(result), failure="unknown_outcome")
-    report = _report_model.build_report(
+    report = _report_kinds.build_report(
         "enforce", ["db1"], ["db1"], {"db1": dict(result, dbhygiene=summary)}, False, {"audit_log": "/x/trail"}
     )
     entry = report["hosts"]["db1"]
@@ -193,7 +193,7 @@ def test_the_report_does_not_say_in_the_audit_trail_when_it_could_not_be_written
         summary = _report_model.enforce_summary(result)
         if audit_error:
             summary["audit_error"] = audit_error
-        report = _report_model.build_report(
+        report = _report_kinds.build_report(
             "enforce", ["db1"], ["db1"], {"db1": dict(result, dbhygiene=summary)}, False, {"audit_log": "/x/trail"}
         )
         assert ("and in the audit trail" in _report_kinds.render_markdown(report)) is said

@@ -6,11 +6,11 @@ import multiprocessing
 import os
 import stat
 
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _files, _outputs, _report_model
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _files, _outputs, _report_kinds
 
 
 def test_write_report_files_are_private(tmp_path):
-    report = _report_model.build_report("audit", ["a"], ["a"], {"a": {"dbhygiene": {"sessions": 2}}}, True, {})
+    report = _report_kinds.build_report("audit", ["a"], ["a"], {"a": {"dbhygiene": {"sessions": 2}}}, True, {})
     paths, markdown = _outputs.write_report(report, str(tmp_path / "r"))
     for path in list(paths.values()) + [str(tmp_path / "r" / "audit-latest.md")]:
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
@@ -33,7 +33,7 @@ def test_awx_default_paths_warn_and_name_the_variables():
 
 # ---------------------------------------------------------------- report names and pruning
 def _write_same_report(report_dir, queue):
-    report = _report_model.build_report("enforce", ["a"], ["a"], {"a": {"dbhygiene": {"seen": 1}}}, False, {})
+    report = _report_kinds.build_report("enforce", ["a"], ["a"], {"a": {"dbhygiene": {"seen": 1}}}, False, {})
     report["time"] = "2026-12-01T16:00:00.000000Z"  # the same instant for every writer
     paths, _markdown = _outputs.write_report(report, report_dir, keep=0)
     queue.put(paths["json"])
@@ -55,7 +55,7 @@ def test_concurrent_runs_never_replace_each_others_reports(tmp_path):
 
 
 def test_the_same_run_tag_twice_gets_a_new_name(tmp_path):
-    report = _report_model.build_report("audit", ["a"], ["a"], {"a": {}}, False, {"run": "fixed"})
+    report = _report_kinds.build_report("audit", ["a"], ["a"], {"a": {}}, False, {"run": "fixed"})
     first, _markdown = _outputs.write_report(report, str(tmp_path))
     second, _markdown = _outputs.write_report(report, str(tmp_path))
     assert first["json"] != second["json"] and os.path.exists(first["json"]) and os.path.exists(second["json"])
@@ -68,7 +68,7 @@ def test_report_keep_prunes_the_oldest_of_the_same_kind_only(tmp_path):
             handle.write("{}")
     written = []
     for minute in range(5):
-        report = _report_model.build_report("enforce", ["a"], ["a"], {"a": {}}, False, {})
+        report = _report_kinds.build_report("enforce", ["a"], ["a"], {"a": {}}, False, {})
         report["time"] = "2026-12-01T16:%02d:00.000000Z" % minute
         written.append(_outputs.write_report(report, report_dir, keep=3)[0])
     names = set(os.listdir(report_dir))
@@ -83,7 +83,7 @@ def test_report_keep_prunes_the_oldest_of_the_same_kind_only(tmp_path):
 
 def test_report_keep_zero_keeps_everything(tmp_path):
     for minute in range(4):
-        report = _report_model.build_report("audit", ["a"], ["a"], {"a": {}}, False, {})
+        report = _report_kinds.build_report("audit", ["a"], ["a"], {"a": {}}, False, {})
         report["time"] = "2026-12-01T16:%02d:00.000000Z" % minute
         _outputs.write_report(report, str(tmp_path), keep=0)
     assert len([n for n in os.listdir(str(tmp_path)) if n.endswith(".json") and "latest" not in n]) == 4

@@ -10,13 +10,12 @@ from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import (
     _outputs,
     _report_kinds,
     _report_markdown,
-    _report_model,
     _sweeps,
 )
 
 
 def _report(kind, check_mode, minute=0, results=None, context=None):
-    report = _report_kinds.builder(kind)(
+    report = _report_kinds.build_report(
         kind, ["a"], ["a"], results or {"a": {"dbhygiene": {"seen": 1}}}, check_mode, context or {}
     )
     report["time"] = "2026-12-01T16:%02d:00.000000Z" % minute
@@ -83,7 +82,7 @@ def test_a_dry_sweeps_report_is_pruned_with_its_directory(tmp_path):
 
 def test_a_stopped_run_says_why_in_the_report_for_every_host():
     why = "invalid session policy, no host was contacted: host a: dbhygiene_policy.rules[0].idle_longer_than: bad"
-    report = _report_model.build_report(
+    report = _report_kinds.build_report(
         "enforce", ["a", "b"], ["a", "b"], {"a": None, "b": None}, True, {"stopped": why}
     )
     assert report["stopped"] == why
@@ -97,7 +96,7 @@ def test_a_stopped_run_says_why_in_the_report_for_every_host():
     assert "rules\\[0\\]" in lines[2]
     assert "- **a** (stopped: the run stopped before any database was contacted)" in "\n".join(lines)
     # A run that did not stop says nothing of the kind; a host without a result is no_result, as before.
-    report = _report_model.build_report("enforce", ["a"], [], {"a": None}, False, {})
+    report = _report_kinds.build_report("enforce", ["a"], [], {"a": None}, False, {})
     assert report["stopped"] is None and report["failed_host_reasons"] == {"a": "no_result"}
     assert "Stopped" not in _report_kinds.render_markdown(report)
 

@@ -113,7 +113,7 @@ def _enforce_report(check_mode=False):
         results[f"db{number}"] = {"dbhygiene": dict(summary, engine="postgresql")}
     results["bad"] = {"failed": True, "msg": "cannot connect: " + " ".join(HOSTILE), "dbhygiene": {"engine": "mysql"}}
     context = {"policy": HOSTILE[0], "audit_log": "/tmp/a_b_/[x](y)", "job_id": "<b>7</b>"}
-    return _report_model.build_report("enforce", sorted(results), sorted(results), results, check_mode, context)
+    return _report_kinds.build_report("enforce", sorted(results), sorted(results), results, check_mode, context)
 
 
 def _check(markdown, rows_of_values):
@@ -146,7 +146,7 @@ def test_the_audit_report_and_its_lock_chains_show_hostile_values_as_text():
         summary, _breaches = _report_model.audit_summary([session], {}, None, {}, None)
         summary["would_end"] = [_report_model.brief(session)]
         results[f"db{number}"] = {"dbhygiene": dict(summary, engine="mysql")}
-    report = _report_model.build_report("audit", sorted(results), sorted(results), results, True, {})
+    report = _report_kinds.build_report("audit", sorted(results), sorted(results), results, True, {})
     report["lock_chains"] = [
         {"host": "db0", "root": 1, "user": v, "database": v, "application": v, "state": "idle", "visible": True}
         for v in HOSTILE
@@ -173,7 +173,7 @@ def test_the_drain_report_shows_hostile_values_as_text():
         }
         summary = dict(_change_window.drain_summary(result), engine="mysql")
         results[f"db{number}"] = dict(result, dbhygiene=summary)
-    report = _change_window.build_report("drain", sorted(results), sorted(results), results, False, {})
+    report = _report_kinds.build_report("drain", sorted(results), sorted(results), results, False, {})
     report["audit_log"] = "<i>trail</i>"
     markdown = _change_window.render_markdown(report)
     hosts = [(f"db{n}", "mysql", "ok", "drained", v, 1, 1, v) for n, v in enumerate(HOSTILE)]

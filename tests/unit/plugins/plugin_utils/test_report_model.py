@@ -76,7 +76,7 @@ def test_build_report_names_failed_and_missing_hosts():
     ok = {"changed": True, "dbhygiene": {"engine": "mysql", "seen": 4, "terminated": [{"id": 1, "key": "k"}]}}
     failed = {"failed": True, "msg": "cannot connect to 10.0.0.9", "dbhygiene": {"engine": "postgresql"}}
     unreachable = {"unreachable": True, "msg": "ssh: timeout"}
-    report = _report_model.build_report(
+    report = _report_kinds.build_report(
         "enforce",
         ["a", "b", "c", "d"],
         ["a"],
@@ -107,7 +107,7 @@ def test_no_result_key_is_named_skipped():
     }
     summary = _report_model.enforce_summary(result)
     assert summary["not_ended"][0]["reason"] == "gone" and summary["not_ended_by_reason"] == {"gone": 1}
-    report = _report_model.build_report("enforce", ["a"], ["a"], {"a": {"dbhygiene": summary}}, False, {})
+    report = _report_kinds.build_report("enforce", ["a"], ["a"], {"a": {"dbhygiene": summary}}, False, {})
     assert report["totals"]["not_ended"] == 1
 
     def keys(value):
@@ -134,7 +134,7 @@ def test_a_failed_result_that_ended_sessions_still_gets_its_trail_lines():
     lines = _trail.trail_records("db1", "postgresql", result, False, {"job_id": None})
     assert [(line["id"], line["outcome"]) for line in lines] == [(1, "terminated"), (2, "terminated")]
     summary = _report_model.enforce_summary(result)
-    report = _report_model.build_report(
+    report = _report_kinds.build_report(
         "enforce", ["db1"], ["db1"], {"db1": dict(result, dbhygiene=summary)}, False, {"audit_log": "/x/trail"}
     )
     entry = report["hosts"]["db1"]
@@ -236,7 +236,7 @@ def test_report_gives_each_failed_host_a_code_and_words():
         "c": {"failed": True, "msg": "over", "dbhygiene": {"failure": "threshold"}},
         "d": None,
     }
-    report = _report_model.build_report("audit", ["a", "b", "c", "d"], ["a", "b", "c"], results, False, {})
+    report = _report_kinds.build_report("audit", ["a", "b", "c", "d"], ["a", "b", "c"], results, False, {})
     assert report["failed_host_reasons"] == {"b": "unreachable", "c": "threshold", "d": "no_result"}
     assert report["hosts"]["b"]["reason_code"] == "unreachable"
     assert report["totals"]["failed_by_reason"] == {"unreachable": 1, "threshold": 1, "no_result": 1}
@@ -316,7 +316,7 @@ def test_the_audit_report_shows_each_hosts_role():
     for host, server in servers.items():
         summary, _breaches = _report_model.audit_summary([_session(1)], server, None, {})
         results[host] = {"dbhygiene": dict(summary, engine="postgresql")}
-    report = _report_model.build_report("audit", sorted(results), sorted(results), results, False, {})
+    report = _report_kinds.build_report("audit", sorted(results), sorted(results), results, False, {})
     assert [report["hosts"][h]["role"] for h in ("db1", "db1-standby", "old")] == ["primary", "standby", None]
     markdown = _report_kinds.render_markdown(report)
     assert "| host | engine | role | status | sessions |" in markdown
@@ -380,7 +380,7 @@ def test_a_host_over_max_lock_wait_is_alerting_with_the_threshold_code():
         "db1": {"failed": True, "msg": "db1 is over its audit thresholds: " + breaches[0], "dbhygiene": summary},
         "db2": {"changed": False, "dbhygiene": calm},
     }
-    report = _report_model.build_report("audit", ["db1", "db2"], ["db1", "db2"], results, False, {})
+    report = _report_kinds.build_report("audit", ["db1", "db2"], ["db1", "db2"], results, False, {})
     assert report["failed_host_reasons"] == {"db1": "threshold"}
     assert report["totals"]["alerting"] == 1 and report["hosts"]["db2"]["status"] == "ok"
     assert report["hosts"]["db1"]["longest_lock_wait"]["seconds"] == 42.3
@@ -394,7 +394,7 @@ def test_the_fleet_report_lists_every_hosts_lock_chains_longest_wait_first():
     db2, _b = _report_model.audit_summary([], {}, None, {}, _locks([_chain(5, [6], None), hidden]))
     db3, _b = _report_model.audit_summary([_session(1)], {}, None, {}, None)
     results = {"db1": {"dbhygiene": db1}, "db2": {"dbhygiene": db2}, "db3": {"dbhygiene": db3}}
-    report = _report_model.build_report("audit", ["db1", "db2", "db3"], ["db1", "db2", "db3"], results, True, {})
+    report = _report_kinds.build_report("audit", ["db1", "db2", "db3"], ["db1", "db2", "db3"], results, True, {})
     assert [(chain["host"], chain["root"]) for chain in report["lock_chains"]] == [("db2", 7), ("db1", 10), ("db2", 5)]
     assert report["lock_cycles"] == [{"host": "db1", "sessions": [20, 21]}]
     assert report["totals"]["lock_chains"] == 3 and report["totals"]["lock_waiting"] == 5 + 16
@@ -420,11 +420,11 @@ def test_the_fleet_report_lists_every_hosts_lock_chains_longest_wait_first():
 
 def test_an_audit_report_without_locks_has_no_lock_section():
     summary, _breaches = _report_model.audit_summary([_session(1)], {}, None, {}, None)
-    report = _report_model.build_report("audit", ["db1"], ["db1"], {"db1": {"dbhygiene": summary}}, False, {})
+    report = _report_kinds.build_report("audit", ["db1"], ["db1"], {"db1": {"dbhygiene": summary}}, False, {})
     markdown = _report_kinds.render_markdown(report)
     assert "## Lock chains" not in markdown and "lock chain" not in markdown
     assert report["lock_chains"] == [] and report["totals"]["lock_chains"] == 0
-    enforce = _report_model.build_report("enforce", ["db1"], ["db1"], {"db1": {"dbhygiene": {"seen": 1}}}, False, {})
+    enforce = _report_kinds.build_report("enforce", ["db1"], ["db1"], {"db1": {"dbhygiene": {"seen": 1}}}, False, {})
     assert "lock_chains" not in enforce and "lock_chains" not in enforce["totals"]
 
 
@@ -443,7 +443,7 @@ def test_max_lock_wait_says_which_lock_waits_the_login_cannot_see():
     summary, breaches = _report_model.audit_summary([_session(1)], server, None, thresholds, _locks())
     assert breaches == [] and summary["lock_waits_hidden"] == ["metadata-lock waits"]
     assert summary["lock_note"] == "max_lock_wait cannot see metadata-lock waits here"
-    report = _report_model.build_report("audit", ["db1"], ["db1"], {"db1": {"dbhygiene": summary}}, False, {})
+    report = _report_kinds.build_report("audit", ["db1"], ["db1"], {"db1": {"dbhygiene": summary}}, False, {})
     assert "| max_lock_wait cannot see metadata-lock waits here |" in _report_kinds.render_markdown(report)
     # Without the threshold, or where everything is visible (PostgreSQL has no such facts): no note.
     quiet, _breaches = _report_model.audit_summary([_session(1)], server, None, {}, _locks())

@@ -7,7 +7,7 @@ import os
 import stat
 
 import pytest
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _outputs, _report_model, _sweeps
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _outputs, _report_kinds, _sweeps
 
 # The extra variables AWX gives a job of a sliced job template (UnifiedJob.awx_meta_vars).
 AWX_SLICE = {
@@ -237,7 +237,7 @@ def test_pruning_a_sweeps_report_removes_its_directory_unless_a_run_holds_it(tmp
     ]
     held = os.path.join(report_dir, "enforce-sweep.s0.d")
     with _fleet_lock(held):
-        report = _report_model.build_report("enforce", ["x"], ["x"], {"x": {}}, False, {})
+        report = _report_kinds.build_report("enforce", ["x"], ["x"], {"x": {}}, False, {})
         _outputs.write_report(report, report_dir, keep=2)
     # s0 (the oldest) is held by a run of its own: kept; s1 goes with its report.
     names = os.listdir(report_dir)
