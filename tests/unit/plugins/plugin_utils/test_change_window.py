@@ -3,24 +3,13 @@
 
 import pytest
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _change_window, _report_kinds
+from test_report_model import _session as report_session
 
 
 def _session(session_id, **fields):
-    base = {
-        "id": session_id,
-        "key": "%d@t0" % session_id,
-        "user": "app",
-        "database": "billing",
-        "application": "web",
-        "client_addr": "10.0.0.5",
-        "state": "idle",
-        "idle_seconds": 12.0,
-        "query": "SELECT 1",
-        "rule": "drain",
-        "action": "cancel_then_terminate",
-    }
-    base.update(fields)
-    return base
+    """A session the drain ends: the fleet report tests' session, in the drained database."""
+    drained = {"database": "billing", "idle_seconds": 12.0, "rule": "drain", "action": "cancel_then_terminate"}
+    return report_session(session_id, **dict(drained, **fields))
 
 
 def _change(change, account="PUBLIC", database="billing"):
