@@ -63,3 +63,9 @@ def test_an_audit_or_enforce_report_is_rendered_by_the_fleet_renderer(kind):
     markdown = _report_kinds.render_markdown(report)
     assert markdown == (_report_markdown.render_audit if kind == "audit" else _report_markdown.render_enforce)(report)
     assert not markdown.startswith("# Change window")
+
+
+@pytest.mark.parametrize("kind", ["audit", "enforce", "drain"])
+def test_a_change_windows_report_names_no_policy(kind):
+    report = _report_kinds.build_report(kind, ["a"], ["a"], {"a": {"dbhygiene": {}}}, False, {"policy": "nightly"})
+    assert report["policy"] == (None if kind == "drain" else "nightly")
