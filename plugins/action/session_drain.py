@@ -19,8 +19,9 @@ from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import (
     _change_window,
     _connection,
     _files,
-    _fleet,
     _journal,
+    _report_model,
+    _trail,
 )
 
 KIND = "drain"
@@ -58,7 +59,7 @@ class ActionModule(_action.ActionMixin, ActionBase):
                 module_args[name] = params[name]
         context = {
             "login_host": _action.target(module_args),
-            "job_id": _fleet.job_id(task_vars),
+            "job_id": _trail.job_id(task_vars),
             "state": params["state"],
         }
         check_mode = bool(self._task.check_mode)
@@ -79,7 +80,7 @@ class ActionModule(_action.ActionMixin, ActionBase):
         summary.update(_change_window.drain_summary(dict(module_result, state=params["state"])))
         summary["databases"] = summary.get("databases") or params["databases"]
         if module_result.get("failed"):
-            summary["failure"] = _fleet.failure_reason(module_result)
+            summary["failure"] = _report_model.failure_reason(module_result)
         if journal is not None:
             lines += _change_window.trail_records(
                 host, engine, dict(module_result, state=params["state"]), check_mode, context
