@@ -110,7 +110,7 @@ class ActionModule(_action.ActionMixin, ActionBase):
 
     def _pending(self, path, host, engine, kind, what):
         try:
-            return _journal.load_pending(path, host, kind)
+            return _journal.settleable(path, _journal.load_pending(path, host, kind))
         except (OSError, ValueError) as exc:
             raise self.failure(
                 f"the pending file {_journal.pending_path(path, host, kind)} of the audit trail cannot be "

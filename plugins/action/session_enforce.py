@@ -97,7 +97,7 @@ class ActionModule(_action.ActionMixin, ActionBase):
         path = _files.controller_path(audit_log)
         context["run_id"] = _journal.new_run_id()
         try:
-            pending = _journal.load_pending(path, host)
+            pending = _journal.settleable(path, _journal.load_pending(path, host))
         except (OSError, ValueError) as exc:
             raise self.failure(
                 f"the pending file {_journal.pending_path(path, host)} of the audit trail cannot be read: {exc}; "

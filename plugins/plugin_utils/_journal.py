@@ -112,6 +112,79 @@ def update_pending(audit_log, host, kind=None, add=(), drop=()):
         os.close(lock)  # releases the lock
 
 
+def _run_lock_path(audit_log, run_id):
+    safe = "".join(c for c in str(run_id) if c.isalnum()) or "_"
+    return os.path.join(f"{audit_log}.pending", "runs", f"{safe}.lock")
+
+
+# The run locks this process holds: (audit_log, run_id) -> [fd, holders] (a drain's journal of
+# changes and its journal of sessions share their run's).
+_HELD = {}
+
+
+def hold_run(audit_log, run_id):
+    """An exclusive lock saying run `run_id` is still at work, held until every holder of it
+    in this process called release_run, or until the process ends (a kill included: the
+    kernel drops it)."""
+    held = _HELD.get((audit_log, run_id))
+    if held is None:
+        path = _run_lock_path(audit_log, run_id)
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            os.close(fd)
+            raise
+        held = _HELD[(audit_log, run_id)] = [fd, 0]
+    held[1] += 1
+
+
+def release_run(audit_log, run_id):
+    held = _HELD.get((audit_log, run_id))
+    if held is None:
+        return
+    held[1] -= 1
+    if held[1] > 0:
+        return
+    del _HELD[(audit_log, run_id)]
+    try:
+        os.unlink(_run_lock_path(audit_log, run_id))
+    except OSError:
+        pass
+    os.close(held[0])
+
+
+def run_in_progress(audit_log, run_id):
+    """Whether the run that wrote a pending entry is still at work (its lock held)."""
+    try:
+        fd = os.open(_run_lock_path(audit_log, run_id), os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def settleable(audit_log, entries):
+    """The pending entries a run may settle: those of runs no longer at work. Another run on
+    the host at the same time (a second playbook, an AWX job) has its victims pending while it
+    signals them; settling them would give each a second outcome line."""
+    busy = {}
+    found = []
+    for entry in entries:
+        run_id = entry.get("run_id")
+        if run_id not in busy:
+            busy[run_id] = run_in_progress(audit_log, run_id)
+        if not busy[run_id]:
+            found.append(entry)
+    return found
+
+
 class _HostJournal(Journal):
     """A write-ahead journal of one run on one host: `context` as for trail lines (login_host,
     job_id, sweep_id, run_id); `pending` the host's pending entries (of `kind`), `journaled`
@@ -128,10 +201,28 @@ class _HostJournal(Journal):
         self.journaled = {}
         # The earlier runs' entries this run settled, (run_id, key): they leave the file at finish.
         self.settled_ids = set()
+        self.holding = False  # this run's lock (hold_run), from its first write-ahead to its finish
+
+    def hold(self):
+        """Take this run's lock (once) before its first pending entry: another run does not
+        settle an entry of a run still at work (settleable)."""
+        if not self.holding:
+            hold_run(self.audit_log, self.context.get("run_id"))
+            self.holding = True
+
+    def release(self):
+        if self.holding:
+            release_run(self.audit_log, self.context.get("run_id"))
+            self.holding = False
 
     def _write_ahead(self, lines, entries, what):
         """`lines` in the trail (one write, fsync), then `entries` added to the pending file;
         JournalError naming the file and the error, and `what` was not done, when either fails."""
+        try:
+            self.hold()
+        except OSError as exc:
+            path = _run_lock_path(self.audit_log, self.context.get("run_id"))
+            raise JournalError(f"the run lock {path} of the audit trail could not be taken: {exc}; {what}")
         try:
             append_lines(self.audit_log, lines, sync=True)
         except OSError as exc:
@@ -211,7 +302,10 @@ class TrailJournal(_HostJournal):
         run_id = self.context.get("run_id")
         drop = set(self.settled_ids) | set((run_id, key) for key in self.journaled if key not in open_keys)
         self.pending = [entry for entry in self.pending if _entry_id(entry) not in drop]
-        update_pending(self.audit_log, self.host, self.kind, drop=drop)
+        try:
+            update_pending(self.audit_log, self.host, self.kind, drop=drop)
+        finally:
+            self.release()
 
 
 # ---------------------------------------------------------------- the drain role's changes of rights
@@ -431,7 +525,10 @@ class DrainJournal(_HostJournal):
         run_id = self.context.get("run_id")
         drop = set(self.settled_ids) | set((run_id, key) for key in known)
         self.pending = [entry for entry in self.pending if _entry_id(entry) not in drop]
-        update_pending(self.audit_log, self.host, self.kind, drop=drop)
+        try:
+            update_pending(self.audit_log, self.host, self.kind, drop=drop)
+        finally:
+            self.release()
 
 
 # The fields a trail line adds to a change entry (dropped again when a pending line is settled).

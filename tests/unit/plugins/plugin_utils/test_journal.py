@@ -12,6 +12,7 @@ __metaclass__ = type
 import errno
 import json
 import os
+import time
 
 import pytest
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import JournalError
@@ -262,3 +263,48 @@ def test_runs_in_parallel_processes_lose_no_pending_entry(tmp_path):
     )
     assert _pending_ids(tmp_path) == expected
     assert len(_lines(audit_log)) == workers * rounds * 3
+
+
+def test_a_run_does_not_settle_the_victims_of_a_run_still_at_work(tmp_path):
+    audit_log = str(tmp_path / "audit.jsonl")
+    working = _run_journal(tmp_path, "run-a")
+    working.ending([_victim(1)])  # signalling now: its victim pending, its run lock held
+    killed = _run_journal(tmp_path, "run-k")
+    killed.ending([_victim(2)])
+    killed.holding = False  # as after a kill: the kernel dropped the lock with the process
+    _journal.release_run(audit_log, "run-k")
+    pending = _journal.load_pending(audit_log, "db1")
+    assert sorted(e["run_id"] for e in pending) == ["run-a", "run-k"]
+    assert [e["run_id"] for e in _journal.settleable(audit_log, pending)] == ["run-k"]
+    working.finish({"unknown": [dict(_victim(1), detail="lost")]}, [])  # finished: its lock released
+    assert sorted(e["run_id"] for e in _journal.settleable(audit_log, _journal.load_pending(audit_log, "db1"))) == [
+        "run-a",
+        "run-k",
+    ]
+
+
+def _hold_until_killed(audit_log, run_id, ready):
+    journal = _journal.TrailJournal(audit_log, "db1", "postgresql", {"run_id": run_id}, "p")
+    journal.ending([_victim(5)])
+    ready.set()
+    time.sleep(120)  # killed long before
+
+
+def test_the_run_lock_of_another_process_is_seen_and_a_killed_one_is_not(tmp_path):
+    import multiprocessing
+
+    audit_log = str(tmp_path / "audit.jsonl")
+    ready = multiprocessing.Event()
+    process = multiprocessing.Process(target=_hold_until_killed, args=(audit_log, "run-p", ready))
+    process.start()
+    try:
+        assert ready.wait(60)
+        assert _journal.run_in_progress(audit_log, "run-p")
+        process.kill()  # SIGKILL: no finish, the lock goes with the process
+        process.join(60)
+        assert not _journal.run_in_progress(audit_log, "run-p")
+        assert [e["run_id"] for e in _journal.load_pending(audit_log, "db1")] == ["run-p"]  # left for the next run
+    finally:
+        if process.is_alive():
+            process.kill()
+        process.join(60)
