@@ -84,10 +84,8 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import 
     REASON_STATE_CHANGED,
     Driver,
     SessionError,
-    redact,
 )
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import cut as driver_cut
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import shown as driver_shown
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._messages import cut, redact, shown
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import LOCK_CONDITIONS
 
 try:
@@ -105,7 +103,7 @@ DEFAULT_CONNECT_TIMEOUT = 30
 DEFAULT_QUERY_TIMEOUT = 30
 MAX_TIMEOUT = 86400
 MAX_LOCK_TIMEOUT = 3600
-# Longest part of a value quoted in a message.
+# Longest part of a value quoted in a message (_messages.shown / cut).
 SHOWN_CHARS = 80
 # Policy conditions that read whether a thread is in a transaction (flavours.transaction_state).
 TRANSACTION_CONDITIONS = frozenset(["states", "transaction_longer_than"])
@@ -136,19 +134,9 @@ def connection_argument_spec():
     return _engines.ENGINES["mysql"].connection_spec()
 
 
-def shown(value, limit=SHOWN_CHARS):
-    """repr(value), cut to about `limit` characters for a message."""
-    return driver_shown(value, limit)
-
-
-def cut(text, limit=SHOWN_CHARS):
-    """`text` cut to about `limit` characters for a message."""
-    return driver_cut(text, limit)
-
-
 def _bad(field, value, problem):
     """Bad input, reported before any connection: names the option and the value (cut)."""
-    return SessionError(f"{field}: {problem} {shown(value)}")
+    return SessionError(f"{field}: {problem} {shown(value, SHOWN_CHARS)}")
 
 
 # String options whose value may be echoed in a message (the password never is).
@@ -171,7 +159,7 @@ def _check_text(field, value):
     secret = field == "login_password"
     if not isinstance(value, str):
         raise SessionError(
-            f"{field}: must be a string, got {('a ' + type(value).__name__ if secret else shown(value))}"
+            f"{field}: must be a string, got {('a ' + type(value).__name__ if secret else shown(value, SHOWN_CHARS))}"
         )
     problem = None
     if "\x00" in value:
@@ -339,8 +327,8 @@ def query_timeout_of(params):
 def describe_target(kwargs):
     """Where we connect, for messages: host:port or the socket. Never a secret."""
     if kwargs.get("unix_socket"):
-        return f"{cut(kwargs['unix_socket'])} (unix socket)"
-    return f"{cut(kwargs.get('host') or 'localhost')}:{kwargs.get('port', DEFAULT_PORT)}"
+        return f"{cut(kwargs['unix_socket'], SHOWN_CHARS)} (unix socket)"
+    return f"{cut(kwargs.get('host') or 'localhost', SHOWN_CHARS)}:{kwargs.get('port', DEFAULT_PORT)}"
 
 
 def _scrub(text, kwargs):
@@ -397,7 +385,8 @@ def open_driver(params):
         message = _describe_failure(exc, kwargs)
         hint = _connect_hint(message)
         raise SessionError(
-            f"cannot connect to MySQL/MariaDB at {target} as {cut(user)}: {message}{('; ' + hint if hint else '')}"
+            f"cannot connect to MySQL/MariaDB at {target} as {cut(user, SHOWN_CHARS)}: "
+            f"{message}{('; ' + hint if hint else '')}"
         )
     try:
         driver = MySQLDriver(conn, target, query_timeout)
@@ -771,10 +760,13 @@ class MySQLDriver(Driver):
         another sweep still holds it after `timeout`.
         """
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout):
-            raise SessionError(f"sweep lock timeout: must be a finite number of seconds, got {shown(timeout)}")
+            raise SessionError(
+                f"sweep lock timeout: must be a finite number of seconds, got {shown(timeout, SHOWN_CHARS)}"
+            )
         if not 0 <= timeout <= MAX_LOCK_TIMEOUT:
             raise SessionError(
-                f"sweep lock timeout: must be between 0 and {MAX_LOCK_TIMEOUT} seconds, got {shown(timeout)}"
+                f"sweep lock timeout: must be between 0 and {MAX_LOCK_TIMEOUT} seconds, "
+                f"got {shown(timeout, SHOWN_CHARS)}"
             )
         if self._lock_held:
             return True

@@ -55,10 +55,8 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import 
     REASON_STATE_CHANGED,
     Driver,
     SessionError,
-    cut,
-    redact,
-    shown,
 )
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._messages import cut, one_line, redact, shown
 
 # The statements and records the driver runs (callers may use them as _postgresql.<name> too).
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql_sql import (
@@ -271,13 +269,9 @@ def describe_target(params):
     return f"the default PostgreSQL server (libpq defaults, port {port})"
 
 
-def _one_line(text):
-    return " ".join(str(text).split())
-
-
 def _scrub(text, params):
     """A driver message on one line, without the password whatever the driver put in it."""
-    return redact(_one_line(text), params.get("login_password"))
+    return redact(one_line(text), params.get("login_password"))
 
 
 def _connect_hint(message):
@@ -483,7 +477,7 @@ class PostgreSQLDriver(Driver):
             except psycopg2.Error as exc:
                 lost = self._conn is None or self._conn.closed
                 error = (_ConnectionLost if lost else SessionError)(
-                    f"cannot {doing} on PostgreSQL at {self.target}: {_one_line(exc)}"
+                    f"cannot {doing} on PostgreSQL at {self.target}: {one_line(exc)}"
                 )
                 error.statement = sql  # the template (_driver.failed_statement)
                 if lost:
