@@ -12,7 +12,7 @@ change, and apply the rest; ``run_timeouts_module`` is the whole ``main()`` of t
 
 The statement builders return ``(sql, params)``: values are driver parameters;
 the only identifiers (role and database names, PostgreSQL) are quoted by
-``quote_ident``; variable names come from the tables below, never from input.
+``_postgresql_sql.quote_ident``; variable names come from the tables below, never from input.
 
 No AnsibleModule import, no database driver import.
 """
@@ -28,6 +28,7 @@ import tempfile
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _platform
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError, failed_statement
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError, parse_duration
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql_sql import quote_ident
 
 FIELDS = ("idle_session", "idle_in_transaction", "statement")
 LEVELS = ("server", "roles", "databases")
@@ -205,14 +206,6 @@ def checked_settings(raw, engine):
 
 
 # ------------------------------------------------------------------ PostgreSQL values
-def quote_ident(name):
-    """A PostgreSQL identifier, double-quoted with its double quotes doubled."""
-    text = str(name)
-    if "\x00" in text:
-        raise PolicyError(OPTION, name, "a name cannot contain a NUL character")
-    return '"' + text.replace('"', '""') + '"'
-
-
 def pg_ms(text):
     """Milliseconds (int) of a PostgreSQL time setting as written (``5min``, ``300``, ``1.5s``), or None."""
     if text is None:
@@ -286,9 +279,9 @@ def pg_set_query(level, target, variable, ms):
     if level == "server":
         return f"ALTER SYSTEM SET {variable} = %s", (value,)
     keyword = {"roles": "ROLE", "databases": "DATABASE"}[level]
-    # The statement goes with parameters: a % in the name is the driver's, doubled.
-    name = quote_ident(target).replace("%", "%%")
-    return f"ALTER {keyword} {name} SET {variable} = %s", (value,)
+    if "\x00" in target:
+        raise PolicyError(OPTION, target, "a name cannot contain a NUL character")
+    return f"ALTER {keyword} {quote_ident(target)} SET {variable} = %s", (value,)
 
 
 def pg_reload_query():

@@ -218,8 +218,8 @@ def test_postgresql_names_are_quoted_and_their_percent_signs_doubled():
         sql % ("'1s'",) == 'ALTER ROLE "it\'s ""quoted""; %s %(x)s -- DROP ROLE x; \\" SET statement_timeout = \'1s\''
     )
     assert t.shown_query((sql, params)).startswith('ALTER ROLE "it\'s ""quoted""; %s %(x)s')
-    with pytest.raises(PolicyError):
-        t.quote_ident("a\x00b")
+    with pytest.raises(PolicyError, match=r"^timeouts: a name cannot contain a NUL character"):
+        t.pg_set_query("roles", "a\x00b", "statement_timeout", 1000)
 
 
 def test_only_timeout_variables_are_ever_set():
