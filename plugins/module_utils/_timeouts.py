@@ -27,6 +27,7 @@ import tempfile
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _platform
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError, failed_statement
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql_flavours import split_roles_key
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError, parse_duration
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql_sql import quote_ident
 
@@ -303,17 +304,9 @@ def mysql_set_global_query(flavour, variable, value):
     return f"SET {scope} {variable} = %s", (value,)
 
 
-def split_user(name):
-    """(user, host or None) of a roles key: ``app`` (every account named app) or ``app@10.%``."""
-    user, sep, host = str(name).rpartition("@")
-    if not sep or not user:
-        return str(name), None
-    return user, host
-
-
 def mariadb_users_query(name):
     """(sql, params): the accounts a roles key names, with their MAX_STATEMENT_TIME."""
-    user, host = split_user(name)
+    user, host = split_roles_key(name)
     if host is None:
         return "SELECT User, Host, max_statement_time FROM mysql.user WHERE User = %s ORDER BY Host", (user,)
     return (

@@ -268,14 +268,6 @@ def test_mysql_reads():
     assert "performance_schema.persisted_variables" in sql and params == ("wait_timeout",)
 
 
-@pytest.mark.parametrize(
-    "name, user, host",
-    [("app", "app", None), ("app@10.%", "app", "10.%"), ("a@b@localhost", "a@b", "localhost"), ("@x", "@x", None)],
-)
-def test_a_user_name_or_one_account(name, user, host):
-    assert t.split_user(name) == (user, host)
-
-
 def test_mariadb_account_statements_pass_the_account_as_parameters():
     assert t.mariadb_users_query("app") == (
         "SELECT User, Host, max_statement_time FROM mysql.user WHERE User = %s ORDER BY Host",
