@@ -4,7 +4,8 @@
 """The registry of engines: for each engine, its modules, the policy conditions it
 cannot evaluate and its connection options. The one source of all three.
 
-Derived from it: each driver's ``connection_argument_spec()`` (the modules' options),
+Derived from it: each driver's ``connection_argument_spec()`` (the modules' options) and
+the defaults it applies to an option left unset,
 the roles' action plugins' options and engine choices (``plugin_utils/_connection.py``,
 ``_inprocess.py``, ``_fleet.py``), and the check (``tests/unit/.../test_engines.py``)
 that every role's ``meta/argument_specs.yml`` connection entries and every connection

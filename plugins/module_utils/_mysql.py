@@ -97,10 +97,13 @@ except ImportError:
     HAS_PYMYSQL = False
     PYMYSQL_IMPORT_ERROR = traceback.format_exc()
 
+# The connection options' defaults are the engine registry's (_engines.py); the port and the
+# option file are not options' defaults (unset, they come from the option file, then these).
+_REGISTRY_ENTRY = _engines.ENGINES["mysql"]
 DEFAULT_PORT = 3306
 DEFAULT_CONFIG_FILE = "~/.my.cnf"
-DEFAULT_CONNECT_TIMEOUT = 30
-DEFAULT_QUERY_TIMEOUT = 30
+DEFAULT_CONNECT_TIMEOUT = _REGISTRY_ENTRY.option("connect_timeout").default
+DEFAULT_QUERY_TIMEOUT = _REGISTRY_ENTRY.option("query_timeout").default
 MAX_TIMEOUT = 86400
 MAX_LOCK_TIMEOUT = 3600
 # Longest part of a value quoted in a message (_messages.shown / cut).
@@ -131,7 +134,7 @@ def connection_argument_spec():
     No environment fallbacks, as in community.mysql: the option file
     (config_file, ~/.my.cnf by default) is the usual place for defaults.
     """
-    return _engines.ENGINES["mysql"].connection_spec()
+    return _REGISTRY_ENTRY.connection_spec()
 
 
 def _bad(field, value, problem):
@@ -414,7 +417,7 @@ class MySQLDriver(Driver):
 
     engine = "mysql"
     # connected_longer_than: neither flavour records when a thread connected.
-    unsupported_conditions = _engines.ENGINES["mysql"].unsupported_conditions
+    unsupported_conditions = _REGISTRY_ENTRY.unsupported_conditions
 
     def __init__(self, conn, target, query_timeout=DEFAULT_QUERY_TIMEOUT):
         self._conn = conn
