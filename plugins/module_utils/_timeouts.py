@@ -25,7 +25,7 @@ import os
 import re
 import tempfile
 
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _platform
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _engines, _platform
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError, failed_statement
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql_flavours import split_roles_key
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError, parse_duration
@@ -202,7 +202,7 @@ def checked_settings(raw, engine):
     """`dbhygiene_timeouts` parsed and checked against what `engine` can ever set: the
     settings, or a PolicyError naming the field (before any connection)."""
     settings = parse_timeouts(raw)
-    (check_postgresql if engine == "postgresql" else check_mysql)(settings)
+    engine_timeouts(engine).check(settings)
     return settings
 
 
@@ -378,10 +378,15 @@ class PostgreSQLTimeouts(object):
     """Plan and apply the settings on one PostgreSQL server (values in milliseconds)."""
 
     engine = "postgresql"
+    check = staticmethod(check_postgresql)
 
     def __init__(self, driver):
         self.driver = driver
         self.persisted = True  # ALTER SYSTEM / ALTER ROLE / ALTER DATABASE are all durable
+
+    @classmethod
+    def from_params(cls, driver, params):
+        return cls(driver)
 
     def _rows(self, query, doing):
         return self.driver.execute(query, doing)
@@ -488,6 +493,7 @@ class MySQLTimeouts(object):
     """Plan and apply the settings on one MySQL / MariaDB server (engine units)."""
 
     engine = "mysql"
+    check = staticmethod(check_mysql)
 
     def __init__(self, driver, persist_file=None):
         self.driver = driver
@@ -495,6 +501,10 @@ class MySQLTimeouts(object):
         self.persist_file = persist_file if self.flavour != "mysql" else None
         self.persisted = True
         self.persist_change = None  # (before text or None, after text) when the file changes
+
+    @classmethod
+    def from_params(cls, driver, params):
+        return cls(driver, params.get("persist_file"))
 
     def _rows(self, query, doing):
         return self.driver.execute(query, doing)
@@ -659,14 +669,21 @@ def check_platform(driver, settings):
     raise PolicyError(f"{OPTION}.server", None, message)
 
 
-def argument_spec():
-    """Options of every `*_timeouts` module besides the connection."""
-    return dict(timeouts=dict(type="dict", required=True))
+# The engines' timeouts classes, by the name their registry entries give (Engine.timeouts_class).
+_TIMEOUTS_CLASSES = dict((cls.__name__, cls) for cls in (PostgreSQLTimeouts, MySQLTimeouts))
 
 
-def mysql_argument_spec():
-    spec = argument_spec()
-    spec["persist_file"] = dict(type="path")
+def engine_timeouts(engine):
+    """The class that plans and applies `engine`'s timeouts (``check(settings)`` before any
+    connection, ``from_params(driver, params)``), as the engine registry names it."""
+    return _TIMEOUTS_CLASSES[_engines.engine(engine).timeouts_class]
+
+
+def argument_spec(engine):
+    """Options of the `<engine>_timeouts` module besides the connection: ``timeouts`` and the
+    engine's own (the registry's ``timeouts_options``: MySQL / MariaDB ``persist_file``)."""
+    spec = dict(timeouts=dict(type="dict", required=True))
+    spec.update(_engines.engine(engine).timeouts_spec())
     return spec
 
 
@@ -681,10 +698,7 @@ def run_timeouts_module(module, engine, open_driver):
     try:
         driver = open_driver(params)
         check_platform(driver, settings)
-        if engine == "postgresql":
-            timeouts = PostgreSQLTimeouts(driver)
-        else:
-            timeouts = MySQLTimeouts(driver, params.get("persist_file"))
+        timeouts = engine_timeouts(engine).from_params(driver, params)
         result = reconcile(timeouts, settings, module.check_mode, diff=module._diff)
     except PolicyError as exc:
         module.fail_json(msg=f"{exc} (on {driver.target}; nothing was changed)", field=exc.field)

@@ -14,7 +14,7 @@ from ansible_collections.dbhygiene.sessions.plugins.doc_fragments import (
     _postgresql_connection,
     _role_connection,
 )
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _engines, _mysql, _postgresql
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _engines, _mysql, _postgresql, _timeouts
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _connection, _inprocess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
@@ -208,3 +208,19 @@ def test_a_condition_the_engine_cannot_evaluate_is_refused_in_the_same_words_on_
         "policy 'q' uses connected_longer_than, idle_longer_than, which mysql cannot evaluate; "
         "remove them from the rules for mysql hosts"
     )
+
+
+@pytest.mark.parametrize("engine", list(_engines.ENGINES))
+def test_each_engines_change_window_parts_are_the_ones_its_registry_entry_names(engine):
+    entry = _engines.ENGINES[engine]
+    rights = _inprocess.ENGINES[engine].drain_rights
+    assert rights.__module__.endswith("." + entry.drain_module) and rights.__name__ == entry.drain_rights
+    assert _timeouts.engine_timeouts(engine).engine == engine
+
+
+def test_the_timeouts_modules_options_besides_the_connection():
+    assert _timeouts.argument_spec("postgresql") == {"timeouts": {"type": "dict", "required": True}}
+    assert _timeouts.argument_spec("mysql") == {
+        "timeouts": {"type": "dict", "required": True},
+        "persist_file": {"type": "path"},
+    }

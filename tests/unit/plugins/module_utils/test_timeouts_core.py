@@ -92,6 +92,15 @@ def test_postgresql_takes_every_level_within_int_max_milliseconds():
     assert "63 bytes" in str(caught.value)
 
 
+def test_checked_settings_checks_against_the_engine_it_is_given():
+    raw = {"databases": {"billing": {"statement": "1h"}}}
+    assert [setting.path for setting in t.checked_settings(raw, "postgresql")] == [
+        "timeouts.databases.billing.statement"
+    ]
+    with pytest.raises(PolicyError, match="MySQL/MariaDB cannot set this"):
+        t.checked_settings(raw, "mysql")
+
+
 @pytest.mark.parametrize(
     "raw, field, words",
     [
