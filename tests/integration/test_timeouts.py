@@ -470,6 +470,35 @@ def _trail(tmp_path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def test_the_role_refuses_a_persist_file_on_the_controller_only_for_the_engine_that_takes_one(fleet, tmp_path):
+    """persist_file is an option of the MySQL / MariaDB timeouts module (the engine registry says
+    which engine takes it): with run_on controller that host fails before any connection; the
+    PostgreSQL host, whose module has no such option, runs as if it were unset."""
+    persist = str(tmp_path / "timeouts.cnf")
+    hosts = {
+        PG: {
+            "ansible_host": fleet.server(PG)["host"],
+            "dbhygiene_engine": "postgresql",
+            "dbhygiene_login_db": "postgres",
+            "dbhygiene_timeouts": {"server": {"statement": "1h"}},
+            "dbhygiene_timeouts_persist_file": persist,
+        },
+        MY: {
+            "ansible_host": fleet.server(MY)["host"],
+            "dbhygiene_engine": "mysql",
+            "dbhygiene_timeouts": {"server": {"idle_in_transaction": "20m"}},
+            "dbhygiene_timeouts_persist_file": persist,
+        },
+    }
+    inventory = _inventory(fleet, tmp_path, hosts)
+    run = run_playbook(
+        _role_playbook(tmp_path), inventory=inventory, check=True, extra_vars={"dbhygiene_run_on": "controller"}
+    )
+    assert run.rc != 0 and run.stats[MY]["failures"] == 1 and run.stats[PG]["failures"] == 0, run.output
+    assert "persist_file is an option file on the database host, but dbhygiene_run_on is controller" in run.output
+    assert not os.path.exists(persist)
+
+
 @pytest.mark.parametrize("run_on", ["controller", "host"])
 def test_the_role_on_both_engines(fleet, pg_role, my_user, my_server_restored, tmp_path, run_on):
     role = "t_" + uuid.uuid4().hex[:8]
