@@ -22,8 +22,11 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils import _argspec
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import (
     _action,
     _change_window,
-    _fleet,
+    _connection,
+    _files,
     _inprocess,
+    _report_html,
+    _report_model,
 )
 
 ROLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "roles")
@@ -213,8 +216,8 @@ class ActionModule(_action.ActionMixin, ActionBase):
             problems.append(f"{where}: the {params['role']} role's arguments: {errors}")
         for template, members in templates.items():
             try:
-                _fleet.load_template(_fleet.controller_path(template))
-            except _fleet.TemplateError as exc:
+                _report_html.load_template(_files.controller_path(template))
+            except _report_html.TemplateError as exc:
                 where = "hosts " + _names(members) if len(members) > 1 else "host " + members[0]
                 problems.append(f"{where}: {exc}")
         variables_invalid = bool(problems)
@@ -222,9 +225,9 @@ class ActionModule(_action.ActionMixin, ActionBase):
         checked = []
         for engine, policy, thresholds, members in groups.values():
             where = "hosts " + _names(members) if len(members) > 1 else "host " + members[0]
-            if engine not in _fleet.ENGINES:
+            if engine not in _connection.ENGINES:
                 shown = "undefined" if engine is _UNSET else repr(engine)
-                problems.append(f"{where}: dbhygiene_engine is {shown}; set it to {' or '.join(_fleet.ENGINES)}")
+                problems.append(f"{where}: dbhygiene_engine is {shown}; set it to {' or '.join(_connection.ENGINES)}")
                 continue
             if policy is _UNSET or policy is None:
                 if params["policy_required"]:
@@ -233,7 +236,7 @@ class ActionModule(_action.ActionMixin, ActionBase):
             try:
                 parsed = _policy.parse_policy(policy)
                 if thresholds is not _UNSET:
-                    _fleet.parse_thresholds(thresholds)
+                    _report_model.parse_thresholds(thresholds)
             except _policy.PolicyError as exc:
                 field = str(exc.field)
                 if not field.startswith("dbhygiene_"):

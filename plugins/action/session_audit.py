@@ -14,7 +14,7 @@ __metaclass__ = type
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _policy
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _action, _connection, _fleet
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _action, _connection, _report_model
 
 ARGUMENT_SPEC = _action.host_argument_spec(
     # A mapping, or a string holding its JSON or YAML (an AWX survey answer).
@@ -34,7 +34,7 @@ class ActionModule(_action.ActionMixin, ActionBase):
         # Everything that can be wrong with the input fails here, before connecting.
         policy = self.engine_policy(params["policy"], engine) if params.get("policy") else None
         try:
-            thresholds = _fleet.parse_thresholds(params.get("thresholds"))
+            thresholds = _report_model.parse_thresholds(params.get("thresholds"))
         except _policy.PolicyError as exc:
             raise self.failure(str(exc), dbhygiene={"engine": engine, "failure": "policy"})
 
@@ -46,7 +46,7 @@ class ActionModule(_action.ActionMixin, ActionBase):
         summary = {"engine": engine, "login_host": _action.target(module_args), "check_mode": self.check_mode}
         if info.get("failed"):
             result.update(info)
-            summary["failure"] = _fleet.failure_reason(info)
+            summary["failure"] = _report_model.failure_reason(info)
             result["dbhygiene"] = summary
             return result
 
@@ -54,7 +54,7 @@ class ActionModule(_action.ActionMixin, ActionBase):
         server = info.get("server") or {}
         plan_dict = info.get("plan") if policy is not None else None
         # The info run's wait graph of that same snapshot (docs/architecture.md "Locks").
-        figures, breaches = _fleet.audit_summary(sessions, server, plan_dict, thresholds, info.get("locks"))
+        figures, breaches = _report_model.audit_summary(sessions, server, plan_dict, thresholds, info.get("locks"))
         summary.update(figures)
         summary["breaches"] = breaches
         result["changed"] = False

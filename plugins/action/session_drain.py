@@ -12,18 +12,23 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain import DEFAULT_GRACE
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain import DEFAULT_GRACE, change_key
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import JournalError
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import (
     _action,
     _change_window,
     _connection,
     _files,
-    _fleet,
     _journal,
+    _report_model,
+    _trail,
 )
 
 KIND = "drain"
+# How many times a drain on the host runs again after meeting changes or sessions beyond what
+# the trail held (each time they are journaled first): rights that keep changing, or logins
+# that keep getting in, stop it there.
+BEYOND_PLAN_ROUNDS = 4
 
 
 class ActionModule(_action.ActionMixin, ActionBase):
@@ -54,7 +59,7 @@ class ActionModule(_action.ActionMixin, ActionBase):
                 module_args[name] = params[name]
         context = {
             "login_host": _action.target(module_args),
-            "job_id": _fleet.job_id(task_vars),
+            "job_id": _trail.job_id(task_vars),
             "state": params["state"],
         }
         check_mode = bool(self._task.check_mode)
@@ -75,7 +80,7 @@ class ActionModule(_action.ActionMixin, ActionBase):
         summary.update(_change_window.drain_summary(dict(module_result, state=params["state"])))
         summary["databases"] = summary.get("databases") or params["databases"]
         if module_result.get("failed"):
-            summary["failure"] = _fleet.failure_reason(module_result)
+            summary["failure"] = _report_model.failure_reason(module_result)
         if journal is not None:
             lines += _change_window.trail_records(
                 host, engine, dict(module_result, state=params["state"]), check_mode, context
@@ -115,9 +120,12 @@ class ActionModule(_action.ActionMixin, ActionBase):
 
     def _run_module(self, engine, module_args, run_on, task_vars, check_mode, journal):
         """The module's result. With a journal and a real run on the host: plan there first
-        (check mode) and journal the plan's changes and sessions, then run it for real (a change
-        or a session the real run ends beyond the plan, one that changed or logged in between,
-        is in the trail after, with its outcome)."""
+        (check mode) and journal the plan's changes and sessions, then run it for real, making
+        and ending only what was journaled (`journaled_changes`, `journaled_sessions`). A change
+        or a session beyond the plan (rights changed, or a login got in, between the two) stops
+        that run before anything of it is sent (`beyond_plan`); it is journaled and the module
+        runs again, at most BEYOND_PLAN_ROUNDS times: every change and every session is in the
+        trail before it is made or signalled, on the host as on the controller."""
         if journal is None or check_mode or run_on == "controller":
             return self.run_engine_module(
                 engine, KIND, module_args, run_on, task_vars, check_mode, self._task.diff, journal=journal
@@ -133,17 +141,39 @@ class ActionModule(_action.ActionMixin, ActionBase):
         settled = {"record_before": plan.get("record_before")}
         if plan.get("settled"):
             settled["settled"] = plan["settled"]
-        try:
-            if plan.get("changes"):
-                journal.changing(plan["changes"])
-            if plan.get("terminated"):  # check mode: every target (the running ones are in cancelled too)
-                journal.ending(plan["terminated"])
-        except JournalError as exc:
-            # Nothing was sent: the changes journaled (if any) are not_changed.
-            return dict({"failed": True, "msg": str(exc), "changes": []}, **settled)
-        real_args = dict(module_args)
+        changes, sessions = plan.get("changes") or [], plan.get("terminated") or []
+        real_args = dict(module_args, journaled_changes=[], journaled_sessions=[])
         real_args.pop("settle_keys", None)
-        module_result = self.run_engine_module(engine, KIND, real_args, run_on, task_vars, False, self._task.diff)
+        rounds = []
+        for _round in range(BEYOND_PLAN_ROUNDS):
+            try:
+                if changes:
+                    journal.changing(changes)
+                if sessions:  # check mode: every target (the running ones are in cancelled too)
+                    journal.ending(sessions)
+            except JournalError as exc:
+                # Nothing of these was sent: the changes journaled (if any) are not_changed.
+                failed = dict({"failed": True, "msg": str(exc), "changes": []}, **settled)
+                return _merge_rounds(rounds, failed) if rounds else failed
+            real_args["journaled_changes"] += [change_key(change) for change in changes]
+            real_args["journaled_sessions"] += [entry.get("key") for entry in sessions]
+            module_result = self.run_engine_module(engine, KIND, real_args, run_on, task_vars, False, self._task.diff)
+            beyond = module_result.pop("beyond_plan", None)
+            if not beyond or not (beyond.get("changes") or beyond.get("sessions")):
+                break
+            rounds.append(module_result)
+            changes, sessions = beyond.get("changes") or [], beyond.get("sessions") or []
+        else:
+            module_result = dict(
+                rounds.pop(),
+                failed=True,
+                msg=(
+                    f"{BEYOND_PLAN_ROUNDS} runs on the host each met changes or sessions beyond what the audit trail "
+                    f"held (rights changing, or logins getting in, all along): the last {len(changes)} changes and "
+                    f"{len(sessions)} sessions were journaled but not sent; run the drain again"
+                ),
+            )
+        module_result = _merge_rounds(rounds, module_result)
         # The earlier runs' changes and sessions are settled as the plan saw them (before any change).
         module_result.update(settled)
         return module_result
@@ -157,3 +187,32 @@ class ActionModule(_action.ActionMixin, ActionBase):
             result["failed"] = True
             summary.setdefault("failure", "error")
             result["msg"] = f"{result.get('msg')}; {problem}" if result.get("msg") else problem
+
+
+def _merge_rounds(rounds, last):
+    """One result of the runs on the host of one drain: what each earlier run (stopped at what
+    was beyond the plan) changed and ended, and the last run's outcome (record, closed, failure)."""
+    if not rounds:
+        return last
+    merged = dict(last)
+    for name in ("changes", "restored", "terminated", "cancelled"):
+        merged[name] = [entry for result in rounds for entry in result.get(name) or []] + list(last.get(name) or [])
+    # Protected sessions each round lists again: once each; the last run's still_present stay.
+    seen, not_ended = set(), []
+    for entry in [e for result in rounds + [last] for e in result.get("not_ended") or []]:
+        key = (entry.get("key"), entry.get("reason"))
+        if key not in seen:
+            seen.add(key)
+            not_ended.append(entry)
+    merged["not_ended"] = not_ended
+    summary = dict(last.get("summary") or {})
+    for name in ("terminated", "cancelled", "rounds"):
+        total = sum((result.get("summary") or {}).get(name) or 0 for result in rounds + [last])
+        if total or name in summary:
+            summary[name] = total
+    merged["summary"] = summary
+    merged["changed"] = any(result.get("changed") for result in rounds + [last])
+    diffs = [result["diff"] for result in rounds + [last] if isinstance(result.get("diff"), dict)]
+    if len(diffs) > 1:
+        merged["diff"] = {side: "".join(str(d.get(side) or "") for d in diffs) for side in ("before", "after")}
+    return merged

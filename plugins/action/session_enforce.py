@@ -21,9 +21,10 @@ from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import (
     _action,
     _connection,
     _files,
-    _fleet,
     _journal,
+    _report_model,
     _sweeps,
+    _trail,
 )
 
 
@@ -51,7 +52,7 @@ class ActionModule(_action.ActionMixin, ActionBase):
                 module_args[name] = params[name]
         context = {
             "login_host": _action.target(module_args),
-            "job_id": _fleet.job_id(task_vars),
+            "job_id": _trail.job_id(task_vars),
             "sweep_id": _sweep_id(task_vars),
         }
         check_mode = bool(self._task.check_mode)
@@ -79,11 +80,11 @@ class ActionModule(_action.ActionMixin, ActionBase):
         if not failed or module_result.get("summary") or _ended(module_result):
             # Also when the host failed: a limit refused the plan (the report shows what was
             # matched), or a later step failed after sessions were ended (they are recorded).
-            summary.update(_fleet.enforce_summary(module_result))
+            summary.update(_report_model.enforce_summary(module_result))
         if failed:
             summary["failure"] = _failure(module_result)
         if journal is not None:
-            lines += _fleet.trail_records(host, engine, module_result, check_mode, context)
+            lines += _trail.trail_records(host, engine, module_result, check_mode, context)
             self.write_trail(result, summary, params["audit_log"], lines, f"sessions were handled on {host}")
             self._finish_journal(journal, module_result, result, summary)
         result["dbhygiene"] = summary
@@ -175,7 +176,7 @@ def _failure(module_result):
         return "limit"
     if module_result.get("unknown"):
         return "unknown_outcome"
-    return _fleet.failure_reason(module_result)
+    return _report_model.failure_reason(module_result)
 
 
 def _ended(module_result):

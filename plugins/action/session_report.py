@@ -14,15 +14,25 @@ __metaclass__ = type
 from ansible.errors import AnsibleActionFail, AnsibleError
 from ansible.inventory.manager import InventoryManager
 from ansible.plugins.action import ActionBase
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _action, _fleet, _report_kinds, _sweeps
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _time
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import (
+    _action,
+    _files,
+    _metrics,
+    _outputs,
+    _report_html,
+    _report_kinds,
+    _sweeps,
+    _trail,
+)
 
 ARGUMENT_SPEC = {
-    "kind": {"type": "str", "required": True, "choices": ["audit", "enforce", "drain"]},
+    "kind": {"type": "str", "required": True, "choices": list(_report_kinds.KINDS)},
     "result_var": {"type": "str", "required": True},
     "report_dir": {"type": "path", "required": True},
     "audit_log": {"type": "path"},
     "hosts": {"type": "list", "elements": "str"},
-    "keep": {"type": "int", "default": _fleet.DEFAULT_REPORT_KEEP},
+    "keep": {"type": "int", "default": _outputs.DEFAULT_REPORT_KEEP},
     # The HTML page's Jinja2 template (None: the collection's) and the metrics file (None: in report_dir).
     "html_template": {"type": "path"},
     "metrics_file": {"type": "path"},
@@ -68,12 +78,12 @@ class ActionModule(_action.ActionMixin, ActionBase):
         hosts_active = list(task_vars.get("ansible_play_hosts") or [])
         stopped = None
         if params.get("pattern") is not None:
-            targets = _fleet.play_targets(params["pattern_hosts"], task_vars.get("ansible_play_hosts_all"))
+            targets = _outputs.play_targets(params["pattern_hosts"], task_vars.get("ansible_play_hosts_all"))
             if targets:
                 result.update(changed=False, check_mode=check_mode, hosts=targets, stopped=None)
                 result["msg"] = f"{len(targets)} host(s) to work on in {params['pattern']!r}"
                 return result
-            stopped = _fleet.no_hosts_message(params["pattern"], params["pattern_hosts"], task_vars)
+            stopped = _outputs.no_hosts_message(params["pattern"], params["pattern_hosts"], task_vars)
             hosts_all = hosts_active = []
         elif params.get("check_var"):
             stopped = _stopped_by_check(hostvars, hosts_all, params["check_var"])
@@ -93,25 +103,26 @@ class ActionModule(_action.ActionMixin, ActionBase):
                 policies.add(str(data["policy"]))
         context = {
             "policy": ", ".join(sorted(policies)) or None,
-            "job_id": _fleet.job_id(task_vars),
-            "audit_log": _fleet.controller_path(params["audit_log"]) if params.get("audit_log") else None,
-            "run": _fleet.run_tag(),
+            "job_id": _trail.job_id(task_vars),
+            "audit_log": _files.controller_path(params["audit_log"]) if params.get("audit_log") else None,
+            "run": _outputs.run_tag(),
             "stopped": stopped,
         }
-        warnings = sweep_warnings + _fleet.awx_default_path_warnings(
+        warnings = sweep_warnings + _outputs.awx_default_path_warnings(
             task_vars, report_dir=params["report_dir"], audit_log=params.get("audit_log")
         )
-        if params["kind"] == "drain" or stopped:
+        if _report_kinds.KINDS[params["kind"]].one_run or stopped:
             # A change window is one run over its hosts: its report is that run's. So is a run that stopped.
             sweep = None
-        build = _report_kinds.builder(params["kind"])
-        report_dir = _fleet.controller_path(params["report_dir"])
-        template = _fleet.controller_path(params["html_template"]) if params.get("html_template") else None
-        metrics_file = _fleet.controller_path(params.get("metrics_file") or _fleet.default_metrics_path(report_dir))
+        report_dir = _files.controller_path(params["report_dir"])
+        template = _files.controller_path(params["html_template"]) if params.get("html_template") else None
+        metrics_file = _files.controller_path(params.get("metrics_file") or _metrics.default_path(report_dir))
         try:
             if sweep is None:
-                report = build(params["kind"], hosts_all, hosts_active, results, check_mode, context)
-                paths, markdown = _fleet.write_report(report, report_dir, keep=params["keep"], html_template=template)
+                report = _report_kinds.build_report(
+                    params["kind"], hosts_all, hosts_active, results, check_mode, context
+                )
+                paths, markdown = _outputs.write_report(report, report_dir, keep=params["keep"], html_template=template)
             else:
                 # An AWX slice's inventory is its own slice: the other slices' hosts are not known.
                 awx_slice = sweep["source"] in _sweeps.WORKFLOW_JOB_VARIABLES
@@ -128,10 +139,10 @@ class ActionModule(_action.ActionMixin, ActionBase):
                     context,
                     slices=slices,
                     keep=params["keep"],
-                    now=_fleet.iso(_fleet.utc_now()),
+                    now=_time.iso_utc_z(_time.utc_now()),
                     html_template=template,
                 )
-        except _fleet.TemplateError as exc:
+        except _report_html.TemplateError as exc:
             raise AnsibleActionFail(f"{exc} (the JSON and Markdown reports are written in {report_dir})")
         except OSError as exc:
             raise AnsibleActionFail(
@@ -139,7 +150,7 @@ class ActionModule(_action.ActionMixin, ActionBase):
                 "set dbhygiene_report_dir to a writable directory on the control node"
             )
         try:
-            _fleet.write_metrics(report, metrics_file)
+            _metrics.write_metrics(report, metrics_file)
         except OSError as exc:
             raise AnsibleActionFail(
                 f"dbhygiene_metrics_file: cannot write {metrics_file}: {exc}; "
@@ -149,7 +160,9 @@ class ActionModule(_action.ActionMixin, ActionBase):
         stats = {f"dbhygiene_{params['kind']}": totals}
         if sweep is not None:
             # This run's own figures for its job; the sweep's so far, apart.
-            totals = build(params["kind"], hosts_all, hosts_active, results, check_mode, context)["totals"]
+            totals = _report_kinds.build_report(params["kind"], hosts_all, hosts_active, results, check_mode, context)[
+                "totals"
+            ]
             stats = {
                 f"dbhygiene_{params['kind']}": totals,
                 f"dbhygiene_{params['kind']}_sweep": dict(report["totals"], id=sweep["id"]),

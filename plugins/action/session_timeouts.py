@@ -12,9 +12,9 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _engines, _timeouts
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _engines, _time, _timeouts
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _action, _connection, _fleet
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _action, _connection, _report_model, _trail
 
 KIND = "timeouts"
 
@@ -55,7 +55,7 @@ class ActionModule(_action.ActionMixin, ActionBase):
         )
         result.update(module_result)
         result.pop("skipped", None)  # reserved by Ansible (docs/architecture.md)
-        context = {"login_host": _action.target(module_args), "job_id": _fleet.job_id(task_vars)}
+        context = {"login_host": _action.target(module_args), "job_id": _trail.job_id(task_vars)}
         changed_settings = [s for s in module_result.get("settings") or [] if s.get("changed")]
         summary.update(
             login_host=context["login_host"],
@@ -65,10 +65,10 @@ class ActionModule(_action.ActionMixin, ActionBase):
             persisted=module_result.get("persisted"),
         )
         if module_result.get("failed"):
-            summary["failure"] = "policy" if module_result.get("field") else _fleet.failure_reason(module_result)
+            summary["failure"] = "policy" if module_result.get("field") else _report_model.failure_reason(module_result)
         if params.get("audit_log"):
-            lines = _fleet.timeouts_trail_records(
-                host, engine, module_result, check_mode, context, _fleet.iso(_fleet.utc_now())
+            lines = _trail.timeouts_trail_records(
+                host, engine, module_result, check_mode, context, _time.iso_utc_z(_time.utc_now())
             )
             self.write_trail(result, summary, params["audit_log"], lines, f"timeouts were reconciled on {host}")
         result["dbhygiene"] = summary

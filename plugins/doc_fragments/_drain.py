@@ -63,4 +63,17 @@ options:
         and returned in RV(settled).
     type: list
     elements: str
+  journaled_changes:
+    description:
+      - Internal (the drain role sets it when it runs the module on the database host, C(run_on=host)). The keys of
+        the changes of rights the controller wrote ahead to its audit trail. With it (or O(journaled_sessions)), a real
+        run makes no other change and ends no other session; a batch holding one stops the run before anything of it
+        is sent, and the result lists them in RV(beyond_plan), for the role to journal before it runs the module again.
+    type: list
+    elements: str
+  journaled_sessions:
+    description:
+      - Internal, as O(journaled_changes). The keys of the sessions the controller wrote ahead as being ended.
+    type: list
+    elements: str
 """

@@ -25,6 +25,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
+
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _planner
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import (
     REASON_STILL_PRESENT,
@@ -43,6 +45,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import (
     LOCK_WAIT_MAX,
     Deadline,
+    Journal,
     JournalError,
     SweepBusyError,
     _same_statement,
@@ -86,7 +89,67 @@ def drain_argument_spec():
         wait_timeout=dict(type="float", default=10.0),
         host_timeout=dict(type="float", default=300.0),
         settle_keys=dict(type="list", elements="str", no_log=False),  # session keys, not secrets
+        journaled_changes=dict(type="list", elements="str", no_log=False),  # change keys (change_key)
+        journaled_sessions=dict(type="list", elements="str", no_log=False),  # session keys
     )
+
+
+def change_key(change):
+    """A change of rights as one string: what it changes, on which databases, for whom (the
+    audit trail's key of a `changing` line, and how a run on the host is told what the
+    controller journaled: `journaled_changes`)."""
+    databases = change.get("databases") or [change.get("database")]
+    parts = [change.get("change"), change.get("account"), change.get("right"), change.get("grantor")]
+    return json.dumps(parts + [sorted(str(db) for db in databases)], default=str)
+
+
+class BeyondPlan(JournalError):
+    """A real run on the host came to changes or sessions the controller did not journal
+    (rights changed, or a login got in, between its check-mode plan and this run): nothing of
+    them was sent. `changes` / `sessions`: their entries, for the controller to journal before
+    it runs the module again."""
+
+    def __init__(self, changes=(), sessions=()):
+        what = []
+        if changes:
+            what.append(f"{len(changes)} changes of rights")
+        if sessions:
+            what.append(f"{len(sessions)} sessions")
+        JournalError.__init__(
+            self,
+            f"{' and '.join(what)} beyond the plan the audit trail holds (they changed or logged in since the "
+            "plan): none of them was sent; the controller journals them and runs again",
+        )
+        self.changes = [dict(entry) for entry in changes]
+        self.sessions = [dict(entry) for entry in sessions]
+
+
+class PlanGate(Journal):
+    """The write-ahead hook of a real run on the host (run_on: host), where the controller's
+    trail cannot be reached: the changes and sessions the controller journaled before the run
+    (`journaled_changes`, `journaled_sessions`) go through; a batch holding any other raises
+    BeyondPlan, and nothing of that batch is sent."""
+
+    def __init__(self, changes, sessions):
+        self.changes = set(changes or ())
+        self.sessions = set(sessions or ())
+
+    def changing(self, changes):
+        beyond = [change for change in changes if change_key(change) not in self.changes]
+        if beyond:
+            raise BeyondPlan(changes=beyond)
+
+    def ending(self, entries):
+        beyond = [entry for entry in entries if entry.get("key") not in self.sessions]
+        if beyond:
+            raise BeyondPlan(sessions=beyond)
+
+
+def plan_gate(params, check_mode):
+    """The PlanGate of a real run given what the controller journaled, else None."""
+    if check_mode or (params.get("journaled_changes") is None and params.get("journaled_sessions") is None):
+        return None
+    return PlanGate(params.get("journaled_changes"), params.get("journaled_sessions"))
 
 
 def _glob_literal(name):
@@ -371,6 +434,11 @@ def end_sessions(driver, rights, request, users, check_mode, deadline, journal=N
         return result
     try:
         survivors = closing.run()
+    except BeyondPlan as exc:
+        # A run on the host met sessions the controller did not journal: it ends them next run.
+        result = closing.result([], failure=str(exc))
+        result["beyond_plan"] = {"changes": [], "sessions": exc.sessions}
+        return result
     except SessionError as exc:
         return closing.result([], failure=f"{exc} (the sessions ended before are listed)")
     return closing.result(survivors)
@@ -498,6 +566,9 @@ def run_drain(driver, rights, request, check_mode, diff=False, deadline=None, ro
                 journal = getattr(rights, "journal", None)
                 sessions = end_sessions(driver, rights, request, outcome.users, check_mode, deadline, journal)
         except RightsError as exc:
+            if exc.beyond is not None:  # nothing of it was sent: the controller journals it, then runs again
+                beyond = {"changes": exc.beyond.changes, "sessions": []}
+                return dict(_failed_rights(request, exc), beyond_plan=beyond, record_before=record_before, **settled)
             if not exc.changes:
                 raise SessionError(str(exc))
             return dict(_failed_rights(request, exc), record_before=record_before, **settled)
@@ -535,6 +606,8 @@ def run_drain(driver, rights, request, check_mode, diff=False, deadline=None, ro
     }
     result.update(outcome.extra)
     result.update(settled)
+    if sessions.get("beyond_plan"):
+        result["beyond_plan"] = sessions["beyond_plan"]
     if sessions.get("failed"):
         result.update(
             failed=True,
@@ -567,12 +640,13 @@ class RightsError(SessionError):
     done) and the one sent when it failed (status unknown); `closed`: the databases recorded as
     drained; `unknown`: whether the last statement's fate is unknown."""
 
-    def __init__(self, message, target, changes, closed, unknown=True):
+    def __init__(self, message, target, changes, closed, unknown=True, beyond=None):
         SessionError.__init__(self, message)
         self.target = target
         self.changes = changes
         self.closed = closed
         self.unknown = unknown
+        self.beyond = beyond  # the BeyondPlan that stopped it (a run on the host), or None
 
 
 class Progress(object):
@@ -602,7 +676,9 @@ class Progress(object):
     def failed(self, exc, sent=()):
         """RightsError for `exc` (a SessionError), `sent` the entries whose statement failed."""
         self.made(sent, STATUS_UNKNOWN)
-        return RightsError(str(exc), self.target, self.changes, self.closed)
+        beyond = exc if isinstance(exc, BeyondPlan) else None
+        # Nothing of a batch beyond the plan was sent: no change's fate is unknown.
+        return RightsError(str(exc), self.target, self.changes, self.closed, unknown=beyond is None, beyond=beyond)
 
 
 def _closed_now(rights):
@@ -635,8 +711,10 @@ def run_drain_module(module, driver_class, open_driver, rights_class):
             # and trail name every session's application (read when the login may).
             driver.list_applications = True
         # The same login drains every server of a cluster: a replica's drain reads the primary's record.
-        # The write-ahead hook of the controller's trail (run_on: controller), or None.
-        rights = rights_class(driver, journal=getattr(module, "journal", None))
+        # The write-ahead hook of the controller's trail (run_on: controller); on the host, the gate
+        # of what the controller journaled before this run (run_on: host); or None.
+        journal = getattr(module, "journal", None) or plan_gate(module.params, module.check_mode)
+        rights = rights_class(driver, journal=journal)
         rights.preflight()
         role = driver.server_role()
         result = run_drain(driver, rights, request, module.check_mode, diff=module._diff, deadline=deadline, role=role)

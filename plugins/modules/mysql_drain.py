@@ -230,6 +230,14 @@ record_before:
   returned: when the run got as far as reading the record
   type: list
   elements: dict
+beyond_plan:
+  description:
+    - Given O(journaled_changes) or O(journaled_sessions), the changes of rights (C(changes)) and the sessions
+      (C(sessions)) this run came to that the controller had not journaled (rights changed, or a login got in, since
+      its plan); the run stopped before sending anything of them (it fails). The drain role journals them and runs
+      the module again.
+  returned: when a run given O(journaled_changes) or O(journaled_sessions) met one
+  type: dict
 settled:
   description:
     - For each key of O(settle_keys), what this run's first listing (before any change) shows, C(outcome)

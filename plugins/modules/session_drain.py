@@ -60,7 +60,13 @@ options:
     description: The whole host's deadline in seconds (module default when unset).
     type: raw
   audit_log:
-    description: Audit trail file on the control node. Unset, no trail is written.
+    description:
+      - Audit trail file on the control node. Unset, no trail is written.
+      - Written ahead. Each change of rights has a C(changing) line and each session an C(ending) line on disk before
+        the change is made or the session signalled; the outcome lines follow. With O(run_on=host) the engine module
+        plans on the host first (check mode), the plan is written ahead, and the real run makes and ends only what
+        the trail holds. A change or a session beyond it (rights changed, or a login got in, in between) stops that run
+        before anything of it is sent; it is written ahead and the module runs again, at most 4 times.
     type: path
 attributes:
   check_mode:

@@ -6,8 +6,8 @@ per-host summary and its fleet report (model and Markdown).
 
 Private to the collection; no Ansible import. The pieces of the other roles are
 reused: the trail's record format and appends (``_trail``), the report's host
-statuses and failure reasons (``_report_model.build_report``), its tables and the
-"Hosts that failed" section (``_report_markdown``).
+statuses and failure reasons (``_report_model.build_report``, with this kind's
+``DrainFigures``), its tables and the "Hosts that failed" section (``_report_markdown``).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -150,43 +150,46 @@ def ended_sessions(entry):
     return len({(item.get("key"), item.get("id")) for item in ended})
 
 
-def build_report(kind, hosts_all, hosts_active, results, check_mode, context):
-    """The drain fleet report: the hosts' statuses and failures as the other roles' reports
-    give them, and the change window's totals."""
-    report = _report_model.build_report(kind, hosts_all, hosts_active, results, check_mode, context)
-    totals = report["totals"]
-    for name in ("would_end", "alerting", "sessions_seen"):
-        totals.pop(name, None)
-    totals.update(
-        changes=0,
-        changes_unknown=0,
-        terminated=0,
-        cancelled=0,
-        ended=0,
-        not_ended=0,
-        unknown=0,
-        still_closed=0,
-        hosts_still_closed=0,
-        hosts_unknown=0,
-    )
-    for entry in report["hosts"].values():
-        changes = entry.get("changes") or []
-        unknown = [c for c in changes if c.get("status") == _drain.STATUS_UNKNOWN]
-        totals["changes"] += len(changes) - len(unknown)
-        totals["changes_unknown"] += len(unknown)
-        if entry.get("still_closed") is None or entry.get("state_unknown"):
-            totals["hosts_unknown"] += 1
-        totals["terminated"] += len(entry.get("terminated") or [])
-        totals["cancelled"] += len(entry.get("cancelled") or [])
-        totals["not_ended"] += len(entry.get("not_ended") or [])
-        totals["unknown"] += len(entry.get("unknown") or [])
-        closed = len(entry.get("still_closed") or [])
-        totals["still_closed"] += closed
-        totals["hosts_still_closed"] += 1 if closed else 0
-    # A session cancelled first and terminated after the grace is one session ended.
-    totals["ended"] = sum(ended_sessions(entry) for entry in report["hosts"].values())
-    report["policy"] = None
-    return report
+class DrainFigures(_report_model.LockFigures):
+    """The change window's report figures: the rights changed (and those sent when a host failed),
+    the sessions ended, what each host still has closed, the hosts in a state unknown; no policy.
+    (The lock figures of ``LockFigures`` too: the drain reads no lock, they stay empty.)"""
+
+    def totals(self):
+        return dict(
+            _report_model.LockFigures.totals(self),
+            changes=0,
+            changes_unknown=0,
+            terminated=0,
+            cancelled=0,
+            ended=0,
+            not_ended=0,
+            unknown=0,
+            still_closed=0,
+            hosts_still_closed=0,
+            hosts_unknown=0,
+        )
+
+    def finish(self, report):
+        _report_model.LockFigures.finish(self, report)
+        totals = report["totals"]
+        for entry in report["hosts"].values():
+            changes = entry.get("changes") or []
+            unknown = [c for c in changes if c.get("status") == _drain.STATUS_UNKNOWN]
+            totals["changes"] += len(changes) - len(unknown)
+            totals["changes_unknown"] += len(unknown)
+            if entry.get("still_closed") is None or entry.get("state_unknown"):
+                totals["hosts_unknown"] += 1
+            totals["terminated"] += len(entry.get("terminated") or [])
+            totals["cancelled"] += len(entry.get("cancelled") or [])
+            totals["not_ended"] += len(entry.get("not_ended") or [])
+            totals["unknown"] += len(entry.get("unknown") or [])
+            closed = len(entry.get("still_closed") or [])
+            totals["still_closed"] += closed
+            totals["hosts_still_closed"] += 1 if closed else 0
+        # A session cancelled first and terminated after the grace is one session ended.
+        totals["ended"] = sum(ended_sessions(entry) for entry in report["hosts"].values())
+        report["policy"] = None
 
 
 def _what(change):

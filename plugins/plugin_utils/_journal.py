@@ -35,7 +35,7 @@ import json
 import os
 import uuid
 
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain import STATUS_UNKNOWN
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain import STATUS_UNKNOWN, change_key
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import Journal, JournalError
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import iso_utc_z, utc_now
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _change_window
@@ -226,13 +226,6 @@ _DRAIN_CHANGES = ("revoked", "locked")
 _DONE_STATUSES = (None, "locked", "revoked")
 # Engines whose open undoes a database's changes and forgets its record in one transaction.
 _ATOMIC_OPEN = ("postgresql",)
-
-
-def change_key(change):
-    """A change of rights as one string: what it changes, on which databases, for whom."""
-    databases = change.get("databases") or [change.get("database")]
-    parts = [change.get("change"), change.get("account"), change.get("right"), change.get("grantor")]
-    return json.dumps(parts + [sorted(str(db) for db in databases)], default=str)
 
 
 def _recorded(change, record):

@@ -37,7 +37,7 @@ from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_html im
     render_html,
     trend_point,
 )
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_kinds import render_markdown
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_kinds import READ_ONLY_KINDS, render_markdown
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._trail import job_id
 
 # The roles' defaults for the report directory and the trail: inside an AWX job they are
@@ -111,8 +111,6 @@ def _is_default(value, default):
 _STAMPED_RE = re.compile(
     r"^(?P<kind>[a-z]+(?:-check)?)-(?P<stamp>\d{8}T\d{6}(?:\.\d+)?Z)(?:-(?P<run>[A-Za-z0-9_.]+))?\.(?:json|md|html)$"
 )
-# The roles whose runs change nothing in any mode: a dry run of theirs is a run like any other.
-READ_ONLY_KINDS = ("audit",)
 CHECK_SUFFIX = "-check"
 
 

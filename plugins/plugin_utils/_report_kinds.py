@@ -1,28 +1,51 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) dbhygiene.sessions contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The report of each kind: which builder and which Markdown renderer, chosen here only.
+"""The report kinds: for each, its model (the figures its report counts) and its Markdown
+renderer, chosen here only.
 
-Private to the collection; no Ansible import. A change window's report (kind ``drain``) is
-built and rendered by ``_change_window``, on the pieces of ``_report_model`` and
-``_report_markdown``; every other kind (audit, enforce) by those two. The imports run one
-way: this file imports the renderers, they never import it or each other back.
+Private to the collection; no Ansible import. Every kind's report is built by
+``_report_model.build_report`` (the hosts' statuses and failures) with the figures of its kind:
+``AuditFigures`` and ``EnforceFigures`` (``_report_model``), ``DrainFigures`` (a change window's,
+``_change_window``). Its Markdown is made by ``_report_markdown.render_audit`` /
+``render_enforce``, or ``_change_window.render_markdown``; its HTML page by ``_report_html``
+(one page for every kind). The timeouts role writes no fleet report (its trail lines only).
+The imports run one way: this file imports the models and renderers, they never import it
+or each other back.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from collections import OrderedDict, namedtuple
+
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _change_window, _report_markdown, _report_model
 
+# figures: the class counting the kind's figures (a new one per report); render_markdown: its
+# Markdown renderer; read_only: its runs change nothing in any mode (a dry run's report is a
+# run's like any other); one_run: its report is one run's (never a sliced sweep's).
+ReportKind = namedtuple("ReportKind", ("figures", "render_markdown", "read_only", "one_run"))
 
-def builder(kind):
-    """The function that builds the fleet report of `kind`, called as
-    ``_report_model.build_report(kind, hosts_all, hosts_active, results, check_mode, context)``."""
-    return _change_window.build_report if kind == "drain" else _report_model.build_report
+KINDS = OrderedDict(
+    (
+        ("audit", ReportKind(_report_model.AuditFigures, _report_markdown.render_audit, True, False)),
+        ("enforce", ReportKind(_report_model.EnforceFigures, _report_markdown.render_enforce, False, False)),
+        # A change window is one run over its hosts: its report is that run's.
+        ("drain", ReportKind(_change_window.DrainFigures, _change_window.render_markdown, False, True)),
+    )
+)
+READ_ONLY_KINDS = tuple(name for name, kind in KINDS.items() if kind.read_only)
+
+
+def build_report(kind, hosts_all, hosts_active, results, check_mode, context):
+    """The fleet report of `kind` (a key of KINDS) from each host's registered result:
+    ``_report_model.build_report`` with the figures of the kind."""
+    return _report_model.build_report(
+        kind, hosts_all, hosts_active, results, check_mode, context, KINDS[kind].figures()
+    )
 
 
 def render_markdown(report):
     """The report as Markdown, by the renderer of its kind."""
-    render = _change_window.render_markdown if report["kind"] == "drain" else _report_markdown.render_markdown
-    return render(report)
+    return KINDS[report["kind"]].render_markdown(report)

@@ -97,8 +97,7 @@ def session_table(rows):
     )
 
 
-def _header(report):
-    title = "Session audit" if report["kind"] == "audit" else "Session enforcement"
+def _header(title, report):
     lines = title_lines(title, report) + [f"- time: {text(report['time'])}"]
     if report.get("policy"):
         lines.append(f"- policy: {text(report['policy'])}")
@@ -290,7 +289,7 @@ def _group_label(group):
     return ", ".join(f"{key}={'(none)' if value is None else value}" for key, value in group.items())
 
 
-def _groups_over_budget(report):
+def _groups_over_budget(report, ends):
     """Per host, the groups a budget rule found over their budget: size, kept, and ended (or to end)."""
     rows = [
         (
@@ -306,12 +305,13 @@ def _groups_over_budget(report):
     ]
     if not rows:
         return []
-    ended = "ended" if report["kind"] == "enforce" and not report["check_mode"] else "to end"
+    ended = "ended" if ends and not report["check_mode"] else "to end"
     return ["", "## Groups over budget", ""] + table(("host", "rule", "group", "size", "kept", ended), rows)
 
 
-def failed_hosts(report):
-    """The section listing the hosts that failed, each with its reason code and what it had ended."""
+def failed_hosts(report, ends=False):
+    """The section listing the hosts that failed, each with its reason code and (`ends`: a report
+    of sessions ended, the enforce's) what it had ended and what it signalled whose fate is unknown."""
     dry = report["check_mode"]
     lines = ["", "## Hosts that failed", ""]
     for host, reason in report["failed_hosts"].items():
@@ -320,12 +320,12 @@ def failed_hosts(report):
         words = FAILURE_REASONS.get(code, code)
         line = f"- **{text(host)}** ({code}: {words}): {text(reason)}"
         ended = _ended(entry)
-        if ended and report["kind"] == "enforce":
+        if ended and ends:
             what = "would have been ended" if dry else ("was ended" if ended == 1 else "were ended")
             line += f" — {ended} session{'s' if ended != 1 else ''} {what} before the failure (listed above"
             line += ", and in the audit trail)" if report.get("audit_log") and not entry.get("audit_error") else ")"
         unknown = len(entry.get("unknown") or [])
-        if unknown and report["kind"] == "enforce":
+        if unknown and ends:
             line += (
                 f" — {unknown} session{'s' if unknown != 1 else ''} signalled whose fate is unknown (listed above; "
                 "the next run settles them)"
@@ -334,13 +334,22 @@ def failed_hosts(report):
     return lines
 
 
-def render_markdown(report):
-    """An audit or enforce report as Markdown: the header, the body of its kind, the hosts that failed.
-    (A change window's report: ``_change_window.render_markdown``; ``_report_kinds`` chooses.)"""
-    lines = _header(report)
-    lines += _enforce_body(report) if report["kind"] == "enforce" else _audit_body(report)
-    lines += _groups_over_budget(report)
+def _render(title, body, ends, report):
+    """The header, the body of its kind, the groups over budget, the hosts that failed."""
+    lines = _header(title, report)
+    lines += body(report)
+    lines += _groups_over_budget(report, ends)
     if report["failed_hosts"]:
-        lines += failed_hosts(report)
+        lines += failed_hosts(report, ends)
     lines.append("")
     return "\n".join(lines)
+
+
+def render_audit(report):
+    """An audit report as Markdown (``_report_kinds`` chooses the renderer of each kind)."""
+    return _render("Session audit", _audit_body, False, report)
+
+
+def render_enforce(report):
+    """An enforce report as Markdown: what was ended, or would be in a dry run."""
+    return _render("Session enforcement", _enforce_body, True, report)

@@ -344,21 +344,83 @@ def failure_reason(result):
     return "error"
 
 
-def build_report(kind, hosts_all, hosts_active, results, check_mode, context):
-    """The fleet report (a dict) from each host's registered result.
+class LockFigures:
+    """The lock figures of a fleet report (the audit's; a change window's report carries them too,
+    empty): the hosts' lock waits and chains (totals `lock_waiting`, `lock_chains`) and the
+    report's `lock_chains` (the longest wait first) and `lock_cycles`."""
+
+    counts_sessions = False
+
+    def __init__(self):
+        self.chains = []
+        self.cycles = []
+
+    def totals(self):
+        """The kind's totals, each at 0, in the order the report gives them."""
+        return {"lock_waiting": 0, "lock_chains": 0}
+
+    def count(self, totals, host, entry):
+        """Add one host's `entry` to `totals`."""
+        totals["lock_waiting"] += int(entry.get("lock_waiting") or 0)
+        self.chains.extend(dict(chain, host=host) for chain in entry.get("lock_chains") or [])
+        self.cycles.extend({"host": host, "sessions": list(cycle)} for cycle in entry.get("lock_cycles") or [])
+
+    def finish(self, report):
+        """Complete the report once every host is counted."""
+        report["totals"]["lock_chains"] = len(self.chains)
+        # The fleet's lock chains, the longest wait first: where someone waits right now.
+        report["lock_chains"] = sorted(self.chains, key=_chain_order)
+        report["lock_cycles"] = self.cycles
+
+
+class AuditFigures(LockFigures):
+    """The audit report's figures: the sessions seen, the sessions that would end, the hosts
+    over a threshold (`alerting`), and the lock figures."""
+
+    counts_sessions = True
+
+    def totals(self):
+        return dict({"would_end": 0, "alerting": 0}, **LockFigures.totals(self))
+
+    def count(self, totals, host, entry):
+        totals["would_end"] += len(entry.get("would_end") or [])
+        if entry.get("breaches"):
+            totals["alerting"] += 1
+        LockFigures.count(self, totals, host, entry)
+
+
+class EnforceFigures:
+    """The enforce report's figures: the sessions seen, ended (terminated, cancelled), not ended,
+    and signalled whose fate is unknown."""
+
+    counts_sessions = True
+
+    def totals(self):
+        return {"terminated": 0, "cancelled": 0, "ended": 0, "not_ended": 0, "unknown": 0}
+
+    def count(self, totals, host, entry):
+        for name in ("terminated", "cancelled", "not_ended", "unknown"):
+            totals[name] += len(entry.get(name) or [])
+
+    def finish(self, report):
+        totals = report["totals"]
+        totals["ended"] = totals["terminated"] + totals["cancelled"]
+
+
+def build_report(kind, hosts_all, hosts_active, results, check_mode, context, figures):
+    """The fleet report (a dict) of `kind` from each host's registered result, its totals and
+    figures counted by `figures` (the kind's: ``_report_kinds`` chooses them).
 
     results: {host: registered result or None}. A host with no result never
     reached the task (it failed or was unreachable before it). Every host that
     is not ok has a `reason` (the message) and a `reason_code` (FAILURE_REASONS).
     """
     report_hosts = {}
-    totals = {"hosts": len(hosts_all), "ok": 0, "failed": 0, "sessions_seen": 0, "failed_by_reason": {}}
-    if kind == "enforce":
-        totals.update(terminated=0, cancelled=0, ended=0, not_ended=0, unknown=0)
-    else:
-        totals.update(would_end=0, alerting=0, lock_waiting=0, lock_chains=0)
-    lock_chains = []
-    lock_cycles = []
+    totals = {"hosts": len(hosts_all), "ok": 0, "failed": 0}
+    if figures.counts_sessions:
+        totals["sessions_seen"] = 0
+    totals["failed_by_reason"] = {}
+    totals.update(figures.totals())
     # Why the run stopped before any host was contacted (a policy or variable error), or None.
     stopped = context.get("stopped")
     for host in hosts_all:
@@ -395,24 +457,10 @@ def build_report(kind, hosts_all, hosts_active, results, check_mode, context):
             code = "stopped" if result is None and stopped else code
             entry["reason_code"] = code
             totals["failed_by_reason"][code] = totals["failed_by_reason"].get(code, 0) + 1
-        totals["sessions_seen"] += int(entry.get("seen") or entry.get("sessions") or 0)
-        if kind == "enforce":
-            totals["terminated"] += len(entry.get("terminated") or [])
-            totals["cancelled"] += len(entry.get("cancelled") or [])
-            totals["not_ended"] += len(entry.get("not_ended") or [])
-            totals["unknown"] += len(entry.get("unknown") or [])
-        else:
-            totals["would_end"] += len(entry.get("would_end") or [])
-            if entry.get("breaches"):
-                totals["alerting"] += 1
-            totals["lock_waiting"] += int(entry.get("lock_waiting") or 0)
-            lock_chains.extend(dict(chain, host=host) for chain in entry.get("lock_chains") or [])
-            lock_cycles.extend({"host": host, "sessions": list(cycle)} for cycle in entry.get("lock_cycles") or [])
+        if figures.counts_sessions:
+            totals["sessions_seen"] += int(entry.get("seen") or entry.get("sessions") or 0)
+        figures.count(totals, host, entry)
         report_hosts[host] = entry
-    if kind == "enforce":
-        totals["ended"] = totals["terminated"] + totals["cancelled"]
-    else:
-        totals["lock_chains"] = len(lock_chains)
     report = {
         "kind": kind,
         "time": iso_utc_z(utc_now()),
@@ -427,10 +475,7 @@ def build_report(kind, hosts_all, hosts_active, results, check_mode, context):
         "run": context.get("run"),
         "hosts": report_hosts,
     }
-    if kind != "enforce":
-        # The fleet's lock chains, the longest wait first: where someone waits right now.
-        report["lock_chains"] = sorted(lock_chains, key=_chain_order)
-        report["lock_cycles"] = lock_cycles
+    figures.finish(report)
     return report
 
 

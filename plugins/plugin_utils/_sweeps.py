@@ -34,9 +34,8 @@ from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._outputs import
     sweep_directory,
     write_report,
 )
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_kinds import render_markdown
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_kinds import build_report, render_markdown
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_markdown import table
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_model import build_report
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._trail import job_id
 
 # The extra variables AWX gives a job (awx/main/models/unified_jobs.py,

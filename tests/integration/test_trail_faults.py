@@ -218,7 +218,9 @@ def _report_figures(label, count, dead, outcomes, took, settling):
     )
 
 
-ATTEMPTS = 5  # a fault that lands after the host's run (it finished in the watcher's few ms; on a busy machine 1 in 4) is tried again
+# A fault that lands after the host's run (it finished in the watcher's few ms; on a busy machine
+# about 1 attempt in 4) is tried again.
+ATTEMPTS = 5
 
 
 def _fault_case(fleet, tmp_path, host, count, what, run_on, label):

@@ -253,7 +253,7 @@ def test_every_result_key_is_documented_in_both_modules():
         "check_mode",
     }
     common |= {"state_unknown", "role", "replica", "not_drained_on_primary", "record_before", "failed_statement"}
-    common |= {"settled"}
+    common |= {"settled", "beyond_plan"}
     # A drain without superuser on a managed platform: the grants it could not revoke.
     assert _returned(postgresql_drain) == common | {"grants_not_changed"}
     mysql_only = {"accounts_locked", "accounts_unlocked", "accounts_already_locked"}
@@ -417,3 +417,60 @@ def test_a_drain_or_an_open_settles_the_sessions_an_earlier_run_left_unknown_bef
         assert result["settled"][1] == {"key": "9", "outcome": "terminated"}
         assert events[:2] == ["list", state]  # looked up before the rights change
     assert "settled" not in _drain.run_drain(server, server, _drain.parse_request(options(host_timeout=60)), True)
+
+
+# ---------------------------------------------------------------- a run on the host: only what the trail holds
+LOCK_A = {"change": "locked", "account": "'a'@'%'", "right": "ACCOUNT LOCK", "grantor": None, "databases": ["billing"]}
+LOCK_B = dict(LOCK_A, account="'b'@'%'")
+
+
+def _gated_close(server, journaled_sessions):
+    request = _drain.parse_request(options(grace=1, wait_timeout=2, host_timeout=60))
+    deadline = _drain.Deadline(60, clock=FakeClock())
+    gate = _drain.plan_gate({"journaled_sessions": journaled_sessions}, check_mode=False)
+    return _drain.end_sessions(server, server, request, (), False, deadline, gate)
+
+
+def test_a_gated_run_ends_the_journaled_sessions_and_stops_at_one_that_got_in_since():
+    late = entry("3")
+    server = FakeServer([[entry("1"), entry("2")], [late]])  # "3" logged in after the plan
+    result = _gated_close(server, ["1", "2"])
+    assert sorted(key for key, _mode in server.ended) == ["1", "2"]  # "3" never signalled
+    assert result["failed"] and "beyond the plan" in result["msg"]
+    assert [e["key"] for e in result["beyond_plan"]["sessions"]] == ["3"]
+    assert sorted(e["key"] for e in result["terminated"]) == ["1", "2"]
+    # journaled too, the next run ends it
+    again = _gated_close(FakeServer([[late]]), ["1", "2", "3"])
+    assert not again.get("failed") and [e["key"] for e in again["terminated"]] == ["3"]
+    assert "beyond_plan" not in again
+
+
+def test_a_gated_batch_with_one_session_beyond_the_plan_sends_nothing_of_it():
+    server = FakeServer([[entry("1"), entry("2")]])
+    result = _gated_close(server, ["1"])
+    assert server.ended == [] and [e["key"] for e in result["beyond_plan"]["sessions"]] == ["2"]
+
+
+def test_a_gated_change_beyond_the_plan_stops_the_rights_before_it_is_sent():
+    gate = _drain.plan_gate({"journaled_changes": [_drain.change_key(LOCK_A)]}, check_mode=False)
+    progress = _drain.Progress("db-1", gate)
+    progress.sending([LOCK_A])  # journaled: goes through
+    progress.made([LOCK_A])
+    with pytest.raises(_drain.RightsError) as caught:
+        progress.sending([LOCK_A, LOCK_B])
+    error = caught.value
+    assert error.beyond is not None and [c["account"] for c in error.beyond.changes] == ["'b'@'%'"]
+    assert error.unknown is False and [c["status"] for c in error.changes] == ["done"]
+    result = _drain._failed_rights(_drain.parse_request(options()), error)
+    assert result["state_unknown"] is False
+
+
+def test_no_gate_without_journaled_keys_or_in_check_mode():
+    assert _drain.plan_gate({}, check_mode=False) is None
+    assert _drain.plan_gate({"journaled_changes": []}, check_mode=True) is None
+    assert _drain.plan_gate({"journaled_changes": []}, check_mode=False) is not None  # nothing journaled: nothing goes
+
+
+def test_a_change_key_names_change_account_right_grantor_and_databases():
+    assert _drain.change_key(LOCK_A) != _drain.change_key(LOCK_B)
+    assert _drain.change_key(dict(LOCK_A, databases=None, database="billing")) == _drain.change_key(LOCK_A)

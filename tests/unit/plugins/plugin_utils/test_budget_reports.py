@@ -4,7 +4,7 @@
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._planner import plan
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import parse_policy
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _fleet
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _report_kinds, _report_model
 
 
 def _session(session_id, user, since):
@@ -34,7 +34,7 @@ SESSIONS = [_session(1, "a", 1), _session(2, "a", 2), _session(3, "a", 3), _sess
 
 def test_the_audit_report_lists_each_host_s_groups_over_budget_in_json_and_markdown():
     plan_dict = plan(SESSIONS, POLICY).to_dict()
-    summary, breaches = _fleet.audit_summary(SESSIONS, {}, plan_dict, {})
+    summary, breaches = _report_model.audit_summary(SESSIONS, {}, plan_dict, {})
     assert breaches == []
     assert summary["groups_over_budget"] == [
         {"rule": "pool", "group": {"user": "a", "application": "pool|web"}, "size": 3, "kept": 1, "ended": 2}
@@ -43,9 +43,9 @@ def test_the_audit_report_lists_each_host_s_groups_over_budget_in_json_and_markd
         (1, 3, 1, 3),
         (2, 3, 1, 2),
     ]
-    report = _fleet.build_report("audit", ["db1"], ["db1"], {"db1": {"dbhygiene": summary}}, False, {})
+    report = _report_kinds.build_report("audit", ["db1"], ["db1"], {"db1": {"dbhygiene": summary}}, False, {})
     assert report["hosts"]["db1"]["groups_over_budget"] == summary["groups_over_budget"]
-    markdown = _fleet.render_markdown(report)
+    markdown = _report_kinds.render_markdown(report)
     assert "## Groups over budget" in markdown
     assert "| host | rule | group | size | kept | to end |" in markdown
     assert "| db1 | pool | user=a, application=pool\\|web | 3 | 1 | 2 |" in markdown
@@ -53,10 +53,10 @@ def test_the_audit_report_lists_each_host_s_groups_over_budget_in_json_and_markd
 
 def test_a_report_without_budgets_has_no_groups_table():
     plan_dict = plan(SESSIONS, parse_policy({"rules": [{"states": ["idle"]}]})).to_dict()
-    summary = _fleet.audit_summary(SESSIONS, {}, plan_dict, {})[0]
+    summary = _report_model.audit_summary(SESSIONS, {}, plan_dict, {})[0]
     assert "groups_over_budget" not in summary
-    report = _fleet.build_report("audit", ["db1"], ["db1"], {"db1": {"dbhygiene": summary}}, False, {})
-    assert "Groups over budget" not in _fleet.render_markdown(report)
+    report = _report_kinds.build_report("audit", ["db1"], ["db1"], {"db1": {"dbhygiene": summary}}, False, {})
+    assert "Groups over budget" not in _report_kinds.render_markdown(report)
 
 
 def test_the_enforce_report_says_what_each_group_ended():
@@ -66,8 +66,8 @@ def test_the_enforce_report_says_what_each_group_ended():
         "terminated": [dict(SESSIONS[0], rule="pool", action="terminate", group={}, group_size=4, kept=3, rank=4)],
         "groups": [{"rule": "pool", "group": {}, "size": 4, "kept": 3, "ended": 1}],
     }
-    summary = _fleet.enforce_summary(result)
+    summary = _report_model.enforce_summary(result)
     assert summary["terminated"][0]["group"] == {} and summary["terminated"][0]["rank"] == 4
-    report = _fleet.build_report("enforce", ["db1"], ["db1"], {"db1": {"dbhygiene": summary}}, False, {})
-    assert "| db1 | pool | (whole host) | 4 | 3 | 1 |" in _fleet.render_markdown(report)
-    assert "| ended |" in _fleet.render_markdown(report)
+    report = _report_kinds.build_report("enforce", ["db1"], ["db1"], {"db1": {"dbhygiene": summary}}, False, {})
+    assert "| db1 | pool | (whole host) | 4 | 3 | 1 |" in _report_kinds.render_markdown(report)
+    assert "| ended |" in _report_kinds.render_markdown(report)

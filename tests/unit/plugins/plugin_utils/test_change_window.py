@@ -2,25 +2,14 @@
 """The drain role's controller helpers: the variables' check, the trail lines, the fleet report."""
 
 import pytest
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _change_window
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _change_window, _report_kinds
+from test_report_model import _session as report_session
 
 
 def _session(session_id, **fields):
-    base = {
-        "id": session_id,
-        "key": "%d@t0" % session_id,
-        "user": "app",
-        "database": "billing",
-        "application": "web",
-        "client_addr": "10.0.0.5",
-        "state": "idle",
-        "idle_seconds": 12.0,
-        "query": "SELECT 1",
-        "rule": "drain",
-        "action": "cancel_then_terminate",
-    }
-    base.update(fields)
-    return base
+    """A session the drain ends: the fleet report tests' session, in the drained database."""
+    drained = {"database": "billing", "idle_seconds": 12.0, "rule": "drain", "action": "cancel_then_terminate"}
+    return report_session(session_id, **dict(drained, **fields))
 
 
 def _change(change, account="PUBLIC", database="billing"):
@@ -149,7 +138,7 @@ def _report(results, check_mode=False):
         summary.update(_change_window.drain_summary(result))
         registered[host] = dict(result, dbhygiene=summary)
     active = [host for host in hosts if registered[host] is not None]
-    return _change_window.build_report("drain", hosts, active, registered, check_mode, {"run": "r1"})
+    return _report_kinds.build_report("drain", hosts, active, registered, check_mode, {"run": "r1"})
 
 
 def test_the_report_says_what_was_closed_ended_and_is_still_closed():

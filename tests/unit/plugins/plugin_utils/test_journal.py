@@ -15,7 +15,7 @@ import os
 
 import pytest
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import JournalError
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _fleet, _journal, _trail
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _journal, _report_kinds, _report_model, _trail
 
 
 def _lines(path):
@@ -168,19 +168,19 @@ def _unknown_result(**extra):
 
 def test_unknown_victims_get_trail_lines_and_a_place_in_the_report():
     result = _unknown_result()
-    lines = _fleet.trail_records("db1", "postgresql", result, False, {"job_id": None, "run_id": "run-1"})
+    lines = _trail.trail_records("db1", "postgresql", result, False, {"job_id": None, "run_id": "run-1"})
     assert [(line["id"], line["outcome"], line["detail"], line["run_id"]) for line in lines] == [
         (1, "unknown", "lost", "run-1"),
         (2, "unknown", "lost", "run-1"),
     ]
-    summary = dict(_fleet.enforce_summary(result), failure="unknown_outcome")
-    report = _fleet.build_report(
+    summary = dict(_report_model.enforce_summary(result), failure="unknown_outcome")
+    report = _report_kinds.build_report(
         "enforce", ["db1"], ["db1"], {"db1": dict(result, dbhygiene=summary)}, False, {"audit_log": "/x/trail"}
     )
     entry = report["hosts"]["db1"]
     assert entry["status"] == "failed" and entry["reason_code"] == "unknown_outcome" and entry["seen"] == 40
     assert report["totals"]["unknown"] == 2 and report["totals"]["sessions_seen"] == 40
-    markdown = _fleet.render_markdown(report)
+    markdown = _report_kinds.render_markdown(report)
     assert "40 sessions seen, 0 ended (0 terminate, 0 cancel), 0 not ended, 2 whose fate is unknown." in markdown
     assert markdown.count("unknown: signalled, fate not learned") == 2
     failed_line = [line for line in markdown.splitlines() if line.startswith("- **db1**")][0]
@@ -190,13 +190,13 @@ def test_unknown_victims_get_trail_lines_and_a_place_in_the_report():
 def test_the_report_does_not_say_in_the_audit_trail_when_it_could_not_be_written():
     result = _unknown_result(terminated=[dict(_victim(3))])
     for audit_error, said in ((None, True), ("the audit trail /x/trail could not be written: full", False)):
-        summary = _fleet.enforce_summary(result)
+        summary = _report_model.enforce_summary(result)
         if audit_error:
             summary["audit_error"] = audit_error
-        report = _fleet.build_report(
+        report = _report_kinds.build_report(
             "enforce", ["db1"], ["db1"], {"db1": dict(result, dbhygiene=summary)}, False, {"audit_log": "/x/trail"}
         )
-        assert ("and in the audit trail" in _fleet.render_markdown(report)) is said
+        assert ("and in the audit trail" in _report_kinds.render_markdown(report)) is said
 
 
 # ---------------------------------------------------------------- two runs on one host at once

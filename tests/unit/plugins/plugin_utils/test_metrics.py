@@ -7,7 +7,7 @@ import multiprocessing
 import os
 
 import pytest
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _fleet, _metrics
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _metrics, _report_kinds
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 CONTRACT = {
@@ -39,7 +39,7 @@ def audit_report(minute=0, hosts=("pg1", "my1"), seen=5, oldest=12.5, rule="idle
         },
         "my1": {"failed": True, "msg": "Access denied for user 'hygiene'", "dbhygiene": {"engine": "mysql"}},
     }
-    report = _fleet.build_report("audit", list(hosts), list(hosts), results, False, {"run": f"a{minute}"})
+    report = _report_kinds.build_report("audit", list(hosts), list(hosts), results, False, {"run": f"a{minute}"})
     report["time"] = "2026-12-01T16:%02d:00.000000Z" % minute
     return report
 
@@ -51,7 +51,9 @@ def enforce_report(check_mode=False, minute=1, host="pg1"):
         "terminated": [{"id": n, "rule": "idle", "action": "terminate"} for n in (1, 2)],
         "cancelled": [{"id": 3, "rule": "long", "action": "cancel"}],
     }
-    report = _fleet.build_report("enforce", [host], [host], {host: {"dbhygiene": ended}}, check_mode, {"run": "e"})
+    report = _report_kinds.build_report(
+        "enforce", [host], [host], {host: {"dbhygiene": ended}}, check_mode, {"run": "e"}
+    )
     report["time"] = "2026-12-01T16:%02d:00.000000Z" % minute
     return report
 

@@ -7,7 +7,6 @@ import os
 
 import pytest
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import (
-    _fleet,
     _outputs,
     _report_kinds,
     _report_markdown,
@@ -16,7 +15,7 @@ from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import (
 
 
 def _report(kind, check_mode, minute=0, results=None, context=None):
-    report = _report_kinds.builder(kind)(
+    report = _report_kinds.build_report(
         kind, ["a"], ["a"], results or {"a": {"dbhygiene": {"seen": 1}}}, check_mode, context or {}
     )
     report["time"] = "2026-12-01T16:%02d:00.000000Z" % minute
@@ -41,7 +40,7 @@ def _json(path):
     ],
 )
 def test_a_dry_run_writes_its_own_files_and_never_a_real_runs(tmp_path, kind, check_mode, stem):
-    paths, markdown = _fleet.write_report(_report(kind, check_mode), str(tmp_path))
+    paths, markdown = _outputs.write_report(_report(kind, check_mode), str(tmp_path))
     assert os.path.basename(paths["json"]).startswith(f"{stem}-20261201T160000.000000Z-")
     assert os.path.basename(paths["markdown"]).startswith(f"{stem}-20261201T160000.000000Z-")
     names = sorted(os.listdir(str(tmp_path)))
@@ -54,9 +53,9 @@ def test_a_dry_run_writes_its_own_files_and_never_a_real_runs(tmp_path, kind, ch
 
 def test_a_dry_run_keeps_the_real_runs_latest_and_each_is_pruned_apart(tmp_path):
     report_dir = str(tmp_path)
-    real, _markdown = _fleet.write_report(_report("enforce", False, minute=0), report_dir, keep=2)
+    real, _markdown = _outputs.write_report(_report("enforce", False, minute=0), report_dir, keep=2)
     for minute in range(1, 6):
-        _fleet.write_report(_report("enforce", True, minute=minute), report_dir, keep=2)
+        _outputs.write_report(_report("enforce", True, minute=minute), report_dir, keep=2)
     names = set(os.listdir(report_dir))
     # Five dry runs later: the real run's report is still there and still the latest real one.
     assert os.path.basename(real["json"]) in names
@@ -77,32 +76,34 @@ def test_a_dry_sweeps_report_is_pruned_with_its_directory(tmp_path):
     for minute in (1, 2):  # two later dry runs (the sweep's report has the time of now)
         later = _report("enforce", True)
         later["time"] = "2099-01-01T00:%02d:00.000000Z" % minute
-        _fleet.write_report(later, report_dir, keep=1)
+        _outputs.write_report(later, report_dir, keep=1)
     assert not os.path.exists(paths["json"]) and not os.path.isdir(directory)
 
 
 def test_a_stopped_run_says_why_in_the_report_for_every_host():
     why = "invalid session policy, no host was contacted: host a: dbhygiene_policy.rules[0].idle_longer_than: bad"
-    report = _fleet.build_report("enforce", ["a", "b"], ["a", "b"], {"a": None, "b": None}, True, {"stopped": why})
+    report = _report_kinds.build_report(
+        "enforce", ["a", "b"], ["a", "b"], {"a": None, "b": None}, True, {"stopped": why}
+    )
     assert report["stopped"] == why
     assert report["failed_host_reasons"] == {"a": "stopped", "b": "stopped"}
     assert report["totals"]["failed_by_reason"] == {"stopped": 2}
     assert report["hosts"]["a"]["reason"] == f"not contacted: the run stopped before any database was contacted: {why}"
-    lines = _fleet.render_markdown(report).splitlines()
+    lines = _report_kinds.render_markdown(report).splitlines()
     assert lines[0] == "# Session enforcement (check mode: nothing was changed)"
     # The message as text (escaped as every value of the report: [0] is no link).
     assert lines[2] == f"**Stopped before any database was contacted: {_report_markdown.text(why)}**"
     assert "rules\\[0\\]" in lines[2]
     assert "- **a** (stopped: the run stopped before any database was contacted)" in "\n".join(lines)
     # A run that did not stop says nothing of the kind; a host without a result is no_result, as before.
-    report = _fleet.build_report("enforce", ["a"], [], {"a": None}, False, {})
+    report = _report_kinds.build_report("enforce", ["a"], [], {"a": None}, False, {})
     assert report["stopped"] is None and report["failed_host_reasons"] == {"a": "no_result"}
-    assert "Stopped" not in _fleet.render_markdown(report)
+    assert "Stopped" not in _report_kinds.render_markdown(report)
 
 
 def test_the_drain_report_says_it_stopped_too():
     report = _report("drain", False, results={"a": None}, context={"stopped": "dbhygiene_drain_grace: bad"})
-    lines = _fleet.render_markdown(report).splitlines()
+    lines = _report_kinds.render_markdown(report).splitlines()
     assert lines[0] == "# Change window" and lines[2].startswith("**Stopped before any database was contacted: ")
 
 
@@ -117,22 +118,22 @@ def test_the_drain_report_says_it_stopped_too():
     ],
 )
 def test_the_play_works_on_the_hosts_of_its_pattern_that_limit_leaves(pattern_hosts, play_hosts, targets):
-    assert _fleet.play_targets(pattern_hosts, play_hosts) == targets
+    assert _outputs.play_targets(pattern_hosts, play_hosts) == targets
 
 
 def test_no_host_message_names_the_group_dbhygiene_hosts_and_the_inventory():
     task_vars = {"dbhygiene_hosts": "databasez", "ansible_inventory_sources": ["/etc/inv.yml"]}
-    message = _fleet.no_hosts_message("databasez", [], task_vars)
+    message = _outputs.no_hosts_message("databasez", [], task_vars)
     assert message.startswith(
         "no host to work on: dbhygiene_hosts is 'databasez', and no host of the inventory /etc/inv.yml is in it; "
         "nothing was contacted."
     )
-    message = _fleet.no_hosts_message("databases", [], {"ansible_inventory_sources": ["/a.yml", "/b.ini"]})
+    message = _outputs.no_hosts_message("databases", [], {"ansible_inventory_sources": ["/a.yml", "/b.ini"]})
     assert "the play targets the group 'databases' (the default; dbhygiene_hosts is not set)" in message
     assert "the inventory /a.yml, /b.ini" in message and "dbhygiene_hosts (default 'databases')" in message
     awx = {"awx_inventory_name": "Prod DBs", "ansible_inventory_sources": ["/runner/inventory/hosts"]}
-    assert "the AWX inventory 'Prod DBs' (/runner/inventory/hosts)" in _fleet.no_hosts_message("databases", [], awx)
+    assert "the AWX inventory 'Prod DBs' (/runner/inventory/hosts)" in _outputs.no_hosts_message("databases", [], awx)
     limited = dict(task_vars, ansible_limit="web1")
-    assert "its 2 host(s) in the inventory /etc/inv.yml are all outside --limit 'web1'" in _fleet.no_hosts_message(
+    assert "its 2 host(s) in the inventory /etc/inv.yml are all outside --limit 'web1'" in _outputs.no_hosts_message(
         "databasez", ["pg1", "pg2"], limited
     )

@@ -6,7 +6,7 @@ import os
 import re
 
 import pytest
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _fleet, _report_html
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _outputs, _report_html, _report_kinds
 
 HOSTILE = '<script>alert("x")</script><img src=http://198.51.100.7/x.png>'
 
@@ -27,7 +27,9 @@ def audit_report(minute=0, would=2, oldest=12.5, check_mode=False, application=H
         },
         "my1": {"failed": True, "msg": "cannot connect to " + HOSTILE, "dbhygiene": {"engine": "mysql"}},
     }
-    report = _fleet.build_report("audit", ["pg1", "my1"], ["pg1", "my1"], results, check_mode, {"run": f"r{minute}"})
+    report = _report_kinds.build_report(
+        "audit", ["pg1", "my1"], ["pg1", "my1"], results, check_mode, {"run": f"r{minute}"}
+    )
     report["time"] = "2026-12-01T16:%02d:00.000000Z" % minute
     return report
 
@@ -39,7 +41,7 @@ def test_trend_point_takes_the_fleets_figures():
     assert point["oldest_transaction"] == 40.0
     assert point["longest_lock_wait"] == 0  # nobody waits
     assert point["failed_hosts"] == 1
-    enforce = _fleet.build_report("enforce", ["a"], ["a"], {"a": {"dbhygiene": {"seen": 3}}}, False, {})
+    enforce = _report_kinds.build_report("enforce", ["a"], ["a"], {"a": {"dbhygiene": {"seen": 3}}}, False, {})
     # The enforce role does not read transactions or lock waits: not a zero, not measured.
     assert _report_html.trend_point(enforce)["oldest_transaction"] is None
 
@@ -77,7 +79,7 @@ def test_the_page_escapes_every_value_and_loads_nothing():
 
 
 def test_a_dry_runs_page_says_so_at_the_top():
-    report = _fleet.build_report("enforce", ["a"], ["a"], {"a": {"dbhygiene": {"seen": 1}}}, True, {})
+    report = _report_kinds.build_report("enforce", ["a"], ["a"], {"a": {"dbhygiene": {"seen": 1}}}, True, {})
     page = _report_html.render_html(report, [_report_html.trend_point(report)])
     body = page.split("<body>", 1)[1]
     assert body.lstrip().startswith('<main>\n<div class="banner dry-run" id="dry-run"')
@@ -87,7 +89,7 @@ def test_a_dry_runs_page_says_so_at_the_top():
 def test_write_report_draws_every_trend_with_a_point_per_kept_run(tmp_path):
     report_dir = str(tmp_path)
     for minute in range(4):
-        paths, _markdown = _fleet.write_report(audit_report(minute=minute, would=minute), report_dir, keep=3)
+        paths, _markdown = _outputs.write_report(audit_report(minute=minute, would=minute), report_dir, keep=3)
     with open(os.path.join(report_dir, "audit-latest.html")) as handle:
         page = handle.read()
     with open(paths["html"]) as handle:
@@ -129,7 +131,7 @@ def test_a_hosts_table_says_its_role_and_the_managed_service():
         "db1": {"dbhygiene": {"engine": "postgresql", "sessions": 1, "role": "standby", "platform": "rds"}},
         "db2": {"dbhygiene": {"engine": "mysql", "sessions": 1, "role": "primary", "platform": "self_managed"}},
     }
-    report = _fleet.build_report("audit", ["db1", "db2"], ["db1", "db2"], results, False, {})
+    report = _report_kinds.build_report("audit", ["db1", "db2"], ["db1", "db2"], results, False, {})
     page = _report_html.render_html(report, [_report_html.trend_point(report)])
     db1, db2 = page.split('data-host="db1"', 1)[1].split('data-host="db2"', 1)
     assert '<td data-figure="role">standby</td>' in db1 and '<td data-figure="platform">rds</td>' in db1

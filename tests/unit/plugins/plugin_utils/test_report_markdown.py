@@ -7,7 +7,7 @@ pinned test dependency) where it is installed; the escaped text is checked every
 import html.parser
 
 import pytest
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _change_window, _fleet
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _change_window, _report_kinds, _report_model
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_markdown import text
 
 HOSTILE = [
@@ -107,13 +107,13 @@ def _session(number, value):
 def _enforce_report(check_mode=False):
     results = {}
     for number, value in enumerate(HOSTILE):
-        summary = _fleet.enforce_summary(
+        summary = _report_model.enforce_summary(
             {"policy": {"name": "p"}, "summary": {"seen": 1}, "terminated": [_session(number, value)]}
         )
         results[f"db{number}"] = {"dbhygiene": dict(summary, engine="postgresql")}
     results["bad"] = {"failed": True, "msg": "cannot connect: " + " ".join(HOSTILE), "dbhygiene": {"engine": "mysql"}}
     context = {"policy": HOSTILE[0], "audit_log": "/tmp/a_b_/[x](y)", "job_id": "<b>7</b>"}
-    return _fleet.build_report("enforce", sorted(results), sorted(results), results, check_mode, context)
+    return _report_kinds.build_report("enforce", sorted(results), sorted(results), results, check_mode, context)
 
 
 def _check(markdown, rows_of_values):
@@ -128,7 +128,7 @@ def _check(markdown, rows_of_values):
 
 def test_the_enforce_report_shows_hostile_values_as_text():
     report = _enforce_report()
-    markdown = _fleet.render_markdown(report)
+    markdown = _report_kinds.render_markdown(report)
     rows = [(f"db{n}", n, v, v, v, "10.0.0.5", "idle", "1m40s", "ghost", "terminate") for n, v in enumerate(HOSTILE)]
     parsed = _check(markdown, rows)
     widths = {len(row) for row in parsed.rows}
@@ -143,16 +143,16 @@ def test_the_audit_report_and_its_lock_chains_show_hostile_values_as_text():
     results = {}
     for number, value in enumerate(HOSTILE):
         session = _session(number, value)
-        summary, _breaches = _fleet.audit_summary([session], {}, None, {}, None)
-        summary["would_end"] = [_fleet.brief(session)]
+        summary, _breaches = _report_model.audit_summary([session], {}, None, {}, None)
+        summary["would_end"] = [_report_model.brief(session)]
         results[f"db{number}"] = {"dbhygiene": dict(summary, engine="mysql")}
-    report = _fleet.build_report("audit", sorted(results), sorted(results), results, True, {})
+    report = _report_kinds.build_report("audit", sorted(results), sorted(results), results, True, {})
     report["lock_chains"] = [
         {"host": "db0", "root": 1, "user": v, "database": v, "application": v, "state": "idle", "visible": True}
         for v in HOSTILE
     ]
     report["lock_cycles"] = [{"host": HOSTILE[0], "sessions": [1, 2]}]
-    markdown = _fleet.render_markdown(report)
+    markdown = _report_kinds.render_markdown(report)
     sessions = [
         (f"db{n}", n, v, v, v, "10.0.0.5", "idle", "1m40s", "ghost", "would terminate") for n, v in enumerate(HOSTILE)
     ]
@@ -173,10 +173,21 @@ def test_the_drain_report_shows_hostile_values_as_text():
         }
         summary = dict(_change_window.drain_summary(result), engine="mysql")
         results[f"db{number}"] = dict(result, dbhygiene=summary)
-    report = _change_window.build_report("drain", sorted(results), sorted(results), results, False, {})
+    report = _report_kinds.build_report("drain", sorted(results), sorted(results), results, False, {})
     report["audit_log"] = "<i>trail</i>"
     markdown = _change_window.render_markdown(report)
     hosts = [(f"db{n}", "mysql", "ok", "drained", v, 1, 1, v) for n, v in enumerate(HOSTILE)]
     changes = [(f"db{n}", "locked", f"{v} on {v}", v) for n, v in enumerate(HOSTILE)]
     _check(markdown, hosts + changes)
     assert "- audit trail: &lt;i&gt;trail&lt;/i&gt;" in markdown
+
+
+def test_table_escapes_every_cell_and_rules_every_column():
+    from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_markdown import table
+
+    assert table(("host", "note"), [("db|1", "two\nlines"), (None, 3)]) == [
+        "| host | note |",
+        "| --- | --- |",
+        "| db\\|1 | two lines |",
+        "|  | 3 |",
+    ]

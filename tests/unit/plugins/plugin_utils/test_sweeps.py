@@ -7,7 +7,7 @@ import os
 import stat
 
 import pytest
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _fleet, _outputs, _sweeps
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _outputs, _report_kinds, _sweeps
 
 # The extra variables AWX gives a job of a sliced job template (UnifiedJob.awx_meta_vars).
 AWX_SLICE = {
@@ -237,13 +237,13 @@ def test_pruning_a_sweeps_report_removes_its_directory_unless_a_run_holds_it(tmp
     ]
     held = os.path.join(report_dir, "enforce-sweep.s0.d")
     with _fleet_lock(held):
-        report = _fleet.build_report("enforce", ["x"], ["x"], {"x": {}}, False, {})
-        _fleet.write_report(report, report_dir, keep=2)
+        report = _report_kinds.build_report("enforce", ["x"], ["x"], {"x": {}}, False, {})
+        _outputs.write_report(report, report_dir, keep=2)
     # s0 (the oldest) is held by a run of its own: kept; s1 goes with its report.
     names = os.listdir(report_dir)
     assert "enforce-sweep.s0.d" in names and "enforce-sweep.s1.d" not in names and "enforce-sweep.s2.d" in names
     assert not [n for n in names if "-sweep.s1" in n]
-    _fleet.write_report(report, report_dir, keep=2)
+    _outputs.write_report(report, report_dir, keep=2)
     assert "enforce-sweep.s0.d" not in os.listdir(report_dir)
     assert report["run"] is None  # the plain report's names are as before
 

@@ -1,14 +1,12 @@
 # -*- coding: utf-8 -*-
-"""The roles' controller helpers: audit trail, thresholds, per-host figures, fleet report."""
+"""The fleet report's model (_report_model.py): thresholds, per-host figures, failure reasons,
+the report, and the audit report's lock chains."""
 
 import json
-import multiprocessing
-import os
-import stat
 
 import pytest
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _fleet, _trail
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _report_kinds, _report_model, _trail
 
 
 def _session(session_id, **fields):
@@ -31,83 +29,6 @@ def _session(session_id, **fields):
 
 
 @pytest.mark.parametrize(
-    "query, secret",
-    [
-        ("ALTER USER bob PASSWORD 'hunter2'", "hunter2"),
-        ("alter role bob with password  'it''s'", "it''s"),
-        ("CREATE USER x IDENTIFIED BY 's3cr3t'", "s3cr3t"),
-        ("SET PASSWORD FOR x = PASSWORD('pw1')", "pw1"),
-        ("SET PASSWORD = 'pw2'", "pw2"),
-        ("ALTER USER x IDENTIFIED WITH mysql_native_password BY 'pw3'", "pw3"),
-    ],
-)
-def test_redact_query_masks_credentials(query, secret):
-    redacted = _fleet.redact_query(query)
-    assert secret not in redacted
-    assert "********" in redacted
-
-
-def test_redact_query_truncates_and_keeps_plain_statements():
-    assert _fleet.redact_query("SELECT 1") == "SELECT 1"
-    long = _fleet.redact_query("SELECT " + "x" * 500, limit=50)
-    assert len(long) == 50 and long.endswith("...")
-    assert _fleet.redact_query(None) is None
-
-
-def test_trail_records_outcomes_and_check_mode():
-    result = {
-        "policy": {"name": "sweep"},
-        "terminated": [dict(_session(1), rule="ghost", action="terminate")],
-        "cancelled": [dict(_session(2, state="active"), rule="runaway", action="cancel")],
-        "not_ended": [
-            dict(_session(3), rule="ghost", action=None, reason="protected", detail="protect.users"),
-            dict(_session(4), rule="ghost", action="terminate", reason="state_changed", detail="woke up"),
-        ],
-    }
-    context = {"login_host": "10.1.1.1", "job_id": 42}
-    real = _fleet.trail_records("db1", "postgresql", result, False, context)
-    assert [(r["id"], r["outcome"]) for r in real] == [(2, "cancelled"), (1, "terminated"), (4, "not_ended")]
-    assert all(r["check_mode"] is False and r["job_id"] == 42 and r["policy"] == "sweep" for r in real)
-    assert real[2]["reason"] == "state_changed"
-    dry = _fleet.trail_records("db1", "postgresql", result, True, context)
-    assert [r["outcome"] for r in dry] == ["would_cancel", "would_terminate", "not_ended"]
-    assert all(r["check_mode"] is True for r in dry)
-    assert {"time", "host", "engine", "rule", "action", "user", "database", "application", "client_addr"} <= set(
-        real[0]
-    )
-
-
-def _append_many(path, worker):
-    for index in range(50):
-        _fleet.append_lines(path, [{"worker": worker, "index": index, "pad": "x" * 2000}] * 3)
-
-
-def test_append_lines_mode_0600_and_no_interleaving(tmp_path):
-    path = str(tmp_path / "sub" / "trail.jsonl")
-    workers = [multiprocessing.Process(target=_append_many, args=(path, n)) for n in range(6)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    with open(path) as handle:
-        lines = [json.loads(line) for line in handle]
-    assert len(lines) == 6 * 50 * 3
-    # One write per call: the three lines of a call are adjacent.
-    for start in range(0, len(lines), 3):
-        assert len({(line["worker"], line["index"]) for line in lines[start : start + 3]}) == 1
-
-
-def test_append_lines_tightens_an_existing_world_readable_file(tmp_path):
-    path = str(tmp_path / "trail.jsonl")
-    with open(path, "w"):
-        pass
-    os.chmod(path, 0o644)
-    _fleet.append_lines(path, [{"a": 1}])
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-
-
-@pytest.mark.parametrize(
     "raw, field",
     [
         ({"max_session": 3}, "dbhygiene_audit_thresholds.max_session"),
@@ -119,7 +40,7 @@ def test_append_lines_tightens_an_existing_world_readable_file(tmp_path):
 )
 def test_parse_thresholds_rejects(raw, field):
     with pytest.raises(PolicyError) as error:
-        _fleet.parse_thresholds(raw)
+        _report_model.parse_thresholds(raw)
     assert error.value.field == field
 
 
@@ -135,10 +56,10 @@ def test_audit_summary_counts_and_breaches():
         "not_ended": [{"session": sessions[0], "rule": "stuck", "reason": "protected", "detail": "protect.users"}],
         "limit_error": None,
     }
-    thresholds = _fleet.parse_thresholds(
+    thresholds = _report_model.parse_thresholds(
         {"max_oldest_transaction": "5m", "max_connection_use": 0.5, "max_would_end": 0}
     )
-    summary, breaches = _fleet.audit_summary(sessions, {"max_connections": 10}, plan, thresholds)
+    summary, breaches = _report_model.audit_summary(sessions, {"max_connections": 10}, plan, thresholds)
     assert summary["by_state"] == {"active": 1, "idle": 1, "idle_in_transaction": 1}
     assert summary["by_user"] == {"app": 2, "etl": 1}
     assert summary["by_application"] == {"(none)": 1, "web": 2}
@@ -155,7 +76,7 @@ def test_build_report_names_failed_and_missing_hosts():
     ok = {"changed": True, "dbhygiene": {"engine": "mysql", "seen": 4, "terminated": [{"id": 1, "key": "k"}]}}
     failed = {"failed": True, "msg": "cannot connect to 10.0.0.9", "dbhygiene": {"engine": "postgresql"}}
     unreachable = {"unreachable": True, "msg": "ssh: timeout"}
-    report = _fleet.build_report(
+    report = _report_kinds.build_report(
         "enforce",
         ["a", "b", "c", "d"],
         ["a"],
@@ -168,20 +89,11 @@ def test_build_report_names_failed_and_missing_hosts():
     assert report["failed_hosts"]["b"] == "cannot connect to 10.0.0.9"
     assert report["hosts"]["c"]["status"] == "unreachable"
     assert "before the task ran" in report["failed_hosts"]["d"]
-    markdown = _fleet.render_markdown(report)
+    markdown = _report_kinds.render_markdown(report)
     assert (
         "## Hosts that failed" in markdown
         and "**b** (unreachable: the database server could not be reached): cannot connect" in markdown
     )
-
-
-def test_write_report_files_are_private(tmp_path):
-    report = _fleet.build_report("audit", ["a"], ["a"], {"a": {"dbhygiene": {"sessions": 2}}}, True, {})
-    paths, markdown = _fleet.write_report(report, str(tmp_path / "r"))
-    for path in list(paths.values()) + [str(tmp_path / "r" / "audit-latest.md")]:
-        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    assert "check mode" in markdown
-    assert json.load(open(paths["json"]))["totals"]["hosts"] == 1
 
 
 # ---------------------------------------------------------------- not_ended, failures, trail on failure
@@ -193,9 +105,9 @@ def test_no_result_key_is_named_skipped():
         "cancelled": [],
         "not_ended": [dict(_session(4), rule="r", action="terminate", reason="gone", detail="")],
     }
-    summary = _fleet.enforce_summary(result)
+    summary = _report_model.enforce_summary(result)
     assert summary["not_ended"][0]["reason"] == "gone" and summary["not_ended_by_reason"] == {"gone": 1}
-    report = _fleet.build_report("enforce", ["a"], ["a"], {"a": {"dbhygiene": summary}}, False, {})
+    report = _report_kinds.build_report("enforce", ["a"], ["a"], {"a": {"dbhygiene": summary}}, False, {})
     assert report["totals"]["not_ended"] == 1
 
     def keys(value):
@@ -206,7 +118,7 @@ def test_no_result_key_is_named_skipped():
         return set()
 
     assert not [key for key in keys(report) | keys(summary) if "skipped" in key]
-    assert "skipped" not in _fleet.render_markdown(report)
+    assert "skipped" not in _report_kinds.render_markdown(report)
 
 
 def test_a_failed_result_that_ended_sessions_still_gets_its_trail_lines():
@@ -219,17 +131,17 @@ def test_a_failed_result_that_ended_sessions_still_gets_its_trail_lines():
         "cancelled": [],
         "not_ended": [],
     }
-    lines = _fleet.trail_records("db1", "postgresql", result, False, {"job_id": None})
+    lines = _trail.trail_records("db1", "postgresql", result, False, {"job_id": None})
     assert [(line["id"], line["outcome"]) for line in lines] == [(1, "terminated"), (2, "terminated")]
-    summary = _fleet.enforce_summary(result)
-    report = _fleet.build_report(
+    summary = _report_model.enforce_summary(result)
+    report = _report_kinds.build_report(
         "enforce", ["db1"], ["db1"], {"db1": dict(result, dbhygiene=summary)}, False, {"audit_log": "/x/trail"}
     )
     entry = report["hosts"]["db1"]
     assert entry["status"] == "failed" and len(entry["terminated"]) == 2
     assert report["totals"]["terminated"] == 2 and report["totals"]["failed"] == 1
     assert "cannot list sessions" in report["failed_hosts"]["db1"]
-    markdown = _fleet.render_markdown(report)
+    markdown = _report_kinds.render_markdown(report)
     failed_line = [line for line in markdown.splitlines() if line.startswith("- **db1**")][0]
     assert "cannot list sessions" in failed_line and "2 sessions were ended before the failure" in failed_line
     # The ended sessions are in the session table too.
@@ -313,8 +225,8 @@ def test_a_failed_result_that_ended_sessions_still_gets_its_trail_lines():
     ],
 )
 def test_failure_reason_codes(result, code):
-    assert _fleet.failure_reason(result) == code
-    assert code in _fleet.FAILURE_REASONS
+    assert _report_model.failure_reason(result) == code
+    assert code in _report_model.FAILURE_REASONS
 
 
 def test_report_gives_each_failed_host_a_code_and_words():
@@ -324,142 +236,13 @@ def test_report_gives_each_failed_host_a_code_and_words():
         "c": {"failed": True, "msg": "over", "dbhygiene": {"failure": "threshold"}},
         "d": None,
     }
-    report = _fleet.build_report("audit", ["a", "b", "c", "d"], ["a", "b", "c"], results, False, {})
+    report = _report_kinds.build_report("audit", ["a", "b", "c", "d"], ["a", "b", "c"], results, False, {})
     assert report["failed_host_reasons"] == {"b": "unreachable", "c": "threshold", "d": "no_result"}
     assert report["hosts"]["b"]["reason_code"] == "unreachable"
     assert report["totals"]["failed_by_reason"] == {"unreachable": 1, "threshold": 1, "no_result": 1}
-    markdown = _fleet.render_markdown(report)
+    markdown = _report_kinds.render_markdown(report)
     assert "- **b** (unreachable: the database server could not be reached): cannot connect" in markdown
     assert "- **c** (threshold: over an audit threshold)" in markdown
-
-
-def test_awx_default_paths_warn_and_name_the_variables():
-    assert _fleet.awx_default_path_warnings({}, "~/dbhygiene/reports", "~/dbhygiene/audit.jsonl") == []
-    job = {"awx_job_id": 77}
-    warnings = _fleet.awx_default_path_warnings(
-        job, _fleet.controller_path("~/dbhygiene/reports"), "~/dbhygiene/audit.jsonl"
-    )
-    assert len(warnings) == 2
-    assert "AWX job 77" in warnings[0] and "dbhygiene_report_dir" in warnings[0]
-    assert "dbhygiene_audit_log" in warnings[1] and "lost when the job ends" in warnings[1]
-    assert _fleet.awx_default_path_warnings(job, "/srv/dbhygiene/reports", "/srv/dbhygiene/audit.jsonl") == []
-    assert _fleet.awx_default_path_warnings({"tower_job_id": 5}, "/srv/r", None) == []
-
-
-# ---------------------------------------------------------------- trail rotation
-def test_trail_survives_a_rename_between_two_runs(tmp_path):
-    """logrotate without copytruncate renames the file; the next run's lines go to a new one."""
-    path = str(tmp_path / "audit.jsonl")
-    _fleet.append_lines(path, [{"run": 1, "n": 0}, {"run": 1, "n": 1}])
-    os.rename(path, path + ".1")
-    _fleet.append_lines(path, [{"run": 2, "n": 0}])
-    with open(path + ".1") as handle:
-        assert [json.loads(line)["run"] for line in handle] == [1, 1]
-    with open(path) as handle:
-        assert [json.loads(line)["run"] for line in handle] == [2]
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-
-
-def test_trail_renamed_between_open_and_lock_is_reopened(tmp_path, monkeypatch):
-    path = str(tmp_path / "audit.jsonl")
-    _fleet.append_lines(path, [{"run": 1}])
-    real_flock = _trail.fcntl.flock
-    calls = []
-
-    def rotating_flock(fd, operation):
-        if operation == _trail.fcntl.LOCK_EX and not calls:
-            calls.append(fd)
-            os.rename(path, path + ".1")  # logrotate strikes right after our open
-        return real_flock(fd, operation)
-
-    monkeypatch.setattr(_trail.fcntl, "flock", rotating_flock)
-    _fleet.append_lines(path, [{"run": 2}])
-    with open(path + ".1") as handle:
-        assert [json.loads(line)["run"] for line in handle] == [1]
-    with open(path) as handle:
-        assert [json.loads(line)["run"] for line in handle] == [2]
-
-
-# ---------------------------------------------------------------- report names and pruning
-def _write_same_report(report_dir, queue):
-    report = _fleet.build_report("enforce", ["a"], ["a"], {"a": {"dbhygiene": {"seen": 1}}}, False, {})
-    report["time"] = "2026-12-01T16:00:00.000000Z"  # the same instant for every writer
-    paths, _markdown = _fleet.write_report(report, report_dir, keep=0)
-    queue.put(paths["json"])
-
-
-def test_concurrent_runs_never_replace_each_others_reports(tmp_path):
-    report_dir = str(tmp_path / "reports")
-    queue = multiprocessing.Queue()
-    writers = [multiprocessing.Process(target=_write_same_report, args=(report_dir, queue)) for _writer in range(6)]
-    for writer in writers:
-        writer.start()
-    for writer in writers:
-        writer.join()
-    written = sorted(queue.get() for _writer in writers)
-    assert len(set(written)) == 6
-    stamped = sorted(n for n in os.listdir(report_dir) if "latest" not in n and not n.startswith("."))
-    assert len(stamped) == 18  # .json + .md + .html of each run
-    assert sorted(os.path.join(report_dir, n) for n in stamped if n.endswith(".json")) == written
-
-
-def test_the_same_run_tag_twice_gets_a_new_name(tmp_path):
-    report = _fleet.build_report("audit", ["a"], ["a"], {"a": {}}, False, {"run": "fixed"})
-    first, _markdown = _fleet.write_report(report, str(tmp_path))
-    second, _markdown = _fleet.write_report(report, str(tmp_path))
-    assert first["json"] != second["json"] and os.path.exists(first["json"]) and os.path.exists(second["json"])
-
-
-def test_report_keep_prunes_the_oldest_of_the_same_kind_only(tmp_path):
-    report_dir = str(tmp_path)
-    for name in ("notes.txt", "audit-20200101T000000.000000Z-x.json", "enforce-20190101T000000Z.json"):
-        with open(os.path.join(report_dir, name), "w") as handle:
-            handle.write("{}")
-    written = []
-    for minute in range(5):
-        report = _fleet.build_report("enforce", ["a"], ["a"], {"a": {}}, False, {})
-        report["time"] = "2026-12-01T16:%02d:00.000000Z" % minute
-        written.append(_fleet.write_report(report, report_dir, keep=3)[0])
-    names = set(os.listdir(report_dir))
-    for paths in written[:2]:
-        assert not {os.path.basename(path) for path in paths.values()} & names
-    for paths in written[2:]:
-        assert {os.path.basename(path) for path in paths.values()} <= names
-    # The older-format report of the same kind is pruned too; nothing else is touched.
-    assert "enforce-20190101T000000Z.json" not in names
-    assert {"notes.txt", "audit-20200101T000000.000000Z-x.json", "enforce-latest.json", "enforce-latest.md"} <= names
-
-
-def test_report_keep_zero_keeps_everything(tmp_path):
-    for minute in range(4):
-        report = _fleet.build_report("audit", ["a"], ["a"], {"a": {}}, False, {})
-        report["time"] = "2026-12-01T16:%02d:00.000000Z" % minute
-        _fleet.write_report(report, str(tmp_path), keep=0)
-    assert len([n for n in os.listdir(str(tmp_path)) if n.endswith(".json") and "latest" not in n]) == 4
-
-
-def test_table_escapes_every_cell_and_rules_every_column():
-    from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_markdown import table
-
-    assert table(("host", "note"), [("db|1", "two\nlines"), (None, 3)]) == [
-        "| host | note |",
-        "| --- | --- |",
-        "| db\\|1 | two lines |",
-        "|  | 3 |",
-    ]
-
-
-def test_fleet_keeps_every_name_the_action_plugins_use():
-    import re
-
-    plugins = os.path.join(os.path.dirname(_fleet.__file__), "..", "action")
-    used = set()
-    for name in os.listdir(plugins):
-        if name.endswith(".py"):
-            with open(os.path.join(plugins, name), encoding="utf-8") as handle:
-                used.update(re.findall(r"_fleet\.([A-Za-z_]+)", handle.read()))
-    assert used, "no action plugin uses _fleet"
-    assert [name for name in sorted(used) if not hasattr(_fleet, name)] == []
 
 
 # ---------------------------------------------------------------- locks in the audit report
@@ -505,7 +288,7 @@ def _lock_sessions():
 
 def test_audit_summary_shows_the_lock_chains_and_the_longest_wait():
     locks = _locks([_chain(10, [11, 12, 13], 42.26)], cycles=[[20, 21]], waiting=5)
-    summary, breaches = _fleet.audit_summary(_lock_sessions(), {}, None, {}, locks)
+    summary, breaches = _report_model.audit_summary(_lock_sessions(), {}, None, {}, locks)
     assert breaches == []
     assert summary["lock_waiting"] == 5
     assert summary["longest_lock_wait"] == {
@@ -531,11 +314,11 @@ def test_the_audit_report_shows_each_hosts_role():
         "old": {},
     }
     for host, server in servers.items():
-        summary, _breaches = _fleet.audit_summary([_session(1)], server, None, {})
+        summary, _breaches = _report_model.audit_summary([_session(1)], server, None, {})
         results[host] = {"dbhygiene": dict(summary, engine="postgresql")}
-    report = _fleet.build_report("audit", sorted(results), sorted(results), results, False, {})
+    report = _report_kinds.build_report("audit", sorted(results), sorted(results), results, False, {})
     assert [report["hosts"][h]["role"] for h in ("db1", "db1-standby", "old")] == ["primary", "standby", None]
-    markdown = _fleet.render_markdown(report)
+    markdown = _report_kinds.render_markdown(report)
     assert "| host | engine | role | status | sessions |" in markdown
     assert "| db1 | postgresql | primary, rds | ok | 1 |" in markdown  # a managed service says which
     assert "| db1-standby | postgresql | standby | ok | 1 |" in markdown
@@ -544,8 +327,8 @@ def test_the_audit_report_shows_each_hosts_role():
 
 def test_audit_summary_without_locks_or_waits_has_empty_lock_figures():
     for locks in (None, _locks()):
-        summary, breaches = _fleet.audit_summary(
-            [_session(1)], {}, None, _fleet.parse_thresholds({"max_lock_wait": 1}), locks
+        summary, breaches = _report_model.audit_summary(
+            [_session(1)], {}, None, _report_model.parse_thresholds({"max_lock_wait": 1}), locks
         )
         assert breaches == []
         assert summary["lock_waiting"] == 0 and summary["longest_lock_wait"] is None
@@ -559,12 +342,12 @@ def test_audit_summary_without_locks_or_waits_has_empty_lock_figures():
 def test_max_lock_wait_fails_the_host_over_the_longest_wait(threshold, breached):
     if breached is None:  # a duration is whole seconds or a 45s-style string; a decimal string is refused
         with pytest.raises(PolicyError) as error:
-            _fleet.parse_thresholds({"max_lock_wait": threshold})
+            _report_model.parse_thresholds({"max_lock_wait": threshold})
         assert error.value.field == "dbhygiene_audit_thresholds.max_lock_wait"
         return
-    thresholds = _fleet.parse_thresholds({"max_lock_wait": threshold})
+    thresholds = _report_model.parse_thresholds({"max_lock_wait": threshold})
     locks = _locks([_chain(10, [11, 12, 13], 42.26)])
-    _summary, breaches = _fleet.audit_summary(_lock_sessions(), {}, None, thresholds, locks)
+    _summary, breaches = _report_model.audit_summary(_lock_sessions(), {}, None, thresholds, locks)
     if breached:
         assert breaches == [f"max_lock_wait: 42.3s (threshold {thresholds['max_lock_wait']}): session 11 waits on 10"]
     else:
@@ -574,50 +357,50 @@ def test_max_lock_wait_fails_the_host_over_the_longest_wait(threshold, breached)
 @pytest.mark.parametrize("raw", ["ten seconds", -5, True, "5 min"])
 def test_max_lock_wait_is_validated_as_the_other_durations(raw):
     with pytest.raises(PolicyError) as lock_error:
-        _fleet.parse_thresholds({"max_lock_wait": raw})
+        _report_model.parse_thresholds({"max_lock_wait": raw})
     with pytest.raises(PolicyError) as trx_error:
-        _fleet.parse_thresholds({"max_oldest_transaction": raw})
+        _report_model.parse_thresholds({"max_oldest_transaction": raw})
     assert lock_error.value.field == "dbhygiene_audit_thresholds.max_lock_wait"
     assert str(lock_error.value).replace("max_lock_wait", "X") == str(trx_error.value).replace(
         "max_oldest_transaction", "X"
     )
-    assert "max_lock_wait" in _fleet.THRESHOLD_KEYS
+    assert "max_lock_wait" in _report_model.THRESHOLD_KEYS
 
 
 def test_a_host_over_max_lock_wait_is_alerting_with_the_threshold_code():
-    thresholds = _fleet.parse_thresholds({"max_lock_wait": "10s"})
-    summary, breaches = _fleet.audit_summary(
+    thresholds = _report_model.parse_thresholds({"max_lock_wait": "10s"})
+    summary, breaches = _report_model.audit_summary(
         _lock_sessions(), {}, None, thresholds, _locks([_chain(10, [11, 12, 13], 42.26)])
     )
     summary["breaches"] = breaches
     summary["failure"] = "threshold"
-    calm, calm_breaches = _fleet.audit_summary([_session(1)], {}, None, thresholds, _locks())
+    calm, calm_breaches = _report_model.audit_summary([_session(1)], {}, None, thresholds, _locks())
     calm["breaches"] = calm_breaches
     results = {
         "db1": {"failed": True, "msg": "db1 is over its audit thresholds: " + breaches[0], "dbhygiene": summary},
         "db2": {"changed": False, "dbhygiene": calm},
     }
-    report = _fleet.build_report("audit", ["db1", "db2"], ["db1", "db2"], results, False, {})
+    report = _report_kinds.build_report("audit", ["db1", "db2"], ["db1", "db2"], results, False, {})
     assert report["failed_host_reasons"] == {"db1": "threshold"}
     assert report["totals"]["alerting"] == 1 and report["hosts"]["db2"]["status"] == "ok"
     assert report["hosts"]["db1"]["longest_lock_wait"]["seconds"] == 42.3
 
 
 def test_the_fleet_report_lists_every_hosts_lock_chains_longest_wait_first():
-    db1, _b = _fleet.audit_summary(
+    db1, _b = _report_model.audit_summary(
         _lock_sessions(), {}, None, {}, _locks([_chain(10, [11, 12, 13], 42.26)], cycles=[[20, 21]], waiting=5)
     )
     hidden = _chain(7, list(range(100, 115)), 99.0, visible=False)
-    db2, _b = _fleet.audit_summary([], {}, None, {}, _locks([_chain(5, [6], None), hidden]))
-    db3, _b = _fleet.audit_summary([_session(1)], {}, None, {}, None)
+    db2, _b = _report_model.audit_summary([], {}, None, {}, _locks([_chain(5, [6], None), hidden]))
+    db3, _b = _report_model.audit_summary([_session(1)], {}, None, {}, None)
     results = {"db1": {"dbhygiene": db1}, "db2": {"dbhygiene": db2}, "db3": {"dbhygiene": db3}}
-    report = _fleet.build_report("audit", ["db1", "db2", "db3"], ["db1", "db2", "db3"], results, True, {})
+    report = _report_kinds.build_report("audit", ["db1", "db2", "db3"], ["db1", "db2", "db3"], results, True, {})
     assert [(chain["host"], chain["root"]) for chain in report["lock_chains"]] == [("db2", 7), ("db1", 10), ("db2", 5)]
     assert report["lock_cycles"] == [{"host": "db1", "sessions": [20, 21]}]
     assert report["totals"]["lock_chains"] == 3 and report["totals"]["lock_waiting"] == 5 + 16
     json.dumps(report)  # the JSON report
 
-    markdown = _fleet.render_markdown(report)
+    markdown = _report_kinds.render_markdown(report)
     assert "3 lock chains, 21 sessions waiting for a lock.**" in markdown
     lines = markdown.splitlines()
     start = lines.index("## Lock chains")
@@ -636,35 +419,35 @@ def test_the_fleet_report_lists_every_hosts_lock_chains_longest_wait_first():
 
 
 def test_an_audit_report_without_locks_has_no_lock_section():
-    summary, _breaches = _fleet.audit_summary([_session(1)], {}, None, {}, None)
-    report = _fleet.build_report("audit", ["db1"], ["db1"], {"db1": {"dbhygiene": summary}}, False, {})
-    markdown = _fleet.render_markdown(report)
+    summary, _breaches = _report_model.audit_summary([_session(1)], {}, None, {}, None)
+    report = _report_kinds.build_report("audit", ["db1"], ["db1"], {"db1": {"dbhygiene": summary}}, False, {})
+    markdown = _report_kinds.render_markdown(report)
     assert "## Lock chains" not in markdown and "lock chain" not in markdown
     assert report["lock_chains"] == [] and report["totals"]["lock_chains"] == 0
-    enforce = _fleet.build_report("enforce", ["db1"], ["db1"], {"db1": {"dbhygiene": {"seen": 1}}}, False, {})
+    enforce = _report_kinds.build_report("enforce", ["db1"], ["db1"], {"db1": {"dbhygiene": {"seen": 1}}}, False, {})
     assert "lock_chains" not in enforce and "lock_chains" not in enforce["totals"]
 
 
 def test_brief_leaves_out_the_lock_fields_of_a_session_without_locks():
-    plain = _fleet.brief(dict(_session(30, blocked_by=[], lock_wait_seconds=None, blocking=0), rule="r"))
+    plain = _report_model.brief(dict(_session(30, blocked_by=[], lock_wait_seconds=None, blocking=0), rule="r"))
     assert "blocked_by" not in plain and "blocking" not in plain and "lock_wait_seconds" not in plain
-    root = _fleet.brief(dict(_lock_sessions()[0], rule="blockers"))
-    waiter = _fleet.brief(dict(_lock_sessions()[1], rule="waiters"))
-    if "blocking" in _fleet.brief({"blocking": 3}):  # once the record has the lock fields ("Locks")
+    root = _report_model.brief(dict(_lock_sessions()[0], rule="blockers"))
+    waiter = _report_model.brief(dict(_lock_sessions()[1], rule="waiters"))
+    if "blocking" in _report_model.brief({"blocking": 3}):  # once the record has the lock fields ("Locks")
         assert root["blocking"] == 3 and waiter["blocked_by"] == [10]
 
 
 def test_max_lock_wait_says_which_lock_waits_the_login_cannot_see():
-    thresholds = _fleet.parse_thresholds({"max_lock_wait": "30s"})
+    thresholds = _report_model.parse_thresholds({"max_lock_wait": "30s"})
     server = {"row_lock_waits_visible": True, "metadata_locks_visible": False}
-    summary, breaches = _fleet.audit_summary([_session(1)], server, None, thresholds, _locks())
+    summary, breaches = _report_model.audit_summary([_session(1)], server, None, thresholds, _locks())
     assert breaches == [] and summary["lock_waits_hidden"] == ["metadata-lock waits"]
     assert summary["lock_note"] == "max_lock_wait cannot see metadata-lock waits here"
-    report = _fleet.build_report("audit", ["db1"], ["db1"], {"db1": {"dbhygiene": summary}}, False, {})
-    assert "| max_lock_wait cannot see metadata-lock waits here |" in _fleet.render_markdown(report)
+    report = _report_kinds.build_report("audit", ["db1"], ["db1"], {"db1": {"dbhygiene": summary}}, False, {})
+    assert "| max_lock_wait cannot see metadata-lock waits here |" in _report_kinds.render_markdown(report)
     # Without the threshold, or where everything is visible (PostgreSQL has no such facts): no note.
-    quiet, _breaches = _fleet.audit_summary([_session(1)], server, None, {}, _locks())
+    quiet, _breaches = _report_model.audit_summary([_session(1)], server, None, {}, _locks())
     assert "lock_note" not in quiet and quiet["lock_waits_hidden"] == ["metadata-lock waits"]
     for facts in ({}, {"row_lock_waits_visible": True, "metadata_locks_visible": True}):
-        seen, _breaches = _fleet.audit_summary([_session(1)], facts, None, thresholds, _locks())
+        seen, _breaches = _report_model.audit_summary([_session(1)], facts, None, thresholds, _locks())
         assert "lock_note" not in seen and seen["lock_waits_hidden"] == []
