@@ -12,7 +12,7 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _time, _timeouts
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _engines, _time, _timeouts
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _action, _connection, _report_model, _trail
 
@@ -41,7 +41,7 @@ class ActionModule(_action.ActionMixin, ActionBase):
             raise self.failure(str(exc), field=exc.field, dbhygiene=dict(summary, failure="policy"))
         module_args = _connection.module_args(engine, params)
         module_args["timeouts"] = params["timeouts"]
-        if engine == "mysql" and params.get("persist_file"):
+        if params.get("persist_file") and "persist_file" in _engines.engine(engine).timeouts_spec():
             if params["run_on"] == "controller":
                 raise self.failure(
                     "persist_file is an option file on the database host, but dbhygiene_run_on is controller: set "

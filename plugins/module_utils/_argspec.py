@@ -16,7 +16,7 @@ __metaclass__ = type
 
 import math
 
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import shown
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._messages import shown
 
 # The option types whose values are numbers (AnsibleModule's names).
 NUMBER_TYPES = ("int", "float")

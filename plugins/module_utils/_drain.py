@@ -33,8 +33,8 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import 
     ROLE_PRIMARY,
     SessionError,
     failed_statement,
-    shown,
 )
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._messages import shown
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import (
     MAX_GRACE,
     UNLIMITED,

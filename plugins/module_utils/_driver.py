@@ -66,6 +66,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _platform as _platform_mod
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._messages import cut, one_line
 
 STATES = (
     "active",
@@ -128,31 +129,6 @@ ROLES = (ROLE_PRIMARY, ROLE_STANDBY, ROLE_REPLICA)
 OUTCOMES = {"terminate": "terminated", "cancel": "cancelled"}
 
 
-MESSAGE_VALUE_MAX = 200  # characters of a user's value shown in a message, by default
-
-
-def shown(value, limit=MESSAGE_VALUE_MAX):
-    """repr() of a user's value for a message, cut to about `limit` characters (the full length said)."""
-    text = repr(value)
-    if len(text) > limit:
-        return f"{text[:limit]}... ({len(value) if isinstance(value, str) else len(text)} characters)"
-    return text
-
-
-def cut(text, limit=MESSAGE_VALUE_MAX):
-    """`text` for a message, cut to about `limit` characters (the full length said)."""
-    text = str(text)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
-
-
-def redact(text, secret):
-    """`text` as a str without `secret` in it, whatever a driver put in its message."""
-    text = str(text)
-    if secret:
-        text = text.replace(str(secret), "********")
-    return text
-
-
 class SessionError(Exception):
     """A failure a user must act on: connection, privilege, unsupported feature.
 
@@ -176,7 +152,7 @@ def failed_statement(exc):
     while seen is not None and hops < 10:
         statement = getattr(seen, "statement", None)
         if isinstance(statement, str) and statement:
-            return {"failed_statement": cut(" ".join(statement.split()), STATEMENT_CHARS)}
+            return {"failed_statement": cut(one_line(statement), STATEMENT_CHARS)}
         seen, hops = seen.__cause__ or seen.__context__, hops + 1
     return {}
 

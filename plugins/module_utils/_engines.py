@@ -2,9 +2,11 @@
 # Copyright (c) dbhygiene.sessions contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The registry of engines: for each engine, its modules, the policy conditions it
-cannot evaluate and its connection options. The one source of all three.
+cannot evaluate, its connection options and its parts of the change windows (drain
+rights, timeouts). The one source of all four.
 
-Derived from it: each driver's ``connection_argument_spec()`` (the modules' options),
+Derived from it: each driver's ``connection_argument_spec()`` (the modules' options) and
+the defaults it applies to an option left unset,
 the roles' action plugins' options and engine choices (``plugin_utils/_connection.py``,
 ``_inprocess.py``, ``_fleet.py``), and the check (``tests/unit/.../test_engines.py``)
 that every role's ``meta/argument_specs.yml`` connection entries and every connection
@@ -75,7 +77,9 @@ class Option(object):
 class Engine(object):
     """One engine: its name, driver module, modules and connection options."""
 
-    def __init__(self, name, driver, library, package, modules, unsupported_conditions, options, keep_empty=()):
+    def __init__(
+        self, name, driver, library, package, modules, unsupported_conditions, options, change_windows, keep_empty=()
+    ):
         self.name = name
         # The driver: module_utils file (``plugins/module_utils/<module>.py``), its
         # ``_driver.Driver`` class and its flag saying the Python library imported.
@@ -90,6 +94,12 @@ class Engine(object):
         self.options = tuple(options)
         # Options whose empty string means something (the roles pass it on; else '' is unset).
         self.keep_empty = frozenset(keep_empty)
+        # The change windows' engine parts, by name (the registry imports none of them): the
+        # drain's rights (module_utils file, class: ``_drain.run_drain_module``), the engine's
+        # class in ``_timeouts.py``, and the options its ``<engine>_timeouts`` module takes
+        # besides ``timeouts``.
+        self.drain_module, self.drain_rights, self.timeouts_class, timeouts_options = change_windows
+        self.timeouts_options = tuple(timeouts_options)
 
     def option(self, name):
         for option in self.options:
@@ -103,6 +113,10 @@ class Engine(object):
     def connection_spec(self, env_fallback=None):
         """The AnsibleModule spec of the engine's connection options."""
         return dict((option.name, option.module_spec(env_fallback)) for option in self.options)
+
+    def timeouts_spec(self):
+        """The AnsibleModule spec of the options of the engine's timeouts module besides ``timeouts``."""
+        return dict((option.name, option.module_spec()) for option in self.timeouts_options)
 
 
 def _modules(engine, purposes):
@@ -141,6 +155,7 @@ ENGINES = {
             # The managed service running the server (module_utils/_platform.py): auto detects it.
             Option("platform", "str", default=_platform.AUTO, choices=_platform.CHOICES),
         ),
+        change_windows=("_postgresql_drain", "PostgreSQLRights", "PostgreSQLTimeouts", ()),
     ),
     "mysql": Engine(
         "mysql",
@@ -168,6 +183,8 @@ ENGINES = {
             Option("check_hostname", "bool"),
             Option("platform", "str", default=_platform.AUTO, choices=_platform.CHOICES),
         ),
+        # persist_file: the option file a MariaDB server reads at start (MySQL 8 has SET PERSIST).
+        change_windows=("_mysql_drain", "MySQLRights", "MySQLTimeouts", (Option("persist_file", "path"),)),
         # config_file '' turns reading ~/.my.cnf off.
         keep_empty=("config_file",),
     ),

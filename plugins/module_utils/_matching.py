@@ -36,7 +36,8 @@ import time
 import warnings
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError, _show
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._messages import shown_value as _show
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError
 
 # Seconds the matching of one planning pass may take when it must be bounded. Normal
 # patterns take milliseconds for 5,000 sessions; a pattern that needs more is refused.

@@ -84,10 +84,8 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import 
     REASON_STATE_CHANGED,
     Driver,
     SessionError,
-    redact,
 )
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import cut as driver_cut
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import shown as driver_shown
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._messages import cut, redact, shown
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import LOCK_CONDITIONS
 
 try:
@@ -99,13 +97,16 @@ except ImportError:
     HAS_PYMYSQL = False
     PYMYSQL_IMPORT_ERROR = traceback.format_exc()
 
+# The connection options' defaults are the engine registry's (_engines.py); the port and the
+# option file are not options' defaults (unset, they come from the option file, then these).
+_REGISTRY_ENTRY = _engines.ENGINES["mysql"]
 DEFAULT_PORT = 3306
 DEFAULT_CONFIG_FILE = "~/.my.cnf"
-DEFAULT_CONNECT_TIMEOUT = 30
-DEFAULT_QUERY_TIMEOUT = 30
+DEFAULT_CONNECT_TIMEOUT = _REGISTRY_ENTRY.option("connect_timeout").default
+DEFAULT_QUERY_TIMEOUT = _REGISTRY_ENTRY.option("query_timeout").default
 MAX_TIMEOUT = 86400
 MAX_LOCK_TIMEOUT = 3600
-# Longest part of a value quoted in a message.
+# Longest part of a value quoted in a message (_messages.shown / cut).
 SHOWN_CHARS = 80
 # Policy conditions that read whether a thread is in a transaction (flavours.transaction_state).
 TRANSACTION_CONDITIONS = frozenset(["states", "transaction_longer_than"])
@@ -133,22 +134,12 @@ def connection_argument_spec():
     No environment fallbacks, as in community.mysql: the option file
     (config_file, ~/.my.cnf by default) is the usual place for defaults.
     """
-    return _engines.ENGINES["mysql"].connection_spec()
-
-
-def shown(value, limit=SHOWN_CHARS):
-    """repr(value), cut to about `limit` characters for a message."""
-    return driver_shown(value, limit)
-
-
-def cut(text, limit=SHOWN_CHARS):
-    """`text` cut to about `limit` characters for a message."""
-    return driver_cut(text, limit)
+    return _REGISTRY_ENTRY.connection_spec()
 
 
 def _bad(field, value, problem):
     """Bad input, reported before any connection: names the option and the value (cut)."""
-    return SessionError(f"{field}: {problem} {shown(value)}")
+    return SessionError(f"{field}: {problem} {shown(value, SHOWN_CHARS)}")
 
 
 # String options whose value may be echoed in a message (the password never is).
@@ -171,7 +162,7 @@ def _check_text(field, value):
     secret = field == "login_password"
     if not isinstance(value, str):
         raise SessionError(
-            f"{field}: must be a string, got {('a ' + type(value).__name__ if secret else shown(value))}"
+            f"{field}: must be a string, got {('a ' + type(value).__name__ if secret else shown(value, SHOWN_CHARS))}"
         )
     problem = None
     if "\x00" in value:
@@ -339,8 +330,8 @@ def query_timeout_of(params):
 def describe_target(kwargs):
     """Where we connect, for messages: host:port or the socket. Never a secret."""
     if kwargs.get("unix_socket"):
-        return f"{cut(kwargs['unix_socket'])} (unix socket)"
-    return f"{cut(kwargs.get('host') or 'localhost')}:{kwargs.get('port', DEFAULT_PORT)}"
+        return f"{cut(kwargs['unix_socket'], SHOWN_CHARS)} (unix socket)"
+    return f"{cut(kwargs.get('host') or 'localhost', SHOWN_CHARS)}:{kwargs.get('port', DEFAULT_PORT)}"
 
 
 def _scrub(text, kwargs):
@@ -397,7 +388,8 @@ def open_driver(params):
         message = _describe_failure(exc, kwargs)
         hint = _connect_hint(message)
         raise SessionError(
-            f"cannot connect to MySQL/MariaDB at {target} as {cut(user)}: {message}{('; ' + hint if hint else '')}"
+            f"cannot connect to MySQL/MariaDB at {target} as {cut(user, SHOWN_CHARS)}: "
+            f"{message}{('; ' + hint if hint else '')}"
         )
     try:
         driver = MySQLDriver(conn, target, query_timeout)
@@ -425,7 +417,7 @@ class MySQLDriver(Driver):
 
     engine = "mysql"
     # connected_longer_than: neither flavour records when a thread connected.
-    unsupported_conditions = _engines.ENGINES["mysql"].unsupported_conditions
+    unsupported_conditions = _REGISTRY_ENTRY.unsupported_conditions
 
     def __init__(self, conn, target, query_timeout=DEFAULT_QUERY_TIMEOUT):
         self._conn = conn
@@ -771,10 +763,13 @@ class MySQLDriver(Driver):
         another sweep still holds it after `timeout`.
         """
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout):
-            raise SessionError(f"sweep lock timeout: must be a finite number of seconds, got {shown(timeout)}")
+            raise SessionError(
+                f"sweep lock timeout: must be a finite number of seconds, got {shown(timeout, SHOWN_CHARS)}"
+            )
         if not 0 <= timeout <= MAX_LOCK_TIMEOUT:
             raise SessionError(
-                f"sweep lock timeout: must be between 0 and {MAX_LOCK_TIMEOUT} seconds, got {shown(timeout)}"
+                f"sweep lock timeout: must be between 0 and {MAX_LOCK_TIMEOUT} seconds, "
+                f"got {shown(timeout, SHOWN_CHARS)}"
             )
         if self._lock_held:
             return True

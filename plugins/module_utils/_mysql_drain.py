@@ -35,7 +35,8 @@ import re
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _platform
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain import Progress, RightsOutcome
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError, shown
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._messages import shown
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql_flavours import split_account
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import iso_utc
 

@@ -471,11 +471,26 @@ def executable_procedures(grant_lines, names):
     return usable
 
 
+# An account written user@host: the last '@' splits (a user name may contain '@'). Where the text
+# comes from decides what a text without a host part, or with nothing before the '@', means:
+# split_account (the server's CURRENT_USER()) or split_roles_key (a dbhygiene_timeouts roles key).
 def split_account(current_user):
-    """('user', 'host') from CURRENT_USER() text 'user@host' (the user may contain '@')."""
+    """('user', 'host') from CURRENT_USER() text 'user@host' (the user may contain '@'). The
+    server's own text: '@host' is the anonymous account ('', 'host'); a text without '@' (None:
+    '') is the any-host account, host '%'."""
     user, sep, host = (current_user or "").rpartition("@")
     if not sep:
         return current_user or "", "%"
+    return user, host
+
+
+def split_roles_key(name):
+    """(user, host or None) of a roles key of ``dbhygiene_timeouts``: ``app`` (every account
+    named app: host None) or ``app@10.%`` (one account). A user's text: a key with nothing before
+    its last '@' is a user name as written (host None), never the anonymous account."""
+    user, sep, host = str(name).rpartition("@")
+    if not sep or not user:
+        return str(name), None
     return user, host
 
 

@@ -36,7 +36,8 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import 
     REASON_PROTECTED,
 )
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._matching import MATCH_DEADLINE, decide
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import UNLIMITED, _show
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._messages import shown_value as _show
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import UNLIMITED
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import parse_instant
 
 

@@ -71,7 +71,7 @@ Input conventions
   ``keep``). The grouping itself is the planner's (``_planner.py``); the rule's
   ``matches`` is the per-session part.
 * Errors name fields with 0-based rule indexes: ``policy.rules[1].grace``.
-  Values are quoted cut short (``_show``): a message stays a few hundred
+  Values are quoted cut short (``_messages.shown_value``): a message stays a few hundred
   characters whatever the size of the value.
 """
 
@@ -84,10 +84,10 @@ import ipaddress
 import json
 import math
 import re
-import reprlib
 import sys
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import STATES
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._messages import cut_line, shown_value
 
 ACTIONS = ("terminate", "cancel", "cancel_then_terminate")
 DEFAULT_ACTION = "terminate"
@@ -169,8 +169,6 @@ MAX_POLICY_TEXT = 1000000
 # Longest duration text worth reading ("1d23h59m59s" is 11): longer is refused
 # before int() sees it (Python 3.11+ refuses int() of 4,300+ digits with a ValueError).
 _DURATION_TEXT_MAX = 40
-# How much of a value a message quotes.
-_SHOW_CHARS = 80
 _DURATION_HINT = "use 45s, 30m, 1h30m, 2d or a whole number of seconds"
 _DURATION_RE = re.compile(r"^(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?\Z")
 _SECONDS_RE = re.compile(r"^[0-9]+\Z")
@@ -190,51 +188,11 @@ class PolicyError(ValueError):
         super().__init__(f"{field}: {problem}")
 
 
-def _make_repr():
-    shown = reprlib.Repr()
-    shown.maxlevel = 3
-    shown.maxstring = _SHOW_CHARS
-    shown.maxother = _SHOW_CHARS
-    shown.maxlong = _SHOW_CHARS
-    shown.maxdict = shown.maxlist = shown.maxtuple = shown.maxset = shown.maxfrozenset = 6
-    return shown
-
-
-_REPR = _make_repr()
-
-
-def _show(value, chars=_SHOW_CHARS):
-    """A value as quoted in messages: on one line, strings quoted and escaped, cut
-    short (a 100 KB value shows its first characters and its length)."""
-    if isinstance(value, str):
-        text = str.__repr__(value[:chars])
-        if len(text) > 2 * chars:  # escapes (\x00, \U0010ffff) widen it
-            text = text[: 2 * chars] + "..."
-        if len(value) > chars:
-            text += f"... ({len(value)} characters)"
-        return text
-    try:
-        text = _REPR.repr(value)
-    except Exception:  # pylint: disable=broad-exception-caught  # a message must not fail on a value's repr
-        text = f"<{type(value).__name__}>"
-    if len(text) > 2 * chars:
-        text = text[: 2 * chars] + "..."
-    return text
-
-
-def _cut(text):
-    """Free text (an exception's message) on one line, cut short."""
-    text = " ".join(str(text).split())
-    if len(text) > 2 * _SHOW_CHARS:
-        text = text[: 2 * _SHOW_CHARS] + "..."
-    return text
-
-
 def _key_name(key):
     """A mapping key as written in a field name: plain when short text, else quoted and cut."""
     if isinstance(key, str) and 0 < len(key) <= 40 and key.isprintable() and " " not in key:
         return key
-    return _show(key, 30)
+    return shown_value(key, 30)
 
 
 def _is_int(value):
@@ -280,12 +238,12 @@ def parse_duration(value, field, maximum=MAX_DURATION):
     seconds, why = _duration_seconds(value)
     if seconds is None:
         hint = f"{_DURATION_HINT}; {why}" if why else _DURATION_HINT
-        raise PolicyError(field, value, f"invalid duration {_show(value)} ({hint})")
+        raise PolicyError(field, value, f"invalid duration {shown_value(value)} ({hint})")
     if seconds > maximum:
         raise PolicyError(
             field,
             value,
-            f"duration {_show(value)} is above the maximum for this field, "
+            f"duration {shown_value(value)} is above the maximum for this field, "
             f"{_human_duration(maximum)} ({maximum} seconds)",
         )
     return seconds
@@ -294,14 +252,14 @@ def parse_duration(value, field, maximum=MAX_DURATION):
 def _check_keys(raw, allowed, field):
     if not isinstance(raw, dict):
         raise PolicyError(
-            field, raw, "expected a mapping with keys {}, got {}".format(", ".join(allowed), _show(raw, 40))
+            field, raw, "expected a mapping with keys {}, got {}".format(", ".join(allowed), shown_value(raw, 40))
         )
     for key in raw:
         if key not in allowed:
             raise PolicyError(
                 f"{field}.{_key_name(key)}",
                 key,
-                "unknown key {} (allowed: {})".format(_show(key, 20), ", ".join(allowed)),
+                "unknown key {} (allowed: {})".format(shown_value(key, 20), ", ".join(allowed)),
             )
 
 
@@ -314,7 +272,7 @@ def _as_list(value, field, allow_empty):
     if isinstance(value, (str, int)) and not isinstance(value, bool):
         return [value]
     if not isinstance(value, (list, tuple)):
-        raise PolicyError(field, value, f"expected a list (or a single string), got {_show(value)}")
+        raise PolicyError(field, value, f"expected a list (or a single string), got {shown_value(value)}")
     if not value and not allow_empty:
         raise PolicyError(
             field,
@@ -330,7 +288,7 @@ def _scalar_text(value, field):
         return value
     if _is_int(value):
         return str(value)
-    raise PolicyError(field, value, f"expected a string, got {_show(value)}")
+    raise PolicyError(field, value, f"expected a string, got {shown_value(value)}")
 
 
 def _check_glob(pattern, field):
@@ -349,7 +307,7 @@ def _check_glob(pattern, field):
                 raise PolicyError(
                     field,
                     pattern,
-                    f"invalid glob {_show(pattern)} (unbalanced '['; write [[] for a literal '[')",
+                    f"invalid glob {shown_value(pattern)} (unbalanced '['; write [[] for a literal '[')",
                 )
             i = j
         i += 1
@@ -380,8 +338,8 @@ def _parse_addresses(value, field, allow_empty):
             raise PolicyError(
                 item_field,
                 item,
-                f"invalid IP address or network {_show(item)} (use an IP such as 10.0.0.5, a CIDR such as 10.0.0.0/8, "
-                "or local for unix-socket connections)",
+                f"invalid IP address or network {shown_value(item)} "
+                "(use an IP such as 10.0.0.5, a CIDR such as 10.0.0.0/8, or local for unix-socket connections)",
             )
     return tuple(entries)
 
@@ -394,7 +352,7 @@ def _parse_states(value, field):
             raise PolicyError(
                 f"{field}[{index}]",
                 item,
-                "invalid state {} (allowed: {})".format(_show(item), ", ".join(STATES)),
+                "invalid state {} (allowed: {})".format(shown_value(item), ", ".join(STATES)),
             )
         states.append(item)
     return frozenset(states)
@@ -402,26 +360,28 @@ def _parse_states(value, field):
 
 def _parse_regex(value, field):
     if not isinstance(value, str):
-        raise PolicyError(field, value, f"expected a regular expression string, got {_show(value)}")
+        raise PolicyError(field, value, f"expected a regular expression string, got {shown_value(value)}")
     if len(value) > MAX_PATTERN_LENGTH:
         raise PolicyError(
             field,
             value,
-            f"regular expression {_show(value)} is longer than {MAX_PATTERN_LENGTH} characters",
+            f"regular expression {shown_value(value)} is longer than {MAX_PATTERN_LENGTH} characters",
         )
     try:
         return re.compile(value)
     except re.error as exc:
-        raise PolicyError(field, value, f"invalid regular expression {_show(value)} ({_cut(str(exc))})")
+        raise PolicyError(field, value, f"invalid regular expression {shown_value(value)} ({cut_line(str(exc))})")
     # Not only re.error: 'a{99999999999}' raises OverflowError, 500 nested groups RecursionError.
     except Exception as exc:  # pylint: disable=broad-exception-caught
-        problem = _cut(f"{type(exc).__name__}: {exc}")
-        raise PolicyError(field, value, f"regular expression {_show(value)} cannot be compiled ({problem})")
+        problem = cut_line(f"{type(exc).__name__}: {exc}")
+        raise PolicyError(field, value, f"regular expression {shown_value(value)} cannot be compiled ({problem})")
 
 
 def _parse_action(value, field):
     if value not in ACTIONS:
-        raise PolicyError(field, value, "invalid action {} (allowed: {})".format(_show(value), ", ".join(ACTIONS)))
+        raise PolicyError(
+            field, value, "invalid action {} (allowed: {})".format(shown_value(value), ", ".join(ACTIONS))
+        )
     return value
 
 
@@ -430,16 +390,16 @@ def _parse_bool(value, field):
         return value
     if isinstance(value, str) and value.strip().lower() in _TRUE_WORDS + _FALSE_WORDS:
         return value.strip().lower() in _TRUE_WORDS
-    raise PolicyError(field, value, f"expected a boolean (true or false), got {_show(value)}")
+    raise PolicyError(field, value, f"expected a boolean (true or false), got {shown_value(value)}")
 
 
 def _parse_name(value, field, default):
     if value is None or value == "":
         return default
     if not isinstance(value, str):
-        raise PolicyError(field, value, f"expected a string, got {_show(value)}")
+        raise PolicyError(field, value, f"expected a string, got {shown_value(value)}")
     if len(value) > MAX_NAME_LENGTH:
-        raise PolicyError(field, value, f"name {_show(value)} is longer than {MAX_NAME_LENGTH} characters")
+        raise PolicyError(field, value, f"name {shown_value(value)} is longer than {MAX_NAME_LENGTH} characters")
     return value
 
 
@@ -450,7 +410,7 @@ def _parse_max_terminations(value, field):
     elif isinstance(value, str) and len(value) <= _DURATION_TEXT_MAX and _SECONDS_RE.match(value.strip()):
         number = int(value.strip())
     if number is None or number < 0:
-        raise PolicyError(field, value, f"expected a whole number >= 0 or {UNLIMITED!r}, got {_show(value)}")
+        raise PolicyError(field, value, f"expected a whole number >= 0 or {UNLIMITED!r}, got {shown_value(value)}")
     return number
 
 
@@ -464,7 +424,9 @@ def _parse_count(value, field, low, high, what):
     elif isinstance(value, str) and len(value) <= _DURATION_TEXT_MAX and _SECONDS_RE.match(value.strip()):
         number = int(value.strip())
     if number is None or not low <= number <= high:
-        raise PolicyError(field, value, f"expected a whole number of {what} from {low} to {high}, got {_show(value)}")
+        raise PolicyError(
+            field, value, f"expected a whole number of {what} from {low} to {high}, got {shown_value(value)}"
+        )
     return number
 
 
@@ -496,7 +458,7 @@ def _parse_max_fraction(value, field):
         raise PolicyError(
             field,
             value,
-            f"expected a fraction above 0 and at most 1 (e.g. 0.5 for half) or {UNLIMITED!r}, got {_show(value)}",
+            f"expected a fraction above 0 and at most 1 (e.g. 0.5 for half) or {UNLIMITED!r}, got {shown_value(value)}",
         )
     return number
 
@@ -645,10 +607,10 @@ def _parse_group_keys(value, field):
         item_field = f"{field}[{index}]" if isinstance(value, (list, tuple)) else field
         if item not in allowed:
             raise PolicyError(
-                item_field, item, "invalid group key {} (allowed: {})".format(_show(item), ", ".join(allowed))
+                item_field, item, "invalid group key {} (allowed: {})".format(shown_value(item), ", ".join(allowed))
             )
         if item in keys:
-            raise PolicyError(item_field, item, f"group key {_show(item)} is listed twice")
+            raise PolicyError(item_field, item, f"group key {shown_value(item)} is listed twice")
         keys.append(item)
     return tuple(keys)
 
@@ -691,7 +653,7 @@ class Budget:
                 raise PolicyError(
                     f"{field}.{key}",
                     raw[key],
-                    f"{key} {_show(raw[key])} needs {needs}: say how many sessions of each group to spare",
+                    f"{key} {shown_value(raw[key])} needs {needs}: say how many sessions of each group to spare",
                 )
         per = _parse_group_keys(raw["per"], field + ".per") if _present(raw, "per") else ()
         keep_by = DEFAULT_KEEP_BY
@@ -701,7 +663,7 @@ class Budget:
                 raise PolicyError(
                     field + ".keep_by",
                     keep_by,
-                    "invalid keep_by {} (allowed: {})".format(_show(keep_by), ", ".join(KEEP_BY)),
+                    "invalid keep_by {} (allowed: {})".format(shown_value(keep_by), ", ".join(KEEP_BY)),
                 )
         return cls(per, keep, keep_by, conditions, field, size_at_least)
 
@@ -810,23 +772,23 @@ class Protect:
         """The reason a session is protected, or None."""
         if session.get("service"):
             # The managed service's own session (RDS rdsadmin, ...): never, whatever protect says.
-            return f"service: the managed service's own session (user {_show(session.get('user'))})"
+            return f"service: the managed service's own session (user {shown_value(session.get('user'))})"
         if self.superusers and session.get("superuser"):
             return "superuser"
         for key, session_field in (("users", "user"), ("applications", "application"), ("databases", "database")):
             pattern = _glob_matches(session.get(session_field), getattr(self, key))
             if pattern is not None:
-                return f"protect.{key} matches {_show(pattern)}"
+                return f"protect.{key} matches {shown_value(pattern)}"
         if self.client_addresses:
             client_addr = session.get("client_addr")
             for entry in self.client_addresses:
                 found = _addr_matches(client_addr, (entry,))
                 if found:
-                    return f"protect.client_addresses matches {_show(str(entry))}"
+                    return f"protect.client_addresses matches {shown_value(str(entry))}"
                 if found is None:
                     # Fail closed: an address we cannot read might be inside a protected network.
                     return (
-                        f"client address {_show(str(client_addr))} is not an IP address, "
+                        f"client address {shown_value(str(client_addr))} is not an IP address, "
                         "protect.client_addresses cannot rule it out"
                     )
         return None
@@ -916,7 +878,7 @@ def _parse_rule(raw, index, policy_action):
             field,
             name,
             "rule {} has no condition and would match every session; give it at least one of {}, or a budget "
-            "(keep)".format(_show(name), ", ".join(CONDITION_KEYS)),
+            "(keep)".format(shown_value(name), ", ".join(CONDITION_KEYS)),
         )
     exceptions = None
     if raw.get(EXCEPT_KEY) is not None:
@@ -996,21 +958,23 @@ def _load_policy_text(text):
     try:
         return json.loads(text)
     except (ValueError, RecursionError) as exc:
-        json_problem = _cut(f"{type(exc).__name__}: {exc}") if isinstance(exc, RecursionError) else _cut(exc)
+        json_problem = cut_line(f"{type(exc).__name__}: {exc}") if isinstance(exc, RecursionError) else cut_line(exc)
     yaml = _import_yaml()
     if yaml is None:
         raise PolicyError(
             "policy",
             text,
-            f"the string {_show(text)} is not valid JSON ({json_problem}), and YAML cannot be read here: "
+            f"the string {shown_value(text)} is not valid JSON ({json_problem}), and YAML cannot be read here: "
             f"PyYAML is missing from {sys.executable} (pip install PyYAML, or give the policy as JSON or a mapping)",
         )
     try:
         return yaml.safe_load(text)
     # yaml.YAMLError, and RecursionError for deep nesting.
     except Exception as exc:  # pylint: disable=broad-exception-caught
-        problem = _cut(f"{type(exc).__name__}: {exc}")
-        raise PolicyError("policy", text, f"the string {_show(text)} is neither JSON nor YAML of a mapping ({problem})")
+        problem = cut_line(f"{type(exc).__name__}: {exc}")
+        raise PolicyError(
+            "policy", text, f"the string {shown_value(text)} is neither JSON nor YAML of a mapping ({problem})"
+        )
 
 
 def parse_policy(raw):
@@ -1033,7 +997,7 @@ def parse_policy(raw):
     if raw_rules is None or (isinstance(raw_rules, (list, tuple)) and not raw_rules):
         raise PolicyError("policy.rules", raw_rules, "at least one rule is required")
     if not isinstance(raw_rules, (list, tuple)):
-        raise PolicyError("policy.rules", raw_rules, f"expected a list of rules, got {_show(raw_rules)}")
+        raise PolicyError("policy.rules", raw_rules, f"expected a list of rules, got {shown_value(raw_rules)}")
     rules = []
     seen_names = {}
     for index, raw_rule in enumerate(raw_rules):
@@ -1042,7 +1006,7 @@ def parse_policy(raw):
             raise PolicyError(
                 f"policy.rules[{index}].name",
                 rule.name,
-                f"duplicate rule name {_show(rule.name)} (also policy.rules[{seen_names[rule.name]}]); "
+                f"duplicate rule name {shown_value(rule.name)} (also policy.rules[{seen_names[rule.name]}]); "
                 "rule names must be unique",
             )
         seen_names[rule.name] = index

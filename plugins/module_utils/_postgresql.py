@@ -55,10 +55,8 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import 
     REASON_STATE_CHANGED,
     Driver,
     SessionError,
-    cut,
-    redact,
-    shown,
 )
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._messages import cut, one_line, redact, shown
 
 # The statements and records the driver runs (callers may use them as _postgresql.<name> too).
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql_sql import (
@@ -96,16 +94,18 @@ except ImportError:
     PSYCOPG2_IMPORT_ERROR = traceback.format_exc()
 
 APPLICATION_PREFIX = "dbhygiene.sessions"
-DEFAULT_PORT = 5432
+# The connection options' defaults and choices are the engine registry's (_engines.py).
+_REGISTRY_ENTRY = _engines.ENGINES["postgresql"]
+DEFAULT_PORT = _REGISTRY_ENTRY.option("login_port").default
 DEFAULT_DB = "postgres"
-SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+SSL_MODES = _REGISTRY_ENTRY.option("ssl_mode").choices
 # Modes in which libpq may fall back to plain text (or never try TLS): refused
 # together with a CA or a client certificate, which say the user wants TLS.
 SSL_MODES_WITHOUT_TLS_GUARANTEE = ("disable", "allow", "prefer")
 DEFAULT_SSL_MODE = "prefer"  # without any TLS option: libpq's own default
 SSL_MODE_WITH_CERTIFICATES = "verify-full"  # ca_cert / ssl_cert given without ssl_mode
-DEFAULT_CONNECT_TIMEOUT = 10
-DEFAULT_QUERY_TIMEOUT = 30
+DEFAULT_CONNECT_TIMEOUT = _REGISTRY_ENTRY.option("connect_timeout").default
+DEFAULT_QUERY_TIMEOUT = _REGISTRY_ENTRY.option("query_timeout").default
 TIMEOUT_RANGE = (1, 3600)  # seconds, for connect_timeout and query_timeout
 # The client-side bound of a statement is query_timeout plus this, so that the
 # server's own statement_timeout (a clean error, connection kept) fires first
@@ -125,7 +125,7 @@ MIN_SERVER_VERSION_NUM = 100000  # backend_type and the pg_signal_backend / pg_r
 def connection_argument_spec():
     """The connection options of every PostgreSQL module (doc fragment
     ``dbhygiene.sessions._postgresql_connection``), from the engine registry."""
-    return _engines.ENGINES["postgresql"].connection_spec(env_fallback)
+    return _REGISTRY_ENTRY.connection_spec(env_fallback)
 
 
 def _application_name():
@@ -271,13 +271,9 @@ def describe_target(params):
     return f"the default PostgreSQL server (libpq defaults, port {port})"
 
 
-def _one_line(text):
-    return " ".join(str(text).split())
-
-
 def _scrub(text, params):
     """A driver message on one line, without the password whatever the driver put in it."""
-    return redact(_one_line(text), params.get("login_password"))
+    return redact(one_line(text), params.get("login_password"))
 
 
 def _connect_hint(message):
@@ -432,7 +428,7 @@ class PostgreSQLDriver(Driver):
     """
 
     engine = "postgresql"
-    unsupported_conditions = _engines.ENGINES["postgresql"].unsupported_conditions
+    unsupported_conditions = _REGISTRY_ENTRY.unsupported_conditions
 
     def __init__(self, conn, target, application_name, query_timeout=DEFAULT_QUERY_TIMEOUT):
         self._conn = conn
@@ -483,7 +479,7 @@ class PostgreSQLDriver(Driver):
             except psycopg2.Error as exc:
                 lost = self._conn is None or self._conn.closed
                 error = (_ConnectionLost if lost else SessionError)(
-                    f"cannot {doing} on PostgreSQL at {self.target}: {_one_line(exc)}"
+                    f"cannot {doing} on PostgreSQL at {self.target}: {one_line(exc)}"
                 )
                 error.statement = sql  # the template (_driver.failed_statement)
                 if lost:

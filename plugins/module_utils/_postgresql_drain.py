@@ -22,7 +22,7 @@ documentation (plugins/modules/postgresql_drain.py). In short:
   written back as it was, byte for byte, in the statement that deletes the
   record; otherwise the recorded changes are undone one by one, last first.
 
-Identifiers cannot be parameters: they are quoted here (``quote_ident``) and a
+Identifiers cannot be parameters: they are quoted by ``_postgresql_sql.quote_ident``, a
 ``%`` in them doubled, because every statement is sent with parameters.
 """
 
@@ -33,8 +33,9 @@ __metaclass__ = type
 import json
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain import Progress, RightsOutcome
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError, shown
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql_sql import parse_key
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._messages import shown
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql_sql import parse_key, quote_ident
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import iso_utc
 
 RECORD_SCHEMA = "dbhygiene"
@@ -45,13 +46,6 @@ RIGHT = "CONNECT"
 # points to it with this setting (pg_db_role_setting is a shared catalog: read from any
 # database), so that a run logged in to another database finds where the record is.
 POINTER = "dbhygiene.drain_record"
-
-
-def quote_ident(name):
-    """`name` as a quoted SQL identifier, safe inside a statement sent with parameters."""
-    if not isinstance(name, str) or not name or "\x00" in name:
-        raise ValueError(f"not an identifier: {name!r}")
-    return '"' + name.replace('"', '""').replace("%", "%%") + '"'
 
 
 def _grantee(name):

@@ -87,6 +87,21 @@ SWEEP_LOCK_KEY = zlib.crc32(SWEEP_LOCK_NAME.encode("ascii"))
 SIGNAL_FUNCTIONS = {"terminate": "pg_terminate_backend", "cancel": "pg_cancel_backend"}
 
 
+def quote_ident(name, params=True):
+    """`name` as a double-quoted PostgreSQL identifier, its double quotes doubled.
+
+    Identifiers cannot be statement parameters. Every statement the drivers send goes with
+    parameters (``cursor.execute(sql, params)``), where a ``%`` is the driver's placeholder
+    mark: with `params` (the default) a ``%`` in the name is doubled too, so the server gets it
+    back as written; ``params=False`` for a statement sent without parameters.
+    Raises ValueError for what is no identifier: not a str, empty, or with a NUL character.
+    """
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise ValueError(f"not an identifier: {name!r}")
+    quoted = '"' + name.replace('"', '""') + '"'
+    return quoted.replace("%", "%%") if params else quoted
+
+
 # ---------------------------------------------------------------- SQL
 # pg_stat_activity.state -> the normalized states of docs/architecture.md "The normalized session record".
 _STATE_SQL = (

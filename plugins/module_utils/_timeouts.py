@@ -12,7 +12,7 @@ change, and apply the rest; ``run_timeouts_module`` is the whole ``main()`` of t
 
 The statement builders return ``(sql, params)``: values are driver parameters;
 the only identifiers (role and database names, PostgreSQL) are quoted by
-``quote_ident``; variable names come from the tables below, never from input.
+``_postgresql_sql.quote_ident``; variable names come from the tables below, never from input.
 
 No AnsibleModule import, no database driver import.
 """
@@ -25,9 +25,11 @@ import os
 import re
 import tempfile
 
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _platform
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _engines, _platform
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError, failed_statement
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql_flavours import split_roles_key
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError, parse_duration
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql_sql import quote_ident
 
 FIELDS = ("idle_session", "idle_in_transaction", "statement")
 LEVELS = ("server", "roles", "databases")
@@ -200,19 +202,11 @@ def checked_settings(raw, engine):
     """`dbhygiene_timeouts` parsed and checked against what `engine` can ever set: the
     settings, or a PolicyError naming the field (before any connection)."""
     settings = parse_timeouts(raw)
-    (check_postgresql if engine == "postgresql" else check_mysql)(settings)
+    engine_timeouts(engine).check(settings)
     return settings
 
 
 # ------------------------------------------------------------------ PostgreSQL values
-def quote_ident(name):
-    """A PostgreSQL identifier, double-quoted with its double quotes doubled."""
-    text = str(name)
-    if "\x00" in text:
-        raise PolicyError(OPTION, name, "a name cannot contain a NUL character")
-    return '"' + text.replace('"', '""') + '"'
-
-
 def pg_ms(text):
     """Milliseconds (int) of a PostgreSQL time setting as written (``5min``, ``300``, ``1.5s``), or None."""
     if text is None:
@@ -286,9 +280,9 @@ def pg_set_query(level, target, variable, ms):
     if level == "server":
         return f"ALTER SYSTEM SET {variable} = %s", (value,)
     keyword = {"roles": "ROLE", "databases": "DATABASE"}[level]
-    # The statement goes with parameters: a % in the name is the driver's, doubled.
-    name = quote_ident(target).replace("%", "%%")
-    return f"ALTER {keyword} {name} SET {variable} = %s", (value,)
+    if "\x00" in target:
+        raise PolicyError(OPTION, target, "a name cannot contain a NUL character")
+    return f"ALTER {keyword} {quote_ident(target)} SET {variable} = %s", (value,)
 
 
 def pg_reload_query():
@@ -310,17 +304,9 @@ def mysql_set_global_query(flavour, variable, value):
     return f"SET {scope} {variable} = %s", (value,)
 
 
-def split_user(name):
-    """(user, host or None) of a roles key: ``app`` (every account named app) or ``app@10.%``."""
-    user, sep, host = str(name).rpartition("@")
-    if not sep or not user:
-        return str(name), None
-    return user, host
-
-
 def mariadb_users_query(name):
     """(sql, params): the accounts a roles key names, with their MAX_STATEMENT_TIME."""
-    user, host = split_user(name)
+    user, host = split_roles_key(name)
     if host is None:
         return "SELECT User, Host, max_statement_time FROM mysql.user WHERE User = %s ORDER BY Host", (user,)
     return (
@@ -392,10 +378,15 @@ class PostgreSQLTimeouts(object):
     """Plan and apply the settings on one PostgreSQL server (values in milliseconds)."""
 
     engine = "postgresql"
+    check = staticmethod(check_postgresql)
 
     def __init__(self, driver):
         self.driver = driver
         self.persisted = True  # ALTER SYSTEM / ALTER ROLE / ALTER DATABASE are all durable
+
+    @classmethod
+    def from_params(cls, driver, params):
+        return cls(driver)
 
     def _rows(self, query, doing):
         return self.driver.execute(query, doing)
@@ -502,6 +493,7 @@ class MySQLTimeouts(object):
     """Plan and apply the settings on one MySQL / MariaDB server (engine units)."""
 
     engine = "mysql"
+    check = staticmethod(check_mysql)
 
     def __init__(self, driver, persist_file=None):
         self.driver = driver
@@ -509,6 +501,10 @@ class MySQLTimeouts(object):
         self.persist_file = persist_file if self.flavour != "mysql" else None
         self.persisted = True
         self.persist_change = None  # (before text or None, after text) when the file changes
+
+    @classmethod
+    def from_params(cls, driver, params):
+        return cls(driver, params.get("persist_file"))
 
     def _rows(self, query, doing):
         return self.driver.execute(query, doing)
@@ -673,14 +669,21 @@ def check_platform(driver, settings):
     raise PolicyError(f"{OPTION}.server", None, message)
 
 
-def argument_spec():
-    """Options of every `*_timeouts` module besides the connection."""
-    return dict(timeouts=dict(type="dict", required=True))
+# The engines' timeouts classes, by the name their registry entries give (Engine.timeouts_class).
+_TIMEOUTS_CLASSES = dict((cls.__name__, cls) for cls in (PostgreSQLTimeouts, MySQLTimeouts))
 
 
-def mysql_argument_spec():
-    spec = argument_spec()
-    spec["persist_file"] = dict(type="path")
+def engine_timeouts(engine):
+    """The class that plans and applies `engine`'s timeouts (``check(settings)`` before any
+    connection, ``from_params(driver, params)``), as the engine registry names it."""
+    return _TIMEOUTS_CLASSES[_engines.engine(engine).timeouts_class]
+
+
+def argument_spec(engine):
+    """Options of the `<engine>_timeouts` module besides the connection: ``timeouts`` and the
+    engine's own (the registry's ``timeouts_options``: MySQL / MariaDB ``persist_file``)."""
+    spec = dict(timeouts=dict(type="dict", required=True))
+    spec.update(_engines.engine(engine).timeouts_spec())
     return spec
 
 
@@ -695,10 +698,7 @@ def run_timeouts_module(module, engine, open_driver):
     try:
         driver = open_driver(params)
         check_platform(driver, settings)
-        if engine == "postgresql":
-            timeouts = PostgreSQLTimeouts(driver)
-        else:
-            timeouts = MySQLTimeouts(driver, params.get("persist_file"))
+        timeouts = engine_timeouts(engine).from_params(driver, params)
         result = reconcile(timeouts, settings, module.check_mode, diff=module._diff)
     except PolicyError as exc:
         module.fail_json(msg=f"{exc} (on {driver.target}; nothing was changed)", field=exc.field)

@@ -147,15 +147,12 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import (
     connection_argument_spec,
     open_driver,
 )
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._timeouts import (
-    mysql_argument_spec,
-    run_timeouts_module,
-)
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._timeouts import argument_spec, run_timeouts_module
 
 
 def main():
     spec = connection_argument_spec()
-    spec.update(mysql_argument_spec())
+    spec.update(argument_spec("mysql"))
     module = new_module(spec, supports_check_mode=True)
     if not HAS_PYMYSQL:
         module.fail_json(msg=missing_required_lib("PyMySQL"), exception=PYMYSQL_IMPORT_ERROR)

@@ -137,7 +137,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._timeouts impor
 
 def main():
     spec = connection_argument_spec()
-    spec.update(argument_spec())
+    spec.update(argument_spec("postgresql"))
     module = new_module(spec, supports_check_mode=True)
     if not HAS_PSYCOPG2:
         module.fail_json(msg=missing_required_lib("psycopg2"), exception=PSYCOPG2_IMPORT_ERROR)

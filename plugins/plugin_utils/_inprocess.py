@@ -31,8 +31,6 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils import (
     _argspec,
     _drain,
     _engines,
-    _mysql_drain,
-    _postgresql_drain,
     _runner,
     _timeouts,
 )
@@ -41,12 +39,15 @@ _MODULE_UTILS = "ansible_collections.dbhygiene.sessions.plugins.module_utils"
 
 
 class _Engine(object):
-    """An engine of the registry with its driver imported."""
+    """An engine of the registry with its driver and its drain's rights imported."""
 
     def __init__(self, name, entry):
         self.name = name
         self.driver_module = importlib.import_module(f"{_MODULE_UTILS}.{entry.driver_module}")
         self.driver_class = getattr(self.driver_module, entry.driver_class)
+        self.drain_rights = getattr(
+            importlib.import_module(f"{_MODULE_UTILS}.{entry.drain_module}"), entry.drain_rights
+        )
         self.available = bool(getattr(self.driver_module, entry.driver_available))
         self.library = entry.library
         self.package = entry.package
@@ -115,16 +116,8 @@ def _run_info(module, engine):
     _runner.run_info_module(module, engine.driver_module.open_driver, engine.driver_class)
 
 
-# Each engine's rights of a change window, for the `<engine>_drain` modules (kind "drain").
-DRAIN_RIGHTS = {"postgresql": _postgresql_drain.PostgreSQLRights, "mysql": _mysql_drain.MySQLRights}
-
-
 def _run_drain(module, engine):
-    _drain.run_drain_module(module, engine.driver_class, engine.driver_module.open_driver, DRAIN_RIGHTS[engine.name])
-
-
-def _timeouts_spec(engine):
-    return _timeouts.mysql_argument_spec() if engine == "mysql" else _timeouts.argument_spec()
+    _drain.run_drain_module(module, engine.driver_class, engine.driver_module.open_driver, engine.drain_rights)
 
 
 def _run_timeouts(module, engine):
@@ -137,7 +130,7 @@ KINDS = {
     "sessions": (lambda engine: _argspec.sessions_argument_spec(), _run_sessions),
     "session_info": (lambda engine: _argspec.info_argument_spec(), _run_info),
     "drain": (lambda engine: _drain.drain_argument_spec(), _run_drain),
-    "timeouts": (_timeouts_spec, _run_timeouts),
+    "timeouts": (_timeouts.argument_spec, _run_timeouts),
 }
 
 

@@ -446,6 +446,19 @@ def _inventory(fleet, tmp_path, hosts_vars):
     return str(path)
 
 
+def _role_hosts(fleet, pg_timeouts, my_timeouts):
+    """The inventory's host variables of PG and MY, each with its dbhygiene_timeouts."""
+    return {
+        PG: {
+            "ansible_host": fleet.server(PG)["host"],
+            "dbhygiene_engine": "postgresql",
+            "dbhygiene_login_db": "postgres",
+            "dbhygiene_timeouts": pg_timeouts,
+        },
+        MY: {"ansible_host": fleet.server(MY)["host"], "dbhygiene_engine": "mysql", "dbhygiene_timeouts": my_timeouts},
+    }
+
+
 def _role_playbook(tmp_path):
     path = tmp_path / "timeouts.yml"
     path.write_text(
@@ -470,25 +483,34 @@ def _trail(tmp_path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def test_the_role_refuses_a_persist_file_on_the_controller_only_for_the_engine_that_takes_one(fleet, tmp_path):
+    """persist_file is an option of the MySQL / MariaDB timeouts module (the engine registry says
+    which engine takes it): with run_on controller that host fails before any connection; the
+    PostgreSQL host, whose module has no such option, runs as if it were unset."""
+    persist = str(tmp_path / "timeouts.cnf")
+    hosts = _role_hosts(fleet, {"server": {"statement": "1h"}}, {"server": {"idle_in_transaction": "20m"}})
+    for host in (PG, MY):
+        hosts[host]["dbhygiene_timeouts_persist_file"] = persist
+    inventory = _inventory(fleet, tmp_path, hosts)
+    run = run_playbook(
+        _role_playbook(tmp_path), inventory=inventory, check=True, extra_vars={"dbhygiene_run_on": "controller"}
+    )
+    assert run.rc != 0 and run.stats[MY]["failures"] == 1 and run.stats[PG]["failures"] == 0, run.output
+    assert "persist_file is an option file on the database host, but dbhygiene_run_on is controller" in run.output
+    assert not os.path.exists(persist)
+
+
 @pytest.mark.parametrize("run_on", ["controller", "host"])
 def test_the_role_on_both_engines(fleet, pg_role, my_user, my_server_restored, tmp_path, run_on):
     role = "t_" + uuid.uuid4().hex[:8]
     pg_role(PG, role)
     user, _password = my_user(server=MY)
     persist = str(tmp_path / "timeouts.cnf")
-    hosts = {
-        PG: {
-            "ansible_host": fleet.server(PG)["host"],
-            "dbhygiene_engine": "postgresql",
-            "dbhygiene_login_db": "postgres",
-            "dbhygiene_timeouts": {"roles": {role: {"idle_in_transaction": "5m", "statement": "1h"}}},
-        },
-        MY: {
-            "ansible_host": fleet.server(MY)["host"],
-            "dbhygiene_engine": "mysql",
-            "dbhygiene_timeouts": {"server": {"idle_in_transaction": "20m"}, "roles": {user: {"statement": "1h"}}},
-        },
-    }
+    hosts = _role_hosts(
+        fleet,
+        {"roles": {role: {"idle_in_transaction": "5m", "statement": "1h"}}},
+        {"server": {"idle_in_transaction": "20m"}, "roles": {user: {"statement": "1h"}}},
+    )
     if run_on == "host":
         hosts[MY]["dbhygiene_timeouts_persist_file"] = persist
     inventory = _inventory(fleet, tmp_path, hosts)

@@ -14,7 +14,7 @@ from ansible_collections.dbhygiene.sessions.plugins.doc_fragments import (
     _postgresql_connection,
     _role_connection,
 )
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _engines, _mysql, _postgresql
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _engines, _mysql, _postgresql, _timeouts
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _connection, _inprocess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
@@ -114,59 +114,8 @@ def test_options_shared_by_engines_agree_on_their_role_type_and_no_log():
         assert len(seen) == 1, name
 
 
-# The drivers' specs as they were written by hand before the registry (environment
-# fallbacks as variable names): the registry changed none of them.
-POSTGRESQL_SPEC = {
-    "login_host": {"type": "str", "fallback": ["PGHOST"]},
-    "login_port": {"type": "int", "default": 5432, "fallback": ["PGPORT"]},
-    "login_user": {"type": "str", "default": "postgres", "fallback": ["PGUSER"]},
-    "login_password": {"type": "str", "no_log": True, "fallback": ["PGPASSWORD"]},
-    "login_unix_socket": {"type": "path"},
-    "login_db": {"type": "str", "fallback": ["PGDATABASE"]},
-    "connect_timeout": {"type": "int", "default": 10, "fallback": ["PGCONNECT_TIMEOUT"]},
-    "query_timeout": {"type": "int", "default": 30},
-    "ssl_mode": {
-        "type": "str",
-        "choices": ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"],
-        "fallback": ["PGSSLMODE"],
-    },
-    "ca_cert": {"type": "path", "aliases": ["ssl_rootcert"], "fallback": ["PGSSLROOTCERT"]},
-    "ssl_cert": {"type": "path", "fallback": ["PGSSLCERT"]},
-    "ssl_key": {"type": "path", "no_log": False, "fallback": ["PGSSLKEY"]},
-    "platform": {"type": "str", "default": "auto", "choices": ["auto", "self_managed", "rds", "cloudsql", "azure"]},
-}
-MYSQL_SPEC = {
-    "login_host": {"type": "str"},
-    "login_port": {"type": "int"},
-    "login_user": {"type": "str"},
-    "login_password": {"type": "str", "no_log": True},
-    "login_unix_socket": {"type": "str"},
-    "config_file": {"type": "path"},
-    "connect_timeout": {"type": "int", "default": 30},
-    "query_timeout": {"type": "int", "default": 30},
-    "ca_cert": {"type": "path", "aliases": ["ssl_ca"]},
-    "client_cert": {"type": "path", "aliases": ["ssl_cert"]},
-    "client_key": {"type": "path", "aliases": ["ssl_key"], "no_log": False},
-    "check_hostname": {"type": "bool"},
-    "platform": {"type": "str", "default": "auto", "choices": ["auto", "self_managed", "rds", "cloudsql", "azure"]},
-}
-
-
-def _comparable(spec):
-    plain = {}
-    for name, option in spec.items():
-        option = dict(option)
-        if "fallback" in option:
-            function, variables = option["fallback"]
-            assert function.__name__ == "env_fallback"
-            option["fallback"] = list(variables)
-        plain[name] = option
-    return plain
-
-
-@pytest.mark.parametrize("engine, expected", [("postgresql", POSTGRESQL_SPEC), ("mysql", MYSQL_SPEC)])
-def test_each_drivers_spec_is_the_registrys_and_unchanged(engine, expected):
-    assert _comparable(DRIVERS[engine].connection_argument_spec()) == expected
+@pytest.mark.parametrize("engine", list(_engines.ENGINES))
+def test_each_drivers_spec_is_the_registrys_with_ansibles_env_fallback(engine):
     assert DRIVERS[engine].connection_argument_spec() == _engines.ENGINES[engine].connection_spec(env_fallback)
 
 
@@ -177,13 +126,7 @@ def test_the_env_fallback_works_in_the_module_path(monkeypatch):
     assert params["login_host"] == "db-from-env" and params["login_port"] == 6543
 
 
-def test_the_drivers_constants_and_classes_agree_with_the_registry():
-    assert _postgresql.DEFAULT_PORT == _engines.ENGINES["postgresql"].option("login_port").default
-    assert _postgresql.DEFAULT_CONNECT_TIMEOUT == _engines.ENGINES["postgresql"].option("connect_timeout").default
-    assert _postgresql.DEFAULT_QUERY_TIMEOUT == _engines.ENGINES["postgresql"].option("query_timeout").default
-    assert tuple(_postgresql.SSL_MODES) == _engines.ENGINES["postgresql"].option("ssl_mode").choices
-    assert _mysql.DEFAULT_CONNECT_TIMEOUT == _engines.ENGINES["mysql"].option("connect_timeout").default
-    assert _mysql.DEFAULT_QUERY_TIMEOUT == _engines.ENGINES["mysql"].option("query_timeout").default
+def test_each_registered_driver_class_is_its_engines():
     for name, entry in _engines.ENGINES.items():
         driver = _inprocess.ENGINES[name].driver_class
         assert driver.engine == name
@@ -265,3 +208,19 @@ def test_a_condition_the_engine_cannot_evaluate_is_refused_in_the_same_words_on_
         "policy 'q' uses connected_longer_than, idle_longer_than, which mysql cannot evaluate; "
         "remove them from the rules for mysql hosts"
     )
+
+
+@pytest.mark.parametrize("engine", list(_engines.ENGINES))
+def test_each_engines_change_window_parts_are_the_ones_its_registry_entry_names(engine):
+    entry = _engines.ENGINES[engine]
+    rights = _inprocess.ENGINES[engine].drain_rights
+    assert rights.__module__.endswith("." + entry.drain_module) and rights.__name__ == entry.drain_rights
+    assert _timeouts.engine_timeouts(engine).engine == engine
+
+
+def test_the_timeouts_modules_options_besides_the_connection():
+    assert _timeouts.argument_spec("postgresql") == {"timeouts": {"type": "dict", "required": True}}
+    assert _timeouts.argument_spec("mysql") == {
+        "timeouts": {"type": "dict", "required": True},
+        "persist_file": {"type": "path"},
+    }

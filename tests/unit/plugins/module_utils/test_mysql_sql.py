@@ -1299,3 +1299,25 @@ def test_verified_block_figures():
         ("r", []),
         ("m", ["Query", "12"]),
     ]
+
+
+@pytest.mark.parametrize(
+    "name, user, host",
+    [("app", "app", None), ("app@10.%", "app", "10.%"), ("a@b@localhost", "a@b", "localhost"), ("@x", "@x", None)],
+)
+def test_a_roles_key_is_a_user_name_or_one_account(name, user, host):
+    assert fl.split_roles_key(name) == (user, host)
+
+
+@pytest.mark.parametrize(
+    "current, user, host",
+    [
+        ("app@10.%", "app", "10.%"),
+        ("a@b@localhost", "a@b", "localhost"),
+        ("@localhost", "", "localhost"),
+        ("app", "app", "%"),
+        (None, "", "%"),
+    ],
+)
+def test_current_user_text_is_one_account(current, user, host):
+    assert fl.split_account(current) == (user, host)

@@ -25,20 +25,6 @@ def info(*items, owner="owner", acl="{...}"):
     return {"acl": acl, "owner": owner, "items": list(items)}
 
 
-@pytest.mark.parametrize(
-    "name, quoted",
-    [("app", '"app"'), ('we"ird', '"we""ird"'), ("100%", '"100%%"'), ("a b;--", '"a b;--"')],
-)
-def test_quote_ident(name, quoted):
-    assert pgd.quote_ident(name) == quoted
-
-
-@pytest.mark.parametrize("bad", ["", None, "a\x00b", 3])
-def test_quote_ident_refuses_what_is_no_identifier(bad):
-    with pytest.raises(ValueError):
-        pgd.quote_ident(bad)
-
-
 def test_plan_revokes_every_holder_but_superusers_and_allowed_and_grants_the_allowed():
     found = info(item("PUBLIC"), item("owner"), item("app"), item("postgres", superuser=True), item("mig"))
     changes = pgd.plan_drain("billing", found, ["mig", "other"])

@@ -601,3 +601,21 @@ def test_the_guard_of_a_waiter_planned_by_waiting_longer_than_requires_it_still_
 
 def test_end_query_still_takes_guards_without_the_wait_flag():
     assert pg.end_query(GUARDS, "cancel")[1]["still_waiting"] == [False, False]
+
+
+@pytest.mark.parametrize(
+    "name, quoted",
+    [("app", '"app"'), ('we"ird', '"we""ird"'), ("100%", '"100%%"'), ("a b;--", '"a b;--"')],
+)
+def test_quote_ident(name, quoted):
+    assert pg_sql.quote_ident(name) == quoted
+
+
+def test_quote_ident_for_a_statement_without_parameters_keeps_percent_signs():
+    assert pg_sql.quote_ident('100% "x"', params=False) == '"100% ""x"""'
+
+
+@pytest.mark.parametrize("bad", ["", None, "a\x00b", 3])
+def test_quote_ident_refuses_what_is_no_identifier(bad):
+    with pytest.raises(ValueError, match="not an identifier"):
+        pg_sql.quote_ident(bad)

@@ -92,6 +92,15 @@ def test_postgresql_takes_every_level_within_int_max_milliseconds():
     assert "63 bytes" in str(caught.value)
 
 
+def test_checked_settings_checks_against_the_engine_it_is_given():
+    raw = {"databases": {"billing": {"statement": "1h"}}}
+    assert [setting.path for setting in t.checked_settings(raw, "postgresql")] == [
+        "timeouts.databases.billing.statement"
+    ]
+    with pytest.raises(PolicyError, match="MySQL/MariaDB cannot set this"):
+        t.checked_settings(raw, "mysql")
+
+
 @pytest.mark.parametrize(
     "raw, field, words",
     [
@@ -218,8 +227,8 @@ def test_postgresql_names_are_quoted_and_their_percent_signs_doubled():
         sql % ("'1s'",) == 'ALTER ROLE "it\'s ""quoted""; %s %(x)s -- DROP ROLE x; \\" SET statement_timeout = \'1s\''
     )
     assert t.shown_query((sql, params)).startswith('ALTER ROLE "it\'s ""quoted""; %s %(x)s')
-    with pytest.raises(PolicyError):
-        t.quote_ident("a\x00b")
+    with pytest.raises(PolicyError, match=r"^timeouts: a name cannot contain a NUL character"):
+        t.pg_set_query("roles", "a\x00b", "statement_timeout", 1000)
 
 
 def test_only_timeout_variables_are_ever_set():
@@ -266,14 +275,6 @@ def test_mysql_reads():
     )
     sql, params = t.mysql_persisted_query(["wait_timeout"])
     assert "performance_schema.persisted_variables" in sql and params == ("wait_timeout",)
-
-
-@pytest.mark.parametrize(
-    "name, user, host",
-    [("app", "app", None), ("app@10.%", "app", "10.%"), ("a@b@localhost", "a@b", "localhost"), ("@x", "@x", None)],
-)
-def test_a_user_name_or_one_account(name, user, host):
-    assert t.split_user(name) == (user, host)
 
 
 def test_mariadb_account_statements_pass_the_account_as_parameters():
