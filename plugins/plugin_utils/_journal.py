@@ -36,7 +36,7 @@ import fcntl
 import json
 import os
 import uuid
-from typing import Any, Hashable, Iterable
+from typing import Any, Dict, Hashable, Iterable
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain import STATUS_UNKNOWN, change_key
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import Journal, JournalError
@@ -44,6 +44,9 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import is
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _change_window
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._files import write_private
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._trail import append_lines, session_line
+
+# A trail line, a pending entry, an entry or a change of a module's result: by field name.
+Entry = Dict[str, Any]
 
 SETTLED_DETAIL = "settled: gone at the next contact with the server"
 STILL_PRESENT_DETAIL = "settled: still present at the next contact with the server (same key)"
@@ -62,7 +65,7 @@ def pending_path(audit_log: str, host: object, kind: str | None = None) -> str:
     return os.path.join(f"{audit_log}.pending", f"{safe}.json")
 
 
-def load_pending(audit_log: str, host: object, kind: str | None = None) -> list[dict[str, Any]]:
+def load_pending(audit_log: str, host: object, kind: str | None = None) -> list[Entry]:
     """The host's pending entries ([] when none); a file that cannot be read raises OSError / ValueError."""
     try:
         with open(pending_path(audit_log, host, kind), encoding="utf-8") as handle:
@@ -72,7 +75,7 @@ def load_pending(audit_log: str, host: object, kind: str | None = None) -> list[
     return [entry for entry in data.get("pending") or [] if isinstance(entry, dict) and entry.get("key")]
 
 
-def save_pending(audit_log: str, host: object, entries: list[dict[str, Any]], kind: str | None = None) -> None:
+def save_pending(audit_log: str, host: object, entries: list[Entry], kind: str | None = None) -> None:
     """Replace the host's pending file (atomically, on disk); remove it when `entries` is empty.
     Callers hold the folder's lock (update_pending)."""
     path = pending_path(audit_log, host, kind)
@@ -85,7 +88,7 @@ def save_pending(audit_log: str, host: object, entries: list[dict[str, Any]], ki
     write_private(path, json.dumps({"host": host, "pending": entries}, default=str, indent=1) + "\n", sync=True)
 
 
-def _entry_id(entry: dict[str, Any]) -> tuple[Hashable, Hashable]:
+def _entry_id(entry: Entry) -> tuple[Hashable, Hashable]:
     return (entry.get("run_id"), entry.get("key"))
 
 
@@ -93,7 +96,7 @@ def update_pending(
     audit_log: str,
     host: object,
     kind: str | None = None,
-    add: Iterable[dict[str, Any]] = (),
+    add: Iterable[Entry] = (),
     drop: Iterable[tuple[Hashable, Hashable]] = (),
 ) -> None:
     """Change the host's pending file by what one run did, under an exclusive lock of its
@@ -129,23 +132,18 @@ class _HostJournal(Journal):
     kind: str | None = None
 
     def __init__(
-        self,
-        audit_log: str,
-        host: str,
-        engine: str | None,
-        context: dict[str, Any],
-        pending: Iterable[dict[str, Any]] | None = None,
+        self, audit_log: str, host: str, engine: str | None, context: Entry, pending: Iterable[Entry] | None = None
     ) -> None:
         self.audit_log = audit_log
         self.host = host
         self.engine = engine
         self.context = context
         self.pending = list(pending or [])
-        self.journaled: dict[Hashable, dict[str, Any]] = {}
+        self.journaled: dict[Hashable, Entry] = {}
         # The earlier runs' entries this run settled, (run_id, key): they leave the file at finish.
         self.settled_ids: set[tuple[Hashable, Hashable]] = set()
 
-    def _write_ahead(self, lines: list[dict[str, Any]], entries: list[dict[str, Any]], what: str) -> None:
+    def _write_ahead(self, lines: list[Entry], entries: list[Entry], what: str) -> None:
         """`lines` in the trail (one write, fsync), then `entries` added to the pending file;
         JournalError naming the file and the error, and `what` was not done, when either fails."""
         try:
@@ -172,19 +170,19 @@ class TrailJournal(_HostJournal):
         audit_log: str,
         host: str,
         engine: str | None,
-        context: dict[str, Any],
+        context: Entry,
         policy_name: str | None,
-        pending: Iterable[dict[str, Any]] | None = None,
+        pending: Iterable[Entry] | None = None,
     ) -> None:
         _HostJournal.__init__(self, audit_log, host, engine, context, pending)
         self.policy_name = policy_name
 
-    def _line(self, entry: dict[str, Any], outcome: str, now: str | None = None) -> dict[str, Any]:
+    def _line(self, entry: Entry, outcome: str, now: str | None = None) -> Entry:
         return session_line(
             now or iso_utc_z(utc_now()), self.host, self.engine, self.context, self.policy_name, entry, outcome
         )
 
-    def ending(self, entries: list[dict[str, Any]]) -> None:
+    def ending(self, entries: list[Entry]) -> None:
         now = iso_utc_z(utc_now())
         lines = [self._line(entry, "ending", now) for entry in entries]
         added = [dict(line, run_id=self.context.get("run_id")) for line in lines]
@@ -192,7 +190,7 @@ class TrailJournal(_HostJournal):
         for entry in entries:
             self.journaled[entry.get("key")] = entry
 
-    def settle_lines(self, settled: Iterable[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    def settle_lines(self, settled: Iterable[Entry] | None) -> list[Entry]:
         """Lines settling the earlier runs' pending victims the module looked up (its `settled`),
         each naming the run that signalled it (`settles`); those leave `pending`."""
         found = dict((item.get("key"), item) for item in settled or [])
@@ -215,7 +213,7 @@ class TrailJournal(_HostJournal):
         self.pending = keep
         return lines
 
-    def unaccounted(self, result: dict[str, Any]) -> list[dict[str, Any]]:
+    def unaccounted(self, result: Entry) -> list[Entry]:
         """The victims this run journaled `ending` that the result gives no outcome for (the
         module died, or its result was lost): entries for `unknown` lines."""
         known: set[Hashable] = set()
@@ -228,7 +226,7 @@ class TrailJournal(_HostJournal):
             if key not in known
         ]
 
-    def finish(self, result: dict[str, Any], unaccounted: list[dict[str, Any]]) -> None:
+    def finish(self, result: Entry, unaccounted: list[Entry]) -> None:
         """Drop from the pending file the victims of this run whose outcome is known and the
         earlier runs' ones this run settled (update_pending: another run's stay)."""
         open_keys = set(entry.get("key") for entry in (result.get("unknown") or []) + unaccounted)
@@ -252,9 +250,7 @@ _DONE_STATUSES = (None, "locked", "revoked")
 _ATOMIC_OPEN = ("postgresql",)
 
 
-def _recorded(
-    change: dict[str, Any], record: dict[Any, dict[str, Any]]
-) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+def _recorded(change: Entry, record: dict[Any, Entry]) -> tuple[Entry | None, Entry | None]:
     """The entry of `record` (the server's drain record, by database) for the databases of
     `change` and the change of the record that matches it: (entry, recorded change or None);
     (None, None) when no database of it is recorded."""
@@ -270,9 +266,7 @@ def _recorded(
     return found, None
 
 
-def settle_change(
-    change: dict[str, Any], record: dict[Any, dict[str, Any]], engine: str | None
-) -> tuple[str | None, str] | None:
+def settle_change(change: Entry, record: dict[Any, Entry], engine: str | None) -> tuple[str | None, str] | None:
     """What the server's drain record, read by a later run before it changed anything, says of
     a change an earlier run journaled and got no outcome for: (outcome, detail), or None when
     it cannot tell yet (the record of that database is in another database: PostgreSQL).
@@ -323,7 +317,7 @@ def settle_change(
 _UNDOES: dict[object, str] = {"unlocked": "locked", "granted": "revoked"}
 
 
-def _now_of_undone(change: dict[str, Any], entry: dict[str, Any]) -> str | None:
+def _now_of_undone(change: Entry, entry: Entry) -> str | None:
     """What the server held at the next run's first read (the record's `now`, MySQL) of the
     drain's change that an open's `change` undoes; None when the record does not say."""
     for made in entry.get("changes") or []:
@@ -346,21 +340,16 @@ class DrainSessions(TrailJournal):
     the enforce role's, so that the next run on the host, a drain or a sweep, settles them."""
 
     def __init__(
-        self,
-        audit_log: str,
-        host: str,
-        engine: str | None,
-        context: dict[str, Any],
-        pending: Iterable[dict[str, Any]] | None = None,
+        self, audit_log: str, host: str, engine: str | None, context: Entry, pending: Iterable[Entry] | None = None
     ) -> None:
         TrailJournal.__init__(self, audit_log, host, engine, context, _change_window.POLICY, pending)
 
-    def _line(self, entry: dict[str, Any], outcome: str, now: str | None = None) -> dict[str, Any]:
+    def _line(self, entry: Entry, outcome: str, now: str | None = None) -> Entry:
         line = TrailJournal._line(self, entry, outcome, now)
         line["drain_state"] = self.context.get("state")
         return line
 
-    def account(self, result: dict[str, Any], login_host: object) -> None:
+    def account(self, result: Entry, login_host: object) -> None:
         """Give each session journaled `ending` that `result` (the module's) names in no bucket an
         outcome there: a run that failed or died did not learn their fate (`unknown`: kept
         pending, settled by the next run on the host; the host fails and its message counts
@@ -396,33 +385,29 @@ class DrainJournal(_HostJournal):
         audit_log: str,
         host: str,
         engine: str | None,
-        context: dict[str, Any],
-        pending: Iterable[dict[str, Any]] | None = None,
+        context: Entry,
+        pending: Iterable[Entry] | None = None,
         sessions: DrainSessions | None = None,
     ) -> None:
         _HostJournal.__init__(self, audit_log, host, engine, context, pending)
         # The sessions the drain ends: their own journal (the sweep's pending file, see DrainSessions).
         self.sessions = sessions or DrainSessions(audit_log, host, engine, context)
 
-    def ending(self, entries: list[dict[str, Any]]) -> None:
+    def ending(self, entries: list[Entry]) -> None:
         self.sessions.ending(entries)
 
-    def _line(self, change: dict[str, Any], outcome: str | None, check_mode: bool = False) -> dict[str, Any]:
-        line: dict[str, Any] = _change_window.change_line(
-            self.host, self.engine, check_mode, self.context, change, outcome
-        )
+    def _line(self, change: Entry, outcome: str | None, check_mode: bool = False) -> Entry:
+        line: Entry = _change_window.change_line(self.host, self.engine, check_mode, self.context, change, outcome)
         line.update(key=change_key(change), drain_state=self.context.get("state"))
         return line
 
-    def changing(self, changes: list[dict[str, Any]]) -> None:
+    def changing(self, changes: list[Entry]) -> None:
         lines = [self._line(change, CHANGING) for change in changes]
         self._write_ahead(lines, lines, f"none of these {len(changes)} changes of rights was made")
         for change, line in zip(changes, lines):
             self.journaled[line["key"]] = change
 
-    def settle_lines(
-        self, record_before: list[dict[str, Any]] | None, check_mode: bool = False
-    ) -> list[dict[str, Any]]:
+    def settle_lines(self, record_before: list[Entry] | None, check_mode: bool = False) -> list[Entry]:
         """Lines settling the earlier runs' pending changes from `record_before` (the module's:
         the server's drain record before this run changed anything), each naming the run that
         journaled it (`settles`); those leave `pending`. None (the run failed before reading
@@ -446,7 +431,7 @@ class DrainJournal(_HostJournal):
         self.pending = keep
         return lines
 
-    def outcome_lines(self, result: dict[str, Any], check_mode: bool = False) -> list[dict[str, Any]]:
+    def outcome_lines(self, result: Entry, check_mode: bool = False) -> list[Entry]:
         """Lines for the changes this run journaled that its result gives no outcome for: never
         sent (`not_changed`) when the module's result lists the changes it made; `unknown`
         (kept pending for the next run) when no such list came back (the run died)."""
@@ -465,7 +450,7 @@ class DrainJournal(_HostJournal):
             lines.append(line)
         return lines
 
-    def finish(self, result: dict[str, Any]) -> None:
+    def finish(self, result: Entry) -> None:
         """Drop from the pending file this run's changes whose outcome is known and the earlier
         runs' ones this run settled (update_pending: another run's stay)."""
         known = set()
