@@ -108,8 +108,7 @@ def _quoted_end(text: str, start: int, quote: str, backslash: bool) -> int:
     """The end (exclusive) of the quoted token opened at `start`: a doubled quote stays
     inside, and with `backslash` an escaped character too; unterminated: the text's end."""
     body = _QUOTED_BODY[(quote, backslash)].match(text, start + 1)
-    assert body is not None  # every body pattern matches the empty string
-    end = body.end()
+    end = body.end() if body else start + 1  # every body pattern matches, the empty body too
     return end + 1 if end < len(text) and text[end] == quote else len(text)
 
 
