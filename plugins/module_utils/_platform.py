@@ -165,7 +165,8 @@ class ServerSetting(Protocol):
     seconds: float
 
     @property
-    def path(self) -> str: ...
+    def path(self) -> str:
+        """Where it was given, for messages (timeouts.server.idle_session)."""
 
 
 def server_level_refusal(

@@ -207,11 +207,13 @@ def carries_credential(text: object) -> bool:
 
 
 @overload
-def redact_statement(text: None, engine: str | None = None, limit: int | None = None) -> None: ...
+def redact_statement(text: None, engine: str | None = None, limit: int | None = None) -> None:
+    """None stays None."""
 
 
 @overload
-def redact_statement(text: object, engine: str | None = None, limit: int | None = None) -> str: ...
+def redact_statement(text: object, engine: str | None = None, limit: int | None = None) -> str:
+    """A text (any other value as its str()) comes back as text."""
 
 
 def redact_statement(text: object, engine: str | None = None, limit: int | None = None) -> str | None:

@@ -71,13 +71,13 @@ def controller_path(path: object) -> str:
 
 
 @overload
-def open_locked(
-    path: str, opener: Callable[[], int | None], blocking: Literal[True] = True, what: str = "file"
-) -> int: ...
+def open_locked(path: str, opener: Callable[[], int | None], blocking: Literal[True] = True, what: str = "file") -> int:
+    """Blocking: it waits for the lock, so it always returns the fd."""
 
 
 @overload
-def open_locked(path: str, opener: Callable[[], int | None], blocking: bool, what: str = "file") -> int | None: ...
+def open_locked(path: str, opener: Callable[[], int | None], blocking: bool, what: str = "file") -> int | None:
+    """Not blocking: None when another process holds the lock, or when nothing is there."""
 
 
 def open_locked(path: str, opener: Callable[[], int | None], blocking: bool = True, what: str = "file") -> int | None:
