@@ -13,7 +13,7 @@ TEST_STATE ?= /tmp/dbhygiene-fleet-test
 DEMO_STATE ?= /tmp/dbhygiene-fleet-demo
 export ANSIBLE_COLLECTIONS_PATH := $(ROOT)/.build/collections
 
-.PHONY: help deps venv venv-2.16 collection test test-postgresql-matrix reliability sanity sanity-2.16 units units-2.16 integration lint docs fleet-up fleet-down fleet-status demo demo-down build
+.PHONY: help deps venv venv-2.16 collection test test-postgresql-matrix reliability sanity sanity-2.16 units units-2.16 integration lint mypy docs fleet-up fleet-down fleet-status demo demo-down build
 
 help:
 	@echo "make demo        start a small fleet, plant ghost sessions, audit (dry run), enforce, audit again"
@@ -74,6 +74,10 @@ integration: deps venv collection
 
 lint: venv collection
 	PATH=$(VENV)/bin:$$PATH $(VENV)/bin/ansible-lint --profile production
+
+# The typed files (mypy.ini lists them), strict; they are found under .build/collections.
+mypy: venv collection
+	$(VENV)/bin/mypy
 
 fleet-up: deps venv
 	DBFLEET_STATE_DIR=$(TEST_STATE) $(FLEET) up --postgres 3 --mariadb 3

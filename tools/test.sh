@@ -4,7 +4,7 @@
 # failed. The last line is "tests: N passed, N failed" over both cores' pytest runs (a step
 # that failed outside pytest, e.g. sanity, counts as one failure).
 #
-# The newest core (.venv: ansible-core 2.21, Python 3.12) runs everything: sanity, the
+# The newest core (.venv: ansible-core 2.21, Python 3.12) runs everything: mypy, sanity, the
 # changelog lint, the documentation site, all unit and integration tests, molecule, ansible-lint. The oldest
 # (.venv-2.16: ansible-core 2.16, Python 3.11) runs the unit tests, the module and role
 # integration tests, the ansible-doc rendering, and its own ansible-test sanity (which
@@ -104,6 +104,8 @@ set +m
 echo "ansible-core 2.16 (Python 3.11) runs in the background: $log_oldest"
 echo "PostgreSQL ${majors[*]} run in the background: $log_majors"
 
+# The typed files (mypy.ini), strict: a type error fails the run (about a second).
+step mypy mypy
 step sanity bash tools/sanity.sh
 step changelog antsibull-changelog lint
 # The documentation site, warnings as errors, every internal link checked (tests/integration/test_site.py

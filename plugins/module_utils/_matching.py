@@ -23,6 +23,8 @@ matched in-process. Standard library only; POSIX (Linux, macOS, the BSDs).
 
 from __future__ import absolute_import, division, print_function
 
+from __future__ import annotations  # isort: skip
+
 __metaclass__ = type
 
 import json
@@ -34,16 +36,19 @@ import signal
 import struct
 import time
 import warnings
+from typing import Any, Callable, List, NoReturn, Optional, Tuple
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._messages import shown_value as _show
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import Policy, PolicyError
 
 # Seconds the matching of one planning pass may take when it must be bounded. Normal
 # patterns take milliseconds for 5,000 sessions; a pattern that needs more is refused.
 MATCH_DEADLINE = 10.0
 # Progress shared with the child: (session position, rule index; -1 = protect).
 _PROGRESS = struct.Struct("<qq")
+# Per session: (the indexes of the rules that match, protect's reason or None).
+Decision = Tuple[List[int], Optional[str]]
 
 
 class MatchTimeout(PolicyError, SessionError):
@@ -53,7 +58,9 @@ class MatchTimeout(PolicyError, SessionError):
     (it is found on a host, after connecting: the host fails, nothing is ended)."""
 
 
-def _decide(policy, sessions, progress=None):
+def _decide(
+    policy: Policy, sessions: list[dict[str, Any]], progress: Callable[[int, int], None] | None = None
+) -> list[Decision]:
     """[(indexes of the rules that match, protect's reason or None)] per session.
 
     The indexes, in policy order, are every rule with a budget that matches (its groups
@@ -62,7 +69,7 @@ def _decide(policy, sessions, progress=None):
     rule_index)`` is told before each rule (-1: protect) is tried."""
     decisions = []
     for position, session in enumerate(sessions):
-        found = []
+        found: list[int] = []
         decided = False
         for index, rule in enumerate(policy.rules):
             if decided and rule.budget is None:
@@ -81,7 +88,9 @@ def _decide(policy, sessions, progress=None):
     return decisions
 
 
-def _matcher_child(policy, sessions, deadline, shared, read_end, write_end):
+def _matcher_child(
+    policy: Policy, sessions: list[dict[str, Any]], deadline: float, shared: mmap.mmap, read_end: int, write_end: int
+) -> NoReturn:
     """The forked child: match, write the decisions as JSON, _exit. Never returns."""
     status = 70
     try:
@@ -95,11 +104,11 @@ def _matcher_child(policy, sessions, deadline, shared, read_end, write_end):
                 pass
         signal.alarm(int(math.ceil(deadline)) + 1)
 
-        def progress(position, index):
+        def progress(position: int, index: int) -> None:
             _PROGRESS.pack_into(shared, 0, position, index)
 
         try:
-            payload = {"decisions": _decide(policy, sessions, progress)}
+            payload: dict[str, Any] = {"decisions": _decide(policy, sessions, progress)}
         except Exception as exc:  # pylint: disable=broad-exception-caught  # reported by the parent
             payload = {"error": f"{type(exc).__name__}: {exc}"[:300]}
         data = memoryview(json.dumps(payload).encode("utf-8"))
@@ -111,9 +120,9 @@ def _matcher_child(policy, sessions, deadline, shared, read_end, write_end):
         os._exit(status)  # pylint: disable=protected-access
 
 
-def _read_all(fd, deadline):
+def _read_all(fd: int, deadline: float) -> bytes | None:
     """Everything the child writes, or None when the deadline passes first."""
-    chunks = []
+    chunks: list[bytes] = []
     end = time.monotonic() + deadline
     with selectors.DefaultSelector() as selector:
         selector.register(fd, selectors.EVENT_READ)
@@ -136,7 +145,7 @@ _REGEX_ADVICE = (
 _GLOB_ADVICE = "globs with several * backtrack before Python 3.9; use fewer * or a newer Python"
 
 
-def _slow_field(policy, rule_index):
+def _slow_field(policy: Policy, rule_index: int) -> tuple[str, Any, str, str]:
     """(field, value, what was being matched, advice) for a matching that overran."""
     if rule_index < 0:
         return "policy.protect", None, "the protect globs", _GLOB_ADVICE
@@ -146,7 +155,7 @@ def _slow_field(policy, rule_index):
     return field, value, f"the globs of rule {_show(value)}", _GLOB_ADVICE
 
 
-def _decide_bounded(policy, sessions, deadline):
+def _decide_bounded(policy: Policy, sessions: list[dict[str, Any]], deadline: float) -> list[Decision]:
     """_decide in a forked child, killed when ``deadline`` seconds pass."""
     shared = mmap.mmap(-1, _PROGRESS.size)
     _PROGRESS.pack_into(shared, 0, -1, 0)
@@ -196,7 +205,7 @@ def _decide_bounded(policy, sessions, deadline):
         raise RuntimeError(f"the bounded matcher died without an answer ({type(exc).__name__})")
 
 
-def decide(policy, sessions, deadline=MATCH_DEADLINE):
+def decide(policy: Policy, sessions: list[dict[str, Any]], deadline: float = MATCH_DEADLINE) -> list[Decision]:
     """[(indexes of the rules that match, protect's reason or None)] per session (see
     _decide): in a child bounded by `deadline` seconds when the policy needs it, else here."""
     if policy.needs_bounded_matching and sessions:

@@ -28,20 +28,23 @@ blockers with their waiters, and wait cycles). See docs/architecture.md "Locks".
 
 from __future__ import absolute_import, division, print_function
 
+from __future__ import annotations  # isort: skip
+
 __metaclass__ = type
 
 from fractions import Fraction
+from typing import Any, Hashable, Iterable
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import (
     REASON_PROTECTED,
 )
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._matching import MATCH_DEADLINE, decide
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._matching import MATCH_DEADLINE, Decision, decide
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._messages import shown_value as _show
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import UNLIMITED
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import UNLIMITED, Limits, Policy
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import parse_instant
 
 
-def _order(session):
+def _order(session: dict[str, Any]) -> tuple[int, int, str, str]:
     """Deterministic order: by id (numerically when ints), then key."""
     session_id = session.get("id")
     if isinstance(session_id, int) and not isinstance(session_id, bool):
@@ -49,21 +52,21 @@ def _order(session):
     return (1, 0, str(session_id), str(session.get("key")))
 
 
-def _is_own(session, own_id):
+def _is_own(session: dict[str, Any], own_id: object) -> bool:
     # Compared as text: a driver handing over "4711" for 4711 must not unprotect us.
     return own_id is not None and str(session.get("id")) == str(own_id)
 
 
-def _percent(part, whole):
+def _percent(part: int, whole: int) -> str:
     return f"{100.0 * part / whole:.3g}%"
 
 
-def _exact(number):
+def _exact(number: float) -> Fraction:
     """A float as the decimal the user wrote (0.3 is 3/10, not 0.29999...)."""
     return Fraction(repr(float(number)))
 
 
-def _limit_error(policy_name, limits, victims, seen):
+def _limit_error(policy_name: str, limits: Limits, victims: int, seen: int) -> str | None:
     problems = []
     tripped = []
     if limits.max_terminations is not None and victims > limits.max_terminations:
@@ -104,7 +107,16 @@ class Plan:
     and ``rank`` (1 = the first to keep; a victim's rank is above ``kept``).
     """
 
-    def __init__(self, policy, victims, not_ended, seen, limit_error, kept=(), groups=()):
+    def __init__(
+        self,
+        policy: Policy,
+        victims: list[dict[str, Any]],
+        not_ended: list[dict[str, Any]],
+        seen: int,
+        limit_error: str | None,
+        kept: Iterable[dict[str, Any]] = (),
+        groups: Iterable[dict[str, Any]] = (),
+    ) -> None:
         self.policy = policy
         self.victims = victims
         self.not_ended = not_ended
@@ -115,11 +127,11 @@ class Plan:
         self.limit_error = limit_error
 
     @property
-    def ok(self):
+    def ok(self) -> bool:
         """True when the limits allow ending the victims."""
         return self.limit_error is None
 
-    def summary(self):
+    def summary(self) -> dict[str, Any]:
         """Counts: totals, per rule (every rule, in policy order) and per action."""
         by_rule = {rule.name: {"victims": 0, "protected": 0} for rule in self.policy.rules}
         for rule in self.policy.rules:
@@ -127,7 +139,7 @@ class Plan:
                 by_rule[rule.name]["kept"] = 0
         for entry in self.kept:
             by_rule[entry["rule"]]["kept"] += 1
-        by_action = {}
+        by_action: dict[str, int] = {}
         for victim in self.victims:
             by_rule[victim["rule"]]["victims"] += 1
             by_action[victim["action"]] = by_action.get(victim["action"], 0) + 1
@@ -149,11 +161,11 @@ class Plan:
         return summary
 
     @property
-    def budgets(self):
+    def budgets(self) -> bool:
         """Whether a rule of the policy has a budget (the plan then says what it kept)."""
         return any(rule.budget is not None for rule in self.policy.rules)
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         """JSON-serializable plan (sessions as given, so as serializable as they are)."""
         result = {
             "policy": self.policy.name,
@@ -169,7 +181,7 @@ class Plan:
         return result
 
 
-def _holders(session):
+def _holders(session: dict[str, Any]) -> list[Hashable]:
     """The ids `session` waits on (a record without lock fields waits on nothing)."""
     blocked_by = session.get("blocked_by") or ()
     own = session.get("id")
@@ -180,11 +192,11 @@ def _holders(session):
     return holders
 
 
-def _sort_ids(ids):
+def _sort_ids(ids: Iterable[Hashable]) -> list[Hashable]:
     return sorted(ids, key=lambda value: _order({"id": value}))
 
 
-def _wait_cycles(waits_on):
+def _wait_cycles(waits_on: dict[Hashable, list[Hashable]]) -> list[list[Hashable]]:
     """Strongly connected components with a cycle (iterative Tarjan): [[ids sorted]], sorted."""
     index_of, low, on_stack, stack, cycles = {}, {}, set(), [], []
     counter = 0
@@ -229,7 +241,7 @@ def _wait_cycles(waits_on):
     return sorted(cycles, key=lambda ids: _order({"id": ids[0]}))
 
 
-def annotate_locks(sessions):
+def annotate_locks(sessions: list[dict[str, Any]]) -> dict[str, Any]:
     """The wait graph of one listing: set ``blocking`` and ``blocking_seconds`` on every
     record (in place) and return the host's lock summary.
 
@@ -248,11 +260,11 @@ def annotate_locks(sessions):
 
     with the chains by ``blocking`` descending (then root id).
     """
-    by_id = {}
+    by_id: dict[Hashable, dict[str, Any]] = {}
     for session in sessions:
         by_id.setdefault(session.get("id"), session)
     waits_on = {}  # id -> the ids it waits on
-    waiters_of = {}  # id -> the ids waiting on it directly
+    waiters_of: dict[Hashable, list[Hashable]] = {}  # id -> the ids waiting on it directly
     for session in sessions:
         holders = _holders(session)
         if holders:
@@ -260,8 +272,9 @@ def annotate_locks(sessions):
             for holder in holders:
                 waiters_of.setdefault(holder, []).append(session.get("id"))
 
-    def waited(waiter_id):
-        return by_id[waiter_id].get("lock_wait_seconds")
+    def waited(waiter_id: Hashable) -> float | None:
+        seconds: float | None = by_id[waiter_id].get("lock_wait_seconds")
+        return seconds
 
     behind = {}  # id -> set of every id waiting behind it, transitively
     for holder in waiters_of:
@@ -276,8 +289,8 @@ def annotate_locks(sessions):
         seen.discard(holder)  # in a cycle a session reaches itself
         behind[holder] = seen
 
-    def longest(ids):
-        waits = [waited(waiter) for waiter in ids if waited(waiter) is not None]
+    def longest(ids: Iterable[Hashable]) -> float | None:
+        waits = [seconds for seconds in map(waited, ids) if seconds is not None]
         return max(waits) if waits else None
 
     for session in sessions:
@@ -285,12 +298,12 @@ def annotate_locks(sessions):
         session["blocking"] = len(ids)
         session["blocking_seconds"] = longest(ids)
 
-    chains = []
+    chains: list[dict[str, Any]] = []
     for holder, ids in behind.items():
         if not ids or holder in waits_on:
             continue
         root = by_id.get(holder)
-        chain = {"root": holder, "visible": root is not None}
+        chain: dict[str, Any] = {"root": holder, "visible": root is not None}
         for name in ("user", "database", "application", "state"):
             chain[name] = root.get(name) if root is not None else None
         chain.update(blocking=len(ids), blocking_seconds=longest(ids), waiters=_sort_ids(ids))
@@ -304,13 +317,13 @@ def annotate_locks(sessions):
     }
 
 
-def _instant(session, field):
+def _instant(session: dict[str, Any], field: str) -> float | None:
     """Seconds since the epoch of an ISO instant field of a record, or None."""
     moment = parse_instant(session.get(field))
     return None if moment is None else moment.timestamp()
 
 
-def _connect_order(session):
+def _connect_order(session: dict[str, Any]) -> float | None:
     """When the session connected, as a number that grows with later connections: its
     connected_at, else its `connect_order` (an engine that records no connect time hands
     out ids in connection order: MySQL / MariaDB thread ids), else None."""
@@ -326,7 +339,7 @@ _KEEP_RANKS = {
 }
 
 
-def _ranked(positions, sessions, keep_by):
+def _ranked(positions: list[int], sessions: list[dict[str, Any]], keep_by: str) -> list[int]:
     """A group's members (positions in `sessions`), the first to keep first. A member whose
     instant is unknown is kept before the others (a field we cannot read never makes a
     victim); ties by id."""
@@ -343,20 +356,22 @@ def _ranked(positions, sessions, keep_by):
     return [item[-1] for item in sorted(unknown)] + [item[-1] for item in sorted(measured)]
 
 
-def _apply_budgets(policy, considered, decisions):
+def _apply_budgets(
+    policy: Policy, considered: list[dict[str, Any]], decisions: list[Decision]
+) -> tuple[dict[tuple[int, int], dict[str, Any]], list[dict[str, Any]], dict[int, dict[str, Any]]]:
     """The budget rules' decisions: ({(session position, rule index): group fields of a
     victim}, the groups over budget, {position: group fields} of the sessions a budget spared).
 
     Members of a rule's groups are the sessions it matches that protect does not save;
     one pass to group, one sort per group (linear in the sessions but for the sorts)."""
     budget_victims = {}
-    spared = {}
+    spared: dict[int, dict[str, Any]] = {}
     over = []
     for index, rule in enumerate(policy.rules):
         budget = rule.budget
         if budget is None:
             continue
-        groups = {}
+        groups: dict[Hashable, list[int]] = {}
         for position, (found, reason) in enumerate(decisions):
             if reason is None and index in found:
                 groups.setdefault(budget.group_of(considered[position]), []).append(position)
@@ -377,7 +392,9 @@ def _apply_budgets(policy, considered, decisions):
     return budget_victims, over, spared
 
 
-def plan(sessions, policy, own_id=None, match_deadline=MATCH_DEADLINE):
+def plan(
+    sessions: Iterable[dict[str, Any]], policy: Policy, own_id: object = None, match_deadline: float = MATCH_DEADLINE
+) -> Plan:
     """Plan which of ``sessions`` (normalized records) ``policy`` would end.
 
     A session is a victim when a rule matches it, protect does not save it and,

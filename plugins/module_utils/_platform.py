@@ -26,7 +26,11 @@ protection needs anyway) and in the thread list; the procedures in
 
 from __future__ import absolute_import, division, print_function
 
+from __future__ import annotations  # isort: skip
+
 __metaclass__ = type
+
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 AUTO = "auto"
 SELF_MANAGED = "self_managed"
@@ -45,7 +49,7 @@ LABELS = {
 
 # The service's own accounts, per engine: their sessions are never touched (protected,
 # reason "service"), and a drain never changes their rights.
-SERVICE_USERS = {
+SERVICE_USERS: dict[str, dict[str, tuple[str, ...]]] = {
     "postgresql": {
         RDS: ("rdsadmin", "rdsrepladmin"),
         CLOUDSQL: ("cloudsqladmin", "cloudsqlagent", "cloudsqlreplica", "cloudsqlimportexport"),
@@ -94,19 +98,19 @@ _MYSQL_USERS = {
     False: "(SELECT USER AS u FROM information_schema.PROCESSLIST) AS a",
 }
 # The markers that are accounts (the detection's first marker on RDS is its procedure).
-_MARKERS = {
+_MARKERS: dict[str, dict[str, tuple[str, ...]]] = {
     "postgresql": {RDS: ("rdsadmin",), CLOUDSQL: ("cloudsqladmin",), AZURE: ("azure_superuser", "azuresu")},
     "mysql": {RDS: ("rdsadmin",), CLOUDSQL: ("cloudsqladmin",), AZURE: ("azure_superuser",)},
 }
 
 
-def postgresql_detect_query():
+def postgresql_detect_query() -> tuple[str, dict[str, list[str]]]:
     """(sql, params): one row of three booleans: rds, cloudsql, azure markers found."""
     markers = _MARKERS["postgresql"]
     return _PG_DETECT_SQL, dict((name, list(markers[name])) for name in MANAGED)
 
 
-def mysql_detect_query(user_table_readable):
+def mysql_detect_query(user_table_readable: object) -> tuple[str, tuple[str, ...]]:
     """(sql, params): one row of three counts: rds, cloudsql, azure markers found.
     `user_table_readable`: the login may read mysql.user's User column."""
     markers = _MARKERS["mysql"]
@@ -115,7 +119,7 @@ def mysql_detect_query(user_table_readable):
     return sql, tuple(user for name in MANAGED for user in markers[name])
 
 
-def detected(row):
+def detected(row: Iterable[object] | None) -> str:
     """The platform a detection row (three truthy / falsy markers) says."""
     for name, found in zip(MANAGED, row or ()):
         if found:
@@ -123,7 +127,7 @@ def detected(row):
     return SELF_MANAGED
 
 
-def resolve(option, detect):
+def resolve(option: str | None, detect: Callable[[], str]) -> str:
     """The platform: `option` (None or 'auto': `detect()`, called only then), checked."""
     if option in (None, "", AUTO):
         return detect()
@@ -132,12 +136,12 @@ def resolve(option, detect):
     return option
 
 
-def service_users(engine, platform):
+def service_users(engine: str, platform: str) -> tuple[str, ...]:
     """The service's own accounts on `platform` (none on a self-managed server)."""
     return SERVICE_USERS[engine].get(platform, ())
 
 
-def mark_service_sessions(sessions, engine, platform):
+def mark_service_sessions(sessions: list[dict[str, Any]], engine: str, platform: str) -> list[dict[str, Any]]:
     """Set each record's ``service``: whether its user is one of the service's own accounts."""
     users = set(service_users(engine, platform))
     for session in sessions:
@@ -145,7 +149,7 @@ def mark_service_sessions(sessions, engine, platform):
     return sessions
 
 
-def facts(engine, platform, option):
+def facts(engine: str, platform: str, option: str | None) -> dict[str, Any]:
     """The ``platform`` part of a session_info's ``server``: name, how it was decided, service accounts."""
     return {
         "name": platform,
@@ -155,7 +159,19 @@ def facts(engine, platform, option):
     }
 
 
-def server_level_refusal(platform, engine, settings, variable_of):
+class ServerSetting(Protocol):
+    """What server_level_refusal reads of a server-level setting (_timeouts.Setting)."""
+
+    seconds: float
+
+    @property
+    def path(self) -> str:
+        """Where it was given, for messages (timeouts.server.idle_session)."""
+
+
+def server_level_refusal(
+    platform: str, engine: str, settings: Sequence[ServerSetting], variable_of: Callable[[ServerSetting], str]
+) -> str | None:
     """The message refusing server-level timeouts on a managed `platform` (None when none is
     asked or the platform allows them). `settings`: the server-level ones; `variable_of(setting)`:
     the engine's variable of one."""

@@ -29,9 +29,12 @@ only for a text with a marker.
 
 from __future__ import absolute_import, division, print_function
 
+from __future__ import annotations  # isort: skip
+
 __metaclass__ = type
 
 import re
+from typing import Iterable, overload
 
 MASK = "'********'"
 
@@ -62,7 +65,7 @@ _DOLLAR_TAG = re.compile(r"\$(?:[^\W\d]\w*)?\$", re.UNICODE)
 _SPECIAL = re.compile(r"['\"`$#/-]")
 # The body of a quoted token after its opening quote, by (quote, backslash escapes): linear,
 # each alternative starts with a different character.
-_QUOTED_BODY = dict(
+_QUOTED_BODY: dict[tuple[str, bool], re.Pattern[str]] = dict(
     (
         (quote, escapes),
         re.compile(
@@ -85,7 +88,7 @@ class Dialect(object):
     are identifiers, ``E'...'`` escapes, dollar quotes, nested ``/* */`` comments).
     """
 
-    def __init__(self, backslash, mysql):
+    def __init__(self, backslash: bool, mysql: bool) -> None:
         self.backslash = backslash
         self.mysql = mysql
 
@@ -97,18 +100,19 @@ MYSQL = (Dialect(backslash=True, mysql=True), Dialect(backslash=False, mysql=Tru
 DIALECTS = {"postgresql": POSTGRESQL, "mysql": MYSQL}
 
 
-def _is_word(char):
+def _is_word(char: str) -> bool:
     return char.isalnum() or char in "_$"
 
 
-def _quoted_end(text, start, quote, backslash):
+def _quoted_end(text: str, start: int, quote: str, backslash: bool) -> int:
     """The end (exclusive) of the quoted token opened at `start`: a doubled quote stays
     inside, and with `backslash` an escaped character too; unterminated: the text's end."""
-    end = _QUOTED_BODY[(quote, backslash)].match(text, start + 1).end()
+    body = _QUOTED_BODY[(quote, backslash)].match(text, start + 1)
+    end = body.end() if body else start + 1  # every body pattern matches, the empty body too
     return end + 1 if end < len(text) and text[end] == quote else len(text)
 
 
-def _comment_end(text, start, nested):
+def _comment_end(text: str, start: int, nested: bool) -> int:
     """The end (exclusive) of the /* comment opened at `start` (nested ones too in PostgreSQL)."""
     if not nested:
         end = text.find("*/", start + 2)
@@ -121,17 +125,17 @@ def _comment_end(text, start, nested):
     return len(text)
 
 
-def _line_end(text, start):
+def _line_end(text: str, start: int) -> int:
     end = text.find("\n", start)
     return len(text) if end < 0 else end + 1
 
 
-def _e_string(text, index):
+def _e_string(text: str, index: int) -> bool:
     """Whether the quote at `index` opens a PostgreSQL E'...' string (backslash escapes)."""
     return index > 0 and text[index - 1] in "eE" and (index < 2 or not _is_word(text[index - 2]))
 
 
-def literal_spans(text, dialect):
+def literal_spans(text: str, dialect: Dialect) -> list[tuple[int, int]]:
     """(start, end) of every string literal in `text` read under `dialect`, in order."""
     spans = []
     index, size = 0, len(text)
@@ -172,8 +176,8 @@ def literal_spans(text, dialect):
     return spans
 
 
-def _merged(spans):
-    merged = []
+def _merged(spans: Iterable[tuple[int, int]]) -> list[list[int]]:
+    merged: list[list[int]] = []
     for start, end in sorted(spans):
         if merged and start <= merged[-1][1]:
             merged[-1][1] = max(merged[-1][1], end)
@@ -182,7 +186,7 @@ def _merged(spans):
     return merged
 
 
-def _account_part(text, start, end, user_end):
+def _account_part(text: str, start: int, end: int, user_end: int) -> bool:
     """Whether the literal text[start:end] is a part of a MySQL account name ('user'@'host':
     a credential never sits there): a quoted user directly before '@', or the quoted host
     directly after the '@' of the user kept before it (`user_end`)."""
@@ -194,15 +198,25 @@ def _account_part(text, start, end, user_end):
     return text.startswith("@", end) and end + 1 < len(text) and (_is_word(text[end + 1]) or text[end + 1] in "'\"`")
 
 
-def carries_credential(text):
+def carries_credential(text: object) -> bool:
     """Whether a statement text holds something that sets or carries a credential."""
     if text is None:
         return False
     lowered = str(text).lower()
-    return any(word in lowered for word in CREDENTIAL_WORDS) or ("://" in lowered and _USERINFO.search(lowered))
+    return any(word in lowered for word in CREDENTIAL_WORDS) or ("://" in lowered and bool(_USERINFO.search(lowered)))
 
 
-def redact_statement(text, engine=None, limit=None):
+@overload
+def redact_statement(text: None, engine: str | None = None, limit: int | None = None) -> None:
+    """None stays None."""
+
+
+@overload
+def redact_statement(text: object, engine: str | None = None, limit: int | None = None) -> str:
+    """A text (any other value as its str()) comes back as text."""
+
+
+def redact_statement(text: object, engine: str | None = None, limit: int | None = None) -> str | None:
     """`text` (a statement, perhaps truncated) with its literals masked when it carries a
     credential; `engine` ("postgresql", "mysql"; None: any) picks the quoting rules. None
     stays None; a text without a credential marker comes back unchanged. `limit`: the
@@ -213,7 +227,7 @@ def redact_statement(text, engine=None, limit=None):
     if not carries_credential(text):
         return text[:limit]
     spans = []
-    for dialect in DIALECTS.get(engine) or POSTGRESQL + MYSQL:
+    for dialect in DIALECTS.get(engine or "") or POSTGRESQL + MYSQL:
         spans.extend(literal_spans(text, dialect))
     pieces, done, user_end = [], 0, -2
     for start, end in _merged(spans):

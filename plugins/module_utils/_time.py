@@ -9,19 +9,22 @@ runner and the controller-side plugin_utils share one way of doing it.
 
 from __future__ import absolute_import, division, print_function
 
+from __future__ import annotations  # isort: skip
+
 __metaclass__ = type
 
 import datetime
+from typing import Any
 
 UTC = datetime.timezone.utc
 
 
-def utc_now():
+def utc_now() -> datetime.datetime:
     """Now, as an aware datetime in UTC."""
     return datetime.datetime.now(UTC)
 
 
-def iso_utc(moment):
+def iso_utc(moment: datetime.datetime | None) -> str | None:
     """A datetime as ISO 8601 in UTC (``+00:00``), microseconds kept when non-zero; None stays None.
 
     A naive datetime is taken as UTC (the drivers read the server's clock in UTC)."""
@@ -32,12 +35,12 @@ def iso_utc(moment):
     return moment.astimezone(UTC).isoformat()
 
 
-def iso_utc_z(moment):
+def iso_utc_z(moment: datetime.datetime) -> str:
     """An aware UTC datetime as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (the audit trail's and the reports' time)."""
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def parse_instant(text):
+def parse_instant(text: Any) -> datetime.datetime | None:
     """The datetime of an ISO 8601 text as iso_utc() writes it; None when it is not one."""
     try:
         return datetime.datetime.fromisoformat(text)

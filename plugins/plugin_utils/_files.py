@@ -8,6 +8,8 @@ Private to the collection; no Ansible import.
 
 from __future__ import absolute_import, division, print_function
 
+from __future__ import annotations  # isort: skip
+
 __metaclass__ = type
 
 import contextlib
@@ -15,14 +17,15 @@ import errno
 import fcntl
 import os
 import tempfile
+from typing import Callable, Iterator, Literal, overload
 
 
-def private_dir(path):
+def private_dir(path: str) -> None:
     if path and not os.path.isdir(path):
         os.makedirs(path, mode=0o700, exist_ok=True)
 
 
-def write_private(path, text, replace=True, sync=False, mode=0o600):
+def write_private(path: str, text: str, replace: bool = True, sync: bool = False, mode: int = 0o600) -> bool:
     """Write `text` to `path` atomically with mode 0600 (sync: on disk before it is renamed in;
     mode: another, for a file another service reads, such as the metrics file).
 
@@ -62,12 +65,22 @@ def write_private(path, text, replace=True, sync=False, mode=0o600):
         raise
 
 
-def controller_path(path):
+def controller_path(path: object) -> str:
     """A controller path as given by a user: ~ expanded, made absolute."""
     return os.path.abspath(os.path.expanduser(str(path)))
 
 
-def open_locked(path, opener, blocking=True, what="file"):
+@overload
+def open_locked(path: str, opener: Callable[[], int | None], blocking: Literal[True] = True, what: str = "file") -> int:
+    """Blocking: it waits for the lock, so it always returns the fd."""
+
+
+@overload
+def open_locked(path: str, opener: Callable[[], int | None], blocking: bool, what: str = "file") -> int | None:
+    """Not blocking: None when another process holds the lock, or when nothing is there."""
+
+
+def open_locked(path: str, opener: Callable[[], int | None], blocking: bool = True, what: str = "file") -> int | None:
     """The fd `opener()` opens for `path`, held under an exclusive ``flock``, and still the
     one the path names once locked (a file renamed or a directory replaced between the
     open and the lock is opened again under its path). `opener` returns None when nothing
@@ -103,7 +116,7 @@ def open_locked(path, opener, blocking=True, what="file"):
 
 
 @contextlib.contextmanager
-def locked_directory(path, blocking=True):
+def locked_directory(path: str, blocking: bool = True) -> Iterator[bool]:
     """Hold an exclusive ``flock`` on the directory `path`; yields True, or False when not held.
 
     blocking=True: the directory is created (0700) if need be and the lock waited
@@ -111,7 +124,7 @@ def locked_directory(path, blocking=True):
     process holds the lock or the directory is not there. The lock held is always on
     the directory the path names (open_locked)."""
 
-    def opener():
+    def opener() -> int | None:
         if blocking:
             private_dir(path)
         try:

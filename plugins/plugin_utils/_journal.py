@@ -28,12 +28,15 @@ Private to the collection; no Ansible import.
 
 from __future__ import absolute_import, division, print_function
 
+from __future__ import annotations  # isort: skip
+
 __metaclass__ = type
 
 import fcntl
 import json
 import os
 import uuid
+from typing import Any, Dict, Hashable, Iterable
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain import STATUS_UNKNOWN, change_key
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import Journal, JournalError
@@ -42,15 +45,18 @@ from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _change_
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._files import write_private
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._trail import append_lines, session_line
 
+# A trail line, a pending entry, an entry or a change of a module's result: by field name.
+Entry = Dict[str, Any]
+
 SETTLED_DETAIL = "settled: gone at the next contact with the server"
 STILL_PRESENT_DETAIL = "settled: still present at the next contact with the server (same key)"
 
 
-def new_run_id():
+def new_run_id() -> str:
     return uuid.uuid4().hex
 
 
-def pending_path(audit_log, host, kind=None):
+def pending_path(audit_log: str, host: object, kind: str | None = None) -> str:
     """Where the host's pending victims are kept, beside the trail; `kind` "drain": its
     pending changes of rights (in a folder of their own: no host name can reach it)."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(host)).lstrip(".") or "_"
@@ -59,7 +65,7 @@ def pending_path(audit_log, host, kind=None):
     return os.path.join(f"{audit_log}.pending", f"{safe}.json")
 
 
-def load_pending(audit_log, host, kind=None):
+def load_pending(audit_log: str, host: object, kind: str | None = None) -> list[Entry]:
     """The host's pending entries ([] when none); a file that cannot be read raises OSError / ValueError."""
     try:
         with open(pending_path(audit_log, host, kind), encoding="utf-8") as handle:
@@ -69,7 +75,7 @@ def load_pending(audit_log, host, kind=None):
     return [entry for entry in data.get("pending") or [] if isinstance(entry, dict) and entry.get("key")]
 
 
-def save_pending(audit_log, host, entries, kind=None):
+def save_pending(audit_log: str, host: object, entries: list[Entry], kind: str | None = None) -> None:
     """Replace the host's pending file (atomically, on disk); remove it when `entries` is empty.
     Callers hold the folder's lock (update_pending)."""
     path = pending_path(audit_log, host, kind)
@@ -82,11 +88,17 @@ def save_pending(audit_log, host, entries, kind=None):
     write_private(path, json.dumps({"host": host, "pending": entries}, default=str, indent=1) + "\n", sync=True)
 
 
-def _entry_id(entry):
+def _entry_id(entry: Entry) -> tuple[Hashable, Hashable]:
     return (entry.get("run_id"), entry.get("key"))
 
 
-def update_pending(audit_log, host, kind=None, add=(), drop=()):
+def update_pending(
+    audit_log: str,
+    host: object,
+    kind: str | None = None,
+    add: Iterable[Entry] = (),
+    drop: Iterable[tuple[Hashable, Hashable]] = (),
+) -> None:
     """Change the host's pending file by what one run did, under an exclusive lock of its
     folder, from the file as it is now: `add` entries (those not there yet) and `drop` the
     (run_id, key) pairs settled. Two runs on one host with one audit log at once (two
@@ -112,17 +124,17 @@ def update_pending(audit_log, host, kind=None, add=(), drop=()):
         os.close(lock)  # releases the lock
 
 
-def _run_lock_path(audit_log, run_id):
+def _run_lock_path(audit_log: str, run_id: Any) -> str:
     safe = "".join(c for c in str(run_id) if c.isalnum()) or "_"
     return os.path.join(f"{audit_log}.pending", "runs", f"{safe}.lock")
 
 
 # The run locks this process holds: (audit_log, run_id) -> [fd, holders] (a drain's journal of
 # changes and its journal of sessions share their run's).
-_HELD = {}
+_HELD: dict[tuple[str, Any], list[int]] = {}
 
 
-def hold_run(audit_log, run_id):
+def hold_run(audit_log: str, run_id: Any) -> None:
     """An exclusive lock saying run `run_id` is still at work, held until every holder of it
     in this process called release_run, or until the process ends (a kill included: the
     kernel drops it)."""
@@ -140,7 +152,7 @@ def hold_run(audit_log, run_id):
     held[1] += 1
 
 
-def release_run(audit_log, run_id):
+def release_run(audit_log: str, run_id: Any) -> None:
     held = _HELD.get((audit_log, run_id))
     if held is None:
         return
@@ -155,7 +167,7 @@ def release_run(audit_log, run_id):
     os.close(held[0])
 
 
-def run_in_progress(audit_log, run_id):
+def run_in_progress(audit_log: str, run_id: Any) -> bool:
     """Whether the run that wrote a pending entry is still at work (its lock held)."""
     try:
         fd = os.open(_run_lock_path(audit_log, run_id), os.O_RDONLY)
@@ -170,12 +182,12 @@ def run_in_progress(audit_log, run_id):
     return False
 
 
-def settleable(audit_log, entries):
+def settleable(audit_log: str, entries: Iterable[Entry]) -> list[Entry]:
     """The pending entries a run may settle: those of runs no longer at work. Another run on
     the host at the same time (a second playbook, an AWX job) has its victims pending while it
     signals them; settling them would give each a second outcome line."""
-    busy = {}
-    found = []
+    busy: dict[Any, bool] = {}
+    found: list[Entry] = []
     for entry in entries:
         run_id = entry.get("run_id")
         if run_id not in busy:
@@ -190,32 +202,34 @@ class _HostJournal(Journal):
     job_id, sweep_id, run_id); `pending` the host's pending entries (of `kind`), `journaled`
     what this run wrote ahead, by key."""
 
-    kind = None
+    kind: str | None = None
 
-    def __init__(self, audit_log, host, engine, context, pending=None):
+    def __init__(
+        self, audit_log: str, host: str, engine: str | None, context: Entry, pending: Iterable[Entry] | None = None
+    ) -> None:
         self.audit_log = audit_log
         self.host = host
         self.engine = engine
         self.context = context
         self.pending = list(pending or [])
-        self.journaled = {}
+        self.journaled: dict[Hashable, Entry] = {}
         # The earlier runs' entries this run settled, (run_id, key): they leave the file at finish.
-        self.settled_ids = set()
+        self.settled_ids: set[tuple[Hashable, Hashable]] = set()
         self.holding = False  # this run's lock (hold_run), from its first write-ahead to its finish
 
-    def hold(self):
+    def hold(self) -> None:
         """Take this run's lock (once) before its first pending entry: another run does not
         settle an entry of a run still at work (settleable)."""
         if not self.holding:
             hold_run(self.audit_log, self.context.get("run_id"))
             self.holding = True
 
-    def release(self):
+    def release(self) -> None:
         if self.holding:
             release_run(self.audit_log, self.context.get("run_id"))
             self.holding = False
 
-    def _write_ahead(self, lines, entries, what):
+    def _write_ahead(self, lines: list[Entry], entries: list[Entry], what: str) -> None:
         """`lines` in the trail (one write, fsync), then `entries` added to the pending file;
         JournalError naming the file and the error, and `what` was not done, when either fails."""
         try:
@@ -242,16 +256,24 @@ class TrailJournal(_HostJournal):
     """The runner's hook on the controller (see the module doc); `journaled` collects every
     victim's entry it wrote ``ending`` for, by key."""
 
-    def __init__(self, audit_log, host, engine, context, policy_name, pending=None):
+    def __init__(
+        self,
+        audit_log: str,
+        host: str,
+        engine: str | None,
+        context: Entry,
+        policy_name: str | None,
+        pending: Iterable[Entry] | None = None,
+    ) -> None:
         _HostJournal.__init__(self, audit_log, host, engine, context, pending)
         self.policy_name = policy_name
 
-    def _line(self, entry, outcome, now=None):
+    def _line(self, entry: Entry, outcome: str, now: str | None = None) -> Entry:
         return session_line(
             now or iso_utc_z(utc_now()), self.host, self.engine, self.context, self.policy_name, entry, outcome
         )
 
-    def ending(self, entries):
+    def ending(self, entries: list[Entry]) -> None:
         now = iso_utc_z(utc_now())
         lines = [self._line(entry, "ending", now) for entry in entries]
         added = [dict(line, run_id=self.context.get("run_id")) for line in lines]
@@ -259,7 +281,7 @@ class TrailJournal(_HostJournal):
         for entry in entries:
             self.journaled[entry.get("key")] = entry
 
-    def settle_lines(self, settled):
+    def settle_lines(self, settled: Iterable[Entry] | None) -> list[Entry]:
         """Lines settling the earlier runs' pending victims the module looked up (its `settled`),
         each naming the run that signalled it (`settles`); those leave `pending`."""
         found = dict((item.get("key"), item) for item in settled or [])
@@ -282,10 +304,10 @@ class TrailJournal(_HostJournal):
         self.pending = keep
         return lines
 
-    def unaccounted(self, result):
+    def unaccounted(self, result: Entry) -> list[Entry]:
         """The victims this run journaled `ending` that the result gives no outcome for (the
         module died, or its result was lost): entries for `unknown` lines."""
-        known = set()
+        known: set[Hashable] = set()
         for bucket in ("terminated", "cancelled", "not_ended", "unknown"):
             known.update(entry.get("key") for entry in result.get(bucket) or [])
         reason = str(result.get("msg") or "the run ended without a result for it")
@@ -295,7 +317,7 @@ class TrailJournal(_HostJournal):
             if key not in known
         ]
 
-    def finish(self, result, unaccounted):
+    def finish(self, result: Entry, unaccounted: list[Entry]) -> None:
         """Drop from the pending file the victims of this run whose outcome is known and the
         earlier runs' ones this run settled (update_pending: another run's stay)."""
         open_keys = set(entry.get("key") for entry in (result.get("unknown") or []) + unaccounted)
@@ -322,7 +344,7 @@ _DONE_STATUSES = (None, "locked", "revoked")
 _ATOMIC_OPEN = ("postgresql",)
 
 
-def _recorded(change, record):
+def _recorded(change: Entry, record: dict[Any, Entry]) -> tuple[Entry | None, Entry | None]:
     """The entry of `record` (the server's drain record, by database) for the databases of
     `change` and the change of the record that matches it: (entry, recorded change or None);
     (None, None) when no database of it is recorded."""
@@ -338,7 +360,7 @@ def _recorded(change, record):
     return found, None
 
 
-def settle_change(change, record, engine):
+def settle_change(change: Entry, record: dict[Any, Entry], engine: str | None) -> tuple[str | None, str] | None:
     """What the server's drain record, read by a later run before it changed anything, says of
     a change an earlier run journaled and got no outcome for: (outcome, detail), or None when
     it cannot tell yet (the record of that database is in another database: PostgreSQL).
@@ -386,17 +408,18 @@ def settle_change(change, record, engine):
 
 
 # What an open's change (unlocked, granted) undoes in the record (locked, revoked).
-_UNDOES = {"unlocked": "locked", "granted": "revoked"}
+_UNDOES: dict[object, str] = {"unlocked": "locked", "granted": "revoked"}
 
 
-def _now_of_undone(change, entry):
+def _now_of_undone(change: Entry, entry: Entry) -> str | None:
     """What the server held at the next run's first read (the record's `now`, MySQL) of the
     drain's change that an open's `change` undoes; None when the record does not say."""
     for made in entry.get("changes") or []:
         if made.get("change") == _UNDOES.get(change.get("change")) and all(
             made.get(name) == change.get(name) for name in ("account", "right", "grantor")
         ):
-            return made.get("now")
+            now: str | None = made.get("now")
+            return now
     return None
 
 
@@ -410,15 +433,17 @@ class DrainSessions(TrailJournal):
     the run's `drain_state`) and the same pending file, ``<audit_log>.pending/<host>.json``, as
     the enforce role's, so that the next run on the host, a drain or a sweep, settles them."""
 
-    def __init__(self, audit_log, host, engine, context, pending=None):
+    def __init__(
+        self, audit_log: str, host: str, engine: str | None, context: Entry, pending: Iterable[Entry] | None = None
+    ) -> None:
         TrailJournal.__init__(self, audit_log, host, engine, context, _change_window.POLICY, pending)
 
-    def _line(self, entry, outcome, now=None):
+    def _line(self, entry: Entry, outcome: str, now: str | None = None) -> Entry:
         line = TrailJournal._line(self, entry, outcome, now)
         line["drain_state"] = self.context.get("state")
         return line
 
-    def account(self, result, login_host):
+    def account(self, result: Entry, login_host: object) -> None:
         """Give each session journaled `ending` that `result` (the module's) names in no bucket an
         outcome there: a run that failed or died did not learn their fate (`unknown`: kept
         pending, settled by the next run on the host; the host fails and its message counts
@@ -449,26 +474,34 @@ class DrainJournal(_HostJournal):
 
     kind = DRAIN
 
-    def __init__(self, audit_log, host, engine, context, pending=None, sessions=None):
+    def __init__(
+        self,
+        audit_log: str,
+        host: str,
+        engine: str | None,
+        context: Entry,
+        pending: Iterable[Entry] | None = None,
+        sessions: DrainSessions | None = None,
+    ) -> None:
         _HostJournal.__init__(self, audit_log, host, engine, context, pending)
         # The sessions the drain ends: their own journal (the sweep's pending file, see DrainSessions).
         self.sessions = sessions or DrainSessions(audit_log, host, engine, context)
 
-    def ending(self, entries):
+    def ending(self, entries: list[Entry]) -> None:
         self.sessions.ending(entries)
 
-    def _line(self, change, outcome, check_mode=False):
-        line = _change_window.change_line(self.host, self.engine, check_mode, self.context, change, outcome)
+    def _line(self, change: Entry, outcome: str | None, check_mode: bool = False) -> Entry:
+        line: Entry = _change_window.change_line(self.host, self.engine, check_mode, self.context, change, outcome)
         line.update(key=change_key(change), drain_state=self.context.get("state"))
         return line
 
-    def changing(self, changes):
+    def changing(self, changes: list[Entry]) -> None:
         lines = [self._line(change, CHANGING) for change in changes]
         self._write_ahead(lines, lines, f"none of these {len(changes)} changes of rights was made")
         for change, line in zip(changes, lines):
             self.journaled[line["key"]] = change
 
-    def settle_lines(self, record_before, check_mode=False):
+    def settle_lines(self, record_before: list[Entry] | None, check_mode: bool = False) -> list[Entry]:
         """Lines settling the earlier runs' pending changes from `record_before` (the module's:
         the server's drain record before this run changed anything), each naming the run that
         journaled it (`settles`); those leave `pending`. None (the run failed before reading
@@ -492,7 +525,7 @@ class DrainJournal(_HostJournal):
         self.pending = keep
         return lines
 
-    def outcome_lines(self, result, check_mode=False):
+    def outcome_lines(self, result: Entry, check_mode: bool = False) -> list[Entry]:
         """Lines for the changes this run journaled that its result gives no outcome for: never
         sent (`not_changed`) when the module's result lists the changes it made; `unknown`
         (kept pending for the next run) when no such list came back (the run died)."""
@@ -511,7 +544,7 @@ class DrainJournal(_HostJournal):
             lines.append(line)
         return lines
 
-    def finish(self, result):
+    def finish(self, result: Entry) -> None:
         """Drop from the pending file this run's changes whose outcome is known and the earlier
         runs' ones this run settled (update_pending: another run's stay)."""
         known = set()

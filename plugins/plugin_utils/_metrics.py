@@ -24,12 +24,15 @@ A host a run could not read (failed) loses the figures that run would set: not k
 
 from __future__ import absolute_import, division, print_function
 
+from __future__ import annotations  # isort: skip
+
 __metaclass__ = type
 
 import datetime
 import fcntl
 import os
 import re
+from typing import Any, Dict, Iterable, Tuple
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import parse_instant
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._files import private_dir, write_private
@@ -38,10 +41,13 @@ DEFAULT_NAME = "dbhygiene.prom"
 # node_exporter reads the file as its own user: readable by all (the reports stay 0600).
 MODE = 0o644
 
+# One sample: (family name, {label: value}, number).
+Sample = Tuple[str, Dict[str, str], float]
+
 _REAL, _DRY = "real", "dry"
 _ANY = (_REAL, _DRY)
 # (name, labels, help, {kind: modes whose runs set it})
-FAMILIES = (
+FAMILIES: tuple[tuple[str, tuple[str, ...], str, dict[str, tuple[str, ...]]], ...] = (
     (
         "dbhygiene_sessions_seen",
         ("host", "engine"),
@@ -94,19 +100,19 @@ FAMILIES = (
 _BY_NAME = {family[0]: family for family in FAMILIES}
 
 
-def default_path(report_dir):
+def default_path(report_dir: str) -> str:
     return os.path.join(report_dir, DEFAULT_NAME)
 
 
-def _count_by(items, keys):
-    counts = {}
+def _count_by(items: Iterable[dict[str, Any]], keys: tuple[str, ...]) -> dict[tuple[str, ...], int]:
+    counts: dict[tuple[str, ...], int] = {}
     for item in items:
         key = tuple(str(item.get(name) or "") for name in keys)
         counts[key] = counts.get(key, 0) + 1
     return counts
 
 
-def _ended(entry):
+def _ended(entry: dict[str, Any]) -> list[dict[str, Any]]:
     """(rule, action) of each session a host's entry says was ended (or would be: a dry run)."""
     items = []
     for bucket, action in (("terminated", "terminate"), ("cancelled", "cancel")):
@@ -115,11 +121,11 @@ def _ended(entry):
     return items
 
 
-def report_samples(report):
+def report_samples(report: dict[str, Any]) -> list[Sample]:
     """The samples of `report`: [(name, {label: value}, number)] (families this run sets only)."""
     kind = report.get("kind")
     dry = bool(report.get("check_mode"))
-    samples = []
+    samples: list[Sample] = []
     for host, entry in (report.get("hosts") or {}).items():
         host = str(host)
         engine = str(entry.get("engine") or "unknown")
@@ -158,7 +164,7 @@ def report_samples(report):
     return samples
 
 
-def epoch(text):
+def epoch(text: object) -> float:
     """Unix time (float) of a report's time (ISO 8601, UTC: ...Z)."""
     instant = parse_instant(str(text).replace("Z", "+00:00"))
     if instant is None:
@@ -168,13 +174,13 @@ def epoch(text):
     return instant.timestamp()
 
 
-def _sets(name, report):
+def _sets(name: str, report: dict[str, Any]) -> bool:
     """True when a run like `report` sets the family `name` (for its hosts)."""
-    modes = _BY_NAME[name][3].get(report.get("kind"), ())
+    modes = _BY_NAME[name][3].get(str(report.get("kind")), ())
     return (_DRY if report.get("check_mode") else _REAL) in modes
 
 
-def merge(existing, report):
+def merge(existing: Iterable[Sample], report: dict[str, Any]) -> list[Sample]:
     """The samples of the file after `report`'s run: `existing` (read back from the file) less what
     this run replaces (the families it sets, for its hosts; its own last-run sample), plus its own."""
     hosts = set(str(host) for host in report.get("hosts") or {})
@@ -192,18 +198,18 @@ def merge(existing, report):
     return kept + report_samples(report)
 
 
-def _escape(value):
+def _escape(value: object) -> str:
     return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 _UNESCAPE = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
 
 
-def _number(value):
+def _number(value: float) -> str:
     return repr(float(value)) if isinstance(value, float) else str(int(value))
 
 
-def render(samples):
+def render(samples: Iterable[Sample]) -> str:
     """The OpenMetrics text of `samples`: every family with # HELP and # TYPE (gauge), then # EOF."""
     lines = []
     for name, label_names, help_text, _sources in FAMILIES:
@@ -222,7 +228,7 @@ _SAMPLE_RE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)
 _LABEL_RE = re.compile(r'(?P<key>[a-zA-Z_][a-zA-Z0-9_]*)="(?P<value>(?:[^"\\]|\\.)*)",?')
 
 
-def parse(text):
+def parse(text: str) -> list[Sample]:
     """The samples of a file `render` wrote: [(name, {label: value}, number)]. A line it cannot
     read (a file cut by a crash of an older version, edited by hand) is skipped."""
     samples = []
@@ -242,7 +248,7 @@ def parse(text):
     return samples
 
 
-def write_metrics(report, path):
+def write_metrics(report: dict[str, Any], path: str) -> list[Sample]:
     """Merge `report`'s figures into the metrics file at `path` (under an exclusive lock on
     ``.<name>.lock`` beside it: concurrent runs merge one after the other) and replace it
     atomically. Returns the samples written."""

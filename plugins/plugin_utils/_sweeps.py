@@ -20,12 +20,15 @@ no sweep's (none of the variables below) keeps its own report, as
 
 from __future__ import absolute_import, division, print_function
 
+from __future__ import annotations  # isort: skip
+
 __metaclass__ = type
 
 import hashlib
 import json
 import os
 import re
+from typing import Any, Container, Iterable, Sequence
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import iso_utc_z, utc_now
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._files import locked_directory, write_private
@@ -66,11 +69,11 @@ class SweepError(ValueError):
     """A sweep variable with a value that cannot be used."""
 
 
-def _given(value):
+def _given(value: object) -> bool:
     return value is not None and str(value).strip() != ""
 
 
-def sweep_of(task_vars):
+def sweep_of(task_vars: dict[str, Any]) -> tuple[dict[str, str] | None, list[str]]:
     """(sweep, warnings): the sweep this run is part of, {"id", "source"}, or None when the run is its own.
 
     AWX's workflow job id when the job was launched by a workflow (the slices of
@@ -96,7 +99,7 @@ def sweep_of(task_vars):
     return sweep, warnings
 
 
-def sweep_slices(task_vars):
+def sweep_slices(task_vars: dict[str, Any]) -> int | None:
     """dbhygiene_sweep_slices as an int >= 1, or None when not set."""
     value = task_vars.get(SWEEP_SLICES_VARIABLE)
     if not _given(value):
@@ -112,7 +115,7 @@ def sweep_slices(task_vars):
     return number
 
 
-def _safe(text):
+def _safe(text: object) -> str:
     """A file name part for `text`: [A-Za-z0-9_.] only; a digest of the text when anything was changed."""
     text = str(text)
     safe = _UNSAFE_RE.sub("_", text)
@@ -122,20 +125,20 @@ def _safe(text):
     return safe
 
 
-def sweep_tag(sweep, check_mode):
+def sweep_tag(sweep: dict[str, str], check_mode: bool) -> str:
     """The run tag of a sweep's report: a dry run and a real run are never one sweep."""
     return f"{'sweep_check' if check_mode else 'sweep'}.{_safe(sweep['id'])}"
 
 
-def reportable(result):
+def reportable(result: dict[str, Any] | None) -> dict[str, Any] | None:
     """The part of a registered result the fleet report uses (None stays None: the host got no result)."""
     if result is None:
         return None
     return {key: result[key] for key in REPORTABLE_KEYS if key in result}
 
 
-def _read_all(directory):
-    items = []
+def _read_all(directory: str) -> list[Any]:
+    items: list[Any] = []
     if not os.path.isdir(directory):
         return items
     for name in sorted(os.listdir(directory)):
@@ -153,11 +156,11 @@ def _read_all(directory):
 ENDED_LISTS = ("terminated", "cancelled")
 
 
-def _with_every_run_ended(items):
+def _with_every_run_ended(items: list[dict[str, Any]]) -> dict[str, Any]:
     """The latest of a host's files (`items`, oldest first), its result carrying the sessions that
     every run ended there, each once (by key; a session has one fate, the first run's)."""
     latest = items[-1]
-    ended = {name: [] for name in ENDED_LISTS}
+    ended: dict[str, list[Any]] = {name: [] for name in ENDED_LISTS}
     seen = set()
     for item in items:
         data = (item.get("result") or {}).get("dbhygiene")
@@ -177,12 +180,14 @@ def _with_every_run_ended(items):
     return dict(latest, result=result)
 
 
-def merge_hosts(host_files):
+def merge_hosts(
+    host_files: Iterable[dict[str, Any]],
+) -> tuple[list[str], list[str], dict[str, dict[str, Any] | None], set[str]]:
     """(hosts, active, results, policies) of the sweep from its per-host files, hosts in sorted order.
 
     Several files may name a host (one per run that reported it): the later `time` wins, and the
     sessions ended by every run are kept in its result (ENDED_LISTS)."""
-    by_host = {}
+    by_host: dict[str, list[dict[str, Any]]] = {}
     for item in host_files:
         host = item.get("host")
         if host is not None:
@@ -202,7 +207,9 @@ def merge_hosts(host_files):
     return hosts, active, results, policies
 
 
-def sweep_summary(sweep, runs, slices, hosts):
+def sweep_summary(
+    sweep: dict[str, str], runs: Iterable[dict[str, Any]], slices: int | None, hosts: Sequence[str]
+) -> dict[str, Any]:
     """The report's `sweep` part: the runs it covers; how many are still to come when the slice count is known;
     the hosts still to report when the runs knew the sweep's hosts (--limit partitions of one inventory)."""
     runs = sorted(runs, key=lambda run: (str(run.get("time")), str(run.get("run"))))
@@ -227,7 +234,7 @@ def sweep_summary(sweep, runs, slices, hosts):
     }
 
 
-def sweep_markdown(summary):
+def sweep_markdown(summary: dict[str, Any]) -> list[str]:
     """The Markdown lines of a report's `sweep` part."""
     count = len(summary["runs"])
     line = f"Sweep `{summary['id']}` (from {summary['source']}): {count} run{'s' if count != 1 else ''}"
@@ -240,24 +247,25 @@ def sweep_markdown(summary):
     elif summary["hosts_missing"] is None:
         line += " The hosts of the other runs are not known here (each run's inventory holds its own part)."
     rows = ((run["run"], run["time"], run["job_id"], ", ".join(run.get("hosts") or [])) for run in summary["runs"])
-    return ["## Sweep", "", line, ""] + table(("run", "time", "AWX job", "hosts"), rows) + [""]
+    lines: list[str] = ["## Sweep", "", line, ""] + table(("run", "time", "AWX job", "hosts"), rows) + [""]
+    return lines
 
 
 def write_sweep_report(
-    kind,
-    report_dir,
-    sweep,
-    run,
-    check_mode,
-    hosts_all,
-    hosts_active,
-    results,
-    context,
-    slices=None,
-    keep=DEFAULT_REPORT_KEEP,
-    now=None,
-    html_template=None,
-):
+    kind: str,
+    report_dir: str,
+    sweep: dict[str, str],
+    run: str,
+    check_mode: bool,
+    hosts_all: Sequence[str],
+    hosts_active: Container[str],
+    results: dict[str, dict[str, Any] | None],
+    context: dict[str, Any],
+    slices: int | None = None,
+    keep: int = DEFAULT_REPORT_KEEP,
+    now: str | None = None,
+    html_template: str | None = None,
+) -> tuple[dict[str, Any], dict[str, str], str]:
     """Record this run's hosts in the sweep's directory, rewrite the sweep's report; return (report, paths, markdown).
 
     report_dir: absolute. results: {host: registered result or None}. context:

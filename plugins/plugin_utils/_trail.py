@@ -15,12 +15,15 @@ literals masked (``redact_query``).
 
 from __future__ import absolute_import, division, print_function
 
+from __future__ import annotations  # isort: skip
+
 __metaclass__ = type
 
 import errno
 import fcntl
 import json
 import os
+from typing import Any, Sequence
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SESSION_FIELDS
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._redact import redact_statement
@@ -31,7 +34,7 @@ from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._files import o
 TRAIL_QUERY_CHARS = 200
 
 
-def redact_query(query, limit=TRAIL_QUERY_CHARS):
+def redact_query(query: object, limit: int = TRAIL_QUERY_CHARS) -> str | None:
     """A statement as recorded: credential literals masked (``_redact``, under every
     engine's quoting rules), then truncated."""
     if query is None:
@@ -42,14 +45,14 @@ def redact_query(query, limit=TRAIL_QUERY_CHARS):
     return text
 
 
-def session_fields(session, query_chars=TRAIL_QUERY_CHARS):
+def session_fields(session: dict[str, Any], query_chars: int = TRAIL_QUERY_CHARS) -> dict[str, Any]:
     fields = {name: session.get(name) for name in SESSION_FIELDS if name in session}
     if "query" in fields:
         fields["query"] = redact_query(fields["query"], query_chars)
     return fields
 
 
-def job_id(task_vars):
+def job_id(task_vars: dict[str, Any]) -> object:
     """The AWX / Tower job id when the run is an AWX job, else None."""
     for name in ("awx_job_id", "tower_job_id"):
         value = task_vars.get(name)
@@ -58,14 +61,24 @@ def job_id(task_vars):
     return None
 
 
-def outcome_for(bucket, check_mode):
+def outcome_for(bucket: str, check_mode: bool) -> str:
     """The audit outcome of an entry in `terminated` / `cancelled`."""
     if bucket == "terminated":
         return "would_terminate" if check_mode else "terminated"
     return "would_cancel" if check_mode else "cancelled"
 
 
-def trail_line(now, host, engine, context, policy, rule, action, check_mode, outcome):
+def trail_line(
+    now: str,
+    host: str,
+    engine: str | None,
+    context: dict[str, Any],
+    policy: str | None,
+    rule: str | None,
+    action: str | None,
+    check_mode: bool,
+    outcome: str,
+) -> dict[str, Any]:
     """The fields every audit line starts with, in this order (each role adds its own)."""
     return {
         "time": now,
@@ -80,7 +93,16 @@ def trail_line(now, host, engine, context, policy, rule, action, check_mode, out
     }
 
 
-def session_line(now, host, engine, context, policy_name, entry, outcome, check_mode=False):
+def session_line(
+    now: str,
+    host: str,
+    engine: str | None,
+    context: dict[str, Any],
+    policy_name: str | None,
+    entry: dict[str, Any],
+    outcome: str,
+    check_mode: bool = False,
+) -> dict[str, Any]:
     """The audit line of one result entry (a session with rule, action, maybe reason and detail)."""
     line = trail_line(
         now, host, engine, context, policy_name, entry.get("rule"), entry.get("action"), check_mode, outcome
@@ -101,12 +123,14 @@ def session_line(now, host, engine, context, policy_name, entry, outcome, check_
     return line
 
 
-def policy_name_of(result):
+def policy_name_of(result: dict[str, Any]) -> str | None:
     policy = result.get("policy")
     return policy.get("name") if isinstance(policy, dict) else policy
 
 
-def trail_records(host, engine, result, check_mode, context):
+def trail_records(
+    host: str, engine: str | None, result: dict[str, Any], check_mode: bool, context: dict[str, Any]
+) -> list[dict[str, Any]]:
     """Audit lines for one host's *_sessions result (a dict).
 
     Ended (or would-be-ended) sessions, plus targeted sessions that were not
@@ -120,7 +144,7 @@ def trail_records(host, engine, result, check_mode, context):
     now = iso_utc_z(utc_now())
     records = []
 
-    def record(entry, outcome):
+    def record(entry: dict[str, Any], outcome: str) -> None:
         records.append(session_line(now, host, engine, context, policy_name, entry, outcome, check_mode))
 
     for bucket in ("cancelled", "terminated"):
@@ -134,7 +158,7 @@ def trail_records(host, engine, result, check_mode, context):
     return records
 
 
-def append_lines(path, records, sync=False):
+def append_lines(path: str, records: Sequence[dict[str, Any]], sync: bool = False) -> int:
     """Append JSON lines to `path` (mode 0600), atomically with respect to other writers.
 
     One write under the lock; a last line left partial by an earlier failed write is cut
@@ -168,7 +192,7 @@ def append_lines(path, records, sync=False):
     return len(records)
 
 
-def repair_last_line(fd, chunk=4096):
+def repair_last_line(fd: int, chunk: int = 4096) -> int:
     """Cut a partial last line (no final newline) off the open file `fd`; its size after."""
     size = os.fstat(fd).st_size
     end = size
@@ -187,14 +211,14 @@ def repair_last_line(fd, chunk=4096):
     return end
 
 
-def _open_locked(path):
+def _open_locked(path: str) -> int:
     """The trail opened by its path for appending, under an exclusive lock.
 
     Opened anew for every append, so a file that logrotate renamed is never
     written to again; should the rename fall between our open and our lock, the
     file is opened again under the path (the lines belong in the new file)."""
 
-    def opener():
+    def opener() -> int:
         # Read too: a partial last line is looked for before appending (repair_last_line).
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
@@ -209,7 +233,9 @@ def _open_locked(path):
     return open_locked(path, opener)
 
 
-def timeouts_trail_records(host, engine, result, check_mode, context, now):
+def timeouts_trail_records(
+    host: str, engine: str | None, result: dict[str, Any], check_mode: bool, context: dict[str, Any], now: str
+) -> list[dict[str, Any]]:
     """Audit lines of one host's *_timeouts result: one per setting changed (check mode: that
     would change), with the value before and after; after a change that failed once others
     had run, one per statement that ran."""
