@@ -8,7 +8,7 @@ rights, timeouts). The one source of all four.
 Derived from it: each driver's ``connection_argument_spec()`` (the modules' options) and
 the defaults it applies to an option left unset,
 the roles' action plugins' options and engine choices (``plugin_utils/_connection.py``,
-``_inprocess.py``, ``_fleet.py``), and the check (``tests/unit/.../test_engines.py``)
+``_inprocess.py``), and the check (``tests/unit/.../test_engines.py``)
 that every role's ``meta/argument_specs.yml`` connection entries and every connection
 doc fragment agree with it.
 
