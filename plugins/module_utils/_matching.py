@@ -39,7 +39,7 @@ import warnings
 from typing import Any, Callable, List, NoReturn, Optional, Tuple
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._messages import shown_value as _show
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._messages import shown_value
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import Policy, PolicyError
 
 # Seconds the matching of one planning pass may take when it must be bounded. Normal
@@ -151,8 +151,8 @@ def _slow_field(policy: Policy, rule_index: int) -> tuple[str, Any, str, str]:
         return "policy.protect", None, "the protect globs", _GLOB_ADVICE
     field, value = policy.rules[rule_index].slow_field()
     if field.endswith(".query_matches"):
-        return field, value, _show(value), _REGEX_ADVICE
-    return field, value, f"the globs of rule {_show(value)}", _GLOB_ADVICE
+        return field, value, shown_value(value), _REGEX_ADVICE
+    return field, value, f"the globs of rule {shown_value(value)}", _GLOB_ADVICE
 
 
 def _decide_bounded(policy: Policy, sessions: list[dict[str, Any]], deadline: float) -> list[Decision]:
@@ -189,7 +189,8 @@ def _decide_bounded(policy: Policy, sessions: list[dict[str, Any]], deadline: fl
         field, value, what, advice = _slow_field(policy, rule_index)
         where = ""
         if 0 <= position < len(sessions):
-            where = f" (stuck on session {_show(sessions[position].get('id'))}, {position + 1} of {len(sessions)})"
+            stuck = shown_value(sessions[position].get("id"))
+            where = f" (stuck on session {stuck}, {position + 1} of {len(sessions)})"
         raise MatchTimeout(
             field,
             value,

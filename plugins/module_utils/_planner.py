@@ -39,7 +39,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import 
     REASON_PROTECTED,
 )
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._matching import MATCH_DEADLINE, Decision, decide
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._messages import shown_value as _show
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._messages import shown_value
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import UNLIMITED, Limits, Policy
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import parse_instant
 
@@ -81,7 +81,7 @@ def _limit_error(policy_name: str, limits: Limits, victims: int, seen: int) -> s
     share = _percent(victims, seen) if seen else "n/a"
     above = " and ".join(problems)
     return (
-        f"policy {_show(policy_name)} would end {victims} of {seen} client sessions ({share}), {above}: "
+        f"policy {shown_value(policy_name)} would end {victims} of {seen} client sessions ({share}), {above}: "
         f"nothing was ended (check the rules; if this many is intended, raise the limit in policy.limits or set it "
         f"to {UNLIMITED})"
     )
