@@ -21,15 +21,18 @@ And two cuttings of free text (an exception's message, a host name):
 
 from __future__ import absolute_import, division, print_function
 
+from __future__ import annotations  # isort: skip
+
 __metaclass__ = type
 
 import reprlib
+from typing import Any
 
 MESSAGE_VALUE_MAX = 200  # characters of a user's value shown in a message, by default (shown, cut)
 SHOWN_VALUE_CHARS = 80  # how much of a policy value a message quotes (shown_value, cut_line)
 
 
-def shown(value, limit=MESSAGE_VALUE_MAX):
+def shown(value: Any, limit: int = MESSAGE_VALUE_MAX) -> str:
     """repr() of a user's value for a message, cut to about `limit` characters (the full length said)."""
     text = repr(value)
     if len(text) > limit:
@@ -37,26 +40,26 @@ def shown(value, limit=MESSAGE_VALUE_MAX):
     return text
 
 
-def cut(text, limit=MESSAGE_VALUE_MAX):
+def cut(text: Any, limit: int = MESSAGE_VALUE_MAX) -> str:
     """`text` for a message, cut to about `limit` characters (the full length said)."""
-    text = str(text)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+    whole = str(text)
+    return whole if len(whole) <= limit else f"{whole[:limit]}... ({len(whole)} characters)"
 
 
-def redact(text, secret):
+def redact(text: Any, secret: Any) -> str:
     """`text` as a str without `secret` in it, whatever a driver put in its message."""
-    text = str(text)
+    clean = str(text)
     if secret:
-        text = text.replace(str(secret), "********")
-    return text
+        clean = clean.replace(str(secret), "********")
+    return clean
 
 
-def one_line(text):
+def one_line(text: Any) -> str:
     """`text` as a str on one line (every run of whitespace one space)."""
     return " ".join(str(text).split())
 
 
-def _bounded_repr():
+def _bounded_repr() -> reprlib.Repr:
     bounded = reprlib.Repr()
     bounded.maxlevel = 3
     bounded.maxstring = SHOWN_VALUE_CHARS
@@ -69,7 +72,7 @@ def _bounded_repr():
 _REPR = _bounded_repr()
 
 
-def shown_value(value, chars=SHOWN_VALUE_CHARS):
+def shown_value(value: Any, chars: int = SHOWN_VALUE_CHARS) -> str:
     """A value as quoted in messages: on one line, strings quoted and escaped, cut
     short (a 100 KB value shows its first characters and its length)."""
     if isinstance(value, str):
@@ -88,9 +91,9 @@ def shown_value(value, chars=SHOWN_VALUE_CHARS):
     return text
 
 
-def cut_line(text):
+def cut_line(text: Any) -> str:
     """Free text (an exception's message) on one line, cut short."""
-    text = one_line(text)
-    if len(text) > 2 * SHOWN_VALUE_CHARS:
-        text = text[: 2 * SHOWN_VALUE_CHARS] + "..."
-    return text
+    line = one_line(text)
+    if len(line) > 2 * SHOWN_VALUE_CHARS:
+        line = line[: 2 * SHOWN_VALUE_CHARS] + "..."
+    return line
