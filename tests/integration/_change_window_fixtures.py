@@ -99,6 +99,20 @@ class Window(object):
         self._run(statements)
 
     # --- what the server says -------------------------------------------------------
+    def locked_accounts(self):
+        """MariaDB: the window's accounts locked now, as 'user'@'host'."""
+        conn = self._admin()
+        try:
+            cur = conn.cursor()
+            cur.execute(
+                "SELECT User, Host FROM mysql.global_priv WHERE User IN ({}) "
+                "AND JSON_VALUE(Priv, '$.account_locked') IN ('true', '1')".format(", ".join(["%s"] * len(self.users))),
+                list(self.users),
+            )
+            return set("'%s'@'%s'" % (user, host) for user, host in cur.fetchall())
+        finally:
+            conn.close()
+
     def can_connect(self, user, database):
         """Whether `user` can log in to `database` now (a new connection over TCP)."""
         try:

@@ -83,24 +83,19 @@ def _forget(windows, database):
 def _connect_items(window, database):
     """PostgreSQL: the (grantee, grantor) pairs holding CONNECT on `database`; MariaDB: the
     accounts of the window locked now."""
+    if window.engine != "postgresql":
+        return window.locked_accounts()
     conn = window._admin()
     try:
         cur = conn.cursor()
-        if window.engine == "postgresql":
-            cur.execute(
-                "SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee)::text END, "
-                "pg_get_userbyid(a.grantor)::text FROM pg_database d, "
-                "aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a "
-                "WHERE d.datname = %s AND a.privilege_type = 'CONNECT'",
-                (database,),
-            )
-            return set(cur.fetchall())
         cur.execute(
-            "SELECT User, Host FROM mysql.global_priv WHERE User IN ({}) "
-            "AND JSON_VALUE(Priv, '$.account_locked') IN ('true', '1')".format(", ".join(["%s"] * len(window.users))),
-            list(window.users),
+            "SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee)::text END, "
+            "pg_get_userbyid(a.grantor)::text FROM pg_database d, "
+            "aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a "
+            "WHERE d.datname = %s AND a.privilege_type = 'CONNECT'",
+            (database,),
         )
-        return set("'%s'@'%s'" % (user, host) for user, host in cur.fetchall())
+        return set(cur.fetchall())
     finally:
         conn.close()
 

@@ -584,7 +584,7 @@ def test_a_mariadb_drain_frozen_half_way_reports_and_trails_what_it_changed(flee
         assert {line["account"] for line in locks} == {c["account"] for c in done + unknown}
         print(f"\nfrozen after {len(done)} locks ({len(unknown)} in flight); {check} locked on the server")
 
-        held_locks = _locked_accounts(window)  # what the server holds after the thaw
+        held_locks = window.locked_accounts()  # what the server holds after the thaw
 
         run, report, markdown = _run_drain(inventory, directory, dbhygiene_drain_state="open")
         assert run.rc == 0, run.output[-4000:]
@@ -601,21 +601,6 @@ def test_a_mariadb_drain_frozen_half_way_reports_and_trails_what_it_changed(flee
         _forget_mariadb_record(window, names["billing"])
 
 
-def _locked_accounts(window):
-    """The window's accounts locked on the MariaDB server now, as 'user'@'host'."""
-    conn = window._admin()
-    try:
-        cur = conn.cursor()
-        cur.execute(
-            "SELECT User, Host FROM mysql.global_priv WHERE User IN ({}) "
-            "AND JSON_VALUE(Priv, '$.account_locked') IN ('true', '1')".format(", ".join(["%s"] * len(window.users))),
-            list(window.users),
-        )
-        return set("'%s'@'%s'" % (user, host) for user, host in cur.fetchall())
-    finally:
-        conn.close()
-
-
 def test_a_mariadb_lock_recorded_but_never_confirmed_is_settled_by_what_the_server_holds(fleet, tmp_path):
     """A drain that died between recording a lock (`status: pending`) and confirming it leaves
     the lock made or not; the next run reads the account's lock with the record and settles
@@ -628,7 +613,7 @@ def test_a_mariadb_lock_recorded_but_never_confirmed_is_settled_by_what_the_serv
     window = Window(fleet, "mariadb1", (names["billing"],), users, {user: [names["billing"]] for user in users})
     window.create()
     try:
-        before_locks = _locked_accounts(window)
+        before_locks = window.locked_accounts()
         directory = str(tmp_path)
         inventory = _inventory(fleet, directory, _group_vars(fleet, directory, tag), hosts=("mariadb1",))
         run, _report, _markdown = _run_drain(inventory, directory)
@@ -667,7 +652,7 @@ def test_a_mariadb_lock_recorded_but_never_confirmed_is_settled_by_what_the_serv
         assert all("at the next run's first read" in line["detail"] for line in settles), settles
         assert not os.path.exists(pending)
         # The open unlocked what the drain locked (the account unlocked by hand changed bytes of its own).
-        assert not _locked_accounts(window) and not before_locks
+        assert not window.locked_accounts() and not before_locks
         assert names["billing"] not in report["hosts"]["mariadb1"]["still_closed"]
     finally:
         window.drop()
