@@ -155,8 +155,11 @@ class ActionModule(_action.ActionMixin, ActionBase):
                 # Nothing of these was sent: the changes journaled (if any) are not_changed.
                 failed = dict({"failed": True, "msg": str(exc), "changes": []}, **settled)
                 return _merge_rounds(rounds, failed) if rounds else failed
-            real_args["journaled_changes"] += [change_key(change) for change in changes]
-            real_args["journaled_sessions"] += [entry.get("key") for entry in sessions]
+            real_args = dict(
+                real_args,
+                journaled_changes=real_args["journaled_changes"] + [change_key(change) for change in changes],
+                journaled_sessions=real_args["journaled_sessions"] + [entry.get("key") for entry in sessions],
+            )
             module_result = self.run_engine_module(engine, KIND, real_args, run_on, task_vars, False, self._task.diff)
             beyond = module_result.pop("beyond_plan", None)
             if not beyond or not (beyond.get("changes") or beyond.get("sessions")):
@@ -170,7 +173,7 @@ class ActionModule(_action.ActionMixin, ActionBase):
                 msg=(
                     f"{BEYOND_PLAN_ROUNDS} runs on the host each met changes or sessions beyond what the audit trail "
                     f"held (rights changing, or logins getting in, all along): the last {len(changes)} changes and "
-                    f"{len(sessions)} sessions were journaled but not sent; run the drain again"
+                    f"{len(sessions)} sessions were not sent (nor written to the trail); run the drain again"
                 ),
             )
         module_result = _merge_rounds(rounds, module_result)
