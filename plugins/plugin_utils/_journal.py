@@ -229,6 +229,18 @@ class _HostJournal(Journal):
             release_run(self.audit_log, self.context.get("run_id"))
             self.holding = False
 
+    def _drop_known(self, keys: Iterable[Hashable]) -> None:
+        """Drop from the pending file this run's entries of `keys` (their outcome is known) and
+        the earlier runs' ones this run settled (update_pending: another run's stay); then
+        this run is no longer at work (release)."""
+        run_id = self.context.get("run_id")
+        drop = set(self.settled_ids) | set((run_id, key) for key in keys)
+        self.pending = [entry for entry in self.pending if _entry_id(entry) not in drop]
+        try:
+            update_pending(self.audit_log, self.host, self.kind, drop=drop)
+        finally:
+            self.release()
+
     def _write_ahead(self, lines: list[Entry], entries: list[Entry], what: str) -> None:
         """`lines` in the trail (one write, fsync), then `entries` added to the pending file;
         JournalError naming the file and the error, and `what` was not done, when either fails."""
@@ -321,13 +333,7 @@ class TrailJournal(_HostJournal):
         """Drop from the pending file the victims of this run whose outcome is known and the
         earlier runs' ones this run settled (update_pending: another run's stay)."""
         open_keys = set(entry.get("key") for entry in (result.get("unknown") or []) + unaccounted)
-        run_id = self.context.get("run_id")
-        drop = set(self.settled_ids) | set((run_id, key) for key in self.journaled if key not in open_keys)
-        self.pending = [entry for entry in self.pending if _entry_id(entry) not in drop]
-        try:
-            update_pending(self.audit_log, self.host, self.kind, drop=drop)
-        finally:
-            self.release()
+        self._drop_known(key for key in self.journaled if key not in open_keys)
 
 
 # ---------------------------------------------------------------- the drain role's changes of rights
@@ -555,13 +561,7 @@ class DrainJournal(_HostJournal):
                 for change in result.get("changes") or []
                 if isinstance(change, dict) and change.get("status") == STATUS_UNKNOWN
             )
-        run_id = self.context.get("run_id")
-        drop = set(self.settled_ids) | set((run_id, key) for key in known)
-        self.pending = [entry for entry in self.pending if _entry_id(entry) not in drop]
-        try:
-            update_pending(self.audit_log, self.host, self.kind, drop=drop)
-        finally:
-            self.release()
+        self._drop_known(known)
 
 
 # The fields a trail line adds to a change entry (dropped again when a pending line is settled).
