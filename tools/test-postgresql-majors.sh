@@ -24,8 +24,9 @@ if [ $# -eq 0 ]; then
   exit 2
 fi
 mkdir -p "$root/.build"
-# The test_timeouts.py cases of PostgreSQL (its MariaDB ones need a MariaDB: the default fleet's).
-suites=(tests/integration/test_postgresql_*.py tests/integration/test_timeouts.py)
+# The PostgreSQL cases of test_timeouts.py and of the engine-neutral test_session_modules.py (their
+# MariaDB ones need a MariaDB: the default fleet's).
+suites=(tests/integration/test_postgresql_*.py tests/integration/test_session_modules.py tests/integration/test_timeouts.py)
 
 run_major() {
   local major=$1 start=$SECONDS rc

@@ -82,7 +82,7 @@ set -m
   step "pytest-2.16" env PATH="$oldest/bin:$PATH" DBFLEET_STATE_DIR="$fleet_oldest" DBFLEET_FIRST="$first_oldest" \
     "$oldest/bin/python" -m pytest -q -p no:cacheprovider \
     --junitxml="$junit_oldest" tests/unit tests/integration/test_docs.py \
-    tests/integration/test_postgresql_modules.py tests/integration/test_mysql_modules.py \
+    tests/integration/test_session_modules.py tests/integration/test_postgresql_modules.py tests/integration/test_mysql_modules.py \
     tests/integration/test_roles_*.py tests/integration/test_run_on_modes.py tests/integration/test_run_on_ssh.py
   step "sanity-2.16" env DBHYGIENE_VENV="$oldest" DBHYGIENE_SANITY_PYTHONS=all bash tools/sanity.sh
   {

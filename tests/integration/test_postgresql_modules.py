@@ -49,46 +49,7 @@ def held(pg_held):
     return lambda kind, **kwargs: pg_held(SERVER, kind, **kwargs)
 
 
-# ---------------------------------------------------------------- the four steps
-def test_check_real_and_idempotence(fleet, held, pg_tag):
-    ghosts = [held("idle", application="%s-ghost-%d" % (pg_tag, n)) for n in range(2)]
-    keeper = held("idle", application=pg_tag + "-keeper")
-    time.sleep(1.2)
-    policy = {
-        "name": "four-steps",
-        "rules": [
-            {"name": "ghost-idle", "states": ["idle"], "idle_longer_than": "1s", "applications": [pg_tag + "-ghost-*"]}
-        ],
-    }
-
-    result, run = sessions_run(fleet, policy, check=True, diff=True)
-    assert not result.get("failed"), run.output
-    assert result["changed"] is True and result["check_mode"] is True
-    assert ids(result["terminated"]) == sorted(g.id for g in ghosts)
-    assert {e["rule"] for e in result["terminated"]} == {"ghost-idle"}
-    assert all(g.alive() for g in ghosts) and keeper.alive()  # check mode ended nothing
-    before, after = result["diff"]["before"], result["diff"]["after"]
-    for ghost in ghosts:
-        assert "%d app@appdb idle" % ghost.id in before and "[ghost-idle -> terminate]" in before
-        assert "%d app@appdb" % ghost.id not in after
-    assert "2 matched" in before
-
-    result, run = sessions_run(fleet, policy)
-    assert not result.get("failed"), run.output
-    assert result["changed"] is True and result["check_mode"] is False
-    assert ids(result["terminated"]) == sorted(g.id for g in ghosts)
-    assert result["not_ended"] == [] and result["cancelled"] == []
-    assert not any(g.alive() for g in ghosts)  # gone already: the module waited for them
-    assert keeper.alive()
-
-    result, run = sessions_run(fleet, policy, check=True)
-    assert not result.get("failed") and result["changed"] is False and result["terminated"] == [], run.output
-
-    result, run = sessions_run(fleet, policy)
-    assert not result.get("failed") and result["changed"] is False and result["terminated"] == [], run.output
-    assert keeper.alive()
-
-
+# ---------------------------------------------------------------- a mix
 def test_a_mix_ends_only_the_right_sessions(fleet, held, pg_tag):
     app = pg_tag + "-%s"
     ghosts = [held("idle", application=app % "ghost") for dummy in range(2)]
@@ -145,89 +106,6 @@ def test_a_mix_ends_only_the_right_sessions(fleet, held, pg_tag):
     assert superuser.alive() and backup.alive() and young.alive()
 
 
-def test_a_task_that_ended_sessions_shows_as_changed(fleet, held, pg_tag):
-    # A session the policy matched but did not end (here a protected one) must not turn the task
-    # into "skipping": the list is `not_ended`, and no result key is named `skipped` (issue 13).
-    ghost = held("idle", application=pg_tag + "-ghost")
-    kept = held("idle", user="backup_agent", application=pg_tag + "-kept")
-    time.sleep(1.2)
-    policy = {
-        "name": "shown-as-changed",
-        "rules": [{"name": "ghost-idle", "states": ["idle"], "idle_longer_than": 1, "applications": [pg_tag + "-*"]}],
-        "protect": {"users": ["backup_*"]},
-    }
-    for check in (True, False):
-        result, run = sessions_run(fleet, policy, check=check)
-        assert not result.get("failed"), run.output
-        assert ids(result["terminated"]) == [ghost.id]
-        assert [(e["id"], e["reason"]) for e in result["not_ended"]] == [(kept.id, "protected")]
-        assert "skipped" not in result and "skipped" not in result["summary"] and "not_ended" in result["summary"]
-        assert run.task_status("the module") == "changed", run.output
-        assert run.stats["localhost"]["changed"] == 1 and run.stats["localhost"]["skipped"] == 0, run.stats
-        assert "does not support Ansible version" not in run.output
-        assert "converted to bool" not in run.output
-    assert not ghost.alive() and kept.alive()
-
-
-def test_cancel_then_terminate(fleet, held, pg_tag):
-    stubborn = held("active_ignores_cancel", application=pg_tag + "-stubborn", seconds=120)
-    polite = held("active", application=pg_tag + "-polite", seconds=120)
-    idle = held("idle", application=pg_tag + "-idle")
-    time.sleep(1.2)
-    policy = {
-        "name": "escalate",
-        "action": "cancel_then_terminate",
-        "grace": "1s",
-        "rules": [
-            {"name": "runaway", "states": ["active"], "running_longer_than": 1, "applications": [pg_tag + "-*"]},
-            {"name": "ghost", "states": ["idle"], "idle_longer_than": 1, "applications": [pg_tag + "-*"]},
-        ],
-    }
-    result, run = sessions_run(fleet, policy)
-    assert not result.get("failed"), run.output
-    assert result["changed"] is True
-    assert ids(result["terminated"]) == sorted([stubborn.id, idle.id])
-    assert ids(result["cancelled"]) == [polite.id]
-    assert not stubborn.alive() and not idle.alive()
-    assert polite.alive() and wait_until(lambda: polite.state() == "idle")
-
-
-def test_cancel_keeps_the_connection_and_skips_idle_victims(fleet, held, pg_tag):
-    runner = held("active", application=pg_tag + "-runner", seconds=120)
-    idle = held("idle", application=pg_tag + "-idle")
-    time.sleep(1.2)
-    policy = {"name": "cancel", "action": "cancel", "rules": [{"idle_longer_than": 1, "applications": [pg_tag + "-*"]}]}
-    result, run = sessions_run(fleet, policy)
-    assert not result.get("failed"), run.output
-    assert ids(result["cancelled"]) == [runner.id] and result["terminated"] == []
-    assert [(e["id"], e["reason"]) for e in result["not_ended"]] == [(idle.id, "nothing_to_cancel")]
-    assert wait_until(lambda: runner.state() == "idle")
-    assert runner.alive() and idle.alive()
-
-
-# ---------------------------------------------------------------- limits
-@pytest.mark.parametrize(
-    "limits, needles",
-    [
-        ({"max_terminations": 2}, ["would end 3 of", "above limits.max_terminations 2"]),
-        ({"max_fraction": 0.001}, ["would end 3 of", "above limits.max_fraction 0.001"]),
-    ],
-    ids=["max_terminations", "max_fraction"],
-)
-@pytest.mark.parametrize("check", [False, True], ids=["real", "check"])
-def test_limits_fail_closed(fleet, held, pg_tag, limits, needles, check):
-    ghosts = [held("idle", application=pg_tag + "-ghost") for dummy in range(3)]
-    time.sleep(1.2)
-    policy = {"name": "limited", "rules": [{"idle_longer_than": 1, "applications": [pg_tag + "-*"]}], "limits": limits}
-    result, run = sessions_run(fleet, policy, check=check)
-    assert result.get("failed") is True
-    for needle in needles:
-        assert needle in result["msg"]
-    assert "nothing was ended" in result["msg"]
-    assert result["terminated"] == [] and ids(result["would_end"]) == sorted(g.id for g in ghosts)
-    assert all(g.alive() for g in ghosts)
-
-
 # ---------------------------------------------------------------- privileges
 @pytest.mark.parametrize("check", [False, True], ids=["real", "check"])
 def test_a_login_without_the_grants_fails_clearly(fleet, held, pg_tag, check):
@@ -276,71 +154,6 @@ def test_tls_verify_full(fleet):
     result, run = run_module(INFO, cert_login)
     assert not result.get("failed"), run.output
     assert result["server"]["login_user"] == "hygiene_cert"
-
-
-def test_tls_with_a_wrong_ca_fails_clearly(fleet):
-    result, run = run_module(INFO, login(fleet, ssl_mode="verify-full", ca_cert=fleet.pki["wrong_ca_cert"]))
-    assert result.get("failed") is True
-    assert "cannot connect to PostgreSQL at %s:5432" % fleet.server(SERVER)["host"] in result["msg"]
-    assert "certificate verify failed" in result["msg"] and "check ca_cert" in result["msg"]
-
-
-# ---------------------------------------------------------------- bad input, before connecting
-UNREACHABLE = {"login_port": 1, "connect_timeout": 2}
-
-
-@pytest.mark.parametrize(
-    "rule, needles",
-    [
-        ({"idle_longer_than": "5 minutes"}, ["policy.rules[0].idle_longer_than", "'5 minutes'"]),
-        ({"idle_longer_than": "30m", "bogus": 1}, ["bogus"]),
-        ({"query_matches": "(unclosed"}, ["policy.rules[0].query_matches", "'(unclosed'"]),
-        ({"client_addresses": ["10.0.0.0/33"]}, ["policy.rules[0].client_addresses[0]", "'10.0.0.0/33'"]),
-        ({"applications": ["app["]}, ["policy.rules[0].applications[0]", "'app['"]),
-        ({"states": ["sleeping"]}, ["sleeping"]),
-    ],
-    ids=["duration", "unknown-key", "regex", "cidr", "glob", "state"],
-)
-def test_bad_input_fails_before_connecting(fleet, rule, needles):
-    result, run = sessions_run(fleet, {"rules": [rule]}, **UNREACHABLE)
-    assert result.get("failed") is True
-    for needle in needles:
-        assert needle in result["msg"], result["msg"]
-    assert "cannot connect" not in result["msg"]
-
-
-def test_the_unreachable_port_is_unreachable(fleet):
-    # The control of the test above: a valid policy does try to connect there, and fails.
-    result, run = sessions_run(fleet, {"rules": [{"idle_longer_than": "30m"}]}, **UNREACHABLE)
-    host = fleet.server(SERVER)["host"]
-    assert result.get("failed") is True and "cannot connect to PostgreSQL at %s:1" % host in result["msg"]
-
-
-def test_empty_rules_fail_before_connecting(fleet):
-    result, run = sessions_run(fleet, {"rules": []}, **UNREACHABLE)
-    assert result.get("failed") is True and "policy.rules" in result["msg"] and "cannot connect" not in result["msg"]
-
-
-# ---------------------------------------------------------------- secrets
-def test_passwords_never_show_at_vvv(fleet, held, pg_tag):
-    password = fleet.password("hygiene")
-    held("idle", application=pg_tag + "-v")
-    policy = {"rules": [{"applications": [pg_tag + "-*"], "idle_longer_than": "1h"}]}
-    result, run = sessions_run(fleet, policy, check=True, diff=True, verbosity=3)
-    assert not result.get("failed"), run.output
-    assert password not in run.output and password not in str(result)
-
-    # Through the environment (PGPASSWORD) instead of the option.
-    args = login(fleet)
-    del args["login_password"]
-    result, run = run_module(INFO, args, verbosity=3, env={"PGPASSWORD": password})
-    assert not result.get("failed"), run.output
-    assert password not in run.output and password not in str(result)
-
-    wrong = "Wr0ng-" + uuid.uuid4().hex
-    result, run = run_module(INFO, login(fleet, login_password=wrong), verbosity=3)
-    assert result.get("failed") is True and "password authentication failed" in result["msg"]
-    assert wrong not in run.output and wrong not in str(result)
 
 
 # ---------------------------------------------------------------- hostile strings

@@ -1,0 +1,136 @@
+# -*- coding: utf-8 -*-
+"""One interface over both engines, for the tests whose behaviour is the same on each.
+
+The `engine` fixture is parametrized over PostgreSQL and MariaDB (test ids `[postgresql]` and
+`[mysql]`, so `-k postgresql` picks the PostgreSQL cases, as tools/test-postgresql-majors.sh does).
+What differs between the engines, and only that, is a fact of `Engine`: its modules, the
+least-privilege login, the state a cancelled query leaves, the words of its connection errors.
+Sessions come from dbfleet.holder, the same on both engines, and close at teardown.
+"""
+
+import time
+import uuid
+
+import pytest
+from conftest import lift_share_limit, run_module
+from dbfleet import holder
+
+# The MariaDB driver ends an idle thread only once it was planned idle for IDLE_PROOF_SECONDS
+# (InnoDB's transaction cache): an idle session of a test is older than that before a run.
+from _mysql_fixtures import IDLE_PROOF_SECONDS  # isort: skip
+
+
+class Engine:
+    """An engine as the engine-neutral tests see it (class attributes: the engine's facts)."""
+
+    name = None  # the test id, and the module prefix
+    server = None  # the fleet server the tests run on
+    label = None  # how the modules' connection errors name the engine
+    cancelled_state = None  # the state of a session whose query was cancelled
+    password_env = None  # the environment variable the password falls back to (None: no fallback)
+    wrong_password = None  # the server's words for a wrong password
+    module_options = {}  # options every run of the sessions module gets
+
+    def __init__(self, fleet):
+        self.fleet = fleet
+        self.tag = "t-%s" % uuid.uuid4().hex[:8]
+        self.opened = []
+
+    @property
+    def sessions_module(self):
+        return "dbhygiene.sessions.%s_sessions" % self.name
+
+    @property
+    def info_module(self):
+        return "dbhygiene.sessions.%s_session_info" % self.name
+
+    @property
+    def host(self):
+        return self.fleet.server(self.server)["host"]
+
+    @property
+    def port(self):
+        return self.fleet.server(self.server)["port"]
+
+    def held(self, kind, **kwargs):
+        """A session of `kind` (dbfleet.holder) on the engine's server, closed at teardown."""
+        session = holder.open_session(self.fleet, self.server, kind, **kwargs)
+        self.opened.append(session)
+        return session
+
+    def close(self):
+        for session in self.opened:
+            session.close()
+
+    def login(self, **overrides):
+        """Module arguments to connect as the fleet's least-privilege login."""
+        args = {
+            "login_host": self.host,
+            "login_port": self.port,
+            "login_user": "hygiene",
+            "login_password": self.fleet.password("hygiene"),
+            "connect_timeout": 5,
+        }
+        args.update(overrides)
+        return args
+
+    def verified_tls(self, ca_cert):
+        """The options that make the modules verify the server's certificate against `ca_cert`."""
+        raise NotImplementedError
+
+    def sessions_run(self, policy, check=False, diff=False, verbosity=0, env=None, **overrides):
+        """The sessions module with `policy`, as the least-privilege login (`overrides`: options)."""
+        args = self.login(**self.module_options)
+        args.update(overrides)
+        args["policy"] = lift_share_limit(policy)
+        return run_module(self.sessions_module, args, check=check, diff=diff, verbosity=verbosity, env=env)
+
+    def info_run(self, check=False, verbosity=0, env=None, **overrides):
+        return run_module(self.info_module, self.login(**overrides), check=check, verbosity=verbosity, env=env)
+
+
+class PostgreSQL(Engine):
+    name = "postgresql"
+    server = "pg2"
+    label = "PostgreSQL"
+    cancelled_state = "idle"
+    password_env = "PGPASSWORD"
+    wrong_password = "password authentication failed"
+
+    def login(self, **overrides):
+        # ssl_mode left at the module's default (prefer): TLS when the server offers it.
+        args = super().login(login_db="postgres")
+        args.update(overrides)
+        return args
+
+    def verified_tls(self, ca_cert):
+        return {"ssl_mode": "verify-full", "ca_cert": ca_cert}
+
+
+class MySQL(Engine):
+    name = "mysql"
+    server = "mariadb1"
+    label = "MySQL/MariaDB"
+    cancelled_state = "Sleep"
+    wrong_password = "Access denied"
+    module_options = {"wait_timeout": 5}
+
+    def held(self, kind, **kwargs):
+        session = super().held(kind, **kwargs)
+        if kind == "idle":
+            time.sleep(IDLE_PROOF_SECONDS + 0.05)
+        return session
+
+    def verified_tls(self, ca_cert):
+        return {"ca_cert": ca_cert, "check_hostname": True}
+
+
+ENGINES = {engine.name: engine for engine in (PostgreSQL, MySQL)}
+
+
+@pytest.fixture(params=sorted(ENGINES))
+def engine(request, fleet):
+    """Each engine in turn (ids `postgresql`, `mysql`), with a unique tag for its sessions."""
+    under_test = ENGINES[request.param](fleet)
+    yield under_test
+    under_test.close()
