@@ -1,3 +1,5 @@
+"""The normalized session record of plugins/module_utils/_driver.py, the one every engine driver returns."""
+
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _driver
 
 
