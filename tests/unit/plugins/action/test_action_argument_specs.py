@@ -11,32 +11,33 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import glob
 import importlib
+import os
 
 import pytest
 import yaml
-from ansible_collections.dbhygiene.sessions.plugins.action import (
-    policy_check,
-    session_audit,
-    session_drain,
-    session_enforce,
-    session_report,
-    session_timeouts,
-)
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _argspec, _engines
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _action, _connection, _inprocess
 
 PACKAGE = "ansible_collections.dbhygiene.sessions.plugins"
+ACTION_DIR = os.path.join(os.path.dirname(os.path.dirname(_action.__file__)), "action")
+# Every action plugin of the collection, by name.
+PLUGINS = dict(
+    (name, importlib.import_module(f"{PACKAGE}.action.{name}"))
+    for name in sorted(os.path.basename(path)[:-3] for path in glob.glob(os.path.join(ACTION_DIR, "*.py")))
+    if name != "__init__"
+)
 # The per-host plugins of the roles and the options that are theirs alone (controller side);
 # every other option of theirs is an engine module's or the connection's.
 OWN_OPTIONS = {
-    session_audit: {"thresholds"},
-    session_enforce: {"audit_log"},
-    session_drain: {"audit_log"},
-    session_timeouts: {"audit_log"},
+    "session_audit": {"thresholds"},
+    "session_enforce": {"audit_log"},
+    "session_drain": {"audit_log"},
+    "session_timeouts": {"audit_log"},
 }
 # The plugins that run no engine module: their spec is theirs alone.
-CONTROLLER_PLUGINS = (policy_check, session_report)
+CONTROLLER_PLUGINS = ("policy_check", "session_report")
 # What a doc entry says that a spec says too, and the value either has when unsaid.
 COMPARED = {"type": "str", "required": False, "default": None, "choices": None, "elements": None}
 # Choices found at run time (policy_check's roles: those on disk that have an argument spec),
@@ -75,7 +76,8 @@ def module_options(engine, kind):
     return dict((name, option) for name, option in module_spec(engine, kind).items() if name not in connection)
 
 
-def plugin_spec(plugin):
+def plugin_spec(name):
+    plugin = PLUGINS[name]
     return getattr(plugin, "ARGUMENT_SPEC", None) or plugin.ActionModule.ARGUMENT_SPEC
 
 
@@ -92,10 +94,6 @@ def documented_options(name):
     return options
 
 
-def _name(plugin):
-    return plugin.__name__.rsplit(".", 1)[-1]
-
-
 ENGINE_KINDS = [(engine, kind) for engine in _engines.ENGINE_NAMES for kind in _inprocess.KINDS]
 
 
@@ -107,18 +105,23 @@ def test_the_controller_runs_take_each_modules_own_spec(engine, kind):
     assert _action.module_options(engine, kind) == _argspec.role_spec(module_options(engine, kind))
 
 
-@pytest.mark.parametrize("plugin", sorted(OWN_OPTIONS, key=_name), ids=_name)
+def test_every_action_plugin_is_checked_below():
+    assert sorted(PLUGINS) == sorted(list(OWN_OPTIONS) + list(CONTROLLER_PLUGINS))
+
+
+@pytest.mark.parametrize("plugin", sorted(OWN_OPTIONS))
 def test_each_per_host_plugins_spec_is_its_modules_plus_its_own_options(plugin):
     spec = plugin_spec(plugin)
+    kind = PLUGINS[plugin].KIND
     expected = dict(_connection.CONNECTION_OPTIONS)
     expected["engine"] = {"type": "str", "required": True, "choices": list(_engines.ENGINE_NAMES)}
     expected["run_on"] = {"type": "str", "default": "controller", "choices": list(_connection.RUN_ON)}
     modules = {}
     for engine in _engines.ENGINE_NAMES:
-        for name, option in _argspec.role_spec(module_options(engine, plugin.KIND)).items():
+        for name, option in _argspec.role_spec(module_options(engine, kind)).items():
             assert modules.setdefault(name, option) == option, f"{name}: the engines' modules disagree"
     assert not OWN_OPTIONS[plugin] & set(modules), "an option of the plugin's own is the module's"
-    assert modules, plugin.KIND
+    assert modules, kind
     expected.update(modules)
     expected.update((name, spec.get(name)) for name in OWN_OPTIONS[plugin])
     assert spec == expected
@@ -160,7 +163,7 @@ def test_an_option_declared_again_by_a_plugin_is_refused():
 
 
 def test_each_module_option_set_goes_to_the_engines_module_that_has_it():
-    params = dict.fromkeys(plugin_spec(session_timeouts))
+    params = dict.fromkeys(plugin_spec("session_timeouts"))
     params.update(engine="mysql", timeouts={"server": {}}, persist_file="/etc/my.cnf.d/t.cnf", login_user="u")
     params.update(audit_log="/tmp/audit.jsonl", run_on="host")
     assert _action.module_args("mysql", "timeouts", params) == {
@@ -178,14 +181,14 @@ def test_each_module_option_set_goes_to_the_engines_module_that_has_it():
     }
 
 
-@pytest.mark.parametrize("plugin", sorted(list(OWN_OPTIONS) + list(CONTROLLER_PLUGINS), key=_name), ids=_name)
+@pytest.mark.parametrize("plugin", sorted(PLUGINS))
 def test_each_plugins_spec_is_what_its_documentation_says(plugin):
     spec = plugin_spec(plugin)
-    documented = documented_options(_name(plugin))
+    documented = documented_options(plugin)
     assert sorted(documented) == sorted(spec)
     for name, option in spec.items():
         for key, unsaid in COMPARED.items():
-            if key == "choices" and (_name(plugin), name) in FOUND_CHOICES:
+            if key == "choices" and (plugin, name) in FOUND_CHOICES:
                 described = " ".join(documented[name]["description"])
                 assert all(f"V({choice})" in described for choice in option["choices"]), name
                 continue
