@@ -75,7 +75,7 @@ class _InProcessModule(object):
         params: dict[str, Any],
         check_mode: bool,
         diff: bool,
-        journal: _runner.Journal | None = None,
+        journal: object = None,
         verbosity: int = 0,
     ) -> None:
         self.params = params
@@ -182,7 +182,7 @@ def run(
     module_args: dict[str, Any],
     check_mode: object = False,
     diff: object = False,
-    journal: _runner.Journal | None = None,
+    journal: object = None,
     verbosity: int = 0,
 ) -> dict[str, Any]:
     """The result the `<engine>_<kind>` module would return for `module_args` (kind: one
