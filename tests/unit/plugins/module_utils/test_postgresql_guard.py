@@ -11,6 +11,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import datetime
+
 import pytest
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import GUARD_STILL_WAITING
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql import guard as pg
@@ -104,3 +106,44 @@ def test_the_guard_of_a_waiter_planned_by_waiting_longer_than_requires_it_still_
     assert guard[4] is True
     sql, args = pg.end_query([guard, GUARDS[1]], "cancel")
     assert args["still_waiting"] == [True, False]
+
+
+# ---------------------------------------------------------------- how a row of the end statement reads
+def _row(outcome, pid_present=True, now_start=None, state_now=None, change_now=None, target_superuser=False):
+    return (1, outcome, pid_present, now_start, state_now, change_now, target_superuser)
+
+
+def _no_login():
+    raise AssertionError("the login is read only for a failure")
+
+
+def test_row_outcome_of_each_answer_of_the_guard():
+    guard = GUARDS[0] + (False,)
+    planned = datetime.datetime(2024, 1, 1, 0, 0, 0, 123456, tzinfo=datetime.timezone.utc)
+    later = datetime.datetime(2024, 1, 3, tzinfo=datetime.timezone.utc)
+    assert pg.row_outcome(guard, _row("signalled"), "cancel", "db1:5432", _no_login) == ("cancelled", None)
+    assert pg.row_outcome(guard, _row("signalled"), "terminate", "db1:5432", _no_login) == ("terminated", None)
+    assert pg.row_outcome(guard, _row("gone", now_start=planned), "cancel", "db1:5432", _no_login) == (
+        "gone",
+        "the session ended before it was signalled",
+    )
+    reused = pg.row_outcome(guard, _row(None, now_start=later), "cancel", "db1:5432", _no_login)
+    assert reused[0] == "gone" and "pid 101 now belongs to another session" in reused[1]
+    changed = pg.row_outcome(guard, _row("state_changed", state_now="active", change_now=later), "cancel", "db1", None)
+    assert changed == (
+        "state_changed",
+        "was idle since 2024-01-01T00:05:00+00:00 when planned, now active since 2024-01-03T00:00:00+00:00",
+    )
+    assert pg.row_outcome(guard, _row("lock_released"), "cancel", "db1", _no_login)[0] == "state_changed"
+
+
+def test_row_outcome_of_a_denied_signal_names_the_grant_or_the_superuser():
+    guard = GUARDS[0]
+    denied = pg.row_outcome(guard, _row("denied"), "terminate", "db1:5432", lambda: 'we"ird')
+    assert denied == (
+        "failed",
+        'cannot terminate pid 101 on db1:5432: login we"ird lacks pg_signal_backend; '
+        'GRANT pg_signal_backend TO "we""ird"',
+    )
+    superuser = pg.row_outcome(guard, _row("denied", target_superuser=True), "cancel", "db1:5432", lambda: "h")
+    assert superuser[0] == "failed" and "it is a superuser's session and login h is not a superuser" in superuser[1]
