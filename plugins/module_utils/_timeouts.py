@@ -493,15 +493,17 @@ def check_platform(driver, settings):
     raise PolicyError(f"{OPTION}.server", None, message)
 
 
+# The package of the files the registry names (``Engine.timeouts_class``: ``<file>.<class>``).
+_MODULE_UTILS = __name__.rpartition(".")[0]
+
+
 def engine_timeouts(engine):
     """The class that plans and applies `engine`'s timeouts (``check(settings)`` before any
-    connection, ``from_params(driver, params)``), as the engine registry names it (its module
-    and class: ``Engine.timeouts_module``, ``timeouts_class``). Imported by name, as the
-    drain's rights are: the engines' files import this one. A module that runs it imports
-    its engine's class too, so that AnsiballZ ships that file."""
-    entry = _engines.engine(engine)
-    package = __name__.rpartition(".")[0]
-    return getattr(importlib.import_module(f"{package}.{entry.timeouts_module}"), entry.timeouts_class)
+    connection, ``from_params(driver, params)``), as the engine registry names it: imported
+    by name (this core imports no engine's file; the ``<engine>_timeouts`` module imports its
+    engine's, so that AnsiballZ ships it)."""
+    module, _sep, name = _engines.engine(engine).timeouts_class.rpartition(".")
+    return getattr(importlib.import_module(f"{_MODULE_UTILS}.{module}"), name)
 
 
 def argument_spec(engine):

@@ -211,7 +211,7 @@ def test_each_engines_change_window_parts_are_the_ones_its_registry_entry_names(
     assert rights.__module__.endswith("." + entry.drain_module) and rights.__name__ == entry.drain_rights
     timeouts = _timeouts.engine_timeouts(engine)
     assert timeouts.engine == engine
-    assert timeouts.__module__.endswith("." + entry.timeouts_module) and timeouts.__name__ == entry.timeouts_class
+    assert f"{timeouts.__module__}.{timeouts.__name__}".endswith("." + entry.timeouts_class)
 
 
 def test_the_timeouts_modules_options_besides_the_connection():
