@@ -8,7 +8,7 @@ builder returns ``(sql, params)`` with the values as driver parameters, and is
 unit tested without a database; ``quote_ident`` quotes the identifiers that cannot be
 parameters (the drain's and the timeouts' statements use it too). ``driver`` connects
 and runs them; the guarded end's statement is in ``guard`` (the MySQL side is the
-same split: ``_mysql`` and ``_mysql_flavours``).
+same split, in ``_mysql/``).
 
 Locks
 -----
