@@ -89,9 +89,10 @@ def _params(fleet, server):
 
 
 def _driver_module(engine):
-    from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql, _postgresql
+    from ansible_collections.dbhygiene.sessions.plugins.module_utils import _postgresql
+    from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import driver
 
-    return _postgresql if engine == "postgresql" else _mysql
+    return _postgresql if engine == "postgresql" else driver
 
 
 def _hold(fleet, server, count, application, user="app"):

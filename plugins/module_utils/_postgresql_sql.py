@@ -6,7 +6,7 @@
 Private to the collection; pure (no psycopg2, no connection): every query
 builder returns ``(sql, params)`` with the values as driver parameters, and is
 unit tested without a database. ``_postgresql`` connects and runs them (the
-MySQL side is the same split: ``_mysql`` and ``_mysql_flavours``).
+MySQL side is the same split: ``_mysql/driver.py`` and ``_mysql/statements.py``).
 
 The guard
 ---------

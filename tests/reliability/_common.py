@@ -98,9 +98,10 @@ def load_average():
 
 # ------------------------------------------------------------------ drivers
 def driver_module(engine):
-    from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql, _postgresql
+    from ansible_collections.dbhygiene.sessions.plugins.module_utils import _postgresql
+    from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import driver
 
-    return _postgresql if engine == "postgresql" else _mysql
+    return _postgresql if engine == "postgresql" else driver
 
 
 def driver_params(fleet, server_name, **overrides):

@@ -14,11 +14,12 @@ from ansible_collections.dbhygiene.sessions.plugins.doc_fragments import (
     _postgresql_connection,
     _role_connection,
 )
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _engines, _mysql, _postgresql, _timeouts
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _engines, _postgresql, _timeouts
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import driver as my_driver
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _connection, _inprocess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
-DRIVERS = {"postgresql": _postgresql, "mysql": _mysql}
+DRIVERS = {"postgresql": _postgresql, "mysql": my_driver}
 FRAGMENTS = {"postgresql": _postgresql_connection, "mysql": _mysql_connection}
 # Role variables that are connection settings by their name even if the registry lacks them.
 CONNECTION_PREFIXES = ("dbhygiene_login_", "dbhygiene_ssl_", "dbhygiene_ca_", "dbhygiene_client_")
@@ -198,7 +199,7 @@ def test_a_condition_the_engine_cannot_evaluate_is_refused_in_the_same_words_on_
     )
     assert _engines.check_supported(one, "mysql") == said
     with pytest.raises(SessionError) as raised:
-        _runner.require_supported(one, _mysql.MySQLDriver)
+        _runner.require_supported(one, my_driver.MySQLDriver)
     assert str(raised.value) == said
     assert _engines.check_supported(one, "postgresql") is None
     _runner.require_supported(one, _postgresql.PostgreSQLDriver)
