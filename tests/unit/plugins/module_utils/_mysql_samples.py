@@ -25,6 +25,11 @@ MYSQL_8_NO_PS = my_flavours.detect("8.0.36", "MySQL Community Server - GPL", 0)
 ALL_FLAVOURS = [MARIADB, MARIADB_104, MYSQL_8, MYSQL_8_OLD, MYSQL_8_NO_PS]
 
 
+def flavour_id(flavour):
+    """A flavour as a test id: mariadb-(10, 11, 19)-ps1."""
+    return "%s-%s-ps%d" % (flavour.name, flavour.version, flavour.performance_schema)
+
+
 def _placeholders_match(sql, params):
     return sql.count("%s") == len(params)
 

@@ -13,6 +13,7 @@ from _mysql_samples import (
     _placeholders_match,
     _row,
     _split_select,
+    flavour_id,
 )
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import locks as my_locks
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import rows as my_rows
@@ -20,9 +21,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import s
 
 
 # ------------------------------------------------------------ lock waits
-@pytest.mark.parametrize(
-    "flavour", ALL_FLAVOURS, ids=lambda f: "%s-%s-ps%d" % (f.name, f.version, f.performance_schema)
-)
+@pytest.mark.parametrize("flavour", ALL_FLAVOURS, ids=flavour_id)
 def test_the_listing_reads_the_lock_waits_in_the_same_statement(flavour):
     sql, params = flavour.list_query()
     mdl_condition, mdl_params = my_locks.mdl_conflicts_condition()

@@ -14,15 +14,14 @@ from _mysql_samples import (
     TRX_CONSUMERS,
     _placeholders_match,
     _split_select,
+    flavour_id,
 )
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import grants as my_grants
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import statements as my_statements
 
 
 # ------------------------------------------------------------ list query
-@pytest.mark.parametrize(
-    "flavour", ALL_FLAVOURS, ids=lambda f: "%s-%s-ps%d" % (f.name, f.version, f.performance_schema)
-)
+@pytest.mark.parametrize("flavour", ALL_FLAVOURS, ids=flavour_id)
 def test_list_query_shape(flavour):
     sql, params = flavour.list_query()
     assert _placeholders_match(sql, params)
