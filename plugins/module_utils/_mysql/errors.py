@@ -13,6 +13,26 @@ __metaclass__ = type
 
 import traceback
 
+# What the driver files import from here: the library itself among them (its module, or None).
+__all__ = [
+    "ACCESS_DENIED",
+    "CR_SERVER_LOST",
+    "ER_COLUMNACCESS_DENIED",
+    "ER_DBACCESS_DENIED",
+    "ER_KILL_DENIED",
+    "ER_NO_SUCH_QUERY",
+    "ER_QUERY_TIMEOUT",
+    "ER_SPECIFIC_ACCESS_DENIED",
+    "ER_STATEMENT_TIMEOUT",
+    "ER_TABLEACCESS_DENIED",
+    "ER_UNKNOWN_THREAD",
+    "HAS_PYMYSQL",
+    "PYMYSQL_IMPORT_ERROR",
+    "client_side",
+    "error_code",
+    "pymysql",
+]
+
 try:
     import pymysql
 
