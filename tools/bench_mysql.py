@@ -54,8 +54,9 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, os.path.join(ROOT, ".build", "collections"))
 
 import pymysql  # noqa: E402
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql  # noqa: E402
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql_flavours as flavours  # noqa: E402
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import driver as my_driver  # noqa: E402
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import guard as my_guard  # noqa: E402
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import verified as my_verified  # noqa: E402
 from bench_statements import counting  # noqa: E402
 from dbfleet import mariadb  # noqa: E402
 from dbfleet import state as fleet_state  # noqa: E402
@@ -65,7 +66,7 @@ APP = "bench-idle"
 _GUARD_STEPS = []  # the driver's guard_counts of each timed run
 _GUARD_FIGURES = []  # the driver's guard_figures() of each timed run
 # The drivers' bound of (verifying read -> KILL) / idle time (--ratio-bound), the ghosts' idle time (--idle).
-RUN = {"ratio_bound": flavours.WINDOW_RATIO_BOUND, "idle": 0.2}
+RUN = {"ratio_bound": my_verified.WINDOW_RATIO_BOUND, "idle": 0.2}
 
 
 def _params(fleet, server):
@@ -146,7 +147,7 @@ def _ms(seconds):
 def bench_listing(fleet, server, repeat):
     figures = {"list_sessions cold": [], "list_sessions warm": [], "former joined statement": []}
     for _dummy in range(repeat):
-        d = _mysql.open_driver(_params(fleet, server))
+        d = my_driver.open_driver(_params(fleet, server))
         try:
             start = time.perf_counter()
             d.list_sessions()
@@ -171,7 +172,7 @@ def bench_listing(fleet, server, repeat):
 
 def _ours(fleet, server):
     with counting() as counter:  # the driver's connection counts; _wait_gone's, opened later, does not
-        d = _mysql.open_driver(_params(fleet, server))
+        d = my_driver.open_driver(_params(fleet, server))
     d.window_ratio_bound = RUN["ratio_bound"]
     try:
         start = time.perf_counter()
@@ -206,7 +207,7 @@ def sweep_statements(fleet, server, sessions):
     try:
         time.sleep(RUN["idle"])
         with counting() as counter:
-            d = _mysql.open_driver(_params(fleet, server))
+            d = my_driver.open_driver(_params(fleet, server))
         d.window_ratio_bound = RUN["ratio_bound"]
         try:
             d.preflight(signal=True)
@@ -301,7 +302,7 @@ def _floor(fleet, server, performance_schema=False):
             first_row, row, block = "SELECT %s AS id", "(%s)", _FLOOR_BLOCK
         victims = cur.fetchall()
         cur.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST")
-        size = flavours.guard_batch_size(cur.fetchone()[0])
+        size = my_guard.guard_batch_size(cur.fetchone()[0])
         for first in range(0, len(victims), size):
             chunk = victims[first : first + size]
             rows = first_row + (" UNION ALL VALUES " + ", ".join([row] * (len(chunk) - 1)) if len(chunk) > 1 else "")
@@ -419,7 +420,7 @@ def main():
     parser.add_argument(
         "--ratio-bound",
         type=float,
-        default=flavours.WINDOW_RATIO_BOUND,
+        default=my_verified.WINDOW_RATIO_BOUND,
         help="the driver's bound of (verifying read -> KILL) / idle time for this run (default: the "
         "documented one); bound b with ghosts idle t allows the window of the documented bound with "
         "ghosts idle t x b / documented",
@@ -446,8 +447,8 @@ def main():
                 args.repeat,
                 args.idle,
                 args.ratio_bound,
-                flavours.WINDOW_RATIO_BOUND,
-                args.idle * args.ratio_bound / flavours.WINDOW_RATIO_BOUND,
+                my_verified.WINDOW_RATIO_BOUND,
+                args.idle * args.ratio_bound / my_verified.WINDOW_RATIO_BOUND,
             )
         )
         for sessions in args.sessions:

@@ -8,7 +8,7 @@ __metaclass__ = type
 
 
 class ModuleDocFragment(object):
-    # The connection options of every MySQL/MariaDB module (module_utils/_mysql.py,
+    # The connection options of every MySQL/MariaDB module (module_utils/_mysql/driver.py,
     # connection_argument_spec()). Names follow community.mysql.
     DOCUMENTATION = r"""
 options:

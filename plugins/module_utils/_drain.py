@@ -5,7 +5,7 @@
 
 Private to the collection. No AnsibleModule import, so that an action plugin on
 the controller can run a drain in-process too. Each engine brings a *rights*
-object (``_postgresql_drain.PostgreSQLRights``, ``_mysql_drain.MySQLRights``)
+object (``_postgresql_drain.PostgreSQLRights``, ``_mysql/drain.MySQLRights``)
 that reads, changes and records the connection rights on its server; this file
 validates the options, builds the policy that ends the sessions (run by the
 runner's guarded kill, ``_runner.apply_policy``) and assembles the result.

@@ -159,7 +159,7 @@ ENGINES = {
     ),
     "mysql": Engine(
         "mysql",
-        driver=("_mysql", "MySQLDriver", "HAS_PYMYSQL"),
+        driver=("_mysql.driver", "MySQLDriver", "HAS_PYMYSQL"),
         library="PyMySQL",
         package="PyMySQL",
         modules=_modules("mysql", PURPOSES),
@@ -184,7 +184,12 @@ ENGINES = {
             Option("platform", "str", default=_platform.AUTO, choices=_platform.CHOICES),
         ),
         # persist_file: the option file a MariaDB server reads at start (MySQL 8 has SET PERSIST).
-        change_windows=("_mysql_drain", "MySQLRights", "_timeouts.MySQLTimeouts", (Option("persist_file", "path"),)),
+        change_windows=(
+            "_mysql.drain",
+            "MySQLRights",
+            "_mysql.timeouts.MySQLTimeouts",
+            (Option("persist_file", "path"),),
+        ),
         # config_file '' turns reading ~/.my.cnf off.
         keep_empty=("config_file",),
     ),

@@ -328,14 +328,13 @@ failed_statement:
 from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._argspec import new_module
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain import drain_argument_spec, run_drain_module
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import (
-    HAS_PYMYSQL,
-    PYMYSQL_IMPORT_ERROR,
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql.drain import MySQLRights
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql.driver import (
     MySQLDriver,
     connection_argument_spec,
     open_driver,
 )
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql_drain import MySQLRights
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql.errors import HAS_PYMYSQL, PYMYSQL_IMPORT_ERROR
 
 
 def main():

@@ -250,13 +250,12 @@ failed_statement:
 
 from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._argspec import new_module, sessions_argument_spec
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import (
-    HAS_PYMYSQL,
-    PYMYSQL_IMPORT_ERROR,
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql.driver import (
     MySQLDriver,
     connection_argument_spec,
     open_driver,
 )
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql.errors import HAS_PYMYSQL, PYMYSQL_IMPORT_ERROR
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import run_sessions_module
 
 

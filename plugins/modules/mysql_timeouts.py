@@ -141,22 +141,23 @@ failed_statement:
 
 from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._argspec import new_module
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import (
-    HAS_PYMYSQL,
-    PYMYSQL_IMPORT_ERROR,
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql.driver import (
     connection_argument_spec,
     open_driver,
 )
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql.errors import HAS_PYMYSQL, PYMYSQL_IMPORT_ERROR
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql.timeouts import MySQLTimeouts
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._timeouts import argument_spec, run_timeouts_module
 
 
 def main():
+    # The core (_timeouts) finds MySQLTimeouts by the registry's name; importing it here ships it (AnsiballZ).
     spec = connection_argument_spec()
-    spec.update(argument_spec("mysql"))
+    spec.update(argument_spec(MySQLTimeouts.engine))
     module = new_module(spec, supports_check_mode=True)
     if not HAS_PYMYSQL:
         module.fail_json(msg=missing_required_lib("PyMySQL"), exception=PYMYSQL_IMPORT_ERROR)
-    run_timeouts_module(module, "mysql", open_driver)
+    run_timeouts_module(module, MySQLTimeouts.engine, open_driver)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ import uuid
 
 import pymysql
 import pytest
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql_flavours import IDLE_PROOF_SECONDS
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import driver as my_driver
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql.guard import IDLE_PROOF_SECONDS
 from dbfleet import holder, mariadb
 
 SERVER = "mariadb1"
@@ -59,7 +59,7 @@ def module_conn(fleet, server=SERVER, user="hygiene", password=None, **overrides
 
 @contextlib.contextmanager
 def driver(fleet, server=SERVER, **kwargs):
-    d = _mysql.open_driver(conn_params(fleet, server, **kwargs))
+    d = my_driver.open_driver(conn_params(fleet, server, **kwargs))
     try:
         yield d
     finally:

@@ -23,7 +23,10 @@ import _mysql_fixtures as myfx  # noqa: E402,I001 (after register_assert_rewrite
 import _postgresql_fixtures as pgfx  # noqa: E402
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _drain, _runner, _timeouts  # noqa: E402
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql_drain import MySQLRights  # noqa: E402
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError  # noqa: E402
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import connect as my_connect  # noqa: E402
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql.drain import MySQLRights  # noqa: E402
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql.timeouts import MySQLTimeouts  # noqa: E402
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError, parse_policy  # noqa: E402
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql.drain import (  # noqa: E402
     PostgreSQLRights,
@@ -63,7 +66,7 @@ def params(fleet, emulated, **overrides):
 
 @contextlib.contextmanager
 def admin_driver(fleet, emulated, **overrides):
-    opener = pgfx.pg.open_driver if emulated["engine"] == "postgresql" else myfx._mysql.open_driver
+    opener = pgfx.pg.open_driver if emulated["engine"] == "postgresql" else myfx.my_driver.open_driver
     driver = opener(params(fleet, emulated, **overrides))
     try:
         yield driver
@@ -189,7 +192,7 @@ def test_locks_as_the_admin_login(fleet, emulated):
 def test_mariadb_rds_kill_refuses_the_service_threads(fleet, emulated):
     if emulated["engine"] != "mysql":
         pytest.skip("mysql.rds_kill is RDS for MySQL / MariaDB's")
-    conn = pymysql.connect(**myfx._mysql.connect_kwargs(params(fleet, emulated, login_host=fleet.server(MY)["host"])))
+    conn = pymysql.connect(**my_connect.connect_kwargs(params(fleet, emulated, login_host=fleet.server(MY)["host"])))
     try:
         with pytest.raises(pymysql.MySQLError) as refused:
             conn.cursor().execute("CALL mysql.rds_kill(%s)", (emulated["service_session"].id,))
@@ -333,7 +336,7 @@ def test_timeouts_refuse_the_server_level_and_reconcile_the_others(fleet, emulat
             timeouts_class, variable = PostgreSQLTimeouts, "statement_timeout"
         else:
             driver.execute(("CREATE USER '%s'@'%%' IDENTIFIED BY 'mgd-Secret1'" % name, None), "set up")
-            timeouts_class, variable = _timeouts.MySQLTimeouts, "max_statement_time"
+            timeouts_class, variable = MySQLTimeouts, "max_statement_time"
         try:
             both = _timeouts.checked_settings(
                 {"server": {"statement": "1h"}, "roles": {name: {"statement": "5m"}}}, engine
@@ -386,7 +389,7 @@ def test_mariadb_rds_preflight_wants_execute_on_the_procedures(fleet, emulated):
     try:
         with myfx.driver(fleet, MY, user=user, password="mgd-Secret1") as driver:
             assert driver.platform == "rds"
-            with pytest.raises(myfx._mysql.SessionError) as missing:
+            with pytest.raises(SessionError) as missing:
                 driver.preflight(signal=True)
             message = str(missing.value)
             assert "EXECUTE on mysql.rds_kill" in message and "CONNECTION ADMIN" not in message, message

@@ -19,8 +19,8 @@ from conftest import run_module, run_playbook, wait_until
 pytest.register_assert_rewrite("_mysql_fixtures")
 import _mysql_fixtures as fx  # noqa: I001 (after register_assert_rewrite)
 
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql_drain as myd
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import drain as my_drain
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import driver as my_driver
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain import parse_request
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError
 from ansible_collections.dbhygiene.sessions.plugins.modules import mysql_drain
@@ -247,10 +247,10 @@ def test_a_drain_that_died_half_way(fleet, window):
             "host_timeout": 60,
         }
     )
-    driver = _mysql.open_driver(fx.conn_params(fleet, SERVER, user=ADMIN))
+    driver = my_driver.open_driver(fx.conn_params(fleet, SERVER, user=ADMIN))
     try:
         with pytest.raises(SessionError) as died:
-            myd.MySQLRights(_DiesAfterFirstLock(driver)).drain(request, check_mode=False)
+            my_drain.MySQLRights(_DiesAfterFirstLock(driver)).drain(request, check_mode=False)
         # what was changed before it died travels with the error: the module's result and the trail get it
         assert [(c["change"], c["status"]) for c in died.value.changes] == [("locked", "done")]
         assert died.value.closed == [window.billing]

@@ -311,7 +311,7 @@ def test_the_connection_is_recognisable(fleet):
 
 
 def test_pymysql_is_not_left_open(fleet):
-    d = fx._mysql.open_driver(fx.conn_params(fleet))
+    d = fx.my_driver.open_driver(fx.conn_params(fleet))
     own = d.own_id
     d.close()
     d.close()  # twice is fine

@@ -26,8 +26,9 @@ from dbfleet import mariadb
 pytest.register_assert_rewrite("_mysql_fixtures")
 import _mysql_fixtures as fx  # noqa: I001 (after register_assert_rewrite)
 
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql  # noqa: E402
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql_flavours as flavours  # noqa: E402
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import driver as my_driver  # noqa: E402
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import flavours as my_flavours  # noqa: E402
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import guard as my_guard  # noqa: E402
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError  # noqa: E402
 
 pytest_plugins = ["_mysql_fixtures"]
@@ -287,7 +288,7 @@ def test_the_mysql_path_rereads_each_victim_right_before_its_kill(fleet, my_held
     woken = my_held("idle", application=my_tag)
     time.sleep(3.1)  # idle for 3 s when planned: a new statement moves its state_since past the tolerance
     with fx.driver(fleet) as d:
-        d.flavour = flavours.detect("8.0.21", "MySQL Community Server - GPL", 0)
+        d.flavour = my_flavours.detect("8.0.21", "MySQL Community Server - GPL", 0)
         d.superusers_readable = False  # MariaDB has no mysql.global_grants
         planned = sorted(fx.mine(d.list_sessions(), my_tag), key=lambda s: s["id"])
         woken.execute("SELECT 1")
@@ -338,7 +339,7 @@ def test_the_guard_block_reports_each_victim(fleet, my_held, my_tag):
         )
         assert "n = 0 OR ok = 1" in sql
         (row,) = d._execute((sql, params))
-        assert flavours.parse_guard_outcomes(row[0], 1) == [("k", ["1094"])]
+        assert my_guard.parse_guard_outcomes(row[0], 1) == [("k", ["1094"])]
         sql, params = d.flavour.guard_block([ghost], "terminate")
         sql = sql.replace(
             "ELSEIF n = 0 THEN SET r = CONCAT(r, 'g|'); ELSEIF c = 'Sleep' AND q = v.qid THEN",
@@ -346,7 +347,7 @@ def test_the_guard_block_reports_each_victim(fleet, my_held, my_tag):
         )
         assert "n = 0 OR TRUE" in sql
         (row,) = d._execute((sql, params))
-        assert flavours.parse_guard_outcomes(row[0], 1) == [("k", ["1094"])]
+        assert my_guard.parse_guard_outcomes(row[0], 1) == [("k", ["1094"])]
         assert d._outcome(ghost, "terminate", "k", ["1094"])[1] == "gone"
         # a cancel: KILL QUERY ID of the statement just re-read; the connection stays
         ((dummy, outcome, dummy2),) = d.end_sessions([planned[my_tag + "-active"]], "cancel")
@@ -373,7 +374,7 @@ def test_cancel_of_a_statement_that_ended_is_not_ended(fleet, my_held, my_tag):
 
 def test_many_victims_go_in_batches_of_one_round_trip(fleet, my_held, my_tag, monkeypatch):
     held = [my_held("idle", application=my_tag) for dummy in range(7)]
-    monkeypatch.setattr(flavours, "GUARD_BATCH", 3)
+    monkeypatch.setattr(my_guard, "GUARD_BATCH", 3)
     with fx.driver(fleet) as d:
         sent = []
         inner = d._execute
@@ -439,7 +440,7 @@ def _bounded(call, bound):
 def test_connect_to_a_frozen_server_fails_within_connect_timeout(fleet):
     with frozen(fleet):
         elapsed, message, dummy = _bounded(
-            lambda: _mysql.open_driver(fx.conn_params(fleet, VICTIM_SERVER, connect_timeout=2)), 2
+            lambda: my_driver.open_driver(fx.conn_params(fleet, VICTIM_SERVER, connect_timeout=2)), 2
         )
     print("connect to a frozen server failed after %.1f s: %s" % (elapsed, message))
     assert elapsed < 2 * 2 + 1  # TCP connect (the kernel accepts) + the bounded handshake reads
@@ -579,7 +580,7 @@ def test_utf8_passwords(fleet, my_user, password):
 )
 def test_hostile_options_fail_before_connecting(fleet, overrides, field):
     with pytest.raises(SessionError) as caught:
-        _mysql.open_driver(fx.conn_params(fleet, **overrides))
+        my_driver.open_driver(fx.conn_params(fleet, **overrides))
     message = str(caught.value)
     assert message.startswith(field + ":")
     assert "secret" not in message

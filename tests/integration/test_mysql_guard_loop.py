@@ -29,7 +29,7 @@ from dbfleet import holder
 pytest.register_assert_rewrite("_mysql_fixtures")
 import _mysql_fixtures as fx  # noqa: I001 (after register_assert_rewrite)
 
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql_flavours as flavours  # noqa: E402
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import guard as my_guard  # noqa: E402
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import GUARD_STILL_WAITING  # noqa: E402
 
 pytest_plugins = ["_mysql_fixtures"]
@@ -38,7 +38,7 @@ pytest_plugins = ["_mysql_fixtures"]
 # the groups the loop once read at a time; any spread will do).
 GROUP = 8
 # Planned idle for about this long: above the driver's idle proof by a margin.
-AGE = flavours.IDLE_PROOF_SECONDS + 0.15
+AGE = my_guard.IDLE_PROOF_SECONDS + 0.15
 
 
 class Scene(object):
@@ -136,7 +136,7 @@ def planned(d, sessions):
 
 def assert_idle_enough(records):
     assert all(
-        r["command"] == "Sleep" and r["query_id"] is not None and r["idle_seconds"] >= flavours.IDLE_PROOF_SECONDS
+        r["command"] == "Sleep" and r["query_id"] is not None and r["idle_seconds"] >= my_guard.IDLE_PROOF_SECONDS
         for r in records
     ), records
 
@@ -230,7 +230,7 @@ def test_sessions_that_moved_after_planning_are_refused_and_the_untouched_ended(
     with fx.driver(fleet) as d:
         victims = planned(d, order)
         assert_idle_enough(victims)
-        assert all(flavours.looped_reread(v, "terminate") for v in victims)
+        assert all(my_guard.looped_reread(v, "terminate") for v in victims)
         for name, session in moved.items():
             move(scene, name, session)
         results, steps = end(d, victims)
@@ -349,11 +349,11 @@ def test_waiters_cancels_and_active_victims_go_one_step_each_the_idle_ones_throu
         # A plan record without QUERY_ID (as a listing that could not read it would give)
         by_id[no_query_id.id] = dict(by_id[no_query_id.id], query_id=None)
         terminate = [by_id[s.id] for s in (active, idle[0], waiter, in_trx, no_query_id, idle[1])]
-        assert [flavours.looped_reread(v, "terminate") for v in terminate] == [False, True, False, True, False, True]
+        assert [my_guard.looped_reread(v, "terminate") for v in terminate] == [False, True, False, True, False, True]
         results, steps = end(d, terminate)
         assert steps == {"looped": 3, "own_step": 3}, steps
         cancels = [by_id[cancel_active.id], by_id[cancel_idle.id]]
-        assert not any(flavours.looped_reread(v, "cancel") for v in cancels)
+        assert not any(my_guard.looped_reread(v, "cancel") for v in cancels)
         cancelled, cancel_steps = end(d, cancels, "cancel")
         assert cancel_steps == {"looped": 0, "own_step": 2}, cancel_steps
     for session in idle + [in_trx, active]:

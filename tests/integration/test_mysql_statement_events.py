@@ -23,7 +23,7 @@ from dbfleet import holder, mariadb
 pytest.register_assert_rewrite("_mysql_fixtures")
 import _mysql_fixtures as fx  # noqa: I001 (after register_assert_rewrite)
 
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql_flavours as flavours  # noqa: E402
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import guard as my_guard  # noqa: E402
 from test_mysql_guard_loop import (  # noqa: E402
     MOVES,
     assert_idle_enough,
@@ -140,7 +140,7 @@ def test_statement_events_switched_off_after_the_binding_end_nothing(fleet, scen
         switch(fleet, True)
     assert counted == steps(statement_events=3), counted
     for session in sessions:
-        assert results[session.id] == ("state_changed", flavours.EVENTS_OFF_DETAIL), results[session.id]
+        assert results[session.id] == ("state_changed", my_guard.EVENTS_OFF_DETAIL), results[session.id]
         assert session.alive()
     assert sessions[1].execute("SELECT @@in_transaction") == ((1,),)
     sessions[1].execute("ROLLBACK")

@@ -2,7 +2,7 @@
 """The exact transaction state of Sleep threads on MariaDB, on a real server.
 
 The driver reads whether a Sleep thread is in a transaction in performance_schema's
-transaction events (flavours.transaction_state), not in INFORMATION_SCHEMA.INNODB_TRX, a cache
+transaction events (my_rows.transaction_state), not in INFORMATION_SCHEMA.INNODB_TRX, a cache
 that a monitoring agent reading it every 50 ms keeps from ever being refreshed (and that never
 shows a bare BEGIN). These tests run such an agent (dbfleet.transactions.InnodbTrxPoller)
 beside every open-transaction shape: none may be classified idle or ended by an idle rule, an
@@ -24,7 +24,7 @@ from dbfleet import transactions as trx
 pytest.register_assert_rewrite("_mysql_fixtures")
 import _mysql_fixtures as fx  # noqa: I001 (after register_assert_rewrite)
 
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql_flavours as flavours  # noqa: E402
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import guard as my_guard  # noqa: E402
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError  # noqa: E402
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import parse_policy  # noqa: E402
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import apply_policy  # noqa: E402
@@ -94,7 +94,7 @@ def _by_id(d):
 
 def _aged(opened):
     """Wait until the sessions opened last have been idle for the driver's idle proof."""
-    time.sleep(flavours.IDLE_PROOF_SECONDS + 0.1)
+    time.sleep(my_guard.IDLE_PROOF_SECONDS + 0.1)
     return opened
 
 
@@ -116,7 +116,7 @@ def test_every_open_transaction_is_idle_in_transaction_and_an_idle_rule_ends_onl
         )
         assert all(records[s.id]["state_detail"] is None for s in opened.values())
         # the age of a transaction counts from its start, also where InnoDB has none yet
-        assert records[opened["bare_begin"].id]["transaction_seconds"] >= flavours.IDLE_PROOF_SECONDS
+        assert records[opened["bare_begin"].id]["transaction_seconds"] >= my_guard.IDLE_PROOF_SECONDS
         assert records[opened["never"].id]["transaction_seconds"] is None
         result = apply_policy(d, _idle_rule(my_tag), check_mode=False, wait_timeout=5)
     assert not result.get("failed"), result.get("msg")
@@ -176,12 +176,12 @@ def test_the_guard_block_itself_proves_no_transaction_before_the_kill(fleet, ses
                 planned[0]["query_id"] = cur.fetchone()[0]
             if path == "own_step":
                 rows = d._execute(d.flavour.guard_block(planned, "terminate", loop=False))
-                codes = [code for code, dummy in flavours.parse_guard_outcomes(rows[0][0], 2)]
-                assert codes == [flavours.GUARD_IN_TRANSACTION, flavours.GUARD_ENDED]
+                codes = [code for code, dummy in my_guard.parse_guard_outcomes(rows[0][0], 2)]
+                assert codes == [my_guard.GUARD_IN_TRANSACTION, my_guard.GUARD_ENDED]
             else:
                 outcomes = d.end_sessions(planned, "terminate")
                 assert [(o[1], o[2]) for o in outcomes] == [
-                    ("state_changed", flavours.IN_TRANSACTION_DETAIL),
+                    ("state_changed", my_guard.IN_TRANSACTION_DETAIL),
                     ("terminated", None),
                 ]
                 expected = "statement_events" if path == "statement_events" else "looped"
@@ -226,7 +226,7 @@ def test_the_guard_refuses_a_victim_planned_idle_once_the_events_are_switched_of
         assert planned["state"] == "idle"
         events_off()
         ((dummy, outcome, detail),) = d.end_sessions([planned], "terminate")
-    assert (outcome, detail) == ("state_changed", flavours.TRX_UNPROVEN_DETAIL)
+    assert (outcome, detail) == ("state_changed", my_guard.TRX_UNPROVEN_DETAIL)
     assert victim.alive()
 
 

@@ -5,7 +5,7 @@ Idle victims to terminate that were idle long enough for the driver's bound of
 (verifying read -> KILL) / idle time are verified together: one read of the thread list per
 block, in the same compound statement as their KILLs, then a tight loop of KILLs; each KILL
 goes out only while that ratio, measured in the server right before it, is within the bound
-(flavours.verified_block). The others keep the re-read of their own.
+(my_verified.verified_block). The others keep the re-read of their own.
 
 The tests raise the driver's bound (`window_ratio_bound`) so that sessions idle about a
 second qualify: the mechanism is the same at the documented bound with sessions idle for
@@ -22,7 +22,7 @@ from dbfleet import holder
 pytest.register_assert_rewrite("_mysql_fixtures")
 import _mysql_fixtures as fx  # noqa: I001 (after register_assert_rewrite)
 
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql_flavours as flavours  # noqa: E402
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import verified as my_verified  # noqa: E402
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import parse_policy  # noqa: E402
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import apply_policy  # noqa: E402
 
@@ -72,7 +72,7 @@ def test_a_verified_block_ends_only_the_sessions_still_as_planned(fleet, opened)
     with fx.driver(fleet) as d:
         d.window_ratio_bound = BOUND
         victims = planned(d, [ran, untouched[0], began, untouched[1], left] + untouched[2:])
-        assert all(flavours.block_verifiable(v, "terminate") and v["state"] == "idle" for v in victims)
+        assert all(my_verified.block_verifiable(v, "terminate") and v["state"] == "idle" for v in victims)
         # After planning, before the block's read: a statement, a transaction, a goodbye.
         ran.execute("SELECT 1")
         began.execute("BEGIN")

@@ -24,7 +24,7 @@ pytest.register_assert_rewrite("_mysql_fixtures", "_postgresql_fixtures")
 import _mysql_fixtures as myfx  # noqa: I001 (after register_assert_rewrite)
 import _postgresql_fixtures as pgfx
 
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql_flavours import IDLE_PROOF_SECONDS
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql.guard import IDLE_PROOF_SECONDS
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _inprocess
 
 ENGINES = ("postgresql", "mysql")

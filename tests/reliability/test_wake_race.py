@@ -31,7 +31,7 @@ The crisis race (the third run): each round also holds GHOSTS sessions idle GHOS
 (a leaking pool's ghosts, of another application; they never wake) beside FLIPPERS sessions
 raced as above, and sweeps them together. The driver's bound of (verifying read -> KILL) /
 idle time is raised to CRISIS_BOUND so that ghosts idle seconds get the window the documented
-bound (flavours.WINDOW_RATIO_BOUND) gives ghosts idle many minutes: the ghosts go through
+bound (_mysql/verified.WINDOW_RATIO_BOUND) gives ghosts idle many minutes: the ghosts go through
 verified blocks (one read of the thread list per block, then a tight loop of KILLs), the
 flippers, idle 0.3-0.5 s, must each be re-read on their own; the wrong kills among the
 flippers' kills stay within the same bound, and every ghost is ended.
@@ -57,6 +57,7 @@ import time
 
 import pytest
 from _common import HERE, ROOT, admin_execute, driver_module, driver_params, figure, new_tag
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import verified as my_verified
 from bench_mysql import hold_idle
 from dbfleet import mariadb, platforms
 from dbfleet import testing as fleet_testing
@@ -78,7 +79,7 @@ ALLOWED_WRONG_RATE = 0.005
 # The first round's guess of how long the listing and the guarded end take (then: as measured).
 FIRST_WINDOW = 0.05
 # The documented bound of (verifying read -> KILL) / idle time of the MariaDB guard.
-WINDOW_RATIO_BOUND = driver_module("mysql").flavours.WINDOW_RATIO_BOUND
+WINDOW_RATIO_BOUND = my_verified.WINDOW_RATIO_BOUND
 GHOSTS = int(os.environ.get("RELIABILITY_CRISIS_GHOSTS", "2000"))
 GHOST_IDLE = float(os.environ.get("RELIABILITY_CRISIS_GHOST_IDLE", "20"))
 FLIPPERS = int(os.environ.get("RELIABILITY_CRISIS_FLIPPERS", "300"))
@@ -466,7 +467,7 @@ def test_wake_race(fleet, tmp_path, read_on):
         assert flippers_in_blocks <= max(2, 0.01 * totals["kills"]), flippers_in_blocks
     else:
         # Sessions idle 0.3-0.5 s are far too recently active for a verified block at the
-        # documented bound (flavours.WINDOW_RATIO_BOUND): each is re-read on its own.
+        # documented bound (_mysql/verified.WINDOW_RATIO_BOUND): each is re-read on its own.
         assert steps["block_verified"] == 0, steps
     taken = "statement_events" if read_on == "statement_events" else "looped"
     assert steps[taken] > 0, "the guard never took a victim through its %s loop: %r" % (read_on, steps)

@@ -13,7 +13,8 @@ from ansible_collections.dbhygiene.sessions.plugins.doc_fragments import (
     _postgresql_connection,
     _role_connection,
 )
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _engines, _mysql, _timeouts
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _engines, _timeouts
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import driver as my_driver
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql import driver as postgresql_driver
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _connection, _inprocess
 
@@ -192,7 +193,7 @@ def test_a_condition_the_engine_cannot_evaluate_is_refused_in_the_same_words_on_
     )
     assert _engines.check_supported(one, "mysql") == said
     with pytest.raises(SessionError) as raised:
-        _runner.require_supported(one, _mysql.MySQLDriver)
+        _runner.require_supported(one, my_driver.MySQLDriver)
     assert str(raised.value) == said
     assert _engines.check_supported(one, "postgresql") is None
     _runner.require_supported(one, postgresql_driver.PostgreSQLDriver)

@@ -1,15 +1,16 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) dbhygiene.sessions contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The MySQL / MariaDB drain's pure parts: statement builders, which accounts are locked and
-which are unlocked. No database here: tests/integration/test_mysql_drain.py runs them on MariaDB."""
+"""The MySQL / MariaDB drain's planning (``_mysql/drain_plan.py``): which accounts are locked and
+which are unlocked, the record's entries, the messages. No database here:
+tests/integration/test_mysql_drain.py runs them on MariaDB."""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import pytest
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql_drain as myd
+from _mysql_samples import PUBLIC_LINES
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import drain_plan as my_drain_plan
 
 
 def acct(superuser=False, locked=False, lock_key=None, global_data=False):
@@ -45,14 +46,14 @@ SESSIONS = {"billing": {"sess"}}
 
 
 def plan(databases=("billing",), recorded=None, allowed=("mig",)):
-    return myd.plan_locks(
+    return my_drain_plan.plan_locks(
         list(databases), ACCOUNTS, HOLDERS, EDGES, SESSIONS, set(allowed), ("me", "%"), recorded or {}
     )
 
 
 def test_who_is_locked_and_why():
     lock, extend, already = plan()
-    by_name = dict((myd.account_name(a["user"], a["host"]), a) for a in lock)
+    by_name = dict((my_drain_plan.account_name(a["user"], a["host"]), a) for a in lock)
     assert sorted(by_name) == sorted(
         ["'app'@'%'", "'app'@'localhost'", "'rep'@'%'", "'wide'@'%'", "'viarole'@'%'", "'sess'@'%'"]
     )
@@ -76,7 +77,7 @@ def test_two_databases_one_lock_each_account():
 def test_an_account_locked_by_a_drain_already_is_extended_not_relocked():
     accounts = dict(ACCOUNTS)
     accounts[("app", "%")] = acct(locked=True, lock_key="1")
-    lock, extend, already = myd.plan_locks(
+    lock, extend, already = my_drain_plan.plan_locks(
         ["other"], accounts, HOLDERS, EDGES, {}, set(), ("me", "%"), {("app", "%"): {"billing"}}
     )
     assert extend == [("other", "app", "%", "holds privileges on other (schema)")]
@@ -99,51 +100,25 @@ def test_plan_unlocks():
         ("shared", "%"): acct(locked=True),
         ("freed", "%"): acct(),
     }
-    unlock, kept, gone = myd.plan_unlocks(["billing"], record, accounts)
+    unlock, kept, gone = my_drain_plan.plan_unlocks(["billing"], record, accounts)
     assert [(a["user"], a["lock_key"]) for a in unlock] == [("app", None), ("wide", "0")]
     assert kept == ["'shared'@'%'"] and gone == ["'freed'@'%'"]
 
 
 def test_account_rows_and_name():
     rows = [(b"app", b"%", 0, None, 1), ("old", "%", 0, "1", 0), ("m8", "%", 0, "true", 0), ("x", "%", 1, "0", 0)]
-    accounts = myd.account_rows(rows)
+    accounts = my_drain_plan.account_rows(rows)
     assert accounts[("app", "%")] == acct(global_data=True)
     assert accounts[("old", "%")]["locked"] and accounts[("m8", "%")]["locked"]
     assert not accounts[("x", "%")]["locked"] and accounts[("x", "%")]["superuser"]
-    assert myd.account_name("o'k", "%") == "'o''k'@'%'"
-
-
-@pytest.mark.parametrize("flavour", ["mariadb", "mysql"])
-def test_builders(flavour):
-    sql, params = myd.accounts_query(flavour)
-    assert "Select_priv = 'Y'" in sql and params == {}
-    assert ("global_priv" in sql) == (flavour == "mariadb") and ("SYSTEM_USER" in sql) == (flavour == "mysql")
-    assert "roles_mapping" in myd.role_edges_query(flavour)[0] or flavour == "mysql"
-    templates = myd.query_templates(flavour)
-    assert (myd.strip_unlock_key_query("u", "h")[0] in templates) == (flavour == "mariadb")
-    with pytest.raises(ValueError):
-        myd.accounts_query("oracle")
-
-
-def test_statement_builders_pass_values_as_parameters():
-    hostile = "x'; DROP USER root; --"
-    assert myd.lock_query(hostile, "%") == ("ALTER USER %(user)s@%(host)s ACCOUNT LOCK", {"user": hostile, "host": "%"})
-    assert myd.unlock_query("u", "h")[0].endswith("ACCOUNT UNLOCK")
-    sql, params = myd.holders_query(hostile)
-    assert "%(db)s LIKE Db" in sql and params == {"db": hostile} and hostile not in sql
-    sql, params = myd.record_account_query("db", "u", "h", "pending", None, "r" * 2000)
-    assert len(params["reason"]) == 1000 and params["lock_key"] is None and "INSERT IGNORE" in sql
-    sql, params = myd.strip_unlock_key_query("u", "h")
-    assert params["suffix"] == ',"account_locked":false}' and "RIGHT(Priv" in sql
-    assert [q[1] for q in myd.forget_queries("db")] == [{"db": "db"}, {"db": "db"}]
-    assert myd.mark_locked_query("u", "h")[0].endswith("AND status = 'pending'")
+    assert my_drain_plan.account_name("o'k", "%") == "'o''k'@'%'"
 
 
 def test_record_entries():
     import datetime
 
     at = datetime.datetime(2026, 1, 2, 3, 4, 5)
-    entries = myd.record_entries(
+    entries = my_drain_plan.record_entries(
         [("billing", at, "admin@%")],
         [("billing", "app", "%", "locked", None, "r"), ("billing", "rep", "%", "pending", None, "r")],
     )
@@ -155,47 +130,11 @@ def test_record_entries():
 def test_every_account_of_a_locked_user_name_is_locked():
     accounts = dict(ACCOUNTS)
     accounts[("rep", "10.%")] = acct()  # no privileges of its own on billing
-    lock, _extend, _already = myd.plan_locks(["billing"], accounts, HOLDERS, EDGES, SESSIONS, {"mig"}, ("me", "%"), {})
+    lock, _extend, _already = my_drain_plan.plan_locks(
+        ["billing"], accounts, HOLDERS, EDGES, SESSIONS, {"mig"}, ("me", "%"), {}
+    )
     [shared] = [a for a in lock if (a["user"], a["host"]) == ("rep", "10.%")]
     assert shared["reasons"] == ["shares the user name rep with 'rep'@'%', which holds privileges on billing (table)"]
-
-
-PUBLIC_LINES = [
-    "GRANT SELECT, INSERT ON `billing`.* TO PUBLIC",
-    "GRANT UPDATE ON `bill\\_%`.* TO PUBLIC",
-    "GRANT SELECT (`c ON x`), DELETE ON `billing`.`t` TO PUBLIC WITH GRANT OPTION",
-    "GRANT EXECUTE ON PROCEDURE `billing`.`p` TO PUBLIC",
-    "GRANT SELECT ON `other`.* TO PUBLIC",
-    "GRANT SELECT ON `bill_ng`.`t` TO PUBLIC",
-]
-
-
-def test_the_grants_of_public_on_a_database():
-    # `bill\\_%`: bill, a literal _, anything (not billing)
-    assert myd.public_grants_on(PUBLIC_LINES, "billing") == [PUBLIC_LINES[0], PUBLIC_LINES[2], PUBLIC_LINES[3]]
-    assert myd.public_grants_on(PUBLIC_LINES, "bill_x") == [PUBLIC_LINES[1]]
-    assert myd.public_grants_on(PUBLIC_LINES, "billxng") == []  # a table-level grant is no pattern
-    grant = myd.parse_public_grant(PUBLIC_LINES[2])
-    assert grant == {
-        "privileges": "SELECT (`c ON x`), DELETE",
-        "target": "`billing`.`t`",
-        "database": "billing",
-        "schema_level": False,
-        "grant_option": True,
-    }
-    assert myd.parse_public_grant("GRANT USAGE ON *.* TO PUBLIC") is None
-
-
-def test_revoke_and_restore_of_a_grant_of_public():
-    assert myd.revoke_public_queries(PUBLIC_LINES[2]) == [
-        ("REVOKE SELECT (`c ON x`), DELETE ON `billing`.`t` FROM PUBLIC", {}),
-        ("REVOKE GRANT OPTION ON `billing`.`t` FROM PUBLIC", {}),
-    ]
-    # a % is doubled: the statements go with parameters
-    assert myd.revoke_public_queries(PUBLIC_LINES[1]) == [("REVOKE UPDATE ON `bill\\_%%`.* FROM PUBLIC", {})]
-    assert myd.restore_public_query(PUBLIC_LINES[1]) == ("GRANT UPDATE ON `bill\\_%%`.* TO PUBLIC", {})
-    with pytest.raises(ValueError):
-        myd.revoke_public_queries("GRANT SELECT ON `x`.* TO 'app'@'%'")
 
 
 def test_open_gives_back_only_what_no_other_drain_needs_and_is_missing():
@@ -206,19 +145,21 @@ def test_open_gives_back_only_what_no_other_drain_needs_and_is_missing():
         ("billing", PUBLIC_LINES[3], "pending"),  # its REVOKE never ran: still there
     ]
     now = [PUBLIC_LINES[3], PUBLIC_LINES[4]]
-    assert myd.plan_public_restore(["billing"], rows, now) == [("billing", PUBLIC_LINES[0])]
-    assert myd.plan_public_restore(["billing", "bill_x"], rows, now) == [
+    assert my_drain_plan.plan_public_restore(["billing"], rows, now) == [("billing", PUBLIC_LINES[0])]
+    assert my_drain_plan.plan_public_restore(["billing", "bill_x"], rows, now) == [
         ("billing", PUBLIC_LINES[0]),
         ("billing", PUBLIC_LINES[1]),
     ]
-    entry = myd.public_entry("billing", PUBLIC_LINES[2], "revoked")
+    entry = my_drain_plan.public_entry("billing", PUBLIC_LINES[2], "revoked")
     assert entry["account"] == "PUBLIC" and entry["right"] == "SELECT (`c ON x`), DELETE ON `billing`.`t`"
     assert entry["with_grant_option"] is True and entry["change"] == "revoked"
 
 
 def test_a_database_the_login_cannot_see_names_the_server_what_it_sees_and_the_grant():
     visible = ["information_schema", "appdb", "mysql", "shop"]
-    message = myd.missing_databases_message(["billing"], visible, "db1:3306", "mariadb", "hygiene@%", sees_all=False)
+    message = my_drain_plan.missing_databases_message(
+        ["billing"], visible, "db1:3306", "mariadb", "hygiene@%", sees_all=False
+    )
     assert message.startswith("databases: 'billing' not visible to the login 'hygiene'@'%' on MariaDB at db1:3306")
     assert "(it sees: 'appdb', 'shop')" in message  # not the system databases
     assert "GRANT SHOW DATABASES ON *.* TO 'hygiene'@'%'" in message and "nothing was changed" in message
@@ -226,6 +167,8 @@ def test_a_database_the_login_cannot_see_names_the_server_what_it_sees_and_the_g
 
 def test_a_database_missing_for_a_login_that_sees_all_asks_to_check_the_name():
     names = ["db%02d" % n for n in range(25)]
-    message = myd.missing_databases_message(["appdb", "x"], names, "db1:3306", "mysql", "root@localhost", sees_all=True)
+    message = my_drain_plan.missing_databases_message(
+        ["appdb", "x"], names, "db1:3306", "mysql", "root@localhost", sees_all=True
+    )
     assert message.startswith("databases: 'appdb', 'x' not found on MySQL at db1:3306 (it has: 'db00',")
     assert "and 5 more); check the names (dbhygiene_drain_databases)" in message and "GRANT" not in message

@@ -3,8 +3,9 @@
 the refusal of server-level timeouts, the drain plan of a login without superuser."""
 
 import pytest
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql_flavours as flavours
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _platform
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import flavours as my_flavours
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import grants as my_grants
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import Protect
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql import timeouts as pg_timeouts
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql.drain import not_changed, plan_drain
@@ -60,7 +61,7 @@ def test_service_sessions_are_protected_whatever_protect_says():
 
 
 def test_rds_kill_statements_replace_kill_in_every_path():
-    flavour = flavours.detect("10.11.6-MariaDB", "", True)
+    flavour = my_flavours.detect("10.11.6-MariaDB", "", True)
     flavour.rds_kill = True
     assert flavour.kill_query("terminate", 7) == ("CALL mysql.rds_kill(%s)", (7,))
     assert flavour.kill_query("cancel", 7) == ("CALL mysql.rds_kill_query(%s)", (7,))
@@ -87,7 +88,7 @@ def test_rds_kill_statements_replace_kill_in_every_path():
 )
 def test_execute_on_the_rds_procedures_from_show_grants(lines, expected):
     names = ["mysql.rds_kill", "mysql.rds_kill_query"]
-    assert len(flavours.executable_procedures(lines, names)) == expected
+    assert len(my_grants.executable_procedures(lines, names)) == expected
 
 
 def _item(grantee, grantor, grantable=False):

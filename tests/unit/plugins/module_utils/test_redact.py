@@ -7,8 +7,9 @@ import datetime
 import random
 
 import pytest
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql_flavours as fl
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import QUERY_MAX_CHARS
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import rows as my_rows
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import statements as my_statements
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql import statements as pg
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._redact import MASK, redact_statement
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._trail import redact_query
@@ -331,11 +332,13 @@ def test_postgresql_records_carry_the_masked_statement():
 
 
 def test_mysql_records_carry_the_masked_statement_cut_to_the_record_size():
-    columns = dict.fromkeys(fl.COLUMNS)
+    columns = dict.fromkeys(my_statements.COLUMNS)
     columns.update(id=7, user="app", host="127.0.0.1:5000", command="Query", elapsed_ms=10)
     head = "ALTER USER bob IDENTIFIED BY '" + "x" * (QUERY_MAX_CHARS - 40)
     columns["info"] = (head + SECRET + "' -- " + "y" * 2000).encode()
-    record = fl.normalize_row(tuple(columns[name] for name in fl.COLUMNS))
+    record = my_rows.normalize_row(tuple(columns[name] for name in my_statements.COLUMNS))
     assert record["query"] == "ALTER USER bob IDENTIFIED BY " + MASK
     columns["info"] = "SET PASSWORD = " + "'', " * 600
-    assert len(fl.normalize_row(tuple(columns[name] for name in fl.COLUMNS))["query"]) == QUERY_MAX_CHARS
+    assert (
+        len(my_rows.normalize_row(tuple(columns[name] for name in my_statements.COLUMNS))["query"]) == QUERY_MAX_CHARS
+    )
