@@ -115,7 +115,9 @@ class ApplyError(SessionError):
         self.done = done
 
 
-def _apply(execute, queries):
+def apply_changes(execute, queries):
+    """Run the change `queries` in order with `execute` (a driver's): the statements run, shown;
+    ApplyError (with those) when one fails after others were made."""
     done = []
     for query in queries:
         try:
@@ -128,7 +130,8 @@ def _apply(execute, queries):
     return done
 
 
-def _cannot(setting, engine, why):
+def cannot_set(setting, engine, why):
+    """The PolicyError of a setting `engine` cannot take, naming its field and value."""
     return PolicyError(setting.path, setting.seconds, f"{engine} cannot set this: {why}")
 
 
@@ -171,7 +174,8 @@ def shown_query(query):
 
 
 # ------------------------------------------------------------------ plans
-def _item(setting, variable, target, current, wanted, shown_current, shown_wanted):
+def plan_item(setting, variable, target, current, wanted, shown_current, shown_wanted):
+    """One setting's entry of the plan (the module's `settings`): where, the variable, both values."""
     return {
         "level": LEVEL_NAMES[setting.level],
         "target": target,

@@ -29,10 +29,10 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql.grants i
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._timeouts import (
     ApplyError,
-    _apply,
-    _cannot,
-    _item,
+    apply_changes,
+    cannot_set,
     mysql_value_text,
+    plan_item,
 )
 
 # MariaDB: seconds (max_statement_time a float), 31536000 at most.
@@ -60,22 +60,22 @@ def check_mysql(settings):
     """PolicyError for a setting neither MySQL nor MariaDB can take (before connecting)."""
     for setting in settings:
         if setting.level == "databases":
-            raise _cannot(
+            raise cannot_set(
                 setting,
                 "MySQL/MariaDB",
                 "there are no per-database timeouts; set it under server (or, for statement, per user under roles)",
             )
         if setting.level == "roles" and setting.field != "statement":
-            raise _cannot(
+            raise cannot_set(
                 setting,
                 "MySQL/MariaDB",
                 f"there is no per-user {setting.field} timeout ({MARIADB_VARIABLES[setting.field]} is global or per "
                 "session only); set it under server",
             )
         if setting.seconds > MYSQL_MAX_SECONDS:
-            raise _cannot(setting, "MySQL/MariaDB", f"the limit is at most {MYSQL_MAX_SECONDS}s (365 days)")
+            raise cannot_set(setting, "MySQL/MariaDB", f"the limit is at most {MYSQL_MAX_SECONDS}s (365 days)")
         if setting.level == "server" and setting.field == "idle_session" and setting.seconds == 0:
-            raise _cannot(
+            raise cannot_set(
                 setting,
                 "MySQL/MariaDB",
                 f"wait_timeout has no 'no limit' value (1 to {MYSQL_MAX_SECONDS} seconds); give a duration instead",
@@ -126,7 +126,7 @@ def mysql_variable(flavour, setting):
     table = MYSQL_VARIABLES if flavour == "mysql" else MARIADB_VARIABLES
     variable = table.get(setting.field)
     if variable is None:
-        raise _cannot(
+        raise cannot_set(
             setting, "MySQL", "MySQL has no idle-in-transaction timeout (MariaDB has idle_transaction_timeout)"
         )
     return variable
@@ -145,11 +145,11 @@ def check_flavour(settings, flavour):
     """PolicyError for a setting this flavour cannot take (known once connected)."""
     for setting in settings:
         if setting.level == "roles" and flavour == "mysql":
-            raise _cannot(setting, "MySQL", "MySQL has no per-user statement limit (MariaDB has MAX_STATEMENT_TIME)")
+            raise cannot_set(setting, "MySQL", "MySQL has no per-user statement limit (MariaDB has MAX_STATEMENT_TIME)")
         if setting.level == "server":
             variable = mysql_variable(flavour, setting)
             if variable == "max_execution_time" and setting.seconds * 1000 > MYSQL_MAX_EXECUTION_MS:
-                raise _cannot(setting, "MySQL", f"max_execution_time is at most {MYSQL_MAX_EXECUTION_MS} ms")
+                raise cannot_set(setting, "MySQL", f"max_execution_time is at most {MYSQL_MAX_EXECUTION_MS} ms")
 
 
 def mysql_persisted_query(variables):
@@ -203,13 +203,13 @@ class MySQLTimeouts(object):
         for setting in server:
             variable = mysql_variable(self.flavour, setting)
             if variable not in values:
-                raise _cannot(
+                raise cannot_set(
                     setting, self.driver.flavour.label, f"this server has no {variable} (MariaDB 10.3 or later has it)"
                 )
             now = _number(values[variable], variable)
             wanted = mysql_wanted(variable, setting.seconds)
             shown = mysql_value_text(now)
-            item = _item(setting, variable, None, now, wanted, shown, mysql_value_text(wanted))
+            item = plan_item(setting, variable, None, now, wanted, shown, mysql_value_text(wanted))
             if self.flavour == "mysql":
                 kept = persisted.get(variable)
                 if kept is None or _number(kept, variable) != wanted:
@@ -229,7 +229,7 @@ class MySQLTimeouts(object):
                 now = float(now or 0)
                 wanted = float(setting.seconds)
                 target = f"{user}@{host}"
-                item = _item(
+                item = plan_item(
                     setting, "max_statement_time", target, now, wanted, mysql_value_text(now), mysql_value_text(wanted)
                 )
                 items.append(item)
@@ -246,7 +246,7 @@ class MySQLTimeouts(object):
         return items, queries
 
     def apply(self, queries):
-        done = _apply(self.driver.execute, queries)
+        done = apply_changes(self.driver.execute, queries)
         if self.persist_change:
             try:
                 write_file(self.persist_file, self.persist_change[1])

@@ -24,9 +24,9 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql.sta
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._timeouts import (
     LEVEL_NAMES,
     OPTION,
-    _apply,
-    _cannot,
-    _item,
+    apply_changes,
+    cannot_set,
+    plan_item,
 )
 
 # PostgreSQL: integer milliseconds (INT_MAX at most), 0 = no limit.
@@ -46,7 +46,7 @@ def check_postgresql(settings):
     """PolicyError for a setting PostgreSQL can never take (before connecting)."""
     for setting in settings:
         if setting.seconds * 1000 > PG_MAX_MS:
-            raise _cannot(setting, "PostgreSQL", f"{PG_VARIABLES[setting.field]} is at most {PG_MAX_MS // 1000}s")
+            raise cannot_set(setting, "PostgreSQL", f"{PG_VARIABLES[setting.field]} is at most {PG_MAX_MS // 1000}s")
         if setting.target is not None and len(setting.target.encode("utf-8")) > PG_MAX_NAME:
             raise PolicyError(setting.path, setting.target, f"a PostgreSQL name is at most {PG_MAX_NAME} bytes")
 
@@ -163,7 +163,7 @@ class PostgreSQLTimeouts(object):
         for setting in settings:
             variable = PG_VARIABLES[setting.field]
             if variable not in known:
-                raise _cannot(
+                raise cannot_set(
                     setting, "PostgreSQL", f"this server has no {variable} (idle_session needs PostgreSQL 14 or later)"
                 )
         current = {}
@@ -193,7 +193,7 @@ class PostgreSQLTimeouts(object):
             variable = PG_VARIABLES[setting.field]
             now = current[setting.level][setting.target][variable]
             wanted = setting.seconds * 1000
-            item = _item(
+            item = plan_item(
                 setting,
                 variable,
                 setting.target,
@@ -210,4 +210,4 @@ class PostgreSQLTimeouts(object):
         return items, queries
 
     def apply(self, queries):
-        _apply(self.driver.execute, queries)
+        apply_changes(self.driver.execute, queries)

@@ -98,8 +98,8 @@ def test_mysql_values_as_text(value, text):
 def _items():
     [server, role] = t.parse_timeouts({"server": {"statement": "1h"}, "roles": {"app": {"statement": 0}}})
     return [
-        t._item(server, "statement_timeout", None, 0, 3600000, "0", "1h"),
-        t._item(role, "statement_timeout", "app", None, 0, None, "0"),
+        t.plan_item(server, "statement_timeout", None, 0, 3600000, "0", "1h"),
+        t.plan_item(role, "statement_timeout", "app", None, 0, None, "0"),
     ]
 
 
@@ -107,7 +107,7 @@ def test_changed_compares_engine_values_not_their_text():
     [server, role] = _items()
     assert server["changed"] and role["changed"]
     [setting] = t.parse_timeouts({"server": {"statement": "30m"}})
-    assert not t._item(setting, "statement_timeout", None, 1800000, 1800000, "30min", "30min")["changed"]
+    assert not t.plan_item(setting, "statement_timeout", None, 1800000, 1800000, "30min", "30min")["changed"]
 
 
 def test_the_diff_shows_current_and_wanted():
@@ -154,7 +154,7 @@ def test_a_change_that_fails_after_others_says_which_ran():
 
     queries = [("SET GLOBAL wait_timeout = %s", (60,)), ("SET GLOBAL max_statement_time = %s", (5.0,))]
     with pytest.raises(t.ApplyError) as caught:
-        t._apply(execute, queries)
+        t.apply_changes(execute, queries)
     assert caught.value.done == ["SET GLOBAL wait_timeout = 60"]
     assert "cannot run SET GLOBAL max_statement_time = 5 on db1" in str(caught.value)
     assert str(caught.value).endswith("changed before it: SET GLOBAL wait_timeout = 60")
@@ -164,5 +164,5 @@ def test_a_change_that_fails_after_others_says_which_ran():
 
     # Nothing ran: the error as it is, nothing to add.
     with pytest.raises(t.SessionError) as first:
-        t._apply(down, queries)
+        t.apply_changes(down, queries)
     assert not isinstance(first.value, t.ApplyError)
