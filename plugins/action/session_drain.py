@@ -12,8 +12,9 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain import DEFAULT_GRACE, change_key
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import JournalError
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain_request import DEFAULT_DRAIN_GRACE
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain_rights import change_key
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import JournalError
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import (
     _action,
     _change_window,
@@ -36,7 +37,7 @@ class ActionModule(_action.ActionMixin, ActionBase):
         databases={"type": "list", "elements": "str", "required": True},
         state={"type": "str", "default": "drained", "choices": list(_change_window.STATES)},
         allow_users={"type": "list", "elements": "str", "default": []},
-        grace={"type": "raw", "default": DEFAULT_GRACE},
+        grace={"type": "raw", "default": DEFAULT_DRAIN_GRACE},
         wait_timeout={"type": "float"},
         host_timeout={"type": "raw"},
         audit_log={"type": "path"},

@@ -76,6 +76,7 @@ import traceback
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _engines, _platform
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql_flavours as flavours
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._conditions import LOCK_CONDITIONS
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import (
     GUARD_STILL_WAITING,
     OUTCOMES,
@@ -83,10 +84,9 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import 
     REASON_GONE,
     REASON_STATE_CHANGED,
     Driver,
-    SessionError,
 )
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import SessionError
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._messages import cut, redact, shown
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import LOCK_CONDITIONS
 
 try:
     import pymysql

@@ -34,8 +34,8 @@ import hashlib
 import re
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _platform
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain import Progress, RightsOutcome
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain_rights import Progress, RightsOutcome
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import SessionError
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._messages import shown
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql_flavours import split_account
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import iso_utc

@@ -54,8 +54,8 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import 
     REASON_GONE,
     REASON_STATE_CHANGED,
     Driver,
-    SessionError,
 )
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import SessionError
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._messages import cut, one_line, redact, shown
 
 # The statements and records the driver runs (callers may use them as _postgresql.<name> too).

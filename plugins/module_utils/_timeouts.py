@@ -26,9 +26,10 @@ import re
 import tempfile
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _engines, _platform
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError, failed_statement
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import failed_statement
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._durations import parse_duration
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import PolicyError, SessionError
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql_flavours import split_roles_key
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError, parse_duration
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql_sql import quote_ident
 
 FIELDS = ("idle_session", "idle_in_transaction", "statement")

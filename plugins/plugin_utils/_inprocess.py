@@ -30,6 +30,7 @@ from ansible.module_utils.common.parameters import remove_values
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import (
     _argspec,
     _drain,
+    _drain_request,
     _engines,
     _runner,
     _timeouts,
@@ -129,7 +130,7 @@ def _run_timeouts(module, engine):
 KINDS = {
     "sessions": (lambda engine: _argspec.sessions_argument_spec(), _run_sessions),
     "session_info": (lambda engine: _argspec.info_argument_spec(), _run_info),
-    "drain": (lambda engine: _drain.drain_argument_spec(), _run_drain),
+    "drain": (lambda engine: _drain_request.drain_argument_spec(), _run_drain),
     "timeouts": (_timeouts.argument_spec, _run_timeouts),
 }
 

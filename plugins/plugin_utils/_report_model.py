@@ -14,8 +14,9 @@ __metaclass__ = type
 import re
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SESSION_FIELDS
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError, parse_duration
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import GROUP_FIELDS
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._durations import parse_duration
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._ending import GROUP_FIELDS
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import PolicyError
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import _count as runner_count
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import _oldest as runner_oldest
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import iso_utc_z, utc_now

@@ -24,7 +24,8 @@ import _postgresql_fixtures as pgfx  # noqa: E402
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _drain, _runner, _timeouts  # noqa: E402
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql_drain import MySQLRights  # noqa: E402
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError, parse_policy  # noqa: E402
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import parse_policy  # noqa: E402
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import PolicyError  # noqa: E402
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql_drain import (  # noqa: E402
     PostgreSQLRights,
 )

@@ -28,7 +28,7 @@ import _mysql_fixtures as fx  # noqa: I001 (after register_assert_rewrite)
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql  # noqa: E402
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql_flavours as flavours  # noqa: E402
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError  # noqa: E402
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import SessionError  # noqa: E402
 
 pytest_plugins = ["_mysql_fixtures"]
 

@@ -21,7 +21,7 @@ import _postgresql_fixtures as fx  # noqa: I001 (after register_assert_rewrite)
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _postgresql as pg
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _postgresql_drain as pgd
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain import parse_request
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain_request import parse_request
 from ansible_collections.dbhygiene.sessions.plugins.modules import postgresql_drain
 
 pytest_plugins = ["_postgresql_fixtures"]

@@ -7,7 +7,8 @@ import os
 import pytest
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql_flavours as fl
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import GUARD_STILL_WAITING, SessionError
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import GUARD_STILL_WAITING
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import SessionError
 
 MARIADB = fl.detect("10.11.19-MariaDB-0+deb12u1", "Debian 12", 1)
 MARIADB_104 = fl.detect("10.4.30-MariaDB", "MariaDB Server", 1)

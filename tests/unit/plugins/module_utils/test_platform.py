@@ -5,7 +5,7 @@ the refusal of server-level timeouts, the drain plan of a login without superuse
 import pytest
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql_flavours as flavours
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _platform, _timeouts
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import Protect
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._conditions import Protect
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql_drain import not_changed, plan_drain
 
 

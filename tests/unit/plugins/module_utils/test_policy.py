@@ -14,18 +14,16 @@ import sys
 
 import pytest
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _policy
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _conditions, _policy
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._argspec import policy_spec
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import (
-    CONDITION_KEYS,
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._conditions import CONDITION_KEYS, MAX_PATTERN_LENGTH
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._durations import (
     MAX_DURATION,
     MAX_GRACE,
-    MAX_PATTERN_LENGTH,
-    MAX_POLICY_TEXT,
-    PolicyError,
     parse_duration,
-    parse_policy,
 )
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import PolicyError
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import MAX_POLICY_TEXT, parse_policy
 
 COLLECTIONS = os.path.abspath(os.path.join(os.path.dirname(_policy.__file__), "..", "..", "..", "..", ".."))
 
@@ -943,7 +941,7 @@ def test_a_compile_that_raises_anything_is_a_policy_error(monkeypatch, exception
     def failing_compile(pattern):
         raise exception
 
-    monkeypatch.setattr(_policy.re, "compile", failing_compile)
+    monkeypatch.setattr(_conditions.re, "compile", failing_compile)
     with pytest.raises(PolicyError) as caught:
         parse_policy(with_rule(query_matches="a+"))
     assert caught.value.field == "policy.rules[0].query_matches"

@@ -14,9 +14,10 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import pytest
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _runner
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import Driver, SessionError
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError, parse_policy
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _deadline, _ending, _errors, _runner
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import Driver
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import PolicyError, SessionError
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import parse_policy
 
 
 # ---------------------------------------------------------------- fakes
@@ -250,13 +251,13 @@ def run(driver, policy, clock, **kwargs):
 )
 def test_split_sends_each_victim_to_one_part(action, state, part):
     victim = {"session": session(5, state=state), "rule": "r", "action": action}
-    parts = _runner._split([victim])
+    parts = _ending.split_actions([victim])
     assert [len(p) for p in parts] == [1 if i == part else 0 for i in range(4)]
 
 
 def test_split_keeps_the_plan_order():
     victims = [{"session": session(i), "rule": "r", "action": "terminate"} for i in (3, 1, 2)]
-    assert [v["session"]["id"] for v in _runner._split(victims)[0]] == [3, 1, 2]
+    assert [v["session"]["id"] for v in _ending.split_actions(victims)[0]] == [3, 1, 2]
 
 
 # ---------------------------------------------------------------- real runs
@@ -538,7 +539,7 @@ def test_the_deadline_passed_before_listing_fails_naming_host_timeout():
     driver = FakeDriver([session(80)], clock)
     deadline = _runner.Deadline(5.0, clock)
     clock.time += 6.0  # connecting took it all
-    with pytest.raises(_runner.DeadlineError) as caught:
+    with pytest.raises(_errors.DeadlineError) as caught:
         _runner.apply_policy(driver, policy_of(), False, wait_timeout=1.0, deadline=deadline)
     assert str(caught.value).startswith("host_timeout (5s) ran out before taking the sweep lock on fake-db:5432")
     assert driver.end_calls == [] and driver.lists == 0
@@ -548,7 +549,7 @@ def test_a_slow_listing_runs_into_the_deadline_before_any_signal():
     clock = FakeClock()
     driver = FakeDriver([session(81)], clock)
     driver.list_cost = 30.0
-    with pytest.raises(_runner.DeadlineError) as caught:
+    with pytest.raises(_errors.DeadlineError) as caught:
         run(driver, policy_of(), clock, wait_timeout=5.0, host_timeout=20.0)
     assert "host_timeout (20s) ran out before signalling (terminate) 1 sessions on fake-db:5432" in str(caught.value)
     assert driver.end_calls == []
@@ -590,7 +591,7 @@ def test_the_grace_wait_is_cut_at_the_deadline():
 
 
 def test_the_deadline_is_checked_before_each_signal_batch(monkeypatch):
-    monkeypatch.setattr(_runner, "SIGNAL_BATCH", 2)
+    monkeypatch.setattr(_ending, "SIGNAL_BATCH", 2)
     clock = FakeClock()
     driver = FakeDriver([session(i) for i in range(100, 106)], clock)
     driver.end_cost = 6.0
@@ -618,7 +619,7 @@ def test_a_real_run_holds_the_sweep_lock_and_gives_it_back():
     driver.list_sessions = list_sessions
     run(driver, policy_of(), clock, wait_timeout=10.0, host_timeout=300.0)
     assert lists_while_locked and all(lists_while_locked)  # planned under the lock
-    assert driver.lock_requests == [_runner.LOCK_WAIT_MAX]
+    assert driver.lock_requests == [_deadline.LOCK_WAIT_MAX]
     assert driver.lock_released == 1 and not driver.locked
 
 
@@ -773,7 +774,7 @@ def test_run_sessions_module_fails_with_the_ended_sessions():
 
 
 # ---------------------------------------------------------------- the write-ahead journal
-class RecordingJournal(_runner.Journal):
+class RecordingJournal(_ending.Journal):
     """Journals into `events` (shared with the driver's signals), or fails from batch `fail_at` on."""
 
     def __init__(self, events, fail_at=None):
@@ -784,7 +785,7 @@ class RecordingJournal(_runner.Journal):
     def ending(self, entries):
         self.batches += 1
         if self.fail_at is not None and self.batches > self.fail_at:
-            raise _runner.JournalError(
+            raise _errors.JournalError(
                 "the audit trail /trail could not be written: [Errno 28] No space left on device"
             )
         self.events.append(("ending", [(e["id"], e["rule"], e["action"]) for e in entries]))
@@ -801,7 +802,7 @@ class JournaledDriver(FakeDriver):
 
 
 def test_each_batch_is_journaled_before_its_signals(monkeypatch):
-    monkeypatch.setattr(_runner, "SIGNAL_BATCH", 2)
+    monkeypatch.setattr(_ending, "SIGNAL_BATCH", 2)
     clock = FakeClock()
     events = []
     sessions = [session(170), session(171), session(172), session(173, state="active", since=10)]
@@ -827,7 +828,7 @@ def test_a_journal_that_cannot_be_written_stops_the_host_before_any_signal():
     clock = FakeClock()
     events = []
     driver = JournaledDriver([session(180), session(181)], clock, events)
-    with pytest.raises(_runner.JournalError) as caught:
+    with pytest.raises(_errors.JournalError) as caught:
         run(driver, policy_of(), clock, journal=RecordingJournal(events, fail_at=0))
     assert "/trail could not be written: [Errno 28] No space left on device" in str(caught.value)
     assert events == [] and driver.signals == 0
@@ -836,7 +837,7 @@ def test_a_journal_that_cannot_be_written_stops_the_host_before_any_signal():
 
 
 def test_a_journal_failing_at_a_later_batch_signals_nothing_of_it(monkeypatch):
-    monkeypatch.setattr(_runner, "SIGNAL_BATCH", 1)
+    monkeypatch.setattr(_ending, "SIGNAL_BATCH", 1)
     clock = FakeClock()
     events = []
     driver = JournaledDriver([session(185), session(186)], clock, events)
