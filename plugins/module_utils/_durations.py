@@ -52,7 +52,7 @@ def digits_value(value: object) -> int | None:
 
 def human_duration(seconds: int) -> str:
     """Whole seconds as the shortest duration text (``1h30m``, ``0s``)."""
-    parts = []
+    parts: list[str] = []
     for unit, name in zip(_DURATION_UNITS, "dhms"):
         if seconds >= unit or (unit == 1 and not parts):
             parts.append(f"{seconds // unit}{name}")
