@@ -76,6 +76,8 @@ def grace_needed(policy):
 
 
 def _check_seconds(field, value, low, high, low_ok=True):
+    """A timeout option (`field`) must be a finite number of seconds from `low` (or above it,
+    unless `low_ok`) to `high`: PolicyError naming the field and the value otherwise."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise PolicyError(field, value, f"must be a number of seconds, got {value!r}")
     if low_ok and value < low:

@@ -50,7 +50,7 @@ class Closing(object):
     before the rights changed), at most CLOSE_ROUNDS times and `wait_timeout` seconds. A target
     still there at the end is `still_present` and fails the drain, named.
 
-    Written ahead as the sweep is: with a `journal` (the runner's Journal hook), each batch of
+    Written ahead as the sweep is: with a `journal` (the runner's Journal hook, _ending.Journal), each batch of
     targets not journaled yet is given to `journal.ending` before its first signal goes out
     (JournalError when it cannot be: nothing of that batch is signalled)."""
 

@@ -118,7 +118,7 @@ class RightsError(SessionError):
 
 class Progress(object):
     """The changes of rights of one run as they are made, for a RightsError when one fails.
-    `journal` (the runner's Journal hook, or None) takes each change before it is sent."""
+    `journal` (the runner's Journal hook, _ending.Journal, or None) takes each change before it is sent."""
 
     def __init__(self, target, journal=None):
         self.target = target

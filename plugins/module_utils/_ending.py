@@ -49,7 +49,7 @@ class Journal(object):
     result entries (session fields, rule, action) and returns once they are on disk;
     it raises JournalError (or OSError) when they cannot be, and then nothing of
     that batch is signalled. ``changing(changes)`` does the same for a change window
-    (module_utils/_drain.py): before each statement that changes connection rights, the
+    (module_utils/_drain_rights.Progress): before each statement that changes connection rights, the
     change entries it is about to make. This base journals nothing.
     """
 

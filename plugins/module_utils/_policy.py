@@ -98,7 +98,7 @@ ACTIONS = ("terminate", "cancel", "cancel_then_terminate")
 DEFAULT_ACTION = "terminate"
 # policy.grace when the policy sets none, in seconds: how long cancel_then_terminate waits
 # after the cancel. (Not the drain's grace: a change window's `grace` defaults to "30s",
-# _drain.DEFAULT_GRACE.)
+# _drain_request.DEFAULT_DRAIN_GRACE.)
 DEFAULT_POLICY_GRACE_SECONDS = 10
 DEFAULT_POLICY_NAME = "unnamed"
 

@@ -73,7 +73,7 @@ class _InProcessModule(object):
         self.check_mode = check_mode
         self._diff = diff
         self._verbosity = verbosity  # as AnsibleModule has it (-vvv: 3)
-        self.journal = journal  # the enforce role's write-ahead trail hook (_runner.Journal), or None
+        self.journal = journal  # the enforce role's write-ahead trail hook (_ending.Journal), or None
         self.warnings = []
 
     def warn(self, warning):

@@ -32,7 +32,7 @@ from test_runner import NO_LIMITS, FakeClock, FakeDriver, FakeModule, ids, polic
 )
 def test_bad_timeouts_fail_naming_the_field(wait_timeout, host_timeout, field, message):
     with pytest.raises(PolicyError) as caught:
-        _runner.check_timeouts(policy_of(), wait_timeout, host_timeout)
+        _deadline.check_timeouts(policy_of(), wait_timeout, host_timeout)
     assert caught.value.field == field
     assert message in str(caught.value)
 
@@ -40,13 +40,13 @@ def test_bad_timeouts_fail_naming_the_field(wait_timeout, host_timeout, field, m
 def test_grace_counts_against_host_timeout_only_when_a_rule_uses_it():
     waits = policy_of(grace=200, rules=[{"name": "r", "states": ["active"], "action": "cancel_then_terminate"}])
     with pytest.raises(PolicyError) as caught:
-        _runner.check_timeouts(waits, 100.0, 300.0)
+        _deadline.check_timeouts(waits, 100.0, 300.0)
     assert str(caught.value) == (
         "host_timeout: policy.grace (200s) + wait_timeout (100s) = 300s must be less than host_timeout (300s), "
         "which also covers connecting, listing and signalling: lower them or raise host_timeout"
     )
-    _runner.check_timeouts(waits, 99.0, 300.0)
-    _runner.check_timeouts(policy_of(grace=200), 100.0, 300.0)  # terminate only: grace never waited
+    _deadline.check_timeouts(waits, 99.0, 300.0)
+    _deadline.check_timeouts(policy_of(grace=200), 100.0, 300.0)  # terminate only: grace never waited
 
 
 def test_a_huge_grace_fails_before_connecting():
@@ -77,7 +77,7 @@ def test_wait_timeout_nan_fails_before_connecting():
 def test_the_deadline_passed_before_listing_fails_naming_host_timeout():
     clock = FakeClock()
     driver = FakeDriver([session(80)], clock)
-    deadline = _runner.Deadline(5.0, clock)
+    deadline = _deadline.Deadline(5.0, clock)
     clock.time += 6.0  # connecting took it all
     with pytest.raises(_errors.DeadlineError) as caught:
         _runner.apply_policy(driver, policy_of(), False, wait_timeout=1.0, deadline=deadline)
@@ -174,7 +174,7 @@ def test_a_busy_server_fails_the_host_and_ends_nothing():
     clock = FakeClock()
     driver = FakeDriver([session(92)], clock)
     driver.lock_free = False
-    with pytest.raises(_runner.SweepBusyError) as caught:
+    with pytest.raises(_errors.SweepBusyError) as caught:
         run(driver, policy_of(), clock)
     assert str(caught.value) == (
         "host busy: another sweep holds the lock on fake-db:5432 (waited 60s); nothing was ended here, "
