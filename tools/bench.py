@@ -89,9 +89,9 @@ def _params(fleet, server):
 
 
 def _driver_module(engine):
-    from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql, _postgresql
+    from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _inprocess
 
-    return _postgresql if engine == "postgresql" else _mysql
+    return _inprocess.ENGINES[engine].driver_module  # the engine registry's driver module
 
 
 def _hold(fleet, server, count, application, user="app"):

@@ -41,7 +41,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, os.path.join(ROOT, ".build", "collections"))
 
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _postgresql as pg  # noqa: E402
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql import driver as pg  # noqa: E402
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql import guard  # noqa: E402
 from bench_statements import counting  # noqa: E402
 from dbfleet import holder  # noqa: E402
 from dbfleet import state as fleet_state  # noqa: E402
@@ -79,7 +80,7 @@ def _unfresh(query):
 
 
 # The floor: per row a cleared snapshot and the copy a fresh read makes, then the signal,
-# chained by data dependencies as in the driver's statement (see _postgresql_sql "The guard").
+# chained by data dependencies as in the driver's statement (see _postgresql/guard.py "The guard").
 _FLOOR_SQL = (
     "SELECT v.ord, CASE WHEN f.copied >= 0 AND pg_cancel_backend(c.pid) THEN 'signalled' ELSE 'gone' END "
     "FROM unnest(%(pids)s::int[]) WITH ORDINALITY AS v(pid, ord) "
@@ -141,7 +142,7 @@ def _measure(d, counter, run_statement, one_liner, statements, guards, total, ro
     before = counter.mark()
     started = time.perf_counter()
     for n in range(total):
-        run_statement(pg.end_query([guards[n % len(guards)]], "cancel"))
+        run_statement(guard.end_query([guards[n % len(guards)]], "cancel"))
     each = time.perf_counter() - started
     each_count = counter.mark() - before
     base = statistics.median(times[0])
@@ -172,7 +173,7 @@ def main():
             driver = pg.open_driver(_params(fleet, args.server))
         with driver as d:
             sessions = [s for s in d.list_sessions() if (s["application"] or "").startswith(APPLICATION)]
-            guards = [pg.guard_of(s) for s in sessions]
+            guards = [guard.guard_of(s) for s in sessions]
             assert len(guards) == args.sessions, len(guards)
 
             def run_statement(sql_params):
@@ -195,7 +196,7 @@ def main():
             counts = []
             for total in args.victims:
                 batches = _chunks(guards, total, pg.BATCH_SIZE)
-                statements = [pg.end_query(batch, "cancel") for batch in batches]
+                statements = [guard.end_query(batch, "cancel") for batch in batches]
                 rounds = [len(batch) for batch in _chunks(guards, total, args.sessions)]  # N signals in all
                 figures = _measure(d, counter, run_statement, one_liner, statements, guards, total, rounds, args.repeat)
                 print(

@@ -36,7 +36,8 @@ sys.path.insert(0, os.path.join(ROOT, ".build", "collections"))
 
 import psycopg2  # noqa: E402
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _planner  # noqa: E402
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _postgresql as pg  # noqa: E402
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql import driver as pg  # noqa: E402
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql import statements  # noqa: E402
 from dbfleet import postgres, state  # noqa: E402
 from dbfleet import state as fleet_state  # noqa: E402
 
@@ -86,7 +87,7 @@ def _connect(fleet, server, application):
 
 def _report(d, label, before, rounds):
     params = {"own_application": d.application_name, "query_max": 1024}
-    after = pg.list_sessions_query(d.application_name, version_num=d.version_num)[0]
+    after = statements.list_sessions_query(d.application_name, version_num=d.version_num)[0]
     every_row = before.replace(
         "COALESCE(r.rolsuper, false) AS superuser ",
         "COALESCE(r.rolsuper, false) AS superuser, pg_blocking_pids(a.pid) AS blocked_by ",

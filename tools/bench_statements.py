@@ -8,7 +8,7 @@ connecting to the last confirm poll. Only the driver should connect inside the
 block: any connection opened there is counted.
 
     with counting() as counter:
-        driver = _postgresql.open_driver(params)
+        driver = driver_module.open_driver(params)
         ...
     print(counter.count, counter.by_kind())
 """

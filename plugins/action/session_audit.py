@@ -14,21 +14,20 @@ __metaclass__ = type
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _errors
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _action, _connection, _report_model
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _action, _report_model
 
-ARGUMENT_SPEC = _action.host_argument_spec(
-    # A mapping, or a string holding its JSON or YAML (an AWX survey answer).
-    policy={"type": "raw"},
-    thresholds={"type": "dict"},
-)
+KIND = "session_info"
 
 
 class ActionModule(_action.ActionMixin, ActionBase):
+    # The *_session_info modules' options (policy: a mapping, or a string holding its JSON or
+    # YAML, an AWX survey answer), and the audit's thresholds.
+    ARGUMENT_SPEC = _action.host_argument_spec(KIND, thresholds={"type": "dict"})
     FAILURE = AnsibleActionFail
     _requires_connection = True
 
     def run(self, tmp=None, task_vars=None):
-        result, params, task_vars = self.begin(tmp, task_vars, ARGUMENT_SPEC)
+        result, params, task_vars = self.begin(tmp, task_vars)
         del tmp
         engine = params["engine"]
         # Everything that can be wrong with the input fails here, before connecting.
@@ -38,11 +37,12 @@ class ActionModule(_action.ActionMixin, ActionBase):
         except _errors.PolicyError as exc:
             raise self.failure(str(exc), dbhygiene={"engine": engine, "failure": "policy"})
 
-        module_args = _connection.module_args(engine, params)
+        module_args = _action.module_args(engine, KIND, params)
+        module_args.pop("policy", None)  # passed on parsed, or not at all
         if policy is not None:
             # The info run plans it on its own listing: one snapshot, one plan.
             module_args["policy"] = policy.to_dict()
-        info = self.run_engine_module(engine, "session_info", module_args, params["run_on"], task_vars)
+        info = self.run_engine_module(engine, KIND, module_args, params["run_on"], task_vars)
         summary = {"engine": engine, "login_host": _action.target(module_args), "check_mode": self.check_mode}
         if info.get("failed"):
             result.update(info)

@@ -12,13 +12,11 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain_request import DEFAULT_DRAIN_GRACE
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain_rights import change_key
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import JournalError
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import (
     _action,
     _change_window,
-    _connection,
     _files,
     _journal,
     _report_model,
@@ -33,15 +31,8 @@ BEYOND_PLAN_ROUNDS = 4
 
 
 class ActionModule(_action.ActionMixin, ActionBase):
-    ARGUMENT_SPEC = _action.host_argument_spec(
-        databases={"type": "list", "elements": "str", "required": True},
-        state={"type": "str", "default": "drained", "choices": list(_change_window.STATES)},
-        allow_users={"type": "list", "elements": "str", "default": []},
-        grace={"type": "raw", "default": DEFAULT_DRAIN_GRACE},
-        wait_timeout={"type": "float"},
-        host_timeout={"type": "raw"},
-        audit_log={"type": "path"},
-    )
+    # The *_drain modules' options, and the audit trail on the control node.
+    ARGUMENT_SPEC = _action.host_argument_spec(KIND, audit_log={"type": "path"})
     FAILURE = AnsibleActionFail
     _requires_connection = True
     _supports_diff = True
@@ -54,10 +45,7 @@ class ActionModule(_action.ActionMixin, ActionBase):
         error = _change_window.request_error(params)
         if error is not None:  # before any connection
             raise self.failure(str(error), dbhygiene={"engine": engine, "failure": "error"})
-        module_args = _connection.module_args(engine, params)
-        for name in ("databases", "state", "allow_users", "grace", "wait_timeout", "host_timeout"):
-            if params.get(name) is not None:
-                module_args[name] = params[name]
+        module_args = _action.module_args(engine, KIND, params)
         context = {
             "login_host": _action.target(module_args),
             "job_id": _trail.job_id(task_vars),

@@ -19,7 +19,6 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import JournalError
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import (
     _action,
-    _connection,
     _files,
     _journal,
     _report_model,
@@ -27,15 +26,13 @@ from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import (
     _trail,
 )
 
+KIND = "sessions"
+
 
 class ActionModule(_action.ActionMixin, ActionBase):
-    ARGUMENT_SPEC = _action.host_argument_spec(
-        # A mapping, or a string holding its JSON or YAML (an AWX survey answer).
-        policy={"type": "raw", "required": True},
-        wait_timeout={"type": "float"},
-        host_timeout={"type": "raw"},
-        audit_log={"type": "path"},
-    )
+    # The *_sessions modules' options (policy: a mapping, or a string holding its JSON or YAML,
+    # an AWX survey answer), and the audit trail on the control node.
+    ARGUMENT_SPEC = _action.host_argument_spec(KIND, audit_log={"type": "path"})
     FAILURE = AnsibleActionFail
     _requires_connection = True
     _supports_diff = True
@@ -45,11 +42,8 @@ class ActionModule(_action.ActionMixin, ActionBase):
         del tmp
         engine = params["engine"]
         host = task_vars.get("inventory_hostname")
-        module_args = _connection.module_args(engine, params)
+        module_args = _action.module_args(engine, KIND, params)
         module_args["policy"] = self._policy_argument(params["policy"], engine)
-        for name in ("wait_timeout", "host_timeout"):
-            if params.get(name) is not None:
-                module_args[name] = params[name]
         context = {
             "login_host": _action.target(module_args),
             "job_id": _trail.job_id(task_vars),
@@ -115,12 +109,12 @@ class ActionModule(_action.ActionMixin, ActionBase):
         journal the plan's victims, then end those alone."""
         if journal is None or check_mode or run_on == "controller":
             return self.run_engine_module(
-                engine, "sessions", module_args, run_on, task_vars, check_mode, self._task.diff, journal=journal
+                engine, KIND, module_args, run_on, task_vars, check_mode, self._task.diff, journal=journal
             )
         real = self._task.check_mode
         self._task.check_mode = True  # the plan: the module in check mode on the host
         try:
-            plan = self.run_engine_module(engine, "sessions", module_args, run_on, task_vars, True)
+            plan = self.run_engine_module(engine, KIND, module_args, run_on, task_vars, True)
         finally:
             self._task.check_mode = real
         if plan.get("failed"):
@@ -133,7 +127,7 @@ class ActionModule(_action.ActionMixin, ActionBase):
             return dict({"failed": True, "msg": str(exc)}, **_settled(plan))
         real_args = dict(module_args, end_only=[entry.get("key") for entry in victims])
         real_args.pop("settle_keys", None)
-        module_result = self.run_engine_module(engine, "sessions", real_args, run_on, task_vars, False, self._task.diff)
+        module_result = self.run_engine_module(engine, KIND, real_args, run_on, task_vars, False, self._task.diff)
         module_result.update(_settled(plan))
         return module_result
 

@@ -12,19 +12,16 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _engines, _time, _timeouts
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _time, _timeouts
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import PolicyError
-from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _action, _connection, _report_model, _trail
+from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _action, _report_model, _trail
 
 KIND = "timeouts"
 
 
 class ActionModule(_action.ActionMixin, ActionBase):
-    ARGUMENT_SPEC = _action.host_argument_spec(
-        timeouts={"type": "dict", "required": True},
-        persist_file={"type": "str"},
-        audit_log={"type": "path"},
-    )
+    # Every engine's *_timeouts module's options, and the audit trail on the control node.
+    ARGUMENT_SPEC = _action.host_argument_spec(KIND, audit_log={"type": "path"})
     FAILURE = AnsibleActionFail
     _requires_connection = True
     _supports_diff = True
@@ -39,16 +36,17 @@ class ActionModule(_action.ActionMixin, ActionBase):
             _timeouts.checked_settings(params["timeouts"], engine)
         except PolicyError as exc:
             raise self.failure(str(exc), field=exc.field, dbhygiene=dict(summary, failure="policy"))
-        module_args = _connection.module_args(engine, params)
-        module_args["timeouts"] = params["timeouts"]
-        if params.get("persist_file") and "persist_file" in _engines.engine(engine).timeouts_spec():
+        module_args = _action.module_args(engine, KIND, params)
+        # Only the engines whose module has it (MySQL / MariaDB); an empty one is unset.
+        persist_file = module_args.pop("persist_file", None)
+        if persist_file:
             if params["run_on"] == "controller":
                 raise self.failure(
                     "persist_file is an option file on the database host, but dbhygiene_run_on is controller: set "
                     "dbhygiene_run_on: host to write it there, or leave dbhygiene_timeouts_persist_file unset",
                     dbhygiene=dict(summary, failure="policy"),
                 )
-            module_args["persist_file"] = params["persist_file"]
+            module_args["persist_file"] = persist_file
         check_mode = bool(self._task.check_mode)
         module_result = self.run_engine_module(
             engine, KIND, module_args, params["run_on"], task_vars, check_mode, self._task.diff

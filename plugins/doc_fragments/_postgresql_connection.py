@@ -8,7 +8,7 @@ __metaclass__ = type
 
 
 class ModuleDocFragment(object):
-    # The connection options of every PostgreSQL module (module_utils/_postgresql.py,
+    # The connection options of every PostgreSQL module (module_utils/_postgresql/connect.py,
     # connection_argument_spec()). Names follow community.postgresql.
     DOCUMENTATION = r"""
 options:

@@ -8,6 +8,10 @@ are each engine's own (declared once, in that engine's driver module).
 The policy is checked whole by the policy core (``_policy.parse_policy``):
 types, choices, unknown keys, durations, globs, CIDRs and regexes, all before
 any connection is opened.
+
+The roles' action plugins take the engine modules' options from here too, as
+``role_spec()`` turns them (community.crypto's pattern: the action plugin's spec
+is its module's, extended by its own options; ``plugin_utils/_action.py``).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -20,6 +24,16 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._messages impor
 
 # The option types whose values are numbers (AnsibleModule's names).
 NUMBER_TYPES = ("int", "float")
+
+# How the roles' action plugins take an engine module's options where not as the module does
+# (role_spec(); for the connection options, the registry's Option.role_type and action_spec()).
+# Internal: set by the plugin itself, from its write-ahead audit trail (plugin_utils/_journal.py),
+# never by a task.
+INTERNAL_OPTIONS = frozenset(["settle_keys", "end_only", "journaled_changes", "journaled_sessions"])
+# Passed on only when set, so that the module's default applies: name -> the type the plugins
+# give it, None for the module's (host_timeout is raw there, as the connection timeouts are:
+# the module checks it, with its own message).
+MODULE_DEFAULT_OPTIONS = {"wait_timeout": None, "host_timeout": "raw"}
 
 
 def policy_spec():
@@ -49,6 +63,25 @@ def info_argument_spec():
     """Options of every `*_session_info` module besides the connection: an optional policy
     (its plan of the same listing is returned too)."""
     return dict(policy=dict(type="raw"))
+
+
+def role_spec(spec):
+    """`spec` (an engine module's options besides the connection) as the roles' action plugins
+    take them: without the internal options, a path as a plain string (the database host's
+    path when the module runs there, never expanded on the controller), and the options of
+    MODULE_DEFAULT_OPTIONS without a default, in their type."""
+    taken = {}
+    for name, option in spec.items():
+        if name in INTERNAL_OPTIONS:
+            continue
+        option = dict(option)
+        if option.get("type") == "path":
+            option["type"] = "str"
+        if name in MODULE_DEFAULT_OPTIONS:
+            option.pop("default", None)
+            option["type"] = MODULE_DEFAULT_OPTIONS[name] or option["type"]
+        taken[name] = option
+    return taken
 
 
 def number_problem(value):

@@ -12,8 +12,8 @@ the roles' action plugins' options and engine choices (``plugin_utils/_connectio
 that every role's ``meta/argument_specs.yml`` connection entries and every connection
 doc fragment agree with it.
 
-Adding an engine is its driver (``module_utils/_<engine>.py`` implementing
-``_driver.Driver``) plus one entry in ``ENGINES`` below.
+Adding an engine is its driver (a module_utils module implementing ``_driver.Driver``, as
+``_mysql/driver.py``) plus one entry in ``ENGINES`` below.
 
 Pure: no Ansible import (the drivers turn ``env`` into Ansible's ``env_fallback``),
 Python 3.8 syntax. Private to the collection.
@@ -81,8 +81,8 @@ class Engine(object):
         self, name, driver, library, package, modules, unsupported_conditions, options, change_windows, keep_empty=()
     ):
         self.name = name
-        # The driver: module_utils file (``plugins/module_utils/<module>.py``), its
-        # ``_driver.Driver`` class and its flag saying the Python library imported.
+        # The driver: module_utils module (``_mysql.driver``: ``plugins/module_utils/_mysql/driver.py``),
+        # its ``_driver.Driver`` class and its flag saying the Python library imported.
         self.driver_module, self.driver_class, self.driver_available = driver
         # The driver's Python library (as users know it, and as pip installs it).
         self.library = library
@@ -95,9 +95,9 @@ class Engine(object):
         # Options whose empty string means something (the roles pass it on; else '' is unset).
         self.keep_empty = frozenset(keep_empty)
         # The change windows' engine parts, by name (the registry imports none of them): the
-        # drain's rights (module_utils file, class: ``_drain.run_drain_module``), the engine's
-        # class in ``_timeouts.py``, and the options its ``<engine>_timeouts`` module takes
-        # besides ``timeouts``.
+        # drain's rights (module_utils module, class: ``_drain.run_drain_module``), the engine's
+        # timeouts class (``<module>.<class>``: ``_timeouts.engine_timeouts``), and the options
+        # its ``<engine>_timeouts`` module takes besides ``timeouts``.
         self.drain_module, self.drain_rights, self.timeouts_class, timeouts_options = change_windows
         self.timeouts_options = tuple(timeouts_options)
 
@@ -132,7 +132,7 @@ POSTGRESQL_SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "v
 ENGINES = {
     "postgresql": Engine(
         "postgresql",
-        driver=("_postgresql", "PostgreSQLDriver", "HAS_PSYCOPG2"),
+        driver=("_postgresql.driver", "PostgreSQLDriver", "HAS_PSYCOPG2"),
         library="psycopg2",
         package="psycopg2-binary",
         modules=_modules("postgresql", PURPOSES),
@@ -155,7 +155,7 @@ ENGINES = {
             # The managed service running the server (module_utils/_platform.py): auto detects it.
             Option("platform", "str", default=_platform.AUTO, choices=_platform.CHOICES),
         ),
-        change_windows=("_postgresql_drain", "PostgreSQLRights", "PostgreSQLTimeouts", ()),
+        change_windows=("_postgresql.drain", "PostgreSQLRights", "_postgresql.timeouts.PostgreSQLTimeouts", ()),
     ),
     "mysql": Engine(
         "mysql",
@@ -184,7 +184,7 @@ ENGINES = {
             Option("platform", "str", default=_platform.AUTO, choices=_platform.CHOICES),
         ),
         # persist_file: the option file a MariaDB server reads at start (MySQL 8 has SET PERSIST).
-        change_windows=("_mysql_drain", "MySQLRights", "MySQLTimeouts", (Option("persist_file", "path"),)),
+        change_windows=("_mysql_drain", "MySQLRights", "_timeouts.MySQLTimeouts", (Option("persist_file", "path"),)),
         # config_file '' turns reading ~/.my.cnf off.
         keep_empty=("config_file",),
     ),

@@ -33,7 +33,7 @@ from __future__ import annotations  # isort: skip
 __metaclass__ = type
 
 from fractions import Fraction
-from typing import Any, Hashable, Iterable
+from typing import Any, Callable, Hashable, Iterable
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import (
     REASON_PROTECTED,
@@ -333,7 +333,7 @@ def _connect_order(session: dict[str, Any]) -> float | None:
 
 
 # keep_by -> (what ranks a session, whether the highest of it is kept first).
-_KEEP_RANKS = {
+_KEEP_RANKS: dict[str, tuple[Callable[[dict[str, Any]], float | None], bool]] = {
     "most_recent": (lambda session: _instant(session, "state_since"), True),
     "oldest": (_connect_order, False),
     "newest": (_connect_order, True),

@@ -4,7 +4,8 @@
 """Prevention: the engines' own session timeouts, reconciled from one structure.
 
 ``parse_timeouts`` validates the ``timeouts`` option (docs/architecture.md "Change windows",
-prevention) before any connection; ``PostgreSQLTimeouts`` / ``MySQLTimeouts`` read
+prevention) before any connection; each engine's timeouts class (the registry names it:
+``_postgresql/timeouts.py`` ``PostgreSQLTimeouts``, ``MySQLTimeouts`` below) reads
 the current values through an engine driver (its public ``execute``), plan every
 setting in the engine's own unit, refuse what the engine cannot set before any
 change, and apply the rest; ``run_timeouts_module`` is the whole ``main()`` of the
@@ -12,7 +13,7 @@ change, and apply the rest; ``run_timeouts_module`` is the whole ``main()`` of t
 
 The statement builders return ``(sql, params)``: values are driver parameters;
 the only identifiers (role and database names, PostgreSQL) are quoted by
-``_postgresql_sql.quote_ident``; variable names come from the tables below, never from input.
+``_postgresql.statements.quote_ident``; variable names come from the tables below, never from input.
 
 No AnsibleModule import, no database driver import.
 """
@@ -21,6 +22,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import importlib
 import os
 import re
 import tempfile
@@ -30,7 +32,6 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._durations import parse_duration
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import PolicyError, SessionError
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql_flavours import split_roles_key
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql_sql import quote_ident
 
 FIELDS = ("idle_session", "idle_in_transaction", "statement")
 LEVELS = ("server", "roles", "databases")
@@ -38,14 +39,6 @@ LEVELS = ("server", "roles", "databases")
 LEVEL_NAMES = {"server": "server", "roles": "role", "databases": "database"}
 OPTION = "timeouts"
 
-# PostgreSQL: integer milliseconds (INT_MAX at most), 0 = no limit.
-PG_VARIABLES = {
-    "idle_session": "idle_session_timeout",
-    "idle_in_transaction": "idle_in_transaction_session_timeout",
-    "statement": "statement_timeout",
-}
-PG_MAX_MS = 2147483647
-PG_MAX_NAME = 63
 # MariaDB: seconds (max_statement_time a float), 31536000 at most.
 MARIADB_VARIABLES = {
     "idle_session": "wait_timeout",
@@ -60,10 +53,7 @@ MYSQL_MAX_EXECUTION_MS = 4294967295
 # Variables that cannot be 0 ("no limit"): the server's range starts at 1.
 NO_ZERO = frozenset(["wait_timeout"])
 
-_PG_UNITS_MS = {"us": 0.001, "ms": 1, "s": 1000, "min": 60000, "h": 3600000, "d": 86400000}
-_PG_SHOWN_UNITS = (("d", 86400000), ("h", 3600000), ("min", 60000), ("s", 1000))
 _PLACEHOLDER_RE = re.compile(r"(%%|%s)")
-_PG_VALUE_RE = re.compile(r"^\s*(-?[0-9]+(?:\.[0-9]*)?)\s*(us|ms|s|min|h|d)?\s*$")
 
 PERSIST_HEADER = (
     "# Written by dbhygiene.sessions (role timeouts / mysql_timeouts persist_file): the server-level\n"
@@ -164,15 +154,6 @@ def _cannot(setting, engine, why):
     return PolicyError(setting.path, setting.seconds, f"{engine} cannot set this: {why}")
 
 
-def check_postgresql(settings):
-    """PolicyError for a setting PostgreSQL can never take (before connecting)."""
-    for setting in settings:
-        if setting.seconds * 1000 > PG_MAX_MS:
-            raise _cannot(setting, "PostgreSQL", f"{PG_VARIABLES[setting.field]} is at most {PG_MAX_MS // 1000}s")
-        if setting.target is not None and len(setting.target.encode("utf-8")) > PG_MAX_NAME:
-            raise PolicyError(setting.path, setting.target, f"a PostgreSQL name is at most {PG_MAX_NAME} bytes")
-
-
 def check_mysql(settings):
     """PolicyError for a setting neither MySQL nor MariaDB can take (before connecting)."""
     for setting in settings:
@@ -205,89 +186,6 @@ def checked_settings(raw, engine):
     settings = parse_timeouts(raw)
     engine_timeouts(engine).check(settings)
     return settings
-
-
-# ------------------------------------------------------------------ PostgreSQL values
-def pg_ms(text):
-    """Milliseconds (int) of a PostgreSQL time setting as written (``5min``, ``300``, ``1.5s``), or None."""
-    if text is None:
-        return None
-    match = _PG_VALUE_RE.match(str(text).strip("'"))
-    if not match:
-        return None
-    number, unit = match.groups()
-    return int(round(float(number) * _PG_UNITS_MS[unit or "ms"]))
-
-
-def pg_text(ms):
-    """A millisecond value as PostgreSQL shows it: the largest unit that divides it (``30min``)."""
-    if not ms:
-        return "0"
-    for unit, size in _PG_SHOWN_UNITS:
-        if ms % size == 0:
-            return f"{ms // size}{unit}"
-    return f"{ms}ms"
-
-
-def pg_setconfig(setconfig, variable):
-    """The value of `variable` in a pg_db_role_setting.setconfig array (``name=value``), or None."""
-    for item in setconfig or []:
-        name, _sep, value = str(item).partition("=")
-        if name == variable:
-            return value
-    return None
-
-
-# ------------------------------------------------------------------ PostgreSQL statements
-def pg_known_query(variables):
-    """(sql, params): which of `variables` this server has, with their built-in default."""
-    return "SELECT name, boot_val FROM pg_settings WHERE name = ANY(%s)", (list(variables),)
-
-
-def pg_file_query(variables):
-    """(sql, params): the server-level values written in the configuration files
-    (postgresql.conf, then postgresql.auto.conf: the last line of a name wins)."""
-    return (
-        "SELECT name, setting FROM pg_file_settings WHERE name = ANY(%s) AND error IS NULL ORDER BY seqno",
-        (list(variables),),
-    )
-
-
-def pg_roles_query(names):
-    """(sql, params): each role named, with its own settings (all databases)."""
-    return (
-        "SELECT r.rolname, s.setconfig FROM pg_roles r "
-        "LEFT JOIN pg_db_role_setting s ON s.setrole = r.oid AND s.setdatabase = 0 "
-        "WHERE r.rolname = ANY(%s)",
-        (list(names),),
-    )
-
-
-def pg_databases_query(names):
-    """(sql, params): each database named, with its own settings (all roles)."""
-    return (
-        "SELECT d.datname, s.setconfig FROM pg_database d "
-        "LEFT JOIN pg_db_role_setting s ON s.setdatabase = d.oid AND s.setrole = 0 "
-        "WHERE d.datname = ANY(%s)",
-        (list(names),),
-    )
-
-
-def pg_set_query(level, target, variable, ms):
-    """(sql, params): set `variable` to `ms` at `level` (server: ALTER SYSTEM)."""
-    if variable not in PG_VARIABLES.values():
-        raise ValueError(f"not a timeout variable: {variable!r}")
-    value = pg_text(ms)
-    if level == "server":
-        return f"ALTER SYSTEM SET {variable} = %s", (value,)
-    keyword = {"roles": "ROLE", "databases": "DATABASE"}[level]
-    if "\x00" in target:
-        raise PolicyError(OPTION, target, "a name cannot contain a NUL character")
-    return f"ALTER {keyword} {quote_ident(target)} SET {variable} = %s", (value,)
-
-
-def pg_reload_query():
-    return "SELECT pg_reload_conf()", ()
 
 
 # ------------------------------------------------------------------ MySQL / MariaDB statements
@@ -373,80 +271,6 @@ def _item(setting, variable, target, current, wanted, shown_current, shown_wante
         "changed": current != wanted,
         "given_as": setting.path,
     }
-
-
-class PostgreSQLTimeouts(object):
-    """Plan and apply the settings on one PostgreSQL server (values in milliseconds)."""
-
-    engine = "postgresql"
-    check = staticmethod(check_postgresql)
-
-    def __init__(self, driver):
-        self.driver = driver
-        self.persisted = True  # ALTER SYSTEM / ALTER ROLE / ALTER DATABASE are all durable
-
-    @classmethod
-    def from_params(cls, driver, params):
-        return cls(driver)
-
-    def _rows(self, query, doing):
-        return self.driver.execute(query, doing)
-
-    def plan(self, settings):
-        """(items, change queries); PolicyError / SessionError before any change."""
-        variables = sorted(set(PG_VARIABLES[s.field] for s in settings))
-        known = dict(self._rows(pg_known_query(variables), "read which timeouts the server has"))
-        for setting in settings:
-            variable = PG_VARIABLES[setting.field]
-            if variable not in known:
-                raise _cannot(
-                    setting, "PostgreSQL", f"this server has no {variable} (idle_session needs PostgreSQL 14 or later)"
-                )
-        current = {}
-        if any(s.level == "server" for s in settings):
-            files = dict((name, pg_ms(known[name])) for name in variables)
-            for name, text in self._rows(pg_file_query(variables), "read the server's configuration files"):
-                files[name] = pg_ms(text)
-            current["server"] = {None: files}
-        for level, query in (("roles", pg_roles_query), ("databases", pg_databases_query)):
-            names = sorted(set(s.target for s in settings if s.level == level))
-            if not names:
-                continue
-            rows = self._rows(query(names), f"read the settings of the {level} named")
-            found = dict((row[0], row[1]) for row in rows)
-            for setting in settings:
-                if setting.level == level and setting.target not in found:
-                    raise PolicyError(
-                        setting.path,
-                        setting.target,
-                        f"no {LEVEL_NAMES[level]} {setting.target!r} on PostgreSQL at {self.driver.target}",
-                    )
-            current[level] = dict(
-                (name, dict((v, pg_ms(pg_setconfig(config, v))) for v in variables)) for name, config in found.items()
-            )
-        items, queries = [], []
-        for setting in settings:
-            variable = PG_VARIABLES[setting.field]
-            now = current[setting.level][setting.target][variable]
-            wanted = setting.seconds * 1000
-            item = _item(
-                setting,
-                variable,
-                setting.target,
-                now,
-                wanted,
-                None if now is None else pg_text(now),
-                pg_text(wanted),
-            )
-            items.append(item)
-            if item["changed"]:
-                queries.append(pg_set_query(setting.level, setting.target, variable, wanted))
-        if any(q[0].startswith("ALTER SYSTEM") for q in queries):
-            queries.append(pg_reload_query())
-        return items, queries
-
-    def apply(self, queries):
-        _apply(self.driver.execute, queries)
 
 
 def mysql_variable(flavour, setting):
@@ -663,21 +487,24 @@ def check_platform(driver, settings):
 
     def variable_of(setting):
         if driver.engine == "postgresql":
-            return PG_VARIABLES[setting.field]
+            return engine_timeouts(driver.engine).server_variable(driver, setting)
         return mysql_variable(driver.flavour.name, setting)
 
     message = _platform.server_level_refusal(driver.platform, driver.engine, server, variable_of)
     raise PolicyError(f"{OPTION}.server", None, message)
 
 
-# The engines' timeouts classes, by the name their registry entries give (Engine.timeouts_class).
-_TIMEOUTS_CLASSES = dict((cls.__name__, cls) for cls in (PostgreSQLTimeouts, MySQLTimeouts))
+# The package of the files the registry names (``Engine.timeouts_class``: ``<file>.<class>``).
+_MODULE_UTILS = __name__.rpartition(".")[0]
 
 
 def engine_timeouts(engine):
     """The class that plans and applies `engine`'s timeouts (``check(settings)`` before any
-    connection, ``from_params(driver, params)``), as the engine registry names it."""
-    return _TIMEOUTS_CLASSES[_engines.engine(engine).timeouts_class]
+    connection, ``from_params(driver, params)``), as the engine registry names it: imported
+    by name (this core imports no engine's file; the ``<engine>_timeouts`` module imports its
+    engine's, so that AnsiballZ ships it)."""
+    module, _sep, name = _engines.engine(engine).timeouts_class.rpartition(".")
+    return getattr(importlib.import_module(f"{_MODULE_UTILS}.{module}"), name)
 
 
 def argument_spec(engine):

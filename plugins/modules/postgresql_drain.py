@@ -325,14 +325,14 @@ from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._argspec import new_module
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain import run_drain_module
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain_request import drain_argument_spec
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql import (
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql.connect import connection_argument_spec
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql.drain import PostgreSQLRights
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql.driver import (
     HAS_PSYCOPG2,
     PSYCOPG2_IMPORT_ERROR,
     PostgreSQLDriver,
-    connection_argument_spec,
     open_driver,
 )
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql_drain import PostgreSQLRights
 
 
 def main():

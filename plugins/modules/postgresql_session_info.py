@@ -239,11 +239,11 @@ failed_statement:
 
 from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._argspec import info_argument_spec, new_module
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql import (
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql.connect import connection_argument_spec
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql.driver import (
     HAS_PSYCOPG2,
     PSYCOPG2_IMPORT_ERROR,
     PostgreSQLDriver,
-    connection_argument_spec,
     open_driver,
 )
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import run_info_module

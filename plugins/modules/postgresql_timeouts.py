@@ -126,13 +126,18 @@ failed_statement:
 
 from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._argspec import new_module
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql import (
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql.connect import connection_argument_spec
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql.driver import (
     HAS_PSYCOPG2,
     PSYCOPG2_IMPORT_ERROR,
-    connection_argument_spec,
     open_driver,
 )
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._timeouts import argument_spec, run_timeouts_module
+
+# isort: split
+# The engine's timeouts class: _timeouts.engine_timeouts imports it by the registry's name; imported here too,
+# so that AnsiballZ ships its file with the module.
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql.timeouts import PostgreSQLTimeouts  # noqa: F401  # pylint: disable=unused-import
 
 
 def main():

@@ -3,13 +3,15 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The one base of the collection's action plugins: their opening (task variables,
 ActionBase's own run, the argument spec), and for the per-host plugins of the roles
-the engine and connection options, the policy check before any connection and the
-run of the engine module (in this worker or on the host).
+their argument spec (the engine modules', extended), the policy check before any
+connection and the run of the engine module (in this worker or on the host).
 
 A mixin, put before ``ActionBase``::
 
+    KIND = "session_info"  # the engine modules it runs (a registry purpose)
+
     class ActionModule(_action.ActionMixin, ActionBase):
-        ARGUMENT_SPEC = _action.host_argument_spec(policy={"type": "raw"})
+        ARGUMENT_SPEC = _action.host_argument_spec(KIND, thresholds={"type": "dict"})
         FAILURE = AnsibleActionFail
 
         def run(self, tmp=None, task_vars=None):
@@ -27,14 +29,43 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils import _argspec
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _connection, _files, _inprocess, _trail
 
 
-def host_argument_spec(**options):
-    """The spec of a per-host action plugin of a role: every engine's connection options,
-    `engine`, `run_on`, and the plugin's own `options`."""
+def module_options(engine, kind):
+    """The options of the engine's module for `kind` (a registry purpose) besides the
+    connection, as the roles' action plugins take them (``_argspec.role_spec``)."""
+    return _argspec.role_spec(_inprocess.KINDS[kind][0](engine))
+
+
+def host_argument_spec(kind, **options):
+    """The spec of a per-host action plugin of a role that runs the engines' modules for `kind`
+    (community.crypto's pattern: the module's spec, extended): every engine's connection
+    options, `engine`, `run_on`, the options of every engine's `kind` module (module_options:
+    an option added to a module is the plugin's too, with no edit here), and the plugin's own
+    `options`, controller-side ones. One of those redeclaring an option of the others is a
+    ValueError (the module's spec is the one source of its options)."""
     spec = dict(_connection.CONNECTION_OPTIONS)
     spec["engine"] = {"type": "str", "required": True, "choices": list(_connection.ENGINES)}
     spec["run_on"] = {"type": "str", "default": "controller", "choices": list(_connection.RUN_ON)}
+    for engine in _connection.ENGINES:
+        for name, option in module_options(engine, kind).items():
+            spec.setdefault(name, option)
+    again = sorted(set(options) & set(spec))
+    if again:
+        raise ValueError(
+            f"{', '.join(again)}: already an option of the {kind} modules or of every per-host plugin; "
+            "extend their spec, never declare an option again"
+        )
     spec.update(options)
     return spec
+
+
+def module_args(engine, kind, params):
+    """The arguments of the engine's module for `kind` from the plugin params: the connection's
+    (``_connection.module_args``) and each option of that module (module_options) that is set."""
+    args = _connection.module_args(engine, params)
+    for name in module_options(engine, kind):
+        if params.get(name) is not None:
+            args[name] = params[name]
+    return args
 
 
 def target(module_args):

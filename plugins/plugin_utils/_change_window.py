@@ -12,7 +12,11 @@ statuses and failure reasons (``_report_model.build_report``, with this kind's
 
 from __future__ import absolute_import, division, print_function
 
+from __future__ import annotations  # isort: skip
+
 __metaclass__ = type
+
+from typing import Any, Mapping
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _drain_request, _drain_rights
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import PolicyError
@@ -44,13 +48,13 @@ _CHANGE_ACTIONS = {
 }
 
 
-def request_error(params):
+def request_error(params: Mapping[str, Any]) -> PolicyError | None:
     """The PolicyError (naming the option and the value) of the drain options in `params`
     (the module's names: databases, state, allow_users, grace, wait_timeout, host_timeout,
     None or missing for the module's default), checked as the drain modules check them
     (``_drain_request.parse_request``), before any connection; None when they are valid."""
     options = _drain_request.drain_argument_spec()
-    request = {}
+    request: dict[str, Any] = {}
     for name, option in options.items():
         value = params.get(name)
         request[name] = option.get("default") if value is None else value
@@ -61,7 +65,7 @@ def request_error(params):
     return None
 
 
-def variable_problems(values):
+def variable_problems(values: Mapping[str, Any]) -> list[str]:
     """Error messages for the drain role's variables among `values` ({name: value} as the
     host has them, after the argument spec's types), each naming the variable."""
     error = request_error({option: values.get(name) for option, name in ROLE_VARIABLES.items()})
@@ -74,17 +78,26 @@ def variable_problems(values):
     return [f"{field}: {error.problem}"]
 
 
-def changes_of(result):
+def changes_of(result: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The connection rights a drain / open result changed (or would change): the module's
     `changes`, each with `change` (revoked, granted, locked, unlocked), `account`, `database`."""
     return [dict(change) for change in result.get("changes") or [] if isinstance(change, dict)]
 
 
-def _line(host, engine, check_mode, context, action, outcome):
+def _line(
+    host: str, engine: str | None, check_mode: bool, context: dict[str, Any], action: str, outcome: str
+) -> dict[str, Any]:
     return _trail.trail_line(iso_utc_z(utc_now()), host, engine, context, POLICY, POLICY, action, check_mode, outcome)
 
 
-def change_line(host, engine, check_mode, context, change, outcome=None):
+def change_line(
+    host: str,
+    engine: str | None,
+    check_mode: bool,
+    context: dict[str, Any],
+    change: Mapping[str, Any],
+    outcome: str | None = None,
+) -> dict[str, Any]:
     """The audit line of one change of rights (a `changes` entry): its `outcome`, or in
     check mode (outcome None) the dry run's (would_revoke, ...)."""
     done = str(change.get("change"))
@@ -98,7 +111,9 @@ def change_line(host, engine, check_mode, context, change, outcome=None):
     return line
 
 
-def trail_records(host, engine, result, check_mode, context):
+def trail_records(
+    host: str, engine: str | None, result: Mapping[str, Any], check_mode: bool, context: dict[str, Any]
+) -> list[dict[str, Any]]:
     """Audit lines for one host's drain / open result: one per right changed and one per
     session ended (or, in check mode, that would be), in the enforce trail's format, each
     with `drain_state` (the state asked for: drained or open)."""
@@ -109,7 +124,7 @@ def trail_records(host, engine, result, check_mode, context):
         if change.get("status") == _drain_rights.STATUS_UNKNOWN:
             done = OUTCOME_UNKNOWN  # sent when the server stopped answering: made or not
         records.append(change_line(host, engine, check_mode, context, change, None if check_mode else done))
-    sessions = {"policy": POLICY}
+    sessions: dict[str, Any] = {"policy": POLICY}
     for bucket in ("cancelled", "terminated", "not_ended", "unknown"):
         sessions[bucket] = [dict(entry, rule=entry.get("rule") or POLICY) for entry in result.get(bucket) or []]
     records.extend(_trail.trail_records(host, engine, sessions, check_mode, context))
@@ -118,7 +133,7 @@ def trail_records(host, engine, result, check_mode, context):
     return records
 
 
-def drain_summary(result):
+def drain_summary(result: Mapping[str, Any]) -> dict[str, Any]:
     """The drain role's per-host figures from a *_drain result."""
     brief = _report_model.brief
     not_ended = result.get("not_ended") or []
@@ -144,7 +159,7 @@ def drain_summary(result):
     }
 
 
-def ended_sessions(entry):
+def ended_sessions(entry: Mapping[str, Any]) -> int:
     """How many sessions a host's summary says were (or would be) ended, each counted once."""
     ended = (entry.get("terminated") or []) + (entry.get("cancelled") or [])
     return len({(item.get("key"), item.get("id")) for item in ended})
@@ -155,7 +170,7 @@ class DrainFigures(_report_model.LockFigures):
     the sessions ended, what each host still has closed, the hosts in a state unknown; no policy.
     (The lock figures of ``LockFigures`` too: the drain reads no lock, they stay empty.)"""
 
-    def totals(self):
+    def totals(self) -> dict[str, int]:
         return dict(
             _report_model.LockFigures.totals(self),
             changes=0,
@@ -170,7 +185,7 @@ class DrainFigures(_report_model.LockFigures):
             hosts_unknown=0,
         )
 
-    def finish(self, report):
+    def finish(self, report: dict[str, Any]) -> None:
         _report_model.LockFigures.finish(self, report)
         totals = report["totals"]
         for entry in report["hosts"].values():
@@ -192,14 +207,14 @@ class DrainFigures(_report_model.LockFigures):
         report["policy"] = None
 
 
-def _what(change):
+def _what(change: Mapping[str, Any]) -> str:
     """A change in words: the right, the account, the database."""
     right = f"{change['right']} " if change.get("right") else ""
     where = f" on {change['database']}" if change.get("database") else ""
     return f"{right}{change.get('account') or ''}{where}"
 
 
-def _closed_cell(entry):
+def _closed_cell(entry: Mapping[str, Any]) -> str:
     """What the host has closed, in the hosts table."""
     closed = entry.get("still_closed")
     if closed is None:
@@ -208,14 +223,14 @@ def _closed_cell(entry):
     return f"{text} (state unknown)" if entry.get("state_unknown") else text
 
 
-def _change_word(item):
+def _change_word(item: Mapping[str, Any]) -> str:
     change = str(item.get("change"))
     if item.get("status") == _drain_rights.STATUS_UNKNOWN:
         return f"{change}? (sent when the host failed: made or not, unknown)"
     return change
 
 
-def render_markdown(report):
+def render_markdown(report: Mapping[str, Any]) -> str:
     """The drain report as Markdown: what each host closed, ended and still has closed."""
     dry = report["check_mode"]
     totals = report["totals"]
@@ -241,7 +256,7 @@ def render_markdown(report):
         f"{totals['hosts_still_closed']} hosts {'would be' if dry else 'still'} closed{state_unknown}.**",
         "",
     ]
-    rows = []
+    rows: list[tuple[object, ...]] = []
     for host, entry in report["hosts"].items():
         rows.append(
             (

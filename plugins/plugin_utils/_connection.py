@@ -9,7 +9,11 @@ Private to the collection. No Ansible import.
 
 from __future__ import absolute_import, division, print_function
 
+from __future__ import annotations  # isort: skip
+
 __metaclass__ = type
+
+from typing import Any, Mapping
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _engines
 
@@ -34,13 +38,14 @@ ENGINE_OPTIONS = dict((name, entry.option_names()) for name, entry in _engines.E
 KEEP_EMPTY = frozenset(name for entry in _engines.ENGINES.values() for name in entry.keep_empty)
 
 
-def module_name(engine, kind):
+def module_name(engine: str, kind: str) -> str:
     """kind: the module's purpose, one of the registry's PURPOSES ("sessions",
     "session_info", "drain", "timeouts")."""
-    return _engines.module_name(engine, kind)
+    name: str = _engines.module_name(engine, kind)
+    return name
 
 
-def module_args(engine, params):
+def module_args(engine: str, params: Mapping[str, Any]) -> dict[str, Any]:
     """The engine module's connection arguments from the plugin params (None dropped).
 
     A unix socket wins over the host address: the role fills login_host from
@@ -48,7 +53,8 @@ def module_args(engine, params):
     (an AWX credential injects '' for a file it does not have), except where
     '' has a meaning of its own (KEEP_EMPTY)."""
     keep_empty = _engines.ENGINES[engine].keep_empty
-    args = {}
+    args: dict[str, Any] = {}
+
     for name in ENGINE_OPTIONS[engine]:
         value = params.get(name)
         if value is not None and (value != "" or name in keep_empty):

@@ -19,11 +19,14 @@ Private to the collection.
 
 from __future__ import absolute_import, division, print_function
 
+from __future__ import annotations  # isort: skip
+
 __metaclass__ = type
 
 import importlib
 import json
 import sys
+from typing import Any, Callable, NoReturn
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.parameters import remove_values
@@ -42,7 +45,7 @@ _MODULE_UTILS = "ansible_collections.dbhygiene.sessions.plugins.module_utils"
 class _Engine(object):
     """An engine of the registry with its driver and its drain's rights imported."""
 
-    def __init__(self, name, entry):
+    def __init__(self, name: str, entry: _engines.Engine) -> None:
         self.name = name
         self.driver_module = importlib.import_module(f"{_MODULE_UTILS}.{entry.driver_module}")
         self.driver_class = getattr(self.driver_module, entry.driver_class)
@@ -50,8 +53,8 @@ class _Engine(object):
             importlib.import_module(f"{_MODULE_UTILS}.{entry.drain_module}"), entry.drain_rights
         )
         self.available = bool(getattr(self.driver_module, entry.driver_available))
-        self.library = entry.library
-        self.package = entry.package
+        self.library: str = entry.library
+        self.package: str = entry.package
 
 
 ENGINES = dict((name, _Engine(name, entry)) for name, entry in _engines.ENGINES.items())
@@ -60,7 +63,7 @@ ENGINES = dict((name, _Engine(name, entry)) for name, entry in _engines.ENGINES.
 class _Exit(Exception):
     """exit_json / fail_json of the stand-in: the result, and the end of the run."""
 
-    def __init__(self, result):
+    def __init__(self, result: dict[str, Any]) -> None:
         Exception.__init__(self, "module exit")
         self.result = result
 
@@ -68,32 +71,39 @@ class _Exit(Exception):
 class _InProcessModule(object):
     """The part of AnsibleModule that the runner's run_*_module functions use."""
 
-    def __init__(self, params, check_mode, diff, journal=None, verbosity=0):
+    def __init__(
+        self,
+        params: dict[str, Any],
+        check_mode: bool,
+        diff: bool,
+        journal: object = None,
+        verbosity: int = 0,
+    ) -> None:
         self.params = params
         self.check_mode = check_mode
         self._diff = diff
         self._verbosity = verbosity  # as AnsibleModule has it (-vvv: 3)
         self.journal = journal  # the enforce role's write-ahead trail hook (_ending.Journal), or None
-        self.warnings = []
+        self.warnings: list[str] = []
 
-    def warn(self, warning):
+    def warn(self, warning: str) -> None:
         """As AnsibleModule.warn: the result's `warnings`, which Ansible shows."""
         self.warnings.append(warning)
 
-    def _result(self, result):
+    def _result(self, result: dict[str, Any]) -> _Exit:
         if self.warnings:
             result["warnings"] = list(result.get("warnings") or []) + self.warnings
         return _Exit(result)
 
-    def exit_json(self, **result):
+    def exit_json(self, **result: Any) -> NoReturn:
         raise self._result(result)
 
-    def fail_json(self, msg, **result):
+    def fail_json(self, msg: str, **result: Any) -> NoReturn:
         result.update(failed=True, msg=msg)
         raise self._result(result)
 
 
-def missing_driver(engine):
+def missing_driver(engine: str) -> dict[str, Any] | None:
     """The failure of a host whose driver the controller's Python cannot import, or None."""
     spec = ENGINES[engine]
     if spec.available:
@@ -109,25 +119,25 @@ def missing_driver(engine):
     }
 
 
-def _run_sessions(module, engine):
+def _run_sessions(module: _InProcessModule, engine: _Engine) -> None:
     _runner.run_sessions_module(module, engine.driver_class, engine.driver_module.open_driver)
 
 
-def _run_info(module, engine):
+def _run_info(module: _InProcessModule, engine: _Engine) -> None:
     _runner.run_info_module(module, engine.driver_module.open_driver, engine.driver_class)
 
 
-def _run_drain(module, engine):
+def _run_drain(module: _InProcessModule, engine: _Engine) -> None:
     _drain.run_drain_module(module, engine.driver_class, engine.driver_module.open_driver, engine.drain_rights)
 
 
-def _run_timeouts(module, engine):
+def _run_timeouts(module: _InProcessModule, engine: _Engine) -> None:
     _timeouts.run_timeouts_module(module, engine.name, engine.driver_module.open_driver)
 
 
 # The module purposes (the registry's) that run in process: their options besides the
 # connection (a function of the engine's name), and their main() body.
-KINDS = {
+KINDS: dict[str, tuple[Callable[[str], dict[str, Any]], Callable[[_InProcessModule, _Engine], None]]] = {
     "sessions": (lambda engine: _argspec.sessions_argument_spec(), _run_sessions),
     "session_info": (lambda engine: _argspec.info_argument_spec(), _run_info),
     "drain": (lambda engine: _drain_request.drain_argument_spec(), _run_drain),
@@ -135,16 +145,17 @@ KINDS = {
 }
 
 
-def _argument_spec(engine, kind):
-    spec = ENGINES[engine].driver_module.connection_argument_spec()
+def _argument_spec(engine: str, kind: str) -> dict[str, Any]:
+    spec: dict[str, Any] = ENGINES[engine].driver_module.connection_argument_spec()
     spec.update(KINDS[kind][0](engine))
     return spec
 
 
-def number_problems(engine, kind, module_args):
+def number_problems(engine: str, kind: str, module_args: dict[str, Any]) -> list[str]:
     """Messages naming each number option of the `<engine>_<kind>` module whose value in
     `module_args` is inf, -inf, nan or too large (see _argspec.number_problem)."""
-    return _argspec.number_problems(_argument_spec(engine, kind), module_args)
+    problems: list[str] = _argspec.number_problems(_argument_spec(engine, kind), module_args)
+    return problems
 
 
 # The names of every engine module's number options (int, float), of every purpose.
@@ -157,8 +168,8 @@ NUMBER_OPTIONS = frozenset(
 )
 
 
-def _no_log_values(spec, params):
-    values = set()
+def _no_log_values(spec: dict[str, Any], params: dict[str, Any]) -> set[str]:
+    values: set[str] = set()
     for name, option in spec.items():
         value = params.get(name)
         if option.get("no_log") and value not in (None, ""):
@@ -166,7 +177,15 @@ def _no_log_values(spec, params):
     return values
 
 
-def run(engine, kind, module_args, check_mode=False, diff=False, journal=None, verbosity=0):
+def run(
+    engine: str,
+    kind: str,
+    module_args: dict[str, Any],
+    check_mode: object = False,
+    diff: object = False,
+    journal: object = None,
+    verbosity: int = 0,
+) -> dict[str, Any]:
     """The result the `<engine>_<kind>` module would return for `module_args` (kind: one
     of KINDS), computed in this process; `journal` (sessions, drain) is the runner's
     write-ahead hook; `verbosity` the play's (-vvv: 3), as a module gets it."""
@@ -186,6 +205,7 @@ def run(engine, kind, module_args, check_mode=False, diff=False, journal=None, v
     if not numbers:
         validated = ArgumentSpecValidator(spec).validate(plain_args)
     params = validated.validated_parameters
+    result: dict[str, Any]
     if numbers or validated.error_messages:
         result = {"failed": True, "msg": "; ".join(numbers or validated.error_messages)}
     else:
@@ -200,4 +220,5 @@ def run(engine, kind, module_args, check_mode=False, diff=False, journal=None, v
             result = {"failed": True, "msg": f"the {engine} {kind} run ended without a result"}
     # As the module's JSON would come back: plain JSON types, no_log values masked.
     result = remove_values(result, _no_log_values(spec, params))
-    return json.loads(json.dumps(result, default=str))
+    returned: dict[str, Any] = json.loads(json.dumps(result, default=str))
+    return returned

@@ -18,6 +18,8 @@ pruning it also removes the sweep's directory of per-host results,
 
 from __future__ import absolute_import, division, print_function
 
+from __future__ import annotations  # isort: skip
+
 __metaclass__ = type
 
 import errno
@@ -26,6 +28,7 @@ import os
 import re
 import shutil
 import uuid
+from typing import Any, Iterable, Mapping, Sequence
 
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._files import (
     controller_path,
@@ -47,7 +50,9 @@ DEFAULT_AUDIT_LOG = "~/dbhygiene/audit.jsonl"
 DEFAULT_REPORT_KEEP = 30
 
 
-def awx_default_path_warnings(task_vars, report_dir=None, audit_log=None):
+def awx_default_path_warnings(
+    task_vars: dict[str, Any], report_dir: object = None, audit_log: object = None
+) -> list[str]:
     """Warnings for an AWX job that keeps its report or trail at the default path.
 
     An AWX job runs in a throw-away execution environment container: whatever is
@@ -55,7 +60,7 @@ def awx_default_path_warnings(task_vars, report_dir=None, audit_log=None):
     job = job_id(task_vars)
     if job is None:
         return []
-    defaults = []
+    defaults: list[tuple[str, str, object]] = []
     if report_dir is not None and _is_default(report_dir, DEFAULT_REPORT_DIR):
         defaults.append(("the fleet report", "dbhygiene_report_dir", report_dir))
     if audit_log is not None and _is_default(audit_log, DEFAULT_AUDIT_LOG):
@@ -72,7 +77,7 @@ def awx_default_path_warnings(task_vars, report_dir=None, audit_log=None):
 DEFAULT_HOSTS = "databases"
 
 
-def play_targets(pattern_hosts, play_hosts):
+def play_targets(pattern_hosts: Iterable[str] | None, play_hosts: Iterable[str] | None) -> list[str]:
     """The hosts the play of `pattern` will work on: the inventory's hosts of the pattern
     (`pattern_hosts`, --limit aside) that are among `play_hosts` (every host of the inventory
     that --limit leaves), in the pattern's order."""
@@ -80,7 +85,7 @@ def play_targets(pattern_hosts, play_hosts):
     return [host for host in pattern_hosts or [] if host in left]
 
 
-def no_hosts_message(pattern, pattern_hosts, task_vars):
+def no_hosts_message(pattern: str, pattern_hosts: Sequence[str] | None, task_vars: Mapping[str, Any]) -> str:
     """Why a play of `pattern` has no host to work on, naming the group, dbhygiene_hosts,
     the inventory (and the AWX inventory, --limit) and what to do."""
     given = task_vars.get("dbhygiene_hosts")
@@ -103,7 +108,7 @@ def no_hosts_message(pattern, pattern_hosts, task_vars):
     )
 
 
-def _is_default(value, default):
+def _is_default(value: object, default: str) -> bool:
     text = str(value)
     return text == default or controller_path(text) == controller_path(default)
 
@@ -114,36 +119,43 @@ _STAMPED_RE = re.compile(
 CHECK_SUFFIX = "-check"
 
 
-def report_stem(kind, check_mode):
+def report_stem(kind: str, check_mode: object) -> str:
     """How the report files of a run of `kind` begin: `<kind>-check` for a dry run of a role that
     changes things (never the name of a real run's files), else `<kind>`."""
     return f"{kind}{CHECK_SUFFIX}" if check_mode and kind not in READ_ONLY_KINDS else kind
 
 
-def _kind_of(stem):
+def _kind_of(stem: str) -> str:
     return stem[: -len(CHECK_SUFFIX)] if stem.endswith(CHECK_SUFFIX) else stem
 
 
-def run_tag():
+def run_tag() -> str:
     """A short tag that tells this run's reports from any concurrent run's."""
     return uuid.uuid4().hex[:8]
 
 
-def _stamp(report):
+def _stamp(report: Mapping[str, Any]) -> str:
     """20261201T161300.123456Z of the report's time (sorts as the time does)."""
-    return report["time"].replace("-", "").replace(":", "")
+    time: str = report["time"]
+    return time.replace("-", "").replace(":", "")
 
 
 # The run tags of sliced sweeps' reports (_sweeps.sweep_tag): real runs and dry runs apart.
 SWEEP_TAG_PREFIXES = ("sweep.", "sweep_check.")
 
 
-def sweep_directory(report_dir, kind, tag):
+def sweep_directory(report_dir: str, kind: str, tag: str) -> str:
     """The directory of a sweep's per-host results (_sweeps.py)."""
     return os.path.join(report_dir, f"{kind}-{tag}.d")
 
 
-def write_report(report, report_dir, keep=DEFAULT_REPORT_KEEP, markdown=None, html_template=None):
+def write_report(
+    report: dict[str, Any],
+    report_dir: str,
+    keep: int = DEFAULT_REPORT_KEEP,
+    markdown: str | None = None,
+    html_template: str | None = None,
+) -> tuple[dict[str, str], str]:
     """Write <stem>-<time>-<run>.json/.md/.html and <stem>-latest.json/.md/.html; return the paths.
 
     <stem> is report_stem(kind, check_mode): a dry run's files never replace a real run's.
@@ -157,7 +169,7 @@ def write_report(report, report_dir, keep=DEFAULT_REPORT_KEEP, markdown=None, ht
     `html_template` or the collection's) has the trends over the reports of the stem kept
     after pruning; a template that fails raises _report_html.TemplateError, once the JSON
     and Markdown are written."""
-    run = report.get("run") or run_tag()
+    run: str = report.get("run") or run_tag()
     stem = report_stem(report["kind"], report.get("check_mode"))
     text_json = json.dumps(report, indent=2, sort_keys=True, default=str) + "\n"
     text_md = render_markdown(report) if markdown is None else markdown
@@ -182,14 +194,14 @@ def write_report(report, report_dir, keep=DEFAULT_REPORT_KEEP, markdown=None, ht
     return paths, text_md
 
 
-def kept_trend_points(report_dir, stem, report):
+def kept_trend_points(report_dir: str, stem: str, report: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The trend points (_report_html.trend_point) of the kept time-stamped reports of `stem`, oldest
     first, the newest TREND_MAX_RUNS; `report` (just written) is among them even when unreadable
     on disk. A report that cannot be read (pruned meanwhile, cut) is left out."""
-    names = []
+    names: list[str] = []
     for bases in _stamped_reports(report_dir, stem).values():
         names.extend(bases)
-    names.sort(key=lambda base: (_STAMPED_RE.match(base + ".json").group("stamp"), base))
+    names.sort(key=lambda base: (_stamp_of(base), base))
     points = []
     for base in names[-TREND_MAX_RUNS:]:
         try:
@@ -204,9 +216,15 @@ def kept_trend_points(report_dir, stem, report):
     return points[-TREND_MAX_RUNS:]
 
 
-def _stamped_reports(report_dir, kind):
+def _stamp_of(base: str) -> str:
+    """The time stamp in the name of a time-stamped report (`base`: as _stamped_reports gives it)."""
+    stamp: str = _STAMPED_RE.match(base + ".json").group("stamp")  # type: ignore[union-attr]
+    return stamp
+
+
+def _stamped_reports(report_dir: str, kind: str) -> dict[str, list[str]]:
     """{run: [base, ...]} of the time-stamped reports of `kind` in `report_dir`."""
-    runs = {}
+    runs: dict[str, list[str]] = {}
     if not os.path.isdir(report_dir):
         return runs
     for name in os.listdir(report_dir):
@@ -219,7 +237,7 @@ def _stamped_reports(report_dir, kind):
     return runs
 
 
-def _remove_report(report_dir, base):
+def _remove_report(report_dir: str, base: str) -> None:
     for extension in (".json", ".md", ".html"):
         try:
             os.unlink(os.path.join(report_dir, base + extension))
@@ -227,7 +245,7 @@ def _remove_report(report_dir, base):
             pass
 
 
-def prune_reports(report_dir, kind, keep):
+def prune_reports(report_dir: str, kind: str, keep: int) -> list[str]:
     """Remove the oldest time-stamped reports of `kind` beyond the newest `keep`; return the removed names.
 
     `kind`: a report stem (report_stem): a role's real runs and its dry runs are kept apart.
@@ -238,12 +256,13 @@ def prune_reports(report_dir, kind, keep):
     per-host results, and neither goes while a run of that sweep holds its lock."""
     if not keep:
         return []
-    reports = {}
+    reports: dict[str, str] = {}
     for run, bases in _stamped_reports(report_dir, kind).items():
         for base in bases:
             reports[base] = run
-    oldest_first = sorted(reports, key=lambda base: (_STAMPED_RE.match(base + ".json").group("stamp"), base))
-    removed = []
+    oldest_first = sorted(reports, key=lambda base: (_stamp_of(base), base))
+    removed: list[str] = []
+
     for base in oldest_first[: max(0, len(oldest_first) - keep)]:
         run = reports[base]
         if run.startswith(SWEEP_TAG_PREFIXES):

@@ -14,13 +14,19 @@ inline SVG geometry (no script, no font, nothing from the network).
 
 from __future__ import absolute_import, division, print_function
 
+from __future__ import annotations  # isort: skip
+
 __metaclass__ = type
 
 import math
 import os
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_markdown import age, session_rows
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_model import FAILURE_REASONS, managed_platform
+
+if TYPE_CHECKING:  # pragma: no cover - read by mypy only
+    import jinja2
 
 TEMPLATE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 DEFAULT_TEMPLATE = os.path.join(TEMPLATE_DIR, "fleet_report.html.j2")
@@ -38,7 +44,7 @@ TRENDS = (
     ("longest_lock_wait", "Longest lock wait", "s", ("audit",)),
     ("failed_hosts", "Failed hosts", "", ("audit", "enforce", "drain")),
 )
-TITLES = {"audit": "Session audit", "enforce": "Session enforcement", "drain": "Change window"}
+TITLES: dict[object, str] = {"audit": "Session audit", "enforce": "Session enforcement", "drain": "Change window"}
 # Colour-blind safe (Okabe-Ito), one per line of a chart.
 PALETTE = ("#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#000000", "#f0e442")
 
@@ -47,14 +53,14 @@ class TemplateError(Exception):
     """The HTML template cannot be read or rendered: the message names the variable and the path."""
 
 
-def ended_items(report, entry):
+def ended_items(report: Mapping[str, Any], entry: Mapping[str, Any]) -> list[Any]:
     """The sessions a host's entry says were ended, or would be (a dry run; the audit's plan)."""
     if report.get("kind") == "audit":
         return list(entry.get("would_end") or [])
     return list(entry.get("terminated") or []) + list(entry.get("cancelled") or [])
 
 
-def _longest(hosts, field):
+def _longest(hosts: Mapping[str, Mapping[str, Any]], field: str) -> float:
     """The most `field` seconds among the hosts that were read (0: nothing open, nothing waiting)."""
     values = [
         float((entry.get(field) or {}).get("seconds") or 0) for entry in hosts.values() if entry.get("status") == "ok"
@@ -62,17 +68,17 @@ def _longest(hosts, field):
     return max(values) if values else 0
 
 
-def trend_point(report):
+def trend_point(report: Mapping[str, Any]) -> dict[str, Any]:
     """One report's figures for the trends (None: the report's kind does not measure it)."""
     hosts = report.get("hosts") or {}
     totals = report.get("totals") or {}
     kind = report.get("kind")
-    ended = {}
+    ended: dict[str, int] = {}
     for entry in hosts.values():
         for item in ended_items(report, entry):
             rule = str(item.get("rule") or "(no rule)")
             ended[rule] = ended.get(rule, 0) + 1
-    point = {"time": report.get("time"), "run": report.get("run"), "ended_by_rule": ended}
+    point: dict[str, Any] = {"time": report.get("time"), "run": report.get("run"), "ended_by_rule": ended}
     point["sessions_seen"] = int(totals.get("sessions_seen") or 0)
     point["failed_hosts"] = int(totals.get("failed") or 0)
     for field in ("oldest_transaction", "longest_lock_wait"):
@@ -83,18 +89,18 @@ def trend_point(report):
     return point
 
 
-def _nice_ceiling(value):
+def _nice_ceiling(value: float) -> float:
     """The smallest 1, 2 or 5 times a power of ten at or above `value` (at least 1): the chart's top."""
     if value <= 1:
         return 1
-    power = 10 ** math.floor(math.log10(value))
+    power: float = 10 ** math.floor(math.log10(value))
     for step in (1, 2, 5, 10):
         if value <= step * power:
             return step * power
     return 10 * power  # pragma: no cover - the loop always returns
 
 
-def _shown(value, unit):
+def _shown(value: float, unit: str) -> str:
     if unit == "s" and value >= 60:
         return age(value)
     return f"{value:g}{unit}"
@@ -104,7 +110,9 @@ WIDTH, HEIGHT = 640, 220
 _LEFT, _RIGHT, _TOP, _BOTTOM = 70, 16, 14, 46
 
 
-def chart(key, title, unit, times, series):
+def chart(
+    key: str, title: str, unit: str, times: Sequence[str], series: Sequence[tuple[str, Sequence[float]]]
+) -> dict[str, Any]:
     """The geometry of a line chart: `series` [(name, [value per run])], `times` the runs' times.
 
     Returns a dict the template draws as inline SVG: its size, the y axis' top and grid
@@ -113,13 +121,13 @@ def chart(key, title, unit, times, series):
     top = _nice_ceiling(max([value for _name, values in series for value in values] or [0]))
     plot_w, plot_h = WIDTH - _LEFT - _RIGHT, HEIGHT - _TOP - _BOTTOM
 
-    def x(index):
+    def x(index: int) -> float:
         return round(_LEFT + (plot_w * index / (count - 1) if count > 1 else plot_w / 2), 1)
 
-    def y(value):
+    def y(value: float) -> float:
         return round(_TOP + plot_h * (1 - float(value) / top), 1)
 
-    lines = []
+    lines: list[dict[str, Any]] = []
     for number, (name, values) in enumerate(series):
         dots = [
             {"x": x(i), "y": y(value), "label": f"{times[i]}: {name} {_shown(value, unit)}", "value": value}
@@ -152,7 +160,7 @@ def chart(key, title, unit, times, series):
     }
 
 
-def trend_charts(kind, points, check_mode=False):
+def trend_charts(kind: object, points: Sequence[Mapping[str, Any]], check_mode: bool = False) -> list[dict[str, Any]]:
     """The charts of a kind's trends over `points` (trend_point of each kept report, oldest first)."""
     times = [str(point["time"]) for point in points]
     charts = []
@@ -163,7 +171,9 @@ def trend_charts(kind, points, check_mode=False):
             if kind == "audit" or check_mode:
                 title = "Would end per rule"
             rules = sorted(set(rule for point in points for rule in point[key] or {}))
-            series = [(rule, [(point[key] or {}).get(rule, 0) for point in points]) for rule in rules]
+            series: list[tuple[str, list[float]]] = [
+                (rule, [(point[key] or {}).get(rule, 0) for point in points]) for rule in rules
+            ]
             series = series or [("all rules", [0 for _point in points])]
         else:
             series = [(title.lower(), [point[key] or 0 for point in points])]
@@ -171,9 +181,9 @@ def trend_charts(kind, points, check_mode=False):
     return charts
 
 
-def _host_view(report, host, entry):
+def _host_view(report: Mapping[str, Any], host: str, entry: Mapping[str, Any]) -> dict[str, Any]:
     """A host's figures as the page shows them."""
-    view = {
+    view: dict[str, Any] = {
         "host": host,
         "engine": entry.get("engine"),
         "role": entry.get("role"),
@@ -197,7 +207,7 @@ def _host_view(report, host, entry):
     return view
 
 
-def page_context(report, points):
+def page_context(report: Mapping[str, Any], points: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Everything the template gets: the report, the per-host views, the charts."""
     kind = report.get("kind")
     dry = bool(report.get("check_mode"))
@@ -216,7 +226,7 @@ def page_context(report, points):
     }
 
 
-def _environment(directory):
+def _environment(directory: str) -> tuple[jinja2.Environment, type[Exception]]:
     import jinja2  # on every controller (ansible-core needs it); imported when a page is made
 
     environment = jinja2.Environment(
@@ -230,7 +240,7 @@ def _environment(directory):
     return environment, jinja2.TemplateError
 
 
-def load_template(path=None):
+def load_template(path: object = None) -> jinja2.Template:
     """The compiled template at `path` (None: the collection's); TemplateError naming the variable."""
     path = os.path.abspath(os.path.expanduser(str(path))) if path else DEFAULT_TEMPLATE
     if not os.path.isfile(path):
@@ -244,7 +254,9 @@ def load_template(path=None):
         raise TemplateError(f"{TEMPLATE_VARIABLE}: cannot read the template {path}: {exc}")
 
 
-def render_html(report, points, template_path=None):
+def render_html(
+    report: Mapping[str, Any], points: Sequence[Mapping[str, Any]], template_path: str | None = None
+) -> str:
     """The page of `report`; `points`: trend_point of each kept report of its kind, oldest first."""
     template = load_template(template_path)
     try:

@@ -16,16 +16,26 @@ or each other back.
 
 from __future__ import absolute_import, division, print_function
 
+from __future__ import annotations  # isort: skip
+
 __metaclass__ = type
 
-from collections import OrderedDict, namedtuple
+from collections import OrderedDict
+from typing import Any, Callable, Container, Mapping, NamedTuple, Sequence
 
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _change_window, _report_markdown, _report_model
 
-# figures: the class counting the kind's figures (a new one per report); render_markdown: its
-# Markdown renderer; read_only: its runs change nothing in any mode (a dry run's report is a
-# run's like any other); one_run: its report is one run's (never a sliced sweep's).
-ReportKind = namedtuple("ReportKind", ("figures", "render_markdown", "read_only", "one_run"))
+
+class ReportKind(NamedTuple):
+    """figures: the class counting the kind's figures (a new one per report); render_markdown: its
+    Markdown renderer; read_only: its runs change nothing in any mode (a dry run's report is a
+    run's like any other); one_run: its report is one run's (never a sliced sweep's)."""
+
+    figures: Callable[[], _report_model.Figures]
+    render_markdown: Callable[[Mapping[str, Any]], str]
+    read_only: bool
+    one_run: bool
+
 
 KINDS = OrderedDict(
     (
@@ -38,7 +48,14 @@ KINDS = OrderedDict(
 READ_ONLY_KINDS = tuple(name for name, kind in KINDS.items() if kind.read_only)
 
 
-def build_report(kind, hosts_all, hosts_active, results, check_mode, context):
+def build_report(
+    kind: str,
+    hosts_all: Sequence[str],
+    hosts_active: Container[str],
+    results: Mapping[str, dict[str, Any] | None],
+    check_mode: object,
+    context: Mapping[str, Any],
+) -> dict[str, Any]:
     """The fleet report of `kind` (a key of KINDS) from each host's registered result:
     ``_report_model.build_report`` with the figures of the kind."""
     return _report_model.build_report(
@@ -46,6 +63,6 @@ def build_report(kind, hosts_all, hosts_active, results, check_mode, context):
     )
 
 
-def render_markdown(report):
+def render_markdown(report: Mapping[str, Any]) -> str:
     """The report as Markdown, by the renderer of its kind."""
     return KINDS[report["kind"]].render_markdown(report)

@@ -9,9 +9,12 @@ Private to the collection; no Ansible import. Every table is made by
 
 from __future__ import absolute_import, division, print_function
 
+from __future__ import annotations  # isort: skip
+
 __metaclass__ = type
 
 import re
+from typing import Any, Callable, Iterable, Mapping, Sequence, Tuple
 
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_model import FAILURE_REASONS, managed_platform
 
@@ -23,7 +26,7 @@ from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._report_model i
 # and table cells get a backslash (an underscore between two letters or digits cannot
 # emphasize: idle_in_transaction stays as it is); line breaks and other control characters
 # a space (one value, one line: a table row, a list item).
-_TEXT = {"<": "&lt;", ">": "&gt;", "&": "&amp;"}
+_TEXT: dict[str, str] = {"<": "&lt;", ">": "&gt;", "&": "&amp;"}
 _TEXT.update((char, "\\" + char) for char in "\\`*[]|~$")
 _TEXT.update((chr(code), " ") for code in tuple(range(32)) + (127, 0x85, 0x2028, 0x2029) if chr(code) != "\t")
 _TEXT_TABLE = str.maketrans(_TEXT)
@@ -34,7 +37,7 @@ _EDGE_UNDERSCORE = re.compile(r"(?<![^\W_])_|_(?![^\W_])")
 DRY_RUN_TITLE = " (check mode: nothing was changed)"
 
 
-def title_lines(title, report):
+def title_lines(title: str, report: Mapping[str, Any]) -> list[str]:
     """The report's first lines: its title (saying when it is a dry run) and, for a run that
     stopped before any database was contacted, why."""
     lines = [f"# {title}{DRY_RUN_TITLE if report['check_mode'] else ''}", ""]
@@ -43,21 +46,21 @@ def title_lines(title, report):
     return lines
 
 
-def text(value):
+def text(value: object) -> str:
     """`value` as Markdown text that shows exactly it, on one line ("" for None)."""
     if value is None:
         return ""
     return _EDGE_UNDERSCORE.sub(r"\\_", str(value).translate(_TEXT_TABLE))
 
 
-def table(headings, rows):
+def table(headings: Sequence[str], rows: Iterable[Iterable[object]]) -> list[str]:
     """The lines of a Markdown table: the headings, the rule, one line per row of values (escaped)."""
     lines = ["| " + " | ".join(headings) + " |", "| " + " | ".join(["---"] * len(headings)) + " |"]
     lines.extend("| " + " | ".join(text(value) for value in row) + " |" for row in rows)
     return lines
 
 
-def age(seconds):
+def age(seconds: Any) -> str:
     if seconds is None:
         return ""
     seconds = int(seconds)
@@ -68,14 +71,18 @@ def age(seconds):
     return f"{seconds}s"
 
 
-def _ended(entry):
+def _ended(entry: Mapping[str, Any]) -> int:
     return len(entry.get("terminated") or []) + len(entry.get("cancelled") or [])
 
 
 _SESSION_HEADINGS = ("host", "id", "user", "database", "application", "client", "state", "idle", "rule", "outcome")
 
 
-def session_table(rows):
+# A row of the sessions' table: (host, outcome, session).
+SessionRow = Tuple[str, str, Mapping[str, Any]]
+
+
+def session_table(rows: Iterable[SessionRow]) -> list[str]:
     """The table of sessions: rows are (host, outcome, entry)."""
     return table(
         _SESSION_HEADINGS,
@@ -97,7 +104,7 @@ def session_table(rows):
     )
 
 
-def _header(title, report):
+def _header(title: str, report: Mapping[str, Any]) -> list[str]:
     lines = title_lines(title, report) + [f"- time: {text(report['time'])}"]
     if report.get("policy"):
         lines.append(f"- policy: {text(report['policy'])}")
@@ -108,7 +115,14 @@ def _header(title, report):
     return lines + [""]
 
 
-def _body(report, headline, headings, host_row, sessions, section):
+def _body(
+    report: Mapping[str, Any],
+    headline: str,
+    headings: Sequence[str],
+    host_row: Callable[[dict[str, Any]], tuple[object, ...]],
+    sessions: Sequence[SessionRow],
+    section: str,
+) -> list[str]:
     """The headline, the table of hosts (one host_row(entry) each), then the sessions' table under `section`."""
     lines = [headline, ""]
     lines += table(headings, ((host,) + host_row(entry) for host, entry in report["hosts"].items()))
@@ -118,7 +132,7 @@ def _body(report, headline, headings, host_row, sessions, section):
     return lines
 
 
-def _enforce_host(entry):
+def _enforce_host(entry: dict[str, Any]) -> tuple[object, ...]:
     reasons = ", ".join(f"{k}: {v}" for k, v in sorted((entry.get("not_ended_by_reason") or {}).items()))
     return (
         entry.get("engine"),
@@ -130,11 +144,11 @@ def _enforce_host(entry):
     )
 
 
-def session_rows(report):
+def session_rows(report: Mapping[str, Any]) -> list[SessionRow]:
     """(host, outcome, session) of every session a report's hosts ended, would end or did not
     end, in host order: the rows of `session_table`."""
     dry = report["check_mode"]
-    rows = []
+    rows: list[SessionRow] = []
     for host, entry in report["hosts"].items():
         for bucket, outcome in (("terminated", "terminate"), ("cancelled", "cancel")):
             for item in entry.get(bucket) or []:
@@ -146,7 +160,7 @@ def session_rows(report):
     return rows
 
 
-def _enforce_body(report):
+def _enforce_body(report: Mapping[str, Any]) -> list[str]:
     totals = report["totals"]
     dry = report["check_mode"]
     ended = "would end" if dry else "ended"
@@ -165,12 +179,12 @@ def _enforce_body(report):
     )
 
 
-def _role_cell(entry):
+def _role_cell(entry: Mapping[str, Any]) -> str:
     """The server's role, and the managed service it runs on when it is one (`primary, rds`)."""
     return ", ".join(part for part in (entry.get("role"), managed_platform(entry)) if part)
 
 
-def _audit_host(entry):
+def _audit_host(entry: dict[str, Any]) -> tuple[object, ...]:
     use = ""
     if entry.get("connection_use") is not None:
         use = f"{entry['connection_use'] * 100:.1f}% of {entry.get('max_connections')}"
@@ -213,12 +227,12 @@ _AUDIT_HEADINGS = (
 _WAITERS_SHOWN = 10
 
 
-def _waiters(ids):
+def _waiters(ids: Sequence[object]) -> str:
     shown = ", ".join(str(value) for value in ids[:_WAITERS_SHOWN])
     return shown + (f" and {len(ids) - _WAITERS_SHOWN} more" if len(ids) > _WAITERS_SHOWN else "")
 
 
-def _lock_chains(report):
+def _lock_chains(report: Mapping[str, Any]) -> list[str]:
     """The fleet's lock chains (root blockers, longest wait first) and its lock cycles."""
     chains = report.get("lock_chains") or []
     cycles = report.get("lock_cycles") or []
@@ -257,7 +271,7 @@ def _lock_chains(report):
     return lines
 
 
-def _audit_body(report):
+def _audit_body(report: Mapping[str, Any]) -> list[str]:
     totals = report["totals"]
     chains = ""
     if totals.get("lock_chains"):
@@ -282,14 +296,14 @@ def _audit_body(report):
     return lines + _lock_chains(report)
 
 
-def _group_label(group):
+def _group_label(group: Mapping[str, object] | None) -> str:
     """A budget's group as the report names it: "user=app, application=web" ("(whole host)": no per)."""
     if not group:
         return "(whole host)"
     return ", ".join(f"{key}={'(none)' if value is None else value}" for key, value in group.items())
 
 
-def _groups_over_budget(report, ends):
+def _groups_over_budget(report: Mapping[str, Any], ends: bool) -> list[str]:
     """Per host, the groups a budget rule found over their budget: size, kept, and ended (or to end)."""
     rows = [
         (
@@ -309,7 +323,7 @@ def _groups_over_budget(report, ends):
     return ["", "## Groups over budget", ""] + table(("host", "rule", "group", "size", "kept", ended), rows)
 
 
-def failed_hosts(report, ends=False):
+def failed_hosts(report: Mapping[str, Any], ends: bool = False) -> list[str]:
     """The section listing the hosts that failed, each with its reason code and (`ends`: a report
     of sessions ended, the enforce's) what it had ended and what it signalled whose fate is unknown."""
     dry = report["check_mode"]
@@ -334,7 +348,7 @@ def failed_hosts(report, ends=False):
     return lines
 
 
-def _render(title, body, ends, report):
+def _render(title: str, body: Callable[[Mapping[str, Any]], list[str]], ends: bool, report: Mapping[str, Any]) -> str:
     """The header, the body of its kind, the groups over budget, the hosts that failed."""
     lines = _header(title, report)
     lines += body(report)
@@ -345,11 +359,11 @@ def _render(title, body, ends, report):
     return "\n".join(lines)
 
 
-def render_audit(report):
+def render_audit(report: Mapping[str, Any]) -> str:
     """An audit report as Markdown (``_report_kinds`` chooses the renderer of each kind)."""
     return _render("Session audit", _audit_body, False, report)
 
 
-def render_enforce(report):
+def render_enforce(report: Mapping[str, Any]) -> str:
     """An enforce report as Markdown: what was ended, or would be in a dry run."""
     return _render("Session enforcement", _enforce_body, True, report)

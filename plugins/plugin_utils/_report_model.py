@@ -9,9 +9,12 @@ Markdown is made in ``_report_markdown``, the files are written in ``_outputs``)
 
 from __future__ import absolute_import, division, print_function
 
+from __future__ import annotations  # isort: skip
+
 __metaclass__ = type
 
 import re
+from typing import Any, Container, Iterable, Mapping, Protocol, Sequence
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SESSION_FIELDS
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._durations import parse_duration
@@ -35,8 +38,9 @@ THRESHOLD_KEYS = (
 )
 _THRESHOLD_DURATIONS = ("max_oldest_idle_in_transaction", "max_oldest_transaction", "max_lock_wait")
 
-# Why a host failed, as a code (the JSON report) and in words (the Markdown report).
-FAILURE_REASONS = {
+# Why a host failed, as a code (the JSON report) and in words (the Markdown report); looked up
+# by what a report says (None when it says nothing).
+FAILURE_REASONS: dict[object, str] = {
     "unreachable": "the database server could not be reached",
     "login": "the server refused the login",
     "privilege": "the login lacks a privilege it needs",
@@ -82,13 +86,13 @@ _REASON_PATTERNS = (
 )
 
 
-def parse_thresholds(raw):
+def parse_thresholds(raw: object) -> dict[str, float]:
     """Validate `dbhygiene_audit_thresholds`; returns {key: number} (durations in seconds)."""
     if raw is None or raw == {}:
         return {}
     if not isinstance(raw, dict):
         raise PolicyError("dbhygiene_audit_thresholds", raw, f"expected a mapping, got {raw!r}")
-    parsed = {}
+    parsed: dict[str, float] = {}
     for key, value in raw.items():
         field = f"dbhygiene_audit_thresholds.{key}"
         if key not in THRESHOLD_KEYS:
@@ -108,20 +112,20 @@ def parse_thresholds(raw):
     return parsed
 
 
-def _label(value, field):
+def _label(value: object, field: str) -> object:
     """A missing value as the reports show it."""
     if value is None:
         return "(local)" if field == "client_addr" else "(none)"
     return value
 
 
-def _count(sessions, field):
+def _count(sessions: Iterable[dict[str, Any]], field: str) -> dict[Any, int]:
     """Sessions per value of `field`, most first (the runner's count, missing values labelled)."""
     counts = runner_count([{field: _label(session.get(field), field)} for session in sessions], field)
     return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
-def _oldest(sessions, states, field):
+def _oldest(sessions: Iterable[dict[str, Any]], states: Container[object] | None, field: str) -> dict[str, Any] | None:
     """The session in `states` (None: any) with the most `field` seconds (the runner's pick), or None."""
     candidates = [session for session in sessions if states is None or session.get("state") in states]
     oldest = runner_oldest(candidates, field)
@@ -149,7 +153,7 @@ _BRIEF_FIELDS = (
 _NO_LOCK = {"blocked_by": [], "blocking": 0}
 
 
-def brief(entry):
+def brief(entry: Mapping[str, Any]) -> dict[str, Any]:
     """A result entry (session + rule/action/reason) as shown in reports."""
     shown = {
         name: entry.get(name)
@@ -161,11 +165,11 @@ def brief(entry):
     return shown
 
 
-def _seconds(value):
+def _seconds(value: Any) -> float | None:
     return None if value is None else round(float(value), 1)
 
 
-def lock_figures(sessions, locks):
+def lock_figures(sessions: Iterable[dict[str, Any]], locks: dict[str, Any] | None) -> dict[str, Any]:
     """The audit's lock figures of one host from its ``*_session_info`` ``locks`` summary.
 
     locks: ``_planner.annotate_locks``' summary (waiting, longest_wait_seconds, chains,
@@ -176,13 +180,13 @@ def lock_figures(sessions, locks):
     """
     locks = locks if isinstance(locks, dict) else {}
     longest = _seconds(locks.get("longest_wait_seconds"))
-    longest_wait = None
+    longest_wait: dict[str, Any] | None = None
     if longest is not None:
         waiters = [s for s in sessions if s.get("lock_wait_seconds") is not None]
         waiter = max(waiters, key=lambda s: s["lock_wait_seconds"]) if waiters else {}
         longest_wait = {name: waiter.get(name) for name in ("id", "user", "database", "application", "state")}
         longest_wait.update(blocked_by=list(waiter.get("blocked_by") or []), seconds=longest)
-    chains = []
+    chains: list[dict[str, Any]] = []
     for chain in locks.get("chains") or []:
         chains.append(
             {
@@ -211,13 +215,19 @@ _LOCK_VISIBILITY = (
 )
 
 
-def managed_platform(entry):
+def managed_platform(entry: Mapping[str, Any]) -> str | None:
     """The managed service a host's report entry says it runs on, or None (self-managed or not said)."""
-    platform = entry.get("platform")
+    platform: str | None = entry.get("platform")
     return platform if platform and platform != "self_managed" else None
 
 
-def audit_summary(sessions, server, plan_dict, thresholds, locks=None):
+def audit_summary(
+    sessions: Sequence[dict[str, Any]],
+    server: dict[str, Any] | None,
+    plan_dict: dict[str, Any] | None,
+    thresholds: Mapping[str, float],
+    locks: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], list[str]]:
     """The audit role's per-host figures from one snapshot of sessions.
 
     plan_dict: the planner's ``Plan.to_dict()`` or None (no policy).
@@ -230,7 +240,7 @@ def audit_summary(sessions, server, plan_dict, thresholds, locks=None):
     if isinstance(max_connections, int) and max_connections > 0:
         # Our own connection counts against max_connections too.
         use = round(float(connections + 1) / max_connections, 4)
-    summary = {
+    summary: dict[str, Any] = {
         "sessions": connections,
         "by_state": _count(sessions, "state"),
         "by_user": _count(sessions, "user"),
@@ -268,10 +278,10 @@ def audit_summary(sessions, server, plan_dict, thresholds, locks=None):
         summary["limit_error"] = plan_dict.get("limit_error")
         # The limits in effect (the policy's, or the defaults): what a real run would be held to.
         summary["limits"] = (plan_dict.get("summary") or {}).get("limits")
-    breaches = []
+    breaches: list[str] = []
     idle_in_trx = sum(count for state, count in summary["by_state"].items() if state.startswith("idle_in_transaction"))
 
-    def over(key, value, shown):
+    def over(key: str, value: float | None, shown: object) -> None:
         if key in thresholds and value is not None and value > thresholds[key]:
             breaches.append(f"{key}: {shown} (threshold {thresholds[key]})")
 
@@ -292,25 +302,25 @@ def audit_summary(sessions, server, plan_dict, thresholds, locks=None):
     return summary, breaches
 
 
-def groups_over_budget(groups):
+def groups_over_budget(groups: Iterable[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
     """A plan's (or a *_sessions result's) groups over their budget as the reports show them:
     [{rule, group, size, kept, ended}] (ended: what the budget ends, or would end in a dry run)."""
     return [{name: group.get(name) for name in ("rule", "group", "size", "kept", "ended")} for group in groups or []]
 
 
-def _ids(ids):
+def _ids(ids: Iterable[object]) -> str:
     return ", ".join(str(value) for value in ids) or "(unknown)"
 
 
-def enforce_summary(result):
+def enforce_summary(result: Mapping[str, Any]) -> dict[str, Any]:
     """The enforce role's per-host figures from a *_sessions result."""
     summary = result.get("summary") or {}
     not_ended = result.get("not_ended") or []
-    by_reason = {}
+    by_reason: dict[Any, int] = {}
     for entry in not_ended:
         by_reason[entry.get("reason")] = by_reason.get(entry.get("reason"), 0) + 1
     policy = result.get("policy")
-    figures = {
+    figures: dict[str, Any] = {
         "policy": policy.get("name") if isinstance(policy, dict) else policy,
         "seen": summary.get("seen"),
         "matched": result.get("matched") if not isinstance(result.get("matched"), list) else len(result["matched"]),
@@ -327,7 +337,7 @@ def enforce_summary(result):
     return figures
 
 
-def failure_reason(result):
+def failure_reason(result: object) -> str:
     """Why a host failed, as a code of FAILURE_REASONS, from its registered result (None: no result)."""
     if not isinstance(result, dict):
         return "no_result"
@@ -337,12 +347,29 @@ def failure_reason(result):
         return "busy"
     data = result.get("dbhygiene")
     if isinstance(data, dict) and data.get("failure") in FAILURE_REASONS:
-        return data["failure"]
+        failure: str = data["failure"]
+        return failure
     message = str(result.get("msg") or "")
     for code, pattern in _REASON_PATTERNS:
         if pattern.search(message):
             return code
     return "error"
+
+
+class Figures(Protocol):
+    """What a report kind counts (``_report_kinds.KINDS``' `figures`): build_report calls
+    totals() once, count() for each host, then finish() with the report."""
+
+    counts_sessions: bool
+
+    def totals(self) -> dict[str, int]:
+        """The kind's totals, each at 0, in the order the report gives them."""
+
+    def count(self, totals: dict[str, Any], host: str, entry: dict[str, Any]) -> None:
+        """Add one host's `entry` to `totals`."""
+
+    def finish(self, report: dict[str, Any]) -> None:
+        """Complete the report once every host is counted."""
 
 
 class LockFigures:
@@ -352,21 +379,21 @@ class LockFigures:
 
     counts_sessions = False
 
-    def __init__(self):
-        self.chains = []
-        self.cycles = []
+    def __init__(self) -> None:
+        self.chains: list[dict[str, Any]] = []
+        self.cycles: list[dict[str, Any]] = []
 
-    def totals(self):
+    def totals(self) -> dict[str, int]:
         """The kind's totals, each at 0, in the order the report gives them."""
         return {"lock_waiting": 0, "lock_chains": 0}
 
-    def count(self, totals, host, entry):
+    def count(self, totals: dict[str, Any], host: str, entry: dict[str, Any]) -> None:
         """Add one host's `entry` to `totals`."""
         totals["lock_waiting"] += int(entry.get("lock_waiting") or 0)
         self.chains.extend(dict(chain, host=host) for chain in entry.get("lock_chains") or [])
         self.cycles.extend({"host": host, "sessions": list(cycle)} for cycle in entry.get("lock_cycles") or [])
 
-    def finish(self, report):
+    def finish(self, report: dict[str, Any]) -> None:
         """Complete the report once every host is counted."""
         report["totals"]["lock_chains"] = len(self.chains)
         # The fleet's lock chains, the longest wait first: where someone waits right now.
@@ -380,10 +407,10 @@ class AuditFigures(LockFigures):
 
     counts_sessions = True
 
-    def totals(self):
+    def totals(self) -> dict[str, int]:
         return dict({"would_end": 0, "alerting": 0}, **LockFigures.totals(self))
 
-    def count(self, totals, host, entry):
+    def count(self, totals: dict[str, Any], host: str, entry: dict[str, Any]) -> None:
         totals["would_end"] += len(entry.get("would_end") or [])
         if entry.get("breaches"):
             totals["alerting"] += 1
@@ -396,19 +423,27 @@ class EnforceFigures:
 
     counts_sessions = True
 
-    def totals(self):
+    def totals(self) -> dict[str, int]:
         return {"terminated": 0, "cancelled": 0, "ended": 0, "not_ended": 0, "unknown": 0}
 
-    def count(self, totals, host, entry):
+    def count(self, totals: dict[str, Any], host: str, entry: dict[str, Any]) -> None:
         for name in ("terminated", "cancelled", "not_ended", "unknown"):
             totals[name] += len(entry.get(name) or [])
 
-    def finish(self, report):
+    def finish(self, report: dict[str, Any]) -> None:
         totals = report["totals"]
         totals["ended"] = totals["terminated"] + totals["cancelled"]
 
 
-def build_report(kind, hosts_all, hosts_active, results, check_mode, context, figures):
+def build_report(
+    kind: str,
+    hosts_all: Sequence[str],
+    hosts_active: Container[str],
+    results: Mapping[str, dict[str, Any] | None],
+    check_mode: object,
+    context: Mapping[str, Any],
+    figures: Figures,
+) -> dict[str, Any]:
     """The fleet report (a dict) of `kind` from each host's registered result, its totals and
     figures counted by `figures` (the kind's: ``_report_kinds`` chooses them).
 
@@ -416,8 +451,8 @@ def build_report(kind, hosts_all, hosts_active, results, check_mode, context, fi
     reached the task (it failed or was unreachable before it). Every host that
     is not ok has a `reason` (the message) and a `reason_code` (FAILURE_REASONS).
     """
-    report_hosts = {}
-    totals = {"hosts": len(hosts_all), "ok": 0, "failed": 0}
+    report_hosts: dict[str, dict[str, Any]] = {}
+    totals: dict[str, Any] = {"hosts": len(hosts_all), "ok": 0, "failed": 0}
     if figures.counts_sessions:
         totals["sessions_seen"] = 0
     totals["failed_by_reason"] = {}
@@ -426,7 +461,7 @@ def build_report(kind, hosts_all, hosts_active, results, check_mode, context, fi
     stopped = context.get("stopped")
     for host in hosts_all:
         result = results.get(host)
-        entry = {"status": "ok"}
+        entry: dict[str, Any] = {"status": "ok"}
         data = (result or {}).get("dbhygiene") if isinstance(result, dict) else None
         if data:
             entry.update(data)
@@ -480,6 +515,7 @@ def build_report(kind, hosts_all, hosts_active, results, check_mode, context, fi
     return report
 
 
-def _chain_order(chain):
+def _chain_order(chain: dict[str, Any]) -> tuple[bool, float, int, str, str]:
+
     waited = chain.get("blocking_seconds")
     return (waited is None, -(waited or 0), -chain.get("blocking", 0), chain["host"], str(chain.get("root")))

@@ -12,7 +12,7 @@ import uuid
 
 import psycopg2
 import pytest
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _postgresql as pg
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql import driver as pg
 from conftest import wait_until
 from dbfleet import holder, postgres, state
 from psycopg2 import sql

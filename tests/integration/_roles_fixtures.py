@@ -17,8 +17,11 @@ from dbfleet import holder, mariadb, postgres
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENFORCE = os.path.join(ROOT, "playbooks", "enforce.yml")
 AUDIT = os.path.join(ROOT, "playbooks", "audit.yml")
-# A host that is down: nothing listens there (not a fleet server; the fleet is shared and never stopped).
-DOWN_HOST = {"ansible_host": "127.0.1.250", "dbhygiene_login_port": 5432, "dbhygiene_connect_timeout": 3}
+# A host that is down: nothing listens there. Outside every fleet's addresses (127.0.1.N and
+# 127.0.2.N for the servers, 127.0.3.N and 127.0.4.N for replicas, N from $DBFLEET_FIRST), so no
+# fleet, whatever its first address, ever answers there; the fleet is shared and never stopped.
+DOWN_ADDRESS = "127.0.9.250"
+DOWN_HOST = {"ansible_host": DOWN_ADDRESS, "dbhygiene_login_port": 5432, "dbhygiene_connect_timeout": 3}
 SERVERS = ("pg1", "pg2", "pg3", "mariadb1", "mariadb2", "mariadb3")
 
 

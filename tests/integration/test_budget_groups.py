@@ -15,7 +15,17 @@ import time
 import _mysql_fixtures as my_fx  # noqa: I001
 import _postgresql_fixtures as pg_fx
 import pytest
-from _roles_fixtures import AUDIT, ENFORCE, close_all, live_sessions, new_tag, read_json, read_trail, write_inventory
+from _roles_fixtures import (
+    AUDIT,
+    DOWN_ADDRESS,
+    ENFORCE,
+    close_all,
+    live_sessions,
+    new_tag,
+    read_json,
+    read_trail,
+    write_inventory,
+)
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _runner
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import parse_policy
 from conftest import run_module, run_playbook, wait_until
@@ -188,7 +198,7 @@ def test_a_victim_that_moves_on_is_state_changed_and_the_group_is_not_re_ranked(
 def test_a_bad_budget_fails_before_any_connection():
     policy = {"rules": [{"states": ["idle"], "per": ["user", "colour"], "keep": 2}]}
     # Nothing listens there: a connection would fail with another message.
-    args = {"login_host": "127.0.1.250", "login_user": "x", "policy": policy, "connect_timeout": 1}
+    args = {"login_host": DOWN_ADDRESS, "login_user": "x", "policy": policy, "connect_timeout": 1}
     result, run = run_module("dbhygiene.sessions.postgresql_sessions", args)
     assert result.get("failed") is True, run.output
     assert result["field"] == "policy.rules[0].per[1]"

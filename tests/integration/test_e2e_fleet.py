@@ -11,6 +11,7 @@ import stat
 import time
 
 from _roles_fixtures import (
+    DOWN_ADDRESS,
     ENFORCE,
     SERVERS,
     close_all,
@@ -95,7 +96,7 @@ def test_enforce_dry_run_real_run_second_run(fleet, tmp_path):
         dry_ended = ended_keys(dry_report)
         assert ended_keys(dry_report, "id") == expected
         assert "pgdown" in dry_report["failed_hosts"]
-        assert "127.0.1.250" in dry_report["failed_hosts"]["pgdown"]
+        assert DOWN_ADDRESS in dry_report["failed_hosts"]["pgdown"]
         assert dry_report["failed_host_reasons"] == {"pgdown": "unreachable"}
         assert dry_report["totals"]["failed"] == 1 and dry_report["totals"]["ok"] == 6
         for server in SERVERS:

@@ -26,9 +26,10 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils import _drain, 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql_drain import MySQLRights  # noqa: E402
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import parse_policy  # noqa: E402
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import PolicyError  # noqa: E402
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql_drain import (  # noqa: E402
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql.drain import (  # noqa: E402
     PostgreSQLRights,
 )
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql.timeouts import PostgreSQLTimeouts  # noqa: E402
 from dbfleet import holder, mariadb, platforms  # noqa: E402
 from psycopg2 import sql  # noqa: E402
 
@@ -330,7 +331,7 @@ def test_timeouts_refuse_the_server_level_and_reconcile_the_others(fleet, emulat
     with admin_driver(fleet, emulated) as driver:
         if engine == "postgresql":
             driver.execute(("CREATE ROLE %s NOLOGIN" % name, {}), "set up")
-            timeouts_class, variable = _timeouts.PostgreSQLTimeouts, "statement_timeout"
+            timeouts_class, variable = PostgreSQLTimeouts, "statement_timeout"
         else:
             driver.execute(("CREATE USER '%s'@'%%' IDENTIFIED BY 'mgd-Secret1'" % name, None), "set up")
             timeouts_class, variable = _timeouts.MySQLTimeouts, "max_statement_time"

@@ -19,8 +19,10 @@ from psycopg2 import sql
 pytest.register_assert_rewrite("_postgresql_fixtures")
 import _postgresql_fixtures as fx  # noqa: I001 (after register_assert_rewrite)
 
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _postgresql as pg
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _postgresql_drain as pgd
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql import connect
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql import drain as pgd
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql import drain_statements
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql import driver as pg
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain_request import parse_request
 from ansible_collections.dbhygiene.sessions.plugins.modules import postgresql_drain
 
@@ -313,13 +315,13 @@ def test_a_drain_that_died_half_way(fleet, window):
     driver = _driver(fleet)
     try:
         rights = pgd.PostgreSQLRights(driver)
-        driver.execute(pgd.ensure_record_query(), "create the record")
+        driver.execute(drain_statements.ensure_record_query(), "create the record")
         found = rights.read_databases([window.billing], must_exist=True)
         plan = [(window.billing, pgd.plan_drain(window.billing, found[window.billing], [window.migrator]))]
-        statement, params = pgd.drain_query(plan, rights.here)
+        statement, params = drain_statements.drain_query(plan, rights.here)
     finally:
         driver.close()
-    conn = psycopg2.connect(**pg.connect_kwargs(login(fleet), "t-died"))
+    conn = psycopg2.connect(**connect.connect_kwargs(login(fleet), "t-died"))
     cur = conn.cursor()  # not autocommit: the drain's statements in a transaction that never commits
     cur.execute(statement, params)
     conn.close()  # the connection dies: the server rolls it back
@@ -475,7 +477,7 @@ def test_the_exact_restore_refuses_rights_changed_under_it(fleet, window):
     [entry] = [r for r in drain(fleet, window, check=True)[0]["record"] if r["database"] == window.billing]
     driver = _driver(fleet)
     try:
-        wrong = pgd.restore_query(window.billing, entry["acl_before"], "{}", entry["changes"])
+        wrong = drain_statements.restore_query(window.billing, entry["acl_before"], "{}", entry["changes"])
         with pytest.raises(pg.SessionError) as refused:
             driver.execute(wrong, "restore")
         assert f"the rights of {window.billing} changed while open ran" in str(refused.value)

@@ -33,7 +33,8 @@ from conftest import wait_until
 
 pytest.register_assert_rewrite("_postgresql_fixtures")
 import _postgresql_fixtures as fx  # noqa: I001 (after register_assert_rewrite)
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _postgresql as pg
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql import driver as pg
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql import guard
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import SessionError
 from dbfleet import faults
 
@@ -240,12 +241,12 @@ def test_the_guard_reads_each_victim_afresh(fleet, pg_tag):
             listed = {s["id"]: s for s in d.list_sessions() if s["id"] in pids}
         # Planned as idle since 2000: every guard fails (state_changed), nothing is signalled.
         guards = [(pid, listed[pid]["connected_at"], "idle", "2000-01-01T00:00:00+00:00") for pid in pids]
-        sql, params = pg.end_query(guards, "cancel")
-        assert pg._VICTIMS_SQL in sql
+        sql, params = guard.end_query(guards, "cancel")
+        assert guard._VICTIMS_SQL in sql
         slowed = sql.replace(
-            pg._VICTIMS_SQL,
+            guard._VICTIMS_SQL,
             "(SELECT w.*, pg_sleep(%s) AS slow FROM %s) AS v"
-            % (ROW_SECONDS, pg._VICTIMS_SQL.replace(" AS v(", " AS w(")),
+            % (ROW_SECONDS, guard._VICTIMS_SQL.replace(" AS v(", " AS w(")),
         )
         # The same statement without the per-row clear: one snapshot for the whole statement.
         unfresh = slowed.replace("pg_stat_clear_snapshot() AS cleared, ", "")

@@ -14,6 +14,7 @@ import psycopg2
 import pytest
 import yaml
 from _roles_fixtures import (
+    DOWN_ADDRESS,
     DOWN_HOST,
     ENFORCE,
     ROOT,
@@ -66,7 +67,7 @@ def test_bad_policy_fails_the_play_before_any_host_is_contacted(fleet, tmp_path)
     assert "no host was contacted" in run.output
     # The per-host task never ran: not even the down host was tried.
     assert not [r for r in run.results if r["task"].endswith("End the sessions the policy targets")]
-    assert "127.0.1.250" not in run.output
+    assert DOWN_ADDRESS not in run.output
     # The run's report says why it stopped (tests/integration/test_dry_runs.py has the rest).
     report = read_json(str(tmp_path / "reports" / "enforce-latest.json"))
     assert "dbhygiene_policy.rules[0].idle_longer_than" in report["stopped"]

@@ -98,9 +98,9 @@ def load_average():
 
 # ------------------------------------------------------------------ drivers
 def driver_module(engine):
-    from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql, _postgresql
+    from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _inprocess
 
-    return _postgresql if engine == "postgresql" else _mysql
+    return _inprocess.ENGINES[engine].driver_module  # the engine registry's driver module
 
 
 def driver_params(fleet, server_name, **overrides):

@@ -112,7 +112,13 @@ def test_every_module_mypy_checks_exists_and_the_check_is_strict():
         assert os.path.isfile(path), f"mypy.ini lists {name}: no {os.path.relpath(path, ROOT)}"
     assert options.getboolean("strict")
     # strict's parts that make a typed file mean something are not switched off again
-    for name in ("disallow_untyped_defs", "check_untyped_defs", "warn_unused_ignores", "warn_return_any"):
+    for name in (
+        "disallow_untyped_defs",
+        "disallow_untyped_calls",
+        "check_untyped_defs",
+        "warn_unused_ignores",
+        "warn_return_any",
+    ):
         assert options.getboolean(name, fallback=True), name
     assert not options.getboolean("ignore_errors", fallback=False)
     # no module has its errors silenced in a section of its own

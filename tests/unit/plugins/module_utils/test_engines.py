@@ -7,18 +7,19 @@ import os
 
 import pytest
 import yaml
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.parameters import env_fallback
 from ansible_collections.dbhygiene.sessions.plugins.doc_fragments import (
     _mysql_connection,
     _postgresql_connection,
     _role_connection,
 )
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _engines, _mysql, _postgresql, _timeouts
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _engines, _mysql, _timeouts
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql import driver as postgresql_driver
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _connection, _inprocess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
-DRIVERS = {"postgresql": _postgresql, "mysql": _mysql}
+# The registry's driver module of each engine (as run_on: controller imports it).
+DRIVERS = dict((name, _inprocess.ENGINES[name].driver_module) for name in _engines.ENGINES)
 FRAGMENTS = {"postgresql": _postgresql_connection, "mysql": _mysql_connection}
 # Role variables that are connection settings by their name even if the registry lacks them.
 CONNECTION_PREFIXES = ("dbhygiene_login_", "dbhygiene_ssl_", "dbhygiene_ca_", "dbhygiene_client_")
@@ -119,13 +120,6 @@ def test_each_drivers_spec_is_the_registrys_with_ansibles_env_fallback(engine):
     assert DRIVERS[engine].connection_argument_spec() == _engines.ENGINES[engine].connection_spec(env_fallback)
 
 
-def test_the_env_fallback_works_in_the_module_path(monkeypatch):
-    monkeypatch.setenv("PGHOST", "db-from-env")
-    monkeypatch.setenv("PGPORT", "6543")
-    params = ArgumentSpecValidator(_postgresql.connection_argument_spec()).validate({}).validated_parameters
-    assert params["login_host"] == "db-from-env" and params["login_port"] == 6543
-
-
 def test_each_registered_driver_class_is_its_engines():
     for name, entry in _engines.ENGINES.items():
         driver = _inprocess.ENGINES[name].driver_class
@@ -201,7 +195,7 @@ def test_a_condition_the_engine_cannot_evaluate_is_refused_in_the_same_words_on_
         _runner.require_supported(one, _mysql.MySQLDriver)
     assert str(raised.value) == said
     assert _engines.check_supported(one, "postgresql") is None
-    _runner.require_supported(one, _postgresql.PostgreSQLDriver)
+    _runner.require_supported(one, postgresql_driver.PostgreSQLDriver)
     assert _engines.check_supported(one, "oracle") is None
     two = _policy.parse_policy({"name": "q", "rules": [{"connected_longer_than": "1h", "idle_longer_than": "1m"}]})
     assert _engines.check_supported(two, "mysql", ["connected_longer_than", "idle_longer_than"]) == (
@@ -215,7 +209,9 @@ def test_each_engines_change_window_parts_are_the_ones_its_registry_entry_names(
     entry = _engines.ENGINES[engine]
     rights = _inprocess.ENGINES[engine].drain_rights
     assert rights.__module__.endswith("." + entry.drain_module) and rights.__name__ == entry.drain_rights
-    assert _timeouts.engine_timeouts(engine).engine == engine
+    timeouts = _timeouts.engine_timeouts(engine)
+    assert timeouts.engine == engine
+    assert f"{timeouts.__module__}.{timeouts.__name__}".endswith("." + entry.timeouts_class)
 
 
 def test_the_timeouts_modules_options_besides_the_connection():

@@ -4,9 +4,10 @@ the refusal of server-level timeouts, the drain plan of a login without superuse
 
 import pytest
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql_flavours as flavours
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _platform, _timeouts
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _platform
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._conditions import Protect
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql_drain import not_changed, plan_drain
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql import timeouts as pg_timeouts
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql.drain import not_changed, plan_drain
 
 
 @pytest.mark.parametrize(
@@ -125,7 +126,7 @@ def test_server_level_timeouts_are_refused_naming_where_to_set_them(platform, pl
     message = _platform.server_level_refusal(platform, "postgresql", settings, lambda s: "statement_timeout")
     assert place in message and "statement_timeout" in message and "60000" in message
     assert _platform.server_level_refusal("self_managed", "postgresql", settings, lambda s: "x") is None
-    assert _timeouts.PG_VARIABLES["statement"] == "statement_timeout"
+    assert pg_timeouts.PG_VARIABLES["statement"] == "statement_timeout"
 
 
 def test_the_audit_summary_names_the_platform():

@@ -8,8 +8,8 @@ import random
 
 import pytest
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _mysql_flavours as fl
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _postgresql_sql as pg
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import QUERY_MAX_CHARS
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql import statements as pg
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._redact import MASK, redact_statement
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._trail import redact_query
 

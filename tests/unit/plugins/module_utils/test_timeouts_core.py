@@ -77,21 +77,6 @@ def test_bad_input_names_the_field_and_the_value(raw, field, words):
     assert str(caught.value).startswith(field + ":")
 
 
-# ------------------------------------------------------------------ what each engine can set
-def test_postgresql_takes_every_level_within_int_max_milliseconds():
-    t.check_postgresql(
-        t.parse_timeouts(
-            {"server": {"statement": "24d"}, "roles": {"a": {"idle_session": 0}}, "databases": {"d": {"statement": 1}}}
-        )
-    )
-    with pytest.raises(PolicyError) as caught:
-        t.check_postgresql(t.parse_timeouts({"roles": {"app": {"statement": "25d"}}}))
-    assert caught.value.field == "timeouts.roles.app.statement" and "2147483s" in str(caught.value)
-    with pytest.raises(PolicyError) as caught:
-        t.check_postgresql(t.parse_timeouts({"databases": {"x" * 64: {"statement": 1}}}))
-    assert "63 bytes" in str(caught.value)
-
-
 def test_checked_settings_checks_against_the_engine_it_is_given():
     raw = {"databases": {"billing": {"statement": "1h"}}}
     assert [setting.path for setting in t.checked_settings(raw, "postgresql")] == [
@@ -162,93 +147,9 @@ def test_variables_and_units_of_each_flavour():
     assert t.mysql_wanted("wait_timeout", 2) == 2 and isinstance(t.mysql_wanted("wait_timeout", 2), int)
 
 
-# ------------------------------------------------------------------ PostgreSQL values
-@pytest.mark.parametrize(
-    "text, ms",
-    [
-        ("0", 0),
-        ("300", 300),
-        ("300ms", 300),
-        ("5s", 5000),
-        ("1.5s", 1500),
-        ("5min", 300000),
-        ("2h", 7200000),
-        ("1d", 86400000),
-        ("1500us", 2),
-        ("'30s'", 30000),
-        (" 10 s ", 10000),
-        ("five", None),
-        (None, None),
-    ],
-)
-def test_postgresql_values_in_milliseconds(text, ms):
-    assert t.pg_ms(text) == ms
-
-
-@pytest.mark.parametrize(
-    "ms, text",
-    [(0, "0"), (500, "500ms"), (5000, "5s"), (90000, "90s"), (300000, "5min"), (7200000, "2h"), (172800000, "2d")],
-)
-def test_postgresql_values_as_postgresql_shows_them(ms, text):
-    assert t.pg_text(ms) == text
-    assert t.pg_ms(text) == ms
-
-
-def test_a_setting_read_from_pg_db_role_setting():
-    config = ["search_path=a, b", "statement_timeout=5min", "idle_in_transaction_session_timeout=0"]
-    assert t.pg_setconfig(config, "statement_timeout") == "5min"
-    assert t.pg_setconfig(config, "idle_in_transaction_session_timeout") == "0"
-    assert t.pg_setconfig(config, "idle_session_timeout") is None
-    assert t.pg_setconfig(None, "statement_timeout") is None
-
-
-# ------------------------------------------------------------------ PostgreSQL statements
-def test_postgresql_statements_per_level():
-    assert t.pg_set_query("server", None, "statement_timeout", 7200000) == (
-        "ALTER SYSTEM SET statement_timeout = %s",
-        ("2h",),
-    )
-    assert t.pg_set_query("roles", "app", "idle_in_transaction_session_timeout", 300000) == (
-        'ALTER ROLE "app" SET idle_in_transaction_session_timeout = %s',
-        ("5min",),
-    )
-    assert t.pg_set_query("databases", "Billing", "idle_session_timeout", 0) == (
-        'ALTER DATABASE "Billing" SET idle_session_timeout = %s',
-        ("0",),
-    )
-    assert t.pg_reload_query() == ("SELECT pg_reload_conf()", ())
-
-
-def test_postgresql_names_are_quoted_and_their_percent_signs_doubled():
-    sql, params = t.pg_set_query("roles", HOSTILE, "statement_timeout", 1000)
-    assert sql == 'ALTER ROLE "it\'s ""quoted""; %%s %%(x)s -- DROP ROLE x; \\" SET statement_timeout = %s'
-    assert params == ("1s",)
-    assert (
-        sql % ("'1s'",) == 'ALTER ROLE "it\'s ""quoted""; %s %(x)s -- DROP ROLE x; \\" SET statement_timeout = \'1s\''
-    )
-    assert t.shown_query((sql, params)).startswith('ALTER ROLE "it\'s ""quoted""; %s %(x)s')
-    with pytest.raises(PolicyError, match=r"^timeouts: a name cannot contain a NUL character"):
-        t.pg_set_query("roles", "a\x00b", "statement_timeout", 1000)
-
-
 def test_only_timeout_variables_are_ever_set():
     with pytest.raises(ValueError):
-        t.pg_set_query("server", None, "archive_command", 1000)
-    with pytest.raises(ValueError):
         t.mysql_set_global_query("mariadb", "general_log_file", 1)
-
-
-def test_postgresql_reads_take_the_names_as_parameters():
-    assert t.pg_known_query(["statement_timeout"]) == (
-        "SELECT name, boot_val FROM pg_settings WHERE name = ANY(%s)",
-        (["statement_timeout"],),
-    )
-    sql, params = t.pg_file_query(["statement_timeout"])
-    assert "pg_file_settings" in sql and "ORDER BY seqno" in sql and params == (["statement_timeout"],)
-    sql, params = t.pg_roles_query([HOSTILE])
-    assert HOSTILE not in sql and params == ([HOSTILE],) and "setdatabase = 0" in sql
-    sql, params = t.pg_databases_query([HOSTILE])
-    assert HOSTILE not in sql and params == ([HOSTILE],) and "setrole = 0" in sql
 
 
 # ------------------------------------------------------------------ MySQL / MariaDB statements

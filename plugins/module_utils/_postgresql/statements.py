@@ -5,45 +5,10 @@
 
 Private to the collection; pure (no psycopg2, no connection): every query
 builder returns ``(sql, params)`` with the values as driver parameters, and is
-unit tested without a database. ``_postgresql`` connects and runs them (the
-MySQL side is the same split: ``_mysql`` and ``_mysql_flavours``).
-
-The guard
----------
-pg_stat_activity is a snapshot taken on first read and kept for the rest of
-the transaction. The end statement therefore reads no view: for each victim
-row it calls ``pg_stat_clear_snapshot()`` and then ``pg_stat_get_activity(pid)``
-for that one pid, and the CASE that checks the row and calls the signal
-function sits in the same LATERAL subquery as that read. The chain
-victim -> clear -> read+signal is a data dependency (each step's input is a
-column of the previous one), so the planner cannot hoist the read out of the
-loop; the pids of one batch are distinct, so a Memoize node never reuses a
-read. The test ``test_the_guard_reads_each_victim_afresh`` slows the rows down
-and checks that each row saw a newer backend state.
-
-The window that remains is inside one row: from the copy of the backend
-status table (``pg_stat_get_activity`` copies every backend's entry, then
-picks the pid) to the kill() of the signal function: less than the whole
-per-row cost of the fresh read, which the benchmark (below) puts at 7 to 12
-microseconds (batch fresh per row minus batch with one snapshot, per victim).
-A session that sends a statement in those microseconds is still ended: the
-engine has no compare-and-signal primitive that could close it.
-
-Measured on the test fleet (PostgreSQL 15, 2 shared cores, load about 5), the
-flipping race of tests/integration/test_postgresql_faults.py (40 sessions
-flipping between 5-40 ms idle and a 4 ms statement or a short transaction,
-ended when idle, wrong kills counted from the server log and the sessions):
-0 wrong kills in 1,544 kills (5 runs); the previous guard, one snapshot per
-batch statement, 111 wrong kills in 1,251 kills (4 runs).
-
-Cost: tools/bench_postgresql_guard.py prints it against the unguarded
-one-liner ``SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE ...``
-and against two floors that check nothing (a fresh copy of the backend status
-per victim; the same with the victim's row read by pg_stat_get_activity); the
-figures and what they allow are in README.md, "The guarded kill on
-PostgreSQL". In short: 2.5 to 3.5 times the one-liner, where the fresh state
-read alone is 1.25 to 1.9 times. The driver keeps one statement per batch (25
-round trips for 5,000 victims at 200 per batch, instead of 5,000).
+unit tested without a database; ``quote_ident`` quotes the identifiers that cannot be
+parameters (the drain's and the timeouts' statements use it too). ``driver`` connects
+and runs them; the guarded end's statement is in ``guard`` (the MySQL side is the
+same split, in ``_mysql/``).
 
 Locks
 -----
@@ -72,7 +37,6 @@ import re
 import zlib
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import (
-    GUARD_STILL_WAITING,
     QUERY_MAX_CHARS,
     ROLE_PRIMARY,
     ROLE_STANDBY,
@@ -84,6 +48,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import is
 # holds: a fixed bigint derived from the lock's name.
 SWEEP_LOCK_NAME = "dbhygiene.sessions.sweep"
 SWEEP_LOCK_KEY = zlib.crc32(SWEEP_LOCK_NAME.encode("ascii"))
+# The functions that end a session, by mode (the guard's and the drain's).
 SIGNAL_FUNCTIONS = {"terminate": "pg_terminate_backend", "cancel": "pg_cancel_backend"}
 
 
@@ -104,7 +69,7 @@ def quote_ident(name, params=True):
 
 # ---------------------------------------------------------------- SQL
 # pg_stat_activity.state -> the normalized states of docs/architecture.md "The normalized session record".
-_STATE_SQL = (
+STATE_SQL = (
     "CASE {col} WHEN 'active' THEN 'active' WHEN 'idle' THEN 'idle' "
     "WHEN 'idle in transaction' THEN 'idle_in_transaction' "
     "WHEN 'idle in transaction (aborted)' THEN 'idle_in_transaction_aborted' "
@@ -134,7 +99,7 @@ _LIST_SQL = (
     "GROUP BY w.lock_group) "
     "SELECT a.pid, a.backend_start, a.usename, a.datname, a.application_name, "
     "host(a.client_addr) AS client_addr, a.client_port, a.client_hostname, "
-    + _STATE_SQL.format(col="a.state")
+    + STATE_SQL.format(col="a.state")
     + " AS state, a.state AS raw_state, a.state_change, a.query_start, a.xact_start, "
     "EXTRACT(EPOCH FROM (n.now - a.backend_start))::float8 AS connected_seconds, "
     "EXTRACT(EPOCH FROM (n.now - a.state_change))::float8 AS idle_seconds, "
@@ -235,46 +200,6 @@ _FACTS_KEYS = (
     "own_application",
 )
 
-# The victims of one batch, as rows: the planned guard of each.
-_VICTIMS_SQL = (
-    "unnest(%(pids)s::int[], %(backend_starts)s::timestamptz[], %(states)s::text[], "
-    "%(state_changes)s::timestamptz[], %(still_waiting)s::bool[]) "
-    "WITH ORDINALITY AS v(pid, backend_start, state, state_change, still_waiting, ord)"
-)
-
-# One statement per batch, one fresh snapshot per victim (see "The guard" in
-# the module docstring). For each row of v: c clears the backend status
-# snapshot (a volatile call in a subquery's output: never pulled up, never
-# dropped) and passes the pid on; a reads that one backend with
-# pg_stat_get_activity(c.pid) and, in the same projection, reaches the signal
-# function only when every guard of the CASE holds, in that order. The signal
-# function is volatile, so the planner cannot evaluate it early. {signal} is
-# one of two fixed function names.
-_END_SQL = (
-    "SELECT v.ord, a.outcome, a.pid IS NOT NULL AS pid_present, a.backend_start, a.state_now, "
-    "a.state_change, a.target_superuser "
-    "FROM " + _VICTIMS_SQL + " "
-    "CROSS JOIN LATERAL (SELECT pg_stat_clear_snapshot() AS cleared, v.ord, v.pid) AS c "
-    "LEFT JOIN LATERAL ("
-    "SELECT s.pid, s.backend_start, s.state_change, "
-    + _STATE_SQL.format(col="s.state")
-    + " AS state_now, COALESCE(r.rolsuper, false) AS target_superuser, "
-    "CASE WHEN s.backend_start IS DISTINCT FROM v.backend_start "
-    "OR s.backend_type IS DISTINCT FROM 'client backend' THEN 'gone' "
-    "WHEN " + _STATE_SQL.format(col="s.state") + " IS DISTINCT FROM v.state "
-    "OR s.state_change IS DISTINCT FROM v.state_change THEN 'state_changed' "
-    "WHEN v.still_waiting AND s.wait_event_type IS DISTINCT FROM 'Lock' THEN 'lock_released' "
-    "WHEN NOT ((SELECT rolsuper FROM pg_roles WHERE rolname = current_user) OR (NOT COALESCE(r.rolsuper, false) "
-    "AND (pg_has_role(s.usesysid, 'USAGE') OR pg_has_role('pg_signal_backend', 'USAGE')))) THEN 'denied' "
-    "WHEN {signal}(s.pid) THEN 'signalled' "
-    "ELSE 'gone' END AS outcome "
-    "FROM pg_stat_get_activity(c.pid) AS s "
-    "LEFT JOIN pg_roles AS r ON r.oid = s.usesysid "
-    "WHERE s.pid = c.pid"
-    ") AS a ON true "
-    "ORDER BY v.ord"
-)
-
 
 def list_sessions_query(own_application, query_max=QUERY_MAX_CHARS, version_num=None):
     """(sql, params) listing every client session but ours, with who waits on whom, in one
@@ -318,30 +243,6 @@ def server_role(in_recovery):
     return ROLE_STANDBY if in_recovery else ROLE_PRIMARY
 
 
-def end_query(guards, mode):
-    """(sql, params): the guarded end of one batch.
-
-    ``guards`` are (pid, backend_start, state, state_change, still_waiting)
-    tuples (timestamps as ISO 8601 text, state normalized; ``still_waiting``
-    True: signal only if it still waits on a lock, see guard_of; a 4-tuple is
-    one without that) with distinct pids (a Memoize node could otherwise reuse
-    one pid's read for another row); ``mode`` is terminate or cancel.
-    """
-    if mode not in SIGNAL_FUNCTIONS:
-        raise ValueError(f"mode must be terminate or cancel, not {mode!r}")
-    pids = [guard[0] for guard in guards]
-    if len(set(pids)) != len(pids):
-        raise ValueError("a batch must not name one pid twice")
-    params = {
-        "pids": [guard[0] for guard in guards],
-        "backend_starts": [guard[1] for guard in guards],
-        "states": [guard[2] for guard in guards],
-        "state_changes": [guard[3] for guard in guards],
-        "still_waiting": [bool(guard[4]) if len(guard) > 4 else False for guard in guards],
-    }
-    return _END_SQL.format(signal=SIGNAL_FUNCTIONS[mode]), params
-
-
 def query_templates():
     """Every statement the driver runs, as templates (placeholders, never values)."""
     return [
@@ -352,8 +253,6 @@ def query_templates():
         _FACTS_SQL,
         _ROLE_SQL,
         _list_sql(None),
-        _END_SQL.format(signal=SIGNAL_FUNCTIONS["terminate"]),
-        _END_SQL.format(signal=SIGNAL_FUNCTIONS["cancel"]),
     ]
 
 
@@ -413,20 +312,3 @@ def normalize_row(row):
         "lock_wait_seconds": _seconds(row["lock_wait_seconds"]) if row["blocked_by"] else None,
         "lock_kind": row["lock_kind"] if row["blocked_by"] else None,
     }
-
-
-def guard_of(session):
-    """(pid, backend_start, state, state_change, still_waiting) to re-check before signalling.
-
-    The identity comes from the key (reuse-safe by design), the state from the
-    record as planned. ``still_waiting`` is True when the runner marked the
-    victim GUARD_STILL_WAITING (its rule matched it by ``waiting_longer_than``):
-    it is then signalled only while it still waits on a lock (wait_event_type
-    'Lock'); a waiter that got its lock has moved on. ValueError when the record
-    cannot be checked.
-    """
-    pid, backend_start = parse_key(session.get("key"))
-    if str(session.get("id")) != str(pid):
-        raise ValueError(f"session id {session.get('id')!r} does not match its key {session.get('key')!r}")
-    still_waiting = bool(session.get(GUARD_STILL_WAITING))
-    return (pid, backend_start, session.get("state"), session.get("state_since"), still_waiting)

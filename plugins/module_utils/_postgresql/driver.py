@@ -1,14 +1,17 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) dbhygiene.sessions contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The PostgreSQL driver: connection options, connect, list sessions, guarded end.
+"""The PostgreSQL driver: connect, list sessions, guarded end.
 
 Private to the collection. Its statements, and the reading of their rows into
-session records, are in ``_postgresql_sql`` (pure: every query builder returns
-``(sql, params)`` and is unit tested without a database); this file connects,
-validates the options and drives the statements.
+session records, are in ``statements`` (pure: every query builder returns
+``(sql, params)`` and is unit tested without a database); the connection
+options, their check and the login's rights are in ``connect`` (pure); this
+file connects and drives the statements.
 Importable without psycopg2 (``HAS_PSYCOPG2`` says whether it is there), so
-that the modules can report a missing library cleanly.
+that the modules can report a missing library cleanly. It is the driver module
+the engine registry names (``_engines.py``): ``open_driver``, ``PostgreSQLDriver``,
+``HAS_PSYCOPG2`` and ``connection_argument_spec``.
 
 How the safety invariants of docs/architecture.md are kept here:
 
@@ -21,7 +24,7 @@ How the safety invariants of docs/architecture.md are kept here:
   a transaction once read).
 * The guarded end checks and signals each victim in a fresh snapshot of
   backend status, in one statement per batch (see "The guard" in
-  ``_postgresql_sql``). It
+  ``statements``). It
   signals only when pid, backend_start (from the session key), state and
   state_change all still match the plan, and only when our login may signal
   it: an ERROR in the middle of a batch would leave us not knowing which
@@ -39,32 +42,37 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import os
-import re
-import secrets
 import selectors
 import time
 import traceback
 
-from ansible.module_utils.common.parameters import env_fallback
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _engines, _platform
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import (
-    OUTCOMES,
-    REASON_FAILED,
-    REASON_GONE,
-    REASON_STATE_CHANGED,
-    Driver,
-)
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import REASON_FAILED, Driver
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import SessionError
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._messages import cut, one_line, redact, shown
-
-# The statements and records the driver runs (callers may use them as _postgresql.<name> too).
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql_sql import (
-    _FACTS_KEYS,
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._messages import cut, one_line
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql.connect import (
+    DEFAULT_QUERY_TIMEOUT,
+    connect_hint,
+    connect_kwargs,
+    describe_target,
+    new_application_name,
+    preflight_error,
+    scrub,
+    timeouts,
+    validate_connection_params,
+)
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql.guard import (
     SIGNAL_FUNCTIONS,
     end_query,
-    facts_query,
     guard_of,
+    row_outcome,
+)
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql.guard import (
+    query_templates as guard_templates,
+)
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql.statements import (
+    _FACTS_KEYS,
+    facts_query,
     list_sessions_query,
     normalize_row,
     query_templates,
@@ -75,12 +83,11 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql_sql
     sweep_lock_query,
     sweep_unlock_query,
 )
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import iso_utc
 
 # isort: split
-# Re-exported for tests/integration/test_postgresql_faults.py, which slows the guard's rows down.
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql_sql import (  # noqa: F401  # pylint: disable=unused-import
-    _VICTIMS_SQL,
+# The engine registry's driver module gives the engine's connection options too (_inprocess.py).
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql.connect import (  # noqa: F401  # pylint: disable=unused-import
+    connection_argument_spec,
 )
 
 try:
@@ -93,204 +100,14 @@ except ImportError:
     HAS_PSYCOPG2 = False
     PSYCOPG2_IMPORT_ERROR = traceback.format_exc()
 
-APPLICATION_PREFIX = "dbhygiene.sessions"
-# The connection options' defaults and choices are the engine registry's (_engines.py).
-_REGISTRY_ENTRY = _engines.ENGINES["postgresql"]
-DEFAULT_PORT = _REGISTRY_ENTRY.option("login_port").default
-DEFAULT_DB = "postgres"
-SSL_MODES = _REGISTRY_ENTRY.option("ssl_mode").choices
-# Modes in which libpq may fall back to plain text (or never try TLS): refused
-# together with a CA or a client certificate, which say the user wants TLS.
-SSL_MODES_WITHOUT_TLS_GUARANTEE = ("disable", "allow", "prefer")
-DEFAULT_SSL_MODE = "prefer"  # without any TLS option: libpq's own default
-SSL_MODE_WITH_CERTIFICATES = "verify-full"  # ca_cert / ssl_cert given without ssl_mode
-DEFAULT_CONNECT_TIMEOUT = _REGISTRY_ENTRY.option("connect_timeout").default
-DEFAULT_QUERY_TIMEOUT = _REGISTRY_ENTRY.option("query_timeout").default
-TIMEOUT_RANGE = (1, 3600)  # seconds, for connect_timeout and query_timeout
 # The client-side bound of a statement is query_timeout plus this, so that the
 # server's own statement_timeout (a clean error, connection kept) fires first
 # when the server is alive.
 CLIENT_GRACE_SECONDS = 1.0
-# libpq keepalives: notice a peer that vanished (not one that is frozen: its
-# kernel still ACKs; the client-side deadline covers that).
-KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
 # Sessions per guarded statement: one round trip for a normal sweep, bounded
 # statement size (and statement time) for a big one.
 BATCH_SIZE = 200
 SWEEP_LOCK_POLL_SECONDS = 0.25
-MIN_SERVER_VERSION_NUM = 100000  # backend_type and the pg_signal_backend / pg_read_all_stats roles
-
-
-# ---------------------------------------------------------------- options
-def connection_argument_spec():
-    """The connection options of every PostgreSQL module (doc fragment
-    ``dbhygiene.sessions._postgresql_connection``), from the engine registry."""
-    return _REGISTRY_ENTRY.connection_spec(env_fallback)
-
-
-def _application_name():
-    return f"{APPLICATION_PREFIX}-{secrets.token_hex(6)}"
-
-
-# Options that are strings libpq receives: no NUL, no control character.
-_STRING_OPTIONS = (
-    "login_host",
-    "login_user",
-    "login_unix_socket",
-    "login_db",
-    "ssl_mode",
-    "ca_cert",
-    "ssl_cert",
-    "ssl_key",
-)
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def _as_int(params, option):
-    value = params.get(option)
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return value
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        raise SessionError(f"{option} must be an integer, not {shown(value)}")
-
-
-def effective_ssl_mode(params):
-    """The sslmode to connect with; SessionError when the options contradict each other.
-
-    A CA (ca_cert) or a client certificate (ssl_cert) says the user wants TLS:
-    without ssl_mode that means verify-full, and a mode in which libpq may go
-    plain text (disable, allow, prefer) is refused rather than downgraded.
-    Without any TLS option, libpq's default (prefer) stays.
-    """
-    mode = params.get("ssl_mode") or None
-    certificates = [option for option in ("ca_cert", "ssl_cert") if params.get(option)]
-    if mode is None:
-        return SSL_MODE_WITH_CERTIFICATES if certificates else DEFAULT_SSL_MODE
-    if mode not in SSL_MODES:
-        raise SessionError(f"ssl_mode must be one of {', '.join(SSL_MODES)}, not {shown(mode)}")
-    if certificates and mode in SSL_MODES_WITHOUT_TLS_GUARANTEE:
-        raise SessionError(
-            f"ssl_mode {mode} together with {' and '.join(certificates)} would let the connection go without "
-            "verified TLS: "
-            "use ssl_mode verify-full (or verify-ca, or require), or leave ssl_mode unset"
-        )
-    return mode
-
-
-def validate_connection_params(params):
-    """Check the connection options before any connection; SessionError naming the field.
-
-    Strings must not carry a NUL or a control character (libpq cannot take
-    them, and they cannot be what the user meant); numbers must be in range.
-    Values are cut in messages, and the password is never shown.
-    """
-    password = params.get("login_password")
-    if password is not None and "\x00" in str(password):
-        raise SessionError("login_password must not contain a NUL character (value not shown)")
-    for option in _STRING_OPTIONS:
-        value = params.get(option)
-        if value is None:
-            continue
-        if not isinstance(value, str):
-            raise SessionError(f"{option} must be a string, not {shown(value)}")
-        found = _CONTROL_RE.search(value)
-        if found:
-            raise SessionError(
-                f"{option} must not contain the control character {found.group(0)!r} "
-                f"(at position {found.start()}): {shown(value)}"
-            )
-    port = _as_int(params, "login_port")
-    if port is not None and not 1 <= port <= 65535:
-        raise SessionError(f"login_port must be between 1 and 65535, not {shown(params.get('login_port'))}")
-    for option in ("connect_timeout", "query_timeout"):
-        value = _as_int(params, option)
-        if value is not None and not TIMEOUT_RANGE[0] <= value <= TIMEOUT_RANGE[1]:
-            raise SessionError(
-                f"{option} must be between {TIMEOUT_RANGE[0]} and {TIMEOUT_RANGE[1]} seconds, "
-                f"not {shown(params.get(option))}"
-            )
-    effective_ssl_mode(params)
-
-
-def timeouts(params):
-    """(connect_timeout, query_timeout) in seconds, defaults filled in."""
-    connect = _as_int(params, "connect_timeout")
-    query = _as_int(params, "query_timeout")
-    return (
-        DEFAULT_CONNECT_TIMEOUT if connect is None else connect,
-        DEFAULT_QUERY_TIMEOUT if query is None else query,
-    )
-
-
-def connect_kwargs(params, application_name):
-    """psycopg2.connect() keyword arguments from the module's connection options.
-
-    Options left unset are not passed, so libpq's own defaults and environment
-    (PGSERVICE, ~/.pgpass, ...) still apply. The unix socket wins over the host.
-    ssl_mode is always passed, as effective_ssl_mode() decides it.
-    """
-    kwargs = {
-        "dbname": params.get("login_db") or DEFAULT_DB,
-        "application_name": application_name,
-        "sslmode": effective_ssl_mode(params),
-        "connect_timeout": timeouts(params)[0],
-    }
-    kwargs.update(KEEPALIVES)
-    socket = params.get("login_unix_socket")
-    if socket:
-        # libpq wants the directory; accept the socket file itself too.
-        base = os.path.basename(socket.rstrip("/"))
-        kwargs["host"] = os.path.dirname(socket.rstrip("/")) if base.startswith(".s.PGSQL.") else socket
-    elif params.get("login_host"):
-        kwargs["host"] = params["login_host"]
-    for option, keyword in (
-        ("login_port", "port"),
-        ("login_user", "user"),
-        ("login_password", "password"),
-        ("ca_cert", "sslrootcert"),
-        ("ssl_cert", "sslcert"),
-        ("ssl_key", "sslkey"),
-    ):
-        value = params.get(option)
-        if value is not None and value != "":
-            kwargs[keyword] = value
-    return kwargs
-
-
-def describe_target(params):
-    """Where we connect, for messages: host:port or the socket directory. Never a secret."""
-    port = params.get("login_port") or DEFAULT_PORT
-    if params.get("login_unix_socket"):
-        return f"{cut(params['login_unix_socket'])} (unix socket, port {port})"
-    if params.get("login_host"):
-        return f"{cut(params['login_host'])}:{port}"
-    return f"the default PostgreSQL server (libpq defaults, port {port})"
-
-
-def _scrub(text, params):
-    """A driver message on one line, without the password whatever the driver put in it."""
-    return redact(one_line(text), params.get("login_password"))
-
-
-def _connect_hint(message):
-    lowered = message.lower()
-    if "no pg_hba.conf entry" in lowered:
-        return "the server's pg_hba.conf does not admit this login from here (over TLS or not: see ssl_mode)"
-    if "certificate verify failed" in lowered or "root certificate" in lowered:
-        return "check ca_cert: it must be the CA that signed the server's certificate"
-    if "does not match host name" in lowered:
-        return "with ssl_mode verify-full, login_host must be a name or address in the server's certificate"
-    if "password authentication failed" in lowered or "no password supplied" in lowered:
-        return "check login_user and login_password"
-    if "certificate" in lowered or "ssl" in lowered:
-        return "check ssl_mode, ca_cert, ssl_cert and ssl_key"
-    if "timeout" in lowered or "could not connect" in lowered or "connection refused" in lowered:
-        return "check login_host, login_port and that the server accepts connections from here"
-    return None
 
 
 class _TimedOut(Exception):
@@ -342,7 +159,7 @@ def open_driver(params):
     validate_connection_params(params)
     if not HAS_PSYCOPG2:
         raise SessionError("the PostgreSQL modules need the Python library psycopg2 on the node that runs them")
-    application_name = _application_name()
+    application_name = new_application_name()
     target = describe_target(params)
     user = cut(params.get("login_user") or "(libpq default user)")
     connect_timeout, query_timeout = timeouts(params)
@@ -362,8 +179,8 @@ def open_driver(params):
     except psycopg2.Error as exc:
         if conn is not None:
             conn.close()
-        message = _scrub(exc, params)
-        hint = _connect_hint(message)
+        message = scrub(exc, params)
+        hint = connect_hint(message)
         raise SessionError(
             f"cannot connect to PostgreSQL at {target} as {user}: {message}{('; ' + hint if hint else '')}"
         )
@@ -374,44 +191,6 @@ def open_driver(params):
     except Exception:
         conn.close()
         raise
-
-
-def _grant_hint(login, role):
-    escaped = str(login).replace('"', '""')
-    return f'GRANT {role} TO "{escaped}"'
-
-
-def preflight_error(rights, signal, target):
-    """Why our login cannot do the job (a message naming the missing grant), or None.
-
-    ``rights`` as read by rights_query(): login, superuser, read_all_stats,
-    signal_backend, version_num. ``signal``: the run will cancel or terminate.
-    """
-    if rights["version_num"] < MIN_SERVER_VERSION_NUM:
-        return (
-            f"PostgreSQL at {target} is version {rights['version_num']}; dbhygiene.sessions needs PostgreSQL "
-            "10 or later"
-        )
-    if rights["superuser"]:
-        return None
-    missing = []
-    if not rights["read_all_stats"]:
-        missing.append(
-            (
-                "pg_read_all_stats",
-                "cannot see other users' sessions (pg_stat_activity hides their state and query, "
-                "so no rule could match them)",
-            )
-        )
-    if signal and not rights["signal_backend"]:
-        missing.append(("pg_signal_backend", "cannot cancel or terminate other users' sessions"))
-    if not missing:
-        return None
-    login = rights["login"]
-    cannot = " and ".join(what for _role, what in missing)
-    roles = " and ".join(role for role, _what in missing)
-    grants = "; ".join(_grant_hint(login, role) for role, _what in missing)
-    return f"login {login} on PostgreSQL at {target} {cannot}: it lacks {roles}; as a superuser, run: {grants}"
 
 
 # ---------------------------------------------------------------- driver
@@ -428,7 +207,7 @@ class PostgreSQLDriver(Driver):
     """
 
     engine = "postgresql"
-    unsupported_conditions = _REGISTRY_ENTRY.unsupported_conditions
+    unsupported_conditions = _engines.ENGINES["postgresql"].unsupported_conditions
 
     def __init__(self, conn, target, application_name, query_timeout=DEFAULT_QUERY_TIMEOUT):
         self._conn = conn
@@ -551,6 +330,9 @@ class PostgreSQLDriver(Driver):
             }
         return self._rights
 
+    def _login(self):
+        return self._load_rights()["login"]
+
     def server_facts(self):
         facts = dict(zip(_FACTS_KEYS, self._fetch_one(facts_query(), "read the server facts")))
         facts.update(
@@ -654,43 +436,8 @@ class PostgreSQLDriver(Driver):
                     exc.partial, exc.one_by_one = outcomes, True
                     raise
             return outcomes
-        return [self._explain(guard, row, mode) for guard, row in zip(guards, rows)]
-
-    def _explain(self, guard, row, mode):
-        pid, backend_start, state, state_change = guard[:4]
-        _ord, outcome, pid_present, now_start, state_now, change_now, target_superuser = row
-        if outcome == "signalled":
-            return (OUTCOMES[mode], None)
-        if outcome in ("gone", None):
-            if pid_present and iso_utc(now_start) != backend_start:
-                return (
-                    REASON_GONE,
-                    f"pid {pid} now belongs to another session (started {iso_utc(now_start)}, planned {backend_start})",
-                )
-            return (REASON_GONE, "the session ended before it was signalled")
-        if outcome == "lock_released":
-            return (
-                REASON_STATE_CHANGED,
-                f"waited on a lock when planned (since {state_change}, {state}); it no longer waits: it got its lock",
-            )
-        if outcome == "state_changed":
-            return (
-                REASON_STATE_CHANGED,
-                f"was {state} since {state_change} when planned, now {state_now} since {iso_utc(change_now)}",
-            )
-        login = self._load_rights()["login"]
-        if target_superuser:
-            return (
-                REASON_FAILED,
-                f"cannot {mode} pid {pid} on {self.target}: it is a superuser's session and login {login} is "
-                "not a superuser "
-                "(keep protect.superusers true, or run as a superuser)",
-            )
-        return (
-            REASON_FAILED,
-            f"cannot {mode} pid {pid} on {self.target}: login {login} lacks pg_signal_backend; "
-            f"{_grant_hint(login, 'pg_signal_backend')}",
-        )
+        return [row_outcome(guard, row, mode, self.target, self._login) for guard, row in zip(guards, rows)]
 
     def query_templates(self):
-        return query_templates()
+        """Every statement the driver runs, as templates: the statements' and the guard's."""
+        return query_templates() + guard_templates()
