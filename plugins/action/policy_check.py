@@ -18,7 +18,7 @@ from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.parameters import remove_values
 from ansible.plugins.action import ActionBase
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _argspec, _engines, _policy
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _argspec, _engines, _errors, _policy
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import (
     _action,
     _change_window,
@@ -237,7 +237,7 @@ class ActionModule(_action.ActionMixin, ActionBase):
                 parsed = _policy.parse_policy(policy)
                 if thresholds is not _UNSET:
                     _report_model.parse_thresholds(thresholds)
-            except _policy.PolicyError as exc:
+            except _errors.PolicyError as exc:
                 field = str(exc.field)
                 if not field.startswith("dbhygiene_"):
                     field = "dbhygiene_" + field

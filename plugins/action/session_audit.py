@@ -13,7 +13,7 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _policy
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _errors
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _action, _report_model
 
 KIND = "session_info"
@@ -34,7 +34,7 @@ class ActionModule(_action.ActionMixin, ActionBase):
         policy = self.engine_policy(params["policy"], engine) if params.get("policy") else None
         try:
             thresholds = _report_model.parse_thresholds(params.get("thresholds"))
-        except _policy.PolicyError as exc:
+        except _errors.PolicyError as exc:
             raise self.failure(str(exc), dbhygiene={"engine": engine, "failure": "policy"})
 
         module_args = _action.module_args(engine, KIND, params)

@@ -12,8 +12,8 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain import change_key
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import JournalError
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain_rights import change_key
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import JournalError
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import (
     _action,
     _change_window,

@@ -129,17 +129,6 @@ ROLES = (ROLE_PRIMARY, ROLE_STANDBY, ROLE_REPLICA)
 OUTCOMES = {"terminate": "terminated", "cancel": "cancelled"}
 
 
-class SessionError(Exception):
-    """A failure a user must act on: connection, privilege, unsupported feature.
-
-    The message says what failed and what to do; it never contains a secret. A driver
-    sets `statement` (the template of the statement that failed: placeholders, no values)
-    on the error, or on the library's error it is raised from (failed_statement).
-    """
-
-    statement = None
-
-
 # How much of a failed statement's template a result shows (a drain's transaction can be long).
 STATEMENT_CHARS = 2000
 

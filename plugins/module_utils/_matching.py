@@ -38,9 +38,9 @@ import time
 import warnings
 from typing import Any, Callable, List, NoReturn, Optional, Tuple
 
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import PolicyError, SessionError
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._messages import shown_value
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import Policy, PolicyError
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import Policy
 
 # Seconds the matching of one planning pass may take when it must be bounded. Normal
 # patterns take milliseconds for 5,000 sessions; a pattern that needs more is refused.

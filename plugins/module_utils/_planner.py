@@ -38,9 +38,10 @@ from typing import Any, Callable, Hashable, Iterable
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import (
     REASON_PROTECTED,
 )
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._limits import UNLIMITED, Limits
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._matching import MATCH_DEADLINE, Decision, decide
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._messages import shown_value
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import UNLIMITED, Limits, Policy
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import Policy
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import parse_instant
 
 

@@ -27,8 +27,9 @@ import importlib
 import re
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _engines, _platform
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError, failed_statement
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError, parse_duration
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import failed_statement
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._durations import parse_duration
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import PolicyError, SessionError
 
 FIELDS = ("idle_session", "idle_in_transaction", "statement")
 LEVELS = ("server", "roles", "databases")

@@ -323,7 +323,8 @@ failed_statement:
 
 from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._argspec import new_module
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain import drain_argument_spec, run_drain_module
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain import run_drain_module
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain_request import drain_argument_spec
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql.connect import connection_argument_spec
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql.drain import PostgreSQLRights
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql.driver import (

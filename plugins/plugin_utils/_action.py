@@ -25,7 +25,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _argspec, _engines, _policy
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _argspec, _engines, _errors, _policy
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _connection, _files, _inprocess, _trail
 
 
@@ -116,7 +116,7 @@ class ActionMixin(object):
         refused = {"dbhygiene": {"engine": engine, "failure": "policy"}}
         try:
             policy = _policy.parse_policy(raw)
-        except _policy.PolicyError as exc:
+        except _errors.PolicyError as exc:
             raise self.failure(str(exc), **refused)
         problem = _engines.check_supported(policy, engine)
         if problem:

@@ -18,13 +18,13 @@ __metaclass__ = type
 
 from typing import Any, Mapping
 
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _drain
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _drain_request, _drain_rights
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import PolicyError
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import iso_utc_z, utc_now
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _report_markdown as md
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _report_model, _trail
 
-STATES = _drain.STATES
+STATES = _drain_request.STATES
 # The name the trail and the report give the change window's decisions (the `policy` of a line).
 POLICY = "drain"
 # The drain modules' options and the role variables that give them.
@@ -52,14 +52,14 @@ def request_error(params: Mapping[str, Any]) -> PolicyError | None:
     """The PolicyError (naming the option and the value) of the drain options in `params`
     (the module's names: databases, state, allow_users, grace, wait_timeout, host_timeout,
     None or missing for the module's default), checked as the drain modules check them
-    (``_drain.parse_request``), before any connection; None when they are valid."""
-    options = _drain.drain_argument_spec()
+    (``_drain_request.parse_request``), before any connection; None when they are valid."""
+    options = _drain_request.drain_argument_spec()
     request: dict[str, Any] = {}
     for name, option in options.items():
         value = params.get(name)
         request[name] = option.get("default") if value is None else value
     try:
-        _drain.parse_request(request)
+        _drain_request.parse_request(request)
     except PolicyError as exc:
         return exc
     return None
@@ -121,7 +121,7 @@ def trail_records(
     records = []
     for change in changes_of(result):
         done = str(change.get("change"))
-        if change.get("status") == _drain.STATUS_UNKNOWN:
+        if change.get("status") == _drain_rights.STATUS_UNKNOWN:
             done = OUTCOME_UNKNOWN  # sent when the server stopped answering: made or not
         records.append(change_line(host, engine, check_mode, context, change, None if check_mode else done))
     sessions: dict[str, Any] = {"policy": POLICY}
@@ -190,7 +190,7 @@ class DrainFigures(_report_model.LockFigures):
         totals = report["totals"]
         for entry in report["hosts"].values():
             changes = entry.get("changes") or []
-            unknown = [c for c in changes if c.get("status") == _drain.STATUS_UNKNOWN]
+            unknown = [c for c in changes if c.get("status") == _drain_rights.STATUS_UNKNOWN]
             totals["changes"] += len(changes) - len(unknown)
             totals["changes_unknown"] += len(unknown)
             if entry.get("still_closed") is None or entry.get("state_unknown"):
@@ -225,7 +225,7 @@ def _closed_cell(entry: Mapping[str, Any]) -> str:
 
 def _change_word(item: Mapping[str, Any]) -> str:
     change = str(item.get("change"))
-    if item.get("status") == _drain.STATUS_UNKNOWN:
+    if item.get("status") == _drain_rights.STATUS_UNKNOWN:
         return f"{change}? (sent when the host failed: made or not, unknown)"
     return change
 

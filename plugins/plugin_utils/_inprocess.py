@@ -33,6 +33,7 @@ from ansible.module_utils.common.parameters import remove_values
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import (
     _argspec,
     _drain,
+    _drain_request,
     _engines,
     _runner,
     _timeouts,
@@ -82,7 +83,7 @@ class _InProcessModule(object):
         self.check_mode = check_mode
         self._diff = diff
         self._verbosity = verbosity  # as AnsibleModule has it (-vvv: 3)
-        self.journal = journal  # the enforce role's write-ahead trail hook (_runner.Journal), or None
+        self.journal = journal  # the enforce role's write-ahead trail hook (_ending.Journal), or None
         self.warnings: list[str] = []
 
     def warn(self, warning: str) -> None:
@@ -139,7 +140,7 @@ def _run_timeouts(module: _InProcessModule, engine: _Engine) -> None:
 KINDS: dict[str, tuple[Callable[[str], dict[str, Any]], Callable[[_InProcessModule, _Engine], None]]] = {
     "sessions": (lambda engine: _argspec.sessions_argument_spec(), _run_sessions),
     "session_info": (lambda engine: _argspec.info_argument_spec(), _run_info),
-    "drain": (lambda engine: _drain.drain_argument_spec(), _run_drain),
+    "drain": (lambda engine: _drain_request.drain_argument_spec(), _run_drain),
     "timeouts": (_timeouts.argument_spec, _run_timeouts),
 }
 

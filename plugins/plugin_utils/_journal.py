@@ -38,8 +38,9 @@ import os
 import uuid
 from typing import Any, Dict, Hashable, Iterable
 
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain import STATUS_UNKNOWN, change_key
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import Journal, JournalError
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain_rights import STATUS_UNKNOWN, change_key
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._ending import Journal
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import JournalError
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import iso_utc_z, utc_now
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _change_window
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._files import write_private

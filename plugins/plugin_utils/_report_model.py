@@ -17,8 +17,9 @@ import re
 from typing import Any, Container, Iterable, Mapping, Protocol, Sequence
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SESSION_FIELDS
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError, parse_duration
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import GROUP_FIELDS
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._durations import parse_duration
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._ending import GROUP_FIELDS
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import PolicyError
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import _count as runner_count
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import _oldest as runner_oldest
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import iso_utc_z, utc_now
@@ -164,7 +165,7 @@ def brief(entry: Mapping[str, Any]) -> dict[str, Any]:
     return shown
 
 
-def _seconds(value: Any) -> float | None:
+def _shown_seconds(value: Any) -> float | None:
     return None if value is None else round(float(value), 1)
 
 
@@ -178,7 +179,7 @@ def lock_figures(sessions: Iterable[dict[str, Any]], locks: dict[str, Any] | Non
     longest (id, user, database, application, state, blocked_by, seconds) or None.
     """
     locks = locks if isinstance(locks, dict) else {}
-    longest = _seconds(locks.get("longest_wait_seconds"))
+    longest = _shown_seconds(locks.get("longest_wait_seconds"))
     longest_wait: dict[str, Any] | None = None
     if longest is not None:
         waiters = [s for s in sessions if s.get("lock_wait_seconds") is not None]
@@ -196,7 +197,7 @@ def lock_figures(sessions: Iterable[dict[str, Any]], locks: dict[str, Any] | Non
                 "application": chain.get("application"),
                 "state": chain.get("state"),
                 "blocking": int(chain.get("blocking") or 0),
-                "blocking_seconds": _seconds(chain.get("blocking_seconds")),
+                "blocking_seconds": _shown_seconds(chain.get("blocking_seconds")),
                 "waiters": list(chain.get("waiters") or []),
             }
         )

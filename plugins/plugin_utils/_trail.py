@@ -26,8 +26,8 @@ import os
 from typing import Any, Sequence
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SESSION_FIELDS
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._ending import GROUP_FIELDS
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._redact import redact_statement
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import GROUP_FIELDS
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._time import iso_utc_z, utc_now
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils._files import open_locked, private_dir
 

@@ -22,12 +22,12 @@ pytest.register_assert_rewrite("_postgresql_fixtures", "_mysql_fixtures")
 import _mysql_fixtures as myfx  # noqa: E402,I001 (after register_assert_rewrite)
 import _postgresql_fixtures as pgfx  # noqa: E402
 
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _drain, _runner, _timeouts  # noqa: E402
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError  # noqa: E402
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _drain, _drain_request, _runner, _timeouts  # noqa: E402
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import PolicyError, SessionError  # noqa: E402
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import connect as my_connect  # noqa: E402
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql.drain import MySQLRights  # noqa: E402
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql.timeouts import MySQLTimeouts  # noqa: E402
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError, parse_policy  # noqa: E402
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import parse_policy  # noqa: E402
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql.drain import (  # noqa: E402
     PostgreSQLRights,
 )
@@ -206,7 +206,7 @@ def test_mariadb_rds_kill_refuses_the_service_threads(fleet, emulated):
 
 
 def drain_run(driver, rights_class, databases, state):
-    request = _drain.parse_request(
+    request = _drain_request.parse_request(
         {"databases": databases, "state": state, "grace": "1s", "wait_timeout": 10.0, "host_timeout": 120.0}
     )
     driver.preflight(signal=state == "drained", policy=request.policy)

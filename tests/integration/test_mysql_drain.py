@@ -21,8 +21,8 @@ import _mysql_fixtures as fx  # noqa: I001 (after register_assert_rewrite)
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import drain as my_drain
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import driver as my_driver
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain import parse_request
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain_request import parse_request
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import SessionError
 from ansible_collections.dbhygiene.sessions.plugins.modules import mysql_drain
 
 SERVER = "mariadb1"

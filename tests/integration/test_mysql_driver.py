@@ -10,8 +10,8 @@ from conftest import lift_share_limit, wait_until
 pytest.register_assert_rewrite("_mysql_fixtures")
 import _mysql_fixtures as fx  # noqa: I001 (after register_assert_rewrite)
 
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _runner  # noqa: E402
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError  # noqa: E402
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _ending, _runner  # noqa: E402
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import SessionError  # noqa: E402
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import parse_policy  # noqa: E402
 
 pytest_plugins = ["_mysql_fixtures"]
@@ -97,7 +97,7 @@ def test_a_procedure_that_ignores_cancel_is_ended_by_terminate(fleet, my_held, m
         assert stubborn.state() == "Query"  # the handler swallowed the interruption
         again = fx.mine(d.list_sessions(), my_tag)
         # same statement (state_since within tolerance) although QUERY_ID moved inside the procedure
-        assert _runner._same_statement(planned[0], again[0], d.state_since_tolerance)
+        assert _ending.same_statement(planned[0], again[0], d.state_since_tolerance)
         assert [r[1] for r in d.end_sessions(again, "terminate")] == ["terminated"]
     assert wait_until(lambda: not stubborn.alive())
 

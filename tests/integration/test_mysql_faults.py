@@ -29,7 +29,7 @@ import _mysql_fixtures as fx  # noqa: I001 (after register_assert_rewrite)
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import driver as my_driver  # noqa: E402
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import flavours as my_flavours  # noqa: E402
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import guard as my_guard  # noqa: E402
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError  # noqa: E402
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import SessionError  # noqa: E402
 
 pytest_plugins = ["_mysql_fixtures"]
 

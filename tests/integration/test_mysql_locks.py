@@ -14,10 +14,8 @@ pytest.register_assert_rewrite("_mysql_fixtures")
 import _mysql_fixtures as fx  # noqa: I001 (after register_assert_rewrite)
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _planner  # noqa: E402
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import (  # noqa: E402
-    GUARD_STILL_WAITING,
-    SessionError,
-)
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import GUARD_STILL_WAITING  # noqa: E402
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import SessionError  # noqa: E402
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import parse_policy  # noqa: E402
 
 pytest_plugins = ["_mysql_fixtures"]

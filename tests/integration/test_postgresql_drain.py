@@ -23,7 +23,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql imp
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql import drain as pgd
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql import drain_statements
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql import driver as pg
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain import parse_request
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain_request import parse_request
 from ansible_collections.dbhygiene.sessions.plugins.modules import postgresql_drain
 
 pytest_plugins = ["_postgresql_fixtures"]

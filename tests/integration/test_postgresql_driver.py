@@ -17,7 +17,7 @@ from conftest import lift_share_limit, wait_until
 pytest.register_assert_rewrite("_postgresql_fixtures")
 import _postgresql_fixtures as fx  # noqa: I001 (after register_assert_rewrite)
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql import driver as pg
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import SessionError
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import parse_policy
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import apply_policy
 from dbfleet import pgbin

@@ -35,7 +35,7 @@ pytest.register_assert_rewrite("_postgresql_fixtures")
 import _postgresql_fixtures as fx  # noqa: I001 (after register_assert_rewrite)
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql import driver as pg
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql import guard
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import SessionError
 from dbfleet import faults
 
 pytest_plugins = ["_postgresql_fixtures"]

@@ -1,7 +1,9 @@
 """The imports inside plugins/module_utils and plugins/plugin_utils run one way: no loop.
 
 Every import counts, at module level and inside functions (a function-level import is how a
-loop hides: it only fails, or half-initialises a module, when that function first runs).
+loop hides: it only fails, or half-initialises a module, when that function first runs). The
+files of subpackages count too (``module_utils/_postgresql/driver.py`` is
+``module_utils._postgresql.driver``; a package's ``__init__.py`` is the package).
 """
 
 import ast
@@ -12,25 +14,50 @@ PACKAGE = "ansible_collections.dbhygiene.sessions.plugins"
 FOLDERS = ("module_utils", "plugin_utils")
 
 
-def module_files():
-    """{"plugin_utils._outputs": path} for every file of the two folders."""
-    return {
-        f"{folder}.{path.stem}": path
-        for folder in FOLDERS
-        for path in sorted((ROOT / "plugins" / folder).glob("*.py"))
-        if path.stem != "__init__"
-    }
+def module_name(path, plugins):
+    """A file's module name relative to plugins/: ``module_utils._postgresql.driver``; a package's
+    ``__init__.py`` is the package (``module_utils._postgresql``)."""
+    parts = list(path.relative_to(plugins).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
 
 
-def imported(tree, known):
-    """The modules of `known` a parsed file imports, anywhere in it."""
+def module_files(root=ROOT):
+    """{"plugin_utils._outputs": path} for every file of the two folders and their subfolders."""
+    plugins = root / "plugins"
+    files = {}
+    for folder in FOLDERS:
+        for path in sorted((plugins / folder).rglob("*.py")):
+            name = module_name(path, plugins)
+            if name != folder:  # the folder's own __init__.py
+                files[name] = path
+    return files
+
+
+def _absolute(node, package):
+    """The absolute module of a `from ... import` (a relative one resolved from `package`, the
+    importing file's package, dotted from plugins/); None when it cannot be resolved."""
+    if node.level == 0:
+        return node.module
+    base = package.split(".") if package else []
+    if node.level - 1 > len(base):
+        return None
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join([PACKAGE] + base + ([node.module] if node.module else []))
+
+
+def imported(tree, known, package=None):
+    """The modules of `known` a parsed file imports, anywhere in it (`package`: the file's own,
+    dotted from plugins/, for its relative imports)."""
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+        elif isinstance(node, ast.ImportFrom) and _absolute(node, package):
             # `from pkg import _mod` imports a module; `from pkg._mod import name` imports pkg._mod.
-            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            module = _absolute(node, package)
+            names = [module] + [f"{module}.{alias.name}" for alias in node.names]
         else:
             continue
         for name in names:
@@ -41,9 +68,17 @@ def imported(tree, known):
     return found
 
 
+def _package(name, path):
+    """The package a module's relative imports start from (a package's __init__ is its own)."""
+    return name if path.stem == "__init__" else name.rpartition(".")[0]
+
+
 def import_graph(files):
     """{module: the set of modules of `files` it imports}."""
-    return {name: imported(ast.parse(path.read_text(encoding="utf-8")), files) - {name} for name, path in files.items()}
+    return {
+        name: imported(ast.parse(path.read_text(encoding="utf-8")), files, _package(name, path)) - {name}
+        for name, path in files.items()
+    }
 
 
 def cycles(graph):
@@ -73,8 +108,42 @@ def test_the_graph_sees_the_files_and_their_imports():
     graph = import_graph(files)
     assert {"module_utils._policy", "plugin_utils._report_markdown"} <= set(graph)
     # A module-level `from pkg._mod import name` and a `from pkg import _mod` both count.
-    assert "module_utils._policy" in graph["plugin_utils._report_model"]
-    assert "module_utils._drain" in graph["plugin_utils._change_window"]
+    assert "module_utils._errors" in graph["plugin_utils._report_model"]
+    assert "module_utils._drain_request" in graph["plugin_utils._change_window"]
+
+
+def _write(root, relative, text):
+    path = root / "plugins" / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def test_a_file_in_a_subfolder_is_seen_with_its_imports_and_its_loops(tmp_path):
+    package = PACKAGE + ".module_utils"
+    _write(tmp_path, "module_utils/__init__.py", "")
+    _write(tmp_path, "module_utils/_core.py", f"from {package}._engine.driver import connect\n")
+    _write(tmp_path, "module_utils/_engine/__init__.py", "")
+    _write(tmp_path, "module_utils/_engine/driver.py", f"def connect():\n    from {package} import _core\n")
+    _write(tmp_path, "module_utils/_engine/statements.py", "from . import driver\nfrom .. import _core\n")
+    _write(tmp_path, "plugin_utils/_report.py", f"from {package}._engine import statements\n")
+    files = module_files(tmp_path)
+    assert set(files) == {
+        "module_utils._core",
+        "module_utils._engine",
+        "module_utils._engine.driver",
+        "module_utils._engine.statements",
+        "plugin_utils._report",
+    }
+    graph = import_graph(files)
+    # Absolute and relative imports of a subpackage's modules, at module level and inside a function.
+    # (`from . import driver` runs the package's __init__ first: it counts.)
+    assert graph["module_utils._engine.statements"] == {
+        "module_utils._engine",
+        "module_utils._engine.driver",
+        "module_utils._core",
+    }
+    assert graph["plugin_utils._report"] == {"module_utils._engine", "module_utils._engine.statements"}
+    assert cycles(graph) == [["module_utils._core", "module_utils._engine.driver", "module_utils._core"]]
 
 
 def test_a_loop_inside_a_function_is_found_and_named():

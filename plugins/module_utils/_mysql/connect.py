@@ -21,9 +21,7 @@ import configparser
 import os
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _engines
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import (
-    SessionError,
-)
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import SessionError
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._messages import cut, redact, shown
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import statements
 

@@ -32,8 +32,8 @@ __metaclass__ = type
 
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _platform
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain import Progress, RightsOutcome
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain_rights import Progress, RightsOutcome
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import SessionError
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._messages import shown
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql.drain_plan import (
     account_lines,

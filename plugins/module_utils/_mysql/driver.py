@@ -47,10 +47,8 @@ import math
 import time
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _platform
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import (
-    Driver,
-    SessionError,
-)
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import Driver
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import SessionError
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._messages import cut, shown
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import (
     flavours,

@@ -47,8 +47,8 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import 
     REASON_FAILED,
     REASON_GONE,
     REASON_STATE_CHANGED,
-    SessionError,
 )
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import SessionError
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import (
     guard,
     locks,

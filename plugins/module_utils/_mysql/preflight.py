@@ -16,9 +16,9 @@ __metaclass__ = type
 
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _platform
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._conditions import LOCK_CONDITIONS
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import SessionError
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql.grants import executable_procedures
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import LOCK_CONDITIONS
 
 # Policy conditions that read whether a thread is in a transaction (rows.transaction_state).
 TRANSACTION_CONDITIONS = frozenset(["states", "transaction_longer_than"])

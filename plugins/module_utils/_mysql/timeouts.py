@@ -23,10 +23,10 @@ __metaclass__ = type
 import os
 import tempfile
 
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import PolicyError
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql.grants import (
     split_roles_key,
 )
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._timeouts import (
     ApplyError,
     apply_changes,

@@ -24,7 +24,7 @@ import secrets
 
 from ansible.module_utils.common.parameters import env_fallback
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _engines
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import SessionError
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._messages import cut, one_line, redact, shown
 
 APPLICATION_PREFIX = "dbhygiene.sessions"

@@ -29,8 +29,8 @@ __metaclass__ = type
 
 import json
 
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain import Progress, RightsOutcome
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain_rights import Progress, RightsOutcome
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import SessionError
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._messages import shown
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql.drain_statements import (
     PUBLIC,

@@ -47,11 +47,8 @@ import time
 import traceback
 
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _engines, _platform
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import (
-    REASON_FAILED,
-    Driver,
-    SessionError,
-)
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import REASON_FAILED, Driver
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import SessionError
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._messages import cut, one_line
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql.connect import (
     DEFAULT_QUERY_TIMEOUT,
@@ -65,7 +62,6 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql.con
     validate_connection_params,
 )
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql.guard import (
-    SIGNAL_FUNCTIONS,
     end_query,
     guard_of,
     row_outcome,
@@ -75,6 +71,7 @@ from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql.gua
 )
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql.statements import (
     _FACTS_KEYS,
+    SIGNAL_FUNCTIONS,
     facts_query,
     list_sessions_query,
     normalize_row,

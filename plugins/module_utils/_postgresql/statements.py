@@ -257,7 +257,7 @@ def query_templates():
 
 
 # ---------------------------------------------------------------- records
-def _seconds(value):
+def _record_seconds(value):
     """Seconds rounded to the millisecond; never negative (the clock read and the
     activity snapshot are a few microseconds apart)."""
     return None if value is None else max(0.0, round(float(value), 3))
@@ -291,10 +291,10 @@ def normalize_row(row):
         "state": row["state"],
         "connected_at": connected_at,
         "state_since": iso_utc(row["state_change"]),
-        "connected_seconds": _seconds(row["connected_seconds"]),
-        "idle_seconds": _seconds(row["idle_seconds"]),
-        "query_seconds": _seconds(row["query_seconds"]),
-        "transaction_seconds": _seconds(row["transaction_seconds"]),
+        "connected_seconds": _record_seconds(row["connected_seconds"]),
+        "idle_seconds": _record_seconds(row["idle_seconds"]),
+        "query_seconds": _record_seconds(row["query_seconds"]),
+        "transaction_seconds": _record_seconds(row["transaction_seconds"]),
         "query": redact_statement(row["query"], "postgresql", QUERY_MAX_CHARS),
         "superuser": bool(row["superuser"]),
         "backend_type": row["backend_type"],
@@ -309,6 +309,6 @@ def normalize_row(row):
         "wait_event": row["wait_event"],
         # locks (docs/architecture.md "Locks")
         "blocked_by": sorted(row["blocked_by"] or ()),
-        "lock_wait_seconds": _seconds(row["lock_wait_seconds"]) if row["blocked_by"] else None,
+        "lock_wait_seconds": _record_seconds(row["lock_wait_seconds"]) if row["blocked_by"] else None,
         "lock_kind": row["lock_kind"] if row["blocked_by"] else None,
     }

@@ -19,7 +19,7 @@ __metaclass__ = type
 
 import re
 
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import PolicyError
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql.statements import quote_ident
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._timeouts import (
     LEVEL_NAMES,

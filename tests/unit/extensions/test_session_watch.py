@@ -40,7 +40,7 @@ def test_a_bad_interval_names_the_variable_and_the_value(value):
 def test_a_bad_engine_or_policy_is_refused():
     with pytest.raises(session_watch.WatchError, match="dbhygiene_engine"):
         _watch(dbhygiene_engine="oracle")
-    with pytest.raises(session_watch._policy.PolicyError):
+    with pytest.raises(session_watch._errors.PolicyError):
         _watch(dbhygiene_policy={"name": "p", "rules": []})
 
 

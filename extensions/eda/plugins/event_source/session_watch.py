@@ -47,7 +47,7 @@ _COLLECTIONS = os.path.abspath(os.path.join(_HERE, *[os.pardir] * 7))
 if os.path.isdir(os.path.join(_COLLECTIONS, "ansible_collections")) and _COLLECTIONS not in sys.path:
     sys.path.insert(0, _COLLECTIONS)
 
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _engines, _policy, _runner  # noqa: E402
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _ending, _engines, _errors, _policy  # noqa: E402
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import (  # noqa: E402
     _connection,
     _inprocess,
@@ -141,7 +141,7 @@ class HostWatch(object):
                 entry = {name: victim["session"].get(name) for name in EVENT_FIELDS}
                 entry.update(rule=victim.get("rule"), action=victim.get("action"))
                 # A budget's victim: its group, the group's size, how many it keeps, its rank.
-                entry.update((name, victim[name]) for name in _runner.GROUP_FIELDS if name in victim)
+                entry.update((name, victim[name]) for name in _ending.GROUP_FIELDS if name in victim)
                 sessions.append(entry)
             out.append(dict(base, type="would_end", policy=self.policy.name, would_end=len(victims), sessions=sessions))
         self.victims = keys
@@ -187,7 +187,7 @@ def load_hosts(inventory, group=DEFAULT_GROUP, default_interval=DEFAULT_INTERVAL
         }
         try:
             watches.append(HostWatch(host.name, wanted, default_interval))
-        except (WatchError, _policy.PolicyError) as exc:
+        except (WatchError, _errors.PolicyError) as exc:
             LOG.error("dbhygiene.sessions.session_watch: host %s is not watched: %s", host.name, exc)
     return watches
 

@@ -13,7 +13,7 @@ __metaclass__ = type
 import json
 
 from ansible_collections.dbhygiene.sessions.plugins.action import session_drain
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain import change_key
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._drain_rights import change_key
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _journal
 
 LOCK = {"change": "locked", "account": "'a'@'%'", "right": "ACCOUNT LOCK", "grantor": None, "databases": ["billing"]}

@@ -10,8 +10,9 @@ __metaclass__ = type
 
 import pytest
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _runner
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import PolicyError
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._planner import plan
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError, parse_policy
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import parse_policy
 from test_runner import NO_LIMITS, FakeClock, FakeDriver, _at
 
 

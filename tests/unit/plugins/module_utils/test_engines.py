@@ -185,7 +185,7 @@ def test_each_role_task_passes_every_connection_option_from_its_variable(role, t
 
 def test_a_condition_the_engine_cannot_evaluate_is_refused_in_the_same_words_on_both_sides():
     from ansible_collections.dbhygiene.sessions.plugins.module_utils import _policy, _runner
-    from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError
+    from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import SessionError
 
     one = _policy.parse_policy({"name": "p", "rules": [{"connected_longer_than": "1h"}]})
     said = (

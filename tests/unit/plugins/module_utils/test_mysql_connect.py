@@ -6,7 +6,7 @@ TLS, bad input and messages, without a server.
 import os
 
 import pytest
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import SessionError
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import connect as my_connect
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import driver as my_driver
 

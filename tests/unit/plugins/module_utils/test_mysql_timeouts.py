@@ -11,8 +11,8 @@ __metaclass__ = type
 
 import pytest
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _timeouts as t
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import PolicyError
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import timeouts as my_timeouts
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError
 
 HOSTILE = 'it\'s "quoted"; %s %(x)s -- DROP ROLE x; \\'
 

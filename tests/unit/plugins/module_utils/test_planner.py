@@ -14,13 +14,10 @@ import time
 
 import pytest
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _matching, _planner
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import PolicyError, SessionError
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._matching import MatchTimeout
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._planner import plan
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import (
-    PolicyError,
-    parse_policy,
-)
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import parse_policy
 
 COLLECTIONS = os.path.abspath(os.path.join(os.path.dirname(_planner.__file__), "..", "..", "..", "..", ".."))
 

@@ -4,9 +4,9 @@ the refusal of server-level timeouts, the drain plan of a login without superuse
 
 import pytest
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _platform
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._conditions import Protect
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import flavours as my_flavours
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._mysql import grants as my_grants
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import Protect
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql import timeouts as pg_timeouts
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._postgresql.drain import not_changed, plan_drain
 

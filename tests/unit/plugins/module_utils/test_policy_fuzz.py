@@ -18,17 +18,15 @@ from datetime import timedelta
 
 import yaml
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _planner
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._conditions import CONDITION_KEYS
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import STATES
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import (
-    ACTIONS,
-    CONDITION_KEYS,
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._durations import (
     MAX_DURATION,
-    Policy,
-    PolicyError,
-    _human_duration,
+    human_duration,
     parse_duration,
-    parse_policy,
 )
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import PolicyError
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import ACTIONS, Policy, parse_policy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -288,7 +286,7 @@ def test_any_duration_is_seconds_or_a_short_error(value):
 @FUZZ
 @given(st.integers(min_value=0, max_value=MAX_DURATION))
 def test_durations_round_trip(seconds):
-    assert parse_duration(_human_duration(seconds), "f") == seconds
+    assert parse_duration(human_duration(seconds), "f") == seconds
     assert parse_duration(str(seconds), "f") == seconds
     assert parse_duration(float(seconds), "f") == seconds
 

@@ -9,7 +9,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import pytest
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _driver, _runner
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _driver, _errors, _runner
 
 
 class Module(object):
@@ -34,14 +34,14 @@ def test_the_failed_statement_is_found_on_the_error_it_was_raised_from():
             error.statement = "SELECT  a\n FROM t WHERE x = %s"
             raise error
         except LibraryError:
-            raise _driver.SessionError("cannot read t")
-    except _driver.SessionError as exc:
+            raise _errors.SessionError("cannot read t")
+    except _errors.SessionError as exc:
         assert _driver.failed_statement(exc) == {"failed_statement": "SELECT a FROM t WHERE x = %s"}
 
 
 def test_a_long_statement_is_cut_and_no_statement_gives_nothing():
-    error = _driver.SessionError("x")
+    error = _errors.SessionError("x")
     error.statement = "SELECT " + "a, " * 2000
     shown = _driver.failed_statement(error)["failed_statement"]
     assert len(shown) < _driver.STATEMENT_CHARS + 40 and shown.endswith("characters)")
-    assert _driver.failed_statement(_driver.SessionError("login failed")) == {}
+    assert _driver.failed_statement(_errors.SessionError("login failed")) == {}

@@ -12,7 +12,7 @@ __metaclass__ = type
 
 import pytest
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _timeouts as t
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import PolicyError
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _trail
 
 HOSTILE = 'it\'s "quoted"; %s %(x)s -- DROP ROLE x; \\'

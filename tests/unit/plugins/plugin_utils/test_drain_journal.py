@@ -14,8 +14,8 @@ import json
 import os
 
 import pytest
-from ansible_collections.dbhygiene.sessions.plugins.module_utils import _drain
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._driver import SessionError
+from ansible_collections.dbhygiene.sessions.plugins.module_utils import _drain, _drain_request, _drain_rights
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import SessionError
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _change_window, _journal
 
 LOCK = {"change": "locked", "account": "'app'@'%'", "right": "ACCOUNT LOCK", "grantor": None, "database": "billing",
@@ -45,7 +45,7 @@ def test_each_change_is_in_the_trail_and_the_pending_file_before_it_is_sent(tmp_
             progress.sending(entries)
             sent.append((len(_lines(tmp_path)), len(_journal.load_pending(journal.audit_log, "db1", "drain"))))
 
-    Rights().lock(_drain.Progress("db1", journal), [LOCK, REVOKE])
+    Rights().lock(_drain_rights.Progress("db1", journal), [LOCK, REVOKE])
     assert sent == [(2, 2)]  # both lines on disk (and pending) when the statement went out
     lines = _lines(tmp_path)
     assert [(line["outcome"], line["action"], line["account"]) for line in lines] == [
@@ -62,9 +62,9 @@ def test_a_trail_that_cannot_be_written_fails_before_the_change(tmp_path, monkey
         raise OSError(28, "No space left on device", path)
 
     monkeypatch.setattr(_journal, "append_lines", full)
-    progress = _drain.Progress("db1", _journal_at(tmp_path))
+    progress = _drain_rights.Progress("db1", _journal_at(tmp_path))
     progress.made([REVOKE])  # a change made before: the error lists it
-    with pytest.raises(_drain.RightsError) as caught:
+    with pytest.raises(_drain_rights.RightsError) as caught:
         progress.sending([LOCK])
     assert "could not be written" in str(caught.value) and "none of these 1 changes" in str(caught.value)
     assert caught.value.changes == [dict(REVOKE, status="done")]  # the lock is not among them: never sent
@@ -72,7 +72,7 @@ def test_a_trail_that_cannot_be_written_fails_before_the_change(tmp_path, monkey
 
 
 def test_without_a_journal_nothing_is_journaled():
-    _drain.Progress("db1").sending([LOCK])  # no error, nothing to write
+    _drain_rights.Progress("db1").sending([LOCK])  # no error, nothing to write
 
 
 def test_a_run_that_died_leaves_unknown_lines_and_keeps_them_pending(tmp_path):
@@ -206,12 +206,12 @@ def test_a_rights_failure_without_a_change_made_is_a_plain_error():
         record_before = record
 
         def drain(self, request, check_mode):
-            raise _drain.Progress("db1").failed(SessionError("the audit trail /x could not be written"))
+            raise _drain_rights.Progress("db1").failed(SessionError("the audit trail /x could not be written"))
 
     class Driver(object):
         target = "db1"
 
-    request = _drain.parse_request(
+    request = _drain_request.parse_request(
         {"databases": ["billing"], "state": "drained", "wait_timeout": 5, "host_timeout": 60}
     )
     with pytest.raises(SessionError, match="could not be written"):

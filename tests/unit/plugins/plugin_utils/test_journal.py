@@ -15,7 +15,7 @@ import os
 import time
 
 import pytest
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._runner import JournalError
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import JournalError
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _journal, _report_kinds, _report_model, _trail
 
 

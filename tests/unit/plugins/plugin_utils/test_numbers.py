@@ -21,12 +21,10 @@ from ansible_collections.dbhygiene.sessions.plugins.action import (
     session_timeouts,
 )
 from ansible_collections.dbhygiene.sessions.plugins.module_utils import _argspec, _engines
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import (
-    DURATION_CONDITIONS,
-    LIMIT_KEYS,
-    PolicyError,
-    parse_policy,
-)
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._conditions import DURATION_CONDITIONS
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import PolicyError
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._limits import LIMIT_KEYS
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import parse_policy
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _change_window, _inprocess, _report_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))

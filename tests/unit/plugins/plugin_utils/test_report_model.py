@@ -5,7 +5,7 @@ the report, and the audit report's lock chains."""
 import json
 
 import pytest
-from ansible_collections.dbhygiene.sessions.plugins.module_utils._policy import PolicyError
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import PolicyError
 from ansible_collections.dbhygiene.sessions.plugins.plugin_utils import _report_kinds, _report_model, _trail
 
 
