@@ -47,16 +47,22 @@ def policy_spec():
     return dict(type="raw", required=True)
 
 
-def sessions_argument_spec():
-    """Options of every `*_sessions` module besides the connection."""
+def waits_argument_spec():
+    """The options every module that ends sessions shares (`*_sessions`, `*_drain`): how long
+    to wait for the ended sessions and for the whole host, and the keys of the sessions the
+    role's write-ahead trail settles (internal; module_utils/_runner.py apply_policy)."""
     return dict(
-        policy=policy_spec(),
         wait_timeout=dict(type="float", default=10.0),
         host_timeout=dict(type="float", default=300.0),
-        # Internal: the enforce role's write-ahead trail (module_utils/_runner.py apply_policy).
         settle_keys=dict(type="list", elements="str", no_log=False),  # session keys, not secrets
-        end_only=dict(type="list", elements="str"),
     )
+
+
+def sessions_argument_spec():
+    """Options of every `*_sessions` module besides the connection."""
+    spec = dict(policy=policy_spec(), end_only=dict(type="list", elements="str"))
+    spec.update(waits_argument_spec())
+    return spec
 
 
 def info_argument_spec():

@@ -13,6 +13,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.dbhygiene.sessions.plugins.module_utils._argspec import waits_argument_spec
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._deadline import check_timeouts
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._durations import MAX_GRACE, parse_duration
 from ansible_collections.dbhygiene.sessions.plugins.module_utils._errors import PolicyError
@@ -35,17 +36,16 @@ MAX_NAME_CHARS = 255
 
 def drain_argument_spec():
     """Options of every `*_drain` module besides the connection (doc fragment ``dbhygiene.sessions._drain``)."""
-    return dict(
+    spec = dict(
         databases=dict(type="list", elements="str", required=True),
         state=dict(type="str", choices=list(STATES), default="drained"),
         allow_users=dict(type="list", elements="str", default=[]),
         grace=dict(type="raw", default=DEFAULT_DRAIN_GRACE),
-        wait_timeout=dict(type="float", default=10.0),
-        host_timeout=dict(type="float", default=300.0),
-        settle_keys=dict(type="list", elements="str", no_log=False),  # session keys, not secrets
         journaled_changes=dict(type="list", elements="str", no_log=False),  # change keys (change_key)
         journaled_sessions=dict(type="list", elements="str", no_log=False),  # session keys
     )
+    spec.update(waits_argument_spec())
+    return spec
 
 
 def _glob_literal(name):
