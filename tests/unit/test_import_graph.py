@@ -160,3 +160,78 @@ def test_a_loop_inside_a_function_is_found_and_named():
 def test_no_import_loop_in_module_utils_and_plugin_utils():
     loops = cycles(import_graph(module_files()))
     assert not loops, "import loops: " + "; ".join(" -> ".join(loop) for loop in loops)
+
+
+# ---------------------------------------------------------------- a name from its home
+# Every `from <collection module> import name` names what that module defines, never a name the
+# module only imports itself (a re-export): moving a name then breaks its users at once, instead
+# of leaving them on an old home that still works by accident.
+SOURCES = ("plugins", "extensions", "tests", "tools")
+SKIPPED_PARTS = {".venv", ".venv-2.16", ".build", ".git", ".ansible", "output"}
+
+
+def defined_names(tree):
+    """The names a module defines (functions, classes, assigned names, anywhere in it); the
+    names it only imports are not among them."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(n.id for target in targets for n in ast.walk(target) if isinstance(n, ast.Name))
+    return names
+
+
+def borrowed_names(files, root=ROOT):
+    """`path:line: module.name` for every name imported from a collection module (of `files`)
+    that does not define it; a subpackage's modules (`from pkg import driver`) are fine."""
+    plugins = root / "plugins"
+    found = []
+    defined = {}
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.ImportFrom) and node.level == 0 and node.module):
+                continue
+            if not node.module.startswith(PACKAGE + "."):
+                continue
+            source = plugins.joinpath(*node.module[len(PACKAGE) + 1 :].split("."))
+            if not source.with_suffix(".py").is_file():
+                continue  # a package (its modules are imported by name)
+            if source not in defined:
+                defined[source] = defined_names(ast.parse(source.with_suffix(".py").read_text(encoding="utf-8")))
+            for alias in node.names:
+                if alias.name not in defined[source]:
+                    module = node.module.rsplit(".", 1)[1]
+                    found.append(f"{path.relative_to(root)}:{node.lineno}: {module}.{alias.name}")
+    return found
+
+
+def python_files(root=ROOT):
+    return [
+        path
+        for folder in SOURCES
+        for path in sorted((root / folder).rglob("*.py"))
+        if not SKIPPED_PARTS.intersection(path.relative_to(root).parts)
+    ]
+
+
+def test_a_name_taken_from_a_file_that_only_imports_it_is_found(tmp_path):
+    package = PACKAGE + ".module_utils"
+    _write(tmp_path, "module_utils/_errors.py", "class SessionError(Exception):\n    pass\n")
+    _write(tmp_path, "module_utils/_driver.py", f"from {package}._errors import SessionError\nLIMIT = 3\n")
+    _write(tmp_path, "module_utils/_engine/driver.py", "")
+    _write(
+        tmp_path,
+        "plugin_utils/_user.py",
+        f"from {package}._driver import LIMIT, SessionError\nfrom {package}._engine import driver\n",
+    )
+    files = sorted((tmp_path / "plugins").rglob("*.py"))
+    assert borrowed_names(files, tmp_path) == ["plugins/plugin_utils/_user.py:1: _driver.SessionError"]
+
+
+def test_every_name_is_imported_from_its_home():
+    files = python_files()
+    assert len(files) > 200 and ROOT / "plugins" / "module_utils" / "_errors.py" in files
+    borrowed = borrowed_names(files)
+    assert not borrowed, "names imported from a module that only imports them:\n" + "\n".join(borrowed)
