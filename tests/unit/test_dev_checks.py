@@ -166,3 +166,19 @@ def test_a_typed_plugin_file_never_evaluates_its_annotations():
                 wrong.append(os.path.relpath(path, ROOT))
     assert len(typed) >= 10
     assert wrong == []
+
+
+def test_every_test_file_has_a_name_of_its_own():
+    # pytest imports test files by their basename (no __init__.py in tests/): two files of one
+    # name fail the whole run at collection ("import file mismatch"), the unit one and the
+    # integration one alike.
+    seen = {}
+    for folder, _dirs, names in os.walk(os.path.join(ROOT, "tests")):
+        if "output" in os.path.relpath(folder, ROOT).split(os.sep):
+            continue
+        for name in names:
+            if name.startswith("test_") and name.endswith(".py"):
+                seen.setdefault(name, []).append(os.path.relpath(os.path.join(folder, name), ROOT))
+    assert len(seen) > 100
+    twice = {name: paths for name, paths in seen.items() if len(paths) > 1}
+    assert not twice, twice
