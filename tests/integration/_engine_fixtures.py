@@ -8,16 +8,13 @@ least-privilege login, the state a cancelled query leaves, the words of its conn
 Sessions come from dbfleet.holder, the same on both engines, and close at teardown.
 """
 
-import time
 import uuid
 
 import pytest
 from conftest import lift_share_limit, run_module
 from dbfleet import holder
 
-# The MariaDB driver ends an idle thread only once it was planned idle for IDLE_PROOF_SECONDS
-# (InnoDB's transaction cache): an idle session of a test is older than that before a run.
-from _mysql_fixtures import IDLE_PROOF_SECONDS  # isort: skip
+import _mysql_fixtures  # isort: skip
 
 
 class Engine:
@@ -52,9 +49,11 @@ class Engine:
     def port(self):
         return self.fleet.server(self.server)["port"]
 
+    open_session = staticmethod(holder.open_session)  # (fleet, server, kind, **kwargs)
+
     def held(self, kind, **kwargs):
         """A session of `kind` (dbfleet.holder) on the engine's server, closed at teardown."""
-        session = holder.open_session(self.fleet, self.server, kind, **kwargs)
+        session = self.open_session(self.fleet, self.server, kind, **kwargs)
         self.opened.append(session)
         return session
 
@@ -115,11 +114,8 @@ class MySQL(Engine):
     wrong_password = "Access denied"
     module_options = {"wait_timeout": 5}
 
-    def held(self, kind, **kwargs):
-        session = super().held(kind, **kwargs)
-        if kind == "idle":
-            time.sleep(IDLE_PROOF_SECONDS + 0.05)
-        return session
+    # An idle session is older than the driver's idle proof before it is returned.
+    open_session = staticmethod(_mysql_fixtures.open_session)
 
     def verified_tls(self, ca_cert):
         return {"ca_cert": ca_cert, "check_hostname": True}

@@ -85,18 +85,24 @@ def my_tag():
     return "t-%s" % uuid.uuid4().hex[:8]
 
 
+def open_session(fleet, server, kind, **kwargs):
+    """holder.open_session on a MariaDB server; an idle session is returned only once the driver
+    may end it: it ends an idle thread only once it was planned idle for IDLE_PROOF_SECONDS
+    (InnoDB's transaction cache), so the session is older than that."""
+    session = holder.open_session(fleet, server, kind, **kwargs)
+    if kind == "idle":
+        time.sleep(IDLE_PROOF_SECONDS + 0.05)
+    return session
+
+
 @pytest.fixture
 def my_held(fleet):
     """open(kind, **kw) -> HeldSession (dbfleet.holder) on mariadb1, closed at teardown."""
     opened = []
 
     def open_(kind, server=SERVER, **kwargs):
-        session = holder.open_session(fleet, server, kind, **kwargs)
+        session = open_session(fleet, server, kind, **kwargs)
         opened.append(session)
-        if kind == "idle":
-            # The driver ends an idle thread only once it was planned idle for
-            # IDLE_PROOF_SECONDS (InnoDB's transaction cache): be older than that.
-            time.sleep(IDLE_PROOF_SECONDS + 0.05)
         return session
 
     yield open_
