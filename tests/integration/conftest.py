@@ -45,6 +45,11 @@ def lift_share_limit(policy):
     return dict(policy, limits=limits)
 
 
+def ids(entries):
+    """The sorted ids of a module result's list (terminated, cancelled, not_ended, would_end)."""
+    return sorted(entry["id"] for entry in entries)
+
+
 def ansible_env(extra=None):
     env = dict(os.environ)
     env.update(

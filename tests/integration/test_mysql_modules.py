@@ -33,10 +33,6 @@ def sweep(fleet, policy, **conn):
     return args
 
 
-def ids(entries):
-    return sorted(e["id"] for e in entries)
-
-
 def test_a_mix_ends_only_the_right_sessions(fleet, my_held, my_tag, my_user):
     # A login of this test only, so that a rule can name our own connection without touching anyone else's.
     login, password = my_user(grants=fx.LEAST_PRIVILEGE_GRANTS)

@@ -20,7 +20,7 @@ import time
 
 import psycopg2
 import pytest
-from conftest import lift_share_limit, run_module, wait_until
+from conftest import ids, lift_share_limit, run_module, wait_until
 
 pytest.register_assert_rewrite("_postgresql_fixtures")
 import _postgresql_fixtures as fx  # noqa: I001 (after register_assert_rewrite)
@@ -118,10 +118,6 @@ def sessions_run(fleet, policy, check=False):
     args = login(fleet)
     args["policy"] = lift_share_limit(policy)
     return run_module(SESSIONS, args, check=check)
-
-
-def ids(entries):
-    return sorted(entry["id"] for entry in entries)
 
 
 def scoped(tag, **rule):

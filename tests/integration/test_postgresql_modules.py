@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 import yaml
-from conftest import lift_share_limit, run_module, run_playbook, wait_older, wait_until, young_threshold
+from conftest import ids, lift_share_limit, run_module, run_playbook, wait_older, wait_until, young_threshold
 
 pytest.register_assert_rewrite("_postgresql_fixtures")
 import _postgresql_fixtures as fx  # noqa: I001 (after register_assert_rewrite)
@@ -38,10 +38,6 @@ def sessions_run(fleet, policy, check=False, diff=False, verbosity=0, env=None, 
     args = login(fleet, **overrides)
     args["policy"] = lift_share_limit(policy)
     return run_module(SESSIONS, args, check=check, diff=diff, verbosity=verbosity, env=env)
-
-
-def ids(entries):
-    return sorted(entry["id"] for entry in entries)
 
 
 @pytest.fixture

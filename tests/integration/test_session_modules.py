@@ -14,15 +14,11 @@ import time
 import uuid
 
 import pytest
-from conftest import run_module, wait_until
+from conftest import ids, run_module, wait_until
 
 pytest_plugins = ["_engine_fixtures"]
 
 UNREACHABLE = {"login_port": 1, "connect_timeout": 2}
-
-
-def ids(entries):
-    return sorted(entry["id"] for entry in entries)
 
 
 # ---------------------------------------------------------------- the four steps
