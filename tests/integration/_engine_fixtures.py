@@ -15,6 +15,7 @@ from conftest import lift_share_limit, run_module
 from dbfleet import holder
 
 import _mysql_fixtures  # isort: skip
+import _postgresql_fixtures  # isort: skip
 
 
 class Engine:
@@ -62,16 +63,9 @@ class Engine:
             session.close()
 
     def login(self, **overrides):
-        """Module arguments to connect as the fleet's least-privilege login."""
-        args = {
-            "login_host": self.host,
-            "login_port": self.port,
-            "login_user": "hygiene",
-            "login_password": self.fleet.password("hygiene"),
-            "connect_timeout": 5,
-        }
-        args.update(overrides)
-        return args
+        """Module arguments to connect as the fleet's least-privilege login (the engine's
+        fixtures build them)."""
+        raise NotImplementedError
 
     def verified_tls(self, ca_cert):
         """The options that make the modules verify the server's certificate against `ca_cert`."""
@@ -97,9 +91,9 @@ class PostgreSQL(Engine):
     wrong_password = "password authentication failed"
 
     def login(self, **overrides):
-        # ssl_mode left at the module's default (prefer): TLS when the server offers it.
-        args = super().login(login_db="postgres")
-        args.update(overrides)
+        args = _postgresql_fixtures.conn_params(self.fleet, self.server, **overrides)
+        if "ssl_mode" not in overrides:
+            del args["ssl_mode"]  # the module's default (prefer): TLS when the server offers it
         return args
 
     def verified_tls(self, ca_cert):
@@ -116,6 +110,9 @@ class MySQL(Engine):
 
     # An idle session is older than the driver's idle proof before it is returned.
     open_session = staticmethod(_mysql_fixtures.open_session)
+
+    def login(self, **overrides):
+        return _mysql_fixtures.module_conn(self.fleet, self.server, **overrides)
 
     def verified_tls(self, ca_cert):
         return {"ca_cert": ca_cert, "check_hostname": True}
